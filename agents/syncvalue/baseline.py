@@ -1,0 +1,118 @@
+"""The baseline a campaign must beat, computed from a client's daily history.
+
+Pure functions over arrays: no I/O, so the store the history came from does not matter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from synctwin.errors import InvalidInput
+from synctwin.history import History
+
+DAYS_PER_MONTH = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """Daily averages and funnel rates over the lookback window, with their spread.
+
+    `*_log_sd` are day-to-day standard deviations of the log of a daily rate: they set the
+    daily noise of the funnel model, and divided by sqrt(days) the sampling error of the mean.
+    """
+
+    days: int
+    lookback_days: int
+    daily_revenue: float
+    daily_spend: float
+    daily_conversions: float
+    avg_order_value: float
+    cpm: float
+    ctr: float
+    cvr_click: float
+    cpm_log_sd: float
+    ctr_log_sd: float
+    cvr_click_log_sd: float
+    aov_log_sd: float
+    conversions_per_dollar_log_sd: float
+    monthly_churn: float
+    ltv: float
+
+    @property
+    def monthly_revenue(self) -> float:
+        return self.daily_revenue * DAYS_PER_MONTH
+
+    @property
+    def monthly_ad_spend(self) -> float:
+        return self.daily_spend * DAYS_PER_MONTH
+
+    def revenue_over(self, days: int) -> float:
+        return self.daily_revenue * days
+
+    def spend_over(self, days: int) -> float:
+        return self.daily_spend * days
+
+    def to_dict(self) -> dict[str, float]:
+        d = {k: float(v) for k, v in asdict(self).items()}
+        d["monthly_revenue"] = self.monthly_revenue
+        d["monthly_ad_spend"] = self.monthly_ad_spend
+        return d
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else math.nan
+
+
+def _log_sd(num: np.ndarray, den: np.ndarray) -> float:
+    """Sample sd of log(num/den) over the days where both are positive (0 if under 2 such days)."""
+    ok = (num > 0) & (den > 0)
+    if int(ok.sum()) < 2:
+        return 0.0
+    return float(np.std(np.log(num[ok] / den[ok]), ddof=1))
+
+
+def compute_baseline(history: History, *, lookback_days: int = 90, min_days: int = 14,
+                     gross_margin: float = 1.0, default_monthly_churn: float = 0.25,
+                     source: str = "history") -> Baseline:
+    """The baseline over the last `lookback_days` calendar days of the history.
+
+    Churn comes from `returning_customers` when the history has it (1 - the share of a
+    month's buyers who buy again); otherwise from configuration. LTV is the simple
+    geometric one: margin per order times the expected months a customer stays.
+    """
+    window = history.last(lookback_days)
+    n = len(window)
+    if n < min_days:
+        raise InvalidInput(f"the history has {n} day(s) in the {lookback_days}-day lookback; "
+                           f"at least {min_days} are needed for a baseline", source=source)
+    spend, imp, clk, conv, rev = window.spend, window.impressions, window.clicks, window.conversions, window.revenue
+    total_spend, total_conv, total_rev = float(spend.sum()), float(conv.sum()), float(rev.sum())
+    if total_spend <= 0:
+        raise InvalidInput("the history has no ad spend in the lookback window", source=source, field="spend")
+    aov = _ratio(total_rev, total_conv)
+    if window.returning_customers is not None and total_conv > 0:
+        monthly_churn = float(np.clip(1.0 - window.returning_customers.sum() / total_conv, 0.01, 1.0))
+    else:
+        monthly_churn = default_monthly_churn
+    ltv = aov * gross_margin / monthly_churn if math.isfinite(aov) else math.nan
+    return Baseline(
+        days=n,
+        lookback_days=lookback_days,
+        daily_revenue=total_rev / n,
+        daily_spend=total_spend / n,
+        daily_conversions=total_conv / n,
+        avg_order_value=aov,
+        cpm=_ratio(total_spend, float(imp.sum())) * 1000.0,
+        ctr=_ratio(float(clk.sum()), float(imp.sum())),
+        cvr_click=_ratio(total_conv, float(clk.sum())),
+        cpm_log_sd=_log_sd(spend, imp),
+        ctr_log_sd=_log_sd(clk, imp),
+        cvr_click_log_sd=_log_sd(conv, clk),
+        aov_log_sd=_log_sd(rev, conv),
+        conversions_per_dollar_log_sd=_log_sd(conv, spend),
+        monthly_churn=monthly_churn,
+        ltv=ltv,
+    )

@@ -1,0 +1,42 @@
+"""Configuration from SYNCTWIN_* environment variables (pydantic-settings), with documented defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every tunable in one place; the command line overrides a few of them per run."""
+
+    model_config = SettingsConfigDict(env_prefix="SYNCTWIN_", env_file=None, extra="ignore")
+
+    # --- the gate -------------------------------------------------------------------------
+    threshold: float = Field(0.85, gt=0, lt=1, description="approve when confidence > threshold (seed: 0.85)")
+    paths: int = Field(10_000, ge=100, description="Monte Carlo paths drawn first")
+    max_paths: int = Field(160_000, ge=100, description="cap for adaptive sampling")
+    chunk_paths: int = Field(50_000, ge=1_000, description="paths per chunk: bounds memory, fixes seed streams")
+    projection_paths: int = Field(50_000, ge=100, description="paths used for the projection's quantiles")
+    model: str = Field("funnel", pattern="^(funnel|seed)$")
+    lookback_days: int = Field(90, ge=7, description="history window of the baseline")
+    min_history_days: int = Field(14, ge=2, description="fewer days than this is an error")
+    # uncertainty of the funnel model
+    structural_sigma: float = Field(
+        0.10, ge=0, description="log-sd of each funnel rate beyond what the history's sampling error explains"
+    )
+    new_context_widening: float = Field(2.0, ge=1, description="uncertainty factor for a new audience or platform")
+    demand_sigma: float = Field(0.15, ge=0, description="log-sd of demand (audience x cvr), as the seed's 15%")
+    delivery_sigma: float = Field(0.05, ge=0, description="daily log-sd of the platform's delivery of the budget")
+    max_overdelivery: float = Field(1.2, ge=1, description="a platform spends at most this times the daily budget")
+    default_monthly_churn: float = Field(0.25, gt=0, le=1, description="used when the history has no churn data")
+    # --- stores and sinks ---------------------------------------------------------------------
+    redis_url: str | None = Field(None, description="redis://... ; None means the embedded store")
+    key_prefix: str = Field("synctwin:", description="prefix of every Redis key")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read the environment once per process."""
+    return Settings()
