@@ -10,6 +10,7 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,7 @@ def history_from_records(rows: Iterable[Mapping[str, object]], *, source: str = 
     records: list[DailyRecord] = []
     for offset, row in enumerate(rows):
         line = first_line + offset
-        clean = {k: (None if v == "" else v) for k, v in row.items() if k is not None}
-        if "returning_customers" in clean and clean["returning_customers"] is None:
-            del clean["returning_customers"]
+        clean = {k: v for k, v in row.items() if k is not None and v not in ("", None)}
         try:
             records.append(DailyRecord.model_validate(clean))
         except ValidationError as exc:
@@ -97,7 +96,7 @@ def history_from_records(rows: Iterable[Mapping[str, object]], *, source: str = 
         raise InvalidInput("returning_customers is given on some days but not on this one",
                            source=source, line=first_line + first, field="returning_customers")
     order = sorted(range(len(records)), key=lambda i: records[i].date)
-    for a, b in zip(order, order[1:], strict=False):
+    for a, b in pairwise(order):
         if records[a].date == records[b].date:
             raise InvalidInput(f"duplicate date {records[b].date} (also on line {first_line + a})",
                                source=source, line=first_line + b, field="date")
@@ -119,7 +118,14 @@ def history_from_records(rows: Iterable[Mapping[str, object]], *, source: str = 
 
 def parse_history_csv(text: str, *, source: str = "history.csv") -> History:
     """Parse the history CSV contract: date,spend,impressions,clicks,conversions,revenue."""
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _parse_csv(text, source)
+    except csv.Error as exc:
+        raise InvalidInput(f"malformed CSV: {exc}", source=source) from None
+
+
+def _parse_csv(text: str, source: str) -> History:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames
     if not header:
         raise InvalidInput("the file is empty (expected a header line)", source=source, line=1)

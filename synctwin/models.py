@@ -94,7 +94,7 @@ class Projection(BaseModel):
     """What the live mirror compares a campaign with, at the same elapsed time."""
 
     campaign_id: str
-    launch_ts: float
+    launch_ts: float | None = Field(None, description="epoch seconds; null until the campaign is launched")
     horizon_days: int
     points: list[ProjectionPoint]
 

@@ -1,0 +1,209 @@
+"""The pre-launch gate (the Digital Handshake): simulate a strategy, approve it only when
+enough simulated paths make money.
+
+`evaluate` is the synchronous core (used by the command line, the SimPy agent and the HTTP
+service); `simulate_strategy` keeps the seed's async call shape and dict result.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from agents.synctwin.montecarlo import (
+    FunnelParams,
+    MonteCarloOutcome,
+    SeedModelParams,
+    run_monte_carlo,
+    simulate_funnel_model,
+    simulate_seed_model,
+)
+from agents.synctwin.stats import risk_profile
+from agents.syncvalue.baseline import Baseline
+from agents.syncvalue.service import SyncValue
+from synctwin.config import Settings, get_settings
+from synctwin.errors import InvalidInput
+from synctwin.models import GateResult, Projection, ProjectionPoint, SimulationDetails, Strategy
+from synctwin.strategy_io import strategy_from_dict
+
+
+def new_seed() -> int:
+    """A fresh seed, reported with the result so the run can be repeated exactly."""
+    return secrets.randbits(63)
+
+
+def _require(value: float, what: str, hint: str) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidInput(f"cannot estimate {what} from the history; {hint}")
+    return value
+
+
+def seed_model_params(strategy: Strategy, baseline: Baseline) -> SeedModelParams:
+    d = strategy.duration_days
+    return SeedModelParams(
+        days=d,
+        demand=strategy.audience_size * strategy.cvr,
+        daily_budget=strategy.daily_budget,
+        aov=_require(strategy.aov or baseline.avg_order_value, "the order value", "give 'aov' in the strategy"),
+        base_revenue=baseline.revenue_over(d),
+        base_spend=baseline.spend_over(d),
+        gross_margin=strategy.gross_margin,
+    )
+
+
+def funnel_params(strategy: Strategy, baseline: Baseline, settings: Settings) -> FunnelParams:
+    """Funnel rates from the history (strategy overrides win), uncertainty from its spread.
+
+    The uncertainty of a rate's mean is its sampling error (day-to-day sd / sqrt(days)) plus a
+    structural part for the future not being the past; a new audience or platform widens both.
+    """
+    d, n = strategy.duration_days, max(baseline.days, 1)
+    hint = "give 'cpm', 'ctr' and 'aov' in the strategy"
+    cpm = _require(strategy.cpm or baseline.cpm, "the CPM", hint)
+    ctr = _require(strategy.ctr or baseline.ctr, "the CTR", hint)
+    cvr_click = _require(baseline.cvr_click, "conversions per click", "the history needs clicks and conversions")
+    aov = _require(strategy.aov or baseline.avg_order_value, "the order value", hint)
+    widen = settings.new_context_widening if (strategy.new_audience or strategy.new_platform) else 1.0
+    s = settings.structural_sigma
+
+    def param_sigma(daily_sd: float) -> float:
+        return widen * math.sqrt(daily_sd**2 / n + s**2)
+
+    return FunnelParams(
+        days=d,
+        daily_budget=strategy.daily_budget,
+        demand=strategy.audience_size * strategy.cvr,
+        conversions_per_dollar=1000.0 / cpm * ctr * cvr_click,
+        aov=aov,
+        base_revenue=baseline.revenue_over(d),
+        base_spend=baseline.spend_over(d),
+        gross_margin=strategy.gross_margin,
+        demand_sigma=widen * settings.demand_sigma,
+        param_cpd_sigma=param_sigma(baseline.conversions_per_dollar_log_sd),
+        param_aov_sigma=param_sigma(baseline.aov_log_sd),
+        daily_cpd_sigma=widen * baseline.conversions_per_dollar_log_sd,
+        daily_aov_sigma=baseline.aov_log_sd,
+        delivery_sigma=settings.delivery_sigma,
+        max_overdelivery=settings.max_overdelivery,
+    )
+
+
+def build_projection(outcome: MonteCarloOutcome, campaign_id: str, launch_ts: float | None,
+                     days: int) -> Projection:
+    """Cumulative quantiles at launch (all zero) and at the end of every day."""
+    zero = ProjectionPoint(t_hours=0.0, spend_p10=0, spend_p50=0, spend_p90=0, revenue_p10=0, revenue_p50=0,
+                           revenue_p90=0, conversions_p10=0, conversions_p50=0, conversions_p90=0)
+    points = [zero]
+    b = {m: np.round(outcome.bands[m], 4).tolist() for m in ("spend", "revenue", "conversions")}
+    for day in range(days):
+        row: dict[str, float] = {"t_hours": 24.0 * (day + 1)}
+        for metric, rows in b.items():
+            row[f"{metric}_p10"], row[f"{metric}_p50"], row[f"{metric}_p90"] = rows[day]
+        points.append(ProjectionPoint(**row))
+    return Projection(campaign_id=campaign_id, launch_ts=launch_ts, horizon_days=days, points=points)
+
+
+class SimulationGatekeeper:
+    """Pre-launch validation: blocks campaigns predicted to lose money."""
+
+    def __init__(self, syncvalue_client: SyncValue | None = None, *, settings: Settings | None = None,
+                 model: str | None = None, threshold: float | None = None, paths: int | None = None) -> None:
+        self.syncvalue_client = syncvalue_client
+        self.settings = settings or get_settings()
+        self.model = model or self.settings.model
+        self.threshold = self.settings.threshold if threshold is None else threshold
+        self.paths = paths or self.settings.paths
+        if self.model not in ("funnel", "seed"):
+            raise InvalidInput(f"unknown model {self.model!r}; expected funnel or seed", field="model")
+        if not 0 < self.threshold < 1:
+            raise InvalidInput(f"threshold {self.threshold} must be in (0, 1)", field="threshold")
+
+    def evaluate(self, strategy: Strategy, baseline: Baseline, *, seed: int | None = None,
+                 paths: int | None = None, model: str | None = None, threshold: float | None = None,
+                 max_paths: int | None = None) -> GateResult:
+        """Simulate and decide. Same strategy, baseline and seed: the same result, bit for bit."""
+        started = time.perf_counter()
+        model = model or self.model
+        threshold = self.threshold if threshold is None else threshold
+        paths = paths or self.paths
+        if paths < 100:
+            raise InvalidInput(f"paths {paths} is too few; use at least 100", field="paths")
+        seed = new_seed() if seed is None else int(seed)
+        if seed < 0:
+            raise InvalidInput(f"seed {seed} must be >= 0", field="seed")
+        max_paths = max(paths, max_paths or self.settings.max_paths)
+        if model == "seed":
+            simulate = partial(_seed_chunk, seed_model_params(strategy, baseline))
+        else:
+            simulate = partial(_funnel_chunk, funnel_params(strategy, baseline, self.settings))
+        outcome = run_monte_carlo(
+            simulate, seed=seed, paths=paths, max_paths=max_paths, chunk_paths=self.settings.chunk_paths,
+            threshold=threshold, projection_paths=self.settings.projection_paths,
+        )
+        return self._result(strategy, baseline, outcome, model=model, seed=seed, threshold=threshold,
+                            started=started)
+
+    def _result(self, strategy: Strategy, baseline: Baseline, outcome: MonteCarloOutcome, *, model: str,
+                seed: int, threshold: float, started: float) -> GateResult:
+        u = outcome.uplift
+        p10, p50, p90 = (float(x) for x in np.quantile(u, (0.10, 0.50, 0.90)))
+        positives = u[u > 0]
+        raw_conf = outcome.confidence
+        confidence = round(raw_conf, 4)
+        low, high = outcome.interval
+        projected = round(p50, 2)
+        decision = "APPROVED" if raw_conf > threshold else "REJECTED"
+        return GateResult(
+            confidence_score=confidence,
+            risk_profile=risk_profile(raw_conf, p50),
+            projected_net_profit_uplift=projected,
+            simulation_details=SimulationDetails(
+                total_simulations=outcome.paths,
+                positive_outcomes=outcome.positive,
+                median_uplift=projected,
+                p10_uplift=round(p10, 2),
+                p90_uplift=round(p90, 2),
+                initial_simulations=outcome.initial_paths,
+                adaptive_rounds=outcome.rounds,
+                median_positive_uplift=round(float(np.median(positives)), 2) if positives.size else None,
+            ),
+            decision=decision,
+            threshold=threshold,
+            confidence_interval=(min(round(low, 4), confidence), max(round(high, 4), confidence)),
+            expected_uplift=round(float(u.mean()), 2),
+            model=model,
+            seed=seed,
+            elapsed_ms=round((time.perf_counter() - started) * 1000.0, 3),
+            campaign_id=strategy.campaign_id,
+            client_id=strategy.client_id,
+            baseline={k: round(v, 6) for k, v in baseline.to_dict().items() if math.isfinite(v)},
+            projection=build_projection(outcome, strategy.campaign_id, strategy.launch_ts, strategy.duration_days),
+        )
+
+    async def simulate_strategy(self, strategy: Strategy | Mapping[str, Any], client_id: str | None = None,
+                                lookback_days: int = 90, *, seed: int | None = None) -> dict[str, Any]:
+        """The seed's interface: fetch the baseline from SyncValue, simulate, return a dict."""
+        if self.syncvalue_client is None:
+            raise RuntimeError("SimulationGatekeeper needs a SyncValue client to fetch baselines")
+        if not isinstance(strategy, Strategy):
+            data = dict(strategy)
+            if client_id is not None:
+                data.setdefault("client_id", client_id)
+            strategy = strategy_from_dict(data)
+        client = client_id or strategy.client_id
+        baseline = self.syncvalue_client.baseline(client, lookback_days, gross_margin=strategy.gross_margin)
+        return self.evaluate(strategy, baseline, seed=seed).to_dict()
+
+
+def _seed_chunk(params: SeedModelParams, n: int, rng: np.random.Generator, keep: bool):
+    return simulate_seed_model(params, n, rng, keep_paths=keep)
+
+
+def _funnel_chunk(params: FunnelParams, n: int, rng: np.random.Generator, keep: bool):
+    return simulate_funnel_model(params, n, rng, keep_paths=keep)

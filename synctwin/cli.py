@@ -1,0 +1,69 @@
+"""The `synctwin` command line: one subcommand per job, each in synctwin/commands/.
+
+Imports are lazy, so `synctwin gate` does not pay for SimPy or Redis it does not use.
+Exit statuses follow DESIGN.md; any invalid input ends with one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+
+from synctwin.errors import InvalidInput
+
+EXIT_INVALID = 2
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module in synctwin.commands, one-line help)
+    "demo": ("demo", "run the main job on embedded defaults (no server needed), with a readable summary"),
+    "gate": ("gate", "pre-launch gate: simulate a strategy; exit 0 approved, 1 rejected, 2 invalid input"),
+    "backtest": ("backtest", "gate decisions against campaigns with known outcomes: confusion matrix, FN/FP rates"),
+    "audit": ("audit", "the SyncShield audit log: `audit verify (FILE | --redis URL)` checks its hash chain"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line (it already does) and names the command."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_INVALID, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="synctwin",
+        description="SyncTwin: a digital twin that protects ad budgets. It simulates every campaign "
+        "before launch and blocks the ones likely to lose money.",
+        epilog="Configuration: SYNCTWIN_* environment variables (e.g. SYNCTWIN_THRESHOLD=0.9). "
+        "Run `synctwin COMMAND --help` for a command's options.",
+    )
+    from synctwin import __version__
+
+    parser.add_argument("--version", action="version", version=f"synctwin {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        import_module(f"synctwin.commands.{module}").add_arguments(cmd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    run: Callable[[argparse.Namespace], int] = import_module(f"synctwin.commands.{COMMANDS[args.command][0]}").run
+    try:
+        return run(args)
+    except InvalidInput as exc:
+        print(f"synctwin {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

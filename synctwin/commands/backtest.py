@@ -1,0 +1,59 @@
+"""`synctwin backtest [DIR_OR_FILE]`: the gate against campaigns whose outcome is known."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cases", nargs="?", metavar="DIR_OR_FILE",
+                   help="a backtest case file (JSON: strategy, history, outcome) or a directory of them; "
+                        "default: the 10 built-in historical campaigns (5 profitable, 5 not)")
+    p.add_argument("--model", choices=("funnel", "seed"), help="the gate's model (default funnel)")
+    p.add_argument("--paths", type=int, metavar="N", help="Monte Carlo paths per campaign (default 10000)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    p.add_argument("--threshold", type=float, metavar="T", help="approve when confidence > T (default 0.85)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON document")
+
+
+def run(args: argparse.Namespace) -> int:
+    from agents.synctwin.backtest import builtin_historical_dir, load_cases, run_backtest
+    from agents.synctwin.gatekeeper import SimulationGatekeeper
+
+    cases = load_cases(args.cases or builtin_historical_dir())
+    gatekeeper = SimulationGatekeeper(model=args.model, threshold=args.threshold)
+    report = run_backtest(cases, gatekeeper, seed=args.seed, paths=args.paths, model=args.model)
+    if args.json:
+        from synctwin.console import print_json
+
+        print_json(report.to_dict())
+    else:
+        print_report(report.to_dict())
+    return 0
+
+
+def print_report(d: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from synctwin.console import console, money
+
+    out = console()
+    t = Table(title="Gate decisions against known outcomes")
+    for col in ("campaign", "decision", "confidence", "projected uplift", "realized uplift", "verdict"):
+        t.add_column(col, justify="right" if col not in ("campaign", "decision") else "left")
+    for row in d["cases"]:
+        verdict = row["verdict"]
+        style = "green" if verdict in ("TP", "TN") else "bold red"
+        t.add_row(row["name"], row["decision"], f"{row['confidence']:.3f}", money(row["projected_uplift"]),
+                  money(row["realized_uplift"]), f"[{style}]{verdict}[/]")
+    out.print(t)
+    m = d["confusion"]
+    out.print(f"                 profitable  unprofitable\n"
+              f"  approved     {m['TP']:>10}  {m['FP']:>12}\n"
+              f"  rejected     {m['FN']:>10}  {m['TN']:>12}")
+    out.print(f"false negatives (rejected but profitable): {m['FN']}/{m['TP'] + m['FN']} = {d['fn_rate']:.1%}  "
+              f"(seed goal < 5%)")
+    out.print(f"false positives (approved but unprofitable): {m['FP']}/{m['FP'] + m['TN']} = {d['fp_rate']:.1%}  "
+              f"(seed goal < 10%)")
+    out.print(f"rejection share {d['rejection_share']:.0%}, accuracy {d['accuracy']:.0%}")

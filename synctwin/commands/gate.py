@@ -1,0 +1,143 @@
+"""`synctwin gate`: the pre-launch gate on a strategy file and a history file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from synctwin.errors import InvalidInput
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("strategy", metavar="STRATEGY.json",
+                   help="the campaign strategy (audience_size, cvr, daily_budget, ...)")
+    p.add_argument("--history", metavar="HISTORY.csv",
+                   help="the client's daily history (date,spend,impressions,clicks,conversions,revenue); "
+                        "with --redis and no --history it is read from the store by client_id")
+    p.add_argument("--model", choices=("funnel", "seed"), help="funnel (default): day-by-day funnel; "
+                   "seed: the seed's one-factor formula")
+    p.add_argument("--paths", type=int, metavar="N", help="Monte Carlo paths to draw first (default 10000); more "
+                   "are drawn while the confidence interval straddles the threshold")
+    p.add_argument("--max-paths", type=int, metavar="N", help="cap for adaptive sampling (default 160000)")
+    p.add_argument("--seed", type=int, metavar="S", help="random seed (default: fresh, reported in the result)")
+    p.add_argument("--threshold", type=float, metavar="T", help="approve when confidence > T (default 0.85)")
+    p.add_argument("--lookback-days", type=int, metavar="D", help="history window of the baseline (default 90)")
+    p.add_argument("--audit-log", metavar="FILE", help="append the decision to this hash-chained JSONL audit log")
+    p.add_argument("--redis", metavar="URL", help="audit to the Redis stream and, when approved, store the "
+                   "projection under {prefix}campaign:{id}:projection for the live mirror")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON document")
+
+
+def audit_metadata(result: Any) -> dict[str, Any]:
+    """What the audit log keeps of a decision: enough to judge and to re-run it (the seed)."""
+    d = result.to_dict()
+    d.pop("projection", None)
+    d.pop("baseline", None)
+    return d
+
+
+def run(args: argparse.Namespace) -> int:
+    from agents.synctwin.gatekeeper import SimulationGatekeeper
+    from agents.syncvalue.baseline import compute_baseline
+    from synctwin.config import get_settings
+    from synctwin.history import load_history
+    from synctwin.strategy_io import load_strategy
+
+    settings = get_settings()
+    strategy = load_strategy(args.strategy)
+    client = None
+    if args.redis:
+        client = _redis(args.redis)
+    if args.history:
+        history, source = load_history(args.history), args.history
+    elif client is not None:
+        from agents.syncvalue.stores import RedisHistoryStore
+
+        history = RedisHistoryStore(client, settings.key_prefix).get(strategy.client_id)
+        source = f"history of {strategy.client_id} in Redis"
+    else:
+        raise InvalidInput("--history HISTORY.csv is required (or --redis URL with the client's stored history)")
+    for name in ("paths", "max_paths", "lookback_days"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise InvalidInput(f"--{name.replace('_', '-')} must be a positive number (got {value})")
+    baseline = compute_baseline(
+        history, lookback_days=args.lookback_days or settings.lookback_days, min_days=settings.min_history_days,
+        gross_margin=strategy.gross_margin, default_monthly_churn=settings.default_monthly_churn, source=source,
+    )
+    gatekeeper = SimulationGatekeeper(settings=settings, model=args.model, threshold=args.threshold)
+    result = gatekeeper.evaluate(strategy, baseline, seed=args.seed, paths=args.paths, max_paths=args.max_paths)
+    _record(result, args, client, settings.key_prefix)
+    if args.json:
+        from synctwin.console import print_json
+
+        print_json(result.to_dict())
+    else:
+        print_result(result)
+    return 0 if result.approved else 1
+
+
+def _redis(url: str) -> Any:
+    from synctwin.redis_conn import connect
+
+    client = connect(url)
+    try:
+        client.ping()
+    except Exception as exc:  # redis raises several connection error types
+        raise InvalidInput(f"cannot reach Redis at {url}: {exc}") from None
+    return client
+
+
+def _record(result: Any, args: argparse.Namespace, client: Any, prefix: str) -> None:
+    """Audit the decision; on approval with --redis, publish the projection for the mirror."""
+    from agents.syncshield.backends import JsonlAuditStore, RedisAuditStore
+
+    if result.approved:
+        event, reason = "CAMPAIGN_APPROVED", None
+    else:
+        event, reason = "CAMPAIGN_REJECTED", "SYNCTWIN_NEGATIVE_FORECAST"
+    stores = []
+    if args.audit_log:
+        stores.append(JsonlAuditStore(args.audit_log))
+    if client is not None:
+        stores.append(RedisAuditStore(client, key=f"{prefix}audit"))
+    meta = audit_metadata(result)
+    for store in stores:
+        store.append(event, client_id=result.client_id, campaign_id=result.campaign_id, reason=reason, metadata=meta)
+    if client is not None and result.approved:
+        projection = result.projection.model_copy(
+            update={"launch_ts": result.projection.launch_ts or time.time()}
+        )
+        client.set(f"{prefix}campaign:{result.campaign_id}:projection", json.dumps(projection.model_dump(mode="json")))
+
+
+def print_result(result: Any) -> None:
+    from rich.table import Table
+
+    from synctwin.console import console, money
+
+    out = console()
+    sd = result.simulation_details
+    colour = "green" if result.approved else "red"
+    lo, hi = result.confidence_interval
+    out.print(f"[bold {colour}]{result.decision}[/] campaign [bold]{result.campaign_id}[/] "
+              f"(client {result.client_id}), model {result.model}, seed {result.seed}")
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_row("confidence", f"{result.confidence_score:.3f}  (95% interval {lo:.3f}-{hi:.3f}; "
+              f"approve when > {result.threshold})")
+    t.add_row("risk profile", result.risk_profile)
+    t.add_row("net profit uplift", f"median {money(sd.median_uplift)}, p10 {money(sd.p10_uplift)}, "
+              f"p90 {money(sd.p90_uplift)}, mean {money(result.expected_uplift)}")
+    t.add_row("paths", f"{sd.total_simulations:,} ({sd.positive_outcomes:,} positive"
+              + (f"; {sd.adaptive_rounds} adaptive round(s) from {sd.initial_simulations:,}" if sd.adaptive_rounds
+                 else "") + ")")
+    b = result.baseline
+    t.add_row("baseline", f"{int(b['days'])} days: revenue {money(b['daily_revenue'])}/day, "
+              f"ad spend {money(b['daily_spend'])}/day, AOV {money(b.get('avg_order_value'))}")
+    last = result.projection.points[-1]
+    t.add_row("projection", f"after {result.projection.horizon_days} days: spend {money(last.spend_p50)}, "
+              f"revenue {money(last.revenue_p50)}, {last.conversions_p50:,.0f} conversions (medians)")
+    t.add_row("elapsed", f"{result.elapsed_ms:.1f} ms")
+    out.print(t)
