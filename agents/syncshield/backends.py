@@ -1,0 +1,396 @@
+"""Where audit records live: in memory, in a JSONL file, or in a Redis stream.
+
+Every store appends through `chain.make_record`, so the chaining rule exists once. Each store
+reads the current head and writes the next record as one atomic step (a lock, an exclusive
+`flock`, or WATCH/MULTI/EXEC), so several writers, threads or processes, still build ONE chain.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from synctwin.errors import InvalidInput
+
+from .chain import RECORD_KEYS, Malformed, VerifyReport, canonical_json, make_record, verify_chain
+
+Clock = Callable[[], float]
+
+
+@runtime_checkable
+class AuditStore(Protocol):
+    """The port SyncShield writes to; adapters decide where the records go."""
+
+    def append(
+        self,
+        event_type: str,
+        *,
+        client_id: str | None = None,
+        campaign_id: str | None = None,
+        reason: str | None = None,
+        metadata: Any = None,
+    ) -> dict[str, Any]:
+        """Chain a new record after the current head, store it and return it."""
+        ...
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record, oldest first."""
+        ...
+
+
+class InMemoryAuditStore:
+    """A list: for tests, the demo and virtual-time runs that need no persistence."""
+
+    def __init__(self, clock: Clock = time.time) -> None:
+        self._clock = clock
+        self._records: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def append(
+        self,
+        event_type: str,
+        *,
+        client_id: str | None = None,
+        campaign_id: str | None = None,
+        reason: str | None = None,
+        metadata: Any = None,
+    ) -> dict[str, Any]:
+        """Chain onto the last record under a lock, so threads cannot fork the chain."""
+        with self._lock:
+            prev = self._records[-1] if self._records else None
+            rec = make_record(prev, event_type, ts=self._clock(), client_id=client_id,
+                              campaign_id=campaign_id, reason=reason, metadata=metadata)
+            self._records.append(rec)
+            return dict(rec)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Copies, so a caller cannot edit the stored log by accident."""
+        with self._lock:
+            return [json.loads(canonical_json(r)) for r in self._records]
+
+    def verify(self) -> VerifyReport:
+        """Check the chain held in memory."""
+        with self._lock:
+            return verify_chain(list(self._records))
+
+
+# ---------------------------------------------------------------------------------------- JSONL
+def _shape_error(obj: Any) -> str | None:
+    """Why a parsed line cannot be chained onto (the stricter checks are verify's job)."""
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    missing = [k for k in RECORD_KEYS if k not in obj]
+    if missing:
+        return f"not an audit record (missing {', '.join(missing)})"
+    if isinstance(obj["seq"], bool) or not isinstance(obj["seq"], int):
+        return f"seq is not an integer (got {obj['seq']!r})"
+    if not isinstance(obj["hash"], str):
+        return f"hash is not a string (got {obj['hash']!r})"
+    return None
+
+
+def _parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """(record, None) or (None, what is wrong with the line)."""
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+    problem = _shape_error(obj)
+    return (None, problem) if problem else (obj, None)
+
+
+class JsonlAuditStore:
+    """One canonical-JSON record per line, appended under an exclusive `flock`.
+
+    The head is re-read under the lock before every append, so two processes appending to one
+    file keep one chain. To avoid re-reading the whole file each time, the store remembers how
+    far it has read (per inode) and only parses lines written since. A line that cannot be
+    parsed stops the append with an InvalidInput naming file and line, and nothing is written:
+    chaining onto garbage would hide it.
+
+    `fsync=True` makes each append survive a power cut, at a few milliseconds each on disks.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], clock: Clock = time.time, *,
+                 fsync: bool = False) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._fsync = fsync
+        self._mutex = threading.Lock()
+        self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file read so far
+        self._offset = 0   # bytes already read and parsed
+        self._lines = 0    # lines already read and parsed
+        self._last: dict[str, Any] | None = None
+        self._missing_newline = False  # the last line read has no "\n" (a writer died mid-line?)
+
+    def _catch_up(self, fd: int) -> tuple[dict[str, Any] | None, bool]:
+        """Read lines added since the last call; returns (head record, file lacks a final newline).
+
+        If the file was replaced, shrank, or the new bytes do not parse from where we stopped
+        (rewritten in place), read it again from the start, so errors name the right line.
+        """
+        st = os.fstat(fd)
+        ident = (st.st_dev, st.st_ino)
+        if ident == self._ident and st.st_size >= self._offset:
+            try:
+                return self._read_from(fd, self._offset, self._lines, self._last, self._missing_newline)
+            except InvalidInput:
+                if self._offset == 0:
+                    raise
+        self._ident = None
+        result = self._read_from(fd, 0, 0, None, False)
+        self._ident = ident
+        return result
+
+    def _read_from(self, fd: int, offset: int, lines: int, last: dict[str, Any] | None,
+                   missing_newline: bool) -> tuple[dict[str, Any] | None, bool]:
+        with open(os.dup(fd), "rb") as fh:  # the dup shares the lock; closing it keeps the lock
+            fh.seek(offset)
+            for raw in fh:
+                lines += 1
+                rec, problem = _parse_line(raw)
+                if problem:
+                    raise InvalidInput(f"{problem}; refusing to append to a damaged audit log",
+                                       source=str(self.path), line=lines)
+                last = rec
+                offset += len(raw)
+                missing_newline = not raw.endswith(b"\n")
+        self._offset, self._lines, self._last, self._missing_newline = offset, lines, last, missing_newline
+        return last, missing_newline
+
+    def append(
+        self,
+        event_type: str,
+        *,
+        client_id: str | None = None,
+        campaign_id: str | None = None,
+        reason: str | None = None,
+        metadata: Any = None,
+    ) -> dict[str, Any]:
+        """Lock the file, read its head, write the next record with one write(), unlock."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._mutex:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                prev, missing_newline = self._catch_up(fd)
+                rec = make_record(prev, event_type, ts=self._clock(), client_id=client_id,
+                                  campaign_id=campaign_id, reason=reason, metadata=metadata)
+                data = (b"\n" if missing_newline else b"") + canonical_json(rec).encode("utf-8") + b"\n"
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if self._fsync:
+                    os.fsync(fd)
+                self._offset += len(data)
+                self._lines += 1
+                self._last, self._missing_newline = rec, False
+                return dict(rec)
+            finally:
+                os.close(fd)  # also releases the flock
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record; raises InvalidInput (file, line) for a line that is not a record."""
+        out: list[dict[str, Any]] = []
+        for lineno, raw in _locked_lines(self.path, missing_ok=True):
+            rec, problem = _parse_line(raw)
+            if problem:
+                raise InvalidInput(problem, source=str(self.path), line=lineno)
+            assert rec is not None
+            out.append(rec)
+        return out
+
+    def verify(self) -> VerifyReport:
+        """Check the file's chain (see `verify_file`)."""
+        return verify_file(self.path)
+
+
+def _locked_lines(path: Path, *, missing_ok: bool) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) under a shared flock, so no half-written append is seen."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - held open while the caller iterates
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise InvalidInput("no such audit log file", source=str(path)) from None
+    except IsADirectoryError:
+        raise InvalidInput("is a directory, not an audit log file", source=str(path)) from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read ({exc.strerror})", source=str(path)) from None
+    with fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
+        yield from enumerate(fh, start=1)
+
+
+def verify_file(path: str | os.PathLike[str]) -> VerifyReport:
+    """Verify a JSONL audit log; a line that is not a record is reported as tampered, not raised.
+
+    Raises InvalidInput only when the file itself cannot be read (missing, a directory, ...).
+    """
+    def entries() -> Iterator[dict[str, Any] | Malformed]:
+        for lineno, raw in _locked_lines(Path(path), missing_ok=False):
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                yield Malformed(f"line {lineno} is not UTF-8 ({exc.reason} at byte {exc.start})")
+            except json.JSONDecodeError as exc:
+                yield Malformed(f"line {lineno} is not valid JSON ({exc.msg} at column {exc.colno})")
+            else:
+                yield obj
+
+    gen = entries()
+    try:
+        return verify_chain(gen)
+    finally:
+        gen.close()  # releases the shared lock even when the check stops at a bad record
+
+
+# ---------------------------------------------------------------------------------------- Redis
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
+
+
+def _entry_fields(fields: Mapping[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in fields.items()}
+
+
+def _stream_fields(rec: Mapping[str, Any]) -> dict[str, str]:
+    """XADD fields: a few for XRANGE readers and filters, plus the whole record."""
+    return {
+        "seq": str(rec["seq"]),
+        "event_type": rec["event_type"],
+        "hash": rec["hash"],
+        "prev_hash": rec["prev_hash"],
+        "record": canonical_json(rec),
+    }
+
+
+def _entry_to_record(entry_id: str, fields: dict[str, str]) -> dict[str, Any] | Malformed:
+    """The record stored in one stream entry, or Malformed saying what is wrong with it."""
+    if "record" not in fields:
+        return Malformed(f"stream entry {entry_id} has no 'record' field")
+    try:
+        rec = json.loads(fields["record"])
+    except json.JSONDecodeError as exc:
+        return Malformed(f"stream entry {entry_id}: 'record' is not valid JSON ({exc.msg})")
+    if not isinstance(rec, dict):
+        return Malformed(f"stream entry {entry_id}: 'record' is not a JSON object")
+    seq = rec.get("seq") if isinstance(rec.get("seq"), int) else None
+    for name in ("seq", "event_type", "hash", "prev_hash"):
+        if name in fields and name in rec and fields[name] != str(rec[name]):
+            return Malformed(f"stream entry {entry_id}: field '{name}' ({fields[name]!r}) disagrees "
+                             f"with the stored record ({rec[name]!r})", seq=seq)
+    return rec
+
+
+def _iter_stream(client: Any, key: str, batch: int = 1000) -> Iterator[tuple[str, dict[str, str]]]:
+    """All entries of a stream, oldest first, in batches (one huge XRANGE would block Redis)."""
+    import redis
+
+    start = "-"
+    while True:
+        try:
+            entries = client.xrange(key, min=start, max="+", count=batch)
+        except redis.exceptions.ResponseError as exc:
+            if "WRONGTYPE" in str(exc):
+                kind = _text(client.type(key))
+                raise InvalidInput(f"holds a {kind}, not a stream", source=f"Redis key {key}") from None
+            raise
+        for entry_id, fields in entries:
+            yield _text(entry_id), _entry_fields(fields)
+        if len(entries) < batch:
+            return
+        start = "(" + _text(entries[-1][0])
+
+
+class RedisAuditStore:
+    """Records in a Redis stream (XADD), chained with optimistic concurrency.
+
+    Each append WATCHes the key, reads the head with XREVRANGE COUNT 1, and XADDs the next
+    record inside MULTI/EXEC; if another writer got in first, EXEC fails with WatchError and we
+    retry on the new head. Concurrent writers, with their own connections, keep one chain.
+    The stream is never trimmed: an audit log is append-only.
+    """
+
+    def __init__(self, client: Any, key: str = "synctwin:audit", clock: Clock = time.time, *,
+                 max_attempts: int = 1000) -> None:
+        self.client = client
+        self.key = key
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self.retries = 0  # WatchError retries so far: a measure of contention
+
+    def _head(self, pipe: Any) -> dict[str, Any] | None:
+        entries = pipe.xrevrange(self.key, count=1)
+        if not entries:
+            return None
+        entry_id, fields = _text(entries[0][0]), _entry_fields(entries[0][1])
+        rec = _entry_to_record(entry_id, fields)
+        problem = rec.reason if isinstance(rec, Malformed) else _shape_error(rec)
+        if problem:
+            raise InvalidInput(f"the head of the audit stream is not a valid record ({problem}); "
+                               "refusing to append", source=f"Redis key {self.key}")
+        assert isinstance(rec, dict)
+        return rec
+
+    def append(
+        self,
+        event_type: str,
+        *,
+        client_id: str | None = None,
+        campaign_id: str | None = None,
+        reason: str | None = None,
+        metadata: Any = None,
+    ) -> dict[str, Any]:
+        """WATCH, read head, MULTI/XADD/EXEC; retry on WatchError with a little jitter."""
+        from redis.exceptions import WatchError
+
+        for attempt in range(self._max_attempts):
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(self.key)
+                    prev = self._head(pipe)
+                    rec = make_record(prev, event_type, ts=self._clock(), client_id=client_id,
+                                      campaign_id=campaign_id, reason=reason, metadata=metadata)
+                    pipe.multi()
+                    pipe.xadd(self.key, _stream_fields(rec))
+                    pipe.execute()
+                    return rec
+                except WatchError:
+                    self.retries += 1
+            if attempt >= 2:  # back off a little so a crowd of writers stops colliding
+                time.sleep(random.uniform(0, min(0.02, 0.0005 * 2 ** min(attempt, 10))))
+        raise RuntimeError(f"could not append to {self.key} after {self._max_attempts} attempts "
+                           "(too many concurrent writers)")
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record, oldest first; InvalidInput names the first entry that is not one."""
+        out: list[dict[str, Any]] = []
+        for entry_id, fields in _iter_stream(self.client, self.key):
+            rec = _entry_to_record(entry_id, fields)
+            if isinstance(rec, Malformed):
+                raise InvalidInput(rec.reason, source=f"Redis key {self.key}")
+            out.append(rec)
+        return out
+
+    def verify(self) -> VerifyReport:
+        """Check the stream's chain (see `verify_redis`)."""
+        return verify_redis(self.client, self.key)
+
+
+def verify_redis(client: Any, key: str = "synctwin:audit") -> VerifyReport:
+    """Verify the chain in a Redis stream; garbage entries are reported as tampered records.
+
+    The stream fields `seq`, `event_type`, `hash` and `prev_hash` must agree with the stored
+    `record`, so editing either copy is caught. A key that does not exist is an empty log.
+    """
+    return verify_chain(_entry_to_record(eid, f) for eid, f in _iter_stream(client, key))
