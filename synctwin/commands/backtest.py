@@ -52,8 +52,15 @@ def print_report(d: dict[str, Any]) -> None:
     out.print(f"                 profitable  unprofitable\n"
               f"  approved     {m['TP']:>10}  {m['FP']:>12}\n"
               f"  rejected     {m['FN']:>10}  {m['TN']:>12}")
-    out.print(f"false negatives (rejected but profitable): {m['FN']}/{m['TP'] + m['FN']} = {d['fn_rate']:.1%}  "
+    out.print(f"false negatives (rejected but profitable): {m['FN']}/{m['TP'] + m['FN']} = {pct(d['fn_rate'])}  "
               f"(seed goal < 5%)")
-    out.print(f"false positives (approved but unprofitable): {m['FP']}/{m['FP'] + m['TN']} = {d['fp_rate']:.1%}  "
+    out.print(f"false positives (approved but unprofitable): {m['FP']}/{m['FP'] + m['TN']} = {pct(d['fp_rate'])}  "
               f"(seed goal < 10%)")
-    out.print(f"rejection share {d['rejection_share']:.0%}, accuracy {d['accuracy']:.0%}")
+    out.print(f"rejection share {pct(d['rejection_share'])}, accuracy {pct(d['accuracy'])}")
+    cash = d["money"]
+    out.print(f"in money: captured {money(cash['captured_profit'])}, avoided losses {money(cash['avoided_losses'])}, "
+              f"approved losses {money(cash['approved_losses'])}, missed profit {money(cash['missed_profit'])}")
+
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"

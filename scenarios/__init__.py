@@ -1,0 +1,1 @@
+"""Built-in scenarios and data, shipped as package data (scenarios/builtin/)."""
