@@ -30,7 +30,7 @@ FUNNEL_P = FunnelParams(days=30, daily_budget=900, demand=3200, conversions_per_
 
 def run(simulate, *, seed=1, paths=20_000, max_paths=None, threshold=0.85, chunk=50_000):
     return run_monte_carlo(simulate, seed=seed, paths=paths, max_paths=max_paths or paths, chunk_paths=chunk,
-                           threshold=threshold, projection_paths=50_000)
+                           threshold=threshold, projection_paths=50_000, keep_uplift=True)
 
 
 def seed_sim(p: SeedModelParams):
@@ -122,8 +122,17 @@ def test_adaptive_sampling_draws_more_when_undecided() -> None:
     assert clear.rounds == 0 and clear.paths == 2_000
 
 
-def test_projection_bands_are_cumulative_and_ordered() -> None:
-    out = run(funnel_sim(FUNNEL_P), paths=10_000)
+def test_summary_matches_numpy() -> None:
+    out = run(funnel_sim(FUNNEL_P), paths=12_345, chunk=5_000)
+    np.testing.assert_allclose(out.quantiles, np.quantile(out.uplift, (0.1, 0.5, 0.9)), rtol=1e-12)
+    assert out.positive == int(np.count_nonzero(out.uplift > 0)) and out.paths == 12_345
+    assert out.median_positive == pytest.approx(float(np.median(out.uplift[out.uplift > 0])), rel=1e-12)
+    assert out.mean == pytest.approx(float(out.uplift.mean()), rel=1e-12)
+
+
+@pytest.mark.parametrize("model", ["seed", "funnel"])
+def test_projection_bands_are_cumulative_and_ordered(model: str) -> None:
+    out = run(seed_sim(SEED_P) if model == "seed" else funnel_sim(FUNNEL_P), paths=10_000)
     for band in out.bands.values():
         assert band.shape == (30, 3)
         assert np.all(np.diff(band, axis=0) >= 0)

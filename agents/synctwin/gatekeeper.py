@@ -151,9 +151,7 @@ class SimulationGatekeeper:
 
     def _result(self, strategy: Strategy, baseline: Baseline, outcome: MonteCarloOutcome, *, model: str,
                 seed: int, threshold: float, started: float) -> GateResult:
-        u = outcome.uplift
-        p10, p50, p90 = (float(x) for x in np.quantile(u, (0.10, 0.50, 0.90)))
-        positives = u[u > 0]
+        p10, p50, p90 = outcome.quantiles
         raw_conf = outcome.confidence
         confidence = round(raw_conf, 4)
         low, high = outcome.interval
@@ -171,12 +169,12 @@ class SimulationGatekeeper:
                 p90_uplift=round(p90, 2),
                 initial_simulations=outcome.initial_paths,
                 adaptive_rounds=outcome.rounds,
-                median_positive_uplift=round(float(np.median(positives)), 2) if positives.size else None,
+                median_positive_uplift=None if outcome.median_positive is None else round(outcome.median_positive, 2),
             ),
             decision=decision,
             threshold=threshold,
             confidence_interval=(min(round(low, 4), confidence), max(round(high, 4), confidence)),
-            expected_uplift=round(float(u.mean()), 2),
+            expected_uplift=round(outcome.mean, 2),
             model=model,
             seed=seed,
             elapsed_ms=round((time.perf_counter() - started) * 1000.0, 3),

@@ -70,6 +70,7 @@ class PathBlock:
     spend: np.ndarray | None = None
     revenue: np.ndarray | None = None
     conversions: np.ndarray | None = None
+    linear_days: int | None = None  # set when the arrays hold (1, paths) totals that accrue evenly over the days
 
 
 def _lognormal_factor(rng: np.random.Generator, sigma: float, size: int | tuple[int, ...],
@@ -87,17 +88,18 @@ def simulate_seed_model(p: SeedModelParams, n: int, rng: np.random.Generator, *,
                         keep_paths: bool = False) -> PathBlock:
     """The seed's per-path loop, vectorized: uplift is linear in one N(1, sd) factor per path."""
     v = rng.normal(1.0, p.variance_sd, n)
+    # uplift = (demand*aov*v - R_base)*gm - (budget*days*v - S_base): affine in v, two passes
+    slope = p.demand * p.aov * p.gross_margin - p.daily_budget * p.days
+    uplift = v * slope
+    uplift -= p.base_revenue * p.gross_margin - p.base_spend
+    if not keep_paths:
+        return PathBlock(uplift=uplift)
     conversions = p.demand * v
     revenue = conversions * p.aov
     spend = p.daily_budget * p.days * v
-    uplift = (revenue - p.base_revenue) * p.gross_margin - (spend - p.base_spend)
-    block = PathBlock(uplift=uplift)
-    if keep_paths:
-        frac = (np.arange(1, p.days + 1) / p.days)[:, None]  # the seed's outcome, spread evenly
-        block.spend = frac * spend
-        block.revenue = frac * revenue
-        block.conversions = frac * conversions
-    return block
+    # the seed's outcome accrues evenly over the days: keep the totals, scale the bands later
+    return PathBlock(uplift=uplift, spend=spend[None, :], revenue=revenue[None, :],
+                     conversions=conversions[None, :], linear_days=p.days)
 
 
 def simulate_funnel_model(p: FunnelParams, n: int, rng: np.random.Generator, *,
@@ -160,20 +162,17 @@ def chunk_sizes(total: int, chunk: int) -> list[int]:
 
 @dataclass(slots=True)
 class MonteCarloOutcome:
-    """Merged result of all chunks: every path's uplift, and quantile bands over time."""
+    """Merged result of all chunks: the uplift's summary, and quantile bands over time."""
 
-    uplift: np.ndarray
+    paths: int
+    positive: int
     initial_paths: int
     rounds: int
+    mean: float
+    quantiles: tuple[float, float, float]  # p10, p50, p90 of the uplift
+    median_positive: float | None  # the seed's figure: median of the positive paths only
     bands: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (days, 3): p10, p50, p90
-
-    @property
-    def paths(self) -> int:
-        return int(self.uplift.shape[0])
-
-    @property
-    def positive(self) -> int:
-        return int(np.count_nonzero(self.uplift > 0))
+    uplift: np.ndarray | None = None  # every path's uplift, when asked for (tests, reports)
 
     @property
     def confidence(self) -> float:
@@ -182,6 +181,28 @@ class MonteCarloOutcome:
     @property
     def interval(self) -> tuple[float, float]:
         return wilson_interval(self.positive, self.paths)
+
+
+def summarize_uplift(uplift: np.ndarray, positive: int) -> tuple[tuple[float, float, float], float | None, float]:
+    """p10/p50/p90, the median of the positive paths, and the mean, from ONE partition.
+
+    The positive paths are the top `positive` order statistics, so their median sits at a
+    known rank of the whole array and is selected in the same pass as the quantiles.
+    """
+    n = uplift.shape[0]
+    pos = np.asarray(QUANTILES) * (n - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, n - 1)
+    ranks = [*lo, *hi]
+    if positive:
+        first = n - positive  # rank of the smallest positive path
+        mid_lo, mid_hi = first + (positive - 1) // 2, first + positive // 2
+        ranks += [mid_lo, mid_hi]
+    part = np.partition(uplift, np.unique(ranks))
+    w = pos - lo
+    p10, p50, p90 = (float(part[a] * (1 - f) + part[b] * f) for a, b, f in zip(lo, hi, w, strict=True))
+    median_positive = float((part[mid_lo] + part[mid_hi]) / 2) if positive else None
+    return (p10, p50, p90), median_positive, float(uplift.mean())
 
 
 @lru_cache(maxsize=1)
@@ -194,7 +215,8 @@ def straddles(interval: tuple[float, float], threshold: float) -> bool:
 
 
 def run_monte_carlo(simulate: ChunkSimulator, *, seed: int, paths: int, max_paths: int,
-                    chunk_paths: int, threshold: float, projection_paths: int) -> MonteCarloOutcome:
+                    chunk_paths: int, threshold: float, projection_paths: int,
+                    keep_uplift: bool = False) -> MonteCarloOutcome:
     """Draw `paths` paths; while the 95% interval of the confidence straddles the threshold,
     double the draw (up to `max_paths`) instead of deciding on noise.
 
@@ -203,6 +225,8 @@ def run_monte_carlo(simulate: ChunkSimulator, *, seed: int, paths: int, max_path
     """
     uplifts: list[np.ndarray] = []
     kept: dict[str, list[np.ndarray]] = {"spend": [], "revenue": [], "conversions": []}
+    linear_days: int | None = None
+    positive = 0
     kept_count = 0
     chunk_index = 0
     drawn = 0
@@ -215,19 +239,26 @@ def run_monte_carlo(simulate: ChunkSimulator, *, seed: int, paths: int, max_path
             chunk_index += 1
             drawn += size
             uplifts.append(block.uplift)
+            positive += int(np.count_nonzero(block.uplift > 0))
             if keep:
+                linear_days = block.linear_days
                 take = min(size, projection_paths - kept_count)
                 kept["spend"].append(block.spend[:, :take])
                 kept["revenue"].append(block.revenue[:, :take])
                 kept["conversions"].append(block.conversions[:, :take])
                 kept_count += take
-        uplift = uplifts[0] if len(uplifts) == 1 else np.concatenate(uplifts)
-        k = int(np.count_nonzero(uplift > 0))
-        if drawn >= max_paths or not straddles(wilson_interval(k, drawn), threshold):
+        if drawn >= max_paths or not straddles(wilson_interval(positive, drawn), threshold):
             break
         rounds += 1
         target = min(max_paths, drawn * 2)
+    uplift = uplifts[0] if len(uplifts) == 1 else np.concatenate(uplifts)
     merged = {m: arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=1) for m, arrays in kept.items()}
     # np.partition releases the GIL: the three metrics' bands are computed side by side
     bands = dict(zip(merged, _pool().map(lambda a: row_quantiles(a, QUANTILES), merged.values()), strict=True))
-    return MonteCarloOutcome(uplift=uplift, initial_paths=paths, rounds=rounds, bands=bands)
+    if linear_days is not None:  # totals that accrue evenly: the day-d band is d/D of the total's band
+        frac = (np.arange(1, linear_days + 1) / linear_days)[:, None]
+        bands = {m: frac * band for m, band in bands.items()}
+    quantiles, median_positive, mean = summarize_uplift(uplift, positive)
+    return MonteCarloOutcome(paths=drawn, positive=positive, initial_paths=paths, rounds=rounds, mean=mean,
+                             quantiles=quantiles, median_positive=median_positive, bands=bands,
+                             uplift=uplift if keep_uplift else None)
