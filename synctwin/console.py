@@ -14,7 +14,9 @@ def print_json(data: Any) -> None:
 def console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    # piped output is read by scripts and logs: do not squeeze it into 80 columns
+    width = None if sys.stdout.isatty() else 160
+    return Console(highlight=False, soft_wrap=True, width=width)
 
 
 def money(x: float | None) -> str:
