@@ -1,0 +1,56 @@
+"""SyncBrain as a SimPy agent: turns launch requests into strategies and lets none deploy
+without SyncTwin's approval (the same rule as SyncBrain.generate_strategy, as messages)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from agents.base import Agent, ask
+from agents.syncbrain.brain import audit_summary
+from agents.syncbrain.generator import RuleBasedStrategyGenerator, StrategyGenerator
+from synctwin.errors import InvalidInput
+from synctwin.messages import AuditEvent, Deploy, GateRequest, LaunchRequest
+
+
+class SyncBrainAgent(Agent):
+    name = "syncbrain"
+
+    def __init__(self, env: simpy.Environment, *, synctwin: simpy.Store, syncflow: simpy.Store,
+                 audit: simpy.Store, seed: int, generator: StrategyGenerator | None = None) -> None:
+        self.synctwin = synctwin
+        self.syncflow = syncflow
+        self.audit = audit
+        self.seed = seed
+        self.generator = generator or RuleBasedStrategyGenerator()
+        self.decisions: dict[str, Any] = {}  # campaign -> GateResult, or the error that stopped it
+        super().__init__(env)
+
+    def gate_seed(self, campaign_id: str) -> int:
+        """Each campaign's gate gets its own stream, fixed by the run's seed and its id."""
+        return (self.seed * 1_000_003 + zlib.crc32(campaign_id.encode())) % (2**63)
+
+    def handle(self, message: Any) -> Generator[Any, Any, None]:
+        if not isinstance(message, LaunchRequest):
+            return
+        try:
+            strategy = self.generator.generate(message.client_id, message.params)
+            result = yield from ask(self.env, self.synctwin,
+                                    GateRequest(strategy, seed=self.gate_seed(strategy.campaign_id)))
+        except InvalidInput as exc:
+            cid = str(message.params.get("campaign_id", "?"))
+            self.decisions[cid] = exc
+            yield self.audit.put(AuditEvent("CAMPAIGN_INVALID", message.client_id, cid, "INVALID_INPUT",
+                                            {"error": str(exc)}))
+            return
+        self.decisions[strategy.campaign_id] = result
+        summary = audit_summary(result.to_dict())
+        if not result.approved:
+            yield self.audit.put(AuditEvent("CAMPAIGN_REJECTED", strategy.client_id, strategy.campaign_id,
+                                            "SYNCTWIN_NEGATIVE_FORECAST", summary))
+            return
+        yield self.audit.put(AuditEvent("CAMPAIGN_APPROVED", strategy.client_id, strategy.campaign_id, None, summary))
+        yield self.syncflow.put(Deploy(strategy, result))

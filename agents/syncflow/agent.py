@@ -1,0 +1,344 @@
+"""SyncFlow as a SimPy agent: deploys approved campaigns, bids and paces them, and guards them.
+
+Three processes share one agent: the mailbox (Deploy messages), the watcher (the bid stream,
+one BidBatch per tick: guards run here) and the bidder (pacing, every `bid_interval`, through
+each platform's API behind a circuit breaker). Pauses, guard transitions and breaker moves are
+sent to SyncShield (audit) and SyncNotify (alerts) as messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from agents.base import Agent
+from agents.syncflow.breaker import BreakerState, CircuitBreaker
+from agents.syncflow.guards import AutoRollback, BudgetEmergency, Guard, MarginGuardian, Transition
+from synctwin.config import Settings
+from synctwin.messages import AlertMessage, AuditEvent, BidBatch, Deploy
+
+GUARDS = ("margin_guardian", "budget_emergency", "auto_rollback", "api_circuit_breaker")
+SECONDS_PER_DAY = 86_400.0
+PAUSE_RETRY = 5.0
+
+
+@dataclass(slots=True)
+class BidLedger:
+    """Where every bid decision went: decided = delivered + superseded + lost + pending."""
+
+    decided: int = 0
+    delivered: int = 0
+    superseded: int = 0
+    lost: int = 0
+    pending: float | None = None
+    cached_intervals: int = 0  # intervals the platform served an older, acknowledged bid
+    last_ack: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decided": self.decided, "delivered": self.delivered, "superseded": self.superseded,
+                "lost": self.lost, "pending": int(self.pending is not None),
+                "cached_intervals": self.cached_intervals}
+
+
+@dataclass(slots=True)
+class LiveCampaign:
+    strategy: Any
+    gate: Any
+    platform: str
+    planned_cpm: float
+    bid: float
+    status: str = "LAUNCHING"
+    launched_at: float | None = None
+    pause_reason: str | None = None
+    paused_at: float | None = None
+    pause_acked_at: float | None = None
+    pause_detail: dict[str, Any] = field(default_factory=dict)
+    guards: list[Guard] = field(default_factory=list)
+    budget: BudgetEmergency | None = None
+    ledger: BidLedger = field(default_factory=BidLedger)
+    day: int = -1
+    day_start_spend: float = 0.0
+    last_spend: float = 0.0
+    spend_today: float = 0.0
+    daily_spend: list[float] = field(default_factory=list)
+    stale_alerted: bool = False
+
+
+def planned_cvr_per_click(strategy: Any, baseline: dict[str, float]) -> float | None:
+    """Conversions per click the plan expects: the history's, or less when the audience's
+    demand (audience x cvr over the days) cannot absorb the clicks the budget buys, as in the
+    gate's funnel model."""
+    cvr, cpm, ctr = baseline.get("cvr_click"), strategy.cpm or baseline.get("cpm"), strategy.ctr or baseline.get("ctr")
+    if not cvr or not 0 < cvr <= 1:
+        return None
+    if cpm and ctr:
+        clicks_per_day = strategy.daily_budget / cpm * 1000.0 * ctr
+        demand_per_day = strategy.audience_size * strategy.cvr / strategy.duration_days
+        cvr = min(cvr, demand_per_day / clicks_per_day)
+    return cvr
+
+
+class SyncFlow(Agent):
+    name = "syncflow"
+
+    def __init__(self, env: simpy.Environment, *, apis: dict[str, Any], bids: simpy.Store, audit: simpy.Store,
+                 alerts: simpy.Store, settings: Settings, ticks_per_day: float,
+                 disabled_guards: Iterable[str] = ()) -> None:
+        self.apis = apis
+        self.bids = bids
+        self.audit_box = audit
+        self.alert_box = alerts
+        self.settings = settings
+        self.ticks_per_day = ticks_per_day
+        self.disabled = set(disabled_guards)
+        unknown = self.disabled - set(GUARDS)
+        if unknown:
+            raise ValueError(f"unknown guard(s) {sorted(unknown)}; expected some of {', '.join(GUARDS)}")
+        self.campaigns: dict[str, LiveCampaign] = {}
+        use_breaker = "api_circuit_breaker" not in self.disabled
+        self.breakers = {p: CircuitBreaker(p, lambda: env.now, failure_threshold=settings.breaker_failures,
+                                           reset_timeout=settings.breaker_reset) for p in apis} if use_breaker else {}
+        self.recoveries: dict[str, list[float]] = {p: [] for p in apis}  # first success after failures
+        self._failing: dict[str, bool] = dict.fromkeys(apis, False)
+        self._breaker_seen: dict[str, int] = dict.fromkeys(apis, 0)
+        self._next_guard_check = 0.0
+        super().__init__(env)
+        env.process(self._watch())
+        env.process(self._bidder())
+
+    # --- messages out ---------------------------------------------------------------------------
+    def _audit(self, event_type: str, campaign_id: str | None = None, reason: str | None = None,
+               **metadata: Any) -> None:
+        self.audit_box.put(AuditEvent(event_type, None, campaign_id, reason, metadata))
+
+    def _alert(self, severity: str, title: str, message: str, **details: Any) -> None:
+        self.alert_box.put(AlertMessage(severity, title, message, details))
+
+    def _audit_transition(self, tr: Transition, reason: str | None) -> None:
+        self._audit("GUARD_TRANSITION", tr.campaign_id, reason if tr.to_state == "TRIGGERED" else None,
+                    guard=tr.guard, from_state=tr.from_state, to_state=tr.to_state, t=tr.t, why=tr.why, **tr.detail)
+
+    # --- deployment -----------------------------------------------------------------------------
+    def handle(self, message: Any) -> Generator[Any, Any, None]:
+        if isinstance(message, Deploy):
+            self.env.process(self._launch(message))
+        yield from ()
+
+    def _launch(self, deploy: Deploy) -> Generator[Any, Any, None]:
+        s, gate = deploy.strategy, deploy.gate
+        if gate.decision != "APPROVED":
+            self._audit("DEPLOY_REFUSED", s.campaign_id, "NOT_APPROVED")
+            return
+        planned_cpm = s.cpm or gate.baseline.get("cpm") or 5.0
+        c = LiveCampaign(strategy=s, gate=gate, platform=s.platform, planned_cpm=planned_cpm,
+                         bid=planned_cpm * self.settings.bid_headroom)
+        self.campaigns[s.campaign_id] = c
+        payload = {"campaign_id": s.campaign_id, "daily_budget": s.daily_budget, "bid_cpm": c.bid,
+                   "audience_size": s.audience_size, "cvr": s.cvr, "duration_days": s.duration_days}
+        yield from self._call_until_done(s.platform, "launch", payload)
+        now = self.env.now
+        c.status, c.launched_at, c.ledger.last_ack = "LIVE", now, now
+        c.guards = self._make_guards(c, now)
+        self._audit("CAMPAIGN_LAUNCHED", s.campaign_id, platform=s.platform, daily_budget=s.daily_budget,
+                    bid_cpm=round(c.bid, 4))
+
+    def _make_guards(self, c: LiveCampaign, now: float) -> list[Guard]:
+        st, cid = self.settings, c.strategy.campaign_id
+        c.budget = BudgetEmergency(cid, daily_budget=c.strategy.daily_budget, ticks_per_day=self.ticks_per_day,
+                                   cap_share=st.budget_cap_share, lookahead_ticks=st.budget_lookahead_ticks,
+                                   runaway_factor=st.runaway_factor, runaway_ticks=st.runaway_ticks,
+                                   enabled="budget_emergency" not in self.disabled)
+        guards: list[Guard] = [
+            MarginGuardian(cid, launched_at=now, gross_margin=c.strategy.gross_margin, warmup=st.margin_warmup,
+                           window=st.margin_window, tolerance=st.margin_tolerance, persistence=st.margin_persistence,
+                           enabled="margin_guardian" not in self.disabled),
+        ]
+        expected_cvr = planned_cvr_per_click(c.strategy, c.gate.baseline)
+        if expected_cvr is not None:
+            guards.append(AutoRollback(cid, launched_at=now, expected_cvr=expected_cvr, drop=st.rollback_drop,
+                                       threshold=st.rollback_threshold, warmup=st.rollback_warmup,
+                                       enabled="auto_rollback" not in self.disabled))
+        return guards
+
+    # --- the bid stream: guards -----------------------------------------------------------------
+    def _watch(self) -> Generator[Any, Any, None]:
+        interval = self.settings.guard_interval
+        while True:
+            batch: BidBatch = yield self.bids.get()
+            now = batch.t
+            check_slow = now >= self._next_guard_check
+            if check_slow:
+                self._next_guard_check = now + interval
+            day = int((now - 1e-9) // SECONDS_PER_DAY)  # the tick ending at midnight belongs to the day before
+            for i, cid in enumerate(batch.campaign_ids):
+                c = self.campaigns.get(cid)
+                if c is None or c.status != "LIVE":
+                    continue
+                spend = float(batch.spend[i])
+                if day != c.day:
+                    if c.day >= 0:
+                        c.daily_spend.append(c.spend_today)
+                    c.day, c.day_start_spend = day, c.last_spend
+                spend_tick = spend - c.last_spend
+                c.last_spend = spend
+                c.spend_today = spend - c.day_start_spend
+                fired = c.budget.evaluate(now, c.spend_today, spend_tick) if c.budget else None
+                if fired is None and check_slow:
+                    for guard in c.guards:
+                        seen = len(guard.transitions)
+                        if isinstance(guard, MarginGuardian):
+                            fired = guard.evaluate(now, spend, float(batch.revenue[i]))
+                        else:
+                            fired = guard.evaluate(now, float(batch.clicks[i]), float(batch.conversions[i]))
+                        for tr in guard.transitions[seen:]:
+                            if tr is not fired:
+                                self._audit_transition(tr, None)
+                        if fired is not None:
+                            break
+                if fired is not None:
+                    self._pause(c, fired)
+
+    def _pause(self, c: LiveCampaign, fired: Transition) -> None:
+        guard = next(g for g in [c.budget, *c.guards] if g is not None and g.name == fired.guard)
+        c.status, c.pause_reason, c.paused_at = "PAUSED", guard.pause_reason, self.env.now
+        c.pause_detail = {"guard": fired.guard, "why": fired.why, **fired.detail}
+        if c.ledger.pending is not None:  # bidding stops: an undelivered bid is superseded by the pause
+            c.ledger.pending = None
+            c.ledger.superseded += 1
+        cid = c.strategy.campaign_id
+        self._audit_transition(fired, guard.pause_reason)
+        self._audit("CAMPAIGN_PAUSED", cid, guard.pause_reason, guard=fired.guard, why=fired.why, **fired.detail)
+        self._alert("WARNING", f"{guard.pause_reason}: {cid} paused", fired.why, campaign_id=cid,
+                    reason=guard.pause_reason, **fired.detail)
+        self.env.process(self._send_pause(c))
+
+    def _send_pause(self, c: LiveCampaign) -> Generator[Any, Any, None]:
+        yield from self._call_until_done(c.platform, "pause", {"campaign_id": c.strategy.campaign_id})
+        c.pause_acked_at = self.env.now
+
+    # --- the platform API -----------------------------------------------------------------------
+    def _call(self, platform: str, op: str, payload: dict[str, Any]) -> Generator[Any, Any, bool]:
+        """One call through the breaker (when enabled); True when the platform acknowledged it."""
+        from world.api import ApiError
+
+        breaker = self.breakers.get(platform)
+        if breaker is not None and not breaker.allow():
+            self._note_breaker(platform)
+            return False
+        try:
+            yield from self.apis[platform].call(op, **payload)
+        except ApiError as exc:
+            self._failing[platform] = True
+            if breaker is not None:
+                breaker.failure(str(exc))
+                self._note_breaker(platform)
+            return False
+        if self._failing[platform]:
+            self._failing[platform] = False
+            self.recoveries[platform].append(self.env.now)
+        if breaker is not None:
+            breaker.success()
+            self._note_breaker(platform)
+        return True
+
+    def _call_until_done(self, platform: str, op: str, payload: dict[str, Any]) -> Generator[Any, Any, None]:
+        """Launches and pauses must not be lost: retry until the platform has them."""
+        while not (yield from self._call(platform, op, payload)):
+            yield self.env.timeout(PAUSE_RETRY)
+
+    def _note_breaker(self, platform: str) -> None:
+        breaker = self.breakers[platform]
+        for tr in breaker.transitions[self._breaker_seen[platform]:]:
+            self._audit("BREAKER_TRANSITION", None, None, platform=platform, from_state=tr.from_state,
+                        to_state=tr.to_state, t=tr.t, why=tr.why)
+            if tr.to_state == "OPEN" and tr.from_state == "CLOSED":
+                self._alert("WARNING", f"{platform} API circuit open", f"serving cached bids: {tr.why}",
+                            platform=platform)
+        self._breaker_seen[platform] = len(breaker.transitions)
+
+    # --- bidding and pacing ---------------------------------------------------------------------
+    def _next_bid(self, c: LiveCampaign) -> float:
+        """Keep the day's spend on its pace: raise the bid cap when behind, lower it when ahead."""
+        day_fraction = (self.env.now % SECONDS_PER_DAY) / SECONDS_PER_DAY
+        target = c.strategy.daily_budget * day_fraction
+        if target > 0:
+            ratio = c.spend_today / target
+            if ratio < 0.95:
+                c.bid *= 1.05
+            elif ratio > 1.02:
+                c.bid *= 0.97
+        c.bid = min(max(c.bid, 0.5 * c.planned_cpm), 3.0 * c.planned_cpm)
+        return c.bid
+
+    def _bidder(self) -> Generator[Any, Any, None]:
+        """Every `bid_interval`: a new bid per live campaign, sent per platform. Bids that did
+        not reach the platform are retried every `bid_retry` until a newer decision supersedes
+        them (with the breaker open, the platform meanwhile serves the bids it acknowledged)."""
+        interval, retry = self.settings.bid_interval, self.settings.bid_retry
+        next_decision = self.env.now + interval
+        while True:
+            yield self.env.timeout(max(0.0, min(next_decision, self.env.now + retry) - self.env.now)
+                                   if self._any_pending() else next_decision - self.env.now)
+            deciding = self.env.now >= next_decision
+            if deciding:
+                next_decision = self.env.now + interval
+            by_platform: dict[str, list[LiveCampaign]] = {}
+            for c in self.campaigns.values():
+                if c.status == "LIVE":
+                    by_platform.setdefault(c.platform, []).append(c)
+            for platform, live in by_platform.items():
+                if deciding:
+                    for c in live:
+                        ledger = c.ledger
+                        if ledger.pending is not None:
+                            ledger.superseded += 1
+                        ledger.pending = self._next_bid(c)
+                        ledger.decided += 1
+                bids = {c.strategy.campaign_id: c.ledger.pending for c in live if c.ledger.pending is not None}
+                if not bids:
+                    continue
+                delivered = yield from self._call(platform, "set_bids", {"bids": bids})
+                for c in live:
+                    self._settle(c, bids, delivered)
+
+    def _any_pending(self) -> bool:
+        return any(c.ledger.pending is not None for c in self.campaigns.values() if c.status == "LIVE")
+
+    def _settle(self, c: LiveCampaign, sent: dict[str, float], delivered: bool) -> None:
+        ledger, cid = c.ledger, c.strategy.campaign_id
+        if cid not in sent or ledger.pending is None:
+            return
+        if delivered:
+            ledger.delivered += 1
+            ledger.pending = None
+            ledger.last_ack = self.env.now
+            c.stale_alerted = False
+            return
+        ledger.cached_intervals += 1  # the platform keeps serving the last bid it acknowledged
+        if not self.breakers:  # without the breaker's pending queue, a failed bid is gone
+            ledger.lost += 1
+            ledger.pending = None
+        stale = self.env.now - ledger.last_ack
+        if stale > self.settings.bid_staleness_cap and not c.stale_alerted:
+            c.stale_alerted = True
+            self._alert("WARNING", f"stale bids: {cid}", f"serving cached bids {stale:.0f}s old", campaign_id=cid)
+
+    # --- what the harness reads at the end ---------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for cid, c in self.campaigns.items():
+            out[cid] = {
+                "status": c.status, "platform": c.platform, "launched_at": c.launched_at,
+                "pause_reason": c.pause_reason, "paused_at": c.paused_at, "pause_acked_at": c.pause_acked_at,
+                "pause_detail": c.pause_detail, "bids": c.ledger.to_dict(),
+                "daily_spend": [*c.daily_spend, c.spend_today] if c.day >= 0 else [],
+                "guards": {g.name: g.state.value for g in [c.budget, *c.guards] if g is not None},
+            }
+        return out
+
+    def breaker_states(self) -> dict[str, str]:
+        return {p: b.state.value for p, b in self.breakers.items()} | {
+            p: BreakerState.CLOSED.value + " (disabled)" for p in self.apis if p not in self.breakers}

@@ -1,0 +1,199 @@
+"""SyncFlow's spend guards: small state machines over numbers, free of SimPy and I/O.
+
+Each guard moves WARMING_UP -> ARMED -> TRIGGERED (or stays DISABLED) and reports every move
+as a Transition, which SyncFlow audits. Time is whatever `t` the caller passes (virtual or
+wall clock), so the same guard runs in a replay and in production.
+
+- MarginGuardian: the running margin over a trailing window, revenue x gross margin - spend,
+  must not fall below -tolerance x spend for `persistence` evaluations in a row (after a
+  warm-up). Equivalent to CPA against its break-even (AOV x gross margin) with a tolerance.
+- AutoRollback: a one-sided Poisson CUSUM on conversions per click against the plan's rate
+  (the projection's funnel), tuned for a `drop` (30%) crash, that also needs the rate since the
+  CUSUM left zero to be at least `drop / 2` below plan (statistical AND practical, as canary
+  analysis does). It reacts to the conversion rate, not to volume, so a CPM shock (fewer
+  clicks, same rate) does not trip it.
+- BudgetEmergency: pauses before the day's spend can cross `cap_share` (110%) of the budget,
+  judged on the spend rate (projected one look-ahead ahead), and on a sustained runaway rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class GuardState(StrEnum):
+    DISABLED = "DISABLED"
+    WARMING_UP = "WARMING_UP"
+    ARMED = "ARMED"
+    TRIGGERED = "TRIGGERED"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    guard: str
+    campaign_id: str
+    from_state: str
+    to_state: str
+    t: float
+    why: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Guard:
+    """A per-campaign state machine; `pause_reason` is what SyncFlow pauses with when it fires."""
+
+    name = "guard"
+    pause_reason = ""
+
+    def __init__(self, campaign_id: str, *, enabled: bool = True) -> None:
+        self.campaign_id = campaign_id
+        self.state = GuardState.WARMING_UP if enabled else GuardState.DISABLED
+        self.transitions: list[Transition] = []
+
+    @property
+    def active(self) -> bool:
+        return self.state in (GuardState.WARMING_UP, GuardState.ARMED)
+
+    def _move(self, to: GuardState, t: float, why: str, **detail: Any) -> Transition:
+        tr = Transition(self.name, self.campaign_id, self.state.value, to.value, t, why, detail)
+        self.state = to
+        self.transitions.append(tr)
+        return tr
+
+
+class MarginGuardian(Guard):
+    name = "margin_guardian"
+    pause_reason = "MARGIN_GUARDIAN"
+
+    def __init__(self, campaign_id: str, *, launched_at: float, gross_margin: float, warmup: float = 7_200.0,
+                 window: float = 7_200.0, tolerance: float = 0.05, persistence: int = 3,
+                 min_window_spend: float = 1.0, enabled: bool = True) -> None:
+        super().__init__(campaign_id, enabled=enabled)
+        self.launched_at = launched_at
+        self.gross_margin = gross_margin
+        self.warmup = warmup
+        self.window = window
+        self.tolerance = tolerance
+        self.persistence = persistence
+        self.min_window_spend = min_window_spend
+        self.samples: deque[tuple[float, float, float]] = deque()  # (t, cumulative spend, revenue)
+        self.breaches = 0
+        self.last_ratio: float | None = None
+
+    def evaluate(self, t: float, spend: float, revenue: float) -> Transition | None:
+        """Feed the cumulative totals at time t; returns the TRIGGERED transition when it fires."""
+        if not self.active:
+            return None
+        self.samples.append((t, spend, revenue))
+        while self.samples and self.samples[0][0] < t - self.window:
+            self.samples.popleft()
+        if t - self.launched_at < self.warmup:
+            return None
+        if self.state is GuardState.WARMING_UP:
+            self._move(GuardState.ARMED, t, "warm-up over")
+        t0, s0, r0 = self.samples[0]
+        d_spend, d_revenue = spend - s0, revenue - r0
+        if d_spend < self.min_window_spend:
+            return None
+        ratio = (d_revenue * self.gross_margin - d_spend) / d_spend
+        self.last_ratio = ratio
+        self.breaches = self.breaches + 1 if ratio < -self.tolerance else 0
+        if self.breaches >= self.persistence:
+            return self._move(
+                GuardState.TRIGGERED, t, f"margin {ratio:+.1%} of spend over the last {(t - t0) / 3600:.1f} h, "
+                f"below -{self.tolerance:.0%} for {self.breaches} checks in a row",
+                margin_ratio=round(ratio, 4), window_spend=round(d_spend, 2), window_revenue=round(d_revenue, 2))
+        return None
+
+
+class AutoRollback(Guard):
+    name = "auto_rollback"
+    pause_reason = "AUTO_ROLLBACK"
+
+    def __init__(self, campaign_id: str, *, launched_at: float, expected_cvr: float, drop: float = 0.30,
+                 threshold: float = 10.0, warmup: float = 3_600.0, enabled: bool = True) -> None:
+        super().__init__(campaign_id, enabled=enabled)
+        if not (0 < expected_cvr <= 1 and 0 < drop < 1):
+            raise ValueError(f"expected_cvr {expected_cvr} and drop {drop} must be in (0, 1)")
+        self.launched_at = launched_at
+        self.expected_cvr = expected_cvr
+        self.drop = drop
+        self.threshold = threshold
+        self.warmup = warmup
+        self.log_ratio = math.log(1.0 - drop)
+        self.cusum = 0.0
+        self.last: tuple[float, float] | None = None  # cumulative clicks, conversions at the last check
+        self.since_reset = [0.0, 0.0]  # clicks, conversions since the CUSUM last stood at zero
+
+    def evaluate(self, t: float, clicks: float, conversions: float) -> Transition | None:
+        """Feed cumulative clicks and conversions; one CUSUM step per call (per interval)."""
+        if not self.active:
+            return None
+        if t - self.launched_at < self.warmup:
+            self.last = (clicks, conversions)
+            return None
+        if self.state is GuardState.WARMING_UP:
+            self._move(GuardState.ARMED, t, "warm-up over")
+        c0, v0 = self.last or (0.0, 0.0)
+        self.last = (clicks, conversions)
+        expected = (clicks - c0) * self.expected_cvr
+        if expected <= 0:
+            return None
+        # log-likelihood ratio of "rate x (1 - drop)" against "the planned rate", Poisson counts
+        self.cusum = max(0.0, self.cusum + (conversions - v0) * self.log_ratio + expected * self.drop)
+        if self.cusum == 0.0:
+            self.since_reset = [0.0, 0.0]
+        else:
+            self.since_reset[0] += clicks - c0
+            self.since_reset[1] += conversions - v0
+        window_clicks, window_conversions = self.since_reset
+        realized = window_conversions / window_clicks if window_clicks else self.expected_cvr
+        # statistically outside the plan AND practically: at least half the crash it is tuned for
+        if self.cusum > self.threshold and realized < self.expected_cvr * (1.0 - self.drop / 2):
+            return self._move(
+                GuardState.TRIGGERED, t, f"conversion rate {realized:.2%} per click over the last "
+                f"{window_clicks:,.0f} clicks against the plan's {self.expected_cvr:.2%}: CUSUM {self.cusum:.1f} "
+                f"> {self.threshold:g}",
+                cusum=round(self.cusum, 3), realized_cvr=round(realized, 5), expected_cvr=self.expected_cvr)
+        return None
+
+
+class BudgetEmergency(Guard):
+    name = "budget_emergency"
+    pause_reason = "BUDGET_EMERGENCY"
+
+    def __init__(self, campaign_id: str, *, daily_budget: float, ticks_per_day: float, cap_share: float = 1.10,
+                 lookahead_ticks: float = 2.0, runaway_factor: float = 3.0, runaway_ticks: int = 5,
+                 enabled: bool = True) -> None:
+        super().__init__(campaign_id, enabled=enabled)
+        if enabled:
+            self.state = GuardState.ARMED  # no warm-up: money is at stake from the first tick
+        self.cap = cap_share * daily_budget
+        self.cap_share = cap_share
+        self.pace = daily_budget / ticks_per_day
+        self.lookahead = lookahead_ticks
+        self.runaway_factor = runaway_factor
+        self.runaway_ticks = runaway_ticks
+        self.fast_ticks = 0
+
+    def evaluate(self, t: float, spend_today: float, spend_tick: float) -> Transition | None:
+        """Feed the day's spend so far and the last tick's; fires before the cap can be crossed."""
+        if not self.active:
+            return None
+        self.fast_ticks = self.fast_ticks + 1 if spend_tick > self.runaway_factor * self.pace else 0
+        projected = spend_today + spend_tick * self.lookahead
+        if projected >= self.cap:
+            return self._move(
+                GuardState.TRIGGERED, t, f"today's spend {spend_today:,.2f} would reach {projected:,.2f} within "
+                f"{self.lookahead:g} ticks: {self.cap_share:.0%} of the daily budget is {self.cap:,.2f}",
+                spend_today=round(spend_today, 2), spend_tick=round(spend_tick, 4), cap=round(self.cap, 2))
+        if self.fast_ticks >= self.runaway_ticks:
+            return self._move(
+                GuardState.TRIGGERED, t, f"spending {spend_tick / self.pace:.1f}x the budget's pace for "
+                f"{self.fast_ticks} ticks in a row", spend_today=round(spend_today, 2),
+                spend_tick=round(spend_tick, 4), pace=round(self.pace, 4))
+        return None

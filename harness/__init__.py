@@ -1,0 +1,1 @@
+"""Run scenarios in-process, collect traces, check expectations; the pytest plugin."""

@@ -1,0 +1,212 @@
+"""Run a scenario in-process: build the world and the Council, run virtual time, collect a Trace.
+
+The harness is an observer: agents talk only through their mailboxes; the harness reads the
+world's ground truth (what was really spent) and the agents' public reports at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import zlib
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+
+from agents.syncbrain.agent import SyncBrainAgent
+from agents.syncflow.agent import SyncFlow
+from agents.syncnotify.agent import SyncNotifyAgent
+from agents.syncnotify.alerts import SyncNotify
+from agents.syncnotify.sinks import MemorySink
+from agents.syncshield.agent import SyncShieldAgent
+from agents.syncshield.backends import InMemoryAuditStore
+from agents.syncshield.service import SyncShield
+from agents.synctwin.agent import SyncTwinAgent
+from agents.synctwin.gatekeeper import SimulationGatekeeper
+from agents.syncvalue.agent import SyncValueAgent
+from agents.syncvalue.service import SyncValue
+from agents.syncvalue.stores import InMemoryHistoryStore
+from harness.expectations import check_expectations
+from harness.trace import CampaignTrace, Trace
+from scenarios.schema import FaultSpec, Scenario
+from synctwin.config import Settings, get_settings
+from synctwin.errors import InvalidInput
+from synctwin.history import History, load_history
+from synctwin.messages import BidBatch, LaunchRequest
+from world.clock import make_environment
+from world.history import generate_history
+from world.world import World
+
+
+def _stream(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def _client_histories(scenario: Scenario, seed: int) -> dict[str, History]:
+    histories: dict[str, History] = {}
+    start = scenario.world.start.date() if isinstance(scenario.world.start, dt.datetime) else scenario.world.start
+    for client in scenario.clients:
+        spec = client.history
+        if spec.csv is not None:
+            path = (scenario.base_dir / spec.csv) if scenario.base_dir else spec.csv
+            histories[client.id] = load_history(path)
+        else:
+            gen = spec.generate
+            rng = _stream(seed, 2, zlib.crc32(client.id.encode()))
+            histories[client.id] = generate_history(scenario.world.platforms[gen.platform], gen, rng, start)
+    return histories
+
+
+class _Recorder:
+    """Samples the world's ground truth: hourly cumulative totals and each day's spend."""
+
+    def __init__(self, trace: Trace, tick: float) -> None:
+        self.trace = trace
+        self.every = max(1, round(3600.0 / tick))
+        self.n = 0
+        self.day: dict[str, int] = {}
+        self.day_start: dict[str, float] = {}  # cumulative spend when the campaign's current day began
+        self.prev: dict[str, float] = {}
+        self.last: BidBatch | None = None
+
+    def __call__(self, batch: BidBatch) -> None:
+        self.last = batch
+        day = int((batch.t - 1e-9) // 86_400)  # the tick ending at midnight belongs to the day before
+        spend = batch.spend.tolist()
+        for i, cid in enumerate(batch.campaign_ids):
+            if cid not in self.day:
+                self.day[cid], self.day_start[cid] = day, 0.0
+            elif self.day[cid] != day:
+                self.trace.campaigns[cid].daily_spend.append(self.prev[cid] - self.day_start[cid])
+                self.day[cid], self.day_start[cid] = day, self.prev[cid]
+            self.prev[cid] = spend[i]
+        self.n += 1
+        if self.n % self.every == 0:
+            self._sample(batch)
+
+    def _sample(self, batch: BidBatch) -> None:
+        for i, cid in enumerate(batch.campaign_ids):
+            c = self.trace.campaigns[cid]
+            c.hours.append(batch.t)
+            c.spend.append(round(float(batch.spend[i]), 4))
+            c.revenue.append(round(float(batch.revenue[i]), 4))
+            c.conversions.append(float(batch.conversions[i]))
+            c.clicks.append(float(batch.clicks[i]))
+
+    def finish(self) -> None:
+        batch = self.last
+        if batch is None:
+            return
+        for i, cid in enumerate(batch.campaign_ids):
+            c = self.trace.campaigns[cid]
+            c.daily_spend.append(self.prev[cid] - self.day_start[cid])
+            c.daily_spend = [round(x, 4) for x in c.daily_spend]
+            c.final = {"spend": float(batch.spend[i]), "revenue": float(batch.revenue[i]),
+                       "conversions": float(batch.conversions[i]), "clicks": float(batch.clicks[i]),
+                       "impressions": float(batch.impressions[i])}
+
+
+def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None = None,
+                 disabled_guards: tuple[str, ...] = ()) -> Trace:
+    """Run `scenario` for its duration in virtual time; the same seed gives the same trace."""
+    started = time.perf_counter()
+    settings = settings or get_settings()
+    if seed < 0:
+        raise InvalidInput(f"seed {seed} must be >= 0", field="seed")
+    env = make_environment()
+    trace = Trace(scenario=scenario.name, seed=seed, duration_s=scenario.duration, epoch0=scenario.world.epoch0)
+    fault_ids = {id(f): f.id or f"{f.kind}#{i}" for i, f in enumerate(scenario.faults)}
+
+    def on_fault(what: str, fault: FaultSpec, t: float) -> None:
+        fid = fault_ids[id(fault)]
+        entry = trace.faults.setdefault(fid, {"kind": fault.kind, "platform": fault.platform,
+                                              "campaign": fault.campaign, "start": None, "end": None})
+        if what == "start":
+            entry["start"] = t
+        elif what == "end":
+            entry["end"] = t
+        trace.timeline.append({"t": t, "kind": f"fault_{what}", "fault": fid, "fault_kind": fault.kind})
+
+    world = World(env, scenario.world, _stream(seed, 1), scenario.faults, on_fault)
+    clock = world.clock
+    audit_store = InMemoryAuditStore(clock=clock.now)
+    alert_sink = MemorySink()
+    shield = SyncShieldAgent(env, SyncShield(audit_store))
+    notify = SyncNotifyAgent(env, SyncNotify([alert_sink], clock=clock.now))
+    store = InMemoryHistoryStore(_client_histories(scenario, seed))
+    value = SyncValueAgent(env, SyncValue(store, settings))
+    twin = SyncTwinAgent(env, SimulationGatekeeper(settings=settings), value.mailbox, paths=scenario.gate_paths)
+    flow = SyncFlow(env, apis=world.apis, bids=world.subscribe(), audit=shield.mailbox, alerts=notify.mailbox,
+                    settings=settings, ticks_per_day=86_400.0 / scenario.world.tick,
+                    disabled_guards=(*scenario.disabled_guards, *disabled_guards))
+    brain = SyncBrainAgent(env, synctwin=twin.mailbox, syncflow=flow.mailbox, audit=shield.mailbox, seed=seed)
+    recorder = _Recorder(trace, scenario.world.tick)
+    world.observe(recorder)
+
+    for spec in scenario.campaigns:
+        strategy = spec.strategy
+        trace.campaigns[spec.id] = CampaignTrace(
+            campaign_id=spec.id, client_id=spec.client, platform=str(strategy.get("platform", "meta")),
+            daily_budget=float(strategy.get("daily_budget", 0) or 0), launch_at=spec.launch_at,
+            gross_margin=float(strategy.get("gross_margin", 1.0)))
+        world.truths[spec.id] = dict(spec.truth)
+
+    def schedule() -> Generator[Any, Any, None]:
+        for spec in sorted(scenario.campaigns, key=lambda c: c.launch_at):
+            if spec.launch_at > env.now:
+                yield env.timeout(spec.launch_at - env.now)
+            params = {**spec.strategy, "campaign_id": spec.id}
+            yield brain.mailbox.put(LaunchRequest(spec.client, params))
+
+    env.process(schedule())
+    env.run(until=scenario.duration)
+    recorder.finish()
+    _collect(trace, brain, flow, audit_store, alert_sink, world)
+    trace.expectations = check_expectations(scenario, trace)
+    trace.wall_s = time.perf_counter() - started
+    return trace
+
+
+def _collect(trace: Trace, brain: SyncBrainAgent, flow: SyncFlow, audit: InMemoryAuditStore, alerts: MemorySink,
+             world: World) -> None:
+    epoch0 = trace.epoch0
+    trace.ticks = world.ticks
+    trace.events = world.ticks * (1 + len(world.subscribers))
+    for cid, decision in brain.decisions.items():
+        c = trace.campaigns.get(cid)
+        if c is None:
+            continue
+        if isinstance(decision, Exception):
+            c.decision, c.gate_error = "INVALID", str(decision)
+            continue
+        c.decision, c.confidence = decision.decision, decision.confidence_score
+        c.projected_uplift = decision.projected_net_profit_uplift
+        c.baseline_daily_revenue = decision.baseline.get("daily_revenue", 0.0)
+        c.baseline_daily_spend = decision.baseline.get("daily_spend", 0.0)
+    for cid, r in flow.report().items():
+        c = trace.campaigns[cid]
+        c.status, c.launched_at = r["status"], r["launched_at"]
+        c.pause_reason, c.paused_at, c.pause_detail = r["pause_reason"], r["paused_at"], r["pause_detail"]
+        c.bids, c.guards = r["bids"], r["guards"]
+        if c.final and c.launched_at is not None:
+            c.final["live_s"] = trace.duration_s - c.launched_at
+    trace.recoveries = {p: v for p, v in flow.recoveries.items() if v}
+    trace.breakers = flow.breaker_states()
+    trace.audit = audit.records()
+    trace.alerts = [{"t": round(a.ts - epoch0, 3), "severity": a.severity, "title": a.title} for a in alerts.alerts]
+    for rec in trace.audit:
+        kind = rec["event_type"]
+        if kind in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED", "CAMPAIGN_LAUNCHED", "CAMPAIGN_PAUSED",
+                    "BREAKER_TRANSITION", "CAMPAIGN_INVALID"):
+            entry = {"t": round(rec["ts"] - epoch0, 3), "kind": kind.lower()}
+            if rec["campaign_id"]:
+                entry["campaign"] = rec["campaign_id"]
+            if rec["reason"]:
+                entry["reason"] = rec["reason"]
+            if kind == "BREAKER_TRANSITION":
+                entry.update(platform=rec["metadata"]["platform"], to=rec["metadata"]["to_state"])
+            if kind in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED"):
+                entry["confidence"] = rec["metadata"].get("confidence_score")
+            trace.timeline.append(entry)
+    trace.timeline.sort(key=lambda e: (e["t"], e["kind"]))

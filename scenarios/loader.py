@@ -1,0 +1,63 @@
+"""Finding and reading scenario files: built-ins by name, or any YAML file by path."""
+
+from __future__ import annotations
+
+from importlib.resources import as_file, files
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from scenarios.schema import Scenario
+from synctwin.errors import InvalidInput, describe_validation_error
+
+
+def builtin_dir() -> Path:
+    with as_file(files("scenarios") / "builtin") as p:
+        return Path(p)
+
+
+def builtin_files() -> dict[str, Path]:
+    """Built-in scenarios by name (the file's stem), drills included."""
+    root = builtin_dir()
+    return {p.stem: p for p in sorted([*root.glob("*.yaml"), *root.glob("drills/*.yaml")])}
+
+
+def list_builtins() -> list[tuple[str, str]]:
+    """(name, one-line description) of each built-in, in name order."""
+    out = []
+    for name, path in builtin_files().items():
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        out.append((name, " ".join(str(data.get("description", "")).split())))
+    return out
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A built-in by name, or a YAML file; errors name the file and the field."""
+    builtins = builtin_files()
+    path = builtins.get(str(name_or_path)) or Path(name_or_path)
+    if not path.exists():
+        known = ", ".join(builtins)
+        raise InvalidInput(f"no such scenario file or built-in (built-ins: {known})", source=str(name_or_path))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise InvalidInput(f"malformed YAML: {getattr(exc, 'problem', None) or exc}", source=str(path),
+                           line=line) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read: {exc}", source=str(path)) from None
+    return scenario_from_dict(data, source=str(path), base_dir=path.parent)
+
+
+def scenario_from_dict(data: Any, *, source: str = "scenario", base_dir: Path | None = None) -> Scenario:
+    if not isinstance(data, dict):
+        raise InvalidInput(f"expected a mapping at the top, got {type(data).__name__}", source=source)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        field, reason = describe_validation_error(exc)
+        raise InvalidInput(reason, source=source, field=field) from None
+    return scenario.model_copy(update={"base_dir": base_dir})

@@ -1,0 +1,279 @@
+"""The scenario file format (YAML), validated with pydantic.
+
+A scenario is the world's parameters, clients (with given or generated histories), campaigns
+(strategies launched at virtual times), a timeline of injected faults, and expectations to
+check against the trace. Durations are written as people write them: 90s, 30m, 2h, 3d.
+
+    name: market_shock
+    description: CPM +50% on Meta two days in; MarginGuardian must pause within 3 hours
+    duration: 4d
+    world: {tick: 1m, platforms: {meta: {cpm: 5.0, ctr: 0.018, cvr: 0.044, aov: 60}}}
+    clients:
+      - id: acme
+        history: {generate: {platform: meta, daily_spend: 600}}
+    campaigns:
+      - id: acme-spring
+        client: acme
+        launch_at: 0s
+        strategy: {audience_size: 160000, cvr: 0.03, daily_budget: 1100, gross_margin: 0.35}
+    faults:
+      - {id: shock, kind: cpm_shock, at: 2d, platform: meta, multiplier: 1.5}
+    expectations:
+      - {expect: paused, campaign: acme-spring, reason: MARGIN_GUARDIAN, after: shock, within: 3h}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from synctwin.durations import parse_duration
+from synctwin.models import Platform
+
+PauseReason = Literal["MARGIN_GUARDIAN", "BUDGET_EMERGENCY", "AUTO_ROLLBACK", "SYNCTWIN_DEVIATION_THRESHOLD"]
+FaultKind = Literal["cpm_shock", "cvr_drop", "api_outage", "runaway_spend"]
+GuardName = Literal["margin_guardian", "budget_emergency", "auto_rollback", "api_circuit_breaker"]
+
+
+def _seconds(value: Any) -> float:
+    return parse_duration(value)
+
+
+Duration = Annotated[float, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlatformMarket(_Strict):
+    """The true market of one platform (the twin's world, not what the gate believes)."""
+
+    cpm: float = Field(gt=0, description="mean cost per 1000 impressions")
+    ctr: float = Field(gt=0, le=1, description="clicks per impression")
+    cvr: float = Field(gt=0, le=1, description="conversions per click")
+    aov: float = Field(gt=0, description="mean order value")
+    aov_cv: float = Field(0.35, ge=0, description="coefficient of variation of one order's value")
+    cpm_drift_sd: float = Field(0.02, ge=0, description="log-sd of the CPM's drift per day")
+    cpm_noise_sd: float = Field(0.08, ge=0, description="log-sd of the CPM's noise per tick")
+    overdelivery: float = Field(0.05, ge=0, le=0.5, description="the platform spends at most (1+x) x budget a day")
+    api_latency: Duration = Field(0.12, description="seconds per API call")
+    api_timeout: Duration = Field(10.0, description="seconds before a call to an unreachable API fails")
+    api_rate_limit: float = Field(50.0, gt=0, description="API calls per second before RATE_LIMITED")
+
+
+DEFAULT_MARKETS: dict[str, PlatformMarket] = {
+    "meta": PlatformMarket(cpm=6.0, ctr=0.018, cvr=0.044, aov=62.0),
+    "tiktok": PlatformMarket(cpm=4.2, ctr=0.012, cvr=0.021, aov=48.0),
+    "google": PlatformMarket(cpm=9.5, ctr=0.035, cvr=0.038, aov=85.0),
+}
+
+
+class WorldSpec(_Strict):
+    tick: Duration = Field(60.0, gt=0, description="seconds per tick of the platforms (1m = minute resolution)")
+    start: dt.datetime = Field(dt.datetime(2026, 1, 5, tzinfo=dt.UTC), description="virtual time zero (UTC)")
+    platforms: dict[Platform, PlatformMarket] = Field(default_factory=lambda: dict(DEFAULT_MARKETS))
+
+    @field_validator("tick", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return _seconds(v)
+
+    @field_validator("platforms", mode="before")
+    @classmethod
+    def _fill(cls, v: Any) -> Any:
+        """Platforms not named keep their defaults; named ones may give only what differs."""
+        if not isinstance(v, dict):
+            return v
+        merged: dict[str, Any] = {k: m.model_dump() for k, m in DEFAULT_MARKETS.items()}
+        for name, spec in v.items():
+            if isinstance(spec, dict) and name in merged:
+                merged[name] = {**merged[name], **spec}
+            else:
+                merged[name] = spec
+        return merged
+
+    @property
+    def epoch0(self) -> float:
+        start = self.start if self.start.tzinfo else self.start.replace(tzinfo=dt.UTC)
+        return start.timestamp()
+
+
+class GeneratedHistory(_Strict):
+    """A history drawn from the platform's market before the scenario starts."""
+
+    platform: Platform = "meta"
+    days: int = Field(90, ge=14, le=730)
+    daily_spend: float = Field(gt=0)
+    rate_factors: dict[Literal["cpm", "ctr", "cvr", "aov"], float] = Field(
+        default_factory=dict, description="this client's rates relative to the platform's, e.g. {cvr: 0.8}")
+
+
+class HistorySpec(_Strict):
+    csv: str | None = Field(None, description="a history CSV, relative to the scenario file")
+    generate: GeneratedHistory | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> HistorySpec:
+        if (self.csv is None) == (self.generate is None):
+            raise ValueError("give exactly one of csv or generate")
+        return self
+
+
+class ClientSpec(_Strict):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    history: HistorySpec
+
+
+class CampaignSpec(_Strict):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    client: str
+    launch_at: Duration = 0.0
+    strategy: dict[str, Any] = Field(description="Strategy fields; campaign_id and client_id are filled in")
+    truth: dict[Literal["cpm", "ctr", "cvr", "aov", "demand"], float] = Field(
+        default_factory=dict, description="how this campaign's true rates differ from its platform's")
+
+    @field_validator("launch_at", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return _seconds(v)
+
+
+class FaultSpec(_Strict):
+    """A fault injected at a virtual time: on a platform, or on one campaign."""
+
+    id: str | None = None
+    kind: FaultKind
+    at: Duration
+    duration: Duration | None = Field(None, description="how long it lasts; default: to the end (outage: 5m)")
+    multiplier: float | None = Field(None, gt=0, description="cpm_shock 1.5, cvr_drop 0.7, runaway_spend 10")
+    platform: Platform | None = None
+    campaign: str | None = None
+
+    @field_validator("at", "duration", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float | None:
+        return None if v is None else _seconds(v)
+
+    @model_validator(mode="after")
+    def _defaults(self) -> FaultSpec:
+        defaults = {"cpm_shock": 1.5, "cvr_drop": 0.7, "runaway_spend": 10.0}
+        if self.kind in defaults and self.multiplier is None:
+            object.__setattr__(self, "multiplier", defaults[self.kind])
+        if self.kind == "api_outage" and self.duration is None:
+            object.__setattr__(self, "duration", 300.0)
+        if self.platform is None and self.campaign is None:
+            raise ValueError("a fault needs a platform or a campaign")
+        return self
+
+
+# --- expectations -------------------------------------------------------------------------------
+
+class _Expectation(_Strict):
+    campaign: str
+
+
+class GateExpectation(_Expectation):
+    """The gate decides this campaign so (and, optionally, with a confidence in a range)."""
+
+    expect: Literal["gate"]
+    decision: Literal["APPROVED", "REJECTED"]
+    confidence_between: tuple[float, float] | None = None
+
+
+class PausedExpectation(_Expectation):
+    """Paused with this reason, within `within` of `after` (a fault id, or 'launch')."""
+
+    expect: Literal["paused"]
+    reason: PauseReason
+    after: str = "launch"
+    within: Duration | None = None
+
+    @field_validator("within", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float | None:
+        return None if v is None else _seconds(v)
+
+
+class NeverPausedExpectation(_Expectation):
+    expect: Literal["never_paused"]
+
+
+class SpendCapExpectation(_Expectation):
+    """No day's spend above `max_share` x the daily budget."""
+
+    expect: Literal["daily_spend_at_most"]
+    max_share: float = Field(1.10, gt=0)
+
+
+class NoLostBidsExpectation(_Expectation):
+    """Every bid decision was delivered or superseded by a newer one; bidding resumed after outages."""
+
+    expect: Literal["no_lost_bids"]
+    resumed_within: Duration = Field(300.0, description="after each outage ends")
+    cached_fallback: bool = Field(True, description="also require that cached bids were served during an outage")
+
+    @field_validator("resumed_within", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return _seconds(v)
+
+
+class ProfitExpectation(_Expectation):
+    """The campaign's net profit uplift over its run is above `min_uplift`."""
+
+    expect: Literal["profit_at_least"]
+    min_uplift: float
+
+
+Expectation = Annotated[
+    GateExpectation | PausedExpectation | NeverPausedExpectation | SpendCapExpectation | NoLostBidsExpectation
+    | ProfitExpectation,
+    Field(discriminator="expect"),
+]
+
+
+class Scenario(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    duration: Duration = Field(description="virtual time to simulate")
+    world: WorldSpec = Field(default_factory=WorldSpec)
+    clients: list[ClientSpec] = Field(default_factory=list)
+    campaigns: list[CampaignSpec] = Field(default_factory=list)
+    faults: list[FaultSpec] = Field(default_factory=list)
+    expectations: list[Expectation] = Field(default_factory=list)
+    disabled_guards: list[GuardName] = Field(default_factory=list, description="switch guards off (drills)")
+    gate_paths: int = Field(10_000, ge=100, description="Monte Carlo paths of each pre-launch gate")
+    base_dir: Path | None = Field(None, exclude=True, description="where relative paths resolve (set by the loader)")
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> float:
+        return _seconds(v)
+
+    @model_validator(mode="after")
+    def _references(self) -> Scenario:
+        """Every name a campaign, fault or expectation uses must exist: typos fail at load time."""
+        clients = {c.id for c in self.clients}
+        campaigns = [c.id for c in self.campaigns]
+        dupes = {c for c in campaigns if campaigns.count(c) > 1}
+        if dupes:
+            raise ValueError(f"duplicate campaign id(s): {', '.join(sorted(dupes))}")
+        for i, c in enumerate(self.campaigns):
+            if c.client not in clients:
+                raise ValueError(f"campaigns[{i}] ({c.id}): unknown client {c.client!r}")
+            if c.launch_at >= self.duration:
+                raise ValueError(f"campaigns[{i}] ({c.id}): launch_at is after the scenario's end")
+        fault_ids = {f.id for f in self.faults if f.id}
+        for i, f in enumerate(self.faults):
+            if f.campaign is not None and f.campaign not in campaigns:
+                raise ValueError(f"faults[{i}]: unknown campaign {f.campaign!r}")
+        for i, e in enumerate(self.expectations):
+            if e.campaign not in campaigns:
+                raise ValueError(f"expectations[{i}]: unknown campaign {e.campaign!r}")
+            if isinstance(e, PausedExpectation) and e.after != "launch" and e.after not in fault_ids:
+                raise ValueError(f"expectations[{i}]: 'after' names no fault id or 'launch' ({e.after!r})")
+        return self

@@ -1,0 +1,36 @@
+"""Durations as people write them in scenario files: 90s, 30m, 2h, 3d, 1d12h, or plain seconds."""
+
+from __future__ import annotations
+
+import re
+
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds from '1d12h', '30m', '45s', 90, '90'. Raises ValueError with the accepted forms."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0 or value != value:  # negative or NaN
+            raise ValueError(f"a duration must be >= 0 seconds (got {value!r})")
+        return float(value)
+    text = str(value).strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = _PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {value!r} (write e.g. 90s, 30m, 2h, 3d, 1d12h)")
+    return float(sum(float(n) * _UNIT[u] for n, u in parts))
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest readable form: 5400 -> '1h30m'."""
+    s = round(seconds)
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if s >= size:
+            out.append(f"{s // size}{unit}")
+            s %= size
+    return "".join(out) or "0s"

@@ -1,0 +1,75 @@
+"""Faults injected at virtual times: CPM shock, CVR drop, API outage, runaway spend.
+
+Each fault is an action with a start and (optionally) an end that always undoes it, in the
+spirit of Chaos Toolkit's rollbacks: the world returns to normal when the fault is over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import simpy
+
+from scenarios.schema import FaultSpec
+from world.api import PlatformAPI
+from world.platforms import AdPlatforms
+
+FaultListener = Callable[[str, FaultSpec, float], None]  # ("start" | "end" | "skipped", fault, t)
+
+
+class FaultInjector:
+    def __init__(self, env: simpy.Environment, platforms: AdPlatforms, apis: dict[str, PlatformAPI],
+                 faults: list[FaultSpec], listener: FaultListener) -> None:
+        self.env = env
+        self.platforms = platforms
+        self.apis = apis
+        self.listener = listener
+        for fault in sorted(faults, key=lambda f: f.at):
+            env.process(self._run(fault))
+
+    def _run(self, fault: FaultSpec) -> Generator[Any, Any, None]:
+        yield self.env.timeout(fault.at)
+        undo = self._apply(fault)
+        if undo is None:
+            self.listener("skipped", fault, self.env.now)
+            return
+        self.listener("start", fault, self.env.now)
+        if fault.duration is not None:
+            yield self.env.timeout(fault.duration)
+            undo()
+            self.listener("end", fault, self.env.now)
+
+    def _platform_of(self, fault: FaultSpec) -> str | None:
+        if fault.platform is not None:
+            return fault.platform
+        p = self.platforms
+        if fault.campaign in p.index:
+            return next(k for k, v in p.platform_index.items() if v == p.plat[p.index[fault.campaign]])
+        return None
+
+    def _apply(self, fault: FaultSpec) -> Callable[[], None] | None:
+        """Start the fault; return what ends it (None when its target is not live)."""
+        p = self.platforms
+        if fault.kind == "api_outage":
+            name = self._platform_of(fault)
+            if name is None:
+                return None
+            api = self.apis[name]
+            api.start_outage(fault.duration or 300.0)
+            return lambda: None  # the outage ends by itself
+        column = {"cpm_shock": ("cpm_mult", "platform_cpm_mult"), "cvr_drop": ("cvr_mult", "platform_cvr_mult"),
+                  "runaway_spend": ("spend_mult", "platform_spend_mult")}[fault.kind]
+        m = float(fault.multiplier or 1.0)
+        if fault.campaign is not None:
+            if fault.campaign not in p.index:
+                return None
+            array, i = getattr(p, column[0]), p.index[fault.campaign]
+        else:
+            array, i = getattr(p, column[1]), p.platform_index[fault.platform]
+        array[i] *= m
+
+        def undo() -> None:
+            array[i] /= m
+
+        return undo

@@ -1,0 +1,33 @@
+"""Client histories drawn from a platform's market, for scenarios that do not ship a CSV."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+
+from scenarios.schema import GeneratedHistory, PlatformMarket
+from synctwin.history import History
+
+WEEKDAY = np.array([1.0, 1.02, 1.03, 1.0, 0.97, 0.95, 1.03])  # Monday first
+
+
+def generate_history(market: PlatformMarket, spec: GeneratedHistory, rng: np.random.Generator,
+                     end: dt.date) -> History:
+    """`spec.days` days ending the day before `end`: spend with weekday and daily noise, CPM with
+    a slow random walk, Poisson clicks and conversions, gamma-distributed revenue."""
+    n = spec.days
+    dates = np.arange(np.datetime64(end) - n, np.datetime64(end), dtype="datetime64[D]")
+    weekday = WEEKDAY[(dates.astype(np.int64) + 3) % 7]  # 1970-01-01 was a Thursday
+    f = spec.rate_factors
+    spend = spec.daily_spend * weekday * np.exp(rng.normal(0, 0.08, n))
+    cpm = market.cpm * f.get("cpm", 1.0) * np.exp(np.cumsum(rng.normal(0, market.cpm_drift_sd, n))
+                                                   + rng.normal(0, 0.05, n))
+    impressions = np.round(spend / cpm * 1000.0)
+    clicks = rng.poisson(impressions * market.ctr * f.get("ctr", 1.0)).astype(np.float64)
+    conversions = rng.poisson(clicks * market.cvr * f.get("cvr", 1.0)).astype(np.float64)
+    aov = market.aov * f.get("aov", 1.0)
+    cv2 = market.aov_cv**2
+    revenue = np.where(conversions > 0, rng.gamma(np.maximum(conversions, 1) / cv2, aov * cv2), 0.0)
+    return History(dates=dates, spend=np.round(spend, 2), impressions=impressions, clicks=clicks,
+                   conversions=conversions, revenue=np.round(revenue, 2))
