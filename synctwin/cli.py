@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the main job on embedded defaults (no server needed), with a readable summary"),
     "gate": ("gate", "pre-launch gate: simulate a strategy; exit 0 approved, 1 rejected, 2 invalid input"),
     "backtest": ("backtest", "gate decisions against campaigns with known outcomes: confusion matrix, FN/FP rates"),
+    "replay": ("replay", "run a scenario in virtual time (`replay --list` shows the built-ins); "
+               "exit 1 when an expectation fails, 2 when the scenario is invalid"),
+    "chaos": ("chaos", "the four chaos drills in virtual time (margin_guardian, budget_emergency, auto_rollback, "
+              "api_circuit_breaker); exit 0 all pass, 1 any fail"),
     "audit": ("audit", "the SyncShield audit log: `audit verify (FILE | --redis URL)` checks its hash chain"),
 }
 
