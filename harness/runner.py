@@ -29,7 +29,7 @@ from agents.syncvalue.service import SyncValue
 from agents.syncvalue.stores import InMemoryHistoryStore
 from harness.expectations import check_expectations
 from harness.trace import CampaignTrace, Trace
-from scenarios.schema import FaultSpec, Scenario
+from scenarios.schema import CampaignSpec, FaultSpec, Scenario
 from synctwin.config import Settings, get_settings
 from synctwin.errors import InvalidInput
 from synctwin.history import History, load_history
@@ -56,6 +56,18 @@ def _client_histories(scenario: Scenario, seed: int) -> dict[str, History]:
             rng = _stream(seed, 2, zlib.crc32(client.id.encode()))
             histories[client.id] = generate_history(scenario.world.platforms[gen.platform], gen, rng, start)
     return histories
+
+
+def campaign_truth(scenario: Scenario, spec: CampaignSpec) -> dict[str, float]:
+    """How a campaign's true rates differ from its platform's: its client's generated-history
+    `rate_factors` (when that history is of the campaign's platform), overridden by the campaign's
+    own `truth`. Without the default, a client generated with {aov: 0.5} would meet a world that
+    sells at the platform's full order value: the gate and the world would disagree by construction."""
+    client = next((c for c in scenario.clients if c.id == spec.client), None)
+    gen = client.history.generate if client is not None else None
+    platform = str(spec.strategy.get("platform", "meta"))
+    inherited = dict(gen.rate_factors) if gen is not None and gen.platform == platform else {}
+    return {**inherited, **spec.truth}
 
 
 class _Recorder:
@@ -108,7 +120,7 @@ class _Recorder:
 
 
 def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None = None,
-                 disabled_guards: tuple[str, ...] = ()) -> Trace:
+                 disabled_guards: tuple[str, ...] = (), histories: dict[str, History] | None = None) -> Trace:
     """Run `scenario` for its duration in virtual time; the same seed gives the same trace."""
     started = time.perf_counter()
     settings = settings or get_settings()
@@ -134,7 +146,7 @@ def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None
     alert_sink = MemorySink()
     shield = SyncShieldAgent(env, SyncShield(audit_store))
     notify = SyncNotifyAgent(env, SyncNotify([alert_sink], clock=clock.now))
-    store = InMemoryHistoryStore(_client_histories(scenario, seed))
+    store = InMemoryHistoryStore({**_client_histories(scenario, seed), **(histories or {})})
     value = SyncValueAgent(env, SyncValue(store, settings))
     twin = SyncTwinAgent(env, SimulationGatekeeper(settings=settings), value.mailbox, paths=scenario.gate_paths)
     flow = SyncFlow(env, apis=world.apis, bids=world.subscribe(), audit=shield.mailbox, alerts=notify.mailbox,
@@ -150,14 +162,14 @@ def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None
             campaign_id=spec.id, client_id=spec.client, platform=str(strategy.get("platform", "meta")),
             daily_budget=float(strategy.get("daily_budget", 0) or 0), launch_at=spec.launch_at,
             gross_margin=float(strategy.get("gross_margin", 1.0)))
-        world.truths[spec.id] = dict(spec.truth)
+        world.truths[spec.id] = campaign_truth(scenario, spec)
 
     def schedule() -> Generator[Any, Any, None]:
         for spec in sorted(scenario.campaigns, key=lambda c: c.launch_at):
             if spec.launch_at > env.now:
                 yield env.timeout(spec.launch_at - env.now)
             params = {**spec.strategy, "campaign_id": spec.id}
-            yield brain.mailbox.put(LaunchRequest(spec.client, params))
+            yield brain.mailbox.put(LaunchRequest(spec.client, params, test=spec.test))
 
     env.process(schedule())
     env.run(until=scenario.duration)

@@ -135,6 +135,8 @@ class CampaignSpec(_Strict):
     strategy: dict[str, Any] = Field(description="Strategy fields; campaign_id and client_id are filled in")
     truth: dict[Literal["cpm", "ctr", "cvr", "aov", "demand"], float] = Field(
         default_factory=dict, description="how this campaign's true rates differ from its platform's")
+    test: bool = Field(False, description="a chaos-test campaign: gated for its plan, deployed whatever the "
+                       "decision (as the seed's create_test_campaign), audited as such")
 
     @field_validator("launch_at", mode="before")
     @classmethod

@@ -39,6 +39,7 @@ class LaunchRequest:
 
     client_id: str
     params: dict[str, Any]
+    test: bool = False  # a chaos-test campaign: deployed for the drill whatever the gate says
 
 
 @dataclass(slots=True)
@@ -47,6 +48,7 @@ class Deploy:
 
     strategy: Any  # synctwin.models.Strategy
     gate: Any  # synctwin.models.GateResult
+    test: bool = False  # a chaos-test campaign (never a client's)
 
 
 @dataclass(slots=True)

@@ -21,6 +21,18 @@ def connect(url: str | None = None, **kwargs: Any) -> Any:
     return redis.Redis.from_url(url, decode_responses=True, **kwargs)
 
 
+def connect_checked(url: str) -> Any:
+    """Connect and PING, so an unreachable server is one clear error instead of a later traceback."""
+    from synctwin.errors import InvalidInput
+
+    client = connect(url)
+    try:
+        client.ping()
+    except Exception as exc:  # redis raises several connection error types
+        raise InvalidInput(f"cannot reach Redis at {url}: {exc}") from None
+    return client
+
+
 def key(prefix: str, *parts: str) -> str:
     """Join a key under the configured prefix: key('synctwin:', 'campaign', id, 'projection')."""
     return prefix + ":".join(parts)

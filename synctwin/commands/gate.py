@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     strategy = load_strategy(args.strategy)
     client = None
     if args.redis:
-        client = _redis(args.redis)
+        from synctwin.redis_conn import connect_checked
+
+        client = connect_checked(args.redis)
     if args.history:
         history, source = load_history(args.history), args.history
     elif client is not None:
@@ -70,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     gatekeeper = SimulationGatekeeper(settings=settings, model=args.model, threshold=args.threshold)
     result = gatekeeper.evaluate(strategy, baseline, seed=args.seed, paths=args.paths, max_paths=args.max_paths)
     _record(result, args, client, settings.key_prefix)
+    if client is not None and result.approved:
+        _publish(client, settings.key_prefix, strategy, history, result)
     if args.json:
         from synctwin.console import print_json
 
@@ -77,17 +81,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_result(result)
     return 0 if result.approved else 1
-
-
-def _redis(url: str) -> Any:
-    from synctwin.redis_conn import connect
-
-    client = connect(url)
-    try:
-        client.ping()
-    except Exception as exc:  # redis raises several connection error types
-        raise InvalidInput(f"cannot reach Redis at {url}: {exc}") from None
-    return client
 
 
 def _record(result: Any, args: argparse.Namespace, client: Any, prefix: str) -> None:
@@ -106,11 +99,20 @@ def _record(result: Any, args: argparse.Namespace, client: Any, prefix: str) -> 
     meta = audit_metadata(result)
     for store in stores:
         store.append(event, client_id=result.client_id, campaign_id=result.campaign_id, reason=reason, metadata=meta)
-    if client is not None and result.approved:
-        projection = result.projection.model_copy(
-            update={"launch_ts": result.projection.launch_ts or time.time()}
-        )
-        client.set(f"{prefix}campaign:{result.campaign_id}:projection", json.dumps(projection.model_dump(mode="json")))
+
+
+def _publish(client: Any, prefix: str, strategy: Any, history: Any, result: Any) -> None:
+    """An approved campaign's plan for production: the projection the mirror compares with, and
+    the strategy and client history the nightly drills clone into the twin."""
+    from agents.syncvalue.stores import RedisHistoryStore
+
+    projection = result.projection.model_copy(update={"launch_ts": result.projection.launch_ts or time.time()})
+    cid = result.campaign_id
+    pipe = client.pipeline()
+    pipe.set(f"{prefix}campaign:{cid}:projection", json.dumps(projection.model_dump(mode="json")))
+    pipe.set(f"{prefix}campaign:{cid}:strategy", strategy.model_dump_json(exclude_none=True))
+    pipe.execute()
+    RedisHistoryStore(client, prefix).put(strategy.client_id, history)
 
 
 def print_result(result: Any) -> None:

@@ -1,0 +1,72 @@
+"""`synctwin replay SCENARIO [--seed S] [--json]` and `synctwin replay --list`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from synctwin.errors import InvalidInput
+
+EXIT_FAILED = 1
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", nargs="?", metavar="SCENARIO", help="a built-in's name or a scenario YAML file")
+    p.add_argument("--list", action="store_true", help="print the built-in scenarios, one per line, name first")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0): same seed, same trace")
+    p.add_argument("--json", action="store_true", help="print the trace summary as one JSON document")
+    p.add_argument("--series", action="store_true", help="with --json: include hourly time series per campaign")
+
+
+def run(args: argparse.Namespace) -> int:
+    from scenarios.loader import list_builtins, load_scenario
+
+    if args.list:
+        for name, description in list_builtins():
+            print(f"{name}  {description}")
+        return 0
+    if not args.scenario:
+        raise InvalidInput("give a SCENARIO (a built-in's name or a YAML file), or --list")
+    from harness.runner import run_scenario
+
+    trace = run_scenario(load_scenario(args.scenario), args.seed)
+    if args.json:
+        from synctwin.console import print_json
+
+        print_json(trace.to_dict(series=args.series))
+    else:
+        print_trace(trace)
+    return 0 if trace.passed else EXIT_FAILED
+
+
+def print_trace(trace: Any) -> None:
+    from rich.table import Table
+
+    from synctwin.console import console, money
+    from synctwin.durations import format_duration
+
+    out = console()
+    out.print(f"[bold]{trace.scenario}[/] seed {trace.seed}: {format_duration(trace.duration_s)} of virtual time, "
+              f"{trace.ticks:,} ticks in {trace.wall_s:.2f} s wall")
+    t = Table(box=None, pad_edge=False, title="campaigns", title_justify="left")
+    for col in ("campaign", "gate", "confidence", "status", "spend", "revenue", "uplift", "max day"):
+        t.add_column(col, justify="left" if col in ("campaign", "gate", "status") else "right")
+    for c in trace.campaigns.values():
+        status = c.status.lower() + (f" ({c.pause_reason} at {format_duration(c.paused_at)})" if c.pause_reason else "")
+        t.add_row(c.campaign_id, c.decision or "-", f"{c.confidence:.3f}" if c.confidence is not None else "-",
+                  status, money(c.final.get("spend")), money(c.final.get("revenue")), money(c.net_profit_uplift),
+                  f"{c.max_daily_spend_share:.0%}")
+    out.print(t)
+    if trace.timeline:
+        out.print("[bold]timeline[/]")
+        for e in trace.timeline[:40]:
+            what = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("t", "kind"))
+            out.print(f"  {format_duration(e['t']):>10}  {e['kind']:<20} {what}")
+        if len(trace.timeline) > 40:
+            out.print(f"  ... {len(trace.timeline) - 40} more (see --json)")
+    out.print("[bold]expectations[/]")
+    for e in trace.expectations:
+        mark = "[green]PASS[/]" if e.passed else "[bold red]FAIL[/]"
+        out.print(f"  {mark} {e.expectation}: {e.message}")
+    if not trace.expectations:
+        out.print("  (none)")
