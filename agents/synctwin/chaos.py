@@ -28,9 +28,9 @@ from synctwin.config import Settings, get_settings
 from synctwin.durations import format_duration
 from synctwin.history import History
 
-FAULT_AT = 6 * 3600.0
+FAULT_AT = 6 * 3600.0  # steady state first: the campaign runs six hours before the fault
 GUARD_LABELS = {"margin_guardian": "MarginGuardian", "auto_rollback": "Auto-rollback",
-                "budget_emergency": "The emergency budget stop", "api_circuit_breaker": "The API circuit breaker"}  # steady state first: the campaign runs six hours before the fault
+                "budget_emergency": "The emergency budget stop", "api_circuit_breaker": "The API circuit breaker"}
 
 
 @dataclass(frozen=True, slots=True)
