@@ -28,9 +28,11 @@ def run(args: argparse.Namespace) -> int:
     _chapter_gate(out, args)
     report = asyncio.run(_chapter_handshake(out, args))
     _chapter_hindsight(out, report)
+    _chapter_replay(out, args)
+    _chapter_chaos(out, args)
     out.rule()
     out.print("Next: `synctwin gate STRATEGY.json --history HISTORY.csv`, `synctwin backtest`, "
-              "`synctwin audit verify FILE`. See README.md.")
+              "`synctwin replay --list`, `synctwin chaos`, `synctwin audit verify FILE`. See README.md.")
     return 0
 
 
@@ -132,6 +134,41 @@ def _chapter_hindsight(out: Any, report: Any) -> None:
               f"rejected but profitable {m['FN']}, rejected & unprofitable {m['TN']}")
     out.print(f"   profit captured {money(cash['captured_profit'])}, losses avoided {money(cash['avoided_losses'])}, "
               f"losses approved {money(cash['approved_losses'])}, profit missed {money(cash['missed_profit'])}")
+
+
+def _chapter_replay(out: Any, args: argparse.Namespace) -> None:
+    from harness.runner import run_scenario
+    from scenarios.loader import load_scenario
+    from synctwin.console import money
+    from synctwin.durations import format_duration
+
+    trace = run_scenario(load_scenario("healthy_launch"), args.seed)
+    c = next(iter(trace.campaigns.values()))
+    out.print(f"\n[bold]5. Replay in virtual time[/]: healthy_launch, {format_duration(trace.duration_s)} at minute "
+              f"resolution ({trace.ticks:,} ticks) in {trace.wall_s:.1f} s of wall time")
+    for e in trace.timeline[:6]:
+        what = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("t", "kind"))
+        out.print(f"   {format_duration(e['t']):>8}  {e['kind']:<18} {what}")
+    out.print(f"   after 30 days: spend {money(c.final.get('spend'))}, revenue {money(c.final.get('revenue'))}, "
+              f"net profit uplift {money(c.net_profit_uplift)}, highest day {c.max_daily_spend_share:.0%} of budget; "
+              f"status {c.status.lower()}")
+    for e in trace.expectations:
+        out.print(f"   {'[green]PASS[/]' if e.passed else '[red]FAIL[/]'} {e.expectation}")
+
+
+def _chapter_chaos(out: Any, args: argparse.Namespace) -> None:
+    from agents.synctwin.chaos import DRILLS, run_drill, run_drills
+
+    chaos = run_drills(seed=args.seed)
+    out.print(f"\n[bold]6. Chaos drills[/] in virtual time (the seed sleeps 10 minutes per drill): "
+              f"{len(chaos.results) - len(chaos.failures)}/{len(chaos.results)} passed in {chaos.wall_s:.2f} s")
+    for r in chaos.results:
+        row = r.row()
+        mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
+        out.print(f"   {mark} {row['drill']:<16} {row['fault']:<38} {row['happened']}, {row['when']}")
+    broken = run_drill(DRILLS["market_shock"], seed=args.seed, disabled_guards=("margin_guardian",))
+    out.print(f"   with MarginGuardian switched off, market_shock {'passes (!)' if broken.passed else 'FAILS'}: "
+              f"{'; '.join(broken.row()['failures'][:1])} - the drill catches a broken guard")
 
 
 class _SeededGate:
