@@ -24,6 +24,7 @@ from agents.syncshield.backends import InMemoryAuditStore
 from agents.syncshield.service import SyncShield
 from agents.synctwin.agent import SyncTwinAgent
 from agents.synctwin.gatekeeper import SimulationGatekeeper
+from agents.synctwin.mirror import MirrorAgent, mirror_config
 from agents.syncvalue.agent import SyncValueAgent
 from agents.syncvalue.service import SyncValue
 from agents.syncvalue.stores import InMemoryHistoryStore
@@ -70,6 +71,13 @@ def campaign_truth(scenario: Scenario, spec: CampaignSpec) -> dict[str, float]:
     return {**inherited, **spec.truth}
 
 
+def _events_processed(env: Any) -> int:
+    """SimPy events the run processed: every event gets the next id of the environment's counter,
+    and those still queued at the end were not processed (SimPy has no public counter)."""
+    scheduled = next(env._eid, None) if hasattr(env, "_eid") else None
+    return 0 if scheduled is None else scheduled - len(getattr(env, "_queue", ()))
+
+
 class _Recorder:
     """Samples the world's ground truth: hourly cumulative totals and each day's spend."""
 
@@ -81,8 +89,10 @@ class _Recorder:
         self.day_start: dict[str, float] = {}  # cumulative spend when the campaign's current day began
         self.prev: dict[str, float] = {}
         self.last: BidBatch | None = None
+        self.bid_events = 0
 
     def __call__(self, batch: BidBatch) -> None:
+        self.bid_events += len(batch.campaign_ids)
         self.last = batch
         day = int((batch.t - 1e-9) // 86_400)  # the tick ending at midnight belongs to the day before
         spend = batch.spend.tolist()
@@ -151,7 +161,11 @@ def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None
     twin = SyncTwinAgent(env, SimulationGatekeeper(settings=settings), value.mailbox, paths=scenario.gate_paths)
     flow = SyncFlow(env, apis=world.apis, bids=world.subscribe(), audit=shield.mailbox, alerts=notify.mailbox,
                     settings=settings, ticks_per_day=86_400.0 / scenario.world.tick,
-                    disabled_guards=(*scenario.disabled_guards, *disabled_guards))
+                    disabled_guards=(*scenario.disabled_guards, *disabled_guards), epoch0=clock.epoch0)
+    if scenario.mirror:  # the live mirror compares every launched campaign with its projection
+        mirror = MirrorAgent(env, bids=world.subscribe(), syncflow=flow.mailbox, audit=shield.mailbox,
+                             alerts=notify.mailbox, cfg=mirror_config(settings))
+        flow.mirror = mirror.mailbox
     brain = SyncBrainAgent(env, synctwin=twin.mailbox, syncflow=flow.mailbox, audit=shield.mailbox, seed=seed)
     recorder = _Recorder(trace, scenario.world.tick)
     world.observe(recorder)
@@ -174,6 +188,8 @@ def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None
     env.process(schedule())
     env.run(until=scenario.duration)
     recorder.finish()
+    trace.events = _events_processed(env)
+    trace.bid_events = recorder.bid_events
     _collect(trace, brain, flow, audit_store, alert_sink, world)
     trace.expectations = check_expectations(scenario, trace)
     trace.wall_s = time.perf_counter() - started
@@ -184,7 +200,6 @@ def _collect(trace: Trace, brain: SyncBrainAgent, flow: SyncFlow, audit: InMemor
              world: World) -> None:
     epoch0 = trace.epoch0
     trace.ticks = world.ticks
-    trace.events = world.ticks * (1 + len(world.subscribers))
     for cid, decision in brain.decisions.items():
         c = trace.campaigns.get(cid)
         if c is None:

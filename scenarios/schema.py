@@ -204,6 +204,12 @@ class NeverPausedExpectation(_Expectation):
     expect: Literal["never_paused"]
 
 
+class NeverLaunchedExpectation(_Expectation):
+    """The campaign never reached SyncFlow or a platform (a rejection must stop it before launch)."""
+
+    expect: Literal["never_launched"]
+
+
 class SpendCapExpectation(_Expectation):
     """No day's spend above `max_share` x the daily budget."""
 
@@ -232,8 +238,8 @@ class ProfitExpectation(_Expectation):
 
 
 Expectation = Annotated[
-    GateExpectation | PausedExpectation | NeverPausedExpectation | SpendCapExpectation | NoLostBidsExpectation
-    | ProfitExpectation,
+    GateExpectation | PausedExpectation | NeverPausedExpectation | NeverLaunchedExpectation | SpendCapExpectation
+    | NoLostBidsExpectation | ProfitExpectation,
     Field(discriminator="expect"),
 ]
 
@@ -249,6 +255,7 @@ class Scenario(_Strict):
     expectations: list[Expectation] = Field(default_factory=list)
     disabled_guards: list[GuardName] = Field(default_factory=list, description="switch guards off (drills)")
     gate_paths: int = Field(10_000, ge=100, description="Monte Carlo paths of each pre-launch gate")
+    mirror: bool = Field(True, description="run the live mirror (real-to-sim sync) on launched campaigns")
     base_dir: Path | None = Field(None, exclude=True, description="where relative paths resolve (set by the loader)")
 
     @field_validator("duration", mode="before")

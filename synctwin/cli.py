@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backtest": ("backtest", "gate decisions against campaigns with known outcomes: confusion matrix, FN/FP rates"),
     "replay": ("replay", "run a scenario in virtual time (`replay --list` shows the built-ins); "
                "exit 1 when an expectation fails, 2 when the scenario is invalid"),
+    "mirror": ("mirror", "production real-to-sim sync on a Redis bid stream; runs until SIGTERM/SIGINT, "
+               "drains, exits 0"),
+    "feed": ("feed", "publish a synthetic live bid stream to Redis (healthy and deviating campaigns) "
+             "to try the mirror"),
     "chaos": ("chaos", "the four chaos drills in virtual time (margin_guardian, budget_emergency, auto_rollback, "
               "api_circuit_breaker); exit 0 all pass, 1 any fail"),
     "audit": ("audit", "the SyncShield audit log: `audit verify (FILE | --redis URL)` checks its hash chain"),

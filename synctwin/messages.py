@@ -91,3 +91,20 @@ class BidBatch:
              "conversions": float(self.conversions[i]), "revenue": float(self.revenue[i])}
             for i, cid in enumerate(self.campaign_ids)
         ]
+
+
+@dataclass(slots=True)
+class Watch:
+    """SyncFlow tells the mirror a campaign went live: its projection, with the launch time."""
+
+    campaign_id: str
+    projection: dict[str, Any]
+
+
+@dataclass(slots=True)
+class PauseCommand:
+    """A command for SyncFlow (the `synctwin:control` stream in production)."""
+
+    campaign_id: str
+    reason: str
+    detail: dict[str, Any] = field(default_factory=dict)

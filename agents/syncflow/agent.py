@@ -18,7 +18,7 @@ from agents.base import Agent
 from agents.syncflow.breaker import BreakerState, CircuitBreaker
 from agents.syncflow.guards import AutoRollback, BudgetEmergency, Guard, MarginGuardian, Transition
 from synctwin.config import Settings
-from synctwin.messages import AlertMessage, AuditEvent, BidBatch, Deploy
+from synctwin.messages import AlertMessage, AuditEvent, BidBatch, Deploy, PauseCommand, Watch
 
 GUARDS = ("margin_guardian", "budget_emergency", "auto_rollback", "api_circuit_breaker")
 SECONDS_PER_DAY = 86_400.0
@@ -81,12 +81,25 @@ def planned_cvr_per_click(strategy: Any, baseline: dict[str, float]) -> float | 
     return cvr
 
 
+def planned_roas(gate: Any) -> float | None:
+    """Revenue per dollar the gate's projection expects over the campaign (medians at its end):
+    what MarginGuardian tests a window's shortfall against."""
+    points = getattr(getattr(gate, "projection", None), "points", None)
+    if not points:
+        return None
+    last = points[-1]
+    return last.revenue_p50 / last.spend_p50 if last.spend_p50 > 0 else None
+
+
 class SyncFlow(Agent):
     name = "syncflow"
 
     def __init__(self, env: simpy.Environment, *, apis: dict[str, Any], bids: simpy.Store, audit: simpy.Store,
                  alerts: simpy.Store, settings: Settings, ticks_per_day: float,
-                 disabled_guards: Iterable[str] = ()) -> None:
+                 disabled_guards: Iterable[str] = (), mirror: simpy.Store | None = None,
+                 epoch0: float = 0.0) -> None:
+        self.mirror = mirror
+        self.epoch0 = epoch0  # epoch seconds at the environment's time zero
         self.apis = apis
         self.bids = bids
         self.audit_box = audit
@@ -125,6 +138,10 @@ class SyncFlow(Agent):
     def handle(self, message: Any) -> Generator[Any, Any, None]:
         if isinstance(message, Deploy):
             self.env.process(self._launch(message))
+        elif isinstance(message, PauseCommand):
+            c = self.campaigns.get(message.campaign_id)
+            if c is not None and c.status == "LIVE":
+                self._pause_for(c, message.reason, message.detail.get("why", "a pause command"), message.detail)
         yield from ()
 
     def _launch(self, deploy: Deploy) -> Generator[Any, Any, None]:
@@ -144,6 +161,9 @@ class SyncFlow(Agent):
         c.guards = self._make_guards(c, now)
         self._audit("CAMPAIGN_LAUNCHED", s.campaign_id, platform=s.platform, daily_budget=s.daily_budget,
                     bid_cpm=round(c.bid, 4))
+        if self.mirror is not None:  # the live mirror compares the campaign with its projection from now on
+            projection = gate.projection.model_dump(mode="json") | {"launch_ts": self.epoch0 + now}
+            self.mirror.put(Watch(s.campaign_id, projection))
 
     def _make_guards(self, c: LiveCampaign, now: float) -> list[Guard]:
         st, cid = self.settings, c.strategy.campaign_id
@@ -154,6 +174,8 @@ class SyncFlow(Agent):
         guards: list[Guard] = [
             MarginGuardian(cid, launched_at=now, gross_margin=c.strategy.gross_margin, warmup=st.margin_warmup,
                            window=st.margin_window, tolerance=st.margin_tolerance, persistence=st.margin_persistence,
+                           planned_roas=planned_roas(c.gate),
+                           order_value=c.strategy.aov or c.gate.baseline.get("avg_order_value"),
                            enabled="margin_guardian" not in self.disabled),
         ]
         expected_cvr = planned_cvr_per_click(c.strategy, c.gate.baseline)
@@ -203,16 +225,20 @@ class SyncFlow(Agent):
 
     def _pause(self, c: LiveCampaign, fired: Transition) -> None:
         guard = next(g for g in [c.budget, *c.guards] if g is not None and g.name == fired.guard)
-        c.status, c.pause_reason, c.paused_at = "PAUSED", guard.pause_reason, self.env.now
-        c.pause_detail = {"guard": fired.guard, "why": fired.why, **fired.detail}
+        self._audit_transition(fired, guard.pause_reason)
+        self._pause_for(c, guard.pause_reason, fired.why, {"guard": fired.guard, **fired.detail})
+
+    def _pause_for(self, c: LiveCampaign, reason: str, why: str, detail: dict[str, Any]) -> None:
+        """Stop bidding now, audit and alert, and take the pause to the platform until it has it."""
+        c.status, c.pause_reason, c.paused_at = "PAUSED", reason, self.env.now
+        detail = {k: v for k, v in detail.items() if k != "why"}
+        c.pause_detail = {"why": why, **detail}
         if c.ledger.pending is not None:  # bidding stops: an undelivered bid is superseded by the pause
             c.ledger.pending = None
             c.ledger.superseded += 1
         cid = c.strategy.campaign_id
-        self._audit_transition(fired, guard.pause_reason)
-        self._audit("CAMPAIGN_PAUSED", cid, guard.pause_reason, guard=fired.guard, why=fired.why, **fired.detail)
-        self._alert("WARNING", f"{guard.pause_reason}: {cid} paused", fired.why, campaign_id=cid,
-                    reason=guard.pause_reason, **fired.detail)
+        self._audit("CAMPAIGN_PAUSED", cid, reason, why=why, **detail)
+        self._alert("WARNING", f"{reason}: {cid} paused", why, campaign_id=cid, reason=reason, **detail)
         self.env.process(self._send_pause(c))
 
     def _send_pause(self, c: LiveCampaign) -> Generator[Any, Any, None]:

@@ -372,6 +372,18 @@ class RedisAuditStore:
         raise RuntimeError(f"could not append to {self.key} after {self._max_attempts} attempts "
                            "(too many concurrent writers)")
 
+    def prepare(self, pipe: Any, event_type: str, *, client_id: str | None = None, campaign_id: str | None = None,
+                reason: str | None = None, metadata: Any = None) -> tuple[dict[str, Any], dict[str, str]]:
+        """For a caller's own transaction: WATCH the stream on `pipe` (still in immediate mode),
+        build the next record on its head, and return it with its XADD fields. The caller then
+        calls `pipe.multi()`, `pipe.xadd(store.key, fields)` beside its own writes, and
+        `execute()`; a WatchError means another writer got in first: start again."""
+        pipe.watch(self.key)
+        prev = self._head(pipe)
+        rec = make_record(prev, event_type, ts=self._clock(), client_id=client_id, campaign_id=campaign_id,
+                          reason=reason, metadata=metadata)
+        return rec, _stream_fields(rec)
+
     def records(self) -> list[dict[str, Any]]:
         """Every record, oldest first; InvalidInput names the first entry that is not one."""
         out: list[dict[str, Any]] = []

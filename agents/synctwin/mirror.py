@@ -1,0 +1,137 @@
+"""The live mirror (real-to-sim sync): every mode's one decision path, and the SimPy agent.
+
+`MirrorBook` keeps campaigns' projections and mirror states and applies bid events through
+`deviation.apply_event`. The SimPy agent feeds it the world's ticks (virtual time); the Redis
+worker (`mirror_redis`) feeds it the `synctwin:bids` stream (wall-clock time). On a PAUSE
+verdict both send the same three things, exactly once per campaign: a PAUSE command for SyncFlow
+(reason SYNCTWIN_DEVIATION_THRESHOLD), a WARNING alert, and an AUTO_ROLLBACK_TRIGGERED audit event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import simpy
+
+from agents.base import Agent
+from agents.synctwin.deviation import MirrorConfig, MirrorState, ProjectionCurve, Verdict, apply_event
+from synctwin.config import Settings
+from synctwin.messages import AlertMessage, AuditEvent, BidBatch, PauseCommand, Watch
+
+PAUSE_REASON = "SYNCTWIN_DEVIATION_THRESHOLD"
+
+
+def mirror_config(settings: Settings) -> MirrorConfig:
+    return MirrorConfig(
+        interval=settings.mirror_interval, warmup=settings.mirror_warmup,
+        min_projected_conversions=settings.mirror_min_projected_conversions, threshold=settings.mirror_threshold,
+        grey_threshold=settings.mirror_grey_threshold, window=settings.mirror_window,
+        persistence=settings.mirror_persistence, cusum_drop=settings.mirror_cusum_drop,
+        cusum_threshold=settings.mirror_cusum_threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a verdict asks the outside world to do: the messages a PAUSE or a grey zone sends."""
+
+    campaign_id: str
+    verdict: Verdict
+    deviation: float
+
+    @property
+    def pause(self) -> bool:
+        return self.verdict.action == "PAUSE"
+
+    def alert(self) -> tuple[str, str, str, dict[str, Any]]:
+        d = self.verdict.detail
+        if self.pause:
+            return ("WARNING", f"Auto-Rollback Triggered: {self.campaign_id}",
+                    f"Campaign performance deviating {self.deviation:.1%} from SyncTwin projection.",
+                    {"campaign_id": self.campaign_id, "deviation": f"{self.deviation:.1%}",
+                     "real_revenue": f"${d['revenue']:,.2f}",
+                     "projected_revenue": f"${d['projected_revenue_p50']:,.2f}",
+                     "action": "Campaign paused automatically", **d})
+        return ("INFO", f"Grey zone: {self.campaign_id}",
+                f"Campaign deviating {self.deviation:.1%} from its projection; watching, not pausing.",
+                {"campaign_id": self.campaign_id, **d})
+
+    def audit(self, threshold: float) -> dict[str, Any]:
+        d = self.verdict.detail
+        return {"deviation": round(self.deviation, 4), "real_revenue": d["revenue"],
+                "projected_revenue": d["projected_revenue_p50"], "threshold": threshold, **d}
+
+
+class MirrorBook:
+    """Projections and mirror states of the campaigns being watched (in memory)."""
+
+    def __init__(self, cfg: MirrorConfig) -> None:
+        self.cfg = cfg
+        self.curves: dict[str, ProjectionCurve] = {}
+        self.states: dict[str, MirrorState] = {}
+
+    def watch(self, projection: dict[str, Any]) -> None:
+        curve = ProjectionCurve.from_projection(projection)
+        self.curves[curve.campaign_id] = curve
+        self.states.setdefault(curve.campaign_id, MirrorState(curve.campaign_id))
+
+    def apply(self, campaign_id: str, event_id: str, ts: float, values: tuple[float, ...]) -> Outcome | None:
+        curve = self.curves.get(campaign_id)
+        if curve is None:
+            return None
+        state = self.states[campaign_id]
+        verdict = apply_event(state, event_id, ts, values, curve, self.cfg)
+        if verdict is None or verdict.action is None:
+            return None
+        return Outcome(campaign_id, verdict, state.deviation)
+
+
+class MirrorAgent(Agent):
+    """The mirror inside the SimPy world: reads the world's ticks, pauses through SyncFlow."""
+
+    name = "mirror"
+
+    def __init__(self, env: simpy.Environment, *, bids: simpy.Store, syncflow: simpy.Store, audit: simpy.Store,
+                 alerts: simpy.Store, cfg: MirrorConfig, every: int = 5) -> None:
+        self.book = MirrorBook(cfg)
+        self.bids = bids
+        self.syncflow = syncflow
+        self.audit_box = audit
+        self.alert_box = alerts
+        self.every = every  # read every n-th tick: events are cumulative, nothing is lost between
+        self.outcomes: list[Outcome] = []
+        super().__init__(env)
+        env.process(self._consume())
+
+    def handle(self, message: Any) -> Generator[Any, Any, None]:
+        if isinstance(message, Watch):
+            self.book.watch(message.projection)
+        yield from ()
+
+    def _consume(self) -> Generator[Any, Any, None]:
+        n = 0
+        while True:
+            batch: BidBatch = yield self.bids.get()
+            n += 1
+            if n % self.every:
+                continue
+            tick = round(batch.t)
+            for i, cid in enumerate(batch.campaign_ids):
+                if cid not in self.book.curves:
+                    continue
+                values = (float(batch.spend[i]), float(batch.impressions[i]), float(batch.clicks[i]),
+                          float(batch.conversions[i]), float(batch.revenue[i]))
+                outcome = self.book.apply(cid, f"{cid}:{tick}", batch.ts, values)
+                if outcome is not None:
+                    self._act(outcome)
+
+    def _act(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        severity, title, message, details = outcome.alert()
+        self.alert_box.put(AlertMessage(severity, title, message, details))
+        if outcome.pause:
+            self.syncflow.put(PauseCommand(outcome.campaign_id, PAUSE_REASON,
+                                           {"why": message, "deviation": round(outcome.deviation, 4)}))
+            self.audit_box.put(AuditEvent("AUTO_ROLLBACK_TRIGGERED", None, outcome.campaign_id, PAUSE_REASON,
+                                          outcome.audit(self.book.cfg.threshold)))

@@ -1,0 +1,55 @@
+"""`synctwin mirror --redis URL`: the production real-to-sim sync worker (until SIGTERM/SIGINT)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from typing import Any
+
+from synctwin.errors import InvalidInput
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Consume the bid stream ({prefix}bids) in a consumer group, keep each campaign's mirror state in "
+        "{prefix}campaign:{id}:mirror, compare it with its projection at the same elapsed time, and pause a "
+        "campaign that departs from it: one PAUSE on {prefix}control (reason SYNCTWIN_DEVIATION_THRESHOLD), one "
+        "WARNING alert, one AUTO_ROLLBACK_TRIGGERED audit event, exactly once. Several workers may share a group. "
+        "SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0.")
+    p.add_argument("--redis", required=True, metavar="URL", help="e.g. redis://127.0.0.1:6379/0")
+    p.add_argument("--group", default="synctwin-mirror", metavar="G", help="consumer group (default synctwin-mirror)")
+    p.add_argument("--consumer", metavar="C", help="this worker's name in the group (default host-pid)")
+    p.add_argument("--batch", type=int, metavar="N", help="events per read (default 500)")
+    p.add_argument("--quiet", action="store_true", help="no periodic progress lines on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    from agents.synctwin.mirror import mirror_config
+    from agents.synctwin.mirror_redis import RedisMirror
+    from synctwin.config import get_settings
+    from synctwin.redis_conn import connect_checked
+
+    settings = get_settings()
+    if args.batch is not None and args.batch <= 0:
+        raise InvalidInput(f"--batch must be positive (got {args.batch})")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    client = connect_checked(args.redis)
+    worker = RedisMirror(client, mirror_config(settings), prefix=settings.key_prefix, group=args.group,
+                         consumer=args.consumer, batch=args.batch or settings.mirror_batch,
+                         claim_idle_ms=settings.mirror_claim_idle_ms, max_deliveries=settings.mirror_max_deliveries)
+    stop = {"now": False}
+
+    def _stop(*_: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    log = logging.getLogger("synctwin.mirror")
+    log.info("mirror %s in group %s on %sbids", worker.consumer, args.group, settings.key_prefix)
+    stats = worker.run(lambda: stop["now"])
+    log.info("drained and stopped: %d events, %d applied, %d ignored (duplicates/out of order), %d dead, "
+             "%d pauses", stats.events, stats.applied, stats.ignored, stats.dead, stats.pauses)
+    return 0
