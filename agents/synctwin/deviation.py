@@ -4,7 +4,9 @@ The seed's rule, |real - projected| / projected > 15%, is kept as the *practical
 but measured right and guarded the way canary analysis does it (Kayenta, Argo Rollouts):
 
 - against the projection at the same elapsed time (never the final total), since launch AND
-  over a recent window (a campaign that turns bad on day 20 moves its since-launch figure little);
+  over a recent window (a campaign that turns bad on day 20 moves its since-launch figure little),
+  and over that window against the campaign's own established level (a campaign running 25%
+  above plan that falls 30% is still "on plan" by the projection alone);
 - no verdict before a warm-up and a minimum projected volume;
 - the shortfall must also be *statistically* significant: one-sided Poisson CUSUMs on each
   interval's conversions, tuned for a `cusum_drop` fall, against (a) the band's lower edge
@@ -40,11 +42,11 @@ class MirrorConfig:
     threshold: float = 0.15  # the seed's practical threshold
     grey_threshold: float = 0.10
     window: float = 12 * 3_600.0
-    persistence: int = 2
+    persistence: int = 3
     cusum_drop: float = 0.30
-    cusum_threshold: float = 9.0
+    cusum_threshold: float = 10.0
     reference_lag: float = 12 * 3_600.0  # the campaign's own level is read this long ago ...
-    reference_span: float = 24 * 3_600.0  # ... over this long (at most)
+    reference_span: float = 48 * 3_600.0  # ... over this long (at most)
     min_reference_conversions: float = 50.0
 
 
@@ -68,6 +70,16 @@ class ProjectionCurve:
         if launch is None:
             raise ValueError(f"projection of {projection.get('campaign_id')} has no launch_ts")
         return cls(str(projection["campaign_id"]), float(launch), float(t[-1]), t, bands)
+
+    @property
+    def prior_conversions(self) -> float:
+        """The band's spread as pseudo-conversions: 1 / sigma^2 of the campaign's level, with sigma
+        read from p10 / p50 of the conversions at the horizon (lognormal)."""
+        p10, p50 = self.bands["conversions"][-1, 0], self.bands["conversions"][-1, 1]
+        if p10 <= 0 or p50 <= p10:
+            return 0.0
+        sigma = math.log(p50 / p10) / 1.2815515655446004
+        return 1.0 / (sigma * sigma)
 
     def at(self, metric: str, hours: float) -> tuple[float, float, float]:
         """(p10, p50, p90) of the cumulative metric at `hours` after launch; flat past the horizon."""
@@ -228,7 +240,10 @@ def own_level(snapshots: list[list[float]], elapsed: float, curve: ProjectionCur
     plan = curve.at("conversions", t1 / 3600.0)[1] - curve.at("conversions", t0 / 3600.0)[1]
     if real < cfg.min_reference_conversions or plan <= 0:
         return None
-    return real / plan
+    # shrink towards the plan by what the band already says: a level read from a few dozen
+    # conversions is noisy, and a lucky reference makes an ordinary day look like a drop
+    prior = curve.prior_conversions
+    return (real + prior) / (plan + prior)
 
 
 def evaluate(state: MirrorState, elapsed: float, curve: ProjectionCurve, cfg: MirrorConfig) -> Verdict:
@@ -247,10 +262,13 @@ def evaluate(state: MirrorState, elapsed: float, curve: ProjectionCurve, cfg: Mi
     have_window = elapsed - w_elapsed >= 0.5 * cfg.window
     shortfalls = [_shortfall(state.revenue, rev50), _shortfall(state.conversions, conv50)]
     overspend = [-_shortfall(state.spend, spend50)]
+    level = own_level(state.snapshots, elapsed, curve, cfg)
     if have_window:
         shortfalls += [_shortfall(state.revenue - w_rev, win["revenue"]),
                        _shortfall(state.conversions - w_conv, win["conversions"])]
         overspend.append(-_shortfall(state.spend - w_spend, win["spend"]))
+        if level is not None:  # the window against the campaign's own established level, too
+            shortfalls.append(_shortfall(state.conversions - w_conv, win["conversions"] * level))
     short, over = max(shortfalls), max(overspend)
     state.deviation = max(short, over)
 
@@ -260,7 +278,6 @@ def evaluate(state: MirrorState, elapsed: float, curve: ProjectionCurve, cfg: Mi
     x = state.conversions - state.eval_conversions
     expected50 = max(conv50 - curve.at("conversions", then_h)[1], 0.0)
     mu_band = max(curve.at("conversions", hours)[0] - curve.at("conversions", then_h)[0], 0.0)
-    level = own_level(state.snapshots, elapsed, curve, cfg)
     warm = elapsed >= cfg.warmup and conv50 >= cfg.min_projected_conversions
     if warm:
         state.cusum = cusum_step(state.cusum, x, mu_band, cfg.cusum_drop)
