@@ -5,6 +5,7 @@ from __future__ import annotations
 from harness.trace import ExpectationResult, Trace
 from scenarios.schema import (
     GateExpectation,
+    NeverLaunchedExpectation,
     NeverPausedExpectation,
     NoLostBidsExpectation,
     PausedExpectation,
@@ -26,7 +27,7 @@ def check_expectations(scenario: Scenario, trace: Trace) -> list[ExpectationResu
 def _check(e: object, scenario: Scenario, trace: Trace) -> ExpectationResult:
     c = trace.campaigns[e.campaign]  # type: ignore[attr-defined]
     if isinstance(e, GateExpectation):
-        label = f"gate {e.decision.lower()[:-1]}s {c.campaign_id}"
+        label = f"gate {'approves' if e.decision == 'APPROVED' else 'rejects'} {c.campaign_id}"
         if e.confidence_between:
             label += f" with confidence in [{e.confidence_between[0]}, {e.confidence_between[1]}]"
         ok = c.decision == e.decision
@@ -52,6 +53,16 @@ def _check(e: object, scenario: Scenario, trace: Trace) -> ExpectationResult:
             return ExpectationResult(label, True, f"{c.status.lower()} to the end")
         return ExpectationResult(label, False, f"paused with {c.pause_reason} {_when(c.paused_at)}: "
                                  f"{c.pause_detail.get('why')}")
+    if isinstance(e, NeverLaunchedExpectation):
+        label = f"{c.campaign_id} never launched"
+        spent = c.final.get("spend", 0.0)
+        flow_saw = [r["event_type"] for r in trace.audit if r.get("campaign_id") == c.campaign_id
+                    and r["event_type"] in ("CAMPAIGN_LAUNCHED", "DEPLOY_REFUSED", "TEST_CAMPAIGN_DEPLOYED")]
+        ok = c.launched_at is None and not c.bids and not spent and not flow_saw
+        got = (f"gate {c.decision or 'never asked'}, never reached SyncFlow" if ok else
+               f"{c.status.lower()} (launched {_when(c.launched_at)}, spent {spent:,.2f}, "
+               f"SyncFlow audited {', '.join(flow_saw) or 'nothing'})")
+        return ExpectationResult(label, ok, got)
     if isinstance(e, SpendCapExpectation):
         label = f"{c.campaign_id} spends at most {e.max_share:.0%} of its daily budget a day"
         share = c.max_daily_spend_share

@@ -7,6 +7,7 @@ world's ground truth (what was really spent) and the agents' public reports at t
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 import zlib
 from collections.abc import Generator
@@ -35,6 +36,7 @@ from synctwin.config import Settings, get_settings
 from synctwin.errors import InvalidInput
 from synctwin.history import History, load_history
 from synctwin.messages import BidBatch, LaunchRequest
+from synctwin.models import GateResult
 from world.clock import make_environment
 from world.history import generate_history
 from world.world import World
@@ -59,6 +61,15 @@ def _client_histories(scenario: Scenario, seed: int) -> dict[str, History]:
     return histories
 
 
+class VirtualTimeGatekeeper(SimulationGatekeeper):
+    """The gate as a replay sees it: its work takes no virtual time, so its result (and the audit
+    record that carries it) says elapsed_ms 0. A wall-clock figure there would make two runs with
+    one seed differ in their audit chain's hashes."""
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> GateResult:
+        return super().evaluate(*args, **kwargs).model_copy(update={"elapsed_ms": 0.0})
+
+
 def campaign_truth(scenario: Scenario, spec: CampaignSpec) -> dict[str, float]:
     """How a campaign's true rates differ from its platform's: its client's generated-history
     `rate_factors` (when that history is of the campaign's platform), overridden by the campaign's
@@ -79,33 +90,36 @@ def _events_processed(env: Any) -> int:
 
 
 class _Recorder:
-    """Samples the world's ground truth: hourly cumulative totals and each day's spend."""
+    """Samples the world's ground truth: hourly cumulative totals and each day's spend.
+
+    Called every tick, so it does per-campaign work only when a day ends or an hour is sampled.
+    """
 
     def __init__(self, trace: Trace, tick: float) -> None:
         self.trace = trace
         self.every = max(1, round(3600.0 / tick))
         self.n = 0
-        self.day: dict[str, int] = {}
+        self.current_day: int | None = None
         self.day_start: dict[str, float] = {}  # cumulative spend when the campaign's current day began
-        self.prev: dict[str, float] = {}
         self.last: BidBatch | None = None
         self.bid_events = 0
 
     def __call__(self, batch: BidBatch) -> None:
         self.bid_events += len(batch.campaign_ids)
-        self.last = batch
         day = int((batch.t - 1e-9) // 86_400)  # the tick ending at midnight belongs to the day before
-        spend = batch.spend.tolist()
-        for i, cid in enumerate(batch.campaign_ids):
-            if cid not in self.day:
-                self.day[cid], self.day_start[cid] = day, 0.0
-            elif self.day[cid] != day:
-                self.trace.campaigns[cid].daily_spend.append(self.prev[cid] - self.day_start[cid])
-                self.day[cid], self.day_start[cid] = day, self.prev[cid]
-            self.prev[cid] = spend[i]
+        if day != self.current_day:
+            self.current_day = day
+            if self.last is not None:  # the day of the previous tick is over
+                self._close_day(self.last)
+        self.last = batch
         self.n += 1
         if self.n % self.every == 0:
             self._sample(batch)
+
+    def _close_day(self, batch: BidBatch) -> None:
+        for cid, spend in zip(batch.campaign_ids, batch.spend.tolist(), strict=True):
+            self.trace.campaigns[cid].daily_spend.append(spend - self.day_start.get(cid, 0.0))
+            self.day_start[cid] = spend
 
     def _sample(self, batch: BidBatch) -> None:
         for i, cid in enumerate(batch.campaign_ids):
@@ -120,9 +134,9 @@ class _Recorder:
         batch = self.last
         if batch is None:
             return
+        self._close_day(batch)
         for i, cid in enumerate(batch.campaign_ids):
             c = self.trace.campaigns[cid]
-            c.daily_spend.append(self.prev[cid] - self.day_start[cid])
             c.daily_spend = [round(x, 4) for x in c.daily_spend]
             c.final = {"spend": float(batch.spend[i]), "revenue": float(batch.revenue[i]),
                        "conversions": float(batch.conversions[i]), "clicks": float(batch.clicks[i]),
@@ -130,13 +144,18 @@ class _Recorder:
 
 
 def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None = None,
-                 disabled_guards: tuple[str, ...] = (), histories: dict[str, History] | None = None) -> Trace:
-    """Run `scenario` for its duration in virtual time; the same seed gives the same trace."""
+                 disabled_guards: tuple[str, ...] = (), histories: dict[str, History] | None = None,
+                 realtime_factor: float | None = None) -> Trace:
+    """Run `scenario` for its duration in virtual time; the same seed gives the same trace.
+
+    `realtime_factor` runs it on the wall clock instead (that many real seconds per scenario
+    second, simpy.rt): the agents are the same, only the environment differs.
+    """
     started = time.perf_counter()
     settings = settings or get_settings()
     if seed < 0:
         raise InvalidInput(f"seed {seed} must be >= 0", field="seed")
-    env = make_environment()
+    env = make_environment() if realtime_factor is None else make_environment(realtime=True, factor=realtime_factor)
     trace = Trace(scenario=scenario.name, seed=seed, duration_s=scenario.duration, epoch0=scenario.world.epoch0)
     fault_ids = {id(f): f.id or f"{f.kind}#{i}" for i, f in enumerate(scenario.faults)}
 
@@ -158,7 +177,7 @@ def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None
     notify = SyncNotifyAgent(env, SyncNotify([alert_sink], clock=clock.now))
     store = InMemoryHistoryStore({**_client_histories(scenario, seed), **(histories or {})})
     value = SyncValueAgent(env, SyncValue(store, settings))
-    twin = SyncTwinAgent(env, SimulationGatekeeper(settings=settings), value.mailbox, paths=scenario.gate_paths)
+    twin = SyncTwinAgent(env, VirtualTimeGatekeeper(settings=settings), value.mailbox, paths=scenario.gate_paths)
     flow = SyncFlow(env, apis=world.apis, bids=world.subscribe(), audit=shield.mailbox, alerts=notify.mailbox,
                     settings=settings, ticks_per_day=86_400.0 / scenario.world.tick,
                     disabled_guards=(*scenario.disabled_guards, *disabled_guards), epoch0=clock.epoch0)
@@ -186,7 +205,9 @@ def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None
             yield brain.mailbox.put(LaunchRequest(spec.client, params, test=spec.test))
 
     env.process(schedule())
-    env.run(until=scenario.duration)
+    # inclusive: SimPy stops *before* events at `until`, which would drop the tick that ends the
+    # scenario (a 30-day run would deliver 43,199 minutes, its last day one minute short)
+    env.run(until=math.nextafter(scenario.duration, math.inf))
     recorder.finish()
     trace.events = _events_processed(env)
     trace.bid_events = recorder.bid_events

@@ -103,7 +103,8 @@ class Trace:
     recoveries: dict[str, list[float]] = field(default_factory=dict)  # platform -> API recovery times
     breakers: dict[str, str] = field(default_factory=dict)
     expectations: list[ExpectationResult] = field(default_factory=list)
-    events: int = 0
+    events: int = 0  # SimPy events the environment processed (timeouts, mailbox puts and gets, ...)
+    bid_events: int = 0  # DESIGN.md's bid events: one per live campaign per tick
     wall_s: float = 0.0
 
     @property
@@ -131,6 +132,7 @@ class Trace:
             "alerts": self.alerts,
             "breakers": self.breakers,
             "events": self.events,
+            "bid_events": self.bid_events,
             "wall_s": round(self.wall_s, 4),
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
@@ -52,12 +53,43 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     return scenario_from_dict(data, source=str(path), base_dir=path.parent)
 
 
+_PATH_FIRST = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])?(?:\.[A-Za-z_]\w*(?:\[\d+\])?)*): (.+)$", re.S)
+_GOT_TWICE = re.compile(r"(\(got .+\)) \1$")
+
+
+def _field_and_reason(exc: ValidationError) -> tuple[str | None, str]:
+    """The failing field and a reason for people: pydantic's "Value error, " prefix dropped, a
+    model-level message's leading path ("campaigns[1].client: ...") made the field, and a value
+    our own message already quotes not quoted twice."""
+    field, reason = describe_validation_error(exc)
+    reason = reason.removeprefix("Value error, ")
+    if field is None and (m := _PATH_FIRST.match(reason)):
+        field, reason = m.group(1), m.group(2)
+    return field, _GOT_TWICE.sub(r"\1", reason)
+
+
 def scenario_from_dict(data: Any, *, source: str = "scenario", base_dir: Path | None = None) -> Scenario:
+    """Validate a scenario; every error is an InvalidInput naming `source` and the field."""
     if not isinstance(data, dict):
         raise InvalidInput(f"expected a mapping at the top, got {type(data).__name__}", source=source)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        field, reason = describe_validation_error(exc)
+        field, reason = _field_and_reason(exc)
         raise InvalidInput(reason, source=source, field=field) from None
+    _check_strategies(scenario, source)
     return scenario.model_copy(update={"base_dir": base_dir})
+
+
+def _check_strategies(scenario: Scenario, source: str) -> None:
+    """Each campaign's strategy through SyncBrain's generator, as the replay will: a typo in a
+    strategy is a bad scenario file (exit 2), not a campaign the gate calls invalid an hour in."""
+    from agents.syncbrain.generator import RuleBasedStrategyGenerator
+
+    generator = RuleBasedStrategyGenerator()
+    for i, c in enumerate(scenario.campaigns):
+        try:
+            generator.generate(c.client, {**c.strategy, "campaign_id": c.id})
+        except InvalidInput as exc:
+            where = f"campaigns[{i}].strategy" + (f".{exc.field}" if exc.field else "")
+            raise InvalidInput(f"{exc.reason} (campaign {c.id})", source=source, field=where) from None

@@ -109,7 +109,8 @@ class GeneratedHistory(_Strict):
     days: int = Field(90, ge=14, le=730)
     daily_spend: float = Field(gt=0)
     rate_factors: dict[Literal["cpm", "ctr", "cvr", "aov"], float] = Field(
-        default_factory=dict, description="this client's rates relative to the platform's, e.g. {cvr: 0.8}")
+        default_factory=dict, description="this client's rates relative to the platform's, e.g. {cvr: 0.8}; "
+        "its campaigns on the same platform run at these rates too unless their `truth` says otherwise")
 
 
 class HistorySpec(_Strict):
@@ -134,7 +135,8 @@ class CampaignSpec(_Strict):
     launch_at: Duration = 0.0
     strategy: dict[str, Any] = Field(description="Strategy fields; campaign_id and client_id are filled in")
     truth: dict[Literal["cpm", "ctr", "cvr", "aov", "demand"], float] = Field(
-        default_factory=dict, description="how this campaign's true rates differ from its platform's")
+        default_factory=dict, description="how this campaign's true rates differ from its platform's; "
+        "defaults to its client's generated-history rate_factors on the same platform, which these override")
     test: bool = Field(False, description="a chaos-test campaign: gated for its plan, deployed whatever the "
                        "decision (as the seed's create_test_campaign), audited as such")
 
@@ -265,24 +267,28 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> Scenario:
-        """Every name a campaign, fault or expectation uses must exist: typos fail at load time."""
+        """Every name a campaign, fault or expectation uses must exist: typos fail at load time.
+
+        Messages start with the field's path ("expectations[2].campaign: ..."): the loader turns
+        that into the field it reports, since a model-level error carries no location of its own.
+        """
         clients = {c.id for c in self.clients}
         campaigns = [c.id for c in self.campaigns]
         dupes = {c for c in campaigns if campaigns.count(c) > 1}
         if dupes:
-            raise ValueError(f"duplicate campaign id(s): {', '.join(sorted(dupes))}")
+            raise ValueError(f"campaigns: duplicate campaign id(s): {', '.join(sorted(dupes))}")
         for i, c in enumerate(self.campaigns):
             if c.client not in clients:
-                raise ValueError(f"campaigns[{i}] ({c.id}): unknown client {c.client!r}")
+                raise ValueError(f"campaigns[{i}].client: unknown client {c.client!r} (campaign {c.id})")
             if c.launch_at >= self.duration:
-                raise ValueError(f"campaigns[{i}] ({c.id}): launch_at is after the scenario's end")
+                raise ValueError(f"campaigns[{i}].launch_at: after the scenario's end (campaign {c.id})")
         fault_ids = {f.id for f in self.faults if f.id}
         for i, f in enumerate(self.faults):
             if f.campaign is not None and f.campaign not in campaigns:
-                raise ValueError(f"faults[{i}]: unknown campaign {f.campaign!r}")
+                raise ValueError(f"faults[{i}].campaign: unknown campaign {f.campaign!r}")
         for i, e in enumerate(self.expectations):
             if e.campaign not in campaigns:
-                raise ValueError(f"expectations[{i}]: unknown campaign {e.campaign!r}")
+                raise ValueError(f"expectations[{i}].campaign: unknown campaign {e.campaign!r}")
             if isinstance(e, PausedExpectation) and e.after != "launch" and e.after not in fault_ids:
-                raise ValueError(f"expectations[{i}]: 'after' names no fault id or 'launch' ({e.after!r})")
+                raise ValueError(f"expectations[{i}].after: names no fault id or 'launch' ({e.after!r})")
         return self

@@ -64,12 +64,13 @@ class FaultInjector:
         if fault.campaign is not None:
             if fault.campaign not in p.index:
                 return None
-            array, i = getattr(p, column[0]), p.index[fault.campaign]
+            name, i = column[0], p.index[fault.campaign]
         else:
-            array, i = getattr(p, column[1]), p.platform_index[fault.platform]
-        array[i] *= m
+            name, i = column[1], p.platform_index[fault.platform]
+        p.scale(name, i, m)
 
         def undo() -> None:
-            array[i] /= m
+            # by name, at undo time: a campaign launched during the fault replaces the columns
+            p.scale(name, i, m, undo=True)
 
         return undo

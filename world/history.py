@@ -15,14 +15,20 @@ WEEKDAY = np.array([1.0, 1.02, 1.03, 1.0, 0.97, 0.95, 1.03])  # Monday first
 def generate_history(market: PlatformMarket, spec: GeneratedHistory, rng: np.random.Generator,
                      end: dt.date) -> History:
     """`spec.days` days ending the day before `end`: spend with weekday and daily noise, CPM with
-    a slow random walk, Poisson clicks and conversions, gamma-distributed revenue."""
+    a slow random walk, Poisson clicks and conversions, gamma-distributed revenue.
+
+    The CPM's walk runs backwards from the market's level at `end` (where the world starts):
+    walking forwards from it would leave the history's last days a random ~20% away from the
+    price the world then charges at launch, a jump no real market makes overnight.
+    """
     n = spec.days
     dates = np.arange(np.datetime64(end) - n, np.datetime64(end), dtype="datetime64[D]")
     weekday = WEEKDAY[(dates.astype(np.int64) + 3) % 7]  # 1970-01-01 was a Thursday
     f = spec.rate_factors
     spend = spec.daily_spend * weekday * np.exp(rng.normal(0, 0.08, n))
-    cpm = market.cpm * f.get("cpm", 1.0) * np.exp(np.cumsum(rng.normal(0, market.cpm_drift_sd, n))
-                                                   + rng.normal(0, 0.05, n))
+    steps = rng.normal(0, market.cpm_drift_sd, n)
+    walk = np.cumsum(steps[::-1])[::-1] - steps  # day k: minus the drift of the days after it (0 on the last)
+    cpm = market.cpm * f.get("cpm", 1.0) * np.exp(-walk + rng.normal(0, 0.05, n))
     impressions = np.round(spend / cpm * 1000.0)
     clicks = rng.poisson(impressions * market.ctr * f.get("ctr", 1.0)).astype(np.float64)
     conversions = rng.poisson(clicks * market.cvr * f.get("cvr", 1.0)).astype(np.float64)

@@ -66,6 +66,43 @@ class AdPlatforms:
         )
         for name in self._columns:
             setattr(self, name, np.zeros(0, dtype=np.int64 if name == "plat" else np.float64))
+        self.id_tuple: tuple[str, ...] = ()
+        self._stale = True  # the per-campaign factors below need recomputing
+
+    def _refresh(self) -> None:
+        """Recompute what a tick needs that only changes on a launch, a new day or a fault.
+
+        Same expressions, same order of operations as computing them every tick (so a seed's
+        numbers do not change), without ~15 array operations per tick.
+        """
+        p = self.plat
+        platform_cpm = np.exp(self.log_drift) * self.platform_cpm_mult
+        self._cpm_level = self.cpm0 * platform_cpm[p] * self.cpm_mult
+        sd = self.noise_sd
+        self._half_var = 0.5 * sd * sd
+        self._runaway = self.spend_mult * self.platform_spend_mult[p]
+        self._any_runaway = bool((self._runaway > 1.0).any())
+        self._pace = self.budget / self.ticks_per_day
+        self._cap = self.budget * self.day_cap_share
+        q = np.minimum(self.cvr0 * self.cvr_mult * self.platform_cvr_mult[p], 1.0)
+        self._q_both = np.concatenate((q, 1.0 - q))
+        self._stale = False
+
+    def scale(self, column: str, index: int, factor: float, *, undo: bool = False) -> None:
+        """Multiply (or, undoing, divide) one fault multiplier: `cpm_mult`, `platform_cvr_mult`, ...
+
+        The column is looked up at call time: a launch replaces the per-campaign columns, so a
+        fault must never keep a reference to the array it started on.
+        """
+        if column not in ("cpm_mult", "cvr_mult", "spend_mult", "platform_cpm_mult", "platform_cvr_mult",
+                          "platform_spend_mult"):
+            raise ValueError(f"{column!r} is not a fault multiplier")
+        array = getattr(self, column)
+        if undo:
+            array[index] /= factor
+        else:
+            array[index] *= factor
+        self._stale = True
 
     # --- the campaign registry --------------------------------------------------------------
     def launch(self, setup: CampaignSetup) -> None:
@@ -85,6 +122,8 @@ class AdPlatforms:
             setattr(self, name, np.append(getattr(self, name), row.get(name, 0)))
         self.index[setup.campaign_id] = len(self.ids)
         self.ids.append(setup.campaign_id)
+        self.id_tuple = tuple(self.ids)
+        self._stale = True
 
     def set_bid(self, campaign_id: str, bid_cpm: float) -> None:
         self.bid[self.index[campaign_id]] = bid_cpm
@@ -100,43 +139,48 @@ class AdPlatforms:
         """Budgets reset; the market drifts."""
         self.spend_today[:] = 0.0
         self.log_drift += self.cpm_drift_sd * self.rng.standard_normal(len(PLATFORMS))
+        self._stale = True
 
     def tick(self) -> None:
         """Deliver one tick for every active campaign, adding to the cumulative columns.
 
-        Per-campaign constants are precomputed at launch, so a tick is ~20 array operations
-        whatever the number of campaigns: the cost of a month is the number of ticks.
+        Per-campaign factors are recomputed only when they change (`_refresh`), so a tick is
+        about 30 small array operations whatever the number of campaigns: the cost of a month is
+        the number of ticks. The cumulative columns (spend, impressions, clicks, conversions,
+        revenue) are replaced, never changed in place, so a BidBatch may hold them uncopied.
         """
         if not self.ids:
             return
-        p, rng = self.plat, self.rng
-        platform_cpm = np.exp(self.log_drift) * self.platform_cpm_mult
-        sd = self.noise_sd
-        cpm = self.cpm0 * platform_cpm[p] * self.cpm_mult * np.exp(sd * rng.standard_normal(len(p)) - 0.5 * sd * sd)
+        if self._stale:
+            self._refresh()
+        rng, sd, n = self.rng, self.noise_sd, len(self.ids)
+        cpm = self._cpm_level * np.exp(sd * rng.standard_normal(n) - self._half_var)
         won = np.minimum(1.0, (self.bid / cpm) ** BID_ELASTICITY)
-        runaway = self.spend_mult * self.platform_spend_mult[p]
-        spend = (self.budget / self.ticks_per_day) * won * runaway
-        room = np.maximum(self.budget * self.day_cap_share - self.spend_today, 0.0)
-        spend = np.where(runaway > 1.0, spend, np.minimum(spend, room)) * self.active  # a runaway ignores the cap
+        spend = self._pace * won * self._runaway
+        room = np.maximum(self._cap - self.spend_today, 0.0)
+        if self._any_runaway:  # a runaway ignores the cap
+            spend = np.where(self._runaway > 1.0, spend, np.minimum(spend, room)) * self.active
+        else:
+            spend = np.minimum(spend, room) * self.active
         impressions = spend / cpm * 1000.0
         # clicks ~ Poisson(a) and conversions | clicks ~ Binomial(clicks, q) is the same as two
         # independent Poisson draws, converting (a q) and not converting (a (1 - q)): one call
         a = impressions * self.ctr0
-        q = np.minimum(self.cvr0 * self.cvr_mult * self.platform_cvr_mult[p], 1.0)
-        n = len(p)
-        draws = rng.poisson(np.concatenate((a * q, a * (1.0 - q)))).astype(np.float64)
+        draws = rng.poisson(np.concatenate((a, a)) * self._q_both).astype(np.float64)
         converting, other = draws[:n], draws[n:]
         clicks = converting + other
         # demand arrives at a steady rate; what the funnel cannot convert now waits a few hours at most
-        self.demand_left = np.minimum(self.demand_left + self.demand_rate, self.demand_cap)
-        conversions = np.minimum(converting, np.floor(self.demand_left))
-        self.spend += spend
+        demand = np.minimum(self.demand_left + self.demand_rate, self.demand_cap)
+        conversions = np.minimum(converting, np.floor(demand))
+        self.demand_left = demand - conversions
+        self.spend = self.spend + spend
         self.spend_today += spend
-        self.impressions += impressions
-        self.clicks += clicks
-        self.conversions += conversions
-        self.demand_left -= conversions
+        self.impressions = self.impressions + impressions
+        self.clicks = self.clicks + clicks
+        self.conversions = self.conversions + conversions
         has = conversions > 0
         if has.any():  # a sum of order values: gamma with the order value's coefficient of variation
             cv2 = self.cv2[has]
-            self.revenue[has] += rng.gamma(conversions[has] / cv2, self.aov0[has] * cv2)
+            revenue = self.revenue.copy()
+            revenue[has] += rng.gamma(conversions[has] / cv2, self.aov0[has] * cv2)
+            self.revenue = revenue

@@ -59,9 +59,10 @@ class World:
             p.tick()
             self.ticks += 1
             if p.ids and (self.subscribers or self.observers):
-                batch = BidBatch(t=self.env.now, ts=self.clock.now(), campaign_ids=tuple(p.ids),
-                                 spend=p.spend.copy(), impressions=p.impressions.copy(), clicks=p.clicks.copy(),
-                                 conversions=p.conversions.copy(), revenue=p.revenue.copy())
+                # the platforms replace their cumulative columns every tick: no copies needed
+                batch = BidBatch(t=self.env.now, ts=self.clock.now(), campaign_ids=p.id_tuple,
+                                 spend=p.spend, impressions=p.impressions, clicks=p.clicks,
+                                 conversions=p.conversions, revenue=p.revenue)
                 for store in self.subscribers:
                     store.put(batch)
                 for callback in self.observers:

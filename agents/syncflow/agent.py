@@ -195,11 +195,12 @@ class SyncFlow(Agent):
             if check_slow:
                 self._next_guard_check = now + interval
             day = int((now - 1e-9) // SECONDS_PER_DAY)  # the tick ending at midnight belongs to the day before
+            spends = batch.spend.tolist()  # one conversion per tick, not one numpy scalar per campaign
             for i, cid in enumerate(batch.campaign_ids):
                 c = self.campaigns.get(cid)
                 if c is None or c.status != "LIVE":
                     continue
-                spend = float(batch.spend[i])
+                spend = spends[i]
                 if day != c.day:
                     if c.day >= 0:
                         c.daily_spend.append(c.spend_today)

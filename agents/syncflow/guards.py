@@ -7,6 +7,11 @@ wall clock), so the same guard runs in a replay and in production.
 - MarginGuardian: the running margin over a trailing window, revenue x gross margin - spend,
   must not fall below -tolerance x spend for `persistence` evaluations in a row (after a
   warm-up). Equivalent to CPA against its break-even (AOV x gross margin) with a tolerance.
+  Given the plan (revenue per dollar and order value), a breach must also be statistically
+  real: the window's revenue at least `z_crit` (4) standard errors below the plan's. A window of
+  a small campaign holds a handful of orders, and over a month of 10-minute checks (~4,300 per
+  campaign) one of them comes up short by chance: without this test such campaigns were paused
+  at random, and at 3 standard errors a portfolio month still saw one such pause in ~15 runs.
 - AutoRollback: a one-sided Poisson CUSUM on conversions per click against the plan's rate
   (the projection's funnel), tuned for a `drop` (30%) crash, that also needs the rate since the
   CUSUM left zero to be at least `drop / 2` below plan (statistical AND practical, as canary
@@ -71,7 +76,9 @@ class MarginGuardian(Guard):
 
     def __init__(self, campaign_id: str, *, launched_at: float, gross_margin: float, warmup: float = 7_200.0,
                  window: float = 7_200.0, tolerance: float = 0.05, persistence: int = 3,
-                 min_window_spend: float = 1.0, enabled: bool = True) -> None:
+                 min_window_spend: float = 1.0, planned_roas: float | None = None,
+                 order_value: float | None = None, order_value_cv: float = 0.5, z_crit: float = 4.0,
+                 enabled: bool = True) -> None:
         super().__init__(campaign_id, enabled=enabled)
         self.launched_at = launched_at
         self.gross_margin = gross_margin
@@ -80,9 +87,23 @@ class MarginGuardian(Guard):
         self.tolerance = tolerance
         self.persistence = persistence
         self.min_window_spend = min_window_spend
+        # the statistical test: revenue is a compound Poisson sum of orders, so its variance is
+        # mean x order value x (1 + cv^2); without a plan the practical threshold decides alone
+        self.planned_roas = planned_roas if planned_roas and planned_roas > 0 else None
+        self.order_value = order_value if order_value and order_value > 0 else None
+        self.dispersion = (1.0 + order_value_cv**2) * (self.order_value or 0.0)
+        self.z_crit = z_crit
         self.samples: deque[tuple[float, float, float]] = deque()  # (t, cumulative spend, revenue)
         self.breaches = 0
         self.last_ratio: float | None = None
+        self.last_z: float | None = None
+
+    def shortfall_z(self, d_spend: float, d_revenue: float) -> float | None:
+        """Standard errors by which the window's revenue falls short of the plan's (None: no plan)."""
+        if self.planned_roas is None or not self.dispersion:
+            return None
+        expected = d_spend * self.planned_roas
+        return (d_revenue - expected) / math.sqrt(expected * self.dispersion)
 
     def evaluate(self, t: float, spend: float, revenue: float) -> Transition | None:
         """Feed the cumulative totals at time t; returns the TRIGGERED transition when it fires."""
@@ -100,13 +121,20 @@ class MarginGuardian(Guard):
         if d_spend < self.min_window_spend:
             return None
         ratio = (d_revenue * self.gross_margin - d_spend) / d_spend
-        self.last_ratio = ratio
-        self.breaches = self.breaches + 1 if ratio < -self.tolerance else 0
+        z = self.shortfall_z(d_spend, d_revenue)
+        self.last_ratio, self.last_z = ratio, z
+        # practically below break-even AND (with a plan) statistically short of it
+        breach = ratio < -self.tolerance and (z is None or z < -self.z_crit)
+        self.breaches = self.breaches + 1 if breach else 0
         if self.breaches >= self.persistence:
+            evidence = "" if z is None else f", revenue {-z:.1f} standard errors short of the plan"
+            detail = {"margin_ratio": round(ratio, 4), "window_spend": round(d_spend, 2),
+                      "window_revenue": round(d_revenue, 2)}
+            if z is not None:
+                detail["shortfall_z"] = round(z, 2)
             return self._move(
                 GuardState.TRIGGERED, t, f"margin {ratio:+.1%} of spend over the last {(t - t0) / 3600:.1f} h, "
-                f"below -{self.tolerance:.0%} for {self.breaches} checks in a row",
-                margin_ratio=round(ratio, 4), window_spend=round(d_spend, 2), window_revenue=round(d_revenue, 2))
+                f"below -{self.tolerance:.0%} for {self.breaches} checks in a row{evidence}", **detail)
         return None
 
 
@@ -182,7 +210,7 @@ class BudgetEmergency(Guard):
 
     def evaluate(self, t: float, spend_today: float, spend_tick: float) -> Transition | None:
         """Feed the day's spend so far and the last tick's; fires before the cap can be crossed."""
-        if not self.active:
+        if self.state is not GuardState.ARMED:  # = not active: this guard has no warm-up (runs every tick)
             return None
         self.fast_ticks = self.fast_ticks + 1 if spend_tick > self.runaway_factor * self.pace else 0
         projected = spend_today + spend_tick * self.lookahead
