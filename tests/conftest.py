@@ -28,11 +28,18 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    """A redis-server child process; `restart()` simulates an outage (data is not kept)."""
+    """A redis-server child process; `restart()` simulates an outage.
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    Without persistence (the default) a restart empties the database. With `appendonly=True` the
+    server writes an AOF in its own directory and fsyncs every write before answering
+    (`appendfsync always`), so a restart, even after `kill()` (SIGKILL), keeps every write a
+    client saw acknowledged.
+    """
+
+    def __init__(self, binary: str, workdir: Path, *, appendonly: bool = False) -> None:
         self.binary = binary
         self.workdir = workdir
+        self.appendonly = appendonly
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -48,8 +55,8 @@ class RedisServer:
         """Start on `self.port` and wait until PING answers."""
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--logfile", str(self.logfile),
-             "--daemonize", "no"],
+             *(["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]),
+             "--dir", str(self.workdir), "--logfile", str(self.logfile), "--daemonize", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=self.workdir,
         )
         deadline = time.monotonic() + timeout
@@ -84,9 +91,24 @@ class RedisServer:
                 self.proc.wait(timeout=10)
         self.proc = None
 
-    def restart(self) -> None:
-        """Stop and start again on the same port (an empty database afterwards)."""
-        self.stop()
+    def kill(self) -> None:
+        """SIGKILL the server (a crash: no shutdown, no final save) and wait for it."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self, *, crash: bool = False, down_s: float = 0.0) -> None:
+        """Stop (or `crash`: SIGKILL), stay down `down_s` seconds, start again on the same port.
+        An empty database afterwards unless the server keeps an AOF."""
+        if crash:
+            self.kill()
+        else:
+            self.stop()
+        if down_s:
+            time.sleep(down_s)
         self.start()
 
 
@@ -96,6 +118,21 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     if binary is None:
         pytest.skip("redis-server binary not found on PATH; install Redis to run the @redis tests")
     server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aof_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server of the test's own, with an AOF (appendfsync always) in tmp_path:
+    for tests that restart or crash Redis and expect to find their data afterwards."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server binary not found on PATH; install Redis to run the @redis tests")
+    server = RedisServer(binary, tmp_path, appendonly=True)
     server.start()
     try:
         yield server

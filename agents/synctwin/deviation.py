@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -59,6 +60,14 @@ class ProjectionCurve:
     horizon_hours: float
     t_hours: np.ndarray
     bands: dict[str, np.ndarray]  # metric -> (points, 3): p10, p50, p90
+    # the same as plain lists, for `at` (called ~15 times an evaluation: np.interp on scalars is slow)
+    _t: list[float] = field(init=False, repr=False, compare=False)
+    _cols: dict[str, tuple[list[float], list[float], list[float]]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_t", [float(x) for x in self.t_hours])
+        object.__setattr__(self, "_cols", {m: (b[:, 0].tolist(), b[:, 1].tolist(), b[:, 2].tolist())
+                                           for m, b in self.bands.items()})
 
     @classmethod
     def from_projection(cls, projection: dict[str, Any]) -> ProjectionCurve:
@@ -83,10 +92,17 @@ class ProjectionCurve:
 
     def at(self, metric: str, hours: float) -> tuple[float, float, float]:
         """(p10, p50, p90) of the cumulative metric at `hours` after launch; flat past the horizon."""
-        b = self.bands[metric]
+        t = self._t
+        p10, p50, p90 = self._cols[metric]
         h = min(max(hours, 0.0), self.horizon_hours)
-        return (float(np.interp(h, self.t_hours, b[:, 0])), float(np.interp(h, self.t_hours, b[:, 1])),
-                float(np.interp(h, self.t_hours, b[:, 2])))
+        if h <= t[0]:
+            return p10[0], p50[0], p90[0]
+        if h >= t[-1]:
+            return p10[-1], p50[-1], p90[-1]
+        j = bisect_right(t, h)  # t[j - 1] <= h < t[j]: linear interpolation, as np.interp
+        i = j - 1
+        w = (h - t[i]) / (t[j] - t[i])
+        return (p10[i] + w * (p10[j] - p10[i]), p50[i] + w * (p50[j] - p50[i]), p90[i] + w * (p90[j] - p90[i]))
 
 
 @dataclass(slots=True)

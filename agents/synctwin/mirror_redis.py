@@ -2,26 +2,45 @@
 
 Reliability, in the order an event meets it:
 - XREADGROUP in batches; several workers may share the group, on one machine or many;
-- an invalid event (missing field, NaN, negative, unknown campaign) goes to `synctwin:bids:dead`
-  with the reason, and the worker keeps going;
-- each campaign's events of a batch are applied in one optimistic transaction: WATCH the mirror
-  hash, read it, apply (idempotently: nothing older than the last applied event counts), then
-  MULTI: the new hash, and on a PAUSE verdict the control command, the alert and the chained
-  audit record, EXEC. A pause is therefore written exactly once, however many workers race
-  and however often an event is redelivered;
-- XACK only after that: a worker killed mid-batch leaves its events pending, and a live worker
-  reclaims them (XAUTOCLAIM) after `claim_idle_ms`; an event delivered `max_deliveries` times
-  (poison) goes to the dead letters;
-- Redis unavailable: back off and retry; nothing is acknowledged, so nothing is lost.
+- an invalid event (missing field, NaN, negative, unknown campaign, a projection that does not
+  parse) goes to `synctwin:bids:dead` with the reason, and the worker keeps going;
+- every write is conditional on the campaign's mirror state being the one the worker computed
+  from, and acknowledges the events it applied in the same atomic step:
+  * the common case (no pause) is one Lua call per batch that, per campaign, compares the hash's
+    `rev` with the revision the worker read, and only then writes the new state (the changed
+    fields and a new rev), XADDs its grey-zone alerts and XACKs its events; a campaign another
+    worker wrote in between is re-read and its events re-applied (idempotently);
+  * a PAUSE verdict takes the WATCH/MULTI/EXEC path: WATCH the mirror hash and the audit stream,
+    read, apply, then MULTI: the new hash, the control command, the alert, the chained audit
+    record and the XACK, EXEC. A pause is therefore written exactly once, however many workers
+    race and however often an event is redelivered;
+  Between batches the worker keeps each campaign's state and revision in memory (state per
+  campaign, never per event), so a batch costs two round trips: the read and the write;
+- XACK only with (or after) the state: a worker killed mid-batch leaves its events pending, and a
+  live worker reclaims them (XAUTOCLAIM) after `claim_idle_ms`; an event delivered
+  `max_deliveries` times (poison) goes to the dead letters;
+- Redis unavailable: back off and retry; nothing is acknowledged, so nothing is lost. After an
+  error the worker first re-reads its own pending entries (XREADGROUP from 0);
+- the bid stream is trimmed (XTRIM MINID) below the oldest entry any consumer group still needs,
+  never below an unacknowledged one;
+- projections are cached and re-checked (by a cheap fingerprint) every `curve_ttl_s` and whenever
+  a state is read afresh; the hash records the `launch_ts` its state belongs to (beside `rev`), so
+  a campaign gated and launched again is mirrored afresh against its new projection.
+
+A server without scripting (fakeredis without lupa, for the embedded demo) gets the WATCH path
+for every campaign: the same guarantees, more round trips.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import random
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +50,114 @@ from agents.synctwin.deviation import InvalidEvent, MirrorConfig, MirrorState, P
 from agents.synctwin.mirror import PAUSE_REASON, Outcome
 
 log = logging.getLogger("synctwin.mirror")
+
+Event = tuple[str, str, float, tuple[float, ...]]  # (stream entry id, event_id, ts, cumulative values)
+Entry = tuple[str, dict[str, str]]
+
+# The compare-and-set of the common path. KEYS: the bid stream, the alert stream, then the mirror
+# hashes; ARGV: group, alert MAXLEN, then per campaign: the rev read, the rev to write, n fields and
+# their field/value pairs, n entry ids and the ids, n alerts and per alert its length and values.
+# Per campaign: if the hash's rev is the one the worker read, write the changed fields and the new
+# rev, XACK the campaign's events and XADD its alerts (1); otherwise touch nothing (0).
+_CAS = """
+local group, maxlen = ARGV[1], ARGV[2]
+local i = 3
+local out = {}
+for k = 3, #KEYS do
+  local key = KEYS[k]
+  local expected, rev = ARGV[i], ARGV[i + 1]
+  local nf = tonumber(ARGV[i + 2])
+  local f0 = i + 3
+  local ni = tonumber(ARGV[f0 + 2 * nf])
+  local i0 = f0 + 2 * nf + 1
+  local na = tonumber(ARGV[i0 + ni])
+  local a = i0 + ni + 1
+  local cur = redis.call('HGET', key, 'rev') or '0'
+  if cur == expected then
+    if nf > 0 then
+      redis.call('HSET', key, 'rev', rev, unpack(ARGV, f0, f0 + 2 * nf - 1))
+    else
+      redis.call('HSET', key, 'rev', rev)
+    end
+    local j = i0
+    while j < i0 + ni do
+      local e = math.min(j + 999, i0 + ni - 1)
+      redis.call('XACK', KEYS[1], group, unpack(ARGV, j, e))
+      j = e + 1
+    end
+    for _ = 1, na do
+      local nv = tonumber(ARGV[a])
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, a + 1, a + nv))
+      a = a + nv + 1
+    end
+    out[#out + 1] = 1
+  else
+    for _ = 1, na do a = a + tonumber(ARGV[a]) + 1 end
+    out[#out + 1] = 0
+  end
+  i = a
+end
+return out
+"""
+
+_TRIM_LIMIT = 100_000  # entries one XTRIM may remove (whole nodes: about a millisecond of Redis's time)
+_PREFIX_BYTES = 256  # a projection's fingerprint: its length and these first bytes (campaign_id, launch_ts)
+_SCALARS = tuple(n for n in MirrorState.__dataclass_fields__ if n not in ("campaign_id", "snapshots"))
+
+
+def _snapshot_sig(state: MirrorState) -> tuple[float, ...]:
+    """Changes whenever the snapshots do: an evaluation appends one (a new last) and drops old ones
+    (a new first); a snapshot never changes once taken."""
+    snaps = state.snapshots
+    return (len(snaps), snaps[0][0], snaps[-1][0]) if snaps else (0,)
+
+
+def _encode_changes(cached: _Cached) -> dict[str, str]:
+    """The hash fields (as `MirrorState.to_hash` writes them) that differ from what was written."""
+    state, written = cached.state, cached.written
+    out: dict[str, str] = {}
+    for name in _SCALARS:
+        v = getattr(state, name)
+        s = v if type(v) is str else str(v)
+        if written.get(name) != s:
+            out[name] = s
+    if written.get("campaign_id") != state.campaign_id:
+        out["campaign_id"] = state.campaign_id
+    sig = _snapshot_sig(state)
+    if sig != cached.snap_sig or "snapshots" not in written:
+        out["snapshots"] = json.dumps(state.snapshots)
+    return out
+
+
+def _next_rev(rev: int) -> int:
+    """The revision a write leaves: the next one, or for a new hash a random start, so a hash that
+    was deleted and written again never repeats a revision a worker may still hold."""
+    return rev + 1 if rev else random.randrange(1, 2**40)
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(slots=True)
+class _Cached:
+    """A campaign's state as last written (or read) by this worker, with the hash's revision."""
+
+    rev: int
+    state: MirrorState
+    written: dict[str, str]  # the hash's fields as stored
+    snap_sig: tuple[float, ...] = ()
+
+    @property
+    def launch(self) -> float | None:
+        """The launch the stored state belongs to (None: a hash written without it)."""
+        raw = self.written.get("launch_ts")
+        return float(raw) if raw else None
+
+    def __post_init__(self) -> None:
+        if not self.snap_sig:
+            self.snap_sig = _snapshot_sig(self.state)
 
 
 @dataclass(slots=True)
@@ -45,30 +172,42 @@ class MirrorStats:
     reclaimed: int = 0
     conflicts: int = 0
     redis_errors: int = 0
-    pause_latencies_ms: list[float] = field(default_factory=list)
+    trimmed: int = 0
+    pause_latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 class RedisMirror:
     def __init__(self, client: Any, cfg: MirrorConfig, *, prefix: str = "synctwin:", group: str = "synctwin-mirror",
-                 consumer: str | None = None, batch: int = 500, block_ms: int = 1000, claim_idle_ms: int = 30_000,
-                 max_deliveries: int = 5, clock: Callable[[], float] = time.time, stream_maxlen: int = 100_000) -> None:
+                 consumer: str | None = None, batch: int = 500, block_ms: int | None = 1000,
+                 claim_idle_ms: int = 30_000, max_deliveries: int = 5, clock: Callable[[], float] = time.time,
+                 stream_maxlen: int = 100_000, curve_ttl_s: float = 60.0, trim_every_s: float = 5.0,
+                 max_cached: int = 100_000) -> None:
         self.client = client
         self.cfg = cfg
         self.prefix = prefix
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.batch = batch
+        self.batch = max(1, int(batch))
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
         self.clock = clock
         self.maxlen = stream_maxlen
+        self.curve_ttl_s = curve_ttl_s  # a re-published projection (a new gate) is picked up this soon
+        self.trim_every_s = trim_every_s  # 0: never trim the bid stream
+        self.max_cached = max_cached
         self.bids, self.dead = f"{prefix}bids", f"{prefix}bids:dead"
         self.control, self.alerts = f"{prefix}control", f"{prefix}alerts"
         self.audit = RedisAuditStore(client, key=f"{prefix}audit", clock=clock)
-        self.curves: dict[str, ProjectionCurve] = {}
+        self.curves: dict[str, tuple[float, ProjectionCurve, tuple[int, str]]] = {}  # (checked at, curve, fingerprint)
+        self.states: dict[str, _Cached] = {}
         self.stats = MirrorStats()
         self._next_claim = 0.0
+        self._next_trim = 0.0
+        self._own_pending: str | None = "0"  # re-read our own pending entries from here first
+        self._script: Any = None
+        self._batch_started = 0.0
+        self._scripting: bool | None = None  # None: not yet known
 
     # --- setup ---------------------------------------------------------------------------------
     def ensure_group(self) -> None:
@@ -82,15 +221,85 @@ class RedisMirror:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def _curve(self, campaign_id: str) -> ProjectionCurve | None:
-        curve = self.curves.get(campaign_id)
-        if curve is None:
-            raw = self.client.get(f"{self.prefix}campaign:{campaign_id}:projection")
+    def _curves(self, campaign_ids: list[str]) -> dict[str, ProjectionCurve | str]:
+        """Each campaign's projection curve, or why there is none (the dead-letter reason).
+
+        Curves are kept in memory; every `curve_ttl_s` a cached one is checked against the key by
+        a fingerprint (its length and first bytes, where campaign_id and launch_ts are), and read
+        again only if that changed: a re-published projection (a new gate) is picked up without
+        re-reading every projection every minute."""
+        now = time.monotonic()
+        out: dict[str, ProjectionCurve | str] = {}
+        stale: list[str] = []
+        missing: list[str] = []
+        for cid in campaign_ids:
+            hit = self.curves.get(cid)
+            if hit is None:
+                missing.append(cid)
+            else:
+                out[cid] = hit[1]
+                if now - hit[0] >= self.curve_ttl_s:
+                    stale.append(cid)
+        if stale:
+            pipe = self.client.pipeline(transaction=False)
+            for cid in stale:
+                key = f"{self.prefix}campaign:{cid}:projection"
+                pipe.strlen(key)
+                pipe.getrange(key, 0, _PREFIX_BYTES - 1)
+            try:
+                replies = pipe.execute()
+            except UnicodeDecodeError:  # the first bytes cut a character in two: read them whole
+                replies = [None] * (2 * len(stale))
+            for n, cid in enumerate(stale):
+                _, curve, fingerprint = self.curves[cid]
+                if (replies[2 * n], replies[2 * n + 1]) == fingerprint:
+                    self.curves[cid] = (now, curve, fingerprint)
+                else:
+                    missing.append(cid)
+        if not missing:
+            return out
+        pipe = self.client.pipeline(transaction=False)
+        for cid in missing:
+            pipe.get(f"{self.prefix}campaign:{cid}:projection")
+        for cid, raw in zip(missing, pipe.execute(), strict=True):
+            key = f"{self.prefix}campaign:{cid}:projection"
             if raw is None:
-                return None
-            curve = ProjectionCurve.from_projection(json.loads(raw))
-            self.curves[campaign_id] = curve
-        return curve
+                self.curves.pop(cid, None)
+                out[cid] = f"unknown campaign {cid}: no projection at {key}"
+                continue
+            try:
+                curve = ProjectionCurve.from_projection(json.loads(raw))
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+                self.curves.pop(cid, None)
+                out[cid] = f"campaign {cid}: the projection at {key} is invalid ({type(exc).__name__}: {exc})"
+                continue
+            fingerprint = (len(raw.encode("utf-8")), raw.encode("utf-8")[:_PREFIX_BYTES].decode("utf-8", "replace"))
+            self._remember(self.curves, cid, (now, curve, fingerprint))
+            out[cid] = curve
+        return out
+
+    def _recheck_curves(self, work: dict[str, tuple[ProjectionCurve, list[Event]]], campaign_ids: list[str]) -> None:
+        """A state read afresh from Redis (another worker wrote it, the hash was reset, or ours was
+        dropped after an error) may belong to a new launch: check those campaigns' projections now
+        rather than at their next `curve_ttl_s`, so no event is judged against a stale curve."""
+        stale = [cid for cid in campaign_ids if (hit := self.curves.get(cid)) is not None
+                 and hit[0] < self._batch_started]
+        if not stale:
+            return
+        for cid in stale:
+            _, curve, fingerprint = self.curves[cid]
+            self.curves[cid] = (-math.inf, curve, fingerprint)
+        fresh = self._curves(stale)
+        for cid in stale:
+            curve = fresh[cid]
+            if not isinstance(curve, str):  # gone since: this batch keeps the curve it has, the next dead-letters
+                work[cid] = (curve, work[cid][1])
+
+    def _remember(self, cache: dict[str, Any], key: str, value: Any) -> None:
+        cache.pop(key, None)
+        cache[key] = value
+        if len(cache) > self.max_cached:  # campaigns come and go: forget the longest unused
+            del cache[next(iter(cache))]
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self, stop: Callable[[], bool]) -> MirrorStats:
@@ -108,21 +317,41 @@ class RedisMirror:
                 backoff = 0.1
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 self.stats.redis_errors += 1
+                self._after_error()
                 log.warning("Redis unavailable (%s); retrying in %.1f s", exc, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except redis.exceptions.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
+                self._after_error()
                 group_ready = False  # the stream was deleted or Redis restarted empty: recreate
         return self.stats
 
+    def _after_error(self) -> None:
+        """What we knew may be stale: re-read our own pending entries and every state we cached."""
+        self._own_pending = "0"
+        self.states.clear()
+
     def step(self) -> int:
-        """Reclaim what dead workers left (now and then), then read and process one batch."""
+        """Reclaim what dead workers left (now and then), re-read our own pending entries after a
+        restart or an error, then read and process one batch."""
         done = 0
-        if time.monotonic() >= self._next_claim:
+        now = time.monotonic()
+        if now >= self._next_claim:
             done += self.reclaim()
-            self._next_claim = time.monotonic() + self.claim_idle_ms / 2000.0
+            self._next_claim = now + self.claim_idle_ms / 2000.0
+        if self.trim_every_s and now >= self._next_trim:
+            self._next_trim = now + self.trim_every_s
+            self.trim()
+        if self._own_pending is not None:
+            reply = self.client.xreadgroup(self.group, self.consumer, {self.bids: self._own_pending},
+                                           count=self.batch)
+            entries = reply[0][1] if reply else []
+            if entries:
+                self._own_pending = entries[-1][0] if len(entries) == self.batch else None  # ids are exclusive
+                return done + self.process(entries)
+            self._own_pending = None
         reply = self.client.xreadgroup(self.group, self.consumer, {self.bids: ">"}, count=self.batch,
                                        block=self.block_ms)
         for _stream, entries in reply or []:
@@ -131,75 +360,252 @@ class RedisMirror:
 
     def reclaim(self) -> int:
         """XAUTOCLAIM events idle past `claim_idle_ms`; those delivered too often are dead letters."""
-        claimed: list[tuple[str, dict[str, str]]] = []
+        claimed: list[Entry] = []
         start = "0-0"
         while True:
             reply = self.client.xautoclaim(self.bids, self.group, self.consumer, self.claim_idle_ms, start,
                                            count=self.batch)
             start, entries = reply[0], reply[1]
-            claimed += [(i, f) for i, f in entries if f is not None]
-            if start in ("0-0", b"0-0") or not entries:
+            claimed += [(i, f or {}) for i, f in entries if i is not None]
+            if start in ("0-0", b"0-0") or not entries or len(claimed) >= 10 * self.batch:
                 break
         if not claimed:
             return 0
         self.stats.reclaimed += len(claimed)
-        counts = {p["message_id"]: p["times_delivered"] for p in self.client.xpending_range(
-            self.bids, self.group, min=claimed[0][0], max=claimed[-1][0], count=len(claimed) + 10,
-            consumername=self.consumer)}
-        poison = [(i, f) for i, f in claimed if counts.get(i, 0) > self.max_deliveries]
+        counts = self._delivery_counts(claimed)
+        poison = [(i, f, f"delivered {counts[i]} times without being processed (poison)")
+                  for i, f in claimed if counts.get(i, 0) > self.max_deliveries]
         if poison:
-            self._dead_letters([(i, f, f"delivered {counts[i]} times without being processed (poison)")
-                                for i, f in poison])
-            self.client.xack(self.bids, self.group, *[i for i, _ in poison])
+            self._dead_letters(poison)
         rest = [(i, f) for i, f in claimed if counts.get(i, 0) <= self.max_deliveries]
         return len(poison) + (self.process(rest) if rest else 0)
 
-    def process(self, entries: list[tuple[str, dict[str, str]]]) -> int:
-        """Apply a batch; dead-letter what cannot be applied; acknowledge everything handled."""
+    def _delivery_counts(self, claimed: list[Entry]) -> dict[str, int]:
+        want = {i for i, _ in claimed}
+        counts: dict[str, int] = {}
+        lo, hi = min(want, key=_id_key), max(want, key=_id_key)
+        page = max(100, len(want))
+        while True:
+            rows = self.client.xpending_range(self.bids, self.group, min=lo, max=hi, count=page,
+                                              consumername=self.consumer)
+            for p in rows:
+                if p["message_id"] in want:
+                    counts[p["message_id"]] = p["times_delivered"]
+            if len(rows) < page or len(counts) == len(want):
+                return counts
+            lo = "(" + rows[-1]["message_id"]
+
+    def trim(self) -> int:
+        """XTRIM MINID the bid stream below the oldest entry any group has not yet acknowledged
+        (its first pending entry, or past its last delivered one). Never loses an event."""
+        import redis
+
+        try:
+            groups = self.client.xinfo_groups(self.bids)
+            floor: tuple[int, int] | None = None
+            for g in groups:
+                mark = _id_key(g["last-delivered-id"])
+                if g["pending"]:
+                    first = self.client.xpending(self.bids, g["name"])["min"]
+                    if first:
+                        mark = min(mark, _id_key(first))
+                floor = mark if floor is None else min(floor, mark)
+            if not floor or floor == (0, 0):
+                return 0
+            # approximate: whole stream nodes only (cheap); Redis caps one call at 100 nodes by
+            # default, too few to keep up with a busy stream, so ask for more, a bounded few times
+            n = 0
+            for _ in range(10):
+                done = int(self.client.xtrim(self.bids, minid=f"{floor[0]}-{floor[1]}", approximate=True,
+                                             limit=_TRIM_LIMIT) or 0)
+                n += done
+                if done < _TRIM_LIMIT // 2:
+                    break
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" in str(exc) or "no such key" in str(exc).lower():
+                return 0
+            log.warning("cannot trim %s (%s); trimming switched off", self.bids, exc)
+            self.trim_every_s = 0.0
+            return 0
+        self.stats.trimmed += n
+        return n
+
+    # --- one batch -----------------------------------------------------------------------------
+    def process(self, entries: list[Entry]) -> int:
+        """Apply a batch; dead-letter what cannot be applied; every entry ends acknowledged (with
+        the state it changed, or with its dead letter)."""
         self.stats.batches += 1
         self.stats.events += len(entries)
-        by_campaign: dict[str, list[tuple[str, str, float, tuple[float, ...]]]] = {}
-        raw = dict(entries)
+        by_campaign: dict[str, list[Event]] = {}
         dead: list[tuple[str, dict[str, str], str]] = []
         for entry_id, fields in entries:
+            if not fields:
+                dead.append((entry_id, {}, "the entry was deleted from the stream before it was processed"))
+                continue
             try:
                 event_id, cid, ts, values = parse_event(fields)
             except InvalidEvent as exc:
                 dead.append((entry_id, fields, str(exc)))
                 continue
-            by_campaign.setdefault(cid, []).append((entry_id, event_id, ts, values))
-        for cid, events in by_campaign.items():
-            curve = self._curve(cid)
-            if curve is None:
-                reason = f"unknown campaign {cid}: no projection at {self.prefix}campaign:{cid}:projection"
-                dead += [(e[0], raw[e[0]], reason) for e in events]
-                continue
-            self._apply_campaign(cid, curve, events)
+            events = by_campaign.get(cid)
+            if events is None:
+                by_campaign[cid] = events = []
+            events.append((entry_id, event_id, ts, values))
+        work: dict[str, tuple[ProjectionCurve, list[Event]]] = {}
+        if by_campaign:
+            self._batch_started = time.monotonic()
+            curves = self._curves(list(by_campaign))
+            raw: dict[str, dict[str, str]] | None = None
+            for cid, events in by_campaign.items():
+                curve = curves[cid]
+                if isinstance(curve, str):
+                    raw = raw if raw is not None else dict(entries)
+                    dead += [(e[0], raw[e[0]], curve) for e in events]
+                else:
+                    work[cid] = (curve, events)
+        if work:
+            self._apply(work)
         if dead:
             self._dead_letters(dead)
-        ids = [entry_id for entry_id, _ in entries]
-        if ids:
-            self.client.xack(self.bids, self.group, *ids)
         return len(entries)
 
     def _dead_letters(self, dead: list[tuple[str, dict[str, str], str]]) -> None:
-        pipe = self.client.pipeline(transaction=False)
+        """XADD the dead letters and XACK their entries in one transaction."""
+        pipe = self.client.pipeline(transaction=True)
         for entry_id, fields, reason in dead:
             pipe.xadd(self.dead, {**{k: str(v) for k, v in fields.items()}, "entry_id": entry_id, "reason": reason,
                                   "consumer": self.consumer}, maxlen=self.maxlen, approximate=True)
+        pipe.xack(self.bids, self.group, *[d[0] for d in dead])
         pipe.execute()
         self.stats.dead += len(dead)
 
-    def _apply_campaign(self, cid: str, curve: ProjectionCurve,
-                        events: list[tuple[str, str, float, tuple[float, ...]]]) -> None:
+    def _scripting_available(self) -> bool:
+        if self._scripting is None:
+            import redis
+
+            try:
+                self._script = self.client.register_script(_CAS)
+                self.client.script_load(_CAS)
+                self._scripting = True
+            except redis.exceptions.ResponseError as exc:
+                log.info("no scripting on this server (%s): every write takes the WATCH/MULTI path", exc)
+                self._scripting = False
+        return self._scripting
+
+    def _load(self, campaign_ids: list[str]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for cid in campaign_ids:
+            pipe.hgetall(f"{self.prefix}campaign:{cid}:mirror")
+        for cid, data in zip(campaign_ids, pipe.execute(), strict=True):
+            self._remember(self.states, cid, _Cached(int(data.get("rev", 0) or 0), MirrorState.from_hash(cid, data),
+                                                     data))
+
+    def _apply(self, work: dict[str, tuple[ProjectionCurve, list[Event]]]) -> None:
+        """The common path for every campaign without a pause; the WATCH path for the others."""
+        slow: dict[str, tuple[ProjectionCurve, list[Event]]] = {}
+        if not self._scripting_available():
+            slow = work
+            work = {}
+        attempts = 0
+        try:
+            while work:
+                attempts += 1
+                if attempts > 20:  # heavy contention on these campaigns: let WATCH sort it out
+                    slow.update(work)
+                    break
+                missing = [cid for cid in work if cid not in self.states]
+                if missing:
+                    self._load(missing)
+                    self._recheck_curves(work, missing)
+                keys: list[str] = [self.bids, self.alerts]
+                args: list[Any] = [self.group, self.maxlen]
+                done: list[tuple[str, _Cached, dict[str, str], int, int, int, int]] = []
+                for cid, (curve, events) in work.items():
+                    cached = self.states[cid]
+                    if cached.launch is not None and cached.launch != curve.launch_ts:
+                        # the campaign was launched again (a new projection): its mirror starts afresh
+                        cached.state, cached.written, cached.snap_sig = MirrorState(cid), {"rev": str(cached.rev)}, ()
+                    state = cached.state
+                    before = state.events
+                    outcomes = []
+                    for _entry, event_id, ts, values in events:
+                        verdict = apply_event(state, event_id, ts, values, curve, self.cfg)
+                        if verdict is not None and verdict.action is not None:
+                            outcomes.append(Outcome(cid, verdict, state.deviation))
+                    if any(o.pause for o in outcomes):
+                        del self.states[cid]  # applied speculatively: the WATCH path reads it afresh
+                        slow[cid] = (curve, events)
+                        continue
+                    changes = _encode_changes(cached)
+                    launch = repr(curve.launch_ts)
+                    if cached.written.get("launch_ts") != launch:
+                        changes["launch_ts"] = launch
+                    rev = _next_rev(cached.rev)
+                    keys.append(f"{self.prefix}campaign:{cid}:mirror")
+                    args += [cached.rev, rev, len(changes)]
+                    for k, v in changes.items():
+                        args += [k, v]
+                    args.append(len(events))
+                    args += [e[0] for e in events]
+                    args.append(len(outcomes))
+                    for o in outcomes:
+                        alert = self._alert_fields(o)
+                        args.append(2 * len(alert))
+                        for k, v in alert.items():
+                            args += [k, v]
+                    done.append((cid, cached, changes, rev, len(events), state.events - before, len(outcomes)))
+                if not done:
+                    break
+                results = self._script(keys=keys, args=args, client=self.client)
+                retry: dict[str, tuple[ProjectionCurve, list[Event]]] = {}
+                for (cid, cached, changes, rev, n, applied, greys), ok in zip(done, results, strict=True):
+                    if ok:
+                        cached.rev = rev
+                        cached.written.update(changes)
+                        cached.written["rev"] = str(rev)
+                        cached.snap_sig = _snapshot_sig(cached.state)
+                        self.stats.applied += applied
+                        self.stats.ignored += n - applied
+                        self.stats.greys += greys
+                    else:  # another worker wrote this campaign since we read it: read again, re-apply
+                        self.stats.conflicts += 1
+                        del self.states[cid]
+                        retry[cid] = work[cid]
+                work = retry
+        except BaseException:
+            for cid in (*work, *slow):
+                self.states.pop(cid, None)
+            raise
+        for cid, (curve, events) in slow.items():
+            self._apply_campaign(cid, curve, events)
+
+    def _alert_fields(self, o: Outcome) -> dict[str, str]:
+        severity, title, message, details = o.alert()
+        return {"severity": severity, "title": title, "message": message,
+                "details": json.dumps(details, default=str), "ts": str(self.clock())}
+
+    def _apply_campaign(self, cid: str, curve: ProjectionCurve, events: list[Event]) -> None:
+        """WATCH the mirror hash (and, for a pause, the audit stream), read, apply, and write the
+        state, the messages and the XACK in one MULTI/EXEC; retry on a concurrent write."""
         from redis.exceptions import WatchError
 
         key = f"{self.prefix}campaign:{cid}:mirror"
+        ids = [e[0] for e in events]
         for _attempt in range(100):
             with self.client.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(key)
-                    state = MirrorState.from_hash(cid, pipe.hgetall(key))
+                    data = pipe.hgetall(key)
+                    stored_launch = float(data["launch_ts"]) if data.get("launch_ts") else None
+                    if "rev" not in data or (stored_launch is not None and stored_launch != curve.launch_ts):
+                        # a new or reset hash, or another launch's: is our projection still current?
+                        work = {cid: (curve, events)}
+                        self._recheck_curves(work, [cid])
+                        curve = work[cid][0]
+                        if stored_launch is not None and stored_launch != curve.launch_ts:
+                            data = {"rev": data["rev"]} if "rev" in data else {}  # a new launch starts afresh
+                    rev = int(data.get("rev", 0) or 0)
+                    state = MirrorState.from_hash(cid, data)
                     before = state.events
                     outcomes = []
                     for _entry, event_id, ts, values in events:
@@ -212,27 +618,32 @@ class RedisMirror:
                         _rec, audit_fields = self.audit.prepare(
                             pipe, "AUTO_ROLLBACK_TRIGGERED", campaign_id=cid, reason=PAUSE_REASON,
                             metadata=pause.audit(self.cfg.threshold))
+                    written = state.to_hash()
+                    new_rev = _next_rev(rev)
+                    written["rev"] = str(new_rev)
+                    written["launch_ts"] = repr(curve.launch_ts)
                     pipe.multi()
-                    pipe.hset(key, mapping=state.to_hash())
+                    pipe.hset(key, mapping=written)
                     for o in outcomes:
-                        severity, title, message, details = o.alert()
-                        pipe.xadd(self.alerts, {"severity": severity, "title": title, "message": message,
-                                                "details": json.dumps(details, default=str),
-                                                "ts": str(self.clock())}, maxlen=self.maxlen, approximate=True)
+                        pipe.xadd(self.alerts, self._alert_fields(o), maxlen=self.maxlen, approximate=True)
                     if pause is not None:
                         pipe.xadd(self.control, {"command": "PAUSE", "campaign_id": cid, "reason": PAUSE_REASON,
                                                  "deviation": f"{pause.deviation:.4f}", "ts": str(self.clock())},
                                   maxlen=self.maxlen, approximate=True)
                         pipe.xadd(self.audit.key, audit_fields)
+                    pipe.xack(self.bids, self.group, *ids)
                     pipe.execute()
                 except WatchError:
                     self.stats.conflicts += 1
                     continue
+            self._remember(self.states, cid, _Cached(new_rev, state, written))
             self.stats.applied += state.events - before
             self.stats.ignored += len(events) - (state.events - before)
             if pause is not None:
                 self.stats.pauses += 1
-                self.stats.pause_latencies_ms.append((self.clock() - events[-1][2]) * 1000.0)
+                # from the event that decided (its ts: launch + the verdict's elapsed time) to now
+                self.stats.pause_latencies_ms.append(
+                    (self.clock() - (curve.launch_ts + pause.verdict.elapsed)) * 1000.0)
             self.stats.greys += sum(1 for o in outcomes if not o.pause)
             return
         raise RuntimeError(f"campaign {cid}: mirror state kept changing under us (100 conflicts)")
