@@ -46,7 +46,7 @@ class MirrorConfig:
     persistence: int = 3
     cusum_drop: float = 0.30
     cusum_threshold: float = 10.0
-    reference_lag: float = 12 * 3_600.0  # the campaign's own level is read this long ago ...
+    reference_lag: float = 24 * 3_600.0  # the campaign's own level is read this long ago ...
     reference_span: float = 48 * 3_600.0  # ... over this long (at most)
     min_reference_conversions: float = 50.0
 

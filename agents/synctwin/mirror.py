@@ -29,7 +29,9 @@ def mirror_config(settings: Settings) -> MirrorConfig:
         min_projected_conversions=settings.mirror_min_projected_conversions, threshold=settings.mirror_threshold,
         grey_threshold=settings.mirror_grey_threshold, window=settings.mirror_window,
         persistence=settings.mirror_persistence, cusum_drop=settings.mirror_cusum_drop,
-        cusum_threshold=settings.mirror_cusum_threshold)
+        cusum_threshold=settings.mirror_cusum_threshold, reference_lag=settings.mirror_reference_lag,
+        reference_span=settings.mirror_reference_span,
+        min_reference_conversions=settings.mirror_min_reference_conversions)
 
 
 @dataclass(frozen=True, slots=True)
