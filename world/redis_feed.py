@@ -71,6 +71,10 @@ def start_feed(client: Any, env: simpy.Environment, settings: Settings, *, epoch
     spec = WorldSpec(tick=tick)
     world = World(env, spec, np.random.default_rng(seed), faults, epoch0=epoch0)
     feed = Feed(world, client, prefix)
+    # obey only the PAUSE commands given to this run: an earlier run's (same campaign ids, still in
+    # the control stream) would otherwise pause the new campaigns at their first tick
+    if client.exists(f"{prefix}control"):
+        feed._last_control = client.xinfo_stream(f"{prefix}control")["last-generated-id"]
     gate = SimulationGatekeeper(settings=settings)
     market = spec.platforms["meta"]
     for i, (cid, _kind, _at, _m) in enumerate(chosen):

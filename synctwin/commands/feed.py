@@ -48,11 +48,6 @@ def run(args: argparse.Namespace) -> int:
     client = connect_checked(args.redis)
     env = make_environment(realtime=True, factor=1.0 / args.speed)
     feed = start_feed(client, env, settings, epoch0=time.time(), tick=tick, campaigns=args.campaigns, seed=args.seed)
-    # obey only the PAUSE commands given to this run: an earlier run's (same campaign ids, still in the
-    # control stream) would otherwise pause the new campaigns at their first tick
-    control = f"{settings.key_prefix}control"
-    if client.exists(control):
-        feed._last_control = client.xinfo_stream(control)["last-generated-id"]
     for cid, result in feed.gate_results.items():
         print(f"{cid}: gate {result.decision} (confidence {result.confidence_score:.3f}); projection published",
               flush=True)
