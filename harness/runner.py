@@ -10,7 +10,7 @@ import datetime as dt
 import math
 import time
 import zlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -143,13 +143,31 @@ class _Recorder:
                        "impressions": float(batch.impressions[i])}
 
 
+def _progress_observer(progress: Callable[[float, float], None], duration: float,
+                       every: int) -> Callable[[BidBatch], None]:
+    """A world observer that reports the virtual time every `every` ticks."""
+    count = 0
+
+    def observe(batch: BidBatch) -> None:
+        nonlocal count
+        count += 1
+        if count % every == 0:
+            progress(batch.t, duration)
+
+    return observe
+
+
 def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None = None,
                  disabled_guards: tuple[str, ...] = (), histories: dict[str, History] | None = None,
-                 realtime_factor: float | None = None) -> Trace:
+                 realtime_factor: float | None = None,
+                 progress: Callable[[float, float], None] | None = None) -> Trace:
     """Run `scenario` for its duration in virtual time; the same seed gives the same trace.
 
     `realtime_factor` runs it on the wall clock instead (that many real seconds per scenario
     second, simpy.rt): the agents are the same, only the environment differs.
+    `progress(t, duration)` is called about once a virtual hour while campaigns are live (a
+    progress bar); it observes the world's ticks like the recorder, so it adds no SimPy event
+    and the trace is the same with or without it.
     """
     started = time.perf_counter()
     settings = settings or get_settings()
@@ -188,6 +206,8 @@ def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None
     brain = SyncBrainAgent(env, synctwin=twin.mailbox, syncflow=flow.mailbox, audit=shield.mailbox, seed=seed)
     recorder = _Recorder(trace, scenario.world.tick)
     world.observe(recorder)
+    if progress is not None:
+        world.observe(_progress_observer(progress, scenario.duration, recorder.every))
 
     for spec in scenario.campaigns:
         strategy = spec.strategy
@@ -209,6 +229,8 @@ def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None
     # scenario (a 30-day run would deliver 43,199 minutes, its last day one minute short)
     env.run(until=math.nextafter(scenario.duration, math.inf))
     recorder.finish()
+    if progress is not None:
+        progress(scenario.duration, scenario.duration)
     trace.events = _events_processed(env)
     trace.bid_events = recorder.bid_events
     _collect(trace, brain, flow, audit_store, alert_sink, world)
@@ -232,6 +254,7 @@ def _collect(trace: Trace, brain: SyncBrainAgent, flow: SyncFlow, audit: InMemor
         c.projected_uplift = decision.projected_net_profit_uplift
         c.baseline_daily_revenue = decision.baseline.get("daily_revenue", 0.0)
         c.baseline_daily_spend = decision.baseline.get("daily_spend", 0.0)
+        c.projection = [p.model_dump() for p in decision.projection.points]
     for cid, r in flow.report().items():
         c = trace.campaigns[cid]
         c.status, c.launched_at = r["status"], r["launched_at"]

@@ -43,6 +43,8 @@ class CampaignTrace:
     clicks: list[float] = field(default_factory=list)
     daily_spend: list[float] = field(default_factory=list)  # per virtual day the campaign was live
     final: dict[str, float] = field(default_factory=dict)
+    # the gate's projection (cumulative quantiles since launch), to plot the real run against
+    projection: list[dict[str, float]] | None = None
 
     @property
     def max_daily_spend_share(self) -> float:
@@ -75,6 +77,8 @@ class CampaignTrace:
             d["series"] = {"t_hours": [h / 3600 for h in self.hours], "spend": self.spend, "revenue": self.revenue,
                            "conversions": self.conversions, "clicks": self.clicks,
                            "daily_spend": self.daily_spend}
+            if self.projection is not None:
+                d["projection"] = self.projection
         return d
 
 

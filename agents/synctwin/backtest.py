@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -356,8 +356,12 @@ def verdict(approved: bool, profitable: bool) -> Verdict:
 
 
 def run_backtest(cases: Iterable[BacktestCase], gatekeeper: SimulationGatekeeper, *, seed: int = 0,
-                 paths: int | None = None, model: str | None = None) -> BacktestReport:
-    """Gate every case on its own history's baseline and compare with its real outcome."""
+                 paths: int | None = None, model: str | None = None,
+                 progress: Callable[[int], None] | None = None) -> BacktestReport:
+    """Gate every case on its own history's baseline and compare with its real outcome.
+
+    `progress(done)` is called after each case (for a progress bar).
+    """
     if seed < 0:
         raise InvalidInput(f"seed {seed} must be >= 0", field="seed")
     settings = gatekeeper.settings
@@ -378,4 +382,6 @@ def run_backtest(cases: Iterable[BacktestCase], gatekeeper: SimulationGatekeeper
             realized_uplift=case.outcome.net_profit_uplift, profitable=case.profitable,
             verdict=verdict(result.approved, case.profitable), seed=s,
         ))
+        if progress is not None:
+            progress(len(rows))
     return BacktestReport(rows=tuple(rows), model=model, threshold=gatekeeper.threshold, paths=paths, seed=seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -31,6 +31,8 @@ from synctwin.config import Settings, get_settings
 from synctwin.errors import InvalidInput
 from synctwin.models import GateResult, Projection, ProjectionPoint, SimulationDetails, Strategy
 from synctwin.strategy_io import strategy_from_dict
+
+ProgressCallback = Callable[[int, int], None]  # (paths drawn, paths to draw)
 
 
 def new_seed() -> int:
@@ -126,8 +128,32 @@ class SimulationGatekeeper:
 
     def evaluate(self, strategy: Strategy, baseline: Baseline, *, seed: int | None = None,
                  paths: int | None = None, model: str | None = None, threshold: float | None = None,
-                 max_paths: int | None = None) -> GateResult:
-        """Simulate and decide. Same strategy, baseline and seed: the same result, bit for bit."""
+                 max_paths: int | None = None, progress: ProgressCallback | None = None) -> GateResult:
+        """Simulate and decide. Same strategy, baseline and seed: the same result, bit for bit.
+
+        `progress(drawn, target)` is called after each chunk of paths (for a progress bar).
+        """
+        return self._evaluate(strategy, baseline, seed=seed, paths=paths, model=model, threshold=threshold,
+                              max_paths=max_paths, progress=progress, keep_uplift=False)[0]
+
+    def evaluate_with_uplift(self, strategy: Strategy, baseline: Baseline, *, seed: int | None = None,
+                             paths: int | None = None, model: str | None = None, threshold: float | None = None,
+                             max_paths: int | None = None,
+                             progress: ProgressCallback | None = None) -> tuple[GateResult, np.ndarray]:
+        """`evaluate`, plus every path's net profit uplift (for the report's histogram).
+
+        The array is the one the summary is computed from anyway, so the result is identical to
+        `evaluate`'s with the same seed and nothing extra is drawn; it costs 8 bytes a path.
+        """
+        result, uplift = self._evaluate(strategy, baseline, seed=seed, paths=paths, model=model,
+                                        threshold=threshold, max_paths=max_paths, progress=progress,
+                                        keep_uplift=True)
+        assert uplift is not None
+        return result, uplift
+
+    def _evaluate(self, strategy: Strategy, baseline: Baseline, *, seed: int | None, paths: int | None,
+                  model: str | None, threshold: float | None, max_paths: int | None,
+                  progress: ProgressCallback | None, keep_uplift: bool) -> tuple[GateResult, np.ndarray | None]:
         started = time.perf_counter()
         model = model or self.model
         threshold = self.threshold if threshold is None else threshold
@@ -144,10 +170,12 @@ class SimulationGatekeeper:
             simulate = partial(_funnel_chunk, funnel_params(strategy, baseline, self.settings))
         outcome = run_monte_carlo(
             simulate, seed=seed, paths=paths, max_paths=max_paths, chunk_paths=self.settings.chunk_paths,
-            threshold=threshold, projection_paths=self.settings.projection_paths,
+            threshold=threshold, projection_paths=self.settings.projection_paths, keep_uplift=keep_uplift,
+            progress=progress,
         )
-        return self._result(strategy, baseline, outcome, model=model, seed=seed, threshold=threshold,
-                            started=started)
+        result = self._result(strategy, baseline, outcome, model=model, seed=seed, threshold=threshold,
+                              started=started)
+        return result, outcome.uplift
 
     def _result(self, strategy: Strategy, baseline: Baseline, outcome: MonteCarloOutcome, *, model: str,
                 seed: int, threshold: float, started: float) -> GateResult:

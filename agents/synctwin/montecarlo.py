@@ -216,12 +216,14 @@ def straddles(interval: tuple[float, float], threshold: float) -> bool:
 
 def run_monte_carlo(simulate: ChunkSimulator, *, seed: int, paths: int, max_paths: int,
                     chunk_paths: int, threshold: float, projection_paths: int,
-                    keep_uplift: bool = False) -> MonteCarloOutcome:
+                    keep_uplift: bool = False,
+                    progress: Callable[[int, int], None] | None = None) -> MonteCarloOutcome:
     """Draw `paths` paths; while the 95% interval of the confidence straddles the threshold,
     double the draw (up to `max_paths`) instead of deciding on noise.
 
     Only the first `projection_paths` paths keep their daily trajectories, so the projection's
-    memory does not grow with the path count.
+    memory does not grow with the path count. `progress(drawn, target)` is called after each
+    chunk (a bar for a million paths); it never changes what is drawn.
     """
     uplifts: list[np.ndarray] = []
     kept: dict[str, list[np.ndarray]] = {"spend": [], "revenue": [], "conversions": []}
@@ -247,6 +249,8 @@ def run_monte_carlo(simulate: ChunkSimulator, *, seed: int, paths: int, max_path
                 kept["revenue"].append(block.revenue[:, :take])
                 kept["conversions"].append(block.conversions[:, :take])
                 kept_count += take
+            if progress is not None:
+                progress(drawn, target)
         if drawn >= max_paths or not straddles(wilson_interval(positive, drawn), threshold):
             break
         rounds += 1

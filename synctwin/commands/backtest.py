@@ -23,7 +23,11 @@ def run(args: argparse.Namespace) -> int:
 
     cases = load_cases(args.cases or builtin_historical_dir())
     gatekeeper = SimulationGatekeeper(model=args.model, threshold=args.threshold)
-    report = run_backtest(cases, gatekeeper, seed=args.seed, paths=args.paths, model=args.model)
+    from synctwin.progress import ProgressBar, interactive
+
+    with ProgressBar("backtest: cases", enabled=interactive(args.json), total=len(cases)) as bar:
+        report = run_backtest(cases, gatekeeper, seed=args.seed, paths=args.paths, model=args.model,
+                              progress=bar.update if bar.enabled else None)
     if args.json:
         from synctwin.console import print_json
 

@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis", metavar="URL", help="audit to the Redis stream and, when approved, store the "
                    "projection under {prefix}campaign:{id}:projection for the live mirror")
     p.add_argument("--json", action="store_true", help="print the result as one JSON document")
+    p.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML page with plots: "
+                   "the paths' uplift distribution and the projection fan")
 
 
 def audit_metadata(result: Any) -> dict[str, Any]:
@@ -45,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from synctwin.history import load_history
     from synctwin.strategy_io import load_strategy
 
+    if args.report:
+        from synctwin.reports import check_report_path
+
+        check_report_path(args.report)
     settings = get_settings()
     strategy = load_strategy(args.strategy)
     client = None
@@ -70,17 +76,40 @@ def run(args: argparse.Namespace) -> int:
         gross_margin=strategy.gross_margin, default_monthly_churn=settings.default_monthly_churn, source=source,
     )
     gatekeeper = SimulationGatekeeper(settings=settings, model=args.model, threshold=args.threshold)
-    result = gatekeeper.evaluate(strategy, baseline, seed=args.seed, paths=args.paths, max_paths=args.max_paths)
+    result, uplift = _evaluate(gatekeeper, strategy, baseline, args)
     _record(result, args, client, settings.key_prefix)
     if client is not None and result.approved:
         _publish(client, settings.key_prefix, strategy, history, result)
+    if args.report:
+        from synctwin.reports import write_report
+        from synctwin.reports.gate import build_gate_page
+
+        write_report(args.report, build_gate_page(result, uplift, strategy=strategy, source=source))
     if args.json:
         from synctwin.console import print_json
 
         print_json(result.to_dict())
     else:
         print_result(result)
+        if args.report:
+            print(f"report: {args.report}")
     return 0 if result.approved else 1
+
+
+PROGRESS_MIN_PATHS = 200_000  # below this the gate takes well under a second: no bar
+
+
+def _evaluate(gatekeeper: Any, strategy: Any, baseline: Any, args: argparse.Namespace) -> tuple[Any, Any]:
+    """The gate, with every path's uplift when a report wants its histogram, and a progress bar
+    on a terminal once the draw exceeds PROGRESS_MIN_PATHS paths."""
+    from synctwin.progress import ProgressBar, interactive
+
+    kwargs = {"seed": args.seed, "paths": args.paths, "max_paths": args.max_paths}
+    with ProgressBar("gate: paths", enabled=interactive(args.json), min_total=PROGRESS_MIN_PATHS) as bar:
+        callback = bar.update if bar.enabled else None
+        if args.report:
+            return gatekeeper.evaluate_with_uplift(strategy, baseline, progress=callback, **kwargs)
+        return gatekeeper.evaluate(strategy, baseline, progress=callback, **kwargs), None
 
 
 def _record(result: Any, args: argparse.Namespace, client: Any, prefix: str) -> None:
@@ -111,6 +140,7 @@ def _publish(client: Any, prefix: str, strategy: Any, history: Any, result: Any)
     pipe = client.pipeline()
     pipe.set(f"{prefix}campaign:{cid}:projection", json.dumps(projection.model_dump(mode="json")))
     pipe.set(f"{prefix}campaign:{cid}:strategy", strategy.model_dump_json(exclude_none=True))
+    pipe.delete(f"{prefix}campaign:{cid}:mirror")  # a new plan: the mirror starts afresh
     pipe.execute()
     RedisHistoryStore(client, prefix).put(strategy.client_id, history)
 

@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0): same seed, same trace")
     p.add_argument("--json", action="store_true", help="print the trace summary as one JSON document")
     p.add_argument("--series", action="store_true", help="with --json: include hourly time series per campaign")
+    p.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML page with plots: each "
+                   "campaign's real run against its projection fan, faults and pauses, and the timeline")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,16 +29,36 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.scenario:
         raise InvalidInput("give a SCENARIO (a built-in's name or a YAML file), or --list")
-    from harness.runner import run_scenario
+    if args.report:
+        from synctwin.reports import check_report_path
 
-    trace = run_scenario(load_scenario(args.scenario), args.seed)
+        check_report_path(args.report)
+    from harness.runner import run_scenario
+    from synctwin.progress import ProgressBar, interactive
+
+    scenario = load_scenario(args.scenario)
+    # a bar only for runs long enough to be waited for (more than two virtual days)
+    show = interactive(args.json) and scenario.duration > PROGRESS_MIN_VIRTUAL_S
+    with ProgressBar(f"replay {scenario.name}", enabled=show, unit="virtual hours") as bar:
+        trace = run_scenario(scenario, args.seed,
+                             progress=(lambda t, total: bar.update(t / 3600.0, total / 3600.0)) if show else None)
+    if args.report:
+        from synctwin.reports import write_report
+        from synctwin.reports.replay import build_replay_page
+
+        write_report(args.report, build_replay_page(trace))
     if args.json:
         from synctwin.console import print_json
 
         print_json(trace.to_dict(series=args.series))
     else:
         print_trace(trace)
+        if args.report:
+            print(f"report: {args.report}")
     return 0 if trace.passed else EXIT_FAILED
+
+
+PROGRESS_MIN_VIRTUAL_S = 2 * 86_400.0
 
 
 def print_trace(trace: Any) -> None:

@@ -1,0 +1,78 @@
+"""Progress bars for long work (backtests, big gates, long replays, chaos runs).
+
+A bar is drawn with rich on stderr, and only when a person is watching: stderr is a terminal
+and the command is not in --json mode. Scripts, pipes, CI logs and JSON readers see nothing,
+so the bar can never corrupt output that a program parses. When it is off, `update` is a
+no-op and rich is not even imported.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+from typing import Any
+
+
+def interactive(json_mode: bool = False) -> bool:
+    """True when a bar may be drawn: not --json, and stderr is an interactive terminal."""
+    if json_mode:
+        return False
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+class ProgressBar:
+    """One task's bar; starts lazily on the first update whose total reaches `min_total`.
+
+    `min_total` lets a caller hand a bar to work that may turn out small (the gate draws more
+    paths only while its interval straddles the threshold): no bar flickers for quick work.
+    """
+
+    def __init__(self, description: str, *, enabled: bool, total: float | None = None,
+                 min_total: float = 0.0, unit: str = "") -> None:
+        self.description = description
+        self.enabled = enabled
+        self.total = total
+        self.min_total = min_total
+        self.unit = unit
+        self._progress: Any = None
+        self._task: Any = None
+
+    def update(self, completed: float, total: float | None = None) -> None:
+        """Set how much is done (and, optionally, the new total)."""
+        if not self.enabled:
+            return
+        if total is not None:
+            self.total = total
+        if self._progress is None:
+            if self.total is None or self.total < self.min_total:
+                return
+            self._start()
+        self._progress.update(self._task, completed=completed, total=self.total)
+
+    def _start(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns: list[Any] = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+        if self.unit:
+            columns.append(TextColumn(self.unit))
+        columns.append(TimeElapsedColumn())
+        self._progress = Progress(*columns, console=Console(file=sys.stderr), transient=True)
+        self._progress.start()
+        self._task = self._progress.add_task(self.description, total=self.total)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

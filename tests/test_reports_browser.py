@@ -1,0 +1,89 @@
+"""The HTML reports in a real browser: headless Chromium (Debian's `chromium` package) opens a
+gate report and a replay report from disk, with networking switched off, and renders them.
+
+Skipped when Chromium is not installed (`apt-get install -y chromium`; .ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from synctwin.cli import main
+
+DATA = Path(__file__).parent / "data"
+CHROMIUM = shutil.which("chromium") or shutil.which("/usr/bin/chromium")
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium is not installed (apt-get install -y chromium)")
+
+SHOCK = {
+    "name": "browser_shock", "description": "a thin-margin campaign and a CPM shock", "duration": "9h",
+    "world": {"tick": "1m", "platforms": {"meta": {"cpm_drift_sd": 0.005}}},
+    "clients": [{"id": "kettle", "history": {"generate": {
+        "platform": "meta", "daily_spend": 1200, "rate_factors": {"cpm": 0.7, "ctr": 1.2, "cvr": 1.6, "aov": 0.163}}}}],
+    "campaigns": [{"id": "thin", "client": "kettle", "launch_at": "0s", "strategy": {
+        "platform": "meta", "audience_size": 8000000, "cvr": 0.025, "daily_budget": 12000, "gross_margin": 0.35}}],
+    "faults": [{"id": "shock", "kind": "cpm_shock", "at": "4h", "campaign": "thin", "multiplier": 1.5}],
+}
+
+
+def chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """One headless run: no sandbox (containers), no GPU, nothing from the network, a fresh profile."""
+    profile = tmp_path / "profile"
+    profile.mkdir(exist_ok=True)
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+           f"--user-data-dir={profile}", *args, page.resolve().as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("reports")
+    gate = out / "gate.html"
+    assert main(["gate", str(DATA / "strategy.json"), "--history", str(DATA / "history_90d.csv"), "--seed", "1",
+                 "--json", "--report", str(gate)]) in (0, 1)
+    scenario = out / "shock.yaml"
+    scenario.write_text(json.dumps(SHOCK), encoding="utf-8")
+    replay = out / "replay.html"
+    assert main(["replay", str(scenario), "--json", "--report", str(replay)]) == 0
+    return {"gate": gate, "replay": replay}
+
+
+@pytest.mark.parametrize(("name", "title", "figures"), [
+    ("gate", "SyncTwin gate: REJECTED - example-spring", 2),
+    ("replay", "SyncTwin replay: browser_shock (seed 0)", 1)])
+def test_the_browser_builds_the_page(reports: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     name: str, title: str, figures: int) -> None:
+    capsys.readouterr()
+    run = chromium(tmp_path, reports[name], "--dump-dom")
+    assert run.returncode == 0, run.stderr[-2000:]
+    dom = run.stdout
+    assert f"<title>{title}</title>" in dom
+    assert dom.count("<svg") == figures, "the inline plots did not reach the DOM"
+    assert dom.count("<figure>") == figures and "<table" in dom
+    # the plots' text is real SVG text the browser laid out: axis labels and titles
+    assert "<text" in dom and ("net profit uplift" in dom if name == "gate" else "cumulative spend" in dom)
+
+
+@pytest.mark.parametrize("name", ["gate", "replay"])
+def test_the_browser_paints_the_plots(reports: dict[str, Path], tmp_path: Path, name: str) -> None:
+    shot = tmp_path / f"{name}.png"
+    run = chromium(tmp_path, reports[name], f"--screenshot={shot}", "--window-size=1280,2400",
+                   "--hide-scrollbars")
+    assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 50_000, f"a {len(data)}-byte screenshot: the page looks empty"
+    from PIL import Image  # pillow comes with matplotlib
+
+    with Image.open(shot) as im:
+        colours = im.convert("RGB").getcolors(maxcolors=1 << 24) or []
+    # text and tables are black and grey; the plots add bars, bands, lines and fault shading in colour
+    coloured = sum(n for n, (r, g, b) in colours if max(r, g, b) - min(r, g, b) > 40)
+    assert coloured > 2_000, f"only {coloured} coloured pixels: the plots were not painted"
