@@ -28,7 +28,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "to try the mirror"),
     "chaos": ("chaos", "the four chaos drills in virtual time (margin_guardian, budget_emergency, auto_rollback, "
               "api_circuit_breaker); exit 0 all pass, 1 any fail"),
+    "review": ("review", "the week's rejected campaigns from the audit log (confidence, projected uplift), "
+               "near-misses first"),
     "audit": ("audit", "the SyncShield audit log: `audit verify (FILE | --redis URL)` checks its hash chain"),
+    "serve": ("serve", "the HTTP service: POST /v1/simulate (the gate), GET /v1/campaigns/{id}, /healthz, "
+              "/metrics, /docs; runs until SIGTERM"),
 }
 
 

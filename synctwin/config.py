@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     # --- stores and sinks ---------------------------------------------------------------------
     redis_url: str | None = Field(None, description="redis://... ; None means the embedded store")
     key_prefix: str = Field("synctwin:", description="prefix of every Redis key")
+    # --- the HTTP service (`synctwin serve`) ----------------------------------------------------
+    host: str = Field("127.0.0.1", description="address the service binds (loopback unless told otherwise)")
+    port: int = Field(8000, ge=0, le=65_535, description="port the service listens on")
+    api_key: SecretStr | None = Field(None, description="when set, /v1/* requires this value in X-API-Key")
+    service_max_paths: int = Field(200_000, ge=100, description="largest `paths` (and adaptive cap) a request may ask")
+    max_body_bytes: int = Field(1_048_576, ge=1_024, description="larger request bodies get 413")
+    service_gate_concurrency: int | None = Field(
+        None, ge=1, description="gates computed at once per process (default: the CPU count); more only queue "
+        "in threads and fight for the GIL")
 
 
 @lru_cache(maxsize=1)

@@ -198,3 +198,14 @@ def test_chaos_clones_production_campaigns_from_redis(capsys, monkeypatch, tmp_p
     assert d["results"][1]["verdict"] == "PASS" and code == 0
     assert {k: client.get(k) for k in before} == before
     assert [f["event_type"] for _, f in client.xrange("synctwin:audit")][-1] == "CHAOS_TEST_COMPLETED"
+
+
+def test_cli_chaos_records_prometheus_metrics(capsys) -> None:
+    from synctwin import metrics
+
+    before = metrics.sample("synctwin_chaos_drills_total", {"drill": "budget_burn", "verdict": "PASS"}) or 0.0
+    assert main(["chaos", "--drill", "budget_burn", "--json"]) == 0
+    capsys.readouterr()
+    after = metrics.sample("synctwin_chaos_drills_total", {"drill": "budget_burn", "verdict": "PASS"})
+    assert after == before + 1
+    assert metrics.sample("synctwin_chaos_last_run_passed") == 1

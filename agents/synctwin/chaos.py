@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -253,16 +254,24 @@ class ChaosRun:
 
 
 def run_drills(names: list[str] | None = None, *, seed: int = 0, disabled_guards: tuple[str, ...] = (),
-               templates: list[CampaignTemplate] | None = None, settings: Settings | None = None) -> ChaosRun:
-    """Run the named drills (default all four) on each template (default the built-in one)."""
+               templates: list[CampaignTemplate] | None = None, settings: Settings | None = None,
+               progress: Callable[[int, int], None] | None = None) -> ChaosRun:
+    """Run the named drills (default all four) on each template (default the built-in one).
+
+    `progress(done, total)` is called after each drill (for a progress bar).
+    """
     started = time.perf_counter()
     unknown = [n for n in names or [] if n not in DRILLS]
     if unknown:
         from synctwin.errors import InvalidInput
 
         raise InvalidInput(f"unknown drill(s) {', '.join(unknown)}; expected {', '.join(DRILLS)}", field="drill")
-    results = [run_drill(DRILLS[n], t, seed=seed, disabled_guards=disabled_guards, settings=settings)
-               for t in templates or [BUILTIN_TEMPLATE] for n in names or list(DRILLS)]
+    plan = [(DRILLS[n], t) for t in templates or [BUILTIN_TEMPLATE] for n in names or list(DRILLS)]
+    results = []
+    for drill, template in plan:
+        results.append(run_drill(drill, template, seed=seed, disabled_guards=disabled_guards, settings=settings))
+        if progress is not None:
+            progress(len(results), len(plan))
     return ChaosRun(results, seed, time.perf_counter() - started)
 
 

@@ -48,6 +48,7 @@ from typing import Any
 from agents.syncshield.backends import RedisAuditStore
 from agents.synctwin.deviation import InvalidEvent, MirrorConfig, MirrorState, ProjectionCurve, apply_event, parse_event
 from agents.synctwin.mirror import PAUSE_REASON, Outcome
+from synctwin import metrics
 
 log = logging.getLogger("synctwin.mirror")
 
@@ -208,6 +209,8 @@ class RedisMirror:
         self._script: Any = None
         self._batch_started = 0.0
         self._scripting: bool | None = None  # None: not yet known
+        self._reported = MirrorStats()  # the counters as last exported to Prometheus
+        self._touched: set[str] = set()  # campaigns evaluated since then (their deviation gauges)
 
     # --- setup ---------------------------------------------------------------------------------
     def ensure_group(self) -> None:
@@ -317,6 +320,7 @@ class RedisMirror:
                 backoff = 0.1
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 self.stats.redis_errors += 1
+                self._report_metrics()
                 self._after_error()
                 log.warning("Redis unavailable (%s); retrying in %.1f s", exc, backoff)
                 time.sleep(backoff)
@@ -377,6 +381,7 @@ class RedisMirror:
                   for i, f in claimed if counts.get(i, 0) > self.max_deliveries]
         if poison:
             self._dead_letters(poison)
+            self._report_metrics()
         rest = [(i, f) for i, f in claimed if counts.get(i, 0) <= self.max_deliveries]
         return len(poison) + (self.process(rest) if rest else 0)
 
@@ -465,9 +470,23 @@ class RedisMirror:
                     work[cid] = (curve, events)
         if work:
             self._apply(work)
+            self._touched.update(work)
         if dead:
             self._dead_letters(dead)
+        self._report_metrics()
         return len(entries)
+
+    def _report_metrics(self) -> None:
+        """Export what changed since the last report (Prometheus counters only grow; the stats are
+        this worker's running totals), and the deviation of each campaign evaluated since."""
+        delta = {name: getattr(self.stats, name) - getattr(self._reported, name)
+                 for name in ("events", "dead", "ignored", "greys", "batches", "redis_errors", "pauses")}
+        for name in delta:
+            setattr(self._reported, name, getattr(self.stats, name))
+        deviations = [(cid, cached.state.deviation) for cid in self._touched
+                      if (cached := self.states.get(cid)) is not None]
+        self._touched.clear()
+        metrics.record_mirror(delta, deviations, pause_reason=PAUSE_REASON)
 
     def _dead_letters(self, dead: list[tuple[str, dict[str, str], str]]) -> None:
         """XADD the dead letters and XACK their entries in one transaction."""

@@ -32,6 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="clone the production campaigns stored in Redis into the twin (their strategy and "
                         "client history) and drill those too; audit and alerts also go to Redis streams")
     p.add_argument("--audit-log", metavar="FILE", help="append CHAOS_TEST_COMPLETED to this JSONL audit log")
+    p.add_argument("--metrics-port", type=int, metavar="P",
+                   help="with --schedule: serve Prometheus metrics (drills by verdict, last run) on this port")
+    p.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML page with plots: each "
+                   "drill's spend and revenue around the fault and the guard's reaction, the results, the verdict "
+                   "(with --schedule: rewritten after every run)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInput(f"unknown drill {name!r}; expected one of {', '.join(DRILLS)}", field="--drill")
     if args.seed < 0:
         raise InvalidInput(f"--seed must be >= 0 (got {args.seed})")
+    if args.report:
+        from synctwin.reports import check_report_path
+
+        check_report_path(args.report)
     if args.schedule:
         return _scheduled(args)
     return _once(args)
@@ -90,14 +99,28 @@ def _once(args: argparse.Namespace) -> int:
         from synctwin.config import get_settings
 
         templates += production_templates(client, get_settings().key_prefix)
-    chaos = run_drills(args.drill, seed=args.seed, disabled_guards=tuple(args.disable_guard), templates=templates)
+    from synctwin.progress import ProgressBar, interactive
+
+    with ProgressBar("chaos drills", enabled=interactive(args.json)) as bar:
+        chaos = run_drills(args.drill, seed=args.seed, disabled_guards=tuple(args.disable_guard),
+                           templates=templates, progress=bar.update if bar.enabled else None)
     report(chaos, shield, notify)
+    from synctwin import metrics
+
+    metrics.record_chaos_run(chaos)
+    if args.report:
+        from synctwin.reports import write_report
+        from synctwin.reports.chaos import build_chaos_page
+
+        write_report(args.report, build_chaos_page(chaos))
     if args.json:
         from synctwin.console import print_json
 
         print_json(chaos.to_dict())
     else:
         print_table(chaos)
+        if args.report:
+            print(f"report: {args.report}")
     return 0 if not chaos.failures else 1
 
 
@@ -128,6 +151,10 @@ def _scheduled(args: argparse.Namespace) -> int:
     from synctwin.scheduling import check_cron, run_on_schedule
 
     check_cron(args.schedule)
+    if args.metrics_port is not None:
+        from synctwin import metrics
+
+        metrics.start_metrics_server(args.metrics_port)
     stop = {"now": False}
 
     def _stop(*_: Any) -> None:

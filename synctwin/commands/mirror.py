@@ -23,6 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--consumer", metavar="C", help="this worker's name in the group (default host-pid)")
     p.add_argument("--batch", type=int, metavar="N", help="events per read (default 500)")
     p.add_argument("--quiet", action="store_true", help="no periodic progress lines on stderr")
+    p.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus metrics on this port "
+                   "(events processed/dead-lettered/ignored, deviation per campaign, pauses, the group's lag)")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="H",
+                   help="address of the metrics server (default 127.0.0.1; 0.0.0.0 for a remote Prometheus)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,12 +38,16 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.batch is not None and args.batch <= 0:
         raise InvalidInput(f"--batch must be positive (got {args.batch})")
+    if args.metrics_port is not None and not 0 < args.metrics_port <= 65_535:
+        raise InvalidInput(f"--metrics-port must be in 1-65535 (got {args.metrics_port})")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     client = connect_checked(args.redis)
     worker = RedisMirror(client, mirror_config(settings), prefix=settings.key_prefix, group=args.group,
                          consumer=args.consumer, batch=args.batch or settings.mirror_batch,
                          claim_idle_ms=settings.mirror_claim_idle_ms, max_deliveries=settings.mirror_max_deliveries)
+    if args.metrics_port is not None:
+        _serve_metrics(client, worker, args)
     stop = {"now": False}
 
     def _stop(*_: Any) -> None:
@@ -53,3 +61,16 @@ def run(args: argparse.Namespace) -> int:
     log.info("drained and stopped: %d events, %d applied, %d ignored (duplicates/out of order), %d dead, "
              "%d pauses", stats.events, stats.applied, stats.ignored, stats.dead, stats.pauses)
     return 0
+
+
+def _serve_metrics(client: Any, worker: Any, args: argparse.Namespace) -> None:
+    """Prometheus' HTTP server in a daemon thread, with the consumer group's backlog read at scrape time."""
+    from synctwin import metrics
+
+    metrics.REGISTRY.register(metrics.MirrorLagCollector(client, worker.bids, worker.group))
+    try:
+        metrics.start_metrics_server(args.metrics_port, args.metrics_host)
+    except OSError as exc:
+        raise InvalidInput(f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc}") from None
+    logging.getLogger("synctwin.mirror").info("metrics on http://%s:%d/metrics", args.metrics_host,
+                                              args.metrics_port)

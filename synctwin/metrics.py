@@ -1,0 +1,233 @@
+"""Prometheus metrics of the service, the mirror worker and the chaos drills: one registry, one place.
+
+Every metric SyncTwin exports is defined here (names prefixed `synctwin_`), so the Grafana
+dashboard (dashboards/synctwin.json) and its test can check against one list. Callers use the
+small `record_*` functions rather than the metric objects: what a gate, a mirror batch or a chaos
+run means as numbers is decided once, here.
+
+Several processes (`synctwin serve --workers N`): prometheus-client's multiprocess mode, switched
+on by PROMETHEUS_MULTIPROC_DIR before this module is imported; `render()` then aggregates every
+worker's files, so any worker's /metrics answers for all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+if not os.environ.get(MULTIPROC_ENV):  # per-process figures make no sense summed over workers
+    ProcessCollector(registry=REGISTRY)
+    PlatformCollector(registry=REGISTRY)
+
+# Latency buckets (seconds) around the gate's figures: tens of ms at 10k paths, seconds at 1M.
+_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+# --- the gate (service) ---------------------------------------------------------------------------
+GATE_LATENCY = Histogram(
+    "synctwin_gate_latency_seconds", "Time to compute one gate decision (baseline + Monte Carlo), "
+    "without queueing", ["model"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+GATE_DECISIONS = Counter(
+    "synctwin_gate_decisions", "Gate decisions by outcome and risk profile",
+    ["decision", "risk_profile"], registry=REGISTRY)
+GATE_PATHS = Counter(
+    "synctwin_gate_paths", "Monte Carlo paths drawn (adaptive rounds included)", ["model"], registry=REGISTRY)
+GATE_IN_FLIGHT = Gauge(
+    "synctwin_gate_in_flight", "Gate requests accepted and not yet answered (computing or queued)",
+    registry=REGISTRY, multiprocess_mode="livesum")
+HTTP_REQUESTS = Counter(
+    "synctwin_http_requests", "HTTP requests by route template, method and status code",
+    ["route", "method", "status"], registry=REGISTRY)
+HTTP_LATENCY = Histogram(
+    "synctwin_http_request_duration_seconds", "HTTP request time seen by the service, queueing included",
+    ["route", "method"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+
+# --- the live mirror ------------------------------------------------------------------------------
+MIRROR_PROCESSED = Counter(
+    "synctwin_mirror_events_processed", "Bid events the mirror read and processed, whatever the outcome "
+    "(a batch retried after a Redis error counts again)",
+    registry=REGISTRY)
+MIRROR_DEAD = Counter(
+    "synctwin_mirror_events_dead_lettered", "Bid events sent to the dead-letter stream (invalid, unknown "
+    "campaign, poison)", registry=REGISTRY)
+MIRROR_IGNORED = Counter(
+    "synctwin_mirror_events_ignored", "Bid events that changed nothing (duplicates, out of order)",
+    registry=REGISTRY)
+MIRROR_GREY = Counter(
+    "synctwin_mirror_grey_alerts", "Grey-zone alerts (deviating, watched, not paused)", registry=REGISTRY)
+MIRROR_BATCHES = Counter("synctwin_mirror_batches", "Batches the mirror processed", registry=REGISTRY)
+MIRROR_REDIS_ERRORS = Counter(
+    "synctwin_mirror_redis_errors", "Times Redis was unavailable to the mirror (it backs off and retries)",
+    registry=REGISTRY)
+MIRROR_DEVIATION = Gauge(
+    "synctwin_mirror_deviation", "A campaign's deviation from its projection at its last evaluation "
+    "(the largest practical shortfall or overspend, 0.15 = 15%)", ["campaign_id"], registry=REGISTRY,
+    multiprocess_mode="mostrecent")
+PAUSES = Counter("synctwin_pauses", "Campaign pauses by reason", ["reason"], registry=REGISTRY)
+
+# --- chaos drills ---------------------------------------------------------------------------------
+CHAOS_DRILLS = Counter(
+    "synctwin_chaos_drills", "Chaos drills run, by drill and verdict (PASS/FAIL)", ["drill", "verdict"],
+    registry=REGISTRY)
+CHAOS_LAST_RUN = Gauge(
+    "synctwin_chaos_last_run_timestamp_seconds", "When the last chaos run finished (epoch seconds)",
+    registry=REGISTRY, multiprocess_mode="mostrecent")
+CHAOS_LAST_RUN_PASSED = Gauge(
+    "synctwin_chaos_last_run_passed", "1 when every drill of the last chaos run passed, else 0",
+    registry=REGISTRY, multiprocess_mode="mostrecent")
+CHAOS_LAST_RUN_DURATION = Gauge(
+    "synctwin_chaos_last_run_duration_seconds", "Wall time of the last chaos run",
+    registry=REGISTRY, multiprocess_mode="mostrecent")
+
+# Names of the series a collector below exports (not Counter/Gauge objects, so listed here).
+MIRROR_STREAM_LAG = "synctwin_mirror_stream_lag"
+MIRROR_PENDING = "synctwin_mirror_pending_events"
+
+
+def metric_names() -> set[str]:
+    """Every series name this module can export (with the _total/_bucket/... suffixes), for the
+    dashboard's test."""
+    names = {MIRROR_STREAM_LAG, MIRROR_PENDING}
+    for collector in (GATE_LATENCY, GATE_DECISIONS, GATE_PATHS, GATE_IN_FLIGHT, HTTP_REQUESTS, HTTP_LATENCY,
+                      MIRROR_PROCESSED, MIRROR_DEAD, MIRROR_IGNORED, MIRROR_GREY, MIRROR_BATCHES,
+                      MIRROR_REDIS_ERRORS, MIRROR_DEVIATION, PAUSES, CHAOS_DRILLS, CHAOS_LAST_RUN,
+                      CHAOS_LAST_RUN_PASSED, CHAOS_LAST_RUN_DURATION):
+        for family in collector.describe():
+            kind = family.type
+            base = family.name
+            if kind == "counter":
+                names |= {f"{base}_total", f"{base}_created"}
+            elif kind == "histogram":
+                names |= {f"{base}_bucket", f"{base}_sum", f"{base}_count", f"{base}_created"}
+            else:
+                names.add(base)
+    return names
+
+
+# --- recording --------------------------------------------------------------------------------------
+def record_gate(result: Any, seconds: float) -> None:
+    """One gate decision (a GateResult) that took `seconds` to compute."""
+    GATE_LATENCY.labels(model=result.model).observe(seconds)
+    GATE_DECISIONS.labels(decision=result.decision, risk_profile=result.risk_profile).inc()
+    GATE_PATHS.labels(model=result.model).inc(result.simulation_details.total_simulations)
+
+
+def record_http(route: str, method: str, status: int, seconds: float) -> None:
+    HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()
+    HTTP_LATENCY.labels(route=route, method=method).observe(seconds)
+
+
+def record_mirror(delta: Mapping[str, int], deviations: Iterable[tuple[str, float]] = (),
+                  pause_reason: str | None = None) -> None:
+    """What a mirror worker did since it last reported: `delta` holds the growth of its MirrorStats
+    counters (events, dead, ignored, greys, batches, redis_errors, pauses); `deviations` the latest
+    deviation of each campaign it evaluated; pauses count under `pause_reason`."""
+    if n := delta.get("events", 0):
+        MIRROR_PROCESSED.inc(n)
+    if n := delta.get("dead", 0):
+        MIRROR_DEAD.inc(n)
+    if n := delta.get("ignored", 0):
+        MIRROR_IGNORED.inc(n)
+    if n := delta.get("greys", 0):
+        MIRROR_GREY.inc(n)
+    if n := delta.get("batches", 0):
+        MIRROR_BATCHES.inc(n)
+    if n := delta.get("redis_errors", 0):
+        MIRROR_REDIS_ERRORS.inc(n)
+    if (n := delta.get("pauses", 0)) and pause_reason:
+        PAUSES.labels(reason=pause_reason).inc(n)
+    for campaign_id, deviation in deviations:
+        MIRROR_DEVIATION.labels(campaign_id=campaign_id).set(deviation)
+
+
+def record_pause(reason: str, n: int = 1) -> None:
+    """A pause decided outside the mirror worker (e.g. a guard), by its reason."""
+    PAUSES.labels(reason=reason).inc(n)
+
+
+def record_chaos_run(chaos_run: Any, *, finished_at: float | None = None) -> None:
+    """A finished chaos run (agents.synctwin.chaos.ChaosRun): each drill's verdict, when it ran,
+    whether all passed and how long it took. Duck-typed so importing metrics pulls in no SimPy."""
+    results = list(chaos_run.results)
+    for r in results:
+        CHAOS_DRILLS.labels(drill=r.drill.name, verdict="PASS" if r.passed else "FAIL").inc()
+    CHAOS_LAST_RUN.set(time.time() if finished_at is None else finished_at)
+    CHAOS_LAST_RUN_PASSED.set(1.0 if all(r.passed for r in results) else 0.0)
+    CHAOS_LAST_RUN_DURATION.set(float(chaos_run.wall_s))
+
+
+# --- exposition -------------------------------------------------------------------------------------
+class MirrorLagCollector(Collector):
+    """The consumer group's backlog, read from Redis at scrape time (XINFO GROUPS): `lag`, entries
+    not yet delivered to the group (Redis >= 7), and `pending`, delivered but not acknowledged.
+    Together with the processed rate they say whether the mirror keeps up with the bid stream."""
+
+    def __init__(self, client: Any, stream: str, group: str) -> None:
+        self.client = client
+        self.stream = stream
+        self.group = group
+
+    def describe(self) -> list[Any]:
+        return []  # dynamic: never read Redis at registration
+
+    def collect(self) -> Iterator[Any]:
+        lag = GaugeMetricFamily(MIRROR_STREAM_LAG, "Bid events not yet delivered to the mirror's consumer group",
+                                labels=["group"])
+        pending = GaugeMetricFamily(MIRROR_PENDING, "Bid events delivered to the mirror and not yet acknowledged",
+                                    labels=["group"])
+        try:
+            groups = self.client.xinfo_groups(self.stream)
+        except Exception:  # Redis down or no stream yet: export nothing rather than fail the scrape
+            groups = []
+        for g in groups:
+            name = g.get("name")
+            if isinstance(name, bytes):
+                name = name.decode()
+            if name != self.group:
+                continue
+            if g.get("lag") is not None:
+                lag.add_metric([self.group], float(g["lag"]))
+            pending.add_metric([self.group], float(g.get("pending") or 0))
+        yield lag
+        yield pending
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type; with several worker processes, all of theirs."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def start_metrics_server(port: int, host: str = "127.0.0.1") -> Any:
+    """Serve /metrics on host:port from a daemon thread (for the mirror worker and the chaos
+    scheduler, which have no HTTP server of their own). Returns (server, thread)."""
+    from prometheus_client import start_http_server
+
+    return start_http_server(port, addr=host, registry=REGISTRY)
+
+
+def sample(name: str, labels: Mapping[str, str] | None = None) -> float | None:
+    """One sample's current value in this process (tests and the benchmark read it)."""
+    return REGISTRY.get_sample_value(name, dict(labels or {}))

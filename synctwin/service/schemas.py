@@ -1,0 +1,59 @@
+"""The service's request and response bodies: the command line's JSON, validated at the edge.
+
+The models reuse Strategy and DailyRecord, so a field means the same in a file, on the command
+line and over HTTP, and a bad value is a 422 whose `loc` names it (["body", "strategy", "cvr"],
+["body", "history", 3, "spend"]).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from synctwin.models import DailyRecord, ModelName, Projection, Strategy
+
+
+class SimulateRequest(BaseModel):
+    """POST /v1/simulate: a strategy and its client's history (rows or CSV text), as `synctwin gate`
+    takes them; with a Redis store configured the history may be left out (read by client_id)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "strategy": {"campaign_id": "spring", "client_id": "acme", "audience_size": 160000, "cvr": 0.02,
+                     "daily_budget": 900},
+        "history": [{"date": "2024-01-01", "spend": 850.0, "impressions": 95000, "clicks": 1400,
+                     "conversions": 60, "revenue": 3900.0}],
+        "paths": 10000, "seed": 7}]})
+
+    strategy: Strategy
+    history: list[DailyRecord] | None = Field(
+        None, description="one row per day (date, spend, impressions, clicks, conversions, revenue)")
+    history_csv: str | None = Field(None, description="the history CSV text instead of rows")
+    paths: int | None = Field(None, ge=100, description="paths drawn first (default 10,000; at most the "
+                              "service's SYNCTWIN_SERVICE_MAX_PATHS)")
+    max_paths: int | None = Field(None, ge=100, description="cap for adaptive sampling (at most the same limit)")
+    seed: int | None = Field(None, ge=0, description="random seed; without it a fresh one is drawn and reported")
+    model: ModelName | None = Field(None, description="funnel (default) or seed")
+    threshold: float | None = Field(None, gt=0, lt=1, description="approve when confidence > threshold")
+    lookback_days: int | None = Field(None, ge=7, description="history window of the baseline (default 90)")
+
+
+class CampaignView(BaseModel):
+    """GET /v1/campaigns/{id}: what production knows of a campaign."""
+
+    campaign_id: str
+    projection: Projection | None = Field(None, description="stored when the gate approved it")
+    strategy: dict[str, Any] | None = None
+    mirror: dict[str, Any] | None = Field(
+        None, description="the live mirror's state (status WARMING_UP/OK/GREY/PAUSED, deviation, breaches, "
+        "cumulative totals, ...)")
+    paused: bool = False
+    pauses: list[dict[str, Any]] = Field(default_factory=list, description="PAUSE commands on the control stream")
+    decisions: list[dict[str, Any]] = Field(
+        default_factory=list, description="the campaign's audit events (gate decisions, rollbacks), newest last")
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    redis: str = Field(description="'not configured', 'reachable' or 'unreachable: <why>'")
