@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_scenarios import SHOCK
 
 from agents.synctwin.backtest import builtin_historical_dir, load_cases
 from harness.runner import run_scenario
@@ -20,22 +21,6 @@ from synctwin.cli import main
 
 DAY = 86_400.0
 
-# portfolio_10's thin-margin campaign alone: ~180 orders an hour at a 35% gross margin, ~28% above
-# break-even, in a calm market; a campaign-scoped CPM shock at 4h turns it about 15% unprofitable.
-SHOCK = {
-    "name": "thin_margin_shock",
-    "description": "a thin-margin campaign and a CPM shock",
-    "duration": "9h",
-    "world": {"tick": "1m", "platforms": {"meta": {"cpm_drift_sd": 0.005}}},
-    "clients": [{"id": "kettle", "history": {"generate": {
-        "platform": "meta", "daily_spend": 1200, "rate_factors": {"cpm": 0.7, "ctr": 1.2, "cvr": 1.6, "aov": 0.163}}}}],
-    "campaigns": [{"id": "thin", "client": "kettle", "launch_at": "0s", "strategy": {
-        "platform": "meta", "audience_size": 8000000, "cvr": 0.025, "daily_budget": 12000, "gross_margin": 0.35}}],
-    "faults": [{"id": "shock", "kind": "cpm_shock", "at": "4h", "campaign": "thin", "multiplier": 1.5}],
-    "expectations": [
-        {"expect": "gate", "campaign": "thin", "decision": "APPROVED"},
-        {"expect": "paused", "campaign": "thin", "reason": "MARGIN_GUARDIAN", "after": "shock", "within": "4h"}],
-}
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
