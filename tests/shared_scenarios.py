@@ -1,4 +1,8 @@
-"""Scenarios more than one test module runs (kept in one place)."""
+"""Test data more than one test module uses (kept in one place)."""
+
+from __future__ import annotations
+
+from typing import Any
 
 # portfolio_10's thin-margin campaign alone: ~180 orders an hour at a 35% gross margin, ~28% above
 # break-even, in a calm market; a campaign-scoped CPM shock at 4h turns it about 15% unprofitable.
@@ -16,3 +20,15 @@ SHOCK: dict = {
         {"expect": "gate", "campaign": "thin", "decision": "APPROVED"},
         {"expect": "paused", "campaign": "thin", "reason": "MARGIN_GUARDIAN", "after": "shock", "within": "4h"}],
 }
+
+
+def linear_projection(cid: str, *, launch: float, rate: float, cpa: float, aov: float, days: int) -> dict[str, Any]:
+    """A projection growing `rate` conversions an hour, with a +-15% band: easy to reason about."""
+    points = []
+    for h in range(days * 24 + 1):
+        c = rate * h
+        point: dict[str, float] = {"t_hours": float(h)}
+        for metric, v in (("conversions", c), ("spend", c * cpa), ("revenue", c * aov)):
+            point |= {f"{metric}_p10": v * 0.85, f"{metric}_p50": v, f"{metric}_p90": v * 1.15}
+        points.append(point)
+    return {"campaign_id": cid, "launch_ts": launch, "horizon_days": days, "points": points}

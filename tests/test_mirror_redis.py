@@ -27,6 +27,7 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from shared_scenarios import linear_projection
 
 from agents.syncshield.backends import verify_redis
 from agents.synctwin.deviation import MirrorConfig, MirrorState
@@ -46,14 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def projection(cid: str, launch: float = LAUNCH, days: int = 3) -> dict[str, Any]:
-    points = []
-    for h in range(days * 24 + 1):
-        c = RATE * h
-        point: dict[str, float] = {"t_hours": float(h)}
-        for metric, v in (("conversions", c), ("spend", c * CPA), ("revenue", c * AOV)):
-            point |= {f"{metric}_p10": v * 0.85, f"{metric}_p50": v, f"{metric}_p90": v * 1.15}
-        points.append(point)
-    return {"campaign_id": cid, "launch_ts": launch, "horizon_days": days, "points": points}
+    return linear_projection(cid, launch=launch, rate=RATE, cpa=CPA, aov=AOV, days=days)
 
 
 def events(cid: str, hours: float = 24, runaway_at: float | None = None) -> list[dict[str, Any]]:

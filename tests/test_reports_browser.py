@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from shared_scenarios import SHOCK as SHARED_SHOCK
 
 from synctwin.cli import main
 
@@ -21,15 +22,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="headless Chromium is not installed (apt-get install -y chromium)")
 
-SHOCK = {
-    "name": "browser_shock", "description": "a thin-margin campaign and a CPM shock", "duration": "9h",
-    "world": {"tick": "1m", "platforms": {"meta": {"cpm_drift_sd": 0.005}}},
-    "clients": [{"id": "kettle", "history": {"generate": {
-        "platform": "meta", "daily_spend": 1200, "rate_factors": {"cpm": 0.7, "ctr": 1.2, "cvr": 1.6, "aov": 0.163}}}}],
-    "campaigns": [{"id": "thin", "client": "kettle", "launch_at": "0s", "strategy": {
-        "platform": "meta", "audience_size": 8000000, "cvr": 0.025, "daily_budget": 12000, "gross_margin": 0.35}}],
-    "faults": [{"id": "shock", "kind": "cpm_shock", "at": "4h", "campaign": "thin", "multiplier": 1.5}],
-}
+SHOCK = {k: v for k, v in SHARED_SHOCK.items() if k != "expectations"} | {"name": "browser_shock"}
 
 
 def chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -31,6 +31,8 @@ with warnings.catch_warnings():  # starlette's notice about httpx's successor; h
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from shared_scenarios import linear_projection
+
 from agents.synctwin.deviation import MirrorConfig, MirrorState
 from agents.synctwin.mirror import PAUSE_REASON
 from agents.synctwin.mirror_redis import RedisMirror
@@ -351,14 +353,7 @@ LAUNCH, STEP, RATE, CPA, AOV = 1_767_225_600.0, 300.0, 40.0, 10.0, 60.0
 
 
 def _projection(cid: str, days: int = 2) -> dict[str, Any]:
-    points = []
-    for h in range(days * 24 + 1):
-        c = RATE * h
-        point: dict[str, float] = {"t_hours": float(h)}
-        for metric, v in (("conversions", c), ("spend", c * CPA), ("revenue", c * AOV)):
-            point |= {f"{metric}_p10": v * 0.85, f"{metric}_p50": v, f"{metric}_p90": v * 1.15}
-        points.append(point)
-    return {"campaign_id": cid, "launch_ts": LAUNCH, "horizon_days": days, "points": points}
+    return linear_projection(cid, launch=LAUNCH, rate=RATE, cpa=CPA, aov=AOV, days=days)
 
 
 def _events(cid: str, hours: float, runaway_at: float | None = None) -> list[dict[str, str]]:

@@ -488,6 +488,16 @@ class RedisMirror:
         self._touched.clear()
         metrics.record_mirror(delta, deviations, pause_reason=PAUSE_REASON)
 
+    def _apply_all(self, cid: str, state: MirrorState, curve: ProjectionCurve,
+                   events: list[tuple[str, str, float, tuple[float, ...]]]) -> list[Outcome]:
+        """Apply a campaign's events of a batch in order; the verdicts that ask for action."""
+        outcomes = []
+        for _entry, event_id, ts, values in events:
+            verdict = apply_event(state, event_id, ts, values, curve, self.cfg)
+            if verdict is not None and verdict.action is not None:
+                outcomes.append(Outcome(cid, verdict, state.deviation))
+        return outcomes
+
     def _dead_letters(self, dead: list[tuple[str, dict[str, str], str]]) -> None:
         """XADD the dead letters and XACK their entries in one transaction."""
         pipe = self.client.pipeline(transaction=True)
@@ -546,11 +556,7 @@ class RedisMirror:
                         cached.state, cached.written, cached.snap_sig = MirrorState(cid), {"rev": str(cached.rev)}, ()
                     state = cached.state
                     before = state.events
-                    outcomes = []
-                    for _entry, event_id, ts, values in events:
-                        verdict = apply_event(state, event_id, ts, values, curve, self.cfg)
-                        if verdict is not None and verdict.action is not None:
-                            outcomes.append(Outcome(cid, verdict, state.deviation))
+                    outcomes = self._apply_all(cid, state, curve, events)
                     if any(o.pause for o in outcomes):
                         del self.states[cid]  # applied speculatively: the WATCH path reads it afresh
                         slow[cid] = (curve, events)
@@ -626,11 +632,7 @@ class RedisMirror:
                     rev = int(data.get("rev", 0) or 0)
                     state = MirrorState.from_hash(cid, data)
                     before = state.events
-                    outcomes = []
-                    for _entry, event_id, ts, values in events:
-                        verdict = apply_event(state, event_id, ts, values, curve, self.cfg)
-                        if verdict is not None and verdict.action is not None:
-                            outcomes.append(Outcome(cid, verdict, state.deviation))
+                    outcomes = self._apply_all(cid, state, curve, events)
                     pause = next((o for o in outcomes if o.pause), None)
                     audit_fields = None
                     if pause is not None:
