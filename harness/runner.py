@@ -26,6 +26,7 @@ from agents.syncshield.service import SyncShield
 from agents.synctwin.agent import SyncTwinAgent
 from agents.synctwin.gatekeeper import SimulationGatekeeper
 from agents.synctwin.mirror import MirrorAgent, mirror_config
+from agents.synctwin.shadow import ShadowAgent
 from agents.syncvalue.agent import SyncValueAgent
 from agents.syncvalue.service import SyncValue
 from agents.syncvalue.stores import InMemoryHistoryStore
@@ -204,6 +205,9 @@ def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None
                              alerts=notify.mailbox, cfg=mirror_config(settings))
         flow.mirror = mirror.mailbox
     brain = SyncBrainAgent(env, synctwin=twin.mailbox, syncflow=flow.mailbox, audit=shield.mailbox, seed=seed)
+    shadow = ShadowAgent(env, bids=world.subscribe(), audit=shield.mailbox,  # follows rejected campaigns
+                         platform_of={c.id: str(c.strategy.get("platform", "meta")) for c in scenario.campaigns})
+    brain.shadow = shadow.mailbox
     recorder = _Recorder(trace, scenario.world.tick)
     world.observe(recorder)
     if progress is not None:

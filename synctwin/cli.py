@@ -26,10 +26,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "drains, exits 0"),
     "feed": ("feed", "publish a synthetic live bid stream to Redis (healthy and deviating campaigns) "
              "to try the mirror"),
+    "sweep": ("sweep", "one scenario over many seeds (--seeds A-B): each expectation's pass rate with a 95% "
+              "interval and the failing seeds; --ray/--workers to fan out; exit 0 all pass, 1 any fail"),
     "chaos": ("chaos", "the four chaos drills in virtual time (margin_guardian, budget_emergency, auto_rollback, "
               "api_circuit_breaker); exit 0 all pass, 1 any fail"),
     "review": ("review", "the week's rejected campaigns from the audit log (confidence, projected uplift), "
                "near-misses first"),
+    "tune": ("tune", "the confidence threshold from backtests and shadow outcomes: FN/FP rates per threshold, "
+             "reliability, the seed's pick (FN <= 5%, then fewest FP); --apply writes it"),
+    "kpis": ("kpis", "the seed's success metrics from the audit log (rejection share, FN, FP, auto-rollbacks, "
+             "chaos pass rate), each with its count and goal"),
     "audit": ("audit", "the SyncShield audit log: `audit verify (FILE | --redis URL)` checks its hash chain"),
     "serve": ("serve", "the HTTP service: POST /v1/simulate (the gate), GET /v1/campaigns/{id}, /healthz, "
               "/metrics, /docs; runs until SIGTERM"),

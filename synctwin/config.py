@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,7 +85,18 @@ class Settings(BaseSettings):
         "in threads and fight for the GIL")
 
 
+CONFIG_FILE_ENV = "SYNCTWIN_CONFIG_FILE"
+DEFAULT_CONFIG_FILE = "synctwin.env"
+
+
+def config_file() -> Path:
+    """The `.env`-style file the settings read (and `synctwin tune --apply` writes): SYNCTWIN_CONFIG_FILE,
+    else synctwin.env in the working directory. Environment variables win over it."""
+    return Path(os.environ.get(CONFIG_FILE_ENV) or DEFAULT_CONFIG_FILE)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Read the environment once per process."""
-    return Settings()
+    """Read the environment (and the config file, when there is one) once per process."""
+    path = config_file()
+    return Settings(_env_file=path if path.is_file() else None)  # type: ignore[call-arg]

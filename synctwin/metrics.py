@@ -96,6 +96,18 @@ CHAOS_LAST_RUN_DURATION = Gauge(
     "synctwin_chaos_last_run_duration_seconds", "Wall time of the last chaos run",
     registry=REGISTRY, multiprocess_mode="mostrecent")
 
+# --- the seed's success metrics (`synctwin kpis` sets them from the audit log) -----------------------
+KPI_VALUE = Gauge(
+    "synctwin_kpi_value", "A success metric of the seed as a share (rejection_share, false_negative_rate, "
+    "false_positive_rate, auto_rollback_share, chaos_pass_rate); absent when there is no data",
+    ["kpi"], registry=REGISTRY, multiprocess_mode="mostrecent")
+KPI_COUNT = Gauge(
+    "synctwin_kpi_count", "What a success metric counted (its numerator)", ["kpi"], registry=REGISTRY,
+    multiprocess_mode="mostrecent")
+KPI_MET = Gauge(
+    "synctwin_kpi_goal_met", "1 when a success metric meets the seed's goal, 0 when not", ["kpi"],
+    registry=REGISTRY, multiprocess_mode="mostrecent")
+
 # Names of the series a collector below exports (not Counter/Gauge objects, so listed here).
 MIRROR_STREAM_LAG = "synctwin_mirror_stream_lag"
 MIRROR_PENDING = "synctwin_mirror_pending_events"
@@ -108,7 +120,7 @@ def metric_names() -> set[str]:
     for collector in (GATE_LATENCY, GATE_DECISIONS, GATE_PATHS, GATE_IN_FLIGHT, HTTP_REQUESTS, HTTP_LATENCY,
                       MIRROR_PROCESSED, MIRROR_DEAD, MIRROR_IGNORED, MIRROR_GREY, MIRROR_BATCHES,
                       MIRROR_REDIS_ERRORS, MIRROR_DEVIATION, PAUSES, CHAOS_DRILLS, CHAOS_LAST_RUN,
-                      CHAOS_LAST_RUN_PASSED, CHAOS_LAST_RUN_DURATION):
+                      CHAOS_LAST_RUN_PASSED, CHAOS_LAST_RUN_DURATION, KPI_VALUE, KPI_COUNT, KPI_MET):
         for family in collector.describe():
             kind = family.type
             base = family.name
@@ -171,6 +183,17 @@ def record_chaos_run(chaos_run: Any, *, finished_at: float | None = None) -> Non
     CHAOS_LAST_RUN.set(time.time() if finished_at is None else finished_at)
     CHAOS_LAST_RUN_PASSED.set(1.0 if all(r.passed for r in results) else 0.0)
     CHAOS_LAST_RUN_DURATION.set(float(chaos_run.wall_s))
+
+
+def record_kpis(kpis: Mapping[str, Any]) -> None:
+    """The success metrics of `synctwin kpis` (synctwin/commands/kpis.py's dict): value, count, goal met."""
+    for name, m in kpis.items():
+        if not isinstance(m, Mapping) or "goal" not in m:
+            continue
+        KPI_COUNT.labels(kpi=name).set(m["count"])
+        if m["value"] is not None:
+            KPI_VALUE.labels(kpi=name).set(m["value"])
+            KPI_MET.labels(kpi=name).set(1.0 if m["met"] else 0.0)
 
 
 # --- exposition -------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ class SyncBrainAgent(Agent):
         self.seed = seed
         self.generator = generator or RuleBasedStrategyGenerator()
         self.decisions: dict[str, Any] = {}  # campaign -> GateResult, or the error that stopped it
+        self.shadow: simpy.Store | None = None  # shadow mode's mailbox: rejections are followed there
         super().__init__(env)
 
     def gate_seed(self, campaign_id: str) -> int:
@@ -56,6 +57,10 @@ class SyncBrainAgent(Agent):
         if not result.approved:
             yield self.audit.put(AuditEvent("CAMPAIGN_REJECTED", strategy.client_id, strategy.campaign_id,
                                             "SYNCTWIN_NEGATIVE_FORECAST", summary))
+            if self.shadow is not None:
+                from agents.synctwin.shadow import ShadowWatch
+
+                yield self.shadow.put(ShadowWatch(strategy, result))
             return
         yield self.audit.put(AuditEvent("CAMPAIGN_APPROVED", strategy.client_id, strategy.campaign_id, None, summary))
         yield self.syncflow.put(Deploy(strategy, result))

@@ -24,6 +24,11 @@ class CampaignRejectedError(Exception):
             f"Projected Net Profit: ${twin_result['projected_net_profit_uplift']:,.2f}"
         )
 
+    @property
+    def suggestions(self) -> list[dict[str, Any]]:
+        """Resubmission advice from the gate (changes that were approved), if it gave any."""
+        return list(self.twin_result.get("suggestions") or [])
+
 
 class Gate(Protocol):
     async def simulate_strategy(self, strategy: Strategy, client_id: str | None = None,

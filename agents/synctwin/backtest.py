@@ -50,6 +50,7 @@ import numpy as np
 from agents.synctwin.gatekeeper import SimulationGatekeeper
 from agents.syncvalue.baseline import compute_baseline
 from synctwin.errors import InvalidInput
+from synctwin.executors import Executor, InProcessExecutor
 from synctwin.history import History, load_history
 from synctwin.models import Strategy
 from synctwin.strategy_io import strategy_from_dict
@@ -357,31 +358,40 @@ def verdict(approved: bool, profitable: bool) -> Verdict:
 
 def run_backtest(cases: Iterable[BacktestCase], gatekeeper: SimulationGatekeeper, *, seed: int = 0,
                  paths: int | None = None, model: str | None = None,
-                 progress: Callable[[int], None] | None = None) -> BacktestReport:
+                 progress: Callable[[int], None] | None = None,
+                 executor: Executor | None = None) -> BacktestReport:
     """Gate every case on its own history's baseline and compare with its real outcome.
 
-    `progress(done)` is called after each case (for a progress bar).
+    Each case is one task of `executor` (default: this process) with its own seed, and rows
+    come back in case order: the report is the same on any executor. `progress(done)` is
+    called after each case (for a progress bar).
     """
     if seed < 0:
         raise InvalidInput(f"seed {seed} must be >= 0", field="seed")
-    settings = gatekeeper.settings
     model = model or gatekeeper.model
     paths = paths or gatekeeper.paths
+    tasks = [(gatekeeper, case, case_seed(seed, case.name), paths, model) for case in cases]
     rows = []
-    for case in cases:
-        baseline = compute_baseline(
-            case.history, lookback_days=settings.lookback_days, min_days=settings.min_history_days,
-            gross_margin=case.strategy.gross_margin, default_monthly_churn=settings.default_monthly_churn,
-            source=str(case.history_path),
-        )
-        s = case_seed(seed, case.name)
-        result = gatekeeper.evaluate(case.strategy, baseline, seed=s, paths=paths, model=model)
-        rows.append(BacktestRow(
-            name=case.name, decision=result.decision, confidence=result.confidence_score,
-            projected_uplift=result.projected_net_profit_uplift,
-            realized_uplift=case.outcome.net_profit_uplift, profitable=case.profitable,
-            verdict=verdict(result.approved, case.profitable), seed=s,
-        ))
+    for row in (executor or InProcessExecutor()).imap(gate_case, tasks):
+        rows.append(row)
         if progress is not None:
             progress(len(rows))
     return BacktestReport(rows=tuple(rows), model=model, threshold=gatekeeper.threshold, paths=paths, seed=seed)
+
+
+def gate_case(task: tuple[SimulationGatekeeper, BacktestCase, int, int, str]) -> BacktestRow:
+    """One case through the gate (top-level, so a process pool or Ray worker can run it)."""
+    gatekeeper, case, s, paths, model = task
+    settings = gatekeeper.settings
+    baseline = compute_baseline(
+        case.history, lookback_days=settings.lookback_days, min_days=settings.min_history_days,
+        gross_margin=case.strategy.gross_margin, default_monthly_churn=settings.default_monthly_churn,
+        source=str(case.history_path),
+    )
+    result = gatekeeper.evaluate(case.strategy, baseline, seed=s, paths=paths, model=model)
+    return BacktestRow(
+        name=case.name, decision=result.decision, confidence=result.confidence_score,
+        projected_uplift=result.projected_net_profit_uplift,
+        realized_uplift=case.outcome.net_profit_uplift, profitable=case.profitable,
+        verdict=verdict(result.approved, case.profitable), seed=s,
+    )

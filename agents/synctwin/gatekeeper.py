@@ -29,6 +29,7 @@ from agents.syncvalue.baseline import Baseline
 from agents.syncvalue.service import SyncValue
 from synctwin.config import Settings, get_settings
 from synctwin.errors import InvalidInput
+from synctwin.executors import Executor
 from synctwin.models import GateResult, Projection, ProjectionPoint, SimulationDetails, Strategy
 from synctwin.strategy_io import strategy_from_dict
 
@@ -128,18 +129,21 @@ class SimulationGatekeeper:
 
     def evaluate(self, strategy: Strategy, baseline: Baseline, *, seed: int | None = None,
                  paths: int | None = None, model: str | None = None, threshold: float | None = None,
-                 max_paths: int | None = None, progress: ProgressCallback | None = None) -> GateResult:
-        """Simulate and decide. Same strategy, baseline and seed: the same result, bit for bit.
+                 max_paths: int | None = None, progress: ProgressCallback | None = None,
+                 executor: Executor | None = None) -> GateResult:
+        """Simulate and decide. Same strategy, baseline and seed: the same result, bit for bit,
+        whichever `executor` draws the chunks of paths (default: this process).
 
         `progress(drawn, target)` is called after each chunk of paths (for a progress bar).
         """
         return self._evaluate(strategy, baseline, seed=seed, paths=paths, model=model, threshold=threshold,
-                              max_paths=max_paths, progress=progress, keep_uplift=False)[0]
+                              max_paths=max_paths, progress=progress, keep_uplift=False, executor=executor)[0]
 
     def evaluate_with_uplift(self, strategy: Strategy, baseline: Baseline, *, seed: int | None = None,
                              paths: int | None = None, model: str | None = None, threshold: float | None = None,
                              max_paths: int | None = None,
-                             progress: ProgressCallback | None = None) -> tuple[GateResult, np.ndarray]:
+                             progress: ProgressCallback | None = None,
+                             executor: Executor | None = None) -> tuple[GateResult, np.ndarray]:
         """`evaluate`, plus every path's net profit uplift (for the report's histogram).
 
         The array is the one the summary is computed from anyway, so the result is identical to
@@ -147,13 +151,14 @@ class SimulationGatekeeper:
         """
         result, uplift = self._evaluate(strategy, baseline, seed=seed, paths=paths, model=model,
                                         threshold=threshold, max_paths=max_paths, progress=progress,
-                                        keep_uplift=True)
+                                        keep_uplift=True, executor=executor)
         assert uplift is not None
         return result, uplift
 
     def _evaluate(self, strategy: Strategy, baseline: Baseline, *, seed: int | None, paths: int | None,
                   model: str | None, threshold: float | None, max_paths: int | None,
-                  progress: ProgressCallback | None, keep_uplift: bool) -> tuple[GateResult, np.ndarray | None]:
+                  progress: ProgressCallback | None, keep_uplift: bool,
+                  executor: Executor | None = None) -> tuple[GateResult, np.ndarray | None]:
         started = time.perf_counter()
         model = model or self.model
         threshold = self.threshold if threshold is None else threshold
@@ -171,7 +176,7 @@ class SimulationGatekeeper:
         outcome = run_monte_carlo(
             simulate, seed=seed, paths=paths, max_paths=max_paths, chunk_paths=self.settings.chunk_paths,
             threshold=threshold, projection_paths=self.settings.projection_paths, keep_uplift=keep_uplift,
-            progress=progress,
+            progress=progress, executor=executor,
         )
         result = self._result(strategy, baseline, outcome, model=model, seed=seed, threshold=threshold,
                               started=started)
@@ -224,7 +229,19 @@ class SimulationGatekeeper:
             strategy = strategy_from_dict(data)
         client = client_id or strategy.client_id
         baseline = self.syncvalue_client.baseline(client, lookback_days, gross_margin=strategy.gross_margin)
-        return self.evaluate(strategy, baseline, seed=seed).to_dict()
+        result = self.evaluate(strategy, baseline, seed=seed)
+        return self.with_suggestions(result, strategy, baseline).to_dict()
+
+    def with_suggestions(self, result: GateResult, strategy: Strategy, baseline: Baseline, *,
+                         max_paths: int | None = None) -> GateResult:
+        """A rejection with resubmission advice (agents/synctwin/suggestions.py); an approval as is.
+        Advice only: the decision never changes."""
+        if result.approved:
+            return result
+        from agents.synctwin.suggestions import suggest
+
+        return result.model_copy(update={"suggestions": suggest(strategy, baseline, self, result,
+                                                                max_paths=max_paths)})
 
 
 def _seed_chunk(params: SeedModelParams, n: int, rng: np.random.Generator, keep: bool):

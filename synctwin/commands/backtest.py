@@ -15,6 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument("--threshold", type=float, metavar="T", help="approve when confidence > T (default 0.85)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    from synctwin.executors import add_executor_arguments
+
+    add_executor_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,11 +26,13 @@ def run(args: argparse.Namespace) -> int:
 
     cases = load_cases(args.cases or builtin_historical_dir())
     gatekeeper = SimulationGatekeeper(model=args.model, threshold=args.threshold)
+    from synctwin.executors import executor_from_args
     from synctwin.progress import ProgressBar, interactive
 
-    with ProgressBar("backtest: cases", enabled=interactive(args.json), total=len(cases)) as bar:
+    with executor_from_args(args) as executor, \
+            ProgressBar("backtest: cases", enabled=interactive(args.json), total=len(cases)) as bar:
         report = run_backtest(cases, gatekeeper, seed=args.seed, paths=args.paths, model=args.model,
-                              progress=bar.update if bar.enabled else None)
+                              progress=bar.update if bar.enabled else None, executor=executor)
     if args.json:
         from synctwin.console import print_json
 

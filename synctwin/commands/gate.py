@@ -28,8 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis", metavar="URL", help="audit to the Redis stream and, when approved, store the "
                    "projection under {prefix}campaign:{id}:projection for the live mirror")
     p.add_argument("--json", action="store_true", help="print the result as one JSON document")
+    p.add_argument("--no-suggestions", action="store_true", help="on a rejection, skip the resubmission "
+                   "advice (the smallest budget/audience/duration change that the gate approves)")
     p.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML page with plots: "
                    "the paths' uplift distribution and the projection fan")
+    from synctwin.executors import add_executor_arguments
+
+    add_executor_arguments(p)
 
 
 def audit_metadata(result: Any) -> dict[str, Any]:
@@ -76,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
         gross_margin=strategy.gross_margin, default_monthly_churn=settings.default_monthly_churn, source=source,
     )
     gatekeeper = SimulationGatekeeper(settings=settings, model=args.model, threshold=args.threshold)
-    result, uplift = _evaluate(gatekeeper, strategy, baseline, args)
+    from synctwin.executors import executor_from_args
+
+    with executor_from_args(args) as executor:
+        result, uplift = _evaluate(gatekeeper, strategy, baseline, args, executor)
+    if not result.approved and not getattr(args, "no_suggestions", False):
+        result = gatekeeper.with_suggestions(result, strategy, baseline, max_paths=args.max_paths)
     _record(result, args, client, settings.key_prefix)
     if client is not None and result.approved:
         _publish(client, settings.key_prefix, strategy, history, result)
@@ -99,12 +109,13 @@ def run(args: argparse.Namespace) -> int:
 PROGRESS_MIN_PATHS = 200_000  # below this the gate takes well under a second: no bar
 
 
-def _evaluate(gatekeeper: Any, strategy: Any, baseline: Any, args: argparse.Namespace) -> tuple[Any, Any]:
+def _evaluate(gatekeeper: Any, strategy: Any, baseline: Any, args: argparse.Namespace,
+              executor: Any = None) -> tuple[Any, Any]:
     """The gate, with every path's uplift when a report wants its histogram, and a progress bar
     on a terminal once the draw exceeds PROGRESS_MIN_PATHS paths."""
     from synctwin.progress import ProgressBar, interactive
 
-    kwargs = {"seed": args.seed, "paths": args.paths, "max_paths": args.max_paths}
+    kwargs = {"seed": args.seed, "paths": args.paths, "max_paths": args.max_paths, "executor": executor}
     with ProgressBar("gate: paths", enabled=interactive(args.json), min_total=PROGRESS_MIN_PATHS) as bar:
         callback = bar.update if bar.enabled else None
         if args.report:
@@ -173,3 +184,19 @@ def print_result(result: Any) -> None:
               f"revenue {money(last.revenue_p50)}, {last.conversions_p50:,.0f} conversions (medians)")
     t.add_row("elapsed", f"{result.elapsed_ms:.1f} ms")
     out.print(t)
+    if not result.approved:
+        print_suggestions(result)
+
+
+def print_suggestions(result: Any) -> None:
+    """Resubmission advice under a rejection: each change was approved by a fresh simulation."""
+    from synctwin.console import console
+
+    out = console()
+    if not result.suggestions:
+        out.print("suggestions: none found (no budget, audience or duration change within range passes)")
+        return
+    out.print("suggestions (re-submit with one of these changes; each was approved by a fresh simulation):")
+    for s in result.suggestions:
+        change = ", ".join(f"{k} {v:,}" for k, v in s.changes.items())
+        out.print(f"  {change}  -> confidence {s.confidence_score:.3f}")

@@ -175,6 +175,8 @@ def _gate(body: SimulateRequest, settings: Settings, client: Any) -> tuple[GateR
     try:
         gatekeeper = SimulationGatekeeper(settings=settings, model=body.model, threshold=body.threshold)
         result = gatekeeper.evaluate(strategy, baseline, seed=body.seed, paths=body.paths, max_paths=max_paths)
+        # a rejection carries resubmission advice, as on the command line (same seed: same result)
+        result = gatekeeper.with_suggestions(result, strategy, baseline, max_paths=max_paths)
     except InvalidInput as exc:
         raise BadInput(["body", exc.field] if exc.field else ["body"], exc.reason) from None
     seconds = time.perf_counter() - started

@@ -1,0 +1,288 @@
+"""Shadow mode: follow rejected campaigns and record what they would have earned.
+
+The seed: "we continuously monitor rejected campaigns in a shadow mode to see if they would have
+been profitable. If false negatives exceed 5%, we lower the confidence threshold". A rejection
+is never launched, so its outcome has to be re-simulated: over its would-be flight, the rejected
+strategy meets the market that was actually observed on its platform (CPM, CTR, conversions per
+click and order value of the live campaigns there, day by day), and the result goes to the audit
+log as a SHADOW_OUTCOME event that `synctwin review`, `tune` and `kpis` read.
+
+Two ways in, one arithmetic (`simulate_day`):
+- `ShadowAgent`, a SimPy agent: rejections arrive in its mailbox (from SyncBrain), the market
+  from the world's BidBatch messages; at every midnight it audits the outcome so far (`final`
+  once the flight is over). Days with no live campaign on the platform use the rates the gate
+  planned with (from the history) and are counted apart (`market_days_observed`).
+- `shadow_outcomes_from_market(rejections, market_file)` for production: a market CSV
+  `date,platform,cpm,ctr,cvr,aov` (one row per platform and day; `cvr` is conversions per
+  click), which must cover every day of every flight.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import simpy
+
+from agents.base import Agent
+from synctwin.errors import InvalidInput
+from synctwin.messages import AuditEvent, BidBatch
+from synctwin.models import GateResult, Strategy
+
+SHADOW_OUTCOME = "SHADOW_OUTCOME"
+DAY = 86_400.0
+MARKET_COLUMNS = ("date", "platform", "cpm", "ctr", "cvr", "aov")
+
+
+@dataclass(frozen=True, slots=True)
+class MarketDay:
+    """The rates live campaigns on one platform met on one day."""
+
+    cpm: float
+    ctr: float
+    cvr: float  # conversions per click
+    aov: float
+
+
+@dataclass(slots=True)
+class ShadowWatch:
+    """A message for the shadow agent: follow this rejected strategy from now on."""
+
+    strategy: Strategy
+    result: GateResult
+
+
+@dataclass(slots=True)
+class _Totals:
+    spend: float = 0.0
+    revenue: float = 0.0
+    conversions: float = 0.0
+    days: float = 0.0
+    observed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A rejected strategy for production shadowing: its gate result and its would-be launch day."""
+
+    strategy: Strategy
+    result: GateResult
+    start: dt.date
+
+
+def planned_market(strategy: Strategy, result: GateResult) -> MarketDay:
+    """The rates the gate planned with (strategy overrides, else the history baseline)."""
+    b = result.baseline
+    return MarketDay(cpm=strategy.cpm or b.get("cpm", math.nan), ctr=strategy.ctr or b.get("ctr", math.nan),
+                     cvr=b.get("cvr_click", math.nan), aov=strategy.aov or b.get("avg_order_value", math.nan))
+
+
+def simulate_day(strategy: Strategy, market: MarketDay, fraction: float = 1.0) -> tuple[float, float, float]:
+    """(spend, conversions, revenue) of `fraction` of a flight day under `market`: the budget buys
+    impressions at the CPM, clicks and conversions follow the observed rates, and conversions are
+    capped by the day's demand (audience x cvr over the flight), as in the gate's funnel model."""
+    spend = strategy.daily_budget * fraction
+    bought = spend / market.cpm * 1000.0 * market.ctr * market.cvr
+    demand = strategy.audience_size * strategy.cvr / strategy.duration_days * fraction
+    conversions = min(bought, demand)
+    return spend, conversions, conversions * market.aov
+
+
+def outcome_record(strategy: Strategy, result: GateResult, totals: _Totals, *, final: bool) -> dict[str, Any]:
+    """The SHADOW_OUTCOME metadata: what the strategy would have earned over the days so far,
+    with the net profit uplift against the baseline over the same days (DESIGN.md)."""
+    days = totals.days
+    base_rev = result.baseline.get("daily_revenue", 0.0) * days
+    base_spend = result.baseline.get("daily_spend", 0.0) * days
+    uplift = (totals.revenue - base_rev) * strategy.gross_margin - (totals.spend - base_spend)
+    return {
+        "platform": strategy.platform, "days": round(days, 4), "days_total": strategy.duration_days,
+        "final": final, "market_days_observed": totals.observed,
+        "revenue": round(totals.revenue, 2), "spend": round(totals.spend, 2),
+        "conversions": round(totals.conversions, 2), "net_profit_uplift": round(uplift, 2),
+        "profitable": uplift > 0, "confidence_score": result.confidence_score, "threshold": result.threshold,
+    }
+
+
+class ShadowAgent(Agent):
+    """Follows rejected campaigns in the twin; `platform_of` says which platform a live campaign
+    id runs on (bid events carry no platform)."""
+
+    name = "shadow"
+
+    def __init__(self, env: simpy.Environment, *, bids: simpy.Store, audit: simpy.Store,
+                 platform_of: Mapping[str, str]) -> None:
+        self.bids = bids
+        self.audit = audit
+        self.platform_of = platform_of
+        self.market: dict[tuple[str, int], MarketDay] = {}  # (platform, day index) -> closed days
+        self.outcomes: dict[str, dict[str, Any]] = {}  # campaign -> latest outcome
+        self._day: int | None = None
+        self._last: BidBatch | None = None
+        self._day_start: dict[str, np.ndarray] = {}  # campaign -> cumulative totals when the day began
+        super().__init__(env)
+        self.reader = env.process(self._read_bids())
+
+    def _read_bids(self) -> Generator[Any, Any, None]:
+        while True:
+            batch: BidBatch = yield self.bids.get()
+            day = int((batch.t - 1e-9) // DAY)  # the tick ending at midnight belongs to the day before
+            if self._day is not None and day != self._day and self._last is not None:
+                self.market.update(self._day_market(self._day, self._last))
+                for i, cid in enumerate(self._last.campaign_ids):
+                    self._day_start[cid] = self._cum(self._last, i)
+            self._day, self._last = day, batch
+
+    @staticmethod
+    def _cum(batch: BidBatch, i: int) -> np.ndarray:
+        return np.array([batch.spend[i], batch.impressions[i], batch.clicks[i], batch.conversions[i],
+                         batch.revenue[i]], dtype=float)
+
+    def _day_market(self, day: int, batch: BidBatch) -> dict[tuple[str, int], MarketDay]:
+        """Each platform's rates over `day` so far, summed over its live campaigns."""
+        sums: dict[str, np.ndarray] = {}
+        for i, cid in enumerate(batch.campaign_ids):
+            platform = self.platform_of.get(cid)
+            if platform is None:
+                continue
+            delta = self._cum(batch, i) - self._day_start.get(cid, 0.0)
+            sums[platform] = sums.get(platform, 0.0) + delta
+        out = {}
+        for platform, (spend, imps, clicks, conv, rev) in sums.items():
+            if imps > 0 and clicks > 0 and conv > 0 and spend > 0:
+                out[(platform, day)] = MarketDay(cpm=spend / imps * 1000.0, ctr=clicks / imps, cvr=conv / clicks,
+                                                 aov=rev / conv)
+        return out
+
+    def _market_on(self, platform: str, day: int) -> MarketDay | None:
+        if (platform, day) in self.market:
+            return self.market[(platform, day)]
+        if self._day == day and self._last is not None:  # the day in progress
+            return self._day_market(day, self._last).get((platform, day))
+        return None
+
+    def handle(self, message: Any) -> Generator[Any, Any, None]:
+        if isinstance(message, ShadowWatch):
+            self.env.process(self._follow(message))
+        yield from ()
+
+    def _follow(self, watch: ShadowWatch) -> Generator[Any, Any, None]:
+        s, r = watch.strategy, watch.result
+        planned = planned_market(s, r)
+        usable_plan = all(math.isfinite(v) and v > 0 for v in (planned.cpm, planned.ctr, planned.cvr, planned.aov))
+        end = self.env.now + s.duration_days * DAY
+        totals = _Totals()
+        while self.env.now < end:
+            start = self.env.now
+            stop = min((math.floor(start / DAY) + 1) * DAY, end)
+            yield self.env.timeout(stop - start)
+            day = int((stop - 1e-9) // DAY)
+            market = self._market_on(s.platform, day)
+            if market is None and not usable_plan:
+                continue
+            if market is not None:
+                totals.observed += 1
+            spend, conv, rev = simulate_day(s, market or planned, (stop - start) / DAY)
+            totals.spend += spend
+            totals.conversions += conv
+            totals.revenue += rev
+            totals.days += (stop - start) / DAY
+            record = outcome_record(s, r, totals, final=self.env.now >= end - 1e-6)
+            self.outcomes[s.campaign_id] = record
+            yield self.audit.put(AuditEvent(SHADOW_OUTCOME, s.client_id, s.campaign_id, "SHADOW_MODE", record))
+
+
+# --- production: a market file -------------------------------------------------------------------
+@dataclass(slots=True)
+class Market:
+    """A market file's rows: (platform, date) -> MarketDay."""
+
+    days: dict[tuple[str, dt.date], MarketDay] = field(default_factory=dict)
+    source: str = ""
+
+
+def load_market(path: str | Path) -> Market:
+    """Read `date,platform,cpm,ctr,cvr,aov`; every platform's dates must be contiguous (a gap
+    would silently shorten a shadowed flight), every rate positive."""
+    src = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInput("no such market file", source=src)
+    market = Market(source=src)
+    with p.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in MARKET_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InvalidInput(f"missing column(s) {', '.join(missing)}; expected {','.join(MARKET_COLUMNS)}",
+                               source=src, line=1)
+        for line, row in enumerate(reader, start=2):
+            try:
+                date = dt.date.fromisoformat((row["date"] or "").strip())
+            except ValueError:
+                raise InvalidInput(f"not an ISO date: {row['date']!r}", source=src, line=line,
+                                   field="date") from None
+            platform = (row["platform"] or "").strip()
+            if platform not in ("meta", "tiktok", "google"):
+                raise InvalidInput(f"unknown platform {platform!r} (meta, tiktok, google)", source=src, line=line,
+                                   field="platform")
+            values = {}
+            for name in ("cpm", "ctr", "cvr", "aov"):
+                try:
+                    values[name] = float(row[name])
+                except (TypeError, ValueError):
+                    values[name] = math.nan
+                if not (math.isfinite(values[name]) and values[name] > 0) or (name in ("ctr", "cvr")
+                                                                              and values[name] > 1):
+                    raise InvalidInput(f"{row[name]!r} is not a valid {name}", source=src, line=line, field=name)
+            if (platform, date) in market.days:
+                raise InvalidInput(f"second row for {platform} on {date}", source=src, line=line)
+            market.days[(platform, date)] = MarketDay(**values)
+    for platform in {p for p, _ in market.days}:
+        dates = sorted(d for q, d in market.days if q == platform)
+        gaps = _missing(dates[0], dates[-1], {d for q, d in market.days if q == platform})
+        if gaps:
+            raise InvalidInput(f"{platform} has gaps: no row for {_dates_text(gaps)}", source=src)
+    return market
+
+
+def _missing(first: dt.date, last: dt.date, have: set[dt.date]) -> list[dt.date]:
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)
+            if first + dt.timedelta(days=i) not in have]
+
+
+def _dates_text(dates: list[dt.date], limit: int = 10) -> str:
+    text = ", ".join(d.isoformat() for d in dates[:limit])
+    return text + (f" and {len(dates) - limit} more" if len(dates) > limit else "")
+
+
+def shadow_outcomes_from_market(rejections: Iterable[Rejection], market_file: str | Path | Market,
+                                ) -> list[dict[str, Any]]:
+    """Production shadow mode: each rejection's full flight under the market file's rates.
+
+    Returns one SHADOW_OUTCOME record per rejection (`campaign_id`, `client_id` and the metadata
+    the agent writes); a flight day the file does not cover is an InvalidInput naming the dates."""
+    market = market_file if isinstance(market_file, Market) else load_market(market_file)
+    out = []
+    for rej in rejections:
+        s = rej.strategy
+        flight = [rej.start + dt.timedelta(days=i) for i in range(s.duration_days)]
+        gaps = [d for d in flight if (s.platform, d) not in market.days]
+        if gaps:
+            raise InvalidInput(f"campaign {s.campaign_id}: no {s.platform} market for {_dates_text(gaps)}",
+                               source=market.source)
+        totals = _Totals()
+        for d in flight:
+            spend, conv, rev = simulate_day(s, market.days[(s.platform, d)])
+            totals.spend, totals.conversions, totals.revenue = (totals.spend + spend, totals.conversions + conv,
+                                                                totals.revenue + rev)
+            totals.days += 1
+            totals.observed += 1
+        out.append({"event_type": SHADOW_OUTCOME, "campaign_id": s.campaign_id, "client_id": s.client_id,
+                    "metadata": outcome_record(s, rej.result, totals, final=True)})
+    return out

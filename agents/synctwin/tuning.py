@@ -1,0 +1,92 @@
+"""Threshold tuning: false-negative and false-positive rates at each threshold, and calibration.
+
+The seed: "Tune confidence threshold based on false negative rate" and "if false negatives
+exceed 5%, we lower the confidence threshold". Evidence is (confidence, made money?) pairs:
+backtest cases (known outcomes) and shadow outcomes of rejected campaigns (re-simulated under
+the market observed). The rule: among thresholds with FN <= 5%, the one with the fewest false
+positives (ties: the one closest to the current threshold: no change the evidence does not ask for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+FN_GOAL = 0.05
+THRESHOLDS = tuple(round(0.50 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99
+BINS = ((0.0, 0.5), (0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.85), (0.85, 0.9), (0.9, 0.95), (0.95, 1.0001))
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One campaign: the gate's confidence and whether it made (or would have made) money."""
+
+    name: str
+    confidence: float
+    profitable: bool
+    source: str  # "backtest" or "shadow"
+
+
+def rates_at(evidence: Iterable[Evidence], threshold: float) -> dict[str, Any]:
+    """Confusion counts and rates at `threshold` (approve when confidence > threshold)."""
+    tp = fp = fn = tn = 0
+    for e in evidence:
+        approved = e.confidence > threshold
+        if approved:
+            tp, fp = (tp + 1, fp) if e.profitable else (tp, fp + 1)
+        else:
+            fn, tn = (fn + 1, tn) if e.profitable else (fn, tn + 1)
+    return {"threshold": threshold, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+            "fn_rate": fn / (tp + fn) if tp + fn else None, "fp_rate": fp / (fp + tn) if fp + tn else None}
+
+
+def reliability(evidence: Iterable[Evidence]) -> list[dict[str, Any]]:
+    """Confidence bins against the share that made money (a calibrated gate has them equal)."""
+    rows = []
+    items = list(evidence)
+    for lo, hi in BINS:
+        inside = [e for e in items if lo <= e.confidence < hi]
+        rows.append({"low": lo, "high": min(hi, 1.0), "n": len(inside),
+                     "mean_confidence": sum(e.confidence for e in inside) / len(inside) if inside else None,
+                     "profitable_share": sum(e.profitable for e in inside) / len(inside) if inside else None})
+    return rows
+
+
+def pick_threshold(curve: list[dict[str, Any]], current: float, fn_goal: float = FN_GOAL) -> tuple[float, str]:
+    """The seed's rule over the FN/FP curve; returns (threshold, why)."""
+    ok = [r for r in curve if (r["fn_rate"] or 0.0) <= fn_goal]
+    if not ok:
+        return curve[0]["threshold"], f"no threshold keeps false negatives at or below {fn_goal:.0%}: the lowest"
+    best = min(ok, key=lambda r: ((r["fp_rate"] or 0.0), abs(r["threshold"] - current), -r["threshold"]))
+    return best["threshold"], (f"false negatives <= {fn_goal:.0%}, then the fewest false positives "
+                               "(ties: nearest the current threshold)")
+
+
+def tune(evidence: list[Evidence], current: float) -> dict[str, Any]:
+    """Everything `synctwin tune` reports, as a plain dict."""
+    curve = [rates_at(evidence, t) for t in THRESHOLDS]
+    chosen, why = pick_threshold(curve, current)
+    return {
+        "evidence": {"total": len(evidence), "backtest": sum(e.source == "backtest" for e in evidence),
+                     "shadow": sum(e.source == "shadow" for e in evidence),
+                     "profitable": sum(e.profitable for e in evidence)},
+        "current": rates_at(evidence, current),
+        "recommended": rates_at(evidence, chosen),
+        "threshold": chosen, "rule": why, "curve": curve, "reliability": reliability(evidence),
+    }
+
+
+def shadow_evidence(records: Iterable[Mapping[str, Any]]) -> list[Evidence]:
+    """The latest SHADOW_OUTCOME per campaign with a confidence and a profitable flag."""
+    latest: dict[str, Mapping[str, Any]] = {}
+    for rec in records:
+        if rec.get("event_type") == "SHADOW_OUTCOME" and rec.get("campaign_id"):
+            latest[rec["campaign_id"]] = rec
+    out = []
+    for cid, rec in latest.items():
+        meta = rec.get("metadata") or {}
+        conf, profitable = meta.get("confidence_score"), meta.get("profitable")
+        if isinstance(conf, int | float) and isinstance(profitable, bool):
+            out.append(Evidence(cid, float(conf), profitable, "shadow"))
+    return out

@@ -1,0 +1,126 @@
+"""`synctwin kpis`: the seed's success metrics from the audit log, each with its count and goal.
+
+What counts (audit records since `--since`, by record time):
+- rejection share: CAMPAIGN_REJECTED / (CAMPAIGN_APPROVED + CAMPAIGN_REJECTED); goal 15-25%.
+- false negatives: of the rejected campaigns with a SHADOW_OUTCOME (the latest per campaign,
+  final or not), the share that would have made money; goal < 5%.
+- false positives: of the approved campaigns with a realized outcome (a CAMPAIGN_OUTCOME or
+  CAMPAIGN_COMPLETED record whose metadata has `net_profit_uplift`), the share that lost money;
+  goal < 10%. Nothing in SyncTwin writes such records yet: without them the figure is "no data".
+- auto-rollbacks: distinct campaigns with AUTO_ROLLBACK_TRIGGERED or CAMPAIGN_PAUSED, as a share
+  of distinct CAMPAIGN_LAUNCHED campaigns; goal < 2%.
+- chaos pass rate: drills passed / drills run over CHAOS_TEST_COMPLETED records; goal > 95%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+from typing import Any
+
+GOALS = {
+    "rejection_share": ("15-25%", lambda v: 0.15 <= v <= 0.25),
+    "false_negative_rate": ("< 5%", lambda v: v < 0.05),
+    "false_positive_rate": ("< 10%", lambda v: v < 0.10),
+    "auto_rollback_share": ("< 2%", lambda v: v < 0.02),
+    "chaos_pass_rate": ("> 95%", lambda v: v > 0.95),
+}
+OUTCOME_EVENTS = ("CAMPAIGN_OUTCOME", "CAMPAIGN_COMPLETED")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--audit-log", metavar="FILE", help="the hash-chained JSONL audit log")
+    src.add_argument("--redis", metavar="URL", help="read the audit stream {prefix}audit from Redis")
+    p.add_argument("--since", metavar="DATE", help="ISO date or date-time (UTC unless it has an offset); "
+                   "default: the whole log")
+    p.add_argument("--json", action="store_true", help="print the KPIs as one JSON document")
+
+
+def _metric(name: str, num: int, den: int, what: str) -> dict[str, Any]:
+    value = num / den if den else None
+    goal, ok = GOALS[name]
+    return {"value": value, "count": num, "of": den, "goal": goal, "met": None if value is None else ok(value),
+            "counts": what}
+
+
+def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dict[str, Any]:
+    """The five KPIs from audit records (see the module docstring for what counts)."""
+    start = since.timestamp() if since is not None else -math.inf
+    recs = [r for r in records if isinstance(r.get("ts"), int | float) and r["ts"] >= start]
+
+    def campaigns(*kinds: str) -> set[str]:
+        return {r["campaign_id"] for r in recs if r.get("event_type") in kinds and r.get("campaign_id")}
+
+    approved, rejected = campaigns("CAMPAIGN_APPROVED"), campaigns("CAMPAIGN_REJECTED")
+    decisions = sum(r.get("event_type") in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED") for r in recs)
+    shadows: dict[str, dict[str, Any]] = {}
+    outcomes: dict[str, dict[str, Any]] = {}
+    for r in recs:
+        meta = r.get("metadata") or {}
+        if r.get("event_type") == "SHADOW_OUTCOME" and r.get("campaign_id") in rejected:
+            shadows[r["campaign_id"]] = meta
+        elif r.get("event_type") in OUTCOME_EVENTS and r.get("campaign_id") in approved \
+                and isinstance(meta.get("net_profit_uplift"), int | float):
+            outcomes[r["campaign_id"]] = meta
+    launched = campaigns("CAMPAIGN_LAUNCHED")
+    rolled = campaigns("AUTO_ROLLBACK_TRIGGERED", "CAMPAIGN_PAUSED") & launched
+    chaos = [r.get("metadata") or {} for r in recs if r.get("event_type") == "CHAOS_TEST_COMPLETED"]
+    n_rej = sum(r.get("event_type") == "CAMPAIGN_REJECTED" for r in recs)
+    return {
+        "since": since.isoformat(timespec="seconds") if since is not None else None,
+        "records": len(recs),
+        "rejection_share": _metric("rejection_share", n_rej, decisions,
+                                   "CAMPAIGN_REJECTED among CAMPAIGN_APPROVED + CAMPAIGN_REJECTED records"),
+        "false_negative_rate": _metric("false_negative_rate", sum(bool(m.get("profitable")) for m in shadows.values()),
+                                       len(shadows), "rejected campaigns whose latest SHADOW_OUTCOME was profitable"),
+        "false_positive_rate": _metric("false_positive_rate",
+                                       sum(m["net_profit_uplift"] <= 0 for m in outcomes.values()), len(outcomes),
+                                       "approved campaigns whose realized outcome (CAMPAIGN_OUTCOME/COMPLETED) "
+                                       "lost money"),
+        "auto_rollback_share": _metric("auto_rollback_share", len(rolled), len(launched),
+                                       "launched campaigns with AUTO_ROLLBACK_TRIGGERED or CAMPAIGN_PAUSED"),
+        "chaos_pass_rate": _metric("chaos_pass_rate", sum(int(m.get("passed", 0)) for m in chaos),
+                                   sum(int(m.get("total_tests", 0)) for m in chaos),
+                                   "drills passed over CHAOS_TEST_COMPLETED records"),
+    }
+
+
+KPI_NAMES = ("rejection_share", "false_negative_rate", "false_positive_rate", "auto_rollback_share", "chaos_pass_rate")
+
+
+def run(args: argparse.Namespace) -> int:
+    from synctwin.commands.review import load_records, parse_since
+    from synctwin.metrics import record_kpis
+
+    since = parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None  # before reading anything
+    records, source = load_records(args)
+    result = {"source": source, **kpis(records, since)}
+    record_kpis(result)
+    if args.json:
+        from synctwin.console import print_json
+
+        print_json(result)
+    else:
+        print_kpis(result)
+    return 0
+
+
+def print_kpis(d: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from synctwin.console import console
+
+    out = console()
+    out.print(f"[bold]Success metrics[/] ({d['source']}, {d['records']} records"
+              + (f" since {d['since']}" if d["since"] else "") + ")")
+    t = Table(box=None, pad_edge=False)
+    for col in ("metric", "value", "count", "goal", "met", "what counts"):
+        t.add_column(col, justify="right" if col in ("value", "count") else "left")
+    for name in KPI_NAMES:
+        m = d[name]
+        value = "no data" if m["value"] is None else f"{m['value']:.1%}"
+        met = "-" if m["met"] is None else ("[green]yes[/]" if m["met"] else "[red]no[/]")
+        t.add_row(name.replace("_", " "), value, f"{m['count']}/{m['of']}", m["goal"], met, m["counts"])
+    out.print(t)

@@ -1,0 +1,235 @@
+"""Where independent tasks run: in this process, on a local process pool, or on a Ray cluster.
+
+One small interface, `Executor.imap(fn, items)` (lazy, in input order) and `Executor.map`
+(a list), sits under the gate's chunked Monte Carlo, the backtest and `synctwin sweep`. Every
+task carries its own seed (a chunk index or a scenario seed), results are consumed in input
+order, so the output is the same bit for bit whichever executor runs it and however many
+workers it has. `fn` must be a top-level function (picklable) and its items picklable: the
+process pool uses the `spawn` start method, the same as macOS/Windows and a Ray worker.
+
+Ray is an optional extra (`pip install -e ".[ray]"`): it is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, TypeVar
+
+from synctwin.errors import InvalidInput
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+RAY_INSTALL_HINT = 'Ray is not installed: install synctwin[ray] (pip install -e ".[ray]")'
+
+
+class Executor:
+    """Runs `fn` over items; subclasses decide where. Use as a context manager (it owns workers)."""
+
+    name = "in-process"
+    workers = 1
+
+    def imap(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        """Results one by one, in input order (memory stays bounded: few tasks are in flight)."""
+        raise NotImplementedError
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        return list(self.imap(fn, items))
+
+    def close(self) -> None:
+        """Release workers (a no-op for the in-process executor)."""
+
+    def warm_up(self) -> None:
+        """Start every worker now (spawn, imports), so a timed run pays no start-up."""
+        self.map(_identity, range(2 * self.workers))
+
+    def describe(self) -> str:
+        return self.name if self.workers == 1 else f"{self.name} ({self.workers} workers)"
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+class InProcessExecutor(Executor):
+    """The default: a plain loop, no pickling, no start-up cost."""
+
+    def imap(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        for item in items:
+            yield fn(item)
+
+
+class ProcessPoolExecutor(Executor):
+    """A local pool of `workers` processes (spawned lazily on the first task, reused after)."""
+
+    name = "process pool"
+
+    def __init__(self, workers: int, *, in_flight: int | None = None) -> None:
+        if workers < 1:
+            raise InvalidInput(f"--workers must be at least 1 (got {workers})", field="workers")
+        self.workers = workers
+        self.in_flight = in_flight or 4 * workers
+        self._pool: Any = None
+
+    def _get_pool(self) -> Any:
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor as _Pool
+
+            self._pool = _Pool(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def imap(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        pool = self._get_pool()
+        pending: deque[Any] = deque()
+        for batch in batched(items, self.workers):
+            pending.append(pool.submit(_run_batch, (fn, batch)))
+            if len(pending) >= self.in_flight:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+MAX_BATCH = 8  # items per task: amortises a task's scheduling and pickling over several small items
+
+
+def batched(items: Iterable[T], workers: int) -> Iterator[list[T]]:
+    """Consecutive groups of items, one task each: about 8 tasks per worker, at most MAX_BATCH
+    items a task, so small items (0.1 s runs) do not pay a task's overhead each, and a few big
+    ones (Monte Carlo chunks) still spread over every worker. Grouping never reorders."""
+    seq = list(items)
+    size = max(1, min(MAX_BATCH, len(seq) // (8 * workers)))
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+def _run_batch(task: tuple[Callable[[T], R], list[T]]) -> list[R]:
+    fn, batch = task
+    return [fn(x) for x in batch]
+
+
+def _identity(x: T) -> T:
+    return x
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise InvalidInput(f"{RAY_INSTALL_HINT} ({exc})", field="ray") from None
+    return ray
+
+
+def check_ray_address(address: str) -> None:
+    """Fail fast, with exit 2, on an address that cannot be a Ray cluster or does not answer.
+
+    `auto` is left to Ray (it looks for a cluster started on this machine); `HOST:PORT` and
+    `ray://HOST:PORT` get a 3-second TCP probe, because ray.init retries an unreachable
+    address for a long time before giving up.
+    """
+    if address == "auto":
+        return
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInput(f"bad Ray address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT",
+                           field="ray")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=3.0):
+            pass
+    except OSError as exc:
+        raise InvalidInput(f"cannot reach the Ray cluster at {address}: {exc}", field="ray") from None
+
+
+class RayExecutor(Executor):
+    """Tasks on Ray: joins `address` (`auto`, `HOST:PORT`, `ray://HOST:PORT`), or starts a local
+    cluster (`workers` CPUs, default all) when there is none. A cluster already initialised in
+    this process (a test session's) is used as it is and left running."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, workers: int | None = None,
+                 in_flight: int | None = None) -> None:
+        ray = _import_ray()
+        self._ray = ray
+        self._owned = False
+        if address is not None:
+            check_ray_address(address)
+        if not ray.is_initialized():
+            import logging
+
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "logging_level": logging.ERROR, "configure_logging": True}
+            if address is None:
+                kwargs["num_cpus"] = workers or os.cpu_count() or 1
+            try:
+                ray.init(address=address, **kwargs)
+            except Exception as exc:  # ConnectionError, RuntimeError, ...: all mean "no cluster there"
+                where = address or "a local cluster"
+                raise InvalidInput(f"cannot start or join Ray at {where}: {exc}".splitlines()[0],
+                                   field="ray") from None
+            self._owned = True
+        self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.in_flight = in_flight or 4 * self.workers
+        self._remote: dict[Callable[..., Any], Any] = {}
+
+    def imap(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        remote = self._remote.get(_run_batch)
+        if remote is None:
+            remote = self._remote[_run_batch] = self._ray.remote(_run_batch)
+        pending: deque[Any] = deque()
+        for batch in batched(items, self.workers):
+            pending.append(remote.remote((fn, batch)))
+            if len(pending) >= self.in_flight:
+                yield from self._ray.get(pending.popleft())
+        while pending:
+            yield from self._ray.get(pending.popleft())
+
+    def close(self) -> None:
+        if self._owned and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._owned = False
+
+
+def make_executor(ray: str | bool | None = None, workers: int | None = None) -> Executor:
+    """The executor the command line asks for.
+
+    - no `ray`, no `workers` (or 1): in-process;
+    - `workers` N > 1: a local pool of N processes;
+    - `ray` True (bare `--ray`): a local Ray cluster with `workers` CPUs (default all);
+    - `ray` ADDRESS: join that cluster (`workers` is then the cluster's business: an error).
+    """
+    if workers is not None and workers < 1:
+        raise InvalidInput(f"--workers must be at least 1 (got {workers})", field="workers")
+    if ray is None or ray is False:
+        return InProcessExecutor() if not workers or workers == 1 else ProcessPoolExecutor(workers)
+    if isinstance(ray, str) and ray.strip():
+        if workers is not None:
+            raise InvalidInput("--workers sets the size of a local cluster; with a Ray ADDRESS the cluster "
+                               "decides", field="workers")
+        return RayExecutor(ray.strip())
+    return RayExecutor(None, workers=workers)
+
+
+def add_executor_arguments(p: Any) -> None:
+    """`--ray [ADDRESS]` and `--workers N`, the same on every command that fans out."""
+    p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                   help="run on Ray (needs synctwin[ray]): a local cluster without ADDRESS; `auto` or "
+                        "ray://HOST:PORT joins an existing one. Same result as in-process, bit for bit")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="a local pool of N processes (with bare --ray: the local cluster's CPUs)")
+
+
+def executor_from_args(args: Any) -> Executor:
+    return make_executor(getattr(args, "ray", None), getattr(args, "workers", None))

@@ -1,0 +1,115 @@
+"""Shadow mode: rejected campaigns are followed and their would-be outcome audited."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+import simpy
+
+from agents.synctwin.gatekeeper import SimulationGatekeeper
+from agents.synctwin.shadow import (
+    SHADOW_OUTCOME,
+    MarketDay,
+    Rejection,
+    ShadowAgent,
+    ShadowWatch,
+    load_market,
+    shadow_outcomes_from_market,
+    simulate_day,
+)
+from agents.syncvalue.baseline import compute_baseline
+from harness.runner import run_scenario
+from scenarios.loader import load_scenario
+from synctwin.commands.review import review
+from synctwin.errors import InvalidInput
+from synctwin.history import load_history
+from synctwin.messages import BidBatch
+from synctwin.models import Strategy
+
+HISTORY = Path(__file__).resolve().parents[1] / "scenarios" / "builtin" / "histories" / "volt-threads-tiktok.csv"
+STRATEGY = Strategy(platform="tiktok", audience_size=400_000, cvr=0.004, daily_budget=500, gross_margin=0.52,
+                    new_audience=True, campaign_id="genz", client_id="volt", duration_days=3)
+
+
+def _rejected():
+    b = compute_baseline(load_history(HISTORY), lookback_days=90, min_days=14, gross_margin=0.52,
+                         default_monthly_churn=0.25, source="h")
+    result = SimulationGatekeeper().evaluate(STRATEGY, b, seed=1, paths=2_000)
+    assert not result.approved
+    return result
+
+
+def test_tiktok_genz_replay_audits_a_shadow_outcome_that_review_shows() -> None:
+    trace = run_scenario(load_scenario("tiktok_genz"), seed=0)
+    assert trace.passed
+    shadows = [r for r in trace.audit if r["event_type"] == SHADOW_OUTCOME]
+    assert len(shadows) == 1
+    rec = shadows[0]
+    meta = rec["metadata"]
+    assert rec["campaign_id"] == "volt-genz-launch" and rec["client_id"] == "volt-threads"
+    assert meta["days"] == pytest.approx(23 / 24, abs=1e-3)  # rejected at 1h, the run ends at midnight
+    assert meta["final"] is False and meta["market_days_observed"] == 0  # no live TikTok campaign to learn from
+    assert meta["spend"] == pytest.approx(500 * 23 / 24, abs=0.01)
+    assert meta["profitable"] == (meta["net_profit_uplift"] > 0)
+    rows = review(trace.audit, dt.datetime(1970, 1, 1, tzinfo=dt.UTC))["rejections"]
+    assert rows[0]["shadow_outcome"]["net_profit_uplift"] == meta["net_profit_uplift"]
+
+
+def test_agent_uses_the_observed_market_of_the_same_platform() -> None:
+    """Two live campaigns: one on TikTok (its rates are the market), one on Meta (ignored)."""
+    env = simpy.Environment()
+    bids, audit = simpy.Store(env), simpy.Store(env)
+    agent = ShadowAgent(env, bids=bids, audit=audit, platform_of={"tk": "tiktok", "mt": "meta"})
+    result = _rejected()
+    # per hour: TikTok spends 10 for 2000 impressions (CPM 5), 20 clicks (CTR 1%), 1 conversion (5%), AOV 80
+    per_hour = {"tk": np.array([10.0, 2000, 20, 1, 80]), "mt": np.array([1.0, 10, 10, 10, 1])}
+
+    def world():
+        for hour in range(1, 3 * 24 + 1):
+            yield env.timeout(3600)
+            cols = np.array([per_hour["tk"] * hour, per_hour["mt"] * hour]).T
+            bids.put(BidBatch(env.now, env.now, ("tk", "mt"), *cols))
+
+    env.process(world())
+    agent.mailbox.put(ShadowWatch(STRATEGY, result))
+    env.run(until=3 * 86_400 + 1)
+    records = list(audit.items)
+    assert [r.event_type for r in records] == [SHADOW_OUTCOME] * 3
+    last = records[-1].metadata
+    assert last["final"] and last["days"] == 3 and last["market_days_observed"] == 3
+    spend, _conv, rev = simulate_day(STRATEGY, MarketDay(cpm=5.0, ctr=0.01, cvr=0.05, aov=80.0))
+    assert last["spend"] == pytest.approx(3 * spend) and last["revenue"] == pytest.approx(3 * rev, rel=1e-6)
+    daily_rev, daily_spend = result.baseline["daily_revenue"], result.baseline["daily_spend"]
+    expected = (3 * rev - 3 * daily_rev) * 0.52 - (3 * spend - 3 * daily_spend)
+    assert last["net_profit_uplift"] == pytest.approx(expected, abs=0.02)
+    assert agent.outcomes["genz"] == last
+
+
+def _market(tmp_path: Path, days: list[str], extra: str = "") -> Path:
+    path = tmp_path / "market.csv"
+    path.write_text("date,platform,cpm,ctr,cvr,aov\n" + "".join(f"{d},tiktok,5,0.01,0.05,80\n" for d in days) + extra)
+    return path
+
+
+def test_market_file_outcomes_and_bad_files(tmp_path: Path) -> None:
+    result = _rejected()
+    start = dt.date(2025, 3, 1)
+    good = _market(tmp_path, ["2025-03-01", "2025-03-02", "2025-03-03"])
+    [rec] = shadow_outcomes_from_market([Rejection(STRATEGY, result, start)], good)
+    assert rec["event_type"] == SHADOW_OUTCOME and rec["campaign_id"] == "genz"
+    assert rec["metadata"]["final"] and rec["metadata"]["market_days_observed"] == 3
+    assert rec["metadata"]["spend"] == 1500.0
+    with pytest.raises(InvalidInput, match="2025-03-02"):  # a gap inside the file
+        load_market(_market(tmp_path, ["2025-03-01", "2025-03-03"]))
+    with pytest.raises(InvalidInput, match="2025-03-03"):  # the flight runs past the file
+        shadow_outcomes_from_market([Rejection(STRATEGY, result, start)],
+                                    _market(tmp_path, ["2025-03-01", "2025-03-02"]))
+    with pytest.raises(InvalidInput, match=r"line 3.*date"):
+        load_market(_market(tmp_path, ["2025-03-01", "2025-13-01"]))
+    with pytest.raises(InvalidInput, match="cpm"):
+        load_market(_market(tmp_path, ["2025-03-01"], extra="2025-03-02,tiktok,-1,0.01,0.05,80\n"))
+    with pytest.raises(InvalidInput, match="no such market file"):
+        load_market(tmp_path / "missing.csv")
