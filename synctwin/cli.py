@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"synctwin {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        # argparse expands %-formats in help texts: a literal percent sign must be doubled
+        cmd = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text.replace("%", "%%"))
         import_module(f"synctwin.commands.{module}").add_arguments(cmd)
     return parser
 
