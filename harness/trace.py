@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 
 @dataclass(slots=True)
 class CampaignTrace:
@@ -139,8 +137,3 @@ class Trace:
             "bid_events": self.bid_events,
             "wall_s": round(self.wall_s, 4),
         }
-
-
-def hourly_index(hours: list[float], t: float) -> int:
-    """Index of the last hourly sample at or before t (for plots and checks)."""
-    return int(np.searchsorted(np.asarray(hours), t, side="right")) - 1
