@@ -8,7 +8,6 @@ on a laptop), a virtual one for the demo and tests.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from agents.syncvalue.baseline import compute_baseline
 from scenarios.schema import FaultSpec, GeneratedHistory, WorldSpec
 from synctwin.config import Settings
 from synctwin.models import Strategy
+from synctwin.publishing import publish_plan
 from world.history import generate_history
 from world.platforms import CampaignSetup
 from world.world import World
@@ -84,12 +84,7 @@ def start_feed(client: Any, env: simpy.Environment, settings: Settings, *, epoch
                             cvr=0.02, daily_budget=20_000.0, duration_days=30, launch_ts=epoch0)
         result = gate.evaluate(strategy, compute_baseline(history), seed=seed + i)
         feed.gate_results[cid] = result
-        pipe = client.pipeline()
-        pipe.set(f"{prefix}campaign:{cid}:projection", json.dumps(result.projection.model_dump(mode="json")))
-        pipe.set(f"{prefix}campaign:{cid}:strategy", strategy.model_dump_json(exclude_none=True))
-        pipe.set(f"{prefix}client:{strategy.client_id}:history", history.to_csv())
-        pipe.delete(f"{prefix}campaign:{cid}:mirror")
-        pipe.execute()
+        publish_plan(client, prefix, strategy, history, result)
         world.platforms.launch(CampaignSetup(cid, "meta", strategy.daily_budget, market.cpm * 1.3,
                                              strategy.audience_size * strategy.cvr / strategy.duration_days, {}))
     world.observe(feed.publish)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from typing import Any
 
 from synctwin.errors import InvalidInput
@@ -35,14 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from synctwin.executors import add_executor_arguments
 
     add_executor_arguments(p)
-
-
-def audit_metadata(result: Any) -> dict[str, Any]:
-    """What the audit log keeps of a decision: enough to judge and to re-run it (the seed)."""
-    d = result.to_dict()
-    d.pop("projection", None)
-    d.pop("baseline", None)
-    return d
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,9 +77,11 @@ def run(args: argparse.Namespace) -> int:
         result, uplift = _evaluate(gatekeeper, strategy, baseline, args, executor)
     if not result.approved and not getattr(args, "no_suggestions", False):
         result = gatekeeper.with_suggestions(result, strategy, baseline, max_paths=args.max_paths)
-    _record(result, args, client, settings.key_prefix)
+    from synctwin.publishing import publish_plan, record_decision
+
+    record_decision(result, client=client, prefix=settings.key_prefix, audit_log=args.audit_log)
     if client is not None and result.approved:
-        _publish(client, settings.key_prefix, strategy, history, result)
+        publish_plan(client, settings.key_prefix, strategy, history, result)
     if args.report:
         from synctwin.reports import write_report
         from synctwin.reports.gate import build_gate_page
@@ -121,39 +113,6 @@ def _evaluate(gatekeeper: Any, strategy: Any, baseline: Any, args: argparse.Name
         if args.report:
             return gatekeeper.evaluate_with_uplift(strategy, baseline, progress=callback, **kwargs)
         return gatekeeper.evaluate(strategy, baseline, progress=callback, **kwargs), None
-
-
-def _record(result: Any, args: argparse.Namespace, client: Any, prefix: str) -> None:
-    """Audit the decision; on approval with --redis, publish the projection for the mirror."""
-    from agents.syncshield.backends import JsonlAuditStore, RedisAuditStore
-
-    if result.approved:
-        event, reason = "CAMPAIGN_APPROVED", None
-    else:
-        event, reason = "CAMPAIGN_REJECTED", "SYNCTWIN_NEGATIVE_FORECAST"
-    stores = []
-    if args.audit_log:
-        stores.append(JsonlAuditStore(args.audit_log))
-    if client is not None:
-        stores.append(RedisAuditStore(client, key=f"{prefix}audit"))
-    meta = audit_metadata(result)
-    for store in stores:
-        store.append(event, client_id=result.client_id, campaign_id=result.campaign_id, reason=reason, metadata=meta)
-
-
-def _publish(client: Any, prefix: str, strategy: Any, history: Any, result: Any) -> None:
-    """An approved campaign's plan for production: the projection the mirror compares with, and
-    the strategy and client history the nightly drills clone into the twin."""
-    from agents.syncvalue.stores import RedisHistoryStore
-
-    projection = result.projection.model_copy(update={"launch_ts": result.projection.launch_ts or time.time()})
-    cid = result.campaign_id
-    pipe = client.pipeline()
-    pipe.set(f"{prefix}campaign:{cid}:projection", json.dumps(projection.model_dump(mode="json")))
-    pipe.set(f"{prefix}campaign:{cid}:strategy", strategy.model_dump_json(exclude_none=True))
-    pipe.delete(f"{prefix}campaign:{cid}:mirror")  # a new plan: the mirror starts afresh
-    pipe.execute()
-    RedisHistoryStore(client, prefix).put(strategy.client_id, history)
 
 
 def print_result(result: Any) -> None:

@@ -14,7 +14,6 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -217,11 +216,10 @@ def _history(body: SimulateRequest, settings: Settings, client: Any) -> tuple[An
 
 def _audit_and_publish(client: Any, prefix: str, strategy: Any, history: Any, result: GateResult) -> None:
     """What `synctwin gate --redis` does after a decision: audit it to the stream and, on approval,
-    store the projection, strategy and history. Its own helpers, so the records are identical."""
-    from synctwin.commands.gate import _publish as publish_plan
-    from synctwin.commands.gate import _record as record_decision
+    store the projection, strategy and history (synctwin.publishing: the same records)."""
+    from synctwin.publishing import publish_plan, record_decision
 
-    record_decision(result, argparse.Namespace(audit_log=None), client, prefix)
+    record_decision(result, client=client, prefix=prefix)
     if result.approved:
         publish_plan(client, prefix, strategy, history, result)
 
