@@ -3,13 +3,16 @@
     python benchmarks/scale.py                  # 500 runs of day 1 of healthy_launch, a table
     python benchmarks/scale.py --runs 1000 --json
     python benchmarks/scale.py --no-ray         # without the optional extra
+    python benchmarks/scale.py --repeat 5       # medians of 5 interleaved rounds (default 3)
 
 Issue 7's figure: on a sweep of at least 500 runs, 2 workers at least 1.6x faster than
 in-process, with the process pool and with Ray. Start-up (spawning the pool, starting Ray) is
 measured apart from the sweep: a nightly job pays it once. Per-task overhead is what a worker
 spends on a task beyond the run itself: (workers x wall - summed run time) / runs. All three
-sweeps must give the same report (asserted). From the measured per-run cost the script then
-estimates how a nightly sweep grows with campaigns x seeds, and when it needs a cluster.
+sweeps must give the same report (asserted). The executors take turns for `--repeat` rounds
+and the table gives each one's median (the machine is shared: one round can be disturbed).
+From the measured per-run cost the script then estimates how a nightly sweep grows with
+campaigns x seeds, and when it needs a cluster.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -56,7 +60,7 @@ def result_of(report: SweepReport) -> dict[str, Any]:
 def measure(name: str, make: Any, sc: Any, seeds: range) -> dict[str, Any]:
     t0 = time.perf_counter()
     ex: Executor = make()
-    ex.warm_up()  # spawn the workers (and their imports) before timing
+    ex.warm_up("harness.runner")  # spawn the workers and import the scenario runner before timing
     startup = time.perf_counter() - t0
     try:
         report = run_sweep(sc, seeds, executor=ex)
@@ -67,6 +71,18 @@ def measure(name: str, make: Any, sc: Any, seeds: range) -> dict[str, Any]:
             "task_s": report.task_s, "per_run_s": report.task_s / len(seeds),
             "overhead_ms": 1000.0 * max(0.0, workers * report.wall_s - report.task_s) / len(seeds),
             "report": result_of(report)}
+
+
+def median_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One executor's figures over its rounds: medians, and every round's wall time as measured."""
+    first = rounds[0]
+    for r in rounds[1:]:
+        assert r["report"] == first["report"], f"{first['executor']}: a different report between rounds"
+    row = dict(first)
+    for key in ("startup_s", "wall_s", "task_s", "per_run_s", "overhead_ms"):
+        row[key] = statistics.median(r[key] for r in rounds)
+    row["walls_s"] = [round(r["wall_s"], 2) for r in rounds]
+    return row
 
 
 def estimate(per_run_s: float, workers2_speedup: float) -> list[dict[str, Any]]:
@@ -87,21 +103,27 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=500, help="scenario runs per sweep (default 500)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds per executor; medians are reported")
     ap.add_argument("--no-ray", action="store_true", help="skip Ray (e.g. the extra is not installed)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     sc = scenario()
     seeds = range(1, args.runs + 1)
     run_sweep(sc, range(0, 3))  # warm the in-process imports and caches, as the workers' warm-up does
-    rows = [measure("in-process", InProcessExecutor, sc, seeds),
-            measure(f"process pool x{args.workers}", lambda: ProcessPoolExecutor(args.workers), sc, seeds)]
+    makers: list[tuple[str, Any]] = [("in-process", InProcessExecutor),
+                                     (f"process pool x{args.workers}", lambda: ProcessPoolExecutor(args.workers))]
     if not args.no_ray:
         try:
             from synctwin.executors import RayExecutor
 
-            rows.append(measure(f"ray x{args.workers}", lambda: RayExecutor(workers=args.workers), sc, seeds))
+            makers.append((f"ray x{args.workers}", lambda: RayExecutor(workers=args.workers)))
         except Exception as exc:  # the extra missing: report, do not fail the other figures
             print(f"ray: skipped ({exc})", file=sys.stderr)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in makers}
+    for _ in range(max(1, args.repeat)):  # interleaved, so a disturbance hits one round, not one executor
+        for name, make in makers:
+            rounds[name].append(measure(name, make, sc, seeds))
+    rows = [median_row(rs) for rs in rounds.values()]
     base = rows[0]["wall_s"]
     for r in rows:
         r["speedup"] = base / r["wall_s"]
@@ -116,12 +138,13 @@ def main() -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0 if ok else 1
-    print(f"sweep of {args.runs} runs of {SCENARIO} ({DURATION} of virtual time each), {os.cpu_count()} CPUs")
+    print(f"sweep of {args.runs} runs of {SCENARIO} ({DURATION} of virtual time each), {os.cpu_count()} CPUs, "
+          f"medians of {max(1, args.repeat)} interleaved rounds")
     print(f"{'executor':<18}{'workers':>8}{'start-up s':>12}{'wall s':>9}{'speedup':>9}{'run s':>8}"
-          f"{'overhead/task ms':>18}")
+          f"{'overhead/task ms':>18}  rounds' wall s")
     for r in rows:
         print(f"{r['executor']:<18}{r['workers']:>8}{r['startup_s']:>12.2f}{r['wall_s']:>9.2f}{r['speedup']:>8.2f}x"
-              f"{r['per_run_s']:>8.3f}{r['overhead_ms']:>18.2f}")
+              f"{r['per_run_s']:>8.3f}{r['overhead_ms']:>18.2f}  {', '.join(f'{w:.2f}' for w in r['walls_s'])}")
     print(f"identical reports on every executor: yes; target 2 workers >= {TARGET_SPEEDUP}x: "
           f"{'met' if ok else 'NOT met'}")
     print(f"\nnightly sweep estimate at {rows[0]['per_run_s'] * 1000:.0f} ms a run (one run = one campaign x one "

@@ -121,6 +121,12 @@ def test_sketch_quantiles_are_within_their_rank_bound(monkeypatch: pytest.Monkey
     assert sketched.quantiles == pytest.approx(exact.quantiles, rel=1e-3)
 
 
+def test_warm_up_reaches_every_worker_and_imports(executor: Executor) -> None:
+    assert executor.warm_up("harness.runner") == executor.workers == 2
+    with pytest.raises(ModuleNotFoundError):
+        executor.warm_up("no_such_module_anywhere")
+
+
 def test_in_process_default_is_unchanged() -> None:
     assert _gate(None, paths=20_000) == _gate(InProcessExecutor(), paths=20_000)
 
