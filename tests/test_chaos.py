@@ -209,3 +209,52 @@ def test_cli_chaos_records_prometheus_metrics(capsys) -> None:
     after = metrics.sample("synctwin_chaos_drills_total", {"drill": "budget_burn", "verdict": "PASS"})
     assert after == before + 1
     assert metrics.sample("synctwin_chaos_last_run_passed") == 1
+
+
+# --- the market shock sized to a campaign ------------------------------------------------------
+
+def _wide_margin_template():
+    import dataclasses
+
+    from agents.synctwin.chaos import BUILTIN_TEMPLATE
+
+    return dataclasses.replace(BUILTIN_TEMPLATE, name="wide-margin",
+                               strategy={**BUILTIN_TEMPLATE.strategy, "gross_margin": 0.25})
+
+
+def test_the_builtin_shock_stays_plus_50_percent() -> None:
+    from agents.synctwin.chaos import BUILTIN_TEMPLATE, break_even_cpm_multiplier, sized_to
+
+    assert 1.15 < break_even_cpm_multiplier(BUILTIN_TEMPLATE) < 1.3
+    assert sized_to(DRILLS["market_shock"], BUILTIN_TEMPLATE) is DRILLS["market_shock"]
+    assert sized_to(DRILLS["conversion_drop"], _wide_margin_template()) is DRILLS["conversion_drop"]
+
+
+def test_a_wide_margin_clone_gets_a_shock_past_its_break_even_and_the_guard_fires() -> None:
+    from agents.synctwin.chaos import break_even_cpm_multiplier, sized_to
+
+    wide = _wide_margin_template()
+    be = break_even_cpm_multiplier(wide)
+    assert be > 2.0  # x1.5 would leave it profitable
+    shock = sized_to(DRILLS["market_shock"], wide).fault["multiplier"]
+    assert shock == pytest.approx(min(1.4 * be, 3.0), abs=0.01) and shock > be
+    result = run_drill(DRILLS["market_shock"], wide, seed=1)
+    assert result.passed, result.row()
+    assert result.row()["happened"] == "paused: MARGIN_GUARDIAN"
+    assert f"x{shock:g}" in result.row()["fault"]
+
+
+def test_the_sized_shock_still_fails_when_margin_guardian_is_broken() -> None:
+    result = run_drill(DRILLS["market_shock"], _wide_margin_template(), seed=1, disabled_guards=("margin_guardian",))
+    assert not result.passed
+    assert result.row()["verdict"] == "FAIL"
+
+
+def test_no_sizing_for_a_campaign_that_never_breaks_even() -> None:
+    import dataclasses
+
+    from agents.synctwin.chaos import BUILTIN_TEMPLATE, break_even_cpm_multiplier, sized_to
+
+    losing = dataclasses.replace(BUILTIN_TEMPLATE, strategy={**BUILTIN_TEMPLATE.strategy, "gross_margin": 0.05})
+    assert break_even_cpm_multiplier(losing) is None
+    assert sized_to(DRILLS["market_shock"], losing) is DRILLS["market_shock"]

@@ -23,6 +23,7 @@ from synctwin.messages import AlertMessage, AuditEvent, BidBatch, Deploy, PauseC
 GUARDS = ("margin_guardian", "budget_emergency", "auto_rollback", "api_circuit_breaker")
 SECONDS_PER_DAY = 86_400.0
 PAUSE_RETRY = 5.0
+BID_FLOOR, BID_CEILING = 0.5, 3.0  # the pacer's bid stays within these multiples of the planned CPM
 
 
 @dataclass(slots=True)
@@ -297,7 +298,7 @@ class SyncFlow(Agent):
                 c.bid *= 1.05
             elif ratio > 1.02:
                 c.bid *= 0.97
-        c.bid = min(max(c.bid, 0.5 * c.planned_cpm), 3.0 * c.planned_cpm)
+        c.bid = min(max(c.bid, BID_FLOOR * c.planned_cpm), BID_CEILING * c.planned_cpm)
         return c.bid
 
     def _bidder(self) -> Generator[Any, Any, None]:

@@ -8,23 +8,27 @@ campaign loaded from Redis.
 
 | drill           | fault                    | passes when                                             |
 |-----------------|--------------------------|---------------------------------------------------------|
-| market_shock    | CPM x1.5                 | MarginGuardian pauses it (MARGIN_GUARDIAN) within 4 h   |
+| market_shock    | CPM x1.5 (or sized *)    | MarginGuardian pauses it (MARGIN_GUARDIAN) within 4 h   |
 | conversion_drop | CVR x0.7                 | auto-rollback pauses it (AUTO_ROLLBACK) within 4 h      |
 | api_outage      | platform API down 5 min  | cached bids served, no bid lost, bidding resumes <= 5 min |
 | budget_burn     | spend x10 (runaway)      | BUDGET_EMERGENCY pause, no day above 110% of budget     |
+
+* for a campaign whose margin survives x1.5: 40% past its own break-even CPM (`sized_to`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.syncflow.agent import BID_CEILING
 from harness.runner import run_scenario
 from harness.trace import Trace
-from scenarios.schema import Scenario
+from scenarios.schema import DEFAULT_MARKETS, Scenario
 from synctwin.config import Settings, get_settings
 from synctwin.durations import format_duration
 from synctwin.history import History
@@ -85,6 +89,56 @@ BUILTIN_TEMPLATE = CampaignTemplate(
               "gross_margin": 0.15, "duration_days": 30},
     history={"generate": {"platform": "meta", "daily_spend": 30_000.0}},
 )
+
+
+SHOCK_PAST_BREAK_EVEN = 1.4  # a shock sized to a campaign makes its impressions 40% dearer than break-even
+ENOUGH_PAST_BREAK_EVEN = 1.2  # the drill's own shock is kept when it is at least 20% past break-even
+
+
+def break_even_cpm_multiplier(template: CampaignTemplate) -> float | None:
+    """How many times dearer impressions can get before the template's campaign stops earning
+    its spend back in gross margin, at its planned rates (its platform's market times its truth).
+
+    Conversions a day are what the budget buys, capped by the audience's demand (as in the world
+    and the gate's funnel): min(bought / m, demand). Break-even is bought x aov x margin / budget,
+    provided the demand can carry it; None when the rates are unknown or it never breaks even."""
+    st = template.strategy
+    market = DEFAULT_MARKETS.get(str(st.get("platform", "meta")))
+    budget, margin = float(st.get("daily_budget", 0.0)), float(st.get("gross_margin", 0.0) or 0.0)
+    duration = float(st.get("duration_days", 30) or 30)
+    if market is None or budget <= 0 or margin <= 0:
+        return None
+    t = template.truth
+    cpm = float(st.get("cpm") or market.cpm * t.get("cpm", 1.0))
+    ctr = float(st.get("ctr") or market.ctr * t.get("ctr", 1.0))
+    cvr_click = market.cvr * t.get("cvr", 1.0)
+    aov = float(st.get("aov") or market.aov * t.get("aov", 1.0))
+    bought = budget / cpm * 1000.0 * ctr * cvr_click
+    demand = float(st.get("audience_size", 0)) * float(st.get("cvr", 0.0)) * t.get("demand", 1.0) / duration
+    needed = budget / (aov * margin)  # conversions a day that pay the budget back
+    if min(bought, demand) < needed:
+        return None  # it loses money before any shock
+    return bought / needed
+
+
+def sized_to(drill: Drill, template: CampaignTemplate) -> Drill:
+    """The market shock sized to the campaign: CPM x1.5 when that is at least 20% past the
+    campaign's break-even (the built-in one breaks even at x1.23), else 40% past its break-even
+    (20-25% past left one seed in a dozen undetected within the drill's 4 h), but never above the
+    CPM SyncFlow will pay (BID_CEILING: beyond it the campaign stops buying, it does not lose).
+    A clone with a wide margin is not, and should not be, paused by a +50% CPM: a fixed shock
+    would read FAIL every night for a healthy guard, and teach people to ignore the drill."""
+    if drill.fault.get("kind") != "cpm_shock":
+        return drill
+    base = float(drill.fault["multiplier"])
+    be = break_even_cpm_multiplier(template)
+    if be is None or base >= be * ENOUGH_PAST_BREAK_EVEN:
+        return drill
+    m = round(min(be * SHOCK_PAST_BREAK_EVEN, BID_CEILING), 2)
+    if m <= base:
+        return drill
+    return dataclasses.replace(drill, fault={**drill.fault, "multiplier": m},
+                               title=f"Market shock: CPM x{m:g} (break-even x{be:.2f}, sized to this campaign)")
 
 
 def drill_scenario(drill: Drill, template: CampaignTemplate) -> Scenario:
@@ -188,6 +242,7 @@ def run_drill(drill: Drill, template: CampaignTemplate = BUILTIN_TEMPLATE, *, se
               disabled_guards: tuple[str, ...] = (), settings: Settings | None = None) -> DrillResult:
     """Run one drill in a fresh twin and write its Chaos Toolkit-style journal."""
     started = time.time()
+    drill = sized_to(drill, template)
     scenario = drill_scenario(drill, template)
     histories = {template.client_id: template.loaded_history} if template.loaded_history is not None else None
     trace = run_scenario(scenario, seed, settings=settings or get_settings(), disabled_guards=disabled_guards,
