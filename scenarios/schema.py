@@ -20,15 +20,20 @@ check against the trace. Durations are written as people write them: 90s, 30m, 2
       - {id: shock, kind: cpm_shock, at: 2d, platform: meta, multiplier: 1.5}
     expectations:
       - {expect: paused, campaign: acme-spring, reason: MARGIN_GUARDIAN, after: shock, within: 3h}
+    sweep:                      # optional: `synctwin sweep` runs every point of this grid
+      grid: {meta.cpm: [5.0, 6.0, 7.5], meta.cvr: [0.035, 0.044]}
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import math
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synctwin.durations import parse_duration
 from synctwin.models import Platform
@@ -246,6 +251,73 @@ Expectation = Annotated[
 ]
 
 
+# --- the sweep grid ------------------------------------------------------------------------------
+
+MAX_GRID_POINTS = 1_000  # a grid is a product: a few more keys and it is a nightly job of its own
+GridValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class SweepSpec(_Strict):
+    """Market parameters `synctwin sweep` varies: `PLATFORM.FIELD: [values]`, where FIELD is a
+    PlatformMarket field. The grid is the cartesian product (keys in file order, values in list
+    order); `replay` ignores it and runs the scenario's own market."""
+
+    grid: dict[str, list[GridValue]] = Field(description="PLATFORM.FIELD (e.g. meta.cpm) to the values it takes")
+
+    @property
+    def size(self) -> int:
+        return math.prod(len(v) for v in self.grid.values())
+
+    def points(self) -> list[dict[str, float]]:
+        """Every point of the grid, as {key: value}, the last key varying fastest."""
+        keys = list(self.grid)
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*self.grid.values())]
+
+
+def split_grid_key(key: str) -> tuple[str, str]:
+    """`meta.cpm` -> ("meta", "cpm"); the key's validity is checked by the Scenario."""
+    platform, _, name = key.partition(".")
+    return platform, name
+
+
+def _check_grid(sweep: SweepSpec, world: WorldSpec) -> None:
+    """Each key names a platform and a PlatformMarket field, each list is a non-empty set of values
+    that field accepts on the scenario's market (a platform the world does not name keeps its
+    default market, as in WorldSpec), and the product stays small. Messages start with the
+    field's path, which the loader reports as the field."""
+    platforms = list(DEFAULT_MARKETS)
+    fields = list(PlatformMarket.model_fields)
+    if not sweep.grid:
+        raise ValueError("sweep.grid: empty: give at least one PLATFORM.FIELD: [values] (e.g. meta.cpm: [5.0, 6.0])")
+    for key, values in sweep.grid.items():
+        where = f"sweep.grid.{key}"
+        platform, name = split_grid_key(key)
+        if not name:
+            raise ValueError(f"{where}: a key is PLATFORM.FIELD (e.g. meta.cpm), got {key!r}")
+        if platform not in platforms:
+            raise ValueError(f"{where}: unknown platform {platform!r} (expected {', '.join(platforms)})")
+        if name not in fields:
+            raise ValueError(f"{where}: unknown market field {name!r} (expected {', '.join(fields)})")
+        if not values:
+            raise ValueError(f"{where}: empty list: give at least one value")
+        dupes = sorted(v for v, n in Counter(values).items() if n > 1)
+        if dupes:
+            raise ValueError(f"{where}: duplicate value(s) {', '.join(map(repr, dupes))}")
+    if sweep.size > MAX_GRID_POINTS:
+        shape = " x ".join(str(len(v)) for v in sweep.grid.values())
+        raise ValueError(f"sweep.grid: {sweep.size:,} points ({shape}); at most {MAX_GRID_POINTS:,}: "
+                         "sweep fewer values, or split the grid over several scenario files")
+    for key, values in sweep.grid.items():
+        platform, name = split_grid_key(key)
+        base = world.platforms[platform].model_dump()
+        for v in values:
+            try:
+                PlatformMarket.model_validate({**base, name: v})
+            except ValidationError as exc:
+                raise ValueError(f"sweep.grid.{key}: {platform}'s {name} cannot be {v!r}: "
+                                 f"{exc.errors()[0]['msg']}") from None
+
+
 class Scenario(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
@@ -258,6 +330,7 @@ class Scenario(_Strict):
     disabled_guards: list[GuardName] = Field(default_factory=list, description="switch guards off (drills)")
     gate_paths: int = Field(10_000, ge=100, description="Monte Carlo paths of each pre-launch gate")
     mirror: bool = Field(True, description="run the live mirror (real-to-sim sync) on launched campaigns")
+    sweep: SweepSpec | None = Field(None, description="a grid of market parameters for `synctwin sweep`")
     base_dir: Path | None = Field(None, exclude=True, description="where relative paths resolve (set by the loader)")
 
     @field_validator("duration", mode="before")
@@ -291,4 +364,10 @@ class Scenario(_Strict):
                 raise ValueError(f"expectations[{i}].campaign: unknown campaign {e.campaign!r}")
             if isinstance(e, PausedExpectation) and e.after != "launch" and e.after not in fault_ids:
                 raise ValueError(f"expectations[{i}].after: names no fault id or 'launch' ({e.after!r})")
+        return self
+
+    @model_validator(mode="after")
+    def _grid(self) -> Scenario:
+        if self.sweep is not None:
+            _check_grid(self.sweep, self.world)
         return self
