@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from agents.syncshield.backends import JsonlAuditStore
-from agents.synctwin.tuning import Evidence, pick_threshold, rates_at, reliability, shadow_evidence, tune
+from agents.synctwin.tuning import (
+    Evidence,
+    live_evidence,
+    pick_threshold,
+    rates_at,
+    reliability,
+    shadow_evidence,
+    tune,
+)
 from synctwin import metrics
 from synctwin.cli import main
 from synctwin.commands.kpis import kpis
@@ -52,6 +60,33 @@ def test_shadow_evidence_takes_the_latest_outcome_per_campaign() -> None:
     assert shadow_evidence(recs) == [Evidence("c", 0.6, True, "shadow")]
 
 
+def test_live_evidence_takes_the_latest_final_outcome_per_campaign() -> None:
+    recs = [{"event_type": "CAMPAIGN_OUTCOME", "campaign_id": "a", "metadata": {"confidence_score": 0.9,
+                                                                               "profitable": True, "final": True}},
+            {"event_type": "CAMPAIGN_OUTCOME", "campaign_id": "a", "metadata": {"confidence_score": 0.9,
+                                                                               "profitable": False, "final": True}},
+            {"event_type": "CAMPAIGN_OUTCOME", "campaign_id": "b", "metadata": {"confidence_score": 0.95,
+                                                                               "profitable": False, "final": False}},
+            {"event_type": "SHADOW_OUTCOME", "campaign_id": "c", "metadata": {"confidence_score": 0.5,
+                                                                             "profitable": True}}]
+    assert live_evidence(recs) == [Evidence("a", 0.9, False, "live")]
+
+
+def test_tune_takes_live_outcomes_as_evidence_of_false_positives(workdir: Path, capsys) -> None:
+    log = workdir / "audit.jsonl"
+    store = JsonlAuditStore(log)
+    for i in range(4):  # approved at 0.9 and lost money: false positives unless the threshold rises above 0.9
+        store.append("CAMPAIGN_OUTCOME", campaign_id=f"l{i}", reason="FLIGHT_ENDED", metadata={
+            "decision": "APPROVED", "confidence_score": 0.9, "profitable": False, "net_profit_uplift": -100.0,
+            "final": True})
+    assert main(["tune", "--audit-log", str(log), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["evidence"]["live"] == 4 and out["evidence"]["total"] == 14
+    assert out["current"]["fp"] == 4 and out["current"]["fp_rate"] == pytest.approx(4 / 9)  # of 5 + 4 losers
+    assert main(["tune", "--audit-log", str(log)]) == 0
+    assert "4 live outcomes" in capsys.readouterr().out
+
+
 def test_tune_apply_writes_the_config_and_audits(workdir: Path, capsys) -> None:
     log = workdir / "audit.jsonl"
     store = JsonlAuditStore(log)
@@ -59,7 +94,7 @@ def test_tune_apply_writes_the_config_and_audits(workdir: Path, capsys) -> None:
         store.append("SHADOW_OUTCOME", campaign_id=f"s{i}", metadata={"confidence_score": 0.8, "profitable": True})
     assert main(["tune", "--audit-log", str(log), "--json", "--apply", "--report", "t.html"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["evidence"] == {"total": 13, "backtest": 10, "shadow": 3, "profitable": 8}
+    assert out["evidence"] == {"total": 13, "backtest": 10, "shadow": 3, "live": 0, "profitable": 8}
     assert out["current"]["fn_rate"] == pytest.approx(3 / 8) and out["threshold"] < 0.8
     assert out["recommended"]["fn_rate"] <= 0.05
     assert (workdir / "synctwin.env").read_text() == f"SYNCTWIN_THRESHOLD={out['threshold']}\n"
@@ -124,3 +159,21 @@ def test_kpis_bad_input_exits_2(tmp_path: Path, capsys, args) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and ("not a date" in err or "no such audit log" in err)
+
+
+def test_false_positives_count_final_outcomes_of_approvals_older_than_the_window(tmp_path: Path) -> None:
+    """A 30-day flight's outcome arrives a month after its approval: the window holds the outcome."""
+    t = {"now": 1_700_000_000.0}
+    s = JsonlAuditStore(tmp_path / "a.jsonl", clock=lambda: t["now"])
+    s.append("CAMPAIGN_APPROVED", campaign_id="old")
+    t["now"] += 30 * 86_400
+    s.append("CAMPAIGN_OUTCOME", campaign_id="old", reason="FLIGHT_ENDED",
+             metadata={"net_profit_uplift": -5.0, "final": True})
+    s.append("CAMPAIGN_OUTCOME", campaign_id="feed", reason="PAUSED",  # no approval record, but says it was one
+             metadata={"net_profit_uplift": 12.0, "final": True, "decision": "APPROVED"})
+    s.append("CAMPAIGN_OUTCOME", campaign_id="half", metadata={"net_profit_uplift": -9.0, "final": False,
+                                                               "decision": "APPROVED"})  # not over: not counted
+    s.append("CAMPAIGN_OUTCOME", campaign_id="stranger", metadata={"net_profit_uplift": -9.0})  # never approved
+    since = dt.datetime.fromtimestamp(t["now"] - 86_400, dt.UTC)
+    fp = kpis(s.records(), since)["false_positive_rate"]
+    assert (fp["count"], fp["of"], fp["value"]) == (1, 2, 0.5)

@@ -66,6 +66,9 @@ class LiveCampaign:
     spend_today: float = 0.0
     daily_spend: list[float] = field(default_factory=list)
     stale_alerted: bool = False
+    test: bool = False  # a chaos drill's campaign: no client outcome to record
+    ends_at: float = float("inf")  # env time its planned flight is over
+    outcome_recorded: bool = False  # CAMPAIGN_OUTCOME audited (once: at the flight's end or its pause)
 
 
 def planned_cvr_per_click(strategy: Any, baseline: dict[str, float]) -> float | None:
@@ -152,13 +155,14 @@ class SyncFlow(Agent):
             return
         planned_cpm = s.cpm or gate.baseline.get("cpm") or 5.0
         c = LiveCampaign(strategy=s, gate=gate, platform=s.platform, planned_cpm=planned_cpm,
-                         bid=planned_cpm * self.settings.bid_headroom)
+                         bid=planned_cpm * self.settings.bid_headroom, test=deploy.test)
         self.campaigns[s.campaign_id] = c
         payload = {"campaign_id": s.campaign_id, "daily_budget": s.daily_budget, "bid_cpm": c.bid,
                    "audience_size": s.audience_size, "cvr": s.cvr, "duration_days": s.duration_days}
         yield from self._call_until_done(s.platform, "launch", payload)
         now = self.env.now
         c.status, c.launched_at, c.ledger.last_ack = "LIVE", now, now
+        c.ends_at = now + s.duration_days * SECONDS_PER_DAY
         c.guards = self._make_guards(c, now)
         self._audit("CAMPAIGN_LAUNCHED", s.campaign_id, platform=s.platform, daily_budget=s.daily_budget,
                     bid_cpm=round(c.bid, 4))
@@ -199,8 +203,13 @@ class SyncFlow(Agent):
             spends = batch.spend.tolist()  # one conversion per tick, not one numpy scalar per campaign
             for i, cid in enumerate(batch.campaign_ids):
                 c = self.campaigns.get(cid)
-                if c is None or c.status != "LIVE":
+                if c is None:
                     continue
+                if c.status != "LIVE" or now >= c.ends_at:
+                    if not c.outcome_recorded and not c.test and (c.status == "LIVE" or c.pause_acked_at is not None):
+                        self._record_outcome(c, batch, i)
+                    if c.status != "LIVE":
+                        continue
                 spend = spends[i]
                 if day != c.day:
                     if c.day >= 0:
@@ -246,6 +255,23 @@ class SyncFlow(Agent):
     def _send_pause(self, c: LiveCampaign) -> Generator[Any, Any, None]:
         yield from self._call_until_done(c.platform, "pause", {"campaign_id": c.strategy.campaign_id})
         c.pause_acked_at = self.env.now
+
+    def _record_outcome(self, c: LiveCampaign, batch: BidBatch, i: int) -> None:
+        """Audit the campaign's realized outcome once: at its flight's end, or once the platform
+        has its pause (what it delivered until then); the arithmetic is production's."""
+        from agents.synctwin.outcomes import CAMPAIGN_OUTCOME, FLIGHT_ENDED, PAUSED, campaign_outcome
+
+        c.outcome_recorded = True
+        s, launched = c.strategy, c.launched_at or 0.0
+        paused = c.status == "PAUSED"
+        days = ((c.paused_at or launched) - launched if paused else c.ends_at - launched) / SECONDS_PER_DAY
+        reason = PAUSED if paused else FLIGHT_ENDED
+        meta = campaign_outcome(platform=c.platform, launch_ts=self.epoch0 + launched, days=days,
+                                days_total=s.duration_days, spend=float(batch.spend[i]),
+                                revenue=float(batch.revenue[i]), conversions=float(batch.conversions[i]),
+                                gross_margin=s.gross_margin, gate=c.gate, reason=reason,
+                                pause_reason=c.pause_reason if paused else None)
+        self.audit_box.put(AuditEvent(CAMPAIGN_OUTCOME, s.client_id, s.campaign_id, reason, meta))
 
     # --- the platform API -----------------------------------------------------------------------
     def _call(self, platform: str, op: str, payload: dict[str, Any]) -> Generator[Any, Any, bool]:

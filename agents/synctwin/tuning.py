@@ -2,9 +2,11 @@
 
 The seed: "Tune confidence threshold based on false negative rate" and "if false negatives
 exceed 5%, we lower the confidence threshold". Evidence is (confidence, made money?) pairs:
-backtest cases (known outcomes) and shadow outcomes of rejected campaigns (re-simulated under
-the market observed). The rule: among thresholds with FN <= 5%, the one with the fewest false
-positives (ties: the one closest to the current threshold: no change the evidence does not ask for).
+backtest cases (known outcomes), shadow outcomes of rejected campaigns (re-simulated under the
+market observed) and live outcomes of approved campaigns (CAMPAIGN_OUTCOME: what they realized,
+the only evidence of false positives from production). The rule: among thresholds with FN <= 5%,
+the one with the fewest false positives (ties: the one closest to the current threshold: no
+change the evidence does not ask for).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class Evidence:
     name: str
     confidence: float
     profitable: bool
-    source: str  # "backtest" or "shadow"
+    source: str  # "backtest", "shadow" or "live"
 
 
 def rates_at(evidence: Iterable[Evidence], threshold: float) -> dict[str, Any]:
@@ -70,6 +72,7 @@ def tune(evidence: list[Evidence], current: float) -> dict[str, Any]:
     return {
         "evidence": {"total": len(evidence), "backtest": sum(e.source == "backtest" for e in evidence),
                      "shadow": sum(e.source == "shadow" for e in evidence),
+                     "live": sum(e.source == "live" for e in evidence),
                      "profitable": sum(e.profitable for e in evidence)},
         "current": rates_at(evidence, current),
         "recommended": rates_at(evidence, chosen),
@@ -89,4 +92,20 @@ def shadow_evidence(records: Iterable[Mapping[str, Any]]) -> list[Evidence]:
         conf, profitable = meta.get("confidence_score"), meta.get("profitable")
         if isinstance(conf, int | float) and isinstance(profitable, bool):
             out.append(Evidence(cid, float(conf), profitable, "shadow"))
+    return out
+
+
+def live_evidence(records: Iterable[Mapping[str, Any]]) -> list[Evidence]:
+    """The latest final CAMPAIGN_OUTCOME per campaign: an approved campaign's gate confidence and
+    whether it made money (a campaign still running has no final outcome and is no evidence)."""
+    latest: dict[str, Mapping[str, Any]] = {}
+    for rec in records:
+        meta = rec.get("metadata") or {}
+        if rec.get("event_type") == "CAMPAIGN_OUTCOME" and rec.get("campaign_id") and meta.get("final") is not False:
+            latest[rec["campaign_id"]] = meta
+    out = []
+    for cid, meta in latest.items():
+        conf, profitable = meta.get("confidence_score"), meta.get("profitable")
+        if isinstance(conf, int | float) and not isinstance(conf, bool) and isinstance(profitable, bool):
+            out.append(Evidence(cid, float(conf), profitable, "live"))
     return out

@@ -2,11 +2,17 @@
 
 What counts (audit records since `--since`, by record time):
 - rejection share: CAMPAIGN_REJECTED / (CAMPAIGN_APPROVED + CAMPAIGN_REJECTED); goal 15-25%.
-- false negatives: of the rejected campaigns with a SHADOW_OUTCOME (the latest per campaign,
-  final or not), the share that would have made money; goal < 5%.
-- false positives: of the approved campaigns with a realized outcome (a CAMPAIGN_OUTCOME or
-  CAMPAIGN_COMPLETED record whose metadata has `net_profit_uplift`), the share that lost money;
-  goal < 10%. Nothing in SyncTwin writes such records yet: without them the figure is "no data".
+- false negatives: of the rejected campaigns with a SHADOW_OUTCOME in the window (the latest per
+  campaign, final or not; the rejection itself may be older), the share that would have made
+  money; goal < 5%.
+- false positives: of the approved campaigns with a realized outcome, the share that lost money
+  (net profit uplift <= 0); goal < 10%. An outcome is a CAMPAIGN_OUTCOME (or CAMPAIGN_COMPLETED)
+  record in the window whose metadata has `net_profit_uplift` and is final (`final` not false:
+  the figure is about campaigns whose run is over, never a flight half-way); the latest per
+  campaign counts. SyncFlow writes them in the twin and `synctwin shadow` in production, one per
+  campaign at the end of its flight or at its pause. The campaign counts as approved when the log
+  holds its CAMPAIGN_APPROVED anywhere (a 30-day flight ends long after a week's window opened)
+  or the outcome itself says `decision: APPROVED`.
 - auto-rollbacks: distinct campaigns with AUTO_ROLLBACK_TRIGGERED or CAMPAIGN_PAUSED, as a share
   of distinct CAMPAIGN_LAUNCHED campaigns; goal < 2%.
 - chaos pass rate: drills passed / drills run over CHAOS_TEST_COMPLETED records; goal > 95%.
@@ -53,16 +59,18 @@ def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dic
     def campaigns(*kinds: str) -> set[str]:
         return {r["campaign_id"] for r in recs if r.get("event_type") in kinds and r.get("campaign_id")}
 
-    approved, rejected = campaigns("CAMPAIGN_APPROVED"), campaigns("CAMPAIGN_REJECTED")
+    # an outcome arrives a flight after its decision: the decision may be older than the window
+    approved_ever, rejected_ever = ({r["campaign_id"] for r in records if r.get("event_type") == kind
+                                     and r.get("campaign_id")} for kind in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED"))
     decisions = sum(r.get("event_type") in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED") for r in recs)
     shadows: dict[str, dict[str, Any]] = {}
     outcomes: dict[str, dict[str, Any]] = {}
     for r in recs:
         meta = r.get("metadata") or {}
-        if r.get("event_type") == "SHADOW_OUTCOME" and r.get("campaign_id") in rejected:
+        if r.get("event_type") == "SHADOW_OUTCOME" and r.get("campaign_id") in rejected_ever:
             shadows[r["campaign_id"]] = meta
-        elif r.get("event_type") in OUTCOME_EVENTS and r.get("campaign_id") in approved \
-                and isinstance(meta.get("net_profit_uplift"), int | float):
+        elif r.get("event_type") in OUTCOME_EVENTS and _realized(meta) \
+                and (r.get("campaign_id") in approved_ever or meta.get("decision") == "APPROVED"):
             outcomes[r["campaign_id"]] = meta
     launched = campaigns("CAMPAIGN_LAUNCHED")
     rolled = campaigns("AUTO_ROLLBACK_TRIGGERED", "CAMPAIGN_PAUSED") & launched
@@ -77,7 +85,7 @@ def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dic
                                        len(shadows), "rejected campaigns whose latest SHADOW_OUTCOME was profitable"),
         "false_positive_rate": _metric("false_positive_rate",
                                        sum(m["net_profit_uplift"] <= 0 for m in outcomes.values()), len(outcomes),
-                                       "approved campaigns whose realized outcome (CAMPAIGN_OUTCOME/COMPLETED) "
+                                       "approved campaigns whose final realized outcome (CAMPAIGN_OUTCOME) "
                                        "lost money"),
         "auto_rollback_share": _metric("auto_rollback_share", len(rolled), len(launched),
                                        "launched campaigns with AUTO_ROLLBACK_TRIGGERED or CAMPAIGN_PAUSED"),
@@ -85,6 +93,13 @@ def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dic
                                    sum(int(m.get("total_tests", 0)) for m in chaos),
                                    "drills passed over CHAOS_TEST_COMPLETED records"),
     }
+
+
+def _realized(meta: dict[str, Any]) -> bool:
+    """A final realized outcome with a number for its uplift."""
+    uplift = meta.get("net_profit_uplift")
+    return (isinstance(uplift, int | float) and not isinstance(uplift, bool) and math.isfinite(uplift)
+            and meta.get("final") is not False)
 
 
 KPI_NAMES = ("rejection_share", "false_negative_rate", "false_positive_rate", "auto_rollback_share", "chaos_pass_rate")

@@ -1,7 +1,8 @@
-"""`synctwin tune`: the threshold the seed's rule picks from backtests and shadow outcomes.
+"""`synctwin tune`: the threshold the seed's rule picks from backtests, shadow and live outcomes.
 
 Evidence: the backtest cases (default the built-in 10, gated at the current threshold's
-settings) and the SHADOW_OUTCOME records of the audit log. Prints FN/FP rates at every
+settings), the SHADOW_OUTCOME records of the audit log (rejected campaigns, re-simulated) and its
+final CAMPAIGN_OUTCOME records (approved campaigns, realized: source "live"). Prints FN/FP rates at every
 threshold 0.50..0.99, a reliability table and the recommended threshold; `--apply` writes it to
 the configuration file and audits THRESHOLD_CHANGED with the rates before and after.
 """
@@ -19,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--apply", action="store_true", help="write the recommended threshold to the configuration "
                    "file (SYNCTWIN_CONFIG_FILE, default ./synctwin.env) and audit THRESHOLD_CHANGED")
     p.add_argument("--report", metavar="FILE.html", help="write the reliability diagram and the FN/FP curves")
-    p.add_argument("--audit-log", metavar="FILE", help="read SHADOW_OUTCOME records from this audit log; "
+    p.add_argument("--audit-log", metavar="FILE", help="read SHADOW_OUTCOME and CAMPAIGN_OUTCOME records from this "
+                   "audit log; "
                    "--apply audits THRESHOLD_CHANGED there (default: synctwin-audit.jsonl beside the config file)")
     p.add_argument("--cases", metavar="DIR", help="backtest cases (default: the built-in 10 historical campaigns)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="backtest seed (default 0)")
@@ -27,10 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def collect(args: argparse.Namespace) -> tuple[list[Any], float]:
-    """The evidence (backtest rows + shadow outcomes) and the current threshold."""
+    """The evidence (backtest rows + shadow outcomes + live outcomes) and the current threshold."""
     from agents.synctwin.backtest import builtin_historical_dir, load_cases, run_backtest
     from agents.synctwin.gatekeeper import SimulationGatekeeper
-    from agents.synctwin.tuning import Evidence, shadow_evidence
+    from agents.synctwin.tuning import Evidence, live_evidence, shadow_evidence
     from synctwin.config import get_settings
 
     settings = get_settings()
@@ -42,7 +44,8 @@ def collect(args: argparse.Namespace) -> tuple[list[Any], float]:
             raise InvalidInput("no such audit log file", source=args.audit_log)
         from agents.syncshield.backends import JsonlAuditStore
 
-        evidence += shadow_evidence(JsonlAuditStore(args.audit_log).records())
+        records = JsonlAuditStore(args.audit_log).records()
+        evidence += shadow_evidence(records) + live_evidence(records)
     return evidence, settings.threshold
 
 
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         check_report_path(args.report)
     evidence, current = collect(args)
     if not evidence:
-        raise InvalidInput("no evidence: no backtest cases and no shadow outcomes")
+        raise InvalidInput("no evidence: no backtest cases and no shadow or live outcomes")
     result = tune(evidence, current)
     if args.apply:
         path = config_file()
@@ -109,7 +112,7 @@ def print_tune(r: dict[str, Any]) -> None:
     out = console()
     ev = r["evidence"]
     out.print(f"[bold]Threshold tuning[/] on {ev['total']} campaigns ({ev['backtest']} backtest, "
-              f"{ev['shadow']} shadow outcomes; {ev['profitable']} made money)")
+              f"{ev['shadow']} shadow outcomes, {ev['live']} live outcomes; {ev['profitable']} made money)")
     t = Table(box=None, pad_edge=False)
     for col in ("threshold", "FN rate", "FP rate", "TP", "FP", "FN", "TN"):
         t.add_column(col, justify="right")
