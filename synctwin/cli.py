@@ -24,10 +24,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "exit 1 when an expectation fails, 2 when the scenario is invalid"),
     "mirror": ("mirror", "production real-to-sim sync on a Redis bid stream; runs until SIGTERM/SIGINT, "
                "drains, exits 0"),
+    "shadow": ("shadow", "shadow mode in production: re-simulate rejected campaigns under the market live campaigns "
+               "met (SHADOW_OUTCOME) and audit approved campaigns' realized outcomes (CAMPAIGN_OUTCOME); "
+               "--redis URL (until SIGTERM, or --once) or --market FILE --audit-log FILE"),
     "feed": ("feed", "publish a synthetic live bid stream to Redis (healthy and deviating campaigns) "
              "to try the mirror"),
-    "sweep": ("sweep", "one scenario over many seeds (--seeds A-B): each expectation's pass rate with a 95% "
-              "interval and the failing seeds; --ray/--workers to fan out; exit 0 all pass, 1 any fail"),
+    "sweep": ("sweep", "one scenario over many seeds (--seeds A-B) and its sweep.grid of market parameters: "
+              "each expectation's pass rate with a 95% interval, the failing seeds and points; --ray/--workers "
+              "to fan out; exit 0 all pass, 1 any fail"),
     "chaos": ("chaos", "the four chaos drills in virtual time (margin_guardian, budget_emergency, auto_rollback, "
               "api_circuit_breaker); exit 0 all pass, 1 any fail"),
     "review": ("review", "the week's rejected campaigns from the audit log (confidence, projected uplift), "

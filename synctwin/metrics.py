@@ -1,4 +1,4 @@
-"""Prometheus metrics of the service, the mirror worker and the chaos drills: one registry, one place.
+"""Prometheus metrics of the service, the mirror and shadow workers and the chaos drills: one registry.
 
 Every metric SyncTwin exports is defined here (names prefixed `synctwin_`), so the Grafana
 dashboard (dashboards/synctwin.json) and its test can check against one list. Callers use the
@@ -82,6 +82,21 @@ MIRROR_DEVIATION = Gauge(
     multiprocess_mode="mostrecent")
 PAUSES = Counter("synctwin_pauses", "Campaign pauses by reason", ["reason"], registry=REGISTRY)
 
+# --- shadow mode and live outcomes (`synctwin shadow`) ---------------------------------------------
+SHADOW_EVENTS = Counter(
+    "synctwin_shadow_events_processed", "Bid events the shadow worker read and folded into the daily market "
+    "(or ignored), whatever the outcome", registry=REGISTRY)
+SHADOW_IGNORED = Counter(
+    "synctwin_shadow_events_ignored", "Bid events the shadow worker acknowledged without using them, by why "
+    "(invalid, unknown_campaign, before_launch, poison)", ["why"], registry=REGISTRY)
+SHADOW_OUTCOMES = Counter(
+    "synctwin_shadow_outcomes_recorded", "Audit records the shadow worker wrote, by event type (SHADOW_OUTCOME: "
+    "a rejected campaign's day re-simulated; CAMPAIGN_OUTCOME: an approved campaign's realized outcome)",
+    ["event_type"], registry=REGISTRY)
+SHADOW_REDIS_ERRORS = Counter(
+    "synctwin_shadow_redis_errors", "Times Redis was unavailable to the shadow worker (it backs off and retries)",
+    registry=REGISTRY)
+
 # --- chaos drills ---------------------------------------------------------------------------------
 CHAOS_DRILLS = Counter(
     "synctwin_chaos_drills", "Chaos drills run, by drill and verdict (PASS/FAIL)", ["drill", "verdict"],
@@ -119,7 +134,8 @@ def metric_names() -> set[str]:
     names = {MIRROR_STREAM_LAG, MIRROR_PENDING}
     for collector in (GATE_LATENCY, GATE_DECISIONS, GATE_PATHS, GATE_IN_FLIGHT, HTTP_REQUESTS, HTTP_LATENCY,
                       MIRROR_PROCESSED, MIRROR_DEAD, MIRROR_IGNORED, MIRROR_GREY, MIRROR_BATCHES,
-                      MIRROR_REDIS_ERRORS, MIRROR_DEVIATION, PAUSES, CHAOS_DRILLS, CHAOS_LAST_RUN,
+                      MIRROR_REDIS_ERRORS, MIRROR_DEVIATION, PAUSES, SHADOW_EVENTS, SHADOW_IGNORED,
+                      SHADOW_OUTCOMES, SHADOW_REDIS_ERRORS, CHAOS_DRILLS, CHAOS_LAST_RUN,
                       CHAOS_LAST_RUN_PASSED, CHAOS_LAST_RUN_DURATION, KPI_VALUE, KPI_COUNT, KPI_MET):
         for family in collector.describe():
             kind = family.type
@@ -167,6 +183,26 @@ def record_mirror(delta: Mapping[str, int], deviations: Iterable[tuple[str, floa
         PAUSES.labels(reason=pause_reason).inc(n)
     for campaign_id, deviation in deviations:
         MIRROR_DEVIATION.labels(campaign_id=campaign_id).set(deviation)
+
+
+_SHADOW_IGNORED = {"invalid": "invalid", "unknown": "unknown_campaign", "before_launch": "before_launch",
+                   "poison": "poison"}
+
+
+def record_shadow(delta: Mapping[str, int]) -> None:
+    """What a shadow worker did since it last reported: the growth of its ShadowStats counters
+    (events, invalid, unknown, before_launch, poison, shadow_outcomes, campaign_outcomes, redis_errors)."""
+    if n := delta.get("events", 0):
+        SHADOW_EVENTS.inc(n)
+    for stat, why in _SHADOW_IGNORED.items():
+        if n := delta.get(stat, 0):
+            SHADOW_IGNORED.labels(why=why).inc(n)
+    if n := delta.get("shadow_outcomes", 0):
+        SHADOW_OUTCOMES.labels(event_type="SHADOW_OUTCOME").inc(n)
+    if n := delta.get("campaign_outcomes", 0):
+        SHADOW_OUTCOMES.labels(event_type="CAMPAIGN_OUTCOME").inc(n)
+    if n := delta.get("redis_errors", 0):
+        SHADOW_REDIS_ERRORS.inc(n)
 
 
 def record_pause(reason: str, n: int = 1) -> None:

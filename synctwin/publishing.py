@@ -1,6 +1,17 @@
 """What a gate decision leaves behind for production, in one place for every caller
 (`synctwin gate`, the HTTP service, `synctwin feed`): the audit record of the decision and,
-on approval, the plan the live mirror and the nightly drills read from Redis."""
+on approval, the plan the live mirror and the nightly drills read from Redis; on rejection, what
+shadow mode needs to follow the campaign that was not launched.
+
+Redis keys written here (prefix `synctwin:` by default), beside the projection, strategy and
+history of an approval:
+- `campaign:{id}:gate` (string, JSON) on approval: the gate's essentials a live outcome is judged
+  with (`confidence_score`, `threshold`, `baseline`), `launch_ts`, `decided_ts`;
+- `outcome:pending` (sorted set, score launch_ts): approved campaigns whose CAMPAIGN_OUTCOME is
+  still to be written by `synctwin shadow`;
+- `campaign:{id}:rejection` (string, JSON) on rejection: the strategy, the gate's essentials and
+  the would-be `launch_ts`; `shadow:pending` (sorted set, score launch_ts): rejections still followed.
+"""
 
 from __future__ import annotations
 
@@ -9,44 +20,104 @@ import time
 from typing import Any
 
 
-def audit_metadata(result: Any) -> dict[str, Any]:
-    """What the audit log keeps of a decision: enough to judge and to re-run it (the seed)."""
+def audit_metadata(result: Any, strategy: Any = None, launch_ts: float | None = None) -> dict[str, Any]:
+    """What the audit log keeps of a decision: enough to judge and to re-run it (the seed). With
+    the strategy, also what shadow mode re-simulates from the log alone (`synctwin shadow
+    --market`): the strategy's fields, the baseline's rates and daily averages, the launch time."""
+    from agents.synctwin.outcomes import BASELINE_KEYS
+
     d = result.to_dict()
     d.pop("projection", None)
-    d.pop("baseline", None)
+    baseline = d.pop("baseline", None) or {}
+    if strategy is not None:
+        d["strategy"] = strategy.model_dump(mode="json", exclude_none=True)
+        d["baseline"] = {k: baseline[k] for k in BASELINE_KEYS if k in baseline}
+        d["launch_ts"] = launch_ts if launch_ts is not None else (strategy.launch_ts or time.time())
     return d
 
 
 def record_decision(result: Any, *, client: Any = None, prefix: str = "synctwin:",
-                    audit_log: str | None = None) -> None:
+                    audit_log: str | None = None, strategy: Any = None) -> None:
     """Audit CAMPAIGN_APPROVED or CAMPAIGN_REJECTED (SYNCTWIN_NEGATIVE_FORECAST) to a JSONL log
-    and/or the Redis audit stream."""
+    and/or the Redis audit stream. Given the strategy, a rejection also reaches production: it is
+    stored for the shadow worker (`publish_rejection`), in the same transaction as its audit record
+    on Redis, so the log never names a rejection that shadow mode does not follow."""
     from agents.syncshield.backends import JsonlAuditStore, RedisAuditStore
 
     if result.approved:
         event, reason = "CAMPAIGN_APPROVED", None
     else:
         event, reason = "CAMPAIGN_REJECTED", "SYNCTWIN_NEGATIVE_FORECAST"
-    stores: list[Any] = []
+    launch_ts = (strategy.launch_ts or time.time()) if strategy is not None else None
+    meta = audit_metadata(result, strategy, launch_ts)
     if audit_log:
-        stores.append(JsonlAuditStore(audit_log))
-    if client is not None:
-        stores.append(RedisAuditStore(client, key=f"{prefix}audit"))
-    meta = audit_metadata(result)
-    for store in stores:
+        JsonlAuditStore(audit_log).append(event, client_id=result.client_id, campaign_id=result.campaign_id,
+                                          reason=reason, metadata=meta)
+    if client is None:
+        return
+    store = RedisAuditStore(client, key=f"{prefix}audit")
+    if strategy is None or result.approved:
         store.append(event, client_id=result.client_id, campaign_id=result.campaign_id, reason=reason, metadata=meta)
+        return
+    from redis.exceptions import WatchError
+
+    for _attempt in range(1000):
+        with client.pipeline(transaction=True) as pipe:
+            try:
+                _rec, fields = store.prepare(pipe, event, client_id=result.client_id,
+                                             campaign_id=result.campaign_id, reason=reason, metadata=meta)
+                pipe.multi()
+                pipe.xadd(store.key, fields)
+                _queue_rejection(pipe, prefix, strategy, result, float(launch_ts or 0.0))
+                pipe.execute()
+                return
+            except WatchError:
+                continue
+    raise RuntimeError(f"could not append to {store.key}: too many concurrent writers")
+
+
+def rejection_document(strategy: Any, result: Any, launch_ts: float) -> dict[str, Any]:
+    """What the shadow worker reads of a rejection (`campaign:{id}:rejection`)."""
+    from agents.synctwin.outcomes import GateFacts
+
+    return {"campaign_id": result.campaign_id, "client_id": result.client_id, "platform": strategy.platform,
+            "strategy": strategy.model_dump(mode="json", exclude_none=True), **GateFacts.of(result).to_dict(),
+            "launch_ts": launch_ts, "decided_ts": time.time()}
+
+
+def _queue_rejection(pipe: Any, prefix: str, strategy: Any, result: Any, launch_ts: float) -> None:
+    cid = result.campaign_id
+    pipe.set(f"{prefix}campaign:{cid}:rejection", json.dumps(rejection_document(strategy, result, launch_ts)))
+    pipe.delete(f"{prefix}campaign:{cid}:shadow")  # a new rejection is followed afresh
+    pipe.zadd(f"{prefix}shadow:pending", {cid: launch_ts})
+
+
+def publish_rejection(client: Any, prefix: str, strategy: Any, result: Any, launch_ts: float | None = None) -> None:
+    """A rejection for the shadow worker, on its own (record_decision does this with the audit record)."""
+    pipe = client.pipeline(transaction=True)
+    _queue_rejection(pipe, prefix, strategy, result, launch_ts if launch_ts is not None
+                     else (strategy.launch_ts or time.time()))
+    pipe.execute()
 
 
 def publish_plan(client: Any, prefix: str, strategy: Any, history: Any, result: Any) -> None:
     """An approved campaign's plan: the projection the mirror compares with (launch time now unless
     the strategy gives one), and the strategy and client history the drills clone into the twin."""
+    from agents.synctwin.outcomes import GateFacts
     from agents.syncvalue.stores import RedisHistoryStore
 
     projection = result.projection.model_copy(update={"launch_ts": result.projection.launch_ts or time.time()})
     cid = result.campaign_id
+    launch = float(projection.launch_ts or 0.0)
+    gate = {"decision": result.decision, **GateFacts.of(result).to_dict(), "launch_ts": launch,
+            "decided_ts": time.time()}
     pipe = client.pipeline()
     pipe.set(f"{prefix}campaign:{cid}:projection", json.dumps(projection.model_dump(mode="json")))
     pipe.set(f"{prefix}campaign:{cid}:strategy", strategy.model_dump_json(exclude_none=True))
     pipe.delete(f"{prefix}campaign:{cid}:mirror")  # a new plan: the mirror starts afresh
+    # and its realized outcome too: the shadow worker writes one CAMPAIGN_OUTCOME per launch
+    pipe.set(f"{prefix}campaign:{cid}:gate", json.dumps(gate))
+    pipe.delete(f"{prefix}campaign:{cid}:totals", f"{prefix}campaign:{cid}:outcome")
+    pipe.zadd(f"{prefix}outcome:pending", {cid: launch})
     pipe.execute()
     RedisHistoryStore(client, prefix).put(strategy.client_id, history)

@@ -2,32 +2,41 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import simpy
+from shared_scenarios import SHOCK
 
+from agents.syncshield.chain import canonical_json
 from agents.synctwin.gatekeeper import SimulationGatekeeper
+from agents.synctwin.outcomes import CAMPAIGN_OUTCOME, net_profit_uplift
 from agents.synctwin.shadow import (
     SHADOW_OUTCOME,
     MarketDay,
     Rejection,
     ShadowAgent,
     ShadowWatch,
+    flight_days,
     load_market,
+    rejections_from_audit,
     shadow_outcomes_from_market,
     simulate_day,
 )
 from agents.syncvalue.baseline import compute_baseline
 from harness.runner import run_scenario
-from scenarios.loader import load_scenario
+from scenarios.loader import load_scenario, scenario_from_dict
+from synctwin.cli import main
 from synctwin.commands.review import review
 from synctwin.errors import InvalidInput
 from synctwin.history import load_history
 from synctwin.messages import BidBatch
 from synctwin.models import Strategy
+from synctwin.publishing import audit_metadata
 
 HISTORY = Path(__file__).resolve().parents[1] / "scenarios" / "builtin" / "histories" / "volt-threads-tiktok.csv"
 STRATEGY = Strategy(platform="tiktok", audience_size=400_000, cvr=0.004, daily_budget=500, gross_margin=0.52,
@@ -113,3 +122,74 @@ def test_market_file_outcomes_and_bad_files(tmp_path: Path) -> None:
         load_market(_market(tmp_path, ["2025-03-01"], extra="2025-03-02,tiktok,-1,0.01,0.05,80\n"))
     with pytest.raises(InvalidInput, match="no such market file"):
         load_market(tmp_path / "missing.csv")
+
+
+def _outcomes_scenario() -> dict:
+    """The thin-margin shock (paused by MarginGuardian at ~7 h) beside a one-day flight that ends."""
+    d = copy.deepcopy(SHOCK)
+    d["name"], d["duration"] = "outcomes", "1d2h"
+    d["campaigns"].append({"id": "short", "client": "kettle", "launch_at": "0s", "strategy": {
+        "platform": "meta", "audience_size": 8_000_000, "cvr": 0.025, "daily_budget": 12_000, "gross_margin": 0.35,
+        "duration_days": 1}})
+    d["expectations"].append({"expect": "gate", "campaign": "short", "decision": "APPROVED"})
+    return d
+
+
+def test_a_replay_audits_one_campaign_outcome_per_approved_campaign_that_kpis_and_tune_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    trace = run_scenario(scenario_from_dict(_outcomes_scenario()), seed=0)
+    assert trace.passed, [e.message for e in trace.expectations if not e.passed]
+    outcomes = {r["campaign_id"]: r for r in trace.audit if r["event_type"] == CAMPAIGN_OUTCOME}
+    assert sum(r["event_type"] == CAMPAIGN_OUTCOME for r in trace.audit) == 2
+    thin, short = outcomes["thin"], outcomes["short"]
+    c = trace.campaigns["thin"]
+    assert thin["reason"] == "PAUSED" and thin["metadata"]["pause_reason"] == "MARGIN_GUARDIAN"
+    assert thin["metadata"]["days"] == pytest.approx((c.paused_at - c.launched_at) / 86_400, abs=1e-4)
+    assert thin["metadata"]["spend"] == pytest.approx(c.final["spend"], abs=0.01)  # nothing spent after the pause
+    assert thin["ts"] - trace.epoch0 >= c.paused_at  # once the platform has the pause
+    assert short["reason"] == "FLIGHT_ENDED" and short["metadata"]["days"] == 1 and short["metadata"]["final"]
+    s = trace.campaigns["short"]
+    assert 86_400 <= short["ts"] - trace.epoch0 - s.launched_at <= 86_400 + 120  # the first tick past the flight
+    assert short["metadata"]["spend"] < s.final["spend"]  # the world kept delivering after the flight
+    for r, camp in ((thin, c), (short, s)):
+        m = r["metadata"]
+        expected = net_profit_uplift(m["revenue"], m["spend"], m["days"], {
+            "daily_revenue": camp.baseline_daily_revenue, "daily_spend": camp.baseline_daily_spend}, 0.35)
+        assert m["net_profit_uplift"] == pytest.approx(expected, abs=0.05)
+        assert m["profitable"] == (m["net_profit_uplift"] > 0) and m["confidence_score"] == camp.confidence
+    log = tmp_path / "replay-audit.jsonl"
+    log.write_text("".join(canonical_json(r) + "\n" for r in trace.audit))
+    assert main(["audit", "verify", str(log)]) == 0
+    capsys.readouterr()
+    assert main(["kpis", "--audit-log", str(log), "--json"]) == 0
+    fp = json.loads(capsys.readouterr().out)["false_positive_rate"]
+    losers = sum(not r["metadata"]["profitable"] for r in outcomes.values())
+    assert fp["of"] == 2 and fp["count"] == losers and fp["value"] == losers / 2
+    monkeypatch.setenv("SYNCTWIN_CONFIG_FILE", str(tmp_path / "synctwin.env"))
+    assert main(["tune", "--audit-log", str(log), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["evidence"]["live"] == 2
+
+
+def test_shadow_rejections_come_back_from_an_audit_log(tmp_path: Path) -> None:
+    result = _rejected()
+    recs = [{"seq": 1, "ts": 1_740_787_200.0, "event_type": "CAMPAIGN_REJECTED", "campaign_id": "genz",
+             "client_id": "volt", "metadata": {**audit_metadata(result), "strategy": STRATEGY.model_dump(mode="json"),
+                                               "launch_ts": 1_740_787_200.0}}]
+    with pytest.raises(InvalidInput, match="baseline"):  # the baseline a shadow needs is missing
+        rejections_from_audit(recs)
+    recs[0]["metadata"]["baseline"] = {k: result.baseline[k] for k in ("daily_revenue", "daily_spend")}
+    [rej], none = rejections_from_audit(recs)
+    assert none == [] and rej.start == dt.date(2025, 3, 1) and rej.strategy == STRATEGY
+    assert rej.result.confidence_score == result.confidence_score
+    final = {"seq": 2, "event_type": SHADOW_OUTCOME, "campaign_id": "genz", "metadata": {"final": True}}
+    assert rejections_from_audit([*recs, final]) == ([], [])  # already shadowed to the end
+    assert rejections_from_audit([*recs, final, recs[0]])[0] != []  # rejected again later: followed again
+    recs[0]["metadata"]["strategy"]["cvr"] = 2
+    with pytest.raises(InvalidInput, match=r"seq 1.*cvr"):
+        rejections_from_audit(recs, source="a.jsonl")
+
+
+def test_flight_days_split_a_flight_into_utc_days() -> None:
+    day = 86_400.0
+    assert flight_days(10 * day, 2) == [(10, 1.0), (11, 1.0)]
+    assert flight_days(10 * day + 18 * 3600, 1) == [(10, 0.25), (11, 0.75)]

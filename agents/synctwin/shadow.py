@@ -7,14 +7,16 @@ strategy meets the market that was actually observed on its platform (CPM, CTR, 
 click and order value of the live campaigns there, day by day), and the result goes to the audit
 log as a SHADOW_OUTCOME event that `synctwin review`, `tune` and `kpis` read.
 
-Two ways in, one arithmetic (`simulate_day`):
+Three ways in, one arithmetic (`shadow_day` -> `simulate_day`, then `outcome_record`):
 - `ShadowAgent`, a SimPy agent: rejections arrive in its mailbox (from SyncBrain), the market
   from the world's BidBatch messages; at every midnight it audits the outcome so far (`final`
   once the flight is over). Days with no live campaign on the platform use the rates the gate
   planned with (from the history) and are counted apart (`market_days_observed`).
 - `shadow_outcomes_from_market(rejections, market_file)` for production: a market CSV
   `date,platform,cpm,ctr,cvr,aov` (one row per platform and day; `cvr` is conversions per
-  click), which must cover every day of every flight.
+  click), which must cover every day of every flight (`synctwin shadow --market`).
+- the production worker on the Redis bid stream (`shadow_redis.py`, `synctwin shadow --redis`),
+  which learns each platform's daily market from live campaigns' cumulative counters.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 import simpy
 
 from agents.base import Agent
+from agents.synctwin.outcomes import GateFacts, GateLike, net_profit_uplift
 from synctwin.errors import InvalidInput
 from synctwin.messages import AuditEvent, BidBatch
 from synctwin.models import GateResult, Strategy
@@ -59,28 +62,78 @@ class ShadowWatch:
 
 
 @dataclass(slots=True)
-class _Totals:
+class ShadowTotals:
+    """What a shadowed strategy would have done so far: sums over the days simulated."""
+
     spend: float = 0.0
     revenue: float = 0.0
     conversions: float = 0.0
     days: float = 0.0
-    observed: int = 0
+    observed: int = 0  # days simulated under an observed market (the rest under the plan's rates)
+
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """A rejected strategy for production shadowing: its gate result and its would-be launch day."""
+    """A rejected strategy for production shadowing: its gate result (or its essentials) and its
+    would-be launch day."""
 
     strategy: Strategy
-    result: GateResult
+    result: GateLike
     start: dt.date
 
 
-def planned_market(strategy: Strategy, result: GateResult) -> MarketDay:
+def planned_market(strategy: Strategy, result: GateLike) -> MarketDay:
     """The rates the gate planned with (strategy overrides, else the history baseline)."""
     b = result.baseline
     return MarketDay(cpm=strategy.cpm or b.get("cpm", math.nan), ctr=strategy.ctr or b.get("ctr", math.nan),
                      cvr=b.get("cvr_click", math.nan), aov=strategy.aov or b.get("avg_order_value", math.nan))
+
+
+def usable(market: MarketDay) -> bool:
+    """Every rate finite and positive (a baseline without clicks gives no planned rates)."""
+    return all(math.isfinite(v) and v > 0 for v in (market.cpm, market.ctr, market.cvr, market.aov))
+
+
+def market_from_sums(spend: float, impressions: float, clicks: float, conversions: float,
+                     revenue: float) -> MarketDay | None:
+    """The rates behind a day's summed counters of live campaigns; None when a rate is undefined
+    (no impressions, clicks, conversions or spend): such a day is not an observed market."""
+    if impressions > 0 and clicks > 0 and conversions > 0 and spend > 0:
+        return MarketDay(cpm=spend / impressions * 1000.0, ctr=clicks / impressions, cvr=conversions / clicks,
+                         aov=revenue / conversions)
+    return None
+
+
+def shadow_day(strategy: Strategy, totals: ShadowTotals, market: MarketDay | None, planned: MarketDay,
+               fraction: float = 1.0) -> bool:
+    """Add `fraction` of a flight day to `totals`: under the observed `market`, else under the
+    plan's rates (counted apart); False (nothing added) when neither is usable."""
+    if market is None and not usable(planned):
+        return False
+    if market is not None:
+        totals.observed += 1
+    spend, conv, rev = simulate_day(strategy, market or planned, fraction)
+    totals.spend += spend
+    totals.conversions += conv
+    totals.revenue += rev
+    totals.days += fraction
+    return True
+
+
+def flight_days(launch_ts: float, duration_days: int) -> list[tuple[int, float]]:
+    """The UTC days (index since the epoch) a flight launched at `launch_ts` covers, each with the
+    share of it inside the flight: a flight launched at 18:00 covers 0.25 of its first day and
+    0.75 of the day after its last full one."""
+    end = launch_ts + duration_days * DAY
+    out = []
+    day = int(launch_ts // DAY)
+    while day * DAY < end - 1e-6:
+        share = (min(end, (day + 1) * DAY) - max(launch_ts, day * DAY)) / DAY
+        if share > 1e-9:
+            out.append((day, share))
+        day += 1
+    return out
 
 
 def simulate_day(strategy: Strategy, market: MarketDay, fraction: float = 1.0) -> tuple[float, float, float]:
@@ -94,13 +147,11 @@ def simulate_day(strategy: Strategy, market: MarketDay, fraction: float = 1.0) -
     return spend, conversions, conversions * market.aov
 
 
-def outcome_record(strategy: Strategy, result: GateResult, totals: _Totals, *, final: bool) -> dict[str, Any]:
+def outcome_record(strategy: Strategy, result: GateLike, totals: ShadowTotals, *, final: bool) -> dict[str, Any]:
     """The SHADOW_OUTCOME metadata: what the strategy would have earned over the days so far,
     with the net profit uplift against the baseline over the same days (DESIGN.md)."""
     days = totals.days
-    base_rev = result.baseline.get("daily_revenue", 0.0) * days
-    base_spend = result.baseline.get("daily_spend", 0.0) * days
-    uplift = (totals.revenue - base_rev) * strategy.gross_margin - (totals.spend - base_spend)
+    uplift = net_profit_uplift(totals.revenue, totals.spend, days, result.baseline, strategy.gross_margin)
     return {
         "platform": strategy.platform, "days": round(days, 4), "days_total": strategy.duration_days,
         "final": final, "market_days_observed": totals.observed,
@@ -155,9 +206,9 @@ class ShadowAgent(Agent):
             sums[platform] = sums.get(platform, 0.0) + delta
         out = {}
         for platform, (spend, imps, clicks, conv, rev) in sums.items():
-            if imps > 0 and clicks > 0 and conv > 0 and spend > 0:
-                out[(platform, day)] = MarketDay(cpm=spend / imps * 1000.0, ctr=clicks / imps, cvr=conv / clicks,
-                                                 aov=rev / conv)
+            market = market_from_sums(float(spend), float(imps), float(clicks), float(conv), float(rev))
+            if market is not None:
+                out[(platform, day)] = market
         return out
 
     def _market_on(self, platform: str, day: int) -> MarketDay | None:
@@ -175,24 +226,15 @@ class ShadowAgent(Agent):
     def _follow(self, watch: ShadowWatch) -> Generator[Any, Any, None]:
         s, r = watch.strategy, watch.result
         planned = planned_market(s, r)
-        usable_plan = all(math.isfinite(v) and v > 0 for v in (planned.cpm, planned.ctr, planned.cvr, planned.aov))
         end = self.env.now + s.duration_days * DAY
-        totals = _Totals()
+        totals = ShadowTotals()
         while self.env.now < end:
             start = self.env.now
             stop = min((math.floor(start / DAY) + 1) * DAY, end)
             yield self.env.timeout(stop - start)
             day = int((stop - 1e-9) // DAY)
-            market = self._market_on(s.platform, day)
-            if market is None and not usable_plan:
+            if not shadow_day(s, totals, self._market_on(s.platform, day), planned, (stop - start) / DAY):
                 continue
-            if market is not None:
-                totals.observed += 1
-            spend, conv, rev = simulate_day(s, market or planned, (stop - start) / DAY)
-            totals.spend += spend
-            totals.conversions += conv
-            totals.revenue += rev
-            totals.days += (stop - start) / DAY
             record = outcome_record(s, r, totals, final=self.env.now >= end - 1e-6)
             self.outcomes[s.campaign_id] = record
             yield self.audit.put(AuditEvent(SHADOW_OUTCOME, s.client_id, s.campaign_id, "SHADOW_MODE", record))
@@ -276,13 +318,54 @@ def shadow_outcomes_from_market(rejections: Iterable[Rejection], market_file: st
         if gaps:
             raise InvalidInput(f"campaign {s.campaign_id}: no {s.platform} market for {_dates_text(gaps)}",
                                source=market.source)
-        totals = _Totals()
+        totals = ShadowTotals()
         for d in flight:
-            spend, conv, rev = simulate_day(s, market.days[(s.platform, d)])
-            totals.spend, totals.conversions, totals.revenue = (totals.spend + spend, totals.conversions + conv,
-                                                                totals.revenue + rev)
-            totals.days += 1
-            totals.observed += 1
+            shadow_day(s, totals, market.days[(s.platform, d)], planned_market(s, rej.result))
         out.append({"event_type": SHADOW_OUTCOME, "campaign_id": s.campaign_id, "client_id": s.client_id,
                     "metadata": outcome_record(s, rej.result, totals, final=True)})
     return out
+
+
+def rejections_from_audit(records: Iterable[Mapping[str, Any]], *, source: str = "") -> tuple[list[Rejection],
+                                                                                                  list[str]]:
+    """The rejections an audit log still owes a final shadow outcome: the latest CAMPAIGN_REJECTED
+    per campaign that carries its strategy (`record_decision` with the strategy), unless a final
+    SHADOW_OUTCOME follows it. Returns them and the ids of rejections without a strategy (older
+    records, or SyncBrain's in the twin), which cannot be re-simulated from the log.
+
+    The would-be flight starts on the UTC date of the record's `launch_ts` (else its time)."""
+    latest: dict[str, tuple[int, Mapping[str, Any]]] = {}
+    finals: dict[str, int] = {}
+    for i, rec in enumerate(records):
+        cid = rec.get("campaign_id")
+        if not cid:
+            continue
+        if rec.get("event_type") == "CAMPAIGN_REJECTED":
+            latest[cid] = (i, rec)
+        elif rec.get("event_type") == SHADOW_OUTCOME and (rec.get("metadata") or {}).get("final") is True:
+            finals[cid] = i
+    out: list[Rejection] = []
+    no_strategy: list[str] = []
+    for cid, (i, rec) in latest.items():
+        if finals.get(cid, -1) > i:
+            continue
+        meta = rec.get("metadata") or {}
+        if not isinstance(meta.get("strategy"), Mapping):
+            no_strategy.append(cid)
+            continue
+        where = f"audit record seq {rec.get('seq')} ({cid})"
+        try:
+            strategy = Strategy.model_validate(meta["strategy"])
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
+            field = ".".join(str(x) for x in first["loc"]) or "strategy"
+            raise InvalidInput(f"{where}: strategy field {field!r}: {first['msg']}", source=source) from None
+        try:
+            facts = GateFacts.from_dict(meta)
+        except ValueError as exc:
+            raise InvalidInput(f"{where}: {exc}", source=source) from None
+        launch = meta.get("launch_ts", rec.get("ts"))
+        if not isinstance(launch, int | float) or isinstance(launch, bool) or not math.isfinite(launch):
+            raise InvalidInput(f"{where}: launch_ts is not a number ({launch!r})", source=source)
+        out.append(Rejection(strategy, facts, dt.datetime.fromtimestamp(launch, dt.UTC).date()))
+    return out, no_strategy

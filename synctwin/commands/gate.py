@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         result = gatekeeper.with_suggestions(result, strategy, baseline, max_paths=args.max_paths)
     from synctwin.publishing import publish_plan, record_decision
 
-    record_decision(result, client=client, prefix=settings.key_prefix, audit_log=args.audit_log)
+    record_decision(result, client=client, prefix=settings.key_prefix, audit_log=args.audit_log, strategy=strategy)
     if client is not None and result.approved:
         publish_plan(client, settings.key_prefix, strategy, history, result)
     if args.report:

@@ -219,7 +219,7 @@ def _audit_and_publish(client: Any, prefix: str, strategy: Any, history: Any, re
     store the projection, strategy and history (synctwin.publishing: the same records)."""
     from synctwin.publishing import publish_plan, record_decision
 
-    record_decision(result, client=client, prefix=prefix)
+    record_decision(result, client=client, prefix=prefix, strategy=strategy)
     if result.approved:
         publish_plan(client, prefix, strategy, history, result)
 

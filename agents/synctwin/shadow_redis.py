@@ -1,0 +1,649 @@
+"""Shadow mode and live outcomes in production: a consumer-group worker on `{prefix}bids`.
+
+The learning loop of the seed ("we continuously monitor rejected campaigns in a shadow mode"),
+fed by the same bid stream as the mirror, in its own consumer group (`synctwin-shadow`):
+
+1. **The market.** Each bid event (cumulative counters since launch) of a campaign with a
+   published plan is kept as that campaign's latest cumulative value of the UTC day, per platform:
+   sorted set `{prefix}market:{platform}:{date}`, member `{campaign}|{launch_ts}|{metric}`, written
+   with ZADD GT. Cumulative counters only grow, so the latest value is the largest, and a maximum
+   is commutative and idempotent: a duplicate, a redelivery after a crash, an out-of-order older
+   event or a second worker change nothing, in any order. A batch's ZADDs and its XACK go in one
+   MULTI/EXEC. A day's market is read as the sum over campaigns of (that day's value - the
+   campaign's previous day's value), exact and the same however the events arrived.
+2. **Shadow outcomes.** A day closes when an event `grace_s` past its end arrives (`--once`: at the
+   end, any day before the newest event). For each pending rejection (`{prefix}shadow:pending`)
+   whose flight covers a closed day, the day is re-simulated under that day's observed market
+   (`shadow.shadow_day`: the SimPy agent's arithmetic) and a SHADOW_OUTCOME audited, with the
+   running totals in `{prefix}campaign:{id}:shadow` in the same WATCH/MULTI/EXEC: each (campaign,
+   day) at most once, across restarts and workers. The final day's record is `final` and takes
+   the rejection off the pending set.
+3. **Live outcomes.** For each approved campaign (`{prefix}outcome:pending`), once its flight is
+   over (launch_ts + horizon_days of its projection) or it was paused (the mirror's hash says
+   PAUSED, or a PAUSE on `{prefix}control`), and `grace_s` has passed, one CAMPAIGN_OUTCOME
+   (`outcomes.campaign_outcome`) from its latest cumulative totals within the flight
+   (`{prefix}campaign:{id}:totals`, ZADD GT too), with the marker `{prefix}campaign:{id}:outcome`
+   in the same transaction. Days run: the flight's, or from launch to the pause.
+
+Events of campaigns without a published plan are acknowledged and counted (`unknown`), invalid
+ones too (`invalid`; the mirror dead-letters them); a poison event (delivered `max_deliveries`
+times) goes to `{prefix}bids:dead` with this group's name. Redis unavailable: back off and retry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from agents.syncshield.backends import RedisAuditStore
+from agents.synctwin.deviation import EVENT_FIELDS, InvalidEvent, parse_event
+from agents.synctwin.mirror import PAUSE_REASON
+from agents.synctwin.outcomes import CAMPAIGN_OUTCOME, FLIGHT_ENDED, PAUSED, GateFacts, campaign_outcome
+from agents.synctwin.shadow import (
+    DAY,
+    SHADOW_OUTCOME,
+    MarketDay,
+    ShadowTotals,
+    flight_days,
+    market_from_sums,
+    outcome_record,
+    planned_market,
+    shadow_day,
+)
+from synctwin import metrics
+from synctwin.models import Strategy
+
+log = logging.getLogger("synctwin.shadow")
+
+METRICS = EVENT_FIELDS  # spend, impressions, clicks, conversions, revenue
+MARKET_TTL_S = 400 * 86_400  # market days are kept a little over a year
+Entry = tuple[str, dict[str, str]]
+
+
+def day_of(ts: float) -> int:
+    """The UTC day (index since the epoch) an event belongs to; one exactly at midnight closes
+    the day before (as in the SimPy twin)."""
+    return int((ts - 1e-6) // DAY)
+
+
+def iso(day: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+
+
+def market_key(prefix: str, platform: str, day: int) -> str:
+    return f"{prefix}market:{platform}:{iso(day)}"
+
+
+def market_sums(client: Any, prefix: str, platform: str, day: int) -> tuple[dict[str, float], int]:
+    """The live campaigns' summed counters on `platform` during `day`, and how many campaigns.
+
+    A campaign counts with its value at the day's end minus its value at the end of its previous
+    day with data (zero on its launch day); one first seen after its launch day (its earlier
+    events were never read) is left out of that day: its counters hold more than the day."""
+    ends: dict[tuple[str, str], dict[str, float]] = {}
+    for member, score in client.zrange(market_key(prefix, platform, day), 0, -1, withscores=True):
+        cid, launch, metric = member.rsplit("|", 2)
+        ends.setdefault((cid, launch), {})[metric] = float(score)
+    sums = dict.fromkeys(METRICS, 0.0)
+    n = 0
+    for (cid, launch), end in sorted(ends.items()):
+        if len(end) != len(METRICS):
+            continue
+        start = _previous(client, prefix, platform, day, cid, launch)
+        if start is None:
+            continue
+        delta = [end[m] - start[i] for i, m in enumerate(METRICS)]
+        if min(delta) < 0:  # a relaunch under the same launch time: not one campaign's counters
+            continue
+        for i, m in enumerate(METRICS):
+            sums[m] += delta[i]
+        n += 1
+    return sums, n
+
+
+def _previous(client: Any, prefix: str, platform: str, day: int, cid: str, launch: str) -> list[float] | None:
+    launch_day = int(float(launch) // DAY)
+    if day <= launch_day:
+        return [0.0] * len(METRICS)
+    members = [f"{cid}|{launch}|{m}" for m in METRICS]
+    for d in range(day - 1, launch_day - 1, -1):
+        values = client.zmscore(market_key(prefix, platform, d), members)
+        if all(v is not None for v in values):
+            return [float(v) for v in values]
+    return None
+
+
+def observed_market(client: Any, prefix: str, platform: str, day: int) -> MarketDay | None:
+    """The rates live campaigns on `platform` met during `day`, or None (no delivery to learn from)."""
+    sums, n = market_sums(client, prefix, platform, day)
+    return market_from_sums(*(sums[m] for m in METRICS)) if n else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    platform: str | None  # None: no published plan (an unknown campaign)
+    launch_ts: float
+    end_ts: float  # launch + the projection's horizon: its realized totals stop here
+    checked: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejection:
+    strategy: Strategy
+    gate: GateFacts
+    launch_ts: float
+
+
+@dataclass(slots=True)
+class ShadowStats:
+    events: int = 0
+    applied: int = 0
+    invalid: int = 0
+    unknown: int = 0
+    before_launch: int = 0
+    poison: int = 0
+    batches: int = 0
+    reclaimed: int = 0
+    shadow_outcomes: int = 0
+    campaign_outcomes: int = 0
+    outcomes_skipped: int = 0
+    conflicts: int = 0
+    redis_errors: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class RedisShadow:
+    def __init__(self, client: Any, *, prefix: str = "synctwin:", group: str = "synctwin-shadow",
+                 consumer: str | None = None, batch: int = 500, block_ms: int | None = 1000,
+                 claim_idle_ms: int = 30_000, max_deliveries: int = 5, grace_s: float = 3600.0,
+                 plan_ttl_s: float = 60.0, settle_every_s: float = 5.0, stream_maxlen: int = 100_000) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.group = group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.batch = max(1, int(batch))
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.max_deliveries = max_deliveries
+        self.grace_s = grace_s
+        self.plan_ttl_s = plan_ttl_s
+        self.settle_every_s = settle_every_s
+        self.maxlen = stream_maxlen
+        self.bids, self.dead, self.control = f"{prefix}bids", f"{prefix}bids:dead", f"{prefix}control"
+        self.clock_key = f"{prefix}shadow:clock"
+        self.shadow_pending, self.outcome_pending = f"{prefix}shadow:pending", f"{prefix}outcome:pending"
+        self.audit = RedisAuditStore(client, key=f"{prefix}audit")
+        self.stats = ShadowStats()
+        self._reported = ShadowStats()
+        self._plans: dict[str, _Plan] = {}
+        self._rejections: dict[str, tuple[str, _Rejection | None]] = {}  # id -> (raw JSON, parsed or None)
+        self._pauses: dict[str, list[tuple[float, float, str]]] = {}  # id -> PAUSE commands (entry s, ts, reason)
+        self._timings: dict[tuple[str, float], tuple[int, float]] = {}  # (id, launch) -> (horizon days, decided)
+        self._next_day: dict[tuple[str, str], int] = {}  # (rejection, launch) -> first day not yet recorded (a hint)
+        self._control_cursor: str | None = None
+        self._own_pending: str | None = "0"
+        self._next_claim = 0.0
+        self._next_settle = 0.0
+        self._seen_day: int | None = None  # the newest event's day this worker wrote
+        self._warned: set[str] = set()
+
+    # --- the loop ------------------------------------------------------------------------------
+    def ensure_group(self) -> None:
+        """The consumer group, from the stream's start (re-reading old events changes nothing)."""
+        import redis
+
+        try:
+            self.client.xgroup_create(self.bids, self.group, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def run(self, stop: Callable[[], bool], *, once: bool = False) -> ShadowStats:
+        """Consume until `stop()` (the batch in hand is finished and acknowledged first); with
+        `once`, until the group has nothing left, then settle every closed day and return."""
+        import redis
+
+        backoff = 0.1
+        group_ready = False
+        while not stop():
+            try:
+                if not group_ready:
+                    self.ensure_group()
+                    group_ready = True
+                    self.settle()
+                n = self.step(block=not once)
+                if time.monotonic() >= self._next_settle:
+                    self.settle()
+                if once and n == 0:
+                    self.settle(final=True)
+                    break
+                backoff = 0.1
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                self.stats.redis_errors += 1
+                self._report_metrics()
+                self._own_pending = "0"
+                log.warning("Redis unavailable (%s); retrying in %.1f s", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self._own_pending = "0"
+                group_ready = False
+        self._report_metrics()
+        return self.stats
+
+    def step(self, *, block: bool = True) -> int:
+        """Reclaim what dead workers left (now and then), re-read our own pending entries after a
+        restart or an error, then read and process one batch; the number of entries handled."""
+        done = 0
+        now = time.monotonic()
+        if now >= self._next_claim:
+            done += self.reclaim()
+            self._next_claim = now + self.claim_idle_ms / 2000.0
+        if self._own_pending is not None:
+            reply = self.client.xreadgroup(self.group, self.consumer, {self.bids: self._own_pending},
+                                           count=self.batch)
+            entries = reply[0][1] if reply else []
+            if entries:
+                self._own_pending = entries[-1][0] if len(entries) == self.batch else None
+                return done + self.process(entries)
+            self._own_pending = None
+        reply = self.client.xreadgroup(self.group, self.consumer, {self.bids: ">"}, count=self.batch,
+                                       block=self.block_ms if block else None)
+        for _stream, entries in reply or []:
+            done += self.process(entries)
+        return done
+
+    def reclaim(self) -> int:
+        """XAUTOCLAIM events idle past `claim_idle_ms`; those delivered too often are poison."""
+        from agents.synctwin.mirror_redis import _id_key
+
+        claimed: list[Entry] = []
+        start = "0-0"
+        while True:
+            reply = self.client.xautoclaim(self.bids, self.group, self.consumer, self.claim_idle_ms, start,
+                                           count=self.batch)
+            start, entries = reply[0], reply[1]
+            claimed += [(i, f or {}) for i, f in entries if i is not None]
+            if start in ("0-0", b"0-0") or not entries or len(claimed) >= 10 * self.batch:
+                break
+        if not claimed:
+            return 0
+        self.stats.reclaimed += len(claimed)
+        ids = [i for i, _ in claimed]
+        counts = {p["message_id"]: p["times_delivered"] for p in self.client.xpending_range(
+            self.bids, self.group, min=min(ids, key=_id_key), max=max(ids, key=_id_key), count=len(ids) + 100,
+            consumername=self.consumer) if p["message_id"] in set(ids)}
+        poison = [(i, f) for i, f in claimed if counts.get(i, 0) > self.max_deliveries]
+        if poison:
+            pipe = self.client.pipeline(transaction=True)
+            for entry_id, f in poison:
+                pipe.xadd(self.dead, {**f, "entry_id": entry_id, "group": self.group, "consumer": self.consumer,
+                                      "reason": f"delivered {counts[entry_id]} times without being processed "
+                                                "(poison)"}, maxlen=self.maxlen, approximate=True)
+            pipe.xack(self.bids, self.group, *[i for i, _ in poison])
+            pipe.execute()
+            self.stats.poison += len(poison)
+        rest = [(i, f) for i, f in claimed if counts.get(i, 0) <= self.max_deliveries]
+        return len(poison) + (self.process(rest) if rest else 0)
+
+    # --- one batch: the market -----------------------------------------------------------------
+    def process(self, entries: list[Entry]) -> int:
+        """Fold a batch into the per-day market and the campaigns' totals, and acknowledge it, in
+        one MULTI/EXEC. Every entry ends acknowledged."""
+        self.stats.batches += 1
+        self.stats.events += len(entries)
+        parsed: list[tuple[str, float, tuple[float, ...]]] = []
+        for _entry_id, fields_ in entries:
+            try:
+                _event_id, cid, ts, values = parse_event(fields_ or {})
+            except InvalidEvent as exc:
+                self.stats.invalid += 1
+                log.debug("invalid bid event %s: %s", _entry_id, exc)
+                continue
+            parsed.append((cid, ts, values))
+        plans = self._plans_for({cid for cid, _, _ in parsed})
+        market: dict[tuple[str, int, str], list[float]] = {}
+        totals: dict[tuple[str, str], list[float]] = {}
+        newest = None
+        for cid, ts, values in parsed:
+            plan = plans[cid]
+            if plan.platform is None:
+                self.stats.unknown += 1
+                continue
+            if ts < plan.launch_ts:  # an event of an earlier launch of this campaign id
+                self.stats.before_launch += 1
+                continue
+            launch = repr(plan.launch_ts)
+            _fold(market, (plan.platform, day_of(ts), f"{cid}|{launch}"), values)
+            if ts <= plan.end_ts:  # what it delivered within its flight
+                _fold(totals, (cid, launch), (ts, *values))
+            newest = ts if newest is None else max(newest, ts)
+            self.stats.applied += 1
+        pipe = self.client.pipeline(transaction=True)
+        for (platform, day, member), vals in market.items():
+            key = market_key(self.prefix, platform, day)
+            pipe.zadd(key, {f"{member}|{m}": v for m, v in zip(METRICS, vals, strict=True)}, gt=True)
+            pipe.expire(key, MARKET_TTL_S)
+        for (cid, launch), vals in totals.items():
+            pipe.zadd(f"{self.prefix}campaign:{cid}:totals",
+                      {f"{launch}|{m}": v for m, v in zip(("ts", *METRICS), vals, strict=True)}, gt=True)
+        if newest is not None:
+            pipe.zadd(self.clock_key, {"ts": newest}, gt=True)
+        pipe.xack(self.bids, self.group, *[e[0] for e in entries])
+        pipe.execute()
+        if newest is not None and (self._seen_day is None or day_of(newest) > self._seen_day):
+            if self._seen_day is not None:
+                self._next_settle = 0.0  # a new day has begun: settle now, not in a few seconds
+            self._seen_day = day_of(newest)
+        self._report_metrics()
+        return len(entries)
+
+    def _plans_for(self, campaign_ids: Iterable[str]) -> dict[str, _Plan]:
+        """Each campaign's platform (its published strategy) and launch (its projection), cached
+        for `plan_ttl_s`, so a re-published plan is picked up that soon."""
+        now = time.monotonic()
+        out: dict[str, _Plan] = {}
+        missing = []
+        for cid in campaign_ids:
+            plan = self._plans.get(cid)
+            if plan is not None and now - plan.checked < self.plan_ttl_s:
+                out[cid] = plan
+            else:
+                missing.append(cid)
+        if missing:
+            pipe = self.client.pipeline(transaction=False)
+            for cid in missing:
+                pipe.get(f"{self.prefix}campaign:{cid}:strategy")
+                pipe.get(f"{self.prefix}campaign:{cid}:projection")
+            replies = pipe.execute()
+            for n, cid in enumerate(missing):
+                strategy, projection = replies[2 * n], replies[2 * n + 1]
+                plan = _Plan(None, 0.0, 0.0, now)
+                if strategy is not None and projection is not None:
+                    try:
+                        proj = json.loads(projection)
+                        launch = float(proj["launch_ts"])
+                        plan = _Plan(str(json.loads(strategy).get("platform", "meta")), launch,
+                                     launch + float(proj.get("horizon_days", 366)) * DAY, now)
+                    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                        self._warn(f"plan:{cid}", "campaign %s: its published plan does not parse (%s); "
+                                   "its events are ignored", cid, exc)
+                if len(self._plans) > 100_000:
+                    self._plans.clear()
+                self._plans[cid] = out[cid] = plan
+        return out
+
+    # --- closed days: shadow outcomes and live outcomes -----------------------------------------
+    def settle(self, *, final: bool = False) -> int:
+        """Record what closed days owe: shadow outcomes of pending rejections, outcomes of approved
+        campaigns whose flight ended or that were paused. `final`: no grace (the stream is drained)."""
+        self._next_settle = time.monotonic() + self.settle_every_s
+        clock = self.client.zscore(self.clock_key, "ts")
+        if clock is None:
+            return 0
+        grace = 0.0 if final else self.grace_s
+        closed_before = int((float(clock) - grace) // DAY)
+        n = self._settle_rejections(closed_before)
+        n += self._settle_outcomes(float(clock), grace)
+        self._report_metrics()
+        return n
+
+    def _settle_rejections(self, closed_before: int) -> int:
+        markets: dict[tuple[str, int], MarketDay | None] = {}
+        n = 0
+        for cid, launch in self.client.zrange(self.shadow_pending, 0, -1, withscores=True):
+            hint = self._next_day.get((cid, repr(float(launch))))
+            if hint is not None and hint >= closed_before:  # progress only moves forward: nothing due yet
+                continue
+            rej = self._rejection(cid)
+            if rej is not None:
+                n += self._shadow(cid, rej, closed_before, markets)
+        return n
+
+    def _rejection(self, cid: str) -> _Rejection | None:
+        raw = self.client.get(f"{self.prefix}campaign:{cid}:rejection")
+        if raw is None:
+            self._warn(f"rej:{cid}", "campaign %s is pending in %s but has no rejection key", cid,
+                       self.shadow_pending)
+            return None
+        hit = self._rejections.get(cid)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        try:
+            doc = json.loads(raw)
+            rej: _Rejection | None = _Rejection(Strategy.model_validate(doc["strategy"]), GateFacts.from_dict(doc),
+                                                float(doc["launch_ts"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            self._warn(f"rej:{cid}", "campaign %s: its rejection does not parse (%s); not shadowed", cid, exc)
+            rej = None
+        self._rejections[cid] = (raw, rej)
+        return rej
+
+    def _shadow(self, cid: str, rej: _Rejection, closed_before: int,
+                markets: dict[tuple[str, int], MarketDay | None]) -> int:
+        """Record each closed flight day of one rejection not yet recorded, in order."""
+        from redis.exceptions import WatchError
+
+        s = rej.strategy
+        days = flight_days(rej.launch_ts, s.duration_days)
+        planned = planned_market(s, rej.gate)
+        key = f"{self.prefix}campaign:{cid}:shadow"
+        launch = repr(rej.launch_ts)
+        written = 0
+        for _attempt in range(10 * len(days) + 100):
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    state = pipe.hgetall(key)
+                    if state.get("launch_ts") != launch:
+                        state = {}  # nothing recorded yet for this rejection
+                    i = int(state.get("next", 0))
+                    if i >= len(days) or days[i][0] >= closed_before:
+                        if len(self._next_day) > 100_000:
+                            self._next_day.clear()
+                        self._next_day[(cid, launch)] = days[i][0] if i < len(days) else 1 << 40
+                        return written
+                    day, share = days[i]
+                    if (s.platform, day) not in markets:
+                        markets[(s.platform, day)] = observed_market(self.client, self.prefix, s.platform, day)
+                    totals = ShadowTotals(*(float(state.get(f, 0.0)) for f in ("spend", "revenue", "conversions",
+                                                                                 "days")),
+                                          int(state.get("observed", 0)))
+                    recorded = shadow_day(s, totals, markets[(s.platform, day)], planned, share)
+                    last = i == len(days) - 1
+                    if last:  # it leaves the pending set: unless re-published meanwhile (a new launch)
+                        pipe.watch(self.shadow_pending)
+                        if pipe.zscore(self.shadow_pending, cid) != rej.launch_ts:
+                            return written
+                    audit = None
+                    if recorded or last:
+                        meta = outcome_record(s, rej.gate, totals, final=last) | {"date": iso(day),
+                                                                                    "launch_ts": rej.launch_ts}
+                        _rec, audit = self.audit.prepare(pipe, SHADOW_OUTCOME, client_id=s.client_id,
+                                                         campaign_id=cid, reason="SHADOW_MODE", metadata=meta)
+                    pipe.multi()
+                    pipe.hset(key, mapping={"launch_ts": launch, "next": str(i + 1), "date": iso(day),
+                                            "spend": repr(totals.spend), "revenue": repr(totals.revenue),
+                                            "conversions": repr(totals.conversions), "days": repr(totals.days),
+                                            "observed": str(totals.observed), "final": str(int(last))})
+                    if audit is not None:
+                        pipe.xadd(self.audit.key, audit)
+                    if last:
+                        pipe.zrem(self.shadow_pending, cid)
+                    pipe.execute()
+                except WatchError:
+                    self.stats.conflicts += 1
+                    continue
+            if audit is not None:
+                written += 1
+                self.stats.shadow_outcomes += 1
+            if last:
+                return written
+        raise RuntimeError(f"campaign {cid}: shadow state kept changing under us")
+
+    def _settle_outcomes(self, clock: float, grace: float) -> int:
+        """Outcomes of the approved campaigns whose run is over: a pass reads each pending
+        campaign's mirror status only (its horizon is cached), and its plan and totals when due."""
+        pending = [(cid, float(launch)) for cid, launch in self.client.zrange(self.outcome_pending, 0, -1,
+                                                                              withscores=True)]
+        if not pending:
+            return 0
+        self._read_control()
+        pipe = self.client.pipeline(transaction=False)
+        for cid, _launch in pending:
+            pipe.hmget(f"{self.prefix}campaign:{cid}:mirror", ["status", "paused_at", "launch_ts"])
+        due = []
+        for (cid, launch), mirror in zip(pending, pipe.execute(), strict=True):
+            timing = self._timing(cid, launch)
+            if timing is None:
+                continue
+            moment, reason, days, pause_reason = self._ending(cid, launch, timing[0], mirror, timing[1])
+            if clock >= moment + grace:
+                due.append((cid, launch, timing[0], reason, days, pause_reason))
+        if not due:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for cid, *_rest in due:
+            pipe.get(f"{self.prefix}campaign:{cid}:strategy")
+            pipe.get(f"{self.prefix}campaign:{cid}:gate")
+            pipe.zrange(f"{self.prefix}campaign:{cid}:totals", 0, -1, withscores=True)
+        replies = pipe.execute()
+        n = 0
+        for k, (cid, launch, horizon, reason, days, pause_reason) in enumerate(due):
+            strategy_raw, gate_raw, totals_raw = replies[3 * k:3 * k + 3]
+            try:
+                strategy = Strategy.model_validate_json(strategy_raw)
+                gate_doc = json.loads(gate_raw)
+                gate = GateFacts.from_dict(gate_doc)
+            except (ValueError, KeyError, TypeError) as exc:
+                self._warn(f"outcome:{cid}", "campaign %s: no usable plan for its outcome (%s)", cid, exc)
+                continue
+            totals = {m.partition("|")[2]: float(v) for m, v in totals_raw if m.partition("|")[0] == repr(launch)}
+            meta = None
+            if len(totals) == len(METRICS) + 1:
+                meta = campaign_outcome(platform=strategy.platform, launch_ts=launch, days=days, days_total=horizon,
+                                        spend=totals["spend"], revenue=totals["revenue"],
+                                        conversions=totals["conversions"], gross_margin=strategy.gross_margin,
+                                        gate=gate, reason=reason, pause_reason=pause_reason,
+                                        decision=str(gate_doc.get("decision", "APPROVED")))
+            n += self._write_outcome(cid, strategy.client_id, launch, reason, meta)
+        return n
+
+    def _timing(self, cid: str, launch: float) -> tuple[int, float] | None:
+        """(horizon days, when the plan was published) of one launch, read once."""
+        hit = self._timings.get((cid, launch))
+        if hit is None:
+            projection, gate = self.client.mget(f"{self.prefix}campaign:{cid}:projection",
+                                                f"{self.prefix}campaign:{cid}:gate")
+            try:
+                hit = (int(json.loads(projection)["horizon_days"]), float(json.loads(gate).get("decided_ts", 0.0)))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                self._warn(f"outcome:{cid}", "campaign %s: no usable projection or gate for its outcome (%s)", cid, exc)
+                return None
+            if len(self._timings) > 100_000:
+                self._timings.clear()
+            self._timings[(cid, launch)] = hit
+        return hit
+
+    def _ending(self, cid: str, launch: float, horizon: int, mirror: list[str | None],
+                decided_ts: float) -> tuple[float, str, float, str | None]:
+        """(when the campaign's run ended, why, days run, pause reason): its pause (the mirror's
+        state, else the first PAUSE command since its plan was published), else its flight's end."""
+        status, paused_at, mirror_launch = mirror
+        elapsed: float | None = None
+        reason: str | None = None
+        if status == "PAUSED" and paused_at and mirror_launch and float(mirror_launch) == launch:
+            elapsed, reason = float(paused_at), PAUSE_REASON  # the mirror's own (overspend, shortfall) is detail
+        else:
+            cmds = [c for c in self._pauses.get(cid, ()) if c[0] >= decided_ts - 1.0]
+            if cmds:
+                first = min(cmds)
+                elapsed, reason = max(0.0, first[1] - launch), first[2] or None
+        end = launch + horizon * DAY
+        if elapsed is not None and launch + elapsed < end:
+            return launch + elapsed, PAUSED, elapsed / DAY, reason
+        return end, FLIGHT_ENDED, float(horizon), None
+
+    def _read_control(self) -> None:
+        """PAUSE commands on the control stream since the last read (the whole stream at first)."""
+        while True:
+            start = "-" if self._control_cursor is None else f"({self._control_cursor}"
+            entries = self.client.xrange(self.control, min=start, max="+", count=1000)
+            for entry_id, f in entries:
+                self._control_cursor = entry_id
+                if f.get("command") == "PAUSE" and f.get("campaign_id"):
+                    entry_s = int(entry_id.partition("-")[0]) / 1000.0
+                    try:
+                        ts = float(f.get("ts", entry_s))
+                    except ValueError:
+                        ts = entry_s
+                    self._pauses.setdefault(f["campaign_id"], []).append((entry_s, ts, f.get("reason", "")))
+            if len(entries) < 1000:
+                return
+
+    def _write_outcome(self, cid: str, client_id: str, launch: float, reason: str,
+                       meta: dict[str, Any] | None) -> int:
+        """One CAMPAIGN_OUTCOME per launch: the audit record, the marker and leaving the pending set
+        in one WATCH/MULTI/EXEC. `meta` None: the campaign never delivered; it just leaves the set."""
+        from redis.exceptions import WatchError
+
+        marker = f"{self.prefix}campaign:{cid}:outcome"
+        for _attempt in range(1000):
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(marker, self.outcome_pending)
+                    done = pipe.get(marker)
+                    if pipe.zscore(self.outcome_pending, cid) != launch:
+                        return 0  # re-published (a new launch) or settled by another worker meanwhile
+                    audit = None
+                    if meta is not None and not (done and json.loads(done).get("launch_ts") == launch):
+                        _rec, audit = self.audit.prepare(pipe, CAMPAIGN_OUTCOME, client_id=client_id, campaign_id=cid,
+                                                         reason=reason, metadata=meta)
+                    pipe.multi()
+                    if audit is not None:
+                        pipe.set(marker, json.dumps(meta))
+                        pipe.xadd(self.audit.key, audit)
+                    pipe.zrem(self.outcome_pending, cid)
+                    pipe.execute()
+                except WatchError:
+                    self.stats.conflicts += 1
+                    continue
+            if audit is not None:
+                self.stats.campaign_outcomes += 1
+                return 1
+            if meta is None:
+                self.stats.outcomes_skipped += 1
+                log.info("campaign %s: its flight ended without a single bid event; no outcome to record", cid)
+            return 0
+        raise RuntimeError(f"campaign {cid}: outcome kept changing under us")
+
+    # --- reporting -----------------------------------------------------------------------------
+    def _warn(self, key: str, msg: str, *args: Any) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(msg, *args)
+
+    def _report_metrics(self) -> None:
+        """Export the growth of the counters since the last report (Prometheus counters only grow)."""
+        now, before = self.stats.to_dict(), self._reported.to_dict()
+        delta = {k: now[k] - before[k] for k in now if now[k] != before[k]}
+        if delta:
+            self._reported = ShadowStats(**now)
+            metrics.record_shadow(delta)
+
+
+def _fold(acc: dict[Any, list[float]], key: Any, values: tuple[float, ...]) -> None:
+    """Keep the element-wise maximum: of cumulative counters, the latest event's."""
+    cur = acc.get(key)
+    acc[key] = list(values) if cur is None else [max(a, b) for a, b in zip(cur, values, strict=True)]
