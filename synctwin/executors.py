@@ -191,8 +191,8 @@ class RayExecutor(Executor):
                 ray.init(address=address, **kwargs)
             except Exception as exc:  # ConnectionError, RuntimeError, ...: all mean "no cluster there"
                 where = address or "a local cluster"
-                raise InvalidInput(f"cannot start or join Ray at {where}: {exc}".splitlines()[0],
-                                   field="ray") from None
+                raise InvalidInput(f"cannot start or join Ray at {where}: {str(exc).splitlines()[0]}"
+                                   + _auth_hint(address), field="ray") from None
             self._owned = True
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.in_flight = in_flight or 4 * self.workers
@@ -214,6 +214,15 @@ class RayExecutor(Executor):
         if self._owned and self._ray.is_initialized():
             self._ray.shutdown()
         self._owned = False
+
+
+def _auth_hint(address: str | None) -> str:
+    """Why a reachable cluster may still refuse us: Ray >= 2.59 starts local clusters with token
+    authentication, and a driver joining by HOST:PORT sends no token unless told to (`auto` finds it)."""
+    if address in (None, "auto") or os.environ.get("RAY_AUTH_MODE"):
+        return ""
+    return ("; if the cluster uses token authentication (the default for clusters started by `ray start` "
+            "with Ray >= 2.59), set RAY_AUTH_MODE=token and give the token in RAY_AUTH_TOKEN or ~/.ray/auth_token")
 
 
 def make_executor(ray: str | bool | None = None, workers: int | None = None) -> Executor:

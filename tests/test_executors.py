@@ -253,3 +253,13 @@ def test_executors_keep_input_order(pool: ProcessPoolExecutor) -> None:
     items = list(range(50))
     assert pool.map(abs, [-i for i in items]) == items
     assert InProcessExecutor().map(abs, [-i for i in items]) == items
+
+
+def test_a_refused_join_by_address_explains_token_authentication(monkeypatch: pytest.MonkeyPatch) -> None:
+    from synctwin.executors import _auth_hint
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    assert "RAY_AUTH_MODE=token" in _auth_hint("10.0.0.5:6379")
+    assert _auth_hint("auto") == "" and _auth_hint(None) == ""  # auto finds the local token itself
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert _auth_hint("10.0.0.5:6379") == ""  # already told: the hint would mislead
