@@ -29,6 +29,9 @@ Reliability, in the order an event meets it:
 
 A server without scripting (fakeredis without lupa, for the embedded demo) gets the WATCH path
 for every campaign: the same guarantees, more round trips.
+
+The consumer-group loop (backoff, own pending entries, XAUTOCLAIM, poison, dead letters) is
+agents/synctwin/stream_consumer.py, shared with the shadow worker; the trim runs as its per-step hook.
 """
 
 from __future__ import annotations
@@ -36,9 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -48,12 +49,12 @@ from typing import Any
 from agents.syncshield.backends import RedisAuditStore
 from agents.synctwin.deviation import InvalidEvent, MirrorConfig, MirrorState, ProjectionCurve, apply_event, parse_event
 from agents.synctwin.mirror import PAUSE_REASON, Outcome
+from agents.synctwin.stream_consumer import DeadLetter, Entry, StreamConsumer, id_key
 from synctwin import metrics
 
 log = logging.getLogger("synctwin.mirror")
 
 Event = tuple[str, str, float, tuple[float, ...]]  # (stream entry id, event_id, ts, cumulative values)
-Entry = tuple[str, dict[str, str]]
 
 # The compare-and-set of the common path. KEYS: the bid stream, the alert stream, then the mirror
 # hashes; ARGV: group, alert MAXLEN, then per campaign: the rev read, the rev to write, n fields and
@@ -136,11 +137,6 @@ def _next_rev(rev: int) -> int:
     return rev + 1 if rev else random.randrange(1, 2**40)
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 @dataclass(slots=True)
 class _Cached:
     """A campaign's state as last written (or read) by this worker, with the hash's revision."""
@@ -177,53 +173,37 @@ class MirrorStats:
     pause_latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
-class RedisMirror:
+class RedisMirror(StreamConsumer[MirrorStats]):
+    """The mirror's consumer-group worker: the group loop, reclaim and dead letters are
+    StreamConsumer's; this class applies batches, trims the stream and reports its metrics."""
+
+    log = log  # the loop's warnings under the mirror's logger
+
     def __init__(self, client: Any, cfg: MirrorConfig, *, prefix: str = "synctwin:", group: str = "synctwin-mirror",
                  consumer: str | None = None, batch: int = 500, block_ms: int | None = 1000,
                  claim_idle_ms: int = 30_000, max_deliveries: int = 5, clock: Callable[[], float] = time.time,
                  stream_maxlen: int = 100_000, curve_ttl_s: float = 60.0, trim_every_s: float = 5.0,
                  max_cached: int = 100_000) -> None:
-        self.client = client
+        super().__init__(client, prefix=prefix, group=group, consumer=consumer, batch=batch, block_ms=block_ms,
+                         claim_idle_ms=claim_idle_ms, max_deliveries=max_deliveries, stream_maxlen=stream_maxlen)
         self.cfg = cfg
-        self.prefix = prefix
-        self.group = group
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.batch = max(1, int(batch))
-        self.block_ms = block_ms
-        self.claim_idle_ms = claim_idle_ms
-        self.max_deliveries = max_deliveries
         self.clock = clock
-        self.maxlen = stream_maxlen
         self.curve_ttl_s = curve_ttl_s  # a re-published projection (a new gate) is picked up this soon
         self.trim_every_s = trim_every_s  # 0: never trim the bid stream
         self.max_cached = max_cached
-        self.bids, self.dead = f"{prefix}bids", f"{prefix}bids:dead"
         self.control, self.alerts = f"{prefix}control", f"{prefix}alerts"
         self.audit = RedisAuditStore(client, key=f"{prefix}audit", clock=clock)
         self.curves: dict[str, tuple[float, ProjectionCurve, tuple[int, str]]] = {}  # (checked at, curve, fingerprint)
         self.states: dict[str, _Cached] = {}
         self.stats = MirrorStats()
-        self._next_claim = 0.0
         self._next_trim = 0.0
-        self._own_pending: str | None = "0"  # re-read our own pending entries from here first
         self._script: Any = None
         self._batch_started = 0.0
         self._scripting: bool | None = None  # None: not yet known
         self._reported = MirrorStats()  # the counters as last exported to Prometheus
         self._touched: set[str] = set()  # campaigns evaluated since then (their deviation gauges)
 
-    # --- setup ---------------------------------------------------------------------------------
-    def ensure_group(self) -> None:
-        """Create the consumer group (from the stream's start, so nothing published earlier is
-        skipped: applying old events again changes nothing)."""
-        import redis
-
-        try:
-            self.client.xgroup_create(self.bids, self.group, id="0", mkstream=True)
-        except redis.exceptions.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
+    # --- projections ---------------------------------------------------------------------------
     def _curves(self, campaign_ids: list[str]) -> dict[str, ProjectionCurve | str]:
         """Each campaign's projection curve, or why there is none (the dead-letter reason).
 
@@ -304,101 +284,20 @@ class RedisMirror:
         if len(cache) > self.max_cached:  # campaigns come and go: forget the longest unused
             del cache[next(iter(cache))]
 
-    # --- the loop ------------------------------------------------------------------------------
-    def run(self, stop: Callable[[], bool]) -> MirrorStats:
-        """Consume until `stop()`: the batch in hand is finished and acknowledged first (drain)."""
-        import redis
-
-        backoff = 0.1
-        group_ready = False
-        while not stop():
-            try:
-                if not group_ready:
-                    self.ensure_group()
-                    group_ready = True
-                self.step()
-                backoff = 0.1
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                self.stats.redis_errors += 1
-                self._report_metrics()
-                self._after_error()
-                log.warning("Redis unavailable (%s); retrying in %.1f s", exc, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except redis.exceptions.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                self._after_error()
-                group_ready = False  # the stream was deleted or Redis restarted empty: recreate
-        return self.stats
-
+    # --- the loop's hooks (StreamConsumer) -----------------------------------------------------
     def _after_error(self) -> None:
         """What we knew may be stale: re-read our own pending entries and every state we cached."""
-        self._own_pending = "0"
+        super()._after_error()
         self.states.clear()
 
-    def step(self) -> int:
-        """Reclaim what dead workers left (now and then), re-read our own pending entries after a
-        restart or an error, then read and process one batch."""
-        done = 0
-        now = time.monotonic()
-        if now >= self._next_claim:
-            done += self.reclaim()
-            self._next_claim = now + self.claim_idle_ms / 2000.0
+    def _before_read(self, now: float) -> None:
+        """Trim the bid stream every `trim_every_s` (0: never)."""
         if self.trim_every_s and now >= self._next_trim:
             self._next_trim = now + self.trim_every_s
             self.trim()
-        if self._own_pending is not None:
-            reply = self.client.xreadgroup(self.group, self.consumer, {self.bids: self._own_pending},
-                                           count=self.batch)
-            entries = reply[0][1] if reply else []
-            if entries:
-                self._own_pending = entries[-1][0] if len(entries) == self.batch else None  # ids are exclusive
-                return done + self.process(entries)
-            self._own_pending = None
-        reply = self.client.xreadgroup(self.group, self.consumer, {self.bids: ">"}, count=self.batch,
-                                       block=self.block_ms)
-        for _stream, entries in reply or []:
-            done += self.process(entries)
-        return done
 
-    def reclaim(self) -> int:
-        """XAUTOCLAIM events idle past `claim_idle_ms`; those delivered too often are dead letters."""
-        claimed: list[Entry] = []
-        start = "0-0"
-        while True:
-            reply = self.client.xautoclaim(self.bids, self.group, self.consumer, self.claim_idle_ms, start,
-                                           count=self.batch)
-            start, entries = reply[0], reply[1]
-            claimed += [(i, f or {}) for i, f in entries if i is not None]
-            if start in ("0-0", b"0-0") or not entries or len(claimed) >= 10 * self.batch:
-                break
-        if not claimed:
-            return 0
-        self.stats.reclaimed += len(claimed)
-        counts = self._delivery_counts(claimed)
-        poison = [(i, f, f"delivered {counts[i]} times without being processed (poison)")
-                  for i, f in claimed if counts.get(i, 0) > self.max_deliveries]
-        if poison:
-            self._dead_letters(poison)
-            self._report_metrics()
-        rest = [(i, f) for i, f in claimed if counts.get(i, 0) <= self.max_deliveries]
-        return len(poison) + (self.process(rest) if rest else 0)
-
-    def _delivery_counts(self, claimed: list[Entry]) -> dict[str, int]:
-        want = {i for i, _ in claimed}
-        counts: dict[str, int] = {}
-        lo, hi = min(want, key=_id_key), max(want, key=_id_key)
-        page = max(100, len(want))
-        while True:
-            rows = self.client.xpending_range(self.bids, self.group, min=lo, max=hi, count=page,
-                                              consumername=self.consumer)
-            for p in rows:
-                if p["message_id"] in want:
-                    counts[p["message_id"]] = p["times_delivered"]
-            if len(rows) < page or len(counts) == len(want):
-                return counts
-            lo = "(" + rows[-1]["message_id"]
+    def _count_dead(self, n: int) -> None:
+        self.stats.dead += n
 
     def trim(self) -> int:
         """XTRIM MINID the bid stream below the oldest entry any group has not yet acknowledged
@@ -409,11 +308,11 @@ class RedisMirror:
             groups = self.client.xinfo_groups(self.bids)
             floor: tuple[int, int] | None = None
             for g in groups:
-                mark = _id_key(g["last-delivered-id"])
+                mark = id_key(g["last-delivered-id"])
                 if g["pending"]:
                     first = self.client.xpending(self.bids, g["name"])["min"]
                     if first:
-                        mark = min(mark, _id_key(first))
+                        mark = min(mark, id_key(first))
                 floor = mark if floor is None else min(floor, mark)
             if not floor or floor == (0, 0):
                 return 0
@@ -442,7 +341,7 @@ class RedisMirror:
         self.stats.batches += 1
         self.stats.events += len(entries)
         by_campaign: dict[str, list[Event]] = {}
-        dead: list[tuple[str, dict[str, str], str]] = []
+        dead: list[DeadLetter] = []
         for entry_id, fields in entries:
             if not fields:
                 dead.append((entry_id, {}, "the entry was deleted from the stream before it was processed"))
@@ -497,16 +396,6 @@ class RedisMirror:
             if verdict is not None and verdict.action is not None:
                 outcomes.append(Outcome(cid, verdict, state.deviation))
         return outcomes
-
-    def _dead_letters(self, dead: list[tuple[str, dict[str, str], str]]) -> None:
-        """XADD the dead letters and XACK their entries in one transaction."""
-        pipe = self.client.pipeline(transaction=True)
-        for entry_id, fields, reason in dead:
-            pipe.xadd(self.dead, {**{k: str(v) for k, v in fields.items()}, "entry_id": entry_id, "reason": reason,
-                                  "consumer": self.consumer}, maxlen=self.maxlen, approximate=True)
-        pipe.xack(self.bids, self.group, *[d[0] for d in dead])
-        pipe.execute()
-        self.stats.dead += len(dead)
 
     def _scripting_available(self) -> bool:
         if self._scripting is None:

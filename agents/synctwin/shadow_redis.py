@@ -35,10 +35,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -57,6 +55,7 @@ from agents.synctwin.shadow import (
     planned_market,
     shadow_day,
 )
+from agents.synctwin.stream_consumer import Entry, StreamConsumer
 from synctwin import metrics
 from synctwin.models import Strategy
 
@@ -64,7 +63,6 @@ log = logging.getLogger("synctwin.shadow")
 
 METRICS = EVENT_FIELDS  # spend, impressions, clicks, conversions, revenue
 MARKET_TTL_S = 400 * 86_400  # market days are kept a little over a year
-Entry = tuple[str, dict[str, str]]
 
 
 def day_of(ts: float) -> int:
@@ -161,24 +159,23 @@ class ShadowStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-class RedisShadow:
+class RedisShadow(StreamConsumer[ShadowStats]):
+    """The shadow worker: the group loop, reclaim and poison are StreamConsumer's; this class folds
+    batches into the market and settles closed days (at start, every `settle_every_s`, at the end
+    of `run(once=True)` without grace)."""
+
+    log = log  # the loop's warnings under the shadow's logger
+
     def __init__(self, client: Any, *, prefix: str = "synctwin:", group: str = "synctwin-shadow",
                  consumer: str | None = None, batch: int = 500, block_ms: int | None = 1000,
                  claim_idle_ms: int = 30_000, max_deliveries: int = 5, grace_s: float = 3600.0,
                  plan_ttl_s: float = 60.0, settle_every_s: float = 5.0, stream_maxlen: int = 100_000) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.group = group
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.batch = max(1, int(batch))
-        self.block_ms = block_ms
-        self.claim_idle_ms = claim_idle_ms
-        self.max_deliveries = max_deliveries
+        super().__init__(client, prefix=prefix, group=group, consumer=consumer, batch=batch, block_ms=block_ms,
+                         claim_idle_ms=claim_idle_ms, max_deliveries=max_deliveries, stream_maxlen=stream_maxlen)
         self.grace_s = grace_s
         self.plan_ttl_s = plan_ttl_s
         self.settle_every_s = settle_every_s
-        self.maxlen = stream_maxlen
-        self.bids, self.dead, self.control = f"{prefix}bids", f"{prefix}bids:dead", f"{prefix}control"
+        self.control = f"{prefix}control"
         self.clock_key = f"{prefix}shadow:clock"
         self.shadow_pending, self.outcome_pending = f"{prefix}shadow:pending", f"{prefix}outcome:pending"
         self.audit = RedisAuditStore(client, key=f"{prefix}audit")
@@ -190,112 +187,31 @@ class RedisShadow:
         self._timings: dict[tuple[str, float], tuple[int, float]] = {}  # (id, launch) -> (horizon days, decided)
         self._next_day: dict[tuple[str, str], int] = {}  # (rejection, launch) -> first day not yet recorded (a hint)
         self._control_cursor: str | None = None
-        self._own_pending: str | None = "0"
-        self._next_claim = 0.0
         self._next_settle = 0.0
         self._seen_day: int | None = None  # the newest event's day this worker wrote
         self._warned: set[str] = set()
 
-    # --- the loop ------------------------------------------------------------------------------
-    def ensure_group(self) -> None:
-        """The consumer group, from the stream's start (re-reading old events changes nothing)."""
-        import redis
+    # --- the loop's hooks (StreamConsumer) -----------------------------------------------------
+    def _on_group_ready(self) -> None:
+        """A (re)start settles what came due while no worker ran."""
+        self.settle()
 
-        try:
-            self.client.xgroup_create(self.bids, self.group, id="0", mkstream=True)
-        except redis.exceptions.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+    def _after_step(self) -> None:
+        """Settle every `settle_every_s`, or at once when a batch began a new day."""
+        if time.monotonic() >= self._next_settle:
+            self.settle()
 
-    def run(self, stop: Callable[[], bool], *, once: bool = False) -> ShadowStats:
-        """Consume until `stop()` (the batch in hand is finished and acknowledged first); with
-        `once`, until the group has nothing left, then settle every closed day and return."""
-        import redis
+    def _on_drained(self) -> None:
+        """`--once`: the stream is drained, so every day before the newest event is closed."""
+        self.settle(final=True)
 
-        backoff = 0.1
-        group_ready = False
-        while not stop():
-            try:
-                if not group_ready:
-                    self.ensure_group()
-                    group_ready = True
-                    self.settle()
-                n = self.step(block=not once)
-                if time.monotonic() >= self._next_settle:
-                    self.settle()
-                if once and n == 0:
-                    self.settle(final=True)
-                    break
-                backoff = 0.1
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                self.stats.redis_errors += 1
-                self._report_metrics()
-                self._own_pending = "0"
-                log.warning("Redis unavailable (%s); retrying in %.1f s", exc, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except redis.exceptions.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                self._own_pending = "0"
-                group_ready = False
-        self._report_metrics()
-        return self.stats
+    def _count_dead(self, n: int) -> None:
+        self.stats.poison += n  # only poison is dead-lettered here: invalid events are counted and acknowledged
 
-    def step(self, *, block: bool = True) -> int:
-        """Reclaim what dead workers left (now and then), re-read our own pending entries after a
-        restart or an error, then read and process one batch; the number of entries handled."""
-        done = 0
-        now = time.monotonic()
-        if now >= self._next_claim:
-            done += self.reclaim()
-            self._next_claim = now + self.claim_idle_ms / 2000.0
-        if self._own_pending is not None:
-            reply = self.client.xreadgroup(self.group, self.consumer, {self.bids: self._own_pending},
-                                           count=self.batch)
-            entries = reply[0][1] if reply else []
-            if entries:
-                self._own_pending = entries[-1][0] if len(entries) == self.batch else None
-                return done + self.process(entries)
-            self._own_pending = None
-        reply = self.client.xreadgroup(self.group, self.consumer, {self.bids: ">"}, count=self.batch,
-                                       block=self.block_ms if block else None)
-        for _stream, entries in reply or []:
-            done += self.process(entries)
-        return done
-
-    def reclaim(self) -> int:
-        """XAUTOCLAIM events idle past `claim_idle_ms`; those delivered too often are poison."""
-        from agents.synctwin.mirror_redis import _id_key
-
-        claimed: list[Entry] = []
-        start = "0-0"
-        while True:
-            reply = self.client.xautoclaim(self.bids, self.group, self.consumer, self.claim_idle_ms, start,
-                                           count=self.batch)
-            start, entries = reply[0], reply[1]
-            claimed += [(i, f or {}) for i, f in entries if i is not None]
-            if start in ("0-0", b"0-0") or not entries or len(claimed) >= 10 * self.batch:
-                break
-        if not claimed:
-            return 0
-        self.stats.reclaimed += len(claimed)
-        ids = [i for i, _ in claimed]
-        counts = {p["message_id"]: p["times_delivered"] for p in self.client.xpending_range(
-            self.bids, self.group, min=min(ids, key=_id_key), max=max(ids, key=_id_key), count=len(ids) + 100,
-            consumername=self.consumer) if p["message_id"] in set(ids)}
-        poison = [(i, f) for i, f in claimed if counts.get(i, 0) > self.max_deliveries]
-        if poison:
-            pipe = self.client.pipeline(transaction=True)
-            for entry_id, f in poison:
-                pipe.xadd(self.dead, {**f, "entry_id": entry_id, "group": self.group, "consumer": self.consumer,
-                                      "reason": f"delivered {counts[entry_id]} times without being processed "
-                                                "(poison)"}, maxlen=self.maxlen, approximate=True)
-            pipe.xack(self.bids, self.group, *[i for i, _ in poison])
-            pipe.execute()
-            self.stats.poison += len(poison)
-        rest = [(i, f) for i, f in claimed if counts.get(i, 0) <= self.max_deliveries]
-        return len(poison) + (self.process(rest) if rest else 0)
+    def _dead_letter(self, entry_id: str, entry_fields: dict[str, str], reason: str) -> dict[str, str]:
+        """As the mirror's, with this group's name: both groups write to the one dead-letter stream."""
+        return {**{k: str(v) for k, v in entry_fields.items()}, "entry_id": entry_id, "group": self.group,
+                "consumer": self.consumer, "reason": reason}
 
     # --- one batch: the market -----------------------------------------------------------------
     def process(self, entries: list[Entry]) -> int:

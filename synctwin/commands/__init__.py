@@ -1,1 +1,2 @@
-"""One module per subcommand: `add_arguments(parser)` and `run(args) -> exit status`."""
+"""One module per subcommand: `add_arguments(parser)` and `run(args) -> exit status` (modules named
+_like_this are helpers they share, not subcommands)."""

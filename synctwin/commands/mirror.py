@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-from typing import Any
 
+from synctwin.commands._worker import serve_metrics, stop_on_signals
 from synctwin.errors import InvalidInput
 
 
@@ -46,31 +45,13 @@ def run(args: argparse.Namespace) -> int:
     worker = RedisMirror(client, mirror_config(settings), prefix=settings.key_prefix, group=args.group,
                          consumer=args.consumer, batch=args.batch or settings.mirror_batch,
                          claim_idle_ms=settings.mirror_claim_idle_ms, max_deliveries=settings.mirror_max_deliveries)
-    if args.metrics_port is not None:
-        _serve_metrics(client, worker, args)
-    stop = {"now": False}
-
-    def _stop(*_: Any) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     log = logging.getLogger("synctwin.mirror")
-    log.info("mirror %s in group %s on %sbids", worker.consumer, args.group, settings.key_prefix)
-    stats = worker.run(lambda: stop["now"])
+    if args.metrics_port is not None:
+        serve_metrics(client, worker, args.metrics_host, args.metrics_port, log)
+    with stop_on_signals() as stop:
+        log.info("mirror %s in group %s on %sbids", worker.consumer, args.group, settings.key_prefix)
+        stats = worker.run(stop)
     log.info("drained and stopped: %d events, %d applied, %d ignored (duplicates/out of order), %d dead, "
              "%d pauses", stats.events, stats.applied, stats.ignored, stats.dead, stats.pauses)
     return 0
 
-
-def _serve_metrics(client: Any, worker: Any, args: argparse.Namespace) -> None:
-    """Prometheus' HTTP server in a daemon thread, with the consumer group's backlog read at scrape time."""
-    from synctwin import metrics
-
-    metrics.REGISTRY.register(metrics.MirrorLagCollector(client, worker.bids, worker.group))
-    try:
-        metrics.start_metrics_server(args.metrics_port, args.metrics_host)
-    except OSError as exc:
-        raise InvalidInput(f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc}") from None
-    logging.getLogger("synctwin.mirror").info("metrics on http://%s:%d/metrics", args.metrics_host,
-                                              args.metrics_port)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from synctwin.commands._worker import serve_metrics, stop_on_signals
 from synctwin.errors import InvalidInput
 
 
@@ -87,21 +87,12 @@ def _run_worker(args: argparse.Namespace) -> int:
                          batch=args.batch or settings.mirror_batch, grace_s=grace,
                          claim_idle_ms=settings.mirror_claim_idle_ms if args.claim_idle_ms is None
                          else args.claim_idle_ms, max_deliveries=settings.mirror_max_deliveries)
-    if args.metrics_port is not None:
-        _serve_metrics(client, worker, args)
-    stop = {"now": False}
-
-    def _stop(*_: Any) -> None:
-        stop["now"] = True
-
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     log = logging.getLogger("synctwin.shadow")
-    log.info("shadow %s in group %s on %sbids", worker.consumer, args.group, settings.key_prefix)
-    try:
-        stats = worker.run(lambda: stop["now"], once=args.once)
-    finally:  # called in-process (tests, scripts): leave the caller's handlers as they were
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    if args.metrics_port is not None:
+        serve_metrics(client, worker, args.metrics_host, args.metrics_port, log)
+    with stop_on_signals() as stop:
+        log.info("shadow %s in group %s on %sbids", worker.consumer, args.group, settings.key_prefix)
+        stats = worker.run(stop, once=args.once)
     summary = stats.to_dict()
     if args.json:
         from synctwin.console import print_json
@@ -117,17 +108,6 @@ def _summary_line(s: dict[str, int]) -> str:
     return (f"{s['events']} events ({s['applied']} applied, {s['unknown']} of unknown campaigns, "
             f"{s['before_launch']} before their launch, {s['invalid']} invalid, {s['poison']} poison); "
             f"{s['shadow_outcomes']} SHADOW_OUTCOME, {s['campaign_outcomes']} CAMPAIGN_OUTCOME recorded")
-
-
-def _serve_metrics(client: Any, worker: Any, args: argparse.Namespace) -> None:
-    """Prometheus' HTTP server in a daemon thread, with the group's backlog read at scrape time."""
-    from synctwin import metrics
-
-    metrics.REGISTRY.register(metrics.MirrorLagCollector(client, worker.bids, worker.group))
-    try:
-        metrics.start_metrics_server(args.metrics_port, args.metrics_host)
-    except OSError as exc:
-        raise InvalidInput(f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc}") from None
 
 
 # --- a market file ----------------------------------------------------------------------------------
