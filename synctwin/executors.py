@@ -188,7 +188,9 @@ class RayExecutor(Executor):
             if address is None:
                 kwargs["num_cpus"] = workers or os.cpu_count() or 1
             try:
-                ray.init(address=address, **kwargs)
+                # bare --ray starts a cluster of its own ("local"), even when `ray start` left one
+                # running here (plain ray.init() would join that one, and refuse num_cpus)
+                ray.init(address=address or "local", **kwargs)
             except Exception as exc:  # ConnectionError, RuntimeError, ...: all mean "no cluster there"
                 where = address or "a local cluster"
                 raise InvalidInput(f"cannot start or join Ray at {where}: {str(exc).splitlines()[0]}"

@@ -53,7 +53,8 @@ def pool() -> Iterator[ProcessPoolExecutor]:
 def ray_cluster() -> Iterator[RayExecutor]:
     if ray is None:
         pytest.skip('ray is not installed (optional extra: pip install -e ".[ray]")')
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": a cluster of our own, even when `ray start` left one running on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield RayExecutor()  # joins the session's cluster and leaves it running
     finally:

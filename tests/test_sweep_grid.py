@@ -75,7 +75,8 @@ def ray_executor() -> Iterator[RayExecutor]:
     if ray.is_initialized():  # the session's cluster (tests/test_executors.py): join it, leave it running
         yield RayExecutor()
         return
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": a cluster of our own, even when `ray start` left one running on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield RayExecutor()
     finally:
