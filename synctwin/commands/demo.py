@@ -188,6 +188,7 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     worker = RedisMirror(client, mirror_config(settings), prefix=settings.key_prefix, block_ms=None,
                          consumer="demo", clock=lambda: feed.world.clock.now())
     worker.ensure_group()
+    shadow = _rejected_for_shadow(client, settings, args.seed, epoch0=1_767_225_600.0)
     out.print("\n[bold]7. Real-to-sim sync[/]: four live campaigns on a bid stream (embedded Redis, virtual time), "
               "mirrored against their projections")
     feed.on_pause = lambda cid, fields, t: out.print(
@@ -196,6 +197,7 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
         env.run(until=env.now + 3600)
         while worker.step():
             pass
+        shadow.run(lambda: False, once=True)  # the learning loop reads the same stream, in its own group
     s = worker.stats
     healthy = [c for c in feed.gate_results if c not in feed.paused]
     out.print(f"   {s.events:,} bid events, {s.pauses} pauses (one each, exactly once), {s.greys} grey-zone alerts; "
@@ -203,6 +205,71 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     audit = [f["event_type"] for _, f in client.xrange(f"{settings.key_prefix}audit")]
     out.print(f"   control stream: {client.xlen(f'{settings.key_prefix}control')} PAUSE commands; audit: "
               f"{audit.count('AUTO_ROLLBACK_TRIGGERED')} AUTO_ROLLBACK_TRIGGERED")
+    _chapter_learning_loop(out, client, settings)
+
+
+def _rejected_for_shadow(client: Any, settings: Any, seed: int, *, epoch0: float) -> Any:
+    """A thin-margin Meta campaign the gate rejects, stored for shadow mode as `gate --redis` does,
+    and the shadow worker's group created before the first bid (it reads the whole stream)."""
+    import numpy as np
+
+    from agents.synctwin.gatekeeper import SimulationGatekeeper
+    from agents.synctwin.shadow_redis import RedisShadow
+    from agents.syncvalue.baseline import compute_baseline
+    from scenarios.schema import DEFAULT_MARKETS, GeneratedHistory
+    from synctwin.models import Strategy
+    from synctwin.publishing import record_decision
+    from world.history import generate_history
+
+    history = generate_history(DEFAULT_MARKETS["meta"], GeneratedHistory(platform="meta", daily_spend=10_000.0),
+                               np.random.default_rng([seed, 99]), __import__("datetime").date(2025, 12, 1))
+    strategy = Strategy(campaign_id="thin-margin-push", client_id="client-thin", platform="meta",
+                        audience_size=50_000_000, cvr=0.02, daily_budget=20_000.0, duration_days=30,
+                        gross_margin=0.12, launch_ts=epoch0)
+    result = SimulationGatekeeper(settings=settings).evaluate(strategy, compute_baseline(history), seed=seed)
+    record_decision(result, client=client, prefix=settings.key_prefix, strategy=strategy)
+    shadow = RedisShadow(client, prefix=settings.key_prefix, consumer="demo", block_ms=None)
+    shadow.ensure_group()
+    return shadow
+
+
+def _chapter_learning_loop(out: Any, client: Any, settings: Any) -> None:
+    """What the loop learned from the same three days: a rejection's shadow outcome, the paused
+    campaigns' realized outcomes, and the seed's success metrics over the audit stream."""
+    from agents.syncshield.backends import RedisAuditStore
+    from synctwin.commands.kpis import kpis
+    from synctwin.console import money
+
+    out.print("\n[bold]8. The learning loop[/]: shadow mode follows a rejected campaign on the market "
+              "the live ones met")
+    records = RedisAuditStore(client, key=f"{settings.key_prefix}audit").records()
+    decision = next((r for r in records if r.get("campaign_id") == "thin-margin-push"
+                     and r["event_type"] in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED")), None)
+    shadows = [r["metadata"] for r in records if r["event_type"] == "SHADOW_OUTCOME"]
+    if decision is not None:
+        out.print(f"   thin-margin-push (12% gross margin): {decision['event_type']} at confidence "
+                  f"{decision['metadata'].get('confidence_score', float('nan')):.3f}; never launched")
+    if shadows:
+        m = shadows[-1]
+        verdict = "would have made money: a false negative" if m["profitable"] else "would have lost money"
+        out.print(f"   SHADOW_OUTCOME after {m['days']:g} of {m['days_total']} days ({m['market_days_observed']} "
+                  f"market days observed): net profit uplift {money(m['net_profit_uplift'])}, {verdict}")
+    outcomes = [r for r in records if r["event_type"] == "CAMPAIGN_OUTCOME"]
+    for r in outcomes:
+        m = r["metadata"]
+        out.print(f"   CAMPAIGN_OUTCOME {r['campaign_id']}: {m.get('end_reason', r.get('reason'))} after "
+                  f"{m['days']:.2f} days, net profit uplift {money(m['net_profit_uplift'])}")
+    if outcomes and all(r["metadata"]["profitable"] for r in outcomes):
+        out.print("   (paused for leaving their projection, not for losing money: at these margins the extra "
+                  "spend still paid; the approvals were right)")
+    k = kpis(records)
+    fn, fp = k["false_negative_rate"], k["false_positive_rate"]
+
+    def pct(x: Any) -> str:
+        return "no data" if x["value"] is None else f"{x['value']:.0%} ({x['count']}/{x['of']})"
+
+    out.print(f"   synctwin kpis: false negatives {pct(fn)}, false positives {pct(fp)} - "
+              "`synctwin shadow --redis URL` does this in production")
 
 
 class _SeededGate:
