@@ -203,3 +203,22 @@ def test_the_plugin_reaches_a_users_own_test_suite(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=tmp_path, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "1 passed" in done.stdout
+
+
+
+def test_replay_appends_its_audit_records_to_a_chained_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agents.syncshield.backends import JsonlAuditStore
+
+    log = tmp_path / "audit.jsonl"
+    JsonlAuditStore(log).append("THRESHOLD_CHANGED", metadata={"from": 0.85, "to": 0.8})  # a log with a history
+    assert main(["replay", "portfolio_10", "--audit-log", str(log), "--json"]) == 0
+    capsys.readouterr()
+    added = [json.loads(x) for x in log.read_text().splitlines()][1:]
+    kinds = [r["event_type"] for r in added]
+    assert kinds.count("CAMPAIGN_APPROVED") == 10 and "CAMPAIGN_LAUNCHED" in kinds and "CAMPAIGN_OUTCOME" in kinds
+    assert all(r["ts"] < 1_800_000_000 for r in added)  # virtual times (January 2026), not the wall clock
+    assert main(["audit", "verify", str(log)]) == 0  # the file's chain continued, not a second chain
+    capsys.readouterr()
+    assert main(["kpis", "--audit-log", str(log), "--json"]) == 0
+    fp = json.loads(capsys.readouterr().out)["false_positive_rate"]
+    assert fp["of"] >= 1 and fp["value"] is not None

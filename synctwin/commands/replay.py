@@ -15,6 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="print the built-in scenarios, one per line, name first")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0): same seed, same trace")
     p.add_argument("--json", action="store_true", help="print the trace summary as one JSON document")
+    p.add_argument("--audit-log", metavar="FILE", help="append the run's audit records (decisions, launches, "
+                   "pauses, SHADOW_OUTCOME, CAMPAIGN_OUTCOME) to this hash-chained JSONL log, at their virtual "
+                   "times, so `synctwin kpis`, `tune` and `review` can read a replay")
     p.add_argument("--series", action="store_true", help="with --json: include hourly time series per campaign")
     p.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML page with plots: each "
                    "campaign's real run against its projection fan, faults and pauses, and the timeline")
@@ -47,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         from synctwin.reports.replay import build_replay_page
 
         write_report(args.report, build_replay_page(trace))
+    if args.audit_log:
+        append_audit(args.audit_log, trace.audit)
     if args.json:
         from synctwin.console import print_json
 
@@ -92,3 +97,16 @@ def print_trace(trace: Any) -> None:
         out.print(f"  {mark} {e.expectation}: {e.message}")
     if not trace.expectations:
         out.print("  (none)")
+
+
+def append_audit(path: str, records: list[dict[str, Any]]) -> None:
+    """Continue the file's hash chain with the replay's records, each at its own virtual time (the
+    in-memory chain's seq and hashes cannot be copied: the file may already hold records)."""
+    from agents.syncshield.backends import JsonlAuditStore
+
+    at = {"ts": 0.0}
+    store = JsonlAuditStore(path, clock=lambda: at["ts"])
+    for rec in records:
+        at["ts"] = rec["ts"]
+        store.append(rec["event_type"], client_id=rec.get("client_id"), campaign_id=rec.get("campaign_id"),
+                     reason=rec.get("reason"), metadata=rec.get("metadata") or {})
