@@ -12,6 +12,7 @@ worker's files, so any worker's /metrics answers for all of them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -81,6 +82,8 @@ MIRROR_DEVIATION = Gauge(
     "(the largest practical shortfall or overspend, 0.15 = 15%)", ["campaign_id"], registry=REGISTRY,
     multiprocess_mode="mostrecent")
 PAUSES = Counter("synctwin_pauses", "Campaign pauses by reason", ["reason"], registry=REGISTRY)
+DEVIATION_STALE_S = 6 * 3600.0  # a campaign not evaluated for this long (paused, ended, gone) loses its series
+_deviation_seen: dict[str, float] = {}  # campaign -> monotonic time of its last evaluation
 
 # --- shadow mode and live outcomes (`synctwin shadow`) ---------------------------------------------
 SHADOW_EVENTS = Counter(
@@ -163,10 +166,12 @@ def record_http(route: str, method: str, status: int, seconds: float) -> None:
 
 
 def record_mirror(delta: Mapping[str, int], deviations: Iterable[tuple[str, float]] = (),
-                  pause_reason: str | None = None) -> None:
+                  pause_reason: str | None = None, *, now: float | None = None) -> None:
     """What a mirror worker did since it last reported: `delta` holds the growth of its MirrorStats
     counters (events, dead, ignored, greys, batches, redis_errors, pauses); `deviations` the latest
-    deviation of each campaign it evaluated; pauses count under `pause_reason`."""
+    deviation of each campaign it evaluated; pauses count under `pause_reason`. A campaign's
+    deviation series is dropped once it has not been evaluated for DEVIATION_STALE_S (paused,
+    flight over, deleted): one series per campaign ever mirrored would grow without end."""
     if n := delta.get("events", 0):
         MIRROR_PROCESSED.inc(n)
     if n := delta.get("dead", 0):
@@ -181,8 +186,14 @@ def record_mirror(delta: Mapping[str, int], deviations: Iterable[tuple[str, floa
         MIRROR_REDIS_ERRORS.inc(n)
     if (n := delta.get("pauses", 0)) and pause_reason:
         PAUSES.labels(reason=pause_reason).inc(n)
+    now = time.monotonic() if now is None else now
     for campaign_id, deviation in deviations:
         MIRROR_DEVIATION.labels(campaign_id=campaign_id).set(deviation)
+        _deviation_seen[campaign_id] = now
+    for campaign_id in [c for c, seen in _deviation_seen.items() if now - seen > DEVIATION_STALE_S]:
+        del _deviation_seen[campaign_id]
+        with contextlib.suppress(KeyError):  # already gone (a test reset the registry)
+            MIRROR_DEVIATION.remove(campaign_id)
 
 
 _SHADOW_IGNORED = {"invalid": "invalid", "unknown": "unknown_campaign", "before_launch": "before_launch",

@@ -405,6 +405,17 @@ def test_mirror_metrics_follow_what_the_worker_does(fake: Any) -> None:
     assert [s.value for s in families["synctwin_mirror_pending_events"].samples] == [0.0]
 
 
+
+def test_a_campaign_no_longer_evaluated_loses_its_deviation_series() -> None:
+    t0 = 1_000_000.0
+    metrics.record_mirror({}, [("gone-campaign", 0.4), ("live-campaign", 0.05)], now=t0)
+    assert metrics.sample("synctwin_mirror_deviation", {"campaign_id": "gone-campaign"}) == 0.4
+    metrics.record_mirror({}, [("live-campaign", 0.06)], now=t0 + metrics.DEVIATION_STALE_S - 1)
+    assert metrics.sample("synctwin_mirror_deviation", {"campaign_id": "gone-campaign"}) == 0.4  # not yet stale
+    metrics.record_mirror({}, [("live-campaign", 0.07)], now=t0 + metrics.DEVIATION_STALE_S + 1)
+    assert metrics.sample("synctwin_mirror_deviation", {"campaign_id": "gone-campaign"}) is None
+    assert metrics.sample("synctwin_mirror_deviation", {"campaign_id": "live-campaign"}) == 0.07
+
 def test_record_chaos_run_counts_verdicts_and_stamps_the_run() -> None:
     def result(name: str, passed: bool) -> Any:
         return SimpleNamespace(drill=SimpleNamespace(name=name), passed=passed)
