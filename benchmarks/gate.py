@@ -28,6 +28,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,8 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from agents.synctwin.gatekeeper import SimulationGatekeeper, seed_model_params  # noqa: E402
-from agents.synctwin.montecarlo import SEED_VARIANCE_SD, chunk_rng, simulate_seed_model  # noqa: E402
+from agents.synctwin.gatekeeper import SimulationGatekeeper, _seed_chunk, seed_model_params  # noqa: E402
+from agents.synctwin.montecarlo import SEED_VARIANCE_SD, run_monte_carlo  # noqa: E402
 from agents.syncvalue.baseline import Baseline, compute_baseline  # noqa: E402
 from benchmarks.seed_reference import (  # noqa: E402
     SeedSimulationGatekeeper,
@@ -159,12 +160,12 @@ def peak_memory_mb(fn: Callable[[], object]) -> tuple[float, float | None]:
 
 
 def seed_core(strategy: Strategy, baseline: Baseline, n: int, seed: int) -> float:
-    """Our seed model without the gate around it: the draw and the seed's own statistics only."""
-    u = simulate_seed_model(seed_model_params(strategy, baseline), n, chunk_rng(seed, 0)).uplift
-    positives = u[u > 0]
-    np.median(positives if positives.size else u)
-    np.percentile(u, (10, 90))
-    return positives.size / n
+    """Our seed model without the gate around it (no baseline, no result object, a one-path
+    projection): run_monte_carlo's chunked draw and the seed's statistics (confidence,
+    p10/p50/p90, the median of the positive paths)."""
+    out = run_monte_carlo(partial(_seed_chunk, seed_model_params(strategy, baseline)), seed=seed, paths=n,
+                          max_paths=n, chunk_paths=50_000, threshold=0.85, projection_paths=1)
+    return out.confidence
 
 
 def cli_command() -> list[str] | None:

@@ -30,6 +30,7 @@ from synctwin.executors import (
     InProcessExecutor,
     ProcessPoolExecutor,
     RayExecutor,
+    ThreadExecutor,
     make_executor,
 )
 from synctwin.history import load_history
@@ -61,9 +62,15 @@ def ray_cluster() -> Iterator[RayExecutor]:
         ray.shutdown()
 
 
-@pytest.fixture(params=["pool", "ray"])
+@pytest.fixture(scope="session")
+def threads() -> Iterator[ThreadExecutor]:
+    with ThreadExecutor(2) as ex:
+        yield ex
+
+
+@pytest.fixture(params=["pool", "ray", "threads"])
 def executor(request: pytest.FixtureRequest) -> Executor:
-    return request.getfixturevalue("pool" if request.param == "pool" else "ray_cluster")
+    return request.getfixturevalue({"pool": "pool", "ray": "ray_cluster", "threads": "threads"}[request.param])
 
 
 def _strategy(**kw: Any) -> Strategy:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.synctwin.montecarlo import (
@@ -206,3 +206,64 @@ def test_row_quantiles_equal_numpy(rows: int, cols: int, seed: int) -> None:
 )
 def test_risk_profile_follows_the_seed(conf: float, uplift: float, profile: str) -> None:
     assert risk_profile(conf, uplift) == profile
+
+
+# --- exact order statistics without a full partition ---------------------------------------------
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=400),
+       order=st.sampled_from(["as drawn", "sorted", "reversed", "rounded (ties)"]),
+       picks=st.lists(st.floats(0, 1), min_size=1, max_size=8))
+def test_order_statistics_equal_a_full_partition(values: list[float], order: str, picks: list[float],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import agents.synctwin.stats as stats
+
+    # small arrays take the bracketed path too (the same constants for every example: safe to share)
+    monkeypatch.setattr(stats, "BRACKET_MIN_SIZE", 16)
+    monkeypatch.setattr(stats, "BRACKET_SAMPLE", 8)
+    x = np.array(values)
+    if order == "sorted":
+        x.sort()
+    elif order == "reversed":
+        x = np.sort(x)[::-1].copy()
+    elif order == "rounded (ties)":
+        x = np.round(x / 1e5)
+    before = x.copy()
+    ranks = sorted({min(len(x) - 1, int(p * len(x))) for p in picks})
+    got = stats.order_statistics(x, ranks)
+    part = np.partition(x, ranks)
+    assert got == {r: float(part[r]) for r in ranks}
+    assert np.array_equal(x, before)  # the input is not modified
+
+
+def test_order_statistics_fall_back_when_the_sample_misleads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agents.synctwin.stats as stats
+
+    monkeypatch.setattr(stats, "BRACKET_MIN_SIZE", 100)
+    monkeypatch.setattr(stats, "BRACKET_SAMPLE", 10)
+    x = np.random.default_rng(5).normal(100.0, 1.0, 1000)
+    x[::100] = 0.0  # every sampled element is an outlier: each bracket misses its rank
+    ranks = [100, 500, 900]
+    part = np.partition(x, ranks)
+    assert stats.order_statistics(x, ranks) == {r: float(part[r]) for r in ranks}
+    calls: list[int] = []
+    real = np.partition
+    monkeypatch.setattr(stats.np, "partition", lambda a, k: calls.append(a.size) or real(a, k))
+    stats.order_statistics(x, ranks)
+    assert 1000 in calls  # the whole array was partitioned: the fallback ran
+
+
+def test_order_statistics_on_a_million_paths_partition_only_a_bracket(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agents.synctwin.stats as stats
+
+    x = np.random.default_rng(9).normal(0.0, 1.0, 1_000_000)
+    ranks = [99_999, 100_000, 499_999, 500_000, 899_999, 900_000]
+    part = np.partition(x, ranks)
+    sizes: list[int] = []
+    real = np.partition
+    monkeypatch.setattr(stats.np, "partition", lambda a, k: sizes.append(a.size) or real(a, k))
+    assert stats.order_statistics(x, ranks) == {r: float(part[r]) for r in ranks}
+    assert sizes and max(sizes) < 100_000  # brackets of tens of thousands, never the million
+
+    with pytest.raises(ValueError, match="ranks"):
+        stats.order_statistics(x, [1_000_000])
