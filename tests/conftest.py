@@ -148,3 +148,29 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+# --- executors: one 2-process pool and one local 2-CPU Ray cluster for the whole session ----------
+
+@pytest.fixture(scope="session")
+def pool() -> Iterator[object]:
+    from synctwin.executors import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as ex:
+        yield ex
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[object]:
+    try:
+        import ray
+    except ImportError:  # the optional extra: pip install -e ".[ray]"
+        pytest.skip('ray is not installed (optional extra: pip install -e ".[ray]")')
+    from synctwin.executors import RayExecutor
+
+    # address="local": a cluster of our own, even when `ray start` left one running on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield RayExecutor()  # joins the session's cluster and leaves it running
+    finally:
+        ray.shutdown()

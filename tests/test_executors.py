@@ -1,11 +1,12 @@
 """The executors (in-process, process pool, Ray) give the same results bit for bit; `synctwin sweep`.
 
-One 2-process pool and one local Ray cluster (`ray.init(num_cpus=2)`) serve the whole session:
+One 2-process pool and one local Ray cluster (tests/conftest.py) serve the whole session:
 starting them is the slow part. The Ray tests are skipped when the optional extra is missing.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,6 @@ from synctwin.executors import (
     Executor,
     InProcessExecutor,
     ProcessPoolExecutor,
-    RayExecutor,
     ThreadExecutor,
     make_executor,
 )
@@ -38,28 +38,6 @@ from synctwin.models import Strategy
 
 DATA = Path(__file__).parent / "data"
 
-try:
-    import ray
-except ImportError:  # the optional extra: pip install -e ".[ray]"
-    ray = None
-
-
-@pytest.fixture(scope="session")
-def pool() -> Iterator[ProcessPoolExecutor]:
-    with ProcessPoolExecutor(2) as ex:
-        yield ex
-
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[RayExecutor]:
-    if ray is None:
-        pytest.skip('ray is not installed (optional extra: pip install -e ".[ray]")')
-    # address="local": a cluster of our own, even when `ray start` left one running on this machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield RayExecutor()  # joins the session's cluster and leaves it running
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="session")
@@ -219,7 +197,7 @@ def test_cli_sweep_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path
     (["--seeds", "1-2", "--ray", "ray://127.0.0.1:1"], "cannot reach"),
 ])
 def test_cli_sweep_bad_input_exits_2(capsys: pytest.CaptureFixture[str], args: list[str], needle: str) -> None:
-    if ray is None and "--ray" in args:
+    if "--ray" in args and importlib.util.find_spec("ray") is None:
         pytest.skip("ray is not installed")
     assert main(["sweep", "tiktok_genz", *args]) == 2
     err = capsys.readouterr().err

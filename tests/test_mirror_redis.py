@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -28,6 +24,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from shared_scenarios import linear_projection
+from worker_processes import REPO, start_worker, stop_worker, worker_env
 
 from agents.syncshield.backends import verify_redis
 from agents.synctwin.deviation import MirrorConfig, MirrorState
@@ -43,7 +40,6 @@ LAUNCH = 1_767_225_600.0
 STEP = 300.0
 RATE, CPA, AOV = 40.0, 10.0, 60.0
 CFG = MirrorConfig()
-REPO = Path(__file__).resolve().parents[1]
 
 
 def projection(cid: str, launch: float = LAUNCH, days: int = 3) -> dict[str, Any]:
@@ -138,16 +134,6 @@ def assert_nothing_lost(client: Any, evs: list[dict[str, Any]]) -> None:
         state = MirrorState.from_hash(cid, client.hgetall(f"{PREFIX}campaign:{cid}:mirror"))
         assert (state.last_ts, state.last_event_id, state.spend) == (e["ts"], e["event_id"], e["spend"]), cid
     assert drained(client)
-
-
-def synctwin_cmd() -> list[str]:
-    exe = shutil.which("synctwin") or str(Path(sys.executable).with_name("synctwin"))
-    return [exe] if Path(exe).exists() else [sys.executable, "-m", "synctwin.cli"]
-
-
-def worker_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCTWIN_")}
-    return env | {"PYTHONUNBUFFERED": "1"} | extra
 
 
 # ------------------------------------------------------------------------------ fakeredis (fast)
@@ -425,20 +411,7 @@ worker.run(lambda: False)
 
 
 def _start_mirror(url: str, consumer: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([*synctwin_cmd(), "mirror", "--redis", url, "--consumer", consumer, "--batch", "100"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env=worker_env(**env))
-
-
-def _stop(proc: subprocess.Popen[str], timeout: float = 15) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"the worker did not stop on SIGTERM:\n{err[-2000:]}") from None
-    return proc.returncode, err
+    return start_worker("mirror", url, consumer, "--batch", "100", **env)
 
 
 @pytest.mark.redis
@@ -460,7 +433,7 @@ def test_kill_9_mid_batch_another_worker_reclaims_and_nothing_is_lost(redis_serv
     try:
         wait_for(lambda: drained(redis_client), 30, "the second worker to reclaim and drain")
     finally:
-        code, err = _stop(second)
+        code, err = stop_worker(second)
     assert code == 0, err[-2000:]
     assert pending(redis_client, "doomed") == 0
     assert_nothing_lost(redis_client, evs)
@@ -483,7 +456,7 @@ def test_kill_9_of_synctwin_mirror_mid_stream_loses_nothing(redis_server: Any, r
     try:
         wait_for(lambda: drained(redis_client), 30, "the second worker to drain")
     finally:
-        code, err = _stop(second)
+        code, err = stop_worker(second)
     assert code == 0, err[-2000:]
     assert_nothing_lost(redis_client, evs)
     assert_paused_exactly_once(redis_client, bad, ok)
@@ -542,7 +515,7 @@ def test_sigterm_finishes_the_batch_acknowledges_it_and_exits_0(redis_server: An
         wait_for(lambda: any(g["last-delivered-id"] != "0-0" for g in redis_client.xinfo_groups(BIDS)), 20,
                  "the worker to start consuming")
     finally:
-        code, err = _stop(proc)
+        code, err = stop_worker(proc)
     assert code == 0, err[-2000:]
     assert "drained and stopped" in err and "Traceback" not in err
     assert pending(redis_client, "w") == 0

@@ -11,12 +11,8 @@ observed market would reverse both verdicts. fakeredis runs the worker in-proces
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +22,7 @@ import fakeredis
 import numpy as np
 import pytest
 import simpy
+from worker_processes import REPO, start_worker, stop_worker, synctwin_cmd, worker_env
 
 from agents.syncshield.backends import RedisAuditStore, verify_redis
 from agents.synctwin.gatekeeper import SimulationGatekeeper
@@ -43,7 +40,6 @@ from synctwin.models import Strategy
 from synctwin.publishing import publish_plan, record_decision
 
 PREFIX = "synctwin:"
-REPO = Path(__file__).resolve().parents[1]
 HISTORY = load_history(REPO / "tests" / "data" / "history_90d.csv")
 LAUNCH = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 DAY0 = day_of(LAUNCH + 1)
@@ -435,30 +431,8 @@ def test_cli_market_file_appends_final_shadow_outcomes_once(capsys: pytest.Captu
 
 
 # ------------------------------------------------------------------------------ real redis-server
-def synctwin_cmd() -> list[str]:
-    exe = shutil.which("synctwin") or str(Path(sys.executable).with_name("synctwin"))
-    return [exe] if Path(exe).exists() else [sys.executable, "-m", "synctwin.cli"]
-
-
-def worker_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("SYNCTWIN_")} | {"PYTHONUNBUFFERED": "1"}
-
-
 def start(url: str, consumer: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([*synctwin_cmd(), "shadow", "--redis", url, "--consumer", consumer, "--batch", "20",
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env=worker_env())
-
-
-def stop(proc: subprocess.Popen[str], timeout: float = 20) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"the worker did not stop on SIGTERM:\n{err[-2000:]}") from None
-    return proc.returncode, err
+    return start_worker("shadow", url, consumer, "--batch", "20", *extra)
 
 
 def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
@@ -541,7 +515,7 @@ def test_two_workers_record_each_outcome_exactly_once_and_stop_on_sigterm(redis_
 
         wait_for(done, 90, "every rejection and approved campaign settled")
     finally:
-        results = [stop(w) for w in workers]
+        results = [stop_worker(w) for w in workers]
     for code, err in results:
         assert code == 0 and "drained and stopped" in err and "Traceback" not in err, err[-2000:]
     records = audit(redis_client)

@@ -1,9 +1,8 @@
 """`synctwin sweep` over a grid of market parameters given in the scenario (`sweep: {grid: ...}`).
 
 The grid's expansion and validation, the scenario at one point, the report (per point, overall,
-worst points) on every executor, and the command line. The 2-process pool is this module's own;
-Ray joins the session's local cluster when tests/test_executors.py has started it, and otherwise
-starts one for this module and shuts it down after (never two at once).
+worst points) on every executor (the session's pool and local Ray cluster, tests/conftest.py),
+and the command line.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from scenarios.loader import load_scenario, scenario_from_dict
 from scenarios.schema import DEFAULT_MARKETS, MAX_GRID_POINTS, PlatformMarket, Scenario
 from synctwin.cli import main
 from synctwin.errors import InvalidInput
-from synctwin.executors import Executor, ProcessPoolExecutor, RayExecutor
+from synctwin.executors import Executor, ProcessPoolExecutor
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "scenarios" / "examples" / "market_shock_grid.yaml"
 LEGACY_KEYS = ["scenario", "seeds", "runs", "passed", "runs_passed", "expectations", "worst_seeds", "executor",
@@ -60,27 +58,6 @@ GRID = {"meta.cvr": [0.044, 0.004], "meta.aov": [62.0, 70.0]}
 
 def _without_run_facts(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in ("executor", "wall_s", "task_s")}
-
-
-@pytest.fixture(scope="module")
-def pool() -> Iterator[ProcessPoolExecutor]:
-    with ProcessPoolExecutor(2) as ex:
-        yield ex
-
-
-@pytest.fixture(scope="module")
-def ray_executor() -> Iterator[RayExecutor]:
-    if ray is None:
-        pytest.skip('ray is not installed (optional extra: pip install -e ".[ray]")')
-    if ray.is_initialized():  # the session's cluster (tests/test_executors.py): join it, leave it running
-        yield RayExecutor()
-        return
-    # address="local": a cluster of our own, even when `ray start` left one running on this machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield RayExecutor()
-    finally:
-        ray.shutdown()  # so a later module's session fixture can start its own
 
 
 # --- the grid: expansion and the scenario at a point ---------------------------------------------
@@ -270,10 +247,10 @@ def test_gridded_report_same_in_process_and_on_a_pool(pool: ProcessPoolExecutor)
     assert not here["passed"]  # the failures' lists are compared too
 
 
-def test_gridded_report_same_on_ray(ray_executor: Executor) -> None:
+def test_gridded_report_same_on_ray(ray_cluster: Executor) -> None:
     sc = scenario_from_dict(_gate_grid(GRID))
     here = run_sweep(sc, range(1, 3)).to_dict()
-    assert _without_run_facts(run_sweep(sc, range(1, 3), executor=ray_executor).to_dict()) == \
+    assert _without_run_facts(run_sweep(sc, range(1, 3), executor=ray_cluster).to_dict()) == \
         _without_run_facts(here)
 
 
