@@ -193,3 +193,20 @@ def test_flight_days_split_a_flight_into_utc_days() -> None:
     day = 86_400.0
     assert flight_days(10 * day, 2) == [(10, 1.0), (11, 1.0)]
     assert flight_days(10 * day + 18 * 3600, 1) == [(10, 0.25), (11, 0.75)]
+
+
+def test_the_readme_market_file_example_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """README's "try it": a thin-margin rejection shadowed on an October market file."""
+    repo = Path(__file__).resolve().parent.parent
+    examples = repo / "scenarios" / "examples" / "shadow"
+    log = str(tmp_path / "audit.jsonl")
+    assert main(["gate", str(examples / "strategy_thin_margin.json"), "--history",
+                 str(repo / "tests" / "data" / "history_90d.csv"), "--seed", "1", "--audit-log", log]) == 1
+    assert main(["shadow", "--market", str(examples / "market_meta_oct2026.csv"), "--audit-log", log]) == 0
+    assert "1 SHADOW_OUTCOME appended" in capsys.readouterr().out
+    assert main(["shadow", "--market", str(examples / "market_meta_oct2026.csv"), "--audit-log", log]) == 0
+    assert "0 SHADOW_OUTCOME appended" in capsys.readouterr().out  # idempotent: already shadowed to the end
+    assert main(["kpis", "--audit-log", log, "--json"]) == 0
+    fn = json.loads(capsys.readouterr().out)["false_negative_rate"]
+    assert (fn["count"], fn["of"]) == (1, 1)  # it would have made money: a false negative
+    assert main(["audit", "verify", log]) == 0
