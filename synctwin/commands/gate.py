@@ -71,9 +71,13 @@ def run(args: argparse.Namespace) -> int:
         gross_margin=strategy.gross_margin, default_monthly_churn=settings.default_monthly_churn, source=source,
     )
     gatekeeper = SimulationGatekeeper(settings=settings, model=args.model, threshold=args.threshold)
+    import contextlib
+
     from synctwin.executors import executor_from_args
 
-    with executor_from_args(args) as executor:
+    # without --ray/--workers the gate's own default draws the chunks (a thread per core)
+    fans_out = args.ray is not None or args.workers is not None
+    with executor_from_args(args) if fans_out else contextlib.nullcontext() as executor:
         result, uplift = _evaluate(gatekeeper, strategy, baseline, args, executor)
     if not result.approved and not getattr(args, "no_suggestions", False):
         result = gatekeeper.with_suggestions(result, strategy, baseline, max_paths=args.max_paths)
