@@ -20,7 +20,7 @@ from agents.syncvalue.baseline import compute_baseline
 from scenarios.schema import FaultSpec, GeneratedHistory, WorldSpec
 from synctwin.config import Settings
 from synctwin.models import Strategy
-from synctwin.publishing import publish_plan
+from synctwin.publishing import publish_plan, record_decision
 from world.history import generate_history
 from world.platforms import CampaignSetup
 from world.world import World
@@ -84,6 +84,7 @@ def start_feed(client: Any, env: simpy.Environment, settings: Settings, *, epoch
                             cvr=0.02, daily_budget=20_000.0, duration_days=30, launch_ts=epoch0)
         result = gate.evaluate(strategy, compute_baseline(history), seed=seed + i)
         feed.gate_results[cid] = result
+        record_decision(result, client=client, prefix=prefix, strategy=strategy)  # as `gate --redis` does
         publish_plan(client, prefix, strategy, history, result)
         world.platforms.launch(CampaignSetup(cid, "meta", strategy.daily_budget, market.cpm * 1.3,
                                              strategy.audience_size * strategy.cvr / strategy.duration_days, {}))
