@@ -46,4 +46,4 @@ def test_the_learning_loop_shadows_the_rejection_and_records_live_outcomes(demo_
     m = re.search(r"SHADOW_OUTCOME after (\d+) of 30 days \((\d+) market days observed\)", loop)
     assert m and int(m.group(1)) >= 2 and m.group(1) == m.group(2)  # every shadowed day met the live market
     assert loop.count("CAMPAIGN_OUTCOME feed-") == 2 and "PAUSED after" in loop
-    assert "false negatives 0% (0/1), false positives 0% (0/2)" in loop
+    assert "rejection share 20% (1/5), false negatives 0% (0/1), false positives 0% (0/2)" in loop

@@ -268,8 +268,8 @@ def _chapter_learning_loop(out: Any, client: Any, settings: Any) -> None:
     def pct(x: Any) -> str:
         return "no data" if x["value"] is None else f"{x['value']:.0%} ({x['count']}/{x['of']})"
 
-    out.print(f"   synctwin kpis: false negatives {pct(fn)}, false positives {pct(fp)} - "
-              "`synctwin shadow --redis URL` does this in production")
+    out.print(f"   synctwin kpis: rejection share {pct(k['rejection_share'])}, false negatives {pct(fn)}, "
+              f"false positives {pct(fp)} - `synctwin shadow --redis URL` does this in production")
 
 
 class _SeededGate:
