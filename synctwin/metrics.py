@@ -165,6 +165,20 @@ def record_http(route: str, method: str, status: int, seconds: float) -> None:
     HTTP_LATENCY.labels(route=route, method=method).observe(seconds)
 
 
+_MIRROR_COUNTERS: dict[str, tuple[Any, dict[str, str]]] = {
+    "events": (MIRROR_PROCESSED, {}), "dead": (MIRROR_DEAD, {}), "ignored": (MIRROR_IGNORED, {}),
+    "greys": (MIRROR_GREY, {}), "batches": (MIRROR_BATCHES, {}), "redis_errors": (MIRROR_REDIS_ERRORS, {}),
+}
+
+
+def _count(delta: Mapping[str, int], counters: Mapping[str, tuple[Any, dict[str, str]]]) -> None:
+    """Add a worker's counter growth (stat -> n) to its Prometheus counters (stat -> counter, labels);
+    a series is created only once it has something to count."""
+    for stat, (counter, labels) in counters.items():
+        if n := delta.get(stat, 0):
+            (counter.labels(**labels) if labels else counter).inc(n)
+
+
 def record_mirror(delta: Mapping[str, int], deviations: Iterable[tuple[str, float]] = (),
                   pause_reason: str | None = None, *, now: float | None = None) -> None:
     """What a mirror worker did since it last reported: `delta` holds the growth of its MirrorStats
@@ -172,18 +186,7 @@ def record_mirror(delta: Mapping[str, int], deviations: Iterable[tuple[str, floa
     deviation of each campaign it evaluated; pauses count under `pause_reason`. A campaign's
     deviation series is dropped once it has not been evaluated for DEVIATION_STALE_S (paused,
     flight over, deleted): one series per campaign ever mirrored would grow without end."""
-    if n := delta.get("events", 0):
-        MIRROR_PROCESSED.inc(n)
-    if n := delta.get("dead", 0):
-        MIRROR_DEAD.inc(n)
-    if n := delta.get("ignored", 0):
-        MIRROR_IGNORED.inc(n)
-    if n := delta.get("greys", 0):
-        MIRROR_GREY.inc(n)
-    if n := delta.get("batches", 0):
-        MIRROR_BATCHES.inc(n)
-    if n := delta.get("redis_errors", 0):
-        MIRROR_REDIS_ERRORS.inc(n)
+    _count(delta, _MIRROR_COUNTERS)
     if (n := delta.get("pauses", 0)) and pause_reason:
         PAUSES.labels(reason=pause_reason).inc(n)
     now = time.monotonic() if now is None else now
@@ -196,24 +199,22 @@ def record_mirror(delta: Mapping[str, int], deviations: Iterable[tuple[str, floa
             MIRROR_DEVIATION.remove(campaign_id)
 
 
-_SHADOW_IGNORED = {"invalid": "invalid", "unknown": "unknown_campaign", "before_launch": "before_launch",
-                   "poison": "poison"}
+_SHADOW_COUNTERS: dict[str, tuple[Any, dict[str, str]]] = {
+    "events": (SHADOW_EVENTS, {}),
+    "invalid": (SHADOW_IGNORED, {"why": "invalid"}),
+    "unknown": (SHADOW_IGNORED, {"why": "unknown_campaign"}),
+    "before_launch": (SHADOW_IGNORED, {"why": "before_launch"}),
+    "poison": (SHADOW_IGNORED, {"why": "poison"}),
+    "shadow_outcomes": (SHADOW_OUTCOMES, {"event_type": "SHADOW_OUTCOME"}),
+    "campaign_outcomes": (SHADOW_OUTCOMES, {"event_type": "CAMPAIGN_OUTCOME"}),
+    "redis_errors": (SHADOW_REDIS_ERRORS, {}),
+}
 
 
 def record_shadow(delta: Mapping[str, int]) -> None:
     """What a shadow worker did since it last reported: the growth of its ShadowStats counters
     (events, invalid, unknown, before_launch, poison, shadow_outcomes, campaign_outcomes, redis_errors)."""
-    if n := delta.get("events", 0):
-        SHADOW_EVENTS.inc(n)
-    for stat, why in _SHADOW_IGNORED.items():
-        if n := delta.get(stat, 0):
-            SHADOW_IGNORED.labels(why=why).inc(n)
-    if n := delta.get("shadow_outcomes", 0):
-        SHADOW_OUTCOMES.labels(event_type="SHADOW_OUTCOME").inc(n)
-    if n := delta.get("campaign_outcomes", 0):
-        SHADOW_OUTCOMES.labels(event_type="CAMPAIGN_OUTCOME").inc(n)
-    if n := delta.get("redis_errors", 0):
-        SHADOW_REDIS_ERRORS.inc(n)
+    _count(delta, _SHADOW_COUNTERS)
 
 
 def record_pause(reason: str, n: int = 1) -> None:

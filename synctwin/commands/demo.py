@@ -211,6 +211,8 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
 def _rejected_for_shadow(client: Any, settings: Any, seed: int, *, epoch0: float) -> Any:
     """A thin-margin Meta campaign the gate rejects, stored for shadow mode as `gate --redis` does,
     and the shadow worker's group created before the first bid (it reads the whole stream)."""
+    import datetime as dt
+
     import numpy as np
 
     from agents.synctwin.gatekeeper import SimulationGatekeeper
@@ -222,7 +224,7 @@ def _rejected_for_shadow(client: Any, settings: Any, seed: int, *, epoch0: float
     from world.history import generate_history
 
     history = generate_history(DEFAULT_MARKETS["meta"], GeneratedHistory(platform="meta", daily_spend=10_000.0),
-                               np.random.default_rng([seed, 99]), __import__("datetime").date(2025, 12, 1))
+                               np.random.default_rng([seed, 99]), dt.date(2025, 12, 1))
     strategy = Strategy(campaign_id="thin-margin-push", client_id="client-thin", platform="meta",
                         audience_size=50_000_000, cvr=0.02, daily_budget=20_000.0, duration_days=30,
                         gross_margin=0.12, launch_ts=epoch0)
