@@ -207,3 +207,10 @@ def test_an_invalid_history_names_its_line(tmp_path: Path, capsys: pytest.Captur
     bad.write_text("date,spend,impressions,clicks,conversions,revenue\n2024-01-01,10,100,5,1,-3\n", encoding="utf-8")
     err = _fails(["backtest", "--history", str(bad), "--rolling"], capsys)
     assert str(bad) in err and "line 2" in err and "revenue" in err
+
+
+def test_a_process_pool_gives_the_same_report(
+    report_json: dict, history_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["backtest", "--history", str(history_csv), "--rolling", *FAST, "--workers", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == report_json

@@ -49,6 +49,7 @@ from agents.synctwin.scoring import (
 )
 from agents.syncvalue.baseline import Baseline, compute_baseline
 from synctwin.errors import InvalidInput
+from synctwin.executors import Executor
 from synctwin.history import History
 from synctwin.models import GateResult, Strategy
 
@@ -317,11 +318,13 @@ def run_rolling_backtest(
     *,
     source: str = "history",
     progress: Callable[[int, int], None] | None = None,
+    executor: Executor | None = None,
 ) -> RollingReport:
     """Slide the origin over the history, gate each window on its past, score the gate's claims.
 
     Raises InvalidInput (naming `source`) when the history is too short for a single window.
-    `progress(done, total)` is called after each origin.
+    `progress(done, total)` is called after each origin; `executor` (a process pool, Ray) draws
+    each window's paths, with the same result as in this process.
     """
     config = (config or RollingConfig()).validate()
     model = config.model or forecaster.model
@@ -336,6 +339,7 @@ def run_rolling_backtest(
             f"origin and {config.horizon} after it); shorten --horizon or give a longer history",
             source=source,
         )
+    options: dict[str, Any] = {} if executor is None else {"executor": executor}
     pass_history = _accepts_history(forecaster)
     windows: list[RollingWindow] = []
     skipped: list[SkippedOrigin] = []
@@ -358,7 +362,9 @@ def run_rolling_backtest(
             skipped.append(SkippedOrigin(day, "no ad spend in the window: there is no plan to project"))
         else:
             try:
-                row = _window(past, ahead, t, stop - one_day, forecaster, config, model, pass_history, pit_rng, source)
+                row = _window(
+                    past, ahead, t, stop - one_day, forecaster, config, model, pass_history, options, pit_rng, source
+                )
             except InvalidInput as exc:  # a lookback the gate cannot use (too few days, no conversions, ...)
                 skipped.append(SkippedOrigin(day, exc.reason))
         if row is not None:
@@ -388,6 +394,7 @@ def _window(
     config: RollingConfig,
     model: str,
     pass_history: bool,
+    options: dict[str, Any],
     pit_rng: np.random.Generator,
     source: str,
 ) -> RollingWindow:
@@ -403,7 +410,7 @@ def _window(
     budget = realized_spend / config.horizon
     strategy = demand_strategy(config, model, t, budget, baseline)
     s = window_seed(config.seed, t)
-    extra: dict[str, Any] = {"history": past} if pass_history else {}
+    extra = {**options, "history": past} if pass_history else options
     result, uplift = forecaster.evaluate_with_uplift(
         strategy, baseline, seed=s, paths=config.paths, model=model, **extra
     )

@@ -8,6 +8,7 @@ or an HTML report).
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import Any
 
 TARGET_LOW, TARGET_HIGH = 0.75, 0.85  # DESIGN.md: p10-p90 should cover 75-85% of outcomes
@@ -25,6 +26,7 @@ def run_rolling(args: argparse.Namespace) -> int:
         origins,
         run_rolling_backtest,
     )
+    from synctwin.executors import executor_from_args
     from synctwin.history import load_history
     from synctwin.progress import ProgressBar, interactive
 
@@ -50,13 +52,19 @@ def run_rolling(args: argparse.Namespace) -> int:
     gatekeeper = SimulationGatekeeper(model=args.model, threshold=args.threshold)
     history = load_history(args.history)
     total = len(origins(history, config))
-    with ProgressBar("backtest: windows", enabled=interactive(args.json), total=max(total, 1)) as bar:
+    # without --ray/--workers the gate's own default draws each window's paths (a thread per core)
+    fans_out = args.ray is not None or args.workers is not None
+    with (
+        executor_from_args(args) if fans_out else contextlib.nullcontext() as executor,
+        ProgressBar("backtest: windows", enabled=interactive(args.json), total=max(total, 1)) as bar,
+    ):
         report = run_rolling_backtest(
             history,
             gatekeeper,
             config,
             source=args.history,
             progress=(lambda done, _n: bar.update(done)) if bar.enabled else None,
+            executor=executor,
         )
     data = report.to_dict()
     if args.report:
