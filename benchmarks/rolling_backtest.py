@@ -151,7 +151,7 @@ def pct(x: float | None) -> str:
 def print_table(results: dict[str, Any], final: bool) -> None:
     parts = PARTS if final else ("dev",)
     print(
-        f"{'dataset / part':<34} {'model':<7} {'win':>3} {'p10-p90 cov (95%)':>20} {'<p50':>5} "
+        f"{'dataset / part':<38} {'model':<7} {'win':>3} {'p10-p90 cov (95%)':>20} {'<p50':>5} "
         f"{'CRPS/rev':>8} {'Brier':>6} {'PIT p':>7}"
     )
     for name, entry in results.items():
@@ -159,18 +159,18 @@ def print_table(results: dict[str, Any], final: bool) -> None:
             for model, m in entry["models"].items():
                 label = f"{name} [{part}]"
                 if "error" in m:
-                    print(f"{label:<34} {model:<7} {'-':>3}  {m['error'][:60]}")
+                    print(f"{label:<38} {model:<7} {'-':>3}  {m['error'][:60]}")
                     continue
                 f = m.get(part, {"windows": 0})
                 if not f["windows"]:
-                    print(f"{label:<34} {model:<7} {0:>3}")
+                    print(f"{label:<38} {model:<7} {0:>3}")
                     continue
                 lo, hi = f["coverage_interval"]
                 cov = f"{f['coverage']:.0%} ({lo:.0%}-{hi:.0%})"
                 crps = "n/a" if f["crps_relative"] is None else f"{f['crps_relative']:.1%}"
                 pit = "n/a" if f["pit_chi2_p"] is None else f"{f['pit_chi2_p']:.2g}"
                 print(
-                    f"{label:<34} {model:<7} {f['windows']:>3} {cov:>20} {pct(f['below_p50'])} {crps:>8} "
+                    f"{label:<38} {model:<7} {f['windows']:>3} {cov:>20} {pct(f['below_p50'])} {crps:>8} "
                     f"{f['brier']:>6.3f} {pit:>7}"
                 )
     if not final:
