@@ -214,3 +214,13 @@ def test_a_model_that_fits_the_history_is_handed_the_past_only() -> None:
     r = run_rolling_backtest(h, HistoryGate(LAW), WEEKLY)
     assert [s[0] for s in seen] == [str(np.datetime64(w.origin) - np.timedelta64(1, "D")) for w in r.windows]
     assert seen[0][1] == f"rolling-{r.windows[0].origin}"
+
+
+def test_a_history_where_no_origin_gives_a_window_is_refused() -> None:
+    h = synthetic_history(LAW, days=28 + 14, seed=8)
+    spend = h.spend.copy()
+    spend[28:] = 0.0  # the account stopped advertising at the first origin
+    idle = History(h.dates, spend, h.impressions, h.clicks, h.conversions, h.revenue)
+    with pytest.raises(InvalidInput) as exc:
+        run_rolling_backtest(idle, SimulationGatekeeper(model="seed"), WEEKLY, source="idle.csv")
+    assert str(exc.value).startswith("idle.csv:") and "no origin" in str(exc.value) and "no ad spend" in str(exc.value)
