@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from shared_scenarios import SHOCK as SHARED_SHOCK
 
+from agents.synctwin.synthetic import ResponseLaw, synthetic_history
 from synctwin.cli import main
 
 DATA = Path(__file__).parent / "data"
@@ -45,26 +46,33 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     scenario.write_text(json.dumps(SHOCK), encoding="utf-8")
     replay = out / "replay.html"
     assert main(["replay", str(scenario), "--json", "--report", str(replay)]) == 0
-    return {"gate": gate, "replay": replay}
+    history = out / "account.csv"
+    history.write_text(synthetic_history(ResponseLaw(), days=28 + 7 * 8, seed=11).to_csv(), encoding="utf-8")
+    rolling = out / "rolling.html"
+    assert main(["backtest", "--history", str(history), "--rolling", "--horizon", "7", "--lookback", "28",
+                 "--paths", "1000", "--json", "--report", str(rolling)]) == 0
+    return {"gate": gate, "replay": replay, "rolling": rolling}
 
 
 @pytest.mark.parametrize(("name", "title", "figures"), [
     ("gate", "SyncTwin gate: REJECTED - example-spring", 2),
-    ("replay", "SyncTwin replay: browser_shock (seed 0)", 1)])
+    ("replay", "SyncTwin replay: browser_shock (seed 0)", 1),
+    ("rolling", "SyncTwin rolling backtest: funnel on {out}/account.csv", 2)])
 def test_the_browser_builds_the_page(reports: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                      name: str, title: str, figures: int) -> None:
     capsys.readouterr()
     run = chromium(tmp_path, reports[name], "--dump-dom")
     assert run.returncode == 0, run.stderr[-2000:]
     dom = run.stdout
-    assert f"<title>{title}</title>" in dom
+    assert f"<title>{title.format(out=reports[name].parent)}</title>" in dom
     assert dom.count("<svg") == figures, "the inline plots did not reach the DOM"
     assert dom.count("<figure>") == figures and "<table" in dom
     # the plots' text is real SVG text the browser laid out: axis labels and titles
-    assert "<text" in dom and ("net profit uplift" in dom if name == "gate" else "cumulative spend" in dom)
+    expected = {"gate": "net profit uplift", "replay": "cumulative spend", "rolling": "PIT of the realized uplift"}
+    assert "<text" in dom and expected[name] in dom
 
 
-@pytest.mark.parametrize("name", ["gate", "replay"])
+@pytest.mark.parametrize("name", ["gate", "replay", "rolling"])
 def test_the_browser_paints_the_plots(reports: dict[str, Path], tmp_path: Path, name: str) -> None:
     shot = tmp_path / f"{name}.png"
     run = chromium(tmp_path, reports[name], f"--screenshot={shot}", "--window-size=1280,2400",
