@@ -2,43 +2,27 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 from synctwin.errors import InvalidInput
-from synctwin.redis_conn import connect
+from synctwin.redis_conn import connect, redact, scrub, url_error
 
 from .backends import verify_file, verify_redis
 from .chain import VerifyReport
 
 
-def _safe_url(url: str) -> str:
-    """The URL without its password, so messages never print credentials."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def _verify_redis_url(redis_url: str, key: str) -> VerifyReport:
     import redis
 
-    where = _safe_url(redis_url)
+    where = redact(redis_url)
     try:
         client = connect(redis_url)
-    except ValueError as exc:  # redis-py's verdict on a malformed URL
-        raise InvalidInput(f"not a usable Redis URL ({exc})", source=where) from None
+    except ValueError:  # redis-py's verdict on a malformed URL (its text may hold a piece of the password)
+        raise url_error(redis_url) from None
     try:
         return verify_redis(client, key)
     except redis.exceptions.AuthenticationError as exc:  # a ConnectionError subclass: test it first
-        raise InvalidInput(f"Redis refused the credentials ({exc})", source=where) from None
+        raise InvalidInput(f"Redis refused the credentials ({scrub(str(exc), redis_url)})", source=where) from None
     except redis.exceptions.ConnectionError as exc:
-        raise InvalidInput(f"cannot reach Redis ({exc})", source=where) from None
+        raise InvalidInput(f"cannot reach Redis ({scrub(str(exc), redis_url)})", source=where) from None
     finally:
         close = getattr(client, "close", None)
         if callable(close):
