@@ -22,7 +22,7 @@ from typing import Any
 
 from synctwin.errors import InvalidInput
 
-from .chain import GENESIS_HASH, KEY_ENV, Head, _is_hex64, head_mac
+from .chain import GENESIS_HASH, KEY_ENV, Head, VerifyReport, _is_hex64, head_mac, is_hmac
 
 MIN_KEY_CHARS = 16
 HEAD_SUFFIX = ".head"
@@ -92,20 +92,24 @@ class StoredHead:
         if not _is_hex64(digest) or not count_text.isdigit() or (mac is not None and not _is_hex64(mac)):
             raise InvalidInput("not an audit head (expected head: a 64-digit hex hash, records: a count, "
                                "optionally mac)", source=source)
-        if int(count_text) == 0 and digest != GENESIS_HASH:
-            raise InvalidInput("an audit head of 0 records must be the genesis hash", source=source)
+        if int(count_text) == 0:
+            raise InvalidInput("an audit head of 0 records: no append writes one (a forged head for an emptied log?)",
+                               source=source)
         return cls(str(digest), int(count_text), None if mac is None else str(mac))
 
     def as_head(self, source: str) -> Head:
         return Head(self.hash, self.records, source)
 
-    def mac_problem(self, key: bytes | None) -> str | None:
-        """Why the head cannot be trusted under `key` (no MAC, a wrong MAC), or None. Without a key
-        there is nothing to check: the head is then only as safe as the place it is kept."""
+    def mac_problem(self, key: bytes | None, *, keyed_log: bool) -> str | None:
+        """Why the head cannot be trusted under `key` (no MAC on a keyed log, a wrong MAC), or None.
+        Without a key there is nothing to check: the head is then only as safe as the place it is
+        kept. A head without a MAC is fine beside a plain log (one about to move to a key)."""
         if key is None:
             return None
         if self.mac is None:
-            return f"has no MAC although {KEY_ENV} is set: written or rewritten without the key"
+            if not keyed_log:
+                return None
+            return f"has no MAC although the log is HMAC-chained: written or rewritten without {KEY_ENV}"
         if not hmac.compare_digest(self.mac, head_mac(key, self.hash, self.records)):
             return f"its MAC does not check out: wrong {KEY_ENV}, or the head was rewritten without the key"
         return None
@@ -128,8 +132,25 @@ def append_problem(stored: StoredHead | None, prev: Mapping[str, Any] | None, ke
                 "refusing to append (run `synctwin audit verify`)")
     if stored.records == count and stored.hash != last:
         return "the log's last record is not the head kept beside it: the log was rewritten; refusing to append"
-    problem = stored.mac_problem(key)
+    problem = stored.mac_problem(key, keyed_log=prev is not None and is_hmac(prev))
     return f"the head {problem}; refusing to append" if problem else None
+
+
+def check_beside(report: VerifyReport, stored: StoredHead | None, where: str, key: bytes | None) -> VerifyReport:
+    """`report` (already checked against the head's hash and count), failed when a key is set and
+    the head kept beside an HMAC-chained log is missing, has no MAC or a wrong one: a truncation
+    would hide behind a head rewritten or deleted by someone without the key."""
+    if not report.ok or key is None:
+        return report
+    keyed = report.hmac_from is not None
+    if stored is None:
+        problem = f"{where} is missing, though an HMAC-chained log always has one: deleted?" if keyed else None
+    else:
+        problem = stored.mac_problem(key, keyed_log=keyed)
+        problem = f"{where} {problem}" if problem else None
+    if problem is None:
+        return report
+    return dataclasses.replace(report, ok=False, first_bad=report.checked + 1, problem=problem)
 
 
 # ------------------------------------------------------------------------------------ head files
@@ -161,7 +182,8 @@ def write_head_file(log: str | os.PathLike[str], head: StoredHead, *, fsync: boo
     old head or the new one, never half of one. The caller holds the log's exclusive flock."""
     path = head_path(log)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    data = (json.dumps(head.fields(), sort_keys=True) + "\n").encode("utf-8")
+    doc: dict[str, Any] = {**head.fields(), "records": head.records}
+    data = (json.dumps(doc, sort_keys=True) + "\n").encode("utf-8")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)

@@ -22,7 +22,16 @@ from typing import Any, Protocol, runtime_checkable
 
 from synctwin.errors import InvalidInput
 
-from .anchors import FROM_ENV, StoredHead, append_problem, head_key, read_head_file, resolve_key, write_head_file
+from .anchors import (
+    FROM_ENV,
+    StoredHead,
+    append_problem,
+    check_beside,
+    head_key,
+    read_head_file,
+    resolve_key,
+    write_head_file,
+)
 from .chain import RECORD_KEYS, Head, Malformed, VerifyReport, canonical_json, make_record, verify_chain
 
 Clock = Callable[[], float]
@@ -265,16 +274,6 @@ def _file_entries(fh: Any) -> Iterator[dict[str, Any] | Malformed]:
             yield obj
 
 
-def _beside_problem(stored: StoredHead | None, where: str, key: bytes | None) -> tuple[list[Head], str | None]:
-    """The head kept beside a log as an anchor for `verify_chain`, or why it cannot be one."""
-    if stored is None:
-        return [], None
-    problem = stored.mac_problem(key)
-    if problem:
-        return [], f"{where} {problem}"
-    return [stored.as_head(where)], None
-
-
 def _tampered(checked: int, problem: str) -> VerifyReport:
     return VerifyReport(ok=False, checked=checked, first_bad=checked + 1, problem=problem)
 
@@ -291,20 +290,22 @@ def verify_file(path: str | os.PathLike[str], *, key: bytes | str | None = FROM_
     log, hmac_key = Path(path), resolve_key(key)
     heads = [expect] if expect is not None else []
     with _locked(log, missing_ok=use_head_file) as fh:
-        stored = read_head_file(log) if use_head_file else None
+        try:
+            stored = read_head_file(log) if use_head_file else None
+        except InvalidInput as exc:  # the head is part of the audit trail: a damaged one is tampering
+            return _tampered(0, str(exc))
         if fh is None:
             if stored is None:
                 raise InvalidInput("no such audit log file", source=str(log))
             return _tampered(0, f"the log is missing, but its head file says {stored.records} records: "
                                 "it was deleted")
-        beside, problem = _beside_problem(stored, f"head file {log}.head", hmac_key)
-        if problem:
-            return _tampered(0, problem)
+        where = f"head file {log}.head"
         gen = _file_entries(fh)
         try:
-            return verify_chain(gen, key=hmac_key, heads=heads + beside)
+            report = verify_chain(gen, key=hmac_key, heads=heads + ([stored.as_head(where)] if stored else []))
         finally:
             gen.close()
+        return check_beside(report, stored, where, hmac_key)
 
 
 # ---------------------------------------------------------------------------------------- Redis
@@ -499,14 +500,13 @@ def verify_redis(client: Any, key: str = "synctwin:audit", *, hmac_key: bytes | 
             kind = _text(client.type(head_key(key)))
             raise InvalidInput(f"holds a {kind}, not an audit head (a hash)", source=f"Redis key {head_key(key)}") \
                 from None
-    stored = StoredHead.parse(_entry_fields(raw_head), f"Redis key {head_key(key)}") if raw_head and use_head \
-        else None
-    beside, problem = _beside_problem(stored, f"Redis key {head_key(key)}", hkey)
-    if problem:
-        return _tampered(0, problem)
+    try:
+        stored = StoredHead.parse(_entry_fields(raw_head), f"Redis key {head_key(key)}") if raw_head and use_head \
+            else None
+    except InvalidInput as exc:  # the head is part of the audit trail: a damaged one is tampering
+        return _tampered(0, str(exc))
+    where = f"Redis key {head_key(key)}"
     last_id = _text(last[0][0]) if last else None
-    heads = ([expect] if expect is not None else []) + beside
-    if last_id is None:
-        return verify_chain((), key=hkey, heads=heads)
-    return verify_chain((_entry_to_record(eid, f) for eid, f in _iter_stream(client, key, last=last_id)), key=hkey,
-                        heads=heads)
+    heads = ([expect] if expect is not None else []) + ([stored.as_head(where)] if stored else [])
+    entries = (_entry_to_record(eid, f) for eid, f in _iter_stream(client, key, last=last_id)) if last_id else ()
+    return check_beside(verify_chain(entries, key=hkey, heads=heads), stored, where, hkey)

@@ -357,8 +357,8 @@ def head_problem(head: Head, count: int, last_hash: str, at_count: Mapping[int, 
         return count + 1, (f"{where} ({head.hash[:12]}...) is not in the log of {count} records: "
                            "records were removed from its end (truncated), or its history was rewritten")
     if head.records > count:
-        return count + 1, (f"record {count + 1}: truncated by {head.records - count} record(s): the log ends "
-                           f"at record {count}, {where} says {head.records}" + (" (the log is empty)" if not count
-                                                                                else ""))
+        ends = f"the log ends at record {count}" if count else "the log is empty"
+        return count + 1, (f"record {count + 1}: truncated by {head.records - count} record(s): {ends}, "
+                           f"{where} says {head.records}")
     return head.records, (f"record {head.records}: a different history: its hash is not the one {where} "
                           f"keeps for it ({at_count.get(head.records, '?')[:12]}... vs {head.hash[:12]}...)")

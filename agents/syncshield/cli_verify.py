@@ -33,7 +33,7 @@ def _verify_redis_url(redis_url: str, key: str, hmac_key: bytes | None, expect: 
 
 def describe(report: VerifyReport) -> str:
     """What the verdict rests on: the chain's scheme and the heads it was checked against."""
-    scheme = "plain SHA-256 chain" if report.hmac_from is None else (
+    scheme = "an empty log" if not report.checked else "plain SHA-256 chain" if report.hmac_from is None else (
         "HMAC-SHA256 chain" if report.hmac_from == 1 else f"HMAC-SHA256 chain from record {report.hmac_from}")
     anchors = f"checked against {' and '.join(report.heads)}" if report.heads else \
         "no head kept to check against: a truncated tail or an emptied log would not show"
