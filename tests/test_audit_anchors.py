@@ -42,8 +42,14 @@ def verify(*args: str, key: str | None = None) -> tuple[int, str]:
     env["SYNCTWIN_CONFIG_FILE"] = os.devnull
     if key is not None:
         env["SYNCTWIN_AUDIT_KEY"] = key
-    proc = subprocess.run([sys.executable, "-m", "synctwin.cli", "audit", "verify", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "synctwin.cli", "audit", "verify", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -52,8 +58,9 @@ def write_log(path: Path, key: str | None, n: int = N) -> list[dict[str, Any]]:
     """A log written the way every command writes one (the store), with a deterministic clock."""
     ticks = iter(range(1_767_225_600, 1_767_225_600 + 1000))
     store = JsonlAuditStore(path, clock=lambda: float(next(ticks)), hmac_key=key)
-    return [store.append("CAMPAIGN_APPROVED", client_id="acme", campaign_id=f"c{i}", metadata={"i": i})
-            for i in range(n)]
+    return [
+        store.append("CAMPAIGN_APPROVED", client_id="acme", campaign_id=f"c{i}", metadata={"i": i}) for i in range(n)
+    ]
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
@@ -67,15 +74,22 @@ def put(path: Path, records: list[dict[str, Any]]) -> None:
 def forge(prev: dict[str, Any] | None, what: str, attacker_key: bytes | None = None) -> dict[str, Any]:
     """A record as an attacker builds it: chained on `prev` with a freshly computed SHA-256 (or an
     HMAC under a key of the attacker's own, marked as the real ones are)."""
-    rec: dict[str, Any] = {"seq": (prev["seq"] + 1) if prev else 1, "ts": 1_767_230_000.0,
-                           "event_type": "CAMPAIGN_APPROVED", "client_id": "mallory", "campaign_id": what,
-                           "reason": None, "metadata": {"forged": True},
-                           "prev_hash": prev["hash"] if prev else GENESIS_HASH}
+    rec: dict[str, Any] = {
+        "seq": (prev["seq"] + 1) if prev else 1,
+        "ts": 1_767_230_000.0,
+        "event_type": "CAMPAIGN_APPROVED",
+        "client_id": "mallory",
+        "campaign_id": what,
+        "reason": None,
+        "metadata": {"forged": True},
+        "prev_hash": prev["hash"] if prev else GENESIS_HASH,
+    }
     if attacker_key is not None:
         rec["chain"] = HMAC_SCHEME
     body = canonical_json(rec).encode()
-    rec["hash"] = (hmac.new(attacker_key, body, hashlib.sha256).hexdigest() if attacker_key
-                   else hashlib.sha256(body).hexdigest())
+    rec["hash"] = (
+        hmac.new(attacker_key, body, hashlib.sha256).hexdigest() if attacker_key else hashlib.sha256(body).hexdigest()
+    )
     return rec
 
 
@@ -100,7 +114,10 @@ def emptied(path: Path) -> None:
 
 
 ATTACKS: dict[str, Callable[[Path], None]] = {
-    "truncation": truncate, "forged append": forged_append, "rewritten tail": rewritten_tail, "emptied": emptied,
+    "truncation": truncate,
+    "forged append": forged_append,
+    "rewritten tail": rewritten_tail,
+    "emptied": emptied,
 }
 
 
@@ -129,17 +146,18 @@ def test_the_plain_chain_alone_cannot_see_these_attacks(tmp_path: Path, attack: 
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
-def test_the_head_file_beside_the_log_catches_each_attack_it_is_not_rewritten_for(tmp_path: Path,
-                                                                                 attack: str) -> None:
+def test_the_head_file_beside_the_log_catches_each_attack_it_is_not_rewritten_for(tmp_path: Path, attack: str) -> None:
     log = tmp_path / "audit.jsonl"
     write_log(log, key=None)
     ATTACKS[attack](log)
     code, out = verify(str(log))
     assert code == 1 and out.startswith("tampered: "), out
-    expected = {"truncation": f"truncated by 1 record(s): the log ends at record {N - 1}",
-                "forged append": f"record {N + 1} and after: 1 extra record(s) after the head in head file",
-                "rewritten tail": f"record {N}: a different history",
-                "emptied": f"truncated by {N} record(s)"}[attack]
+    expected = {
+        "truncation": f"truncated by 1 record(s): the log ends at record {N - 1}",
+        "forged append": f"record {N + 1} and after: 1 extra record(s) after the head in head file",
+        "rewritten tail": f"record {N}: a different history",
+        "emptied": f"truncated by {N} record(s)",
+    }[attack]
     assert expected in out, out
     assert "Traceback" not in out
 
@@ -172,9 +190,12 @@ def test_expect_head_kept_elsewhere_catches_each_attack(tmp_path: Path, attack: 
         head_path(log).unlink(missing_ok=True)
     code, out = verify(str(log), "--expect-head", anchor)
     assert code == 1 and out.startswith("tampered: "), out
-    expected = {"truncation": "truncated by 1 record(s)", "forged append": "1 extra record(s) after the head in "
-                "--expect-head", "rewritten tail": f"record {N}: a different history",
-                "emptied": f"truncated by {N} record(s)"}[attack]
+    expected = {
+        "truncation": "truncated by 1 record(s)",
+        "forged append": "1 extra record(s) after the head in --expect-head",
+        "rewritten tail": f"record {N}: a different history",
+        "emptied": f"truncated by {N} record(s)",
+    }[attack]
     assert expected in out, out
     # the hash alone (without :N) still catches it, with a vaguer reason for the shorter logs
     code, out = verify(str(log), "--expect-head", anchor.split(":")[0])
@@ -243,8 +264,11 @@ def test_verify_with_a_wrong_key_or_none_fails_at_the_first_record(tmp_path: Pat
     assert code == 0 and "HMAC-SHA256 chain" in out, out
     for key in (WRONG_KEY, None):
         code, out = verify(str(log), key=key)
-        assert code == 1 and out.startswith("tampered: record 1 (seq 1): ") and \
-            "wrong or missing SYNCTWIN_AUDIT_KEY" in out, (key, out)
+        assert (
+            code == 1
+            and out.startswith("tampered: record 1 (seq 1): ")
+            and "wrong or missing SYNCTWIN_AUDIT_KEY" in out
+        ), (key, out)
         assert KEY not in out and WRONG_KEY not in out
 
 
@@ -274,11 +298,13 @@ def test_a_plain_log_moves_to_a_key_and_its_plain_prefix_stays_protected(tmp_pat
     assert code == 0 and "HMAC-SHA256 chain from record 4" in out, out
     recs = lines(log)
     recs[1]["metadata"] = {"i": 99}  # edit a plain record and recompute its hash and the next link:
-    recs[1]["hash"] = hashlib.sha256(canonical_json({k: v for k, v in recs[1].items() if k != "hash"})
-                                     .encode()).hexdigest()
+    recs[1]["hash"] = hashlib.sha256(
+        canonical_json({k: v for k, v in recs[1].items() if k != "hash"}).encode()
+    ).hexdigest()
     recs[2]["prev_hash"] = recs[1]["hash"]
-    recs[2]["hash"] = hashlib.sha256(canonical_json({k: v for k, v in recs[2].items() if k != "hash"})
-                                     .encode()).hexdigest()
+    recs[2]["hash"] = hashlib.sha256(
+        canonical_json({k: v for k, v in recs[2].items() if k != "hash"}).encode()
+    ).hexdigest()
     put(log, recs)
     code, out = verify(str(log), key=KEY)
     assert code == 1 and out.startswith("tampered: record 4 (seq 4): prev_hash does not match"), out
@@ -323,8 +349,11 @@ def test_a_head_behind_the_log_is_tolerated_and_caught_up(tmp_path: Path) -> Non
 def test_a_damaged_or_zero_head_file_is_tampering(tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     write_log(log, key=None)
-    for text in ("not json", json.dumps({"head": "xyz", "records": 3}),
-                 json.dumps({"head": GENESIS_HASH, "records": 0})):
+    for text in (
+        "not json",
+        json.dumps({"head": "xyz", "records": 3}),
+        json.dumps({"head": GENESIS_HASH, "records": 0}),
+    ):
         head_path(log).write_text(text)
         code, out = verify(str(log))
         assert code == 1 and out.startswith("tampered: ") and ".head" in out, out
@@ -380,8 +409,16 @@ def test_redis_head_catches_truncation_forgery_and_emptying(redis_server: Any, r
     assert code == 1 and "truncated by 1 record(s)" in out, out
     last = json.loads(saved[-2][1]["record"])
     rec = forge(last, "forged")
-    redis_client.xadd(stream, {"seq": str(rec["seq"]), "event_type": rec["event_type"], "hash": rec["hash"],
-                               "prev_hash": rec["prev_hash"], "record": canonical_json(rec)})
+    redis_client.xadd(
+        stream,
+        {
+            "seq": str(rec["seq"]),
+            "event_type": rec["event_type"],
+            "hash": rec["hash"],
+            "prev_hash": rec["prev_hash"],
+            "record": canonical_json(rec),
+        },
+    )
     code, out = verify("--redis", url)  # a forged record where the real one was: another history
     assert code == 1 and f"record {N}: a different history" in out, out
     redis_client.delete(stream)  # emptied

@@ -38,8 +38,14 @@ def run(*args: str, timeout: float = 60, **env: str) -> tuple[int, str]:
     """`synctwin ARGS` in a fresh process without the developer's SYNCTWIN_* settings."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("SYNCTWIN_")}
     base["SYNCTWIN_CONFIG_FILE"] = os.devnull
-    proc = subprocess.run([sys.executable, "-m", "synctwin.cli", *args], cwd=REPO, env=base | env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "synctwin.cli", *args],
+        cwd=REPO,
+        env=base | env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -99,12 +105,15 @@ def test_a_command_that_needs_redis_says_how_to_give_it() -> None:
     assert code == 2 and "give --redis URL, or set SYNCTWIN_REDIS_URL" in out, out
 
 
-@pytest.mark.parametrize("url", [
-    f"redis://user:{SECRET}#x@127.0.0.1:1/0",   # an unescaped '#': redis-py names a piece of it as the port
-    f"redis://user:ab/{SECRET}@127.0.0.1:1/0",  # an unescaped '/'
-    f"http://user:{SECRET}@127.0.0.1:1/0",      # not a Redis scheme
-    f"redis://127.0.0.1:{{port}}/0?password={SECRET}",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://user:{SECRET}#x@127.0.0.1:1/0",  # an unescaped '#': redis-py names a piece of it as the port
+        f"redis://user:ab/{SECRET}@127.0.0.1:1/0",  # an unescaped '/'
+        f"http://user:{SECRET}@127.0.0.1:1/0",  # not a Redis scheme
+        f"redis://127.0.0.1:{{port}}/0?password={SECRET}",
+    ],
+)
 @pytest.mark.parametrize("command", ["mirror", "audit verify"])
 def test_a_malformed_url_is_one_line_without_any_piece_of_the_password(url: str, command: str) -> None:
     code, out = run(*COMMANDS[command], "--redis", url.replace("{port}", str(closed_port())))
@@ -136,8 +145,14 @@ def test_a_worker_that_loses_redis_logs_the_outage_without_the_password(locked_r
     url = f"redis://:{SECRET}@127.0.0.1:{locked_redis.port}/0"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCTWIN_")}
     env |= {"SYNCTWIN_CONFIG_FILE": os.devnull, "SYNCTWIN_REDIS_URL": url, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "synctwin.cli", "mirror", "--consumer", "w1"], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synctwin.cli", "mirror", "--consumer", "w1"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
         started = proc.stderr.readline()
@@ -155,18 +170,21 @@ def test_a_worker_that_loses_redis_logs_the_outage_without_the_password(locked_r
 
 
 # --------------------------------------------------------------------------------- the rule itself
-@pytest.mark.parametrize(("url", "shown"), [
-    ("redis://user:pw@host:6379/0", "redis://user:***@host:6379/0"),
-    ("redis://:pw@host/0", "redis://:***@host/0"),
-    ("rediss://user:p%40ss@host:6380/2", "rediss://user:***@host:6380/2"),
-    ("redis://user:a@b#c@host/0", "redis://user:***@host/0"),
-    ("unix://user:pw@/run/redis.sock?db=0", "unix://user:***@/run/redis.sock?db=0"),
-    ("redis://host:6379/0?password=pw&db=1", "redis://host:6379/0?password=***&db=1"),
-    ("redis://host:6379/0", "redis://host:6379/0"),
-    ("redis://user@host/0", "redis://user@host/0"),
-    ("memory://", "memory://"),
-    (None, "none"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user:pw@host:6379/0", "redis://user:***@host:6379/0"),
+        ("redis://:pw@host/0", "redis://:***@host/0"),
+        ("rediss://user:p%40ss@host:6380/2", "rediss://user:***@host:6380/2"),
+        ("redis://user:a@b#c@host/0", "redis://user:***@host/0"),
+        ("unix://user:pw@/run/redis.sock?db=0", "unix://user:***@/run/redis.sock?db=0"),
+        ("redis://host:6379/0?password=pw&db=1", "redis://host:6379/0?password=***&db=1"),
+        ("redis://host:6379/0", "redis://host:6379/0"),
+        ("redis://user@host/0", "redis://user@host/0"),
+        ("memory://", "memory://"),
+        (None, "none"),
+    ],
+)
 def test_redact(url: str | None, shown: str) -> None:
     assert redact(url) == shown
 

@@ -48,8 +48,10 @@ def configured_key() -> bytes | None:
     if not value:
         return None
     if len(value) < MIN_KEY_CHARS:
-        raise InvalidInput(f"{KEY_ENV} is too short ({len(value)} characters): use at least {MIN_KEY_CHARS}, "
-                           "e.g. the output of `openssl rand -hex 32`")
+        raise InvalidInput(
+            f"{KEY_ENV} is too short ({len(value)} characters): use at least {MIN_KEY_CHARS}, "
+            "e.g. the output of `openssl rand -hex 32`"
+        )
     return value.encode("utf-8")
 
 
@@ -90,11 +92,14 @@ class StoredHead:
         digest, count, mac = fields.get("head"), fields.get("records"), fields.get("mac")
         count_text = str(count) if isinstance(count, int | str) and not isinstance(count, bool) else ""
         if not _is_hex64(digest) or not count_text.isdigit() or (mac is not None and not _is_hex64(mac)):
-            raise InvalidInput("not an audit head (expected head: a 64-digit hex hash, records: a count, "
-                               "optionally mac)", source=source)
+            raise InvalidInput(
+                "not an audit head (expected head: a 64-digit hex hash, records: a count, optionally mac)",
+                source=source,
+            )
         if int(count_text) == 0:
-            raise InvalidInput("an audit head of 0 records: no append writes one (a forged head for an emptied log?)",
-                               source=source)
+            raise InvalidInput(
+                "an audit head of 0 records: no append writes one (a forged head for an emptied log?)", source=source
+            )
         return cls(str(digest), int(count_text), None if mac is None else str(mac))
 
     def as_head(self, source: str) -> Head:
@@ -128,8 +133,10 @@ def append_problem(stored: StoredHead | None, prev: Mapping[str, Any] | None, ke
     count = int(prev["seq"]) if prev is not None else 0
     last = str(prev["hash"]) if prev is not None else GENESIS_HASH
     if stored.records > count:
-        return (f"the log holds {count} records but its head says {stored.records}: records were removed; "
-                "refusing to append (run `synctwin audit verify`)")
+        return (
+            f"the log holds {count} records but its head says {stored.records}: records were removed; "
+            "refusing to append (run `synctwin audit verify`)"
+        )
     if stored.records == count and stored.hash != last:
         return "the log's last record is not the head kept beside it: the log was rewritten; refusing to append"
     problem = stored.mac_problem(key, keyed_log=prev is not None and is_hmac(prev))
@@ -188,7 +195,7 @@ def write_head_file(log: str | os.PathLike[str], head: StoredHead, *, fsync: boo
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         if fsync:
             os.fsync(fd)
     finally:

@@ -33,15 +33,24 @@ def _verify_redis_url(redis_url: str, key: str, hmac_key: bytes | None, expect: 
 
 def describe(report: VerifyReport) -> str:
     """What the verdict rests on: the chain's scheme and the heads it was checked against."""
-    scheme = "an empty log" if not report.checked else "plain SHA-256 chain" if report.hmac_from is None else (
-        "HMAC-SHA256 chain" if report.hmac_from == 1 else f"HMAC-SHA256 chain from record {report.hmac_from}")
-    anchors = f"checked against {' and '.join(report.heads)}" if report.heads else \
-        "no head kept to check against: a truncated tail or an emptied log would not show"
+    scheme = (
+        "an empty log"
+        if not report.checked
+        else "plain SHA-256 chain"
+        if report.hmac_from is None
+        else ("HMAC-SHA256 chain" if report.hmac_from == 1 else f"HMAC-SHA256 chain from record {report.hmac_from}")
+    )
+    anchors = (
+        f"checked against {' and '.join(report.heads)}"
+        if report.heads
+        else "no head kept to check against: a truncated tail or an emptied log would not show"
+    )
     return f"{scheme}; {anchors}"
 
 
-def run_verify(file: str | None, redis_url: str | None, key: str = "synctwin:audit",
-               expect_head: str | None = None) -> tuple[int, str]:
+def run_verify(
+    file: str | None, redis_url: str | None, key: str = "synctwin:audit", expect_head: str | None = None
+) -> tuple[int, str]:
     """(0, 'intact: N records, head H (...)' + the head line to keep) or (1, 'tampered: record K (seq S): problem').
 
     HMAC-chained records are checked with SYNCTWIN_AUDIT_KEY. The log must end on the head kept
@@ -59,6 +68,8 @@ def run_verify(file: str | None, redis_url: str | None, key: str = "synctwin:aud
     else:
         report = _verify_redis_url(str(redis_url), key, hmac_key, expect)
     if report.ok:
-        return 0, (f"intact: {report.checked} records, head {report.head_hash} ({describe(report)})\n"
-                   f"head {report.head_hash} ({report.checked} records)")
+        return 0, (
+            f"intact: {report.checked} records, head {report.head_hash} ({describe(report)})\n"
+            f"head {report.head_hash} ({report.checked} records)"
+        )
     return 1, f"tampered: {report.problem}"
