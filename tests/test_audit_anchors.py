@@ -367,6 +367,8 @@ def test_a_deleted_log_whose_head_remains_is_tampering(tmp_path: Path) -> None:
     assert code == 1 and "the log is missing, but its head file says 5 records" in out, out
     head_path(log).unlink()
     assert verify(str(log))[0] == 2  # nothing at all: invalid input, as before
+    code, out = verify(str(log), "--expect-head", f"{'a' * 64}:5")
+    assert code == 1 and "the log is missing, but --expect-head expects 5 records" in out, out
 
 
 @pytest.mark.parametrize("bad", ["abc", "0" * 63, "g" * 64, f"{'a' * 64}:x", f"{'a' * 64}:-1"])

@@ -284,21 +284,24 @@ def verify_file(path: str | os.PathLike[str], *, key: bytes | str | None = FROM_
 
     `key` (default SYNCTWIN_AUDIT_KEY) checks HMAC-chained records. The log must end on the head
     in FILE.head when there is one (`use_head_file`), and on `expect` when given. A missing log
-    whose head file remains is tampered (it was deleted). Raises InvalidInput only when the file
+    whose head file remains, or with `expect`, is tampered (deleted). Raises InvalidInput only when the file
     itself cannot be read (missing with no head file, a directory, ...) or its head file is not one.
     """
     log, hmac_key = Path(path), resolve_key(key)
     heads = [expect] if expect is not None else []
-    with _locked(log, missing_ok=use_head_file) as fh:
+    with _locked(log, missing_ok=use_head_file or expect is not None) as fh:
         try:
             stored = read_head_file(log) if use_head_file else None
         except InvalidInput as exc:  # the head is part of the audit trail: a damaged one is tampering
             return _tampered(0, str(exc))
         if fh is None:
-            if stored is None:
-                raise InvalidInput("no such audit log file", source=str(log))
-            return _tampered(0, f"the log is missing, but its head file says {stored.records} records: "
-                                "it was deleted")
+            if stored is not None:
+                return _tampered(0, f"the log is missing, but its head file says {stored.records} records: "
+                                    "it was deleted")
+            if expect is not None:
+                count = "its records" if expect.records is None else f"{expect.records} records"
+                return _tampered(0, f"the log is missing, but --expect-head expects {count}: it was deleted")
+            raise InvalidInput("no such audit log file", source=str(log))
         where = f"head file {log}.head"
         gen = _file_entries(fh)
         try:
