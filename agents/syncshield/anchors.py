@@ -1,8 +1,8 @@
 """What anchors an audit log beyond its own chain: the HMAC key and the head kept beside the log.
 
 Every append writes the new head (the last record's hash and the record count) next to the log,
-in the same atomic step as the record: `FILE.head` for a JSONL log (replaced atomically under the
-log's flock), the hash `{stream}:head` for a Redis stream (in the MULTI of the XADD). With a key,
+in the same atomic step as the record: `FILE.head` for a JSONL log (overwritten under the log's
+flock), the hash `{stream}:head` for a Redis stream (in the MULTI of the XADD). With a key,
 the head carries a MAC, so only a key holder can write a head that verifies.
 
 A head beside the log catches accidents and truncation by someone who does not know about it;
@@ -26,6 +26,9 @@ from .chain import GENESIS_HASH, KEY_ENV, Head, VerifyReport, _is_hex64, head_ma
 
 MIN_KEY_CHARS = 16
 HEAD_SUFFIX = ".head"
+HEAD_BYTES = 256
+"""Size of a head file: its JSON (at most ~190 bytes, with a MAC) padded with spaces, so an
+overwrite in place is one small write of the same size."""
 
 
 class _FromEnv:
@@ -185,22 +188,22 @@ def read_head_file(log: str | os.PathLike[str]) -> StoredHead | None:
 
 
 def write_head_file(log: str | os.PathLike[str], head: StoredHead, *, fsync: bool = False) -> None:
-    """Replace FILE.head atomically (write a temporary file, rename it over), so a reader sees the
-    old head or the new one, never half of one. The caller holds the log's exclusive flock."""
-    path = head_path(log)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    """Overwrite FILE.head in place with a fixed-size document (padded to HEAD_BYTES).
+
+    The caller holds the log's exclusive flock and readers take it shared, so no reader sees half a
+    head. One pwrite of one small block, rather than a temporary file renamed over the head: on ext4
+    a rename over an existing file flushes its data first, which cost ~1.6 ms an append (20x slower).
+    """
     doc: dict[str, Any] = {**head.fields(), "records": head.records}
-    data = (json.dumps(doc, sort_keys=True) + "\n").encode("utf-8")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    data = json.dumps(doc, sort_keys=True).encode("utf-8").ljust(HEAD_BYTES - 1) + b"\n"
+    fd = os.open(head_path(log), os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))  # a longer file (an older format, someone's edit) leaves no tail
         if fsync:
             os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
 
 
 def head_key(stream_key: str) -> str:

@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     _check_can_listen(host, port)
+    from agents.syncshield.anchors import configured_key
+
+    configured_key()  # a bad SYNCTWIN_AUDIT_KEY is one line now, not a 500 on the first audited request
     redis_url = args.redis or settings.redis_url
     if redis_url:
         from synctwin.redis_conn import EMBEDDED_URL, connect_checked
