@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from synctwin.redact import RedactingFilter, redact, redact_logs, scrub, secrets_of
 
@@ -253,3 +255,23 @@ def test_the_service_503_does_not_show_the_password() -> None:
                 logging.lastResort.removeFilter(f)
     assert res.status_code == 503, res.text
     assert SECRET not in res.text
+
+
+_PASSWORDS = st.text(st.characters(blacklist_characters="*", blacklist_categories=("Cs",)), min_size=1, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PASSWORDS)
+def test_property_any_password_in_the_userinfo_is_masked_whole(password: str) -> None:
+    """Whatever the password holds ('@', '#', '/', '?', ':', spaces, unicode), the shown URL is the
+    same: its characters decide nothing about what is printed."""
+    assert redact(f"redis://user:{password}@db.internal:6380/2") == "redis://user:***@db.internal:6380/2"
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PASSWORDS.filter(lambda p: len(p) >= 3), st.text(max_size=30), st.text(max_size=30))
+def test_property_scrub_leaves_no_copy_of_the_password(password: str, before: str, after: str) -> None:
+    url = f"redis://user:{password}@db.internal:6380/2"
+    out = scrub(f"{before}{password}{after} ({url})", url)
+    assert password not in out
+    assert "redis://user:***@db.internal:6380/2" in out
