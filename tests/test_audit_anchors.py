@@ -371,7 +371,7 @@ def test_a_deleted_log_whose_head_remains_is_tampering(tmp_path: Path) -> None:
     assert code == 1 and "the log is missing, but --expect-head expects 5 records" in out, out
 
 
-@pytest.mark.parametrize("bad", ["abc", "0" * 63, "g" * 64, f"{'a' * 64}:x", f"{'a' * 64}:-1"])
+@pytest.mark.parametrize("bad", ["abc", "0" * 63, "g" * 64, f"{'a' * 64}:x", f"{'a' * 64}:-1", f"{'a' * 64}:0"])
 def test_a_malformed_expect_head_is_invalid_input(tmp_path: Path, bad: str) -> None:
     log = tmp_path / "audit.jsonl"
     write_log(log, key=None)

@@ -186,6 +186,9 @@ def parse_head(text: str, source: str = "--expect-head") -> Head:
         raise InvalidInput(f"expected a 64-digit hex hash, optionally with :RECORDS (got {text!r})", field=source)
     if count and (not count.isdigit() or len(count) > 18):
         raise InvalidInput(f"the record count after ':' must be a whole number (got {count!r})", field=source)
+    if count and int(count) == 0 and value != GENESIS_HASH:
+        raise InvalidInput(f"a head of 0 records is the empty log's, {GENESIS_HASH[:8]}... (got {text!r})",
+                           field=source)
     return Head(value, int(count) if count else None, source)
 
 
