@@ -71,8 +71,9 @@ def _sinks(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
     url = redis_url_arg(args.redis, default_to_env=False)
     if url:
-        from synctwin.redis_conn import connect_checked
+        from synctwin.redis_conn import connect_checked, redact_logs
 
+        redact_logs(url)  # --schedule runs for days: its logs never show the password
         client = connect_checked(url)
         stores.append(RedisAuditStore(client, key=f"{prefix}audit"))
         sinks.append(RedisStreamSink(client, key=f"{prefix}alerts"))
