@@ -474,3 +474,24 @@ def test_store_verify_uses_its_key_and_an_expected_head(tmp_path: Path) -> None:
     assert store.verify().ok and store.verify().hmac_from == 1
     assert not store.verify(expect=parse_head(recs[1]["hash"])).ok
     assert not verify_file(log, key=None).ok
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("command", ["mirror", "shadow"])
+def test_a_worker_refuses_to_start_on_a_keyed_stream_without_the_key(
+    redis_server: Any, redis_client: redis.Redis, command: str
+) -> None:
+    """Without the check the worker would run and stop at its first audited decision, hours later."""
+    store = RedisAuditStore(redis_client, key="synctwin:audit", hmac_key=KEY)
+    store.append("CAMPAIGN_APPROVED", campaign_id="c1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCTWIN_")}
+    env |= {"SYNCTWIN_CONFIG_FILE": os.devnull}
+    args = [sys.executable, "-m", "synctwin.cli", command, "--redis", _redis_url(redis_server), "--consumer", "w"]
+    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "HMAC-chained: set SYNCTWIN_AUDIT_KEY" in proc.stderr and "Traceback" not in proc.stderr
+    redis_client.xdel("synctwin:audit", redis_client.xrange("synctwin:audit")[0][0])  # emptied under its head
+    proc = subprocess.run(
+        args, cwd=REPO, env=env | {"SYNCTWIN_AUDIT_KEY": KEY}, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and "holds 0 records but its head says 1" in proc.stderr, proc.stderr

@@ -32,7 +32,7 @@ from .anchors import (
     resolve_key,
     write_head_file,
 )
-from .chain import RECORD_KEYS, Head, Malformed, VerifyReport, canonical_json, make_record, verify_chain
+from .chain import RECORD_KEYS, Head, Malformed, VerifyReport, canonical_json, is_hmac, make_record, verify_chain
 
 Clock = Callable[[], float]
 
@@ -415,6 +415,20 @@ class RedisAuditStore:
         if problem:
             raise InvalidInput(problem, source=f"Redis key {self.key}")
         return make_record(prev, event_type, ts=self._clock(), key=self._hmac_key, **fields)
+
+    def check_appendable(self) -> None:
+        """Raise now the InvalidInput the next append would: a head showing lost or rewritten records,
+        a keyed stream and no key. Long-running workers call it at startup, so a misconfiguration is
+        one line then, not a stop at their first audited decision hours later."""
+        raw = self.client.hgetall(self.head_key)
+        stored = StoredHead.parse(_entry_fields(raw), f"Redis key {self.head_key}") if raw else None
+        prev = self._head(self.client)
+        problem = append_problem(stored, prev, self._hmac_key)
+        if problem:
+            raise InvalidInput(problem, source=f"Redis key {self.key}")
+        if prev is not None and self._hmac_key is None and is_hmac(prev):
+            raise InvalidInput("the audit stream is HMAC-chained: set SYNCTWIN_AUDIT_KEY to append to it",
+                               source=f"Redis key {self.key}")
 
     def queue(self, pipe: Any, rec: Mapping[str, Any]) -> None:
         """In a caller's MULTI: XADD the record prepared by `prepare` and replace the head with it."""

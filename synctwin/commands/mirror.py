@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     worker = RedisMirror(client, mirror_config(settings), prefix=settings.key_prefix, group=args.group,
                          consumer=args.consumer, batch=args.batch or settings.mirror_batch,
                          claim_idle_ms=settings.mirror_claim_idle_ms, max_deliveries=settings.mirror_max_deliveries)
+    worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
     log = logging.getLogger("synctwin.mirror")
     if args.metrics_port is not None:
         serve_metrics(client, worker, args.metrics_host, args.metrics_port, log)

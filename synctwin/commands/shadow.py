@@ -94,6 +94,7 @@ def _run_worker(args: argparse.Namespace) -> int:
                          batch=args.batch or settings.mirror_batch, grace_s=grace,
                          claim_idle_ms=settings.mirror_claim_idle_ms if args.claim_idle_ms is None
                          else args.claim_idle_ms, max_deliveries=settings.mirror_max_deliveries)
+    worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
     log = logging.getLogger("synctwin.shadow")
     if args.metrics_port is not None:
         serve_metrics(client, worker, args.metrics_host, args.metrics_port, log)
