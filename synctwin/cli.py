@@ -40,7 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "reliability, the seed's pick (FN <= 5%, then fewest FP); --apply writes it"),
     "kpis": ("kpis", "the seed's success metrics from the audit log (rejection share, FN, FP, auto-rollbacks, "
              "chaos pass rate), each with its count and goal"),
-    "audit": ("audit", "the SyncShield audit log: `audit verify (FILE | --redis URL)` checks its hash chain"),
+    "audit": ("audit", "the SyncShield audit log: `audit verify (FILE | --redis URL) [--expect-head HASH]` checks "
+              "its hash chain (HMAC with SYNCTWIN_AUDIT_KEY) and its head"),
     "serve": ("serve", "the HTTP service: POST /v1/simulate (the gate), GET /v1/campaigns/{id}, /healthz, "
               "/metrics, /docs; runs until SIGTERM"),
 }

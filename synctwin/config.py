@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # --- stores and sinks ---------------------------------------------------------------------
     redis_url: str | None = Field(None, description="redis://... ; None means the embedded store")
     key_prefix: str = Field("synctwin:", description="prefix of every Redis key")
+    audit_key: SecretStr | None = Field(
+        None, description="when set (16+ characters), audit records are chained with HMAC-SHA256 under this key, so "
+        "nobody without it can forge or rewrite them; `audit verify` needs the same key (docs/audit.md)")
     # --- the HTTP service (`synctwin serve`) ----------------------------------------------------
     host: str = Field("127.0.0.1", description="address the service binds (loopback unless told otherwise)")
     port: int = Field(8000, ge=0, le=65_535, description="port the service listens on")

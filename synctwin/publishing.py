@@ -64,10 +64,10 @@ def record_decision(result: Any, *, client: Any = None, prefix: str = "synctwin:
     for _attempt in range(1000):
         with client.pipeline(transaction=True) as pipe:
             try:
-                _rec, fields = store.prepare(pipe, event, client_id=result.client_id,
+                rec, _fields = store.prepare(pipe, event, client_id=result.client_id,
                                              campaign_id=result.campaign_id, reason=reason, metadata=meta)
                 pipe.multi()
-                pipe.xadd(store.key, fields)
+                store.queue(pipe, rec)
                 _queue_rejection(pipe, prefix, strategy, result, float(launch_ts or 0.0))
                 pipe.execute()
                 return

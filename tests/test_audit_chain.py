@@ -661,7 +661,9 @@ def test_syncshield_verify_reports_tampering_in_its_file(tmp_path: Path) -> None
 def test_run_verify_on_files(tmp_path: Path) -> None:
     path = tmp_path / "log.jsonl"
     appended = _fill(JsonlAuditStore(path), 3)
-    assert run_verify(str(path), None, "synctwin:audit") == (0, f"intact: 3 records, head {appended[-1]['hash']}")
+    code, text = run_verify(str(path), None, "synctwin:audit")
+    assert code == 0 and text.startswith(f"intact: 3 records, head {appended[-1]['hash']} (plain SHA-256 chain; ")
+    assert text.endswith(f"\nhead {appended[-1]['hash']} (3 records)")
     path.write_text(path.read_text().replace('"c1"', '"c9"'))
     code, message = run_verify(str(path), None, "synctwin:audit")
     assert code == 1
@@ -675,13 +677,17 @@ def test_run_verify_on_files(tmp_path: Path) -> None:
 
 
 def test_run_verify_on_the_embedded_store_is_an_empty_intact_log() -> None:
-    assert run_verify(None, "memory://", "synctwin:audit") == (0, f"intact: 0 records, head {GENESIS_HASH}")
+    code, text = run_verify(None, "memory://", "synctwin:audit")
+    assert code == 0 and text.startswith(f"intact: 0 records, head {GENESIS_HASH}")
+    assert text.endswith(f"\nhead {GENESIS_HASH} (0 records)")
 
 
 @pytest.mark.redis
 def test_run_verify_on_a_real_server(redis_server: Any, redis_client: redis.Redis) -> None:
     appended = _fill(RedisAuditStore(redis_client, key="k:audit"), 4)
-    assert run_verify(None, redis_server.url, "k:audit") == (0, f"intact: 4 records, head {appended[-1]['hash']}")
+    code, text = run_verify(None, redis_server.url, "k:audit")
+    assert code == 0 and text.startswith(f"intact: 4 records, head {appended[-1]['hash']} (")
+    assert "checked against Redis key k:audit:head" in text
     ids = [eid for eid, _ in redis_client.xrange("k:audit")]
     redis_client.xdel("k:audit", ids[2])
     code, message = run_verify(None, redis_server.url, "k:audit")

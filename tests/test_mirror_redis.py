@@ -586,3 +586,32 @@ def test_a_redis_restart_mid_stream_with_aof_loses_nothing(aof_redis_server: Any
     assert_paused_exactly_once(admin, bad, ok)
     admin.close()
     wclient.close()
+
+
+def test_with_an_audit_key_the_pauses_are_hmac_chained_and_the_head_moves_with_them(
+        fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mirror writes its AUTO_ROLLBACK_TRIGGERED records through `prepare` inside its own MULTI:
+    with SYNCTWIN_AUDIT_KEY set they are HMAC-chained, {prefix}audit:head follows them, and verify
+    needs the key."""
+    from synctwin.config import get_settings
+
+    key = "mirror-test-audit-key-0123456789"
+    monkeypatch.setenv("SYNCTWIN_AUDIT_KEY", key)
+    get_settings.cache_clear()
+    try:
+        ok, bad, evs = campaigns(fake, healthy=1, deviating=2)
+        publish(fake, evs)
+        drain(RedisMirror(fake, CFG, consumer="w", batch=100, block_ms=None))
+    finally:
+        monkeypatch.delenv("SYNCTWIN_AUDIT_KEY")
+        get_settings.cache_clear()
+    audits = [json.loads(f["record"]) for _, f in fake.xrange(AUDIT)]
+    pauses = [r for r in audits if r["event_type"] == "AUTO_ROLLBACK_TRIGGERED"]
+    assert sorted(r["campaign_id"] for r in pauses) == sorted(bad)
+    assert all(fake.hget(f"{PREFIX}campaign:{cid}:mirror", "status") != "PAUSED" for cid in ok)
+    assert all(r.get("chain") == "hmac-sha256" for r in audits)
+    head = fake.hgetall(f"{AUDIT}:head")
+    assert head["head"] == audits[-1]["hash"] and head["records"] == str(len(audits)) and "mac" in head
+    assert verify_redis(fake, AUDIT, hmac_key=key).ok
+    report = verify_redis(fake, AUDIT, hmac_key=None)
+    assert not report.ok and "wrong or missing SYNCTWIN_AUDIT_KEY" in str(report.problem)

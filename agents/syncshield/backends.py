@@ -3,10 +3,13 @@
 Every store appends through `chain.make_record`, so the chaining rule exists once. Each store
 reads the current head and writes the next record as one atomic step (a lock, an exclusive
 `flock`, or WATCH/MULTI/EXEC), so several writers, threads or processes, still build ONE chain.
+The file and Redis stores also keep the new head beside the log in that same step (`anchors`),
+and chain with HMAC-SHA256 when SYNCTWIN_AUDIT_KEY is set (or `hmac_key` is given).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -19,7 +22,17 @@ from typing import Any, Protocol, runtime_checkable
 
 from synctwin.errors import InvalidInput
 
-from .chain import RECORD_KEYS, Malformed, VerifyReport, canonical_json, make_record, verify_chain
+from .anchors import (
+    FROM_ENV,
+    StoredHead,
+    append_problem,
+    check_beside,
+    head_key,
+    read_head_file,
+    resolve_key,
+    write_head_file,
+)
+from .chain import RECORD_KEYS, Head, Malformed, VerifyReport, canonical_json, is_hmac, make_record, verify_chain
 
 Clock = Callable[[], float]
 
@@ -48,8 +61,9 @@ class AuditStore(Protocol):
 class InMemoryAuditStore:
     """A list: for tests, the demo and virtual-time runs that need no persistence."""
 
-    def __init__(self, clock: Clock = time.time) -> None:
+    def __init__(self, clock: Clock = time.time, *, hmac_key: bytes | str | None = FROM_ENV) -> None:
         self._clock = clock
+        self._key = resolve_key(hmac_key)
         self._records: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
@@ -66,7 +80,7 @@ class InMemoryAuditStore:
         with self._lock:
             prev = self._records[-1] if self._records else None
             rec = make_record(prev, event_type, ts=self._clock(), client_id=client_id,
-                              campaign_id=campaign_id, reason=reason, metadata=metadata)
+                              campaign_id=campaign_id, reason=reason, metadata=metadata, key=self._key)
             self._records.append(rec)
             return dict(rec)
 
@@ -78,7 +92,7 @@ class InMemoryAuditStore:
     def verify(self) -> VerifyReport:
         """Check the chain held in memory."""
         with self._lock:
-            return verify_chain(list(self._records))
+            return verify_chain(list(self._records), key=self._key)
 
 
 # ---------------------------------------------------------------------------------------- JSONL
@@ -118,13 +132,16 @@ class JsonlAuditStore:
     chaining onto garbage would hide it.
 
     `fsync=True` makes each append survive a power cut, at a few milliseconds each on disks.
+    After each record the head (hash, record count, and a MAC with a key) replaces FILE.head
+    under the same lock; an append refuses when that head shows the log lost or rewrote records.
     """
 
     def __init__(self, path: str | os.PathLike[str], clock: Clock = time.time, *,
-                 fsync: bool = False) -> None:
+                 fsync: bool = False, hmac_key: bytes | str | None = FROM_ENV) -> None:
         self.path = Path(path)
         self._clock = clock
         self._fsync = fsync
+        self._key = resolve_key(hmac_key)
         self._mutex = threading.Lock()
         self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file read so far
         self._offset = 0   # bytes already read and parsed
@@ -176,15 +193,18 @@ class JsonlAuditStore:
         reason: str | None = None,
         metadata: Any = None,
     ) -> dict[str, Any]:
-        """Lock the file, read its head, write the next record with one write(), unlock."""
+        """Lock the file, read its head, write the next record with one write(), then its head file, unlock."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._mutex:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 prev, missing_newline = self._catch_up(fd)
+                problem = append_problem(read_head_file(self.path), prev, self._key)
+                if problem:
+                    raise InvalidInput(problem, source=str(self.path))
                 rec = make_record(prev, event_type, ts=self._clock(), client_id=client_id,
-                                  campaign_id=campaign_id, reason=reason, metadata=metadata)
+                                  campaign_id=campaign_id, reason=reason, metadata=metadata, key=self._key)
                 data = (b"\n" if missing_newline else b"") + canonical_json(rec).encode("utf-8") + b"\n"
                 view = memoryview(data)
                 while view:
@@ -194,6 +214,7 @@ class JsonlAuditStore:
                 self._offset += len(data)
                 self._lines += 1
                 self._last, self._missing_newline = rec, False
+                write_head_file(self.path, StoredHead.of(rec, self._key), fsync=self._fsync)
                 return dict(rec)
             finally:
                 os.close(fd)  # also releases the flock
@@ -209,17 +230,20 @@ class JsonlAuditStore:
             out.append(rec)
         return out
 
-    def verify(self) -> VerifyReport:
-        """Check the file's chain (see `verify_file`)."""
-        return verify_file(self.path)
+    def verify(self, expect: Head | None = None) -> VerifyReport:
+        """Check the file's chain and head (see `verify_file`) with this store's key."""
+        return verify_file(self.path, key=self._key, expect=expect)
 
 
-def _locked_lines(path: Path, *, missing_ok: bool) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw line) under a shared flock, so no half-written append is seen."""
+@contextlib.contextmanager
+def _locked(path: Path, *, missing_ok: bool) -> Iterator[Any]:
+    """The file open for reading under a shared flock (None when missing and `missing_ok`), so no
+    half-written append, and no head file out of step with the log, is seen."""
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - held open while the caller iterates
+        fh = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
         if missing_ok:
+            yield None
             return
         raise InvalidInput("no such audit log file", source=str(path)) from None
     except IsADirectoryError:
@@ -228,30 +252,63 @@ def _locked_lines(path: Path, *, missing_ok: bool) -> Iterator[tuple[int, bytes]
         raise InvalidInput(f"cannot read ({exc.strerror})", source=str(path)) from None
     with fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
-        yield from enumerate(fh, start=1)
+        yield fh
 
 
-def verify_file(path: str | os.PathLike[str]) -> VerifyReport:
+def _locked_lines(path: Path, *, missing_ok: bool) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) under a shared flock."""
+    with _locked(path, missing_ok=missing_ok) as fh:
+        if fh is not None:
+            yield from enumerate(fh, start=1)
+
+
+def _file_entries(fh: Any) -> Iterator[dict[str, Any] | Malformed]:
+    for lineno, raw in enumerate(fh, start=1):
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            yield Malformed(f"line {lineno} is not UTF-8 ({exc.reason} at byte {exc.start})")
+        except json.JSONDecodeError as exc:
+            yield Malformed(f"line {lineno} is not valid JSON ({exc.msg} at column {exc.colno})")
+        else:
+            yield obj
+
+
+def _tampered(checked: int, problem: str) -> VerifyReport:
+    return VerifyReport(ok=False, checked=checked, first_bad=checked + 1, problem=problem)
+
+
+def verify_file(path: str | os.PathLike[str], *, key: bytes | str | None = FROM_ENV,
+                expect: Head | None = None, use_head_file: bool = True) -> VerifyReport:
     """Verify a JSONL audit log; a line that is not a record is reported as tampered, not raised.
 
-    Raises InvalidInput only when the file itself cannot be read (missing, a directory, ...).
+    `key` (default SYNCTWIN_AUDIT_KEY) checks HMAC-chained records. The log must end on the head
+    in FILE.head when there is one (`use_head_file`), and on `expect` when given. A missing log
+    whose head file remains, or with `expect`, is tampered (deleted). Raises InvalidInput only when the file
+    itself cannot be read (missing with no head file, a directory, ...) or its head file is not one.
     """
-    def entries() -> Iterator[dict[str, Any] | Malformed]:
-        for lineno, raw in _locked_lines(Path(path), missing_ok=False):
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                yield Malformed(f"line {lineno} is not UTF-8 ({exc.reason} at byte {exc.start})")
-            except json.JSONDecodeError as exc:
-                yield Malformed(f"line {lineno} is not valid JSON ({exc.msg} at column {exc.colno})")
-            else:
-                yield obj
-
-    gen = entries()
-    try:
-        return verify_chain(gen)
-    finally:
-        gen.close()  # releases the shared lock even when the check stops at a bad record
+    log, hmac_key = Path(path), resolve_key(key)
+    heads = [expect] if expect is not None else []
+    with _locked(log, missing_ok=use_head_file or expect is not None) as fh:
+        try:
+            stored = read_head_file(log) if use_head_file else None
+        except InvalidInput as exc:  # the head is part of the audit trail: a damaged one is tampering
+            return _tampered(0, str(exc))
+        if fh is None:
+            if stored is not None:
+                return _tampered(0, f"the log is missing, but its head file says {stored.records} records: "
+                                    "it was deleted")
+            if expect is not None:
+                count = "its records" if expect.records is None else f"{expect.records} records"
+                return _tampered(0, f"the log is missing, but --expect-head expects {count}: it was deleted")
+            raise InvalidInput("no such audit log file", source=str(log))
+        where = f"head file {log}.head"
+        gen = _file_entries(fh)
+        try:
+            report = verify_chain(gen, key=hmac_key, heads=heads + ([stored.as_head(where)] if stored else []))
+        finally:
+            gen.close()
+        return check_beside(report, stored, where, hmac_key)
 
 
 # ---------------------------------------------------------------------------------------- Redis
@@ -292,14 +349,14 @@ def _entry_to_record(entry_id: str, fields: dict[str, str]) -> dict[str, Any] | 
     return rec
 
 
-def _iter_stream(client: Any, key: str, batch: int = 1000) -> Iterator[tuple[str, dict[str, str]]]:
-    """All entries of a stream, oldest first, in batches (one huge XRANGE would block Redis)."""
+def _iter_stream(client: Any, key: str, batch: int = 1000, last: str = "+") -> Iterator[tuple[str, dict[str, str]]]:
+    """All entries of a stream up to id `last`, oldest first, in batches (one huge XRANGE would block Redis)."""
     import redis
 
     start = "-"
     while True:
         try:
-            entries = client.xrange(key, min=start, max="+", count=batch)
+            entries = client.xrange(key, min=start, max=last, count=batch)
         except redis.exceptions.ResponseError as exc:
             if "WRONGTYPE" in str(exc):
                 kind = _text(client.type(key))
@@ -318,13 +375,17 @@ class RedisAuditStore:
     Each append WATCHes the key, reads the head with XREVRANGE COUNT 1, and XADDs the next
     record inside MULTI/EXEC; if another writer got in first, EXEC fails with WatchError and we
     retry on the new head. Concurrent writers, with their own connections, keep one chain.
-    The stream is never trimmed: an audit log is append-only.
+    The stream is never trimmed: an audit log is append-only. The same MULTI writes the new head
+    to `{key}:head` (hash, record count, MAC with a key); an append refuses when that head shows
+    the stream lost or rewrote records. `hmac_key` defaults to SYNCTWIN_AUDIT_KEY.
     """
 
     def __init__(self, client: Any, key: str = "synctwin:audit", clock: Clock = time.time, *,
-                 max_attempts: int = 1000) -> None:
+                 max_attempts: int = 1000, hmac_key: bytes | str | None = FROM_ENV) -> None:
         self.client = client
         self.key = key
+        self.head_key = head_key(key)
+        self._hmac_key = resolve_key(hmac_key)
         self._clock = clock
         self._max_attempts = max_attempts
         self.retries = 0  # WatchError retries so far: a measure of contention
@@ -342,6 +403,38 @@ class RedisAuditStore:
         assert isinstance(rec, dict)
         return rec
 
+    def _next(self, pipe: Any, event_type: str, **fields: Any) -> dict[str, Any]:
+        """With `pipe` watching the stream and its head key: the record after the current head,
+        or InvalidInput when the kept head shows records were removed or rewritten. The head is read
+        before the stream: a writer committing in between then leaves it behind (tolerated, and EXEC
+        fails on the WATCH), never ahead, which would look like a truncation."""
+        raw = pipe.hgetall(self.head_key)
+        prev = self._head(pipe)
+        stored = StoredHead.parse(_entry_fields(raw), f"Redis key {self.head_key}") if raw else None
+        problem = append_problem(stored, prev, self._hmac_key)
+        if problem:
+            raise InvalidInput(problem, source=f"Redis key {self.key}")
+        return make_record(prev, event_type, ts=self._clock(), key=self._hmac_key, **fields)
+
+    def check_appendable(self) -> None:
+        """Raise now the InvalidInput the next append would: a head showing lost or rewritten records,
+        a keyed stream and no key. Long-running workers call it at startup, so a misconfiguration is
+        one line then, not a stop at their first audited decision hours later."""
+        raw = self.client.hgetall(self.head_key)
+        stored = StoredHead.parse(_entry_fields(raw), f"Redis key {self.head_key}") if raw else None
+        prev = self._head(self.client)
+        problem = append_problem(stored, prev, self._hmac_key)
+        if problem:
+            raise InvalidInput(problem, source=f"Redis key {self.key}")
+        if prev is not None and self._hmac_key is None and is_hmac(prev):
+            raise InvalidInput("the audit stream is HMAC-chained: set SYNCTWIN_AUDIT_KEY to append to it",
+                               source=f"Redis key {self.key}")
+
+    def queue(self, pipe: Any, rec: Mapping[str, Any]) -> None:
+        """In a caller's MULTI: XADD the record prepared by `prepare` and replace the head with it."""
+        pipe.xadd(self.key, _stream_fields(rec))
+        pipe.hset(self.head_key, mapping=StoredHead.of(rec, self._hmac_key).fields())
+
     def append(
         self,
         event_type: str,
@@ -357,12 +450,11 @@ class RedisAuditStore:
         for attempt in range(self._max_attempts):
             with self.client.pipeline(transaction=True) as pipe:
                 try:
-                    pipe.watch(self.key)
-                    prev = self._head(pipe)
-                    rec = make_record(prev, event_type, ts=self._clock(), client_id=client_id,
-                                      campaign_id=campaign_id, reason=reason, metadata=metadata)
+                    pipe.watch(self.key, self.head_key)
+                    rec = self._next(pipe, event_type, client_id=client_id, campaign_id=campaign_id, reason=reason,
+                                     metadata=metadata)
                     pipe.multi()
-                    pipe.xadd(self.key, _stream_fields(rec))
+                    self.queue(pipe, rec)
                     pipe.execute()
                     return rec
                 except WatchError:
@@ -374,14 +466,13 @@ class RedisAuditStore:
 
     def prepare(self, pipe: Any, event_type: str, *, client_id: str | None = None, campaign_id: str | None = None,
                 reason: str | None = None, metadata: Any = None) -> tuple[dict[str, Any], dict[str, str]]:
-        """For a caller's own transaction: WATCH the stream on `pipe` (still in immediate mode),
-        build the next record on its head, and return it with its XADD fields. The caller then
-        calls `pipe.multi()`, `pipe.xadd(store.key, fields)` beside its own writes, and
-        `execute()`; a WatchError means another writer got in first: start again."""
-        pipe.watch(self.key)
-        prev = self._head(pipe)
-        rec = make_record(prev, event_type, ts=self._clock(), client_id=client_id, campaign_id=campaign_id,
-                          reason=reason, metadata=metadata)
+        """For a caller's own transaction: WATCH the stream and its head on `pipe` (still in immediate
+        mode), build the next record on its head, and return it with its XADD fields. The caller then
+        calls `pipe.multi()`, `store.queue(pipe, rec)` beside its own writes (the XADD and the new
+        head), and `execute()`; a WatchError means another writer got in first: start again."""
+        pipe.watch(self.key, self.head_key)
+        rec = self._next(pipe, event_type, client_id=client_id, campaign_id=campaign_id, reason=reason,
+                         metadata=metadata)
         return rec, _stream_fields(rec)
 
     def records(self) -> list[dict[str, Any]]:
@@ -394,15 +485,45 @@ class RedisAuditStore:
             out.append(rec)
         return out
 
-    def verify(self) -> VerifyReport:
-        """Check the stream's chain (see `verify_redis`)."""
-        return verify_redis(self.client, self.key)
+    def verify(self, expect: Head | None = None) -> VerifyReport:
+        """Check the stream's chain and head (see `verify_redis`) with this store's key."""
+        return verify_redis(self.client, self.key, hmac_key=self._hmac_key, expect=expect)
 
 
-def verify_redis(client: Any, key: str = "synctwin:audit") -> VerifyReport:
+def verify_redis(client: Any, key: str = "synctwin:audit", *, hmac_key: bytes | str | None = FROM_ENV,
+                 expect: Head | None = None, use_head: bool = True) -> VerifyReport:
     """Verify the chain in a Redis stream; garbage entries are reported as tampered records.
 
     The stream fields `seq`, `event_type`, `hash` and `prev_hash` must agree with the stored
     `record`, so editing either copy is caught. A key that does not exist is an empty log.
+    The stream must end on the head in `{key}:head` when there is one (`use_head`), and on
+    `expect` when given. The head and the id of the last entry are read in one MULTI, and the
+    stream only up to that entry, so appends made while verifying are not mistaken for forgeries.
     """
-    return verify_chain(_entry_to_record(eid, f) for eid, f in _iter_stream(client, key))
+    hkey = resolve_key(hmac_key)
+    import redis
+
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hgetall(head_key(key))
+        pipe.xrevrange(key, count=1)
+        try:
+            raw_head, last = pipe.execute()
+        except redis.exceptions.ResponseError as exc:
+            if "WRONGTYPE" not in str(exc):
+                raise
+            kind = _text(client.type(key))
+            if kind not in ("stream", "none"):
+                raise InvalidInput(f"holds a {kind}, not a stream", source=f"Redis key {key}") from None
+            kind = _text(client.type(head_key(key)))
+            raise InvalidInput(f"holds a {kind}, not an audit head (a hash)", source=f"Redis key {head_key(key)}") \
+                from None
+    try:
+        stored = StoredHead.parse(_entry_fields(raw_head), f"Redis key {head_key(key)}") if raw_head and use_head \
+            else None
+    except InvalidInput as exc:  # the head is part of the audit trail: a damaged one is tampering
+        return _tampered(0, str(exc))
+    where = f"Redis key {head_key(key)}"
+    last_id = _text(last[0][0]) if last else None
+    heads = ([expect] if expect is not None else []) + ([stored.as_head(where)] if stored else [])
+    entries = (_entry_to_record(eid, f) for eid, f in _iter_stream(client, key, last=last_id)) if last_id else ()
+    return check_beside(verify_chain(entries, key=hkey, heads=heads), stored, where, hkey)

@@ -4,6 +4,14 @@ Each record carries the SHA-256 of its own canonical JSON (without `hash`) and t
 record before it, so editing, removing, inserting or reordering any record breaks the chain at
 that record. Storage lives in `backends`; this module only knows dicts, which keeps the rules
 in one place and lets every store (memory, JSONL, Redis) be verified the same way.
+
+A plain chain can be recomputed by anyone who can write the log: a forged record appended with
+a fresh SHA-256, or a rewritten tail, verifies. Two anchors close that gap (docs/audit.md):
+- a key: records written with one carry `"chain": "hmac-sha256"` and their `hash` is
+  HMAC-SHA256(key, canonical JSON without `hash`), which covers `prev_hash` and the marker, so
+  nobody without the key can forge, rewrite or re-chain a record, nor downgrade it to plain;
+- a head (`Head`): the last record's hash and the record count, kept beside the log or elsewhere,
+  which is what shows a truncated tail or an emptied log: no chain can show those on its own.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import hmac
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
@@ -26,14 +35,38 @@ GENESIS_HASH = "0" * 64
 RECORD_KEYS: tuple[str, ...] = (
     "seq", "ts", "event_type", "client_id", "campaign_id", "reason", "metadata", "prev_hash", "hash",
 )
+OPTIONAL_KEYS: tuple[str, ...] = ("chain",)
+"""Keys only some records have: `chain` marks an HMAC-chained record (absent: plain SHA-256)."""
+HMAC_SCHEME = "hmac-sha256"
+KEY_ENV = "SYNCTWIN_AUDIT_KEY"
 _OPTIONAL_STR_KEYS = ("client_id", "campaign_id", "reason")
 _HEX = frozenset("0123456789abcdef")
 
 
-def record_hash(record: Mapping[str, Any]) -> str:
-    """SHA-256 hex of the record's canonical JSON, leaving out its own `hash`."""
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+class MissingKey(InvalidInput):
+    """An HMAC-chained record met without a key to compute its HMAC."""
+
+
+def is_hmac(record: Mapping[str, Any]) -> bool:
+    """Whether the record says it is HMAC-chained."""
+    return record.get("chain") == HMAC_SCHEME
+
+
+def record_hash(record: Mapping[str, Any], key: bytes | None = None) -> str:
+    """The record's hash over its canonical JSON, leaving out its own `hash`: SHA-256 for a plain
+    record, HMAC-SHA256 with `key` for one marked `"chain": "hmac-sha256"` (MissingKey without one)."""
+    body = canonical_json({k: v for k, v in record.items() if k != "hash"}).encode("utf-8")
+    if is_hmac(record):
+        if key is None:
+            raise MissingKey(f"the record is HMAC-chained: set {KEY_ENV} to compute its hash")
+        return hmac.new(key, body, hashlib.sha256).hexdigest()
+    return hashlib.sha256(body).hexdigest()
+
+
+def head_mac(key: bytes, head_hash: str, records: int) -> str:
+    """The MAC a head file or Redis head carries when a key is set, so it cannot be rewritten
+    (to hide a truncation) by anyone without the key; only replayed from an older copy."""
+    return hmac.new(key, f"synctwin-audit-head:{records}:{head_hash}".encode(), hashlib.sha256).hexdigest()
 
 
 def _opt_str(value: Any) -> str | None:
@@ -53,13 +86,17 @@ def make_record(
     campaign_id: str | None = None,
     reason: str | None = None,
     metadata: Any = None,
+    key: bytes | None = None,
 ) -> dict[str, Any]:
-    """The record that follows `prev` (None for the first), with its hash filled in.
+    """The record that follows `prev` (None for the first), with its hash filled in: an HMAC with
+    `key` (the record is then marked `"chain": "hmac-sha256"`), else a plain SHA-256.
 
     `metadata` goes through `to_jsonable`, so the returned record is exactly what a store
     writes and what a reader gets back: its hash checks out after any JSON round trip.
     Raises InvalidInput (a ValueError) naming the field for an empty event_type, a ts that is
-    not a finite number, or metadata that is not a mapping.
+    not a finite number, or metadata that is not a mapping; MissingKey to chain onto an HMAC
+    record without a key (a plain record there would make the log fail verification).
+    A keyed record may follow plain ones: that is how an existing log moves to a key.
     """
     if isinstance(event_type, enum.Enum):
         event_type = event_type.value
@@ -77,6 +114,8 @@ def make_record(
         if isinstance(seq, bool) or not isinstance(seq, int) or not _is_hex64(prev_hash):
             raise InvalidInput("the previous record has no valid seq and hash to chain on")
         seq += 1
+        if key is None and is_hmac(prev):
+            raise MissingKey(f"the audit log is HMAC-chained: set {KEY_ENV} to append to it")
     record: dict[str, Any] = {
         "seq": seq,
         "ts": float(ts),
@@ -87,7 +126,9 @@ def make_record(
         "metadata": meta,
         "prev_hash": prev_hash,
     }
-    record["hash"] = record_hash(record)
+    if key is not None:
+        record["chain"] = HMAC_SCHEME
+    record["hash"] = record_hash(record, key)
     return record
 
 
@@ -111,6 +152,8 @@ class VerifyReport:
     `head_hash` is the hash of the last record that verified (GENESIS_HASH for an empty log)
     and `head_seq` its seq: keep them somewhere the log's writer cannot change (a ticket, another
     system) to detect a truncated tail later, which the chain alone cannot show.
+    `hmac_from` is the position of the first HMAC-chained record (None: a plain chain), and
+    `heads` names the anchors the log was checked against.
     """
 
     ok: bool
@@ -119,6 +162,34 @@ class VerifyReport:
     problem: str | None = None
     head_hash: str = GENESIS_HASH
     head_seq: int = 0
+    hmac_from: int | None = None
+    heads: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """A head kept apart from the records: the hash the log must end on and, when known, how many
+    records it then holds. `source` names where it was kept, for messages ("--expect-head", a
+    head file, a Redis key). A head's hash found earlier in the log means records were appended
+    after it; not found, the log was truncated or its history differs."""
+
+    hash: str
+    records: int | None
+    source: str
+
+
+def parse_head(text: str, source: str = "--expect-head") -> Head:
+    """`HASH` or `HASH:N` (N: the record count `audit verify` prints beside it); InvalidInput otherwise."""
+    value, _, count = text.strip().partition(":")
+    value = value.lower()
+    if not _is_hex64(value):
+        raise InvalidInput(f"expected a 64-digit hex hash, optionally with :RECORDS (got {text!r})", field=source)
+    if count and (not count.isdigit() or len(count) > 18):
+        raise InvalidInput(f"the record count after ':' must be a whole number (got {count!r})", field=source)
+    if count and int(count) == 0 and value != GENESIS_HASH:
+        raise InvalidInput(f"a head of 0 records is the empty log's, {GENESIS_HASH[:8]}... (got {text!r})",
+                           field=source)
+    return Head(value, int(count) if count else None, source)
 
 
 def _is_hex64(value: Any) -> bool:
@@ -130,9 +201,11 @@ def _shape_problem(rec: Mapping[str, Any]) -> str | None:
     missing = [k for k in RECORD_KEYS if k not in rec]
     if missing:
         return f"missing key(s): {', '.join(missing)}"
-    extra = sorted(str(k) for k in rec if k not in RECORD_KEYS)
+    extra = sorted(str(k) for k in rec if k not in RECORD_KEYS and k not in OPTIONAL_KEYS)
     if extra:
         return f"unexpected key(s): {', '.join(extra)}"
+    if "chain" in rec and rec["chain"] != HMAC_SCHEME:
+        return f"chain must be {HMAC_SCHEME!r} when present (got {rec['chain']!r})"
     seq = rec["seq"]
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         return f"seq must be a positive integer (got {seq!r})"
@@ -152,6 +225,33 @@ def _shape_problem(rec: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _hash_problem(rec: Mapping[str, Any], key: bytes | None, hmac_seen: bool) -> str | None:
+    """Why the record's hash does not check out under `key`, or None.
+
+    Once a record is HMAC-chained, every later one must be too: a plain record after it is what
+    someone without the key would write. With a key, plain records are accepted only before the
+    first HMAC one (a log that moved to a key): that record's HMAC covers their head.
+    """
+    if is_hmac(rec):
+        if key is None:
+            return f"HMAC-chained, but no key is set: wrong or missing {KEY_ENV}"
+    elif hmac_seen:
+        return (f"a plain SHA-256 record after HMAC-chained ones: appended or rewritten by someone "
+                f"without {KEY_ENV}")
+    try:
+        actual = record_hash(rec, key)
+    except (TypeError, ValueError) as exc:
+        return f"content cannot be serialised canonically ({exc})"
+    if actual == rec["hash"]:
+        return None
+    if is_hmac(rec) and not hmac_seen:
+        return (f"does not match its HMAC: wrong or missing {KEY_ENV} (or the record was edited "
+                "or forged without the key)")
+    if is_hmac(rec):
+        return "content does not match its HMAC (the record was edited, or forged without the key)"
+    return "content does not match its hash (the record was edited)"
+
+
 def _link_problem(rec: Mapping[str, Any], prev_seq: int, prev_hash: str) -> str | None:
     """How `rec` fails to follow the previous record (seq and prev_hash), or None."""
     seq, expected = rec["seq"], prev_seq + 1
@@ -168,19 +268,28 @@ def _link_problem(rec: Mapping[str, Any], prev_seq: int, prev_hash: str) -> str 
     return None
 
 
-def verify_chain(records: Iterable[Mapping[str, Any] | Malformed | Any]) -> VerifyReport:
+def verify_chain(records: Iterable[Mapping[str, Any] | Malformed | Any], *, key: bytes | None = None,
+                 heads: Iterable[Head] = ()) -> VerifyReport:
     """Check a whole log in order and report the first record that breaks the chain.
 
     Detects an edited record (its content no longer matches its hash), a removed record (seq gap
     and prev_hash mismatch), inserted, duplicated or reordered records, and entries that are not
     records at all (missing keys, wrong types, garbage). The problem names the record by its
-    1-based position in the log and its seq.
+    1-based position in the log and its seq. HMAC-chained records are checked with `key`:
+    without it, or with another key, the first of them fails ("wrong or missing ...").
 
-    Limit: removing records from the END of the log leaves a shorter chain that is still valid;
-    no chain can show that on its own. Compare `head_hash`/`head_seq` with a value kept
-    elsewhere (an external anchor) to detect a truncated tail.
+    Limit: removing records from the END of the log leaves a shorter chain that is still valid,
+    and a plain chain can be extended or rewritten by anyone who recomputes the hashes; no chain
+    can show that on its own. `heads` (anchors kept apart) catch a truncated, extended or rewritten
+    log; `key` catches records forged or rewritten without it.
     """
+    anchors = tuple(heads)
+    at_count: dict[int, str] = {}  # position -> hash, only at the positions the heads name
+    found: dict[str, int] = {}  # head hash -> position where the log has it
+    wanted_positions = {h.records for h in anchors if h.records}
+    wanted_hashes = {h.hash for h in anchors}
     prev_seq, prev_hash, checked = 0, GENESIS_HASH, 0
+    hmac_from: int | None = None
     for position, rec in enumerate(records, start=1):
         problem: str | None
         seq_label: Any = "unknown"
@@ -196,13 +305,7 @@ def verify_chain(records: Iterable[Mapping[str, Any] | Malformed | Any]) -> Veri
                 seq_label = raw_seq
             problem = _shape_problem(rec)
             if problem is None:
-                try:
-                    actual = record_hash(rec)
-                except (TypeError, ValueError) as exc:
-                    problem = f"content cannot be serialised canonically ({exc})"
-                else:
-                    if actual != rec["hash"]:
-                        problem = "content does not match its hash (the record was edited)"
+                problem = _hash_problem(rec, key, hmac_from is not None)
             if problem is None:
                 problem = _link_problem(rec, prev_seq, prev_hash)
         if problem is not None:
@@ -213,7 +316,52 @@ def verify_chain(records: Iterable[Mapping[str, Any] | Malformed | Any]) -> Veri
                 problem=f"record {position} (seq {seq_label}): {problem}",
                 head_hash=prev_hash,
                 head_seq=prev_seq,
+                hmac_from=hmac_from,
             )
         good = cast(Mapping[str, Any], rec)
         prev_seq, prev_hash, checked = good["seq"], good["hash"], checked + 1
-    return VerifyReport(ok=True, checked=checked, head_hash=prev_hash, head_seq=prev_seq)
+        if hmac_from is None and is_hmac(good):
+            hmac_from = position
+        if position in wanted_positions:
+            at_count[position] = prev_hash
+        if prev_hash in wanted_hashes:
+            found.setdefault(prev_hash, position)
+    report = VerifyReport(ok=True, checked=checked, head_hash=prev_hash, head_seq=prev_seq, hmac_from=hmac_from,
+                          heads=tuple(h.source for h in anchors))
+    if key is not None and checked and hmac_from is None:
+        return dataclasses.replace(report, ok=False, first_bad=1, problem=(
+            f"record 1 (seq {1 if checked else 'unknown'}): no record is HMAC-chained although {KEY_ENV} is set: "
+            f"the log was written without the key, or rewritten by someone without it (to check a log that "
+            f"predates the key, unset {KEY_ENV})"))
+    for head in anchors:
+        problem = head_problem(head, checked, prev_hash, at_count, found)
+        if problem is not None:
+            return dataclasses.replace(report, ok=False, first_bad=problem[0], problem=problem[1])
+    return report
+
+
+def head_problem(head: Head, count: int, last_hash: str, at_count: Mapping[int, str],
+                 found: Mapping[str, int]) -> tuple[int, str] | None:
+    """(first bad position, what differs) between an intact log of `count` records ending on
+    `last_hash` and a head kept apart from it, or None when they agree."""
+    if head.hash == last_hash and head.records in (None, count):
+        return None
+    where = f"the head in {head.source}"
+    if head.hash == GENESIS_HASH and head.records in (None, 0):
+        return 1, f"record 1 and after: {count} record(s) after {where}, which is the empty log"
+    if head.hash in found:
+        pos = found[head.hash]
+        if head.records not in (None, pos):
+            return pos, (f"record {pos}: has the hash of {where}, which says {head.records} records: "
+                         "a different history")
+        return pos + 1, (f"record {pos + 1} and after: {count - pos} extra record(s) after {where} "
+                         f"(record {pos}): appended since it was kept, or forged")
+    if head.records is None:
+        return count + 1, (f"{where} ({head.hash[:12]}...) is not in the log of {count} records: "
+                           "records were removed from its end (truncated), or its history was rewritten")
+    if head.records > count:
+        ends = f"the log ends at record {count}" if count else "the log is empty"
+        return count + 1, (f"record {count + 1}: truncated by {head.records - count} record(s): {ends}, "
+                           f"{where} says {head.records}")
+    return head.records, (f"record {head.records}: a different history: its hash is not the one {where} "
+                          f"keeps for it ({at_count.get(head.records, '?')[:12]}... vs {head.hash[:12]}...)")

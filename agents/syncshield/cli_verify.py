@@ -1,60 +1,75 @@
-"""The check behind `synctwin audit verify (FILE | --redis URL)`: one line and an exit status."""
+"""The check behind `synctwin audit verify (FILE | --redis URL) [--expect-head HASH]`: a verdict, the
+head to keep, and an exit status."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 from synctwin.errors import InvalidInput
-from synctwin.redis_conn import connect
+from synctwin.redis_conn import connect, redact, scrub, url_error
 
+from .anchors import configured_key
 from .backends import verify_file, verify_redis
-from .chain import VerifyReport
+from .chain import Head, VerifyReport, parse_head
 
 
-def _safe_url(url: str) -> str:
-    """The URL without its password, so messages never print credentials."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _verify_redis_url(redis_url: str, key: str) -> VerifyReport:
+def _verify_redis_url(redis_url: str, key: str, hmac_key: bytes | None, expect: Head | None) -> VerifyReport:
     import redis
 
-    where = _safe_url(redis_url)
+    where = redact(redis_url)
     try:
         client = connect(redis_url)
-    except ValueError as exc:  # redis-py's verdict on a malformed URL
-        raise InvalidInput(f"not a usable Redis URL ({exc})", source=where) from None
+    except ValueError:  # redis-py's verdict on a malformed URL (its text may hold a piece of the password)
+        raise url_error(redis_url) from None
     try:
-        return verify_redis(client, key)
+        return verify_redis(client, key, hmac_key=hmac_key, expect=expect)
     except redis.exceptions.AuthenticationError as exc:  # a ConnectionError subclass: test it first
-        raise InvalidInput(f"Redis refused the credentials ({exc})", source=where) from None
+        raise InvalidInput(f"Redis refused the credentials ({scrub(str(exc), redis_url)})", source=where) from None
     except redis.exceptions.ConnectionError as exc:
-        raise InvalidInput(f"cannot reach Redis ({exc})", source=where) from None
+        raise InvalidInput(f"cannot reach Redis ({scrub(str(exc), redis_url)})", source=where) from None
     finally:
         close = getattr(client, "close", None)
         if callable(close):
             close()
 
 
-def run_verify(file: str | None, redis_url: str | None, key: str = "synctwin:audit") -> tuple[int, str]:
-    """(0, 'intact: N records, head H') or (1, 'tampered: record K (seq S): problem').
+def describe(report: VerifyReport) -> str:
+    """What the verdict rests on: the chain's scheme and the heads it was checked against."""
+    scheme = (
+        "an empty log"
+        if not report.checked
+        else "plain SHA-256 chain"
+        if report.hmac_from is None
+        else ("HMAC-SHA256 chain" if report.hmac_from == 1 else f"HMAC-SHA256 chain from record {report.hmac_from}")
+    )
+    anchors = (
+        f"checked against {' and '.join(report.heads)}"
+        if report.heads
+        else "no head kept to check against: a truncated tail or an emptied log would not show"
+    )
+    return f"{scheme}; {anchors}"
 
-    Raises InvalidInput when there is nothing to check: neither or both sources given, a missing
-    or unreadable file, an unusable Redis URL or an unreachable server, a key that is not a stream.
-    An intact log can still have lost its tail; compare the printed head with a kept anchor.
+
+def run_verify(
+    file: str | None, redis_url: str | None, key: str = "synctwin:audit", expect_head: str | None = None
+) -> tuple[int, str]:
+    """(0, 'intact: N records, head H (...)' + the head line to keep) or (1, 'tampered: record K (seq S): problem').
+
+    HMAC-chained records are checked with SYNCTWIN_AUDIT_KEY. The log must end on the head kept
+    beside it (FILE.head, `{key}:head`) when there is one, and on `expect_head` (HASH or HASH:N)
+    when given. Raises InvalidInput when there is nothing to check: neither or both sources given,
+    a missing or unreadable file, an unusable Redis URL or an unreachable server, a key that is not
+    a stream, a malformed --expect-head or a head file that is not one.
     """
     if (file is None) == (redis_url is None):
         raise InvalidInput("give exactly one of FILE or --redis URL")
-    report = verify_file(file) if file is not None else _verify_redis_url(str(redis_url), key)
+    expect = parse_head(expect_head) if expect_head is not None else None
+    hmac_key = configured_key()
+    if file is not None:
+        report = verify_file(file, key=hmac_key, expect=expect)
+    else:
+        report = _verify_redis_url(str(redis_url), key, hmac_key, expect)
     if report.ok:
-        return 0, f"intact: {report.checked} records, head {report.head_hash}"
+        return 0, (
+            f"intact: {report.checked} records, head {report.head_hash} ({describe(report)})\n"
+            f"head {report.head_hash} ({report.checked} records)"
+        )
     return 1, f"tampered: {report.problem}"

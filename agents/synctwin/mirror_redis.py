@@ -523,9 +523,9 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                     before = state.events
                     outcomes = self._apply_all(cid, state, curve, events)
                     pause = next((o for o in outcomes if o.pause), None)
-                    audit_fields = None
+                    audit_rec = None
                     if pause is not None:
-                        _rec, audit_fields = self.audit.prepare(
+                        audit_rec, _fields = self.audit.prepare(
                             pipe, "AUTO_ROLLBACK_TRIGGERED", campaign_id=cid, reason=PAUSE_REASON,
                             metadata=pause.audit(self.cfg.threshold))
                     written = state.to_hash()
@@ -540,7 +540,8 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                         pipe.xadd(self.control, {"command": "PAUSE", "campaign_id": cid, "reason": PAUSE_REASON,
                                                  "deviation": f"{pause.deviation:.4f}", "ts": str(self.clock())},
                                   maxlen=self.maxlen, approximate=True)
-                        pipe.xadd(self.audit.key, audit_fields)
+                        assert audit_rec is not None
+                        self.audit.queue(pipe, audit_rec)
                     pipe.xack(self.bids, self.group, *ids)
                     pipe.execute()
                 except WatchError:

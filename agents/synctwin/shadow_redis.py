@@ -386,15 +386,15 @@ class RedisShadow(StreamConsumer[ShadowStats]):
                     if recorded or last:
                         meta = outcome_record(s, rej.gate, totals, final=last) | {"date": iso(day),
                                                                                     "launch_ts": rej.launch_ts}
-                        _rec, audit = self.audit.prepare(pipe, SHADOW_OUTCOME, client_id=s.client_id,
-                                                         campaign_id=cid, reason="SHADOW_MODE", metadata=meta)
+                        audit, _fields = self.audit.prepare(pipe, SHADOW_OUTCOME, client_id=s.client_id,
+                                                            campaign_id=cid, reason="SHADOW_MODE", metadata=meta)
                     pipe.multi()
                     pipe.hset(key, mapping={"launch_ts": launch, "next": str(i + 1), "date": iso(day),
                                             "spend": repr(totals.spend), "revenue": repr(totals.revenue),
                                             "conversions": repr(totals.conversions), "days": repr(totals.days),
                                             "observed": str(totals.observed), "final": str(int(last))})
                     if audit is not None:
-                        pipe.xadd(self.audit.key, audit)
+                        self.audit.queue(pipe, audit)
                     if last:
                         pipe.zrem(self.shadow_pending, cid)
                     pipe.execute()
@@ -524,12 +524,12 @@ class RedisShadow(StreamConsumer[ShadowStats]):
                         return 0  # re-published (a new launch) or settled by another worker meanwhile
                     audit = None
                     if meta is not None and not (done and json.loads(done).get("launch_ts") == launch):
-                        _rec, audit = self.audit.prepare(pipe, CAMPAIGN_OUTCOME, client_id=client_id, campaign_id=cid,
-                                                         reason=reason, metadata=meta)
+                        audit, _fields = self.audit.prepare(pipe, CAMPAIGN_OUTCOME, client_id=client_id,
+                                                            campaign_id=cid, reason=reason, metadata=meta)
                     pipe.multi()
                     if audit is not None:
                         pipe.set(marker, json.dumps(meta))
-                        pipe.xadd(self.audit.key, audit)
+                        self.audit.queue(pipe, audit)
                     pipe.zrem(self.outcome_pending, cid)
                     pipe.execute()
                 except WatchError:

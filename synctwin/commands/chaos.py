@@ -28,9 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", nargs="?", const="0 0 * * *", metavar="CRON",
                    help="run on this cron schedule until stopped (default when given bare: nightly, '0 0 * * *'); "
                         "runs never overlap")
-    p.add_argument("--redis", metavar="URL",
-                   help="clone the production campaigns stored in Redis into the twin (their strategy and "
-                        "client history) and drill those too; audit and alerts also go to Redis streams")
+    from synctwin.redis_conn import add_redis_argument
+
+    add_redis_argument(p, "clone the production campaigns stored in Redis into the twin (their strategy and "
+                       "client history) and drill those too; audit and alerts also go to Redis streams")
     p.add_argument("--audit-log", metavar="FILE", help="append CHAOS_TEST_COMPLETED to this JSONL audit log")
     p.add_argument("--metrics-port", type=int, metavar="P",
                    help="with --schedule: serve Prometheus metrics (drills by verdict, last run) on this port")
@@ -66,10 +67,14 @@ def _sinks(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     client = None
     stores: list[Any] = []
     sinks: list[Any] = [LogSink()]
-    if args.redis:
-        from synctwin.redis_conn import connect_checked
+    from synctwin.redis_conn import redis_url_arg
 
-        client = connect_checked(args.redis)
+    url = redis_url_arg(args.redis, default_to_env=False)
+    if url:
+        from synctwin.redis_conn import connect_checked, redact_logs
+
+        redact_logs(url)  # --schedule runs for days: its logs never show the password
+        client = connect_checked(url)
         stores.append(RedisAuditStore(client, key=f"{prefix}audit"))
         sinks.append(RedisStreamSink(client, key=f"{prefix}alerts"))
     if args.audit_log:

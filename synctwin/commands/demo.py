@@ -84,7 +84,7 @@ async def _chapter_handshake(out: Any, args: argparse.Namespace) -> Any:
     gate = SimulationGatekeeper(SyncValue(store), paths=args.paths)
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "audit.jsonl"
-        shield, deployer = SyncShield(JsonlAuditStore(log)), InMemoryDeployer()
+        shield, deployer = SyncShield(JsonlAuditStore(log, hmac_key=None)), InMemoryDeployer()  # a throwaway log
         brain = SyncBrain(_SeededGate(gate, args.seed), shield, deployer)
         table = Table(box=None, pad_edge=False)
         for col in ("campaign", "platform", "decision", "confidence", "median uplift"):

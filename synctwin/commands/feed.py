@@ -20,7 +20,9 @@ N_CAMPAIGNS = 4  # world.redis_feed.FEED_CAMPAIGNS
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__.split("\n\n")[1].replace("\n", " ")
-    p.add_argument("--redis", required=True, metavar="URL", help="e.g. redis://127.0.0.1:6379/0")
+    from synctwin.redis_conn import add_redis_argument
+
+    add_redis_argument(p, "e.g. redis://127.0.0.1:6379/0 (default SYNCTWIN_REDIS_URL)")
     p.add_argument("--speed", type=float, default=3600.0, metavar="X",
                    help="virtual seconds per wall second (default 3600: an hour a second; 1 = real time)")
     p.add_argument("--duration", default="3d", metavar="D", help="virtual time to publish (default 3d)")
@@ -34,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from synctwin.config import get_settings
     from synctwin.durations import parse_duration
-    from synctwin.redis_conn import connect_checked
+    from synctwin.redis_conn import connect_checked, redact, required_redis_url
     from world.clock import make_environment
     from world.redis_feed import FEED_CAMPAIGNS, start_feed
 
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.campaigns <= len(FEED_CAMPAIGNS) or args.speed <= 0 or tick <= 0 or args.seed < 0:
         raise InvalidInput(f"--campaigns must be 1-{len(FEED_CAMPAIGNS)}, --speed and --tick positive, --seed >= 0")
     settings = get_settings()
-    client = connect_checked(args.redis)
+    url = required_redis_url(args.redis)
+    client = connect_checked(url)
     env = make_environment(realtime=True, factor=1.0 / args.speed)
     feed = start_feed(client, env, settings, epoch0=time.time(), tick=tick, campaigns=args.campaigns, seed=args.seed)
     for cid, result in feed.gate_results.items():
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     print(f"publishing to {settings.key_prefix}bids at {args.speed:g}x real time for {args.duration}; "
-          f"start `synctwin mirror --redis {args.redis}` to watch it act", flush=True)
+          f"start `synctwin mirror --redis {redact(url)}` to watch it act"
+          + (" (with the real password, or SYNCTWIN_REDIS_URL set)" if redact(url) != url else ""), flush=True)
     while env.now < duration and not stop["now"]:
         env.run(until=min(env.now + 3600.0, duration))
         print(f"t={env.now / 3600:6.1f}h  {feed.published:,} events published", flush=True)

@@ -23,8 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, metavar="T", help="approve when confidence > T (default 0.85)")
     p.add_argument("--lookback-days", type=int, metavar="D", help="history window of the baseline (default 90)")
     p.add_argument("--audit-log", metavar="FILE", help="append the decision to this hash-chained JSONL audit log")
-    p.add_argument("--redis", metavar="URL", help="audit to the Redis stream and, when approved, store the "
-                   "projection under {prefix}campaign:{id}:projection for the live mirror")
+    from synctwin.redis_conn import add_redis_argument
+
+    add_redis_argument(p, "audit to the Redis stream and, when approved, store the projection under "
+                       "{prefix}campaign:{id}:projection for the live mirror")
     p.add_argument("--json", action="store_true", help="print the result as one JSON document")
     p.add_argument("--no-suggestions", action="store_true", help="on a rejection, skip the resubmission "
                    "advice (the smallest budget/audience/duration change that the gate approves)")
@@ -49,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     strategy = load_strategy(args.strategy)
     client = None
+    from synctwin.redis_conn import redis_url_arg
+
+    args.redis = redis_url_arg(args.redis, default_to_env=False)
     if args.redis:
         from synctwin.redis_conn import connect_checked
 

@@ -38,7 +38,10 @@ OUTCOME_EVENTS = ("CAMPAIGN_OUTCOME", "CAMPAIGN_COMPLETED")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--audit-log", metavar="FILE", help="the hash-chained JSONL audit log")
-    src.add_argument("--redis", metavar="URL", help="read the audit stream {prefix}audit from Redis")
+    from synctwin.redis_conn import add_redis_argument
+
+    add_redis_argument(src, "read the audit stream {prefix}audit from Redis (the default without --audit-log, "
+                       "when SYNCTWIN_REDIS_URL is set)")
     p.add_argument("--since", metavar="DATE", help="ISO date or date-time (UTC unless it has an offset); "
                    "default: the whole log")
     p.add_argument("--json", action="store_true", help="print the KPIs as one JSON document")

@@ -17,7 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "campaign that departs from it: one PAUSE on {prefix}control (reason SYNCTWIN_DEVIATION_THRESHOLD), one "
         "WARNING alert, one AUTO_ROLLBACK_TRIGGERED audit event, exactly once. Several workers may share a group. "
         "SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0.")
-    p.add_argument("--redis", required=True, metavar="URL", help="e.g. redis://127.0.0.1:6379/0")
+    from synctwin.redis_conn import add_redis_argument
+
+    add_redis_argument(p, "e.g. redis://127.0.0.1:6379/0 (default SYNCTWIN_REDIS_URL)")
     p.add_argument("--group", default="synctwin-mirror", metavar="G", help="consumer group (default synctwin-mirror)")
     p.add_argument("--consumer", metavar="C", help="this worker's name in the group (default host-pid)")
     p.add_argument("--batch", type=int, metavar="N", help="events per read (default 500)")
@@ -32,19 +34,22 @@ def run(args: argparse.Namespace) -> int:
     from agents.synctwin.mirror import mirror_config
     from agents.synctwin.mirror_redis import RedisMirror
     from synctwin.config import get_settings
-    from synctwin.redis_conn import connect_checked
+    from synctwin.redis_conn import connect_checked, redact_logs, required_redis_url
 
     settings = get_settings()
+    url = required_redis_url(args.redis)
     if args.batch is not None and args.batch <= 0:
         raise InvalidInput(f"--batch must be positive (got {args.batch})")
     if args.metrics_port is not None and not 0 < args.metrics_port <= 65_535:
         raise InvalidInput(f"--metrics-port must be in 1-65535 (got {args.metrics_port})")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    client = connect_checked(args.redis)
+    redact_logs(url)
+    client = connect_checked(url)
     worker = RedisMirror(client, mirror_config(settings), prefix=settings.key_prefix, group=args.group,
                          consumer=args.consumer, batch=args.batch or settings.mirror_batch,
                          claim_idle_ms=settings.mirror_claim_idle_ms, max_deliveries=settings.mirror_max_deliveries)
+    worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
     log = logging.getLogger("synctwin.mirror")
     if args.metrics_port is not None:
         serve_metrics(client, worker, args.metrics_host, args.metrics_port, log)

@@ -27,7 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "confidence, near-misses first; exit 0.")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--audit-log", metavar="FILE", help="the hash-chained JSONL audit log (synctwin gate --audit-log)")
-    src.add_argument("--redis", metavar="URL", help="read the audit stream {prefix}audit from Redis")
+    from synctwin.redis_conn import add_redis_argument
+
+    add_redis_argument(src, "read the audit stream {prefix}audit from Redis (the default without --audit-log, "
+                       "when SYNCTWIN_REDIS_URL is set)")
     p.add_argument("--since", metavar="DATE", help="ISO date or date-time (UTC unless it has an offset); "
                    f"default: {DEFAULT_DAYS} days ago")
     p.add_argument("--json", action="store_true", help="print the review as one JSON document")
@@ -50,13 +53,16 @@ def parse_since(text: str | None, now: dt.datetime) -> dt.datetime:
 
 def load_records(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     """Every audit record, and a name for where they came from."""
-    if args.redis:
+    from synctwin.redis_conn import redis_url_arg
+
+    url = redis_url_arg(args.redis, default_to_env=not args.audit_log)
+    if url:
         from agents.syncshield.backends import RedisAuditStore
         from synctwin.config import get_settings
         from synctwin.redis_conn import connect_checked
 
         key = f"{get_settings().key_prefix}audit"
-        return RedisAuditStore(connect_checked(args.redis), key=key).records(), f"Redis key {key}"
+        return RedisAuditStore(connect_checked(url), key=key).records(), f"Redis key {key}"
     if not args.audit_log:
         raise InvalidInput("give the audit log: --audit-log FILE or --redis URL")
     from pathlib import Path

@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", metavar="H", help="address to bind (default 127.0.0.1; SYNCTWIN_HOST)")
     p.add_argument("--port", type=int, metavar="P", help="port (default 8000; 0 picks a free one; SYNCTWIN_PORT)")
     p.add_argument("--redis", metavar="URL", help="Redis for campaign state, audit, publishing approvals and "
-                   "stored histories (default SYNCTWIN_REDIS_URL; none: /v1/campaigns answers 503)")
+                   "stored histories (default SYNCTWIN_REDIS_URL, which keeps a password out of the command line "
+                   "and `ps`; none: /v1/campaigns answers 503)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes (default 1); each computes gates on its own CPUs, /metrics sums them")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
@@ -39,19 +40,24 @@ def run(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     _check_can_listen(host, port)
+    from agents.syncshield.anchors import configured_key
+
+    configured_key()  # a bad SYNCTWIN_AUDIT_KEY is one line now, not a 500 on the first audited request
     redis_url = args.redis or settings.redis_url
     if redis_url:
         from synctwin.redis_conn import EMBEDDED_URL, connect_checked
 
         if redis_url != EMBEDDED_URL:
             connect_checked(redis_url).close()  # an unreachable server is one clear line now, not 503s later
-    print(f"synctwin serve: http://{host}:{port} (docs at /docs; redis: {_without_password(redis_url)}; "
+    from synctwin.redact import redact
+
+    print(f"synctwin serve: http://{host}:{port} (docs at /docs; redis: {redact(redis_url)}; "
           f"workers: {args.workers}; API key {'required' if settings.api_key else 'off'})", flush=True)
     if args.workers == 1:
         from synctwin.service import create_app
 
         app = create_app(settings.model_copy(update={"redis_url": redis_url}))
-        _serve_one(app, host, port, args.log_level)
+        _serve_one(app, host, port, args.log_level, redis_url)
         return 0
     # Several processes: each builds its app from the environment, and Prometheus' multiprocess mode
     # lets any of them answer /metrics for all (a directory they share, removed at exit).
@@ -71,10 +77,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_one(app: Any, host: str, port: int, log_level: str) -> None:
+def _serve_one(app: Any, host: str, port: int, log_level: str, redis_url: str | None = None) -> None:
     """uvicorn's server in this process; after a graceful shutdown on SIGTERM/SIGINT it exits 0 (as
-    `synctwin mirror` does) instead of re-raising the signal at itself as uvicorn >= 0.29 does."""
+    `synctwin mirror` does) instead of re-raising the signal at itself as uvicorn >= 0.29 does.
+    uvicorn's log handlers, set up by its Config, get the filter that masks the Redis password."""
     import uvicorn
+
+    from synctwin.redact import redact_logs
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
@@ -83,7 +92,9 @@ def _serve_one(app: Any, host: str, port: int, log_level: str) -> None:
             if isinstance(captured, list):
                 captured.clear()
 
-    Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)).run()
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+    redact_logs(redis_url)
+    Server(config).run()
 
 
 def _serve_many(host: str, port: int, workers: int, log_level: str) -> None:
@@ -108,22 +119,6 @@ def _serve_many(host: str, port: int, workers: int, log_level: str) -> None:
         Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()  # type: ignore[call-arg]
     else:
         Multiprocess(config, sockets=[sock]).run()
-
-
-def _without_password(url: str | None) -> str:
-    """The Redis URL as printed: never its password."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    if not url:
-        return "none"
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    except ValueError:
-        return "<unparsable URL>"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _check_can_listen(host: str, port: int) -> None:

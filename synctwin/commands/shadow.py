@@ -30,7 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "flight ends or it is paused. Runs until SIGTERM/SIGINT (exit 0) or, with --once, until the stream is "
         "drained. With --market FILE --audit-log FILE (no Redis): re-simulate the log's rejections under a "
         "market CSV (date,platform,cpm,ctr,cvr,aov) and append their final SHADOW_OUTCOME records to the log.")
-    p.add_argument("--redis", metavar="URL", help="e.g. redis://127.0.0.1:6379/0: run the worker")
+    from synctwin.redis_conn import add_redis_argument
+
+    add_redis_argument(p, "e.g. redis://127.0.0.1:6379/0: run the worker (the default without --market, when "
+                       "SYNCTWIN_REDIS_URL is set)")
     p.add_argument("--group", default="synctwin-shadow", metavar="G", help="consumer group (default synctwin-shadow)")
     p.add_argument("--consumer", metavar="C", help="this worker's name in the group (default host-pid)")
     p.add_argument("--once", action="store_true", help="stop when the stream is drained, after recording every "
@@ -53,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synctwin.redis_conn import redis_url_arg
+
+    args.redis = redis_url_arg(args.redis, default_to_env=not (args.market or args.audit_log))
     if args.redis and (args.market or args.audit_log):
         raise InvalidInput("give either --redis URL (the worker) or --market FILE --audit-log FILE, not both")
     if args.redis:
@@ -67,7 +73,7 @@ def _run_worker(args: argparse.Namespace) -> int:
     from agents.synctwin.shadow_redis import RedisShadow
     from synctwin.config import get_settings
     from synctwin.durations import parse_duration
-    from synctwin.redis_conn import connect_checked
+    from synctwin.redis_conn import connect_checked, redact_logs
 
     if args.batch is not None and args.batch <= 0:
         raise InvalidInput(f"--batch must be positive (got {args.batch})")
@@ -82,11 +88,13 @@ def _run_worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    redact_logs(args.redis)
     client = connect_checked(args.redis)
     worker = RedisShadow(client, prefix=settings.key_prefix, group=args.group, consumer=args.consumer,
                          batch=args.batch or settings.mirror_batch, grace_s=grace,
                          claim_idle_ms=settings.mirror_claim_idle_ms if args.claim_idle_ms is None
                          else args.claim_idle_ms, max_deliveries=settings.mirror_max_deliveries)
+    worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
     log = logging.getLogger("synctwin.shadow")
     if args.metrics_port is not None:
         serve_metrics(client, worker, args.metrics_host, args.metrics_port, log)

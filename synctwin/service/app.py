@@ -76,6 +76,10 @@ def create_app(settings: Settings | None = None, redis_client: Any = None) -> Fa
         kwargs = {} if settings.redis_url.startswith("memory://") else {
             "socket_connect_timeout": 2.0, "socket_timeout": 10.0, "health_check_interval": 30}
         redis_client = connect(settings.redis_url, **kwargs)
+    if settings.redis_url:
+        from synctwin.redact import redact_logs
+
+        redact_logs(settings.redis_url)  # whatever logs a connection error never shows its password
     app = FastAPI(
         title="SyncTwin", version=__version__,
         description="The pre-launch gate as a service, and what production knows of a campaign "
@@ -359,10 +363,14 @@ async def _bad_input(_request: Request, exc: BadInput) -> JSONResponse:
     return JSONResponse({"detail": [_clean(exc.error)]}, status_code=422)
 
 
-async def _redis_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    """Redis down: the decision cannot be audited (nor campaign state read); say so, and retry later."""
-    log.warning("Redis unavailable: %s", exc)
-    return JSONResponse({"detail": f"Redis is unavailable ({exc}); the request was not completed, retry later"},
+async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """Redis down: the decision cannot be audited (nor campaign state read); say so, and retry later.
+    The error text is scrubbed of the Redis password: a client must never see it."""
+    from synctwin.redact import scrub
+
+    why = scrub(str(exc), request.app.state.settings.redis_url)
+    log.warning("Redis unavailable: %s", why)
+    return JSONResponse({"detail": f"Redis is unavailable ({why}); the request was not completed, retry later"},
                         status_code=503, headers={"Retry-After": "5"})
 
 
