@@ -40,8 +40,11 @@ class _Loader(yaml.SafeLoader):
             self.aliases += 1
             if self.aliases > self.max_aliases:
                 mark = self.peek_event().start_mark
-                raise InvalidInput(f"more than {self.max_aliases} aliases (SYNCTWIN_MAX_YAML_ALIASES); "
-                                   "write the values out instead", source=self.source, line=mark.line + 1)
+                raise InvalidInput(
+                    f"more than {self.max_aliases} aliases (SYNCTWIN_MAX_YAML_ALIASES); write the values out instead",
+                    source=self.source,
+                    line=mark.line + 1,
+                )
         return super().compose_node(parent, index)
 
 
@@ -61,8 +64,12 @@ def _check_keys(node: yaml.MappingNode, source: str) -> None:
         line = key.start_mark.line + 1
         ident = (key.tag, key.value)
         if ident in seen:
-            raise InvalidInput(f"duplicate key {key.value!r} (also on line {seen[ident]})", source=source, line=line,
-                               field=str(key.value))
+            raise InvalidInput(
+                f"duplicate key {key.value!r} (also on line {seen[ident]})",
+                source=source,
+                line=line,
+                field=str(key.value),
+            )
         seen[ident] = line
 
 
@@ -79,9 +86,12 @@ def check_graph(root: yaml.Node, source: str, *, max_nodes: int) -> int:
             on_path.discard(key)
             size[key] = 1 + sum(size[id(c)] for c in _children(node))
             if size[key] > max_nodes:
-                raise InvalidInput(f"more than {max_nodes:,} values once its aliases are expanded "
-                                   "(SYNCTWIN_MAX_YAML_NODES): an alias expansion bomb?", source=source,
-                                   line=node.start_mark.line + 1)
+                raise InvalidInput(
+                    f"more than {max_nodes:,} values once its aliases are expanded "
+                    "(SYNCTWIN_MAX_YAML_NODES): an alias expansion bomb?",
+                    source=source,
+                    line=node.start_mark.line + 1,
+                )
             continue
         if key in size:
             continue
@@ -112,8 +122,9 @@ def load_yaml(text: str, *, source: str, max_aliases: int, max_nodes: int) -> An
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise InvalidInput(f"malformed YAML: {getattr(exc, 'problem', None) or exc}", source=source,
-                           line=line) from None
+        raise InvalidInput(
+            f"malformed YAML: {getattr(exc, 'problem', None) or exc}", source=source, line=line
+        ) from None
     except RecursionError:
         raise InvalidInput("YAML nested too deeply", source=source) from None
     except InvalidInput:

@@ -61,13 +61,15 @@ def decode(data: bytes, source: str, line: int | None = None) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})", source=source,
-                           line=line) from None
+        raise InvalidInput(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})", source=source, line=line
+        ) from None
     return text.removeprefix(BOM) if line in (None, 1) else text
 
 
-def capped_lines(f: IO[bytes], source: str, *, max_bytes: int, setting: str,
-                 max_line: int = MAX_LINE_BYTES) -> Iterator[str]:
+def capped_lines(
+    f: IO[bytes], source: str, *, max_bytes: int, setting: str, max_line: int = MAX_LINE_BYTES
+) -> Iterator[str]:
     """The file's lines as text, one at a time: each at most `max_line` bytes, all at most `max_bytes`.
 
     A parser reading from this sees the first bad line at once, without the rest of the file read.
@@ -84,11 +86,11 @@ def capped_lines(f: IO[bytes], source: str, *, max_bytes: int, setting: str,
         number += 1
         total += len(raw)
         if len(raw) > max_line:
-            raise InvalidInput(f"a line longer than {_size(max_line)}; not a history file", source=source,
-                               line=number)
+            raise InvalidInput(f"a line longer than {_size(max_line)}; not a history file", source=source, line=number)
         if total > max_bytes:
-            raise InvalidInput(f"larger than {_size(max_bytes)} ({setting}); not read further", source=source,
-                               line=number)
+            raise InvalidInput(
+                f"larger than {_size(max_bytes)} ({setting}); not read further", source=source, line=number
+            )
         yield decode(raw, source, number)
 
 

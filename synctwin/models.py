@@ -246,16 +246,16 @@ def ensure_finite(result: GateResult, strategy: Strategy | None = None) -> GateR
     bad = [path for path, v in _floats(result.model_dump(exclude={"baseline"}), "") if not math.isfinite(v)]
     if not bad:
         return result
-    from synctwin.config import get_limits
+    from synctwin.config import Limits
     from synctwin.errors import InvalidInput
 
     shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
     field = None
     culprits = ""
-    if strategy is not None:
-        limits = get_limits()
+    if strategy is not None:  # largest against its default limit first: how far past a sane value it is
+        defaults = {name: Limits.model_fields[limit].default for name, limit in STRATEGY_LIMITS.items()}
         given = [(name, getattr(strategy, name)) for name in STRATEGY_LIMITS if getattr(strategy, name) is not None]
-        given.sort(key=lambda nv: -float(nv[1]) / float(getattr(limits, STRATEGY_LIMITS[nv[0]])))
+        given.sort(key=lambda nv: -float(nv[1]) / float(defaults[nv[0]]))
         culprits = "; " + ", ".join(f"{n}={show_number(v)}" for n, v in given)
         field = given[0][0] if given else None
     raise InvalidInput(f"the simulation overflowed ({shown} not finite): the strategy's figures are too large "

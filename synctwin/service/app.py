@@ -353,7 +353,7 @@ def _plain(value: Any) -> Any:
 
 def _clean(error: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"type": error.get("type", "value_error"), "loc": list(error.get("loc", ())),
-                           "msg": str(error.get("msg", ""))}
+                           "msg": str(error.get("msg", "")).removeprefix("Value error, ")}
     if "input" in error and (value := _plain(error["input"])) is not None:
         out["input"] = value
     if error.get("ctx"):
