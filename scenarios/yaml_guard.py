@@ -111,7 +111,10 @@ def check_graph(root: yaml.Node, source: str, *, max_nodes: int) -> int:
 
 def load_yaml(text: str, *, source: str, max_aliases: int, max_nodes: int) -> Any:
     """One YAML document, checked (aliases, expanded size, duplicate keys) before it is constructed."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader refuses control characters here already
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"malformed YAML: {getattr(exc, 'reason', None) or exc}", source=source) from None
     loader.max_aliases, loader.source = max_aliases, source
     try:
         node = loader.get_single_node()

@@ -259,3 +259,28 @@ def test_any_numbers_are_a_bounded_strategy_or_invalid_input(changes: dict) -> N
             assert v is None or (math.isfinite(v) and not isinstance(v, bool))
         assert s.daily_budget <= 1e8 and (s.aov or 0) <= 1e6 and s.audience_size <= 10**10
         assert not any(isinstance(changes.get(k), bool) for k in changes)
+
+
+YAML_TOKENS = st.sampled_from([
+    "name: x\n", "duration: 1h\n", "duration: ", "world: ", "{tick: 5m}", "tick: ", "gate_paths: ", "1e12", ".inf",
+    ".nan", "-5", "100000000d", "0.000001", "2026-02-30", "9" * 5000, "&a ", "*a", "[", "]", "{", "}", ": ", ", ",
+    "- ", "\n", "  ", "? ", "!!python/object:os.system ", "!!binary ", "<<: ", "'", '"', "\t", "\0", "\ufeff",
+    "clients: [{id: c, history: {generate: {daily_spend: 600}}}]\n", "faults: [{kind: cpm_shock, at: 1h, ",
+    "platform: meta, multiplier: ", "campaigns: [{id: k, client: c, strategy: {audience_size: 1000, cvr: 0.1, ",
+    "daily_budget: ", "true", "}}]\n",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_bytes(YAML_TOKENS))
+def test_any_bytes_are_a_scenario_or_invalid_input(scratch: Path, data: bytes) -> None:
+    from scenarios.loader import load_scenario
+
+    p = scratch / "scenario.yaml"
+    p.write_bytes(data)
+    try:
+        s = load_scenario(p)
+    except InvalidInput as exc:
+        assert str(p) in str(exc)
+    else:
+        assert math.isfinite(s.duration) and s.duration <= 400 * 86_400 and s.world.tick >= 1
