@@ -455,8 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the outcomes as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the generated files (their directory is printed)")
     args = parser.parse_args(argv)
-    if not shutil.which(args.cli):
+    found = shutil.which(args.cli)
+    if not found:
         parser.error(f"no executable {args.cli}")
+    args.cli = os.path.abspath(found)  # the cases run in their own directories
     cases = [c for c in corpus() if not args.only or args.only in c.name]
     workdir = Path(tempfile.mkdtemp(prefix="hostile-"))
     outcomes = []
