@@ -38,7 +38,7 @@ def show_number(value: float | int) -> str:
     return f"{value:,.6g}" if isinstance(value, float) else f"{value:,}"
 
 
-def _at_most(value: float | int | None, name: str, limit: str) -> Any:
+def _at_most(value: float | int | None, limit: str) -> Any:
     """Refuse a value above the Limits field `limit`, naming the value, the limit and its setting."""
     from synctwin.config import get_limits, limit_env
 
@@ -103,7 +103,7 @@ class Strategy(BaseModel):
             low = get_limits().min_cpm
             if v < low:
                 raise ValueError(f"under the limit of {low:g} (SYNCTWIN_MIN_CPM)")
-        return _at_most(v, info.field_name, STRATEGY_LIMITS[info.field_name])
+        return _at_most(v, STRATEGY_LIMITS[info.field_name])
 
     @model_validator(mode="after")
     def _extra_depth(self) -> Strategy:
@@ -142,7 +142,7 @@ class DailyRecord(BaseModel):
     @classmethod
     def _finite(cls, v: float | None, info: Any) -> float | None:
         _finite(v, info.field_name)
-        return _at_most(v, info.field_name, HISTORY_LIMITS[info.field_name])
+        return _at_most(v, HISTORY_LIMITS[info.field_name])
 
     @model_validator(mode="after")
     def _funnel_order(self) -> DailyRecord:
