@@ -7,11 +7,13 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from scenarios.schema import Scenario
+from scenarios.yaml_guard import load_yaml
+from synctwin.config import get_limits
 from synctwin.errors import InvalidInput, describe_validation_error
+from synctwin.files import read_capped
 
 
 def builtin_dir() -> Path:
@@ -29,7 +31,7 @@ def list_builtins() -> list[tuple[str, str]]:
     """(name, one-line description) of each built-in, in name order."""
     out = []
     for name, path in builtin_files().items():
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = read_yaml(path) or {}
         out.append((name, " ".join(str(data.get("description", "")).split())))
     return out
 
@@ -41,16 +43,15 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     if not path.exists():
         known = ", ".join(builtins)
         raise InvalidInput(f"no such scenario file or built-in (built-ins: {known})", source=str(name_or_path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise InvalidInput(f"malformed YAML: {getattr(exc, 'problem', None) or exc}", source=str(path),
-                           line=line) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read: {exc}", source=str(path)) from None
-    return scenario_from_dict(data, source=str(path), base_dir=path.parent)
+    return scenario_from_dict(read_yaml(path), source=str(path), base_dir=path.parent)
+
+
+def read_yaml(path: Path) -> Any:
+    """A scenario file's YAML, read with the size cap and parsed with the alias, expansion and
+    duplicate-key checks (scenarios/yaml_guard.py): errors name the file and the line."""
+    limits = get_limits()
+    text = read_capped(path, limits.max_scenario_bytes, setting="SYNCTWIN_MAX_SCENARIO_BYTES")
+    return load_yaml(text, source=str(path), max_aliases=limits.max_yaml_aliases, max_nodes=limits.max_yaml_nodes)
 
 
 _PATH_FIRST = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])?(?:\.[A-Za-z_]\w*(?:\[\d+\])?)*): (.+)$", re.S)

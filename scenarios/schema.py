@@ -35,8 +35,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from synctwin.durations import parse_duration
-from synctwin.models import Platform
+from synctwin.config import get_limits, limit_env
+from synctwin.durations import format_duration, parse_duration
+from synctwin.models import Platform, show_number
 
 PauseReason = Literal["MARGIN_GUARDIAN", "BUDGET_EMERGENCY", "AUTO_ROLLBACK", "SYNCTWIN_DEVIATION_THRESHOLD"]
 FaultKind = Literal["cpm_shock", "cvr_drop", "api_outage", "runaway_spend"]
@@ -51,7 +52,25 @@ Duration = Annotated[float, Field(ge=0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: a market CPM or a fault multiplier of .inf is no scenario
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _at_most(value: float | int | None, limit: str) -> Any:
+    """Refuse a value above the Limits field `limit`, naming the limit and its setting."""
+    bound = getattr(get_limits(), limit)
+    if value is not None and value > bound:
+        raise ValueError(f"over the limit of {show_number(bound)} ({limit_env(limit)})")
+    return value
+
+
+def _factors(factors: dict[str, float]) -> dict[str, float]:
+    """Rate factors and true-rate multipliers: positive, at most the fault multiplier's limit."""
+    for name, v in factors.items():
+        if v <= 0:
+            raise ValueError(f"{name}: must be greater than 0 (got {v!r})")
+        _at_most(v, "max_fault_multiplier")
+    return factors
 
 
 class PlatformMarket(_Strict):
@@ -68,6 +87,14 @@ class PlatformMarket(_Strict):
     api_latency: Duration = Field(0.12, description="seconds per API call")
     api_timeout: Duration = Field(10.0, description="seconds before a call to an unreachable API fails")
     api_rate_limit: float = Field(50.0, gt=0, description="API calls per second before RATE_LIMITED")
+
+    @field_validator("cpm", "aov", mode="after")
+    @classmethod
+    def _bounded(cls, v: float, info: Any) -> float:
+        """The strategy's limits hold for the market too (SYNCTWIN_MAX_CPM, SYNCTWIN_MAX_AOV)."""
+        if info.field_name == "cpm" and v < get_limits().min_cpm:
+            raise ValueError(f"under the limit of {get_limits().min_cpm:g} (SYNCTWIN_MIN_CPM)")
+        return _at_most(v, f"max_{info.field_name}")
 
 
 DEFAULT_MARKETS: dict[str, PlatformMarket] = {
@@ -86,6 +113,15 @@ class WorldSpec(_Strict):
     @classmethod
     def _dur(cls, v: Any) -> float:
         return _seconds(v)
+
+    @field_validator("tick", mode="after")
+    @classmethod
+    def _tick_floor(cls, v: float) -> float:
+        """A microsecond tick turns a day into 86 billion steps: at least SYNCTWIN_MIN_TICK."""
+        low = get_limits().min_tick
+        if v < low:
+            raise ValueError(f"under the limit of {format_duration(low)} (SYNCTWIN_MIN_TICK)")
+        return v
 
     @field_validator("platforms", mode="before")
     @classmethod
@@ -116,6 +152,13 @@ class GeneratedHistory(_Strict):
     rate_factors: dict[Literal["cpm", "ctr", "cvr", "aov"], float] = Field(
         default_factory=dict, description="this client's rates relative to the platform's, e.g. {cvr: 0.8}; "
         "its campaigns on the same platform run at these rates too unless their `truth` says otherwise")
+
+    @field_validator("daily_spend", mode="after")
+    @classmethod
+    def _spend_bound(cls, v: float) -> float:
+        return _at_most(v, "max_daily_budget")
+
+    _rates = field_validator("rate_factors", mode="after")(_factors)
 
 
 class HistorySpec(_Strict):
@@ -150,6 +193,8 @@ class CampaignSpec(_Strict):
     def _dur(cls, v: Any) -> float:
         return _seconds(v)
 
+    _truth = field_validator("truth", mode="after")(_factors)
+
 
 class FaultSpec(_Strict):
     """A fault injected at a virtual time: on a platform, or on one campaign."""
@@ -166,6 +211,11 @@ class FaultSpec(_Strict):
     @classmethod
     def _dur(cls, v: Any) -> float | None:
         return None if v is None else _seconds(v)
+
+    @field_validator("multiplier", mode="after")
+    @classmethod
+    def _multiplier_bound(cls, v: float | None) -> float | None:
+        return _at_most(v, "max_fault_multiplier")
 
     @model_validator(mode="after")
     def _defaults(self) -> FaultSpec:
@@ -328,7 +378,8 @@ class Scenario(_Strict):
     faults: list[FaultSpec] = Field(default_factory=list)
     expectations: list[Expectation] = Field(default_factory=list)
     disabled_guards: list[GuardName] = Field(default_factory=list, description="switch guards off (drills)")
-    gate_paths: int = Field(10_000, ge=100, description="Monte Carlo paths of each pre-launch gate")
+    gate_paths: int = Field(10_000, ge=100, description="Monte Carlo paths of each pre-launch gate "
+                            "(at most SYNCTWIN_MAX_GATE_PATHS)")
     mirror: bool = Field(True, description="run the live mirror (real-to-sim sync) on launched campaigns")
     sweep: SweepSpec | None = Field(None, description="a grid of market parameters for `synctwin sweep`")
     base_dir: Path | None = Field(None, exclude=True, description="where relative paths resolve (set by the loader)")
@@ -337,6 +388,31 @@ class Scenario(_Strict):
     @classmethod
     def _dur(cls, v: Any) -> float:
         return _seconds(v)
+
+    @field_validator("duration", mode="after")
+    @classmethod
+    def _duration_bound(cls, v: float) -> float:
+        """100000000d is no scenario: at most SYNCTWIN_MAX_SCENARIO_DURATION seconds (400 days)."""
+        high = get_limits().max_scenario_duration
+        if v > high:
+            raise ValueError(f"over the limit of {format_duration(high)} (SYNCTWIN_MAX_SCENARIO_DURATION)")
+        return v
+
+    @field_validator("gate_paths", mode="after")
+    @classmethod
+    def _paths_bound(cls, v: int) -> int:
+        return _at_most(v, "max_gate_paths")
+
+    @model_validator(mode="after")
+    def _tick_count(self) -> Scenario:
+        """The work of a replay is duration / tick steps: bounded too (SYNCTWIN_MAX_SCENARIO_TICKS)."""
+        ticks = self.duration / self.world.tick
+        high = get_limits().max_scenario_ticks
+        if ticks > high:
+            raise ValueError(f"world.tick: {format_duration(self.duration)} at a {format_duration(self.world.tick)} "
+                             f"tick is {ticks:,.0f} ticks, over the limit of {high:,} (SYNCTWIN_MAX_SCENARIO_TICKS); "
+                             "use a longer tick")
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> Scenario:

@@ -88,6 +88,53 @@ class Settings(BaseSettings):
         "in threads and fight for the GIL")
 
 
+DAY = 86_400.0
+
+
+class Limits(BaseSettings):
+    """Upper bounds on what an input may say (docs/reliability.md, "Files and numbers").
+
+    A number past these is a typo or an attack, not an account: refused with an error naming the
+    field, its value and the setting, before it can overflow the Monte Carlo into an infinite
+    "approval". Defaults are generous for real accounts; each is a SYNCTWIN_* variable (e.g.
+    SYNCTWIN_MAX_DAILY_BUDGET), read once per process like the settings.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SYNCTWIN_", env_file=None, extra="ignore")
+
+    # --- a strategy (JSON file, HTTP body, scenario campaign) ---------------------------------------
+    max_daily_budget: float = Field(1e8, gt=0, description="ad spend per day, in the account's currency")
+    max_aov: float = Field(1e6, gt=0, description="average order value")
+    max_cpm: float = Field(1e4, gt=0, description="cost per 1000 impressions")
+    min_cpm: float = Field(0.01, gt=0, description="below this a CPM is a typo (1000/CPM would overflow)")
+    max_audience_size: int = Field(10_000_000_000, gt=0, description="people a campaign can reach")
+    # --- a history row (one day) --------------------------------------------------------------------
+    max_history_spend: float = Field(1e9, gt=0, description="a day's ad spend")
+    max_history_revenue: float = Field(1e11, gt=0, description="a day's revenue")
+    max_history_count: float = Field(1e12, gt=0, description="a day's impressions (clicks, conversions, "
+                                     "returning customers are at most the impressions)")
+    max_history_rows: int = Field(7_320, ge=14, description="rows of a history (20 years of days)")
+    # --- files ----------------------------------------------------------------------------------------
+    max_history_bytes: int = Field(64 * 2**20, ge=1_024, description="a history CSV file")
+    max_strategy_bytes: int = Field(2**20, ge=1_024, description="a strategy JSON file")
+    max_scenario_bytes: int = Field(2**20, ge=1_024, description="a scenario YAML file")
+    max_json_depth: int = Field(32, ge=2, description="nesting of arrays and objects in a strategy")
+    max_yaml_aliases: int = Field(100, ge=0, description="aliases (*name) in a scenario file")
+    max_yaml_nodes: int = Field(100_000, ge=100, description="nodes of a scenario once its aliases are expanded")
+    # --- a scenario -----------------------------------------------------------------------------------
+    max_scenario_duration: float = Field(400 * DAY, gt=0, description="seconds of virtual time (400 days)")
+    min_tick: float = Field(1.0, gt=0, description="seconds per tick of the platforms, at least")
+    max_scenario_ticks: int = Field(1_000_000, ge=1, description="duration / tick (a year of minutes is 525,600)")
+    max_gate_paths: int = Field(1_000_000, ge=100, description="Monte Carlo paths of each gate in a scenario")
+    max_fault_multiplier: float = Field(1_000.0, gt=1, description="a fault's multiplier, and a campaign's or "
+                                        "client's rate factors")
+
+
+def limit_env(name: str) -> str:
+    """The environment variable of a Limits field, for error messages."""
+    return f"SYNCTWIN_{name.upper()}"
+
+
 CONFIG_FILE_ENV = "SYNCTWIN_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = "synctwin.env"
 
@@ -103,3 +150,10 @@ def get_settings() -> Settings:
     """Read the environment (and the config file, when there is one) once per process."""
     path = config_file()
     return Settings(_env_file=path if path.is_file() else None)  # type: ignore[call-arg]
+
+
+@lru_cache(maxsize=1)
+def get_limits() -> Limits:
+    """The input limits, read once per process (tests that change them call get_limits.cache_clear())."""
+    path = config_file()
+    return Limits(_env_file=path if path.is_file() else None)  # type: ignore[call-arg]

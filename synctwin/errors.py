@@ -36,10 +36,18 @@ def describe_validation_error(exc: Exception) -> tuple[str | None, str]:
         return None, str(exc)
     first = errors()[0]
     loc = ".".join(str(p) for p in first.get("loc", ()) if p != "__root__") or None
-    msg = first.get("msg", str(exc))
+    msg = str(first.get("msg", str(exc))).removeprefix("Value error, ")
     value = first.get("input")
     if first.get("type") == "missing":
         return loc, "missing (required)"
     if isinstance(value, dict | list):
         return loc, msg
-    return loc, f"{msg} (got {value!r})"
+    return loc, f"{msg} (got {_short_repr(value)})"
+
+
+def _short_repr(value: object, limit: int = 60) -> str:
+    """repr() cut to `limit` characters: a 400-digit number or a megabyte string is no message."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"a {value.bit_length() * 3 // 10}-digit integer" if value.bit_length() < 14_000 else "a huge integer"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -7,16 +7,18 @@ input: a baseline computed from half a file is worse than no baseline.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 from pydantic import ValidationError
 
+from synctwin.config import get_limits
 from synctwin.errors import InvalidInput, describe_validation_error
+from synctwin.files import BOM, capped_lines, open_input
 from synctwin.models import DailyRecord
 
 REQUIRED_COLUMNS = ("date", "spend", "impressions", "clicks", "conversions", "revenue")
@@ -76,83 +78,114 @@ class History:
         return out.getvalue()
 
 
-def history_from_records(rows: Iterable[Mapping[str, object]], *, source: str = "history",
-                         first_line: int = 1) -> History:
-    """Validate rows (dicts of column -> value) into a History; errors name the row's line."""
-    records: list[DailyRecord] = []
-    for offset, row in enumerate(rows):
-        line = first_line + offset
+class _Rows:
+    """Validates rows one at a time, so the first bad one (a duplicate date on line 3 of a million)
+    is reported at once, and keeps only their numbers: a history costs ~60 bytes a day."""
+
+    def __init__(self, source: str, max_rows: int) -> None:
+        self.source = source
+        self.max_rows = max_rows
+        self.lines: dict[dt.date, int] = {}
+        self.values: list[tuple[float, ...]] = []
+        self.dates: list[dt.date] = []
+        self.returning: bool | None = None
+        self.first_line: int | None = None
+
+    def add(self, row: Mapping[str, object], line: int) -> None:
+        source = self.source
+        if len(self.values) >= self.max_rows:
+            raise InvalidInput(f"more than {self.max_rows:,} rows (SYNCTWIN_MAX_HISTORY_ROWS); a baseline needs "
+                               "at most the last few months", source=source, line=line)
         clean = {k: v for k, v in row.items() if k is not None and v not in ("", None)}
         try:
-            records.append(DailyRecord.model_validate(clean))
+            r = DailyRecord.model_validate(clean)
         except ValidationError as exc:
             field, reason = describe_validation_error(exc)
             raise InvalidInput(reason, source=source, line=line, field=field) from None
-    if not records:
-        raise InvalidInput("the history has no rows", source=source)
-    has_returning = [r.returning_customers is not None for r in records]
-    if any(has_returning) and not all(has_returning):
-        first = has_returning.index(False)
-        raise InvalidInput("returning_customers is given on some days but not on this one",
-                           source=source, line=first_line + first, field="returning_customers")
-    order = sorted(range(len(records)), key=lambda i: records[i].date)
-    for a, b in pairwise(order):
-        if records[a].date == records[b].date:
-            raise InvalidInput(f"duplicate date {records[b].date} (also on line {first_line + a})",
-                               source=source, line=first_line + b, field="date")
-    ordered = [records[i] for i in order]
+        has_returning = r.returning_customers is not None
+        if self.returning is None:
+            self.returning, self.first_line = has_returning, line
+        elif has_returning != self.returning:
+            given, missing = ("some days", "this one") if self.returning else ("this day", f"line {self.first_line}")
+            raise InvalidInput(f"returning_customers is given on {given} but not on {missing}",
+                               source=source, line=line, field="returning_customers")
+        if r.date in self.lines:
+            raise InvalidInput(f"duplicate date {r.date} (also on line {self.lines[r.date]})",
+                               source=source, line=line, field="date")
+        self.lines[r.date] = line
+        self.dates.append(r.date)
+        self.values.append((r.spend, r.impressions, r.clicks, r.conversions, r.revenue,
+                            r.returning_customers if has_returning else 0.0))
 
-    def col(name: str) -> np.ndarray:
-        return np.fromiter((getattr(r, name) for r in ordered), dtype=np.float64, count=len(ordered))
+    def history(self) -> History:
+        if not self.values:
+            raise InvalidInput("the history has no rows", source=self.source)
+        order = np.argsort(np.array(self.dates, dtype="datetime64[D]"), kind="stable")
+        table = np.array(self.values, dtype=np.float64)[order]
+        return History(
+            dates=np.array(self.dates, dtype="datetime64[D]")[order],
+            spend=table[:, 0].copy(), impressions=table[:, 1].copy(), clicks=table[:, 2].copy(),
+            conversions=table[:, 3].copy(), revenue=table[:, 4].copy(),
+            returning_customers=table[:, 5].copy() if self.returning else None,
+        )
 
-    return History(
-        dates=np.array([r.date for r in ordered], dtype="datetime64[D]"),
-        spend=col("spend"),
-        impressions=col("impressions"),
-        clicks=col("clicks"),
-        conversions=col("conversions"),
-        revenue=col("revenue"),
-        returning_customers=col("returning_customers") if all(has_returning) else None,
-    )
+
+def history_from_records(rows: Iterable[Mapping[str, object]], *, source: str = "history",
+                         first_line: int = 1) -> History:
+    """Validate rows (dicts of column -> value) into a History; errors name the row's line."""
+    acc = _Rows(source, get_limits().max_history_rows)
+    for offset, row in enumerate(rows):
+        acc.add(row, first_line + offset)
+    return acc.history()
 
 
 def parse_history_csv(text: str, *, source: str = "history.csv") -> History:
     """Parse the history CSV contract: date,spend,impressions,clicks,conversions,revenue."""
+    return _parse_lines(io.StringIO(text.removeprefix(BOM), newline=""), source)
+
+
+def _parse_lines(lines: Iterable[str], source: str) -> History:
+    """The CSV from an iterable of lines, validated row by row (the first error stops the read)."""
     try:
-        return _parse_csv(text, source)
+        return _parse_csv(lines, source)
     except csv.Error as exc:
         raise InvalidInput(f"malformed CSV: {exc}", source=source) from None
 
 
-def _parse_csv(text: str, source: str) -> History:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames
-    if not header:
+def _parse_csv(lines: Iterable[str], source: str) -> History:
+    reader = csv.reader(lines)
+    first = next(reader, None)
+    while first is not None and not first:  # blank lines before the header
+        first = next(reader, None)
+    if not first:
         raise InvalidInput("the file is empty (expected a header line)", source=source, line=1)
-    header = [h.strip() for h in header]
-    reader.fieldnames = header
+    header = [h.strip().removeprefix(BOM) for h in first]
+    header_line = reader.line_num
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise InvalidInput(f"missing column(s) {', '.join(missing)}; expected {','.join(REQUIRED_COLUMNS)}",
-                           source=source, line=1)
+                           source=source, line=header_line)
     unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if unknown:
-        raise InvalidInput(f"unknown column(s) {', '.join(unknown)}", source=source, line=1)
-    rows = []
-    for row in reader:
-        if None in row or any(v is None for v in row.values()):
+        raise InvalidInput(f"unknown column(s) {', '.join(unknown)}", source=source, line=header_line)
+    dupes = sorted({c for c in header if header.count(c) > 1})
+    if dupes:
+        raise InvalidInput(f"duplicate column(s) {', '.join(dupes)}", source=source, line=header_line)
+    acc = _Rows(source, get_limits().max_history_rows)
+    for values in reader:
+        if not values:
+            continue
+        if len(values) != len(header):
             raise InvalidInput(f"expected {len(header)} values", source=source, line=reader.line_num)
-        rows.append({k: v.strip() for k, v in row.items()})
-    return history_from_records(rows, source=source, first_line=2)
+        acc.add({k: v.strip() for k, v in zip(header, values, strict=True)}, reader.line_num)
+    return acc.history()
 
 
 def load_history(path: str | Path) -> History:
-    """Read a history CSV file; every problem becomes an InvalidInput naming the file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInput("no such file", source=str(p)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read: {exc}", source=str(p)) from None
-    return parse_history_csv(text, source=str(p))
+    """Read a history CSV file line by line, with the size and row limits (SYNCTWIN_MAX_HISTORY_BYTES,
+    SYNCTWIN_MAX_HISTORY_ROWS); every problem becomes an InvalidInput naming the file."""
+    source = str(path)
+    with open_input(path) as f:
+        lines = capped_lines(f, source, max_bytes=get_limits().max_history_bytes,
+                             setting="SYNCTWIN_MAX_HISTORY_BYTES")
+        return _parse_lines(lines, source)

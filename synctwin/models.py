@@ -24,6 +24,46 @@ def _finite(value: float | None, name: str) -> float | None:
     return value
 
 
+def _not_bool(value: Any, info: Any) -> Any:
+    """JSON's true is not a budget of 1: pydantic's lax mode would take it as one."""
+    if isinstance(value, bool):
+        raise ValueError("a number is expected, not a boolean")
+    return value
+
+
+def show_number(value: float | int) -> str:
+    """A number short enough for an error message, however large."""
+    if isinstance(value, int) and abs(value) >= 10**16:
+        return f"a {len(str(abs(value)))}-digit integer" if value.bit_length() < 14_000 else "a huge integer"
+    return f"{value:,.6g}" if isinstance(value, float) else f"{value:,}"
+
+
+def _at_most(value: float | int | None, limit: str) -> Any:
+    """Refuse a value above the Limits field `limit`, naming the value, the limit and its setting."""
+    from synctwin.config import get_limits, limit_env
+
+    bound = getattr(get_limits(), limit)
+    if value is not None and value > bound:
+        raise ValueError(f"over the limit of {show_number(bound)} ({limit_env(limit)})")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of lists and dicts (iterative: a deep value cannot blow the stack here)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+STRATEGY_LIMITS = {"daily_budget": "max_daily_budget", "aov": "max_aov", "cpm": "max_cpm",
+                   "audience_size": "max_audience_size"}
+LAUNCH_TS_MAX = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last time a datetime can hold
+
+
 class Strategy(BaseModel):
     """A campaign strategy as SyncBrain hands it over (the seed's three fields suffice)."""
 
@@ -42,12 +82,44 @@ class Strategy(BaseModel):
     gross_margin: float = Field(1.0, gt=0, le=1, description="share of revenue that is profit before ad spend")
     new_audience: bool = Field(False, description="an audience never advertised to widens the uncertainty")
     new_platform: bool = Field(False, description="a platform the history does not cover widens it too")
-    launch_ts: float | None = Field(None, ge=0, description="epoch seconds of launch; default: now")
+    launch_ts: float | None = Field(None, ge=0, le=LAUNCH_TS_MAX, description="epoch seconds of launch; "
+                                    "default: now")
 
-    @field_validator("cvr", "daily_budget", "cpm", "ctr", "aov", "gross_margin", mode="after")
+    _no_bools = field_validator("audience_size", "cvr", "daily_budget", "duration_days", "cpm", "ctr", "aov",
+                                "gross_margin", "launch_ts", mode="before")(_not_bool)
+
+    @field_validator("cvr", "daily_budget", "cpm", "ctr", "aov", "gross_margin", "launch_ts", mode="after")
     @classmethod
     def _no_nan(cls, v: float | None, info: Any) -> float | None:
         return _finite(v, info.field_name)
+
+    @field_validator("daily_budget", "aov", "cpm", "audience_size", mode="after")
+    @classmethod
+    def _bounded(cls, v: float | int | None, info: Any) -> float | int | None:
+        """Upper bounds (Limits): a budget of 1e308 is a typo that would overflow the simulation."""
+        if info.field_name == "cpm" and v is not None:
+            from synctwin.config import get_limits
+
+            low = get_limits().min_cpm
+            if v < low:
+                raise ValueError(f"under the limit of {low:g} (SYNCTWIN_MIN_CPM)")
+        return _at_most(v, STRATEGY_LIMITS[info.field_name])
+
+    @model_validator(mode="after")
+    def _extra_depth(self) -> Strategy:
+        """Extra fields travel into the audit log: bound their nesting (json would overflow the stack)."""
+        from synctwin.config import get_limits
+
+        limit = get_limits().max_json_depth
+        for name, value in (self.model_extra or {}).items():
+            if _depth(value) > limit:
+                raise ValueError(f"{name}: nested deeper than {limit} levels (SYNCTWIN_MAX_JSON_DEPTH)")
+        return self
+
+
+HISTORY_LIMITS = {"spend": "max_history_spend", "revenue": "max_history_revenue", "impressions": "max_history_count",
+                  "clicks": "max_history_count", "conversions": "max_history_count",
+                  "returning_customers": "max_history_count"}
 
 
 class DailyRecord(BaseModel):
@@ -63,15 +135,22 @@ class DailyRecord(BaseModel):
     revenue: float = Field(ge=0)
     returning_customers: float | None = Field(None, ge=0)
 
+    _no_bools = field_validator("spend", "impressions", "clicks", "conversions", "revenue", "returning_customers",
+                                mode="before")(_not_bool)
+
     @field_validator("spend", "impressions", "clicks", "conversions", "revenue", "returning_customers")
     @classmethod
     def _finite(cls, v: float | None, info: Any) -> float | None:
-        return _finite(v, info.field_name)
+        _finite(v, info.field_name)
+        return _at_most(v, HISTORY_LIMITS[info.field_name])
 
     @model_validator(mode="after")
     def _funnel_order(self) -> DailyRecord:
+        """conversions <= clicks <= impressions: a day with more buyers than clicks is a broken export."""
         if self.clicks > self.impressions:
             raise ValueError(f"clicks ({self.clicks:g}) exceed impressions ({self.impressions:g})")
+        if self.conversions > self.clicks:
+            raise ValueError(f"conversions ({self.conversions:g}) exceed clicks ({self.clicks:g})")
         return self
 
 
@@ -144,3 +223,40 @@ class GateResult(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The plain dict the seed's callers expect (JSON-ready)."""
         return self.model_dump(mode="json")
+
+
+def _floats(value: Any, path: str) -> list[tuple[str, float]]:
+    """Every float in a dumped model, with its dotted path."""
+    if isinstance(value, float):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [f for k, v in value.items() for f in _floats(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list | tuple):
+        return [f for i, v in enumerate(value) for f in _floats(v, f"{path}[{i}]")]
+    return []
+
+
+def ensure_finite(result: GateResult, strategy: Strategy | None = None) -> GateResult:
+    """Refuse a gate result holding a non-finite figure (uplift quantiles, mean, projection bands).
+
+    Such a result comes from inputs so large the Monte Carlo overflowed (float32 bands overflow
+    at 3.4e38): it is no decision, and must never be audited, published or answered. Raised as
+    InvalidInput naming the strategy's money and count fields, largest against its limit first.
+    """
+    bad = [path for path, v in _floats(result.model_dump(exclude={"baseline"}), "") if not math.isfinite(v)]
+    if not bad:
+        return result
+    from synctwin.config import Limits
+    from synctwin.errors import InvalidInput
+
+    shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    field = None
+    culprits = ""
+    if strategy is not None:  # largest against its default limit first: how far past a sane value it is
+        defaults = {name: Limits.model_fields[limit].default for name, limit in STRATEGY_LIMITS.items()}
+        given = [(name, getattr(strategy, name)) for name in STRATEGY_LIMITS if getattr(strategy, name) is not None]
+        given.sort(key=lambda nv: -float(nv[1]) / float(defaults[nv[0]]))
+        culprits = "; " + ", ".join(f"{n}={show_number(v)}" for n, v in given)
+        field = given[0][0] if given else None
+    raise InvalidInput(f"the simulation overflowed ({shown} not finite): the strategy's figures are too large "
+                       f"for the model{culprits}", field=field)

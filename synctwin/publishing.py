@@ -43,7 +43,9 @@ def record_decision(result: Any, *, client: Any = None, prefix: str = "synctwin:
     stored for the shadow worker (`publish_rejection`), in the same transaction as its audit record
     on Redis, so the log never names a rejection that shadow mode does not follow."""
     from agents.syncshield.backends import JsonlAuditStore, RedisAuditStore
+    from synctwin.models import ensure_finite
 
+    ensure_finite(result, strategy)  # an overflowed simulation is no decision: nothing is audited
     if result.approved:
         event, reason = "CAMPAIGN_APPROVED", None
     else:
@@ -105,7 +107,9 @@ def publish_plan(client: Any, prefix: str, strategy: Any, history: Any, result: 
     the strategy gives one), and the strategy and client history the drills clone into the twin."""
     from agents.synctwin.outcomes import GateFacts
     from agents.syncvalue.stores import RedisHistoryStore
+    from synctwin.models import ensure_finite
 
+    ensure_finite(result, strategy)  # a projection with Infinity in it is not JSON: never published
     projection = result.projection.model_copy(update={"launch_ts": result.projection.launch_ts or time.time()})
     cid = result.campaign_id
     launch = float(projection.launch_ts or 0.0)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from synctwin.config import get_limits
 from synctwin.errors import InvalidInput, describe_validation_error
+from synctwin.files import load_json
 from synctwin.models import Strategy
 
 
@@ -23,21 +24,9 @@ def strategy_from_dict(data: Any, *, source: str = "strategy") -> Strategy:
 
 
 def load_strategy(path: str | Path) -> Strategy:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInput("no such file", source=str(p)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read: {exc}", source=str(p)) from None
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"malformed JSON: {exc.msg} (column {exc.colno})", source=str(p), line=exc.lineno) from None
-    except ValueError as exc:
-        raise InvalidInput(str(exc), source=str(p)) from None
-    return strategy_from_dict(data, source=str(p))
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
+    """A strategy JSON file, read with the size and nesting limits (SYNCTWIN_MAX_STRATEGY_BYTES,
+    SYNCTWIN_MAX_JSON_DEPTH): /dev/zero or a 200k-deep array fail at once, naming the file."""
+    limits = get_limits()
+    data = load_json(path, max_bytes=limits.max_strategy_bytes, max_depth=limits.max_json_depth,
+                     setting="SYNCTWIN_MAX_STRATEGY_BYTES")
+    return strategy_from_dict(data, source=str(path))

@@ -187,3 +187,100 @@ def test_strategy_json_dump(tmp_path: Path) -> None:
     p = tmp_path / "s.json"
     p.write_text(json.dumps({"audience_size": 5000, "cvr": 0.02, "daily_budget": 100, "campaign_id": "c-1"}))
     assert load_strategy(p).campaign_id == "c-1"
+
+
+# --- any bytes: a parsed result or InvalidInput, never another exception ----------------------------------
+CSV_TOKENS = st.sampled_from([
+    HEADER, "date,spend,impressions,clicks,conversions,revenue,returning_customers\n", "2026-01-01,", "2026-01-02,",
+    "2026-02-30,", "100,20000,400,20,1200\n", "1,1,1,1,1,1\n", ",", "\n", "\r\n", '"', "\ufeff", "\0", "1e308",
+    "1e400", "true", "-1", "nan", "inf", "9" * 40, " ", "x", "\xe9", "date", "spend",
+])
+JSON_TOKENS = st.sampled_from([
+    "{", "}", "[", "]", ",", ":", '"audience_size"', '"cvr"', '"daily_budget"', '"aov"', '"cpm"', '"launch_ts"',
+    '"duration_days"', '"x"', "true", "false", "null", "NaN", "Infinity", "-Infinity", "1", "0.02", "900", "-5",
+    "1e39", "1e308", "1e400", "1" * 400, "1" * 5000, '"\\ud800"', "\ufeff", " ", "\n", '"', "\\",
+])
+
+
+def _bytes(tokens: st.SearchStrategy[str]) -> st.SearchStrategy[bytes]:
+    """Raw bytes, or text assembled from tokens that reach deeper into the parser."""
+    return st.one_of(st.binary(max_size=300), st.lists(tokens, max_size=60).map(lambda t: "".join(t).encode()))
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("parsers")
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_bytes(CSV_TOKENS))
+def test_any_bytes_are_a_history_or_invalid_input(scratch: Path, data: bytes) -> None:
+    p = scratch / "history.csv"
+    p.write_bytes(data)
+    try:
+        h = load_history(p)
+    except InvalidInput as exc:
+        assert str(p) in str(exc)
+    else:
+        assert len(h) >= 1 and np.all(np.isfinite(h.spend)) and np.all(h.conversions <= h.clicks)
+        assert np.all(h.clicks <= h.impressions) and np.all(np.diff(h.dates.astype(np.int64)) > 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_bytes(JSON_TOKENS))
+def test_any_bytes_are_a_strategy_or_invalid_input(scratch: Path, data: bytes) -> None:
+    p = scratch / "strategy.json"
+    p.write_bytes(data)
+    try:
+        s = load_strategy(p)
+    except InvalidInput as exc:
+        assert str(p) in str(exc)
+    else:
+        assert 0 < s.daily_budget <= 1e8 and 0 < s.audience_size <= 10**10
+
+
+numbers = st.one_of(st.booleans(), st.integers(), st.integers(-(10**500), 10**500), st.floats(), st.none(),
+                    st.text(max_size=4))
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from(["audience_size", "cvr", "daily_budget", "duration_days", "cpm", "ctr",
+                                                "aov", "gross_margin", "launch_ts"]), numbers, max_size=4))
+def test_any_numbers_are_a_bounded_strategy_or_invalid_input(changes: dict) -> None:
+    """Whatever the values (booleans, 500-digit integers, inf), a strategy is bounded or refused."""
+    base = {"audience_size": 160_000, "cvr": 0.02, "daily_budget": 900}
+    try:
+        s = strategy_from_dict({**base, **changes})
+    except InvalidInput as exc:
+        assert exc.field in changes
+    else:
+        for name in ("daily_budget", "aov", "cpm", "cvr", "ctr", "gross_margin", "launch_ts"):
+            v = getattr(s, name)
+            assert v is None or (math.isfinite(v) and not isinstance(v, bool))
+        assert s.daily_budget <= 1e8 and (s.aov or 0) <= 1e6 and s.audience_size <= 10**10
+        assert not any(isinstance(changes.get(k), bool) for k in changes)
+
+
+YAML_TOKENS = st.sampled_from([
+    "name: x\n", "duration: 1h\n", "duration: ", "world: ", "{tick: 5m}", "tick: ", "gate_paths: ", "1e12", ".inf",
+    ".nan", "-5", "100000000d", "0.000001", "2026-02-30", "9" * 5000, "&a ", "*a", "[", "]", "{", "}", ": ", ", ",
+    "- ", "\n", "  ", "? ", "!!python/object:os.system ", "!!binary ", "<<: ", "'", '"', "\t", "\0", "\ufeff",
+    "clients: [{id: c, history: {generate: {daily_spend: 600}}}]\n", "faults: [{kind: cpm_shock, at: 1h, ",
+    "platform: meta, multiplier: ", "campaigns: [{id: k, client: c, strategy: {audience_size: 1000, cvr: 0.1, ",
+    "daily_budget: ", "true", "}}]\n",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_bytes(YAML_TOKENS))
+def test_any_bytes_are_a_scenario_or_invalid_input(scratch: Path, data: bytes) -> None:
+    from scenarios.loader import load_scenario
+
+    p = scratch / "scenario.yaml"
+    p.write_bytes(data)
+    try:
+        s = load_scenario(p)
+    except InvalidInput as exc:
+        assert str(p) in str(exc)
+    else:
+        assert math.isfinite(s.duration) and s.duration <= 400 * 86_400 and s.world.tick >= 1

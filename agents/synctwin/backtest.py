@@ -36,7 +36,6 @@ TN = rejected and unprofitable (loss avoided).
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from collections.abc import Callable, Iterable
@@ -49,8 +48,10 @@ import numpy as np
 
 from agents.synctwin.gatekeeper import SimulationGatekeeper
 from agents.syncvalue.baseline import compute_baseline
+from synctwin.config import get_limits
 from synctwin.errors import InvalidInput
 from synctwin.executors import Executor, InProcessExecutor
+from synctwin.files import load_json
 from synctwin.history import History, load_history
 from synctwin.models import Strategy
 from synctwin.strategy_io import strategy_from_dict
@@ -243,19 +244,9 @@ def load_cases(path: str | Path) -> list[BacktestCase]:
 def load_case(path: str | Path) -> BacktestCase:
     """One case file; every problem names the file and the field."""
     p = Path(path)
-    src = str(p)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInput("no such file", source=src) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read: {exc}", source=src) from None
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"malformed JSON: {exc.msg} (column {exc.colno})", source=src, line=exc.lineno) from None
-    except ValueError as exc:
-        raise InvalidInput(str(exc), source=src) from None
+    limits = get_limits()  # a case file is a strategy and an outcome: a strategy's size and nesting limits
+    data = load_json(p, max_bytes=limits.max_strategy_bytes, max_depth=limits.max_json_depth,
+                     setting="SYNCTWIN_MAX_STRATEGY_BYTES")
     return case_from_dict(data, source=p)
 
 
@@ -335,10 +326,6 @@ def _history_path(value: Any, source: Path) -> Path:
     if not p.is_file():
         raise InvalidInput(f"history file not found: {p}", source=src, field="history")
     return p
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 # --- running ---------------------------------------------------------------------------------

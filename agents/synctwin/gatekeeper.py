@@ -30,7 +30,7 @@ from agents.syncvalue.service import SyncValue
 from synctwin.config import Settings, get_settings
 from synctwin.errors import InvalidInput
 from synctwin.executors import Executor
-from synctwin.models import GateResult, Projection, ProjectionPoint, SimulationDetails, Strategy
+from synctwin.models import GateResult, Projection, ProjectionPoint, SimulationDetails, Strategy, ensure_finite
 from synctwin.strategy_io import strategy_from_dict
 
 ProgressCallback = Callable[[int, int], None]  # (paths drawn, paths to draw)
@@ -180,7 +180,7 @@ class SimulationGatekeeper:
         )
         result = self._result(strategy, baseline, outcome, model=model, seed=seed, threshold=threshold,
                               started=started)
-        return result, outcome.uplift
+        return ensure_finite(result, strategy), outcome.uplift
 
     def _result(self, strategy: Strategy, baseline: Baseline, outcome: MonteCarloOutcome, *, model: str,
                 seed: int, threshold: float, started: float) -> GateResult:

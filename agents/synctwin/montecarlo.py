@@ -252,7 +252,8 @@ SKETCH_POINTS = 2049  # per chunk: rank error of a sketched quantile <= 1/(SKETC
 
 def draw_chunk(task: ChunkTask) -> ChunkResult:
     """Draw one chunk (a top-level function, so a process pool or Ray can run it)."""
-    block = task.simulate(task.size, chunk_rng(task.seed, task.index), task.keep > 0)
+    with np.errstate(over="ignore", invalid="ignore"):  # absurd inputs overflow: the gate refuses the result
+        block = task.simulate(task.size, chunk_rng(task.seed, task.index), task.keep > 0)
     uplift = block.uplift
     result = ChunkResult(size=task.size, positive=int(np.count_nonzero(uplift > 0)), total=0.0)
     if task.sketch:

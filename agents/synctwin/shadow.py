@@ -34,7 +34,9 @@ import simpy
 
 from agents.base import Agent
 from agents.synctwin.outcomes import GateFacts, GateLike, net_profit_uplift
+from synctwin.config import get_limits
 from synctwin.errors import InvalidInput
+from synctwin.files import capped_lines, open_input
 from synctwin.messages import AuditEvent, BidBatch
 from synctwin.models import GateResult, Strategy
 
@@ -253,40 +255,57 @@ def load_market(path: str | Path) -> Market:
     """Read `date,platform,cpm,ctr,cvr,aov`; every platform's dates must be contiguous (a gap
     would silently shorten a shadowed flight), every rate positive."""
     src = str(path)
-    p = Path(path)
-    if not p.is_file():
+    if not Path(path).exists():
         raise InvalidInput("no such market file", source=src)
+    limits = get_limits()
+    with open_input(path) as fh:
+        lines = capped_lines(fh, src, max_bytes=limits.max_history_bytes, setting="SYNCTWIN_MAX_HISTORY_BYTES")
+        try:
+            return _read_market(csv.DictReader(lines), src, limits)
+        except csv.Error as exc:
+            raise InvalidInput(f"malformed CSV: {exc}", source=src) from None
+
+
+def _read_market(reader: csv.DictReader, src: str, limits: Any) -> Market:
+    """The rows of a market file, validated as they are read (the first bad one stops the read)."""
     market = Market(source=src)
-    with p.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in MARKET_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InvalidInput(f"missing column(s) {', '.join(missing)}; expected {','.join(MARKET_COLUMNS)}",
-                               source=src, line=1)
-        for line, row in enumerate(reader, start=2):
+    missing = [c for c in MARKET_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InvalidInput(f"missing column(s) {', '.join(missing)}; expected {','.join(MARKET_COLUMNS)}",
+                           source=src, line=1)
+    for line, row in enumerate(reader, start=2):
+        try:
+            date = dt.date.fromisoformat((row["date"] or "").strip())
+        except ValueError:
+            raise InvalidInput(f"not an ISO date: {row['date']!r}", source=src, line=line,
+                               field="date") from None
+        platform = (row["platform"] or "").strip()
+        if platform not in ("meta", "tiktok", "google"):
+            raise InvalidInput(f"unknown platform {platform!r} (meta, tiktok, google)", source=src, line=line,
+                               field="platform")
+        if len(market.days) >= 3 * limits.max_history_rows:
+            raise InvalidInput(f"more than {3 * limits.max_history_rows:,} rows (3 platforms x "
+                               "SYNCTWIN_MAX_HISTORY_ROWS)", source=src, line=line)
+        values = {}
+        for name in ("cpm", "ctr", "cvr", "aov"):
             try:
-                date = dt.date.fromisoformat((row["date"] or "").strip())
-            except ValueError:
-                raise InvalidInput(f"not an ISO date: {row['date']!r}", source=src, line=line,
-                                   field="date") from None
-            platform = (row["platform"] or "").strip()
-            if platform not in ("meta", "tiktok", "google"):
-                raise InvalidInput(f"unknown platform {platform!r} (meta, tiktok, google)", source=src, line=line,
-                                   field="platform")
-            values = {}
-            for name in ("cpm", "ctr", "cvr", "aov"):
-                try:
-                    values[name] = float(row[name])
-                except (TypeError, ValueError):
-                    values[name] = math.nan
-                if not (math.isfinite(values[name]) and values[name] > 0) or (name in ("ctr", "cvr")
-                                                                              and values[name] > 1):
-                    raise InvalidInput(f"{row[name]!r} is not a valid {name}", source=src, line=line, field=name)
-            if (platform, date) in market.days:
-                raise InvalidInput(f"second row for {platform} on {date}", source=src, line=line)
-            market.days[(platform, date)] = MarketDay(**values)
+                values[name] = float(row[name])
+            except (TypeError, ValueError):
+                values[name] = math.nan
+            if not (math.isfinite(values[name]) and values[name] > 0) or (name in ("ctr", "cvr")
+                                                                          and values[name] > 1):
+                raise InvalidInput(f"{row[name]!r} is not a valid {name}", source=src, line=line, field=name)
+            if name in ("cpm", "aov") and values[name] > getattr(limits, f"max_{name}"):
+                raise InvalidInput(f"{row[name]!r} is over the limit of {getattr(limits, f'max_{name}'):g} "
+                                   f"(SYNCTWIN_MAX_{name.upper()})", source=src, line=line, field=name)
+        if (platform, date) in market.days:
+            raise InvalidInput(f"second row for {platform} on {date}", source=src, line=line)
+        market.days[(platform, date)] = MarketDay(**values)
     for platform in {p for p, _ in market.days}:
         dates = sorted(d for q, d in market.days if q == platform)
+        if (dates[-1] - dates[0]).days >= limits.max_history_rows:  # a gap of centuries: not listed day by day
+            raise InvalidInput(f"{platform} has gaps: its {len(dates):,} rows span {dates[0]} to {dates[-1]}",
+                               source=src)
         gaps = _missing(dates[0], dates[-1], {d for q, d in market.days if q == platform})
         if gaps:
             raise InvalidInput(f"{platform} has gaps: no row for {_dates_text(gaps)}", source=src)

@@ -82,8 +82,11 @@ def run(args: argparse.Namespace) -> int:
 
     # without --ray/--workers the gate's own default draws the chunks (a thread per core)
     fans_out = args.ray is not None or args.workers is not None
-    with executor_from_args(args) if fans_out else contextlib.nullcontext() as executor:
-        result, uplift = _evaluate(gatekeeper, strategy, baseline, args, executor)
+    try:
+        with executor_from_args(args) if fans_out else contextlib.nullcontext() as executor:
+            result, uplift = _evaluate(gatekeeper, strategy, baseline, args, executor)
+    except InvalidInput as exc:
+        raise _located(exc, args.strategy, source) from None
     if not result.approved and not getattr(args, "no_suggestions", False):
         result = gatekeeper.with_suggestions(result, strategy, baseline, max_paths=args.max_paths)
     from synctwin.publishing import publish_plan, record_decision
@@ -105,6 +108,20 @@ def run(args: argparse.Namespace) -> int:
         if args.report:
             print(f"report: {args.report}")
     return 0 if result.approved else 1
+
+
+def _located(exc: InvalidInput, strategy_file: str, history_source: str) -> InvalidInput:
+    """The gate's errors name no file: one about a strategy field names the strategy file, one
+    about what the history cannot give (no impressions, hence no CPM) names the history."""
+    from synctwin.models import Strategy
+
+    if exc.source is not None:
+        return exc
+    if exc.field in Strategy.model_fields:
+        return InvalidInput(exc.reason, source=strategy_file, field=exc.field)
+    if exc.field is None:
+        return InvalidInput(exc.reason, source=history_source, line=exc.line)
+    return exc
 
 
 PROGRESS_MIN_PATHS = 200_000  # below this the gate takes well under a second: no bar

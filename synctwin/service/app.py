@@ -180,12 +180,22 @@ def _gate(body: SimulateRequest, settings: Settings, client: Any) -> tuple[GateR
         result = gatekeeper.evaluate(strategy, baseline, seed=body.seed, paths=body.paths, max_paths=max_paths)
         # a rejection carries resubmission advice, as on the command line (same seed: same result)
         result = gatekeeper.with_suggestions(result, strategy, baseline, max_paths=max_paths)
-    except InvalidInput as exc:
-        raise BadInput(["body", exc.field] if exc.field else ["body"], exc.reason) from None
+    except InvalidInput as exc:  # before anything is audited: a retry of a bad request audits nothing
+        raise BadInput(_gate_error_loc(exc, where), exc.reason) from None
     seconds = time.perf_counter() - started
     if client is not None:
         _audit_and_publish(client, settings.key_prefix, strategy, history, result)
     return result, seconds
+
+
+def _gate_error_loc(exc: InvalidInput, history_loc: list[str | int]) -> list[str | int]:
+    """Where a gate error points: a strategy field (an overflowed simulation names the largest),
+    the history (what it cannot estimate, e.g. a CPM from no impressions), or a request field."""
+    from synctwin.models import Strategy
+
+    if exc.field in Strategy.model_fields:
+        return ["body", "strategy", exc.field]
+    return ["body", exc.field] if exc.field else history_loc
 
 
 def _history(body: SimulateRequest, settings: Settings, client: Any) -> tuple[Any, str, list[str | int]]:
@@ -347,7 +357,7 @@ def _plain(value: Any) -> Any:
 
 def _clean(error: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"type": error.get("type", "value_error"), "loc": list(error.get("loc", ())),
-                           "msg": str(error.get("msg", ""))}
+                           "msg": str(error.get("msg", "")).removeprefix("Value error, ")}
     if "input" in error and (value := _plain(error["input"])) is not None:
         out["input"] = value
     if error.get("ctx"):
