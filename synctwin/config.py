@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -145,15 +146,37 @@ def config_file() -> Path:
     return Path(os.environ.get(CONFIG_FILE_ENV) or DEFAULT_CONFIG_FILE)
 
 
+_S = TypeVar("_S", bound=BaseSettings)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Read the environment (and the config file, when there is one) once per process."""
-    path = config_file()
-    return Settings(_env_file=path if path.is_file() else None)  # type: ignore[call-arg]
+    return _load(Settings)
 
 
 @lru_cache(maxsize=1)
 def get_limits() -> Limits:
     """The input limits, read once per process (tests that change them call get_limits.cache_clear())."""
+    return _load(Limits)
+
+
+def _load(cls: type[_S]) -> _S:
+    """Build a settings group from the environment and the config file; a bad value is one
+    InvalidInput naming the variable (and the file), never a traceback, and never echoes a secret."""
+    from pydantic import ValidationError
+
+    from synctwin.errors import InvalidInput
+
     path = config_file()
-    return Limits(_env_file=path if path.is_file() else None)  # type: ignore[call-arg]
+    env_file = path if path.is_file() else None
+    try:
+        return cls(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err.get("loc") else "?"
+        field = cls.model_fields.get(name)
+        secret = field is not None and "SecretStr" in str(field.annotation)
+        shown = "" if secret else f" (got {str(err.get('input'))[:80]!r})"
+        where = f" (or in {env_file})" if env_file else ""
+        raise InvalidInput(f"setting SYNCTWIN_{name.upper()}{where}: {err['msg']}{shown}") from None

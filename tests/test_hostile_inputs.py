@@ -411,3 +411,27 @@ def test_the_zero_impressions_error_names_the_history(capsys: Any, tmp_path: Pat
         r = c.post("/v1/simulate", json={"strategy": STRATEGY, "history": rows})
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "history"]
     assert written(fake) == []
+
+
+# --- settings: a bad SYNCTWIN_* value is one line naming the variable, never a traceback ------------------
+@pytest.mark.parametrize(("var", "value", "named"), [
+    ("SYNCTWIN_THRESHOLD", "5", "SYNCTWIN_THRESHOLD"),
+    ("SYNCTWIN_PATHS", "abc", "SYNCTWIN_PATHS"),
+    ("SYNCTWIN_MAX_DAILY_BUDGET", "-1", "SYNCTWIN_MAX_DAILY_BUDGET"),
+])
+def test_bad_setting_is_exit_2_naming_the_variable(monkeypatch, capsys, var, value, named):
+    from synctwin.config import get_limits, get_settings
+
+    monkeypatch.setenv(var, value)
+    get_settings.cache_clear()
+    get_limits.cache_clear()
+    try:
+        rc = main(["gate", str(DATA / "strategy.json"), "--history", str(HISTORY), "--paths", "1000"])
+    finally:
+        monkeypatch.delenv(var)
+        get_settings.cache_clear()
+        get_limits.cache_clear()
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert named in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
