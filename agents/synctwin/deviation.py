@@ -119,6 +119,7 @@ class MirrorState:
     revenue: float = 0.0
     events: int = 0
     ignored: int = 0
+    stale_run: int = 0  # newer events ignored in a row because a total went backwards (a frozen mirror)
     next_eval: float = 0.0  # elapsed seconds of the next evaluation
     eval_elapsed: float = 0.0  # the last evaluation's elapsed time and totals
     eval_conversions: float = 0.0
@@ -214,12 +215,16 @@ def apply_event(state: MirrorState, event_id: str, ts: float, values: tuple[floa
     """Apply one event (cumulative since launch) and evaluate when an interval has closed.
 
     Idempotent: an event no newer than the last applied one, or whose totals went backwards,
-    changes nothing (returns None and counts it as ignored).
+    changes nothing (returns None and counts it as ignored); a newer event whose totals went
+    backwards also lengthens `stale_run`, which the next applied event resets.
     """
     spend, impressions, clicks, conversions, revenue = values
     if ts <= state.last_ts or spend < state.spend or conversions < state.conversions or revenue < state.revenue:
         state.ignored += 1
+        if ts > state.last_ts:
+            state.stale_run += 1
         return None
+    state.stale_run = 0
     state.last_ts, state.last_event_id = ts, event_id
     state.spend, state.impressions, state.clicks = spend, impressions, clicks
     state.conversions, state.revenue = conversions, revenue
