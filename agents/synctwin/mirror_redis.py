@@ -51,7 +51,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.syncshield.backends import RedisAuditStore
-from agents.synctwin.deviation import InvalidEvent, MirrorConfig, MirrorState, ProjectionCurve, apply_event, parse_event
+from agents.synctwin.deviation import (
+    InvalidEvent,
+    MirrorConfig,
+    MirrorState,
+    ProjectionCurve,
+    apply_event,
+    parse_raw_event,
+)
 from agents.synctwin.event_limits import EventLimits, bounds_for, check
 from agents.synctwin.mirror import PAUSE_REASON, Outcome
 from agents.synctwin.stream_consumer import DeadLetter, Entry, StreamConsumer, id_key
@@ -355,7 +362,7 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                 dead.append((entry_id, {}, "the entry was deleted from the stream before it was processed"))
                 continue
             try:
-                event_id, cid, ts, values = parse_event(fields)
+                event_id, cid, ts, values = parse_raw_event(fields)
             except InvalidEvent as exc:
                 dead.append((entry_id, fields, str(exc)))
                 continue
@@ -370,7 +377,7 @@ class RedisMirror(StreamConsumer[MirrorStats]):
         if by_campaign:
             self._batch_started = time.monotonic()
             curves = self._curves(list(by_campaign))
-            raw: dict[str, dict[str, str]] | None = None
+            raw: dict[str, dict[bytes, bytes]] | None = None
             now = self.clock()
             for cid, events in by_campaign.items():
                 curve = curves[cid]

@@ -44,7 +44,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from agents.syncshield.backends import RedisAuditStore
-from agents.synctwin.deviation import EVENT_FIELDS, InvalidEvent, ProjectionCurve, parse_event
+from agents.synctwin.deviation import EVENT_FIELDS, InvalidEvent, ProjectionCurve, parse_raw_event
 from agents.synctwin.event_limits import Bounds, EventLimits, bounds_for, check
 from agents.synctwin.mirror import PAUSE_REASON
 from agents.synctwin.outcomes import CAMPAIGN_OUTCOME, FLIGHT_ENDED, PAUSED, GateFacts, campaign_outcome
@@ -59,7 +59,7 @@ from agents.synctwin.shadow import (
     planned_market,
     shadow_day,
 )
-from agents.synctwin.stream_consumer import DeadLetter, Entry, StreamConsumer
+from agents.synctwin.stream_consumer import Entry, StreamConsumer, text_fields
 from synctwin import metrics
 from synctwin.models import Strategy
 
@@ -219,20 +219,10 @@ class RedisShadow(StreamConsumer[ShadowStats]):
     def _count_dead(self, n: int) -> None:
         self.stats.poison += n  # only poison is dead-lettered here: invalid events are counted and acknowledged
 
-    def _on_undecodable(self, dead: list[DeadLetter]) -> None:
-        """Not UTF-8: counted as invalid and acknowledged, as other invalid events (the mirror's group
-        dead-letters them)."""
-        self.stats.events += len(dead)
-        self.stats.invalid += len(dead)
-        for entry_id, _fields, reason in dead:
-            log.debug("invalid bid event %s: %s", entry_id, reason)
-        self.client.xack(self.bids, self.group, *[d[0] for d in dead])
-        self._report_metrics()
-
-    def _dead_letter(self, entry_id: str, entry_fields: dict[str, str], reason: str) -> dict[str, str]:
+    def _dead_letter(self, entry_id: str, entry_fields: dict[Any, Any], reason: str) -> dict[str, str]:
         """As the mirror's, with this group's name: both groups write to the one dead-letter stream."""
-        return {**{k: str(v) for k, v in entry_fields.items()}, "entry_id": entry_id, "group": self.group,
-                "consumer": self.consumer, "reason": reason}
+        return {**text_fields(entry_fields), "entry_id": entry_id, "group": self.group, "consumer": self.consumer,
+                "reason": reason}
 
     # --- one batch: the market -----------------------------------------------------------------
     def process(self, entries: list[Entry]) -> int:
@@ -243,7 +233,7 @@ class RedisShadow(StreamConsumer[ShadowStats]):
         parsed: list[tuple[str, float, tuple[float, ...]]] = []
         for _entry_id, fields_ in entries:
             try:
-                _event_id, cid, ts, values = parse_event(fields_ or {})
+                _event_id, cid, ts, values = parse_raw_event(fields_ or {})
             except Exception as exc:  # InvalidEvent, or whatever else one entry raises: not a crash
                 self.stats.invalid += 1
                 log.debug("invalid bid event %s: %s%s", _entry_id, "" if isinstance(exc, InvalidEvent) else

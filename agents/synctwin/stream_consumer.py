@@ -6,9 +6,9 @@ each read the stream in their own consumer group with the same reliability rules
   recreated when the stream disappears (deleted, or Redis restarted empty);
 - Redis unavailable: back off (0.1 s doubling to 5 s) and retry; nothing is acknowledged, so
   nothing is lost. After an error the worker first re-reads its own pending entries (from 0);
-- the stream is read raw (bytes) and decoded entry by entry: an entry with a field that is not
-  UTF-8 is a dead letter (its bytes kept, as hex, beside the reason), never an exception out of the
-  read that would crash every worker that reclaims it;
+- the stream is read raw (bytes) and each worker decodes what it reads entry by entry, field by
+  field: an entry with a field that is not UTF-8 is a dead letter (its bytes kept, as hex, beside
+  the reason), never an exception out of the read that would crash every worker that reclaims it;
 - each worker keeps a heartbeat `{prefix}consumer:{group}:{name}` (PX `heartbeat_ms`, refreshed
   every step at a third of that) and registers its name in `{prefix}consumers:{group}`. At start
   and every `heartbeat_ms / 2`, the pending entries of registered consumers whose heartbeat has
@@ -33,8 +33,8 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-Entry = tuple[str, dict[str, str]]
-DeadLetter = tuple[str, dict[str, str], str]  # (stream entry id, the event's fields, why)
+Entry = tuple[str, dict[bytes, bytes]]  # (stream entry id, the event's fields as the stream holds them)
+DeadLetter = tuple[str, dict[Any, Any], str]  # (stream entry id, the event's fields, why)
 RAW = {"NEVER_DECODE": True}  # redis-py's execute_command option: this reply as bytes, on any client
 
 
@@ -42,12 +42,11 @@ def _text(x: bytes | str) -> str:
     return x if type(x) is str else x.decode("utf-8")  # type: ignore[union-attr]
 
 
-def _undecodable(entry_id: str, fields: dict[Any, Any]) -> DeadLetter:
-    """The dead letter of an entry with a field (name or value) that is not UTF-8: every field as
-    text (bad bytes escaped, `\\xff`), and each bad one's exact bytes as hex under `<name>:hex`, so
-    nothing is lost and the dead-letter stream stays readable by a decoding client."""
+def text_fields(fields: dict[Any, Any]) -> dict[str, str]:
+    """An entry's fields as text for its dead letter: bytes that are not UTF-8 escaped (`\\xff`),
+    and each such field's exact bytes as hex under `<name>:hex`, so nothing is lost and the
+    dead-letter stream stays readable by a decoding client."""
     out: dict[str, str] = {}
-    bad: list[str] = []
     for k, v in fields.items():
         kb = k if type(k) is bytes else str(k).encode()
         vb = v if type(v) is bytes else str(v).encode()
@@ -55,40 +54,18 @@ def _undecodable(entry_id: str, fields: dict[Any, Any]) -> DeadLetter:
         out[name] = vb.decode("utf-8", "backslashreplace")
         try:
             kb.decode("utf-8")
-        except UnicodeDecodeError:
-            bad.append(f"a field name ({name!r})")
-            out[f"{name}:hex"] = vb.hex()
-            continue
-        try:
             vb.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            bad.append(f"field {name} ({vb[:40]!r}: byte 0x{vb[exc.start]:02x} at {exc.start})")
-            out[f"{name}:hex"] = vb.hex()
-    return entry_id, out, f"not UTF-8: {', '.join(bad)}"
-
-
-def decode_entries(raw: list[Any]) -> tuple[list[Entry], list[DeadLetter]]:
-    """Stream entries read raw (bytes) as text, and the dead letters of those that are not UTF-8.
-
-    The whole batch in one comprehension first (the common case costs about what decoding in the
-    client does); only a batch with a bad entry is taken apart entry by entry. Deleted entries
-    (fields None) come back with empty fields, for the worker to dead-letter."""
-    try:
-        return [(_text(i), {_text(k): _text(v) for k, v in f.items()} if f else {})
-                for i, f in raw if i is not None], []
-    except UnicodeDecodeError:
-        pass
-    good: list[Entry] = []
-    dead: list[DeadLetter] = []
-    for i, f in raw:
-        if i is None:
-            continue
-        entry_id = _text(i)
-        try:
-            good.append((entry_id, {_text(k): _text(v) for k, v in f.items()} if f else {}))
         except UnicodeDecodeError:
-            dead.append(_undecodable(entry_id, f))
-    return good, dead
+            out[f"{name}:hex"] = vb.hex()
+    return out
+
+
+def raw_entries(raw: list[Any]) -> list[Entry]:
+    """Entries read raw: ids as text (always ASCII), fields as bytes, decoded by the worker that
+    reads them, field by field (a byte that is not UTF-8 is that entry's dead letter, not an
+    exception out of the read that would crash every worker that reclaims it). Deleted entries
+    (fields None) come back with no fields, for the worker to dead-letter."""
+    return [(_text(i), f or {}) for i, f in raw if i is not None]
 
 
 class ConsumerStats(Protocol):
@@ -150,10 +127,9 @@ class StreamConsumer(Generic[S]):
         """Count `n` entries written to the dead letters in this worker's stats."""
         raise NotImplementedError
 
-    def _dead_letter(self, entry_id: str, entry_fields: dict[str, str], reason: str) -> dict[str, str]:
+    def _dead_letter(self, entry_id: str, entry_fields: dict[Any, Any], reason: str) -> dict[str, str]:
         """The dead-letter record of one entry: the event as it came, where it was and why."""
-        return {**{k: str(v) for k, v in entry_fields.items()}, "entry_id": entry_id, "reason": reason,
-                "consumer": self.consumer}
+        return {**text_fields(entry_fields), "entry_id": entry_id, "reason": reason, "consumer": self.consumer}
 
     def _on_group_ready(self) -> None:
         """After the group is (re)created, before the first read."""
@@ -172,9 +148,6 @@ class StreamConsumer(Generic[S]):
         self._own_pending = "0"
         self._next_beat = 0.0
 
-    def _on_undecodable(self, dead: list[DeadLetter]) -> None:
-        """Entries that are not UTF-8: dead letters (the shadow worker only counts them)."""
-        self._dead_letters(dead)
 
     # --- the loop ------------------------------------------------------------------------------
     def ensure_group(self) -> None:
@@ -243,15 +216,15 @@ class StreamConsumer(Generic[S]):
         if self._own_pending is not None:
             entries = self._read(self._own_pending, None)
             if entries:
-                self._own_pending = _text(entries[-1][0]) if len(entries) == self.batch else None  # exclusive
-                return done + self._process_raw(entries)
+                self._own_pending = entries[-1][0] if len(entries) == self.batch else None  # ids are exclusive
+                return done + self.process(entries)
             self._own_pending = None
         entries = self._read(">", self.block_ms if block else None)
         if entries:
-            done += self._process_raw(entries)
+            done += self.process(entries)
         return done
 
-    def _read(self, start: str, block: int | None) -> list[Any]:
+    def _read(self, start: str, block: int | None) -> list[Entry]:
         """XREADGROUP, the reply as bytes (a field that is not UTF-8 must not fail the whole read)."""
         args: list[Any] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", self.batch]
         if block is not None:
@@ -260,14 +233,7 @@ class StreamConsumer(Generic[S]):
         if not reply:
             return []
         streams = reply.values() if isinstance(reply, dict) else (s[1] for s in reply)  # RESP3 / RESP2
-        return [e for entries in streams for e in entries]
-
-    def _process_raw(self, raw: list[Any]) -> int:
-        """Decode a raw batch; dead-letter what is not UTF-8; process the rest."""
-        entries, dead = decode_entries(raw)
-        if dead:
-            self._on_undecodable(dead)
-        return len(dead) + (self.process(entries) if entries else 0)
+        return [e for entries in streams for e in raw_entries(entries)]
 
     def beat(self, now: float) -> None:
         """Refresh this worker's heartbeat (and its name in the registry) every third of its TTL."""
@@ -330,31 +296,26 @@ class StreamConsumer(Generic[S]):
                 return done
             seen.update(ids)
             raw = self.client.execute_command("XCLAIM", self.bids, self.group, self.consumer, 0, *ids, **RAW)
-            entries, bad = decode_entries([e for e in raw or [] if e is not None and e[0] is not None])
-            self.rescued += len(entries) + len(bad)
-            self.stats.reclaimed += len(entries) + len(bad)
-            if bad:
-                self._on_undecodable(bad)
-            done += len(bad) + (self._handle_claimed(entries) if entries else 0)
+            entries = raw_entries([e for e in raw or [] if e is not None])
+            self.rescued += len(entries)
+            self.stats.reclaimed += len(entries)
+            done += self._handle_claimed(entries) if entries else 0
 
     def reclaim(self) -> int:
         """XAUTOCLAIM events idle past `claim_idle_ms`; those delivered too often are dead letters."""
-        claimed: list[Any] = []
+        claimed: list[Entry] = []
         start = "0-0"
         while True:
             reply = self.client.execute_command("XAUTOCLAIM", self.bids, self.group, self.consumer,
                                                 self.claim_idle_ms, start, "COUNT", self.batch, **RAW)
             start, entries = _text(reply[0]), reply[1]
-            claimed += [(i, f or {}) for i, f in entries if i is not None]
+            claimed += raw_entries(entries)
             if start == "0-0" or not entries or len(claimed) >= 10 * self.batch:
                 break
         if not claimed:
             return 0
         self.stats.reclaimed += len(claimed)
-        good, bad = decode_entries(claimed)
-        if bad:
-            self._on_undecodable(bad)
-        return len(bad) + (self._handle_claimed(good) if good else 0)
+        return self._handle_claimed(claimed)
 
     def _handle_claimed(self, claimed: list[Entry]) -> int:
         """Claimed entries: those delivered more than `max_deliveries` times are dead letters
