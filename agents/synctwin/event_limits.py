@@ -52,14 +52,22 @@ class Bounds:
     limits: EventLimits
 
 
+def plan_floors(curve: ProjectionCurve | None, limits: EventLimits) -> tuple[float, float, float]:
+    """The spend, revenue and conversions always allowed: the bounds at launch (they only grow)."""
+    if curve is None:
+        return (limits.max_counter,) * 3
+    spend, revenue, conversions = (_plan_bound(curve, m, 0.0, limits) for m, _ in PLANNED)
+    return spend, revenue, conversions
+
+
 def bounds_for(launch_ts: float, end_ts: float, curve: ProjectionCurve | None, now: float,
-               limits: EventLimits) -> Bounds:
+               limits: EventLimits, floors: tuple[float, float, float] | None = None) -> Bounds:
     """The bounds of a campaign launched at `launch_ts` whose flight ends at `end_ts`; without a
-    curve, only time, the funnel and `max_counter` are checked."""
+    curve, only time, the funnel and `max_counter` are checked. `floors`: `plan_floors(curve,
+    limits)`, when the caller keeps them with its curve."""
     skew = limits.max_clock_skew_s
-    floors = (limits.max_counter,) * 3
-    if curve is not None:
-        floors = tuple(_plan_bound(curve, m, 0.0, limits) for m, _ in PLANNED)  # type: ignore[assignment]
+    if floors is None:
+        floors = plan_floors(curve, limits)
     return Bounds(now, launch_ts, end_ts, launch_ts - skew, min(now + skew, end_ts + limits.flight_grace_s),
                   floors, curve, limits)
 

@@ -59,7 +59,7 @@ from agents.synctwin.deviation import (
     apply_event,
     parse_raw_event,
 )
-from agents.synctwin.event_limits import EventLimits, bounds_for, check
+from agents.synctwin.event_limits import EventLimits, bounds_for, check, plan_floors
 from agents.synctwin.mirror import PAUSE_REASON, Outcome
 from agents.synctwin.stream_consumer import DeadLetter, Entry, StreamConsumer, id_key
 from synctwin import metrics
@@ -210,6 +210,7 @@ class RedisMirror(StreamConsumer[MirrorStats]):
         self.audit = RedisAuditStore(client, key=f"{prefix}audit", clock=clock)
         self.curves: dict[str, tuple[float, ProjectionCurve, tuple[int, str]]] = {}  # (checked at, curve, fingerprint)
         self.states: dict[str, _Cached] = {}
+        self._floors: dict[str, tuple[ProjectionCurve, tuple[float, float, float]]] = {}  # per curve, its limits
         self.stats = MirrorStats()
         self._next_trim = 0.0
         self._script: Any = None
@@ -407,7 +408,12 @@ class RedisMirror(StreamConsumer[MirrorStats]):
     def _within_limits(self, curve: ProjectionCurve, events: list[Event],
                        now: float) -> tuple[list[Event], list[tuple[Event, str]]]:
         """The events inside the plausibility limits, and the others with why."""
-        b = bounds_for(curve.launch_ts, curve.launch_ts + curve.horizon_hours * 3600.0, curve, now, self.limits)
+        hit = self._floors.get(curve.campaign_id)
+        if hit is None or hit[0] is not curve:
+            hit = (curve, plan_floors(curve, self.limits))
+            self._remember(self._floors, curve.campaign_id, hit)
+        b = bounds_for(curve.launch_ts, curve.launch_ts + curve.horizon_hours * 3600.0, curve, now, self.limits,
+                       hit[1])
         ok: list[Event] = []
         bad: list[tuple[Event, str]] = []
         for e in events:
