@@ -65,9 +65,25 @@ class OwnRedis:
             raise SystemExit("redis-server not found on PATH")
         self.dir = tempfile.TemporaryDirectory(prefix="synctwin-bad-events-")
         self.port = free_port()
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", self.dir.name, "--logfile", "redis.log"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir.name,
+                "--logfile",
+                "redis.log",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         client = redis.Redis(port=self.port)
         for _ in range(500):
             try:
@@ -103,8 +119,18 @@ def good_events(cid: str, launch: float, hours: float = HOURS, runaway_at: float
         h = i * STEP / 3600
         conv = math.floor(RATE * h)
         spend = RATE * CPA * (h if runaway_at is None or h <= runaway_at else runaway_at + 10 * (h - runaway_at))
-        out.append({"event_id": f"{cid}:{i}", "campaign_id": cid, "ts": launch + i * STEP, "spend": spend,
-                    "impressions": conv * 50, "clicks": conv * 2, "conversions": conv, "revenue": conv * AOV})
+        out.append(
+            {
+                "event_id": f"{cid}:{i}",
+                "campaign_id": cid,
+                "ts": launch + i * STEP,
+                "spend": spend,
+                "impressions": conv * 50,
+                "clicks": conv * 2,
+                "conversions": conv,
+                "revenue": conv * AOV,
+            }
+        )
     return out
 
 
@@ -117,13 +143,28 @@ def corpus(now: float) -> list[dict[str, Any]]:
     launch = now - HOURS * 3600 - 60
     kinds: list[dict[str, Any]] = []
 
-    def kind(name: str, bad: Any, *, projections: dict[str, Any] | None = None,
-             good: list[dict[str, Any]] | None = None, expect: str = "healthy", extra_ignored: int = 0,
-             lo: float = launch) -> None:
+    def kind(
+        name: str,
+        bad: Any,
+        *,
+        projections: dict[str, Any] | None = None,
+        good: list[dict[str, Any]] | None = None,
+        expect: str = "healthy",
+        extra_ignored: int = 0,
+        lo: float = launch,
+    ) -> None:
         g = good if good is not None else good_events("c", lo)
         b = bad(g) if callable(bad) else bad
-        kinds.append({"kind": name, "good": g, "bad": b, "projections": projections or {"c": projection("c", lo)},
-                      "expect": expect, "extra_ignored": extra_ignored})
+        kinds.append(
+            {
+                "kind": name,
+                "good": g,
+                "bad": b,
+                "projections": projections or {"c": projection("c", lo)},
+                "expect": expect,
+                "extra_ignored": extra_ignored,
+            }
+        )
 
     at = 200
     kind("missing field", lambda g: [{k: v for k, v in g[at].items() if k != "spend"}])
@@ -132,20 +173,39 @@ def corpus(now: float) -> list[dict[str, Any]]:
     kind("not a number", lambda g: [g[at] | {"event_id": "bad", "clicks": "many"}])
     kind("ts zero", lambda g: [g[at] | {"event_id": "bad", "ts": 0}])
     kind("unknown campaign", lambda g: [g[at] | {"event_id": "bad", "campaign_id": "ghost"}])
-    kind("bad projection", lambda g: [g[at] | {"event_id": "bad", "campaign_id": "broken"}],
-         projections={"c": projection("c", launch), "broken": "{not json"})
+    kind(
+        "bad projection",
+        lambda g: [g[at] | {"event_id": "bad", "campaign_id": "broken"}],
+        projections={"c": projection("c", launch), "broken": "{not json"},
+    )
     for f in FIELDS:
-        kind(f"non-UTF-8 in {f}", lambda g, f=f: [{**{k: str(v) for k, v in g[at].items()},
-                                                    f: str(g[at][f]).encode() + b"\xff"} | {"_raw": True}])
-    kind("non-UTF-8 field name", lambda g: [{**{k: str(v) for k, v in g[at].items() if k != "spend"},
-                                             b"sp\xffend": str(g[at]["spend"])} | {"_raw": True}])
-    kind("ts 3 weeks ahead (x4)", lambda g: [g[at] | {"event_id": f"ahead-{i}", "ts": now + 21 * 86_400 + i * 3600}
-                                             for i in range(4)])
+        kind(
+            f"non-UTF-8 in {f}",
+            lambda g, f=f: [
+                {**{k: str(v) for k, v in g[at].items()}, f: str(g[at][f]).encode() + b"\xff"} | {"_raw": True}
+            ],
+        )
+    kind(
+        "non-UTF-8 field name",
+        lambda g: [
+            {**{k: str(v) for k, v in g[at].items() if k != "spend"}, b"sp\xffend": str(g[at]["spend"])}
+            | {"_raw": True}
+        ],
+    )
+    kind(
+        "ts 3 weeks ahead (x4)",
+        lambda g: [g[at] | {"event_id": f"ahead-{i}", "ts": now + 21 * 86_400 + i * 3600} for i in range(4)],
+    )
     kind("ts in milliseconds", lambda g: [g[at] | {"event_id": "ms", "ts": g[at]["ts"] * 1000}])
     kind("ts before launch", lambda g: [g[0] | {"event_id": "early", "ts": launch - 3 * 3600}])
     short = now - 3 * 86_400
-    kind("ts after the flight", lambda g: [g[at] | {"event_id": "late", "ts": short + 2.5 * 86_400}],
-         projections={"c": projection("c", short, days=1)}, good=good_events("c", short, hours=24), lo=short)
+    kind(
+        "ts after the flight",
+        lambda g: [g[at] | {"event_id": "late", "ts": short + 2.5 * 86_400}],
+        projections={"c": projection("c", short, days=1)},
+        good=good_events("c", short, hours=24),
+        lo=short,
+    )
     kind("spend 1e308", lambda g: [g[at] | {"event_id": "huge", "spend": 1e308}])
     kind("conversions > clicks", lambda g: [g[at] | {"event_id": "conv", "conversions": g[at]["clicks"] + 500}])
     kind("clicks > impressions", lambda g: [g[at] | {"event_id": "clk", "clicks": g[at]["impressions"] + 1}])
@@ -198,7 +258,8 @@ def run_kind(client: Any, k: dict[str, Any], i: int) -> dict[str, Any]:
     cfg = mirror_config(get_settings())
     idle = 200
     m_crashes, m_err = drain_with_restarts(
-        lambda name: RedisMirror(client, cfg, prefix=prefix, consumer=name, block_ms=None, claim_idle_ms=idle), idle)
+        lambda name: RedisMirror(client, cfg, prefix=prefix, consumer=name, block_ms=None, claim_idle_ms=idle), idle
+    )
     stats: dict[str, int] = {}
 
     def shadow(name: str) -> Any:
@@ -212,26 +273,48 @@ def run_kind(client: Any, k: dict[str, Any], i: int) -> dict[str, Any]:
     dead = client.xlen(f"{prefix}bids:dead")
     last = good[-1]
     paused = state.status == "PAUSED"
-    correct = (state.events == len(good) and state.ignored == k["extra_ignored"]
-               and state.last_event_id == last["event_id"] and state.spend == float(last["spend"])
-               and paused == (k["expect"] == "paused"))
+    correct = (
+        state.events == len(good)
+        and state.ignored == k["extra_ignored"]
+        and state.last_event_id == last["event_id"]
+        and state.spend == float(last["spend"])
+        and paused == (k["expect"] == "paused")
+    )
     sw = stats["w"]
     s = sw.stats  # type: ignore[attr-defined]
     counted = s.invalid + s.unknown + getattr(s, "implausible", 0) + s.before_launch
     totals = {m.partition("|")[2]: v for m, v in client.zrange(f"{prefix}campaign:c:totals", 0, -1, withscores=True)}
     s_correct = all(math.isclose(totals.get(m, -1.0), float(last[m])) for m in ("spend", "conversions", "revenue"))
-    return {"kind": k["kind"], "events": len(bad), "dead_lettered": dead, "applied": state.events, "good": len(good),
-            "ignored": state.ignored, "mirror_crashes": m_crashes, "mirror_error": m_err, "status": state.status,
-            "mirror_correct": correct, "shadow_counted": counted, "shadow_crashes": s_crashes, "shadow_error": s_err,
-            "shadow_correct": s_correct}
+    return {
+        "kind": k["kind"],
+        "events": len(bad),
+        "dead_lettered": dead,
+        "applied": state.events,
+        "good": len(good),
+        "ignored": state.ignored,
+        "mirror_crashes": m_crashes,
+        "mirror_error": m_err,
+        "status": state.status,
+        "mirror_correct": correct,
+        "shadow_counted": counted,
+        "shadow_crashes": s_crashes,
+        "shadow_error": s_err,
+        "shadow_correct": s_correct,
+    }
 
 
 # ------------------------------------------------------------------------------------ live scenarios
 def _cli(code: Path, url: str, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("SYNCTWIN_")}
     e |= {"PYTHONPATH": str(code), "PYTHONUNBUFFERED": "1"} | env
-    return subprocess.Popen([sys.executable, "-m", "synctwin.cli", "mirror", "--redis", url, "--quiet", *args],
-                            cwd=code, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "synctwin.cli", "mirror", "--redis", url, "--quiet", *args],
+        cwd=code,
+        env=e,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _live_corpus(now: float, campaigns: int, deviating: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -249,8 +332,19 @@ def _groups(client: Any) -> dict[str, Any]:
     return {g["name"]: g for g in client.xinfo_groups("live:bids")}
 
 
-def _live(code: Path, client: Any, url: str, *, now: float, workers: int, kills: int, rate: float, campaigns: int,
-          deviating: int, env: dict[str, str]) -> dict[str, Any]:
+def _live(
+    code: Path,
+    client: Any,
+    url: str,
+    *,
+    now: float,
+    workers: int,
+    kills: int,
+    rate: float,
+    campaigns: int,
+    deviating: int,
+    env: dict[str, str],
+) -> dict[str, Any]:
     """Publish at `rate` events/s while `workers` mirror processes consume; kill -9 `kills` times
     (one worker, restarted at once under a new name); drain; the mirror hashes' verdict."""
     for key in client.scan_iter(match="live:*", count=1000):
@@ -266,7 +360,7 @@ def _live(code: Path, client: Any, url: str, *, now: float, workers: int, kills:
         t0 = time.monotonic()
         for j in range(0, len(evs), 50):
             pipe = client.pipeline(transaction=False)
-            for e in evs[j:j + 50]:
+            for e in evs[j : j + 50]:
                 pipe.xadd("live:bids", {k: str(v) for k, v in e.items()})
             pipe.execute()
             published["n"] = j + 50
@@ -278,8 +372,10 @@ def _live(code: Path, client: Any, url: str, *, now: float, workers: int, kills:
     for kill in range(kills):
         target = (kill + 1) * len(evs) // (kills + 2)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and int((_groups(client).get("synctwin-mirror") or {}).get("entries-read")
-                                                   or 0) < target:
+        while (
+            time.monotonic() < deadline
+            and int((_groups(client).get("synctwin-mirror") or {}).get("entries-read") or 0) < target
+        ):
             time.sleep(0.01)
         deadline = time.monotonic() + 5  # and while it holds a batch (unacknowledged), as a crash would find it
         while time.monotonic() < deadline and not int(client.xpending("live:bids", "synctwin-mirror")["pending"]):
@@ -304,15 +400,26 @@ def _live(code: Path, client: Any, url: str, *, now: float, workers: int, kills:
     ignored = sum(int(h.get("ignored", 0)) for h in hashes.values())
     applied = sum(int(h.get("events", 0)) for h in hashes.values())
     paused_at = {cid: float(h["paused_at"]) / 3600 for cid, h in hashes.items() if h.get("status") == "PAUSED"}
-    return {"workers": workers, "kills": kills, "events": len(evs), "pending_at_kills": left, "applied": applied,
-            "ignored": ignored, "ignored_share": round(ignored / len(evs), 4), "paused": len(paused_at),
-            "paused_at_h": paused_at, "crashed": crashed, "hashes": hashes}
+    return {
+        "workers": workers,
+        "kills": kills,
+        "events": len(evs),
+        "pending_at_kills": left,
+        "applied": applied,
+        "ignored": ignored,
+        "ignored_share": round(ignored / len(evs), 4),
+        "paused": len(paused_at),
+        "paused_at_h": paused_at,
+        "crashed": crashed,
+        "hashes": hashes,
+    }
 
 
 def _same_state(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) -> bool:
     strip = ("rev",)
-    return {c: {k: v for k, v in h.items() if k not in strip} for c, h in a.items()} == \
-        {c: {k: v for k, v in h.items() if k not in strip} for c, h in b.items()}
+    return {c: {k: v for k, v in h.items() if k not in strip} for c, h in a.items()} == {
+        c: {k: v for k, v in h.items() if k not in strip} for c, h in b.items()
+    }
 
 
 def live_scenarios(code: Path, client: Any, url: str, rate: float) -> dict[str, Any]:
@@ -322,9 +429,11 @@ def live_scenarios(code: Path, client: Any, url: str, rate: float) -> dict[str, 
     killed = _live(code, client, url, workers=1, kills=3, **kw)  # type: ignore[arg-type]
     two = _live(code, client, url, workers=2, kills=0, **kw)  # type: ignore[arg-type]
     later = [two["paused_at_h"][c] - one["paused_at_h"][c] for c in one["paused_at_h"] if c in two["paused_at_h"]]
-    out = {"one_worker": one, "kill_9_x3": killed | {"same_state_as_one_worker": _same_state(killed["hashes"],
-                                                                                              one["hashes"])},
-           "two_workers": two | {"pause_later_min_mean": round(60 * sum(later) / len(later), 1) if later else None}}
+    out = {
+        "one_worker": one,
+        "kill_9_x3": killed | {"same_state_as_one_worker": _same_state(killed["hashes"], one["hashes"])},
+        "two_workers": two | {"pause_later_min_mean": round(60 * sum(later) / len(later), 1) if later else None},
+    }
     for v in out.values():
         v.pop("hashes")
     return out
@@ -357,29 +466,39 @@ def main() -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(f"code under test: {out['code']}")
-    head = (f"{'kind':<34} {'events':>6} {'dead':>5} {'applied':>9} {'mirror crashed':>15} {'status':>10} "
-            f"{'state ok':>8}  {'shadow invalid':>14} {'shadow crashed':>15} {'totals ok':>9}")
+    head = (
+        f"{'kind':<34} {'events':>6} {'dead':>5} {'applied':>9} {'mirror crashed':>15} {'status':>10} "
+        f"{'state ok':>8}  {'shadow invalid':>14} {'shadow crashed':>15} {'totals ok':>9}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         mc = f"yes ({r['mirror_crashes']}/3)" if r["mirror_crashes"] else "no"
         sc = f"yes ({r['shadow_crashes']}/3)" if r["shadow_crashes"] else "no"
-        print(f"{r['kind']:<34} {r['events']:>6} {r['dead_lettered']:>5} {r['applied']:>4}/{r['good']:<4} {mc:>15} "
-              f"{r['status']:>10} {'yes' if r['mirror_correct'] else 'NO':>8}  {r['shadow_counted']:>14} {sc:>15} "
-              f"{'yes' if r['shadow_correct'] else 'NO':>9}")
-    ok = sum(r["mirror_correct"] and r["shadow_correct"] and not r["mirror_crashes"] and not r["shadow_crashes"]
-             for r in rows)
+        print(
+            f"{r['kind']:<34} {r['events']:>6} {r['dead_lettered']:>5} {r['applied']:>4}/{r['good']:<4} {mc:>15} "
+            f"{r['status']:>10} {'yes' if r['mirror_correct'] else 'NO':>8}  {r['shadow_counted']:>14} {sc:>15} "
+            f"{'yes' if r['shadow_correct'] else 'NO':>9}"
+        )
+    ok = sum(
+        r["mirror_correct"] and r["shadow_correct"] and not r["mirror_crashes"] and not r["shadow_crashes"]
+        for r in rows
+    )
     print(f"handled cleanly (no crash, both states right): {ok}/{len(rows)} kinds")
     if live:
         for name, v in live.items():
             extra = ""
             if "same_state_as_one_worker" in v:
-                extra = f", pending at the kills {v['pending_at_kills']}, end state = one worker's: " \
-                        f"{v['same_state_as_one_worker']}"
+                extra = (
+                    f", pending at the kills {v['pending_at_kills']}, end state = one worker's: "
+                    f"{v['same_state_as_one_worker']}"
+                )
             if v.get("pause_later_min_mean") is not None:
                 extra = f", pauses {v['pause_later_min_mean']:+.1f} min (campaign time) vs one worker"
-            print(f"{name}: {v['events']} events, {v['applied']} applied, {v['ignored']} ignored as out of order "
-                  f"({v['ignored_share']:.1%}), {v['paused']} paused, workers crashed {v['crashed']}{extra}")
+            print(
+                f"{name}: {v['events']} events, {v['applied']} applied, {v['ignored']} ignored as out of order "
+                f"({v['ignored_share']:.1%}), {v['paused']} paused, workers crashed {v['crashed']}{extra}"
+            )
     return 0
 
 

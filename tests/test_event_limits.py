@@ -11,8 +11,7 @@ from agents.synctwin.event_limits import EventLimits, bounds_for, check
 
 LAUNCH = 1_767_225_600.0
 DAYS = 30
-CURVE = ProjectionCurve.from_projection(linear_projection("c", launch=LAUNCH, rate=40.0, cpa=10.0, aov=60.0,
-                                                          days=DAYS))
+CURVE = ProjectionCurve.from_projection(linear_projection("c", launch=LAUNCH, rate=40.0, cpa=10.0, aov=60.0, days=DAYS))
 END = LAUNCH + DAYS * 86_400
 LIMITS = EventLimits()
 NOW = END + 10 * 86_400  # the worker's clock: every event of the flight is in the past
@@ -34,8 +33,9 @@ def test_a_campaign_running_up_to_ten_times_its_plan_is_never_refused(hours: flo
 
 @settings(max_examples=300, deadline=None)
 @given(hours=st.floats(0.0, DAYS * 24.0), excess=st.floats(1.001, 1e6), metric=st.sampled_from([0, 3, 4]))
-def test_a_total_above_the_factor_times_the_band_a_day_later_is_refused(hours: float, excess: float,
-                                                                        metric: int) -> None:
+def test_a_total_above_the_factor_times_the_band_a_day_later_is_refused(
+    hours: float, excess: float, metric: int
+) -> None:
     ts, values = _event(hours, 1.0)
     name = {0: "spend", 3: "conversions", 4: "revenue"}[metric]
     bound = LIMITS.max_plan_factor * CURVE.at(name, hours + LIMITS.plan_slack_s / 3600)[2]

@@ -119,8 +119,9 @@ def test_the_shadow_worker_counts_a_field_that_is_not_utf8_as_invalid_and_goes_o
     assert int(client.xpending(BIDS, "synctwin-shadow")["pending"]) == 0
 
 
-def test_any_other_exception_while_parsing_one_entry_is_a_dead_letter(fake_client: Any,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_any_other_exception_while_parsing_one_entry_is_a_dead_letter(
+    fake_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, _, evs = campaigns(fake_client, healthy=1, deviating=0, hours=1)
     real = mirror_redis.parse_raw_event
 
@@ -150,9 +151,34 @@ def test_the_issues_reproduction_neither_mirror_nor_shadow_crashes(redis_server:
     commands as an operator runs them."""
     _, _, evs = campaigns(redis_client, healthy=1, deviating=0, hours=2)
     publish(redis_client, evs[:5])
-    subprocess.run(["redis-cli", "-p", str(redis_server.port), "XADD", BIDS, "*", "event_id", "e1", "campaign_id",
-                    "x", "ts", "1796000000", "spend", b"\xff", "impressions", "1", "clicks", "1", "conversions", "0",
-                    "revenue", "0"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "redis-cli",
+            "-p",
+            str(redis_server.port),
+            "XADD",
+            BIDS,
+            "*",
+            "event_id",
+            "e1",
+            "campaign_id",
+            "x",
+            "ts",
+            "1796000000",
+            "spend",
+            b"\xff",
+            "impressions",
+            "1",
+            "clicks",
+            "1",
+            "conversions",
+            "0",
+            "revenue",
+            "0",
+        ],
+        check=True,
+        capture_output=True,
+    )
     publish(redis_client, evs[5:])
     proc = start_worker("mirror", redis_server.url, "m1", "--batch", "10")
     try:
@@ -164,8 +190,14 @@ def test_the_issues_reproduction_neither_mirror_nor_shadow_crashes(redis_server:
     assert len(dead) == 1 and dead[0]["event_id"] == "e1" and "field spend" in dead[0]["reason"]
     assert dead[0]["spend:hex"] == "ff" and dead[0]["spend"] == "\\xff"
     assert MirrorState.from_hash("ok-0", redis_client.hgetall(f"{PREFIX}campaign:ok-0:mirror")).events == len(evs)
-    shadow = subprocess.run([*synctwin_cmd(), "shadow", "--redis", redis_server.url, "--once", "--json", "--quiet"],
-                            capture_output=True, text=True, cwd=REPO, env=worker_env(), timeout=60)
+    shadow = subprocess.run(
+        [*synctwin_cmd(), "shadow", "--redis", redis_server.url, "--once", "--json", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=worker_env(),
+        timeout=60,
+    )
     assert shadow.returncode == 0, shadow.stderr[-2000:]
     assert json.loads(shadow.stdout)["invalid"] == 1
 
@@ -192,8 +224,9 @@ def test_events_dated_ahead_of_the_clock_or_outside_the_flight_are_dead_letters(
     assert reasons["ahead-0"].startswith("field ts is 21.0 days ahead of the worker's clock (at most 5.0 min")
     assert "milliseconds instead of seconds?" in reasons["in-ms"]
     assert reasons["early"].startswith("field ts is 3.0 h before the campaign's launch")
-    assert reasons["late"].startswith("field ts is 36.0 h after the campaign's flight ended (1767312000; at most "
-                                      "24.0 h late")
+    assert reasons["late"].startswith(
+        "field ts is 36.0 h after the campaign's flight ended (1767312000; at most 24.0 h late"
+    )
     state = MirrorState.from_hash("ok-0", c.hgetall(f"{PREFIX}campaign:ok-0:mirror"))
     assert (state.events, state.ignored, state.last_event_id) == (len(real), 0, real[-1]["event_id"])
     assert state.status != "PAUSED" and c.xlen(CONTROL) == 0
@@ -223,10 +256,13 @@ def test_impossible_counters_are_dead_letters_and_a_real_runaway_is_still_applie
         c.set(f"{PREFIX}campaign:{cid}:projection", json.dumps(projection(cid)))
     real = events("ok-0", hours=24)
     g = real[30]  # 2.6 h after launch: spend 1,033 on a plan of 400 an hour
-    bad = [g | {"event_id": "huge", "spend": 1e308}, g | {"event_id": "conv>clicks", "conversions": g["clicks"] + 1},
-           g | {"event_id": "clicks>imps", "clicks": g["impressions"] + 1},
-           g | {"event_id": "jump", "spend": 5e6},  # a year's budget in 2.5 hours
-           g | {"event_id": "imps", "impressions": 1e300}]
+    bad = [
+        g | {"event_id": "huge", "spend": 1e308},
+        g | {"event_id": "conv>clicks", "conversions": g["clicks"] + 1},
+        g | {"event_id": "clicks>imps", "clicks": g["impressions"] + 1},
+        g | {"event_id": "jump", "spend": 5e6},  # a year's budget in 2.5 hours
+        g | {"event_id": "imps", "impressions": 1e300},
+    ]
     runaway = events("runaway", hours=24, runaway_at=0.0)  # 10x the plan from the first minute
     evs = sorted(real + runaway, key=lambda e: (e["ts"], e["campaign_id"]))
     publish(c, evs[:70] + bad + evs[70:])
@@ -237,8 +273,10 @@ def test_impossible_counters_are_dead_letters_and_a_real_runaway_is_still_applie
     assert reasons["huge"] == "field spend is absurd (1e+308 > 1e+15)"
     assert reasons["conv>clicks"] == f"conversions ({g['clicks'] + 1:g}) above clicks ({g['clicks']:g})"
     assert reasons["clicks>imps"] == f"clicks ({g['impressions'] + 1:g}) above impressions ({g['impressions']:g})"
-    assert reasons["jump"].startswith("field spend is implausible: 5e+06 at 2.6 h after launch, above 100 x the "
-                                      "projection's p90 24.0 h later (1.22283e+06")
+    assert reasons["jump"].startswith(
+        "field spend is implausible: 5e+06 at 2.6 h after launch, above 100 x the "
+        "projection's p90 24.0 h later (1.22283e+06"
+    )
     assert reasons["imps"] == "field impressions is absurd (1e+300 > 1e+15)"
     ok = MirrorState.from_hash("ok-0", c.hgetall(f"{PREFIX}campaign:ok-0:mirror"))
     assert (ok.events, ok.ignored, ok.status) == (len(real), 0, "OK")
@@ -320,18 +358,28 @@ def _ignored(client: Any, ids: list[str]) -> int:
 
 
 @pytest.mark.redis
-def test_a_killed_workers_batch_is_applied_first_by_a_worker_restarted_at_once(redis_server: Any,
-                                                                             redis_client: Any) -> None:
+def test_a_killed_workers_batch_is_applied_first_by_a_worker_restarted_at_once(
+    redis_server: Any, redis_client: Any
+) -> None:
     """kill -9 with a batch in hand, a new worker under a new name at once (the default idle-time
     reclaim, 30 s, never comes into it): the dead worker's batch is applied before anything newer,
     so no event that was in order in the stream is ignored, and the end state is a clean pass's."""
     ok, bad, evs = campaigns(redis_client, healthy=6, deviating=4)
     publish(redis_client, evs)
-    first = subprocess.Popen([sys.executable, "-c", HANGING_WORKER, redis_server.url, "doomed"], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=worker_env())
+    first = subprocess.Popen(
+        [sys.executable, "-c", HANGING_WORKER, redis_server.url, "doomed"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=worker_env(),
+    )
     try:
-        wait_for(lambda: redis_client.get("test:hung") == "1" or first.poll() is not None, 30,
-                 "the first worker to hang mid-stream")
+        wait_for(
+            lambda: redis_client.get("test:hung") == "1" or first.poll() is not None,
+            30,
+            "the first worker to hang mid-stream",
+        )
         assert first.poll() is None, first.stderr.read() if first.stderr else ""
         assert pending(redis_client, "doomed") == 200
     finally:
@@ -350,8 +398,9 @@ def test_a_killed_workers_batch_is_applied_first_by_a_worker_restarted_at_once(r
 
 
 @pytest.mark.redis
-def test_kill_9_of_synctwin_mirror_and_restart_under_a_new_name_ignores_nothing(redis_server: Any,
-                                                                              redis_client: Any) -> None:
+def test_kill_9_of_synctwin_mirror_and_restart_under_a_new_name_ignores_nothing(
+    redis_server: Any, redis_client: Any
+) -> None:
     """The issue's reproduction: `synctwin mirror` killed (-9) three times mid-stream, each time
     restarted at once under its default name (host-pid, so a new one)."""
     ok, bad, evs = campaigns(redis_client, healthy=10, deviating=5, hours=30)
@@ -359,9 +408,14 @@ def test_kill_9_of_synctwin_mirror_and_restart_under_a_new_name_ignores_nothing(
     env = {"SYNCTWIN_MIRROR_HEARTBEAT_MS": "1000"}
     left = []  # entries a killed worker left pending
     for kill in range(3):
-        proc = subprocess.Popen([*synctwin_cmd(), "mirror", "--redis", redis_server.url, "--batch", "50"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                                env=worker_env(**env))
+        proc = subprocess.Popen(
+            [*synctwin_cmd(), "mirror", "--redis", redis_server.url, "--batch", "50"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=worker_env(**env),
+        )
         try:
             target = (kill + 1) * len(evs) // 5
             wait_for(lambda t=target: _delivered(redis_client) >= t, 30, f"the worker to read {target} events")
@@ -419,4 +473,3 @@ def test_a_live_peer_keeps_its_pending_entries(fake_client: Any) -> None:
     assert worker.rescue() == 0 and pending(c, "peer") == 20
     c.delete(peer.heartbeat_key)  # it dies: its heartbeat expires
     assert worker.rescue() == 20 and pending(c, "peer") == 0
-

@@ -60,16 +60,23 @@ def plan_floors(curve: ProjectionCurve | None, limits: EventLimits) -> tuple[flo
     return spend, revenue, conversions
 
 
-def bounds_for(launch_ts: float, end_ts: float, curve: ProjectionCurve | None, now: float,
-               limits: EventLimits, floors: tuple[float, float, float] | None = None) -> Bounds:
+def bounds_for(
+    launch_ts: float,
+    end_ts: float,
+    curve: ProjectionCurve | None,
+    now: float,
+    limits: EventLimits,
+    floors: tuple[float, float, float] | None = None,
+) -> Bounds:
     """The bounds of a campaign launched at `launch_ts` whose flight ends at `end_ts`; without a
     curve, only time, the funnel and `max_counter` are checked. `floors`: `plan_floors(curve,
     limits)`, when the caller keeps them with its curve."""
     skew = limits.max_clock_skew_s
     if floors is None:
         floors = plan_floors(curve, limits)
-    return Bounds(now, launch_ts, end_ts, launch_ts - skew, min(now + skew, end_ts + limits.flight_grace_s),
-                  floors, curve, limits)
+    return Bounds(
+        now, launch_ts, end_ts, launch_ts - skew, min(now + skew, end_ts + limits.flight_grace_s), floors, curve, limits
+    )
 
 
 def _plan_bound(curve: ProjectionCurve, metric: str, elapsed: float, limits: EventLimits) -> float:
@@ -99,13 +106,19 @@ def _time_reason(b: Bounds, ts: float) -> str:
     lim = b.limits
     if ts > b.now + lim.max_clock_skew_s:
         hint = "; milliseconds instead of seconds?" if ts > 1e11 else ""
-        return (f"field ts is {_span(ts - b.now)} ahead of the worker's clock (at most "
-                f"{_span(lim.max_clock_skew_s)}: SYNCTWIN_MAX_CLOCK_SKEW_S){hint}")
+        return (
+            f"field ts is {_span(ts - b.now)} ahead of the worker's clock (at most "
+            f"{_span(lim.max_clock_skew_s)}: SYNCTWIN_MAX_CLOCK_SKEW_S){hint}"
+        )
     if ts < b.earliest:
-        return (f"field ts is {_span(b.launch_ts - ts)} before the campaign's launch ({b.launch_ts:.0f}; at most "
-                f"{_span(lim.max_clock_skew_s)} early)")
-    return (f"field ts is {_span(ts - b.end_ts)} after the campaign's flight ended ({b.end_ts:.0f}; at most "
-            f"{_span(lim.flight_grace_s)} late: SYNCTWIN_MIRROR_FLIGHT_GRACE_S)")
+        return (
+            f"field ts is {_span(b.launch_ts - ts)} before the campaign's launch ({b.launch_ts:.0f}; at most "
+            f"{_span(lim.max_clock_skew_s)} early)"
+        )
+    return (
+        f"field ts is {_span(ts - b.end_ts)} after the campaign's flight ended ({b.end_ts:.0f}; at most "
+        f"{_span(lim.flight_grace_s)} late: SYNCTWIN_MIRROR_FLIGHT_GRACE_S)"
+    )
 
 
 def _size_reason(b: Bounds, ts: float, values: tuple[float, ...]) -> str | None:
@@ -119,9 +132,11 @@ def _size_reason(b: Bounds, ts: float, values: tuple[float, ...]) -> str | None:
     for metric, i in PLANNED:
         bound = _plan_bound(b.curve, metric, elapsed, lim)
         if values[i] > bound:
-            return (f"field {metric} is implausible: {values[i]:g} at {_span(max(elapsed, 0.0))} after launch, above "
-                    f"{lim.max_plan_factor:g} x the projection's p90 {_span(lim.plan_slack_s)} later ({bound:g}; "
-                    f"SYNCTWIN_MIRROR_MAX_PLAN_FACTOR)")
+            return (
+                f"field {metric} is implausible: {values[i]:g} at {_span(max(elapsed, 0.0))} after launch, above "
+                f"{lim.max_plan_factor:g} x the projection's p90 {_span(lim.plan_slack_s)} later ({bound:g}; "
+                f"SYNCTWIN_MIRROR_MAX_PLAN_FACTOR)"
+            )
     return None
 
 
