@@ -458,6 +458,8 @@ def test_a_worker_waits_at_start_for_a_predecessor_whose_heartbeat_has_not_expir
     assert 0.2 < time.monotonic() - t < 2.0
     drain(worker)
     assert worker.rescued == 20 and worker.stats.ignored == 0 and drained(c)
+    worker.run(lambda: False, once=True)  # a clean stop leaves no heartbeat and no name behind
+    assert not c.exists(worker.heartbeat_key) and not c.hexists(f"{PREFIX}consumers:{GROUP}", "new")
 
 
 def test_a_live_peer_keeps_its_pending_entries(fake_client: Any) -> None:

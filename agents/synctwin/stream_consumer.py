@@ -193,7 +193,24 @@ class StreamConsumer(Generic[S]):
                 self._after_error()
                 group_ready = False  # the stream was deleted or Redis restarted empty: recreate
         self._report_metrics()
+        self._leave()
         return self.stats
+
+    def _leave(self) -> None:
+        """A clean stop (the batch in hand acknowledged): take our heartbeat and our name out of the
+        registry, so the registry does not grow by a name per restart. Best effort."""
+        import redis
+
+        if not self.heartbeat_ms:
+            return
+        self._next_beat = 0.0  # run again (e.g. `once` now and then): beat at its first step
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.delete(self.heartbeat_key)
+            pipe.hdel(self.registry, self.consumer)
+            pipe.execute()
+        except redis.exceptions.RedisError as exc:
+            self.log.info("could not remove this worker's heartbeat (%s); it expires by itself", exc)
 
     def step(self, *, block: bool = True) -> int:
         """Beat; take over what dead workers left (their heartbeat gone: at once, before reading
