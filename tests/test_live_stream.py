@@ -101,6 +101,8 @@ def test_a_field_that_is_not_utf8_is_a_dead_letter_however_it_reaches_the_worker
         assert bytes.fromhex(f[f"{name}:hex"]).endswith(b"\xff\xfe" if field else b"")  # the bytes, kept exactly
         assert f["entry_id"] and f["consumer"] == "w"
     assert bytes.fromhex(dead[3]["spend:hex"]) == str(evs[3]["spend"]).encode() + b"\xff\xfe"
+    assert bytes.fromhex(dead[-1]["sp\\xffend:name_hex"]) == b"sp\xffend"  # a bad name's bytes, too
+    assert bytes.fromhex(dead[-1]["sp\\xffend:hex"]) == str(evs[3]["spend"]).encode()
     state = MirrorState.from_hash("ok-0", client.hgetall(f"{PREFIX}campaign:ok-0:mirror"))
     assert (state.events, state.ignored, state.last_event_id) == (len(evs), 0, evs[-1]["event_id"])
     assert pending(client) == 0

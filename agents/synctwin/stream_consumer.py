@@ -44,8 +44,8 @@ def _text(x: bytes | str) -> str:
 
 def text_fields(fields: dict[Any, Any]) -> dict[str, str]:
     """An entry's fields as text for its dead letter: bytes that are not UTF-8 escaped (`\\xff`),
-    and each such field's exact bytes as hex under `<name>:hex`, so nothing is lost and the
-    dead-letter stream stays readable by a decoding client."""
+    and each such field's exact bytes as hex under `<name>:hex` (a name's under `<name>:name_hex`),
+    so nothing is lost and the dead-letter stream stays readable by a decoding client."""
     out: dict[str, str] = {}
     for k, v in fields.items():
         kb = k if type(k) is bytes else str(k).encode()
@@ -54,6 +54,11 @@ def text_fields(fields: dict[Any, Any]) -> dict[str, str]:
         out[name] = vb.decode("utf-8", "backslashreplace")
         try:
             kb.decode("utf-8")
+        except UnicodeDecodeError:
+            out[f"{name}:name_hex"] = kb.hex()  # the name's own bytes (its escaped form may be ambiguous)
+            out[f"{name}:hex"] = vb.hex()
+            continue
+        try:
             vb.decode("utf-8")
         except UnicodeDecodeError:
             out[f"{name}:hex"] = vb.hex()
