@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shared_scenarios import linear_projection
@@ -73,3 +74,24 @@ def test_without_a_plan_only_the_absolute_cap_bounds_the_size() -> None:
     b = bounds_for(LAUNCH, END, None, NOW, LIMITS)
     assert check(b, LAUNCH + 3600, (1e14, 1e14, 1e13, 1e12, 1e14)) is None
     assert check(b, LAUNCH + 3600, (1e308, 1.0, 1.0, 1.0, 1.0)) == "field spend is absurd (1e+308 > 1e+15)"
+
+
+def test_the_limits_come_from_the_synctwin_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.synctwin.mirror import event_limits
+    from synctwin.config import Settings
+
+    for name, value in [
+        ("MAX_CLOCK_SKEW_S", "60"),
+        ("MIRROR_FLIGHT_GRACE_S", "3600"),
+        ("MIRROR_MAX_PLAN_FACTOR", "20"),
+        ("MIRROR_PLAN_SLACK_S", "7200"),
+        ("MIRROR_MAX_COUNTER", "1e12"),
+        ("MIRROR_STUCK_AFTER", "5"),
+    ]:
+        monkeypatch.setenv(f"SYNCTWIN_{name}", value)
+    assert event_limits(Settings()) == EventLimits(
+        max_clock_skew_s=60, flight_grace_s=3600, max_plan_factor=20, plan_slack_s=7200, max_counter=1e12, stuck_after=5
+    )
+    monkeypatch.setenv("SYNCTWIN_MIRROR_MAX_PLAN_FACTOR", "1")  # a factor of 1 would refuse real overspend
+    with pytest.raises(ValueError, match="mirror_max_plan_factor"):
+        Settings()
