@@ -72,6 +72,20 @@ class Settings(BaseSettings):
     mirror_batch: int = Field(500, ge=1, description="events per XREADGROUP")
     mirror_claim_idle_ms: int = Field(30_000, ge=100, description="pending events idle this long are reclaimed")
     mirror_max_deliveries: int = Field(5, ge=1, description="deliveries before an event goes to the dead letters")
+    mirror_heartbeat_ms: int = Field(
+        5_000, ge=0, description="a worker's heartbeat TTL: a dead worker's pending events are taken over this soon, "
+        "before newer ones are read (0: no heartbeat, only the idle-time reclaim)")
+    # --- the live stream's plausibility limits (agents/synctwin/event_limits.py): violations are dead letters ---
+    max_clock_skew_s: float = Field(300.0, ge=0, description="an event's ts at most this far ahead of the worker's "
+                                    "clock (and this early before its campaign's launch)")
+    mirror_flight_grace_s: float = Field(86_400.0, ge=0, description="an event's ts at most this long after its "
+                                         "campaign's flight (launch + the projection's horizon)")
+    mirror_max_plan_factor: float = Field(100.0, gt=1, description="spend, revenue, conversions at most this x the "
+                                          "projection's p90 at the event's time plus SYNCTWIN_MIRROR_PLAN_SLACK_S")
+    mirror_plan_slack_s: float = Field(86_400.0, ge=0, description="... read this long after the event's time")
+    mirror_max_counter: float = Field(1e15, gt=0, description="any cumulative field at most this")
+    mirror_stuck_after: int = Field(20, ge=0, description="alert (once) when this many newer events of a campaign "
+                                    "in a row are ignored because their totals went backwards (0: never)")
     # --- stores and sinks ---------------------------------------------------------------------
     redis_url: str | None = Field(None, description="redis://... ; None means the embedded store")
     key_prefix: str = Field("synctwin:", description="prefix of every Redis key")

@@ -204,6 +204,7 @@ _SHADOW_COUNTERS: dict[str, tuple[Any, dict[str, str]]] = {
     "invalid": (SHADOW_IGNORED, {"why": "invalid"}),
     "unknown": (SHADOW_IGNORED, {"why": "unknown_campaign"}),
     "before_launch": (SHADOW_IGNORED, {"why": "before_launch"}),
+    "implausible": (SHADOW_IGNORED, {"why": "implausible"}),
     "poison": (SHADOW_IGNORED, {"why": "poison"}),
     "shadow_outcomes": (SHADOW_OUTCOMES, {"event_type": "SHADOW_OUTCOME"}),
     "campaign_outcomes": (SHADOW_OUTCOMES, {"event_type": "CAMPAIGN_OUTCOME"}),

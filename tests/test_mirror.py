@@ -134,6 +134,7 @@ def test_parse_event_refuses_empty_ids(name: str) -> None:
 def _without_ignored(state: MirrorState) -> dict:
     d = MirrorState.from_hash(state.campaign_id, state.to_hash()).to_hash()
     d.pop("ignored")
+    d.pop("stale_run")
     return d
 
 
@@ -155,6 +156,9 @@ def test_a_duplicate_an_older_event_and_totals_going_backwards_change_nothing() 
         assert apply_event(state, event_id, ts, values, CURVE, CFG) is None
     assert _without_ignored(state) == before
     assert state.ignored == len(replays)
+    assert state.stale_run == 3  # the newer events whose totals went backwards: a frozen mirror's sign
+    apply_event(state, "later-4", last_ts + 120, last_values, CURVE, CFG)
+    assert state.stale_run == 0 and state.last_event_id == "later-4"  # applied: the run is over
 
 
 RUNAWAY = stream(7, hours=30, fault="runaway_spend", at=10.0)

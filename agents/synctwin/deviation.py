@@ -119,6 +119,7 @@ class MirrorState:
     revenue: float = 0.0
     events: int = 0
     ignored: int = 0
+    stale_run: int = 0  # newer events ignored in a row because a total went backwards (a frozen mirror)
     next_eval: float = 0.0  # elapsed seconds of the next evaluation
     eval_elapsed: float = 0.0  # the last evaluation's elapsed time and totals
     eval_conversions: float = 0.0
@@ -189,10 +190,71 @@ def parse_event(fields: dict[str, Any]) -> tuple[str, str, float, tuple[float, .
     except (TypeError, ValueError):
         bad = next((k for k in ("ts", *EVENT_FIELDS) if not _is_number(fields.get(k))), "?")
         raise InvalidEvent(f"field {bad} is not a number ({fields.get(bad)!r})") from None
+    return _checked(event_id, campaign_id, ts, values, fields["ts"])
+
+
+_RAW_ID, _RAW_CAMPAIGN, _RAW_TS = b"event_id", b"campaign_id", b"ts"
+_RAW_SPEND, _RAW_IMPRESSIONS, _RAW_CLICKS, _RAW_CONVERSIONS, _RAW_REVENUE = (k.encode() for k in EVENT_FIELDS)
+
+
+def parse_raw_event(fields: dict[bytes, bytes]) -> tuple[str, str, float, tuple[float, ...]]:
+    """`parse_event` of an entry as the stream holds it (bytes): only the two text fields are
+    decoded (float() reads numbers from bytes), so a byte that is not UTF-8 is one entry's
+    InvalidEvent, and the stream costs no decoding of what is a number anyway."""
+    try:
+        event_id = fields[_RAW_ID].decode()
+        campaign_id = fields[_RAW_CAMPAIGN].decode()
+        ts = float(fields[_RAW_TS])
+        values = (float(fields[_RAW_SPEND]), float(fields[_RAW_IMPRESSIONS]), float(fields[_RAW_CLICKS]),
+                  float(fields[_RAW_CONVERSIONS]), float(fields[_RAW_REVENUE]))
+    except (KeyError, UnicodeDecodeError, TypeError, ValueError):
+        raise InvalidEvent(_raw_reason(fields)) from None
+    return _checked(event_id, campaign_id, ts, values, fields[_RAW_TS].decode("utf-8", "backslashreplace"))
+
+
+def not_utf8(fields: dict[Any, Any]) -> str | None:
+    """Why a raw entry's fields are not all UTF-8 (names and values), or None."""
+    bad: list[str] = []
+    for k, v in fields.items():
+        if type(k) is bytes:
+            try:
+                k.decode()
+            except UnicodeDecodeError:
+                bad.append(f"a field name ({k.decode('utf-8', 'backslashreplace')!r})")
+                continue
+        if type(v) is bytes:
+            try:
+                v.decode()
+            except UnicodeDecodeError as exc:
+                bad.append(f"field {k.decode('utf-8', 'backslashreplace') if type(k) is bytes else k} "
+                           f"({v[:40]!r}: byte 0x{v[exc.start]:02x} at {exc.start})")
+    return f"not UTF-8: {', '.join(bad)}" if bad else None
+
+
+def _raw_reason(fields: dict[bytes, bytes]) -> str:
+    """The reason of a raw entry that does not parse, naming the field."""
+    why = not_utf8(fields)
+    if why is not None:
+        return why
+    for k in (_RAW_ID, _RAW_CAMPAIGN, _RAW_TS, _RAW_SPEND, _RAW_IMPRESSIONS, _RAW_CLICKS, _RAW_CONVERSIONS,
+              _RAW_REVENUE):
+        if k not in fields:
+            return f"missing field {k.decode()}"
+    bad = next((k for k in (_RAW_TS, _RAW_SPEND, _RAW_IMPRESSIONS, _RAW_CLICKS, _RAW_CONVERSIONS, _RAW_REVENUE)
+                if not _is_number(fields[k])), None)
+    if bad is None:
+        return "the event does not parse"
+    return f"field {bad.decode()} is not a number ({fields[bad].decode()!r})"
+
+
+def _checked(event_id: str, campaign_id: str, ts: float, values: tuple[float, ...],
+             raw_ts: Any) -> tuple[str, str, float, tuple[float, ...]]:
     if not event_id or not campaign_id:
         raise InvalidEvent("empty event_id or campaign_id")
     if not math.isfinite(ts) or ts <= 0:
-        raise InvalidEvent(f"field ts must be positive epoch seconds ({fields['ts']!r})")
+        raise InvalidEvent(f"field ts must be positive epoch seconds ({raw_ts!r})")
+    if min(values) >= 0.0 and sum(values) < math.inf:  # the common case (a NaN makes the sum NaN)
+        return event_id, campaign_id, ts, values
     for name, v in zip(EVENT_FIELDS, values, strict=True):
         if not math.isfinite(v):
             raise InvalidEvent(f"field {name} is not finite ({v!r})")
@@ -214,12 +276,16 @@ def apply_event(state: MirrorState, event_id: str, ts: float, values: tuple[floa
     """Apply one event (cumulative since launch) and evaluate when an interval has closed.
 
     Idempotent: an event no newer than the last applied one, or whose totals went backwards,
-    changes nothing (returns None and counts it as ignored).
+    changes nothing (returns None and counts it as ignored); a newer event whose totals went
+    backwards also lengthens `stale_run`, which the next applied event resets.
     """
     spend, impressions, clicks, conversions, revenue = values
     if ts <= state.last_ts or spend < state.spend or conversions < state.conversions or revenue < state.revenue:
         state.ignored += 1
+        if ts > state.last_ts:
+            state.stale_run += 1
         return None
+    state.stale_run = 0
     state.last_ts, state.last_event_id = ts, event_id
     state.spend, state.impressions, state.clicks = spend, impressions, clicks
     state.conversions, state.revenue = conversions, revenue

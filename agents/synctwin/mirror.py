@@ -17,6 +17,7 @@ import simpy
 
 from agents.base import Agent
 from agents.synctwin.deviation import MirrorConfig, MirrorState, ProjectionCurve, Verdict, apply_event
+from agents.synctwin.event_limits import EventLimits
 from synctwin.config import Settings
 from synctwin.messages import AlertMessage, AuditEvent, BidBatch, PauseCommand, Watch
 
@@ -32,6 +33,13 @@ def mirror_config(settings: Settings) -> MirrorConfig:
         cusum_threshold=settings.mirror_cusum_threshold, reference_lag=settings.mirror_reference_lag,
         reference_span=settings.mirror_reference_span,
         min_reference_conversions=settings.mirror_min_reference_conversions)
+
+
+def event_limits(settings: Settings) -> EventLimits:
+    """The live stream's plausibility limits from the settings."""
+    return EventLimits(max_clock_skew_s=settings.max_clock_skew_s, flight_grace_s=settings.mirror_flight_grace_s,
+                       max_plan_factor=settings.mirror_max_plan_factor, plan_slack_s=settings.mirror_plan_slack_s,
+                       max_counter=settings.mirror_max_counter, stuck_after=settings.mirror_stuck_after)
 
 
 @dataclass(frozen=True, slots=True)

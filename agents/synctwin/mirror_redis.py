@@ -2,8 +2,12 @@
 
 Reliability, in the order an event meets it:
 - XREADGROUP in batches; several workers may share the group, on one machine or many;
-- an invalid event (missing field, NaN, negative, unknown campaign, a projection that does not
-  parse) goes to `synctwin:bids:dead` with the reason, and the worker keeps going;
+- an invalid event (a field that is not UTF-8, missing field, NaN, negative, unknown campaign, a
+  projection that does not parse) goes to `synctwin:bids:dead` with the reason, and the worker
+  keeps going; so does an impossible one (agents/synctwin/event_limits.py: a ts outside the
+  worker's clock or the campaign's flight, clicks above impressions, conversions above clicks, an
+  absurd counter); a campaign whose newer events keep being ignored because their totals went
+  backwards (a frozen mirror) gets one WARNING alert per episode;
 - every write is conditional on the campaign's mirror state being the one the worker computed
   from, and acknowledges the events it applied in the same atomic step:
   * the common case (no pause) is one Lua call per batch that, per campaign, compares the hash's
@@ -47,7 +51,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.syncshield.backends import RedisAuditStore
-from agents.synctwin.deviation import InvalidEvent, MirrorConfig, MirrorState, ProjectionCurve, apply_event, parse_event
+from agents.synctwin.deviation import (
+    InvalidEvent,
+    MirrorConfig,
+    MirrorState,
+    ProjectionCurve,
+    apply_event,
+    parse_raw_event,
+)
+from agents.synctwin.event_limits import EventLimits, bounds_for, check, plan_floors
 from agents.synctwin.mirror import PAUSE_REASON, Outcome
 from agents.synctwin.stream_consumer import DeadLetter, Entry, StreamConsumer, id_key
 from synctwin import metrics
@@ -170,6 +182,7 @@ class MirrorStats:
     conflicts: int = 0
     redis_errors: int = 0
     trimmed: int = 0
+    stuck_alerts: int = 0  # campaigns whose newer events kept being ignored (one alert per episode)
     pause_latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
@@ -183,10 +196,12 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                  consumer: str | None = None, batch: int = 500, block_ms: int | None = 1000,
                  claim_idle_ms: int = 30_000, max_deliveries: int = 5, clock: Callable[[], float] = time.time,
                  stream_maxlen: int = 100_000, curve_ttl_s: float = 60.0, trim_every_s: float = 5.0,
-                 max_cached: int = 100_000) -> None:
+                 max_cached: int = 100_000, limits: EventLimits | None = None, heartbeat_ms: int = 5_000) -> None:
         super().__init__(client, prefix=prefix, group=group, consumer=consumer, batch=batch, block_ms=block_ms,
-                         claim_idle_ms=claim_idle_ms, max_deliveries=max_deliveries, stream_maxlen=stream_maxlen)
+                         claim_idle_ms=claim_idle_ms, max_deliveries=max_deliveries, stream_maxlen=stream_maxlen,
+                         heartbeat_ms=heartbeat_ms)
         self.cfg = cfg
+        self.limits = limits or EventLimits()
         self.clock = clock
         self.curve_ttl_s = curve_ttl_s  # a re-published projection (a new gate) is picked up this soon
         self.trim_every_s = trim_every_s  # 0: never trim the bid stream
@@ -195,6 +210,7 @@ class RedisMirror(StreamConsumer[MirrorStats]):
         self.audit = RedisAuditStore(client, key=f"{prefix}audit", clock=clock)
         self.curves: dict[str, tuple[float, ProjectionCurve, tuple[int, str]]] = {}  # (checked at, curve, fingerprint)
         self.states: dict[str, _Cached] = {}
+        self._floors: dict[str, tuple[ProjectionCurve, tuple[float, float, float]]] = {}  # per curve, its limits
         self.stats = MirrorStats()
         self._next_trim = 0.0
         self._script: Any = None
@@ -347,9 +363,12 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                 dead.append((entry_id, {}, "the entry was deleted from the stream before it was processed"))
                 continue
             try:
-                event_id, cid, ts, values = parse_event(fields)
+                event_id, cid, ts, values = parse_raw_event(fields)
             except InvalidEvent as exc:
                 dead.append((entry_id, fields, str(exc)))
+                continue
+            except Exception as exc:  # whatever else one entry raises must not crash the worker
+                dead.append((entry_id, fields, f"cannot parse the event ({type(exc).__name__}: {exc})"))
                 continue
             events = by_campaign.get(cid)
             if events is None:
@@ -359,14 +378,25 @@ class RedisMirror(StreamConsumer[MirrorStats]):
         if by_campaign:
             self._batch_started = time.monotonic()
             curves = self._curves(list(by_campaign))
-            raw: dict[str, dict[str, str]] | None = None
+            raw: dict[str, dict[bytes, bytes]] | None = None
+            now = self.clock()
             for cid, events in by_campaign.items():
                 curve = curves[cid]
                 if isinstance(curve, str):
                     raw = raw if raw is not None else dict(entries)
                     dead += [(e[0], raw[e[0]], curve) for e in events]
-                else:
-                    work[cid] = (curve, events)
+                    continue
+                ok, bad = self._within_limits(curve, events, now)
+                if bad and (fresh := self._fresh_curve(cid)) is not curve:
+                    if isinstance(fresh, str):  # gone since: this batch keeps the curve it has
+                        fresh = curve
+                    curve = fresh  # a new launch (re-published projection): judge by its flight
+                    ok, bad = self._within_limits(curve, events, now)
+                if bad:
+                    raw = raw if raw is not None else dict(entries)
+                    dead += [(e[0], raw[e[0]], why) for e, why in bad]
+                if ok:
+                    work[cid] = (curve, ok)
         if work:
             self._apply(work)
             self._touched.update(work)
@@ -374,6 +404,33 @@ class RedisMirror(StreamConsumer[MirrorStats]):
             self._dead_letters(dead)
         self._report_metrics()
         return len(entries)
+
+    def _within_limits(self, curve: ProjectionCurve, events: list[Event],
+                       now: float) -> tuple[list[Event], list[tuple[Event, str]]]:
+        """The events inside the plausibility limits, and the others with why."""
+        hit = self._floors.get(curve.campaign_id)
+        if hit is None or hit[0] is not curve:
+            hit = (curve, plan_floors(curve, self.limits))
+            self._remember(self._floors, curve.campaign_id, hit)
+        b = bounds_for(curve.launch_ts, curve.launch_ts + curve.horizon_hours * 3600.0, curve, now, self.limits,
+                       hit[1])
+        ok: list[Event] = []
+        bad: list[tuple[Event, str]] = []
+        for e in events:
+            why = check(b, e[2], e[3])
+            if why is None:
+                ok.append(e)
+            else:
+                bad.append((e, why))
+        return ok, bad
+
+    def _fresh_curve(self, cid: str) -> ProjectionCurve | str:
+        """The campaign's projection checked now (by its fingerprint), before an event is refused
+        by a cached one: it may have been re-published for a new launch."""
+        hit = self.curves.get(cid)
+        if hit is not None:
+            self.curves[cid] = (-math.inf, hit[1], hit[2])
+        return self._curves([cid])[cid]
 
     def _report_metrics(self) -> None:
         """Export what changed since the last report (Prometheus counters only grow; the stats are
@@ -388,14 +445,31 @@ class RedisMirror(StreamConsumer[MirrorStats]):
         metrics.record_mirror(delta, deviations, pause_reason=PAUSE_REASON)
 
     def _apply_all(self, cid: str, state: MirrorState, curve: ProjectionCurve,
-                   events: list[tuple[str, str, float, tuple[float, ...]]]) -> list[Outcome]:
-        """Apply a campaign's events of a batch in order; the verdicts that ask for action."""
+                   events: list[Event]) -> tuple[list[Outcome], list[dict[str, str]]]:
+        """Apply a campaign's events of a batch in order; the verdicts that ask for action, and the
+        alert of a frozen mirror (once, when `stuck_after` newer events in a row were ignored)."""
         outcomes = []
+        stuck: list[dict[str, str]] = []
+        limit = self.limits.stuck_after
         for _entry, event_id, ts, values in events:
             verdict = apply_event(state, event_id, ts, values, curve, self.cfg)
             if verdict is not None and verdict.action is not None:
                 outcomes.append(Outcome(cid, verdict, state.deviation))
-        return outcomes
+            elif verdict is None and limit and state.stale_run == limit:
+                stuck.append(self._stuck_alert(cid, state, event_id, ts, values))
+        return outcomes, stuck
+
+    def _stuck_alert(self, cid: str, state: MirrorState, event_id: str, ts: float,
+                     values: tuple[float, ...]) -> dict[str, str]:
+        details = {"campaign_id": cid, "ignored_in_a_row": state.stale_run, "last_applied_event": state.last_event_id,
+                   "last_applied_ts": state.last_ts, "mirror_spend": state.spend,
+                   "mirror_conversions": state.conversions, "mirror_revenue": state.revenue, "event_id": event_id,
+                   "event_ts": ts, "event_spend": values[0], "event_conversions": values[3],
+                   "event_revenue": values[4]}
+        return {"severity": "WARNING", "title": f"Mirror stuck: {cid}",
+                "message": (f"{state.stale_run} newer events in a row ignored: their totals are below the mirror's "
+                            f"(an implausible event was applied earlier?); {cid} is not being watched"),
+                "details": json.dumps(details, default=str), "ts": str(self.clock())}
 
     def _scripting_available(self) -> bool:
         if self._scripting is None:
@@ -445,7 +519,7 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                         cached.state, cached.written, cached.snap_sig = MirrorState(cid), {"rev": str(cached.rev)}, ()
                     state = cached.state
                     before = state.events
-                    outcomes = self._apply_all(cid, state, curve, events)
+                    outcomes, stuck = self._apply_all(cid, state, curve, events)
                     if any(o.pause for o in outcomes):
                         del self.states[cid]  # applied speculatively: the WATCH path reads it afresh
                         slow[cid] = (curve, events)
@@ -461,18 +535,18 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                         args += [k, v]
                     args.append(len(events))
                     args += [e[0] for e in events]
-                    args.append(len(outcomes))
-                    for o in outcomes:
-                        alert = self._alert_fields(o)
+                    args.append(len(outcomes) + len(stuck))
+                    for alert in [self._alert_fields(o) for o in outcomes] + stuck:
                         args.append(2 * len(alert))
                         for k, v in alert.items():
                             args += [k, v]
-                    done.append((cid, cached, changes, rev, len(events), state.events - before, len(outcomes)))
+                    done.append((cid, cached, changes, rev, len(events), state.events - before, len(outcomes),
+                                 len(stuck)))
                 if not done:
                     break
                 results = self._script(keys=keys, args=args, client=self.client)
                 retry: dict[str, tuple[ProjectionCurve, list[Event]]] = {}
-                for (cid, cached, changes, rev, n, applied, greys), ok in zip(done, results, strict=True):
+                for (cid, cached, changes, rev, n, applied, greys, stuck_n), ok in zip(done, results, strict=True):
                     if ok:
                         cached.rev = rev
                         cached.written.update(changes)
@@ -481,6 +555,7 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                         self.stats.applied += applied
                         self.stats.ignored += n - applied
                         self.stats.greys += greys
+                        self.stats.stuck_alerts += stuck_n
                     else:  # another worker wrote this campaign since we read it: read again, re-apply
                         self.stats.conflicts += 1
                         del self.states[cid]
@@ -521,7 +596,7 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                     rev = int(data.get("rev", 0) or 0)
                     state = MirrorState.from_hash(cid, data)
                     before = state.events
-                    outcomes = self._apply_all(cid, state, curve, events)
+                    outcomes, stuck = self._apply_all(cid, state, curve, events)
                     pause = next((o for o in outcomes if o.pause), None)
                     audit_rec = None
                     if pause is not None:
@@ -534,8 +609,8 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                     written["launch_ts"] = repr(curve.launch_ts)
                     pipe.multi()
                     pipe.hset(key, mapping=written)
-                    for o in outcomes:
-                        pipe.xadd(self.alerts, self._alert_fields(o), maxlen=self.maxlen, approximate=True)
+                    for alert in [self._alert_fields(o) for o in outcomes] + stuck:
+                        pipe.xadd(self.alerts, alert, maxlen=self.maxlen, approximate=True)
                     if pause is not None:
                         pipe.xadd(self.control, {"command": "PAUSE", "campaign_id": cid, "reason": PAUSE_REASON,
                                                  "deviation": f"{pause.deviation:.4f}", "ts": str(self.clock())},
@@ -556,5 +631,6 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                 self.stats.pause_latencies_ms.append(
                     (self.clock() - (curve.launch_ts + pause.verdict.elapsed)) * 1000.0)
             self.stats.greys += sum(1 for o in outcomes if not o.pause)
+            self.stats.stuck_alerts += len(stuck)
             return
         raise RuntimeError(f"campaign {cid}: mirror state kept changing under us (100 conflicts)")

@@ -26,7 +26,10 @@ fed by the same bid stream as the mirror, in its own consumer group (`synctwin-s
    in the same transaction. Days run: the flight's, or from launch to the pause.
 
 Events of campaigns without a published plan are acknowledged and counted (`unknown`), invalid
-ones too (`invalid`; the mirror dead-letters them); a poison event (delivered `max_deliveries`
+ones too (`invalid`: not UTF-8, a missing or bad field; the mirror dead-letters them), and so are
+impossible ones (`implausible`: the limits of agents/synctwin/event_limits.py, a ts outside the
+worker's clock or the flight, the funnel, counters against the plan: one such event would
+otherwise raise a day's market maximum for good, or close days early); a poison event (delivered `max_deliveries`
 times) goes to `{prefix}bids:dead` with this group's name. Redis unavailable: back off and retry.
 """
 
@@ -36,12 +39,13 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
 from agents.syncshield.backends import RedisAuditStore
-from agents.synctwin.deviation import EVENT_FIELDS, InvalidEvent, parse_event
+from agents.synctwin.deviation import EVENT_FIELDS, InvalidEvent, ProjectionCurve, parse_raw_event
+from agents.synctwin.event_limits import Bounds, EventLimits, bounds_for, check
 from agents.synctwin.mirror import PAUSE_REASON
 from agents.synctwin.outcomes import CAMPAIGN_OUTCOME, FLIGHT_ENDED, PAUSED, GateFacts, campaign_outcome
 from agents.synctwin.shadow import (
@@ -55,7 +59,7 @@ from agents.synctwin.shadow import (
     planned_market,
     shadow_day,
 )
-from agents.synctwin.stream_consumer import Entry, StreamConsumer
+from agents.synctwin.stream_consumer import Entry, StreamConsumer, text_fields
 from synctwin import metrics
 from synctwin.models import Strategy
 
@@ -130,6 +134,7 @@ class _Plan:
     launch_ts: float
     end_ts: float  # launch + the projection's horizon: its realized totals stop here
     checked: float
+    curve: ProjectionCurve | None = None  # its bands, for the plausibility limits (None: time and funnel only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +151,7 @@ class ShadowStats:
     invalid: int = 0
     unknown: int = 0
     before_launch: int = 0
+    implausible: int = 0
     poison: int = 0
     batches: int = 0
     reclaimed: int = 0
@@ -169,9 +175,14 @@ class RedisShadow(StreamConsumer[ShadowStats]):
     def __init__(self, client: Any, *, prefix: str = "synctwin:", group: str = "synctwin-shadow",
                  consumer: str | None = None, batch: int = 500, block_ms: int | None = 1000,
                  claim_idle_ms: int = 30_000, max_deliveries: int = 5, grace_s: float = 3600.0,
-                 plan_ttl_s: float = 60.0, settle_every_s: float = 5.0, stream_maxlen: int = 100_000) -> None:
+                 plan_ttl_s: float = 60.0, settle_every_s: float = 5.0, stream_maxlen: int = 100_000,
+                 limits: EventLimits | None = None, clock: Callable[[], float] = time.time,
+                 heartbeat_ms: int = 5_000) -> None:
         super().__init__(client, prefix=prefix, group=group, consumer=consumer, batch=batch, block_ms=block_ms,
-                         claim_idle_ms=claim_idle_ms, max_deliveries=max_deliveries, stream_maxlen=stream_maxlen)
+                         claim_idle_ms=claim_idle_ms, max_deliveries=max_deliveries, stream_maxlen=stream_maxlen,
+                         heartbeat_ms=heartbeat_ms)
+        self.limits = limits or EventLimits()
+        self.clock = clock
         self.grace_s = grace_s
         self.plan_ttl_s = plan_ttl_s
         self.settle_every_s = settle_every_s
@@ -208,10 +219,10 @@ class RedisShadow(StreamConsumer[ShadowStats]):
     def _count_dead(self, n: int) -> None:
         self.stats.poison += n  # only poison is dead-lettered here: invalid events are counted and acknowledged
 
-    def _dead_letter(self, entry_id: str, entry_fields: dict[str, str], reason: str) -> dict[str, str]:
+    def _dead_letter(self, entry_id: str, entry_fields: dict[Any, Any], reason: str) -> dict[str, str]:
         """As the mirror's, with this group's name: both groups write to the one dead-letter stream."""
-        return {**{k: str(v) for k, v in entry_fields.items()}, "entry_id": entry_id, "group": self.group,
-                "consumer": self.consumer, "reason": reason}
+        return {**text_fields(entry_fields), "entry_id": entry_id, "group": self.group, "consumer": self.consumer,
+                "reason": reason}
 
     # --- one batch: the market -----------------------------------------------------------------
     def process(self, entries: list[Entry]) -> int:
@@ -222,13 +233,16 @@ class RedisShadow(StreamConsumer[ShadowStats]):
         parsed: list[tuple[str, float, tuple[float, ...]]] = []
         for _entry_id, fields_ in entries:
             try:
-                _event_id, cid, ts, values = parse_event(fields_ or {})
-            except InvalidEvent as exc:
+                _event_id, cid, ts, values = parse_raw_event(fields_ or {})
+            except Exception as exc:  # InvalidEvent, or whatever else one entry raises: not a crash
                 self.stats.invalid += 1
-                log.debug("invalid bid event %s: %s", _entry_id, exc)
+                log.debug("invalid bid event %s: %s%s", _entry_id, "" if isinstance(exc, InvalidEvent) else
+                          f"{type(exc).__name__}: ", exc)
                 continue
             parsed.append((cid, ts, values))
         plans = self._plans_for({cid for cid, _, _ in parsed})
+        now = self.clock()
+        bounds: dict[str, Bounds] = {}
         market: dict[tuple[str, int, str], list[float]] = {}
         totals: dict[tuple[str, str], list[float]] = {}
         newest = None
@@ -239,6 +253,14 @@ class RedisShadow(StreamConsumer[ShadowStats]):
                 continue
             if ts < plan.launch_ts:  # an event of an earlier launch of this campaign id
                 self.stats.before_launch += 1
+                continue
+            b = bounds.get(cid)
+            if b is None:
+                b = bounds[cid] = bounds_for(plan.launch_ts, plan.end_ts, plan.curve, now, self.limits)
+            if (why := check(b, ts, values)) is not None:
+                self.stats.implausible += 1
+                self._warn(f"implausible:{cid}", "campaign %s: an implausible event ignored (%s); later ones are "
+                           "counted as implausible", cid, why)
                 continue
             launch = repr(plan.launch_ts)
             _fold(market, (plan.platform, day_of(ts), f"{cid}|{launch}"), values)
@@ -291,7 +313,7 @@ class RedisShadow(StreamConsumer[ShadowStats]):
                         proj = json.loads(projection)
                         launch = float(proj["launch_ts"])
                         plan = _Plan(str(json.loads(strategy).get("platform", "meta")), launch,
-                                     launch + float(proj.get("horizon_days", 366)) * DAY, now)
+                                     launch + float(proj.get("horizon_days", 366)) * DAY, now, _curve(proj))
                     except (ValueError, KeyError, TypeError, AttributeError) as exc:
                         self._warn(f"plan:{cid}", "campaign %s: its published plan does not parse (%s); "
                                    "its events are ignored", cid, exc)
@@ -557,6 +579,15 @@ class RedisShadow(StreamConsumer[ShadowStats]):
         if delta:
             self._reported = ShadowStats(**now)
             metrics.record_shadow(delta)
+
+
+def _curve(projection: dict[str, Any]) -> ProjectionCurve | None:
+    """The projection's bands, or None when it has none that parse (the plan's limits then stay
+    those of time and the funnel)."""
+    try:
+        return ProjectionCurve.from_projection(projection)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None
 
 
 def _fold(acc: dict[Any, list[float]], key: Any, values: tuple[float, ...]) -> None:

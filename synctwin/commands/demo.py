@@ -189,6 +189,7 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
                          consumer="demo", clock=lambda: feed.world.clock.now())
     worker.ensure_group()
     shadow = _rejected_for_shadow(client, settings, args.seed, epoch0=1_767_225_600.0)
+    shadow.clock = lambda: feed.world.clock.now()  # virtual time: its events' ts are bounded by it
     out.print("\n[bold]7. Real-to-sim sync[/]: four live campaigns on a bid stream (embedded Redis, virtual time), "
               "mirrored against their projections")
     feed.on_pause = lambda cid, fields, t: out.print(

@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agents.synctwin.mirror import mirror_config
+    from agents.synctwin.mirror import event_limits, mirror_config
     from agents.synctwin.mirror_redis import RedisMirror
     from synctwin.config import get_settings
     from synctwin.redis_conn import connect_checked, redact_logs, required_redis_url
@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     client = connect_checked(url)
     worker = RedisMirror(client, mirror_config(settings), prefix=settings.key_prefix, group=args.group,
                          consumer=args.consumer, batch=args.batch or settings.mirror_batch,
-                         claim_idle_ms=settings.mirror_claim_idle_ms, max_deliveries=settings.mirror_max_deliveries)
+                         claim_idle_ms=settings.mirror_claim_idle_ms, max_deliveries=settings.mirror_max_deliveries,
+                         limits=event_limits(settings), heartbeat_ms=settings.mirror_heartbeat_ms)
     worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
     log = logging.getLogger("synctwin.mirror")
     if args.metrics_port is not None:
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("mirror %s in group %s on %sbids", worker.consumer, args.group, settings.key_prefix)
         stats = worker.run(stop)
     log.info("drained and stopped: %d events, %d applied, %d ignored (duplicates/out of order), %d dead, "
-             "%d pauses", stats.events, stats.applied, stats.ignored, stats.dead, stats.pauses)
+             "%d pauses, %d taken over from dead workers", stats.events, stats.applied, stats.ignored, stats.dead,
+             stats.pauses, worker.rescued)
     return 0
 

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
 # --- the worker -------------------------------------------------------------------------------------
 def _run_worker(args: argparse.Namespace) -> int:
+    from agents.synctwin.mirror import event_limits
     from agents.synctwin.shadow_redis import RedisShadow
     from synctwin.config import get_settings
     from synctwin.durations import parse_duration
@@ -93,7 +94,8 @@ def _run_worker(args: argparse.Namespace) -> int:
     worker = RedisShadow(client, prefix=settings.key_prefix, group=args.group, consumer=args.consumer,
                          batch=args.batch or settings.mirror_batch, grace_s=grace,
                          claim_idle_ms=settings.mirror_claim_idle_ms if args.claim_idle_ms is None
-                         else args.claim_idle_ms, max_deliveries=settings.mirror_max_deliveries)
+                         else args.claim_idle_ms, max_deliveries=settings.mirror_max_deliveries,
+                         limits=event_limits(settings), heartbeat_ms=settings.mirror_heartbeat_ms)
     worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
     log = logging.getLogger("synctwin.shadow")
     if args.metrics_port is not None:
