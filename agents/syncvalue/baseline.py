@@ -6,7 +6,7 @@ Pure functions over arrays: no I/O, so the store the history came from does not 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -40,6 +40,8 @@ class Baseline:
     conversions_per_dollar_log_sd: float
     monthly_churn: float
     ltv: float
+    # the window's daily rows (dates, spend, conversions, revenue, ...): the curve model fits them
+    window: History | None = field(default=None, compare=False, repr=False)
 
     @property
     def monthly_revenue(self) -> float:
@@ -56,7 +58,7 @@ class Baseline:
         return self.daily_spend * days
 
     def to_dict(self) -> dict[str, float]:
-        d = {k: float(v) for k, v in asdict(self).items()}
+        d = {f.name: float(getattr(self, f.name)) for f in fields(self) if f.name != "window"}
         d["monthly_revenue"] = self.monthly_revenue
         d["monthly_ad_spend"] = self.monthly_ad_spend
         return d
@@ -115,4 +117,5 @@ def compute_baseline(history: History, *, lookback_days: int = 90, min_days: int
         conversions_per_dollar_log_sd=_log_sd(conv, spend),
         monthly_churn=monthly_churn,
         ltv=ltv,
+        window=window,
     )
