@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     min_history_days: int = Field(14, ge=2, description="fewer days than this is an error")
     # uncertainty of the funnel model
     curve_structural_sigma: float = Field(
-        0.05, ge=0, description="curve model: log-sd of the level beyond the fit's posterior (the future is not "
+        0.03, ge=0, description="curve model: log-sd of the level beyond the fit's posterior (the future is not "
         "the past); the rolling calibration scales it with the rest")
     calibrate: bool = Field(True, description="curve model: scale the spread by the history's rolling errors")
     structural_sigma: float = Field(

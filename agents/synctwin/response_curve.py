@@ -42,7 +42,7 @@ SIGMA2_PRIOR_SCALE = 0.05  # prior mean of sigma^2 = scale / (shape - 1)
 FLAT_LOG_SD = 0.05  # spend log-sd below this: no spend variation to learn b from
 WEAK_SHARE = 0.8  # posterior sd of b above this share of the prior sd: the history taught little
 MIN_FIT_DAYS = 7
-EXTRAPOLATION_SD_PER_LOG = 0.25  # added log-sd of conversions per unit of log distance outside the range
+EXTRAPOLATION_SD_PER_LOG = 0.15  # added log-sd of conversions per unit of log distance outside the range
 P = 10  # parameters: intercept, b, 7 weekday effects, trend
 _B, _DOW, _TREND = 1, slice(2, 9), 9
 
@@ -262,7 +262,8 @@ def predict_log_total(fit: CurveFit, log_spend: np.ndarray, weekday: np.ndarray,
     xbar = w @ x  # d log total / d beta
     param_var = float(np.sum((fit.chol.T @ xbar) ** 2)) * sigma2
     # daily noise on the log scale, summed over days (independent), as a log-total variance
-    noise_var = float(np.sum(w**2)) * (math.exp(sigma2) - 1.0)
+    # and the order value's day-to-day noise over the same days
+    noise_var = float(np.sum(w**2)) * (math.exp(sigma2) - 1.0 + fit.aov_daily_sd**2)
     var = param_var + noise_var + fit.aov_log_se**2 + structural_sigma**2
     return math.log(total * fit.aov), math.sqrt(var)
 
@@ -288,20 +289,25 @@ CAL_COVERAGE = 0.80  # the band the scale targets: p10-p90
 CAL_MIN_N = 8
 CAL_BOUNDS = (0.6, 3.0)
 CAL_MIN_FIT_DAYS = 28
+CAL_SHRINK_N = 20.0  # the log scale is shrunk toward 0 with weight n / (n + CAL_SHRINK_N)
 _Z80 = 1.2815515655446004  # standard normal 0.9 quantile: |z| <= this 80% of the time
 
 
 def conformal_scale(z: np.ndarray, coverage: float = CAL_COVERAGE,
-                    bounds: tuple[float, float] = CAL_BOUNDS) -> float:
+                    bounds: tuple[float, float] = CAL_BOUNDS, shrink_n: float = CAL_SHRINK_N) -> float:
     """Split-conformal: the ceil((n+1) coverage)-th smallest |z|, over the Normal's value, bounded.
-    Over-dispersed residuals give a scale > 1 (widen), tight ones < 1 (narrow)."""
+    Over-dispersed residuals give a scale > 1 (widen), tight ones < 1 (narrow). The windows of one
+    account overlap and are few, so that quantile is itself noisy: its log is shrunk toward 0 with
+    weight n / (n + shrink_n) (a scale learned from 13 windows moves the spread about 40% of the way)."""
     a = np.sort(np.abs(np.asarray(z, dtype=np.float64)))
     a = a[np.isfinite(a)]
     n = a.shape[0]
     if n == 0:
         return 1.0
     k = min(n, math.ceil((n + 1) * coverage)) - 1
-    return float(np.clip(a[k] / _Z80, *bounds))
+    raw = max(float(a[k]) / _Z80, 1e-6)
+    w = n / (n + shrink_n) if shrink_n > 0 else 1.0
+    return float(np.clip(math.exp(w * math.log(raw)), *bounds))
 
 
 def rolling_calibration(dates: np.ndarray, spend: np.ndarray, conversions: np.ndarray, revenue: np.ndarray,

@@ -14,6 +14,7 @@ from synctwin.errors import InvalidInput
 from synctwin.history import History
 
 DAYS_PER_MONTH = 30
+CURVE_DAYS = 180  # the response curve learns from up to this many days (the baseline stays the lookback's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,8 @@ class Baseline:
     conversions_per_dollar_log_sd: float
     monthly_churn: float
     ltv: float
-    # the window's daily rows (dates, spend, conversions, revenue, ...): the curve model fits them
+    # daily rows the curve model fits: the last max(lookback, CURVE_DAYS) days (more spend levels to learn
+    # the curve from; the averages above stay the lookback window's)
     window: History | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -117,5 +119,5 @@ def compute_baseline(history: History, *, lookback_days: int = 90, min_days: int
         conversions_per_dollar_log_sd=_log_sd(conv, spend),
         monthly_churn=monthly_churn,
         ltv=ltv,
-        window=window,
+        window=history.last(max(lookback_days, CURVE_DAYS)),
     )
