@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     curve_structural_sigma: float = Field(
         0.03, ge=0, description="curve model: log-sd of the level beyond the fit's posterior (the future is not "
         "the past); the rolling calibration scales it with the rest")
+    new_context_sigma: float = Field(
+        0.30, ge=0, description="curve model: log-sd of the conversion level for a new audience or platform "
+        "(the history's curve was learned on another one)")
     calibrate: bool = Field(True, description="curve model: scale the spread by the history's rolling errors")
     structural_sigma: float = Field(
         0.10, ge=0, description="log-sd of each funnel rate beyond what the history's sampling error explains"

@@ -147,7 +147,8 @@ def curve_params(strategy: Strategy, baseline: Baseline, settings: Settings, *,
     if not real:
         notes.append("no daily history rows came with the baseline: the curve is assumed from its averages")
     ext = extrapolation(fit, strategy.daily_budget)
-    widen = settings.new_context_widening if (strategy.new_audience or strategy.new_platform) else 1.0
+    new_context = strategy.new_audience or strategy.new_platform
+    widen = settings.new_context_widening if new_context else 1.0
     structural = widen * settings.curve_structural_sigma
     cal = None
     spread = 1.0
@@ -173,7 +174,8 @@ def curve_params(strategy: Strategy, baseline: Baseline, settings: Settings, *,
         weekday=tuple(int(v) for v in future_weekdays(fit, d, start)),
         trend=tuple(float(v) for v in future_trend(fit, d, offset)),
         aov=aov, base_revenue=baseline.revenue_over(d), base_spend=baseline.spend_over(d),
-        gross_margin=strategy.gross_margin, spread=spread, extra_sd=ext.widened_by,
+        gross_margin=strategy.gross_margin, spread=spread,
+        extra_sd=math.hypot(ext.widened_by, settings.new_context_sigma if new_context else 0.0),
         structural_sigma=settings.curve_structural_sigma, aov_log_se=fit.aov_log_se,
         demand_sigma=widen * settings.demand_sigma, delivery_sigma=settings.delivery_sigma,
         max_overdelivery=settings.max_overdelivery,
@@ -208,7 +210,7 @@ class SimulationGatekeeper:
         self.calibration_z = calibration_z
         self.calibration_set = calibration_set
         self.settings = settings or get_settings()
-        self.model = _model_name(model or self.settings.model)
+        self.model = model_name(model or self.settings.model)
         self.threshold = self.settings.threshold if threshold is None else threshold
         self.paths = paths or self.settings.paths
         if not 0 < self.threshold < 1:
@@ -247,7 +249,7 @@ class SimulationGatekeeper:
                   progress: ProgressCallback | None, keep_uplift: bool,
                   executor: Executor | None = None) -> tuple[GateResult, np.ndarray | None]:
         started = time.perf_counter()
-        model = _model_name(model or self.model)
+        model = model_name(model or self.model)
         threshold = self.threshold if threshold is None else threshold
         paths = paths or self.paths
         if paths < 100:
@@ -338,7 +340,8 @@ class SimulationGatekeeper:
                                                                 max_paths=max_paths)})
 
 
-def _model_name(name: str) -> str:
+def model_name(name: str) -> str:
+    """The canonical model name (aliases resolved); InvalidInput naming `model` for an unknown one."""
     try:
         return canonical_model(name)
     except ValueError as exc:

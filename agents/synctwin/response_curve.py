@@ -167,14 +167,14 @@ def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.nda
     # the order value: ratio estimator and its standard error
     cc, rr = np.maximum(conversions, 0.0), np.maximum(revenue, 0.0)
     total_c, total_r = float(cc.sum()), float(rr.sum())
-    if total_c <= 0 or total_r <= 0:
-        raise InvalidInput("the history has no conversions with revenue: the order value cannot be estimated; "
-                           "give 'aov' in the strategy", field="aov")
-    aov = total_r / total_c
-    m = cc.shape[0]
-    resid = rr - aov * cc
-    se = math.sqrt(float(resid @ resid) * m / max(m - 1, 1)) / total_c
-    aov_log_se = min(se / aov, 1.0)
+    if total_c > 0 and total_r > 0:
+        aov = total_r / total_c
+        m = cc.shape[0]
+        resid = rr - aov * cc
+        se = math.sqrt(float(resid @ resid) * m / max(m - 1, 1)) / total_c
+        aov_log_se = min(se / aov, 1.0)
+    else:  # no orders to learn a value from: the strategy must give 'aov' (the gate says so)
+        aov, aov_log_se = math.nan, 0.0
     pos = (cc > 0) & (rr > 0)
     aov_daily_sd = float(np.std(np.log(rr[pos] / cc[pos]), ddof=1)) if int(pos.sum()) >= 2 else 0.0
     return CurveFit(mean=mean, chol=chol, shape=shape, scale=scale, log_spend_mean=log_s_mean,
@@ -336,7 +336,9 @@ def rolling_calibration(dates: np.ndarray, spend: np.ndarray, conversions: np.nd
                 gap = int((dates[origin] - fit.last_date).astype(np.int64)) - 1
                 med, sd = predict_log_total(fit, np.log(fs), weekdays(dates[fut]),
                                             future_trend(fit, horizon, offset=max(gap, 0)), structural_sigma)
-                zs.append((math.log(realized) - med) / sd)
+                z = (math.log(realized) - med) / sd
+                if math.isfinite(z):
+                    zs.append(z)
         origin += step
     own = len(zs)
     if extra_z is not None:

@@ -14,8 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--history", metavar="HISTORY.csv",
                    help="the client's daily history (date,spend,impressions,clicks,conversions,revenue); "
                         "with --redis and no --history it is read from the store by client_id")
-    p.add_argument("--model", choices=("funnel", "seed"), help="funnel (default): day-by-day funnel; "
-                   "seed: the seed's one-factor formula")
+    from synctwin.models import MODEL_CHOICES, MODEL_HELP
+
+    p.add_argument("--model", choices=MODEL_CHOICES, help=MODEL_HELP)
     p.add_argument("--paths", type=int, metavar="N", help="Monte Carlo paths to draw first (default 10000); more "
                    "are drawn while the confidence interval straddles the threshold")
     p.add_argument("--max-paths", type=int, metavar="N", help="cap for adaptive sampling (default 160000)")
