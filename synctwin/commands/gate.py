@@ -146,8 +146,19 @@ def print_result(result: Any) -> None:
     last = result.projection.points[-1]
     t.add_row("projection", f"after {result.projection.horizon_days} days: spend {money(last.spend_p50)}, "
               f"revenue {money(last.revenue_p50)}, {last.conversions_p50:,.0f} conversions (medians)")
+    if result.extrapolation:
+        e = result.extrapolation
+        lo, hi = e["history_spend_range"]
+        t.add_row("extrapolation", f"budget {money(e['budget'])}/day outside the history's {money(lo)}-{money(hi)}: "
+                  f"uncertainty widened (log-sd +{e['widened_by']:.2f})")
+    if result.calibration:
+        c = result.calibration
+        t.add_row("calibration", f"spread x{c['scale']:.2f} ({c['method']}; n={c['n']}: {c['calibration_set']})")
     t.add_row("elapsed", f"{result.elapsed_ms:.1f} ms")
     out.print(t)
+    for note in result.notes:
+        if not (result.extrapolation and note == result.extrapolation.get("note")):
+            out.print(f"note: {note}")
     if not result.approved:
         print_suggestions(result)
 
