@@ -64,15 +64,28 @@ def score(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
         lo, hi = wilson_interval(k, n) if n else (0.0, 1.0)
         return {"value": k / n if n else None, "low": lo, "high": hi, "k": k, "n": n}
 
-    return {"accounts": len(rows), "approved": n_app, "profitable": int(profit.sum()),
-            "approved_losing": share(lose_app, n_app), "profitable_rejected": share(prof_rej, n_rej),
-            "coverage": share(covered, len(rows)),
-            "brier": {"value": float(sq.mean()), "low": float(np.quantile(boots, 0.025)),
-                      "high": float(np.quantile(boots, 0.975))}}
+    return {
+        "accounts": len(rows),
+        "approved": n_app,
+        "profitable": int(profit.sum()),
+        "approved_losing": share(lose_app, n_app),
+        "profitable_rejected": share(prof_rej, n_rej),
+        "coverage": share(covered, len(rows)),
+        "brier": {
+            "value": float(sq.mean()),
+            "low": float(np.quantile(boots, 0.025)),
+            "high": float(np.quantile(boots, 0.975)),
+        },
+    }
 
 
-def run_world(spec: WorldSpec, accounts: int, paths: int, seed: int, gates: dict[str, SimulationGatekeeper],
-              ) -> dict[str, list[dict[str, Any]]]:
+def run_world(
+    spec: WorldSpec,
+    accounts: int,
+    paths: int,
+    seed: int,
+    gates: dict[str, SimulationGatekeeper],
+) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {m: [] for m in gates}
     serial = InProcessExecutor()
     for i in range(accounts):
@@ -82,8 +95,16 @@ def run_world(spec: WorldSpec, accounts: int, paths: int, seed: int, gates: dict
         for model, gate in gates.items():
             r = gate.evaluate(strategy, baseline, seed=seed + i, paths=paths, max_paths=paths, executor=serial)
             sd = r.simulation_details
-            out[model].append({"confidence": r.confidence_score, "approved": r.approved, "p10": sd.p10_uplift,
-                               "p90": sd.p90_uplift, "uplift": acc.realized_uplift, "b": acc.b})
+            out[model].append(
+                {
+                    "confidence": r.confidence_score,
+                    "approved": r.approved,
+                    "p10": sd.p10_uplift,
+                    "p90": sd.p90_uplift,
+                    "uplift": acc.realized_uplift,
+                    "b": acc.b,
+                }
+            )
     return out
 
 
@@ -97,12 +118,16 @@ def _fmt(f: dict[str, Any], pct: bool) -> str:
 
 def print_block(title: str, figures: dict[str, dict[str, Any]]) -> None:
     print(f"\n{title}")
-    print(f"{'model':<11} {'accounts':>8} {'approved':>8}  {'approved-losing (<5%)':<24} "
-          f"{'profitable-rejected (<20%)':<26} {'p10-p90 coverage (75-85%)':<26} {'Brier (<0.08)':<22}")
+    print(
+        f"{'model':<11} {'accounts':>8} {'approved':>8}  {'approved-losing (<5%)':<24} "
+        f"{'profitable-rejected (<20%)':<26} {'p10-p90 coverage (75-85%)':<26} {'Brier (<0.08)':<22}"
+    )
     for model, f in figures.items():
-        print(f"{model:<11} {f['accounts']:>8} {f['approved']:>8}  {_fmt(f['approved_losing'], True):<24} "
-              f"{_fmt(f['profitable_rejected'], True):<26} {_fmt(f['coverage'], True):<26} "
-              f"{_fmt(f['brier'], False):<22}")
+        print(
+            f"{model:<11} {f['accounts']:>8} {f['approved']:>8}  {_fmt(f['approved_losing'], True):<24} "
+            f"{_fmt(f['profitable_rejected'], True):<26} {_fmt(f['coverage'], True):<26} "
+            f"{_fmt(f['brier'], False):<22}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,8 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     gates = {m: SimulationGatekeeper(settings=settings, model=m) for m in MODELS}
     chosen = [w for w in WORLDS if not args.worlds or w.name in args.worlds.split(",")]
     started = time.perf_counter()
-    report: dict[str, Any] = {"accounts_per_world": args.accounts, "paths": args.paths, "seed": args.seed,
-                              "threshold": settings.threshold, "worlds": {}, "targets": TARGETS}
+    report: dict[str, Any] = {
+        "accounts_per_world": args.accounts,
+        "paths": args.paths,
+        "seed": args.seed,
+        "threshold": settings.threshold,
+        "worlds": {},
+        "targets": TARGETS,
+    }
     pooled: dict[str, list[dict[str, Any]]] = {m: [] for m in gates}
     for w in chosen:
         rows = run_world(w, args.accounts, args.paths, args.seed, gates)
@@ -134,8 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
-    print(f"gate calibration on known-truth worlds: {args.accounts} accounts per world, {args.paths} paths, "
-          f"threshold {settings.threshold}, seed {args.seed} (figures with 95% intervals)")
+    print(
+        f"gate calibration on known-truth worlds: {args.accounts} accounts per world, {args.paths} paths, "
+        f"threshold {settings.threshold}, seed {args.seed} (figures with 95% intervals)"
+    )
     for name, figures in report["worlds"].items():
         print_block(f"world {name}", figures)
     print_block(f"pooled over {len(chosen)} world(s)", report["pooled"])

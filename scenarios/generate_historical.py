@@ -203,7 +203,8 @@ CASES: list[CaseSpec] = [
     CaseSpec(
         slug="google_toys_holiday_sprint",
         description="Google Shopping, toys: a 14-day December sprint from $900 to $2,000 a day on a "
-        "program with ROAS ~5 at a 48% margin, whose earlier budget pushes show it saturating slowly. Holiday auctions cost a fifth more while shoppers "
+        "program with ROAS ~5 at a 48% margin, whose earlier budget pushes show it saturating slowly. "
+        "Holiday auctions cost a fifth more while shoppers "
         "convert only a little better: the realized uplift is well below the projection, but positive.",
         client_id="brightside-toys", platform="google", launch=dt.date(2025, 12, 1),
         market=Market(cpm=8.0, ctr=0.015, conv_per_click=0.036, aov=75.0, cpm_drift=0.06, elasticity=0.85),

@@ -101,8 +101,9 @@ def weekdays(dates: np.ndarray) -> np.ndarray:
     return ((dates.astype("datetime64[D]").astype(np.int64) + 3) % 7).astype(np.intp)
 
 
-def _nig_posterior(x: np.ndarray, y: np.ndarray, m0: np.ndarray, prior_sd: np.ndarray,
-                   s_ref2: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+def _nig_posterior(
+    x: np.ndarray, y: np.ndarray, m0: np.ndarray, prior_sd: np.ndarray, s_ref2: float
+) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Conjugate update. The prior covariance of beta is sigma^2 V0 with V0 = diag(prior_sd^2) / s_ref2,
     so at sigma^2 = s_ref2 the prior sds are the stated ones (an empirical-Bayes unit)."""
     prec0 = s_ref2 / prior_sd**2
@@ -119,8 +120,7 @@ def _nig_posterior(x: np.ndarray, y: np.ndarray, m0: np.ndarray, prior_sd: np.nd
     return mean, np.linalg.cholesky(v), shape, max(scale, 1e-12)
 
 
-def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.ndarray,
-                       revenue: np.ndarray) -> CurveFit:
+def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.ndarray, revenue: np.ndarray) -> CurveFit:
     """Fit the curve and the order value to a window of daily history (arrays of one length).
 
     Raises InvalidInput (field `spend`) when fewer than MIN_FIT_DAYS days have spend > 0.
@@ -132,8 +132,11 @@ def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.nda
     ok = (spend > 0) & np.isfinite(spend) & np.isfinite(conversions) & np.isfinite(revenue)
     n = int(ok.sum())
     if n < MIN_FIT_DAYS:
-        raise InvalidInput(f"the history has {n} day(s) with ad spend > 0; at least {MIN_FIT_DAYS} are needed "
-                           "to fit the response curve", field="spend")
+        raise InvalidInput(
+            f"the history has {n} day(s) with ad spend > 0; at least {MIN_FIT_DAYS} are needed "
+            "to fit the response curve",
+            field="spend",
+        )
     notes: list[str] = []
     zero_days = int((spend <= 0).sum())
     if zero_days:
@@ -159,11 +162,15 @@ def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.nda
     fit_b_sd = math.sqrt(float(chol[_B] @ chol[_B]) * scale / (shape - 1.0))
     weak = (not flat) and fit_b_sd > WEAK_SHARE * B_PRIOR_SD
     if flat:
-        notes.append(f"the history's daily spend barely varies (log-sd {float(log_s.std()):.3f}): the curve's "
-                     f"elasticity is assumed (b ~ {B_PRIOR_MEAN} +/- {B_PRIOR_SD}), not learned")
+        notes.append(
+            f"the history's daily spend barely varies (log-sd {float(log_s.std()):.3f}): the curve's "
+            f"elasticity is assumed (b ~ {B_PRIOR_MEAN} +/- {B_PRIOR_SD}), not learned"
+        )
     elif weak:
-        notes.append(f"the history's spend varies too little to learn the curve well: elasticity b = "
-                     f"{float(mean[_B]):.2f} +/- {fit_b_sd:.2f}, mostly the prior's")
+        notes.append(
+            f"the history's spend varies too little to learn the curve well: elasticity b = "
+            f"{float(mean[_B]):.2f} +/- {fit_b_sd:.2f}, mostly the prior's"
+        )
     # the order value: ratio estimator and its standard error
     cc, rr = np.maximum(conversions, 0.0), np.maximum(revenue, 0.0)
     total_c, total_r = float(cc.sum()), float(rr.sum())
@@ -177,10 +184,25 @@ def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.nda
         aov, aov_log_se = math.nan, 0.0
     pos = (cc > 0) & (rr > 0)
     aov_daily_sd = float(np.std(np.log(rr[pos] / cc[pos]), ddof=1)) if int(pos.sum()) >= 2 else 0.0
-    return CurveFit(mean=mean, chol=chol, shape=shape, scale=scale, log_spend_mean=log_s_mean,
-                    spend_range=(float(s.min()), float(s.max())), days=n, zero_spend_days=zero_days,
-                    window_days=window, last_t=float(t[-1]), last_date=d[-1], aov=aov, aov_log_se=aov_log_se,
-                    aov_daily_sd=min(aov_daily_sd, 2.0), flat=flat, weak=weak, notes=tuple(notes))
+    return CurveFit(
+        mean=mean,
+        chol=chol,
+        shape=shape,
+        scale=scale,
+        log_spend_mean=log_s_mean,
+        spend_range=(float(s.min()), float(s.max())),
+        days=n,
+        zero_spend_days=zero_days,
+        window_days=window,
+        last_t=float(t[-1]),
+        last_date=d[-1],
+        aov=aov,
+        aov_log_se=aov_log_se,
+        aov_daily_sd=min(aov_daily_sd, 2.0),
+        flat=flat,
+        weak=weak,
+        notes=tuple(notes),
+    )
 
 
 def future_trend(fit: CurveFit, days: int, offset: int = 0) -> np.ndarray:
@@ -210,11 +232,17 @@ class Extrapolation:
         lo, hi = self.spend_range
         side = "above" if self.budget > hi else "below"
         ratio = self.budget / hi if self.budget > hi else lo / self.budget
-        return {"budget": self.budget, "history_spend_range": [round(lo, 2), round(hi, 2)],
-                "distance": round(self.distance, 4), "widened_by": round(self.widened_by, 4),
-                "note": (f"the daily budget {self.budget:,.2f} is {ratio:.2f}x {side} the daily spend the history "
-                         f"covers ({lo:,.2f}-{hi:,.2f}): the curve is extrapolated there, so its uncertainty is "
-                         f"widened (log-sd +{self.widened_by:.2f})")}
+        return {
+            "budget": self.budget,
+            "history_spend_range": [round(lo, 2), round(hi, 2)],
+            "distance": round(self.distance, 4),
+            "widened_by": round(self.widened_by, 4),
+            "note": (
+                f"the daily budget {self.budget:,.2f} is {ratio:.2f}x {side} the daily spend the history "
+                f"covers ({lo:,.2f}-{hi:,.2f}): the curve is extrapolated there, so its uncertainty is "
+                f"widened (log-sd +{self.widened_by:.2f})"
+            ),
+        }
 
 
 def extrapolation(fit: CurveFit, budget: float) -> Extrapolation:
@@ -249,8 +277,9 @@ def draw_parameters(fit: CurveFit, n: int, rng: np.random.Generator, spread: flo
     return CurveDraws(a=beta[:, 0], b=b, dow=beta[:, _DOW], trend=beta[:, _TREND], sigma=spread * sd)
 
 
-def predict_log_total(fit: CurveFit, log_spend: np.ndarray, weekday: np.ndarray, trend: np.ndarray,
-                      structural_sigma: float) -> tuple[float, float]:
+def predict_log_total(
+    fit: CurveFit, log_spend: np.ndarray, weekday: np.ndarray, trend: np.ndarray, structural_sigma: float
+) -> tuple[float, float]:
     """Median and sd of log(total revenue) over the given future days at the given spend, in closed
     form (delta method around the posterior mean): what the rolling calibration scores against."""
     x = _design(log_spend - fit.log_spend_mean, weekday, trend)
@@ -281,8 +310,14 @@ class Calibration:
     note: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"method": self.method, "calibration_set": self.calibration_set, "n": self.n,
-                "horizon_days": self.horizon_days, "scale": round(self.scale, 4), "note": self.note}
+        return {
+            "method": self.method,
+            "calibration_set": self.calibration_set,
+            "n": self.n,
+            "horizon_days": self.horizon_days,
+            "scale": round(self.scale, 4),
+            "note": self.note,
+        }
 
 
 CAL_COVERAGE = 0.80  # the band the scale targets: p10-p90
@@ -293,8 +328,12 @@ CAL_SHRINK_N = 20.0  # the log scale is shrunk toward 0 with weight n / (n + CAL
 _Z80 = 1.2815515655446004  # standard normal 0.9 quantile: |z| <= this 80% of the time
 
 
-def conformal_scale(z: np.ndarray, coverage: float = CAL_COVERAGE,
-                    bounds: tuple[float, float] = CAL_BOUNDS, shrink_n: float = CAL_SHRINK_N) -> float:
+def conformal_scale(
+    z: np.ndarray,
+    coverage: float = CAL_COVERAGE,
+    bounds: tuple[float, float] = CAL_BOUNDS,
+    shrink_n: float = CAL_SHRINK_N,
+) -> float:
     """Split-conformal: the ceil((n+1) coverage)-th smallest |z|, over the Normal's value, bounded.
     Over-dispersed residuals give a scale > 1 (widen), tight ones < 1 (narrow). The windows of one
     account overlap and are few, so that quantile is itself noisy: its log is shrunk toward 0 with
@@ -310,9 +349,17 @@ def conformal_scale(z: np.ndarray, coverage: float = CAL_COVERAGE,
     return float(np.clip(math.exp(w * math.log(raw)), *bounds))
 
 
-def rolling_calibration(dates: np.ndarray, spend: np.ndarray, conversions: np.ndarray, revenue: np.ndarray,
-                        *, horizon: int, structural_sigma: float,
-                        extra_z: np.ndarray | None = None, extra_set: str | None = None) -> Calibration:
+def rolling_calibration(
+    dates: np.ndarray,
+    spend: np.ndarray,
+    conversions: np.ndarray,
+    revenue: np.ndarray,
+    *,
+    horizon: int,
+    structural_sigma: float,
+    extra_z: np.ndarray | None = None,
+    extra_set: str | None = None,
+) -> Calibration:
     """Score the curve on its own history: for origins in the window, fit on the past only, project
     the next `horizon` days' revenue at the realized spend, z = log(realized / projected median) / sd.
     Origins step by horizon // 3 (overlapping windows) from CAL_MIN_FIT_DAYS days on; `extra_z`
@@ -334,8 +381,13 @@ def rolling_calibration(dates: np.ndarray, spend: np.ndarray, conversions: np.nd
                 fit = None
             if fit is not None:
                 gap = int((dates[origin] - fit.last_date).astype(np.int64)) - 1
-                med, sd = predict_log_total(fit, np.log(fs), weekdays(dates[fut]),
-                                            future_trend(fit, horizon, offset=max(gap, 0)), structural_sigma)
+                med, sd = predict_log_total(
+                    fit,
+                    np.log(fs),
+                    weekdays(dates[fut]),
+                    future_trend(fit, horizon, offset=max(gap, 0)),
+                    structural_sigma,
+                )
                 z = (math.log(realized) - med) / sd
                 if math.isfinite(z):
                     zs.append(z)
@@ -347,8 +399,21 @@ def rolling_calibration(dates: np.ndarray, spend: np.ndarray, conversions: np.nd
     if extra_set and len(zs) > own:
         what += f" + {len(zs) - own} {extra_set}"
     if len(zs) < CAL_MIN_N:
-        return Calibration("none", horizon, len(zs), 1.0, tuple(zs), what,
-                           note=f"only {len(zs)} calibration window(s) (at least {CAL_MIN_N} needed): "
-                                "the model's own uncertainty is used unscaled")
-    return Calibration("split-conformal |z| of log(realized/projected revenue)", horizon, len(zs),
-                       conformal_scale(np.asarray(zs)), tuple(zs), what)
+        return Calibration(
+            "none",
+            horizon,
+            len(zs),
+            1.0,
+            tuple(zs),
+            what,
+            note=f"only {len(zs)} calibration window(s) (at least {CAL_MIN_N} needed): "
+            "the model's own uncertainty is used unscaled",
+        )
+    return Calibration(
+        "split-conformal |z| of log(realized/projected revenue)",
+        horizon,
+        len(zs),
+        conformal_scale(np.asarray(zs)),
+        tuple(zs),
+        what,
+    )

@@ -48,17 +48,34 @@ class WorldSpec:
 
 WORLDS: tuple[WorldSpec, ...] = (
     WorldSpec("steady", b=(0.5, 0.9), season_amp=(0.0, 0.10), noise_sd=(0.05, 0.10), order_sigma=(0.6, 0.8)),
-    WorldSpec("saturating", b=(0.3, 0.6), season_amp=(0.05, 0.15), fatigue_share=0.6, noise_sd=(0.08, 0.15),
-              order_sigma=(0.8, 1.1)),
-    WorldSpec("noisy", b=(0.3, 0.9), season_amp=(0.10, 0.25), noise_sd=(0.15, 0.25), order_sigma=(1.0, 1.3),
-              binding_share=0.3),
-    WorldSpec("drifting", b=(0.4, 0.8), season_amp=(0.0, 0.15), fatigue_share=0.4, trend=(-0.15, 0.15),
-              noise_sd=(0.08, 0.15)),
+    WorldSpec(
+        "saturating",
+        b=(0.3, 0.6),
+        season_amp=(0.05, 0.15),
+        fatigue_share=0.6,
+        noise_sd=(0.08, 0.15),
+        order_sigma=(0.8, 1.1),
+    ),
+    WorldSpec(
+        "noisy", b=(0.3, 0.9), season_amp=(0.10, 0.25), noise_sd=(0.15, 0.25), order_sigma=(1.0, 1.3), binding_share=0.3
+    ),
+    WorldSpec(
+        "drifting", b=(0.4, 0.8), season_amp=(0.0, 0.15), fatigue_share=0.4, trend=(-0.15, 0.15), noise_sd=(0.08, 0.15)
+    ),
 )
 # scored only at the end, never used to choose the gate's settings
-HELD_OUT = WorldSpec("held-out", b=(0.3, 0.9), season_amp=(0.0, 0.20), fatigue_share=0.3, noise_sd=(0.05, 0.20),
-                     order_sigma=(0.6, 1.2), trend=(-0.10, 0.10), binding_share=0.2, step_sd=0.3,
-                     daily_spend_sd=0.12)
+HELD_OUT = WorldSpec(
+    "held-out",
+    b=(0.3, 0.9),
+    season_amp=(0.0, 0.20),
+    fatigue_share=0.3,
+    noise_sd=(0.05, 0.20),
+    order_sigma=(0.6, 1.2),
+    trend=(-0.10, 0.10),
+    binding_share=0.2,
+    step_sd=0.3,
+    daily_spend_sd=0.12,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,16 +156,24 @@ def make_account(spec: WorldSpec, index: int, seed: int) -> Account:
     i, level = 0, s0
     while i < n_hist:
         run = int(rng.integers(10, 41))
-        steps[i:i + run] = level
+        steps[i : i + run] = level
         level = s0 * math.exp(rng.normal(0.0, spec.step_sd))
         i += run
     hist_spend = steps * np.exp(rng.normal(0.0, spec.daily_spend_sd, n_hist))
     fat_on = rng.random() < spec.fatigue_share
     fatigue_level = float(hist_spend.max() * rng.uniform(1.1, 2.0)) if fat_on else math.inf
-    truth = _Truth(k=k, b=b, season=season, fatigue_level=fatigue_level,
-                   fatigue_drop=_u(rng, spec.fatigue_drop) if fat_on else 0.0, noise_sd=_u(rng, spec.noise_sd),
-                   phi=spec.phi, order_mu=math.log(aov) - 0.5 * order_sigma**2, order_sigma=order_sigma,
-                   trend_per_day=_u(rng, spec.trend) / 90.0)
+    truth = _Truth(
+        k=k,
+        b=b,
+        season=season,
+        fatigue_level=fatigue_level,
+        fatigue_drop=_u(rng, spec.fatigue_drop) if fat_on else 0.0,
+        noise_sd=_u(rng, spec.noise_sd),
+        phi=spec.phi,
+        order_mu=math.log(aov) - 0.5 * order_sigma**2,
+        order_sigma=order_sigma,
+        trend_per_day=_u(rng, spec.trend) / 90.0,
+    )
     start = dt.date(2026, 1, 5) + dt.timedelta(days=int(rng.integers(0, 7)))
     dates = np.datetime64(start, "D") + np.arange(n_hist + DAYS).astype("timedelta64[D]")
     weekday = ((dates.astype(np.int64) + 3) % 7).astype(np.intp)
@@ -159,8 +184,9 @@ def make_account(spec: WorldSpec, index: int, seed: int) -> Account:
     rev_h = _orders(rng, conv_h, truth.order_mu, order_sigma)
     cpm = math.exp(rng.uniform(math.log(5), math.log(30)))
     impressions = np.round(hist_spend / cpm * 1000.0 * np.exp(rng.normal(0, 0.05, n_hist)))
-    clicks = np.minimum(np.maximum(np.round(impressions * 0.015 * np.exp(rng.normal(0, 0.05, n_hist))), conv_h),
-                        impressions)
+    clicks = np.minimum(
+        np.maximum(np.round(impressions * 0.015 * np.exp(rng.normal(0, 0.05, n_hist))), conv_h), impressions
+    )
     history = History(dates[h], np.round(hist_spend, 2), impressions, clicks, conv_h, np.round(rev_h, 2))
     # the strategy
     recent = float(hist_spend[-14:].mean())
@@ -173,9 +199,15 @@ def make_account(spec: WorldSpec, index: int, seed: int) -> Account:
     audience = int(rng.integers(200_000, 5_000_000))
     cvr = min(demand / audience, 1.0)
     margin = round(float(rng.uniform(0.3, 0.8)), 3)
-    strategy = {"campaign_id": f"{spec.name}-{index}", "client_id": f"{spec.name}-{index}",
-                "audience_size": audience, "cvr": cvr, "daily_budget": budget, "duration_days": DAYS,
-                "gross_margin": margin}
+    strategy = {
+        "campaign_id": f"{spec.name}-{index}",
+        "client_id": f"{spec.name}-{index}",
+        "audience_size": audience,
+        "cvr": cvr,
+        "daily_budget": budget,
+        "duration_days": DAYS,
+        "gross_margin": margin,
+    }
     # the realized campaign: delivery noise, the same truth, demand capped day by day
     spend_f = budget * np.minimum(np.exp(rng.normal(-0.5 * 0.05**2, 0.05, DAYS)), 1.2)
     true_demand = audience * cvr * math.exp(rng.normal(0.0, 0.10))
