@@ -192,12 +192,19 @@ def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *,
     log_del -= f32(0.5) * sd * sd
     np.minimum(log_del, f32(math.log(p.max_overdelivery)), out=log_del)
     weekday = np.asarray(p.weekday, dtype=np.intp)
-    trend = np.asarray(p.trend, dtype=np.float64)
-    # the per-day linear predictor: (d, n), built in place
+    trend = np.asarray(p.trend, dtype=f32)
+    # the per-day linear predictor: (d, n) float32, built in place row-broadcast by row-broadcast
     lin = rng.standard_normal((d, n), dtype=f32)
     lin *= draws.sigma.astype(f32)
-    lin += (draws.b.astype(f32) * log_del)
-    lin += (base[None, :] + draws.dow[:, weekday].T + trend[:, None] * draws.trend[None, :]).astype(f32)
+    b32 = draws.b.astype(f32)
+    np.multiply(log_del, b32, out=log_del)  # b x log delivery (undone below for the spend)
+    lin += log_del
+    lin += np.ascontiguousarray(draws.dow.T, dtype=f32)[weekday]
+    lin += base.astype(f32)
+    g32 = draws.trend.astype(f32)
+    for day in range(d):
+        lin[day] += trend[day] * g32
+    np.divide(log_del, b32, out=log_del)
     conversions = np.exp(lin, out=lin)
     conversions -= f32(0.5)
     np.maximum(conversions, f32(0.0), out=conversions)
