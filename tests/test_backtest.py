@@ -179,7 +179,7 @@ def history_csv(days: int = 90, spend: float = 100.0, roas: float = 3.0, aov: fl
     return "\n".join(lines) + "\n"
 
 
-def write_case(folder: Path, stem: str, *, realized: float, roas: float = 3.0, budget: float = 200.0,
+def write_case(folder: Path, stem: str, *, realized: float, roas: float = 10.0, budget: float = 200.0,
                margin: float = 1.0, changes: dict[str, Any] | None = None) -> Path:
     """A case file `stem`.json whose history doubles at `budget` (ROAS `roas`), with top-level `changes`."""
     (folder / "h").mkdir(parents=True, exist_ok=True)
@@ -197,10 +197,11 @@ def write_case(folder: Path, stem: str, *, realized: float, roas: float = 3.0, b
 
 
 def test_confusion_counts_on_known_answers(tmp_path: Path, gatekeeper: SimulationGatekeeper) -> None:
-    # ROAS 3 at margin 1: doubling the budget surely earns (approved); ROAS 0.5: surely loses (rejected)
-    write_case(tmp_path, "a_tp", realized=500.0, roas=3.0)
-    write_case(tmp_path, "b_fp", realized=-500.0, roas=3.0)
-    write_case(tmp_path, "c_fp", realized=-1.0, roas=3.0)
+    # ROAS 10 at margin 1: doubling the budget surely earns (approved: on a flat history the curve is the
+    # prior's, and even a steep saturation pays for the extra spend); ROAS 0.5: surely loses (rejected)
+    write_case(tmp_path, "a_tp", realized=500.0, roas=10.0)
+    write_case(tmp_path, "b_fp", realized=-500.0, roas=10.0)
+    write_case(tmp_path, "c_fp", realized=-1.0, roas=10.0)
     write_case(tmp_path, "d_fn", realized=800.0, roas=0.5)
     write_case(tmp_path, "e_tn", realized=-800.0, roas=0.5)
     write_case(tmp_path, "f_tn", realized=0.0, roas=0.5)  # zero uplift is not profitable
