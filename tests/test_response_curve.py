@@ -355,3 +355,58 @@ def test_the_worlds_are_deterministic_and_hold_their_truth() -> None:
         assert dt.date.fromisoformat(str(acc.history.dates[-1])) > dt.date(2026, 1, 5)
         fit = fit_of(acc.history)
         assert not fit.flat
+
+
+# --- calibration from realized outcomes ------------------------------------------------------------
+
+
+def test_outcome_residuals_score_full_flights_with_a_projection_only() -> None:
+    from agents.synctwin.calibration_log import outcome_residual, outcome_residuals
+
+    base = {"final": True, "days": 30, "days_total": 30, "revenue": 1000.0, "projected_revenue": [500, 1000, 2000]}
+    assert outcome_residual(base) == pytest.approx(0.0)
+    z = outcome_residual({**base, "revenue": 2000.0})
+    assert z == pytest.approx(math.log(2) / ((math.log(2000) - math.log(500)) / (2 * 1.2815515655446004)))
+    for bad in ({"days": 10}, {"final": False}, {"projected_revenue": None}, {"projected_revenue": [1, 0, 2]},
+                {"revenue": 0.0}, {"revenue": float("nan")}, {"projected_revenue": [1, 2]}):
+        assert outcome_residual({**base, **bad}) is None, bad
+    records = [{"event_type": "CAMPAIGN_OUTCOME", "campaign_id": "a", "metadata": {**base, "revenue": 900.0}},
+               {"event_type": "CAMPAIGN_OUTCOME", "campaign_id": "a", "metadata": base},  # the latest counts
+               {"event_type": "SHADOW_OUTCOME", "campaign_id": "b", "metadata": base},
+               {"event_type": "CAMPAIGN_APPROVED", "campaign_id": "c", "metadata": base}]
+    assert outcome_residuals(records).tolist() == [0.0, 0.0]
+
+
+def test_a_campaign_outcome_carries_the_projected_revenue() -> None:
+    from agents.synctwin.outcomes import GateFacts, campaign_outcome
+
+    baseline = compute_baseline(load_history(HISTORY))
+    r = SimulationGatekeeper().evaluate(Strategy(audience_size=160_000, cvr=0.02, daily_budget=700), baseline, seed=1)
+    facts = GateFacts.from_dict(GateFacts.of(r).to_dict())
+    last = r.projection.points[-1]
+    assert facts.projected_revenue == (last.revenue_p10, last.revenue_p50, last.revenue_p90)
+    meta = campaign_outcome(platform="meta", launch_ts=0.0, days=30, days_total=30, spend=1.0, revenue=2.0,
+                            conversions=1.0, gross_margin=1.0, gate=facts, reason="FLIGHT_ENDED")
+    assert meta["projected_revenue"] == [round(v, 2) for v in facts.projected_revenue]
+
+
+def test_gate_calibration_log_widens_on_outcomes_the_gate_missed(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from agents.syncshield.backends import JsonlAuditStore
+
+    log = tmp_path / "audit.jsonl"
+    store = JsonlAuditStore(log)
+    for i in range(30):  # realized revenue 3x or 1/3 of the projection: far outside its bands
+        revenue = 3000.0 if i % 2 else 333.0
+        store.append("CAMPAIGN_OUTCOME", campaign_id=f"c{i}", metadata={
+            "final": True, "days": 30, "days_total": 30, "revenue": revenue, "projected_revenue": [800, 1000, 1250]})
+    argv = ["gate", str(DATA / "strategy.json"), "--history", str(HISTORY), "--seed", "1", "--json",
+            "--no-suggestions"]
+    main(argv)
+    plain = json.loads(capsys.readouterr().out)["calibration"]
+    main([*argv, "--calibration-log", str(log)])
+    learned = json.loads(capsys.readouterr().out)["calibration"]
+    assert learned["n"] == plain["n"] + 30 and "30 realized outcomes" in learned["calibration_set"]
+    assert learned["scale"] > plain["scale"] * 1.5
+    assert main([*argv, "--calibration-log", str(tmp_path / "missing.jsonl")]) == 2
+    assert "no such audit log file" in capsys.readouterr().err

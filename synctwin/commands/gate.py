@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, metavar="S", help="random seed (default: fresh, reported in the result)")
     p.add_argument("--threshold", type=float, metavar="T", help="approve when confidence > T (default 0.85)")
     p.add_argument("--lookback-days", type=int, metavar="D", help="history window of the baseline (default 90)")
+    p.add_argument("--calibration-log", metavar="AUDIT.jsonl", help="curve model: add the realized outcomes in "
+                   "this audit log (CAMPAIGN_OUTCOME/SHADOW_OUTCOME with the gate's projected revenue) to the "
+                   "calibration set of the predictive spread")
     p.add_argument("--audit-log", metavar="FILE", help="append the decision to this hash-chained JSONL audit log")
     p.add_argument("--redis", metavar="URL", help="audit to the Redis stream and, when approved, store the "
                    "projection under {prefix}campaign:{id}:projection for the live mirror")
@@ -71,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
         history, lookback_days=args.lookback_days or settings.lookback_days, min_days=settings.min_history_days,
         gross_margin=strategy.gross_margin, default_monthly_churn=settings.default_monthly_churn, source=source,
     )
-    gatekeeper = SimulationGatekeeper(settings=settings, model=args.model, threshold=args.threshold)
+    calibration_z = None
+    if getattr(args, "calibration_log", None):
+        calibration_z = _calibration_residuals(args.calibration_log)
+    gatekeeper = SimulationGatekeeper(settings=settings, model=args.model, threshold=args.threshold,
+                                      calibration_z=calibration_z,
+                                      calibration_set="realized outcomes from " + str(args.calibration_log))
     import contextlib
 
     from synctwin.executors import executor_from_args
@@ -101,6 +109,22 @@ def run(args: argparse.Namespace) -> int:
         if args.report:
             print(f"report: {args.report}")
     return 0 if result.approved else 1
+
+
+def _calibration_residuals(path: str) -> Any:
+    """z residuals of the audit log's full-flight outcomes; InvalidInput naming the file otherwise."""
+    from pathlib import Path
+
+    from agents.syncshield.backends import JsonlAuditStore
+    from agents.synctwin.calibration_log import outcome_residuals
+
+    if not Path(path).is_file():
+        raise InvalidInput("no such audit log file", source=path)
+    try:
+        records = JsonlAuditStore(path).records()
+    except (ValueError, OSError) as exc:
+        raise InvalidInput(f"cannot read the audit log: {exc}", source=path) from None
+    return outcome_residuals(records)
 
 
 PROGRESS_MIN_PATHS = 200_000  # below this the gate takes well under a second: no bar
