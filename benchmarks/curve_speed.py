@@ -81,8 +81,19 @@ def in_process(repeats: int) -> dict[str, Any]:
 
 
 def cli(repeats: int) -> tuple[float, float, float]:
-    argv = [sys.executable, "-m", "synctwin.cli", "gate", str(STRATEGY), "--history", str(HISTORY), "--json",
-            "--seed", "1", "--no-suggestions"]
+    argv = [
+        sys.executable,
+        "-m",
+        "synctwin.cli",
+        "gate",
+        str(STRATEGY),
+        "--history",
+        str(HISTORY),
+        "--json",
+        "--seed",
+        "1",
+        "--no-suggestions",
+    ]
 
     def run() -> None:
         p = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT)
@@ -119,8 +130,9 @@ def determinism() -> dict[str, bool]:
     gate = SimulationGatekeeper()
 
     def run(executor: Any) -> tuple[dict[str, Any], np.ndarray]:
-        r, u = gate.evaluate_with_uplift(strategy, baseline, seed=7, paths=120_000, max_paths=120_000,
-                                         executor=executor)
+        r, u = gate.evaluate_with_uplift(
+            strategy, baseline, seed=7, paths=120_000, max_paths=120_000, executor=executor
+        )
         d = r.to_dict()
         d.pop("elapsed_ms")
         return d, u
@@ -139,10 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     repeats = 5 if args.quick else 21
     n_big = 200_000 if args.quick else 1_000_000
-    report: dict[str, Any] = {"cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-                              "in_process_ms": in_process(repeats), "cli_ms": cli(3 if args.quick else 7),
-                              "big": {m: big(n_big, m) for m in ("curve", "funnel")}, "big_paths": n_big,
-                              "deterministic": determinism()}
+    report: dict[str, Any] = {
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "in_process_ms": in_process(repeats),
+        "cli_ms": cli(3 if args.quick else 7),
+        "big": {m: big(n_big, m) for m in ("curve", "funnel")},
+        "big_paths": n_big,
+        "deterministic": determinism(),
+    }
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
@@ -154,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     med, lo, hi = report["cli_ms"]
     print(f"{'whole CLI synctwin gate ... --json (curve)':<52} {med:>8.0f}ms {lo:>8.0f}-{hi:<8.0f}  <= 1500 ms")
     for model, b in report["big"].items():
-        print(f"{f'{n_big:,} paths, {model} (child process)':<52} {b['s'] * 1000:>8.0f}ms "
-              f"{'peak RSS ' + format(b['rss_mb'], '.0f') + ' MB':>18}  <= 6000 ms, <= 1024 MB")
+        print(
+            f"{f'{n_big:,} paths, {model} (child process)':<52} {b['s'] * 1000:>8.0f}ms "
+            f"{'peak RSS ' + format(b['rss_mb'], '.0f') + ' MB':>18}  <= 6000 ms, <= 1024 MB"
+        )
     d = report["deterministic"]
     print(f"bit for bit across executors: threads {d['threads']}, process pool {d['processes']}")
     return 0

@@ -15,7 +15,9 @@ decision is scored against the realized net profit uplift:
 - Brier: mean (confidence - made money)^2 (target < 0.08).
 
 Shares carry 95% Wilson intervals, Brier a 95% bootstrap interval over accounts. The held-out
-world is scored only at the end and was never used to choose the model's settings.
+world is scored only at the end and was never used to choose the model's settings. A last row,
+"known truth", is a forecaster that knows each account's truth (it simulates the account's own
+future `--oracle-futures` times): the floor the outcome's own noise sets for every figure.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import numpy as np  # noqa: E402
 
 from agents.synctwin.gatekeeper import SimulationGatekeeper  # noqa: E402
 from agents.synctwin.stats import wilson_interval  # noqa: E402
-from agents.synctwin.worlds import HELD_OUT, WORLDS, Account, WorldSpec, make_account  # noqa: E402
+from agents.synctwin.worlds import HELD_OUT, WORLDS, Account, WorldSpec, make_account, oracle_uplifts  # noqa: E402
 from agents.syncvalue.baseline import compute_baseline  # noqa: E402
 from synctwin.config import Settings  # noqa: E402
 from synctwin.executors import InProcessExecutor  # noqa: E402
@@ -85,8 +87,12 @@ def run_world(
     paths: int,
     seed: int,
     gates: dict[str, SimulationGatekeeper],
+    oracle_futures: int = 0,
+    threshold: float = 0.85,
 ) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {m: [] for m in gates}
+    if oracle_futures:
+        out["known truth"] = []
     serial = InProcessExecutor()
     for i in range(accounts):
         acc: Account = make_account(spec, i, seed)
@@ -105,6 +111,19 @@ def run_world(
                     "b": acc.b,
                 }
             )
+        if oracle_futures:  # a forecaster that knows the truth: the floor set by the outcome's own noise
+            ups = oracle_uplifts(spec, i, seed, oracle_futures)
+            conf = float((ups > 0).mean())
+            out["known truth"].append(
+                {
+                    "confidence": conf,
+                    "approved": conf > threshold,
+                    "p10": float(np.quantile(ups, 0.1)),
+                    "p90": float(np.quantile(ups, 0.9)),
+                    "uplift": acc.realized_uplift,
+                    "b": acc.b,
+                }
+            )
     return out
 
 
@@ -119,12 +138,12 @@ def _fmt(f: dict[str, Any], pct: bool) -> str:
 def print_block(title: str, figures: dict[str, dict[str, Any]]) -> None:
     print(f"\n{title}")
     print(
-        f"{'model':<11} {'accounts':>8} {'approved':>8}  {'approved-losing (<5%)':<24} "
+        f"{'model':<12} {'accounts':>8} {'approved':>8}  {'approved-losing (<5%)':<24} "
         f"{'profitable-rejected (<20%)':<26} {'p10-p90 coverage (75-85%)':<26} {'Brier (<0.08)':<22}"
     )
     for model, f in figures.items():
         print(
-            f"{model:<11} {f['accounts']:>8} {f['approved']:>8}  {_fmt(f['approved_losing'], True):<24} "
+            f"{model:<12} {f['accounts']:>8} {f['approved']:>8}  {_fmt(f['approved_losing'], True):<24} "
             f"{_fmt(f['profitable_rejected'], True):<26} {_fmt(f['coverage'], True):<26} "
             f"{_fmt(f['brier'], False):<22}"
         )
@@ -137,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261201)
     parser.add_argument("--worlds", default="", help="comma-separated world names (default: all)")
     parser.add_argument("--no-held-out", action="store_true", help="skip the held-out world")
+    parser.add_argument(
+        "--oracle-futures",
+        type=int,
+        default=100,
+        help="futures per account of the known-truth forecaster (the floor row; 0 to skip)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     settings = Settings()
@@ -152,14 +177,18 @@ def main(argv: list[str] | None = None) -> int:
         "targets": TARGETS,
     }
     pooled: dict[str, list[dict[str, Any]]] = {m: [] for m in gates}
+    if args.oracle_futures:
+        pooled["known truth"] = []
     for w in chosen:
-        rows = run_world(w, args.accounts, args.paths, args.seed, gates)
+        rows = run_world(w, args.accounts, args.paths, args.seed, gates, args.oracle_futures, settings.threshold)
         report["worlds"][w.name] = {m: score(r) for m, r in rows.items()}
-        for m in gates:
+        for m in rows:
             pooled[m] += rows[m]
     report["pooled"] = {m: score(r) for m, r in pooled.items()}
     if not args.no_held_out:
-        rows = run_world(HELD_OUT, args.accounts, args.paths, args.seed + 7919, gates)
+        rows = run_world(
+            HELD_OUT, args.accounts, args.paths, args.seed + 7919, gates, args.oracle_futures, settings.threshold
+        )
         report["held_out"] = {m: score(r) for m, r in rows.items()}
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
     if args.json:

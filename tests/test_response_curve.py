@@ -191,8 +191,21 @@ def test_rolling_calibration_widens_on_a_wandering_level_and_stays_near_one_on_a
         return cal.scale
 
     steady = [scale(synthetic(0.6, n=180, seed=s)) for s in range(4)]
-    wandering = [scale(synthetic(0.6, n=180, seed=s, walk=0.08)) for s in range(4)]
+    # a random-walk level: the AR(1) residuals take part of it, the conformal scale the rest
+    wandering = [scale(synthetic(0.6, n=180, seed=s, walk=0.15)) for s in range(4)]
     assert max(steady) < 1.15 and min(wandering) > 1.4
+
+
+def test_persistent_residuals_are_learned_and_widen_the_total() -> None:
+    steady, wandering = fit_of(synthetic(0.6, n=180)), fit_of(synthetic(0.6, n=180, walk=0.08))
+    assert steady.rho < 0.1 < 0.4 < wandering.rho <= 0.9
+    days = 30
+    args = (np.full(days, math.log(400.0)), future_weekdays(steady, days), future_trend(steady, days), 0.0)
+    import dataclasses
+
+    iid = predict_log_total(dataclasses.replace(steady, rho=0.0), *args)[1]
+    ar = predict_log_total(dataclasses.replace(steady, rho=0.6), *args)[1]
+    assert ar > iid
 
 
 def test_too_few_calibration_windows_say_so_and_scale_one() -> None:
@@ -367,13 +380,22 @@ def test_outcome_residuals_score_full_flights_with_a_projection_only() -> None:
     assert outcome_residual(base) == pytest.approx(0.0)
     z = outcome_residual({**base, "revenue": 2000.0})
     assert z == pytest.approx(math.log(2) / ((math.log(2000) - math.log(500)) / (2 * 1.2815515655446004)))
-    for bad in ({"days": 10}, {"final": False}, {"projected_revenue": None}, {"projected_revenue": [1, 0, 2]},
-                {"revenue": 0.0}, {"revenue": float("nan")}, {"projected_revenue": [1, 2]}):
+    for bad in (
+        {"days": 10},
+        {"final": False},
+        {"projected_revenue": None},
+        {"projected_revenue": [1, 0, 2]},
+        {"revenue": 0.0},
+        {"revenue": float("nan")},
+        {"projected_revenue": [1, 2]},
+    ):
         assert outcome_residual({**base, **bad}) is None, bad
-    records = [{"event_type": "CAMPAIGN_OUTCOME", "campaign_id": "a", "metadata": {**base, "revenue": 900.0}},
-               {"event_type": "CAMPAIGN_OUTCOME", "campaign_id": "a", "metadata": base},  # the latest counts
-               {"event_type": "SHADOW_OUTCOME", "campaign_id": "b", "metadata": base},
-               {"event_type": "CAMPAIGN_APPROVED", "campaign_id": "c", "metadata": base}]
+    records = [
+        {"event_type": "CAMPAIGN_OUTCOME", "campaign_id": "a", "metadata": {**base, "revenue": 900.0}},
+        {"event_type": "CAMPAIGN_OUTCOME", "campaign_id": "a", "metadata": base},  # the latest counts
+        {"event_type": "SHADOW_OUTCOME", "campaign_id": "b", "metadata": base},
+        {"event_type": "CAMPAIGN_APPROVED", "campaign_id": "c", "metadata": base},
+    ]
     assert outcome_residuals(records).tolist() == [0.0, 0.0]
 
 
@@ -385,23 +407,42 @@ def test_a_campaign_outcome_carries_the_projected_revenue() -> None:
     facts = GateFacts.from_dict(GateFacts.of(r).to_dict())
     last = r.projection.points[-1]
     assert facts.projected_revenue == (last.revenue_p10, last.revenue_p50, last.revenue_p90)
-    meta = campaign_outcome(platform="meta", launch_ts=0.0, days=30, days_total=30, spend=1.0, revenue=2.0,
-                            conversions=1.0, gross_margin=1.0, gate=facts, reason="FLIGHT_ENDED")
+    meta = campaign_outcome(
+        platform="meta",
+        launch_ts=0.0,
+        days=30,
+        days_total=30,
+        spend=1.0,
+        revenue=2.0,
+        conversions=1.0,
+        gross_margin=1.0,
+        gate=facts,
+        reason="FLIGHT_ENDED",
+    )
     assert meta["projected_revenue"] == [round(v, 2) for v in facts.projected_revenue]
 
 
-def test_gate_calibration_log_widens_on_outcomes_the_gate_missed(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_gate_calibration_log_widens_on_outcomes_the_gate_missed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from agents.syncshield.backends import JsonlAuditStore
 
     log = tmp_path / "audit.jsonl"
     store = JsonlAuditStore(log)
     for i in range(30):  # realized revenue 3x or 1/3 of the projection: far outside its bands
         revenue = 3000.0 if i % 2 else 333.0
-        store.append("CAMPAIGN_OUTCOME", campaign_id=f"c{i}", metadata={
-            "final": True, "days": 30, "days_total": 30, "revenue": revenue, "projected_revenue": [800, 1000, 1250]})
-    argv = ["gate", str(DATA / "strategy.json"), "--history", str(HISTORY), "--seed", "1", "--json",
-            "--no-suggestions"]
+        store.append(
+            "CAMPAIGN_OUTCOME",
+            campaign_id=f"c{i}",
+            metadata={
+                "final": True,
+                "days": 30,
+                "days_total": 30,
+                "revenue": revenue,
+                "projected_revenue": [800, 1000, 1250],
+            },
+        )
+    argv = ["gate", str(DATA / "strategy.json"), "--history", str(HISTORY), "--seed", "1", "--json", "--no-suggestions"]
     main(argv)
     plain = json.loads(capsys.readouterr().out)["calibration"]
     main([*argv, "--calibration-log", str(log)])

@@ -195,6 +195,11 @@ def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *,
     trend = np.asarray(p.trend, dtype=f32)
     # the per-day linear predictor: (d, n) float32, built in place row-broadcast by row-broadcast
     lin = rng.standard_normal((d, n), dtype=f32)
+    if fit.rho > 0:  # daily residuals as an AR(1): z_t = rho z_{t-1} + sqrt(1 - rho^2) e_t
+        rho, innov = f32(fit.rho), f32(math.sqrt(1.0 - fit.rho * fit.rho))
+        for day in range(1, d):
+            lin[day] *= innov
+            lin[day] += rho * lin[day - 1]
     lin *= draws.sigma.astype(f32)
     b32 = draws.b.astype(f32)
     np.multiply(log_del, b32, out=log_del)  # b x log delivery (undone below for the spend)

@@ -42,6 +42,7 @@ SIGMA2_PRIOR_SCALE = 0.05  # prior mean of sigma^2 = scale / (shape - 1)
 FLAT_LOG_SD = 0.05  # spend log-sd below this: no spend variation to learn b from
 WEAK_SHARE = 0.8  # posterior sd of b above this share of the prior sd: the history taught little
 MIN_FIT_DAYS = 7
+RHO_MAX = 0.9  # the residuals' lag-1 autocorrelation is kept in [0, RHO_MAX]
 EXTRAPOLATION_SD_PER_LOG = 0.15  # added log-sd of conversions per unit of log distance outside the range
 P = 10  # parameters: intercept, b, 7 weekday effects, trend
 _B, _DOW, _TREND = 1, slice(2, 9), 9
@@ -69,6 +70,7 @@ class CurveFit:
     flat: bool  # no spend variation: b is the prior's
     weak: bool  # the history narrowed b's prior only a little
     notes: tuple[str, ...] = field(default_factory=tuple)
+    rho: float = 0.0  # lag-1 autocorrelation of the daily residuals (a good or bad week persists)
 
     @property
     def b_mean(self) -> float:
@@ -160,6 +162,7 @@ def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.nda
         mean, chol, shape, scale = _nig_posterior(x, y, m0, prior_sd, s_ref2)
         s_ref2 = min(max(scale / (shape - 1.0), 1e-4), 4.0)
     fit_b_sd = math.sqrt(float(chol[_B] @ chol[_B]) * scale / (shape - 1.0))
+    rho = _lag1(y - x @ mean, day_num)
     weak = (not flat) and fit_b_sd > WEAK_SHARE * B_PRIOR_SD
     if flat:
         notes.append(
@@ -202,7 +205,23 @@ def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.nda
         flat=flat,
         weak=weak,
         notes=tuple(notes),
+        rho=rho,
     )
+
+
+def _lag1(resid: np.ndarray, day_num: np.ndarray) -> float:
+    """Lag-1 autocorrelation of the residuals over consecutive calendar days, in [0, RHO_MAX]. Daily
+    shocks that persist make a 30-day total vary more than independent days would: the simulation
+    draws its daily residuals as an AR(1) with this coefficient."""
+    pairs = np.flatnonzero(np.diff(day_num) == 1)
+    if pairs.shape[0] < 5:
+        return 0.0
+    r = resid - resid.mean()
+    den = float(r @ r)
+    if den <= 0:
+        return 0.0
+    num = float(r[pairs] @ r[pairs + 1]) * r.shape[0] / pairs.shape[0]
+    return float(np.clip(num / den, 0.0, RHO_MAX))
 
 
 def future_trend(fit: CurveFit, days: int, offset: int = 0) -> np.ndarray:
@@ -291,8 +310,10 @@ def predict_log_total(
     xbar = w @ x  # d log total / d beta
     param_var = float(np.sum((fit.chol.T @ xbar) ** 2)) * sigma2
     # daily noise on the log scale, summed over days (independent), as a log-total variance
-    # and the order value's day-to-day noise over the same days
-    noise_var = float(np.sum(w**2)) * (math.exp(sigma2) - 1.0 + fit.aov_daily_sd**2)
+    # daily residuals as an AR(1) (fit.rho), the order value's day-to-day noise independent
+    h = w.shape[0]
+    lags = np.abs(np.subtract.outer(np.arange(h), np.arange(h)))
+    noise_var = float(w @ (fit.rho**lags) @ w) * (math.exp(sigma2) - 1.0) + float(np.sum(w**2)) * fit.aov_daily_sd**2
     var = param_var + noise_var + fit.aov_log_se**2 + structural_sigma**2
     return math.log(total * fit.aov), math.sqrt(var)
 

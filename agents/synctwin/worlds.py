@@ -137,8 +137,9 @@ def _u(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
     return float(rng.uniform(*lo_hi))
 
 
-def make_account(spec: WorldSpec, index: int, seed: int) -> Account:
-    """Account `index` of world `spec`, deterministic in (seed, index)."""
+def make_account(spec: WorldSpec, index: int, seed: int, *, future: int = 0) -> Account:
+    """Account `index` of world `spec`, deterministic in (seed, index). The realized campaign is drawn
+    from its own stream `future` (0: the one scored), so other futures of the same account can be drawn."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
     n_hist = int(rng.integers(spec.history_days[0], spec.history_days[1] + 1))
     b = _u(rng, spec.b)
@@ -178,7 +179,8 @@ def make_account(spec: WorldSpec, index: int, seed: int) -> Account:
     dates = np.datetime64(start, "D") + np.arange(n_hist + DAYS).astype("timedelta64[D]")
     weekday = ((dates.astype(np.int64) + 3) % 7).astype(np.intp)
     day = np.arange(n_hist + DAYS, dtype=np.float64)
-    shock = _ar1(rng, n_hist + DAYS, truth.noise_sd, truth.phi)
+    shock = np.zeros(n_hist + DAYS)
+    shock[:n_hist] = _ar1(rng, n_hist, truth.noise_sd, truth.phi)
     h = slice(0, n_hist)
     conv_h = rng.poisson(truth.rate(hist_spend, weekday[h], day[h], shock[h])).astype(np.float64)
     rev_h = _orders(rng, conv_h, truth.order_mu, order_sigma)
@@ -208,15 +210,26 @@ def make_account(spec: WorldSpec, index: int, seed: int) -> Account:
         "duration_days": DAYS,
         "gross_margin": margin,
     }
-    # the realized campaign: delivery noise, the same truth, demand capped day by day
-    spend_f = budget * np.minimum(np.exp(rng.normal(-0.5 * 0.05**2, 0.05, DAYS)), 1.2)
-    true_demand = audience * cvr * math.exp(rng.normal(0.0, 0.10))
-    conv_f = np.minimum(rng.poisson(truth.rate(spend_f, weekday[f], day[f], shock[f])), true_demand / DAYS)
+    # the realized campaign: delivery noise, the same truth (the day shock continues its AR(1)), demand
+    # capped day by day
+    frng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 1 + future)))
+    shock[f] = _ar1(frng, DAYS, truth.noise_sd, truth.phi, start=float(shock[n_hist - 1]))
+    spend_f = budget * np.minimum(np.exp(frng.normal(-0.5 * 0.05**2, 0.05, DAYS)), 1.2)
+    true_demand = audience * cvr * math.exp(frng.normal(0.0, 0.10))
+    conv_f = np.minimum(frng.poisson(truth.rate(spend_f, weekday[f], day[f], shock[f])), true_demand / DAYS)
     conv_f = np.floor(conv_f)
-    rev_f = _orders(rng, conv_f, truth.order_mu, order_sigma)
+    rev_f = _orders(frng, conv_f, truth.order_mu, order_sigma)
     window = slice(max(0, n_hist - LOOKBACK_DAYS), n_hist)
     base_rev = float(rev_h[window].mean()) * DAYS
     base_spend = float(np.round(hist_spend, 2)[window].mean()) * DAYS
     s_new, r_new = float(spend_f.sum()), float(rev_f.sum())
     uplift = (r_new - base_rev) * margin - (s_new - base_spend)
     return Account(spec.name, index, b, history, strategy, s_new, r_new, uplift)
+
+
+def oracle_uplifts(spec: WorldSpec, index: int, seed: int, futures: int = 200) -> np.ndarray:
+    """`futures` independent realized uplifts of the account's campaign (streams 1..futures, never the
+    scored stream 0): what a forecaster who knows the truth (and the last day shock) would simulate.
+    The share above 0 is its confidence; its Brier score is the floor any gate can reach on these
+    worlds (the outcome's own noise)."""
+    return np.array([make_account(spec, index, seed, future=k).realized_uplift for k in range(1, futures + 1)])
