@@ -451,3 +451,16 @@ def test_gate_calibration_log_widens_on_outcomes_the_gate_missed(
     assert learned["scale"] > plain["scale"] * 1.5
     assert main([*argv, "--calibration-log", str(tmp_path / "missing.jsonl")]) == 2
     assert "no such audit log file" in capsys.readouterr().err
+
+
+def test_tune_shows_the_reliability_before_and_after_calibration(capsys: pytest.CaptureFixture[str]) -> None:
+    from agents.synctwin.tuning import Evidence, brier
+
+    assert brier([Evidence("a", 1.0, True, "x"), Evidence("b", 0.5, False, "x")]) == pytest.approx(0.125)
+    assert brier([]) is None
+    assert main(["tune", "--json"]) == 0
+    cal = json.loads(capsys.readouterr().out)["calibration"]
+    for side in ("before", "after"):
+        assert 0 <= cal[side]["brier"] < 0.25 and sum(b["n"] for b in cal[side]["reliability"]) == 10
+    assert main(["tune"]) == 0
+    assert "Brier score of the confidence: before" in capsys.readouterr().out
