@@ -84,8 +84,8 @@ class CurveFit:
 
     @property
     def sigma(self) -> float:
-        """Posterior mean of the daily residual sd."""
-        return math.sqrt(self.scale / max(self.shape - 1.0, 0.5))
+        """Posterior mean of the daily residual sd (stationary: the innovations' over sqrt(1 - rho^2))."""
+        return math.sqrt(self.scale / max(self.shape - 1.0, 0.5) / (1.0 - self.rho * self.rho))
 
 
 def _design(log_spend_c: np.ndarray, weekday: np.ndarray, trend: np.ndarray) -> np.ndarray:
@@ -161,8 +161,15 @@ def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.nda
     for _ in range(2):
         mean, chol, shape, scale = _nig_posterior(x, y, m0, prior_sd, s_ref2)
         s_ref2 = min(max(scale / (shape - 1.0), 1e-4), 4.0)
-    fit_b_sd = math.sqrt(float(chol[_B] @ chol[_B]) * scale / (shape - 1.0))
     rho = _lag1(y - x @ mean, day_num)
+    if rho > 0:
+        # persistent residuals and persistent budget steps make independent-day errors overstate what the
+        # history says about b: refit on quasi-differenced rows (GLS for AR(1) errors, Prais-Winsten), so
+        # the posterior is that of the innovations; sigma^2 is then the innovation variance
+        xq, yq = _quasi_difference(x, y, day_num, rho)
+        s_ref2 *= 1.0 - rho * rho
+        mean, chol, shape, scale = _nig_posterior(xq, yq, m0, prior_sd, s_ref2)
+    fit_b_sd = math.sqrt(float(chol[_B] @ chol[_B]) * scale / (shape - 1.0))
     weak = (not flat) and fit_b_sd > WEAK_SHARE * B_PRIOR_SD
     if flat:
         notes.append(
@@ -207,6 +214,17 @@ def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.nda
         notes=tuple(notes),
         rho=rho,
     )
+
+
+def _quasi_difference(x: np.ndarray, y: np.ndarray, day_num: np.ndarray,
+                      rho: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rows minus rho times the previous day's; a row without a previous day (the first, or after a
+    gap) is scaled by sqrt(1 - rho^2) instead (Prais-Winsten)."""
+    xq, yq = x * math.sqrt(1.0 - rho * rho), y * math.sqrt(1.0 - rho * rho)
+    follows = np.flatnonzero(np.diff(day_num) == 1) + 1
+    xq[follows] = x[follows] - rho * x[follows - 1]
+    yq[follows] = y[follows] - rho * y[follows - 1]
+    return xq, yq
 
 
 def _lag1(resid: np.ndarray, day_num: np.ndarray) -> float:
@@ -293,7 +311,8 @@ def draw_parameters(fit: CurveFit, n: int, rng: np.random.Generator, spread: flo
     z = rng.standard_normal((n, P))
     beta = fit.mean + spread * (z @ fit.chol.T) * sd[:, None]
     b = np.clip(beta[:, _B], B_MIN, 1.0)
-    return CurveDraws(a=beta[:, 0], b=b, dow=beta[:, _DOW], trend=beta[:, _TREND], sigma=spread * sd)
+    stationary = spread * sd / math.sqrt(1.0 - fit.rho * fit.rho)  # the daily residual's sd (AR(1) innovations)
+    return CurveDraws(a=beta[:, 0], b=b, dow=beta[:, _DOW], trend=beta[:, _TREND], sigma=stationary)
 
 
 def predict_log_total(
@@ -302,13 +321,14 @@ def predict_log_total(
     """Median and sd of log(total revenue) over the given future days at the given spend, in closed
     form (delta method around the posterior mean): what the rolling calibration scores against."""
     x = _design(log_spend - fit.log_spend_mean, weekday, trend)
-    sigma2 = fit.scale / max(fit.shape - 1.0, 0.5)
+    innov2 = fit.scale / max(fit.shape - 1.0, 0.5)
+    sigma2 = innov2 / (1.0 - fit.rho * fit.rho)  # the daily residual's stationary variance
     lin = x @ fit.mean
     daily = np.maximum(np.exp(lin + 0.5 * sigma2) - 0.5, 1e-9)
     total = float(daily.sum())
     w = daily / total
     xbar = w @ x  # d log total / d beta
-    param_var = float(np.sum((fit.chol.T @ xbar) ** 2)) * sigma2
+    param_var = float(np.sum((fit.chol.T @ xbar) ** 2)) * innov2
     # daily noise on the log scale, summed over days (independent), as a log-total variance
     # daily residuals as an AR(1) (fit.rho), the order value's day-to-day noise independent
     h = w.shape[0]
