@@ -216,8 +216,7 @@ def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.nda
     )
 
 
-def _quasi_difference(x: np.ndarray, y: np.ndarray, day_num: np.ndarray,
-                      rho: float) -> tuple[np.ndarray, np.ndarray]:
+def _quasi_difference(x: np.ndarray, y: np.ndarray, day_num: np.ndarray, rho: float) -> tuple[np.ndarray, np.ndarray]:
     """Rows minus rho times the previous day's; a row without a previous day (the first, or after a
     gap) is scaled by sqrt(1 - rho^2) instead (Prais-Winsten)."""
     xq, yq = x * math.sqrt(1.0 - rho * rho), y * math.sqrt(1.0 - rho * rho)
