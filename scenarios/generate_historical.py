@@ -4,8 +4,11 @@ Run `python -m scenarios.generate_historical` from the repository root; it rewri
 scenarios/builtin/historical/ (10 case files and their histories) deterministically.
 
 Each client has a *true* market the gate never sees directly: CPM (with a drift), CTR,
-conversions per click, order value (per-order dispersion) and day-to-day noise. The client's
-90-day history is drawn from it. The campaign's realized outcome is a separate draw of the
+conversions per click, order value (per-order dispersion), day-to-day noise, and diminishing
+returns: conversions grow like spend^b (b = `elasticity` < 1; conversions per click fall as spend
+rises above the client's usual level, as accounts buy their cheapest conversions first). The
+client's 90-day history is drawn from it, with budget steps and day-to-day spend variation (so
+the curve can be learned from it). The campaign's realized outcome is a separate draw of the
 same world during the campaign, with the story's changes (Q4 CPM inflation, a cold audience
 converting worse, ...) that the history cannot show: every day the budget is delivered
 (with noise), buys impressions, clicks and conversions, and the conversions are capped by
@@ -55,6 +58,7 @@ class Market:
     ctr_sd: float = 0.06
     cpc_sd: float = 0.08
     aov_sd: float = 0.03
+    elasticity: float = 0.7  # b: conversions ~ spend^b around the client's usual spend
 
     def cpm_at(self, day: float) -> float:
         """CPM on day `day` since the history started (the drift continues into the campaign)."""
@@ -88,17 +92,19 @@ class CaseSpec:
     world: World = field(default_factory=World)
     history_gap_days: int = 4  # the history ends this many days before launch
     history_spend_ramp: float = 0.0  # relative change of daily spend over the history
-    spend_sd: float = 0.08
+    spend_sd: float = 0.12  # day-to-day log-sd of spend around the current budget step
+    step_sd: float = 0.18  # log-sd of the budget steps (every 12-20 days)
 
 
 CASES: list[CaseSpec] = [
     CaseSpec(
         slug="meta_apparel_fall_scale_up",
         description="Meta, women's apparel: double a strong prospecting program (ROAS ~3.4 at a 60% "
-        "margin) from about $800 to $1,600 a day for the fall season. CPM drifting up into Q4 trims "
-        "the uplift, but every extra dollar still earns more than it costs.",
+        "margin) from about $800 to $1,600 a day for the fall season. A broad audience saturates slowly "
+        "(conversions ~ spend^0.85, which the history's budget steps show); CPM drifting up into Q4 trims "
+        "the uplift, but the extra dollars still earn more than they cost.",
         client_id="northwind-apparel", platform="meta", launch=dt.date(2025, 9, 8),
-        market=Market(cpm=11.0, ctr=0.015, conv_per_click=0.032, aov=78.0, cpm_drift=0.08),
+        market=Market(cpm=11.0, ctr=0.015, conv_per_click=0.032, aov=78.0, cpm_drift=0.08, elasticity=0.85),
         history_spend=800.0,
         strategy={"audience_size": 2_100_000, "cvr": 0.0015, "daily_budget": 1600, "duration_days": 30,
                   "gross_margin": 0.6},
@@ -122,7 +128,8 @@ CASES: list[CaseSpec] = [
         description="Google Search, furniture: widen high-intent keywords from about $1,100 to $1,800 a "
         "day. Large orders ($540) and a 38% margin make each click worth far more than it costs.",
         client_id="oakline-furniture", platform="google", launch=dt.date(2025, 3, 3),
-        market=Market(cpm=45.0, ctr=0.045, conv_per_click=0.016, aov=540.0, order_cv=0.9, ctr_sd=0.05),
+        market=Market(cpm=45.0, ctr=0.045, conv_per_click=0.016, aov=540.0, order_cv=0.9, ctr_sd=0.05,
+                      elasticity=0.8),
         history_spend=1100.0,
         strategy={"audience_size": 420_000, "cvr": 0.003, "daily_budget": 1800, "duration_days": 30,
                   "gross_margin": 0.38},
@@ -132,11 +139,11 @@ CASES: list[CaseSpec] = [
     CaseSpec(
         slug="meta_lookalike_budget_cut",
         description="Meta, home goods: move to a 2.4M lookalike audience assumed to convert at 0.9% and "
-        "cut the budget from $1,500 to $1,000 a day. The seed's formula counts 21,600 conversions and "
-        "approves; $1,000 a day buys about 1,100. Revenue falls with the budget and the program, "
-        "profitable at the margin, loses profit.",
+        "cut the budget from $1,500 to $1,000 a day. The one-factor formula counts 21,600 conversions and "
+        "approves; $1,000 a day buys about 1,200. With little saturation (conversions ~ spend^0.75) "
+        "revenue falls almost with the budget and the program, profitable at the margin, loses profit.",
         client_id="harbor-home", platform="meta", launch=dt.date(2025, 5, 12),
-        market=Market(cpm=10.0, ctr=0.012, conv_per_click=0.032, aov=64.0),
+        market=Market(cpm=10.0, ctr=0.012, conv_per_click=0.032, aov=84.0, elasticity=0.75),
         history_spend=1500.0,
         strategy={"audience_size": 2_400_000, "cvr": 0.009, "daily_budget": 1000, "duration_days": 30,
                   "gross_margin": 0.5},
@@ -170,11 +177,12 @@ CASES: list[CaseSpec] = [
     CaseSpec(
         slug="tiktok_skincare_new_audience",
         description="TikTok, skincare: a new audience (men 30-44, never advertised to) at $1,200 a day "
-        "against a $300-a-day program with ROAS ~2.7 at a 78% margin. The gate doubles its "
+        "against a $300-a-day program with ROAS ~3.6 at a 78% margin, saturating slowly. The gate doubles its "
         "uncertainty for a new audience and still approves, with less room; the new audience "
         "converts 10% worse per click and the campaign still earns.",
         client_id="lumen-beauty", platform="tiktok", launch=dt.date(2025, 4, 14),
-        market=Market(cpm=7.5, ctr=0.016, conv_per_click=0.031, aov=42.0, cpm_sd=0.10, cpc_sd=0.10),
+        market=Market(cpm=7.5, ctr=0.016, conv_per_click=0.031, aov=55.0, cpm_sd=0.10, cpc_sd=0.10,
+                      elasticity=0.85),
         history_spend=300.0,
         strategy={"audience_size": 1_800_000, "cvr": 0.0025, "daily_budget": 1200, "duration_days": 28,
                   "gross_margin": 0.78, "new_audience": True},
@@ -195,15 +203,17 @@ CASES: list[CaseSpec] = [
     CaseSpec(
         slug="google_toys_holiday_sprint",
         description="Google Shopping, toys: a 14-day December sprint from $900 to $2,000 a day on a "
-        "program with ROAS ~4.2 at a 48% margin. Holiday auctions cost a fifth more while shoppers "
+        "program with ROAS ~5 at a 48% margin, whose earlier budget pushes show it saturating slowly. "
+        "Holiday auctions cost a fifth more while shoppers "
         "convert only a little better: the realized uplift is well below the projection, but positive.",
         client_id="brightside-toys", platform="google", launch=dt.date(2025, 12, 1),
-        market=Market(cpm=8.0, ctr=0.015, conv_per_click=0.036, aov=62.0, cpm_drift=0.06),
+        market=Market(cpm=8.0, ctr=0.015, conv_per_click=0.036, aov=75.0, cpm_drift=0.06, elasticity=0.85),
         history_spend=900.0,
         strategy={"audience_size": 700_000, "cvr": 0.004, "daily_budget": 2000, "duration_days": 14,
                   "gross_margin": 0.48},
         world=World(conv_shift=1.05, cpm_shift=1.20),
         history_gap_days=3,
+        step_sd=0.30,  # the client has tried larger budgets before (pushes of up to ~1.5x)
     ),
     CaseSpec(
         slug="meta_retargeting_saturation",
@@ -235,16 +245,19 @@ def _revenue(rng: np.random.Generator, orders: np.ndarray, aov: np.ndarray, orde
 
 
 def _funnel_days(rng: np.random.Generator, m: Market, spend: np.ndarray, days_since_start: np.ndarray,
-                 weekday: np.ndarray, *, cpm_level: float = 1.0, conv_level: float = 1.0,
+                 weekday: np.ndarray, *, reference_spend: float, cpm_level: float = 1.0, conv_level: float = 1.0,
                  aov_level: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Impressions, clicks, conversions the spend buys (before any demand cap) and AOV, per day."""
+    """Impressions, clicks, conversions the spend buys (before any demand cap) and AOV, per day.
+    Conversions per click fall like (spend / reference_spend)^(b - 1): diminishing returns."""
     n = spend.shape[0]
     cpm = np.array([m.cpm_at(d) for d in days_since_start]) * WEEKDAY_CPM[weekday] * cpm_level
     cpm *= _lognormal(rng, m.cpm_sd, n)
     impressions = np.floor(spend / cpm * 1000.0)
     ctr = np.clip(m.ctr * _lognormal(rng, m.ctr_sd, n), 0, 1)
     clicks = rng.binomial(impressions.astype(np.int64), ctr)
-    cpc = np.clip(m.conv_per_click * WEEKDAY_CONVERSION[weekday] * conv_level * _lognormal(rng, m.cpc_sd, n), 0, 1)
+    saturation = (spend / reference_spend) ** (m.elasticity - 1.0)
+    cpc = np.clip(m.conv_per_click * WEEKDAY_CONVERSION[weekday] * conv_level * saturation
+                  * _lognormal(rng, m.cpc_sd, n), 0, 1)
     conversions = rng.binomial(clicks, cpc)
     aov = m.aov * aov_level * _lognormal(rng, m.aov_sd, n)
     return impressions, clicks.astype(np.float64), conversions.astype(np.float64), aov
@@ -258,8 +271,16 @@ def draw_history(rng: np.random.Generator, spec: CaseSpec) -> History:
     t = np.arange(HISTORY_DAYS, dtype=np.float64)
     ramp = 1.0 + spec.history_spend_ramp * (t / (HISTORY_DAYS - 1) - 0.5)
     noise = _lognormal(rng, spec.spend_sd, HISTORY_DAYS)
-    spend = np.round(spec.history_spend * ramp * WEEKDAY_SPEND[weekday] * noise, 2)
-    impressions, clicks, conversions, aov = _funnel_days(rng, spec.market, spend, t, weekday)
+    steps = np.empty(HISTORY_DAYS)
+    i = 0
+    while i < HISTORY_DAYS:  # budget steps around the usual level, mean one over the window
+        run = int(rng.integers(12, 21))
+        steps[i:i + run] = float(_lognormal(rng, spec.step_sd))
+        i += run
+    steps /= steps.mean()
+    spend = np.round(spec.history_spend * ramp * WEEKDAY_SPEND[weekday] * steps * noise, 2)
+    impressions, clicks, conversions, aov = _funnel_days(rng, spec.market, spend, t, weekday,
+                                                         reference_spend=spec.history_spend)
     revenue = np.round(_revenue(rng, conversions, aov, spec.market.order_cv), 2)
     rows = [{"date": d.isoformat(), "spend": spend[i], "impressions": impressions[i], "clicks": clicks[i],
              "conversions": conversions[i], "revenue": revenue[i]} for i, d in enumerate(dates)]
@@ -276,7 +297,7 @@ def draw_outcome(rng: np.random.Generator, spec: CaseSpec) -> dict[str, float]:
     delivery = np.minimum(_lognormal(rng, 0.05, days), 1.2)
     spend = np.round(float(s["daily_budget"]) * delivery, 2)
     _, _, bought, aov = _funnel_days(
-        rng, m, spend, t, weekday,
+        rng, m, spend, t, weekday, reference_spend=spec.history_spend,
         cpm_level=w.cpm_shift * float(_lognormal(rng, w.level_sd)),
         conv_level=w.conv_shift * float(_lognormal(rng, w.level_sd)),
         aov_level=w.aov_shift * float(_lognormal(rng, w.level_sd)),

@@ -149,6 +149,9 @@ class GeneratedHistory(_Strict):
     platform: Platform = "meta"
     days: int = Field(90, ge=14, le=730)
     daily_spend: float = Field(gt=0)
+    budget_steps: float = Field(0.25, ge=0, le=1, description="log-sd of the budget steps (every 2-3 weeks, "
+                                "mean one over the history): the spend variation the gate's response curve "
+                                "learns what a dollar buys from; 0 for a flat history")
     rate_factors: dict[Literal["cpm", "ctr", "cvr", "aov"], float] = Field(
         default_factory=dict, description="this client's rates relative to the platform's, e.g. {cvr: 0.8}; "
         "its campaigns on the same platform run at these rates too unless their `truth` says otherwise")

@@ -10,6 +10,8 @@ from typing import TypeVar
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from synctwin.models import DEFAULT_MODEL, MODEL_CHOICES
+
 
 class Settings(BaseSettings):
     """Every tunable in one place; the command line overrides a few of them per run."""
@@ -25,10 +27,18 @@ class Settings(BaseSettings):
         4_096, ge=100, description="paths whose daily trajectories give the projection's quantile bands "
         "(4k paths put each quantile within ~0.03 sd of its value; more costs time, not accuracy that matters)"
     )
-    model: str = Field("funnel", pattern="^(funnel|seed)$")
+    model: str = Field(DEFAULT_MODEL, pattern=f"^({'|'.join(MODEL_CHOICES)})$",
+                       description="the gate's model (synctwin.models.MODELS; seed = one-factor)")
     lookback_days: int = Field(90, ge=7, description="history window of the baseline")
     min_history_days: int = Field(14, ge=2, description="fewer days than this is an error")
     # uncertainty of the funnel model
+    curve_structural_sigma: float = Field(
+        0.03, ge=0, description="curve model: log-sd of the level beyond the fit's posterior (the future is not "
+        "the past); the rolling calibration scales it with the rest")
+    new_context_sigma: float = Field(
+        0.30, ge=0, description="curve model: log-sd of the conversion level for a new audience or platform "
+        "(the history's curve was learned on another one)")
+    calibrate: bool = Field(True, description="curve model: scale the spread by the history's rolling errors")
     structural_sigma: float = Field(
         0.10, ge=0, description="log-sd of each funnel rate beyond what the history's sampling error explains"
     )

@@ -15,7 +15,25 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Platform = Literal["meta", "tiktok", "google"]
 Decision = Literal["APPROVED", "REJECTED"]
 RiskProfile = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
-ModelName = Literal["funnel", "seed"]
+ModelName = Literal["curve", "funnel", "one-factor"]
+# The gate's models, in one place: the command lines' choices and the settings' pattern come from
+# here. `seed` is the one-factor model's former name, kept as an alias on every entry point.
+MODELS: tuple[str, ...] = ("curve", "funnel", "one-factor")
+MODEL_ALIASES: dict[str, str] = {"seed": "one-factor"}
+MODEL_CHOICES: tuple[str, ...] = MODELS + tuple(MODEL_ALIASES)
+ModelChoice = Literal["curve", "funnel", "one-factor", "seed"]
+DEFAULT_MODEL = "curve"
+MODEL_HELP = ("curve (default): a response curve fitted to the history (diminishing returns, weekday "
+              "seasonality, trend); funnel: the history's constant conversions per dollar; one-factor "
+              "(alias seed): the original one-factor formula")
+
+
+def canonical_model(name: str) -> str:
+    """The canonical name of a model or its alias; ValueError for an unknown one."""
+    name = MODEL_ALIASES.get(name, name)
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_CHOICES)}")
+    return name
 
 
 def _finite(value: float | None, name: str) -> float | None:
@@ -215,6 +233,16 @@ class GateResult(BaseModel):
     baseline: dict[str, float]
     projection: Projection
     suggestions: list[Suggestion] = Field(default_factory=list)
+    extrapolation: dict[str, Any] | None = Field(
+        None, description="set when the daily budget lies outside the spend the history covers (curve model)")
+    calibration: dict[str, Any] | None = Field(
+        None, description="how the predictive spread was calibrated: method, calibration set, n, scale")
+    notes: list[str] = Field(default_factory=list, description="plain-language caveats of this projection")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _canonical(cls, v: Any) -> Any:
+        return MODEL_ALIASES.get(v, v) if isinstance(v, str) else v
 
     @property
     def approved(self) -> bool:

@@ -41,7 +41,7 @@ def test_result_has_the_seed_keys_and_ours(baseline) -> None:
     assert sd["median_uplift"] == r["projected_net_profit_uplift"]
     assert r["confidence_interval"][0] <= r["confidence_score"] <= r["confidence_interval"][1]
     assert len(r["projection"]["points"]) == 31 and r["projection"]["points"][0]["t_hours"] == 0
-    assert r["threshold"] == 0.85 and r["model"] == "funnel" and r["seed"] == 1
+    assert r["threshold"] == 0.85 and r["model"] == "curve" and r["seed"] == 1
 
 
 def test_projected_uplift_is_the_median_of_all_paths_not_of_positives(baseline) -> None:
@@ -107,7 +107,10 @@ def test_missing_rates_give_a_clear_error() -> None:
     zero = type(h)(h.dates, h.spend, h.impressions * 0, h.clicks * 0, h.conversions * 0, h.revenue * 0)
     b = compute_baseline(zero)
     with pytest.raises(InvalidInput, match="cannot estimate the CPM"):
+        SimulationGatekeeper().evaluate(strategy(), b, seed=1, model="funnel")
+    with pytest.raises(InvalidInput, match="cannot estimate the order value"):  # the curve needs only the AOV
         SimulationGatekeeper().evaluate(strategy(), b, seed=1)
+    assert SimulationGatekeeper().evaluate(strategy(aov=60), b, seed=1).confidence_score == 0  # nothing converts
     assert SimulationGatekeeper().evaluate(strategy(cpm=6, ctr=0.02, aov=60), b, seed=1, model="funnel") is not None \
         if not math.isnan(b.cvr_click) else True
 

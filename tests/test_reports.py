@@ -90,6 +90,11 @@ def text_of(checker: _Checker) -> str:
     return " ".join(" ".join(checker.text).split())
 
 
+# the example strategy at $1,200 a day: 2x the history's spend, outside its range, likely but not surely
+# profitable (confidence ~0.82 at seed 1): a near miss
+NEAR_BUDGET = 1200
+
+
 def gate_args(*extra: str, strategy: Path = STRATEGY) -> list[str]:
     return ["gate", str(strategy), "--history", str(HISTORY), "--seed", "1", *extra]
 
@@ -130,7 +135,7 @@ def test_progress_callback_sees_every_path_and_changes_nothing() -> None:
 
 
 @pytest.mark.parametrize(("changes", "decision", "status"), [
-    ({}, "REJECTED", 1), ({"daily_budget": 1100, "cvr": 0.03}, "APPROVED", 0)])
+    ({"daily_budget": 3000, "cvr": 0.01}, "REJECTED", 1), ({"daily_budget": 1100, "cvr": 0.03}, "APPROVED", 0)])
 def test_gate_report(tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, Any], decision: str,
                      status: int) -> None:
     strategy = write_strategy(tmp_path, "s", **changes)
@@ -157,7 +162,7 @@ def test_gate_report(tmp_path: Path, capsys: pytest.CaptureFixture[str], changes
 def test_gate_without_report_does_not_import_matplotlib(tmp_path: Path) -> None:
     code = ("import sys, contextlib, io\nfrom synctwin.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    rc = main({gate_args()!r})\n"
+            f"    rc = main({gate_args(strategy=write_strategy(tmp_path, 'near', daily_budget=NEAR_BUDGET))!r})\n"
             "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'PIL')"
             " or m.startswith('synctwin.reports')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -264,7 +269,7 @@ def test_chaos_report_names_the_failed_drill(tmp_path: Path, capsys: pytest.Capt
 def audit_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     """Three gate runs audited by `synctwin gate --audit-log`: a near-miss, a clear loser, an approval."""
     log = tmp_path / "audit.jsonl"
-    for name, changes, status in (("near", {"campaign_id": "near-miss"}, 1),
+    for name, changes, status in (("near", {"campaign_id": "near-miss", "daily_budget": NEAR_BUDGET}, 1),
                                   ("loser", {"campaign_id": "big-spender", "daily_budget": 3000}, 1),
                                   ("winner", {"campaign_id": "winner", "daily_budget": 1100, "cvr": 0.03}, 0)):
         strategy = write_strategy(tmp_path, name, **changes)
@@ -317,7 +322,7 @@ def test_review_respects_since(audit_log: Path, capsys: pytest.CaptureFixture[st
 @pytest.mark.redis
 def test_review_reads_the_redis_audit_stream(redis_server: Any, redis_client: Any, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    for name, changes in (("near", {"campaign_id": "near-miss"}),
+    for name, changes in (("near", {"campaign_id": "near-miss", "daily_budget": NEAR_BUDGET}),
                           ("loser", {"campaign_id": "big-spender", "daily_budget": 3000})):
         assert main([*gate_args("--redis", redis_server.url, strategy=write_strategy(tmp_path, name, **changes))]) == 1
     capsys.readouterr()

@@ -55,9 +55,9 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize(("name", "title", "figures"), [
-    ("gate", "SyncTwin gate: REJECTED - example-spring", 2),
+    ("gate", "SyncTwin gate: APPROVED - example-spring", 2),  # the curve model approves the example (~0.87)
     ("replay", "SyncTwin replay: browser_shock (seed 0)", 1),
-    ("rolling", "SyncTwin rolling backtest: funnel on {out}/account.csv", 2)])
+    ("rolling", "SyncTwin rolling backtest: curve on {out}/account.csv", 2)])
 def test_the_browser_builds_the_page(reports: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                      name: str, title: str, figures: int) -> None:
     capsys.readouterr()

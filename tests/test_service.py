@@ -96,7 +96,7 @@ def test_simulate_honours_paths_model_and_threshold(api: TestClient) -> None:
     r = api.post("/v1/simulate", json=body(paths=1_000, model="seed", threshold=0.5))
     assert r.status_code == 200, r.text
     d = r.json()
-    assert (d["model"], d["threshold"], d["seed"]) == ("seed", 0.5, 1)
+    assert (d["model"], d["threshold"], d["seed"]) == ("one-factor", 0.5, 1)  # the alias's canonical name
     assert d["simulation_details"]["initial_simulations"] == 1_000
 
 
@@ -263,16 +263,16 @@ def test_redis_down_is_a_503_not_a_traceback() -> None:
 
 
 def test_metrics_count_gate_decisions_latency_and_paths(api: TestClient) -> None:
-    before_n = metrics.sample("synctwin_gate_latency_seconds_count", {"model": "funnel"}) or 0.0
-    before_paths = metrics.sample("synctwin_gate_paths_total", {"model": "funnel"}) or 0.0
+    before_n = metrics.sample("synctwin_gate_latency_seconds_count", {"model": "curve"}) or 0.0
+    before_paths = metrics.sample("synctwin_gate_paths_total", {"model": "curve"}) or 0.0
     d = api.post("/v1/simulate", json=body()).json()
     labels = {"decision": d["decision"], "risk_profile": d["risk_profile"]}
     before_decisions = (metrics.sample("synctwin_gate_decisions_total", labels) or 0.0) - 1
     text = api.get("/metrics").text
     assert "synctwin_gate_latency_seconds_bucket" in text
     assert 'synctwin_http_requests_total{method="POST",route="/v1/simulate",status="200"}' in text
-    assert metrics.sample("synctwin_gate_latency_seconds_count", {"model": "funnel"}) == before_n + 1
-    assert metrics.sample("synctwin_gate_paths_total", {"model": "funnel"}) == (
+    assert metrics.sample("synctwin_gate_latency_seconds_count", {"model": "curve"}) == before_n + 1
+    assert metrics.sample("synctwin_gate_paths_total", {"model": "curve"}) == (
         before_paths + d["simulation_details"]["total_simulations"])
     assert metrics.sample("synctwin_gate_decisions_total", labels) == before_decisions + 1
     assert metrics.sample("synctwin_gate_in_flight") == 0
@@ -503,7 +503,7 @@ def test_synctwin_serve_answers_and_stops_on_sigterm(workers: int) -> None:
             assert r.status_code == 200, r.text
         text = httpx.get(f"{base}/metrics", timeout=5).text
         # with several workers any one answers for all of them (prometheus multiprocess mode)
-        count = re.search(r'^synctwin_gate_latency_seconds_count\{model="funnel"\} (\S+)$', text, re.M)
+        count = re.search(r'^synctwin_gate_latency_seconds_count\{model="curve"\} (\S+)$', text, re.M)
         assert count and float(count.group(1)) == 3.0, text[:2000]
     finally:
         code = _stop(proc)

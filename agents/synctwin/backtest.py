@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from agents.synctwin.gatekeeper import SimulationGatekeeper
+from agents.synctwin.gatekeeper import SimulationGatekeeper, model_name
 from agents.syncvalue.baseline import compute_baseline
 from synctwin.config import get_limits
 from synctwin.errors import InvalidInput
@@ -355,7 +355,7 @@ def run_backtest(cases: Iterable[BacktestCase], gatekeeper: SimulationGatekeeper
     """
     if seed < 0:
         raise InvalidInput(f"seed {seed} must be >= 0", field="seed")
-    model = model or gatekeeper.model
+    model = model_name(model or gatekeeper.model)
     paths = paths or gatekeeper.paths
     tasks = [(gatekeeper, case, case_seed(seed, case.name), paths, model) for case in cases]
     rows = []

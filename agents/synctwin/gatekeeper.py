@@ -17,12 +17,22 @@ from typing import Any
 import numpy as np
 
 from agents.synctwin.montecarlo import (
+    CurveParams,
     FunnelParams,
     MonteCarloOutcome,
     SeedModelParams,
     run_monte_carlo,
+    simulate_curve_model,
     simulate_funnel_model,
     simulate_seed_model,
+)
+from agents.synctwin.response_curve import (
+    CurveFit,
+    extrapolation,
+    fit_response_curve,
+    future_trend,
+    future_weekdays,
+    rolling_calibration,
 )
 from agents.synctwin.stats import risk_profile
 from agents.syncvalue.baseline import Baseline
@@ -30,7 +40,15 @@ from agents.syncvalue.service import SyncValue
 from synctwin.config import Settings, get_settings
 from synctwin.errors import InvalidInput
 from synctwin.executors import Executor
-from synctwin.models import GateResult, Projection, ProjectionPoint, SimulationDetails, Strategy, ensure_finite
+from synctwin.models import (
+    GateResult,
+    Projection,
+    ProjectionPoint,
+    SimulationDetails,
+    Strategy,
+    canonical_model,
+    ensure_finite,
+)
 from synctwin.strategy_io import strategy_from_dict
 
 ProgressCallback = Callable[[int, int], None]  # (paths drawn, paths to draw)
@@ -97,6 +115,75 @@ def funnel_params(strategy: Strategy, baseline: Baseline, settings: Settings) ->
     )
 
 
+CAL_HORIZON_DAYS = 14  # rolling calibration windows: long enough to total, short enough to be many
+
+
+def _window_arrays(baseline: Baseline) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The baseline window's daily dates, spend, conversions, revenue; without a window (a baseline
+    built elsewhere) a flat history at its daily averages (so the curve is the prior's)."""
+    w = baseline.window
+    if w is not None and len(w) > 0:
+        return w.dates, w.spend, w.conversions, w.revenue, True
+    n = max(baseline.days, 7)
+    end = np.datetime64("today", "D")
+    dates = end - np.arange(n - 1, -1, -1).astype("timedelta64[D]")
+    return (dates, np.full(n, baseline.daily_spend), np.full(n, baseline.daily_conversions),
+            np.full(n, baseline.daily_revenue), False)
+
+
+def fit_curve(baseline: Baseline) -> tuple[CurveFit, bool]:
+    """The response curve of the baseline's window (and whether real daily rows were there)."""
+    dates, spend, conv, rev, real = _window_arrays(baseline)
+    return fit_response_curve(dates, spend, conv, rev), real
+
+
+def curve_params(strategy: Strategy, baseline: Baseline, settings: Settings, *,
+                 extra_z: np.ndarray | None = None, extra_set: str | None = None,
+                 ) -> tuple[CurveParams, dict[str, Any]]:
+    """The curve model's inputs and what the result reports about them (extrapolation, calibration,
+    notes). Closed form throughout: the fit and the rolling calibration cost milliseconds."""
+    d = strategy.duration_days
+    fit, real = fit_curve(baseline)
+    notes = list(fit.notes)
+    if not real:
+        notes.append("no daily history rows came with the baseline: the curve is assumed from its averages")
+    ext = extrapolation(fit, strategy.daily_budget)
+    new_context = strategy.new_audience or strategy.new_platform
+    widen = settings.new_context_widening if new_context else 1.0
+    structural = widen * settings.curve_structural_sigma
+    cal = None
+    spread = 1.0
+    if settings.calibrate and real:
+        dates, spend, conv, rev, _ = _window_arrays(baseline)
+        cal = rolling_calibration(dates, spend, conv, rev, horizon=min(d, CAL_HORIZON_DAYS),
+                                  structural_sigma=structural, extra_z=extra_z, extra_set=extra_set)
+        spread = cal.scale
+        if cal.note:
+            notes.append(cal.note)
+    spread *= widen
+    start = None
+    offset = 0
+    if strategy.launch_ts is not None:
+        start = np.datetime64(int(strategy.launch_ts), "s").astype("datetime64[D]")
+        offset = max(0, int((start - fit.last_date).astype(np.int64)) - 1)
+    ext_d = ext.to_dict()
+    if ext_d is not None:
+        notes.append(str(ext_d["note"]))
+    aov = _require(strategy.aov or fit.aov, "the order value", "give 'aov' in the strategy")
+    params = CurveParams(
+        days=d, daily_budget=strategy.daily_budget, demand=strategy.audience_size * strategy.cvr, fit=fit,
+        weekday=tuple(int(v) for v in future_weekdays(fit, d, start)),
+        trend=tuple(float(v) for v in future_trend(fit, d, offset)),
+        aov=aov, base_revenue=baseline.revenue_over(d), base_spend=baseline.spend_over(d),
+        gross_margin=strategy.gross_margin, spread=spread,
+        extra_sd=math.hypot(ext.widened_by, settings.new_context_sigma if new_context else 0.0),
+        structural_sigma=settings.curve_structural_sigma, aov_log_se=fit.aov_log_se,
+        demand_sigma=widen * settings.demand_sigma, delivery_sigma=settings.delivery_sigma,
+        max_overdelivery=settings.max_overdelivery,
+    )
+    return params, {"extrapolation": ext_d, "calibration": None if cal is None else cal.to_dict(), "notes": notes}
+
+
 def build_projection(outcome: MonteCarloOutcome, campaign_id: str, launch_ts: float | None,
                      days: int) -> Projection:
     """Cumulative quantiles at launch (all zero) and at the end of every day."""
@@ -116,14 +203,17 @@ class SimulationGatekeeper:
     """Pre-launch validation: blocks campaigns predicted to lose money."""
 
     def __init__(self, syncvalue_client: SyncValue | None = None, *, settings: Settings | None = None,
-                 model: str | None = None, threshold: float | None = None, paths: int | None = None) -> None:
+                 model: str | None = None, threshold: float | None = None, paths: int | None = None,
+                 calibration_z: np.ndarray | None = None, calibration_set: str | None = None) -> None:
+        """`calibration_z`: extra calibration residuals z = log(realized/projected revenue) / sd from
+        realized outcomes (see agents/synctwin/calibration_log.py), joining the history's own."""
         self.syncvalue_client = syncvalue_client
+        self.calibration_z = calibration_z
+        self.calibration_set = calibration_set
         self.settings = settings or get_settings()
-        self.model = model or self.settings.model
+        self.model = model_name(model or self.settings.model)
         self.threshold = self.settings.threshold if threshold is None else threshold
         self.paths = paths or self.settings.paths
-        if self.model not in ("funnel", "seed"):
-            raise InvalidInput(f"unknown model {self.model!r}; expected funnel or seed", field="model")
         if not 0 < self.threshold < 1:
             raise InvalidInput(f"threshold {self.threshold} must be in (0, 1)", field="threshold")
 
@@ -160,7 +250,7 @@ class SimulationGatekeeper:
                   progress: ProgressCallback | None, keep_uplift: bool,
                   executor: Executor | None = None) -> tuple[GateResult, np.ndarray | None]:
         started = time.perf_counter()
-        model = model or self.model
+        model = model_name(model or self.model)
         threshold = self.threshold if threshold is None else threshold
         paths = paths or self.paths
         if paths < 100:
@@ -169,10 +259,15 @@ class SimulationGatekeeper:
         if seed < 0:
             raise InvalidInput(f"seed {seed} must be >= 0", field="seed")
         max_paths = max(paths, max_paths or self.settings.max_paths)
-        if model == "seed":
+        extras: dict[str, Any] = {}
+        if model == "one-factor":
             simulate = partial(_seed_chunk, seed_model_params(strategy, baseline))
-        else:
+        elif model == "funnel":
             simulate = partial(_funnel_chunk, funnel_params(strategy, baseline, self.settings))
+        else:
+            params, extras = curve_params(strategy, baseline, self.settings, extra_z=self.calibration_z,
+                                          extra_set=self.calibration_set)
+            simulate = partial(_curve_chunk, params)
         outcome = run_monte_carlo(
             simulate, seed=seed, paths=paths, max_paths=max_paths, chunk_paths=self.settings.chunk_paths,
             threshold=threshold, projection_paths=self.settings.projection_paths, keep_uplift=keep_uplift,
@@ -180,6 +275,8 @@ class SimulationGatekeeper:
         )
         result = self._result(strategy, baseline, outcome, model=model, seed=seed, threshold=threshold,
                               started=started)
+        if extras:
+            result = result.model_copy(update=extras)
         return ensure_finite(result, strategy), outcome.uplift
 
     def _result(self, strategy: Strategy, baseline: Baseline, outcome: MonteCarloOutcome, *, model: str,
@@ -242,6 +339,18 @@ class SimulationGatekeeper:
 
         return result.model_copy(update={"suggestions": suggest(strategy, baseline, self, result,
                                                                 max_paths=max_paths)})
+
+
+def model_name(name: str) -> str:
+    """The canonical model name (aliases resolved); InvalidInput naming `model` for an unknown one."""
+    try:
+        return canonical_model(name)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="model") from None
+
+
+def _curve_chunk(params: CurveParams, n: int, rng: np.random.Generator, keep: bool):
+    return simulate_curve_model(params, n, rng, keep_paths=keep)
 
 
 def _seed_chunk(params: SeedModelParams, n: int, rng: np.random.Generator, keep: bool):

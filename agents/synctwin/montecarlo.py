@@ -1,11 +1,15 @@
 """The Monte Carlo of the gate: all paths at once as numpy arrays, no per-path Python loop.
 
-Two models share one driver:
-- `seed`: the seed's formula, one variance factor N(1, 0.15) per path scaling both
-  conversions (audience x cvr) and spend (budget x days);
+Three models share one driver:
+- `curve` (the default): day by day, spend (budget x delivery noise) -> conversions through the
+  path's draw of the response curve fitted to the history (concave in spend, weekday effects,
+  damped trend: agents/synctwin/response_curve.py), capped by daily demand (audience x cvr / days),
+  -> revenue (order value);
 - `funnel`: day by day, budget -> conversions (through the history's conversions per dollar,
   i.e. CPM, CTR and CVR per click) capped by demand (audience x cvr), -> revenue (AOV), with
-  per-path parameter uncertainty and per-day noise.
+  per-path parameter uncertainty and per-day noise: revenue proportional to spend;
+- `one-factor` (alias `seed`): the original design's formula, one variance factor N(1, 0.15)
+  per path scaling both conversions (audience x cvr) and spend (budget x days).
 
 Paths are drawn in fixed-size chunks, chunk k from its own seed stream
 (SeedSequence(seed, spawn_key=(k,))): memory stays bounded, the result depends only on the
@@ -14,6 +18,7 @@ seed, and chunks can be drawn anywhere (process pool, Ray) and merged in order.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +27,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from agents.synctwin.response_curve import CurveFit, draw_parameters
 from agents.synctwin.stats import order_statistics, row_quantiles, wilson_interval
 from synctwin.executors import Executor, ThreadExecutor
 
@@ -60,6 +66,30 @@ class FunnelParams:
     param_aov_sigma: float = 0.10
     daily_cpd_sigma: float = 0.15
     daily_aov_sigma: float = 0.05
+    delivery_sigma: float = 0.05
+    max_overdelivery: float = 1.2
+
+
+@dataclass(frozen=True, slots=True)
+class CurveParams:
+    """Inputs of the curve model. `weekday`/`trend` are the campaign days' covariates (length days);
+    `spread` is the calibration's scale of every fitted spread, `extra_sd` the extrapolation's widening."""
+
+    days: int
+    daily_budget: float
+    demand: float
+    fit: CurveFit
+    weekday: tuple[int, ...]
+    trend: tuple[float, ...]
+    aov: float
+    base_revenue: float
+    base_spend: float
+    gross_margin: float = 1.0
+    spread: float = 1.0
+    extra_sd: float = 0.0
+    structural_sigma: float = 0.05
+    aov_log_se: float = 0.0
+    demand_sigma: float = 0.15
     delivery_sigma: float = 0.05
     max_overdelivery: float = 1.2
 
@@ -124,6 +154,69 @@ def simulate_funnel_model(p: FunnelParams, n: int, rng: np.random.Generator, *,
     conversions *= spend
     np.minimum(conversions, demand_daily, out=conversions)
     revenue = _lognormal_factor(rng, p.daily_aov_sigma, (d, n), f32)
+    revenue *= aov_path
+    revenue *= conversions
+
+    total_spend = spend.sum(axis=0, dtype=np.float64)
+    total_revenue = revenue.sum(axis=0, dtype=np.float64)
+    uplift = (total_revenue - p.base_revenue) * p.gross_margin - (total_spend - p.base_spend)
+    block = PathBlock(uplift=uplift)
+    if keep_paths:
+        block.spend = cumulate_days(spend)
+        block.revenue = cumulate_days(revenue)
+        block.conversions = cumulate_days(conversions)
+    return block
+
+
+def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *,
+                         keep_paths: bool = False) -> PathBlock:
+    """Day by day through each path's draw of the response curve:
+
+    log(conversions + 0.5) = a + b (log spend - mean log spend) + dow[weekday] + g trend + level + sigma z,
+
+    the level shock (structural and extrapolation spread) drawn once per path, z every day; then
+    capped by the day's demand, times the path's order value and its daily noise. Arrays are
+    float32 (days, paths) as in the funnel model; totals are summed in float64.
+    """
+    d, f32 = p.days, np.float32
+    fit = p.fit
+    draws = draw_parameters(fit, n, rng, p.spread)
+    level_sd = math.hypot(p.spread * p.structural_sigma, p.extra_sd)
+    base = draws.a + draws.b * (math.log(p.daily_budget) - fit.log_spend_mean) + level_sd * rng.standard_normal(n)
+    aov_path = (p.aov * _lognormal_factor(rng, p.spread * p.aov_log_se, n)).astype(f32)
+    demand_daily = ((p.demand / d) * _lognormal_factor(rng, p.demand_sigma, n)).astype(f32)
+    # delivery: log spend = log budget + log-normal noise, capped at the platform's overdelivery
+    log_del = rng.standard_normal((d, n), dtype=f32)
+    sd = f32(p.delivery_sigma)
+    log_del *= sd
+    log_del -= f32(0.5) * sd * sd
+    np.minimum(log_del, f32(math.log(p.max_overdelivery)), out=log_del)
+    weekday = np.asarray(p.weekday, dtype=np.intp)
+    trend = np.asarray(p.trend, dtype=f32)
+    # the per-day linear predictor: (d, n) float32, built in place row-broadcast by row-broadcast
+    lin = rng.standard_normal((d, n), dtype=f32)
+    if fit.rho > 0:  # daily residuals as an AR(1): z_t = rho z_{t-1} + sqrt(1 - rho^2) e_t
+        rho, innov = f32(fit.rho), f32(math.sqrt(1.0 - fit.rho * fit.rho))
+        for day in range(1, d):
+            lin[day] *= innov
+            lin[day] += rho * lin[day - 1]
+    lin *= draws.sigma.astype(f32)
+    b32 = draws.b.astype(f32)
+    np.multiply(log_del, b32, out=log_del)  # b x log delivery (undone below for the spend)
+    lin += log_del
+    lin += np.ascontiguousarray(draws.dow.T, dtype=f32)[weekday]
+    lin += base.astype(f32)
+    g32 = draws.trend.astype(f32)
+    for day in range(d):
+        lin[day] += trend[day] * g32
+    np.divide(log_del, b32, out=log_del)
+    conversions = np.exp(lin, out=lin)
+    conversions -= f32(0.5)
+    np.maximum(conversions, f32(0.0), out=conversions)
+    np.minimum(conversions, demand_daily, out=conversions)
+    spend = np.exp(log_del, out=log_del)
+    spend *= f32(p.daily_budget)
+    revenue = _lognormal_factor(rng, fit.aov_daily_sd, (d, n), f32)
     revenue *= aov_path
     revenue *= conversions
 

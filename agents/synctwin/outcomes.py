@@ -41,11 +41,15 @@ class GateFacts:
     confidence_score: float
     threshold: float
     baseline: Mapping[str, float] = field(default_factory=dict)
+    # the projection's p10/p50/p90 of revenue at the end of the flight: realized outcomes then calibrate the
+    # gate's spread (agents/synctwin/calibration_log.py)
+    projected_revenue: tuple[float, float, float] | None = None
 
     @classmethod
     def of(cls, result: GateLike) -> GateFacts:
         return cls(float(result.confidence_score), float(result.threshold),
-                   {k: float(v) for k, v in result.baseline.items() if k in BASELINE_KEYS})
+                   {k: float(v) for k, v in result.baseline.items() if k in BASELINE_KEYS},
+                   projected_revenue(result))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GateFacts:
@@ -56,12 +60,33 @@ class GateFacts:
                 raise ValueError(f"{name} is not a number ({v!r})")
         if not isinstance(base, Mapping) or not all(_is_finite(base.get(k)) for k in ("daily_revenue", "daily_spend")):
             raise ValueError("baseline lacks daily_revenue/daily_spend")
+        pr = d.get("projected_revenue")
+        projected = (tuple(float(v) for v in pr) if isinstance(pr, list | tuple) and len(pr) == 3
+                     and all(_is_finite(v) for v in pr) else None)
         return cls(float(conf), float(thr),  # type: ignore[arg-type]
-                   {k: float(v) for k, v in base.items() if k in BASELINE_KEYS and _is_finite(v)})
+                   {k: float(v) for k, v in base.items() if k in BASELINE_KEYS and _is_finite(v)},
+                   projected)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"confidence_score": self.confidence_score, "threshold": self.threshold,
-                "baseline": dict(self.baseline)}
+        d: dict[str, Any] = {"confidence_score": self.confidence_score, "threshold": self.threshold,
+                             "baseline": dict(self.baseline)}
+        if self.projected_revenue is not None:
+            d["projected_revenue"] = list(self.projected_revenue)
+        return d
+
+
+def projected_revenue(gate: Any) -> tuple[float, float, float] | None:
+    """p10/p50/p90 of the projected revenue at the end of the flight, from a GateResult's projection or
+    GateFacts; None when the decision carries no projection."""
+    stored = getattr(gate, "projected_revenue", None)
+    if stored is not None:
+        return tuple(stored)  # type: ignore[return-value]
+    projection = getattr(gate, "projection", None)
+    points = getattr(projection, "points", None)
+    if not points:
+        return None
+    last = points[-1]
+    return (float(last.revenue_p10), float(last.revenue_p50), float(last.revenue_p90))
 
 
 def _is_finite(v: Any) -> bool:
@@ -91,6 +116,9 @@ def campaign_outcome(*, platform: str, launch_ts: float, days: float, days_total
         "net_profit_uplift": round(uplift, 2), "profitable": uplift > 0,
         "confidence_score": gate.confidence_score, "threshold": gate.threshold,
     }
+    projected = projected_revenue(gate)
+    if projected is not None:
+        out["projected_revenue"] = [round(v, 2) for v in projected]
     if pause_reason:
         out["pause_reason"] = pause_reason
     return out

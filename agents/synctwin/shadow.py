@@ -33,7 +33,7 @@ import numpy as np
 import simpy
 
 from agents.base import Agent
-from agents.synctwin.outcomes import GateFacts, GateLike, net_profit_uplift
+from agents.synctwin.outcomes import GateFacts, GateLike, net_profit_uplift, projected_revenue
 from synctwin.config import get_limits
 from synctwin.errors import InvalidInput
 from synctwin.files import capped_lines, open_input
@@ -154,13 +154,17 @@ def outcome_record(strategy: Strategy, result: GateLike, totals: ShadowTotals, *
     with the net profit uplift against the baseline over the same days (DESIGN.md)."""
     days = totals.days
     uplift = net_profit_uplift(totals.revenue, totals.spend, days, result.baseline, strategy.gross_margin)
-    return {
+    out = {
         "platform": strategy.platform, "days": round(days, 4), "days_total": strategy.duration_days,
         "final": final, "market_days_observed": totals.observed,
         "revenue": round(totals.revenue, 2), "spend": round(totals.spend, 2),
         "conversions": round(totals.conversions, 2), "net_profit_uplift": round(uplift, 2),
         "profitable": uplift > 0, "confidence_score": result.confidence_score, "threshold": result.threshold,
     }
+    projected = projected_revenue(result)
+    if projected is not None:  # what the gate projected for the flight: realized outcomes calibrate its spread
+        out["projected_revenue"] = [round(v, 2) for v in projected]
+    return out
 
 
 class ShadowAgent(Agent):

@@ -55,6 +55,19 @@ def reliability(evidence: Iterable[Evidence]) -> list[dict[str, Any]]:
     return rows
 
 
+def brier(evidence: Iterable[Evidence]) -> float | None:
+    """Mean (confidence - made money)^2: 0 for a sure and right gate, 0.25 for a coin."""
+    items = list(evidence)
+    return sum((e.confidence - e.profitable) ** 2 for e in items) / len(items) if items else None
+
+
+def calibration_effect(before: list[Evidence], after: list[Evidence]) -> dict[str, Any]:
+    """Reliability and Brier of the confidence without the gate's calibration of its spread ("before")
+    and with it ("after"), on the same campaigns."""
+    return {"before": {"brier": brier(before), "reliability": reliability(before)},
+            "after": {"brier": brier(after), "reliability": reliability(after)}}
+
+
 def pick_threshold(curve: list[dict[str, Any]], current: float, fn_goal: float = FN_GOAL) -> tuple[float, str]:
     """The seed's rule over the FN/FP curve; returns (threshold, why)."""
     ok = [r for r in curve if (r["fn_rate"] or 0.0) <= fn_goal]

@@ -6,7 +6,7 @@ Pure functions over arrays: no I/O, so the store the history came from does not 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from synctwin.errors import InvalidInput
 from synctwin.history import History
 
 DAYS_PER_MONTH = 30
+CURVE_DAYS = 180  # the response curve learns from up to this many days (the baseline stays the lookback's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,9 @@ class Baseline:
     conversions_per_dollar_log_sd: float
     monthly_churn: float
     ltv: float
+    # daily rows the curve model fits: the last max(lookback, CURVE_DAYS) days (more spend levels to learn
+    # the curve from; the averages above stay the lookback window's)
+    window: History | None = field(default=None, compare=False, repr=False)
 
     @property
     def monthly_revenue(self) -> float:
@@ -56,7 +60,7 @@ class Baseline:
         return self.daily_spend * days
 
     def to_dict(self) -> dict[str, float]:
-        d = {k: float(v) for k, v in asdict(self).items()}
+        d = {f.name: float(getattr(self, f.name)) for f in fields(self) if f.name != "window"}
         d["monthly_revenue"] = self.monthly_revenue
         d["monthly_ad_spend"] = self.monthly_ad_spend
         return d
@@ -115,4 +119,5 @@ def compute_baseline(history: History, *, lookback_days: int = 90, min_days: int
         conversions_per_dollar_log_sd=_log_sd(conv, spend),
         monthly_churn=monthly_churn,
         ltv=ltv,
+        window=history.last(max(lookback_days, CURVE_DAYS)),
     )

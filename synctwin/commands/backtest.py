@@ -11,8 +11,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("cases", nargs="?", metavar="DIR_OR_FILE",
                    help="a backtest case file (JSON: strategy, history, outcome) or a directory of them; "
                         "default: the 10 built-in historical campaigns (5 profitable, 5 not)")
-    p.add_argument("--model", metavar="NAME", help="the gate's model, any it knows (funnel, seed, ...; "
-                   "default funnel); an unknown name is refused")
+    from synctwin.models import MODEL_CHOICES, MODEL_HELP
+
+    p.add_argument("--model", choices=MODEL_CHOICES, help=MODEL_HELP)
     p.add_argument("--paths", type=int, metavar="N", help="Monte Carlo paths per campaign or window (default 10000)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument("--threshold", type=float, metavar="T", help="approve when confidence > T (default 0.85)")

@@ -50,16 +50,19 @@ def _chapter_gate(out: Any, args: argparse.Namespace) -> None:
     strategy = strategy_from_dict(json.loads((examples / "strategy.json").read_text()), source="example strategy")
     history = parse_history_csv((examples / "history_90d.csv").read_text(), source="example history")
     out.print("\n[bold]1. The pre-launch gate[/] on the bundled example (90-day history, 30-day Meta campaign)")
+    from synctwin.models import MODELS
+
     gate = SimulationGatekeeper()
-    for model in ("funnel", "seed"):
+    for model in MODELS:
         r = gate.evaluate(strategy, compute_baseline(history), seed=args.seed, paths=args.paths, model=model)
         sd = r.simulation_details
-        out.print(f"   model {model:<6} {r.decision:<8} confidence {r.confidence_score:.3f} "
+        out.print(f"   model {model:<10} {r.decision:<8} confidence {r.confidence_score:.3f} "
                   f"[{r.confidence_interval[0]:.3f}-{r.confidence_interval[1]:.3f}], median uplift "
                   f"{money(sd.median_uplift)} (p10 {money(sd.p10_uplift)}, p90 {money(sd.p90_uplift)}), "
                   f"{sd.total_simulations:,} paths in {r.elapsed_ms:.0f} ms")
-    out.print("   The funnel model sees that $900/day buys about as many conversions as the audience holds, "
-              "so the outcome rides on the funnel's rates; the seed's formula assumes every conversion arrives.")
+    out.print("   The curve model learns from the history what more spend buys (fewer conversions per dollar as "
+              "spend rises) and widens its bands beyond the spend the history covers; the funnel model buys "
+              "conversions at one constant rate; the one-factor formula assumes every conversion arrives.")
 
 
 async def _chapter_handshake(out: Any, args: argparse.Namespace) -> Any:

@@ -14,14 +14,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--history", metavar="HISTORY.csv",
                    help="the client's daily history (date,spend,impressions,clicks,conversions,revenue); "
                         "with --redis and no --history it is read from the store by client_id")
-    p.add_argument("--model", choices=("funnel", "seed"), help="funnel (default): day-by-day funnel; "
-                   "seed: the seed's one-factor formula")
+    from synctwin.models import MODEL_CHOICES, MODEL_HELP
+
+    p.add_argument("--model", choices=MODEL_CHOICES, help=MODEL_HELP)
     p.add_argument("--paths", type=int, metavar="N", help="Monte Carlo paths to draw first (default 10000); more "
                    "are drawn while the confidence interval straddles the threshold")
     p.add_argument("--max-paths", type=int, metavar="N", help="cap for adaptive sampling (default 160000)")
     p.add_argument("--seed", type=int, metavar="S", help="random seed (default: fresh, reported in the result)")
     p.add_argument("--threshold", type=float, metavar="T", help="approve when confidence > T (default 0.85)")
     p.add_argument("--lookback-days", type=int, metavar="D", help="history window of the baseline (default 90)")
+    p.add_argument("--calibration-log", metavar="AUDIT.jsonl", help="curve model: add the realized outcomes in "
+                   "this audit log (CAMPAIGN_OUTCOME/SHADOW_OUTCOME with the gate's projected revenue) to the "
+                   "calibration set of the predictive spread")
     p.add_argument("--audit-log", metavar="FILE", help="append the decision to this hash-chained JSONL audit log")
     from synctwin.redis_conn import add_redis_argument
 
@@ -75,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
         history, lookback_days=args.lookback_days or settings.lookback_days, min_days=settings.min_history_days,
         gross_margin=strategy.gross_margin, default_monthly_churn=settings.default_monthly_churn, source=source,
     )
-    gatekeeper = SimulationGatekeeper(settings=settings, model=args.model, threshold=args.threshold)
+    calibration_z = None
+    if getattr(args, "calibration_log", None):
+        calibration_z = _calibration_residuals(args.calibration_log)
+    gatekeeper = SimulationGatekeeper(settings=settings, model=args.model, threshold=args.threshold,
+                                      calibration_z=calibration_z,
+                                      calibration_set="realized outcomes from " + str(args.calibration_log))
     import contextlib
 
     from synctwin.executors import executor_from_args
@@ -124,6 +133,22 @@ def _located(exc: InvalidInput, strategy_file: str, history_source: str) -> Inva
     return exc
 
 
+def _calibration_residuals(path: str) -> Any:
+    """z residuals of the audit log's full-flight outcomes; InvalidInput naming the file otherwise."""
+    from pathlib import Path
+
+    from agents.syncshield.backends import JsonlAuditStore
+    from agents.synctwin.calibration_log import outcome_residuals
+
+    if not Path(path).is_file():
+        raise InvalidInput("no such audit log file", source=path)
+    try:
+        records = JsonlAuditStore(path).records()
+    except (ValueError, OSError) as exc:
+        raise InvalidInput(f"cannot read the audit log: {exc}", source=path) from None
+    return outcome_residuals(records)
+
+
 PROGRESS_MIN_PATHS = 200_000  # below this the gate takes well under a second: no bar
 
 
@@ -167,8 +192,19 @@ def print_result(result: Any) -> None:
     last = result.projection.points[-1]
     t.add_row("projection", f"after {result.projection.horizon_days} days: spend {money(last.spend_p50)}, "
               f"revenue {money(last.revenue_p50)}, {last.conversions_p50:,.0f} conversions (medians)")
+    if result.extrapolation:
+        e = result.extrapolation
+        lo, hi = e["history_spend_range"]
+        t.add_row("extrapolation", f"budget {money(e['budget'])}/day outside the history's {money(lo)}-{money(hi)}: "
+                  f"uncertainty widened (log-sd +{e['widened_by']:.2f})")
+    if result.calibration:
+        c = result.calibration
+        t.add_row("calibration", f"spread x{c['scale']:.2f} ({c['method']}; n={c['n']}: {c['calibration_set']})")
     t.add_row("elapsed", f"{result.elapsed_ms:.1f} ms")
     out.print(t)
+    for note in result.notes:
+        if not (result.extrapolation and note == result.extrapolation.get("note")):
+            out.print(f"note: {note}")
     if not result.approved:
         print_suggestions(result)
 

@@ -28,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON document")
 
 
-def collect(args: argparse.Namespace) -> tuple[list[Any], float]:
-    """The evidence (backtest rows + shadow outcomes + live outcomes) and the current threshold."""
+def collect(args: argparse.Namespace) -> tuple[list[Any], float, list[Any]]:
+    """The evidence (backtest rows + shadow outcomes + live outcomes), the current threshold, and the
+    same evidence with the backtest gated without the calibration of the spread (for before/after)."""
     from agents.synctwin.backtest import builtin_historical_dir, load_cases, run_backtest
     from agents.synctwin.gatekeeper import SimulationGatekeeper
     from agents.synctwin.tuning import Evidence, live_evidence, shadow_evidence
@@ -39,14 +40,19 @@ def collect(args: argparse.Namespace) -> tuple[list[Any], float]:
     cases = load_cases(args.cases or builtin_historical_dir())
     report = run_backtest(cases, SimulationGatekeeper(settings=settings), seed=args.seed)
     evidence = [Evidence(r.name, r.confidence, r.profitable, "backtest") for r in report.rows]
+    raw = run_backtest(cases, SimulationGatekeeper(settings=settings.model_copy(update={"calibrate": False})),
+                       seed=args.seed)
+    before = [Evidence(r.name, r.confidence, r.profitable, "backtest") for r in raw.rows]
     if args.audit_log:
         if not Path(args.audit_log).is_file():
             raise InvalidInput("no such audit log file", source=args.audit_log)
         from agents.syncshield.backends import JsonlAuditStore
 
         records = JsonlAuditStore(args.audit_log).records()
-        evidence += shadow_evidence(records) + live_evidence(records)
-    return evidence, settings.threshold
+        outcomes = shadow_evidence(records) + live_evidence(records)
+        evidence += outcomes
+        before += outcomes  # recorded confidences: the same before and after
+    return evidence, settings.threshold, before
 
 
 def apply_threshold(threshold: float, path: Path) -> None:
@@ -60,17 +66,18 @@ def apply_threshold(threshold: float, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agents.synctwin.tuning import tune
+    from agents.synctwin.tuning import calibration_effect, tune
     from synctwin.config import config_file, get_settings
 
     if args.report:
         from synctwin.reports import check_report_path
 
         check_report_path(args.report)
-    evidence, current = collect(args)
+    evidence, current, before = collect(args)
     if not evidence:
         raise InvalidInput("no evidence: no backtest cases and no shadow or live outcomes")
     result = tune(evidence, current)
+    result["calibration"] = calibration_effect(before, evidence)
     if args.apply:
         path = config_file()
         apply_threshold(result["threshold"], path)
@@ -124,13 +131,18 @@ def print_tune(r: dict[str, Any]) -> None:
                   _pct(row["fp_rate"]), *(str(row[k]) for k in ("tp", "fp", "fn", "tn")))
     out.print(t)
     rel = Table(box=None, pad_edge=False, title="reliability: of the campaigns given this confidence, how many "
-                "made money")
-    for col in ("confidence", "campaigns", "mean confidence", "made money"):
+                "made money (before: without the calibration of the spread; after: as the gate decides)")
+    for col in ("confidence", "campaigns", "mean confidence", "made money", "before: campaigns", "made money"):
         rel.add_column(col, justify="right")
-    for b in r["reliability"]:
-        rel.add_row(f"{b['low']:.2f}-{b['high']:.2f}", str(b["n"]),
-                    "-" if b["mean_confidence"] is None else f"{b['mean_confidence']:.3f}", _pct(b["profitable_share"]))
+    cal = r.get("calibration") or {"before": {"reliability": r["reliability"], "brier": None}}
+    for b, a in zip(cal["before"]["reliability"], r["reliability"], strict=True):
+        rel.add_row(f"{a['low']:.2f}-{a['high']:.2f}", str(a["n"]),
+                    "-" if a["mean_confidence"] is None else f"{a['mean_confidence']:.3f}", _pct(a["profitable_share"]),
+                    str(b["n"]), _pct(b["profitable_share"]))
     out.print(rel)
+    if cal["before"]["brier"] is not None:
+        out.print(f"Brier score of the confidence: before {cal['before']['brier']:.3f}, "
+                  f"after {cal['after']['brier']:.3f} (lower is better; 0.25 is a coin)")
     cur, rec = r["current"], r["recommended"]
     out.print(f"current threshold {cur['threshold']}: FN {_pct(cur['fn_rate'])}, FP {_pct(cur['fp_rate'])}")
     out.print(f"[bold]recommended threshold {r['threshold']}[/]: FN {_pct(rec['fn_rate'])}, FP {_pct(rec['fp_rate'])}"

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from synctwin.models import DailyRecord, ModelName, Projection, Strategy
+from synctwin.models import MODEL_HELP, DailyRecord, ModelChoice, Projection, Strategy
 
 
 class SimulateRequest(BaseModel):
@@ -33,7 +33,7 @@ class SimulateRequest(BaseModel):
                               "service's SYNCTWIN_SERVICE_MAX_PATHS)")
     max_paths: int | None = Field(None, ge=100, description="cap for adaptive sampling (at most the same limit)")
     seed: int | None = Field(None, ge=0, description="random seed; without it a fresh one is drawn and reported")
-    model: ModelName | None = Field(None, description="funnel (default) or seed")
+    model: ModelChoice | None = Field(None, description=MODEL_HELP)
     threshold: float | None = Field(None, gt=0, lt=1, description="approve when confidence > threshold")
     lookback_days: int | None = Field(None, ge=7, description="history window of the baseline (default 90)")
 
