@@ -405,7 +405,10 @@ def test_duplicate_yaml_keys_are_refused_naming_key_and_lines(capsys: Any, tmp_p
 def test_the_zero_impressions_error_names_the_history(capsys: Any, tmp_path: Path, fake: Any) -> None:
     p = tmp_path / "history.csv"
     p.write_text(HEADER + "".join(f"2026-01-{d:02d},600,0,0,0,4400\n" for d in range(1, 31)))
-    invalid(*gate(capsys, write_strategy(tmp_path), p)[::2], f"{p}: cannot estimate the CPM from the history")
+    # the funnel model needs the CPM; the curve model (the default) needs only the order value: both name the file
+    invalid(*gate(capsys, write_strategy(tmp_path), p, "--model", "funnel")[::2],
+            f"{p}: cannot estimate the CPM from the history")
+    invalid(*gate(capsys, write_strategy(tmp_path), p)[::2], f"{p}: cannot estimate the order value")
     with http(fake) as c:
         rows = load_history(p).to_records()
         r = c.post("/v1/simulate", json={"strategy": STRATEGY, "history": rows})
