@@ -78,10 +78,17 @@ def scrub(text: str, url: str | None) -> str:
     """`text` with `url` shown redacted and every form of its password replaced by ***."""
     if not url:
         return text
-    out = text.replace(str(url), redact(url))
-    for secret in secrets_of(url):
-        out = out.replace(secret, MASK)
-    return out
+    shown = redact(url)
+    secrets = secrets_of(url)
+
+    def mask(part: str) -> str:
+        for secret in secrets:
+            part = part.replace(secret, MASK)
+        return part
+
+    # the URL (raw or already redacted) is shown redacted and left alone: a short piece of the
+    # password (say "0") must not also mask a digit of its port
+    return shown.join(shown.join(mask(p) for p in piece.split(shown)) for piece in text.split(str(url)))
 
 
 class RedactingFilter(logging.Filter):

@@ -35,7 +35,7 @@ def report_json(history_csv: Path) -> dict:
 
 def test_json_is_one_document_with_the_figures(report_json: dict, history_csv: Path) -> None:
     d = report_json
-    assert d["source"] == str(history_csv) and d["model"] == "funnel"
+    assert d["source"] == str(history_csv) and d["model"] == "curve"
     assert d["settings"] == {
         "horizon": 7,
         "lookback": 28,
@@ -159,7 +159,6 @@ def test_a_history_too_short_names_the_file_and_the_days_needed(
         (["--paths", "10"], "--paths"),
         (["--gross-margin", "1.5"], "--gross-margin"),
         (["--min-history", "2"], "--min-history"),
-        (["--model", "bogus"], "model"),
     ],
 )
 def test_options_out_of_range_name_the_option(
@@ -167,6 +166,15 @@ def test_options_out_of_range_name_the_option(
 ) -> None:
     err = _fails(["backtest", "--history", str(history_csv), "--rolling", *extra], capsys)
     assert f"'{option}'" in err
+
+
+def test_an_unknown_model_is_refused_by_name(history_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse refuses it (exit 2, the choices listed) before anything runs."""
+    with pytest.raises(SystemExit) as exc:
+        main(["backtest", "--history", str(history_csv), "--rolling", "--model", "bogus"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--model" in err and "bogus" in err and "curve" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(

@@ -51,14 +51,14 @@ from agents.syncvalue.baseline import Baseline, compute_baseline
 from synctwin.errors import InvalidInput
 from synctwin.executors import Executor
 from synctwin.history import History
-from synctwin.models import GateResult, Strategy
+from synctwin.models import MODEL_ALIASES, GateResult, Strategy
 
 DEFAULT_HORIZON = 30
 DEFAULT_LOOKBACK = 90
 DEFAULT_STEP = 7
 DEFAULT_MIN_HISTORY = 28
 DEMAND_HEADROOM = 10.0
-DEMAND_IS_THE_FORECAST = {"seed": 1.0}  # models whose conversions ARE audience x cvr
+DEMAND_IS_THE_FORECAST = {"one-factor": 1.0}  # models whose conversions ARE audience x cvr (canonical names)
 DEMAND_CVR = 0.05  # the cvr of a window's strategy; audience_size carries the demand
 
 
@@ -131,7 +131,7 @@ class RollingConfig:
     def headroom(self, model: str) -> float:
         if self.demand_headroom is not None:
             return self.demand_headroom
-        return DEMAND_IS_THE_FORECAST.get(model, DEMAND_HEADROOM)
+        return DEMAND_IS_THE_FORECAST.get(MODEL_ALIASES.get(model, model), DEMAND_HEADROOM)
 
 
 @dataclass(frozen=True, slots=True)
