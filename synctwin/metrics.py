@@ -31,6 +31,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from synctwin.models import MODEL_ALIASES
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -155,9 +157,10 @@ def metric_names() -> set[str]:
 # --- recording --------------------------------------------------------------------------------------
 def record_gate(result: Any, seconds: float) -> None:
     """One gate decision (a GateResult) that took `seconds` to compute."""
-    GATE_LATENCY.labels(model=result.model).observe(seconds)
+    model = MODEL_ALIASES.get(result.model, result.model)  # one series per model, whatever name was asked
+    GATE_LATENCY.labels(model=model).observe(seconds)
     GATE_DECISIONS.labels(decision=result.decision, risk_profile=result.risk_profile).inc()
-    GATE_PATHS.labels(model=result.model).inc(result.simulation_details.total_simulations)
+    GATE_PATHS.labels(model=model).inc(result.simulation_details.total_simulations)
 
 
 def record_http(route: str, method: str, status: int, seconds: float) -> None:

@@ -225,7 +225,7 @@ class GateResult(BaseModel):
     threshold: float
     confidence_interval: tuple[float, float]
     expected_uplift: float
-    model: ModelName
+    model: ModelChoice  # the name asked for: `seed` (the one-factor model's alias) stays `seed`
     seed: int
     elapsed_ms: float
     campaign_id: str
@@ -238,11 +238,6 @@ class GateResult(BaseModel):
     calibration: dict[str, Any] | None = Field(
         None, description="how the predictive spread was calibrated: method, calibration set, n, scale")
     notes: list[str] = Field(default_factory=list, description="plain-language caveats of this projection")
-
-    @field_validator("model", mode="before")
-    @classmethod
-    def _canonical(cls, v: Any) -> Any:
-        return MODEL_ALIASES.get(v, v) if isinstance(v, str) else v
 
     @property
     def approved(self) -> bool:

@@ -285,7 +285,7 @@ def test_the_curve_model_is_bit_for_bit_on_every_executor() -> None:
 
 @pytest.mark.parametrize(
     ("given_name", "reported"),
-    [("curve", "curve"), ("funnel", "funnel"), ("one-factor", "one-factor"), ("seed", "one-factor")],
+    [("curve", "curve"), ("funnel", "funnel"), ("one-factor", "one-factor"), ("seed", "seed")],
 )
 def test_every_model_name_and_alias_works(given_name: str, reported: str, capsys: pytest.CaptureFixture[str]) -> None:
     main(

@@ -96,7 +96,7 @@ def test_simulate_honours_paths_model_and_threshold(api: TestClient) -> None:
     r = api.post("/v1/simulate", json=body(paths=1_000, model="seed", threshold=0.5))
     assert r.status_code == 200, r.text
     d = r.json()
-    assert (d["model"], d["threshold"], d["seed"]) == ("one-factor", 0.5, 1)  # the alias's canonical name
+    assert (d["model"], d["threshold"], d["seed"]) == ("seed", 0.5, 1)  # the name asked for
     assert d["simulation_details"]["initial_simulations"] == 1_000
 
 

@@ -211,7 +211,8 @@ class SimulationGatekeeper:
         self.calibration_z = calibration_z
         self.calibration_set = calibration_set
         self.settings = settings or get_settings()
-        self.model = model_name(model or self.settings.model)
+        self.model = model or self.settings.model
+        model_name(self.model)  # an unknown name is refused here, naming `model`
         self.threshold = self.settings.threshold if threshold is None else threshold
         self.paths = paths or self.settings.paths
         if not 0 < self.threshold < 1:
@@ -250,7 +251,8 @@ class SimulationGatekeeper:
                   progress: ProgressCallback | None, keep_uplift: bool,
                   executor: Executor | None = None) -> tuple[GateResult, np.ndarray | None]:
         started = time.perf_counter()
-        model = model_name(model or self.model)
+        asked = model or self.model  # the result reports the name asked for (the alias `seed` stays `seed`)
+        model = model_name(asked)
         threshold = self.threshold if threshold is None else threshold
         paths = paths or self.paths
         if paths < 100:
@@ -273,7 +275,7 @@ class SimulationGatekeeper:
             threshold=threshold, projection_paths=self.settings.projection_paths, keep_uplift=keep_uplift,
             progress=progress, executor=executor,
         )
-        result = self._result(strategy, baseline, outcome, model=model, seed=seed, threshold=threshold,
+        result = self._result(strategy, baseline, outcome, model=asked, seed=seed, threshold=threshold,
                               started=started)
         if extras:
             result = result.model_copy(update=extras)
