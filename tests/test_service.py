@@ -221,6 +221,39 @@ def test_api_key_guards_v1_but_not_health_and_metrics() -> None:
         assert "X-API-Key" in json.dumps(spec["components"]["securitySchemes"])
 
 
+BAD_BODIES: list[tuple[bytes, str]] = [
+    (b"{not json", "application/json"), (b"\xff\xfe\x00", "application/json"), (b"[]", "application/json"),
+    (b'{"strategy": {}}', "application/json"), (b'{"strategy": {"cvr": "x"}, "history": 5}', "application/json"),
+    (b"a=1", "application/x-www-form-urlencoded"), (b"", "application/json"), (b"null", "text/plain"),
+]
+
+
+@pytest.mark.parametrize(("raw", "content_type"), BAD_BODIES)
+def test_with_a_key_a_bad_body_without_the_key_is_401_not_a_schema_error(raw: bytes, content_type: str) -> None:
+    """Auth comes before the body is read: an unauthenticated client learns nothing of the schema."""
+    with _client(Settings(api_key="s3cret")) as c:
+        for headers in ({}, {"X-API-Key": "wrong"}):
+            r = c.post("/v1/simulate", content=raw, headers={"content-type": content_type, **headers})
+            assert r.status_code == 401, (raw, r.status_code, r.text)
+            assert r.headers["www-authenticate"] == "ApiKey"
+        r = c.post("/v1/simulate", content=raw, headers={"content-type": content_type, "X-API-Key": "s3cret"})
+        assert 400 <= r.status_code < 500 and r.status_code != 401, (raw, r.status_code)
+
+
+def test_an_invented_http_method_does_not_grow_the_metrics(api: TestClient) -> None:
+    for method in ("FOOBAR", "BREW", "X" * 50):
+        api.request(method, "/v1/simulate")
+    text = api.get("/metrics").text
+    assert "FOOBAR" not in text and "BREW" not in text and 'method="other"' in text
+
+
+@pytest.mark.parametrize("days", [7, 13])
+def test_a_lookback_too_short_for_any_baseline_is_refused_by_the_schema(api: TestClient, days: int) -> None:
+    detail = errors(api.post("/v1/simulate", json=body(lookback_days=days)))
+    assert detail[0]["loc"] == ["body", "lookback_days"]
+    assert api.post("/v1/simulate", json=body(lookback_days=14)).status_code in (200, 422)
+
+
 def test_without_a_key_no_header_is_needed(api: TestClient) -> None:
     assert api.post("/v1/simulate", json=body()).status_code == 200
 

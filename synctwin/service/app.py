@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None, redis_client: Any = None) -> Fa
         app.add_exception_handler(redis_down, _redis_unavailable)
     app.add_exception_handler(Exception, _internal_error)
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(_RequireKey)  # before the body is read or parsed: no key, no 4xx about the body
     app.add_middleware(_Instrument)
 
     app.include_router(_v1)
@@ -426,6 +427,30 @@ class _BodyLimit:
         await self.app(scope, limited, send)
 
 
+class _RequireKey:
+    """With an API key configured, /v1/* without the right X-API-Key is a 401 before anything reads
+    the body: an unauthenticated client learns nothing about the schema (no 400/422 on its body)
+    and costs no parsing. The router's Security dependency keeps documenting the header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        expected: str | None = getattr(scope.get("app"), "state", None) and scope["app"].state.api_key
+        if scope["type"] != "http" or not expected or not scope.get("path", "").startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope.get("headers", ()) if k == b"x-api-key"), b"")
+        if not secrets.compare_digest(given, expected.encode("utf-8")):
+            await _send_json(send, 401, {"detail": "missing or invalid X-API-Key header"},
+                             extra=[(b"www-authenticate", b"ApiKey")])
+            return
+        await self.app(scope, receive, send)
+
+
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class _Instrument:
     """Request count and duration by route template (bounded label values, never the raw path)."""
 
@@ -450,15 +475,18 @@ class _Instrument:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "other"  # docs, 404s, 413s: never the raw path
-            metrics.record_http(path, scope.get("method", "GET"), status, time.perf_counter() - started)
+            method = scope.get("method", "GET")  # any client can send any method: bounded label values only
+            metrics.record_http(path, method if method in HTTP_METHODS else "other", status,
+                                time.perf_counter() - started)
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, body: dict[str, Any],
+                     extra: list[tuple[bytes, bytes]] | None = None) -> None:
     import json
 
     data = json.dumps(body).encode("utf-8")
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
 

@@ -35,7 +35,9 @@ class SimulateRequest(BaseModel):
     seed: int | None = Field(None, ge=0, description="random seed; without it a fresh one is drawn and reported")
     model: ModelChoice | None = Field(None, description=MODEL_HELP)
     threshold: float | None = Field(None, gt=0, lt=1, description="approve when confidence > threshold")
-    lookback_days: int | None = Field(None, ge=7, description="history window of the baseline (default 90)")
+    lookback_days: int | None = Field(
+        None, ge=14, le=3_650, description="history window of the baseline in days (default 90; at least 14, the "
+        "fewest days a baseline is computed from)")
 
 
 class CampaignView(BaseModel):
