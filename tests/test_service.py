@@ -254,6 +254,15 @@ def test_a_lookback_too_short_for_any_baseline_is_refused_by_the_schema(api: Tes
     assert api.post("/v1/simulate", json=body(lookback_days=14)).status_code in (200, 422)
 
 
+def test_the_openapi_example_body_is_accepted(api: TestClient) -> None:
+    """A newcomer's first try is the example /docs shows: it must be answered, not refused."""
+    spec = api.get("/openapi.json").json()
+    example = spec["components"]["schemas"]["SimulateRequest"]["examples"][0]
+    r = api.post("/v1/simulate", json=example)
+    assert r.status_code == 200, r.text
+    assert r.json()["decision"] in ("APPROVED", "REJECTED")
+
+
 def test_without_a_key_no_header_is_needed(api: TestClient) -> None:
     assert api.post("/v1/simulate", json=body()).status_code == 200
 

@@ -14,6 +14,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from synctwin.models import MODEL_HELP, DailyRecord, ModelChoice, Projection, Strategy
 
 
+def _example_history(days: int = 28) -> list[dict[str, Any]]:
+    """A small, plausible history for the OpenAPI example: four weeks whose daily spend moves
+    (so the response curve has something to learn) and whose conversions grow less than in
+    proportion to spend. The service must accept its own example (a test posts it)."""
+    import datetime as dt
+
+    rows = []
+    for d in range(days):
+        spend = 800.0 + 150.0 * ((d * 7) % 5 - 2) + (60.0 if d % 7 in (4, 5) else 0.0)
+        impressions = round(spend * 110)
+        clicks = round(impressions * 0.015)
+        conversions = round(0.9 * spend**0.75 / 2.2)
+        rows.append({"date": (dt.date(2024, 1, 1) + dt.timedelta(days=d)).isoformat(), "spend": spend,
+                     "impressions": impressions, "clicks": clicks, "conversions": conversions,
+                     "revenue": round(conversions * 68.0, 2)})
+    return rows
+
+
 class SimulateRequest(BaseModel):
     """POST /v1/simulate: a strategy and its client's history (rows or CSV text), as `synctwin gate`
     takes them; with a Redis store configured the history may be left out (read by client_id)."""
@@ -21,8 +39,7 @@ class SimulateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "strategy": {"campaign_id": "spring", "client_id": "acme", "audience_size": 160000, "cvr": 0.02,
                      "daily_budget": 900},
-        "history": [{"date": "2024-01-01", "spend": 850.0, "impressions": 95000, "clicks": 1400,
-                     "conversions": 60, "revenue": 3900.0}],
+        "history": _example_history(),
         "paths": 10000, "seed": 7}]})
 
     strategy: Strategy
