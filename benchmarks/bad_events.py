@@ -28,12 +28,9 @@ import json
 import logging
 import math
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,59 +42,7 @@ HOURS = 48
 
 
 # ------------------------------------------------------------------------------------ a server
-def free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port != 6379:
-            return port
-
-
-class OwnRedis:
-    """A redis-server of our own on a free loopback port, without persistence."""
-
-    def __init__(self) -> None:
-        import redis
-
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server not found on PATH")
-        self.dir = tempfile.TemporaryDirectory(prefix="synctwin-bad-events-")
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir.name,
-                "--logfile",
-                "redis.log",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        client = redis.Redis(port=self.port)
-        for _ in range(500):
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.01)
-        client.close()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.dir.cleanup()
+from own_redis import OwnRedis  # noqa: E402  (benchmarks/ is the script's own folder)
 
 
 # ------------------------------------------------------------------------------------ the corpus

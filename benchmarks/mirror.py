@@ -26,11 +26,8 @@ import math
 import multiprocessing as mp
 import os
 import platform
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from decimal import Decimal
@@ -87,41 +84,7 @@ class SeedRealToSimSync:
 
 
 # ------------------------------------------------------------------------------------ helpers
-def free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port != 6379:
-            return port
-
-
-class OwnRedis:
-    """A redis-server of our own on a free port, without persistence, in a temporary directory."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server not found on PATH (or give --redis URL)")
-        self.dir = tempfile.TemporaryDirectory(prefix="synctwin-bench-redis-")
-        self.port = free_port()
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", self.dir.name, "--logfile", "redis.log"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        client = redis.Redis(port=self.port)
-        for _ in range(500):
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.01)
-        client.close()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.dir.cleanup()
+from own_redis import OwnRedis  # noqa: E402  (benchmarks/ is the script's own folder)
 
 
 def connect(url: str) -> redis.Redis:
