@@ -236,3 +236,18 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         for name in delta:
             setattr(self._reported, name, getattr(self.stats, name))
         metrics.record_mirror(delta, (), pause_reason="COUNCIL")
+
+
+def redis_council(client: Any, settings: Any, *, group: str = "synctwin-council", consumer: str | None = None,
+                  batch: int | None = None, disabled_guards: Any = (), block_ms: int | None = 1000) -> RedisCouncil:
+    """`synctwin run`'s worker: the Council on a wall-clock environment with the Redis ports."""
+    from agents.council import ControlPort, Ports, build_council
+    from world.clock import make_environment
+
+    env = make_environment(realtime=True, initial_time=time.time())
+    ports = Ports(ControlPort(), OutboxAuditStore(), [OutboxSink()])
+    council = build_council(env, settings, ports, disabled_guards=disabled_guards, clock=time.time)
+    return RedisCouncil(client, council, prefix=settings.key_prefix, group=group, consumer=consumer,
+                        batch=batch or settings.mirror_batch, block_ms=block_ms,
+                        claim_idle_ms=settings.mirror_claim_idle_ms, max_deliveries=settings.mirror_max_deliveries,
+                        heartbeat_ms=settings.mirror_heartbeat_ms)

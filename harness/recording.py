@@ -31,7 +31,7 @@ def _lines(path: str | Path) -> Iterable[tuple[int, Any]]:
                 try:
                     yield n, json.loads(line)
                 except ValueError as exc:
-                    raise InvalidInput(f"line {n}: not JSON ({exc})", source=str(path)) from None
+                    raise InvalidInput(f"not JSON ({exc})", source=f"{path}, line {n}") from None
     except OSError as exc:
         raise InvalidInput(f"cannot read it ({exc.strerror})", source=str(path)) from None
     except UnicodeDecodeError:

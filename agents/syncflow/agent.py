@@ -125,6 +125,7 @@ class SyncFlow(Agent):
         self._failing: dict[str, bool] = dict.fromkeys(apis, False)
         self._breaker_seen: dict[str, int] = dict.fromkeys(apis, 0)
         self._next_guard_check = 0.0
+        self._mid_flight = 1.5 * SECONDS_PER_DAY / ticks_per_day  # first met later than this after launch
         super().__init__(env)
         env.process(self._watch())
         if bidding:  # production: the platforms pace their own bids; SyncFlow guards and pauses
@@ -261,7 +262,10 @@ class SyncFlow(Agent):
                 if day != c.day:
                     if c.day >= 0:
                         c.daily_spend.append(c.spend_today)
-                    c.day, c.day_start_spend = day, c.last_spend
+                        c.day_start_spend = c.last_spend
+                    elif times is not None and now - (c.launched_at or now) > self._mid_flight:
+                        self._join_mid_flight(c, now, day, spend)
+                    c.day = day
                 spend_tick = spend - c.last_spend
                 c.last_spend = spend
                 c.spend_today = spend - c.day_start_spend
@@ -280,6 +284,17 @@ class SyncFlow(Agent):
                             break
                 if fired is not None:
                     self._pause(c, fired, batch.row_event_id(i), batch.ts - batch.t + now)
+
+    def _join_mid_flight(self, c: LiveCampaign, now: float, day: int, spend: float) -> None:
+        """The first event of a campaign this agent meets long after its launch (a worker that took
+        over, a restart): its totals are since launch, not since the last event. The spend before
+        today is estimated at the campaign's average rate (the platform reports no daily split), and
+        this event is no tick of spend: without it, a restart would see days of spend as one tick's
+        runaway and pause every healthy campaign."""
+        launched = c.launched_at or now
+        day_start = max(day * SECONDS_PER_DAY, launched)
+        c.last_spend = spend
+        c.day_start_spend = spend * (day_start - launched) / (now - launched)
 
     def _pause(self, c: LiveCampaign, fired: Transition, event_id: str, ts: float) -> None:
         guard = next(g for g in [c.budget, *c.guards] if g is not None and g.name == fired.guard)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 
 from synctwin.commands._worker import serve_metrics, stop_on_signals
 from synctwin.errors import InvalidInput
@@ -36,12 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agents.council import ControlPort, OutboxAuditStore, OutboxSink, Ports, build_council
-    from agents.council_redis import RedisCouncil
+    from agents.council_redis import redis_council
     from agents.syncflow.agent import GUARDS
     from synctwin.config import get_settings
     from synctwin.redis_conn import connect_checked, redact_logs, required_redis_url
-    from world.clock import make_environment
 
     settings = get_settings()
     url = required_redis_url(args.redis)
@@ -56,12 +53,8 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     redact_logs(url)
     client = connect_checked(url)
-    env = make_environment(realtime=True, initial_time=time.time())
-    ports = Ports(ControlPort(), OutboxAuditStore(), [OutboxSink()])
-    council = build_council(env, settings, ports, disabled_guards=args.disable_guard, clock=time.time)
-    worker = RedisCouncil(client, council, prefix=settings.key_prefix, group=args.group, consumer=args.consumer,
-                          batch=args.batch or settings.mirror_batch, claim_idle_ms=settings.mirror_claim_idle_ms,
-                          max_deliveries=settings.mirror_max_deliveries, heartbeat_ms=settings.mirror_heartbeat_ms)
+    worker = redis_council(client, settings, group=args.group, consumer=args.consumer, batch=args.batch,
+                           disabled_guards=args.disable_guard)
     worker.audit.check_appendable()
     log = logging.getLogger("synctwin.council")
     if args.metrics_port is not None:

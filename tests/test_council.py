@@ -1,0 +1,322 @@
+"""One Council on every clock: `replay --bids --plans` (virtual time, memory ports) and `synctwin run`
+(wall clock, Redis ports) decide the same pauses, event for event, on a real redis-server.
+
+The recording is the synthetic feed's (world/redis_feed.py): two healthy campaigns, a conversion-rate
+crash at 24 h, a runaway (10x spend) at 12 h with a projection, and the same runaway under another
+id whose plan has no projection (only SyncFlow's guards can stop it).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+from worker_processes import start_worker, stop_worker
+
+from agents.council_redis import redis_council
+from harness.recording import load_events, load_plans, replay_recording
+from synctwin.cli import main
+from synctwin.config import get_settings
+from synctwin.messages import pause_from_fields
+from world.clock import make_environment
+from world.redis_feed import start_feed
+
+PREFIX = "synctwin:"
+EPOCH0 = 1_780_000_000.0
+HOURS = 40
+NOPROJ = "feed-runaway-noproj"
+
+
+def make_recording(copies: int = 1) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """The feed's stream over HOURS (events as the stream holds them) and the plans it published;
+    `copies` > 1 repeats every campaign under new ids (a longer stream, same behaviour)."""
+    client = fakeredis.FakeRedis(decode_responses=True)
+    env = make_environment()
+    start_feed(client, env, get_settings(), epoch0=EPOCH0, tick=300.0, seed=0)
+    env.run(until=HOURS * 3600)
+    base_events: list[dict[str, str]] = []
+    for _, f in client.xrange(f"{PREFIX}bids"):
+        base_events.append(f)
+        if f["campaign_id"] == "feed-runaway":  # the same runaway, without a projection
+            base_events.append({**f, "campaign_id": NOPROJ, "event_id": f["event_id"].replace("feed-runaway", NOPROJ)})
+    base_plans: list[dict[str, Any]] = []
+    for cid in ("feed-healthy-1", "feed-healthy-2", "feed-cvr-crash", "feed-runaway"):
+        gate = json.loads(client.get(f"{PREFIX}campaign:{cid}:gate"))
+        base_plans.append({"campaign_id": cid, "strategy": json.loads(client.get(f"{PREFIX}campaign:{cid}:strategy")),
+                           "projection": json.loads(client.get(f"{PREFIX}campaign:{cid}:projection")),
+                           "baseline": gate["baseline"]})
+    runaway = base_plans[-1]
+    base_plans.append({"campaign_id": NOPROJ, "strategy": {**runaway["strategy"], "campaign_id": NOPROJ},
+                       "projection": None, "baseline": runaway["baseline"]})
+    if copies == 1:
+        return base_events, base_plans
+
+    def rename(x: str, k: int) -> str:
+        return f"k{k}-{x}"
+
+    events = [{**e, "campaign_id": rename(e["campaign_id"], k), "event_id": rename(e["event_id"], k)}
+              for e in base_events for k in range(copies)]
+    plans = []
+    for k in range(copies):
+        for p in base_plans:
+            cid = rename(p["campaign_id"], k)
+            proj = None if p["projection"] is None else {**p["projection"], "campaign_id": cid}
+            plans.append({**p, "campaign_id": cid, "strategy": {**p["strategy"], "campaign_id": cid},
+                          "projection": proj})
+    return events, plans
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[dict[str, str]], list[Any]]:
+    events, plans = make_recording()
+    d = tmp_path_factory.mktemp("recording")
+    (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    (d / "plans.jsonl").write_text("".join(json.dumps(p) + "\n" for p in plans))
+    return d / "events.jsonl", d / "plans.jsonl", events, plans
+
+
+def store_plans(client: redis.Redis, plans: list[dict[str, Any]]) -> None:
+    """What `gate --redis` leaves per campaign: strategy, projection (when there is one), gate facts."""
+    pipe = client.pipeline()
+    for p in plans:
+        base = f"{PREFIX}campaign:{p['campaign_id']}"
+        pipe.set(f"{base}:strategy", json.dumps(p["strategy"]))
+        if p["projection"] is not None:
+            pipe.set(f"{base}:projection", json.dumps(p["projection"]))
+        pipe.set(f"{base}:gate", json.dumps({"baseline": p["baseline"]}))
+    pipe.execute()
+
+
+def publish(client: redis.Redis, events: list[dict[str, str]]) -> dict[str, str]:
+    """XADD the recording; event_id -> stream entry id."""
+    ids: dict[str, str] = {}
+    for start in range(0, len(events), 1000):
+        pipe = client.pipeline(transaction=False)
+        for e in events[start:start + 1000]:
+            pipe.xadd(f"{PREFIX}bids", e)
+        for e, entry_id in zip(events[start:start + 1000], pipe.execute(), strict=True):
+            ids[e["event_id"]] = entry_id
+    return ids
+
+
+def replay_pauses(events_path: Path, plans_path: Path) -> list[dict[str, Any]]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["replay", "--bids", str(events_path), "--plans", str(plans_path), "--json"]) == 0
+    return json.loads(out.getvalue())["pauses"]
+
+
+def control_pauses(client: redis.Redis) -> list[dict[str, Any]]:
+    out = []
+    for _, f in client.xrange(f"{PREFIX}control"):
+        p = pause_from_fields(f)
+        out.append({"campaign_id": p.campaign_id, "reason": p.reason, "event_id": p.event_id, "ts": p.ts})
+    return out
+
+
+def run_drained(client: redis.Redis, *, batch: int, disabled: tuple[str, ...] = ()) -> Any:
+    worker = redis_council(client, get_settings(), batch=batch, disabled_guards=disabled, block_ms=None)
+    worker.run(lambda: False, once=True)
+    return worker
+
+
+def decided(pauses: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return sorted((p["campaign_id"], p["reason"], p["event_id"]) for p in pauses)
+
+
+# --------------------------------------------------------------------------------------------------
+def test_replay_and_run_decide_the_same_pauses_event_for_event(recording: Any, redis_client: redis.Redis) -> None:
+    events_path, plans_path, events, plans = recording
+    replayed = replay_pauses(events_path, plans_path)
+    store_plans(redis_client, plans)
+    publish(redis_client, events)
+    worker = run_drained(redis_client, batch=37)  # cut into other batches than the replay's 500
+    live = control_pauses(redis_client)
+    assert decided(live) == decided(replayed)
+    assert {p["campaign_id"] for p in live} == {"feed-runaway", NOPROJ, "feed-cvr-crash"}  # the healthy ones run on
+    assert [p["ts"] for p in sorted(live, key=lambda p: p["event_id"])] == \
+        [p["ts"] for p in sorted(replayed, key=lambda p: p["event_id"])]
+    assert worker.stats.events == len(events) and worker.stats.dead == 0 and worker.stats.pauses == 3
+    assert redis_client.xpending(f"{PREFIX}bids", "synctwin-council")["pending"] == 0
+
+
+def test_the_equivalence_fails_when_a_guard_is_off_in_one_path(recording: Any, redis_client: redis.Redis) -> None:
+    events_path, plans_path, events, plans = recording
+    replayed = replay_pauses(events_path, plans_path)
+    store_plans(redis_client, plans)
+    publish(redis_client, events)
+    run_drained(redis_client, batch=500, disabled=("budget_emergency",))
+    live = control_pauses(redis_client)
+    assert decided(live) != decided(replayed)
+    # the runaway without a projection is BUDGET_EMERGENCY's alone: it is no longer paused that way
+    assert ("BUDGET_EMERGENCY" in {p["reason"] for p in replayed}
+            and "BUDGET_EMERGENCY" not in {p["reason"] for p in live})
+
+
+def test_budget_emergency_pauses_a_runaway_without_projection_before_110_percent(
+        recording: Any, redis_client: redis.Redis) -> None:
+    _, _, events, plans = recording
+    store_plans(redis_client, plans)
+    publish(redis_client, events)
+    run_drained(redis_client, batch=100)
+    pause = next(p for p in control_pauses(redis_client) if p["campaign_id"] == NOPROJ)
+    assert pause["reason"] == "BUDGET_EMERGENCY"
+    mine = [e for e in events if e["campaign_id"] == NOPROJ]
+    at = next(i for i, e in enumerate(mine) if e["event_id"] == pause["event_id"])
+    day = int(float(mine[at]["ts"]) // 86_400)
+    before_today = [float(e["spend"]) for e in mine[:at] if int(float(e["ts"]) // 86_400) < day]
+    spend_today = float(mine[at]["spend"]) - (before_today[-1] if before_today else 0.0)
+    budget = next(p for p in plans if p["campaign_id"] == NOPROJ)["strategy"]["daily_budget"]
+    assert 0 < spend_today < 1.10 * budget
+    # and the runaway kept running away: left alone, the day would have passed 110% of its budget
+    later = [float(e["spend"]) for e in mine if int(float(e["ts"]) // 86_400) == day]
+    assert later[-1] - (before_today[-1] if before_today else 0.0) > 1.10 * budget
+
+
+def test_a_pause_on_the_control_stream_names_campaign_reason_event_and_ts(
+        recording: Any, redis_client: redis.Redis) -> None:
+    _, _, events, plans = recording
+    store_plans(redis_client, plans)
+    ids = publish(redis_client, events)
+    run_drained(redis_client, batch=500)
+    entries = redis_client.xrange(f"{PREFIX}control")
+    assert len(entries) == 3
+    by_event = {e["event_id"]: e for e in events}
+    for _, f in entries:
+        assert f["command"] == "PAUSE" and set(f) >= {"campaign_id", "reason", "event_id", "ts"}
+        source = by_event[f["event_id"]]  # the event that decided, as it came
+        assert source["campaign_id"] == f["campaign_id"] and float(f["ts"]) == float(source["ts"])
+        assert f["event_id"] in ids
+        assert redis_client.hgetall(f"{PREFIX}campaign:{f['campaign_id']}:paused") == f  # the exactly-once marker
+    # the pause's audit and alert went with it, chained onto the audit stream
+    audit = [json.loads(f["record"]) for _, f in redis_client.xrange(f"{PREFIX}audit")]
+    assert {r["campaign_id"] for r in audit if r["event_type"] == "CAMPAIGN_PAUSED"} == \
+        {f["campaign_id"] for _, f in entries}
+    assert any(f["title"].startswith("BUDGET_EMERGENCY") for _, f in redis_client.xrange(f"{PREFIX}alerts"))
+
+
+def test_a_second_worker_never_pauses_a_campaign_again(recording: Any, redis_client: redis.Redis) -> None:
+    """The same stream decided again by a new group (a replayed stream, a second deployment): the
+    markers hold, so no PAUSE is written twice."""
+    _, _, events, plans = recording
+    store_plans(redis_client, plans)
+    publish(redis_client, events)
+    run_drained(redis_client, batch=500)
+    again = redis_council(redis_client, get_settings(), group="another-group", block_ms=None)
+    again.run(lambda: False, once=True)
+    assert again.stats.pauses == 0 and again.stats.duplicates == 0  # adopted as paused: nothing decided
+    assert len(redis_client.xrange(f"{PREFIX}control")) == 3
+
+
+def test_bad_lines_of_a_recording_exit_2_naming_file_and_line(recording: Any, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    events_path, plans_path, _, _ = recording
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(events_path.read_text().splitlines()[0] + "\n" + '{"event_id": "x", "campaign_id": "y"}\n')
+    assert main(["replay", "--bids", str(bad), "--plans", str(plans_path)]) == 2
+    assert f"{bad}, line 2" in capsys.readouterr().err
+    plans = tmp_path / "plans.jsonl"
+    plans.write_text(plans_path.read_text() + "not json\n")
+    assert main(["replay", "--bids", str(events_path), "--plans", str(plans)]) == 2
+    assert f"{plans}, line 6" in capsys.readouterr().err
+    assert main(["replay", "--bids", str(events_path)]) == 2
+
+
+def test_events_without_a_plan_are_dead_letters_on_both_paths(recording: Any, redis_client: redis.Redis) -> None:
+    _, _, events, plans = recording
+    stray = [{**events[0], "campaign_id": "nobody", "event_id": "nobody:1"}]
+    out = replay_recording([*load_events_from(events[:10]), *load_events_from(stray)],
+                           {p.campaign_id: p for p in load_plans_from(plans)}, get_settings())
+    assert [d["event_id"] for d in out["dead"]] == ["nobody:1"]
+    store_plans(redis_client, plans)
+    publish(redis_client, events[:10] + stray)
+    worker = run_drained(redis_client, batch=500)
+    dead = redis_client.xrange(f"{PREFIX}bids:dead")
+    assert worker.stats.dead == 1 and [f["event_id"] for _, f in dead] == ["nobody:1"]
+    assert "no plan" in dead[0][1]["reason"]
+
+
+def load_events_from(rows: list[dict[str, str]]) -> list[Any]:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in rows))
+    try:
+        return load_events(fh.name)
+    finally:
+        os.unlink(fh.name)
+
+
+def load_plans_from(rows: list[dict[str, Any]]) -> list[Any]:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in rows))
+    try:
+        return list(load_plans(fh.name).values())
+    finally:
+        os.unlink(fh.name)
+
+
+# --------------------------------------------------------------------------------------------------
+def _start_run(url: str, consumer: str, batch: int) -> subprocess.Popen[str]:
+    return start_worker("run", url, consumer, "--batch", str(batch), "--quiet", SYNCTWIN_MIRROR_HEARTBEAT_MS="1000")
+
+
+def _group(client: redis.Redis) -> dict[str, Any]:
+    return next(g for g in client.xinfo_groups(f"{PREFIX}bids") if g["name"] == "synctwin-council")
+
+
+def test_kill_9_mid_drain_loses_nothing_and_pauses_nobody_twice(redis_server: Any, redis_client: redis.Redis) -> None:
+    events, plans = make_recording(copies=8)  # 8 x 5 campaigns, ~19,000 events
+    store_plans(redis_client, plans)
+    publish(redis_client, events)
+    first = _start_run(redis_server.url, "w1", 50)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until it is well into the stream, then kill it
+            try:
+                if (_group(redis_client).get("entries-read") or 0) > len(events) // 4:
+                    break
+            except (StopIteration, redis.ResponseError):
+                pass
+            time.sleep(0.005)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    read = _group(redis_client).get("entries-read") or 0
+    assert 0 < read < len(events), "the worker was not killed mid-drain"
+    second = _start_run(redis_server.url, "w2", 200)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            g = _group(redis_client)
+            if g["pending"] == 0 and g.get("lag") == 0:
+                break
+            time.sleep(0.1)
+        code, err = stop_worker(second)
+        assert code == 0, err
+    finally:
+        if second.poll() is None:
+            second.kill()
+    g = _group(redis_client)
+    assert g["pending"] == 0 and g.get("lag") == 0  # every event delivered and acknowledged
+    assert redis_client.xlen(f"{PREFIX}bids:dead") == 0
+    pauses = control_pauses(redis_client)
+    cids = [p["campaign_id"] for p in pauses]
+    assert len(cids) == len(set(cids))  # nobody paused twice
+    for k in range(8):  # every runaway stopped, whichever worker decided it; no healthy campaign paused
+        assert {f"k{k}-feed-runaway", f"k{k}-{NOPROJ}"} <= set(cids)
+        assert not {f"k{k}-feed-healthy-1", f"k{k}-feed-healthy-2"} & set(cids)
