@@ -320,3 +320,15 @@ def test_kill_9_mid_drain_loses_nothing_and_pauses_nobody_twice(redis_server: An
     for k in range(8):  # every runaway stopped, whichever worker decided it; no healthy campaign paused
         assert {f"k{k}-feed-runaway", f"k{k}-{NOPROJ}"} <= set(cids)
         assert not {f"k{k}-feed-healthy-1", f"k{k}-feed-healthy-2"} & set(cids)
+
+
+def test_a_council_that_meets_campaigns_mid_flight_pauses_the_runaway_not_the_healthy(recording: Any) -> None:
+    """A worker that takes over (a restart, another worker's campaigns) sees totals since launch:
+    days of spend must not read as one tick's runaway, and a runaway must still be stopped."""
+    _, _, events, plans = recording
+    healthy = [e for e in events if e["campaign_id"] == "feed-healthy-1" and float(e["ts"]) >= EPOCH0 + 30 * 3600]
+    runaway = [e for e in events if e["campaign_id"] == NOPROJ and float(e["ts"]) >= EPOCH0 + 12.5 * 3600]
+    rows = sorted(healthy + runaway, key=lambda e: float(e["ts"]))
+    out = replay_recording(load_events_from(rows), {p.campaign_id: p for p in load_plans_from(plans)}, get_settings())
+    assert [(p["campaign_id"], p["reason"]) for p in out["pauses"]] == [(NOPROJ, "BUDGET_EMERGENCY")]
+    assert float(healthy[0]["spend"]) > 1.10 * plans[0]["strategy"]["daily_budget"]  # read as one tick: a pause
