@@ -187,7 +187,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                     taken: set[str] = set()
                     if markers:
                         pipe.watch(*markers)
-                        taken = {c for c, v in zip(cids, pipe.mget(markers), strict=True) if v}
+                        taken = {c for c, m in zip(cids, markers, strict=True) if pipe.exists(m)}  # hashes: no MGET
                     keep_p = [p for p in pauses if p.campaign_id not in taken]
                     keep_a = [a for a in audits if a["campaign_id"] not in taken]
                     keep_n = [a for a in alerts if (a.details or {}).get("campaign_id") not in taken]

@@ -332,3 +332,24 @@ def test_a_council_that_meets_campaigns_mid_flight_pauses_the_runaway_not_the_he
     out = replay_recording(load_events_from(rows), {p.campaign_id: p for p in load_plans_from(plans)}, get_settings())
     assert [(p["campaign_id"], p["reason"]) for p in out["pauses"]] == [(NOPROJ, "BUDGET_EMERGENCY")]
     assert float(healthy[0]["spend"]) > 1.10 * plans[0]["strategy"]["daily_budget"]  # read as one tick: a pause
+
+
+def test_two_workers_in_one_group_pause_each_runaway_once_and_no_healthy_campaign(redis_client: redis.Redis) -> None:
+    """Each worker sees only some of a campaign's events (the other's batches make gaps): a gap's
+    spend is a rate over the gap, not one event's worth, so nobody healthy is paused for it."""
+    events, plans = make_recording(copies=3)
+    store_plans(redis_client, plans)
+    publish(redis_client, events)
+    workers = [redis_council(redis_client, get_settings(), consumer=f"w{i}", batch=600, block_ms=None)
+               for i in range(2)]
+    for w in workers:
+        w.ensure_group()
+    while sum(w.step(block=False) for w in workers):  # alternate batches between the two
+        pass
+    assert min(w.stats.events for w in workers) > len(events) // 4  # both did a share
+    assert redis_client.xpending(f"{PREFIX}bids", "synctwin-council")["pending"] == 0
+    cids = [p["campaign_id"] for p in control_pauses(redis_client)]
+    assert len(cids) == len(set(cids))
+    for k in range(3):
+        assert {f"k{k}-feed-runaway", f"k{k}-{NOPROJ}"} <= set(cids)
+        assert not {f"k{k}-feed-healthy-1", f"k{k}-feed-healthy-2"} & set(cids)

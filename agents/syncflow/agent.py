@@ -64,6 +64,7 @@ class LiveCampaign:
     day: int = -1
     day_start_spend: float = 0.0
     last_spend: float = 0.0
+    last_t: float | None = None  # a stream's rows: env time of the last event this agent saw
     spend_today: float = 0.0
     daily_spend: list[float] = field(default_factory=list)
     stale_alerted: bool = False
@@ -125,7 +126,8 @@ class SyncFlow(Agent):
         self._failing: dict[str, bool] = dict.fromkeys(apis, False)
         self._breaker_seen: dict[str, int] = dict.fromkeys(apis, 0)
         self._next_guard_check = 0.0
-        self._mid_flight = 1.5 * SECONDS_PER_DAY / ticks_per_day  # first met later than this after launch
+        self._tick = SECONDS_PER_DAY / ticks_per_day
+        self._mid_flight = 1.5 * self._tick  # a stream's campaign first met later than this after launch
         super().__init__(env)
         env.process(self._watch())
         if bidding:  # production: the platforms pace their own bids; SyncFlow guards and pauses
@@ -268,6 +270,11 @@ class SyncFlow(Agent):
                     c.day = day
                 spend_tick = spend - c.last_spend
                 c.last_spend = spend
+                if times is not None:  # a stream: events this agent did not see (another worker's) make a gap
+                    gap = now - (c.last_t if c.last_t is not None else c.launched_at or now)
+                    if gap > self._tick:  # ... whose spend is a rate over the gap, not one tick's worth
+                        spend_tick *= self._tick / gap
+                    c.last_t = now
                 c.spend_today = spend - c.day_start_spend
                 fired = c.budget.evaluate(now, c.spend_today, spend_tick) if c.budget else None
                 if fired is None and check_slow:
