@@ -353,3 +353,74 @@ def test_two_workers_in_one_group_pause_each_runaway_once_and_no_healthy_campaig
     for k in range(3):
         assert {f"k{k}-feed-runaway", f"k{k}-{NOPROJ}"} <= set(cids)
         assert not {f"k{k}-feed-healthy-1", f"k{k}-feed-healthy-2"} & set(cids)
+
+
+def test_a_redis_crash_with_aof_mid_stream_loses_nothing_and_pauses_nobody_twice(aof_redis_server: Any) -> None:
+    """SIGKILL Redis (AOF, appendfsync always) while `run`'s worker drains and a publisher publishes
+    (a chunk whose reply was lost is published again: duplicates): the worker backs off and goes on;
+    every entry ends acknowledged, each runaway is paused once, no healthy campaign is."""
+    import threading
+
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    url = aof_redis_server.url
+    admin = redis.Redis.from_url(url, decode_responses=True)
+    events, plans = make_recording(copies=3)
+    store_plans(admin, plans)
+    wclient = redis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0), socket_timeout=5)
+    worker = redis_council(wclient, get_settings(), consumer="w", batch=50, block_ms=50)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    published = {"n": 0}
+
+    def consume() -> None:
+        try:
+            worker.run(stop.is_set)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    def produce() -> None:
+        client = redis.Redis.from_url(url, decode_responses=True)
+        while published["n"] < len(events) and not stop.is_set():
+            try:
+                publish(client, events[published["n"]:published["n"] + 200])
+                published["n"] += 200
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=consume), threading.Thread(target=produce)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 30
+        while published["n"] < len(events) // 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        aof_redis_server.restart(crash=True, down_s=0.3)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                g = _group(admin)
+                if published["n"] >= len(events) and g["pending"] == 0 and g.get("lag") == 0:
+                    break
+            except (redis.exceptions.ConnectionError, StopIteration):
+                pass
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(20)
+    assert not errors, errors
+    assert worker.stats.redis_errors >= 1
+    g = _group(admin)
+    assert g["pending"] == 0 and g.get("lag") == 0
+    assert {e["event_id"] for _, e in admin.xrange(f"{PREFIX}bids")} == {e["event_id"] for e in events}
+    assert admin.xlen(f"{PREFIX}bids:dead") == 0
+    cids = [p["campaign_id"] for p in control_pauses(admin)]
+    assert len(cids) == len(set(cids))
+    for k in range(3):
+        assert {f"k{k}-feed-runaway", f"k{k}-{NOPROJ}"} <= set(cids)
+        assert not {f"k{k}-feed-healthy-1", f"k{k}-feed-healthy-2"} & set(cids)
+    admin.close()
+    wclient.close()

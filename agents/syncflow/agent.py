@@ -256,6 +256,8 @@ class SyncFlow(Agent):
                     continue
                 if times is None:
                     check_slow = check_tick
+                elif c.last_t is not None and now <= c.last_t:
+                    continue  # a duplicate, or older than the last event judged (redelivered, republished)
                 else:
                     check_slow = now >= c.next_check
                     if check_slow:
