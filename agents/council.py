@@ -69,12 +69,12 @@ class Plan:
         return float(self.strategy.launch_ts or 0.0)
 
     def gate(self) -> PlanGate:
-        return PlanGate(None if self.projection is None else Projection.model_validate(self.projection),
-                        dict(self.baseline))
+        return PlanGate(
+            None if self.projection is None else Projection.model_validate(self.projection), dict(self.baseline)
+        )
 
 
-def plan_from_parts(campaign_id: str, strategy: Any, projection: Any, baseline: Any = None, *,
-                    source: str) -> Plan:
+def plan_from_parts(campaign_id: str, strategy: Any, projection: Any, baseline: Any = None, *, source: str) -> Plan:
     """A Plan from its decoded JSON parts; InvalidInput naming `source` and the part at fault."""
     from agents.synctwin.deviation import ProjectionCurve
     from synctwin.strategy_io import strategy_from_dict
@@ -85,22 +85,25 @@ def plan_from_parts(campaign_id: str, strategy: Any, projection: Any, baseline: 
     s = s.model_copy(update={"campaign_id": campaign_id})
     if projection is not None:
         if not isinstance(projection, dict):
-            raise InvalidInput(f"projection: expected a JSON object or null, got {type(projection).__name__}",
-                               source=source)
+            raise InvalidInput(
+                f"projection: expected a JSON object or null, got {type(projection).__name__}", source=source
+            )
         try:
             Projection.model_validate(projection)
             ProjectionCurve.from_projection(projection)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise InvalidInput(f"projection: {exc}".splitlines()[0], source=source) from None
         if projection.get("campaign_id") != campaign_id:
-            raise InvalidInput(f"the projection is campaign {projection.get('campaign_id')!r}, the plan "
-                               f"{campaign_id!r}", source=source)
+            raise InvalidInput(
+                f"the projection is campaign {projection.get('campaign_id')!r}, the plan {campaign_id!r}", source=source
+            )
     elif s.launch_ts is None:
         raise InvalidInput("a plan without a projection needs the strategy's launch_ts", source=source)
     if baseline is None:
         baseline = {}
-    if not isinstance(baseline, dict) or not all(isinstance(v, int | float) and math.isfinite(v)
-                                                 for v in baseline.values()):
+    if not isinstance(baseline, dict) or not all(
+        isinstance(v, int | float) and math.isfinite(v) for v in baseline.values()
+    ):
         raise InvalidInput("baseline: expected an object of finite numbers", source=source)
     return Plan(campaign_id, s, projection, {k: float(v) for k, v in baseline.items()})
 
@@ -127,10 +130,22 @@ class OutboxAuditStore:
     def __init__(self) -> None:
         self.pending: list[dict[str, Any]] = []
 
-    def append(self, event_type: str, *, client_id: str | None = None, campaign_id: str | None = None,
-               reason: str | None = None, metadata: Any = None) -> dict[str, Any]:
-        rec = {"event_type": event_type, "client_id": client_id, "campaign_id": campaign_id, "reason": reason,
-               "metadata": metadata or {}}
+    def append(
+        self,
+        event_type: str,
+        *,
+        client_id: str | None = None,
+        campaign_id: str | None = None,
+        reason: str | None = None,
+        metadata: Any = None,
+    ) -> dict[str, Any]:
+        rec = {
+            "event_type": event_type,
+            "client_id": client_id,
+            "campaign_id": campaign_id,
+            "reason": reason,
+            "metadata": metadata or {},
+        }
         self.pending.append(rec)
         return rec
 
@@ -161,8 +176,16 @@ class Council:
     """The agents on one environment, fed batch by batch; time follows the batches' events (virtual)
     or the wall clock (realtime), as `advance` is told."""
 
-    def __init__(self, env: simpy.Environment, settings: Settings, ports: Ports, *,
-                 disabled_guards: Iterable[str] = (), mirror: bool = True, clock: Any = None) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        settings: Settings,
+        ports: Ports,
+        *,
+        disabled_guards: Iterable[str] = (),
+        mirror: bool = True,
+        clock: Any = None,
+    ) -> None:
         self.env = env
         self.ports = ports
         now = clock or (lambda: env.now)
@@ -170,17 +193,31 @@ class Council:
         self.notify = SyncNotifyAgent(env, SyncNotify(ports.alerts, clock=now))
         self.flow_bids: simpy.Store = simpy.Store(env)
         platforms = get_args(Platform)
-        self.flow = SyncFlow(env, apis=dict.fromkeys(platforms, ports.control), bids=self.flow_bids,
-                             audit=self.shield.mailbox, alerts=self.notify.mailbox, settings=settings,
-                             ticks_per_day=86_400.0 / settings.council_tick_s, disabled_guards=disabled_guards,
-                             bidding=False)
+        self.flow = SyncFlow(
+            env,
+            apis=dict.fromkeys(platforms, ports.control),
+            bids=self.flow_bids,
+            audit=self.shield.mailbox,
+            alerts=self.notify.mailbox,
+            settings=settings,
+            ticks_per_day=86_400.0 / settings.council_tick_s,
+            disabled_guards=disabled_guards,
+            bidding=False,
+        )
         self.mirror: MirrorAgent | None = None
         self.source = self.flow_bids
         if mirror:
             self.source = simpy.Store(env)
-            self.mirror = MirrorAgent(env, bids=self.source, syncflow=self.flow.mailbox, audit=self.shield.mailbox,
-                                      alerts=self.notify.mailbox, cfg=mirror_config(settings), every=1,
-                                      forward=self.flow_bids)
+            self.mirror = MirrorAgent(
+                env,
+                bids=self.source,
+                syncflow=self.flow.mailbox,
+                audit=self.shield.mailbox,
+                alerts=self.notify.mailbox,
+                cfg=mirror_config(settings),
+                every=1,
+                forward=self.flow_bids,
+            )
             self.flow.mirror = self.mirror.mailbox
         self.events = 0
 
@@ -201,9 +238,18 @@ class Council:
             return
         cols = np.array([e[3] for e in events], dtype=float)
         times = tuple(e[2] for e in events)
-        batch = BidBatch(t=times[-1], ts=times[-1], campaign_ids=tuple(e[1] for e in events), spend=cols[:, 0],
-                         impressions=cols[:, 1], clicks=cols[:, 2], conversions=cols[:, 3], revenue=cols[:, 4],
-                         event_ids=tuple(e[0] for e in events), times=times)
+        batch = BidBatch(
+            t=times[-1],
+            ts=times[-1],
+            campaign_ids=tuple(e[1] for e in events),
+            spend=cols[:, 0],
+            impressions=cols[:, 1],
+            clicks=cols[:, 2],
+            conversions=cols[:, 3],
+            revenue=cols[:, 4],
+            event_ids=tuple(e[0] for e in events),
+            times=times,
+        )
         self.events += len(events)
         self.source.put(batch)
         self.advance(at)
@@ -218,8 +264,15 @@ class Council:
             env.step()
 
 
-def build_council(env: simpy.Environment, settings: Settings, ports: Ports, *, disabled_guards: Iterable[str] = (),
-                  mirror: bool = True, clock: Any = None) -> Council:
+def build_council(
+    env: simpy.Environment,
+    settings: Settings,
+    ports: Ports,
+    *,
+    disabled_guards: Iterable[str] = (),
+    mirror: bool = True,
+    clock: Any = None,
+) -> Council:
     """The one composition of the Council on a bid stream (see the module's docstring)."""
     return Council(env, settings, ports, disabled_guards=disabled_guards, mirror=mirror, clock=clock)
 

@@ -59,13 +59,34 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
 
     log = log
 
-    def __init__(self, client: Any, council: Council, *, prefix: str = "synctwin:", group: str = "synctwin-council",
-                 consumer: str | None = None, batch: int = 500, block_ms: int | None = 1000,
-                 claim_idle_ms: int = 30_000, max_deliveries: int = 5, stream_maxlen: int = 100_000,
-                 heartbeat_ms: int = 5_000, clock: Any = time.time) -> None:
-        super().__init__(client, prefix=prefix, group=group, consumer=consumer, batch=batch, block_ms=block_ms,
-                         claim_idle_ms=claim_idle_ms, max_deliveries=max_deliveries, stream_maxlen=stream_maxlen,
-                         heartbeat_ms=heartbeat_ms)
+    def __init__(
+        self,
+        client: Any,
+        council: Council,
+        *,
+        prefix: str = "synctwin:",
+        group: str = "synctwin-council",
+        consumer: str | None = None,
+        batch: int = 500,
+        block_ms: int | None = 1000,
+        claim_idle_ms: int = 30_000,
+        max_deliveries: int = 5,
+        stream_maxlen: int = 100_000,
+        heartbeat_ms: int = 5_000,
+        clock: Any = time.time,
+    ) -> None:
+        super().__init__(
+            client,
+            prefix=prefix,
+            group=group,
+            consumer=consumer,
+            batch=batch,
+            block_ms=block_ms,
+            claim_idle_ms=claim_idle_ms,
+            max_deliveries=max_deliveries,
+            stream_maxlen=stream_maxlen,
+            heartbeat_ms=heartbeat_ms,
+        )
         if not isinstance(council.ports.audit, OutboxAuditStore):
             raise TypeError("RedisCouncil needs a Council built with an OutboxAuditStore")
         self.council = council
@@ -76,6 +97,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         self.audit = RedisAuditStore(client, key=f"{prefix}audit", clock=clock)
         self.stats = CouncilStats()
         self._reported = CouncilStats()
+        self._written: dict[str, int] = {}  # pauses written since the last report, by reason
         self._no_plan: dict[str, str] = {}  # campaigns without a usable plan: why (re-read at most every minute)
         self._no_plan_at: dict[str, float] = {}
 
@@ -95,7 +117,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         replies = pipe.execute()
         out: dict[str, tuple[Plan, bool] | str] = {}
         for n, cid in enumerate(campaign_ids):
-            raw_s, raw_p, raw_g, paused = replies[4 * n:4 * n + 4]
+            raw_s, raw_p, raw_g, paused = replies[4 * n : 4 * n + 4]
             base = f"{self.prefix}campaign:{cid}"
             if raw_s is None:
                 out[cid] = f"unknown campaign {cid}: no plan at {base}:strategy"
@@ -103,8 +125,13 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             try:
                 gate = json.loads(raw_g) if raw_g else {}
                 baseline = gate.get("baseline") if isinstance(gate, dict) else None
-                plan = plan_from_parts(cid, json.loads(raw_s), json.loads(raw_p) if raw_p else None,
-                                       baseline if isinstance(baseline, dict) else None, source=base)
+                plan = plan_from_parts(
+                    cid,
+                    json.loads(raw_s),
+                    json.loads(raw_p) if raw_p else None,
+                    baseline if isinstance(baseline, dict) else None,
+                    source=base,
+                )
             except (ValueError, InvalidInput) as exc:
                 out[cid] = f"campaign {cid}: its plan at {base} is invalid ({exc})"
                 continue
@@ -175,8 +202,9 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             self.outbox_alerts.alerts[:0] = alerts
             raise
 
-    def _write(self, ids: list[str], pauses: list[PauseCommand], audits: list[dict[str, Any]],
-               alerts: list[Any]) -> None:
+    def _write(
+        self, ids: list[str], pauses: list[PauseCommand], audits: list[dict[str, Any]], alerts: list[Any]
+    ) -> None:
         from redis.exceptions import WatchError
 
         for _attempt in range(100):
@@ -194,13 +222,25 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                     recs = []
                     for a in keep_a:
                         if not recs:
-                            rec, _ = self.audit.prepare(pipe, a["event_type"], client_id=a["client_id"],
-                                                        campaign_id=a["campaign_id"], reason=a["reason"],
-                                                        metadata=a["metadata"])
+                            rec, _ = self.audit.prepare(
+                                pipe,
+                                a["event_type"],
+                                client_id=a["client_id"],
+                                campaign_id=a["campaign_id"],
+                                reason=a["reason"],
+                                metadata=a["metadata"],
+                            )
                         else:
-                            rec = make_record(recs[-1], a["event_type"], ts=self.clock(), client_id=a["client_id"],
-                                              campaign_id=a["campaign_id"], reason=a["reason"],
-                                              metadata=a["metadata"], key=self.audit._hmac_key)
+                            rec = make_record(
+                                recs[-1],
+                                a["event_type"],
+                                ts=self.clock(),
+                                client_id=a["client_id"],
+                                campaign_id=a["campaign_id"],
+                                reason=a["reason"],
+                                metadata=a["metadata"],
+                                key=self.audit._hmac_key,
+                            )
                         recs.append(rec)
                     pipe.multi()
                     for p in keep_p:
@@ -208,9 +248,18 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                         pipe.hset(self.marker(p.campaign_id), mapping=fields)
                         pipe.xadd(self.control, fields, maxlen=self.maxlen, approximate=True)
                     for a in keep_n:
-                        pipe.xadd(self.alerts, {"severity": a.severity, "title": a.title, "message": a.message,
-                                                "details": json.dumps(a.details, separators=(",", ":"), default=str),
-                                                "ts": repr(a.ts)}, maxlen=self.maxlen, approximate=True)
+                        pipe.xadd(
+                            self.alerts,
+                            {
+                                "severity": a.severity,
+                                "title": a.title,
+                                "message": a.message,
+                                "details": json.dumps(a.details, separators=(",", ":"), default=str),
+                                "ts": repr(a.ts),
+                            },
+                            maxlen=self.maxlen,
+                            approximate=True,
+                        )
                     for rec in recs:
                         self.audit.queue(pipe, rec)
                     if ids:
@@ -220,6 +269,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                     self.stats.conflicts += 1
                     continue
             self.stats.pauses += len(keep_p)
+            for p in keep_p:
+                self._written[p.reason] = self._written.get(p.reason, 0) + 1
             self.stats.duplicates += len(pauses) - len(keep_p)
             now = self.clock()
             self.stats.pause_latencies_ms.extend((now - p.ts) * 1000.0 for p in keep_p if p.ts is not None)
@@ -231,15 +282,29 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         self.stats.dead += n
 
     def _report_metrics(self) -> None:
-        delta = {name: getattr(self.stats, name) - getattr(self._reported, name)
-                 for name in ("events", "dead", "batches", "redis_errors", "pauses")}
+        delta = {
+            name: getattr(self.stats, name) - getattr(self._reported, name)
+            for name in ("events", "dead", "batches", "redis_errors", "pauses")
+        }
         for name in delta:
             setattr(self._reported, name, getattr(self.stats, name))
-        metrics.record_mirror(delta, (), pause_reason="COUNCIL")
+        delta.pop("pauses")  # counted by reason below, as they are written
+        metrics.record_mirror(delta, ())
+        for reason, n in self._written.items():
+            metrics.PAUSES.labels(reason=reason).inc(n)
+        self._written.clear()
 
 
-def redis_council(client: Any, settings: Any, *, group: str = "synctwin-council", consumer: str | None = None,
-                  batch: int | None = None, disabled_guards: Any = (), block_ms: int | None = 1000) -> RedisCouncil:
+def redis_council(
+    client: Any,
+    settings: Any,
+    *,
+    group: str = "synctwin-council",
+    consumer: str | None = None,
+    batch: int | None = None,
+    disabled_guards: Any = (),
+    block_ms: int | None = 1000,
+) -> RedisCouncil:
     """`synctwin run`'s worker: the Council on a wall-clock environment with the Redis ports."""
     from agents.council import ControlPort, Ports, build_council
     from world.clock import make_environment
@@ -247,7 +312,15 @@ def redis_council(client: Any, settings: Any, *, group: str = "synctwin-council"
     env = make_environment(realtime=True, initial_time=time.time())
     ports = Ports(ControlPort(), OutboxAuditStore(), [OutboxSink()])
     council = build_council(env, settings, ports, disabled_guards=disabled_guards, clock=time.time)
-    return RedisCouncil(client, council, prefix=settings.key_prefix, group=group, consumer=consumer,
-                        batch=batch or settings.mirror_batch, block_ms=block_ms,
-                        claim_idle_ms=settings.mirror_claim_idle_ms, max_deliveries=settings.mirror_max_deliveries,
-                        heartbeat_ms=settings.mirror_heartbeat_ms)
+    return RedisCouncil(
+        client,
+        council,
+        prefix=settings.key_prefix,
+        group=group,
+        consumer=consumer,
+        batch=batch or settings.mirror_batch,
+        block_ms=block_ms,
+        claim_idle_ms=settings.mirror_claim_idle_ms,
+        max_deliveries=settings.mirror_max_deliveries,
+        heartbeat_ms=settings.mirror_heartbeat_ms,
+    )

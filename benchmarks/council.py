@@ -47,9 +47,22 @@ def store_plans(client: Any, base: dict[str, Any], launches: dict[str, float], d
     pipe = client.pipeline(transaction=False)
     for cid, launch in launches.items():
         pipe.set(f"{PREFIX}campaign:{cid}:projection", json.dumps(base | {"campaign_id": cid, "launch_ts": launch}))
-        pipe.set(f"{PREFIX}campaign:{cid}:strategy", json.dumps(
-            {"campaign_id": cid, "client_id": "bench", "platform": "meta", "audience_size": 50_000_000, "cvr": 0.02,
-             "daily_budget": daily_budget, "duration_days": 30, "launch_ts": launch, "aov": 60.0}))
+        pipe.set(
+            f"{PREFIX}campaign:{cid}:strategy",
+            json.dumps(
+                {
+                    "campaign_id": cid,
+                    "client_id": "bench",
+                    "platform": "meta",
+                    "audience_size": 50_000_000,
+                    "cvr": 0.02,
+                    "daily_budget": daily_budget,
+                    "duration_days": 30,
+                    "launch_ts": launch,
+                    "aov": 60.0,
+                }
+            ),
+        )
     pipe.execute()
 
 
@@ -67,8 +80,16 @@ def bench_throughput(url: str, n_events: int, n_campaigns: int, batch: int) -> d
     st = settings()
     out: dict[str, Any] = {"events": len(events), "campaigns": n_campaigns, "batch": batch}
     # the mirror alone (its projections loaded before the clock, as a long-running worker holds them)
-    mirror = RedisMirror(client, mirror_config(st), prefix=PREFIX, group="bench-mirror", consumer="m", batch=batch,
-                         block_ms=None, trim_every_s=0)
+    mirror = RedisMirror(
+        client,
+        mirror_config(st),
+        prefix=PREFIX,
+        group="bench-mirror",
+        consumer="m",
+        batch=batch,
+        block_ms=None,
+        trim_every_s=0,
+    )
     mirror.ensure_group()
     mirror._curves(cids)
     t = time.perf_counter()
@@ -78,8 +99,7 @@ def bench_throughput(url: str, n_events: int, n_campaigns: int, batch: int) -> d
     # the Council, every guard live (its plans adopted before the clock: the first batch reads them)
     worker = redis_council(client, st, group="bench-council", consumer="c", batch=batch, block_ms=None)
     worker.ensure_group()
-    worker.council.adopt([got for got in worker._plans(cids).values() if not isinstance(got, str)],
-                         at=worker._now())
+    worker.council.adopt([got for got in worker._plans(cids).values() if not isinstance(got, str)], at=worker._now())
     t = time.perf_counter()
     worker.run(lambda: False, once=True)
     out["council_s"] = round(time.perf_counter() - t, 3)
@@ -92,8 +112,16 @@ def bench_throughput(url: str, n_events: int, n_campaigns: int, batch: int) -> d
     return out
 
 
-def _publisher(url: str, cids: list[str], runaway_at: dict[str, float], pace: float, rate: float, seconds: float,
-               start_at: float, out: Any) -> None:
+def _publisher(
+    url: str,
+    cids: list[str],
+    runaway_at: dict[str, float],
+    pace: float,
+    rate: float,
+    seconds: float,
+    start_at: float,
+    out: Any,
+) -> None:
     """Round robin over the campaigns at `rate` events/s, ts = time.time() at the XADD; a runaway
     spends 10x its pace per event from its start; the entry id of every event, for the latencies."""
     client = connect(url)
@@ -112,10 +140,19 @@ def _publisher(url: str, cids: list[str], runaway_at: dict[str, float], pace: fl
             spend[cid] += pace * (10.0 if ts >= runaway_at.get(cid, float("inf")) else 1.0)
             conv = k * 0.02
             eid = f"{cid}:{k}"
-            ids[eid] = client.xadd(f"{PREFIX}bids", {"event_id": eid, "campaign_id": cid, "ts": repr(ts),
-                                                     "spend": repr(spend[cid]), "impressions": repr(k * 100.0),
-                                                     "clicks": repr(k * 2.0), "conversions": repr(conv),
-                                                     "revenue": repr(conv * 60.0)})
+            ids[eid] = client.xadd(
+                f"{PREFIX}bids",
+                {
+                    "event_id": eid,
+                    "campaign_id": cid,
+                    "ts": repr(ts),
+                    "spend": repr(spend[cid]),
+                    "impressions": repr(k * 100.0),
+                    "clicks": repr(k * 2.0),
+                    "conversions": repr(conv),
+                    "revenue": repr(conv * 60.0),
+                },
+            )
             n += 1
         time.sleep(0.0005)
     out.put((n, ids))
@@ -150,9 +187,18 @@ def bench_latency(url: str, rate: float, seconds: float, n_campaigns: int) -> di
         if src is not None:
             latencies.append(int(entry_id.split("-")[0]) - int(src.split("-")[0]))
     arr = np.array(latencies, dtype=float) if latencies else np.array([np.nan])
-    out = {"rate": rate, "seconds": seconds, "events": n, "campaigns": n_campaigns, "runaways": len(runaways),
-           "pauses": len(latencies), "reasons": reasons, "p50_ms": float(np.quantile(arr, 0.5)),
-           "p99_ms": float(np.quantile(arr, 0.99)), "max_ms": float(np.max(arr))}
+    out = {
+        "rate": rate,
+        "seconds": seconds,
+        "events": n,
+        "campaigns": n_campaigns,
+        "runaways": len(runaways),
+        "pauses": len(latencies),
+        "reasons": reasons,
+        "p50_ms": float(np.quantile(arr, 0.5)),
+        "p99_ms": float(np.quantile(arr, 0.99)),
+        "max_ms": float(np.max(arr)),
+    }
     cleanup(client)
     client.close()
     return out
@@ -178,8 +224,7 @@ def main() -> int:
     args = ap.parse_args()
     server = OwnRedis()
     try:
-        figures: dict[str, Any] = {"throughput": bench_throughput(server.url, args.events, args.campaigns,
-                                                                  args.batch)}
+        figures: dict[str, Any] = {"throughput": bench_throughput(server.url, args.events, args.campaigns, args.batch)}
         if not args.skip_latency:
             figures["latency"] = bench_latency(server.url, args.rate, args.seconds, args.latency_campaigns)
     finally:
@@ -190,14 +235,18 @@ def main() -> int:
         return 0
     tp = figures["throughput"]
     print(f"drain, {tp['events']:,} events of {tp['campaigns']} campaigns, batch {tp['batch']}:")
-    print(f"  Council, every guard live: {tp['council_events_per_s']:>8,} events/s "
-          f"(target >= {TARGETS['council_events_per_s']:,})")
+    print(
+        f"  Council, every guard live: {tp['council_events_per_s']:>8,} events/s "
+        f"(target >= {TARGETS['council_events_per_s']:,})"
+    )
     print(f"  mirror alone (RedisMirror): {tp['mirror_events_per_s']:>7,} events/s")
     if "latency" in figures:
         la = figures["latency"]
-        print(f"XADD -> PAUSE at {la['rate']:,.0f} events/s over {la['seconds']:.0f} s: {la['pauses']} pauses of "
-              f"{la['runaways']} runaways {la['reasons']}; p50 {la['p50_ms']:.0f} ms, p99 {la['p99_ms']:.0f} ms, "
-              f"max {la['max_ms']:.0f} ms (target p99 <= {TARGETS['p99_ms']:.0f} ms)")
+        print(
+            f"XADD -> PAUSE at {la['rate']:,.0f} events/s over {la['seconds']:.0f} s: {la['pauses']} pauses of "
+            f"{la['runaways']} runaways {la['reasons']}; p50 {la['p50_ms']:.0f} ms, p99 {la['p99_ms']:.0f} ms, "
+            f"max {la['max_ms']:.0f} ms (target p99 <= {TARGETS['p99_ms']:.0f} ms)"
+        )
     return 0
 
 

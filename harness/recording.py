@@ -62,13 +62,20 @@ def load_plans(path: str | Path) -> dict[str, Plan]:
             raise InvalidInput("a plan needs `strategy` and `projection` (an object or null)", source=where)
         if d["campaign_id"] in plans:
             raise InvalidInput(f"campaign {d['campaign_id']!r} has a plan already", source=where)
-        plans[d["campaign_id"]] = plan_from_parts(d["campaign_id"], d["strategy"], d["projection"],
-                                                  d.get("baseline"), source=where)
+        plans[d["campaign_id"]] = plan_from_parts(
+            d["campaign_id"], d["strategy"], d["projection"], d.get("baseline"), source=where
+        )
     return plans
 
 
-def replay_recording(events: list[LiveEvent], plans: dict[str, Plan], settings: Settings, *, batch: int = 500,
-                     disabled_guards: Iterable[str] = ()) -> dict[str, Any]:
+def replay_recording(
+    events: list[LiveEvent],
+    plans: dict[str, Plan],
+    settings: Settings,
+    *,
+    batch: int = 500,
+    disabled_guards: Iterable[str] = (),
+) -> dict[str, Any]:
     """The Council over a recording in virtual time: its pauses (campaign_id, reason, event_id, ts),
     dead letters, alerts and audit records."""
     env = make_environment(initial_time=events[0][2] if events else 0.0)
@@ -76,7 +83,7 @@ def replay_recording(events: list[LiveEvent], plans: dict[str, Plan], settings: 
     council = build_council(env, settings, Ports(control, audit, [sink]), disabled_guards=disabled_guards)
     dead: list[dict[str, Any]] = []
     for start in range(0, len(events), max(1, batch)):
-        chunk = events[start:start + batch]
+        chunk = events[start : start + batch]
         fresh = {e[1] for e in chunk if not council.knows(e[1])}
         council.adopt([(plans[c], False) for c in sorted(fresh) if c in plans], at=env.now)
         live = []
@@ -84,9 +91,14 @@ def replay_recording(events: list[LiveEvent], plans: dict[str, Plan], settings: 
             if e[1] in plans:
                 live.append(e)
             else:
-                dead.append({"event_id": e[0], "campaign_id": e[1],
-                             "reason": f"unknown campaign {e[1]}: no plan"})
+                dead.append({"event_id": e[0], "campaign_id": e[1], "reason": f"unknown campaign {e[1]}: no plan"})
         council.feed(live, at=max(env.now, chunk[-1][2]))
-    return {"events": len(events), "campaigns": len(plans), "pauses": [pause_record(p) for p in control.pauses],
-            "dead": dead, "alerts": len(sink.alerts), "audit_records": len(audit.records()),
-            "guards": {cid: r["guards"] for cid, r in council.flow.report().items()}}
+    return {
+        "events": len(events),
+        "campaigns": len(plans),
+        "pauses": [pause_record(p) for p in control.pauses],
+        "dead": dead,
+        "alerts": len(sink.alerts),
+        "audit_records": len(audit.records()),
+        "guards": {cid: r["guards"] for cid, r in council.flow.report().items()},
+    }

@@ -52,27 +52,42 @@ def make_recording(copies: int = 1) -> tuple[list[dict[str, str]], list[dict[str
     base_plans: list[dict[str, Any]] = []
     for cid in ("feed-healthy-1", "feed-healthy-2", "feed-cvr-crash", "feed-runaway"):
         gate = json.loads(client.get(f"{PREFIX}campaign:{cid}:gate"))
-        base_plans.append({"campaign_id": cid, "strategy": json.loads(client.get(f"{PREFIX}campaign:{cid}:strategy")),
-                           "projection": json.loads(client.get(f"{PREFIX}campaign:{cid}:projection")),
-                           "baseline": gate["baseline"]})
+        base_plans.append(
+            {
+                "campaign_id": cid,
+                "strategy": json.loads(client.get(f"{PREFIX}campaign:{cid}:strategy")),
+                "projection": json.loads(client.get(f"{PREFIX}campaign:{cid}:projection")),
+                "baseline": gate["baseline"],
+            }
+        )
     runaway = base_plans[-1]
-    base_plans.append({"campaign_id": NOPROJ, "strategy": {**runaway["strategy"], "campaign_id": NOPROJ},
-                       "projection": None, "baseline": runaway["baseline"]})
+    base_plans.append(
+        {
+            "campaign_id": NOPROJ,
+            "strategy": {**runaway["strategy"], "campaign_id": NOPROJ},
+            "projection": None,
+            "baseline": runaway["baseline"],
+        }
+    )
     if copies == 1:
         return base_events, base_plans
 
     def rename(x: str, k: int) -> str:
         return f"k{k}-{x}"
 
-    events = [{**e, "campaign_id": rename(e["campaign_id"], k), "event_id": rename(e["event_id"], k)}
-              for e in base_events for k in range(copies)]
+    events = [
+        {**e, "campaign_id": rename(e["campaign_id"], k), "event_id": rename(e["event_id"], k)}
+        for e in base_events
+        for k in range(copies)
+    ]
     plans = []
     for k in range(copies):
         for p in base_plans:
             cid = rename(p["campaign_id"], k)
             proj = None if p["projection"] is None else {**p["projection"], "campaign_id": cid}
-            plans.append({**p, "campaign_id": cid, "strategy": {**p["strategy"], "campaign_id": cid},
-                          "projection": proj})
+            plans.append(
+                {**p, "campaign_id": cid, "strategy": {**p["strategy"], "campaign_id": cid}, "projection": proj}
+            )
     return events, plans
 
 
@@ -102,9 +117,9 @@ def publish(client: redis.Redis, events: list[dict[str, str]]) -> dict[str, str]
     ids: dict[str, str] = {}
     for start in range(0, len(events), 1000):
         pipe = client.pipeline(transaction=False)
-        for e in events[start:start + 1000]:
+        for e in events[start : start + 1000]:
             pipe.xadd(f"{PREFIX}bids", e)
-        for e, entry_id in zip(events[start:start + 1000], pipe.execute(), strict=True):
+        for e, entry_id in zip(events[start : start + 1000], pipe.execute(), strict=True):
             ids[e["event_id"]] = entry_id
     return ids
 
@@ -144,8 +159,9 @@ def test_replay_and_run_decide_the_same_pauses_event_for_event(recording: Any, r
     live = control_pauses(redis_client)
     assert decided(live) == decided(replayed)
     assert {p["campaign_id"] for p in live} == {"feed-runaway", NOPROJ, "feed-cvr-crash"}  # the healthy ones run on
-    assert [p["ts"] for p in sorted(live, key=lambda p: p["event_id"])] == \
-        [p["ts"] for p in sorted(replayed, key=lambda p: p["event_id"])]
+    assert [p["ts"] for p in sorted(live, key=lambda p: p["event_id"])] == [
+        p["ts"] for p in sorted(replayed, key=lambda p: p["event_id"])
+    ]
     assert worker.stats.events == len(events) and worker.stats.dead == 0 and worker.stats.pauses == 3
     assert redis_client.xpending(f"{PREFIX}bids", "synctwin-council")["pending"] == 0
 
@@ -159,12 +175,14 @@ def test_the_equivalence_fails_when_a_guard_is_off_in_one_path(recording: Any, r
     live = control_pauses(redis_client)
     assert decided(live) != decided(replayed)
     # the runaway without a projection is BUDGET_EMERGENCY's alone: it is no longer paused that way
-    assert ("BUDGET_EMERGENCY" in {p["reason"] for p in replayed}
-            and "BUDGET_EMERGENCY" not in {p["reason"] for p in live})
+    assert "BUDGET_EMERGENCY" in {p["reason"] for p in replayed} and "BUDGET_EMERGENCY" not in {
+        p["reason"] for p in live
+    }
 
 
 def test_budget_emergency_pauses_a_runaway_without_projection_before_110_percent(
-        recording: Any, redis_client: redis.Redis) -> None:
+    recording: Any, redis_client: redis.Redis
+) -> None:
     _, _, events, plans = recording
     store_plans(redis_client, plans)
     publish(redis_client, events)
@@ -184,7 +202,8 @@ def test_budget_emergency_pauses_a_runaway_without_projection_before_110_percent
 
 
 def test_a_pause_on_the_control_stream_names_campaign_reason_event_and_ts(
-        recording: Any, redis_client: redis.Redis) -> None:
+    recording: Any, redis_client: redis.Redis
+) -> None:
     _, _, events, plans = recording
     store_plans(redis_client, plans)
     ids = publish(redis_client, events)
@@ -200,8 +219,9 @@ def test_a_pause_on_the_control_stream_names_campaign_reason_event_and_ts(
         assert redis_client.hgetall(f"{PREFIX}campaign:{f['campaign_id']}:paused") == f  # the exactly-once marker
     # the pause's audit and alert went with it, chained onto the audit stream
     audit = [json.loads(f["record"]) for _, f in redis_client.xrange(f"{PREFIX}audit")]
-    assert {r["campaign_id"] for r in audit if r["event_type"] == "CAMPAIGN_PAUSED"} == \
-        {f["campaign_id"] for _, f in entries}
+    assert {r["campaign_id"] for r in audit if r["event_type"] == "CAMPAIGN_PAUSED"} == {
+        f["campaign_id"] for _, f in entries
+    }
     assert any(f["title"].startswith("BUDGET_EMERGENCY") for _, f in redis_client.xrange(f"{PREFIX}alerts"))
 
 
@@ -218,8 +238,9 @@ def test_a_second_worker_never_pauses_a_campaign_again(recording: Any, redis_cli
     assert len(redis_client.xrange(f"{PREFIX}control")) == 3
 
 
-def test_bad_lines_of_a_recording_exit_2_naming_file_and_line(recording: Any, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_lines_of_a_recording_exit_2_naming_file_and_line(
+    recording: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     events_path, plans_path, _, _ = recording
     bad = tmp_path / "bad.jsonl"
     bad.write_text(events_path.read_text().splitlines()[0] + "\n" + '{"event_id": "x", "campaign_id": "y"}\n')
@@ -235,8 +256,11 @@ def test_bad_lines_of_a_recording_exit_2_naming_file_and_line(recording: Any, tm
 def test_events_without_a_plan_are_dead_letters_on_both_paths(recording: Any, redis_client: redis.Redis) -> None:
     _, _, events, plans = recording
     stray = [{**events[0], "campaign_id": "nobody", "event_id": "nobody:1"}]
-    out = replay_recording([*load_events_from(events[:10]), *load_events_from(stray)],
-                           {p.campaign_id: p for p in load_plans_from(plans)}, get_settings())
+    out = replay_recording(
+        [*load_events_from(events[:10]), *load_events_from(stray)],
+        {p.campaign_id: p for p in load_plans_from(plans)},
+        get_settings(),
+    )
     assert [d["event_id"] for d in out["dead"]] == ["nobody:1"]
     store_plans(redis_client, plans)
     publish(redis_client, events[:10] + stray)
@@ -340,8 +364,9 @@ def test_two_workers_in_one_group_pause_each_runaway_once_and_no_healthy_campaig
     events, plans = make_recording(copies=3)
     store_plans(redis_client, plans)
     publish(redis_client, events)
-    workers = [redis_council(redis_client, get_settings(), consumer=f"w{i}", batch=600, block_ms=None)
-               for i in range(2)]
+    workers = [
+        redis_council(redis_client, get_settings(), consumer=f"w{i}", batch=600, block_ms=None) for i in range(2)
+    ]
     for w in workers:
         w.ensure_group()
     while sum(w.step(block=False) for w in workers):  # alternate batches between the two
@@ -384,7 +409,7 @@ def test_a_redis_crash_with_aof_mid_stream_loses_nothing_and_pauses_nobody_twice
         client = redis.Redis.from_url(url, decode_responses=True)
         while published["n"] < len(events) and not stop.is_set():
             try:
-                publish(client, events[published["n"]:published["n"] + 200])
+                publish(client, events[published["n"] : published["n"] + 200])
                 published["n"] += 200
             except redis.exceptions.ConnectionError:
                 time.sleep(0.05)
@@ -424,3 +449,32 @@ def test_a_redis_crash_with_aof_mid_stream_loses_nothing_and_pauses_nobody_twice
         assert not {f"k{k}-feed-healthy-1", f"k{k}-feed-healthy-2"} & set(cids)
     admin.close()
     wclient.close()
+
+
+def test_run_counts_its_pauses_by_reason_in_prometheus(recording: Any, redis_client: redis.Redis) -> None:
+    from synctwin import metrics
+
+    _, _, events, plans = recording
+    before = {
+        r: metrics.sample("synctwin_pauses_total", {"reason": r}) or 0.0 for r in ("BUDGET_EMERGENCY", "AUTO_ROLLBACK")
+    }
+    store_plans(redis_client, plans)
+    publish(redis_client, events)
+    run_drained(redis_client, batch=500)
+    assert metrics.sample("synctwin_pauses_total", {"reason": "BUDGET_EMERGENCY"}) == before["BUDGET_EMERGENCY"] + 2
+    assert metrics.sample("synctwin_pauses_total", {"reason": "AUTO_ROLLBACK"}) == before["AUTO_ROLLBACK"] + 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--disable-guard", "nope"], "nope"),
+        (["--batch", "0"], "--batch"),
+        (["--metrics-port", "70000"], "--metrics-port"),
+    ],
+)
+def test_run_refuses_bad_options_with_exit_2(
+    redis_server: Any, extra: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--redis", redis_server.url, *extra]) == 2
+    assert named in capsys.readouterr().err

@@ -17,21 +17,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "AutoRollback, the budget emergency stop and the API circuit breaker, SyncShield, SyncNotify). Plans are "
         "read from {prefix}campaign:{id}:strategy and :projection (what `gate --redis` stores). A pause is one "
         "entry on {prefix}control (campaign_id, reason, event_id, ts), written exactly once with the batch's "
-        "acknowledgement. SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0.")
+        "acknowledgement. SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0."
+    )
     from synctwin.redis_conn import add_redis_argument
 
     add_redis_argument(p, "e.g. redis://127.0.0.1:6379/0 (default SYNCTWIN_REDIS_URL)")
-    p.add_argument("--group", default="synctwin-council", metavar="G", help="consumer group (default "
-                   "synctwin-council)")
+    p.add_argument("--group", default="synctwin-council", metavar="G", help="consumer group (default synctwin-council)")
     p.add_argument("--consumer", metavar="C", help="this worker's name in the group (default host-pid)")
     p.add_argument("--batch", type=int, metavar="N", help="events per read, one Council message (default 500)")
-    p.add_argument("--disable-guard", action="append", default=[], metavar="NAME",
-                   help="switch a SyncFlow guard off (margin_guardian, budget_emergency, auto_rollback, "
-                   "api_circuit_breaker); for drills and comparisons, never in production")
+    p.add_argument(
+        "--disable-guard",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="switch a SyncFlow guard off (margin_guardian, budget_emergency, auto_rollback, "
+        "api_circuit_breaker); for drills and comparisons, never in production",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus metrics on this port")
-    p.add_argument("--metrics-host", default="127.0.0.1", metavar="H",
-                   help="address of the metrics server (default 127.0.0.1)")
+    p.add_argument(
+        "--metrics-host", default="127.0.0.1", metavar="H", help="address of the metrics server (default 127.0.0.1)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,12 +55,16 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.disable_guard) - set(GUARDS))
     if unknown:
         raise InvalidInput(f"unknown guard(s) {', '.join(unknown)}; expected some of {', '.join(GUARDS)}")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     redact_logs(url)
     client = connect_checked(url)
-    worker = redis_council(client, settings, group=args.group, consumer=args.consumer, batch=args.batch,
-                           disabled_guards=args.disable_guard)
+    worker = redis_council(
+        client, settings, group=args.group, consumer=args.consumer, batch=args.batch, disabled_guards=args.disable_guard
+    )
     worker.audit.check_appendable()
     log = logging.getLogger("synctwin.council")
     if args.metrics_port is not None:
@@ -62,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
     with stop_on_signals() as stop:
         log.info("council %s in group %s on %sbids", worker.consumer, args.group, settings.key_prefix)
         stats = worker.run(stop)
-    log.info("drained and stopped: %d events, %d dead, %d pauses (%d decided again, not written), %d taken over "
-             "from dead workers", stats.events, stats.dead, stats.pauses, stats.duplicates, worker.rescued)
+    log.info(
+        "drained and stopped: %d events, %d dead, %d pauses (%d decided again, not written), %d taken over "
+        "from dead workers",
+        stats.events,
+        stats.dead,
+        stats.pauses,
+        stats.duplicates,
+        worker.rescued,
+    )
     return 0
