@@ -34,7 +34,9 @@ from agents.syncnotify.alerts import Alert, SyncNotify
 from agents.syncshield.agent import SyncShieldAgent
 from agents.syncshield.backends import AuditStore
 from agents.syncshield.service import SyncShield
-from agents.synctwin.mirror import MirrorAgent, mirror_config
+from agents.synctwin.deviation import ProjectionCurve
+from agents.synctwin.event_limits import Bounds, bounds_for, check, plan_floors
+from agents.synctwin.mirror import MirrorAgent, event_limits, mirror_config
 from synctwin.config import Settings
 from synctwin.errors import InvalidInput
 from synctwin.messages import Adopt, BidBatch, PauseCommand
@@ -220,6 +222,9 @@ class Council:
             )
             self.flow.mirror = self.mirror.mailbox
         self.events = 0
+        self.limits = event_limits(settings)
+        # per adopted campaign: its launch, the end of its flight, its curve (None: no projection), floors
+        self._flights: dict[str, tuple[float, float, ProjectionCurve | None, tuple[float, float, float]]] = {}
 
     def knows(self, campaign_id: str) -> bool:
         return campaign_id in self.flow.campaigns
@@ -228,7 +233,31 @@ class Council:
         """Campaigns to guard from now on (`True`: already paused by an earlier worker)."""
         for plan, paused in plans:
             self.flow.mailbox.put(Adopt(plan, paused))
+            curve = None if plan.projection is None else ProjectionCurve.from_projection(plan.projection)
+            hours = curve.horizon_hours if curve is not None else plan.strategy.duration_days * 24.0
+            launch = plan.launch_ts
+            self._flights[plan.campaign_id] = (launch, launch + hours * 3600.0, curve, plan_floors(curve, self.limits))
         self.advance(at)
+
+    def screen(self, events: Sequence[LiveEvent], now: float) -> tuple[list[LiveEvent], list[tuple[LiveEvent, str]]]:
+        """The events of adopted campaigns inside the live stream's plausibility limits (the mirror
+        worker's: agents/synctwin/event_limits.py), and the others with why. `now`: the worker's
+        clock (a recording has none to be ahead of: inf). One impossible event (a counter of 1e15, a
+        ts weeks ahead) must be a dead letter, not a pause of a healthy campaign."""
+        ok: list[LiveEvent] = []
+        bad: list[tuple[LiveEvent, str]] = []
+        bounds: dict[str, Bounds] = {}
+        for e in events:
+            b = bounds.get(e[1])
+            if b is None:
+                launch, end, curve, floors = self._flights[e[1]]
+                b = bounds[e[1]] = bounds_for(launch, end, curve, now, self.limits, floors)
+            why = check(b, e[2], e[3])
+            if why is None:
+                ok.append(e)
+            else:
+                bad.append((e, why))
+        return ok, bad
 
     def feed(self, events: Sequence[LiveEvent], at: float) -> None:
         """One batch of bid events, in stream order, as one message; run the Council until it has

@@ -168,14 +168,16 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                     self._no_plan.pop(cid, None)
                     adopt.append(got)
             council.adopt(adopt, at=self._now())
-        events = []
-        acked: list[str] = []
+        known: list[tuple[str, dict[bytes, bytes], tuple[str, str, float, tuple[float, ...]]]] = []
         for entry_id, fields, e in parsed:
             if council.knows(e[1]):
-                events.append(e)
-                acked.append(entry_id)
+                known.append((entry_id, fields, e))
             else:
                 dead.append((entry_id, fields, self._no_plan.get(e[1], f"unknown campaign {e[1]}: no plan")))
+        events, bad = council.screen([e for _, _, e in known], self.clock())
+        refused = {id(e): why for e, why in bad}
+        acked = [entry_id for entry_id, _, e in known if id(e) not in refused]
+        dead += [(entry_id, fields, refused[id(e)]) for entry_id, fields, e in known if id(e) in refused]
         council.feed(events, at=self._now())
         self._commit(acked)
         if dead:

@@ -478,3 +478,33 @@ def test_run_refuses_bad_options_with_exit_2(
 ) -> None:
     assert main(["run", "--redis", redis_server.url, *extra]) == 2
     assert named in capsys.readouterr().err
+
+
+def test_an_impossible_event_is_a_dead_letter_on_both_paths_not_a_pause(
+    recording: Any, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """A counter of 1e16 would read as a runaway (BUDGET_EMERGENCY) and clicks above impressions is
+    no funnel: the mirror worker's plausibility limits refuse both, in replay and in run alike."""
+    events_path, plans_path, events, plans = recording
+    healthy = [i for i, e in enumerate(events) if e["campaign_id"] == "feed-healthy-1"]
+    absurd = {**events[healthy[50]], "event_id": "absurd:1", "spend": "1e16"}
+    funnel = {**events[healthy[60]], "event_id": "funnel:1", "clicks": "1e9", "impressions": "10"}
+    rows = list(events)
+    rows.insert(healthy[60] + 1, funnel)
+    rows.insert(healthy[50] + 1, absurd)
+    bad = tmp_path / "events.jsonl"
+    bad.write_text("".join(json.dumps(e) + "\n" for e in rows))
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["replay", "--bids", str(bad), "--plans", str(plans_path), "--json"]) == 0
+    replayed = json.loads(out.getvalue())
+    reasons = {d["event_id"]: d["reason"] for d in replayed["dead"]}
+    assert set(reasons) == {"absurd:1", "funnel:1"}
+    assert "absurd" in reasons["absurd:1"] and "above impressions" in reasons["funnel:1"]
+    assert decided(replayed["pauses"]) == decided(replay_pauses(events_path, plans_path))  # nothing else changed
+    store_plans(redis_client, plans)
+    publish(redis_client, rows)
+    run_drained(redis_client, batch=64)
+    dead = {f["event_id"]: f["reason"] for _, f in redis_client.xrange(f"{PREFIX}bids:dead")}
+    assert dead == reasons
+    assert decided(control_pauses(redis_client)) == decided(replayed["pauses"])
