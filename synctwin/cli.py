@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "exit 1 when an expectation fails, 2 when the scenario is invalid"),
     "mirror": ("mirror", "production real-to-sim sync on a Redis bid stream; runs until SIGTERM/SIGINT, "
                "drains, exits 0"),
+    "run": ("run", "the production Council on a Redis bid stream (mirror, SyncFlow's guards, audit, alerts): the "
+            "agents `replay --bids --plans` runs in virtual time; until SIGTERM/SIGINT, drains, exits 0"),
     "shadow": ("shadow", "shadow mode in production: re-simulate rejected campaigns under the market live campaigns "
                "met (SHADOW_OUTCOME) and audit approved campaigns' realized outcomes (CAMPAIGN_OUTCOME); "
                "--redis URL (until SIGTERM, or --once) or --market FILE --audit-log FILE"),

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     mirror_heartbeat_ms: int = Field(
         5_000, ge=0, description="a worker's heartbeat TTL: a dead worker's pending events are taken over this soon, "
         "before newer ones are read (0: no heartbeat, only the idle-time reclaim)")
+    council_tick_s: float = Field(300.0, gt=0, description="`synctwin run`: seconds between a campaign's bid events "
+                                  "on the stream (the pace the budget emergency counts its look-ahead and runaway in)")
     # --- the live stream's plausibility limits (agents/synctwin/event_limits.py): violations are dead letters ---
     max_clock_skew_s: float = Field(300.0, ge=0, description="an event's ts at most this far ahead of the worker's "
                                     "clock (and this early before its campaign's launch)")

@@ -81,6 +81,20 @@ class BidBatch:
     clicks: np.ndarray
     conversions: np.ndarray
     revenue: np.ndarray
+    # a batch of live stream entries (not one tick of a world): each row is one event, with its own
+    # event_id and environment time; several rows may be one campaign's, in stream order
+    event_ids: tuple[str, ...] | None = None
+    times: tuple[float, ...] | None = None
+    # the mirror's PAUSE verdicts on this batch, by row, when the mirror passes it on to SyncFlow
+    verdicts: dict[int, PauseCommand] | None = None
+
+    def row_time(self, i: int) -> float:
+        """Row i's environment time (a tick's rows share the batch's)."""
+        return self.t if self.times is None else self.times[i]
+
+    def row_event_id(self, i: int) -> str:
+        """Row i's event id (a tick's: `{campaign}:{tick}`, as `events()` publishes it)."""
+        return f"{self.campaign_ids[i]}:{round(self.t)}" if self.event_ids is None else self.event_ids[i]
 
     def events(self) -> list[dict[str, Any]]:
         """The per-campaign bid events of DESIGN.md (for the Redis stream)."""
@@ -103,8 +117,50 @@ class Watch:
 
 @dataclass(slots=True)
 class PauseCommand:
-    """A command for SyncFlow (the `synctwin:control` stream in production)."""
+    """A PAUSE, one shape everywhere: what the mirror asks SyncFlow, what SyncFlow sends the platform,
+    and an entry of the `synctwin:control` stream in production (`pause_fields` / `pause_from_fields`).
+
+    `event_id` is the bid event that decided and `ts` its epoch seconds (None only for a pause no
+    event decided, e.g. a person's)."""
 
     campaign_id: str
     reason: str
     detail: dict[str, Any] = field(default_factory=dict)
+    event_id: str | None = None
+    ts: float | None = None
+
+
+def pause_fields(cmd: PauseCommand) -> dict[str, str]:
+    """The `synctwin:control` entry of a PAUSE: command, campaign_id, reason, event_id, ts, and the
+    numbers of its detail (deviation, guard) as they are, for operators."""
+    out = {"command": "PAUSE", "campaign_id": cmd.campaign_id, "reason": cmd.reason,
+           "event_id": cmd.event_id or "", "ts": "" if cmd.ts is None else repr(float(cmd.ts))}
+    for k in ("deviation", "guard"):
+        v = cmd.detail.get(k)
+        if v is not None:
+            out[k] = f"{v:.4f}" if isinstance(v, float) else str(v)
+    return out
+
+
+def pause_from_fields(fields: dict[Any, Any]) -> PauseCommand:
+    """A control-stream entry back as a PauseCommand (ValueError: not a PAUSE, or a field missing)."""
+    f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+         for k, v in fields.items()}
+    if f.get("command") != "PAUSE" or not f.get("campaign_id") or not f.get("reason"):
+        raise ValueError(f"not a PAUSE command: {f}")
+    detail: dict[str, Any] = {}
+    if "deviation" in f:
+        detail["deviation"] = float(f["deviation"])
+    if "guard" in f:
+        detail["guard"] = f["guard"]
+    return PauseCommand(f["campaign_id"], f["reason"], detail, event_id=f.get("event_id") or None,
+                        ts=float(f["ts"]) if f.get("ts") else None)
+
+
+@dataclass(slots=True)
+class Adopt:
+    """A campaign already live on its platform (production, or a recording's) for SyncFlow to guard:
+    no launch call. `plan` is an agents.council.Plan (strategy, projection or None, baseline)."""
+
+    plan: Any
+    paused: bool = False  # already paused (by an earlier worker): guard nothing, pause nothing

@@ -119,6 +119,7 @@ def publish_plan(client: Any, prefix: str, strategy: Any, history: Any, result: 
     pipe.set(f"{prefix}campaign:{cid}:projection", json.dumps(projection.model_dump(mode="json")))
     pipe.set(f"{prefix}campaign:{cid}:strategy", strategy.model_dump_json(exclude_none=True))
     pipe.delete(f"{prefix}campaign:{cid}:mirror")  # a new plan: the mirror starts afresh
+    pipe.delete(f"{prefix}campaign:{cid}:paused")  # and `synctwin run` may pause the new launch
     # and its realized outcome too: the shadow worker writes one CAMPAIGN_OUTCOME per launch
     pipe.set(f"{prefix}campaign:{cid}:gate", json.dumps(gate))
     pipe.delete(f"{prefix}campaign:{cid}:totals", f"{prefix}campaign:{cid}:outcome")

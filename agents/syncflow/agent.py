@@ -8,6 +8,7 @@ sent to SyncShield (audit) and SyncNotify (alerts) as messages.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from agents.base import Agent
 from agents.syncflow.breaker import BreakerState, CircuitBreaker
 from agents.syncflow.guards import AutoRollback, BudgetEmergency, Guard, MarginGuardian, Transition
 from synctwin.config import Settings
-from synctwin.messages import AlertMessage, AuditEvent, BidBatch, Deploy, PauseCommand, Watch
+from synctwin.messages import Adopt, AlertMessage, AuditEvent, BidBatch, Deploy, PauseCommand, Watch
 
 GUARDS = ("margin_guardian", "budget_emergency", "auto_rollback", "api_circuit_breaker")
 SECONDS_PER_DAY = 86_400.0
@@ -63,12 +64,15 @@ class LiveCampaign:
     day: int = -1
     day_start_spend: float = 0.0
     last_spend: float = 0.0
+    last_t: float | None = None  # a stream's rows: env time of the last event this agent saw
     spend_today: float = 0.0
     daily_spend: list[float] = field(default_factory=list)
     stale_alerted: bool = False
     test: bool = False  # a chaos drill's campaign: no client outcome to record
     ends_at: float = float("inf")  # env time its planned flight is over
     outcome_recorded: bool = False  # CAMPAIGN_OUTCOME audited (once: at the flight's end or its pause)
+    next_check: float = -math.inf  # a stream batch's rows: env time of this campaign's next slow-guard check
+    pause_event_id: str | None = None  # the bid event that decided the pause
 
 
 def planned_cvr_per_click(strategy: Any, baseline: dict[str, float]) -> float | None:
@@ -101,7 +105,7 @@ class SyncFlow(Agent):
     def __init__(self, env: simpy.Environment, *, apis: dict[str, Any], bids: simpy.Store, audit: simpy.Store,
                  alerts: simpy.Store, settings: Settings, ticks_per_day: float,
                  disabled_guards: Iterable[str] = (), mirror: simpy.Store | None = None,
-                 epoch0: float = 0.0) -> None:
+                 epoch0: float = 0.0, bidding: bool = True) -> None:
         self.mirror = mirror
         self.epoch0 = epoch0  # epoch seconds at the environment's time zero
         self.apis = apis
@@ -122,9 +126,12 @@ class SyncFlow(Agent):
         self._failing: dict[str, bool] = dict.fromkeys(apis, False)
         self._breaker_seen: dict[str, int] = dict.fromkeys(apis, 0)
         self._next_guard_check = 0.0
+        self._tick = SECONDS_PER_DAY / ticks_per_day
+        self._mid_flight = 1.5 * self._tick  # a stream's campaign first met later than this after launch
         super().__init__(env)
         env.process(self._watch())
-        env.process(self._bidder())
+        if bidding:  # production: the platforms pace their own bids; SyncFlow guards and pauses
+            env.process(self._bidder())
 
     # --- messages out ---------------------------------------------------------------------------
     def _audit(self, event_type: str, campaign_id: str | None = None, reason: str | None = None,
@@ -142,11 +149,37 @@ class SyncFlow(Agent):
     def handle(self, message: Any) -> Generator[Any, Any, None]:
         if isinstance(message, Deploy):
             self.env.process(self._launch(message))
+        elif isinstance(message, Adopt):
+            self._adopt(message)
         elif isinstance(message, PauseCommand):
             c = self.campaigns.get(message.campaign_id)
             if c is not None and c.status == "LIVE":
-                self._pause_for(c, message.reason, message.detail.get("why", "a pause command"), message.detail)
+                self._pause_for(c, message.reason, message.detail.get("why", "a pause command"), message.detail,
+                                message.event_id, message.ts)
         yield from ()
+
+    def _adopt(self, message: Adopt) -> None:
+        """Guard a campaign that is already live (production, a recording): no launch call, its
+        guards from its plan, the mirror told when it has a projection. Its CAMPAIGN_OUTCOME is
+        shadow mode's job there, not this agent's."""
+        plan = message.plan
+        s, cid = plan.strategy, plan.campaign_id
+        if cid in self.campaigns:
+            return
+        gate = plan.gate()
+        planned_cpm = s.cpm or gate.baseline.get("cpm") or 5.0
+        launched = plan.launch_ts - self.epoch0
+        c = LiveCampaign(strategy=s, gate=gate, platform=s.platform, planned_cpm=planned_cpm,
+                         bid=planned_cpm * self.settings.bid_headroom, status="LIVE", launched_at=launched,
+                         outcome_recorded=True, ends_at=launched + s.duration_days * SECONDS_PER_DAY)
+        c.ledger.last_ack = launched
+        c.guards = self._make_guards(c, launched)
+        self.campaigns[cid] = c
+        if message.paused:  # an earlier worker paused it: nothing to guard, nothing to pause again
+            c.status, c.pause_reason = "PAUSED", "ALREADY_PAUSED"
+            return
+        if self.mirror is not None and plan.projection is not None:
+            self.mirror.put(Watch(cid, plan.projection))
 
     def _launch(self, deploy: Deploy) -> Generator[Any, Any, None]:
         s, gate = deploy.strategy, deploy.gate
@@ -192,12 +225,16 @@ class SyncFlow(Agent):
 
     # --- the bid stream: guards -----------------------------------------------------------------
     def _watch(self) -> Generator[Any, Any, None]:
+        """Every row of every batch, in order: a world's tick (every campaign at one time, the slow
+        guards on one grid) or a stream batch (one event per row at its own time, the slow guards
+        every `guard_interval` per campaign, and the mirror's verdicts by row when it passes them on)."""
         interval = self.settings.guard_interval
         while True:
             batch: BidBatch = yield self.bids.get()
             now = batch.t
-            check_slow = now >= self._next_guard_check
-            if check_slow:
+            times, verdicts = batch.times, batch.verdicts
+            check_tick = now >= self._next_guard_check
+            if check_tick:
                 self._next_guard_check = now + interval
             day = int((now - 1e-9) // SECONDS_PER_DAY)  # the tick ending at midnight belongs to the day before
             spends = batch.spend.tolist()  # one conversion per tick, not one numpy scalar per campaign
@@ -205,18 +242,41 @@ class SyncFlow(Agent):
                 c = self.campaigns.get(cid)
                 if c is None:
                     continue
+                if times is not None:
+                    now = times[i]
+                    day = int((now - 1e-9) // SECONDS_PER_DAY)
                 if c.status != "LIVE" or now >= c.ends_at:
                     if not c.outcome_recorded and not c.test and (c.status == "LIVE" or c.pause_acked_at is not None):
                         self._record_outcome(c, batch, i)
                     if c.status != "LIVE":
                         continue
+                if verdicts is not None and (command := verdicts.get(i)) is not None:
+                    self._pause_for(c, command.reason, command.detail.get("why", "the mirror's verdict"),
+                                    command.detail, command.event_id, command.ts)
+                    continue
+                if times is None:
+                    check_slow = check_tick
+                elif c.last_t is not None and now <= c.last_t:
+                    continue  # a duplicate, or older than the last event judged (redelivered, republished)
+                else:
+                    check_slow = now >= c.next_check
+                    if check_slow:
+                        c.next_check = now + interval
                 spend = spends[i]
                 if day != c.day:
                     if c.day >= 0:
                         c.daily_spend.append(c.spend_today)
-                    c.day, c.day_start_spend = day, c.last_spend
+                        c.day_start_spend = c.last_spend
+                    elif times is not None and now - (c.launched_at or now) > self._mid_flight:
+                        self._join_mid_flight(c, now, day, spend)
+                    c.day = day
                 spend_tick = spend - c.last_spend
                 c.last_spend = spend
+                if times is not None:  # a stream: events this agent did not see (another worker's) make a gap
+                    gap = now - (c.last_t if c.last_t is not None else c.launched_at or now)
+                    if gap > self._tick:  # ... whose spend is a rate over the gap, not one tick's worth
+                        spend_tick *= self._tick / gap
+                    c.last_t = now
                 c.spend_today = spend - c.day_start_spend
                 fired = c.budget.evaluate(now, c.spend_today, spend_tick) if c.budget else None
                 if fired is None and check_slow:
@@ -232,16 +292,30 @@ class SyncFlow(Agent):
                         if fired is not None:
                             break
                 if fired is not None:
-                    self._pause(c, fired)
+                    self._pause(c, fired, batch.row_event_id(i), batch.ts - batch.t + now)
 
-    def _pause(self, c: LiveCampaign, fired: Transition) -> None:
+    def _join_mid_flight(self, c: LiveCampaign, now: float, day: int, spend: float) -> None:
+        """The first event of a campaign this agent meets long after its launch (a worker that took
+        over, a restart): its totals are since launch, not since the last event. The spend before
+        today is estimated at the campaign's average rate (the platform reports no daily split), and
+        this event is no tick of spend: without it, a restart would see days of spend as one tick's
+        runaway and pause every healthy campaign."""
+        launched = c.launched_at or now
+        day_start = max(day * SECONDS_PER_DAY, launched)
+        c.last_spend = spend
+        c.day_start_spend = spend * (day_start - launched) / (now - launched)
+
+    def _pause(self, c: LiveCampaign, fired: Transition, event_id: str, ts: float) -> None:
         guard = next(g for g in [c.budget, *c.guards] if g is not None and g.name == fired.guard)
         self._audit_transition(fired, guard.pause_reason)
-        self._pause_for(c, guard.pause_reason, fired.why, {"guard": fired.guard, **fired.detail})
+        self._pause_for(c, guard.pause_reason, fired.why, {"guard": fired.guard, **fired.detail}, event_id, ts)
 
-    def _pause_for(self, c: LiveCampaign, reason: str, why: str, detail: dict[str, Any]) -> None:
-        """Stop bidding now, audit and alert, and take the pause to the platform until it has it."""
+    def _pause_for(self, c: LiveCampaign, reason: str, why: str, detail: dict[str, Any],
+                   event_id: str | None = None, ts: float | None = None) -> None:
+        """Stop bidding now, audit and alert, and take the pause to the platform until it has it
+        (the PAUSE names the event that decided: `event_id`, its epoch seconds `ts`)."""
         c.status, c.pause_reason, c.paused_at = "PAUSED", reason, self.env.now
+        c.pause_event_id = event_id
         detail = {k: v for k, v in detail.items() if k != "why"}
         c.pause_detail = {"why": why, **detail}
         if c.ledger.pending is not None:  # bidding stops: an undelivered bid is superseded by the pause
@@ -250,10 +324,11 @@ class SyncFlow(Agent):
         cid = c.strategy.campaign_id
         self._audit("CAMPAIGN_PAUSED", cid, reason, why=why, **detail)
         self._alert("WARNING", f"{reason}: {cid} paused", why, campaign_id=cid, reason=reason, **detail)
-        self.env.process(self._send_pause(c))
+        self.env.process(self._send_pause(c, PauseCommand(cid, reason, detail, event_id=event_id, ts=ts)))
 
-    def _send_pause(self, c: LiveCampaign) -> Generator[Any, Any, None]:
-        yield from self._call_until_done(c.platform, "pause", {"campaign_id": c.strategy.campaign_id})
+    def _send_pause(self, c: LiveCampaign, command: PauseCommand) -> Generator[Any, Any, None]:
+        yield from self._call_until_done(c.platform, "pause", {"campaign_id": command.campaign_id,
+                                                               "command": command})
         c.pause_acked_at = self.env.now
 
     def _record_outcome(self, c: LiveCampaign, batch: BidBatch, i: int) -> None:

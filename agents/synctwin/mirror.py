@@ -49,6 +49,14 @@ class Outcome:
     campaign_id: str
     verdict: Verdict
     deviation: float
+    event_id: str | None = None  # the event that decided
+    ts: float | None = None  # its epoch seconds
+
+    def command(self) -> PauseCommand:
+        """The PAUSE this verdict asks for (the one shape every mode sends)."""
+        why = f"Campaign performance deviating {self.deviation:.1%} from SyncTwin projection."
+        return PauseCommand(self.campaign_id, PAUSE_REASON, {"why": why, "deviation": round(self.deviation, 4)},
+                            event_id=self.event_id, ts=self.ts)
 
     @property
     def pause(self) -> bool:
@@ -94,7 +102,7 @@ class MirrorBook:
         verdict = apply_event(state, event_id, ts, values, curve, self.cfg)
         if verdict is None or verdict.action is None:
             return None
-        return Outcome(campaign_id, verdict, state.deviation)
+        return Outcome(campaign_id, verdict, state.deviation, event_id, ts)
 
 
 class MirrorAgent(Agent):
@@ -103,13 +111,17 @@ class MirrorAgent(Agent):
     name = "mirror"
 
     def __init__(self, env: simpy.Environment, *, bids: simpy.Store, syncflow: simpy.Store, audit: simpy.Store,
-                 alerts: simpy.Store, cfg: MirrorConfig, every: int = 5) -> None:
+                 alerts: simpy.Store, cfg: MirrorConfig, every: int = 5, forward: simpy.Store | None = None) -> None:
         self.book = MirrorBook(cfg)
         self.bids = bids
         self.syncflow = syncflow
         self.audit_box = audit
         self.alert_box = alerts
         self.every = every  # read every n-th tick: events are cumulative, nothing is lost between
+        # the Council's pipeline: every batch is passed on to SyncFlow with this mirror's PAUSE verdicts
+        # by row, so SyncFlow weighs them in stream order beside its own guards (however the stream was
+        # cut into batches); without it a PAUSE goes to SyncFlow's mailbox (the scenario replays)
+        self.forward = forward
         self.outcomes: list[Outcome] = []
         super().__init__(env)
         env.process(self._consume())
@@ -124,24 +136,36 @@ class MirrorAgent(Agent):
         while True:
             batch: BidBatch = yield self.bids.get()
             n += 1
-            if n % self.every:
+            if self.forward is None and n % self.every:
                 continue
-            tick = round(batch.t)
+            verdicts: dict[int, PauseCommand] = {}
+            curves = self.book.curves
+            offset = batch.ts - batch.t  # epoch seconds at the environment's zero
             for i, cid in enumerate(batch.campaign_ids):
-                if cid not in self.book.curves:
+                if cid not in curves:
                     continue
                 values = (float(batch.spend[i]), float(batch.impressions[i]), float(batch.clicks[i]),
                           float(batch.conversions[i]), float(batch.revenue[i]))
-                outcome = self.book.apply(cid, f"{cid}:{tick}", batch.ts, values)
+                outcome = self.book.apply(cid, batch.row_event_id(i), offset + batch.row_time(i), values)
                 if outcome is not None:
-                    self._act(outcome)
+                    command = self._act(outcome)
+                    if command is not None:
+                        verdicts[i] = command
+            if self.forward is not None:
+                batch.verdicts = verdicts or None
+                yield self.forward.put(batch)
 
-    def _act(self, outcome: Outcome) -> None:
+    def _act(self, outcome: Outcome) -> PauseCommand | None:
+        """Alert (and on a PAUSE audit); the PAUSE command, sent to SyncFlow's mailbox unless this
+        mirror passes its batches on (then the caller attaches it to the batch)."""
         self.outcomes.append(outcome)
         severity, title, message, details = outcome.alert()
         self.alert_box.put(AlertMessage(severity, title, message, details))
-        if outcome.pause:
-            self.syncflow.put(PauseCommand(outcome.campaign_id, PAUSE_REASON,
-                                           {"why": message, "deviation": round(outcome.deviation, 4)}))
-            self.audit_box.put(AuditEvent("AUTO_ROLLBACK_TRIGGERED", None, outcome.campaign_id, PAUSE_REASON,
+        if not outcome.pause:
+            return None
+        command = outcome.command()
+        if self.forward is None:
+            self.syncflow.put(command)
+        self.audit_box.put(AuditEvent("AUTO_ROLLBACK_TRIGGERED", None, outcome.campaign_id, PAUSE_REASON,
                                           outcome.audit(self.book.cfg.threshold)))
+        return command

@@ -63,6 +63,7 @@ from agents.synctwin.event_limits import EventLimits, bounds_for, check, plan_fl
 from agents.synctwin.mirror import PAUSE_REASON, Outcome
 from agents.synctwin.stream_consumer import DeadLetter, Entry, StreamConsumer, id_key
 from synctwin import metrics
+from synctwin.messages import pause_fields
 
 log = logging.getLogger("synctwin.mirror")
 
@@ -454,7 +455,7 @@ class RedisMirror(StreamConsumer[MirrorStats]):
         for _entry, event_id, ts, values in events:
             verdict = apply_event(state, event_id, ts, values, curve, self.cfg)
             if verdict is not None and verdict.action is not None:
-                outcomes.append(Outcome(cid, verdict, state.deviation))
+                outcomes.append(Outcome(cid, verdict, state.deviation, event_id, ts))
             elif verdict is None and limit and state.stale_run == limit:
                 stuck.append(self._stuck_alert(cid, state, event_id, ts, values))
         return outcomes, stuck
@@ -612,9 +613,7 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                     for alert in [self._alert_fields(o) for o in outcomes] + stuck:
                         pipe.xadd(self.alerts, alert, maxlen=self.maxlen, approximate=True)
                     if pause is not None:
-                        pipe.xadd(self.control, {"command": "PAUSE", "campaign_id": cid, "reason": PAUSE_REASON,
-                                                 "deviation": f"{pause.deviation:.4f}", "ts": str(self.clock())},
-                                  maxlen=self.maxlen, approximate=True)
+                        pipe.xadd(self.control, pause_fields(pause.command()), maxlen=self.maxlen, approximate=True)
                         assert audit_rec is not None
                         self.audit.queue(pipe, audit_rec)
                     pipe.xack(self.bids, self.group, *ids)

@@ -1,4 +1,6 @@
-"""`synctwin replay SCENARIO [--seed S] [--json]` and `synctwin replay --list`."""
+"""`synctwin replay SCENARIO [--seed S] [--json]`, `synctwin replay --list`, and
+`synctwin replay --bids EVENTS.jsonl --plans PLANS.jsonl [--json]` (a recorded stream through the
+Council `synctwin run` runs, in virtual time)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,10 @@ EXIT_FAILED = 1
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", nargs="?", metavar="SCENARIO", help="a built-in's name or a scenario YAML file")
+    p.add_argument("--bids", metavar="EVENTS.jsonl", help="instead of a scenario: a recorded bid stream, one event "
+                   "per line (the stream's fields), decided by the production Council in virtual time")
+    p.add_argument("--plans", metavar="PLANS.jsonl", help="with --bids: what the gate left per campaign, one per "
+                   "line: campaign_id, strategy, projection (or null), optional baseline")
     p.add_argument("--list", action="store_true", help="print the built-in scenarios, one per line, name first")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0): same seed, same trace")
     p.add_argument("--json", action="store_true", help="print the trace summary as one JSON document")
@@ -26,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from scenarios.loader import list_builtins, load_scenario
 
+    if args.bids or args.plans:
+        return run_recording(args)
     if args.list:
         for name, description in list_builtins():
             print(f"{name}  {description}")
@@ -110,3 +118,31 @@ def append_audit(path: str, records: list[dict[str, Any]]) -> None:
         at["ts"] = rec["ts"]
         store.append(rec["event_type"], client_id=rec.get("client_id"), campaign_id=rec.get("campaign_id"),
                      reason=rec.get("reason"), metadata=rec.get("metadata") or {})
+
+
+def run_recording(args: argparse.Namespace) -> int:
+    """The Council over a recording: its pauses (campaign_id, reason, event_id, ts); exit 0."""
+    if not (args.bids and args.plans):
+        raise InvalidInput("--bids and --plans go together")
+    if args.scenario:
+        raise InvalidInput("give a SCENARIO or --bids/--plans, not both")
+    from harness.recording import load_events, load_plans, replay_recording
+    from synctwin.config import get_settings
+
+    plans = load_plans(args.plans)
+    events = load_events(args.bids)
+    settings = get_settings()
+    out = replay_recording(events, plans, settings, batch=settings.mirror_batch)
+    if args.json:
+        from synctwin.console import print_json
+
+        print_json(out)
+        return 0
+    from synctwin.console import console
+
+    con = console()
+    con.print(f"{out['events']:,} events of {out['campaigns']} planned campaigns: {len(out['pauses'])} pauses, "
+              f"{len(out['dead'])} dead letters, {out['alerts']} alerts, {out['audit_records']} audit records")
+    for p in out["pauses"]:
+        con.print(f"  PAUSE {p['campaign_id']}  {p['reason']}  at event {p['event_id']} (ts {p['ts']:.0f})")
+    return 0

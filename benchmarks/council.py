@@ -1,0 +1,254 @@
+"""`synctwin run`'s figures against a redis-server of its own on a free port:
+
+1. drain throughput with every guard live (the production Council: the mirror, SyncFlow with
+   MarginGuardian, AutoRollback, the budget emergency stop and the circuit breaker, SyncShield,
+   SyncNotify; one Council message per batch, one WATCH/MULTI write + XACK per batch) beside the
+   mirror alone (`RedisMirror`, `synctwin mirror`'s worker) over the same bid events;
+2. latency from a deciding event's XADD to its PAUSE on the control stream (both read off the
+   server's entry ids), with a publisher process at 1,000 events/s over healthy campaigns and
+   runaways (10x spend) that start during the run.
+
+    python benchmarks/council.py [--events 200000] [--campaigns 100] [--rate 1000] [--seconds 30] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+for p in (ROOT, ROOT / "benchmarks"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+import numpy as np  # noqa: E402
+from mirror import PREFIX, STEP, OwnRedis, StreamMaker, cleanup, connect, gate_projection, xadd_all  # noqa: E402
+
+from agents.council_redis import redis_council  # noqa: E402
+from agents.synctwin.deviation import ProjectionCurve  # noqa: E402
+from agents.synctwin.mirror import mirror_config  # noqa: E402
+from agents.synctwin.mirror_redis import RedisMirror  # noqa: E402
+from synctwin.config import Settings  # noqa: E402
+
+TARGETS = {"council_events_per_s": 50_000, "p99_ms": 50.0}
+
+
+def settings() -> Settings:
+    """The defaults, with the bench's keys and its event spacing as the budget guard's tick."""
+    return Settings(key_prefix=PREFIX, council_tick_s=STEP)
+
+
+def store_plans(client: Any, base: dict[str, Any], launches: dict[str, float], daily_budget: float) -> None:
+    pipe = client.pipeline(transaction=False)
+    for cid, launch in launches.items():
+        pipe.set(f"{PREFIX}campaign:{cid}:projection", json.dumps(base | {"campaign_id": cid, "launch_ts": launch}))
+        pipe.set(
+            f"{PREFIX}campaign:{cid}:strategy",
+            json.dumps(
+                {
+                    "campaign_id": cid,
+                    "client_id": "bench",
+                    "platform": "meta",
+                    "audience_size": 50_000_000,
+                    "cvr": 0.02,
+                    "daily_budget": daily_budget,
+                    "duration_days": 30,
+                    "launch_ts": launch,
+                    "aov": 60.0,
+                }
+            ),
+        )
+    pipe.execute()
+
+
+def bench_throughput(url: str, n_events: int, n_campaigns: int, batch: int) -> dict[str, Any]:
+    client = connect(url)
+    cleanup(client)
+    base = gate_projection()
+    curve = ProjectionCurve.from_projection(base | {"campaign_id": "x", "launch_ts": 1.0})
+    launch = 1_767_225_600.0
+    cids = [f"tp-{i:03d}" for i in range(n_campaigns)]
+    daily = float(curve.at("spend", 24.0)[1])
+    store_plans(client, base, dict.fromkeys(cids, launch), daily)
+    events = StreamMaker(curve, cids, launch, seed=1).chunk(max(1, n_events // n_campaigns))
+    xadd_all(client, f"{PREFIX}bids", events)
+    st = settings()
+    out: dict[str, Any] = {"events": len(events), "campaigns": n_campaigns, "batch": batch}
+    # the mirror alone (its projections loaded before the clock, as a long-running worker holds them)
+    mirror = RedisMirror(
+        client,
+        mirror_config(st),
+        prefix=PREFIX,
+        group="bench-mirror",
+        consumer="m",
+        batch=batch,
+        block_ms=None,
+        trim_every_s=0,
+    )
+    mirror.ensure_group()
+    mirror._curves(cids)
+    t = time.perf_counter()
+    mirror.run(lambda: False, once=True)
+    out["mirror_s"] = round(time.perf_counter() - t, 3)
+    out["mirror_events_per_s"] = round(len(events) / out["mirror_s"])
+    # the Council, every guard live (its plans adopted before the clock: the first batch reads them)
+    worker = redis_council(client, st, group="bench-council", consumer="c", batch=batch, block_ms=None)
+    worker.ensure_group()
+    worker.council.adopt([got for got in worker._plans(cids).values() if not isinstance(got, str)], at=worker._now())
+    t = time.perf_counter()
+    worker.run(lambda: False, once=True)
+    out["council_s"] = round(time.perf_counter() - t, 3)
+    out["council_events_per_s"] = round(len(events) / out["council_s"])
+    out["council_pauses"] = worker.stats.pauses
+    out["mirror_pauses"] = mirror.stats.pauses
+    out["pending_after"] = int(client.xpending(f"{PREFIX}bids", "bench-council")["pending"])
+    cleanup(client)
+    client.close()
+    return out
+
+
+def _publisher(
+    url: str,
+    cids: list[str],
+    runaway_at: dict[str, float],
+    pace: float,
+    rate: float,
+    seconds: float,
+    start_at: float,
+    out: Any,
+) -> None:
+    """Round robin over the campaigns at `rate` events/s, ts = time.time() at the XADD; a runaway
+    spends 10x its pace per event from its start; the entry id of every event, for the latencies."""
+    client = connect(url)
+    spend = dict.fromkeys(cids, 0.0)
+    ids: dict[str, str] = {}
+    n = 0
+    while time.time() < start_at:
+        time.sleep(0.001)
+    t0 = time.time()
+    while (now := time.time()) < t0 + seconds:
+        due = int((now - t0) * rate)
+        while n < due:
+            cid = cids[n % len(cids)]
+            k = n // len(cids)
+            ts = time.time()
+            spend[cid] += pace * (10.0 if ts >= runaway_at.get(cid, float("inf")) else 1.0)
+            conv = k * 0.02
+            eid = f"{cid}:{k}"
+            ids[eid] = client.xadd(
+                f"{PREFIX}bids",
+                {
+                    "event_id": eid,
+                    "campaign_id": cid,
+                    "ts": repr(ts),
+                    "spend": repr(spend[cid]),
+                    "impressions": repr(k * 100.0),
+                    "clicks": repr(k * 2.0),
+                    "conversions": repr(conv),
+                    "revenue": repr(conv * 60.0),
+                },
+            )
+            n += 1
+        time.sleep(0.0005)
+    out.put((n, ids))
+
+
+def bench_latency(url: str, rate: float, seconds: float, n_campaigns: int) -> dict[str, Any]:
+    client = connect(url)
+    cleanup(client)
+    base = gate_projection()
+    launch = time.time()
+    cids = [f"lat-{i:03d}" for i in range(n_campaigns)]
+    daily = 10_000.0
+    store_plans(client, base, dict.fromkeys(cids, launch), daily)
+    st = settings()
+    pace = daily / (86_400.0 / st.council_tick_s)
+    start_at = time.time() + 2.0
+    runaways = cids[::2]
+    runaway_at = {cid: start_at + 2.0 + (seconds - 6.0) * i / len(runaways) for i, cid in enumerate(runaways)}
+    q: Any = mp.Queue()
+    pub = mp.Process(target=_publisher, args=(url, cids, runaway_at, pace, rate, seconds, start_at, q))
+    pub.start()
+    worker = redis_council(client, st, group="bench-latency", consumer="l", batch=500, block_ms=20)
+    done = {"at": float("inf")}
+    worker.run(lambda: time.time() > min(done["at"], start_at + seconds + 3.0) or _finished(pub, done))
+    n, ids = q.get(timeout=30)
+    pub.join(10)
+    latencies = []
+    reasons: dict[str, int] = {}
+    for entry_id, f in client.xrange(f"{PREFIX}control"):
+        reasons[f["reason"]] = reasons.get(f["reason"], 0) + 1
+        src = ids.get(f["event_id"])
+        if src is not None:
+            latencies.append(int(entry_id.split("-")[0]) - int(src.split("-")[0]))
+    arr = np.array(latencies, dtype=float) if latencies else np.array([np.nan])
+    out = {
+        "rate": rate,
+        "seconds": seconds,
+        "events": n,
+        "campaigns": n_campaigns,
+        "runaways": len(runaways),
+        "pauses": len(latencies),
+        "reasons": reasons,
+        "p50_ms": float(np.quantile(arr, 0.5)),
+        "p99_ms": float(np.quantile(arr, 0.99)),
+        "max_ms": float(np.max(arr)),
+    }
+    cleanup(client)
+    client.close()
+    return out
+
+
+def _finished(pub: Any, done: dict[str, float]) -> bool:
+    """The publisher is done: drain what is left for a second more."""
+    if not pub.is_alive() and done["at"] == float("inf"):
+        done["at"] = time.time() + 1.0
+    return False
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--campaigns", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--rate", type=float, default=1000.0)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--latency-campaigns", type=int, default=100)
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    server = OwnRedis()
+    try:
+        figures: dict[str, Any] = {"throughput": bench_throughput(server.url, args.events, args.campaigns, args.batch)}
+        if not args.skip_latency:
+            figures["latency"] = bench_latency(server.url, args.rate, args.seconds, args.latency_campaigns)
+    finally:
+        server.close()
+    figures["targets"] = TARGETS
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return 0
+    tp = figures["throughput"]
+    print(f"drain, {tp['events']:,} events of {tp['campaigns']} campaigns, batch {tp['batch']}:")
+    print(
+        f"  Council, every guard live: {tp['council_events_per_s']:>8,} events/s "
+        f"(target >= {TARGETS['council_events_per_s']:,})"
+    )
+    print(f"  mirror alone (RedisMirror): {tp['mirror_events_per_s']:>7,} events/s")
+    if "latency" in figures:
+        la = figures["latency"]
+        print(
+            f"XADD -> PAUSE at {la['rate']:,.0f} events/s over {la['seconds']:.0f} s: {la['pauses']} pauses of "
+            f"{la['runaways']} runaways {la['reasons']}; p50 {la['p50_ms']:.0f} ms, p99 {la['p99_ms']:.0f} ms, "
+            f"max {la['max_ms']:.0f} ms (target p99 <= {TARGETS['p99_ms']:.0f} ms)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
