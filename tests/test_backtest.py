@@ -89,19 +89,23 @@ def test_genz_case_is_the_seeds_story(cases: list[BacktestCase]) -> None:
     assert genz.outcome.spend == pytest.approx(15_000, rel=0.05)
 
 
-def test_curve_gate_gets_all_ten_right(curve_report: BacktestReport) -> None:
-    """The default model on histories whose truth has diminishing returns and budget steps."""
+def test_curve_gate_approves_no_loser_and_misses_one_new_audience_winner(curve_report: BacktestReport) -> None:
+    """The default model on histories whose truth has diminishing returns and budget steps. The one
+    miss is the new-audience case (realized +$14.9k, projected about +$26k), rejected just under the
+    threshold: its approval used to lean on widening the daily noise's spread, count noise included,
+    which raised the projected mean by ~9% (docs/gate.md, "Where the gap comes from")."""
     r = curve_report
     assert r.model == "curve"
-    assert (r.tp, r.fp, r.fn, r.tn) == (5, 0, 0, 5)
-    assert r.fn_rate == 0 and r.fp_rate == 0 and r.accuracy == 1
-    assert r.rejection_share == 0.5
+    assert (r.tp, r.fp, r.fn, r.tn) == (4, 0, 1, 5)
+    assert r.fp_rate == 0 and r.accuracy == 0.9
+    (miss,) = [row for row in r.rows if row.verdict == "FN"]
+    assert miss.name == "07_tiktok_skincare_new_audience" and 0.8 < miss.confidence < r.threshold
     for row in r.rows:  # decided outside the confidence's 95% interval: not on Monte Carlo noise
         lo, hi = wilson_interval(round(row.confidence * r.paths), r.paths)
         assert not lo <= r.threshold <= hi, row
     # instructive, not all trivially 0 or 1
     assert sum(0.1 <= row.confidence <= 0.9 for row in r.rows) >= 2
-    assert sum(0.9 <= row.confidence <= 0.97 for row in r.rows) >= 2
+    assert sum(0.85 < row.confidence <= 0.97 for row in r.rows) >= 2
 
 
 def test_curve_projects_the_outcomes_closer_than_the_funnel(curve_report: BacktestReport,
@@ -160,7 +164,7 @@ def test_cli_backtest_prints_the_confusion_matrix(capsys) -> None:
 
     assert main(["backtest", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["confusion"] == {"TP": 5, "FP": 0, "FN": 0, "TN": 5} and d["fn_rate"] == 0.0
+    assert d["confusion"] == {"TP": 4, "FP": 0, "FN": 1, "TN": 5} and d["fn_rate"] == 0.2
     assert main(["backtest"]) == 0
     text = capsys.readouterr().out
     assert GENZ in text and "false negatives" in text and "approved" in text

@@ -22,7 +22,7 @@ def demo_output() -> str:
 
 
 def test_the_gate_blocks_the_losers_and_the_chain_catches_an_edit(demo_output: str) -> None:
-    assert "deployed by SyncFlow: 5; blocked before launch: 5" in demo_output
+    assert "deployed by SyncFlow: 4; blocked before launch: 6" in demo_output
     assert "chain intact" in demo_output
     assert "content does not match its hash (the record was edited)" in demo_output
 

@@ -26,6 +26,7 @@ from agents.synctwin.response_curve import (
     fit_response_curve,
     future_trend,
     future_weekdays,
+    poisson_log_var,
     predict_log_total,
     rolling_calibration,
 )
@@ -203,9 +204,37 @@ def test_persistent_residuals_are_learned_and_widen_the_total() -> None:
     args = (np.full(days, math.log(400.0)), future_weekdays(steady, days), future_trend(steady, days), 0.0)
     import dataclasses
 
-    iid = predict_log_total(dataclasses.replace(steady, rho=0.0), *args)[1]
-    ar = predict_log_total(dataclasses.replace(steady, rho=0.6), *args)[1]
+    iid = predict_log_total(dataclasses.replace(steady, shock_rho=0.0), *args)[1]
+    ar = predict_log_total(dataclasses.replace(steady, shock_rho=0.6), *args)[1]
     assert ar > iid
+    # the lag-1 covariance is all the day shock's (the counts' Poisson noise is independent day to day)
+    assert wandering.shock_rho >= wandering.rho and wandering.shock_var < wandering.sigma**2
+
+
+def test_poisson_log_var_is_the_variance_of_a_log_count() -> None:
+    rng = np.random.default_rng(3)
+    for mu in (0.3, 2.0, 8.0, 60.0, 500.0):
+        sample = np.log(rng.poisson(mu, 400_000) + 0.5)
+        assert poisson_log_var(np.array([mu]))[0] == pytest.approx(sample.var(), rel=0.02), mu
+
+
+def test_the_counts_own_noise_is_apart_and_a_cut_keeps_an_unbiased_mean() -> None:
+    """Low counts (about 7 a day), no day shock: the residual variance of log(c + 0.5) is nearly all
+    Poisson noise, so it must not enter the mean's exp(sigma^2 / 2) at the history's level. A cut to
+    0.3x (about 3.5 a day) is then projected without the old bias (about -9%: the history's count
+    noise retransformed, less 0.5)."""
+    b, k, aov = 0.6, 0.2, 50.0 * math.exp(0.005)
+    errors = []
+    for seed in range(8):
+        h = synthetic(b, n=720, seed=seed, k=k, noise=0.0, spend_sd=0.5)
+        fit = fit_of(h)
+        assert fit.shock_var < 0.2 * fit.sigma**2  # the count noise, not a shock
+        days, budget = 30, 0.3 * 400.0
+        med, _ = predict_log_total(
+            fit, np.full(days, math.log(budget)), future_weekdays(fit, days), future_trend(fit, days), 0.0
+        )
+        errors.append(med - math.log(days * k * budget**b * aov))
+    assert abs(float(np.mean(errors))) < 0.03, errors
 
 
 def test_too_few_calibration_windows_say_so_and_scale_one() -> None:

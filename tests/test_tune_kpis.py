@@ -95,13 +95,14 @@ def test_tune_apply_writes_the_config_and_audits(workdir: Path, capsys) -> None:
     assert main(["tune", "--audit-log", str(log), "--json", "--apply", "--report", "t.html"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["evidence"] == {"total": 13, "backtest": 10, "shadow": 3, "live": 0, "profitable": 8}
-    assert out["current"]["fn_rate"] == pytest.approx(3 / 8) and out["threshold"] < 0.8
+    # 3 shadows + the built-in backtest's near miss (the new-audience winner at ~0.84), of 8 profitable
+    assert out["current"]["fn_rate"] == pytest.approx(4 / 8) and out["threshold"] < 0.8
     assert out["recommended"]["fn_rate"] <= 0.05
     assert (workdir / "synctwin.env").read_text() == f"SYNCTWIN_THRESHOLD={out['threshold']}\n"
     assert get_settings().threshold == out["threshold"]
     changed = [r for r in JsonlAuditStore(log).records() if r["event_type"] == "THRESHOLD_CHANGED"]
     assert changed[0]["metadata"]["from"] == 0.85 and changed[0]["metadata"]["to"] == out["threshold"]
-    assert changed[0]["metadata"]["before"]["fn_rate"] == pytest.approx(3 / 8)
+    assert changed[0]["metadata"]["before"]["fn_rate"] == pytest.approx(4 / 8)
     assert main(["audit", "verify", str(log)]) == 0
     html = (workdir / "t.html").read_text()
     assert "<svg" in html and "Reliability" in html

@@ -172,11 +172,12 @@ def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *,
                          keep_paths: bool = False) -> PathBlock:
     """Day by day through each path's draw of the response curve:
 
-    log(conversions + 0.5) = a + b (log spend - mean log spend) + dow[weekday] + g trend + level + sigma z,
+    log rate = a + b (log spend - mean log spend) + dow[weekday] + g trend + level + sigma z,
+    conversions = rate + sqrt(rate) e  (the counts' Poisson noise, normal approximation, >= 0),
 
-    the level shock (structural and extrapolation spread) drawn once per path, z every day; then
-    capped by the day's demand, times the path's order value and its daily noise. Arrays are
-    float32 (days, paths) as in the funnel model; totals are summed in float64.
+    the level shock (structural and extrapolation spread) drawn once per path, z (the day shock, an
+    AR(1)) and e every day; then capped by the day's demand, times the path's order value and its
+    daily noise. Arrays are float32 (days, paths) as in the funnel model; totals are summed in float64.
     """
     d, f32 = p.days, np.float32
     fit = p.fit
@@ -195,8 +196,8 @@ def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *,
     trend = np.asarray(p.trend, dtype=f32)
     # the per-day linear predictor: (d, n) float32, built in place row-broadcast by row-broadcast
     lin = rng.standard_normal((d, n), dtype=f32)
-    if fit.rho > 0:  # daily residuals as an AR(1): z_t = rho z_{t-1} + sqrt(1 - rho^2) e_t
-        rho, innov = f32(fit.rho), f32(math.sqrt(1.0 - fit.rho * fit.rho))
+    if fit.shock_rho > 0:  # the day shock as an AR(1): z_t = rho z_{t-1} + sqrt(1 - rho^2) e_t
+        rho, innov = f32(fit.shock_rho), f32(math.sqrt(1.0 - fit.shock_rho * fit.shock_rho))
         for day in range(1, d):
             lin[day] *= innov
             lin[day] += rho * lin[day - 1]
@@ -210,8 +211,12 @@ def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *,
     for day in range(d):
         lin[day] += trend[day] * g32
     np.divide(log_del, b32, out=log_del)
-    conversions = np.exp(lin, out=lin)
-    conversions -= f32(0.5)
+    # the day's rate; log(c + 0.5) is nearly unbiased for its log, so the counts' own noise is drawn at the
+    # rate's level (Poisson: variance = mean, here its normal approximation, kept >= 0)
+    rate = np.exp(lin, out=lin)
+    count = rng.standard_normal((d, n), dtype=f32)
+    count *= np.sqrt(rate)
+    conversions = np.add(count, rate, out=count)
     np.maximum(conversions, f32(0.0), out=conversions)
     np.minimum(conversions, demand_daily, out=conversions)
     spend = np.exp(log_del, out=log_del)

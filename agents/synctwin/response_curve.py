@@ -44,6 +44,7 @@ WEAK_SHARE = 0.8  # posterior sd of b above this share of the prior sd: the hist
 MIN_FIT_DAYS = 7
 RHO_MAX = 0.9  # the residuals' lag-1 autocorrelation is kept in [0, RHO_MAX]
 EXTRAPOLATION_SD_PER_LOG = 0.15  # added log-sd of conversions per unit of log distance outside the range
+SHOCK_VAR_MIN = 1e-4  # the extra-Poisson (day shock) variance is kept at least this (log scale)
 P = 10  # parameters: intercept, b, 7 weekday effects, trend
 _B, _DOW, _TREND = 1, slice(2, 9), 9
 
@@ -71,6 +72,8 @@ class CurveFit:
     weak: bool  # the history narrowed b's prior only a little
     notes: tuple[str, ...] = field(default_factory=tuple)
     rho: float = 0.0  # lag-1 autocorrelation of the daily residuals (a good or bad week persists)
+    count_var: float = 0.0  # the part of the residual variance that is the counts' own (Poisson) noise
+    shock_rho: float = 0.0  # lag-1 autocorrelation of the day shock alone (the Poisson part is independent)
 
     @property
     def b_mean(self) -> float:
@@ -86,6 +89,40 @@ class CurveFit:
     def sigma(self) -> float:
         """Posterior mean of the daily residual sd (stationary: the innovations' over sqrt(1 - rho^2))."""
         return math.sqrt(self.scale / max(self.shape - 1.0, 0.5) / (1.0 - self.rho * self.rho))
+
+    @property
+    def shock_var(self) -> float:
+        """Posterior mean of the day shock's variance: the residual variance less the counts' own."""
+        return float(shock_variance(np.float64(self.sigma**2), self.count_var))
+
+
+def shock_variance(residual_var: np.ndarray, count_var: float) -> np.ndarray:
+    """The extra-Poisson part of the daily log residual variance (at least SHOCK_VAR_MIN)."""
+    return np.maximum(np.asarray(residual_var, dtype=np.float64) - count_var, SHOCK_VAR_MIN)
+
+
+def _poisson_log_var_table() -> tuple[np.ndarray, np.ndarray]:
+    """Var[log(C + 0.5)] for C ~ Poisson(mu), exact (summed over the pmf) on a log grid of mu up to 200."""
+    grid = np.exp(np.linspace(math.log(1e-3), math.log(200.0), 161))
+    k = np.arange(0, 420, dtype=np.float64)
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(k[1:]))])
+    logp = k[None, :] * np.log(grid)[:, None] - grid[:, None] - log_fact[None, :]
+    p = np.exp(logp)
+    p /= p.sum(axis=1, keepdims=True)
+    y = np.log(k + 0.5)
+    m = p @ y
+    return grid, p @ (y * y) - m * m
+
+
+_PV_GRID, _PV = _poisson_log_var_table()
+
+
+def poisson_log_var(mu: np.ndarray) -> np.ndarray:
+    """Var[log(C + 0.5)] for C ~ Poisson(mu): the part of a day's log residual that is count noise.
+    Above mu = 200 the delta method's mu / (mu + 0.5)^2 is exact to well under 1%."""
+    mu = np.asarray(mu, dtype=np.float64)
+    inside = np.interp(np.log(np.clip(mu, _PV_GRID[0], _PV_GRID[-1])), np.log(_PV_GRID), _PV)
+    return np.where(mu > _PV_GRID[-1], mu / (mu + 0.5) ** 2, inside)
 
 
 def _design(log_spend_c: np.ndarray, weekday: np.ndarray, trend: np.ndarray) -> np.ndarray:
@@ -170,6 +207,14 @@ def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.nda
         s_ref2 *= 1.0 - rho * rho
         mean, chol, shape, scale = _nig_posterior(xq, yq, m0, prior_sd, s_ref2)
     fit_b_sd = math.sqrt(float(chol[_B] @ chol[_B]) * scale / (shape - 1.0))
+    # the residuals of log(c + 0.5) are the day shock plus the counts' own Poisson noise. log(c + 0.5) is
+    # nearly unbiased for the log rate, so only the shock's variance enters the mean (exp(shock_var / 2));
+    # the count noise is simulated at the campaign's own level (larger at a cut, smaller at a scale-up),
+    # and all the lag-1 covariance is the shock's
+    count_var = float(np.mean(poisson_log_var(np.exp(x @ mean))))
+    resid_var = scale / (shape - 1.0) / (1.0 - rho * rho)
+    shock_var = float(shock_variance(np.float64(resid_var), count_var))
+    shock_rho = float(min(rho * resid_var / shock_var, RHO_MAX))
     weak = (not flat) and fit_b_sd > WEAK_SHARE * B_PRIOR_SD
     if flat:
         notes.append(
@@ -213,6 +258,8 @@ def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.nda
         weak=weak,
         notes=tuple(notes),
         rho=rho,
+        count_var=count_var,
+        shock_rho=shock_rho,
     )
 
 
@@ -299,7 +346,7 @@ class CurveDraws:
     b: np.ndarray
     dow: np.ndarray  # (n, 7)
     trend: np.ndarray
-    sigma: np.ndarray
+    sigma: np.ndarray  # the day shock's sd (stationary; the counts' own noise is apart)
 
 
 def draw_parameters(fit: CurveFit, n: int, rng: np.random.Generator, spread: float = 1.0) -> CurveDraws:
@@ -310,8 +357,9 @@ def draw_parameters(fit: CurveFit, n: int, rng: np.random.Generator, spread: flo
     z = rng.standard_normal((n, P))
     beta = fit.mean + spread * (z @ fit.chol.T) * sd[:, None]
     b = np.clip(beta[:, _B], B_MIN, 1.0)
-    stationary = spread * sd / math.sqrt(1.0 - fit.rho * fit.rho)  # the daily residual's sd (AR(1) innovations)
-    return CurveDraws(a=beta[:, 0], b=b, dow=beta[:, _DOW], trend=beta[:, _TREND], sigma=stationary)
+    stationary2 = sigma2 / (1.0 - fit.rho * fit.rho)  # the daily residual's variance (AR(1) innovations)
+    shock = spread * np.sqrt(shock_variance(stationary2, fit.count_var))
+    return CurveDraws(a=beta[:, 0], b=b, dow=beta[:, _DOW], trend=beta[:, _TREND], sigma=shock)
 
 
 def predict_log_total(
@@ -321,18 +369,22 @@ def predict_log_total(
     form (delta method around the posterior mean): what the rolling calibration scores against."""
     x = _design(log_spend - fit.log_spend_mean, weekday, trend)
     innov2 = fit.scale / max(fit.shape - 1.0, 0.5)
-    sigma2 = innov2 / (1.0 - fit.rho * fit.rho)  # the daily residual's stationary variance
+    shock2 = fit.shock_var  # the day shock's variance; the counts' Poisson noise is apart
     lin = x @ fit.mean
-    daily = np.maximum(np.exp(lin + 0.5 * sigma2) - 0.5, 1e-9)
+    daily = np.maximum(np.exp(lin + 0.5 * shock2), 1e-9)
     total = float(daily.sum())
     w = daily / total
     xbar = w @ x  # d log total / d beta
     param_var = float(np.sum((fit.chol.T @ xbar) ** 2)) * innov2
-    # daily noise on the log scale, summed over days (independent), as a log-total variance
-    # daily residuals as an AR(1) (fit.rho), the order value's day-to-day noise independent
+    # daily noise as a log-total variance: the shock an AR(1) (fit.shock_rho), the counts Poisson
+    # (variance = mean: 1 / total relative), the order value's day-to-day noise independent
     h = w.shape[0]
     lags = np.abs(np.subtract.outer(np.arange(h), np.arange(h)))
-    noise_var = float(w @ (fit.rho**lags) @ w) * (math.exp(sigma2) - 1.0) + float(np.sum(w**2)) * fit.aov_daily_sd**2
+    noise_var = (
+        float(w @ (fit.shock_rho**lags) @ w) * (math.exp(shock2) - 1.0)
+        + 1.0 / total
+        + float(np.sum(w**2)) * fit.aov_daily_sd**2
+    )
     var = param_var + noise_var + fit.aov_log_se**2 + structural_sigma**2
     return math.log(total * fit.aov), math.sqrt(var)
 
