@@ -157,15 +157,7 @@ def simulate_funnel_model(p: FunnelParams, n: int, rng: np.random.Generator, *,
     revenue *= aov_path
     revenue *= conversions
 
-    total_spend = spend.sum(axis=0, dtype=np.float64)
-    total_revenue = revenue.sum(axis=0, dtype=np.float64)
-    uplift = (total_revenue - p.base_revenue) * p.gross_margin - (total_spend - p.base_spend)
-    block = PathBlock(uplift=uplift)
-    if keep_paths:
-        block.spend = cumulate_days(spend)
-        block.revenue = cumulate_days(revenue)
-        block.conversions = cumulate_days(conversions)
-    return block
+    return daily_block(p, spend, revenue, conversions, keep_paths)
 
 
 def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *,
@@ -225,6 +217,14 @@ def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *,
     revenue *= aov_path
     revenue *= conversions
 
+    return daily_block(p, spend, revenue, conversions, keep_paths)
+
+
+def daily_block(p: FunnelParams | CurveParams, spend: np.ndarray, revenue: np.ndarray, conversions: np.ndarray,
+                keep_paths: bool) -> PathBlock:
+    """Net profit uplift from (days, paths) daily arrays (totals summed in float64), and with
+    `keep_paths` the arrays made cumulative in place for the projection: the day-by-day models'
+    common end."""
     total_spend = spend.sum(axis=0, dtype=np.float64)
     total_revenue = revenue.sum(axis=0, dtype=np.float64)
     uplift = (total_revenue - p.base_revenue) * p.gross_margin - (total_spend - p.base_spend)
