@@ -21,9 +21,17 @@ GOOD = {"audience_size": 160_000, "expected_cvr": 0.03, "monthly_budget": 33_000
 BAD = {"audience_size": 160_000, "expected_cvr": 0.01, "daily_budget": 3_000, "platform": "tiktok"}
 
 
+class SeededGate(SimulationGatekeeper):
+    """The gate at a fixed random seed: SyncBrain asks without one (a fresh seed each time), and a
+    test that compares two decisions must not compare two draws."""
+
+    async def simulate_strategy(self, strategy, client_id=None, lookback_days=90, *, seed=None):  # type: ignore[override]
+        return await super().simulate_strategy(strategy, client_id, lookback_days, seed=7 if seed is None else seed)
+
+
 def council(threshold: float | None = None):
     store = InMemoryHistoryStore({"acme": load_history(HISTORY)})
-    gate = SimulationGatekeeper(SyncValue(store), threshold=threshold)
+    gate = SeededGate(SyncValue(store), threshold=threshold)
     shield = SyncShield(InMemoryAuditStore())
     deployer = InMemoryDeployer()
     return SyncBrain(gate, shield, deployer), shield, deployer
