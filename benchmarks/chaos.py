@@ -66,13 +66,19 @@ def main() -> int:
         print(json.dumps(figures, indent=2))
         return 0
     print(f"four chaos drills ({figures['virtual_hours_simulated']:.0f} h of virtual time)")
-    print(f"  in process        median {med_in * 1000:8.1f} ms over {len(inproc)} runs "
-          f"({figures['virtual_seconds_per_wall_second']:,} virtual s per wall s)")
-    print(f"  `synctwin chaos`  median {med_proc * 1000:8.1f} ms over {len(proc)} runs "
-          f"(min {min(proc) * 1000:.0f}, max {max(proc) * 1000:.0f}); target <= {TARGET_PROCESS_S:g} s: "
-          f"{'PASS' if figures['pass'] else 'FAIL'}")
-    print(f"  the seed          {SEED_WALL_S:8.0f} s  (asyncio.sleep(600) per drill)  -> "
-          f"{figures['speedup_vs_seed_process']:,.0f}x faster as a whole process")
+    print(
+        f"  in process        median {med_in * 1000:8.1f} ms over {len(inproc)} runs "
+        f"({figures['virtual_seconds_per_wall_second']:,} virtual s per wall s)"
+    )
+    print(
+        f"  `synctwin chaos`  median {med_proc * 1000:8.1f} ms over {len(proc)} runs "
+        f"(min {min(proc) * 1000:.0f}, max {max(proc) * 1000:.0f}); target <= {TARGET_PROCESS_S:g} s: "
+        f"{'PASS' if figures['pass'] else 'FAIL'}"
+    )
+    print(
+        f"  the seed          {SEED_WALL_S:8.0f} s  (asyncio.sleep(600) per drill)  -> "
+        f"{figures['speedup_vs_seed_process']:,.0f}x faster as a whole process"
+    )
     return 0
 
 

@@ -163,8 +163,15 @@ def seed_core(strategy: Strategy, baseline: Baseline, n: int, seed: int) -> floa
     """Our seed model without the gate around it (no baseline, no result object, a one-path
     projection): run_monte_carlo's chunked draw and the seed's statistics (confidence,
     p10/p50/p90, the median of the positive paths)."""
-    out = run_monte_carlo(partial(_seed_chunk, seed_model_params(strategy, baseline)), seed=seed, paths=n,
-                          max_paths=n, chunk_paths=50_000, threshold=0.85, projection_paths=1)
+    out = run_monte_carlo(
+        partial(_seed_chunk, seed_model_params(strategy, baseline)),
+        seed=seed,
+        paths=n,
+        max_paths=n,
+        chunk_paths=50_000,
+        threshold=0.85,
+        projection_paths=1,
+    )
     return out.confidence
 
 

@@ -48,8 +48,13 @@ from synctwin.config import get_settings  # noqa: E402
 
 PREFIX = "synctwin-bench:"
 STEP = 60.0  # seconds of campaign time between a campaign's bid events (the world's default tick)
-TARGETS = {"events_per_s": 20_000, "ratio_vs_seed": 5.0, "p99_ms": 50.0, "false_pause_rate": 0.01,
-           "cvr_drop_within_24h": 0.95}
+TARGETS = {
+    "events_per_s": 20_000,
+    "ratio_vs_seed": 5.0,
+    "p99_ms": 50.0,
+    "false_pause_rate": 0.01,
+    "cvr_drop_within_24h": 0.95,
+}
 
 
 # ----------------------------------------------------------------------------------- the seed
@@ -68,8 +73,12 @@ class SeedRealToSimSync:
     def process_bid_event(self, bid_event: dict[str, Any]) -> None:
         campaign_id = bid_event["campaign_id"]
         mirror_key = f"{self.prefix}campaign:{campaign_id}:mirror_state"
-        real_state = {"total_spend": bid_event["total_spend"], "conversions": bid_event["conversions"],
-                      "revenue": bid_event["revenue"], "timestamp": bid_event["timestamp"]}
+        real_state = {
+            "total_spend": bid_event["total_spend"],
+            "conversions": bid_event["conversions"],
+            "revenue": bid_event["revenue"],
+            "timestamp": bid_event["timestamp"],
+        }
         self.redis.hset(mirror_key, mapping=real_state)
         projected_key = f"{self.prefix}campaign:{campaign_id}:projected_state"
         projected_state = self.redis.hgetall(projected_key)
@@ -77,8 +86,9 @@ class SeedRealToSimSync:
             return
         real_revenue = Decimal(real_state["revenue"])
         projected_revenue = Decimal(projected_state["revenue"])
-        deviation = abs(real_revenue - projected_revenue) / projected_revenue if projected_revenue > 0 \
-            else Decimal("0.0")
+        deviation = (
+            abs(real_revenue - projected_revenue) / projected_revenue if projected_revenue > 0 else Decimal("0.0")
+        )
         if deviation > Decimal("0.15"):
             self.triggers += 1  # the seed: _trigger_auto_rollback (pause, alert, audit over gRPC)
 
@@ -95,7 +105,7 @@ def cleanup(client: redis.Redis) -> None:
     """Remove the benchmark's keys (only those: --redis may point at someone's server)."""
     keys = list(client.scan_iter(match=f"{PREFIX}*", count=1000))
     for i in range(0, len(keys), 500):
-        client.unlink(*keys[i:i + 500])
+        client.unlink(*keys[i : i + 500])
 
 
 def rss_mb() -> float:
@@ -169,9 +179,18 @@ class StreamMaker:
             for i, cid in enumerate(self.campaigns):
                 cs, cc, cr = columns[i]
                 c = cc[j]
-                out.append({"event_id": f"{cid}:{k0 + j + 1}", "campaign_id": cid, "ts": ts, "spend": repr(cs[j]),
-                            "impressions": repr(c * 50.0), "clicks": repr(c * 2.0), "conversions": repr(c),
-                            "revenue": repr(cr[j])})
+                out.append(
+                    {
+                        "event_id": f"{cid}:{k0 + j + 1}",
+                        "campaign_id": cid,
+                        "ts": ts,
+                        "spend": repr(cs[j]),
+                        "impressions": repr(c * 50.0),
+                        "clicks": repr(c * 2.0),
+                        "conversions": repr(c),
+                        "revenue": repr(cr[j]),
+                    }
+                )
         self.k = k1
         return out
 
@@ -179,7 +198,7 @@ class StreamMaker:
 def xadd_all(client: redis.Redis, key: str, events: list[dict[str, str]], chunk: int = 2000) -> None:
     for i in range(0, len(events), chunk):
         pipe = client.pipeline(transaction=False)
-        for e in events[i:i + chunk]:
+        for e in events[i : i + chunk]:
             pipe.xadd(key, e)
         pipe.execute()
 
@@ -221,33 +240,63 @@ def bench_throughput(url: str, n_events: int, n_campaigns: int, seed_events: int
     seed = SeedRealToSimSync(client, prefix=PREFIX)
     pipe = client.pipeline(transaction=False)
     for cid in cids:
-        pipe.hset(f"{PREFIX}campaign:{cid}:projected_state",
-                  mapping={"revenue": curve.at("revenue", curve.horizon_hours)[1],
-                           "spend": curve.at("spend", curve.horizon_hours)[1],
-                           "conversions": curve.at("conversions", curve.horizon_hours)[1]})
+        pipe.hset(
+            f"{PREFIX}campaign:{cid}:projected_state",
+            mapping={
+                "revenue": curve.at("revenue", curve.horizon_hours)[1],
+                "spend": curve.at("spend", curve.horizon_hours)[1],
+                "conversions": curve.at("conversions", curve.horizon_hours)[1],
+            },
+        )
     pipe.execute()
-    seed_input = [{"campaign_id": e["campaign_id"], "total_spend": float(e["spend"]),
-                   "conversions": float(e["conversions"]), "revenue": float(e["revenue"]),
-                   "timestamp": float(e["ts"])} for e in events[:seed_events]]
+    seed_input = [
+        {
+            "campaign_id": e["campaign_id"],
+            "total_spend": float(e["spend"]),
+            "conversions": float(e["conversions"]),
+            "revenue": float(e["revenue"]),
+            "timestamp": float(e["ts"]),
+        }
+        for e in events[:seed_events]
+    ]
     t = time.perf_counter()
     for e in seed_input:
         seed.process_bid_event(e)
     seed_s = time.perf_counter() - t
     theirs = len(seed_input) / seed_s
     s = worker.stats
-    out = {"events": len(events), "campaigns": n_campaigns, "batch": batch, "publish_s": round(publish_s, 2),
-           "drain_s": round(ours_s, 3), "events_per_s": round(ours), "applied": s.applied, "pauses": s.pauses,
-           "conflicts": s.conflicts, "seed_events": len(seed_input), "seed_s": round(seed_s, 3),
-           "seed_events_per_s": round(theirs), "seed_triggers": seed.triggers, "ratio_vs_seed": round(ours / theirs, 2),
-           "pending_after": int(client.xpending(f"{PREFIX}bids", worker.group)["pending"])}
+    out = {
+        "events": len(events),
+        "campaigns": n_campaigns,
+        "batch": batch,
+        "publish_s": round(publish_s, 2),
+        "drain_s": round(ours_s, 3),
+        "events_per_s": round(ours),
+        "applied": s.applied,
+        "pauses": s.pauses,
+        "conflicts": s.conflicts,
+        "seed_events": len(seed_input),
+        "seed_s": round(seed_s, 3),
+        "seed_events_per_s": round(theirs),
+        "seed_triggers": seed.triggers,
+        "ratio_vs_seed": round(ours / theirs, 2),
+        "pending_after": int(client.xpending(f"{PREFIX}bids", worker.group)["pending"]),
+    }
     cleanup(client)
     client.close()
     return out
 
 
 # --------------------------------------------------------------------------------- 2. latency
-def _publisher(url: str, base: dict[str, Any], plan: list[tuple[str, float, bool]], rate: float,
-               seconds: float, start_at: float, out: Any) -> None:
+def _publisher(
+    url: str,
+    base: dict[str, Any],
+    plan: list[tuple[str, float, bool]],
+    rate: float,
+    seconds: float,
+    start_at: float,
+    out: Any,
+) -> None:
     """One event at a time at `rate` a second, round robin over the campaigns; ts = time.time() at
     the XADD; deviating campaigns spend three times their plan."""
     client = connect(url)
@@ -270,9 +319,19 @@ def _publisher(url: str, base: dict[str, Any], plan: list[tuple[str, float, bool
         hours = (ts - launch) / 3600
         spend, conv, rev = (curve.at(m, hours)[1] for m in ("spend", "conversions", "revenue"))
         conv = math.floor(conv)
-        client.xadd(key, {"event_id": f"{cid}:live:{counters[i]}", "campaign_id": cid, "ts": repr(ts),
-                          "spend": repr(spend * (3.0 if deviating else 1.0)), "impressions": repr(conv * 50.0),
-                          "clicks": repr(conv * 2.0), "conversions": repr(float(conv)), "revenue": repr(rev)})
+        client.xadd(
+            key,
+            {
+                "event_id": f"{cid}:live:{counters[i]}",
+                "campaign_id": cid,
+                "ts": repr(ts),
+                "spend": repr(spend * (3.0 if deviating else 1.0)),
+                "impressions": repr(conv * 50.0),
+                "clicks": repr(conv * 2.0),
+                "conversions": repr(float(conv)),
+                "revenue": repr(rev),
+            },
+        )
     out.put(n / (time.perf_counter() - t0))
     client.close()
 
@@ -287,7 +346,8 @@ def bench_latency(url: str, rate: float, seconds: float, healthy: int) -> dict[s
     start_at = time.time() + 3.0
     rng = np.random.default_rng(2)
     plan: list[tuple[str, float, bool]] = [
-        (f"lat-ok-{i:03d}", start_at - k_hours * 3600 - float(rng.uniform(0, 3600)), False) for i in range(healthy)]
+        (f"lat-ok-{i:03d}", start_at - k_hours * 3600 - float(rng.uniform(0, 3600)), False) for i in range(healthy)
+    ]
     # a deviating campaign every 0.1 s, whose pause falls due then: it crosses its 10th hour (an
     # evaluation) at that moment, with the evaluations before it already breached (backfilled)
     n_bad = int(seconds * 10) - 10
@@ -299,9 +359,18 @@ def bench_latency(url: str, rate: float, seconds: float, healthy: int) -> dict[s
     for cid, launch, _ in bad:
         for h in range(k_hours - cfg.persistence + 1, k_hours):
             spend, conv, rev = (curve.at(m, h)[1] for m in ("spend", "conversions", "revenue"))
-            backfill.append({"event_id": f"{cid}:h{h}", "campaign_id": cid, "ts": repr(launch + h * 3600),
-                             "spend": repr(spend * 3), "impressions": "0", "clicks": "0",
-                             "conversions": repr(float(math.floor(conv))), "revenue": repr(rev)})
+            backfill.append(
+                {
+                    "event_id": f"{cid}:h{h}",
+                    "campaign_id": cid,
+                    "ts": repr(launch + h * 3600),
+                    "spend": repr(spend * 3),
+                    "impressions": "0",
+                    "clicks": "0",
+                    "conversions": repr(float(math.floor(conv))),
+                    "revenue": repr(rev),
+                }
+            )
     xadd_all(client, f"{PREFIX}bids", backfill)
     worker = RedisMirror(client, cfg, prefix=PREFIX, consumer="bench", block_ms=200)
     drain(worker)
@@ -341,15 +410,24 @@ def bench_latency(url: str, rate: float, seconds: float, healthy: int) -> dict[s
         cid = fields["campaign_id"]
         paused_at = float(client.hget(f"{PREFIX}campaign:{cid}:mirror", "paused_at"))
         from_stream.append(int(entry_id.split("-")[0]) - (launches[cid] + paused_at) * 1000.0)
-    healthy_paused = sum(1 for cid, _, dev in plan if not dev
-                         and client.hget(f"{PREFIX}campaign:{cid}:mirror", "status") == "PAUSED")
-    out = {"rate": rate, "seconds": seconds, "campaigns": len(plan), "deviating": len(bad),
-           "events": worker.stats.events - before, "achieved_rate": round(rate_q.get()),
-           "pauses": len(lat), "healthy_paused": healthy_paused,
-           "p50_ms": round(quantile(lat, 0.5), 2), "p99_ms": round(quantile(lat, 0.99), 2),
-           "max_ms": round(max(lat), 2) if lat else None,
-           "control_stream_p50_ms": round(quantile(from_stream, 0.5), 2),
-           "control_stream_p99_ms": round(quantile(from_stream, 0.99), 2)}
+    healthy_paused = sum(
+        1 for cid, _, dev in plan if not dev and client.hget(f"{PREFIX}campaign:{cid}:mirror", "status") == "PAUSED"
+    )
+    out = {
+        "rate": rate,
+        "seconds": seconds,
+        "campaigns": len(plan),
+        "deviating": len(bad),
+        "events": worker.stats.events - before,
+        "achieved_rate": round(rate_q.get()),
+        "pauses": len(lat),
+        "healthy_paused": healthy_paused,
+        "p50_ms": round(quantile(lat, 0.5), 2),
+        "p99_ms": round(quantile(lat, 0.99), 2),
+        "max_ms": round(max(lat), 2) if lat else None,
+        "control_stream_p50_ms": round(quantile(from_stream, 0.5), 2),
+        "control_stream_p99_ms": round(quantile(from_stream, 0.99), 2),
+    }
     cleanup(client)
     client.close()
     return out
@@ -360,8 +438,15 @@ def _memory_worker(url: str, n_events: int, every: int, out: Any) -> None:
     """The worker alone in a fresh interpreter (the publisher is another process): its RSS is the
     worker's, sampled every `every` events."""
     client = connect(url)
-    worker = RedisMirror(client, mirror_config(get_settings()), prefix=PREFIX, consumer="bench", batch=500,
-                         block_ms=200, trim_every_s=1.0)
+    worker = RedisMirror(
+        client,
+        mirror_config(get_settings()),
+        prefix=PREFIX,
+        consumer="bench",
+        batch=500,
+        block_ms=200,
+        trim_every_s=1.0,
+    )
     samples = [(0, round(rss_mb(), 1))]
     mark = {"next": every}
 
@@ -375,8 +460,16 @@ def _memory_worker(url: str, n_events: int, every: int, out: Any) -> None:
     worker.run(stop)
     wall = time.perf_counter() - t
     worker.trim()
-    out.put({"events": worker.stats.events, "wall_s": round(wall, 1), "rss_mb": samples,
-             "states_cached": len(worker.states), "pauses": worker.stats.pauses, "trimmed": worker.stats.trimmed})
+    out.put(
+        {
+            "events": worker.stats.events,
+            "wall_s": round(wall, 1),
+            "rss_mb": samples,
+            "states_cached": len(worker.states),
+            "pauses": worker.stats.pauses,
+            "trimmed": worker.stats.trimmed,
+        }
+    )
     client.close()
 
 
@@ -412,12 +505,17 @@ def bench_memory(url: str, n_events: int, n_campaigns: int, chunk: int = 20_000)
     p.join()
     rss = result["rss_mb"]
     half = next(((n, r) for n, r in rss if n >= n_events // 2), rss[-1])
-    result |= {"campaigns": n_campaigns, "rss_half_mb": half[1], "rss_half_at": half[0], "rss_end_mb": rss[-1][1],
-               "rss_growth_mb": round(rss[-1][1] - half[1], 1),
-               "bids_max_len": max_len, "published": published,
-               "stream_lengths": {k: client.xlen(f"{PREFIX}{k}") for k in ("bids", "bids:dead", "control", "alerts",
-                                                                            "audit")},
-               "pending": int(client.xpending(bids, group)["pending"])}
+    result |= {
+        "campaigns": n_campaigns,
+        "rss_half_mb": half[1],
+        "rss_half_at": half[0],
+        "rss_end_mb": rss[-1][1],
+        "rss_growth_mb": round(rss[-1][1] - half[1], 1),
+        "bids_max_len": max_len,
+        "published": published,
+        "stream_lengths": {k: client.xlen(f"{PREFIX}{k}") for k in ("bids", "bids:dead", "control", "alerts", "audit")},
+        "pending": int(client.xpending(bids, group)["pending"]),
+    }
     cleanup(client)
     client.close()
     return result
@@ -426,9 +524,16 @@ def bench_memory(url: str, n_events: int, n_campaigns: int, chunk: int = 20_000)
 # ------------------------------------------------------------------------------- 4. detection
 def bench_detection(campaigns: int) -> dict[str, Any]:
     script = ROOT / "benchmarks" / "mirror_detection.py"
-    procs = {rate: subprocess.Popen([sys.executable, str(script), "--campaigns", str(campaigns), "--rate", str(rate)],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-             for rate in (20.0, 6.0)}
+    procs = {
+        rate: subprocess.Popen(
+            [sys.executable, str(script), "--campaigns", str(campaigns), "--rate", str(rate)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for rate in (20.0, 6.0)
+    }
     out = {}
     for rate, p in procs.items():
         stdout, stderr = p.communicate()
@@ -445,58 +550,89 @@ def verdict(ok: bool) -> str:
 
 def report(f: dict[str, Any]) -> None:
     env = f["environment"]
-    print(f"SyncTwin mirror benchmark: {env['redis']} ({env['server']}), Python {env['python']}, "
-          f"redis-py {env['redis_py']}, hiredis {env['hiredis']}, {env['cpus']} CPUs")
+    print(
+        f"SyncTwin mirror benchmark: {env['redis']} ({env['server']}), Python {env['python']}, "
+        f"redis-py {env['redis_py']}, hiredis {env['hiredis']}, {env['cpus']} CPUs"
+    )
     if "throughput" in f:
         t = f["throughput"]
-        print(f"\n1. Throughput: one worker drains {t['events']:,} events of {t['campaigns']} campaigns "
-              f"(gate projections; an event a minute per campaign; batches of {t['batch']})")
+        print(
+            f"\n1. Throughput: one worker drains {t['events']:,} events of {t['campaigns']} campaigns "
+            f"(gate projections; an event a minute per campaign; batches of {t['batch']})"
+        )
         ours = "RedisMirror (XREADGROUP, apply, 1 atomic write+XACK a batch)"
-        print(f"   {ours:<64}{t['events_per_s']:>10,} events/s"
-              f"   target >= {TARGETS['events_per_s']:,}: {verdict(t['events_per_s'] >= TARGETS['events_per_s'])}")
-        print(f"   {'the seed (HSET + HGETALL per event, same server)':<64}{t['seed_events_per_s']:>10,} events/s"
-              f"   ({t['seed_events']:,} events)")
-        print(f"   {'ratio':<64}{t['ratio_vs_seed']:>10.1f}x         target >= {TARGETS['ratio_vs_seed']:g}x: "
-              f"{verdict(t['ratio_vs_seed'] >= TARGETS['ratio_vs_seed'])}")
-        print(f"   ({t['applied']:,} applied, {t['pauses']} pauses, {t['conflicts']} write conflicts, "
-              f"{t['pending_after']} pending after; the seed's rule fired on {t['seed_triggers']:,} of its events)")
+        print(
+            f"   {ours:<64}{t['events_per_s']:>10,} events/s"
+            f"   target >= {TARGETS['events_per_s']:,}: {verdict(t['events_per_s'] >= TARGETS['events_per_s'])}"
+        )
+        print(
+            f"   {'the seed (HSET + HGETALL per event, same server)':<64}{t['seed_events_per_s']:>10,} events/s"
+            f"   ({t['seed_events']:,} events)"
+        )
+        print(
+            f"   {'ratio':<64}{t['ratio_vs_seed']:>10.1f}x         target >= {TARGETS['ratio_vs_seed']:g}x: "
+            f"{verdict(t['ratio_vs_seed'] >= TARGETS['ratio_vs_seed'])}"
+        )
+        print(
+            f"   ({t['applied']:,} applied, {t['pauses']} pauses, {t['conflicts']} write conflicts, "
+            f"{t['pending_after']} pending after; the seed's rule fired on {t['seed_triggers']:,} of its events)"
+        )
     if "latency" in f:
         la = f["latency"]
-        print(f"\n2. Latency from an event's XADD to its PAUSE on the control stream, at {la['rate']:,.0f} events/s "
-              f"for {la['seconds']:g} s ({la['campaigns']} campaigns, {la['deviating']} of them deviating)")
-        print(f"   p50 {la['p50_ms']:.1f} ms   p99 {la['p99_ms']:.1f} ms   max {la['max_ms']:.1f} ms over "
-              f"{la['pauses']} pauses (worker's clock)   target p99 <= {TARGETS['p99_ms']:g} ms: "
-              f"{verdict(la['p99_ms'] <= TARGETS['p99_ms'])}")
-        print(f"   p50 {la['control_stream_p50_ms']:.1f} ms   p99 {la['control_stream_p99_ms']:.1f} ms "
-              f"(the control entry's id, Redis's clock, minus the deciding event's ts)")
-        print(f"   {la['events']:,} events published at {la['achieved_rate']:,}/s; healthy campaigns paused: "
-              f"{la['healthy_paused']}")
+        print(
+            f"\n2. Latency from an event's XADD to its PAUSE on the control stream, at {la['rate']:,.0f} events/s "
+            f"for {la['seconds']:g} s ({la['campaigns']} campaigns, {la['deviating']} of them deviating)"
+        )
+        print(
+            f"   p50 {la['p50_ms']:.1f} ms   p99 {la['p99_ms']:.1f} ms   max {la['max_ms']:.1f} ms over "
+            f"{la['pauses']} pauses (worker's clock)   target p99 <= {TARGETS['p99_ms']:g} ms: "
+            f"{verdict(la['p99_ms'] <= TARGETS['p99_ms'])}"
+        )
+        print(
+            f"   p50 {la['control_stream_p50_ms']:.1f} ms   p99 {la['control_stream_p99_ms']:.1f} ms "
+            f"(the control entry's id, Redis's clock, minus the deciding event's ts)"
+        )
+        print(
+            f"   {la['events']:,} events published at {la['achieved_rate']:,}/s; healthy campaigns paused: "
+            f"{la['healthy_paused']}"
+        )
     if "memory" in f:
         m = f["memory"]
         marks = "  ".join(f"{n // 1000:,}k: {r:.0f}" for n, r in m["rss_mb"])
-        print(f"\n3. Memory of one worker (its own process; the publisher is another) over {m['events']:,} events of "
-              f"{m['campaigns']} campaigns ({m['wall_s']} s)")
+        print(
+            f"\n3. Memory of one worker (its own process; the publisher is another) over {m['events']:,} events of "
+            f"{m['campaigns']} campaigns ({m['wall_s']} s)"
+        )
         print(f"   RSS MB after  {marks}")
-        print(f"   from {m['rss_half_at'] // 1000:,}k to {m['events'] // 1000:,}k events: "
-              f"{m['rss_half_mb']:.1f} -> {m['rss_end_mb']:.1f} MB ({m['rss_growth_mb']:+.1f} MB); states held: "
-              f"{m['states_cached']} (one per campaign)   target flat: {verdict(abs(m['rss_growth_mb']) <= 2)}")
+        print(
+            f"   from {m['rss_half_at'] // 1000:,}k to {m['events'] // 1000:,}k events: "
+            f"{m['rss_half_mb']:.1f} -> {m['rss_end_mb']:.1f} MB ({m['rss_growth_mb']:+.1f} MB); states held: "
+            f"{m['states_cached']} (one per campaign)   target flat: {verdict(abs(m['rss_growth_mb']) <= 2)}"
+        )
         lengths = ", ".join(f"{k} {v:,}" for k, v in m["stream_lengths"].items())
-        print(f"   streams after: {lengths}; the bid stream peaked at {m['bids_max_len']:,} entries "
-              f"(the worker trimmed {m['trimmed']:,} acknowledged ones), {m['pending']} pending")
+        print(
+            f"   streams after: {lengths}; the bid stream peaked at {m['bids_max_len']:,} entries "
+            f"(the worker trimmed {m['trimmed']:,} acknowledged ones), {m['pending']} pending"
+        )
     if "detection" in f:
         print("\n4. Detection (benchmarks/mirror_detection.py; streams drawn from the projection, faults at hour 30)")
         cols = []
         for key, d in f["detection"].items():
             rows = [("false pauses, 3 days", d["on_plan"]["false_pause_rate"], "(set equal)")]
-            for fault, label in (("cvr_drop", "CVR -30% within 24 h"), ("cpm_shock", "CPM +50% within 24 h"),
-                                 ("runaway_spend", "10x spend within 24 h")):
+            for fault, label in (
+                ("cvr_drop", "CVR -30% within 24 h"),
+                ("cpm_shock", "CPM +50% within 24 h"),
+                ("runaway_spend", "10x spend within 24 h"),
+            ):
                 r = d[fault]
                 rows.append((label, r["detected_within_24h"], r.get("oracle_within_24h")))
                 rows.append(("  median delay (h)", r["median_delay_h"], r.get("oracle_median_delay_h")))
                 rows.append(("  paused before the fault", r["paused_before_fault"], None))
             cols.append((key, rows))
-        titles = [f"~{k.replace('_per_hour', '')} conversions/hour, {f['detection'][k]['meta']['campaigns']} campaigns"
-                  for k, _ in cols]
+        titles = [
+            f"~{k.replace('_per_hour', '')} conversions/hour, {f['detection'][k]['meta']['campaigns']} campaigns"
+            for k, _ in cols
+        ]
         print("   " + "".join(f"{title:<52}    " for title in titles))
         print("   " + "".join(f"{'':<28}{'mirror':>10}{'oracle':>14}    " for _ in titles))
         for i in range(len(cols[0][1])):
@@ -511,9 +647,11 @@ def report(f: dict[str, Any]) -> None:
         d20 = f["detection"].get("20_per_hour")
         if d20:
             fp, cvr = d20["on_plan"]["false_pause_rate"], d20["cvr_drop"]["detected_within_24h"]
-            print(f"   at ~20/hour: false pauses {fp:.1%} (target <= {TARGETS['false_pause_rate']:.0%}: "
-                  f"{verdict(fp <= TARGETS['false_pause_rate'])}), CVR -30% within 24 h {cvr:.1%} "
-                  f"(target >= {TARGETS['cvr_drop_within_24h']:.0%}: {verdict(cvr >= TARGETS['cvr_drop_within_24h'])})")
+            print(
+                f"   at ~20/hour: false pauses {fp:.1%} (target <= {TARGETS['false_pause_rate']:.0%}: "
+                f"{verdict(fp <= TARGETS['false_pause_rate'])}), CVR -30% within 24 h {cvr:.1%} "
+                f"(target >= {TARGETS['cvr_drop_within_24h']:.0%}: {verdict(cvr >= TARGETS['cvr_drop_within_24h'])})"
+            )
 
 
 def main() -> int:
@@ -527,8 +665,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="latency: how long to publish (default 20)")
     ap.add_argument("--memory-events", type=int, default=1_000_000, help="memory: events (default 1M)")
     ap.add_argument("--detection-campaigns", type=int, default=1000, help="detection: campaigns per case")
-    ap.add_argument("--only", action="append", choices=["throughput", "latency", "memory", "detection"],
-                    help="run only these parts (repeatable)")
+    ap.add_argument(
+        "--only",
+        action="append",
+        choices=["throughput", "latency", "memory", "detection"],
+        help="run only these parts (repeatable)",
+    )
     ap.add_argument("--quick", action="store_true", help="smaller sizes: a smoke run")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -544,10 +686,16 @@ def main() -> int:
         probe.close()
         import hiredis
 
-        f: dict[str, Any] = {"environment": {
-            "redis": f"redis-server {info['redis_version']}", "server": "own, no persistence" if own else url,
-            "python": platform.python_version(), "redis_py": redis.__version__, "hiredis": hiredis.__version__,
-            "cpus": os.cpu_count()}}
+        f: dict[str, Any] = {
+            "environment": {
+                "redis": f"redis-server {info['redis_version']}",
+                "server": "own, no persistence" if own else url,
+                "python": platform.python_version(),
+                "redis_py": redis.__version__,
+                "hiredis": hiredis.__version__,
+                "cpus": os.cpu_count(),
+            }
+        }
         if "throughput" in parts:
             f["throughput"] = bench_throughput(url, args.events, args.campaigns, args.seed_events, args.batch)
         if "latency" in parts:

@@ -43,11 +43,19 @@ def projection_for(rate_per_hour: float, seed: int = 1) -> tuple[ProjectionCurve
         conv = rng.poisson(daily_conv)
         spend = daily_conv * cpa * math.exp(rng.normal(0, 0.05))
         clicks = conv * 25
-        rows.append(f"{np.datetime64('2026-01-01') + d},{spend:.2f},{clicks * 50},{clicks},{conv},"
-                    f"{conv * aov * math.exp(rng.normal(0, 0.05)):.2f}")
+        rows.append(
+            f"{np.datetime64('2026-01-01') + d},{spend:.2f},{clicks * 50},{clicks},{conv},"
+            f"{conv * aov * math.exp(rng.normal(0, 0.05)):.2f}"
+        )
     history = parse_history_csv("\n".join(rows) + "\n")
-    strategy = Strategy(audience_size=10**8, cvr=0.5, daily_budget=daily_conv * cpa, campaign_id="c",
-                        duration_days=30, launch_ts=1_767_225_600.0)
+    strategy = Strategy(
+        audience_size=10**8,
+        cvr=0.5,
+        daily_budget=daily_conv * cpa,
+        campaign_id="c",
+        duration_days=30,
+        launch_ts=1_767_225_600.0,
+    )
     result = SimulationGatekeeper().evaluate(strategy, compute_baseline(history), seed=seed, paths=10_000)
     return ProjectionCurve.from_projection(result.projection.model_dump()), aov
 
@@ -134,8 +142,12 @@ def main() -> int:
         delays = [h - FAULT_HOUR for h in hits if h is not None and h > FAULT_HOUR]
         early = int(sum(h is not None and h <= FAULT_HOUR for h in hits))
         within24 = sum(d <= 24 for d in delays) / len(data)
-        row = {"detected_within_24h": within24, "detected_by_72h": len(delays) / len(data),
-               "median_delay_h": float(np.median(delays)) if delays else None, "paused_before_fault": early}
+        row = {
+            "detected_within_24h": within24,
+            "detected_by_72h": len(delays) / len(data),
+            "median_delay_h": float(np.median(delays)) if delays else None,
+            "paused_before_fault": early,
+        }
         if fault != "runaway_spend":
             d = 0.3 if fault == "cvr_drop" else 1 - 1 / 1.5
             od = []
@@ -147,8 +159,13 @@ def main() -> int:
             row["oracle_within_24h"] = sum(x <= 24 for x in od) / len(data)
             row["oracle_median_delay_h"] = float(np.median(od)) if od else None
         results[fault] = row
-    results["meta"] = {"campaigns": args.campaigns, "conversions_per_hour": args.rate, "oracle_h": h_oracle,
-                       "wall_s": round(time.perf_counter() - started, 2), "config": cfg.__repr__()}
+    results["meta"] = {
+        "campaigns": args.campaigns,
+        "conversions_per_hour": args.rate,
+        "oracle_h": h_oracle,
+        "wall_s": round(time.perf_counter() - started, 2),
+        "config": cfg.__repr__(),
+    }
     print(json.dumps(results, indent=2))
     return 0
 

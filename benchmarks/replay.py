@@ -79,26 +79,37 @@ def measure(repeats: int, seed: int, seed_sleep: float) -> dict[str, Any]:
     seed_ratio = virtual / seed_wall
     speed = trace.duration_s / wall
     return {
-        "scenario": SCENARIO, "seed": seed, "repeats": repeats,
-        "campaigns": len(trace.campaigns), "virtual_days": trace.duration_s / 86_400,
+        "scenario": SCENARIO,
+        "seed": seed,
+        "repeats": repeats,
+        "campaigns": len(trace.campaigns),
+        "virtual_days": trace.duration_s / 86_400,
         "tick_s": load_scenario(SCENARIO).world.tick,
         "passed": trace.passed,
         "wall_s": {"median": round(wall, 3), "min": round(min(walls), 3), "max": round(max(walls), 3)},
         "cpu_s": {"median": round(statistics.median(cpus), 3), "min": round(min(cpus), 3)},
         "virtual_s_per_wall_s": round(speed),
-        "ticks": trace.ticks, "ticks_per_s": round(trace.ticks / wall),
-        "bid_events": trace.bid_events, "bid_events_per_s": round(trace.bid_events / wall),
-        "simpy_events": trace.events, "simpy_events_per_s": round(trace.events / wall),
-        "target_wall_s": TARGET_WALL_S, "meets_target": wall <= TARGET_WALL_S,
+        "ticks": trace.ticks,
+        "ticks_per_s": round(trace.ticks / wall),
+        "bid_events": trace.bid_events,
+        "bid_events_per_s": round(trace.bid_events / wall),
+        "simpy_events": trace.events,
+        "simpy_events_per_s": round(trace.events / wall),
+        "target_wall_s": TARGET_WALL_S,
+        "meets_target": wall <= TARGET_WALL_S,
         "seed_reference": {
             "approach": "asyncio.sleep(600) per 10 virtual minutes (the seed's chaos test)",
-            "measured_sleep_s": seed_sleep, "measured_wall_s": round(seed_wall, 4),
+            "measured_sleep_s": seed_sleep,
+            "measured_wall_s": round(seed_wall, 4),
             "virtual_s_per_wall_s": round(seed_ratio, 3),
             "wall_s_for_this_replay": trace.duration_s / seed_ratio,
         },
         "speedup_vs_seed": round(speed / seed_ratio),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+        },
     }
 
 
@@ -106,8 +117,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3, help="timed runs (median reported); default 3")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--seed-sleep", type=float, default=1.0, metavar="S",
-                    help="seconds of the seed's asyncio.sleep to time as its reference (default 1)")
+    ap.add_argument(
+        "--seed-sleep",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds of the seed's asyncio.sleep to time as its reference (default 1)",
+    )
     ap.add_argument("--json", action="store_true", help="the figures as one JSON document")
     ap.add_argument("--profile", action="store_true", help="one run under cProfile; print the top functions")
     args = ap.parse_args()
@@ -119,19 +135,25 @@ def main() -> int:
         print(json.dumps(f, indent=2))
         return 0 if f["meets_target"] else 1
     w, ref = f["wall_s"], f["seed_reference"]
-    print(f"{f['scenario']}: {f['campaigns']} campaigns, {f['virtual_days']:g} virtual days at {f['tick_s']:g} s "
-          f"ticks, seed {f['seed']} (expectations {'pass' if f['passed'] else 'FAIL'})")
-    print(f"  wall time            median {w['median']:.3f} s over {f['repeats']} runs "
-          f"(min {w['min']:.3f}, max {w['max']:.3f}); target <= {TARGET_WALL_S:g} s: "
-          f"{'PASS' if f['meets_target'] else 'FAIL'}")
+    print(
+        f"{f['scenario']}: {f['campaigns']} campaigns, {f['virtual_days']:g} virtual days at {f['tick_s']:g} s "
+        f"ticks, seed {f['seed']} (expectations {'pass' if f['passed'] else 'FAIL'})"
+    )
+    print(
+        f"  wall time            median {w['median']:.3f} s over {f['repeats']} runs "
+        f"(min {w['min']:.3f}, max {w['max']:.3f}); target <= {TARGET_WALL_S:g} s: "
+        f"{'PASS' if f['meets_target'] else 'FAIL'}"
+    )
     print(f"  CPU time             median {f['cpu_s']['median']:.3f} s (min {f['cpu_s']['min']:.3f})")
     print(f"  virtual time         {f['virtual_s_per_wall_s']:,} virtual s per wall s")
     print(f"  ticks                {f['ticks']:,} ({f['ticks_per_s']:,} per s)")
     print(f"  bid events           {f['bid_events']:,} campaign-ticks ({f['bid_events_per_s']:,} per s)")
     print(f"  SimPy events         {f['simpy_events']:,} ({f['simpy_events_per_s']:,} per s)")
-    print(f"  the seed's approach  {ref['virtual_s_per_wall_s']:.3f} virtual s per wall s (asyncio.sleep, measured "
-          f"on {ref['measured_sleep_s']:g} s): this replay would take {ref['wall_s_for_this_replay'] / 86_400:.1f} "
-          f"days of wall time -> {f['speedup_vs_seed']:,}x faster")
+    print(
+        f"  the seed's approach  {ref['virtual_s_per_wall_s']:.3f} virtual s per wall s (asyncio.sleep, measured "
+        f"on {ref['measured_sleep_s']:g} s): this replay would take {ref['wall_s_for_this_replay'] / 86_400:.1f} "
+        f"days of wall time -> {f['speedup_vs_seed']:,}x faster"
+    )
     return 0 if f["meets_target"] else 1
 
 

@@ -67,10 +67,16 @@ def measure(name: str, make: Any, sc: Any, seeds: range) -> dict[str, Any]:
     finally:
         ex.close()
     workers = ex.workers
-    return {"executor": name, "workers": workers, "startup_s": startup, "wall_s": report.wall_s,
-            "task_s": report.task_s, "per_run_s": report.task_s / len(seeds),
-            "overhead_ms": 1000.0 * max(0.0, workers * report.wall_s - report.task_s) / len(seeds),
-            "report": result_of(report)}
+    return {
+        "executor": name,
+        "workers": workers,
+        "startup_s": startup,
+        "wall_s": report.wall_s,
+        "task_s": report.task_s,
+        "per_run_s": report.task_s / len(seeds),
+        "overhead_ms": 1000.0 * max(0.0, workers * report.wall_s - report.task_s) / len(seeds),
+        "report": result_of(report),
+    }
 
 
 def median_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -93,9 +99,17 @@ def estimate(per_run_s: float, workers2_speedup: float) -> list[dict[str, Any]]:
         for seeds in (100, 1000):
             cpu_s = campaigns * seeds * per_run_s
             cores = max(1, int(-(-cpu_s * 1.05 // NIGHT_S)))  # 5% for per-task overhead
-            rows.append({"campaigns": campaigns, "seeds": seeds, "runs": campaigns * seeds, "one_core_h": cpu_s / 3600,
-                         "two_workers_h": cpu_s / workers2_speedup / 3600, "cores_for_window": cores,
-                         "needs_cluster": cores > MACHINE_CORES})
+            rows.append(
+                {
+                    "campaigns": campaigns,
+                    "seeds": seeds,
+                    "runs": campaigns * seeds,
+                    "one_core_h": cpu_s / 3600,
+                    "two_workers_h": cpu_s / workers2_speedup / 3600,
+                    "cores_for_window": cores,
+                    "needs_cluster": cores > MACHINE_CORES,
+                }
+            )
     return rows
 
 
@@ -110,8 +124,10 @@ def main() -> int:
     sc = scenario()
     seeds = range(1, args.runs + 1)
     run_sweep(sc, range(0, 3))  # warm the in-process imports and caches, as the workers' warm-up does
-    makers: list[tuple[str, Any]] = [("in-process", InProcessExecutor),
-                                     (f"process pool x{args.workers}", lambda: ProcessPoolExecutor(args.workers))]
+    makers: list[tuple[str, Any]] = [
+        ("in-process", InProcessExecutor),
+        (f"process pool x{args.workers}", lambda: ProcessPoolExecutor(args.workers)),
+    ]
     if not args.no_ray:
         try:
             from synctwin.executors import RayExecutor
@@ -132,29 +148,48 @@ def main() -> int:
     ok = all(r["speedup"] >= TARGET_SPEEDUP for r in parallel)
     best2 = min((r["speedup"] for r in parallel), default=1.0)
     est = estimate(rows[0]["per_run_s"], best2)
-    out = {"scenario": f"{SCENARIO} ({DURATION})", "runs": args.runs, "cpus": os.cpu_count(),
-           "rows": [{k: v for k, v in r.items() if k != "report"} for r in rows], "target_speedup": TARGET_SPEEDUP,
-           "meets_target": ok, "identical_reports": True, "nightly_estimate": est}
+    out = {
+        "scenario": f"{SCENARIO} ({DURATION})",
+        "runs": args.runs,
+        "cpus": os.cpu_count(),
+        "rows": [{k: v for k, v in r.items() if k != "report"} for r in rows],
+        "target_speedup": TARGET_SPEEDUP,
+        "meets_target": ok,
+        "identical_reports": True,
+        "nightly_estimate": est,
+    }
     if args.json:
         print(json.dumps(out, indent=2))
         return 0 if ok else 1
-    print(f"sweep of {args.runs} runs of {SCENARIO} ({DURATION} of virtual time each), {os.cpu_count()} CPUs, "
-          f"medians of {max(1, args.repeat)} interleaved rounds")
-    print(f"{'executor':<18}{'workers':>8}{'start-up s':>12}{'wall s':>9}{'speedup':>9}{'run s':>8}"
-          f"{'overhead/task ms':>18}  rounds' wall s")
+    print(
+        f"sweep of {args.runs} runs of {SCENARIO} ({DURATION} of virtual time each), {os.cpu_count()} CPUs, "
+        f"medians of {max(1, args.repeat)} interleaved rounds"
+    )
+    print(
+        f"{'executor':<18}{'workers':>8}{'start-up s':>12}{'wall s':>9}{'speedup':>9}{'run s':>8}"
+        f"{'overhead/task ms':>18}  rounds' wall s"
+    )
     for r in rows:
-        print(f"{r['executor']:<18}{r['workers']:>8}{r['startup_s']:>12.2f}{r['wall_s']:>9.2f}{r['speedup']:>8.2f}x"
-              f"{r['per_run_s']:>8.3f}{r['overhead_ms']:>18.2f}  {', '.join(f'{w:.2f}' for w in r['walls_s'])}")
-    print(f"identical reports on every executor: yes; target 2 workers >= {TARGET_SPEEDUP}x: "
-          f"{'met' if ok else 'NOT met'}")
-    print(f"\nnightly sweep estimate at {rows[0]['per_run_s'] * 1000:.0f} ms a run (one run = one campaign x one "
-          f"seed of this scenario; scale by your scenario's length), {NIGHT_S / 3600:.0f} h window:")
+        print(
+            f"{r['executor']:<18}{r['workers']:>8}{r['startup_s']:>12.2f}{r['wall_s']:>9.2f}{r['speedup']:>8.2f}x"
+            f"{r['per_run_s']:>8.3f}{r['overhead_ms']:>18.2f}  {', '.join(f'{w:.2f}' for w in r['walls_s'])}"
+        )
+    print(
+        f"identical reports on every executor: yes; target 2 workers >= {TARGET_SPEEDUP}x: {'met' if ok else 'NOT met'}"
+    )
+    print(
+        f"\nnightly sweep estimate at {rows[0]['per_run_s'] * 1000:.0f} ms a run (one run = one campaign x one "
+        f"seed of this scenario; scale by your scenario's length), {NIGHT_S / 3600:.0f} h window:"
+    )
     print(f"{'campaigns':>10}{'seeds':>7}{'runs':>11}{'1 core h':>10}{'2 workers h':>13}{'cores needed':>14}  verdict")
     for e in est:
-        verdict = "cluster (Ray)" if e["needs_cluster"] else ("one machine" if e["cores_for_window"] > 2
-                                                              else "a laptop")
-        print(f"{e['campaigns']:>10}{e['seeds']:>7}{e['runs']:>11,}{e['one_core_h']:>10.2f}{e['two_workers_h']:>13.2f}"
-              f"{e['cores_for_window']:>14}  {verdict}")
+        verdict = (
+            "cluster (Ray)" if e["needs_cluster"] else ("one machine" if e["cores_for_window"] > 2 else "a laptop")
+        )
+        print(
+            f"{e['campaigns']:>10}{e['seeds']:>7}{e['runs']:>11,}{e['one_core_h']:>10.2f}{e['two_workers_h']:>13.2f}"
+            f"{e['cores_for_window']:>14}  {verdict}"
+        )
     return 0 if ok else 1
 
 

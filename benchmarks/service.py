@@ -64,9 +64,24 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCTWIN_", "PROMETHEUS_"))}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "synctwin.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", str(workers)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True)
+            [
+                sys.executable,
+                "-m",
+                "synctwin.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         import httpx
@@ -114,8 +129,10 @@ def server_metrics(url: str) -> dict[str, float]:
             if line.startswith(name + "{"):
                 values[name] = values.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
     n = values.get("synctwin_gate_latency_seconds_count", 0.0)
-    return {"gates": n, "gate_mean_ms": 1000.0 * values.get("synctwin_gate_latency_seconds_sum", 0.0) / n if n
-            else float("nan")}
+    return {
+        "gates": n,
+        "gate_mean_ms": 1000.0 * values.get("synctwin_gate_latency_seconds_sum", 0.0) / n if n else float("nan"),
+    }
 
 
 # --- load generators (each in its own process) ------------------------------------------------------------
@@ -150,16 +167,41 @@ def run_wrk(url: str, clients: int, duration: float) -> dict[str, Any]:
     try:
         threads = max(1, min(clients, 2))
         out = subprocess.run(
-            ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{duration:g}s", "--timeout", "10s",
-             "-s", script, f"{url}/v1/simulate"], capture_output=True, text=True, timeout=duration + 60, check=True)
+            [
+                "wrk",
+                "-t",
+                str(threads),
+                "-c",
+                str(clients),
+                "-d",
+                f"{duration:g}s",
+                "--timeout",
+                "10s",
+                "-s",
+                script,
+                f"{url}/v1/simulate",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
+            check=True,
+        )
     finally:
         os.unlink(script)
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("JSON "))
     r = json.loads(line[5:])
     seconds = r["duration_us"] / 1e6
-    return {"tool": "wrk", "requests": r["requests"], "seconds": seconds, "throughput": r["requests"] / seconds,
-            "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000, "mean_ms": r["mean_us"] / 1000,
-            "max_ms": r["max_us"] / 1000, "errors": r["errors"] + r["status_errors"]}
+    return {
+        "tool": "wrk",
+        "requests": r["requests"],
+        "seconds": seconds,
+        "throughput": r["requests"] / seconds,
+        "p50_ms": r["p50_us"] / 1000,
+        "p99_ms": r["p99_us"] / 1000,
+        "mean_ms": r["mean_us"] / 1000,
+        "max_ms": r["max_us"] / 1000,
+        "errors": r["errors"] + r["status_errors"],
+    }
 
 
 def _lua_string(s: str) -> str:
@@ -168,9 +210,14 @@ def _lua_string(s: str) -> str:
 
 def run_python(url: str, clients: int, duration: float) -> dict[str, Any]:
     """This script in client mode, in its own process, so the load does not share our GIL."""
-    out = subprocess.run([sys.executable, __file__, "--client", url, "--clients", str(clients),
-                          "--duration", str(duration)], capture_output=True, text=True, timeout=duration + 120,
-                         check=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, __file__, "--client", url, "--clients", str(clients), "--duration", str(duration)],
+        capture_output=True,
+        text=True,
+        timeout=duration + 120,
+        check=True,
+        cwd=ROOT,
+    )
     return json.loads(out.stdout)
 
 
@@ -193,8 +240,7 @@ def client_mode(url: str, clients: int, duration: float) -> None:
                 payload = json.dumps({**base, "seed": rng.randrange(2**31)})
                 t0 = time.perf_counter()
                 try:
-                    r = client.post(f"{url}/v1/simulate", content=payload,
-                                    headers={"content-type": "application/json"})
+                    r = client.post(f"{url}/v1/simulate", content=payload, headers={"content-type": "application/json"})
                     ok = r.status_code == 200
                 except httpx.HTTPError:
                     ok = False
@@ -220,10 +266,21 @@ def client_mode(url: str, clients: int, duration: float) -> None:
     def q(p: float) -> float:
         return 1000 * latencies[min(n - 1, int(p * n))] if n else float("nan")
 
-    print(json.dumps({"tool": "python (httpx threads)", "requests": n, "seconds": seconds,
-                      "throughput": n / seconds, "p50_ms": q(0.50), "p99_ms": q(0.99),
-                      "mean_ms": 1000 * statistics.fmean(latencies) if n else float("nan"),
-                      "max_ms": 1000 * latencies[-1] if n else float("nan"), "errors": errors[0]}))
+    print(
+        json.dumps(
+            {
+                "tool": "python (httpx threads)",
+                "requests": n,
+                "seconds": seconds,
+                "throughput": n / seconds,
+                "p50_ms": q(0.50),
+                "p99_ms": q(0.99),
+                "mean_ms": 1000 * statistics.fmean(latencies) if n else float("nan"),
+                "max_ms": 1000 * latencies[-1] if n else float("nan"),
+                "errors": errors[0],
+            }
+        )
+    )
 
 
 # --- the run ----------------------------------------------------------------------------------------------
@@ -236,36 +293,55 @@ def measure(workers: int, clients: int, duration: float, tool: str) -> dict[str,
         loaded = load(server.url, clients, duration)
         after = server_metrics(server.url)
     gates = after["gates"] - before["gates"]
-    compute_ms = ((after["gate_mean_ms"] * after["gates"] - before["gate_mean_ms"] * before["gates"]) / gates
-                  if gates else float("nan"))
-    return {"workers": workers, "clients": clients, "cpus": os.cpu_count() or 1, "unloaded": unloaded,
-            "loaded": loaded, "server_gate_compute_ms_under_load": compute_ms}
+    compute_ms = (
+        (after["gate_mean_ms"] * after["gates"] - before["gate_mean_ms"] * before["gates"]) / gates
+        if gates
+        else float("nan")
+    )
+    return {
+        "workers": workers,
+        "clients": clients,
+        "cpus": os.cpu_count() or 1,
+        "unloaded": unloaded,
+        "loaded": loaded,
+        "server_gate_compute_ms_under_load": compute_ms,
+    }
 
 
 def report(results: list[dict[str, Any]]) -> None:
-    print(f"POST /v1/simulate, {PATHS:,} paths, fresh seed per request; {results[0]['cpus']} CPUs; "
-          f"load from a second process ({results[0]['loaded']['tool']})")
-    print(f"target under {results[0]['clients']} concurrent clients: p50 <= {TARGET_P50_MS:.0f} ms, "
-          f"p99 <= {TARGET_P99_MS:.0f} ms")
-    print(f"{'workers':>7} {'clients':>7} {'requests':>8} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-          f"{'errors':>6}  verdict")
+    print(
+        f"POST /v1/simulate, {PATHS:,} paths, fresh seed per request; {results[0]['cpus']} CPUs; "
+        f"load from a second process ({results[0]['loaded']['tool']})"
+    )
+    print(
+        f"target under {results[0]['clients']} concurrent clients: p50 <= {TARGET_P50_MS:.0f} ms, "
+        f"p99 <= {TARGET_P99_MS:.0f} ms"
+    )
+    print(
+        f"{'workers':>7} {'clients':>7} {'requests':>8} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        f"{'errors':>6}  verdict"
+    )
     for r in results:
         for label, m in (("1", r["unloaded"]), (str(r["clients"]), r["loaded"])):
             loaded = m is r["loaded"]
             verdict = ""
             if loaded:
                 ok50, ok99 = m["p50_ms"] <= TARGET_P50_MS, m["p99_ms"] <= TARGET_P99_MS
-                verdict = "MET" if ok50 and ok99 else (
-                    f"missed (p50 {m['p50_ms'] / TARGET_P50_MS:.1f}x, p99 {m['p99_ms'] / TARGET_P99_MS:.1f}x target)")
-            print(f"{r['workers']:>7} {label:>7} {m['requests']:>8} {m['throughput']:>7.1f} {m['p50_ms']:>8.1f} "
-                  f"{m['p99_ms']:>8.1f} {m['max_ms']:>8.1f} {m['errors']:>6}  {verdict}")
+                x50, x99 = m["p50_ms"] / TARGET_P50_MS, m["p99_ms"] / TARGET_P99_MS
+                verdict = "MET" if ok50 and ok99 else f"missed (p50 {x50:.1f}x, p99 {x99:.1f}x target)"
+            print(
+                f"{r['workers']:>7} {label:>7} {m['requests']:>8} {m['throughput']:>7.1f} {m['p50_ms']:>8.1f} "
+                f"{m['p99_ms']:>8.1f} {m['max_ms']:>8.1f} {m['errors']:>6}  {verdict}"
+            )
         m = r["loaded"]
         need = r["clients"] / (TARGET_P50_MS / 1000)
-        print(f"{'':>7} gate compute under load (server's histogram): {r['server_gate_compute_ms_under_load']:.1f} ms "
-              f"mean. Little's law: {r['clients']} clients at {m['throughput']:.1f} req/s wait "
-              f"{1000 * r['clients'] / m['throughput']:.0f} ms on average; a {TARGET_P50_MS:.0f} ms p50 needs "
-              f"~{need:.0f} req/s, i.e. <= {1000 * r['cpus'] / need:.1f} ms of CPU per gate on {r['cpus']} CPUs "
-              f"(unloaded here: {r['unloaded']['mean_ms']:.1f} ms)")
+        print(
+            f"{'':>7} gate compute under load (server's histogram): {r['server_gate_compute_ms_under_load']:.1f} ms "
+            f"mean. Little's law: {r['clients']} clients at {m['throughput']:.1f} req/s wait "
+            f"{1000 * r['clients'] / m['throughput']:.0f} ms on average; a {TARGET_P50_MS:.0f} ms p50 needs "
+            f"~{need:.0f} req/s, i.e. <= {1000 * r['cpus'] / need:.1f} ms of CPU per gate on {r['cpus']} CPUs "
+            f"(unloaded here: {r['unloaded']['mean_ms']:.1f} ms)"
+        )
 
 
 def main() -> int:

@@ -37,7 +37,8 @@ def _check(e: object, scenario: Scenario, trace: Trace) -> ExpectationResult:
         return ExpectationResult(label, ok, got)
     if isinstance(e, PausedExpectation):
         label = f"{c.campaign_id} paused with {e.reason}" + (
-            f" within {format_duration(e.within)} of {e.after}" if e.within is not None else "")
+            f" within {format_duration(e.within)} of {e.after}" if e.within is not None else ""
+        )
         anchor = c.launched_at if e.after == "launch" else (trace.faults.get(e.after) or {}).get("start")
         if anchor is None:
             return ExpectationResult(label, False, f"{e.after} never happened (campaign {c.status.lower()})")
@@ -51,38 +52,54 @@ def _check(e: object, scenario: Scenario, trace: Trace) -> ExpectationResult:
         label = f"{c.campaign_id} never paused"
         if c.pause_reason is None:
             return ExpectationResult(label, True, f"{c.status.lower()} to the end")
-        return ExpectationResult(label, False, f"paused with {c.pause_reason} {_when(c.paused_at)}: "
-                                 f"{c.pause_detail.get('why')}")
+        return ExpectationResult(
+            label, False, f"paused with {c.pause_reason} {_when(c.paused_at)}: {c.pause_detail.get('why')}"
+        )
     if isinstance(e, NeverLaunchedExpectation):
         label = f"{c.campaign_id} never launched"
         spent = c.final.get("spend", 0.0)
-        flow_saw = [r["event_type"] for r in trace.audit if r.get("campaign_id") == c.campaign_id
-                    and r["event_type"] in ("CAMPAIGN_LAUNCHED", "DEPLOY_REFUSED", "TEST_CAMPAIGN_DEPLOYED")]
+        flow_saw = [
+            r["event_type"]
+            for r in trace.audit
+            if r.get("campaign_id") == c.campaign_id
+            and r["event_type"] in ("CAMPAIGN_LAUNCHED", "DEPLOY_REFUSED", "TEST_CAMPAIGN_DEPLOYED")
+        ]
         ok = c.launched_at is None and not c.bids and not spent and not flow_saw
-        got = (f"gate {c.decision or 'never asked'}, never reached SyncFlow" if ok else
-               f"{c.status.lower()} (launched {_when(c.launched_at)}, spent {spent:,.2f}, "
-               f"SyncFlow audited {', '.join(flow_saw) or 'nothing'})")
+        got = (
+            f"gate {c.decision or 'never asked'}, never reached SyncFlow"
+            if ok
+            else f"{c.status.lower()} (launched {_when(c.launched_at)}, spent {spent:,.2f}, "
+            f"SyncFlow audited {', '.join(flow_saw) or 'nothing'})"
+        )
         return ExpectationResult(label, ok, got)
     if isinstance(e, SpendCapExpectation):
         label = f"{c.campaign_id} spends at most {e.max_share:.0%} of its daily budget a day"
         share = c.max_daily_spend_share
-        return ExpectationResult(label, share <= e.max_share,
-                                 f"highest day {share:.1%} of {c.daily_budget:,.2f} "
-                                 f"({max(c.daily_spend, default=0):,.2f})")
+        return ExpectationResult(
+            label,
+            share <= e.max_share,
+            f"highest day {share:.1%} of {c.daily_budget:,.2f} ({max(c.daily_spend, default=0):,.2f})",
+        )
     if isinstance(e, NoLostBidsExpectation):
         return _check_bids(e, scenario, trace)
     if isinstance(e, ProfitExpectation):
         label = f"{c.campaign_id} net profit uplift >= {e.min_uplift:,.0f}"
         uplift = c.net_profit_uplift
-        return ExpectationResult(label, uplift is not None and uplift >= e.min_uplift,
-                                 "never launched" if uplift is None else f"realized {uplift:,.2f}")
+        return ExpectationResult(
+            label,
+            uplift is not None and uplift >= e.min_uplift,
+            "never launched" if uplift is None else f"realized {uplift:,.2f}",
+        )
     raise TypeError(f"unknown expectation {e!r}")
 
 
 def _check_bids(e: NoLostBidsExpectation, scenario: Scenario, trace: Trace) -> ExpectationResult:
     c = trace.campaigns[e.campaign]
-    label = f"{c.campaign_id} loses no bid" + (", serves cached bids during outages" if e.cached_fallback else "") + \
-        f" and resumes within {format_duration(e.resumed_within)}"
+    label = (
+        f"{c.campaign_id} loses no bid"
+        + (", serves cached bids during outages" if e.cached_fallback else "")
+        + f" and resumes within {format_duration(e.resumed_within)}"
+    )
     b = c.bids
     if not b:
         return ExpectationResult(label, False, "the campaign never bid")
@@ -92,19 +109,27 @@ def _check_bids(e: NoLostBidsExpectation, scenario: Scenario, trace: Trace) -> E
     accounted = b["delivered"] + b["superseded"] + b["lost"] + b["pending"]
     if accounted != b["decided"]:
         problems.append(f"bid ledger does not add up ({accounted} accounted for, {b['decided']} decided)")
-    outages = [f for f in trace.faults.values()
-               if f["kind"] == "api_outage" and f["start"] is not None
-               and (f["platform"] == c.platform or f["campaign"] == c.campaign_id)]
+    outages = [
+        f
+        for f in trace.faults.values()
+        if f["kind"] == "api_outage"
+        and f["start"] is not None
+        and (f["platform"] == c.platform or f["campaign"] == c.campaign_id)
+    ]
     for f in outages:
         end = f["end"]
         if end is None:
             continue
         after = [t for t in trace.recoveries.get(c.platform, []) if t >= end]
         if not after or after[0] - end > e.resumed_within:
-            problems.append(f"bidding did not resume within {format_duration(e.resumed_within)} of the outage's "
-                            f"end at {format_duration(end)}")
+            problems.append(
+                f"bidding did not resume within {format_duration(e.resumed_within)} of the outage's "
+                f"end at {format_duration(end)}"
+            )
     if e.cached_fallback and outages and not b["cached_intervals"]:
         problems.append("no cached bids were served during the outage")
-    summary = (f"{b['decided']} decided: {b['delivered']} delivered, {b['superseded']} superseded, "
-               f"{b['lost']} lost, {b['cached_intervals']} intervals on cached bids")
+    summary = (
+        f"{b['decided']} decided: {b['delivered']} delivered, {b['superseded']} superseded, "
+        f"{b['lost']} lost, {b['cached_intervals']} intervals on cached bids"
+    )
     return ExpectationResult(label, not problems, "; ".join(problems) or summary)

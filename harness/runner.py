@@ -139,13 +139,18 @@ class _Recorder:
         for i, cid in enumerate(batch.campaign_ids):
             c = self.trace.campaigns[cid]
             c.daily_spend = [round(x, 4) for x in c.daily_spend]
-            c.final = {"spend": float(batch.spend[i]), "revenue": float(batch.revenue[i]),
-                       "conversions": float(batch.conversions[i]), "clicks": float(batch.clicks[i]),
-                       "impressions": float(batch.impressions[i])}
+            c.final = {
+                "spend": float(batch.spend[i]),
+                "revenue": float(batch.revenue[i]),
+                "conversions": float(batch.conversions[i]),
+                "clicks": float(batch.clicks[i]),
+                "impressions": float(batch.impressions[i]),
+            }
 
 
-def _progress_observer(progress: Callable[[float, float], None], duration: float,
-                       every: int) -> Callable[[BidBatch], None]:
+def _progress_observer(
+    progress: Callable[[float, float], None], duration: float, every: int
+) -> Callable[[BidBatch], None]:
     """A world observer that reports the virtual time every `every` ticks."""
     count = 0
 
@@ -158,10 +163,16 @@ def _progress_observer(progress: Callable[[float, float], None], duration: float
     return observe
 
 
-def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None = None,
-                 disabled_guards: tuple[str, ...] = (), histories: dict[str, History] | None = None,
-                 realtime_factor: float | None = None,
-                 progress: Callable[[float, float], None] | None = None) -> Trace:
+def run_scenario(
+    scenario: Scenario,
+    seed: int = 0,
+    *,
+    settings: Settings | None = None,
+    disabled_guards: tuple[str, ...] = (),
+    histories: dict[str, History] | None = None,
+    realtime_factor: float | None = None,
+    progress: Callable[[float, float], None] | None = None,
+) -> Trace:
     """Run `scenario` for its duration in virtual time; the same seed gives the same trace.
 
     `realtime_factor` runs it on the wall clock instead (that many real seconds per scenario
@@ -180,8 +191,10 @@ def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None
 
     def on_fault(what: str, fault: FaultSpec, t: float) -> None:
         fid = fault_ids[id(fault)]
-        entry = trace.faults.setdefault(fid, {"kind": fault.kind, "platform": fault.platform,
-                                              "campaign": fault.campaign, "start": None, "end": None})
+        entry = trace.faults.setdefault(
+            fid,
+            {"kind": fault.kind, "platform": fault.platform, "campaign": fault.campaign, "start": None, "end": None},
+        )
         if what == "start":
             entry["start"] = t
         elif what == "end":
@@ -197,16 +210,34 @@ def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None
     store = InMemoryHistoryStore({**_client_histories(scenario, seed), **(histories or {})})
     value = SyncValueAgent(env, SyncValue(store, settings))
     twin = SyncTwinAgent(env, VirtualTimeGatekeeper(settings=settings), value.mailbox, paths=scenario.gate_paths)
-    flow = SyncFlow(env, apis=world.apis, bids=world.subscribe(), audit=shield.mailbox, alerts=notify.mailbox,
-                    settings=settings, ticks_per_day=86_400.0 / scenario.world.tick,
-                    disabled_guards=(*scenario.disabled_guards, *disabled_guards), epoch0=clock.epoch0)
+    flow = SyncFlow(
+        env,
+        apis=world.apis,
+        bids=world.subscribe(),
+        audit=shield.mailbox,
+        alerts=notify.mailbox,
+        settings=settings,
+        ticks_per_day=86_400.0 / scenario.world.tick,
+        disabled_guards=(*scenario.disabled_guards, *disabled_guards),
+        epoch0=clock.epoch0,
+    )
     if scenario.mirror:  # the live mirror compares every launched campaign with its projection
-        mirror = MirrorAgent(env, bids=world.subscribe(), syncflow=flow.mailbox, audit=shield.mailbox,
-                             alerts=notify.mailbox, cfg=mirror_config(settings))
+        mirror = MirrorAgent(
+            env,
+            bids=world.subscribe(),
+            syncflow=flow.mailbox,
+            audit=shield.mailbox,
+            alerts=notify.mailbox,
+            cfg=mirror_config(settings),
+        )
         flow.mirror = mirror.mailbox
     brain = SyncBrainAgent(env, synctwin=twin.mailbox, syncflow=flow.mailbox, audit=shield.mailbox, seed=seed)
-    shadow = ShadowAgent(env, bids=world.subscribe(), audit=shield.mailbox,  # follows rejected campaigns
-                         platform_of={c.id: str(c.strategy.get("platform", "meta")) for c in scenario.campaigns})
+    shadow = ShadowAgent(
+        env,
+        bids=world.subscribe(),
+        audit=shield.mailbox,  # follows rejected campaigns
+        platform_of={c.id: str(c.strategy.get("platform", "meta")) for c in scenario.campaigns},
+    )
     brain.shadow = shadow.mailbox
     recorder = _Recorder(trace, scenario.world.tick)
     world.observe(recorder)
@@ -216,9 +247,13 @@ def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None
     for spec in scenario.campaigns:
         strategy = spec.strategy
         trace.campaigns[spec.id] = CampaignTrace(
-            campaign_id=spec.id, client_id=spec.client, platform=str(strategy.get("platform", "meta")),
-            daily_budget=float(strategy.get("daily_budget", 0) or 0), launch_at=spec.launch_at,
-            gross_margin=float(strategy.get("gross_margin", 1.0)))
+            campaign_id=spec.id,
+            client_id=spec.client,
+            platform=str(strategy.get("platform", "meta")),
+            daily_budget=float(strategy.get("daily_budget", 0) or 0),
+            launch_at=spec.launch_at,
+            gross_margin=float(strategy.get("gross_margin", 1.0)),
+        )
         world.truths[spec.id] = campaign_truth(scenario, spec)
 
     def schedule() -> Generator[Any, Any, None]:
@@ -243,8 +278,9 @@ def run_scenario(scenario: Scenario, seed: int = 0, *, settings: Settings | None
     return trace
 
 
-def _collect(trace: Trace, brain: SyncBrainAgent, flow: SyncFlow, audit: InMemoryAuditStore, alerts: MemorySink,
-             world: World) -> None:
+def _collect(
+    trace: Trace, brain: SyncBrainAgent, flow: SyncFlow, audit: InMemoryAuditStore, alerts: MemorySink, world: World
+) -> None:
     epoch0 = trace.epoch0
     trace.ticks = world.ticks
     for cid, decision in brain.decisions.items():
@@ -272,8 +308,14 @@ def _collect(trace: Trace, brain: SyncBrainAgent, flow: SyncFlow, audit: InMemor
     trace.alerts = [{"t": round(a.ts - epoch0, 3), "severity": a.severity, "title": a.title} for a in alerts.alerts]
     for rec in trace.audit:
         kind = rec["event_type"]
-        if kind in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED", "CAMPAIGN_LAUNCHED", "CAMPAIGN_PAUSED",
-                    "BREAKER_TRANSITION", "CAMPAIGN_INVALID"):
+        if kind in (
+            "CAMPAIGN_APPROVED",
+            "CAMPAIGN_REJECTED",
+            "CAMPAIGN_LAUNCHED",
+            "CAMPAIGN_PAUSED",
+            "BREAKER_TRANSITION",
+            "CAMPAIGN_INVALID",
+        ):
             entry = {"t": round(rec["ts"] - epoch0, 3), "kind": kind.lower()}
             if rec["campaign_id"]:
                 entry["campaign"] = rec["campaign_id"]

@@ -35,8 +35,10 @@ def parse_seed_range(text: str) -> range:
     """`A-B` (inclusive) or `N`; an empty, reversed or negative range is invalid input."""
     m = _RANGE.match(text or "")
     if not m:
-        raise InvalidInput(f"bad seed range {text!r}: expected A-B (e.g. 1-1000) or one seed N, "
-                           "with non-negative integers", field="seeds")
+        raise InvalidInput(
+            f"bad seed range {text!r}: expected A-B (e.g. 1-1000) or one seed N, with non-negative integers",
+            field="seeds",
+        )
     a = int(m.group(1))
     b = int(m.group(2)) if m.group(2) is not None else a
     if b < a:
@@ -64,8 +66,11 @@ def run_seed(task: tuple[Scenario, int]) -> SeedRun:
     scenario, seed = task
     started = time.perf_counter()
     trace = run_scenario(scenario, seed)
-    return SeedRun(seed=seed, results=tuple((e.expectation, e.passed, e.message) for e in trace.expectations),
-                   wall_s=time.perf_counter() - started)
+    return SeedRun(
+        seed=seed,
+        results=tuple((e.expectation, e.passed, e.message) for e in trace.expectations),
+        wall_s=time.perf_counter() - started,
+    )
 
 
 def scenario_at(scenario: Scenario, params: Mapping[str, float]) -> Scenario:
@@ -84,8 +89,9 @@ def scenario_at(scenario: Scenario, params: Mapping[str, float]) -> Scenario:
             platforms[platform] = PlatformMarket.model_validate({**platforms[platform].model_dump(), **update})
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise InvalidInput(f"{err['msg']} (got {err['input']!r})",
-                               field=f"sweep.grid.{platform}.{err['loc'][0]}") from None
+            raise InvalidInput(
+                f"{err['msg']} (got {err['input']!r})", field=f"sweep.grid.{platform}.{err['loc'][0]}"
+            ) from None
     world = scenario.world.model_copy(update={"platforms": platforms})
     return scenario.model_copy(update={"world": world, "sweep": None})
 
@@ -110,13 +116,20 @@ class ExpectationStats:
 
     def to_dict(self, worst: int = WORST_SEEDS) -> dict[str, Any]:
         lo, hi = self.interval
-        d: dict[str, Any] = {"expectation": self.expectation, "runs": self.runs, "passes": self.passes,
-                             "failures": self.runs - self.passes, "pass_rate": self.pass_rate,
-                             "interval95": [lo, hi]}
+        d: dict[str, Any] = {
+            "expectation": self.expectation,
+            "runs": self.runs,
+            "passes": self.passes,
+            "failures": self.runs - self.passes,
+            "pass_rate": self.pass_rate,
+            "interval95": [lo, hi],
+        }
         if self.points is not None:
             d["failing_points"] = sorted(set(self.points))
-            d["worst_seeds"] = [{"point": p, "seed": s, "message": m}
-                                for p, (s, m) in zip(self.points[:worst], self.failures[:worst], strict=True)]
+            d["worst_seeds"] = [
+                {"point": p, "seed": s, "message": m}
+                for p, (s, m) in zip(self.points[:worst], self.failures[:worst], strict=True)
+            ]
         else:
             d["worst_seeds"] = [{"seed": s, "message": m} for s, m in self.failures[:worst]]
         return d
@@ -178,15 +191,26 @@ class PointStats:
 
     def summary(self) -> dict[str, Any]:
         lo, hi = wilson_interval(self.runs_passed, self.runs)
-        return {"point": self.index, "params": dict(self.params), "runs": self.runs,
-                "runs_passed": self.runs_passed, "pass_rate": self.runs_passed / self.runs if self.runs else 0.0,
-                "interval95": [lo, hi],
-                "failed_expectations": [e.expectation for e in self.expectations if e.passes < e.runs]}
+        return {
+            "point": self.index,
+            "params": dict(self.params),
+            "runs": self.runs,
+            "runs_passed": self.runs_passed,
+            "pass_rate": self.runs_passed / self.runs if self.runs else 0.0,
+            "interval95": [lo, hi],
+            "failed_expectations": [e.expectation for e in self.expectations if e.passes < e.runs],
+        }
 
     def to_dict(self, worst: int = WORST_SEEDS) -> dict[str, Any]:
-        return {"point": self.index, "params": dict(self.params), "runs": self.runs, "passed": self.passed,
-                "runs_passed": self.runs_passed, "expectations": [e.to_dict(worst) for e in self.expectations],
-                "worst_seeds": [{"seed": s, "failed": n} for s, n in self.failing_seeds[:worst]]}
+        return {
+            "point": self.index,
+            "params": dict(self.params),
+            "runs": self.runs,
+            "passed": self.passed,
+            "runs_passed": self.runs_passed,
+            "expectations": [e.to_dict(worst) for e in self.expectations],
+            "worst_seeds": [{"seed": s, "failed": n} for s, n in self.failing_seeds[:worst]],
+        }
 
 
 @dataclass(slots=True)
@@ -231,14 +255,21 @@ class SweepReport:
 
     def to_dict(self, worst: int = WORST_SEEDS) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "scenario": self.scenario, "seeds": [self.seeds.start, self.seeds.stop - 1], "runs": self.runs,
-            "passed": self.passed, "runs_passed": self.runs - len(self.failing_runs),
-            "expectations": [e.to_dict(worst) for e in self.expectations]}
+            "scenario": self.scenario,
+            "seeds": [self.seeds.start, self.seeds.stop - 1],
+            "runs": self.runs,
+            "passed": self.passed,
+            "runs_passed": self.runs - len(self.failing_runs),
+            "expectations": [e.to_dict(worst) for e in self.expectations],
+        }
         if self.gridded:
             d["worst_seeds"] = [{"point": p, "seed": s, "failed": n} for p, s, n in self.failing_runs[:worst]]
-            d["grid"] = {"keys": list(self.grid_keys), "size": len(self.points),
-                         "points": [p.to_dict(worst) for p in self.points],
-                         "worst_points": [p.summary() for p in self.worst_points()]}
+            d["grid"] = {
+                "keys": list(self.grid_keys),
+                "size": len(self.points),
+                "points": [p.to_dict(worst) for p in self.points],
+                "worst_points": [p.summary() for p in self.worst_points()],
+            }
         else:
             d["worst_seeds"] = [{"seed": s, "failed": n} for _, s, n in self.failing_runs[:worst]]
         return d | {"executor": self.executor, "wall_s": round(self.wall_s, 3), "task_s": round(self.task_s, 3)}
@@ -250,8 +281,14 @@ def sweep_size(scenario: Scenario, seeds: Sequence[int] | range, *, grid: bool =
     return points * len(seeds)
 
 
-def run_sweep(scenario: Scenario, seeds: Sequence[int] | range, *, executor: Executor | None = None,
-              progress: Callable[[int], None] | None = None, grid: bool = True) -> SweepReport:
+def run_sweep(
+    scenario: Scenario,
+    seeds: Sequence[int] | range,
+    *,
+    executor: Executor | None = None,
+    progress: Callable[[int], None] | None = None,
+    grid: bool = True,
+) -> SweepReport:
     """Run `scenario` once per seed, at every point of its grid unless `grid` is False (then its
     own market only), on `executor` (default: this process), and tally it."""
     seeds = seeds if isinstance(seeds, range) else range(seeds[0], seeds[-1] + 1)
@@ -278,10 +315,28 @@ def run_sweep(scenario: Scenario, seeds: Sequence[int] | range, *, executor: Exe
         per_point[point].add(res, point)
         if progress is not None:
             progress(done)
-    points = [PointStats(index=i, params=p, runs=t.runs, expectations=t.expectations,
-                         failing_seeds=[(s, n) for _, s, n in t.worst_first()])
-              for i, (p, t) in enumerate(zip(params, per_point, strict=True))] if spec is not None else []
-    return SweepReport(scenario=scenario.name, seeds=seeds, expectations=overall.expectations,
-                       failing_runs=overall.worst_first(), task_s=task_s, wall_s=time.perf_counter() - started,
-                       executor=run.describe(), grid_keys=tuple(spec.grid) if spec is not None else (),
-                       points=points)
+    points = (
+        [
+            PointStats(
+                index=i,
+                params=p,
+                runs=t.runs,
+                expectations=t.expectations,
+                failing_seeds=[(s, n) for _, s, n in t.worst_first()],
+            )
+            for i, (p, t) in enumerate(zip(params, per_point, strict=True))
+        ]
+        if spec is not None
+        else []
+    )
+    return SweepReport(
+        scenario=scenario.name,
+        seeds=seeds,
+        expectations=overall.expectations,
+        failing_runs=overall.worst_first(),
+        task_s=task_s,
+        wall_s=time.perf_counter() - started,
+        executor=run.describe(),
+        grid_keys=tuple(spec.grid) if spec is not None else (),
+        points=points,
+    )

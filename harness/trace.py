@@ -59,22 +59,35 @@ class CampaignTrace:
 
     def to_dict(self, *, series: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "client_id": self.client_id, "platform": self.platform, "daily_budget": self.daily_budget,
-            "launch_at": self.launch_at, "decision": self.decision, "confidence": self.confidence,
-            "projected_uplift": self.projected_uplift, "status": self.status, "launched_at": self.launched_at,
-            "pause": None if self.pause_reason is None else {
-                "reason": self.pause_reason, "t": self.paused_at, "detail": self.pause_detail},
+            "client_id": self.client_id,
+            "platform": self.platform,
+            "daily_budget": self.daily_budget,
+            "launch_at": self.launch_at,
+            "decision": self.decision,
+            "confidence": self.confidence,
+            "projected_uplift": self.projected_uplift,
+            "status": self.status,
+            "launched_at": self.launched_at,
+            "pause": None
+            if self.pause_reason is None
+            else {"reason": self.pause_reason, "t": self.paused_at, "detail": self.pause_detail},
             "totals": {k: round(v, 4) for k, v in self.final.items()},
             "net_profit_uplift": None if self.net_profit_uplift is None else round(self.net_profit_uplift, 2),
             "max_daily_spend_share": round(self.max_daily_spend_share, 4),
-            "bids": self.bids, "guards": self.guards,
+            "bids": self.bids,
+            "guards": self.guards,
         }
         if self.gate_error:
             d["gate_error"] = self.gate_error
         if series:
-            d["series"] = {"t_hours": [h / 3600 for h in self.hours], "spend": self.spend, "revenue": self.revenue,
-                           "conversions": self.conversions, "clicks": self.clicks,
-                           "daily_spend": self.daily_spend}
+            d["series"] = {
+                "t_hours": [h / 3600 for h in self.hours],
+                "spend": self.spend,
+                "revenue": self.revenue,
+                "conversions": self.conversions,
+                "clicks": self.clicks,
+                "daily_spend": self.daily_spend,
+            }
             if self.projection is not None:
                 d["projection"] = self.projection
         return d
@@ -115,22 +128,31 @@ class Trace:
 
     @property
     def pauses(self) -> dict[str, tuple[str, float]]:
-        return {c.campaign_id: (c.pause_reason, c.paused_at) for c in self.campaigns.values()
-                if c.pause_reason is not None and c.paused_at is not None}
+        return {
+            c.campaign_id: (c.pause_reason, c.paused_at)
+            for c in self.campaigns.values()
+            if c.pause_reason is not None and c.paused_at is not None
+        }
 
     def to_dict(self, *, series: bool = False) -> dict[str, Any]:
         by_type: dict[str, int] = {}
         for r in self.audit:
             by_type[r["event_type"]] = by_type.get(r["event_type"], 0) + 1
         return {
-            "scenario": self.scenario, "seed": self.seed, "duration_s": self.duration_s, "ticks": self.ticks,
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "duration_s": self.duration_s,
+            "ticks": self.ticks,
             "passed": self.passed,
             "expectations": [e.to_dict() for e in self.expectations],
             "campaigns": {cid: c.to_dict(series=series) for cid, c in self.campaigns.items()},
             "faults": self.faults,
             "timeline": self.timeline,
-            "audit": {"records": len(self.audit), "by_type": dict(sorted(by_type.items())),
-                      "head_hash": self.audit[-1]["hash"] if self.audit else None},
+            "audit": {
+                "records": len(self.audit),
+                "by_type": dict(sorted(by_type.items())),
+                "head_hash": self.audit[-1]["hash"] if self.audit else None,
+            },
             "alerts": self.alerts,
             "breakers": self.breakers,
             "events": self.events,

@@ -103,11 +103,18 @@ CASES: list[CaseSpec] = [
         "margin) from about $800 to $1,600 a day for the fall season. A broad audience saturates slowly "
         "(conversions ~ spend^0.85, which the history's budget steps show); CPM drifting up into Q4 trims "
         "the uplift, but the extra dollars still earn more than they cost.",
-        client_id="northwind-apparel", platform="meta", launch=dt.date(2025, 9, 8),
+        client_id="northwind-apparel",
+        platform="meta",
+        launch=dt.date(2025, 9, 8),
         market=Market(cpm=11.0, ctr=0.015, conv_per_click=0.032, aov=78.0, cpm_drift=0.08, elasticity=0.85),
         history_spend=800.0,
-        strategy={"audience_size": 2_100_000, "cvr": 0.0015, "daily_budget": 1600, "duration_days": 30,
-                  "gross_margin": 0.6},
+        strategy={
+            "audience_size": 2_100_000,
+            "cvr": 0.0015,
+            "daily_budget": 1600,
+            "duration_days": 30,
+            "gross_margin": 0.6,
+        },
         world=World(cpm_shift=1.05),
     ),
     CaseSpec(
@@ -115,11 +122,18 @@ CASES: list[CaseSpec] = [
         description="TikTok, Gen-Z streetwear (the seed's story): after a small test that never paid, "
         "$500 a day for 30 days into a 220k Gen-Z audience. The audience gives ~220 orders whatever "
         "the budget; $15k of spend brings under $9k of revenue, a loss of about $7k.",
-        client_id="volt-streetwear", platform="tiktok", launch=dt.date(2025, 6, 2),
+        client_id="volt-streetwear",
+        platform="tiktok",
+        launch=dt.date(2025, 6, 2),
         market=Market(cpm=6.5, ctr=0.011, conv_per_click=0.013, aov=38.0, cpm_sd=0.12, cpc_sd=0.12),
         history_spend=180.0,
-        strategy={"audience_size": 220_000, "cvr": 0.001, "daily_budget": 500, "duration_days": 30,
-                  "gross_margin": 0.6},
+        strategy={
+            "audience_size": 220_000,
+            "cvr": 0.001,
+            "daily_budget": 500,
+            "duration_days": 30,
+            "gross_margin": 0.6,
+        },
         world=World(demand_factor=0.95),
         history_gap_days=6,
     ),
@@ -127,12 +141,18 @@ CASES: list[CaseSpec] = [
         slug="google_furniture_search_expansion",
         description="Google Search, furniture: widen high-intent keywords from about $1,100 to $1,800 a "
         "day. Large orders ($540) and a 38% margin make each click worth far more than it costs.",
-        client_id="oakline-furniture", platform="google", launch=dt.date(2025, 3, 3),
-        market=Market(cpm=45.0, ctr=0.045, conv_per_click=0.016, aov=540.0, order_cv=0.9, ctr_sd=0.05,
-                      elasticity=0.8),
+        client_id="oakline-furniture",
+        platform="google",
+        launch=dt.date(2025, 3, 3),
+        market=Market(cpm=45.0, ctr=0.045, conv_per_click=0.016, aov=540.0, order_cv=0.9, ctr_sd=0.05, elasticity=0.8),
         history_spend=1100.0,
-        strategy={"audience_size": 420_000, "cvr": 0.003, "daily_budget": 1800, "duration_days": 30,
-                  "gross_margin": 0.38},
+        strategy={
+            "audience_size": 420_000,
+            "cvr": 0.003,
+            "daily_budget": 1800,
+            "duration_days": 30,
+            "gross_margin": 0.38,
+        },
         world=World(conv_shift=0.97),
         history_spend_ramp=0.05,
     ),
@@ -142,11 +162,18 @@ CASES: list[CaseSpec] = [
         "cut the budget from $1,500 to $1,000 a day. The one-factor formula counts 21,600 conversions and "
         "approves; $1,000 a day buys about 1,200. With little saturation (conversions ~ spend^0.75) "
         "revenue falls almost with the budget and the program, profitable at the margin, loses profit.",
-        client_id="harbor-home", platform="meta", launch=dt.date(2025, 5, 12),
+        client_id="harbor-home",
+        platform="meta",
+        launch=dt.date(2025, 5, 12),
         market=Market(cpm=10.0, ctr=0.012, conv_per_click=0.032, aov=84.0, elasticity=0.75),
         history_spend=1500.0,
-        strategy={"audience_size": 2_400_000, "cvr": 0.009, "daily_budget": 1000, "duration_days": 30,
-                  "gross_margin": 0.5},
+        strategy={
+            "audience_size": 2_400_000,
+            "cvr": 0.009,
+            "daily_budget": 1000,
+            "duration_days": 30,
+            "gross_margin": 0.5,
+        },
         world=World(conv_shift=0.93),
     ),
     CaseSpec(
@@ -154,11 +181,18 @@ CASES: list[CaseSpec] = [
         description="Meta, supplements: the program returns less margin than it spends (ROAS 1.15 at a "
         "60% margin), so the strategy cuts $4,000 a day to $2,200 for 45 days. Revenue drops, spend "
         "drops more: profit goes up.",
-        client_id="peak-nutrition", platform="meta", launch=dt.date(2025, 1, 13),
+        client_id="peak-nutrition",
+        platform="meta",
+        launch=dt.date(2025, 1, 13),
         market=Market(cpm=14.0, ctr=0.010, conv_per_click=0.035, aov=46.0, cpm_drift=0.04),
         history_spend=4000.0,
-        strategy={"audience_size": 1_100_000, "cvr": 0.003, "daily_budget": 2200, "duration_days": 45,
-                  "gross_margin": 0.6},
+        strategy={
+            "audience_size": 1_100_000,
+            "cvr": 0.003,
+            "daily_budget": 2200,
+            "duration_days": 45,
+            "gross_margin": 0.6,
+        },
         world=World(conv_shift=1.04, cpm_shift=0.97),
         history_spend_ramp=0.10,
     ),
@@ -167,11 +201,18 @@ CASES: list[CaseSpec] = [
         description="Google Shopping, consumer electronics reseller: ROAS 4.5 looks strong, but at a 14% "
         "gross margin each dollar of spend returns about 64 cents of margin. Scaling from $2,200 to "
         "$3,500 a day loses more the more it spends.",
-        client_id="voltcart-electronics", platform="google", launch=dt.date(2025, 8, 18),
+        client_id="voltcart-electronics",
+        platform="google",
+        launch=dt.date(2025, 8, 18),
         market=Market(cpm=18.0, ctr=0.009, conv_per_click=0.022, aov=410.0, order_cv=0.8),
         history_spend=2200.0,
-        strategy={"audience_size": 900_000, "cvr": 0.0015, "daily_budget": 3500, "duration_days": 30,
-                  "gross_margin": 0.14},
+        strategy={
+            "audience_size": 900_000,
+            "cvr": 0.0015,
+            "daily_budget": 3500,
+            "duration_days": 30,
+            "gross_margin": 0.14,
+        },
         world=World(cpm_shift=1.02),
     ),
     CaseSpec(
@@ -180,12 +221,19 @@ CASES: list[CaseSpec] = [
         "against a $300-a-day program with ROAS ~3.6 at a 78% margin, saturating slowly. The gate doubles its "
         "uncertainty for a new audience and still approves, with less room; the new audience "
         "converts 10% worse per click and the campaign still earns.",
-        client_id="lumen-beauty", platform="tiktok", launch=dt.date(2025, 4, 14),
-        market=Market(cpm=7.5, ctr=0.016, conv_per_click=0.031, aov=55.0, cpm_sd=0.10, cpc_sd=0.10,
-                      elasticity=0.85),
+        client_id="lumen-beauty",
+        platform="tiktok",
+        launch=dt.date(2025, 4, 14),
+        market=Market(cpm=7.5, ctr=0.016, conv_per_click=0.031, aov=55.0, cpm_sd=0.10, cpc_sd=0.10, elasticity=0.85),
         history_spend=300.0,
-        strategy={"audience_size": 1_800_000, "cvr": 0.0025, "daily_budget": 1200, "duration_days": 28,
-                  "gross_margin": 0.78, "new_audience": True},
+        strategy={
+            "audience_size": 1_800_000,
+            "cvr": 0.0025,
+            "daily_budget": 1200,
+            "duration_days": 28,
+            "gross_margin": 0.78,
+            "new_audience": True,
+        },
         world=World(conv_shift=0.90),
     ),
     CaseSpec(
@@ -193,11 +241,19 @@ CASES: list[CaseSpec] = [
         description="Meta, outdoor gear: a cold interest audience (new_audience) at $1,500 a day against "
         "$700. On the history's rates it would likely earn, but not surely: the gate rejects. The "
         "cold audience converted a third worse per click and the campaign would have lost money.",
-        client_id="fjord-outdoor", platform="meta", launch=dt.date(2025, 10, 6),
+        client_id="fjord-outdoor",
+        platform="meta",
+        launch=dt.date(2025, 10, 6),
         market=Market(cpm=11.0, ctr=0.012, conv_per_click=0.025, aov=95.0, cpm_drift=0.05),
         history_spend=700.0,
-        strategy={"audience_size": 900_000, "cvr": 0.0025, "daily_budget": 1500, "duration_days": 30,
-                  "gross_margin": 0.45, "new_audience": True},
+        strategy={
+            "audience_size": 900_000,
+            "cvr": 0.0025,
+            "daily_budget": 1500,
+            "duration_days": 30,
+            "gross_margin": 0.45,
+            "new_audience": True,
+        },
         world=World(conv_shift=0.66, cpm_shift=1.06),
     ),
     CaseSpec(
@@ -206,11 +262,18 @@ CASES: list[CaseSpec] = [
         "program with ROAS ~5 at a 48% margin, whose earlier budget pushes show it saturating slowly. "
         "Holiday auctions cost a fifth more while shoppers "
         "convert only a little better: the realized uplift is well below the projection, but positive.",
-        client_id="brightside-toys", platform="google", launch=dt.date(2025, 12, 1),
+        client_id="brightside-toys",
+        platform="google",
+        launch=dt.date(2025, 12, 1),
         market=Market(cpm=8.0, ctr=0.015, conv_per_click=0.036, aov=75.0, cpm_drift=0.06, elasticity=0.85),
         history_spend=900.0,
-        strategy={"audience_size": 700_000, "cvr": 0.004, "daily_budget": 2000, "duration_days": 14,
-                  "gross_margin": 0.48},
+        strategy={
+            "audience_size": 700_000,
+            "cvr": 0.004,
+            "daily_budget": 2000,
+            "duration_days": 14,
+            "gross_margin": 0.48,
+        },
         world=World(conv_shift=1.05, cpm_shift=1.20),
         history_gap_days=3,
         step_sd=0.30,  # the client has tried larger budgets before (pushes of up to ~1.5x)
@@ -220,11 +283,18 @@ CASES: list[CaseSpec] = [
         description="Meta, kitchenware retargeting: double the budget ($500 to $1,000 a day) on an 85k "
         "site-visitor pool that gives about 40 orders a day. The extra spend buys frequency, not "
         "orders; both models see the cap and reject.",
-        client_id="copper-kettle", platform="meta", launch=dt.date(2025, 7, 14),
+        client_id="copper-kettle",
+        platform="meta",
+        launch=dt.date(2025, 7, 14),
         market=Market(cpm=16.0, ctr=0.022, conv_per_click=0.045, aov=58.0),
         history_spend=500.0,
-        strategy={"audience_size": 85_000, "cvr": 0.010, "daily_budget": 1000, "duration_days": 21,
-                  "gross_margin": 0.5},
+        strategy={
+            "audience_size": 85_000,
+            "cvr": 0.010,
+            "daily_budget": 1000,
+            "duration_days": 21,
+            "gross_margin": 0.5,
+        },
         world=World(demand_factor=0.97),
     ),
 ]
@@ -244,9 +314,18 @@ def _revenue(rng: np.random.Generator, orders: np.ndarray, aov: np.ndarray, orde
     return out
 
 
-def _funnel_days(rng: np.random.Generator, m: Market, spend: np.ndarray, days_since_start: np.ndarray,
-                 weekday: np.ndarray, *, reference_spend: float, cpm_level: float = 1.0, conv_level: float = 1.0,
-                 aov_level: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _funnel_days(
+    rng: np.random.Generator,
+    m: Market,
+    spend: np.ndarray,
+    days_since_start: np.ndarray,
+    weekday: np.ndarray,
+    *,
+    reference_spend: float,
+    cpm_level: float = 1.0,
+    conv_level: float = 1.0,
+    aov_level: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Impressions, clicks, conversions the spend buys (before any demand cap) and AOV, per day.
     Conversions per click fall like (spend / reference_spend)^(b - 1): diminishing returns."""
     n = spend.shape[0]
@@ -256,8 +335,9 @@ def _funnel_days(rng: np.random.Generator, m: Market, spend: np.ndarray, days_si
     ctr = np.clip(m.ctr * _lognormal(rng, m.ctr_sd, n), 0, 1)
     clicks = rng.binomial(impressions.astype(np.int64), ctr)
     saturation = (spend / reference_spend) ** (m.elasticity - 1.0)
-    cpc = np.clip(m.conv_per_click * WEEKDAY_CONVERSION[weekday] * conv_level * saturation
-                  * _lognormal(rng, m.cpc_sd, n), 0, 1)
+    cpc = np.clip(
+        m.conv_per_click * WEEKDAY_CONVERSION[weekday] * conv_level * saturation * _lognormal(rng, m.cpc_sd, n), 0, 1
+    )
     conversions = rng.binomial(clicks, cpc)
     aov = m.aov * aov_level * _lognormal(rng, m.aov_sd, n)
     return impressions, clicks.astype(np.float64), conversions.astype(np.float64), aov
@@ -275,15 +355,25 @@ def draw_history(rng: np.random.Generator, spec: CaseSpec) -> History:
     i = 0
     while i < HISTORY_DAYS:  # budget steps around the usual level, mean one over the window
         run = int(rng.integers(12, 21))
-        steps[i:i + run] = float(_lognormal(rng, spec.step_sd))
+        steps[i : i + run] = float(_lognormal(rng, spec.step_sd))
         i += run
     steps /= steps.mean()
     spend = np.round(spec.history_spend * ramp * WEEKDAY_SPEND[weekday] * steps * noise, 2)
-    impressions, clicks, conversions, aov = _funnel_days(rng, spec.market, spend, t, weekday,
-                                                         reference_spend=spec.history_spend)
+    impressions, clicks, conversions, aov = _funnel_days(
+        rng, spec.market, spend, t, weekday, reference_spend=spec.history_spend
+    )
     revenue = np.round(_revenue(rng, conversions, aov, spec.market.order_cv), 2)
-    rows = [{"date": d.isoformat(), "spend": spend[i], "impressions": impressions[i], "clicks": clicks[i],
-             "conversions": conversions[i], "revenue": revenue[i]} for i, d in enumerate(dates)]
+    rows = [
+        {
+            "date": d.isoformat(),
+            "spend": spend[i],
+            "impressions": impressions[i],
+            "clicks": clicks[i],
+            "conversions": conversions[i],
+            "revenue": revenue[i],
+        }
+        for i, d in enumerate(dates)
+    ]
     return history_from_records(rows, source=spec.slug)
 
 
@@ -297,7 +387,12 @@ def draw_outcome(rng: np.random.Generator, spec: CaseSpec) -> dict[str, float]:
     delivery = np.minimum(_lognormal(rng, 0.05, days), 1.2)
     spend = np.round(float(s["daily_budget"]) * delivery, 2)
     _, _, bought, aov = _funnel_days(
-        rng, m, spend, t, weekday, reference_spend=spec.history_spend,
+        rng,
+        m,
+        spend,
+        t,
+        weekday,
+        reference_spend=spec.history_spend,
         cpm_level=w.cpm_shift * float(_lognormal(rng, w.level_sd)),
         conv_level=w.conv_shift * float(_lognormal(rng, w.level_sd)),
         aov_level=w.aov_shift * float(_lognormal(rng, w.level_sd)),
@@ -306,8 +401,11 @@ def draw_outcome(rng: np.random.Generator, spec: CaseSpec) -> dict[str, float]:
     demand = rng.poisson(demand_total / days * WEEKDAY_CONVERSION[weekday] * _lognormal(rng, w.demand_daily_sd, days))
     conversions = np.minimum(bought, demand)
     revenue = _revenue(rng, conversions, aov, m.order_cv)
-    return {"revenue": round(float(revenue.sum()), 2), "spend": round(float(spend.sum()), 2),
-            "conversions": float(conversions.sum())}
+    return {
+        "revenue": round(float(revenue.sum()), 2),
+        "spend": round(float(spend.sum()), 2),
+        "conversions": float(conversions.sum()),
+    }
 
 
 def net_profit_uplift(history: History, days: int, gross_margin: float, revenue: float, spend: float) -> float:
@@ -329,15 +427,24 @@ def build_case(index: int, spec: CaseSpec, rng: np.random.Generator, out_dir: Pa
     margin = float(spec.strategy.get("gross_margin", 1.0))
     uplift = net_profit_uplift(written, days, margin, outcome["revenue"], outcome["spend"])
     launch_ts = dt.datetime.combine(spec.launch, dt.time(), tzinfo=dt.UTC).timestamp()
-    strategy = {"campaign_id": spec.slug.replace("_", "-"), "client_id": spec.client_id,
-                "platform": spec.platform, **spec.strategy, "launch_ts": launch_ts}
+    strategy = {
+        "campaign_id": spec.slug.replace("_", "-"),
+        "client_id": spec.client_id,
+        "platform": spec.platform,
+        **spec.strategy,
+        "launch_ts": launch_ts,
+    }
     return {
         "name": name,
         "description": spec.description,
         "strategy": strategy,
         "history": history_rel,
-        "outcome": {"revenue": outcome["revenue"], "spend": outcome["spend"],
-                    "net_profit_uplift": round(uplift, 2), "conversions": outcome["conversions"]},
+        "outcome": {
+            "revenue": outcome["revenue"],
+            "spend": outcome["spend"],
+            "net_profit_uplift": round(uplift, 2),
+            "conversions": outcome["conversions"],
+        },
     }
 
 
@@ -358,8 +465,10 @@ def main() -> None:
     for doc in docs:
         o = doc["outcome"]
         flag = "profitable  " if o["net_profit_uplift"] > 0 else "unprofitable"
-        print(f"{doc['name']:<42} {flag} revenue {o['revenue']:>11,.2f}  spend {o['spend']:>10,.2f}  "
-              f"uplift {o['net_profit_uplift']:>+11,.2f}")
+        print(
+            f"{doc['name']:<42} {flag} revenue {o['revenue']:>11,.2f}  spend {o['spend']:>10,.2f}  "
+            f"uplift {o['net_profit_uplift']:>+11,.2f}"
+        )
     print(f"wrote {len(docs)} cases to {OUT_DIR}")
 
 

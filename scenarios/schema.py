@@ -149,12 +149,19 @@ class GeneratedHistory(_Strict):
     platform: Platform = "meta"
     days: int = Field(90, ge=14, le=730)
     daily_spend: float = Field(gt=0)
-    budget_steps: float = Field(0.25, ge=0, le=1, description="log-sd of the budget steps (every 2-3 weeks, "
-                                "mean one over the history): the spend variation the gate's response curve "
-                                "learns what a dollar buys from; 0 for a flat history")
+    budget_steps: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="log-sd of the budget steps (every 2-3 weeks, "
+        "mean one over the history): the spend variation the gate's response curve "
+        "learns what a dollar buys from; 0 for a flat history",
+    )
     rate_factors: dict[Literal["cpm", "ctr", "cvr", "aov"], float] = Field(
-        default_factory=dict, description="this client's rates relative to the platform's, e.g. {cvr: 0.8}; "
-        "its campaigns on the same platform run at these rates too unless their `truth` says otherwise")
+        default_factory=dict,
+        description="this client's rates relative to the platform's, e.g. {cvr: 0.8}; "
+        "its campaigns on the same platform run at these rates too unless their `truth` says otherwise",
+    )
 
     @field_validator("daily_spend", mode="after")
     @classmethod
@@ -186,10 +193,15 @@ class CampaignSpec(_Strict):
     launch_at: Duration = 0.0
     strategy: dict[str, Any] = Field(description="Strategy fields; campaign_id and client_id are filled in")
     truth: dict[Literal["cpm", "ctr", "cvr", "aov", "demand"], float] = Field(
-        default_factory=dict, description="how this campaign's true rates differ from its platform's; "
-        "defaults to its client's generated-history rate_factors on the same platform, which these override")
-    test: bool = Field(False, description="a chaos-test campaign: gated for its plan, deployed whatever the "
-                       "decision (as the seed's create_test_campaign), audited as such")
+        default_factory=dict,
+        description="how this campaign's true rates differ from its platform's; "
+        "defaults to its client's generated-history rate_factors on the same platform, which these override",
+    )
+    test: bool = Field(
+        False,
+        description="a chaos-test campaign: gated for its plan, deployed whatever the "
+        "decision (as the seed's create_test_campaign), audited as such",
+    )
 
     @field_validator("launch_at", mode="before")
     @classmethod
@@ -233,6 +245,7 @@ class FaultSpec(_Strict):
 
 
 # --- expectations -------------------------------------------------------------------------------
+
 
 class _Expectation(_Strict):
     campaign: str
@@ -298,8 +311,13 @@ class ProfitExpectation(_Expectation):
 
 
 Expectation = Annotated[
-    GateExpectation | PausedExpectation | NeverPausedExpectation | NeverLaunchedExpectation | SpendCapExpectation
-    | NoLostBidsExpectation | ProfitExpectation,
+    GateExpectation
+    | PausedExpectation
+    | NeverPausedExpectation
+    | NeverLaunchedExpectation
+    | SpendCapExpectation
+    | NoLostBidsExpectation
+    | ProfitExpectation,
     Field(discriminator="expect"),
 ]
 
@@ -358,8 +376,10 @@ def _check_grid(sweep: SweepSpec, world: WorldSpec) -> None:
             raise ValueError(f"{where}: duplicate value(s) {', '.join(map(repr, dupes))}")
     if sweep.size > MAX_GRID_POINTS:
         shape = " x ".join(str(len(v)) for v in sweep.grid.values())
-        raise ValueError(f"sweep.grid: {sweep.size:,} points ({shape}); at most {MAX_GRID_POINTS:,}: "
-                         "sweep fewer values, or split the grid over several scenario files")
+        raise ValueError(
+            f"sweep.grid: {sweep.size:,} points ({shape}); at most {MAX_GRID_POINTS:,}: "
+            "sweep fewer values, or split the grid over several scenario files"
+        )
     for key, values in sweep.grid.items():
         platform, name = split_grid_key(key)
         base = world.platforms[platform].model_dump()
@@ -367,8 +387,9 @@ def _check_grid(sweep: SweepSpec, world: WorldSpec) -> None:
             try:
                 PlatformMarket.model_validate({**base, name: v})
             except ValidationError as exc:
-                raise ValueError(f"sweep.grid.{key}: {platform}'s {name} cannot be {v!r}: "
-                                 f"{exc.errors()[0]['msg']}") from None
+                raise ValueError(
+                    f"sweep.grid.{key}: {platform}'s {name} cannot be {v!r}: {exc.errors()[0]['msg']}"
+                ) from None
 
 
 class Scenario(_Strict):
@@ -381,8 +402,9 @@ class Scenario(_Strict):
     faults: list[FaultSpec] = Field(default_factory=list)
     expectations: list[Expectation] = Field(default_factory=list)
     disabled_guards: list[GuardName] = Field(default_factory=list, description="switch guards off (drills)")
-    gate_paths: int = Field(10_000, ge=100, description="Monte Carlo paths of each pre-launch gate "
-                            "(at most SYNCTWIN_MAX_GATE_PATHS)")
+    gate_paths: int = Field(
+        10_000, ge=100, description="Monte Carlo paths of each pre-launch gate (at most SYNCTWIN_MAX_GATE_PATHS)"
+    )
     mirror: bool = Field(True, description="run the live mirror (real-to-sim sync) on launched campaigns")
     sweep: SweepSpec | None = Field(None, description="a grid of market parameters for `synctwin sweep`")
     base_dir: Path | None = Field(None, exclude=True, description="where relative paths resolve (set by the loader)")
@@ -412,9 +434,11 @@ class Scenario(_Strict):
         ticks = self.duration / self.world.tick
         high = get_limits().max_scenario_ticks
         if ticks > high:
-            raise ValueError(f"world.tick: {format_duration(self.duration)} at a {format_duration(self.world.tick)} "
-                             f"tick is {ticks:,.0f} ticks, over the limit of {high:,} (SYNCTWIN_MAX_SCENARIO_TICKS); "
-                             "use a longer tick")
+            raise ValueError(
+                f"world.tick: {format_duration(self.duration)} at a {format_duration(self.world.tick)} "
+                f"tick is {ticks:,.0f} ticks, over the limit of {high:,} (SYNCTWIN_MAX_SCENARIO_TICKS); "
+                "use a longer tick"
+            )
         return self
 
     @model_validator(mode="after")

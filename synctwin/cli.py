@@ -20,32 +20,65 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the main job on embedded defaults (no server needed), with a readable summary"),
     "gate": ("gate", "pre-launch gate: simulate a strategy; exit 0 approved, 1 rejected, 2 invalid input"),
     "backtest": ("backtest", "gate decisions against campaigns with known outcomes: confusion matrix, FN/FP rates"),
-    "replay": ("replay", "run a scenario in virtual time (`replay --list` shows the built-ins); "
-               "exit 1 when an expectation fails, 2 when the scenario is invalid"),
-    "mirror": ("mirror", "production real-to-sim sync on a Redis bid stream; runs until SIGTERM/SIGINT, "
-               "drains, exits 0"),
-    "run": ("run", "the production Council on a Redis bid stream (mirror, SyncFlow's guards, audit, alerts): the "
-            "agents `replay --bids --plans` runs in virtual time; until SIGTERM/SIGINT, drains, exits 0"),
-    "shadow": ("shadow", "shadow mode in production: re-simulate rejected campaigns under the market live campaigns "
-               "met (SHADOW_OUTCOME) and audit approved campaigns' realized outcomes (CAMPAIGN_OUTCOME); "
-               "--redis URL (until SIGTERM, or --once) or --market FILE --audit-log FILE"),
-    "feed": ("feed", "publish a synthetic live bid stream to Redis (healthy and deviating campaigns) "
-             "to try the mirror"),
-    "sweep": ("sweep", "one scenario over many seeds (--seeds A-B) and its sweep.grid of market parameters: "
-              "each expectation's pass rate with a 95% interval, the failing seeds and points; --ray/--workers "
-              "to fan out; exit 0 all pass, 1 any fail"),
-    "chaos": ("chaos", "the four chaos drills in virtual time (margin_guardian, budget_emergency, auto_rollback, "
-              "api_circuit_breaker); exit 0 all pass, 1 any fail"),
-    "review": ("review", "the week's rejected campaigns from the audit log (confidence, projected uplift), "
-               "near-misses first"),
-    "tune": ("tune", "the confidence threshold from backtests and shadow outcomes: FN/FP rates per threshold, "
-             "reliability, the seed's pick (FN <= 5%, then fewest FP); --apply writes it"),
-    "kpis": ("kpis", "the seed's success metrics from the audit log (rejection share, FN, FP, auto-rollbacks, "
-             "chaos pass rate), each with its count and goal"),
-    "audit": ("audit", "the SyncShield audit log: `audit verify (FILE | --redis URL) [--expect-head HASH]` checks "
-              "its hash chain (HMAC with SYNCTWIN_AUDIT_KEY) and its head"),
-    "serve": ("serve", "the HTTP service: POST /v1/simulate (the gate), GET /v1/campaigns/{id}, /healthz, "
-              "/metrics, /docs; runs until SIGTERM"),
+    "replay": (
+        "replay",
+        "run a scenario in virtual time (`replay --list` shows the built-ins); "
+        "exit 1 when an expectation fails, 2 when the scenario is invalid",
+    ),
+    "mirror": (
+        "mirror",
+        "production real-to-sim sync on a Redis bid stream; runs until SIGTERM/SIGINT, drains, exits 0",
+    ),
+    "run": (
+        "run",
+        "the production Council on a Redis bid stream (mirror, SyncFlow's guards, audit, alerts): the "
+        "agents `replay --bids --plans` runs in virtual time; until SIGTERM/SIGINT, drains, exits 0",
+    ),
+    "shadow": (
+        "shadow",
+        "shadow mode in production: re-simulate rejected campaigns under the market live campaigns "
+        "met (SHADOW_OUTCOME) and audit approved campaigns' realized outcomes (CAMPAIGN_OUTCOME); "
+        "--redis URL (until SIGTERM, or --once) or --market FILE --audit-log FILE",
+    ),
+    "feed": (
+        "feed",
+        "publish a synthetic live bid stream to Redis (healthy and deviating campaigns) to try the mirror",
+    ),
+    "sweep": (
+        "sweep",
+        "one scenario over many seeds (--seeds A-B) and its sweep.grid of market parameters: "
+        "each expectation's pass rate with a 95% interval, the failing seeds and points; --ray/--workers "
+        "to fan out; exit 0 all pass, 1 any fail",
+    ),
+    "chaos": (
+        "chaos",
+        "the four chaos drills in virtual time (margin_guardian, budget_emergency, auto_rollback, "
+        "api_circuit_breaker); exit 0 all pass, 1 any fail",
+    ),
+    "review": (
+        "review",
+        "the week's rejected campaigns from the audit log (confidence, projected uplift), near-misses first",
+    ),
+    "tune": (
+        "tune",
+        "the confidence threshold from backtests and shadow outcomes: FN/FP rates per threshold, "
+        "reliability, the seed's pick (FN <= 5%, then fewest FP); --apply writes it",
+    ),
+    "kpis": (
+        "kpis",
+        "the seed's success metrics from the audit log (rejection share, FN, FP, auto-rollbacks, "
+        "chaos pass rate), each with its count and goal",
+    ),
+    "audit": (
+        "audit",
+        "the SyncShield audit log: `audit verify (FILE | --redis URL) [--expect-head HASH]` checks "
+        "its hash chain (HMAC with SYNCTWIN_AUDIT_KEY) and its head",
+    ),
+    "serve": (
+        "serve",
+        "the HTTP service: POST /v1/simulate (the gate), GET /v1/campaigns/{id}, /healthz, "
+        "/metrics, /docs; runs until SIGTERM",
+    ),
 }
 
 

@@ -24,20 +24,31 @@ class Settings(BaseSettings):
     max_paths: int = Field(160_000, ge=100, description="cap for adaptive sampling")
     chunk_paths: int = Field(50_000, ge=1_000, description="paths per chunk: bounds memory, fixes seed streams")
     projection_paths: int = Field(
-        4_096, ge=100, description="paths whose daily trajectories give the projection's quantile bands "
-        "(4k paths put each quantile within ~0.03 sd of its value; more costs time, not accuracy that matters)"
+        4_096,
+        ge=100,
+        description="paths whose daily trajectories give the projection's quantile bands "
+        "(4k paths put each quantile within ~0.03 sd of its value; more costs time, not accuracy that matters)",
     )
-    model: str = Field(DEFAULT_MODEL, pattern=f"^({'|'.join(MODEL_CHOICES)})$",
-                       description="the gate's model (synctwin.models.MODELS; seed = one-factor)")
+    model: str = Field(
+        DEFAULT_MODEL,
+        pattern=f"^({'|'.join(MODEL_CHOICES)})$",
+        description="the gate's model (synctwin.models.MODELS; seed = one-factor)",
+    )
     lookback_days: int = Field(90, ge=7, description="history window of the baseline")
     min_history_days: int = Field(14, ge=2, description="fewer days than this is an error")
     # uncertainty of the funnel model
     curve_structural_sigma: float = Field(
-        0.03, ge=0, description="curve model: log-sd of the level beyond the fit's posterior (the future is not "
-        "the past); the rolling calibration scales it with the rest")
+        0.03,
+        ge=0,
+        description="curve model: log-sd of the level beyond the fit's posterior (the future is not "
+        "the past); the rolling calibration scales it with the rest",
+    )
     new_context_sigma: float = Field(
-        0.30, ge=0, description="curve model: log-sd of the conversion level for a new audience or platform "
-        "(the history's curve was learned on another one)")
+        0.30,
+        ge=0,
+        description="curve model: log-sd of the conversion level for a new audience or platform "
+        "(the history's curve was learned on another one)",
+    )
     calibrate: bool = Field(True, description="curve model: scale the spread by the history's rolling errors")
     structural_sigma: float = Field(
         0.10, ge=0, description="log-sd of each funnel rate beyond what the history's sampling error explains"
@@ -83,27 +94,51 @@ class Settings(BaseSettings):
     mirror_claim_idle_ms: int = Field(30_000, ge=100, description="pending events idle this long are reclaimed")
     mirror_max_deliveries: int = Field(5, ge=1, description="deliveries before an event goes to the dead letters")
     mirror_heartbeat_ms: int = Field(
-        5_000, ge=0, description="a worker's heartbeat TTL: a dead worker's pending events are taken over this soon, "
-        "before newer ones are read (0: no heartbeat, only the idle-time reclaim)")
-    council_tick_s: float = Field(300.0, gt=0, description="`synctwin run`: seconds between a campaign's bid events "
-                                  "on the stream (the pace the budget emergency counts its look-ahead and runaway in)")
+        5_000,
+        ge=0,
+        description="a worker's heartbeat TTL: a dead worker's pending events are taken over this soon, "
+        "before newer ones are read (0: no heartbeat, only the idle-time reclaim)",
+    )
+    council_tick_s: float = Field(
+        300.0,
+        gt=0,
+        description="`synctwin run`: seconds between a campaign's bid events "
+        "on the stream (the pace the budget emergency counts its look-ahead and runaway in)",
+    )
     # --- the live stream's plausibility limits (agents/synctwin/event_limits.py): violations are dead letters ---
-    max_clock_skew_s: float = Field(300.0, ge=0, description="an event's ts at most this far ahead of the worker's "
-                                    "clock (and this early before its campaign's launch)")
-    mirror_flight_grace_s: float = Field(86_400.0, ge=0, description="an event's ts at most this long after its "
-                                         "campaign's flight (launch + the projection's horizon)")
-    mirror_max_plan_factor: float = Field(100.0, gt=1, description="spend, revenue, conversions at most this x the "
-                                          "projection's p90 at the event's time plus SYNCTWIN_MIRROR_PLAN_SLACK_S")
+    max_clock_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="an event's ts at most this far ahead of the worker's "
+        "clock (and this early before its campaign's launch)",
+    )
+    mirror_flight_grace_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="an event's ts at most this long after its campaign's flight (launch + the projection's horizon)",
+    )
+    mirror_max_plan_factor: float = Field(
+        100.0,
+        gt=1,
+        description="spend, revenue, conversions at most this x the "
+        "projection's p90 at the event's time plus SYNCTWIN_MIRROR_PLAN_SLACK_S",
+    )
     mirror_plan_slack_s: float = Field(86_400.0, ge=0, description="... read this long after the event's time")
     mirror_max_counter: float = Field(1e15, gt=0, description="any cumulative field at most this")
-    mirror_stuck_after: int = Field(20, ge=0, description="alert (once) when this many newer events of a campaign "
-                                    "in a row are ignored because their totals went backwards (0: never)")
+    mirror_stuck_after: int = Field(
+        20,
+        ge=0,
+        description="alert (once) when this many newer events of a campaign "
+        "in a row are ignored because their totals went backwards (0: never)",
+    )
     # --- stores and sinks ---------------------------------------------------------------------
     redis_url: str | None = Field(None, description="redis://... ; None means the embedded store")
     key_prefix: str = Field("synctwin:", description="prefix of every Redis key")
     audit_key: SecretStr | None = Field(
-        None, description="when set (16+ characters), audit records are chained with HMAC-SHA256 under this key, so "
-        "nobody without it can forge or rewrite them; `audit verify` needs the same key (docs/audit.md)")
+        None,
+        description="when set (16+ characters), audit records are chained with HMAC-SHA256 under this key, so "
+        "nobody without it can forge or rewrite them; `audit verify` needs the same key (docs/audit.md)",
+    )
     # --- the HTTP service (`synctwin serve`) ----------------------------------------------------
     host: str = Field("127.0.0.1", description="address the service binds (loopback unless told otherwise)")
     port: int = Field(8000, ge=0, le=65_535, description="port the service listens on")
@@ -111,8 +146,11 @@ class Settings(BaseSettings):
     service_max_paths: int = Field(200_000, ge=100, description="largest `paths` (and adaptive cap) a request may ask")
     max_body_bytes: int = Field(1_048_576, ge=1_024, description="larger request bodies get 413")
     service_gate_concurrency: int | None = Field(
-        None, ge=1, description="gates computed at once per process (default: the CPU count); more only queue "
-        "in threads and fight for the GIL")
+        None,
+        ge=1,
+        description="gates computed at once per process (default: the CPU count); more only queue "
+        "in threads and fight for the GIL",
+    )
 
 
 DAY = 86_400.0
@@ -138,8 +176,11 @@ class Limits(BaseSettings):
     # --- a history row (one day) --------------------------------------------------------------------
     max_history_spend: float = Field(1e9, gt=0, description="a day's ad spend")
     max_history_revenue: float = Field(1e11, gt=0, description="a day's revenue")
-    max_history_count: float = Field(1e12, gt=0, description="a day's impressions (clicks, conversions, "
-                                     "returning customers are at most the impressions)")
+    max_history_count: float = Field(
+        1e12,
+        gt=0,
+        description="a day's impressions (clicks, conversions, returning customers are at most the impressions)",
+    )
     max_history_rows: int = Field(7_320, ge=14, description="rows of a history (20 years of days)")
     # --- files ----------------------------------------------------------------------------------------
     max_history_bytes: int = Field(64 * 2**20, ge=1_024, description="a history CSV file")
@@ -153,8 +194,9 @@ class Limits(BaseSettings):
     min_tick: float = Field(1.0, gt=0, description="seconds per tick of the platforms, at least")
     max_scenario_ticks: int = Field(1_000_000, ge=1, description="duration / tick (a year of minutes is 525,600)")
     max_gate_paths: int = Field(1_000_000, ge=100, description="Monte Carlo paths of each gate in a scenario")
-    max_fault_multiplier: float = Field(1_000.0, gt=1, description="a fault's multiplier, and a campaign's or "
-                                        "client's rate factors")
+    max_fault_multiplier: float = Field(
+        1_000.0, gt=1, description="a fault's multiplier, and a campaign's or client's rate factors"
+    )
 
 
 def limit_env(name: str) -> str:

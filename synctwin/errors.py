@@ -9,8 +9,9 @@ class InvalidInput(ValueError):
     The message is meant for a person: it names the place and says what is wrong.
     """
 
-    def __init__(self, message: str, *, source: str | None = None, line: int | None = None,
-                 field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, source: str | None = None, line: int | None = None, field: str | None = None
+    ) -> None:
         self.source = source
         self.line = line
         self.field = field

@@ -182,7 +182,7 @@ def batched(items: Iterable[T], workers: int) -> Iterator[list[T]]:
     seq = list(items)
     size = max(1, min(MAX_BATCH, len(seq) // (8 * workers)))
     for i in range(0, len(seq), size):
-        yield seq[i:i + size]
+        yield seq[i : i + size]
 
 
 def _run_batch(task: tuple[Callable[[T], R], list[T]]) -> list[R]:
@@ -221,8 +221,7 @@ def check_ray_address(address: str) -> None:
     hostport = address.removeprefix("ray://")
     host, sep, port = hostport.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InvalidInput(f"bad Ray address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT",
-                           field="ray")
+        raise InvalidInput(f"bad Ray address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT", field="ray")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=3.0):
             pass
@@ -237,8 +236,7 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, *, workers: int | None = None,
-                 in_flight: int | None = None) -> None:
+    def __init__(self, address: str | None = None, *, workers: int | None = None, in_flight: int | None = None) -> None:
         ray = _import_ray()
         self._ray = ray
         self._owned = False
@@ -247,8 +245,12 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             import logging
 
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "logging_level": logging.ERROR, "configure_logging": True}
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "logging_level": logging.ERROR,
+                "configure_logging": True,
+            }
             if address is None:
                 kwargs["num_cpus"] = workers or os.cpu_count() or 1
             try:
@@ -257,8 +259,10 @@ class RayExecutor(Executor):
                 ray.init(address=address or "local", **kwargs)
             except Exception as exc:  # ConnectionError, RuntimeError, ...: all mean "no cluster there"
                 where = address or "a local cluster"
-                raise InvalidInput(f"cannot start or join Ray at {where}: {str(exc).splitlines()[0]}"
-                                   + _auth_hint(address), field="ray") from None
+                raise InvalidInput(
+                    f"cannot start or join Ray at {where}: {str(exc).splitlines()[0]}" + _auth_hint(address),
+                    field="ray",
+                ) from None
             self._owned = True
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.in_flight = in_flight or 4 * self.workers
@@ -287,8 +291,10 @@ def _auth_hint(address: str | None) -> str:
     authentication, and a driver joining by HOST:PORT sends no token unless told to (`auto` finds it)."""
     if address in (None, "auto") or os.environ.get("RAY_AUTH_MODE"):
         return ""
-    return ("; if the cluster uses token authentication (the default for clusters started by `ray start` "
-            "with Ray >= 2.59), set RAY_AUTH_MODE=token and give the token in RAY_AUTH_TOKEN or ~/.ray/auth_token")
+    return (
+        "; if the cluster uses token authentication (the default for clusters started by `ray start` "
+        "with Ray >= 2.59), set RAY_AUTH_MODE=token and give the token in RAY_AUTH_TOKEN or ~/.ray/auth_token"
+    )
 
 
 def make_executor(ray: str | bool | None = None, workers: int | None = None) -> Executor:
@@ -305,19 +311,30 @@ def make_executor(ray: str | bool | None = None, workers: int | None = None) -> 
         return InProcessExecutor() if not workers or workers == 1 else ProcessPoolExecutor(workers)
     if isinstance(ray, str) and ray.strip():
         if workers is not None:
-            raise InvalidInput("--workers sets the size of a local cluster; with a Ray ADDRESS the cluster "
-                               "decides", field="workers")
+            raise InvalidInput(
+                "--workers sets the size of a local cluster; with a Ray ADDRESS the cluster decides", field="workers"
+            )
         return RayExecutor(ray.strip())
     return RayExecutor(None, workers=workers)
 
 
 def add_executor_arguments(p: Any) -> None:
     """`--ray [ADDRESS]` and `--workers N`, the same on every command that fans out."""
-    p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
-                   help="run on Ray (needs synctwin[ray]): a local cluster without ADDRESS; `auto` or "
-                        "ray://HOST:PORT joins an existing one. Same result as in-process, bit for bit")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="a local pool of N processes (with bare --ray: the local cluster's CPUs)")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="ADDRESS",
+        help="run on Ray (needs synctwin[ray]): a local cluster without ADDRESS; `auto` or "
+        "ray://HOST:PORT joins an existing one. Same result as in-process, bit for bit",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="a local pool of N processes (with bare --ray: the local cluster's CPUs)",
+    )
 
 
 def executor_from_args(args: Any) -> Executor:

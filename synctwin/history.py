@@ -48,8 +48,13 @@ class History:
         keep = self.dates >= start
         rc = self.returning_customers
         return History(
-            self.dates[keep], self.spend[keep], self.impressions[keep], self.clicks[keep],
-            self.conversions[keep], self.revenue[keep], None if rc is None else rc[keep],
+            self.dates[keep],
+            self.spend[keep],
+            self.impressions[keep],
+            self.clicks[keep],
+            self.conversions[keep],
+            self.revenue[keep],
+            None if rc is None else rc[keep],
         )
 
     def to_records(self) -> list[dict[str, object]]:
@@ -94,8 +99,12 @@ class _Rows:
     def add(self, row: Mapping[str, object], line: int) -> None:
         source = self.source
         if len(self.values) >= self.max_rows:
-            raise InvalidInput(f"more than {self.max_rows:,} rows (SYNCTWIN_MAX_HISTORY_ROWS); a baseline needs "
-                               "at most the last few months", source=source, line=line)
+            raise InvalidInput(
+                f"more than {self.max_rows:,} rows (SYNCTWIN_MAX_HISTORY_ROWS); a baseline needs "
+                "at most the last few months",
+                source=source,
+                line=line,
+            )
         clean = {k: v for k, v in row.items() if k is not None and v not in ("", None)}
         try:
             r = DailyRecord.model_validate(clean)
@@ -107,15 +116,28 @@ class _Rows:
             self.returning, self.first_line = has_returning, line
         elif has_returning != self.returning:
             given, missing = ("some days", "this one") if self.returning else ("this day", f"line {self.first_line}")
-            raise InvalidInput(f"returning_customers is given on {given} but not on {missing}",
-                               source=source, line=line, field="returning_customers")
+            raise InvalidInput(
+                f"returning_customers is given on {given} but not on {missing}",
+                source=source,
+                line=line,
+                field="returning_customers",
+            )
         if r.date in self.lines:
-            raise InvalidInput(f"duplicate date {r.date} (also on line {self.lines[r.date]})",
-                               source=source, line=line, field="date")
+            raise InvalidInput(
+                f"duplicate date {r.date} (also on line {self.lines[r.date]})", source=source, line=line, field="date"
+            )
         self.lines[r.date] = line
         self.dates.append(r.date)
-        self.values.append((r.spend, r.impressions, r.clicks, r.conversions, r.revenue,
-                            r.returning_customers if has_returning else 0.0))
+        self.values.append(
+            (
+                r.spend,
+                r.impressions,
+                r.clicks,
+                r.conversions,
+                r.revenue,
+                r.returning_customers if has_returning else 0.0,
+            )
+        )
 
     def history(self) -> History:
         if not self.values:
@@ -124,14 +146,18 @@ class _Rows:
         table = np.array(self.values, dtype=np.float64)[order]
         return History(
             dates=np.array(self.dates, dtype="datetime64[D]")[order],
-            spend=table[:, 0].copy(), impressions=table[:, 1].copy(), clicks=table[:, 2].copy(),
-            conversions=table[:, 3].copy(), revenue=table[:, 4].copy(),
+            spend=table[:, 0].copy(),
+            impressions=table[:, 1].copy(),
+            clicks=table[:, 2].copy(),
+            conversions=table[:, 3].copy(),
+            revenue=table[:, 4].copy(),
             returning_customers=table[:, 5].copy() if self.returning else None,
         )
 
 
-def history_from_records(rows: Iterable[Mapping[str, object]], *, source: str = "history",
-                         first_line: int = 1) -> History:
+def history_from_records(
+    rows: Iterable[Mapping[str, object]], *, source: str = "history", first_line: int = 1
+) -> History:
     """Validate rows (dicts of column -> value) into a History; errors name the row's line."""
     acc = _Rows(source, get_limits().max_history_rows)
     for offset, row in enumerate(rows):
@@ -163,8 +189,11 @@ def _parse_csv(lines: Iterable[str], source: str) -> History:
     header_line = reader.line_num
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise InvalidInput(f"missing column(s) {', '.join(missing)}; expected {','.join(REQUIRED_COLUMNS)}",
-                           source=source, line=header_line)
+        raise InvalidInput(
+            f"missing column(s) {', '.join(missing)}; expected {','.join(REQUIRED_COLUMNS)}",
+            source=source,
+            line=header_line,
+        )
     unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if unknown:
         raise InvalidInput(f"unknown column(s) {', '.join(unknown)}", source=source, line=header_line)
@@ -186,6 +215,5 @@ def load_history(path: str | Path) -> History:
     SYNCTWIN_MAX_HISTORY_ROWS); every problem becomes an InvalidInput naming the file."""
     source = str(path)
     with open_input(path) as f:
-        lines = capped_lines(f, source, max_bytes=get_limits().max_history_bytes,
-                             setting="SYNCTWIN_MAX_HISTORY_BYTES")
+        lines = capped_lines(f, source, max_bytes=get_limits().max_history_bytes, setting="SYNCTWIN_MAX_HISTORY_BYTES")
         return _parse_lines(lines, source)

@@ -100,9 +100,16 @@ class BidBatch:
         """The per-campaign bid events of DESIGN.md (for the Redis stream)."""
         tick = round(self.t)
         return [
-            {"event_id": f"{cid}:{tick}", "campaign_id": cid, "ts": self.ts, "spend": float(self.spend[i]),
-             "impressions": float(self.impressions[i]), "clicks": float(self.clicks[i]),
-             "conversions": float(self.conversions[i]), "revenue": float(self.revenue[i])}
+            {
+                "event_id": f"{cid}:{tick}",
+                "campaign_id": cid,
+                "ts": self.ts,
+                "spend": float(self.spend[i]),
+                "impressions": float(self.impressions[i]),
+                "clicks": float(self.clicks[i]),
+                "conversions": float(self.conversions[i]),
+                "revenue": float(self.revenue[i]),
+            }
             for i, cid in enumerate(self.campaign_ids)
         ]
 
@@ -133,8 +140,13 @@ class PauseCommand:
 def pause_fields(cmd: PauseCommand) -> dict[str, str]:
     """The `synctwin:control` entry of a PAUSE: command, campaign_id, reason, event_id, ts, and the
     numbers of its detail (deviation, guard) as they are, for operators."""
-    out = {"command": "PAUSE", "campaign_id": cmd.campaign_id, "reason": cmd.reason,
-           "event_id": cmd.event_id or "", "ts": "" if cmd.ts is None else repr(float(cmd.ts))}
+    out = {
+        "command": "PAUSE",
+        "campaign_id": cmd.campaign_id,
+        "reason": cmd.reason,
+        "event_id": cmd.event_id or "",
+        "ts": "" if cmd.ts is None else repr(float(cmd.ts)),
+    }
     for k in ("deviation", "guard"):
         v = cmd.detail.get(k)
         if v is not None:
@@ -144,8 +156,10 @@ def pause_fields(cmd: PauseCommand) -> dict[str, str]:
 
 def pause_from_fields(fields: dict[Any, Any]) -> PauseCommand:
     """A control-stream entry back as a PauseCommand (ValueError: not a PAUSE, or a field missing)."""
-    f = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-         for k, v in fields.items()}
+    f = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in fields.items()
+    }
     if f.get("command") != "PAUSE" or not f.get("campaign_id") or not f.get("reason"):
         raise ValueError(f"not a PAUSE command: {f}")
     detail: dict[str, Any] = {}
@@ -153,8 +167,13 @@ def pause_from_fields(fields: dict[Any, Any]) -> PauseCommand:
         detail["deviation"] = float(f["deviation"])
     if "guard" in f:
         detail["guard"] = f["guard"]
-    return PauseCommand(f["campaign_id"], f["reason"], detail, event_id=f.get("event_id") or None,
-                        ts=float(f["ts"]) if f.get("ts") else None)
+    return PauseCommand(
+        f["campaign_id"],
+        f["reason"],
+        detail,
+        event_id=f.get("event_id") or None,
+        ts=float(f["ts"]) if f.get("ts") else None,
+    )
 
 
 @dataclass(slots=True)

@@ -45,88 +45,151 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0
 
 # --- the gate (service) ---------------------------------------------------------------------------
 GATE_LATENCY = Histogram(
-    "synctwin_gate_latency_seconds", "Time to compute one gate decision (baseline + Monte Carlo), "
-    "without queueing", ["model"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+    "synctwin_gate_latency_seconds",
+    "Time to compute one gate decision (baseline + Monte Carlo), without queueing",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 GATE_DECISIONS = Counter(
-    "synctwin_gate_decisions", "Gate decisions by outcome and risk profile",
-    ["decision", "risk_profile"], registry=REGISTRY)
+    "synctwin_gate_decisions",
+    "Gate decisions by outcome and risk profile",
+    ["decision", "risk_profile"],
+    registry=REGISTRY,
+)
 GATE_PATHS = Counter(
-    "synctwin_gate_paths", "Monte Carlo paths drawn (adaptive rounds included)", ["model"], registry=REGISTRY)
+    "synctwin_gate_paths", "Monte Carlo paths drawn (adaptive rounds included)", ["model"], registry=REGISTRY
+)
 GATE_IN_FLIGHT = Gauge(
-    "synctwin_gate_in_flight", "Gate requests accepted and not yet answered (computing or queued)",
-    registry=REGISTRY, multiprocess_mode="livesum")
+    "synctwin_gate_in_flight",
+    "Gate requests accepted and not yet answered (computing or queued)",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
 HTTP_REQUESTS = Counter(
-    "synctwin_http_requests", "HTTP requests by route template, method and status code",
-    ["route", "method", "status"], registry=REGISTRY)
+    "synctwin_http_requests",
+    "HTTP requests by route template, method and status code",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
 HTTP_LATENCY = Histogram(
-    "synctwin_http_request_duration_seconds", "HTTP request time seen by the service, queueing included",
-    ["route", "method"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+    "synctwin_http_request_duration_seconds",
+    "HTTP request time seen by the service, queueing included",
+    ["route", "method"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 
 # --- the live mirror ------------------------------------------------------------------------------
 MIRROR_PROCESSED = Counter(
-    "synctwin_mirror_events_processed", "Bid events the mirror read and processed, whatever the outcome "
-    "(a batch retried after a Redis error counts again)",
-    registry=REGISTRY)
+    "synctwin_mirror_events_processed",
+    "Bid events the mirror read and processed, whatever the outcome (a batch retried after a Redis error counts again)",
+    registry=REGISTRY,
+)
 MIRROR_DEAD = Counter(
-    "synctwin_mirror_events_dead_lettered", "Bid events sent to the dead-letter stream (invalid, unknown "
-    "campaign, poison)", registry=REGISTRY)
+    "synctwin_mirror_events_dead_lettered",
+    "Bid events sent to the dead-letter stream (invalid, unknown campaign, poison)",
+    registry=REGISTRY,
+)
 MIRROR_IGNORED = Counter(
-    "synctwin_mirror_events_ignored", "Bid events that changed nothing (duplicates, out of order)",
-    registry=REGISTRY)
+    "synctwin_mirror_events_ignored", "Bid events that changed nothing (duplicates, out of order)", registry=REGISTRY
+)
 MIRROR_GREY = Counter(
-    "synctwin_mirror_grey_alerts", "Grey-zone alerts (deviating, watched, not paused)", registry=REGISTRY)
+    "synctwin_mirror_grey_alerts", "Grey-zone alerts (deviating, watched, not paused)", registry=REGISTRY
+)
 MIRROR_BATCHES = Counter("synctwin_mirror_batches", "Batches the mirror processed", registry=REGISTRY)
 MIRROR_REDIS_ERRORS = Counter(
-    "synctwin_mirror_redis_errors", "Times Redis was unavailable to the mirror (it backs off and retries)",
-    registry=REGISTRY)
+    "synctwin_mirror_redis_errors",
+    "Times Redis was unavailable to the mirror (it backs off and retries)",
+    registry=REGISTRY,
+)
 MIRROR_DEVIATION = Gauge(
-    "synctwin_mirror_deviation", "A campaign's deviation from its projection at its last evaluation "
-    "(the largest practical shortfall or overspend, 0.15 = 15%)", ["campaign_id"], registry=REGISTRY,
-    multiprocess_mode="mostrecent")
+    "synctwin_mirror_deviation",
+    "A campaign's deviation from its projection at its last evaluation "
+    "(the largest practical shortfall or overspend, 0.15 = 15%)",
+    ["campaign_id"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
 PAUSES = Counter("synctwin_pauses", "Campaign pauses by reason", ["reason"], registry=REGISTRY)
 DEVIATION_STALE_S = 6 * 3600.0  # a campaign not evaluated for this long (paused, ended, gone) loses its series
 _deviation_seen: dict[str, float] = {}  # campaign -> monotonic time of its last evaluation
 
 # --- shadow mode and live outcomes (`synctwin shadow`) ---------------------------------------------
 SHADOW_EVENTS = Counter(
-    "synctwin_shadow_events_processed", "Bid events the shadow worker read and folded into the daily market "
-    "(or ignored), whatever the outcome", registry=REGISTRY)
+    "synctwin_shadow_events_processed",
+    "Bid events the shadow worker read and folded into the daily market (or ignored), whatever the outcome",
+    registry=REGISTRY,
+)
 SHADOW_IGNORED = Counter(
-    "synctwin_shadow_events_ignored", "Bid events the shadow worker acknowledged without using them, by why "
-    "(invalid, unknown_campaign, before_launch, poison)", ["why"], registry=REGISTRY)
+    "synctwin_shadow_events_ignored",
+    "Bid events the shadow worker acknowledged without using them, by why "
+    "(invalid, unknown_campaign, before_launch, poison)",
+    ["why"],
+    registry=REGISTRY,
+)
 SHADOW_OUTCOMES = Counter(
-    "synctwin_shadow_outcomes_recorded", "Audit records the shadow worker wrote, by event type (SHADOW_OUTCOME: "
+    "synctwin_shadow_outcomes_recorded",
+    "Audit records the shadow worker wrote, by event type (SHADOW_OUTCOME: "
     "a rejected campaign's day re-simulated; CAMPAIGN_OUTCOME: an approved campaign's realized outcome)",
-    ["event_type"], registry=REGISTRY)
+    ["event_type"],
+    registry=REGISTRY,
+)
 SHADOW_REDIS_ERRORS = Counter(
-    "synctwin_shadow_redis_errors", "Times Redis was unavailable to the shadow worker (it backs off and retries)",
-    registry=REGISTRY)
+    "synctwin_shadow_redis_errors",
+    "Times Redis was unavailable to the shadow worker (it backs off and retries)",
+    registry=REGISTRY,
+)
 
 # --- chaos drills ---------------------------------------------------------------------------------
 CHAOS_DRILLS = Counter(
-    "synctwin_chaos_drills", "Chaos drills run, by drill and verdict (PASS/FAIL)", ["drill", "verdict"],
-    registry=REGISTRY)
+    "synctwin_chaos_drills",
+    "Chaos drills run, by drill and verdict (PASS/FAIL)",
+    ["drill", "verdict"],
+    registry=REGISTRY,
+)
 CHAOS_LAST_RUN = Gauge(
-    "synctwin_chaos_last_run_timestamp_seconds", "When the last chaos run finished (epoch seconds)",
-    registry=REGISTRY, multiprocess_mode="mostrecent")
+    "synctwin_chaos_last_run_timestamp_seconds",
+    "When the last chaos run finished (epoch seconds)",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
 CHAOS_LAST_RUN_PASSED = Gauge(
-    "synctwin_chaos_last_run_passed", "1 when every drill of the last chaos run passed, else 0",
-    registry=REGISTRY, multiprocess_mode="mostrecent")
+    "synctwin_chaos_last_run_passed",
+    "1 when every drill of the last chaos run passed, else 0",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
 CHAOS_LAST_RUN_DURATION = Gauge(
-    "synctwin_chaos_last_run_duration_seconds", "Wall time of the last chaos run",
-    registry=REGISTRY, multiprocess_mode="mostrecent")
+    "synctwin_chaos_last_run_duration_seconds",
+    "Wall time of the last chaos run",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
 
 # --- the seed's success metrics (`synctwin kpis` sets them from the audit log) -----------------------
 KPI_VALUE = Gauge(
-    "synctwin_kpi_value", "A success metric of the seed as a share (rejection_share, false_negative_rate, "
+    "synctwin_kpi_value",
+    "A success metric of the seed as a share (rejection_share, false_negative_rate, "
     "false_positive_rate, auto_rollback_share, chaos_pass_rate); absent when there is no data",
-    ["kpi"], registry=REGISTRY, multiprocess_mode="mostrecent")
+    ["kpi"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
 KPI_COUNT = Gauge(
-    "synctwin_kpi_count", "What a success metric counted (its numerator)", ["kpi"], registry=REGISTRY,
-    multiprocess_mode="mostrecent")
+    "synctwin_kpi_count",
+    "What a success metric counted (its numerator)",
+    ["kpi"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
 KPI_MET = Gauge(
-    "synctwin_kpi_goal_met", "1 when a success metric meets the seed's goal, 0 when not", ["kpi"],
-    registry=REGISTRY, multiprocess_mode="mostrecent")
+    "synctwin_kpi_goal_met",
+    "1 when a success metric meets the seed's goal, 0 when not",
+    ["kpi"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
 
 # Names of the series a collector below exports (not Counter/Gauge objects, so listed here).
 MIRROR_STREAM_LAG = "synctwin_mirror_stream_lag"
@@ -137,11 +200,33 @@ def metric_names() -> set[str]:
     """Every series name this module can export (with the _total/_bucket/... suffixes), for the
     dashboard's test."""
     names = {MIRROR_STREAM_LAG, MIRROR_PENDING}
-    for collector in (GATE_LATENCY, GATE_DECISIONS, GATE_PATHS, GATE_IN_FLIGHT, HTTP_REQUESTS, HTTP_LATENCY,
-                      MIRROR_PROCESSED, MIRROR_DEAD, MIRROR_IGNORED, MIRROR_GREY, MIRROR_BATCHES,
-                      MIRROR_REDIS_ERRORS, MIRROR_DEVIATION, PAUSES, SHADOW_EVENTS, SHADOW_IGNORED,
-                      SHADOW_OUTCOMES, SHADOW_REDIS_ERRORS, CHAOS_DRILLS, CHAOS_LAST_RUN,
-                      CHAOS_LAST_RUN_PASSED, CHAOS_LAST_RUN_DURATION, KPI_VALUE, KPI_COUNT, KPI_MET):
+    for collector in (
+        GATE_LATENCY,
+        GATE_DECISIONS,
+        GATE_PATHS,
+        GATE_IN_FLIGHT,
+        HTTP_REQUESTS,
+        HTTP_LATENCY,
+        MIRROR_PROCESSED,
+        MIRROR_DEAD,
+        MIRROR_IGNORED,
+        MIRROR_GREY,
+        MIRROR_BATCHES,
+        MIRROR_REDIS_ERRORS,
+        MIRROR_DEVIATION,
+        PAUSES,
+        SHADOW_EVENTS,
+        SHADOW_IGNORED,
+        SHADOW_OUTCOMES,
+        SHADOW_REDIS_ERRORS,
+        CHAOS_DRILLS,
+        CHAOS_LAST_RUN,
+        CHAOS_LAST_RUN_PASSED,
+        CHAOS_LAST_RUN_DURATION,
+        KPI_VALUE,
+        KPI_COUNT,
+        KPI_MET,
+    ):
         for family in collector.describe():
             kind = family.type
             base = family.name
@@ -169,8 +254,12 @@ def record_http(route: str, method: str, status: int, seconds: float) -> None:
 
 
 _MIRROR_COUNTERS: dict[str, tuple[Any, dict[str, str]]] = {
-    "events": (MIRROR_PROCESSED, {}), "dead": (MIRROR_DEAD, {}), "ignored": (MIRROR_IGNORED, {}),
-    "greys": (MIRROR_GREY, {}), "batches": (MIRROR_BATCHES, {}), "redis_errors": (MIRROR_REDIS_ERRORS, {}),
+    "events": (MIRROR_PROCESSED, {}),
+    "dead": (MIRROR_DEAD, {}),
+    "ignored": (MIRROR_IGNORED, {}),
+    "greys": (MIRROR_GREY, {}),
+    "batches": (MIRROR_BATCHES, {}),
+    "redis_errors": (MIRROR_REDIS_ERRORS, {}),
 }
 
 
@@ -182,8 +271,13 @@ def _count(delta: Mapping[str, int], counters: Mapping[str, tuple[Any, dict[str,
             (counter.labels(**labels) if labels else counter).inc(n)
 
 
-def record_mirror(delta: Mapping[str, int], deviations: Iterable[tuple[str, float]] = (),
-                  pause_reason: str | None = None, *, now: float | None = None) -> None:
+def record_mirror(
+    delta: Mapping[str, int],
+    deviations: Iterable[tuple[str, float]] = (),
+    pause_reason: str | None = None,
+    *,
+    now: float | None = None,
+) -> None:
     """What a mirror worker did since it last reported: `delta` holds the growth of its MirrorStats
     counters (events, dead, ignored, greys, batches, redis_errors, pauses); `deviations` the latest
     deviation of each campaign it evaluated; pauses count under `pause_reason`. A campaign's
@@ -263,10 +357,12 @@ class MirrorLagCollector(Collector):
         return []  # dynamic: never read Redis at registration
 
     def collect(self) -> Iterator[Any]:
-        lag = GaugeMetricFamily(MIRROR_STREAM_LAG, "Bid events not yet delivered to the mirror's consumer group",
-                                labels=["group"])
-        pending = GaugeMetricFamily(MIRROR_PENDING, "Bid events delivered to the mirror and not yet acknowledged",
-                                    labels=["group"])
+        lag = GaugeMetricFamily(
+            MIRROR_STREAM_LAG, "Bid events not yet delivered to the mirror's consumer group", labels=["group"]
+        )
+        pending = GaugeMetricFamily(
+            MIRROR_PENDING, "Bid events delivered to the mirror and not yet acknowledged", labels=["group"]
+        )
         try:
             groups = self.client.xinfo_groups(self.stream)
         except Exception:  # Redis down or no stream yet: export nothing rather than fail the scrape

@@ -23,9 +23,11 @@ MODEL_ALIASES: dict[str, str] = {"seed": "one-factor"}
 MODEL_CHOICES: tuple[str, ...] = MODELS + tuple(MODEL_ALIASES)
 ModelChoice = Literal["curve", "funnel", "one-factor", "seed"]
 DEFAULT_MODEL = "curve"
-MODEL_HELP = ("curve (default): a response curve fitted to the history (diminishing returns, weekday "
-              "seasonality, trend); funnel: the history's constant conversions per dollar; one-factor "
-              "(alias seed): the original one-factor formula")
+MODEL_HELP = (
+    "curve (default): a response curve fitted to the history (diminishing returns, weekday "
+    "seasonality, trend); funnel: the history's constant conversions per dollar; one-factor "
+    "(alias seed): the original one-factor formula"
+)
 
 
 def canonical_model(name: str) -> str:
@@ -77,8 +79,12 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-STRATEGY_LIMITS = {"daily_budget": "max_daily_budget", "aov": "max_aov", "cpm": "max_cpm",
-                   "audience_size": "max_audience_size"}
+STRATEGY_LIMITS = {
+    "daily_budget": "max_daily_budget",
+    "aov": "max_aov",
+    "cpm": "max_cpm",
+    "audience_size": "max_audience_size",
+}
 LAUNCH_TS_MAX = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last time a datetime can hold
 
 
@@ -100,11 +106,20 @@ class Strategy(BaseModel):
     gross_margin: float = Field(1.0, gt=0, le=1, description="share of revenue that is profit before ad spend")
     new_audience: bool = Field(False, description="an audience never advertised to widens the uncertainty")
     new_platform: bool = Field(False, description="a platform the history does not cover widens it too")
-    launch_ts: float | None = Field(None, ge=0, le=LAUNCH_TS_MAX, description="epoch seconds of launch; "
-                                    "default: now")
+    launch_ts: float | None = Field(None, ge=0, le=LAUNCH_TS_MAX, description="epoch seconds of launch; default: now")
 
-    _no_bools = field_validator("audience_size", "cvr", "daily_budget", "duration_days", "cpm", "ctr", "aov",
-                                "gross_margin", "launch_ts", mode="before")(_not_bool)
+    _no_bools = field_validator(
+        "audience_size",
+        "cvr",
+        "daily_budget",
+        "duration_days",
+        "cpm",
+        "ctr",
+        "aov",
+        "gross_margin",
+        "launch_ts",
+        mode="before",
+    )(_not_bool)
 
     @field_validator("cvr", "daily_budget", "cpm", "ctr", "aov", "gross_margin", "launch_ts", mode="after")
     @classmethod
@@ -135,9 +150,14 @@ class Strategy(BaseModel):
         return self
 
 
-HISTORY_LIMITS = {"spend": "max_history_spend", "revenue": "max_history_revenue", "impressions": "max_history_count",
-                  "clicks": "max_history_count", "conversions": "max_history_count",
-                  "returning_customers": "max_history_count"}
+HISTORY_LIMITS = {
+    "spend": "max_history_spend",
+    "revenue": "max_history_revenue",
+    "impressions": "max_history_count",
+    "clicks": "max_history_count",
+    "conversions": "max_history_count",
+    "returning_customers": "max_history_count",
+}
 
 
 class DailyRecord(BaseModel):
@@ -153,8 +173,9 @@ class DailyRecord(BaseModel):
     revenue: float = Field(ge=0)
     returning_customers: float | None = Field(None, ge=0)
 
-    _no_bools = field_validator("spend", "impressions", "clicks", "conversions", "revenue", "returning_customers",
-                                mode="before")(_not_bool)
+    _no_bools = field_validator(
+        "spend", "impressions", "clicks", "conversions", "revenue", "returning_customers", mode="before"
+    )(_not_bool)
 
     @field_validator("spend", "impressions", "clicks", "conversions", "revenue", "returning_customers")
     @classmethod
@@ -234,9 +255,11 @@ class GateResult(BaseModel):
     projection: Projection
     suggestions: list[Suggestion] = Field(default_factory=list)
     extrapolation: dict[str, Any] | None = Field(
-        None, description="set when the daily budget lies outside the spend the history covers (curve model)")
+        None, description="set when the daily budget lies outside the spend the history covers (curve model)"
+    )
     calibration: dict[str, Any] | None = Field(
-        None, description="how the predictive spread was calibrated: method, calibration set, n, scale")
+        None, description="how the predictive spread was calibrated: method, calibration set, n, scale"
+    )
     notes: list[str] = Field(default_factory=list, description="plain-language caveats of this projection")
 
     @property
@@ -281,5 +304,7 @@ def ensure_finite(result: GateResult, strategy: Strategy | None = None) -> GateR
         given.sort(key=lambda nv: -float(nv[1]) / float(defaults[nv[0]]))
         culprits = "; " + ", ".join(f"{n}={show_number(v)}" for n, v in given)
         field = given[0][0] if given else None
-    raise InvalidInput(f"the simulation overflowed ({shown} not finite): the strategy's figures are too large "
-                       f"for the model{culprits}", field=field)
+    raise InvalidInput(
+        f"the simulation overflowed ({shown} not finite): the strategy's figures are too large for the model{culprits}",
+        field=field,
+    )

@@ -31,8 +31,9 @@ class ProgressBar:
     paths only while its interval straddles the threshold): no bar flickers for quick work.
     """
 
-    def __init__(self, description: str, *, enabled: bool, total: float | None = None,
-                 min_total: float = 0.0, unit: str = "") -> None:
+    def __init__(
+        self, description: str, *, enabled: bool, total: float | None = None, min_total: float = 0.0, unit: str = ""
+    ) -> None:
         self.description = description
         self.enabled = enabled
         self.total = total
@@ -73,6 +74,7 @@ class ProgressBar:
     def __enter__(self) -> ProgressBar:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

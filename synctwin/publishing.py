@@ -36,8 +36,9 @@ def audit_metadata(result: Any, strategy: Any = None, launch_ts: float | None = 
     return d
 
 
-def record_decision(result: Any, *, client: Any = None, prefix: str = "synctwin:",
-                    audit_log: str | None = None, strategy: Any = None) -> None:
+def record_decision(
+    result: Any, *, client: Any = None, prefix: str = "synctwin:", audit_log: str | None = None, strategy: Any = None
+) -> None:
     """Audit CAMPAIGN_APPROVED or CAMPAIGN_REJECTED (SYNCTWIN_NEGATIVE_FORECAST) to a JSONL log
     and/or the Redis audit stream. Given the strategy, a rejection also reaches production: it is
     stored for the shadow worker (`publish_rejection`), in the same transaction as its audit record
@@ -53,8 +54,9 @@ def record_decision(result: Any, *, client: Any = None, prefix: str = "synctwin:
     launch_ts = (strategy.launch_ts or time.time()) if strategy is not None else None
     meta = audit_metadata(result, strategy, launch_ts)
     if audit_log:
-        JsonlAuditStore(audit_log).append(event, client_id=result.client_id, campaign_id=result.campaign_id,
-                                          reason=reason, metadata=meta)
+        JsonlAuditStore(audit_log).append(
+            event, client_id=result.client_id, campaign_id=result.campaign_id, reason=reason, metadata=meta
+        )
     if client is None:
         return
     store = RedisAuditStore(client, key=f"{prefix}audit")
@@ -66,8 +68,14 @@ def record_decision(result: Any, *, client: Any = None, prefix: str = "synctwin:
     for _attempt in range(1000):
         with client.pipeline(transaction=True) as pipe:
             try:
-                rec, _fields = store.prepare(pipe, event, client_id=result.client_id,
-                                             campaign_id=result.campaign_id, reason=reason, metadata=meta)
+                rec, _fields = store.prepare(
+                    pipe,
+                    event,
+                    client_id=result.client_id,
+                    campaign_id=result.campaign_id,
+                    reason=reason,
+                    metadata=meta,
+                )
                 pipe.multi()
                 store.queue(pipe, rec)
                 _queue_rejection(pipe, prefix, strategy, result, float(launch_ts or 0.0))
@@ -82,9 +90,15 @@ def rejection_document(strategy: Any, result: Any, launch_ts: float) -> dict[str
     """What the shadow worker reads of a rejection (`campaign:{id}:rejection`)."""
     from agents.synctwin.outcomes import GateFacts
 
-    return {"campaign_id": result.campaign_id, "client_id": result.client_id, "platform": strategy.platform,
-            "strategy": strategy.model_dump(mode="json", exclude_none=True), **GateFacts.of(result).to_dict(),
-            "launch_ts": launch_ts, "decided_ts": time.time()}
+    return {
+        "campaign_id": result.campaign_id,
+        "client_id": result.client_id,
+        "platform": strategy.platform,
+        "strategy": strategy.model_dump(mode="json", exclude_none=True),
+        **GateFacts.of(result).to_dict(),
+        "launch_ts": launch_ts,
+        "decided_ts": time.time(),
+    }
 
 
 def _queue_rejection(pipe: Any, prefix: str, strategy: Any, result: Any, launch_ts: float) -> None:
@@ -97,8 +111,9 @@ def _queue_rejection(pipe: Any, prefix: str, strategy: Any, result: Any, launch_
 def publish_rejection(client: Any, prefix: str, strategy: Any, result: Any, launch_ts: float | None = None) -> None:
     """A rejection for the shadow worker, on its own (record_decision does this with the audit record)."""
     pipe = client.pipeline(transaction=True)
-    _queue_rejection(pipe, prefix, strategy, result, launch_ts if launch_ts is not None
-                     else (strategy.launch_ts or time.time()))
+    _queue_rejection(
+        pipe, prefix, strategy, result, launch_ts if launch_ts is not None else (strategy.launch_ts or time.time())
+    )
     pipe.execute()
 
 
@@ -113,8 +128,12 @@ def publish_plan(client: Any, prefix: str, strategy: Any, history: Any, result: 
     projection = result.projection.model_copy(update={"launch_ts": result.projection.launch_ts or time.time()})
     cid = result.campaign_id
     launch = float(projection.launch_ts or 0.0)
-    gate = {"decision": result.decision, **GateFacts.of(result).to_dict(), "launch_ts": launch,
-            "decided_ts": time.time()}
+    gate = {
+        "decision": result.decision,
+        **GateFacts.of(result).to_dict(),
+        "launch_ts": launch,
+        "decided_ts": time.time(),
+    }
     pipe = client.pipeline()
     pipe.set(f"{prefix}campaign:{cid}:projection", json.dumps(projection.model_dump(mode="json")))
     pipe.set(f"{prefix}campaign:{cid}:strategy", strategy.model_dump_json(exclude_none=True))

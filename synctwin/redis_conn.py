@@ -29,8 +29,11 @@ def connect(url: str | None = None, **kwargs: Any) -> Any:
 def url_error(url: str) -> InvalidInput:
     """The InvalidInput for a URL redis-py cannot use. Its own message is left out: for a password
     with an unescaped '#', '/' or '?' it names a piece of the password as the 'port'."""
-    return InvalidInput("not a usable Redis URL (write redis://[user:password@]host[:port][/db], rediss://... or "
-                        "unix://...; percent-encode '@', ':', '/', '?' and '#' in a password)", source=redact(url))
+    return InvalidInput(
+        "not a usable Redis URL (write redis://[user:password@]host[:port][/db], rediss://... or "
+        "unix://...; percent-encode '@', ':', '/', '?' and '#' in a password)",
+        source=redact(url),
+    )
 
 
 def connect_checked(url: str) -> Any:
@@ -65,8 +68,10 @@ def key(prefix: str, *parts: str) -> str:
 BARE_FLAG = ""
 """The value of `--redis` given without a URL: use SYNCTWIN_REDIS_URL."""
 
-ENV_HELP = ("; a bare --redis, or none where Redis is the only source, reads SYNCTWIN_REDIS_URL, which keeps "
-            "a password out of the command line (and `ps`)")
+ENV_HELP = (
+    "; a bare --redis, or none where Redis is the only source, reads SYNCTWIN_REDIS_URL, which keeps "
+    "a password out of the command line (and `ps`)"
+)
 
 
 def add_redis_argument(p: Any, help_text: str) -> None:

@@ -17,9 +17,15 @@ def check_cron(expression: str) -> str:
     return expression
 
 
-def run_on_schedule(expression: str, job: Callable[[], object], *, stop: Callable[[], bool],
-                    now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                    announce: Callable[[float], None] = lambda _t: None) -> int:
+def run_on_schedule(
+    expression: str,
+    job: Callable[[], object],
+    *,
+    stop: Callable[[], bool],
+    now: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    announce: Callable[[float], None] = lambda _t: None,
+) -> int:
     """Run `job` at each fire time of `expression` (UTC) until `stop()`; returns the number of runs.
 
     The next fire time is computed from the clock after a run ends, so runs never overlap and

@@ -27,6 +27,10 @@ def load_strategy(path: str | Path) -> Strategy:
     """A strategy JSON file, read with the size and nesting limits (SYNCTWIN_MAX_STRATEGY_BYTES,
     SYNCTWIN_MAX_JSON_DEPTH): /dev/zero or a 200k-deep array fail at once, naming the file."""
     limits = get_limits()
-    data = load_json(path, max_bytes=limits.max_strategy_bytes, max_depth=limits.max_json_depth,
-                     setting="SYNCTWIN_MAX_STRATEGY_BYTES")
+    data = load_json(
+        path,
+        max_bytes=limits.max_strategy_bytes,
+        max_depth=limits.max_json_depth,
+        setting="SYNCTWIN_MAX_STRATEGY_BYTES",
+    )
     return strategy_from_dict(data, source=str(path))

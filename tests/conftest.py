@@ -54,10 +54,25 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> None:
         """Start on `self.port` and wait until PING answers."""
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             *(["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]),
-             "--dir", str(self.workdir), "--logfile", str(self.logfile), "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=self.workdir,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                *(["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]),
+                "--dir",
+                str(self.workdir),
+                "--logfile",
+                str(self.logfile),
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
         )
         deadline = time.monotonic() + timeout
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
@@ -151,6 +166,7 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 # --- executors: one 2-process pool and one local 2-CPU Ray cluster for the whole session ----------
+
 
 @pytest.fixture(scope="session")
 def pool() -> Iterator[object]:

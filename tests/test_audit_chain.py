@@ -47,9 +47,16 @@ PROBLEM_RE = re.compile(r"^record (\d+) \(seq (\d+|unknown)\): \S.*")
 def build_chain(n: int, start_ts: float = 1_700_000_000.0) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for i in range(n):
-        records.append(make_record(records[-1] if records else None, "CAMPAIGN_APPROVED", ts=start_ts + i,
-                                   client_id=f"client-{i % 3}", campaign_id=f"cmp-{i}",
-                                   metadata={"i": i, "confidence_score": 0.9}))
+        records.append(
+            make_record(
+                records[-1] if records else None,
+                "CAMPAIGN_APPROVED",
+                ts=start_ts + i,
+                client_id=f"client-{i % 3}",
+                campaign_id=f"cmp-{i}",
+                metadata={"i": i, "confidence_score": 0.9},
+            )
+        )
     return records
 
 
@@ -80,10 +87,25 @@ def test_chain_links_each_record_to_the_previous_and_verifies() -> None:
 
 
 def test_hash_is_sha256_of_canonical_json_without_hash() -> None:
-    rec = make_record(None, "CAMPAIGN_REJECTED", ts=12.5, client_id="acme", reason="SYNCTWIN_NEGATIVE_FORECAST",
-                      metadata={"b": 1, "a": "é"})
-    assert set(rec) == {"seq", "ts", "event_type", "client_id", "campaign_id", "reason", "metadata",
-                        "prev_hash", "hash"}
+    rec = make_record(
+        None,
+        "CAMPAIGN_REJECTED",
+        ts=12.5,
+        client_id="acme",
+        reason="SYNCTWIN_NEGATIVE_FORECAST",
+        metadata={"b": 1, "a": "é"},
+    )
+    assert set(rec) == {
+        "seq",
+        "ts",
+        "event_type",
+        "client_id",
+        "campaign_id",
+        "reason",
+        "metadata",
+        "prev_hash",
+        "hash",
+    }
     body = {k: v for k, v in rec.items() if k != "hash"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     assert '"a":"é"' in text  # ensure_ascii=False: hashed as UTF-8, not \u escapes
@@ -113,11 +135,20 @@ class Pair:
 
 def test_to_jsonable_makes_any_metadata_loggable() -> None:
     meta = {
-        "np_float": np.float64(0.25), "np_int": np.int32(7), "np_bool": np.bool_(True),
-        "array": np.array([[1.5, np.nan], [np.inf, 2.0]]), "tuple": (1, 2), "set": {3, 1, 2},
-        "nan": math.nan, "neg_inf": -math.inf, "model": Point(x=1.5, when=dt.date(2024, 1, 2)),
-        "when": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "enum": Color.RED, "pair": Pair(1, (2, 3)),
-        7: "int key", "nested": [{"deep": np.float32(0.5)}],
+        "np_float": np.float64(0.25),
+        "np_int": np.int32(7),
+        "np_bool": np.bool_(True),
+        "array": np.array([[1.5, np.nan], [np.inf, 2.0]]),
+        "tuple": (1, 2),
+        "set": {3, 1, 2},
+        "nan": math.nan,
+        "neg_inf": -math.inf,
+        "model": Point(x=1.5, when=dt.date(2024, 1, 2)),
+        "when": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        "enum": Color.RED,
+        "pair": Pair(1, (2, 3)),
+        7: "int key",
+        "nested": [{"deep": np.float32(0.5)}],
     }
     out = to_jsonable(meta)
     assert out["np_float"] == 0.25 and type(out["np_float"]) is float
@@ -158,8 +189,9 @@ def _edit_field(rec: dict[str, Any], field: str) -> dict[str, Any]:
     elif field in ("hash", "prev_hash"):
         out[field] = ("1" if value[0] == "0" else "0") + value[1:]
     elif field == "metadata":
-        out[field] = {k: v for k, v in value.items() if k != "tampered"} if "tampered" in value \
-            else {**value, "tampered": True}
+        out[field] = (
+            {k: v for k, v in value.items() if k != "tampered"} if "tampered" in value else {**value, "tampered": True}
+        )
     elif field == "event_type":
         out[field] = value + "X"
     else:
@@ -253,14 +285,16 @@ json_values = st.recursive(
     max_leaves=8,
 )
 events = st.lists(
-    st.fixed_dictionaries({
-        "event_type": st.sampled_from(["CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED", "AUTO_ROLLBACK_TRIGGERED"])
-        | st.text(min_size=1, max_size=12).filter(str.strip),
-        "client_id": st.none() | st.text(max_size=10),
-        "campaign_id": st.none() | st.text(max_size=10),
-        "reason": st.none() | st.text(max_size=10),
-        "metadata": st.dictionaries(st.text(max_size=8), json_values, max_size=4),
-    }),
+    st.fixed_dictionaries(
+        {
+            "event_type": st.sampled_from(["CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED", "AUTO_ROLLBACK_TRIGGERED"])
+            | st.text(min_size=1, max_size=12).filter(str.strip),
+            "client_id": st.none() | st.text(max_size=10),
+            "campaign_id": st.none() | st.text(max_size=10),
+            "reason": st.none() | st.text(max_size=10),
+            "metadata": st.dictionaries(st.text(max_size=8), json_values, max_size=4),
+        }
+    ),
     min_size=1,
     max_size=12,
 )
@@ -269,8 +303,13 @@ events = st.lists(
 def chain_of(evts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     store = InMemoryAuditStore(clock=iter(float(i) for i in range(10**6)).__next__)
     for e in evts:
-        store.append(e["event_type"], client_id=e["client_id"], campaign_id=e["campaign_id"],
-                     reason=e["reason"], metadata=e["metadata"])
+        store.append(
+            e["event_type"],
+            client_id=e["client_id"],
+            campaign_id=e["campaign_id"],
+            reason=e["reason"],
+            metadata=e["metadata"],
+        )
     return store.records()
 
 
@@ -333,9 +372,16 @@ class Ticker:
 
 
 def _fill(store: Any, n: int = 5) -> list[dict[str, Any]]:
-    return [store.append("CAMPAIGN_APPROVED" if i % 2 else "CAMPAIGN_REJECTED", client_id="acme",
-                         campaign_id=f"c{i}", reason=None if i % 2 else "SYNCTWIN_NEGATIVE_FORECAST",
-                         metadata={"i": i, "score": np.float64(i / 10)}) for i in range(n)]
+    return [
+        store.append(
+            "CAMPAIGN_APPROVED" if i % 2 else "CAMPAIGN_REJECTED",
+            client_id="acme",
+            campaign_id=f"c{i}",
+            reason=None if i % 2 else "SYNCTWIN_NEGATIVE_FORECAST",
+            metadata={"i": i, "score": np.float64(i / 10)},
+        )
+        for i in range(n)
+    ]
 
 
 def test_memory_store_round_trips_with_the_injected_clock() -> None:
@@ -591,8 +637,9 @@ def test_verify_redis_pages_through_long_streams(redis_client: redis.Redis) -> N
 
 
 @pytest.mark.redis
-def test_two_threads_with_their_own_clients_keep_one_chain_on_real_redis(redis_server: Any,
-                                                                         redis_client: redis.Redis) -> None:
+def test_two_threads_with_their_own_clients_keep_one_chain_on_real_redis(
+    redis_server: Any, redis_client: redis.Redis
+) -> None:
     barrier = threading.Barrier(2)
     stores = [RedisAuditStore(redis.Redis.from_url(redis_server.url, decode_responses=True)) for _ in range(2)]
     errors: list[BaseException] = []
@@ -625,12 +672,18 @@ def test_two_threads_with_their_own_clients_keep_one_chain_on_real_redis(redis_s
 # ------------------------------------------------------------------------------ the service
 async def test_syncshield_takes_the_seeds_call_shape() -> None:
     shield = SyncShield(InMemoryAuditStore(clock=Ticker()))
-    twin_result = {"confidence_score": np.float64(0.62), "risk_profile": "HIGH",
-                   "projected_net_profit_uplift": -1250.5, "simulation_details": {"p10_uplift": np.nan}}
-    rejected = await shield.log_audit_event(event_type="CAMPAIGN_REJECTED", client_id="acme",
-                                            reason="SYNCTWIN_NEGATIVE_FORECAST", metadata=twin_result)
-    approved = await shield.log_audit_event(event_type="AUTO_ROLLBACK_TRIGGERED", campaign_id="c-7",
-                                            metadata={"deviation": 0.21})
+    twin_result = {
+        "confidence_score": np.float64(0.62),
+        "risk_profile": "HIGH",
+        "projected_net_profit_uplift": -1250.5,
+        "simulation_details": {"p10_uplift": np.nan},
+    }
+    rejected = await shield.log_audit_event(
+        event_type="CAMPAIGN_REJECTED", client_id="acme", reason="SYNCTWIN_NEGATIVE_FORECAST", metadata=twin_result
+    )
+    approved = await shield.log_audit_event(
+        event_type="AUTO_ROLLBACK_TRIGGERED", campaign_id="c-7", metadata={"deviation": 0.21}
+    )
     logged = shield.log("CHAOS_TEST_COMPLETED", metadata={"passed": 4})
     assert rejected["reason"] == "SYNCTWIN_NEGATIVE_FORECAST" and rejected["client_id"] == "acme"
     assert rejected["metadata"]["confidence_score"] == 0.62

@@ -57,6 +57,7 @@ def seed_report(cases: list[BacktestCase], gatekeeper: SimulationGatekeeper) -> 
 
 # --- the shipped data --------------------------------------------------------------------------
 
+
 def test_shipped_cases_load_five_and_five(cases: list[BacktestCase]) -> None:
     assert len(cases) == 10
     assert [c.name[:2] for c in cases] == [f"{i:02d}" for i in range(1, 11)]
@@ -108,9 +109,11 @@ def test_curve_gate_approves_no_loser_and_misses_one_new_audience_winner(curve_r
     assert sum(0.85 < row.confidence <= 0.97 for row in r.rows) >= 2
 
 
-def test_curve_projects_the_outcomes_closer_than_the_funnel(curve_report: BacktestReport,
-                                                             funnel_report: BacktestReport) -> None:
+def test_curve_projects_the_outcomes_closer_than_the_funnel(
+    curve_report: BacktestReport, funnel_report: BacktestReport
+) -> None:
     """Revenue proportional to spend overstates scale-ups: the curve's median misses by less."""
+
     def error(r: BacktestReport) -> float:
         return sum(abs(row.projected_uplift - row.realized_uplift) for row in r.rows)
 
@@ -125,8 +128,7 @@ def test_funnel_gate_gets_all_ten_right(funnel_report: BacktestReport) -> None:
         assert abs(row.confidence - r.threshold) > 0.05, row
 
 
-def test_seed_model_approves_the_budget_bound_loser(funnel_report: BacktestReport,
-                                                    seed_report: BacktestReport) -> None:
+def test_seed_model_approves_the_budget_bound_loser(funnel_report: BacktestReport, seed_report: BacktestReport) -> None:
     """The seed's formula counts audience x cvr conversions whatever the budget buys."""
     funnel = {row.name: row for row in funnel_report.rows}
     seed = {row.name: row for row in seed_report.rows}
@@ -137,12 +139,15 @@ def test_seed_model_approves_the_budget_bound_loser(funnel_report: BacktestRepor
     # on this set the seed's model misses no profit but lets two losers through
     assert (seed_report.tp, seed_report.fp, seed_report.fn, seed_report.tn) == (5, 2, 0, 3)
     assert {row.name for row in seed_report.rows if row.verdict == "FP"} == {
-        BUDGET_BOUND, "08_meta_outdoor_cold_audience"}
+        BUDGET_BOUND,
+        "08_meta_outdoor_cold_audience",
+    }
     assert seed_report.fp_rate == pytest.approx(0.4)
 
 
-def test_backtest_is_reproducible(cases: list[BacktestCase], gatekeeper: SimulationGatekeeper,
-                                  funnel_report: BacktestReport) -> None:
+def test_backtest_is_reproducible(
+    cases: list[BacktestCase], gatekeeper: SimulationGatekeeper, funnel_report: BacktestReport
+) -> None:
     again = run_backtest(list(reversed(cases)), gatekeeper, seed=0, paths=10_000, model="funnel")
     by_name = {row.name: row for row in again.rows}
     for row in funnel_report.rows:  # a case's result does not depend on its position
@@ -154,8 +159,16 @@ def test_report_to_dict_is_json(funnel_report: BacktestReport) -> None:
     d = json.loads(json.dumps(funnel_report.to_dict()))
     assert d["confusion"] == {"TP": 5, "FP": 0, "FN": 0, "TN": 5}
     assert len(d["cases"]) == 10 and d["model"] == "funnel" and d["threshold"] == 0.85
-    assert {"name", "decision", "confidence", "projected_uplift", "realized_uplift", "profitable", "verdict",
-            "seed"} <= set(d["cases"][0])
+    assert {
+        "name",
+        "decision",
+        "confidence",
+        "projected_uplift",
+        "realized_uplift",
+        "profitable",
+        "verdict",
+        "seed",
+    } <= set(d["cases"][0])
     assert d["money"]["approved_losses"] == 0 and d["money"]["avoided_losses"] > 0
 
 
@@ -173,6 +186,7 @@ def test_cli_backtest_prints_the_confusion_matrix(capsys) -> None:
 
 # --- confusion counts on a hand-made set ----------------------------------------------------------
 
+
 def history_csv(days: int = 90, spend: float = 100.0, roas: float = 3.0, aov: float = 50.0) -> str:
     """A flat history: `spend` a day at CPM 10, CTR 1%, and `roas` (conversions per click follows)."""
     lines = ["date,spend,impressions,clicks,conversions,revenue"]
@@ -183,13 +197,22 @@ def history_csv(days: int = 90, spend: float = 100.0, roas: float = 3.0, aov: fl
     return "\n".join(lines) + "\n"
 
 
-def write_case(folder: Path, stem: str, *, realized: float, roas: float = 10.0, budget: float = 200.0,
-               margin: float = 1.0, changes: dict[str, Any] | None = None) -> Path:
+def write_case(
+    folder: Path,
+    stem: str,
+    *,
+    realized: float,
+    roas: float = 10.0,
+    budget: float = 200.0,
+    margin: float = 1.0,
+    changes: dict[str, Any] | None = None,
+) -> Path:
     """A case file `stem`.json whose history doubles at `budget` (ROAS `roas`), with top-level `changes`."""
     (folder / "h").mkdir(parents=True, exist_ok=True)
     (folder / "h" / f"{stem}.csv").write_text(history_csv(roas=roas), encoding="utf-8")
     doc: dict[str, Any] = {
-        "name": stem, "description": "hand-made",
+        "name": stem,
+        "description": "hand-made",
         "strategy": {"audience_size": 1_000_000, "cvr": 0.01, "daily_budget": budget, "gross_margin": margin},
         "history": f"h/{stem}.csv",
         "outcome": {"revenue": 1000.0, "spend": 1000.0, "net_profit_uplift": realized},
@@ -218,8 +241,12 @@ def test_confusion_counts_on_known_answers(tmp_path: Path, gatekeeper: Simulatio
     assert report.fp_share_of_approved == pytest.approx(2 / 3)
     assert report.rejection_share == pytest.approx(3 / 6)
     assert report.accuracy == pytest.approx(3 / 6)
-    assert report.money() == {"captured_profit": 500.0, "approved_losses": -501.0, "missed_profit": 800.0,
-                              "avoided_losses": 800.0}
+    assert report.money() == {
+        "captured_profit": 500.0,
+        "approved_losses": -501.0,
+        "missed_profit": 800.0,
+        "avoided_losses": 800.0,
+    }
 
 
 def test_rates_are_none_without_a_denominator(tmp_path: Path, gatekeeper: SimulationGatekeeper) -> None:
@@ -241,6 +268,7 @@ def test_single_file_and_copy_of_a_shipped_case(tmp_path: Path) -> None:
 
 
 # --- bad input ---------------------------------------------------------------------------------
+
 
 def test_malformed_json_names_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"

@@ -28,9 +28,14 @@ def test_every_drill_passes_with_the_guards_on(all_on) -> None:
         assert r.journal["steady_states"]["after"]["steady_state_met"]
 
 
-@pytest.mark.parametrize(("drill", "reason", "deadline_h"), [
-    ("market_shock", "MARGIN_GUARDIAN", 4), ("conversion_drop", "AUTO_ROLLBACK", 4),
-    ("budget_burn", "BUDGET_EMERGENCY", 2)])
+@pytest.mark.parametrize(
+    ("drill", "reason", "deadline_h"),
+    [
+        ("market_shock", "MARGIN_GUARDIAN", 4),
+        ("conversion_drop", "AUTO_ROLLBACK", 4),
+        ("budget_burn", "BUDGET_EMERGENCY", 2),
+    ],
+)
 def test_the_guard_fires_in_time(all_on, drill: str, reason: str, deadline_h: float) -> None:
     r = next(x for x in all_on.results if x.drill.name == drill)
     c = next(iter(r.trace.campaigns.values()))
@@ -58,9 +63,15 @@ def test_api_outage_serves_cached_bids_and_loses_none(all_on) -> None:
     assert ("breaker_transition", "OPEN") in kinds and kinds[-1] == ("breaker_transition", "CLOSED")
 
 
-@pytest.mark.parametrize(("guard", "drill"), [
-    ("margin_guardian", "market_shock"), ("auto_rollback", "conversion_drop"),
-    ("budget_emergency", "budget_burn"), ("api_circuit_breaker", "api_outage")])
+@pytest.mark.parametrize(
+    ("guard", "drill"),
+    [
+        ("margin_guardian", "market_shock"),
+        ("auto_rollback", "conversion_drop"),
+        ("budget_emergency", "budget_burn"),
+        ("api_circuit_breaker", "api_outage"),
+    ],
+)
 def test_a_drill_fails_when_its_guard_is_broken(guard: str, drill: str) -> None:
     broken = run_drill(DRILLS[drill], seed=0, disabled_guards=(guard,))
     assert not broken.passed
@@ -102,14 +113,16 @@ def test_unknown_drill() -> None:
 
 # --- the command line ---------------------------------------------------------------------------
 
+
 def test_cli_chaos_json_and_exit_codes(capsys, tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     assert main(["chaos", "--json", "--audit-log", str(log)]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["status"] == "passed" and d["passed"] == 4 and len(d["journals"]) == 4
     assert {"drill", "fault", "expected", "happened", "when", "verdict"} <= set(d["results"][0])
-    assert main(["chaos", "--disable-guard", "margin_guardian", "--drill", "market_shock", "--audit-log",
-                 str(log)]) == 1
+    assert (
+        main(["chaos", "--disable-guard", "margin_guardian", "--drill", "market_shock", "--audit-log", str(log)]) == 1
+    )
     out = capsys.readouterr().out
     assert "FAIL" in out and "market_shock" in out
     events = [json.loads(x)["event_type"] for x in log.read_text().splitlines()]
@@ -125,8 +138,9 @@ def test_cli_chaos_help_names_the_guards(capsys) -> None:
         assert guard in text
 
 
-@pytest.mark.parametrize("args", [["--drill", "earthquake"], ["--disable-guard", "seatbelt"],
-                                  ["--schedule", "not a cron"], ["--seed", "-1"]])
+@pytest.mark.parametrize(
+    "args", [["--drill", "earthquake"], ["--disable-guard", "seatbelt"], ["--schedule", "not a cron"], ["--seed", "-1"]]
+)
 def test_cli_chaos_bad_input_exits_2(capsys, args: list[str]) -> None:
     code = main(["chaos", *args]) if args[0] != "--disable-guard" else _exit_code(["chaos", *args])
     assert code == 2
@@ -142,6 +156,7 @@ def _exit_code(argv: list[str]) -> int:
 
 
 # --- the schedule -------------------------------------------------------------------------------
+
 
 class FakeClock:
     def __init__(self, t: float) -> None:
@@ -186,8 +201,11 @@ def test_chaos_clones_production_campaigns_from_redis(capsys, monkeypatch, tmp_p
     client = fakeredis.FakeRedis(decode_responses=True)
     monkeypatch.setattr("synctwin.redis_conn.connect", lambda url, **kw: client)
     strategy = tmp_path / "s.json"
-    strategy.write_text(json.dumps({"campaign_id": "live-1", "client_id": "acme", "audience_size": 160000,
-                                    "cvr": 0.03, "daily_budget": 1100}))
+    strategy.write_text(
+        json.dumps(
+            {"campaign_id": "live-1", "client_id": "acme", "audience_size": 160000, "cvr": 0.03, "daily_budget": 1100}
+        )
+    )
     history = Path(__file__).parent / "data" / "history_90d.csv"
     assert main(["gate", str(strategy), "--history", str(history), "--seed", "1", "--redis", "redis://x"]) == 0
     capsys.readouterr()
@@ -213,13 +231,15 @@ def test_cli_chaos_records_prometheus_metrics(capsys) -> None:
 
 # --- the market shock sized to a campaign ------------------------------------------------------
 
+
 def _wide_margin_template():
     import dataclasses
 
     from agents.synctwin.chaos import BUILTIN_TEMPLATE
 
-    return dataclasses.replace(BUILTIN_TEMPLATE, name="wide-margin",
-                               strategy={**BUILTIN_TEMPLATE.strategy, "gross_margin": 0.25})
+    return dataclasses.replace(
+        BUILTIN_TEMPLATE, name="wide-margin", strategy={**BUILTIN_TEMPLATE.strategy, "gross_margin": 0.25}
+    )
 
 
 def test_the_builtin_shock_stays_plus_50_percent() -> None:

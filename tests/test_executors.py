@@ -39,7 +39,6 @@ from synctwin.models import Strategy
 DATA = Path(__file__).parent / "data"
 
 
-
 @pytest.fixture(scope="session")
 def threads() -> Iterator[ThreadExecutor]:
     with ThreadExecutor(2) as ex:
@@ -66,6 +65,7 @@ def _gate(executor: Executor | None, **kw: Any) -> dict[str, Any]:
 
 # --- the gate ----------------------------------------------------------------------------------
 
+
 def test_gate_same_result_on_every_executor(executor: Executor) -> None:
     # 20 chunks of 1,000 paths, plus adaptive rounds when the interval straddles the threshold
     here = _gate(None, paths=20_000, max_paths=80_000)
@@ -87,14 +87,23 @@ def test_sketched_gate_same_on_every_executor(executor: Executor, monkeypatch: p
 def test_sketch_quantiles_are_within_their_rank_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     def outcome(exact_limit: int) -> mc.MonteCarloOutcome:
         monkeypatch.setattr(mc, "EXACT_PATHS", exact_limit)
-        params = mc.SeedModelParams(days=30, demand=3_000, daily_budget=900, aov=80, base_revenue=150_000,
-                                    base_spend=20_000)
+        params = mc.SeedModelParams(
+            days=30, demand=3_000, daily_budget=900, aov=80, base_revenue=150_000, base_spend=20_000
+        )
         from functools import partial
 
         from agents.synctwin.gatekeeper import _seed_chunk
 
-        return mc.run_monte_carlo(partial(_seed_chunk, params), seed=5, paths=400_000, max_paths=400_000,
-                                  chunk_paths=50_000, threshold=0.5, projection_paths=100, keep_uplift=True)
+        return mc.run_monte_carlo(
+            partial(_seed_chunk, params),
+            seed=5,
+            paths=400_000,
+            max_paths=400_000,
+            chunk_paths=50_000,
+            threshold=0.5,
+            projection_paths=100,
+            keep_uplift=True,
+        )
 
     exact, sketched = outcome(10**9), outcome(1_000)
     assert (exact.quantile_method, sketched.quantile_method) == ("exact", "sketch")
@@ -118,6 +127,7 @@ def test_in_process_default_is_unchanged() -> None:
 
 
 # --- backtest and sweep --------------------------------------------------------------------------
+
 
 def test_backtest_same_report_on_every_executor(executor: Executor) -> None:
     cases = load_cases(builtin_historical_dir())
@@ -186,16 +196,19 @@ def test_cli_sweep_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert "failed seeds" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["--seeds", "5-1"], "reversed"),
-    (["--seeds", ""], "bad seed range"),
-    (["--seeds", "a-b"], "bad seed range"),
-    (["--seeds", "-3"], "bad seed range"),
-    (["--seeds", "1-2", "--workers", "0"], "at least 1"),
-    (["--seeds", "1-2", "--ray", "nohost"], "bad Ray address"),
-    (["--seeds", "1-2", "--ray", "127.0.0.1:1"], "cannot reach"),
-    (["--seeds", "1-2", "--ray", "ray://127.0.0.1:1"], "cannot reach"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--seeds", "5-1"], "reversed"),
+        (["--seeds", ""], "bad seed range"),
+        (["--seeds", "a-b"], "bad seed range"),
+        (["--seeds", "-3"], "bad seed range"),
+        (["--seeds", "1-2", "--workers", "0"], "at least 1"),
+        (["--seeds", "1-2", "--ray", "nohost"], "bad Ray address"),
+        (["--seeds", "1-2", "--ray", "127.0.0.1:1"], "cannot reach"),
+        (["--seeds", "1-2", "--ray", "ray://127.0.0.1:1"], "cannot reach"),
+    ],
+)
 def test_cli_sweep_bad_input_exits_2(capsys: pytest.CaptureFixture[str], args: list[str], needle: str) -> None:
     if "--ray" in args and importlib.util.find_spec("ray") is None:
         pytest.skip("ray is not installed")
@@ -217,6 +230,7 @@ def test_parse_seed_range() -> None:
 
 
 # --- the factory -------------------------------------------------------------------------------
+
 
 def test_make_executor_choices() -> None:
     assert isinstance(make_executor(None, None), InProcessExecutor)

@@ -33,8 +33,20 @@ def strategy(**kw) -> Strategy:
 
 def test_result_has_the_seed_keys_and_ours(baseline) -> None:
     r = SimulationGatekeeper().evaluate(strategy(), baseline, seed=1).to_dict()
-    for k in ("confidence_score", "risk_profile", "projected_net_profit_uplift", "simulation_details", "decision",
-              "threshold", "confidence_interval", "expected_uplift", "model", "seed", "elapsed_ms", "projection"):
+    for k in (
+        "confidence_score",
+        "risk_profile",
+        "projected_net_profit_uplift",
+        "simulation_details",
+        "decision",
+        "threshold",
+        "confidence_interval",
+        "expected_uplift",
+        "model",
+        "seed",
+        "elapsed_ms",
+        "projection",
+    ):
         assert k in r
     sd = r["simulation_details"]
     assert sd["p10_uplift"] <= r["projected_net_profit_uplift"] <= sd["p90_uplift"]
@@ -82,15 +94,17 @@ def test_new_audience_widens_the_uncertainty(baseline) -> None:
     a = SimulationGatekeeper().evaluate(strategy(), baseline, seed=1)
     b = SimulationGatekeeper().evaluate(strategy(new_audience=True), baseline, seed=1)
     assert (b.simulation_details.p90_uplift - b.simulation_details.p10_uplift) > (
-        a.simulation_details.p90_uplift - a.simulation_details.p10_uplift)
+        a.simulation_details.p90_uplift - a.simulation_details.p10_uplift
+    )
 
 
 def test_adaptive_rounds_are_reported(baseline) -> None:
     s = strategy()
     first = SimulationGatekeeper().evaluate(s, baseline, seed=1, paths=1_000, max_paths=1_000)
     # put the threshold right on the confidence: the gate must draw more before deciding
-    r = SimulationGatekeeper(threshold=first.confidence_score).evaluate(s, baseline, seed=1, paths=1_000,
-                                                                        max_paths=32_000)
+    r = SimulationGatekeeper(threshold=first.confidence_score).evaluate(
+        s, baseline, seed=1, paths=1_000, max_paths=32_000
+    )
     sd = r.simulation_details
     assert sd.adaptive_rounds >= 1 and sd.total_simulations > sd.initial_simulations == 1_000
 
@@ -111,15 +125,19 @@ def test_missing_rates_give_a_clear_error() -> None:
     with pytest.raises(InvalidInput, match="cannot estimate the order value"):  # the curve needs only the AOV
         SimulationGatekeeper().evaluate(strategy(), b, seed=1)
     assert SimulationGatekeeper().evaluate(strategy(aov=60), b, seed=1).confidence_score == 0  # nothing converts
-    assert SimulationGatekeeper().evaluate(strategy(cpm=6, ctr=0.02, aov=60), b, seed=1, model="funnel") is not None \
-        if not math.isnan(b.cvr_click) else True
+    assert (
+        SimulationGatekeeper().evaluate(strategy(cpm=6, ctr=0.02, aov=60), b, seed=1, model="funnel") is not None
+        if not math.isnan(b.cvr_click)
+        else True
+    )
 
 
 async def test_seed_interface_simulate_strategy(baseline) -> None:
     store = InMemoryHistoryStore({"k1": load_history(HISTORY)})
     gate = SimulationGatekeeper(SyncValue(store))
-    r = await gate.simulate_strategy(strategy={"audience_size": 160_000, "cvr": 0.03, "daily_budget": 1100},
-                                     client_id="k1", lookback_days=90, seed=4)
+    r = await gate.simulate_strategy(
+        strategy={"audience_size": 160_000, "cvr": 0.03, "daily_budget": 1100}, client_id="k1", lookback_days=90, seed=4
+    )
     assert r["decision"] == "APPROVED" and r["client_id"] == "k1"
     assert isinstance(r, dict) and r["simulation_details"]["total_simulations"] >= 10_000
     with pytest.raises(InvalidInput, match="no history for client"):
@@ -135,6 +153,7 @@ def test_threshold_from_environment(monkeypatch: pytest.MonkeyPatch, baseline) -
 
 
 # --- the command line -------------------------------------------------------------------------
+
 
 def gate_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(["gate", *map(str, args)])

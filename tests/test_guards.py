@@ -46,9 +46,16 @@ def feed_margin(g: MarginGuardian, steps: list[tuple[float, float]]) -> Transiti
 
 # --- MarginGuardian ----------------------------------------------------------------------------------
 
+
 def margin_guard(**kw: object) -> MarginGuardian:
-    args = {"launched_at": 0.0, "gross_margin": 0.35, "warmup": 2 * HOUR, "window": 3 * HOUR, "tolerance": 0.05,
-            "persistence": 3} | kw
+    args = {
+        "launched_at": 0.0,
+        "gross_margin": 0.35,
+        "warmup": 2 * HOUR,
+        "window": 3 * HOUR,
+        "tolerance": 0.05,
+        "persistence": 3,
+    } | kw
     return MarginGuardian("c", **args)  # type: ignore[arg-type]
 
 
@@ -99,11 +106,14 @@ def test_the_statistical_test_still_sees_a_big_campaign_turn() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(gm=st.floats(0.1, 1.0), steps=st.lists(st.tuples(st.floats(0.5, 5_000.0), st.floats(0.0, 3.0)),
-                                               min_size=1, max_size=60),
-       plan=st.one_of(st.none(), st.floats(1.0, 12.0)))
-def test_margin_guardian_never_fires_while_the_margin_holds(gm: float, steps: list[tuple[float, float]],
-                                                            plan: float | None) -> None:
+@given(
+    gm=st.floats(0.1, 1.0),
+    steps=st.lists(st.tuples(st.floats(0.5, 5_000.0), st.floats(0.0, 3.0)), min_size=1, max_size=60),
+    plan=st.one_of(st.none(), st.floats(1.0, 12.0)),
+)
+def test_margin_guardian_never_fires_while_the_margin_holds(
+    gm: float, steps: list[tuple[float, float]], plan: float | None
+) -> None:
     """Whatever the volumes, a margin at or above -tolerance in every interval keeps it quiet."""
     g = margin_guard(gross_margin=gm, planned_roas=plan, order_value=50.0 if plan else None, warmup=0.0)
     increments = [(s, s * (0.951 + extra) / gm) for s, extra in steps]  # revenue x gm >= 95.1% of spend
@@ -119,6 +129,7 @@ def test_a_disabled_margin_guardian_never_fires(steps: list[tuple[float, float]]
 
 
 # --- AutoRollback --------------------------------------------------------------------------------------
+
 
 def feed_cvr(g: AutoRollback, steps: list[tuple[float, float]]) -> Transition | None:
     return Feed(g)(steps)
@@ -145,10 +156,13 @@ def test_fewer_clicks_at_the_same_rate_is_not_a_crash() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(cvr=st.floats(0.001, 0.5), steps=st.lists(st.tuples(st.floats(0.0, 50_000.0), st.floats(0.85, 2.0)),
-                                                 min_size=1, max_size=80))
-def test_auto_rollback_never_fires_at_85_percent_of_plan_or_better(cvr: float,
-                                                                    steps: list[tuple[float, float]]) -> None:
+@given(
+    cvr=st.floats(0.001, 0.5),
+    steps=st.lists(st.tuples(st.floats(0.0, 50_000.0), st.floats(0.85, 2.0)), min_size=1, max_size=80),
+)
+def test_auto_rollback_never_fires_at_85_percent_of_plan_or_better(
+    cvr: float, steps: list[tuple[float, float]]
+) -> None:
     """Each interval's CUSUM step is <= 0 when conversions >= 85% of plan (log(0.7) vs 0.3): it stays at 0."""
     g = AutoRollback("c", launched_at=0.0, expected_cvr=cvr, warmup=0.0)
     assert feed_cvr(g, [(c, c * cvr * share) for c, share in steps]) is None
@@ -221,6 +235,7 @@ def test_a_disabled_budget_emergency_never_fires() -> None:
 
 # --- the circuit breaker ------------------------------------------------------------------------------
 
+
 class FakeClock:
     def __init__(self) -> None:
         self.t = 0.0
@@ -246,7 +261,10 @@ def test_breaker_closed_open_half_open_closed() -> None:
     b.success()
     assert b.state is BreakerState.CLOSED and b.failures == 0 and b.allow()
     assert [(t.from_state, t.to_state, t.t) for t in b.transitions] == [
-        ("CLOSED", "OPEN", 10.0), ("OPEN", "HALF_OPEN", 70.0), ("HALF_OPEN", "CLOSED", 70.0)]
+        ("CLOSED", "OPEN", 10.0),
+        ("OPEN", "HALF_OPEN", 70.0),
+        ("HALF_OPEN", "CLOSED", 70.0),
+    ]
 
 
 def test_a_failed_probe_reopens_the_breaker_for_another_timeout() -> None:

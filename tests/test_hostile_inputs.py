@@ -406,8 +406,10 @@ def test_the_zero_impressions_error_names_the_history(capsys: Any, tmp_path: Pat
     p = tmp_path / "history.csv"
     p.write_text(HEADER + "".join(f"2026-01-{d:02d},600,0,0,0,4400\n" for d in range(1, 31)))
     # the funnel model needs the CPM; the curve model (the default) needs only the order value: both name the file
-    invalid(*gate(capsys, write_strategy(tmp_path), p, "--model", "funnel")[::2],
-            f"{p}: cannot estimate the CPM from the history")
+    invalid(
+        *gate(capsys, write_strategy(tmp_path), p, "--model", "funnel")[::2],
+        f"{p}: cannot estimate the CPM from the history",
+    )
     invalid(*gate(capsys, write_strategy(tmp_path), p)[::2], f"{p}: cannot estimate the order value")
     with http(fake) as c:
         rows = load_history(p).to_records()
@@ -417,11 +419,14 @@ def test_the_zero_impressions_error_names_the_history(capsys: Any, tmp_path: Pat
 
 
 # --- settings: a bad SYNCTWIN_* value is one line naming the variable, never a traceback ------------------
-@pytest.mark.parametrize(("var", "value", "named"), [
-    ("SYNCTWIN_THRESHOLD", "5", "SYNCTWIN_THRESHOLD"),
-    ("SYNCTWIN_PATHS", "abc", "SYNCTWIN_PATHS"),
-    ("SYNCTWIN_MAX_DAILY_BUDGET", "-1", "SYNCTWIN_MAX_DAILY_BUDGET"),
-])
+@pytest.mark.parametrize(
+    ("var", "value", "named"),
+    [
+        ("SYNCTWIN_THRESHOLD", "5", "SYNCTWIN_THRESHOLD"),
+        ("SYNCTWIN_PATHS", "abc", "SYNCTWIN_PATHS"),
+        ("SYNCTWIN_MAX_DAILY_BUDGET", "-1", "SYNCTWIN_MAX_DAILY_BUDGET"),
+    ],
+)
 def test_bad_setting_is_exit_2_naming_the_variable(monkeypatch, capsys, var, value, named):
     from synctwin.config import get_limits, get_settings
 

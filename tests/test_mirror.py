@@ -33,8 +33,9 @@ RATE, CPA, AOV = 40.0, 10.0, 60.0  # conversions an hour, cost and order value p
 CFG = MirrorConfig()
 
 
-def projection(cid: str = "c", rate: float = RATE, spread: float = 0.15, days: int = 30,
-               launch: float = LAUNCH) -> dict:
+def projection(
+    cid: str = "c", rate: float = RATE, spread: float = 0.15, days: int = 30, launch: float = LAUNCH
+) -> dict:
     """A gate-shaped projection: cumulative p10/p50/p90 at every hour."""
     points = []
     for h in range(days * 24 + 1):
@@ -49,8 +50,9 @@ def projection(cid: str = "c", rate: float = RATE, spread: float = 0.15, days: i
 CURVE = ProjectionCurve.from_projection(projection())
 
 
-def stream(seed: int, hours: float = 72, fault: str | None = None, at: float = 30.0,
-           rate: float = RATE) -> list[tuple[str, float, tuple[float, ...]]]:
+def stream(
+    seed: int, hours: float = 72, fault: str | None = None, at: float = 30.0, rate: float = RATE
+) -> list[tuple[str, float, tuple[float, ...]]]:
     """(event_id, ts, cumulative values) every STEP seconds; `fault` starts at hour `at`."""
     rng = np.random.default_rng(seed)
     t = np.arange(STEP, hours * 3600 + 1, STEP)
@@ -64,8 +66,10 @@ def stream(seed: int, hours: float = 72, fault: str | None = None, at: float = 3
     conv = rng.poisson(lam)
     orders = np.where(conv > 0, rng.gamma(np.maximum(conv, 1) / 0.35**2, AOV * 0.35**2), 0.0)
     cs, cc, cr = np.cumsum(spend), np.cumsum(conv).astype(float), np.cumsum(orders)
-    return [(f"e{i}", LAUNCH + float(t[i]), (float(cs[i]), float(cc[i]) * 50, float(cc[i]) * 2, float(cc[i]),
-                                             float(cr[i]))) for i in range(len(t))]
+    return [
+        (f"e{i}", LAUNCH + float(t[i]), (float(cs[i]), float(cc[i]) * 50, float(cc[i]) * 2, float(cc[i]), float(cr[i])))
+        for i in range(len(t))
+    ]
 
 
 def run(events, cfg: MirrorConfig = CFG, curve: ProjectionCurve = CURVE):
@@ -84,8 +88,16 @@ def pauses(actions) -> list[float]:
 
 
 # ------------------------------------------------------------------------------------------ parse
-GOOD = {"event_id": "e1", "campaign_id": "c", "ts": "1767225900.5", "spend": "12.5", "impressions": "1000",
-        "clicks": "20", "conversions": "2", "revenue": "120.0"}
+GOOD = {
+    "event_id": "e1",
+    "campaign_id": "c",
+    "ts": "1767225900.5",
+    "spend": "12.5",
+    "impressions": "1000",
+    "clicks": "20",
+    "conversions": "2",
+    "revenue": "120.0",
+}
 
 
 def test_parse_event_reads_a_good_event() -> None:
@@ -178,15 +190,18 @@ def test_any_order_with_duplicates_never_overshoots_and_pauses_at_most_once(orde
     state, actions = run(seen)
     newest = max(seen, key=lambda e: e[1])
     assert (state.last_ts, state.spend, state.conversions, state.revenue) == (
-        newest[1], newest[2][0], newest[2][3], newest[2][4])
+        newest[1],
+        newest[2][0],
+        newest[2][3],
+        newest[2][4],
+    )
     assert state.events + state.ignored == len(seen)
     assert len(pauses(actions)) <= 1
     assert all(h > 10.0 for h in pauses(actions))  # the stream is on plan until hour 10
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(redeliver=st.lists(st.tuples(st.integers(0, len(RUNAWAY) - 1), st.integers(0, len(RUNAWAY) - 1)),
-                          max_size=200))
+@given(redeliver=st.lists(st.tuples(st.integers(0, len(RUNAWAY) - 1), st.integers(0, len(RUNAWAY) - 1)), max_size=200))
 def test_redeliveries_give_the_state_of_the_stream_applied_once(redeliver: list[tuple[int, int]]) -> None:
     """At-least-once delivery: the stream in order, with events already applied delivered again
     at any later point. The final state is exactly that of the stream applied once."""
@@ -231,8 +246,9 @@ def test_runaway_spend_is_paused_within_hours() -> None:
 def test_nothing_is_decided_during_the_warm_up() -> None:
     """A campaign that spends ten times its plan and converts nothing from the start: no verdict
     at all before the warm-up ends, a pause soon after."""
-    events = [(f"e{i}", LAUNCH + i * STEP, (RATE * CPA * 10 * i * STEP / 3600, 0.0, 0.0, 0.0, 0.0))
-              for i in range(1, 24 * 12)]
+    events = [
+        (f"e{i}", LAUNCH + i * STEP, (RATE * CPA * 10 * i * STEP / 3600, 0.0, 0.0, 0.0, 0.0)) for i in range(1, 24 * 12)
+    ]
     state = MirrorState("c")
     verdicts = []
     for event_id, ts, values in events:
@@ -281,13 +297,32 @@ finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.builds(MirrorState, campaign_id=st.text(min_size=1, max_size=20), last_ts=finite,
-                 last_event_id=st.text(max_size=20), spend=finite, impressions=finite, clicks=finite,
-                 conversions=finite, revenue=finite, events=st.integers(0, 10**12), ignored=st.integers(0, 10**12),
-                 next_eval=finite, eval_elapsed=finite, eval_conversions=finite, cusum=finite, cusum_self=finite,
-                 breaches=st.integers(0, 100), status=st.sampled_from(["WARMING_UP", "OK", "GREY", "PAUSED"]),
-                 deviation=finite, paused_at=finite, pause_reason=st.sampled_from(["", "shortfall", "overspend"]),
-                 snapshots=st.lists(st.lists(finite, min_size=4, max_size=4), max_size=5)))
+@given(
+    st.builds(
+        MirrorState,
+        campaign_id=st.text(min_size=1, max_size=20),
+        last_ts=finite,
+        last_event_id=st.text(max_size=20),
+        spend=finite,
+        impressions=finite,
+        clicks=finite,
+        conversions=finite,
+        revenue=finite,
+        events=st.integers(0, 10**12),
+        ignored=st.integers(0, 10**12),
+        next_eval=finite,
+        eval_elapsed=finite,
+        eval_conversions=finite,
+        cusum=finite,
+        cusum_self=finite,
+        breaches=st.integers(0, 100),
+        status=st.sampled_from(["WARMING_UP", "OK", "GREY", "PAUSED"]),
+        deviation=finite,
+        paused_at=finite,
+        pause_reason=st.sampled_from(["", "shortfall", "overspend"]),
+        snapshots=st.lists(st.lists(finite, min_size=4, max_size=4), max_size=5),
+    )
+)
 def test_any_state_round_trips_exactly(state: MirrorState) -> None:
     assert MirrorState.from_hash(state.campaign_id, state.to_hash()) == state
 
@@ -297,8 +332,9 @@ def test_the_book_ignores_campaigns_it_does_not_watch_and_reports_a_pause_once()
     book = MirrorBook(CFG)
     assert book.apply("c", "e1", LAUNCH + 60, (1.0, 1.0, 1.0, 1.0, 1.0)) is None  # not watched
     book.watch(projection())
-    outcomes = [o for e in stream(3, hours=36, fault="runaway_spend", at=12.0)
-                if (o := book.apply("c", *e)) is not None]
+    outcomes = [
+        o for e in stream(3, hours=36, fault="runaway_spend", at=12.0) if (o := book.apply("c", *e)) is not None
+    ]
     paused = [o for o in outcomes if o.pause]
     assert len(paused) == 1
     severity, title, message, details = paused[0].alert()
@@ -317,15 +353,32 @@ def test_a_projection_without_launch_time_is_refused() -> None:
 def mirror_scenario(*, mirror: bool = True, fault: bool = True) -> object:
     """A live campaign at ~60 conversions an hour whose conversion rate drops 30% on day 1, with
     the guards that would otherwise catch it (auto-rollback, MarginGuardian) switched off."""
-    return scenario_from_dict({
-        "name": "mirror_cvr_drop", "duration": "3d", "world": {"tick": "15m"},
-        "clients": [{"id": "acme", "history": {"generate": {"platform": "meta", "daily_spend": 6000}}}],
-        "campaigns": [{"id": "acme-live", "client": "acme", "launch_at": "0s",
-                       "strategy": {"platform": "meta", "audience_size": 1_600_000, "cvr": 0.03,
-                                    "daily_budget": 11_000, "gross_margin": 1.0}}],
-        "faults": [{"id": "drop", "kind": "cvr_drop", "at": "1d", "campaign": "acme-live"}] if fault else [],
-        "disabled_guards": ["auto_rollback", "margin_guardian"],
-        "mirror": mirror, "gate_paths": 2000})
+    return scenario_from_dict(
+        {
+            "name": "mirror_cvr_drop",
+            "duration": "3d",
+            "world": {"tick": "15m"},
+            "clients": [{"id": "acme", "history": {"generate": {"platform": "meta", "daily_spend": 6000}}}],
+            "campaigns": [
+                {
+                    "id": "acme-live",
+                    "client": "acme",
+                    "launch_at": "0s",
+                    "strategy": {
+                        "platform": "meta",
+                        "audience_size": 1_600_000,
+                        "cvr": 0.03,
+                        "daily_budget": 11_000,
+                        "gross_margin": 1.0,
+                    },
+                }
+            ],
+            "faults": [{"id": "drop", "kind": "cvr_drop", "at": "1d", "campaign": "acme-live"}] if fault else [],
+            "disabled_guards": ["auto_rollback", "margin_guardian"],
+            "mirror": mirror,
+            "gate_paths": 2000,
+        }
+    )
 
 
 def _mirror_records(trace):

@@ -52,13 +52,24 @@ def events(cid: str, hours: float = 24, runaway_at: float | None = None) -> list
         h = i * STEP / 3600
         conv = math.floor(RATE * h)
         spend = RATE * CPA * (h if runaway_at is None or h <= runaway_at else runaway_at + 10 * (h - runaway_at))
-        out.append({"event_id": f"{cid}:{i}", "campaign_id": cid, "ts": LAUNCH + i * STEP, "spend": spend,
-                    "impressions": conv * 50, "clicks": conv * 2, "conversions": conv, "revenue": conv * AOV})
+        out.append(
+            {
+                "event_id": f"{cid}:{i}",
+                "campaign_id": cid,
+                "ts": LAUNCH + i * STEP,
+                "spend": spend,
+                "impressions": conv * 50,
+                "clicks": conv * 2,
+                "conversions": conv,
+                "revenue": conv * AOV,
+            }
+        )
     return out
 
 
-def campaigns(client: Any, healthy: int, deviating: int, hours: float = 24) -> tuple[list[str], list[str],
-                                                                                    list[dict[str, Any]]]:
+def campaigns(
+    client: Any, healthy: int, deviating: int, hours: float = 24
+) -> tuple[list[str], list[str], list[dict[str, Any]]]:
     """Publish the projections; return (healthy ids, deviating ids, their events interleaved by time)."""
     ok = [f"ok-{i}" for i in range(healthy)]
     bad = [f"bad-{i}" for i in range(deviating)]
@@ -72,7 +83,7 @@ def campaigns(client: Any, healthy: int, deviating: int, hours: float = 24) -> t
 def publish(client: Any, evs: list[dict[str, Any]], chunk: int = 1000) -> None:
     for i in range(0, len(evs), chunk):
         pipe = client.pipeline(transaction=False)
-        for e in evs[i:i + chunk]:
+        for e in evs[i : i + chunk]:
             pipe.xadd(BIDS, {k: str(v) for k, v in e.items()})
         pipe.execute()
 
@@ -163,8 +174,11 @@ def test_a_bad_projection_dead_letters_its_events_and_the_worker_goes_on(fake: A
     fake.set(f"{PREFIX}campaign:broken:projection", "{not json")
     fake.set(f"{PREFIX}campaign:pointless:projection", json.dumps(projection("pointless") | {"points": []}))
     fake.set(f"{PREFIX}campaign:unlaunched:projection", json.dumps(projection("unlaunched") | {"launch_ts": None}))
-    others = [e | {"campaign_id": cid, "event_id": f"{cid}-{i}"} for i, e in enumerate(evs[:2])
-              for cid in ("broken", "pointless", "unlaunched")]
+    others = [
+        e | {"campaign_id": cid, "event_id": f"{cid}-{i}"}
+        for i, e in enumerate(evs[:2])
+        for cid in ("broken", "pointless", "unlaunched")
+    ]
     publish(fake, others + evs)
     worker = RedisMirror(fake, CFG, consumer="w", block_ms=None)
     drain(worker)
@@ -241,8 +255,10 @@ def test_invalid_events_are_dead_lettered_with_the_reason_and_the_worker_goes_on
         (good | {"revenue": -5}, "field revenue is negative"),
         (good | {"clicks": "many"}, "field clicks is not a number"),
         (good | {"ts": 0}, "field ts must be positive"),
-        (good | {"campaign_id": "ghost"},
-         f"unknown campaign ghost: no projection at {PREFIX}campaign:ghost:projection"),
+        (
+            good | {"campaign_id": "ghost"},
+            f"unknown campaign ghost: no projection at {PREFIX}campaign:ghost:projection",
+        ),
     ]
     half = len(evs) // 2
     publish(redis_client, evs[:half] + [e for e, _ in invalid] + evs[half:])
@@ -418,11 +434,20 @@ def _start_mirror(url: str, consumer: str, **env: str) -> subprocess.Popen[str]:
 def test_kill_9_mid_batch_another_worker_reclaims_and_nothing_is_lost(redis_server: Any, redis_client: Any) -> None:
     ok, bad, evs = campaigns(redis_client, healthy=6, deviating=4)
     publish(redis_client, evs)
-    first = subprocess.Popen([sys.executable, "-c", HANGING_WORKER, redis_server.url, "doomed"], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=worker_env())
+    first = subprocess.Popen(
+        [sys.executable, "-c", HANGING_WORKER, redis_server.url, "doomed"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=worker_env(),
+    )
     try:
-        wait_for(lambda: redis_client.get("test:hung") == "1" or first.poll() is not None, 20,
-                 "the first worker to hang mid-batch")
+        wait_for(
+            lambda: redis_client.get("test:hung") == "1" or first.poll() is not None,
+            20,
+            "the first worker to hang mid-batch",
+        )
         assert first.poll() is None, first.stderr.read() if first.stderr else ""
         stuck = pending(redis_client, "doomed")
         assert 0 < stuck <= 200  # half of the batch in hand was written (and acknowledged), half was not
@@ -446,8 +471,11 @@ def test_kill_9_of_synctwin_mirror_mid_stream_loses_nothing(redis_server: Any, r
     publish(redis_client, evs)
     first = _start_mirror(redis_server.url, "doomed")
     try:
-        wait_for(lambda: any(g["last-delivered-id"] != "0-0" for g in redis_client.xinfo_groups(BIDS)), 20,
-                 "the first worker to start consuming")
+        wait_for(
+            lambda: any(g["last-delivered-id"] != "0-0" for g in redis_client.xinfo_groups(BIDS)),
+            20,
+            "the first worker to start consuming",
+        )
     finally:
         first.kill()
         first.communicate(timeout=10)
@@ -466,8 +494,7 @@ def test_kill_9_of_synctwin_mirror_mid_stream_loses_nothing(redis_server: Any, r
 def test_a_poison_event_goes_to_the_dead_letters(redis_client: Any) -> None:
     campaigns(redis_client, healthy=1, deviating=0, hours=1)
     publish(redis_client, events("ok-0", hours=0.25))  # three events
-    worker = RedisMirror(redis_client, CFG, consumer="survivor", claim_idle_ms=20, max_deliveries=2,
-                         block_ms=None)
+    worker = RedisMirror(redis_client, CFG, consumer="survivor", claim_idle_ms=20, max_deliveries=2, block_ms=None)
     worker.ensure_group()
     # two workers took the events and died before acknowledging them (a poison event kills its reader)
     ids = [i for i, _ in redis_client.xreadgroup(GROUP, "crashed-1", {BIDS: ">"}, count=10)[0][1]]
@@ -512,8 +539,11 @@ def test_sigterm_finishes_the_batch_acknowledges_it_and_exits_0(redis_server: An
     publish(redis_client, evs)
     proc = _start_mirror(redis_server.url, "w")
     try:
-        wait_for(lambda: any(g["last-delivered-id"] != "0-0" for g in redis_client.xinfo_groups(BIDS)), 20,
-                 "the worker to start consuming")
+        wait_for(
+            lambda: any(g["last-delivered-id"] != "0-0" for g in redis_client.xinfo_groups(BIDS)),
+            20,
+            "the worker to start consuming",
+        )
     finally:
         code, err = stop_worker(proc)
     assert code == 0, err[-2000:]
@@ -522,8 +552,9 @@ def test_sigterm_finishes_the_batch_acknowledges_it_and_exits_0(redis_server: An
 
 
 @pytest.mark.redis
-def test_the_audit_stream_of_the_pauses_verifies(redis_server: Any, redis_client: Any,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_audit_stream_of_the_pauses_verifies(
+    redis_server: Any, redis_client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     ok, bad, evs = campaigns(redis_client, healthy=1, deviating=3)
     publish(redis_client, evs)
     drain(RedisMirror(redis_client, CFG, consumer="w", block_ms=None))
@@ -563,7 +594,7 @@ def test_a_redis_restart_mid_stream_with_aof_loses_nothing(aof_redis_server: Any
         chunk = 40
         while published["n"] < len(evs) and not stop.is_set():
             try:
-                publish(client, evs[published["n"]:published["n"] + chunk])
+                publish(client, evs[published["n"] : published["n"] + chunk])
                 published["n"] += chunk  # a chunk published twice (reply lost) is only duplicates
             except redis.exceptions.ConnectionError:
                 time.sleep(0.05)
@@ -589,7 +620,8 @@ def test_a_redis_restart_mid_stream_with_aof_loses_nothing(aof_redis_server: Any
 
 
 def test_with_an_audit_key_the_pauses_are_hmac_chained_and_the_head_moves_with_them(
-        fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The mirror writes its AUTO_ROLLBACK_TRIGGERED records through `prepare` inside its own MULTI:
     with SYNCTWIN_AUDIT_KEY set they are HMAC-chained, {prefix}audit:head follows them, and verify
     needs the key."""

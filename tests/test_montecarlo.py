@@ -22,15 +22,29 @@ from agents.synctwin.montecarlo import (
 )
 from agents.synctwin.stats import risk_profile, row_quantiles, wilson_interval
 
-SEED_P = SeedModelParams(days=30, demand=3200, daily_budget=900, aov=62.0, base_revenue=151_500,
-                         base_spend=18_200)
-FUNNEL_P = FunnelParams(days=30, daily_budget=900, demand=3200, conversions_per_dollar=0.125, aov=62.0,
-                        base_revenue=151_500, base_spend=18_200)
+SEED_P = SeedModelParams(days=30, demand=3200, daily_budget=900, aov=62.0, base_revenue=151_500, base_spend=18_200)
+FUNNEL_P = FunnelParams(
+    days=30,
+    daily_budget=900,
+    demand=3200,
+    conversions_per_dollar=0.125,
+    aov=62.0,
+    base_revenue=151_500,
+    base_spend=18_200,
+)
 
 
 def run(simulate, *, seed=1, paths=20_000, max_paths=None, threshold=0.85, chunk=50_000):
-    return run_monte_carlo(simulate, seed=seed, paths=paths, max_paths=max_paths or paths, chunk_paths=chunk,
-                           threshold=threshold, projection_paths=50_000, keep_uplift=True)
+    return run_monte_carlo(
+        simulate,
+        seed=seed,
+        paths=paths,
+        max_paths=max_paths or paths,
+        chunk_paths=chunk,
+        threshold=threshold,
+        projection_paths=50_000,
+        keep_uplift=True,
+    )
 
 
 def seed_sim(p: SeedModelParams):
@@ -86,8 +100,16 @@ def test_funnel_is_capped_by_what_the_budget_buys() -> None:
 
 
 def test_gross_margin_enters_the_uplift() -> None:
-    p = replace(FUNNEL_P, demand=1e9, param_cpd_sigma=0.0, daily_cpd_sigma=0.0, delivery_sigma=0.0,
-                param_aov_sigma=0.0, daily_aov_sigma=0.0, gross_margin=0.4)
+    p = replace(
+        FUNNEL_P,
+        demand=1e9,
+        param_cpd_sigma=0.0,
+        daily_cpd_sigma=0.0,
+        delivery_sigma=0.0,
+        param_aov_sigma=0.0,
+        daily_aov_sigma=0.0,
+        gross_margin=0.4,
+    )
     u = simulate_funnel_model(p, 10, chunk_rng(0, 0)).uplift
     revenue = p.daily_budget * p.days * p.conversions_per_dollar * p.aov
     expected = (revenue - p.base_revenue) * 0.4 - (p.daily_budget * p.days - p.base_spend)
@@ -114,8 +136,12 @@ def test_chunks_are_independent_streams() -> None:
 
 def test_adaptive_sampling_draws_more_when_undecided() -> None:
     # a campaign whose confidence sits near the threshold
-    out = run(seed_sim(replace(SEED_P, daily_budget=1010.0)), paths=2_000, max_paths=64_000,
-              threshold=analytic_seed_confidence(replace(SEED_P, daily_budget=1010.0)))
+    out = run(
+        seed_sim(replace(SEED_P, daily_budget=1010.0)),
+        paths=2_000,
+        max_paths=64_000,
+        threshold=analytic_seed_confidence(replace(SEED_P, daily_budget=1010.0)),
+    )
     assert out.rounds >= 1 and out.paths > out.initial_paths
     assert out.paths <= 64_000
     clear = run(seed_sim(SEED_P), paths=2_000, max_paths=64_000, threshold=0.05)
@@ -146,13 +172,18 @@ def test_cumulate_days_matches_cumsum() -> None:
 
 # --- property tests -------------------------------------------------------------------------
 
+
 @settings(max_examples=40, deadline=None)
 @given(
-    cpd=st.floats(0.01, 1.0), factor=st.floats(1.0, 3.0), budget=st.floats(50, 5_000),
-    demand=st.floats(100, 20_000), seed=st.integers(0, 2**32),
+    cpd=st.floats(0.01, 1.0),
+    factor=st.floats(1.0, 3.0),
+    budget=st.floats(50, 5_000),
+    demand=st.floats(100, 20_000),
+    seed=st.integers(0, 2**32),
 )
-def test_confidence_is_monotone_in_budget_efficiency(cpd: float, factor: float, budget: float, demand: float,
-                                                     seed: int) -> None:
+def test_confidence_is_monotone_in_budget_efficiency(
+    cpd: float, factor: float, budget: float, demand: float, seed: int
+) -> None:
     """More conversions per dollar, same random draws: never a lower confidence."""
     base = replace(FUNNEL_P, conversions_per_dollar=cpd, daily_budget=budget, demand=demand)
     better = replace(base, conversions_per_dollar=cpd * factor)
@@ -163,11 +194,18 @@ def test_confidence_is_monotone_in_budget_efficiency(cpd: float, factor: float, 
 
 
 @settings(max_examples=40, deadline=None)
-@given(aov=st.floats(1, 500), budget=st.floats(1, 10_000), seed=st.integers(0, 2**32),
-       model=st.sampled_from(["seed", "funnel"]))
+@given(
+    aov=st.floats(1, 500),
+    budget=st.floats(1, 10_000),
+    seed=st.integers(0, 2**32),
+    model=st.sampled_from(["seed", "funnel"]),
+)
 def test_confidence_in_unit_interval_and_interval_holds_it(aov: float, budget: float, seed: int, model: str) -> None:
-    sim = (seed_sim(replace(SEED_P, aov=aov, daily_budget=budget)) if model == "seed"
-           else funnel_sim(replace(FUNNEL_P, aov=aov, daily_budget=budget)))
+    sim = (
+        seed_sim(replace(SEED_P, aov=aov, daily_budget=budget))
+        if model == "seed"
+        else funnel_sim(replace(FUNNEL_P, aov=aov, daily_budget=budget))
+    )
     out = run(sim, seed=seed, paths=1_000, max_paths=4_000)
     lo, hi = out.interval
     assert 0.0 <= lo <= out.confidence <= hi <= 1.0
@@ -195,14 +233,22 @@ def test_wilson_known_value() -> None:
 def test_row_quantiles_equal_numpy(rows: int, cols: int, seed: int) -> None:
     x = np.random.default_rng(seed).normal(size=(rows, cols)).astype(np.float32)
     qs = (0.1, 0.5, 0.9)
-    np.testing.assert_allclose(row_quantiles(x, qs), np.quantile(x.astype(np.float64), qs, axis=1).T, rtol=1e-6,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        row_quantiles(x, qs), np.quantile(x.astype(np.float64), qs, axis=1).T, rtol=1e-6, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
     ("conf", "uplift", "profile"),
-    [(0.95, 12_000, "LOW"), (0.95, 8_000, "MEDIUM"), (0.88, 6_000, "MEDIUM"), (0.88, 1_000, "HIGH"),
-     (0.75, 50_000, "HIGH"), (0.70, 50_000, "CRITICAL"), (0.62, -3_200, "CRITICAL")],
+    [
+        (0.95, 12_000, "LOW"),
+        (0.95, 8_000, "MEDIUM"),
+        (0.88, 6_000, "MEDIUM"),
+        (0.88, 1_000, "HIGH"),
+        (0.75, 50_000, "HIGH"),
+        (0.70, 50_000, "CRITICAL"),
+        (0.62, -3_200, "CRITICAL"),
+    ],
 )
 def test_risk_profile_follows_the_seed(conf: float, uplift: float, profile: str) -> None:
     assert risk_profile(conf, uplift) == profile
@@ -210,12 +256,16 @@ def test_risk_profile_follows_the_seed(conf: float, uplift: float, profile: str)
 
 # --- exact order statistics without a full partition ---------------------------------------------
 
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(values=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=400),
-       order=st.sampled_from(["as drawn", "sorted", "reversed", "rounded (ties)"]),
-       picks=st.lists(st.floats(0, 1), min_size=1, max_size=8))
-def test_order_statistics_equal_a_full_partition(values: list[float], order: str, picks: list[float],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@given(
+    values=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=400),
+    order=st.sampled_from(["as drawn", "sorted", "reversed", "rounded (ties)"]),
+    picks=st.lists(st.floats(0, 1), min_size=1, max_size=8),
+)
+def test_order_statistics_equal_a_full_partition(
+    values: list[float], order: str, picks: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import agents.synctwin.stats as stats
 
     # small arrays take the bracketed path too (the same constants for every example: safe to share)

@@ -48,14 +48,20 @@ class BrokenSink:
 
 # ---------------------------------------------------------------------------------- the model
 def test_alert_model_validates_and_normalises_details() -> None:
-    alert = Alert(severity="WARNING", title="Auto-Rollback Triggered: c-1", message="deviating",
-                  details={"deviation": np.float64(0.21), "series": np.arange(3), "bad": math.nan}, ts=5.0)
+    alert = Alert(
+        severity="WARNING",
+        title="Auto-Rollback Triggered: c-1",
+        message="deviating",
+        details={"deviation": np.float64(0.21), "series": np.arange(3), "bad": math.nan},
+        ts=5.0,
+    )
     assert alert.details == {"deviation": 0.21, "series": [0, 1, 2], "bad": None}
     assert json.loads(alert.model_dump_json())["details"]["deviation"] == 0.21
     assert Alert(severity="INFO", title="t", message="", ts=0.0).details == {}
     assert Alert(severity="INFO", title="t", message="", details=None, ts=0.0).details == {}
-    assert Alert(severity="CRITICAL", title="t", message="", details=[{"passed": False}], ts=0.0).details \
-        == [{"passed": False}]
+    assert Alert(severity="CRITICAL", title="t", message="", details=[{"passed": False}], ts=0.0).details == [
+        {"passed": False}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -118,8 +124,10 @@ def _check_stream(client: Any, key: str, sent: list[Alert]) -> None:
     entries = client.xrange(key)
     assert len(entries) == len(sent)
     for (_, fields), alert in zip(entries, sent, strict=True):
-        fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                  for k, v in fields.items()}
+        fields = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in fields.items()
+        }
         assert set(fields) == {"severity", "title", "message", "details", "ts"}
         assert fields["severity"] == alert.severity and fields["title"] == alert.title
         assert fields["message"] == alert.message
@@ -130,8 +138,10 @@ def _check_stream(client: Any, key: str, sent: list[Alert]) -> None:
 def test_redis_stream_sink_on_fakeredis() -> None:
     client = fakeredis.FakeRedis(decode_responses=True)
     notify = SyncNotify([RedisStreamSink(client)], clock=Ticker())
-    sent = [notify.notify("WARNING", "Auto-Rollback Triggered: c-9", "deviating 21%", {"deviation": "21%"}),
-            notify.notify("CRITICAL", "Chaos Tests Failed", "2/4 failed", [{"test": "api_outage"}])]
+    sent = [
+        notify.notify("WARNING", "Auto-Rollback Triggered: c-9", "deviating 21%", {"deviation": "21%"}),
+        notify.notify("CRITICAL", "Chaos Tests Failed", "2/4 failed", [{"test": "api_outage"}]),
+    ]
     _check_stream(client, "synctwin:alerts", sent)
     bytes_client = fakeredis.FakeRedis()
     RedisStreamSink(bytes_client, key="other:alerts").send(sent[0])
@@ -193,8 +203,9 @@ async def test_async_alert_takes_the_seeds_call_shape() -> None:
 # --------------------------------------------------------------------------- a real redis-server
 def _fast_fail_client(url: str) -> redis.Redis:
     """No retries or backoff, so an outage fails the send at once instead of after seconds."""
-    return redis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0),
-                                socket_connect_timeout=2, socket_timeout=2)
+    return redis.Redis.from_url(
+        url, decode_responses=True, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2, socket_timeout=2
+    )
 
 
 @pytest.mark.redis
@@ -216,8 +227,9 @@ def test_redis_stream_sink_trims_approximately_on_a_real_server(redis_client: re
 
 
 @pytest.mark.redis
-def test_a_redis_outage_is_counted_and_the_other_sinks_still_alert(redis_server: Any,
-                                                                   redis_client: redis.Redis) -> None:
+def test_a_redis_outage_is_counted_and_the_other_sinks_still_alert(
+    redis_server: Any, redis_client: redis.Redis
+) -> None:
     memory = MemorySink()
     client = _fast_fail_client(redis_server.url)
     notify = SyncNotify([RedisStreamSink(client), memory])

@@ -133,10 +133,14 @@ def test_strategy_defaults_and_extra_fields_kept() -> None:
 
 day_rows = st.lists(
     st.tuples(
-        st.floats(0, 1e6, allow_nan=False), st.integers(0, 10**7), st.floats(0, 1), st.floats(0, 1),
+        st.floats(0, 1e6, allow_nan=False),
+        st.integers(0, 10**7),
+        st.floats(0, 1),
+        st.floats(0, 1),
         st.floats(0, 1e7, allow_nan=False),
     ),
-    min_size=1, max_size=60,
+    min_size=1,
+    max_size=60,
 )
 
 
@@ -169,10 +173,12 @@ def test_parser_never_crashes_on_junk(junk: str) -> None:
 
 
 @settings(max_examples=80, deadline=None)
-@given(data=st.dictionaries(st.sampled_from(["audience_size", "cvr", "daily_budget", "duration_days",
-                                             "platform", "gross_margin"]),
-                            st.one_of(st.integers(-10, 10**6), st.floats(allow_nan=True), st.text(max_size=5),
-                                      st.none())))
+@given(
+    data=st.dictionaries(
+        st.sampled_from(["audience_size", "cvr", "daily_budget", "duration_days", "platform", "gross_margin"]),
+        st.one_of(st.integers(-10, 10**6), st.floats(allow_nan=True), st.text(max_size=5), st.none()),
+    )
+)
 def test_strategy_validation_never_crashes(data: dict) -> None:
     try:
         s = strategy_from_dict(data)
@@ -190,16 +196,74 @@ def test_strategy_json_dump(tmp_path: Path) -> None:
 
 
 # --- any bytes: a parsed result or InvalidInput, never another exception ----------------------------------
-CSV_TOKENS = st.sampled_from([
-    HEADER, "date,spend,impressions,clicks,conversions,revenue,returning_customers\n", "2026-01-01,", "2026-01-02,",
-    "2026-02-30,", "100,20000,400,20,1200\n", "1,1,1,1,1,1\n", ",", "\n", "\r\n", '"', "\ufeff", "\0", "1e308",
-    "1e400", "true", "-1", "nan", "inf", "9" * 40, " ", "x", "\xe9", "date", "spend",
-])
-JSON_TOKENS = st.sampled_from([
-    "{", "}", "[", "]", ",", ":", '"audience_size"', '"cvr"', '"daily_budget"', '"aov"', '"cpm"', '"launch_ts"',
-    '"duration_days"', '"x"', "true", "false", "null", "NaN", "Infinity", "-Infinity", "1", "0.02", "900", "-5",
-    "1e39", "1e308", "1e400", "1" * 400, "1" * 5000, '"\\ud800"', "\ufeff", " ", "\n", '"', "\\",
-])
+CSV_TOKENS = st.sampled_from(
+    [
+        HEADER,
+        "date,spend,impressions,clicks,conversions,revenue,returning_customers\n",
+        "2026-01-01,",
+        "2026-01-02,",
+        "2026-02-30,",
+        "100,20000,400,20,1200\n",
+        "1,1,1,1,1,1\n",
+        ",",
+        "\n",
+        "\r\n",
+        '"',
+        "\ufeff",
+        "\0",
+        "1e308",
+        "1e400",
+        "true",
+        "-1",
+        "nan",
+        "inf",
+        "9" * 40,
+        " ",
+        "x",
+        "\xe9",
+        "date",
+        "spend",
+    ]
+)
+JSON_TOKENS = st.sampled_from(
+    [
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        '"audience_size"',
+        '"cvr"',
+        '"daily_budget"',
+        '"aov"',
+        '"cpm"',
+        '"launch_ts"',
+        '"duration_days"',
+        '"x"',
+        "true",
+        "false",
+        "null",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "1",
+        "0.02",
+        "900",
+        "-5",
+        "1e39",
+        "1e308",
+        "1e400",
+        "1" * 400,
+        "1" * 5000,
+        '"\\ud800"',
+        "\ufeff",
+        " ",
+        "\n",
+        '"',
+        "\\",
+    ]
+)
 
 
 def _bytes(tokens: st.SearchStrategy[str]) -> st.SearchStrategy[bytes]:
@@ -239,13 +303,21 @@ def test_any_bytes_are_a_strategy_or_invalid_input(scratch: Path, data: bytes) -
         assert 0 < s.daily_budget <= 1e8 and 0 < s.audience_size <= 10**10
 
 
-numbers = st.one_of(st.booleans(), st.integers(), st.integers(-(10**500), 10**500), st.floats(), st.none(),
-                    st.text(max_size=4))
+numbers = st.one_of(
+    st.booleans(), st.integers(), st.integers(-(10**500), 10**500), st.floats(), st.none(), st.text(max_size=4)
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(changes=st.dictionaries(st.sampled_from(["audience_size", "cvr", "daily_budget", "duration_days", "cpm", "ctr",
-                                                "aov", "gross_margin", "launch_ts"]), numbers, max_size=4))
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(
+            ["audience_size", "cvr", "daily_budget", "duration_days", "cpm", "ctr", "aov", "gross_margin", "launch_ts"]
+        ),
+        numbers,
+        max_size=4,
+    )
+)
 def test_any_numbers_are_a_bounded_strategy_or_invalid_input(changes: dict) -> None:
     """Whatever the values (booleans, 500-digit integers, inf), a strategy is bounded or refused."""
     base = {"audience_size": 160_000, "cvr": 0.02, "daily_budget": 900}
@@ -261,14 +333,52 @@ def test_any_numbers_are_a_bounded_strategy_or_invalid_input(changes: dict) -> N
         assert not any(isinstance(changes.get(k), bool) for k in changes)
 
 
-YAML_TOKENS = st.sampled_from([
-    "name: x\n", "duration: 1h\n", "duration: ", "world: ", "{tick: 5m}", "tick: ", "gate_paths: ", "1e12", ".inf",
-    ".nan", "-5", "100000000d", "0.000001", "2026-02-30", "9" * 5000, "&a ", "*a", "[", "]", "{", "}", ": ", ", ",
-    "- ", "\n", "  ", "? ", "!!python/object:os.system ", "!!binary ", "<<: ", "'", '"', "\t", "\0", "\ufeff",
-    "clients: [{id: c, history: {generate: {daily_spend: 600}}}]\n", "faults: [{kind: cpm_shock, at: 1h, ",
-    "platform: meta, multiplier: ", "campaigns: [{id: k, client: c, strategy: {audience_size: 1000, cvr: 0.1, ",
-    "daily_budget: ", "true", "}}]\n",
-])
+YAML_TOKENS = st.sampled_from(
+    [
+        "name: x\n",
+        "duration: 1h\n",
+        "duration: ",
+        "world: ",
+        "{tick: 5m}",
+        "tick: ",
+        "gate_paths: ",
+        "1e12",
+        ".inf",
+        ".nan",
+        "-5",
+        "100000000d",
+        "0.000001",
+        "2026-02-30",
+        "9" * 5000,
+        "&a ",
+        "*a",
+        "[",
+        "]",
+        "{",
+        "}",
+        ": ",
+        ", ",
+        "- ",
+        "\n",
+        "  ",
+        "? ",
+        "!!python/object:os.system ",
+        "!!binary ",
+        "<<: ",
+        "'",
+        '"',
+        "\t",
+        "\0",
+        "\ufeff",
+        "clients: [{id: c, history: {generate: {daily_spend: 600}}}]\n",
+        "faults: [{kind: cpm_shock, at: 1h, ",
+        "platform: meta, multiplier: ",
+        "campaigns: [{id: k, client: c, strategy: {audience_size: 1000, cvr: 0.1, ",
+        "daily_budget: ",
+        "true",
+        "}}]\n",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -22,7 +22,6 @@ from synctwin.cli import main
 DAY = 86_400.0
 
 
-
 def write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text), encoding="utf-8")
@@ -37,6 +36,7 @@ def summary(trace: Any) -> dict[str, Any]:
 
 # --- determinism --------------------------------------------------------------------------------
 
+
 def test_one_seed_one_trace_another_seed_another() -> None:
     """Two days of the portfolio (all ten launches, gates, bids, guards): bit for bit per seed."""
     scenario = load_scenario("portfolio_10").model_copy(update={"duration": 2 * DAY})
@@ -48,6 +48,7 @@ def test_one_seed_one_trace_another_seed_another() -> None:
 
 
 # --- the built-ins ------------------------------------------------------------------------------
+
 
 def test_replay_list_prints_one_builtin_per_line_name_first(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", "--list"]) == 0
@@ -99,8 +100,12 @@ def test_portfolio_10_a_month_at_minute_resolution() -> None:
 
 # --- exit codes and messages ------------------------------------------------------------------------
 
+
 def test_exit_1_when_an_expectation_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(tmp_path, "calm.yaml", """\
+    path = write(
+        tmp_path,
+        "calm.yaml",
+        """\
         name: calm
         duration: 4h
         clients:
@@ -111,42 +116,59 @@ def test_exit_1_when_an_expectation_fails(tmp_path: Path, capsys: pytest.Capture
         expectations:
           - {expect: never_paused, campaign: steady}
           - {expect: paused, campaign: steady, reason: MARGIN_GUARDIAN, within: 1h}
-        """)
+        """,
+    )
     assert main(["replay", str(path), "--json"]) == 1
     d = json.loads(capsys.readouterr().out)
     assert [e["passed"] for e in d["expectations"]] == [True, False]
     assert d["expectations"][1]["message"].startswith("never paused")
 
 
-@pytest.mark.parametrize(("name", "text", "field"), [
-    ("malformed.yaml", "name: bad\nduration: 1d\nclients: [ {id: x\n", "line 4"),
-    ("unknown_field.yaml", "name: bad\nduration: 1d\ncolour: blue\n", "field 'colour'"),
-    ("unknown_campaign.yaml", """\
+@pytest.mark.parametrize(
+    ("name", "text", "field"),
+    [
+        ("malformed.yaml", "name: bad\nduration: 1d\nclients: [ {id: x\n", "line 4"),
+        ("unknown_field.yaml", "name: bad\nduration: 1d\ncolour: blue\n", "field 'colour'"),
+        (
+            "unknown_campaign.yaml",
+            """\
         name: bad
         duration: 1d
         clients: [{id: k, history: {generate: {platform: meta, daily_spend: 100}}}]
         campaigns: [{id: c, client: k, strategy: {audience_size: 1000, cvr: 0.1, daily_budget: 10}}]
         expectations: [{expect: never_paused, campaign: nobody}]
-        """, "field 'expectations[0].campaign'"),
-    ("negative.yaml", "name: bad\nduration: -5\n", "field 'duration'"),
-    ("bad_duration.yaml", "name: bad\nduration: 3 fortnights\n", "field 'duration'"),
-    ("bad_tick.yaml", "name: bad\nduration: 1d\nworld: {tick: soon}\n", "field 'world.tick'"),
-    ("bad_strategy.yaml", """\
+        """,
+            "field 'expectations[0].campaign'",
+        ),
+        ("negative.yaml", "name: bad\nduration: -5\n", "field 'duration'"),
+        ("bad_duration.yaml", "name: bad\nduration: 3 fortnights\n", "field 'duration'"),
+        ("bad_tick.yaml", "name: bad\nduration: 1d\nworld: {tick: soon}\n", "field 'world.tick'"),
+        (
+            "bad_strategy.yaml",
+            """\
         name: bad
         duration: 1d
         clients: [{id: k, history: {generate: {platform: meta, daily_spend: 100}}}]
         campaigns: [{id: c, client: k, strategy: {audience_size: 1000, cvr: 1.5, daily_budget: 10}}]
-        """, "field 'campaigns[0].strategy.cvr'"),
-    ("late_launch.yaml", """\
+        """,
+            "field 'campaigns[0].strategy.cvr'",
+        ),
+        (
+            "late_launch.yaml",
+            """\
         name: bad
         duration: 1h
         clients: [{id: k, history: {generate: {platform: meta, daily_spend: 100}}}]
         campaigns: [{id: c, client: k, launch_at: 2h, strategy: {audience_size: 1000, cvr: 0.1, daily_budget: 10}}]
-        """, "field 'campaigns[0].launch_at'"),
-    ("list.yaml", "- just\n- a list\n", "expected a mapping"),
-])
-def test_an_invalid_scenario_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str,
-                                                   text: str, field: str) -> None:
+        """,
+            "field 'campaigns[0].launch_at'",
+        ),
+        ("list.yaml", "- just\n- a list\n", "expected a mapping"),
+    ],
+)
+def test_an_invalid_scenario_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, field: str
+) -> None:
     path = write(tmp_path, name, text)
     assert main(["replay", str(path), "--json"]) == 2
     out, err = capsys.readouterr()
@@ -167,12 +189,17 @@ def test_the_command_line_process_exit_codes(tmp_path: Path) -> None:
     exe = shutil.which("synctwin") or str(Path(sys.executable).with_name("synctwin"))
     ok = subprocess.run([exe, "replay", "--list"], capture_output=True, text=True, check=False)
     assert ok.returncode == 0 and ok.stdout.split()[0] == sorted(builtin_files())[0]
-    bad = subprocess.run([exe, "replay", str(write(tmp_path, "x.yaml", "name: x\nduration: 1d\nfaults: 7\n"))],
-                         capture_output=True, text=True, check=False)
+    bad = subprocess.run(
+        [exe, "replay", str(write(tmp_path, "x.yaml", "name: x\nduration: 1d\nfaults: 7\n"))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert bad.returncode == 2 and "field 'faults'" in bad.stderr and "Traceback" not in bad.stderr
 
 
 # --- the pytest plugin and a disabled guard ------------------------------------------------------------
+
 
 def test_the_synctwin_replay_fixture(synctwin_replay: Any) -> None:
     trace = synctwin_replay(scenario_from_dict(SHOCK), seed=0)
@@ -182,8 +209,7 @@ def test_the_synctwin_replay_fixture(synctwin_replay: Any) -> None:
     assert synctwin_replay("tiktok_genz").campaigns["volt-genz-launch"].decision == "REJECTED"
 
 
-def test_a_scenario_with_margin_guardian_disabled_fails_its_expectation(tmp_path: Path,
-                                                                       synctwin_replay: Any) -> None:
+def test_a_scenario_with_margin_guardian_disabled_fails_its_expectation(tmp_path: Path, synctwin_replay: Any) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text(json.dumps({**SHOCK, "disabled_guards": ["margin_guardian"]}), encoding="utf-8")  # JSON is YAML
     trace = synctwin_replay(path, seed=0)
@@ -197,17 +223,24 @@ def test_a_scenario_with_margin_guardian_disabled_fails_its_expectation(tmp_path
 
 def test_the_plugin_reaches_a_users_own_test_suite(tmp_path: Path) -> None:
     """Registered through the pytest11 entry point: a suite with no conftest gets the fixture."""
-    (tmp_path / "test_user.py").write_text(textwrap.dedent("""\
+    (tmp_path / "test_user.py").write_text(
+        textwrap.dedent("""\
         def test_mine(synctwin_replay):
             trace = synctwin_replay("tiktok_genz", seed=1)
             assert trace.passed
             assert trace.campaigns["volt-genz-launch"].launched_at is None
-        """), encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-                          capture_output=True, text=True, cwd=tmp_path, check=False)
+        """),
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "1 passed" in done.stdout
-
 
 
 def test_replay_appends_its_audit_records_to_a_chained_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -108,6 +108,7 @@ def write_strategy(tmp_path: Path, name: str, **changes: Any) -> Path:
 
 # --- gate --------------------------------------------------------------------------------------
 
+
 def test_uplift_for_the_report_leaves_the_result_unchanged() -> None:
     baseline = compute_baseline(load_history(HISTORY))
     s = Strategy.model_validate(json.loads(STRATEGY.read_text(encoding="utf-8")))
@@ -134,10 +135,13 @@ def test_progress_callback_sees_every_path_and_changes_nothing() -> None:
     assert a.model_copy(update={"elapsed_ms": 0}) == b.model_copy(update={"elapsed_ms": 0})
 
 
-@pytest.mark.parametrize(("changes", "decision", "status"), [
-    ({"daily_budget": 3000, "cvr": 0.01}, "REJECTED", 1), ({"daily_budget": 1100, "cvr": 0.03}, "APPROVED", 0)])
-def test_gate_report(tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, Any], decision: str,
-                     status: int) -> None:
+@pytest.mark.parametrize(
+    ("changes", "decision", "status"),
+    [({"daily_budget": 3000, "cvr": 0.01}, "REJECTED", 1), ({"daily_budget": 1100, "cvr": 0.03}, "APPROVED", 0)],
+)
+def test_gate_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, Any], decision: str, status: int
+) -> None:
     strategy = write_strategy(tmp_path, "s", **changes)
     report = tmp_path / "gate.html"
     assert main([*gate_args("--json", "--report", str(report), strategy=strategy)]) == status
@@ -148,9 +152,16 @@ def test_gate_report(tmp_path: Path, capsys: pytest.CaptureFixture[str], changes
     text = text_of(page)
     sd = result["simulation_details"]
     assert f"SyncTwin gate: {decision}" in text
-    for needle in (f"{result['confidence_score']:.4f}", f"approve when confidence > {result['threshold']}",
-                   f"{sd['total_simulations']:,}", f"{abs(sd['p10_uplift']):,.0f}", f"{abs(sd['median_uplift']):,.0f}",
-                   f"{abs(sd['p90_uplift']):,.0f}", result["risk_profile"], result["campaign_id"]):
+    for needle in (
+        f"{result['confidence_score']:.4f}",
+        f"approve when confidence > {result['threshold']}",
+        f"{sd['total_simulations']:,}",
+        f"{abs(sd['p10_uplift']):,.0f}",
+        f"{abs(sd['median_uplift']):,.0f}",
+        f"{abs(sd['p90_uplift']):,.0f}",
+        result["risk_profile"],
+        result["campaign_id"],
+    ):
         assert needle in text, needle
     # the histogram's title carries decision, confidence and threshold; p10/p50/p90 are marked
     assert f"{decision}: confidence {result['confidence_score']:.3f}" in source
@@ -160,11 +171,13 @@ def test_gate_report(tmp_path: Path, capsys: pytest.CaptureFixture[str], changes
 
 
 def test_gate_without_report_does_not_import_matplotlib(tmp_path: Path) -> None:
-    code = ("import sys, contextlib, io\nfrom synctwin.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    rc = main({gate_args(strategy=write_strategy(tmp_path, 'near', daily_budget=NEAR_BUDGET))!r})\n"
-            "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'PIL')"
-            " or m.startswith('synctwin.reports')))")
+    code = (
+        "import sys, contextlib, io\nfrom synctwin.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    rc = main({gate_args(strategy=write_strategy(tmp_path, 'near', daily_budget=NEAR_BUDGET))!r})\n"
+        "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'PIL')"
+        " or m.startswith('synctwin.reports')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1 []"
 
@@ -184,6 +197,7 @@ def test_bad_report_path_fails_before_the_work(tmp_path: Path, capsys: pytest.Ca
 
 
 # --- replay ------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def shock_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -223,11 +237,24 @@ def test_replay_report(tmp_path: Path, capsys: pytest.CaptureFixture[str], shock
         assert e["kind"] in text
 
 
-def test_replay_report_of_a_failed_run_and_an_unlaunched_campaign(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_report_of_a_failed_run_and_an_unlaunched_campaign(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = json.loads(json.dumps(SHOCK)) | {"disabled_guards": ["margin_guardian"]}
-    spec["campaigns"].append({"id": "greedy", "client": "kettle", "launch_at": "1h", "strategy": {
-        "platform": "meta", "audience_size": 10000, "cvr": 0.001, "daily_budget": 50000, "gross_margin": 0.35}})
+    spec["campaigns"].append(
+        {
+            "id": "greedy",
+            "client": "kettle",
+            "launch_at": "1h",
+            "strategy": {
+                "platform": "meta",
+                "audience_size": 10000,
+                "cvr": 0.001,
+                "daily_budget": 50000,
+                "gross_margin": 0.35,
+            },
+        }
+    )
     path = tmp_path / "s.yaml"
     path.write_text(json.dumps(spec), encoding="utf-8")
     report = tmp_path / "r.html"
@@ -239,6 +266,7 @@ def test_replay_report_of_a_failed_run_and_an_unlaunched_campaign(tmp_path: Path
 
 
 # --- chaos -------------------------------------------------------------------------------------
+
 
 def test_chaos_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "chaos.html"
@@ -254,8 +282,9 @@ def test_chaos_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_chaos_report_names_the_failed_drill(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "chaos.html"
-    assert main(["chaos", "--drill", "market_shock", "--disable-guard", "margin_guardian",
-                 "--report", str(report)]) == 1
+    assert (
+        main(["chaos", "--drill", "market_shock", "--disable-guard", "margin_guardian", "--report", str(report)]) == 1
+    )
     capsys.readouterr()
     _, page = check_page(report)
     text = text_of(page)
@@ -265,13 +294,16 @@ def test_chaos_report_names_the_failed_drill(tmp_path: Path, capsys: pytest.Capt
 
 # --- review ------------------------------------------------------------------------------------
 
+
 @pytest.fixture()
 def audit_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     """Three gate runs audited by `synctwin gate --audit-log`: a near-miss, a clear loser, an approval."""
     log = tmp_path / "audit.jsonl"
-    for name, changes, status in (("near", {"campaign_id": "near-miss", "daily_budget": NEAR_BUDGET}, 1),
-                                  ("loser", {"campaign_id": "big-spender", "daily_budget": 3000}, 1),
-                                  ("winner", {"campaign_id": "winner", "daily_budget": 1100, "cvr": 0.03}, 0)):
+    for name, changes, status in (
+        ("near", {"campaign_id": "near-miss", "daily_budget": NEAR_BUDGET}, 1),
+        ("loser", {"campaign_id": "big-spender", "daily_budget": 3000}, 1),
+        ("winner", {"campaign_id": "winner", "daily_budget": 1100, "cvr": 0.03}, 0),
+    ):
         strategy = write_strategy(tmp_path, name, **changes)
         assert main([*gate_args("--audit-log", str(log), strategy=strategy)]) == status
     capsys.readouterr()
@@ -283,8 +315,9 @@ def _review(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
     return json.loads(capsys.readouterr().out)
 
 
-def test_review_lists_the_weeks_rejections_near_misses_first(audit_log: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_review_lists_the_weeks_rejections_near_misses_first(
+    audit_log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     d = _review(capsys, "--audit-log", str(audit_log))
     rows = d["rejections"]
     assert [r["campaign_id"] for r in rows] == ["near-miss", "big-spender"]  # the approval is not listed
@@ -307,8 +340,12 @@ def test_review_respects_since(audit_log: Path, capsys: pytest.CaptureFixture[st
     meta = JsonlAuditStore(audit_log).records()[0]["metadata"] | {"campaign_id": "old-one", "confidence_score": 0.6}
     ten_days_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=10)).timestamp()
     JsonlAuditStore(audit_log, clock=lambda: ten_days_ago).append(
-        "CAMPAIGN_REJECTED", client_id="example-client", campaign_id="old-one", reason="SYNCTWIN_NEGATIVE_FORECAST",
-        metadata=meta)
+        "CAMPAIGN_REJECTED",
+        client_id="example-client",
+        campaign_id="old-one",
+        reason="SYNCTWIN_NEGATIVE_FORECAST",
+        metadata=meta,
+    )
     assert "old-one" not in [r["campaign_id"] for r in _review(capsys, "--audit-log", str(audit_log))["rejections"]]
     since = (dt.date.today() - dt.timedelta(days=30)).isoformat()
     rows = _review(capsys, "--audit-log", str(audit_log), "--since", since)["rejections"]
@@ -320,10 +357,13 @@ def test_review_respects_since(audit_log: Path, capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.redis
-def test_review_reads_the_redis_audit_stream(redis_server: Any, redis_client: Any, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    for name, changes in (("near", {"campaign_id": "near-miss", "daily_budget": NEAR_BUDGET}),
-                          ("loser", {"campaign_id": "big-spender", "daily_budget": 3000})):
+def test_review_reads_the_redis_audit_stream(
+    redis_server: Any, redis_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, changes in (
+        ("near", {"campaign_id": "near-miss", "daily_budget": NEAR_BUDGET}),
+        ("loser", {"campaign_id": "big-spender", "daily_budget": 3000}),
+    ):
         assert main([*gate_args("--redis", redis_server.url, strategy=write_strategy(tmp_path, name, **changes))]) == 1
     capsys.readouterr()
     d = _review(capsys, "--redis", redis_server.url)
@@ -345,10 +385,12 @@ def test_review_needs_a_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "no such audit log file" in capsys.readouterr().err
 
 
-def test_review_shows_a_shadow_outcome_only_when_one_exists(audit_log: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    JsonlAuditStore(audit_log).append("SHADOW_OUTCOME", client_id="example-client", campaign_id="near-miss",
-                                      metadata={"net_profit_uplift": 4321.0})
+def test_review_shows_a_shadow_outcome_only_when_one_exists(
+    audit_log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    JsonlAuditStore(audit_log).append(
+        "SHADOW_OUTCOME", client_id="example-client", campaign_id="near-miss", metadata={"net_profit_uplift": 4321.0}
+    )
     d = _review(capsys, "--audit-log", str(audit_log))
     by_id = {r["campaign_id"]: r for r in d["rejections"]}
     assert by_id["near-miss"]["shadow_outcome"]["net_profit_uplift"] == 4321.0
@@ -360,6 +402,7 @@ def test_review_shows_a_shadow_outcome_only_when_one_exists(audit_log: Path,
 
 # --- progress ----------------------------------------------------------------------------------
 
+
 class FakeTTY(io.StringIO):
     """A stderr that says it is a terminal, so rich would draw on it."""
 
@@ -370,6 +413,7 @@ class FakeTTY(io.StringIO):
 @pytest.fixture()
 def tty(monkeypatch: pytest.MonkeyPatch) -> Callable[[], FakeTTY]:
     """Call it in the test body: pytest's own capture replaces sys.stderr after fixtures run."""
+
     def install() -> FakeTTY:
         fake = FakeTTY()
         monkeypatch.setattr(sys, "stderr", fake)
@@ -378,8 +422,9 @@ def tty(monkeypatch: pytest.MonkeyPatch) -> Callable[[], FakeTTY]:
     return install
 
 
-def test_progress_is_off_when_not_a_terminal_or_in_json_mode(tty: Callable[[], FakeTTY],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_progress_is_off_when_not_a_terminal_or_in_json_mode(
+    tty: Callable[[], FakeTTY], monkeypatch: pytest.MonkeyPatch
+) -> None:
     tty()
     assert interactive(False) and not interactive(True)
     monkeypatch.setattr(sys, "stderr", io.StringIO())
@@ -407,8 +452,9 @@ COMMANDS = {
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_progress_bar_on_a_terminal_and_silence_with_json(name: str, tty: Callable[[], FakeTTY],
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar_on_a_terminal_and_silence_with_json(
+    name: str, tty: Callable[[], FakeTTY], capsys: pytest.CaptureFixture[str]
+) -> None:
     fake = tty()
     main(COMMANDS[name])
     capsys.readouterr()
@@ -419,8 +465,9 @@ def test_progress_bar_on_a_terminal_and_silence_with_json(name: str, tty: Callab
     assert fake.getvalue() == "", f"{name}: progress in --json mode"
 
 
-def test_replay_progress(tty: Callable[[], FakeTTY], capsys: pytest.CaptureFixture[str], shock_file: Path,
-                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_replay_progress(
+    tty: Callable[[], FakeTTY], capsys: pytest.CaptureFixture[str], shock_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = tty()
     assert main(["replay", str(shock_file)]) == 0
     assert fake.getvalue() == ""  # nine virtual hours: too short for a bar

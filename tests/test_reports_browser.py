@@ -21,7 +21,8 @@ DATA = Path(__file__).parent / "data"
 CHROMIUM = shutil.which("chromium") or shutil.which("/usr/bin/chromium")
 
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium is not installed (apt-get install -y chromium)")
+    CHROMIUM is None, reason="headless Chromium is not installed (apt-get install -y chromium)"
+)
 
 SHOCK = {k: v for k, v in SHARED_SHOCK.items() if k != "expectations"} | {"name": "browser_shock"}
 
@@ -30,9 +31,20 @@ def chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProc
     """One headless run: no sandbox (containers), no GPU, nothing from the network, a fresh profile."""
     profile = tmp_path / "profile"
     profile.mkdir(exist_ok=True)
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-           f"--user-data-dir={profile}", *args, page.resolve().as_uri()]
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--user-data-dir={profile}",
+        *args,
+        page.resolve().as_uri(),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -40,8 +52,19 @@ def chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProc
 def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("reports")
     gate = out / "gate.html"
-    assert main(["gate", str(DATA / "strategy.json"), "--history", str(DATA / "history_90d.csv"), "--seed", "1",
-                 "--json", "--report", str(gate)]) in (0, 1)
+    assert main(
+        [
+            "gate",
+            str(DATA / "strategy.json"),
+            "--history",
+            str(DATA / "history_90d.csv"),
+            "--seed",
+            "1",
+            "--json",
+            "--report",
+            str(gate),
+        ]
+    ) in (0, 1)
     scenario = out / "shock.yaml"
     scenario.write_text(json.dumps(SHOCK), encoding="utf-8")
     replay = out / "replay.html"
@@ -49,17 +72,40 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     history = out / "account.csv"
     history.write_text(synthetic_history(ResponseLaw(), days=28 + 7 * 8, seed=11).to_csv(), encoding="utf-8")
     rolling = out / "rolling.html"
-    assert main(["backtest", "--history", str(history), "--rolling", "--horizon", "7", "--lookback", "28",
-                 "--paths", "1000", "--json", "--report", str(rolling)]) == 0
+    assert (
+        main(
+            [
+                "backtest",
+                "--history",
+                str(history),
+                "--rolling",
+                "--horizon",
+                "7",
+                "--lookback",
+                "28",
+                "--paths",
+                "1000",
+                "--json",
+                "--report",
+                str(rolling),
+            ]
+        )
+        == 0
+    )
     return {"gate": gate, "replay": replay, "rolling": rolling}
 
 
-@pytest.mark.parametrize(("name", "title", "figures"), [
-    ("gate", "SyncTwin gate: APPROVED - example-spring", 2),  # the curve model approves the example (~0.87)
-    ("replay", "SyncTwin replay: browser_shock (seed 0)", 1),
-    ("rolling", "SyncTwin rolling backtest: curve on {out}/account.csv", 2)])
-def test_the_browser_builds_the_page(reports: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                     name: str, title: str, figures: int) -> None:
+@pytest.mark.parametrize(
+    ("name", "title", "figures"),
+    [
+        ("gate", "SyncTwin gate: APPROVED - example-spring", 2),  # the curve model approves the example (~0.87)
+        ("replay", "SyncTwin replay: browser_shock (seed 0)", 1),
+        ("rolling", "SyncTwin rolling backtest: curve on {out}/account.csv", 2),
+    ],
+)
+def test_the_browser_builds_the_page(
+    reports: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, title: str, figures: int
+) -> None:
     capsys.readouterr()
     run = chromium(tmp_path, reports[name], "--dump-dom")
     assert run.returncode == 0, run.stderr[-2000:]
@@ -75,8 +121,7 @@ def test_the_browser_builds_the_page(reports: dict[str, Path], tmp_path: Path, c
 @pytest.mark.parametrize("name", ["gate", "replay", "rolling"])
 def test_the_browser_paints_the_plots(reports: dict[str, Path], tmp_path: Path, name: str) -> None:
     shot = tmp_path / f"{name}.png"
-    run = chromium(tmp_path, reports[name], f"--screenshot={shot}", "--window-size=1280,2400",
-                   "--hide-scrollbars")
+    run = chromium(tmp_path, reports[name], f"--screenshot={shot}", "--window-size=1280,2400", "--hide-scrollbars")
     assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"

@@ -48,8 +48,13 @@ STRATEGY_FILE, HISTORY_FILE = DATA / "strategy.json", DATA / "history_90d.csv"
 STRATEGY: dict[str, Any] = json.loads(STRATEGY_FILE.read_text())
 ROWS: list[dict[str, Any]] = load_history(HISTORY_FILE).to_records()
 CSV = HISTORY_FILE.read_text()
-APPROVED = {"campaign_id": "summer", "client_id": "acme", "audience_size": 300_000, "cvr": 0.03,
-            "daily_budget": 900}  # approved on the test history at any seed
+APPROVED = {
+    "campaign_id": "summer",
+    "client_id": "acme",
+    "audience_size": 300_000,
+    "cvr": 0.03,
+    "daily_budget": 900,
+}  # approved on the test history at any seed
 PREFIX = "synctwin:"
 
 
@@ -100,29 +105,45 @@ def test_simulate_honours_paths_model_and_threshold(api: TestClient) -> None:
     assert d["simulation_details"]["initial_simulations"] == 1_000
 
 
-@pytest.mark.parametrize(("change", "loc", "kind"), [
-    ({"strategy": {**STRATEGY, "daily_budget": -5}}, ["body", "strategy", "daily_budget"], "greater_than"),
-    ({"strategy": {k: v for k, v in STRATEGY.items() if k != "audience_size"}},
-     ["body", "strategy", "audience_size"], "missing"),
-    ({"strategy": {**STRATEGY, "platform": "myspace"}}, ["body", "strategy", "platform"], "literal_error"),
-    ({"history": [*ROWS[:2], {k: v for k, v in ROWS[2].items() if k != "clicks"}, *ROWS[3:]]},
-     ["body", "history", 2, "clicks"], "missing"),
-    ({"history": [*ROWS[:5], {**ROWS[5], "date": ROWS[4]["date"]}, *ROWS[6:]]},
-     ["body", "history", 5, "date"], "value_error"),
-    ({"history": [*ROWS[:3], {**ROWS[3], "spend": -1}, *ROWS[4:]]}, ["body", "history", 3, "spend"],
-     "greater_than_equal"),
-    ({"history": ROWS[:5]}, ["body", "history"], "value_error"),  # too few days for a baseline
-    ({"history": None, "history_csv": "date,spend\n2024-01-01,5\n"}, ["body", "history_csv"], "value_error"),
-    ({"history": None}, ["body", "history"], "missing"),  # no Redis to read it from
-    ({"history_csv": CSV}, ["body"], "value_error"),  # both
-    ({"paths": 50}, ["body", "paths"], "greater_than_equal"),
-    ({"seed": -1}, ["body", "seed"], "greater_than_equal"),
-    ({"threshold": 1.5}, ["body", "threshold"], "less_than"),
-    ({"model": "oracle"}, ["body", "model"], "literal_error"),
-    ({"surprise": 1}, ["body", "surprise"], "extra_forbidden"),
-])
-def test_bad_input_is_a_422_naming_the_field(api: TestClient, change: dict[str, Any], loc: list[Any],
-                                             kind: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "loc", "kind"),
+    [
+        ({"strategy": {**STRATEGY, "daily_budget": -5}}, ["body", "strategy", "daily_budget"], "greater_than"),
+        (
+            {"strategy": {k: v for k, v in STRATEGY.items() if k != "audience_size"}},
+            ["body", "strategy", "audience_size"],
+            "missing",
+        ),
+        ({"strategy": {**STRATEGY, "platform": "myspace"}}, ["body", "strategy", "platform"], "literal_error"),
+        (
+            {"history": [*ROWS[:2], {k: v for k, v in ROWS[2].items() if k != "clicks"}, *ROWS[3:]]},
+            ["body", "history", 2, "clicks"],
+            "missing",
+        ),
+        (
+            {"history": [*ROWS[:5], {**ROWS[5], "date": ROWS[4]["date"]}, *ROWS[6:]]},
+            ["body", "history", 5, "date"],
+            "value_error",
+        ),
+        (
+            {"history": [*ROWS[:3], {**ROWS[3], "spend": -1}, *ROWS[4:]]},
+            ["body", "history", 3, "spend"],
+            "greater_than_equal",
+        ),
+        ({"history": ROWS[:5]}, ["body", "history"], "value_error"),  # too few days for a baseline
+        ({"history": None, "history_csv": "date,spend\n2024-01-01,5\n"}, ["body", "history_csv"], "value_error"),
+        ({"history": None}, ["body", "history"], "missing"),  # no Redis to read it from
+        ({"history_csv": CSV}, ["body"], "value_error"),  # both
+        ({"paths": 50}, ["body", "paths"], "greater_than_equal"),
+        ({"seed": -1}, ["body", "seed"], "greater_than_equal"),
+        ({"threshold": 1.5}, ["body", "threshold"], "less_than"),
+        ({"model": "oracle"}, ["body", "model"], "literal_error"),
+        ({"surprise": 1}, ["body", "surprise"], "extra_forbidden"),
+    ],
+)
+def test_bad_input_is_a_422_naming_the_field(
+    api: TestClient, change: dict[str, Any], loc: list[Any], kind: str
+) -> None:
     detail = errors(api.post("/v1/simulate", json=body(**change)))
     assert detail[0]["loc"] == loc, detail
     assert detail[0]["type"] == kind, detail
@@ -135,8 +156,9 @@ def test_nan_and_infinity_are_refused_with_their_field(api: TestClient) -> None:
     detail = errors(api.post("/v1/simulate", content=raw, headers={"content-type": "application/json"}))
     assert detail[0]["loc"] == ["body", "strategy", "cvr"]
     rows = [*ROWS[:3], {**ROWS[3], "revenue": float("inf")}, *ROWS[4:]]
-    detail = errors(api.post("/v1/simulate", content=json.dumps(body(history=rows)),
-                             headers={"content-type": "application/json"}))
+    detail = errors(
+        api.post("/v1/simulate", content=json.dumps(body(history=rows)), headers={"content-type": "application/json"})
+    )
     assert detail[0]["loc"] == ["body", "history", 3, "revenue"]
     assert detail[0]["input"] == "inf"  # echoed as a string: the error body stays valid JSON
 
@@ -173,7 +195,7 @@ def test_a_body_over_the_limit_is_a_413() -> None:
 
         def chunks() -> Iterator[bytes]:  # streamed: no Content-Length to refuse up front
             for i in range(0, len(big), 1_000):
-                yield big[i:i + 1_000]
+                yield big[i : i + 1_000]
 
         r = c.post("/v1/simulate", content=chunks(), headers={"content-type": "application/json"})
         assert r.status_code == 413
@@ -222,9 +244,14 @@ def test_api_key_guards_v1_but_not_health_and_metrics() -> None:
 
 
 BAD_BODIES: list[tuple[bytes, str]] = [
-    (b"{not json", "application/json"), (b"\xff\xfe\x00", "application/json"), (b"[]", "application/json"),
-    (b'{"strategy": {}}', "application/json"), (b'{"strategy": {"cvr": "x"}, "history": 5}', "application/json"),
-    (b"a=1", "application/x-www-form-urlencoded"), (b"", "application/json"), (b"null", "text/plain"),
+    (b"{not json", "application/json"),
+    (b"\xff\xfe\x00", "application/json"),
+    (b"[]", "application/json"),
+    (b'{"strategy": {}}', "application/json"),
+    (b'{"strategy": {"cvr": "x"}, "history": 5}', "application/json"),
+    (b"a=1", "application/x-www-form-urlencoded"),
+    (b"", "application/json"),
+    (b"null", "text/plain"),
 ]
 
 
@@ -281,8 +308,9 @@ def test_healthz_reports_redis(fake: Any) -> None:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    dead = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, decode_responses=True,
-                       retry=Retry(NoBackoff(), 0))
+    dead = redis.Redis(
+        host="127.0.0.1", port=port, socket_connect_timeout=1, decode_responses=True, retry=Retry(NoBackoff(), 0)
+    )
     with _client(redis_client=dead) as c:
         r = c.get("/healthz")
         assert r.status_code == 200 and r.json()["redis"].startswith("unreachable")
@@ -296,8 +324,9 @@ def test_redis_down_is_a_503_not_a_traceback() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    dead = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, decode_responses=True,
-                       retry=Retry(NoBackoff(), 0))
+    dead = redis.Redis(
+        host="127.0.0.1", port=port, socket_connect_timeout=1, decode_responses=True, retry=Retry(NoBackoff(), 0)
+    )
     with _client(redis_client=dead) as c:
         for r in (c.post("/v1/simulate", json=body()), c.get("/v1/campaigns/summer")):
             assert r.status_code == 503, r.text
@@ -315,7 +344,8 @@ def test_metrics_count_gate_decisions_latency_and_paths(api: TestClient) -> None
     assert 'synctwin_http_requests_total{method="POST",route="/v1/simulate",status="200"}' in text
     assert metrics.sample("synctwin_gate_latency_seconds_count", {"model": "curve"}) == before_n + 1
     assert metrics.sample("synctwin_gate_paths_total", {"model": "curve"}) == (
-        before_paths + d["simulation_details"]["total_simulations"])
+        before_paths + d["simulation_details"]["total_simulations"]
+    )
     assert metrics.sample("synctwin_gate_decisions_total", labels) == before_decisions + 1
     assert metrics.sample("synctwin_gate_in_flight") == 0
 
@@ -344,12 +374,15 @@ def test_an_approval_is_published_and_the_campaign_can_be_read(fake: Any) -> Non
         assert view["decisions"][0]["metadata"]["confidence_score"] == result["confidence_score"]
 
         # the live mirror's state and a pause show up as they are written
-        state = MirrorState("summer", spend=1200.0, conversions=80.0, status="PAUSED", deviation=0.31,
-                            pause_reason=PAUSE_REASON)
+        state = MirrorState(
+            "summer", spend=1200.0, conversions=80.0, status="PAUSED", deviation=0.31, pause_reason=PAUSE_REASON
+        )
         fake.hset(f"{PREFIX}campaign:summer:mirror", mapping={**state.to_hash(), "rev": "7", "launch_ts": "1.5"})
         fake.xadd(f"{PREFIX}control", {"command": "PAUSE", "campaign_id": "other", "reason": PAUSE_REASON})
-        fake.xadd(f"{PREFIX}control", {"command": "PAUSE", "campaign_id": "summer", "reason": PAUSE_REASON,
-                                       "deviation": "0.3100"})
+        fake.xadd(
+            f"{PREFIX}control",
+            {"command": "PAUSE", "campaign_id": "summer", "reason": PAUSE_REASON, "deviation": "0.3100"},
+        )
         view = c.get("/v1/campaigns/summer").json()
         assert view["mirror"]["status"] == "PAUSED" and view["mirror"]["deviation"] == 0.31
         assert view["mirror"]["launch_ts"] == 1.5
@@ -364,13 +397,18 @@ def test_an_approval_is_published_and_the_campaign_can_be_read(fake: Any) -> Non
 def test_a_rejection_is_audited_but_publishes_nothing(fake: Any) -> None:
     with _client(redis_client=fake) as c:
         strategy = {**APPROVED, "campaign_id": "winter", "daily_budget": 5_000, "audience_size": 20_000}
-        assert c.post("/v1/simulate", json={"strategy": strategy, "history": ROWS, "paths": 1_000,
-                                            "seed": 1}).json()["decision"] == "REJECTED"
+        assert (
+            c.post("/v1/simulate", json={"strategy": strategy, "history": ROWS, "paths": 1_000, "seed": 1}).json()[
+                "decision"
+            ]
+            == "REJECTED"
+        )
         assert fake.get(f"{PREFIX}campaign:winter:projection") is None
         view = c.get("/v1/campaigns/winter").json()
         assert view["projection"] is None
         assert [(d["event_type"], d["reason"]) for d in view["decisions"]] == [
-            ("CAMPAIGN_REJECTED", "SYNCTWIN_NEGATIVE_FORECAST")]
+            ("CAMPAIGN_REJECTED", "SYNCTWIN_NEGATIVE_FORECAST")
+        ]
 
 
 def test_campaigns_404_for_unknown_422_for_a_bad_id_503_without_redis(fake: Any) -> None:
@@ -404,9 +442,18 @@ def _events(cid: str, hours: float, runaway_at: float | None = None) -> list[dic
         h = i * STEP / 3600
         conv = math.floor(RATE * h)
         spend = RATE * CPA * (h if runaway_at is None or h <= runaway_at else runaway_at + 10 * (h - runaway_at))
-        out.append({"event_id": f"{cid}:{i}", "campaign_id": cid, "ts": str(LAUNCH + i * STEP), "spend": str(spend),
-                    "impressions": str(conv * 50), "clicks": str(conv * 2), "conversions": str(conv),
-                    "revenue": str(conv * AOV)})
+        out.append(
+            {
+                "event_id": f"{cid}:{i}",
+                "campaign_id": cid,
+                "ts": str(LAUNCH + i * STEP),
+                "spend": str(spend),
+                "impressions": str(conv * 50),
+                "clicks": str(conv * 2),
+                "conversions": str(conv),
+                "revenue": str(conv * AOV),
+            }
+        )
     return out
 
 
@@ -416,17 +463,32 @@ def test_mirror_metrics_follow_what_the_worker_does(fake: Any) -> None:
     evs = _events("steady", 16) + _events("runaway", 16, runaway_at=6.0)
     evs.sort(key=lambda e: float(e["ts"]))
     evs.append(dict(evs[10]))  # a duplicate: ignored
-    evs.append({"event_id": "x", "campaign_id": "nobody", "ts": "1", "spend": "1", "impressions": "1",
-                "clicks": "1", "conversions": "1", "revenue": "1"})  # unknown campaign: dead letter
+    evs.append(
+        {
+            "event_id": "x",
+            "campaign_id": "nobody",
+            "ts": "1",
+            "spend": "1",
+            "impressions": "1",
+            "clicks": "1",
+            "conversions": "1",
+            "revenue": "1",
+        }
+    )  # unknown campaign: dead letter
     evs.append({"event_id": "y", "campaign_id": "steady", "ts": "nan"})  # invalid: dead letter
     for e in evs:
         fake.xadd(f"{PREFIX}bids", e)
-    names = ("synctwin_mirror_events_processed_total", "synctwin_mirror_events_dead_lettered_total",
-             "synctwin_mirror_events_ignored_total", "synctwin_mirror_batches_total")
+    names = (
+        "synctwin_mirror_events_processed_total",
+        "synctwin_mirror_events_dead_lettered_total",
+        "synctwin_mirror_events_ignored_total",
+        "synctwin_mirror_batches_total",
+    )
     before = {n: metrics.sample(n) or 0.0 for n in names}
     pauses_before = metrics.sample("synctwin_pauses_total", {"reason": PAUSE_REASON}) or 0.0
-    worker = RedisMirror(fake, MirrorConfig(), prefix=PREFIX, consumer="t", batch=50, block_ms=None,
-                         clock=lambda: LAUNCH + 16 * 3600)
+    worker = RedisMirror(
+        fake, MirrorConfig(), prefix=PREFIX, consumer="t", batch=50, block_ms=None, clock=lambda: LAUNCH + 16 * 3600
+    )
     worker.ensure_group()
     while worker.step():
         pass
@@ -447,7 +509,6 @@ def test_mirror_metrics_follow_what_the_worker_does(fake: Any) -> None:
     assert [s.value for s in families["synctwin_mirror_pending_events"].samples] == [0.0]
 
 
-
 def test_a_campaign_no_longer_evaluated_loses_its_deviation_series() -> None:
     t0 = 1_000_000.0
     metrics.record_mirror({}, [("gone-campaign", 0.4), ("live-campaign", 0.05)], now=t0)
@@ -457,6 +518,7 @@ def test_a_campaign_no_longer_evaluated_loses_its_deviation_series() -> None:
     metrics.record_mirror({}, [("live-campaign", 0.07)], now=t0 + metrics.DEVIATION_STALE_S + 1)
     assert metrics.sample("synctwin_mirror_deviation", {"campaign_id": "gone-campaign"}) is None
     assert metrics.sample("synctwin_mirror_deviation", {"campaign_id": "live-campaign"}) == 0.07
+
 
 def test_record_chaos_run_counts_verdicts_and_stamps_the_run() -> None:
     def result(name: str, passed: bool) -> Any:
@@ -497,8 +559,13 @@ def test_the_dashboard_only_queries_metrics_we_export() -> None:
             assert names, (panel["title"], target["expr"])
             assert names <= known, (panel["title"], names - known)
             queried |= names
-    for wanted in ("synctwin_gate_decisions_total", "synctwin_gate_latency_seconds_bucket",
-                   "synctwin_mirror_events_processed_total", "synctwin_pauses_total", "synctwin_chaos_drills_total"):
+    for wanted in (
+        "synctwin_gate_decisions_total",
+        "synctwin_gate_latency_seconds_bucket",
+        "synctwin_mirror_events_processed_total",
+        "synctwin_pauses_total",
+        "synctwin_chaos_drills_total",
+    ):
         assert wanted in queried
 
 
@@ -535,8 +602,13 @@ def _stop(proc: subprocess.Popen[str]) -> int:
 def test_synctwin_serve_answers_and_stops_on_sigterm(workers: int) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCTWIN_", "PROMETHEUS_"))}
-    proc = subprocess.Popen([sys.executable, "-m", "synctwin.cli", "serve", "--port", str(port), "--workers",
-                             str(workers)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synctwin.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         assert _wait_http(f"{base}/healthz", proc).json()["status"] == "ok"
@@ -568,9 +640,23 @@ def test_synctwin_mirror_serves_its_metrics(redis_server: Any, redis_client: Any
         redis_client.xadd(f"{PREFIX}bids", e)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCTWIN_")}
-    proc = subprocess.Popen([sys.executable, "-m", "synctwin.cli", "mirror", "--redis", redis_server.url,
-                             "--metrics-port", str(port), "--quiet"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "synctwin.cli",
+            "mirror",
+            "--redis",
+            redis_server.url,
+            "--metrics-port",
+            str(port),
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}/metrics"
         deadline = time.monotonic() + 30

@@ -39,13 +39,23 @@ from synctwin.models import Strategy
 from synctwin.publishing import audit_metadata
 
 HISTORY = Path(__file__).resolve().parents[1] / "scenarios" / "builtin" / "histories" / "volt-threads-tiktok.csv"
-STRATEGY = Strategy(platform="tiktok", audience_size=400_000, cvr=0.004, daily_budget=500, gross_margin=0.52,
-                    new_audience=True, campaign_id="genz", client_id="volt", duration_days=3)
+STRATEGY = Strategy(
+    platform="tiktok",
+    audience_size=400_000,
+    cvr=0.004,
+    daily_budget=500,
+    gross_margin=0.52,
+    new_audience=True,
+    campaign_id="genz",
+    client_id="volt",
+    duration_days=3,
+)
 
 
 def _rejected():
-    b = compute_baseline(load_history(HISTORY), lookback_days=90, min_days=14, gross_margin=0.52,
-                         default_monthly_churn=0.25, source="h")
+    b = compute_baseline(
+        load_history(HISTORY), lookback_days=90, min_days=14, gross_margin=0.52, default_monthly_churn=0.25, source="h"
+    )
     result = SimulationGatekeeper().evaluate(STRATEGY, b, seed=1, paths=2_000)
     assert not result.approved
     return result
@@ -114,8 +124,9 @@ def test_market_file_outcomes_and_bad_files(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="2025-03-02"):  # a gap inside the file
         load_market(_market(tmp_path, ["2025-03-01", "2025-03-03"]))
     with pytest.raises(InvalidInput, match="2025-03-03"):  # the flight runs past the file
-        shadow_outcomes_from_market([Rejection(STRATEGY, result, start)],
-                                    _market(tmp_path, ["2025-03-01", "2025-03-02"]))
+        shadow_outcomes_from_market(
+            [Rejection(STRATEGY, result, start)], _market(tmp_path, ["2025-03-01", "2025-03-02"])
+        )
     with pytest.raises(InvalidInput, match=r"line 3.*date"):
         load_market(_market(tmp_path, ["2025-03-01", "2025-13-01"]))
     with pytest.raises(InvalidInput, match="cpm"):
@@ -128,15 +139,28 @@ def _outcomes_scenario() -> dict:
     """The thin-margin shock (paused by MarginGuardian at ~7 h) beside a one-day flight that ends."""
     d = copy.deepcopy(SHOCK)
     d["name"], d["duration"] = "outcomes", "1d2h"
-    d["campaigns"].append({"id": "short", "client": "kettle", "launch_at": "0s", "strategy": {
-        "platform": "meta", "audience_size": 8_000_000, "cvr": 0.025, "daily_budget": 12_000, "gross_margin": 0.35,
-        "duration_days": 1}})
+    d["campaigns"].append(
+        {
+            "id": "short",
+            "client": "kettle",
+            "launch_at": "0s",
+            "strategy": {
+                "platform": "meta",
+                "audience_size": 8_000_000,
+                "cvr": 0.025,
+                "daily_budget": 12_000,
+                "gross_margin": 0.35,
+                "duration_days": 1,
+            },
+        }
+    )
     d["expectations"].append({"expect": "gate", "campaign": "short", "decision": "APPROVED"})
     return d
 
 
 def test_a_replay_audits_one_campaign_outcome_per_approved_campaign_that_kpis_and_tune_read(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     trace = run_scenario(scenario_from_dict(_outcomes_scenario()), seed=0)
     assert trace.passed, [e.message for e in trace.expectations if not e.passed]
     outcomes = {r["campaign_id"]: r for r in trace.audit if r["event_type"] == CAMPAIGN_OUTCOME}
@@ -153,8 +177,13 @@ def test_a_replay_audits_one_campaign_outcome_per_approved_campaign_that_kpis_an
     assert short["metadata"]["spend"] < s.final["spend"]  # the world kept delivering after the flight
     for r, camp in ((thin, c), (short, s)):
         m = r["metadata"]
-        expected = net_profit_uplift(m["revenue"], m["spend"], m["days"], {
-            "daily_revenue": camp.baseline_daily_revenue, "daily_spend": camp.baseline_daily_spend}, 0.35)
+        expected = net_profit_uplift(
+            m["revenue"],
+            m["spend"],
+            m["days"],
+            {"daily_revenue": camp.baseline_daily_revenue, "daily_spend": camp.baseline_daily_spend},
+            0.35,
+        )
         # the record's days are rounded to 1e-4: the baseline over them moves by up to 5e-5 days' worth
         days_slack = 5e-5 * (camp.baseline_daily_revenue * 0.35 + camp.baseline_daily_spend)
         assert m["net_profit_uplift"] == pytest.approx(expected, abs=0.05 + days_slack)
@@ -174,9 +203,20 @@ def test_a_replay_audits_one_campaign_outcome_per_approved_campaign_that_kpis_an
 
 def test_shadow_rejections_come_back_from_an_audit_log(tmp_path: Path) -> None:
     result = _rejected()
-    recs = [{"seq": 1, "ts": 1_740_787_200.0, "event_type": "CAMPAIGN_REJECTED", "campaign_id": "genz",
-             "client_id": "volt", "metadata": {**audit_metadata(result), "strategy": STRATEGY.model_dump(mode="json"),
-                                               "launch_ts": 1_740_787_200.0}}]
+    recs = [
+        {
+            "seq": 1,
+            "ts": 1_740_787_200.0,
+            "event_type": "CAMPAIGN_REJECTED",
+            "campaign_id": "genz",
+            "client_id": "volt",
+            "metadata": {
+                **audit_metadata(result),
+                "strategy": STRATEGY.model_dump(mode="json"),
+                "launch_ts": 1_740_787_200.0,
+            },
+        }
+    ]
     with pytest.raises(InvalidInput, match="baseline"):  # the baseline a shadow needs is missing
         rejections_from_audit(recs)
     recs[0]["metadata"]["baseline"] = {k: result.baseline[k] for k in ("daily_revenue", "daily_spend")}
@@ -202,8 +242,21 @@ def test_the_readme_market_file_example_runs_end_to_end(tmp_path: Path, capsys: 
     repo = Path(__file__).resolve().parent.parent
     examples = repo / "scenarios" / "examples" / "shadow"
     log = str(tmp_path / "audit.jsonl")
-    assert main(["gate", str(examples / "strategy_thin_margin.json"), "--history",
-                 str(repo / "tests" / "data" / "history_90d.csv"), "--seed", "1", "--audit-log", log]) == 1
+    assert (
+        main(
+            [
+                "gate",
+                str(examples / "strategy_thin_margin.json"),
+                "--history",
+                str(repo / "tests" / "data" / "history_90d.csv"),
+                "--seed",
+                "1",
+                "--audit-log",
+                log,
+            ]
+        )
+        == 1
+    )
     assert main(["shadow", "--market", str(examples / "market_meta_oct2026.csv"), "--audit-log", log]) == 0
     assert "1 SHADOW_OUTCOME appended" in capsys.readouterr().out
     assert main(["shadow", "--market", str(examples / "market_meta_oct2026.csv"), "--audit-log", log]) == 0

@@ -60,8 +60,17 @@ def gated(strategy: Strategy, decision: str, rates: dict[str, float]) -> Any:
 
 
 def strategy(cid: str, platform: str, **kw: Any) -> Strategy:
-    fields = {"campaign_id": cid, "client_id": f"client-{cid}", "platform": platform, "audience_size": 10_000_000,
-              "cvr": 0.01, "daily_budget": 1000.0, "duration_days": 2, "gross_margin": 0.5, "launch_ts": LAUNCH}
+    fields = {
+        "campaign_id": cid,
+        "client_id": f"client-{cid}",
+        "platform": platform,
+        "audience_size": 10_000_000,
+        "cvr": 0.01,
+        "daily_budget": 1000.0,
+        "duration_days": 2,
+        "gross_margin": 0.5,
+        "launch_ts": LAUNCH,
+    }
     return Strategy(**(fields | kw))
 
 
@@ -85,8 +94,14 @@ def events(cid: str, per_hour: tuple[float, ...], hours: int, *, stop_at: float 
     for h in range(1, hours + 1):
         k = h if stop_at is None else min(h, stop_at)
         values = [v * k for v in per_hour]
-        out.append({"event_id": f"{cid}:{h}", "campaign_id": cid, "ts": LAUNCH + h * HOUR,
-                    **dict(zip(("spend", "impressions", "clicks", "conversions", "revenue"), values, strict=True))})
+        out.append(
+            {
+                "event_id": f"{cid}:{h}",
+                "campaign_id": cid,
+                "ts": LAUNCH + h * HOUR,
+                **dict(zip(("spend", "impressions", "clicks", "conversions", "revenue"), values, strict=True)),
+            }
+        )
     return out
 
 
@@ -102,17 +117,34 @@ def world(client: Any, prefix: str = PREFIX, hours: int = 50) -> list[dict[str, 
     one by a PAUSE command only), one approved campaign that never delivers; the bid stream."""
     reject(client, "rej-meta", "meta", POOR_RATES, prefix)
     reject(client, "rej-tiktok", "tiktok", RICH_RATES, prefix)
-    for cid, platform in (("live-meta", "meta"), ("live-tiktok", "tiktok"), ("live-paused", "meta"),
-                          ("live-ctl", "meta"), ("live-silent", "meta")):
+    for cid, platform in (
+        ("live-meta", "meta"),
+        ("live-tiktok", "tiktok"),
+        ("live-paused", "meta"),
+        ("live-ctl", "meta"),
+        ("live-silent", "meta"),
+    ):
         approve(client, cid, platform, prefix)
-    client.hset(f"{prefix}campaign:live-paused:mirror", mapping={
-        "status": "PAUSED", "paused_at": str(10 * HOUR), "launch_ts": repr(LAUNCH),
-        "pause_reason": "overspend"})  # the mirror's own word; the outcome names the pause command's reason
-    client.xadd(f"{prefix}control", {"command": "PAUSE", "campaign_id": "live-ctl", "reason": "MANUAL",
-                                     "ts": str(LAUNCH + 5 * HOUR)})
-    evs = (events("live-meta", RICH, hours) + events("live-tiktok", POOR, hours)
-           + events("live-paused", RICH, hours, stop_at=10) + events("live-ctl", RICH, hours, stop_at=5)
-           + events("stranger", RICH, hours))  # no published plan: ignored
+    client.hset(
+        f"{prefix}campaign:live-paused:mirror",
+        mapping={
+            "status": "PAUSED",
+            "paused_at": str(10 * HOUR),
+            "launch_ts": repr(LAUNCH),
+            "pause_reason": "overspend",
+        },
+    )  # the mirror's own word; the outcome names the pause command's reason
+    client.xadd(
+        f"{prefix}control",
+        {"command": "PAUSE", "campaign_id": "live-ctl", "reason": "MANUAL", "ts": str(LAUNCH + 5 * HOUR)},
+    )
+    evs = (
+        events("live-meta", RICH, hours)
+        + events("live-tiktok", POOR, hours)
+        + events("live-paused", RICH, hours, stop_at=10)
+        + events("live-ctl", RICH, hours, stop_at=5)
+        + events("stranger", RICH, hours)
+    )  # no published plan: ignored
     evs.sort(key=lambda e: (e["ts"], e["campaign_id"]))
     return evs
 
@@ -148,8 +180,9 @@ def test_the_market_is_each_days_delivery_whatever_the_order_duplicates_or_redel
     meta_day1, _ = market_sums(fake, PREFIX, "meta", DAY0 + 1)
     assert meta_day1["spend"] == RICH[0] * 24  # the paused ones delivered nothing more
     assert rates(observed_market(fake, PREFIX, "meta", DAY0)) == pytest.approx((5.0, 0.02, 0.05, 80.0), rel=1e-12)
-    assert rates(observed_market(fake, PREFIX, "tiktok", DAY0 + 1)) == pytest.approx((20.0, 0.005, 0.05, 20.0),
-                                                                                      rel=1e-12)
+    assert rates(observed_market(fake, PREFIX, "tiktok", DAY0 + 1)) == pytest.approx(
+        (20.0, 0.005, 0.05, 20.0), rel=1e-12
+    )
     assert observed_market(fake, PREFIX, "google", DAY0) is None
     # the same events shuffled, each twice, in small batches, into a second namespace: the same keys
     other = "again:"
@@ -161,8 +194,9 @@ def test_the_market_is_each_days_delivery_whatever_the_order_duplicates_or_redel
     again.run(lambda: False, once=True)
     for platform in ("meta", "tiktok"):
         for day in range(DAY0, DAY0 + 3):
-            assert fake.zrange(market_key(other, platform, day), 0, -1, withscores=True) == \
-                fake.zrange(market_key(PREFIX, platform, day), 0, -1, withscores=True)
+            assert fake.zrange(market_key(other, platform, day), 0, -1, withscores=True) == fake.zrange(
+                market_key(PREFIX, platform, day), 0, -1, withscores=True
+            )
             assert market_sums(fake, other, platform, day) == market_sums(fake, PREFIX, platform, day)
     # and processing everything again changes nothing
     before = {k: fake.zrange(k, 0, -1, withscores=True) for k in fake.keys(f"{PREFIX}market:*")}
@@ -200,8 +234,19 @@ def test_unknown_invalid_and_pre_launch_events_are_acknowledged_and_counted(fake
     approve(fake, "live-meta", "meta")
     publish(fake, events("live-meta", RICH, 3) + events("nobody", RICH, 2))
     fake.xadd(f"{PREFIX}bids", {"event_id": "x", "campaign_id": "live-meta", "ts": "soon"})
-    fake.xadd(f"{PREFIX}bids", {"event_id": "y", "campaign_id": "live-meta", "ts": str(LAUNCH - 60), "spend": "1",
-                                "impressions": "1", "clicks": "1", "conversions": "1", "revenue": "1"})
+    fake.xadd(
+        f"{PREFIX}bids",
+        {
+            "event_id": "y",
+            "campaign_id": "live-meta",
+            "ts": str(LAUNCH - 60),
+            "spend": "1",
+            "impressions": "1",
+            "clicks": "1",
+            "conversions": "1",
+            "revenue": "1",
+        },
+    )
     worker = RedisShadow(fake, block_ms=None)
     before = metrics.sample("synctwin_shadow_events_ignored_total", {"why": "unknown_campaign"}) or 0.0
     stats = worker.run(lambda: False, once=True)
@@ -225,7 +270,11 @@ def test_shadow_outcomes_follow_the_observed_market_once_per_campaign_day(fake: 
     records = audit(fake)
     shadows = of_type(records, SHADOW_OUTCOME)
     assert sorted((r["campaign_id"], r["metadata"]["date"]) for r in shadows) == [
-        ("rej-meta", iso(DAY0)), ("rej-meta", iso(DAY0 + 1)), ("rej-tiktok", iso(DAY0)), ("rej-tiktok", iso(DAY0 + 1))]
+        ("rej-meta", iso(DAY0)),
+        ("rej-meta", iso(DAY0 + 1)),
+        ("rej-tiktok", iso(DAY0)),
+        ("rej-tiktok", iso(DAY0 + 1)),
+    ]
     final = {r["campaign_id"]: r["metadata"] for r in shadows if r["metadata"]["final"]}
     rich = expected_shadow(MarketDay(cpm=5.0, ctr=0.02, cvr=0.05, aov=80.0))
     poor = expected_shadow(MarketDay(cpm=20.0, ctr=0.005, cvr=0.05, aov=20.0))
@@ -302,7 +351,8 @@ def test_one_campaign_outcome_per_approved_campaign_at_its_flights_end_or_pause(
     assert c["reason"] == "PAUSED" and c["metadata"]["pause_reason"] == "MANUAL"
     assert c["metadata"]["days"] == pytest.approx(5 / 24, abs=1e-4)
     assert c["metadata"]["net_profit_uplift"] == pytest.approx(
-        net_profit_uplift(RICH[4] * 5, RICH[0] * 5, 5 / 24, BASE, 0.5), abs=0.01)
+        net_profit_uplift(RICH[4] * 5, RICH[0] * 5, 5 / 24, BASE, 0.5), abs=0.01
+    )
     assert c["metadata"]["profitable"] is True
     assert fake.zcard(f"{PREFIX}outcome:pending") == 0
     # kpis and tune read them: 1 of the 4 approved campaigns lost money
@@ -310,7 +360,11 @@ def test_one_campaign_outcome_per_approved_campaign_at_its_flights_end_or_pause(
     assert (k["false_positive_rate"]["count"], k["false_positive_rate"]["of"]) == (1, 4)
     assert k["false_negative_rate"]["count"] == 1 and k["false_negative_rate"]["of"] == 2
     assert sorted((e.name, e.profitable) for e in live_evidence(audit(fake))) == [
-        ("live-ctl", True), ("live-meta", True), ("live-paused", True), ("live-tiktok", False)]
+        ("live-ctl", True),
+        ("live-meta", True),
+        ("live-paused", True),
+        ("live-tiktok", False),
+    ]
 
 
 def test_an_outcome_waits_for_the_flight_or_the_pause_and_its_grace(fake: Any) -> None:
@@ -338,8 +392,10 @@ def test_a_new_plan_for_the_same_campaign_gets_its_own_outcome(fake: Any) -> Non
     s = strategy("live-meta", "meta", launch_ts=LAUNCH + 3 * 86_400, daily_budget=240.0)
     publish_plan(fake, PREFIX, s, HISTORY, gated(s, "APPROVED", RICH_RATES))
     assert fake.get(f"{PREFIX}campaign:live-meta:outcome") is None
-    publish(fake, [e | {"event_id": f"2:{e['event_id']}", "ts": e["ts"] + 3 * 86_400} for e in events(
-        "live-meta", RICH, 50)])
+    publish(
+        fake,
+        [e | {"event_id": f"2:{e['event_id']}", "ts": e["ts"] + 3 * 86_400} for e in events("live-meta", RICH, 50)],
+    )
     RedisShadow(fake, block_ms=None).run(lambda: False, once=True)
     launches = [r["metadata"]["launch_ts"] for r in of_type(audit(fake), CAMPAIGN_OUTCOME)]
     assert launches == [LAUNCH, LAUNCH + 3 * 86_400]
@@ -353,8 +409,11 @@ def test_publishing_keeps_what_shadow_and_outcomes_need(fake: Any) -> None:
     assert 0 <= doc["confidence_score"] <= 1 and doc["threshold"] == 0.85
     assert fake.zscore(f"{PREFIX}shadow:pending", "rej-meta") == LAUNCH
     [rec] = audit(fake)
-    assert rec["event_type"] == "CAMPAIGN_REJECTED" and rec["metadata"]["strategy"] == s.model_dump(
-        mode="json", exclude_none=True) and rec["metadata"]["launch_ts"] == LAUNCH
+    assert (
+        rec["event_type"] == "CAMPAIGN_REJECTED"
+        and rec["metadata"]["strategy"] == s.model_dump(mode="json", exclude_none=True)
+        and rec["metadata"]["launch_ts"] == LAUNCH
+    )
     assert "projection" not in rec["metadata"]
     approve(fake, "ok", "meta")
     gate = json.loads(fake.get(f"{PREFIX}campaign:ok:gate"))
@@ -381,13 +440,13 @@ def test_cli_bad_input_exits_2_with_one_line(capsys: pytest.CaptureFixture[str],
 
 
 def _market_csv(path: Path, days: list[str], rows: dict[str, str]) -> Path:
-    path.write_text("date,platform,cpm,ctr,cvr,aov\n" + "".join(f"{d},{p},{r}\n" for d in days
-                                                                 for p, r in rows.items()))
+    path.write_text(
+        "date,platform,cpm,ctr,cvr,aov\n" + "".join(f"{d},{p},{r}\n" for d in days for p, r in rows.items())
+    )
     return path
 
 
-def test_cli_market_file_appends_final_shadow_outcomes_once(capsys: pytest.CaptureFixture[str],
-                                                            tmp_path: Path) -> None:
+def test_cli_market_file_appends_final_shadow_outcomes_once(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     for cid, platform, planned in (("rej-meta", "meta", POOR_RATES), ("rej-tiktok", "tiktok", RICH_RATES)):
         s = strategy(cid, platform)
@@ -397,14 +456,18 @@ def test_cli_market_file_appends_final_shadow_outcomes_once(capsys: pytest.Captu
     from agents.syncshield.backends import JsonlAuditStore
 
     JsonlAuditStore(log).append("CAMPAIGN_REJECTED", campaign_id="old", metadata={"confidence_score": 0.5})
-    market = _market_csv(tmp_path / "m.csv", ["2026-01-01", "2026-01-02", "2026-01-03"],
-                         {"meta": "5,0.02,0.05,80", "tiktok": "20,0.005,0.05,20"})
+    market = _market_csv(
+        tmp_path / "m.csv",
+        ["2026-01-01", "2026-01-02", "2026-01-03"],
+        {"meta": "5,0.02,0.05,80", "tiktok": "20,0.005,0.05,20"},
+    )
     assert main(["shadow", "--market", str(market), "--audit-log", str(log), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert sorted(r["campaign_id"] for r in out["appended"]) == ["rej-meta", "rej-tiktok"]
     assert out["in_progress"] == ["later"] and out["without_strategy"] == ["old"]
-    shadows = {r["campaign_id"]: r["metadata"] for r in JsonlAuditStore(log).records()
-               if r["event_type"] == SHADOW_OUTCOME}
+    shadows = {
+        r["campaign_id"]: r["metadata"] for r in JsonlAuditStore(log).records() if r["event_type"] == SHADOW_OUTCOME
+    }
     assert shadows["rej-meta"]["profitable"] is True and shadows["rej-meta"]["net_profit_uplift"] == 13_000
     assert shadows["rej-tiktok"]["profitable"] is False and shadows["rej-tiktok"]["net_profit_uplift"] == -2750
     assert main(["shadow", "--market", str(market), "--audit-log", str(log)]) == 0  # idempotent
@@ -419,8 +482,11 @@ def test_cli_market_file_appends_final_shadow_outcomes_once(capsys: pytest.Captu
     err = capsys.readouterr().err
     assert "2026-01-02" in err and err.count("\n") == 1 and log.stat().st_size == size
     # a flight the file does not cover (its first day): exit 2 naming it, nothing appended
-    late = _market_csv(tmp_path / "late.csv", ["2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05",
-                                               "2026-01-06", "2026-01-07"], {"meta": "5,0.02,0.05,80"})
+    late = _market_csv(
+        tmp_path / "late.csv",
+        ["2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05", "2026-01-06", "2026-01-07"],
+        {"meta": "5,0.02,0.05,80"},
+    )
     log2 = tmp_path / "audit2.jsonl"
     s = strategy("rej-meta", "meta")
     record_decision(gated(s, "REJECTED", POOR_RATES), audit_log=str(log2), strategy=s)
@@ -470,15 +536,33 @@ def test_kill_9_mid_stream_then_restart_counts_nothing_twice(redis_server: Any, 
     publish(redis_client, evs)
     doomed = start(redis_server.url, "doomed")
     try:
-        wait_for(lambda: any(g["last-delivered-id"] != "0-0" for g in redis_client.xinfo_groups(f"{PREFIX}bids")),
-                 30, "the first worker to start consuming")
+        wait_for(
+            lambda: any(g["last-delivered-id"] != "0-0" for g in redis_client.xinfo_groups(f"{PREFIX}bids")),
+            30,
+            "the first worker to start consuming",
+        )
     finally:
         doomed.kill()  # SIGKILL, mid-stream
         doomed.communicate(timeout=10)
     assert not group_drained(redis_client)
-    rescue = subprocess.run([*synctwin_cmd(), "shadow", "--redis", redis_server.url, "--consumer", "rescuer",
-                             "--once", "--claim-idle-ms", "0"], capture_output=True, text=True, cwd=REPO,
-                            env=worker_env(), timeout=120)
+    rescue = subprocess.run(
+        [
+            *synctwin_cmd(),
+            "shadow",
+            "--redis",
+            redis_server.url,
+            "--consumer",
+            "rescuer",
+            "--once",
+            "--claim-idle-ms",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=worker_env(),
+        timeout=120,
+    )
     assert rescue.returncode == 0, rescue.stderr[-2000:]
     assert "SHADOW_OUTCOME" in rescue.stdout and "Traceback" not in rescue.stderr
     assert group_drained(redis_client)
@@ -489,29 +573,34 @@ def test_kill_9_mid_stream_then_restart_counts_nothing_twice(redis_server: Any, 
     for platform in ("meta", "tiktok"):
         for day in range(DAY0, DAY0 + 3):
             assert market_sums(redis_client, PREFIX, platform, day) == market_sums(redis_client, clean, platform, day)
-            assert redis_client.zrange(market_key(PREFIX, platform, day), 0, -1, withscores=True) == \
-                redis_client.zrange(market_key(clean, platform, day), 0, -1, withscores=True)
+            assert redis_client.zrange(
+                market_key(PREFIX, platform, day), 0, -1, withscores=True
+            ) == redis_client.zrange(market_key(clean, platform, day), 0, -1, withscores=True)
     sums, n = market_sums(redis_client, PREFIX, "meta", DAY0)
     assert n == 6 and sums["spend"] == pytest.approx(6 * 24 * RICH[0])  # each campaign's day counted once
 
     def outcomes(prefix: str) -> list[tuple[str, str, float]]:
-        return sorted((r["campaign_id"], r["event_type"], r["metadata"]["net_profit_uplift"])
-                      for r in audit(redis_client, prefix) if r["event_type"] in (SHADOW_OUTCOME, CAMPAIGN_OUTCOME))
+        return sorted(
+            (r["campaign_id"], r["event_type"], r["metadata"]["net_profit_uplift"])
+            for r in audit(redis_client, prefix)
+            if r["event_type"] in (SHADOW_OUTCOME, CAMPAIGN_OUTCOME)
+        )
 
     assert outcomes(PREFIX) == outcomes(clean) and len(outcomes(PREFIX)) == 6 * (2 * 2 + 2)
 
 
 @pytest.mark.redis
-def test_two_workers_record_each_outcome_exactly_once_and_stop_on_sigterm(redis_server: Any,
-                                                                          redis_client: Any) -> None:
+def test_two_workers_record_each_outcome_exactly_once_and_stop_on_sigterm(redis_server: Any, redis_client: Any) -> None:
     evs = big_world(redis_client, copies=8)
     workers = [start(redis_server.url, name, "--grace", "30m") for name in ("w1", "w2")]
     try:
         publish(redis_client, evs)  # while both consume
 
         def done() -> bool:
-            return (redis_client.zcard(f"{PREFIX}shadow:pending") == 0
-                    and redis_client.zcard(f"{PREFIX}outcome:pending") == 0)
+            return (
+                redis_client.zcard(f"{PREFIX}shadow:pending") == 0
+                and redis_client.zcard(f"{PREFIX}outcome:pending") == 0
+            )
 
         wait_for(done, 90, "every rejection and approved campaign settled")
     finally:
@@ -525,15 +614,19 @@ def test_two_workers_record_each_outcome_exactly_once_and_stop_on_sigterm(redis_
     assert sorted(finals) == sorted(f"{c}-{k}" for k in range(8) for c in ("rej-meta", "rej-tiktok"))
     outcomes = [r["campaign_id"] for r in of_type(records, CAMPAIGN_OUTCOME)]
     assert sorted(outcomes) == sorted(f"{c}-{k}" for k in range(8) for c in ("live-meta", "live-tiktok"))
-    assert all(r["metadata"]["profitable"] is (r["campaign_id"].startswith("rej-meta"))
-               for r in of_type(records, SHADOW_OUTCOME) if r["metadata"]["final"])
+    assert all(
+        r["metadata"]["profitable"] is (r["campaign_id"].startswith("rej-meta"))
+        for r in of_type(records, SHADOW_OUTCOME)
+        if r["metadata"]["final"]
+    )
     assert verify_redis(redis_client, f"{PREFIX}audit").ok
     assert any(g["name"] == "synctwin-shadow" for g in redis_client.xinfo_groups(f"{PREFIX}bids"))
 
 
 @pytest.mark.redis
-def test_review_and_kpis_read_the_workers_records(redis_server: Any, redis_client: Any,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_review_and_kpis_read_the_workers_records(
+    redis_server: Any, redis_client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     publish(redis_client, world(redis_client))
     assert main(["shadow", "--redis", redis_server.url, "--once", "--quiet"]) == 0
     assert "4 SHADOW_OUTCOME, 4 CAMPAIGN_OUTCOME recorded" in capsys.readouterr().out

@@ -19,13 +19,26 @@ from synctwin.models import Strategy
 
 HISTORY = Path(__file__).resolve().parents[1] / "scenarios" / "builtin" / "histories" / "volt-threads-tiktok.csv"
 # rejected at ~0.76; budget, audience and duration can each fix it
-FIXABLE = {"platform": "tiktok", "audience_size": 300_000, "cvr": 0.004, "daily_budget": 700,
-           "gross_margin": 0.6, "client_id": "volt", "campaign_id": "volt-fixable"}
+FIXABLE = {
+    "platform": "tiktok",
+    "audience_size": 300_000,
+    "cvr": 0.004,
+    "daily_budget": 700,
+    "gross_margin": 0.6,
+    "client_id": "volt",
+    "campaign_id": "volt-fixable",
+}
 
 
 def _baseline(margin: float = 0.6) -> Baseline:
-    return compute_baseline(load_history(HISTORY), lookback_days=90, min_days=14, gross_margin=margin,
-                            default_monthly_churn=0.25, source=str(HISTORY))
+    return compute_baseline(
+        load_history(HISTORY),
+        lookback_days=90,
+        min_days=14,
+        gross_margin=margin,
+        default_monthly_churn=0.25,
+        source=str(HISTORY),
+    )
 
 
 def test_every_suggestion_resubmitted_is_approved() -> None:
@@ -60,19 +73,25 @@ def test_an_approval_gets_no_suggestions_and_a_hopeless_case_gets_none() -> None
     result = gate.evaluate(ok, _baseline(), seed=7, paths=10_000)
     assert result.approved and suggest(ok, _baseline(), gate, result) == []
     # the seed's Gen-Z launch at a 52% margin on a new audience: no single lever fixes it; say so
-    genz = Strategy(platform="tiktok", audience_size=400_000, cvr=0.004, daily_budget=500, gross_margin=0.52,
-                    new_audience=True)
+    genz = Strategy(
+        platform="tiktok", audience_size=400_000, cvr=0.004, daily_budget=500, gross_margin=0.52, new_audience=True
+    )
     b = _baseline(0.52)
     rejected = gate.evaluate(genz, b, seed=7, paths=10_000)
     for s in suggest(genz, b, gate, rejected):
         assert gate.evaluate(genz.model_copy(update=s.changes), b, seed=7, paths=10_000).approved
 
 
-@pytest.mark.parametrize(("lever", "value", "start", "expected"), [
-    ("daily_budget", 612.3, 700, 610), ("daily_budget", 1234.0, 700, 1300), ("audience_size", 321_456, 300_000,
-                                                                               330_000),
-    ("duration_days", 25.3, 30, 25), ("duration_days", 31.2, 30, 32),
-])
+@pytest.mark.parametrize(
+    ("lever", "value", "start", "expected"),
+    [
+        ("daily_budget", 612.3, 700, 610),
+        ("daily_budget", 1234.0, 700, 1300),
+        ("audience_size", 321_456, 300_000, 330_000),
+        ("duration_days", 25.3, 30, 25),
+        ("duration_days", 31.2, 30, 32),
+    ],
+)
 def test_human_round_moves_away_from_the_submitted_value(lever, value, start, expected) -> None:
     assert human_round(lever, value, start) == expected
 

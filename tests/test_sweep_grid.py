@@ -27,8 +27,18 @@ from synctwin.errors import InvalidInput
 from synctwin.executors import Executor, ProcessPoolExecutor
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "scenarios" / "examples" / "market_shock_grid.yaml"
-LEGACY_KEYS = ["scenario", "seeds", "runs", "passed", "runs_passed", "expectations", "worst_seeds", "executor",
-               "wall_s", "task_s"]
+LEGACY_KEYS = [
+    "scenario",
+    "seeds",
+    "runs",
+    "passed",
+    "runs_passed",
+    "expectations",
+    "worst_seeds",
+    "executor",
+    "wall_s",
+    "task_s",
+]
 
 try:
     import ray
@@ -40,13 +50,28 @@ def _gate_grid(grid: dict[str, list[float]] | None = None, **extra: Any) -> dict
     """A 3-hour launch the gate approves at Meta's default market and rejects at a tenth of its
     conversion rate (confidence ~0.2-0.3 there, against 0.85 asked): a point that must fail."""
     d: dict[str, Any] = {
-        "name": "grid_gate", "duration": "3h", "gate_paths": 1000,
+        "name": "grid_gate",
+        "duration": "3h",
+        "gate_paths": 1000,
         "clients": [{"id": "acme", "history": {"generate": {"platform": "meta", "daily_spend": 600}}}],
-        "campaigns": [{"id": "acme-spring", "client": "acme", "launch_at": "1h",
-                       "strategy": {"platform": "meta", "audience_size": 160000, "cvr": 0.03, "daily_budget": 1100,
-                                    "gross_margin": 1.0}}],
-        "expectations": [{"expect": "gate", "campaign": "acme-spring", "decision": "APPROVED"},
-                         {"expect": "never_paused", "campaign": "acme-spring"}],
+        "campaigns": [
+            {
+                "id": "acme-spring",
+                "client": "acme",
+                "launch_at": "1h",
+                "strategy": {
+                    "platform": "meta",
+                    "audience_size": 160000,
+                    "cvr": 0.03,
+                    "daily_budget": 1100,
+                    "gross_margin": 1.0,
+                },
+            }
+        ],
+        "expectations": [
+            {"expect": "gate", "campaign": "acme-spring", "decision": "APPROVED"},
+            {"expect": "never_paused", "campaign": "acme-spring"},
+        ],
     }
     if grid is not None:
         d["sweep"] = {"grid": grid}
@@ -62,13 +87,18 @@ def _without_run_facts(d: dict[str, Any]) -> dict[str, Any]:
 
 # --- the grid: expansion and the scenario at a point ---------------------------------------------
 
+
 def test_grid_order_is_the_product_in_file_order() -> None:
     sc = scenario_from_dict(_gate_grid({"meta.cpm": [5.0, 6.0, 7.5], "meta.cvr": [0.035, 0.044]}))
     assert sc.sweep is not None and sc.sweep.size == 6
     assert sc.sweep.points() == [
-        {"meta.cpm": 5.0, "meta.cvr": 0.035}, {"meta.cpm": 5.0, "meta.cvr": 0.044},
-        {"meta.cpm": 6.0, "meta.cvr": 0.035}, {"meta.cpm": 6.0, "meta.cvr": 0.044},
-        {"meta.cpm": 7.5, "meta.cvr": 0.035}, {"meta.cpm": 7.5, "meta.cvr": 0.044}]
+        {"meta.cpm": 5.0, "meta.cvr": 0.035},
+        {"meta.cpm": 5.0, "meta.cvr": 0.044},
+        {"meta.cpm": 6.0, "meta.cvr": 0.035},
+        {"meta.cpm": 6.0, "meta.cvr": 0.044},
+        {"meta.cpm": 7.5, "meta.cvr": 0.035},
+        {"meta.cpm": 7.5, "meta.cvr": 0.044},
+    ]
     assert sweep_size(sc, range(1, 11)) == 60 and sweep_size(sc, range(1, 11), grid=False) == 10
 
 
@@ -80,8 +110,9 @@ _VALUES = st.lists(st.floats(min_value=0.01, max_value=0.5, allow_nan=False), mi
 @settings(max_examples=40, deadline=None)
 @given(grid=st.dictionaries(st.sampled_from(_KEYS), _VALUES, min_size=1, max_size=3))
 def test_grid_points_apply_every_override(grid: dict[str, list[float]]) -> None:
-    sc = Scenario.model_validate({"name": "g", "duration": "1h", "world": {"platforms": {"meta": {"cpm": 5.5}}},
-                                  "sweep": {"grid": grid}})
+    sc = Scenario.model_validate(
+        {"name": "g", "duration": "1h", "world": {"platforms": {"meta": {"cpm": 5.5}}}, "sweep": {"grid": grid}}
+    )
     assert sc.sweep is not None
     points = sc.sweep.points()
     assert len(points) == sc.sweep.size == math.prod(len(v) for v in grid.values())
@@ -92,7 +123,8 @@ def test_grid_points_apply_every_override(grid: dict[str, list[float]]) -> None:
         assert at.sweep is None
         for platform, market in at.world.platforms.items():
             expected = sc.world.platforms[platform].model_dump() | {
-                k.split(".", 1)[1]: v for k, v in params.items() if k.split(".", 1)[0] == platform}
+                k.split(".", 1)[1]: v for k, v in params.items() if k.split(".", 1)[0] == platform
+            }
             assert market.model_dump() == expected
         assert at.model_dump(exclude={"world", "sweep"}) == sc.model_dump(exclude={"world", "sweep"})
     assert sc.model_dump() == before  # pure: the base scenario is untouched
@@ -115,25 +147,36 @@ def test_scenario_at_rejects_a_bad_point() -> None:
 
 # --- validation ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("sweep", "field", "needle"), [
-    ({"grid": {"mars.cpm": [5.0]}}, "sweep.grid.mars.cpm", "unknown platform 'mars'"),
-    ({"grid": {"meta.cmp": [5.0]}}, "sweep.grid.meta.cmp", "unknown market field 'cmp'"),
-    ({"grid": {"meta": [5.0]}}, "sweep.grid.meta", "PLATFORM.FIELD"),
-    ({"grid": {"meta.cpm": []}}, "sweep.grid.meta.cpm", "empty list"),
-    ({"grid": {"meta.cpm": [5, 6.0, 5.0]}}, "sweep.grid.meta.cpm", "duplicate value(s) 5.0"),
-    ({"grid": {"meta.cpm": [5.0, -1.0]}}, "sweep.grid.meta.cpm", "cpm cannot be -1.0: Input should be greater than 0"),
-    ({"grid": {"tiktok.ctr": [1.5]}}, "sweep.grid.tiktok.ctr", "less than or equal to 1"),
-    ({"grid": {"meta.overdelivery": [0.6]}}, "sweep.grid.meta.overdelivery", "less than or equal to 0.5"),
-    ({"grid": {"meta.cpm": ["5"]}}, "sweep.grid.meta.cpm.0", "valid number"),
-    ({"grid": {"meta.cpm": [True]}}, "sweep.grid.meta.cpm.0", "valid number"),
-    ({"grid": {"meta.cpm": [float("inf")]}}, "sweep.grid.meta.cpm.0", "finite number"),
-    ({"grid": {"meta.cpm": 5.0}}, "sweep.grid.meta.cpm", "valid list"),
-    ({"grid": {}}, "sweep.grid", "empty"),
-    ({}, "sweep.grid", "missing"),
-    ({"grid": {"meta.cpm": [5.0]}, "seeds": "1-5"}, "sweep.seeds", "Extra inputs"),
-    ({"grid": {"meta.cpm": [float(i) for i in range(1, 41)], "meta.aov": [float(i) for i in range(1, 31)]}},
-     "sweep.grid", f"1,200 points (40 x 30); at most {MAX_GRID_POINTS:,}"),
-])
+
+@pytest.mark.parametrize(
+    ("sweep", "field", "needle"),
+    [
+        ({"grid": {"mars.cpm": [5.0]}}, "sweep.grid.mars.cpm", "unknown platform 'mars'"),
+        ({"grid": {"meta.cmp": [5.0]}}, "sweep.grid.meta.cmp", "unknown market field 'cmp'"),
+        ({"grid": {"meta": [5.0]}}, "sweep.grid.meta", "PLATFORM.FIELD"),
+        ({"grid": {"meta.cpm": []}}, "sweep.grid.meta.cpm", "empty list"),
+        ({"grid": {"meta.cpm": [5, 6.0, 5.0]}}, "sweep.grid.meta.cpm", "duplicate value(s) 5.0"),
+        (
+            {"grid": {"meta.cpm": [5.0, -1.0]}},
+            "sweep.grid.meta.cpm",
+            "cpm cannot be -1.0: Input should be greater than 0",
+        ),
+        ({"grid": {"tiktok.ctr": [1.5]}}, "sweep.grid.tiktok.ctr", "less than or equal to 1"),
+        ({"grid": {"meta.overdelivery": [0.6]}}, "sweep.grid.meta.overdelivery", "less than or equal to 0.5"),
+        ({"grid": {"meta.cpm": ["5"]}}, "sweep.grid.meta.cpm.0", "valid number"),
+        ({"grid": {"meta.cpm": [True]}}, "sweep.grid.meta.cpm.0", "valid number"),
+        ({"grid": {"meta.cpm": [float("inf")]}}, "sweep.grid.meta.cpm.0", "finite number"),
+        ({"grid": {"meta.cpm": 5.0}}, "sweep.grid.meta.cpm", "valid list"),
+        ({"grid": {}}, "sweep.grid", "empty"),
+        ({}, "sweep.grid", "missing"),
+        ({"grid": {"meta.cpm": [5.0]}, "seeds": "1-5"}, "sweep.seeds", "Extra inputs"),
+        (
+            {"grid": {"meta.cpm": [float(i) for i in range(1, 41)], "meta.aov": [float(i) for i in range(1, 31)]}},
+            "sweep.grid",
+            f"1,200 points (40 x 30); at most {MAX_GRID_POINTS:,}",
+        ),
+    ],
+)
 def test_bad_grid_names_the_field(sweep: dict[str, Any], field: str, needle: str) -> None:
     data = _gate_grid()
     data["sweep"] = sweep
@@ -152,12 +195,16 @@ def test_a_value_is_checked_against_the_scenarios_own_market() -> None:
     assert scenario_from_dict(_gate_grid(big)).sweep.size == 1_000  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("grid", "field"), [
-    ({"meta.cpm": [0.0]}, "sweep.grid.meta.cpm"),
-    ({"meta.cmp": [5.0]}, "sweep.grid.meta.cmp"),
-])
-def test_cli_bad_grid_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                             grid: dict[str, list[float]], field: str) -> None:
+@pytest.mark.parametrize(
+    ("grid", "field"),
+    [
+        ({"meta.cpm": [0.0]}, "sweep.grid.meta.cpm"),
+        ({"meta.cmp": [5.0]}, "sweep.grid.meta.cmp"),
+    ],
+)
+def test_cli_bad_grid_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], grid: dict[str, list[float]], field: str
+) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(_gate_grid(grid), sort_keys=False))
     for argv in (["sweep", str(path), "--seeds", "1-2"], ["replay", str(path)]):
@@ -181,6 +228,7 @@ def test_replay_ignores_the_grid(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 # --- the report -----------------------------------------------------------------------------------
 
+
 def test_a_failing_point_is_named_with_its_seeds() -> None:
     report = run_sweep(scenario_from_dict(_gate_grid(GRID)), range(1, 5))
     assert report.runs == 16 and not report.passed
@@ -190,8 +238,16 @@ def test_a_failing_point_is_named_with_its_seeds() -> None:
     gate, never_paused = d["expectations"]
     assert (gate["passes"], gate["runs"], gate["failing_points"]) == (8, 16, [2, 3])
     assert (never_paused["passes"], never_paused["failing_points"]) == (16, [])
-    assert [(w["point"], w["seed"]) for w in gate["worst_seeds"]] == [(2, 1), (2, 2), (2, 3), (2, 4),
-                                                                      (3, 1), (3, 2), (3, 3), (3, 4)]
+    assert [(w["point"], w["seed"]) for w in gate["worst_seeds"]] == [
+        (2, 1),
+        (2, 2),
+        (2, 3),
+        (2, 4),
+        (3, 1),
+        (3, 2),
+        (3, 3),
+        (3, 4),
+    ]
     assert all(w["message"].startswith("got REJECTED") for w in gate["worst_seeds"])
     worst = d["grid"]["worst_points"]
     assert [w["point"] for w in worst] == [2, 3]
@@ -217,8 +273,7 @@ def test_no_grid_report_is_unchanged() -> None:
     # a one-point grid at the base market runs the same runs: only the grid's keys are added
     base = scenario_from_dict(_gate_grid({"meta.cvr": [DEFAULT_MARKETS["meta"].cvr]}))
     one = run_sweep(base, range(1, 4)).to_dict()
-    assert [{k: v for k, v in e.items() if k != "failing_points"} for e in one["expectations"]] == \
-        plain["expectations"]
+    assert [{k: v for k, v in e.items() if k != "failing_points"} for e in one["expectations"]] == plain["expectations"]
     assert one["grid"]["points"][0]["expectations"] == plain["expectations"]
 
 
@@ -227,8 +282,11 @@ def test_legacy_failing_seeds_on_a_seed_sweep() -> None:
     data["world"] = {"platforms": {"meta": {"cvr": 0.004}}}
     report = run_sweep(scenario_from_dict(data), range(5, 8))
     assert report.failing_seeds == [(5, 1), (6, 1), (7, 1)] and report.points == []
-    assert report.to_dict()["worst_seeds"] == [{"seed": 5, "failed": 1}, {"seed": 6, "failed": 1},
-                                               {"seed": 7, "failed": 1}]
+    assert report.to_dict()["worst_seeds"] == [
+        {"seed": 5, "failed": 1},
+        {"seed": 6, "failed": 1},
+        {"seed": 7, "failed": 1},
+    ]
 
 
 def test_progress_counts_points_times_seeds() -> None:
@@ -250,11 +308,11 @@ def test_gridded_report_same_in_process_and_on_a_pool(pool: ProcessPoolExecutor)
 def test_gridded_report_same_on_ray(ray_cluster: Executor) -> None:
     sc = scenario_from_dict(_gate_grid(GRID))
     here = run_sweep(sc, range(1, 3)).to_dict()
-    assert _without_run_facts(run_sweep(sc, range(1, 3), executor=ray_cluster).to_dict()) == \
-        _without_run_facts(here)
+    assert _without_run_facts(run_sweep(sc, range(1, 3), executor=ray_cluster).to_dict()) == _without_run_facts(here)
 
 
 # --- the command line and the example --------------------------------------------------------------
+
 
 def test_example_scenario_loads_and_replays() -> None:
     sc = load_scenario(EXAMPLE)

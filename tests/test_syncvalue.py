@@ -24,8 +24,10 @@ HISTORY = Path(__file__).parent / "data" / "history_90d.csv"
 
 def constant_history(days: int, *, returning: float | None = None) -> History:
     rows = "".join(
-        f"{np.datetime64('2026-01-01') + i},100,20000,400,20,1200" + (f",{returning}" if returning is not None else "")
-        + "\n" for i in range(days)
+        f"{np.datetime64('2026-01-01') + i},100,20000,400,20,1200"
+        + (f",{returning}" if returning is not None else "")
+        + "\n"
+        for i in range(days)
     )
     header = "date,spend,impressions,clicks,conversions,revenue" + (",returning_customers" if returning else "")
     return parse_history_csv(header + "\n" + rows)

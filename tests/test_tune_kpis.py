@@ -52,23 +52,37 @@ def test_rates_reliability_and_the_seeds_rule() -> None:
 
 
 def test_shadow_evidence_takes_the_latest_outcome_per_campaign() -> None:
-    recs = [{"event_type": "SHADOW_OUTCOME", "campaign_id": "c", "metadata": {"confidence_score": 0.6,
-                                                                              "profitable": False}},
-            {"event_type": "SHADOW_OUTCOME", "campaign_id": "c", "metadata": {"confidence_score": 0.6,
-                                                                              "profitable": True}},
-            {"event_type": "CAMPAIGN_REJECTED", "campaign_id": "d", "metadata": {"confidence_score": 0.5}}]
+    recs = [
+        {
+            "event_type": "SHADOW_OUTCOME",
+            "campaign_id": "c",
+            "metadata": {"confidence_score": 0.6, "profitable": False},
+        },
+        {"event_type": "SHADOW_OUTCOME", "campaign_id": "c", "metadata": {"confidence_score": 0.6, "profitable": True}},
+        {"event_type": "CAMPAIGN_REJECTED", "campaign_id": "d", "metadata": {"confidence_score": 0.5}},
+    ]
     assert shadow_evidence(recs) == [Evidence("c", 0.6, True, "shadow")]
 
 
 def test_live_evidence_takes_the_latest_final_outcome_per_campaign() -> None:
-    recs = [{"event_type": "CAMPAIGN_OUTCOME", "campaign_id": "a", "metadata": {"confidence_score": 0.9,
-                                                                               "profitable": True, "final": True}},
-            {"event_type": "CAMPAIGN_OUTCOME", "campaign_id": "a", "metadata": {"confidence_score": 0.9,
-                                                                               "profitable": False, "final": True}},
-            {"event_type": "CAMPAIGN_OUTCOME", "campaign_id": "b", "metadata": {"confidence_score": 0.95,
-                                                                               "profitable": False, "final": False}},
-            {"event_type": "SHADOW_OUTCOME", "campaign_id": "c", "metadata": {"confidence_score": 0.5,
-                                                                             "profitable": True}}]
+    recs = [
+        {
+            "event_type": "CAMPAIGN_OUTCOME",
+            "campaign_id": "a",
+            "metadata": {"confidence_score": 0.9, "profitable": True, "final": True},
+        },
+        {
+            "event_type": "CAMPAIGN_OUTCOME",
+            "campaign_id": "a",
+            "metadata": {"confidence_score": 0.9, "profitable": False, "final": True},
+        },
+        {
+            "event_type": "CAMPAIGN_OUTCOME",
+            "campaign_id": "b",
+            "metadata": {"confidence_score": 0.95, "profitable": False, "final": False},
+        },
+        {"event_type": "SHADOW_OUTCOME", "campaign_id": "c", "metadata": {"confidence_score": 0.5, "profitable": True}},
+    ]
     assert live_evidence(recs) == [Evidence("a", 0.9, False, "live")]
 
 
@@ -76,9 +90,18 @@ def test_tune_takes_live_outcomes_as_evidence_of_false_positives(workdir: Path, 
     log = workdir / "audit.jsonl"
     store = JsonlAuditStore(log)
     for i in range(4):  # approved at 0.9 and lost money: false positives unless the threshold rises above 0.9
-        store.append("CAMPAIGN_OUTCOME", campaign_id=f"l{i}", reason="FLIGHT_ENDED", metadata={
-            "decision": "APPROVED", "confidence_score": 0.9, "profitable": False, "net_profit_uplift": -100.0,
-            "final": True})
+        store.append(
+            "CAMPAIGN_OUTCOME",
+            campaign_id=f"l{i}",
+            reason="FLIGHT_ENDED",
+            metadata={
+                "decision": "APPROVED",
+                "confidence_score": 0.9,
+                "profitable": False,
+                "net_profit_uplift": -100.0,
+                "final": True,
+            },
+        )
     assert main(["tune", "--audit-log", str(log), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["evidence"]["live"] == 4 and out["evidence"]["total"] == 14
@@ -168,12 +191,23 @@ def test_false_positives_count_final_outcomes_of_approvals_older_than_the_window
     s = JsonlAuditStore(tmp_path / "a.jsonl", clock=lambda: t["now"])
     s.append("CAMPAIGN_APPROVED", campaign_id="old")
     t["now"] += 30 * 86_400
-    s.append("CAMPAIGN_OUTCOME", campaign_id="old", reason="FLIGHT_ENDED",
-             metadata={"net_profit_uplift": -5.0, "final": True})
-    s.append("CAMPAIGN_OUTCOME", campaign_id="feed", reason="PAUSED",  # no approval record, but says it was one
-             metadata={"net_profit_uplift": 12.0, "final": True, "decision": "APPROVED"})
-    s.append("CAMPAIGN_OUTCOME", campaign_id="half", metadata={"net_profit_uplift": -9.0, "final": False,
-                                                               "decision": "APPROVED"})  # not over: not counted
+    s.append(
+        "CAMPAIGN_OUTCOME",
+        campaign_id="old",
+        reason="FLIGHT_ENDED",
+        metadata={"net_profit_uplift": -5.0, "final": True},
+    )
+    s.append(
+        "CAMPAIGN_OUTCOME",
+        campaign_id="feed",
+        reason="PAUSED",  # no approval record, but says it was one
+        metadata={"net_profit_uplift": 12.0, "final": True, "decision": "APPROVED"},
+    )
+    s.append(
+        "CAMPAIGN_OUTCOME",
+        campaign_id="half",
+        metadata={"net_profit_uplift": -9.0, "final": False, "decision": "APPROVED"},
+    )  # not over: not counted
     s.append("CAMPAIGN_OUTCOME", campaign_id="stranger", metadata={"net_profit_uplift": -9.0})  # never approved
     since = dt.datetime.fromtimestamp(t["now"] - 86_400, dt.UTC)
     fp = kpis(s.records(), since)["false_positive_rate"]

@@ -33,8 +33,16 @@ def platforms(*, tick: float = 60.0, seed: int = 0, markets: dict[str, PlatformM
     return AdPlatforms(dict(markets or DEFAULT_MARKETS), np.random.default_rng(seed), tick)
 
 
-def launch(p: AdPlatforms, cid: str = "c", *, platform: str = "meta", budget: float = 1_000.0, bid: float = 100.0,
-           demand: float = 1e9, truth: dict[str, float] | None = None) -> int:
+def launch(
+    p: AdPlatforms,
+    cid: str = "c",
+    *,
+    platform: str = "meta",
+    budget: float = 1_000.0,
+    bid: float = 100.0,
+    demand: float = 1e9,
+    truth: dict[str, float] | None = None,
+) -> int:
     p.launch(CampaignSetup(cid, platform, budget, bid, demand, truth or {}))
     return p.index[cid]
 
@@ -56,6 +64,7 @@ def run_days(p: AdPlatforms, days: float, on_tick: Any = None) -> list[float]:
 
 # --- delivery ------------------------------------------------------------------------------------
 
+
 def test_spend_follows_the_budgets_pace() -> None:
     """With a bid well above the clearing price the platform buys exactly the budget's pace."""
     p = platforms()
@@ -75,10 +84,16 @@ def test_a_bid_below_the_clearing_price_buys_less() -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(budget=st.floats(10.0, 50_000.0), bid_share=st.floats(0.5, 3.0), tick=st.sampled_from([60.0, 300.0, 900.0]),
-       cpm_shock=st.floats(0.5, 3.0), seed=st.integers(0, 2**16))
-def test_no_day_above_the_platform_cap_without_a_runaway(budget: float, bid_share: float, tick: float,
-                                                         cpm_shock: float, seed: int) -> None:
+@given(
+    budget=st.floats(10.0, 50_000.0),
+    bid_share=st.floats(0.5, 3.0),
+    tick=st.sampled_from([60.0, 300.0, 900.0]),
+    cpm_shock=st.floats(0.5, 3.0),
+    seed=st.integers(0, 2**16),
+)
+def test_no_day_above_the_platform_cap_without_a_runaway(
+    budget: float, bid_share: float, tick: float, cpm_shock: float, seed: int
+) -> None:
     p = platforms(tick=tick, seed=seed)
     i = launch(p, budget=budget, bid=DEFAULT_MARKETS["google"].cpm * bid_share, platform="google")
     p.scale("cpm_mult", i, cpm_shock)  # price shocks move the share won, never the cap
@@ -135,6 +150,7 @@ def test_a_launched_campaign_cannot_be_launched_twice() -> None:
 
 # --- the API ---------------------------------------------------------------------------------------
 
+
 def api(env: simpy.Environment, **market: Any) -> PlatformAPI:
     spec = PlatformMarket(**{**DEFAULT_MARKETS["meta"].model_dump(), **market})
     return PlatformAPI(env, "meta", platforms(), spec)
@@ -148,6 +164,7 @@ def call(env: simpy.Environment, a: PlatformAPI, op: str, results: list[Any], **
             results.append(("ok", value, env.now - started))
         except Exception as exc:  # the test inspects which
             results.append((type(exc).__name__, str(exc), env.now - started))
+
     env.process(proc())
 
 
@@ -205,16 +222,19 @@ def test_an_outage_that_starts_during_a_call_loses_it() -> None:
 
 # --- faults ------------------------------------------------------------------------------------------
 
+
 def test_faults_apply_at_their_time_and_undo_at_their_end() -> None:
     env = simpy.Environment()
     p = platforms()
     apis = {k: PlatformAPI(env, k, p, DEFAULT_MARKETS[k]) for k in DEFAULT_MARKETS}
     launch(p, "a")
     log: list[tuple[str, str, float]] = []
-    faults = [FaultSpec(id="shock", kind="cpm_shock", at=100, duration=50, campaign="a", multiplier=1.5),
-              FaultSpec(id="tiktok", kind="cvr_drop", at=10, duration=20, platform="tiktok"),
-              FaultSpec(id="down", kind="api_outage", at=5, duration=30, platform="google"),
-              FaultSpec(id="ghost", kind="runaway_spend", at=1, campaign="nobody-live")]
+    faults = [
+        FaultSpec(id="shock", kind="cpm_shock", at=100, duration=50, campaign="a", multiplier=1.5),
+        FaultSpec(id="tiktok", kind="cvr_drop", at=10, duration=20, platform="tiktok"),
+        FaultSpec(id="down", kind="api_outage", at=5, duration=30, platform="google"),
+        FaultSpec(id="ghost", kind="runaway_spend", at=1, campaign="nobody-live"),
+    ]
     FaultInjector(env, p, apis, faults, lambda what, f, t: log.append((what, f.id or "", t)))
     env.run(until=99)
     assert p.cpm_mult[0] == 1.0 and p.platform_cvr_mult[1] == 1.0 and not apis["google"].down
@@ -223,8 +243,15 @@ def test_faults_apply_at_their_time_and_undo_at_their_end() -> None:
     assert list(p.cpm_mult) == [1.5, 1.0]
     env.run(until=151)
     assert list(p.cpm_mult) == [1.0, 1.0] and p.platform_cvr_mult[1] == 1.0
-    assert log == [("skipped", "ghost", 1), ("start", "down", 5), ("start", "tiktok", 10), ("end", "tiktok", 30),
-                   ("end", "down", 35), ("start", "shock", 100), ("end", "shock", 150)]
+    assert log == [
+        ("skipped", "ghost", 1),
+        ("start", "down", 5),
+        ("start", "tiktok", 10),
+        ("end", "tiktok", 30),
+        ("end", "down", 35),
+        ("start", "shock", 100),
+        ("end", "shock", 150),
+    ]
 
 
 def test_a_fault_changes_delivery_while_it_lasts() -> None:
@@ -244,6 +271,7 @@ def test_a_fault_changes_delivery_while_it_lasts() -> None:
 
 # --- generated histories ------------------------------------------------------------------------------
 
+
 def test_a_generated_history_ends_at_the_price_the_world_starts_at() -> None:
     """The CPM walk runs backwards from the market's level: the last day is at the world's price
     (up to the daily noise), whatever the seed, while early days wander."""
@@ -261,20 +289,39 @@ def test_a_generated_history_ends_at_the_price_the_world_starts_at() -> None:
 
 
 def test_a_campaign_inherits_its_clients_rate_factors() -> None:
-    scenario = scenario_from_dict({
-        "name": "t", "duration": "1d",
-        "clients": [{"id": "k", "history": {"generate": {"platform": "meta", "daily_spend": 100,
-                                                         "rate_factors": {"aov": 0.5, "cvr": 2.0}}}}],
-        "campaigns": [
-            {"id": "same", "client": "k", "strategy": {"platform": "meta", "audience_size": 1000, "cvr": 0.1,
-                                                        "daily_budget": 10}, "truth": {"cvr": 1.5}},
-            {"id": "other", "client": "k", "strategy": {"platform": "google", "audience_size": 1000, "cvr": 0.1,
-                                                         "daily_budget": 10}}]})
+    scenario = scenario_from_dict(
+        {
+            "name": "t",
+            "duration": "1d",
+            "clients": [
+                {
+                    "id": "k",
+                    "history": {
+                        "generate": {"platform": "meta", "daily_spend": 100, "rate_factors": {"aov": 0.5, "cvr": 2.0}}
+                    },
+                }
+            ],
+            "campaigns": [
+                {
+                    "id": "same",
+                    "client": "k",
+                    "strategy": {"platform": "meta", "audience_size": 1000, "cvr": 0.1, "daily_budget": 10},
+                    "truth": {"cvr": 1.5},
+                },
+                {
+                    "id": "other",
+                    "client": "k",
+                    "strategy": {"platform": "google", "audience_size": 1000, "cvr": 0.1, "daily_budget": 10},
+                },
+            ],
+        }
+    )
     assert campaign_truth(scenario, scenario.campaigns[0]) == {"aov": 0.5, "cvr": 1.5}
     assert campaign_truth(scenario, scenario.campaigns[1]) == {}  # another platform's rates are not the client's
 
 
 # --- the clock --------------------------------------------------------------------------------------
+
 
 class Echo(Agent):
     """A minimal Council member: answers each request after a modelled second."""
@@ -310,12 +357,23 @@ def test_the_wall_clock_runs_an_agent_unchanged() -> None:
 
 def test_a_scenario_in_wall_clock_time_gives_the_virtual_time_trace() -> None:
     """The whole Council on simpy.rt (0.5 ms per scenario second): same trace as in virtual time."""
-    scenario = scenario_from_dict({
-        "name": "wall", "duration": "20m", "world": {"tick": "1m"},
-        "clients": [{"id": "k", "history": {"generate": {"platform": "meta", "daily_spend": 500}}}],
-        "campaigns": [{"id": "c", "client": "k", "launch_at": "1m",
-                       "strategy": {"platform": "meta", "audience_size": 200000, "cvr": 0.03, "daily_budget": 900}}],
-        "faults": [{"id": "f", "kind": "api_outage", "at": "5m", "duration": "2m", "platform": "meta"}]})
+    scenario = scenario_from_dict(
+        {
+            "name": "wall",
+            "duration": "20m",
+            "world": {"tick": "1m"},
+            "clients": [{"id": "k", "history": {"generate": {"platform": "meta", "daily_spend": 500}}}],
+            "campaigns": [
+                {
+                    "id": "c",
+                    "client": "k",
+                    "launch_at": "1m",
+                    "strategy": {"platform": "meta", "audience_size": 200000, "cvr": 0.03, "daily_budget": 900},
+                }
+            ],
+            "faults": [{"id": "f", "kind": "api_outage", "at": "5m", "duration": "2m", "platform": "meta"}],
+        }
+    )
     t0 = time.perf_counter()
     wall = run_scenario(scenario, 3, realtime_factor=0.0005)
     elapsed = time.perf_counter() - t0

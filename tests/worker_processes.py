@@ -26,9 +26,14 @@ def worker_env(**extra: str) -> dict[str, str]:
 
 def start_worker(command: str, url: str, consumer: str, *args: str, **env: str) -> subprocess.Popen[str]:
     """`synctwin COMMAND --redis URL --consumer C ARGS...` in the background."""
-    return subprocess.Popen([*synctwin_cmd(), command, "--redis", url, "--consumer", consumer, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env=worker_env(**env))
+    return subprocess.Popen(
+        [*synctwin_cmd(), command, "--redis", url, "--consumer", consumer, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=worker_env(**env),
+    )
 
 
 def stop_worker(proc: subprocess.Popen[str], timeout: float = 20) -> tuple[int, str]:

@@ -30,8 +30,14 @@ class RateLimited(ApiError):
 class PlatformAPI:
     """One platform's API. `call` is a generator: `result = yield from api.call("pause", ...)`."""
 
-    def __init__(self, env: simpy.Environment, name: str, platforms: AdPlatforms, market: PlatformMarket,
-                 truths: dict[str, dict[str, float]] | None = None) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        name: str,
+        platforms: AdPlatforms,
+        market: PlatformMarket,
+        truths: dict[str, dict[str, float]] | None = None,
+    ) -> None:
         self.env = env
         self.truths = truths if truths is not None else {}  # campaign -> true rate factors (world's secret)
         self.name = name
@@ -81,9 +87,16 @@ class PlatformAPI:
             cid = payload["campaign_id"]
             truth = self.truths.get(cid, {})
             demand = payload["audience_size"] * payload["cvr"] * truth.get("demand", 1.0) / payload["duration_days"]
-            self.platforms.launch(CampaignSetup(
-                campaign_id=cid, platform=self.name, daily_budget=payload["daily_budget"],
-                bid_cpm=payload["bid_cpm"], daily_demand=demand, truth=truth))
+            self.platforms.launch(
+                CampaignSetup(
+                    campaign_id=cid,
+                    platform=self.name,
+                    daily_budget=payload["daily_budget"],
+                    bid_cpm=payload["bid_cpm"],
+                    daily_demand=demand,
+                    truth=truth,
+                )
+            )
             return cid
         if op == "set_bids":
             for cid, bid in payload["bids"].items():

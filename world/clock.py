@@ -13,8 +13,9 @@ import simpy
 import simpy.rt
 
 
-def make_environment(*, realtime: bool = False, factor: float = 1.0, strict: bool = False,
-                     initial_time: float = 0.0) -> simpy.Environment:
+def make_environment(
+    *, realtime: bool = False, factor: float = 1.0, strict: bool = False, initial_time: float = 0.0
+) -> simpy.Environment:
     """A virtual-time environment, or a wall-clock one (`factor` real seconds per sim second)."""
     if realtime:
         return simpy.rt.RealtimeEnvironment(initial_time=initial_time, factor=factor, strict=strict)

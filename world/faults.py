@@ -19,8 +19,14 @@ FaultListener = Callable[[str, FaultSpec, float], None]  # ("start" | "end" | "s
 
 
 class FaultInjector:
-    def __init__(self, env: simpy.Environment, platforms: AdPlatforms, apis: dict[str, PlatformAPI],
-                 faults: list[FaultSpec], listener: FaultListener) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        platforms: AdPlatforms,
+        apis: dict[str, PlatformAPI],
+        faults: list[FaultSpec],
+        listener: FaultListener,
+    ) -> None:
         self.env = env
         self.platforms = platforms
         self.apis = apis
@@ -58,8 +64,11 @@ class FaultInjector:
             api = self.apis[name]
             api.start_outage(fault.duration or 300.0)
             return lambda: None  # the outage ends by itself
-        column = {"cpm_shock": ("cpm_mult", "platform_cpm_mult"), "cvr_drop": ("cvr_mult", "platform_cvr_mult"),
-                  "runaway_spend": ("spend_mult", "platform_spend_mult")}[fault.kind]
+        column = {
+            "cpm_shock": ("cpm_mult", "platform_cpm_mult"),
+            "cvr_drop": ("cvr_mult", "platform_cvr_mult"),
+            "runaway_spend": ("spend_mult", "platform_spend_mult"),
+        }[fault.kind]
         m = float(fault.multiplier or 1.0)
         if fault.campaign is not None:
             if fault.campaign not in p.index:

@@ -12,8 +12,7 @@ from synctwin.history import History
 WEEKDAY = np.array([1.0, 1.02, 1.03, 1.0, 0.97, 0.95, 1.03])  # Monday first
 
 
-def generate_history(market: PlatformMarket, spec: GeneratedHistory, rng: np.random.Generator,
-                     end: dt.date) -> History:
+def generate_history(market: PlatformMarket, spec: GeneratedHistory, rng: np.random.Generator, end: dt.date) -> History:
     """`spec.days` days ending the day before `end`: spend in budget steps (every 14-21 days, mean
     one) with weekday and daily noise, CPM with a slow random walk, Poisson clicks and conversions,
     gamma-distributed revenue. The world's rates do not depend on spend (no diminishing returns),
@@ -37,8 +36,14 @@ def generate_history(market: PlatformMarket, spec: GeneratedHistory, rng: np.ran
     aov = market.aov * f.get("aov", 1.0)
     cv2 = market.aov_cv**2
     revenue = np.where(conversions > 0, rng.gamma(np.maximum(conversions, 1) / cv2, aov * cv2), 0.0)
-    return History(dates=dates, spend=np.round(spend, 2), impressions=impressions, clicks=clicks,
-                   conversions=conversions, revenue=np.round(revenue, 2))
+    return History(
+        dates=dates,
+        spend=np.round(spend, 2),
+        impressions=impressions,
+        clicks=clicks,
+        conversions=conversions,
+        revenue=np.round(revenue, 2),
+    )
 
 
 def _budget_steps(rng: np.random.Generator, n: int, sd: float) -> np.ndarray:
@@ -49,6 +54,6 @@ def _budget_steps(rng: np.random.Generator, n: int, sd: float) -> np.ndarray:
     i = 0
     while i < n:
         run = int(rng.integers(14, 22))
-        levels[i:i + run] = np.exp(rng.normal(0.0, sd))
+        levels[i : i + run] = np.exp(rng.normal(0.0, sd))
         i += run
     return levels / levels.mean()

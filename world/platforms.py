@@ -60,9 +60,29 @@ class AdPlatforms:
         self.ids: list[str] = []
         self.index: dict[str, int] = {}
         self._columns = (
-            "plat", "budget", "bid", "demand_rate", "demand_cap", "cpm0", "ctr0", "cvr0", "aov0", "cv2",
-            "noise_sd", "day_cap_share", "active", "cpm_mult", "cvr_mult", "spend_mult",
-            "spend", "impressions", "clicks", "conversions", "revenue", "spend_today", "demand_left",
+            "plat",
+            "budget",
+            "bid",
+            "demand_rate",
+            "demand_cap",
+            "cpm0",
+            "ctr0",
+            "cvr0",
+            "aov0",
+            "cv2",
+            "noise_sd",
+            "day_cap_share",
+            "active",
+            "cpm_mult",
+            "cvr_mult",
+            "spend_mult",
+            "spend",
+            "impressions",
+            "clicks",
+            "conversions",
+            "revenue",
+            "spend_today",
+            "demand_left",
         )
         for name in self._columns:
             setattr(self, name, np.zeros(0, dtype=np.int64 if name == "plat" else np.float64))
@@ -94,8 +114,14 @@ class AdPlatforms:
         The column is looked up at call time: a launch replaces the per-campaign columns, so a
         fault must never keep a reference to the array it started on.
         """
-        if column not in ("cpm_mult", "cvr_mult", "spend_mult", "platform_cpm_mult", "platform_cvr_mult",
-                          "platform_spend_mult"):
+        if column not in (
+            "cpm_mult",
+            "cvr_mult",
+            "spend_mult",
+            "platform_cpm_mult",
+            "platform_cvr_mult",
+            "platform_spend_mult",
+        ):
             raise ValueError(f"{column!r} is not a fault multiplier")
         array = getattr(self, column)
         if undo:
@@ -111,12 +137,23 @@ class AdPlatforms:
         k = self.platform_index[setup.platform]
         t = setup.truth
         row = {
-            "plat": k, "budget": setup.daily_budget, "bid": setup.bid_cpm,
-            "demand_rate": setup.daily_demand / self.ticks_per_day, "demand_cap": setup.daily_demand / 4.0,
-            "cpm0": self.base_cpm[k] * t.get("cpm", 1.0), "ctr0": self.ctr[k] * t.get("ctr", 1.0),
-            "cvr0": self.cvr[k] * t.get("cvr", 1.0), "aov0": self.aov[k] * t.get("aov", 1.0),
-            "cv2": self.aov_cv[k] ** 2, "noise_sd": self.cpm_noise_sd[k], "day_cap_share": 1.0 + self.overdelivery[k],
-            "demand_left": setup.daily_demand / 4.0, "active": 1.0, "cpm_mult": 1.0, "cvr_mult": 1.0, "spend_mult": 1.0,
+            "plat": k,
+            "budget": setup.daily_budget,
+            "bid": setup.bid_cpm,
+            "demand_rate": setup.daily_demand / self.ticks_per_day,
+            "demand_cap": setup.daily_demand / 4.0,
+            "cpm0": self.base_cpm[k] * t.get("cpm", 1.0),
+            "ctr0": self.ctr[k] * t.get("ctr", 1.0),
+            "cvr0": self.cvr[k] * t.get("cvr", 1.0),
+            "aov0": self.aov[k] * t.get("aov", 1.0),
+            "cv2": self.aov_cv[k] ** 2,
+            "noise_sd": self.cpm_noise_sd[k],
+            "day_cap_share": 1.0 + self.overdelivery[k],
+            "demand_left": setup.daily_demand / 4.0,
+            "active": 1.0,
+            "cpm_mult": 1.0,
+            "cvr_mult": 1.0,
+            "spend_mult": 1.0,
         }
         for name in self._columns:
             setattr(self, name, np.append(getattr(self, name), row.get(name, 0)))

@@ -48,8 +48,7 @@ class Feed:
     def publish(self, batch: Any) -> None:
         pipe = self.client.pipeline(transaction=False)
         for event in batch.events():
-            pipe.xadd(f"{self.prefix}bids", {k: str(v) for k, v in event.items()}, maxlen=1_000_000,
-                      approximate=True)
+            pipe.xadd(f"{self.prefix}bids", {k: str(v) for k, v in event.items()}, maxlen=1_000_000, approximate=True)
         pipe.execute()
         self.published += len(batch.campaign_ids)
         for entry_id, fields in self.client.xrange(f"{self.prefix}control", min=f"({self._last_control}", max="+"):
@@ -61,13 +60,22 @@ class Feed:
                 self.on_pause(cid, fields, self.world.env.now)
 
 
-def start_feed(client: Any, env: simpy.Environment, settings: Settings, *, epoch0: float, tick: float = 300.0,
-               campaigns: int = len(FEED_CAMPAIGNS), seed: int = 0) -> Feed:
+def start_feed(
+    client: Any,
+    env: simpy.Environment,
+    settings: Settings,
+    *,
+    epoch0: float,
+    tick: float = 300.0,
+    campaigns: int = len(FEED_CAMPAIGNS),
+    seed: int = 0,
+) -> Feed:
     """Gate and publish the feed's campaigns, launch them in a world on `env`, start publishing."""
     prefix = settings.key_prefix
     chosen = FEED_CAMPAIGNS[:campaigns]
-    faults = [FaultSpec(id=cid, kind=kind, at=at * 3600, campaign=cid, multiplier=m)
-              for cid, kind, at, m in chosen if kind]
+    faults = [
+        FaultSpec(id=cid, kind=kind, at=at * 3600, campaign=cid, multiplier=m) for cid, kind, at, m in chosen if kind
+    ]
     spec = WorldSpec(tick=tick)
     world = World(env, spec, np.random.default_rng(seed), faults, epoch0=epoch0)
     feed = Feed(world, client, prefix)
@@ -78,15 +86,35 @@ def start_feed(client: Any, env: simpy.Environment, settings: Settings, *, epoch
     gate = SimulationGatekeeper(settings=settings)
     market = spec.platforms["meta"]
     for i, (cid, _kind, _at, _m) in enumerate(chosen):
-        history = generate_history(market, GeneratedHistory(platform="meta", daily_spend=10_000.0),
-                                   np.random.default_rng([seed, i]), spec.start.date())
-        strategy = Strategy(campaign_id=cid, client_id=f"client-{cid}", platform="meta", audience_size=50_000_000,
-                            cvr=0.02, daily_budget=20_000.0, duration_days=30, launch_ts=epoch0)
+        history = generate_history(
+            market,
+            GeneratedHistory(platform="meta", daily_spend=10_000.0),
+            np.random.default_rng([seed, i]),
+            spec.start.date(),
+        )
+        strategy = Strategy(
+            campaign_id=cid,
+            client_id=f"client-{cid}",
+            platform="meta",
+            audience_size=50_000_000,
+            cvr=0.02,
+            daily_budget=20_000.0,
+            duration_days=30,
+            launch_ts=epoch0,
+        )
         result = gate.evaluate(strategy, compute_baseline(history), seed=seed + i)
         feed.gate_results[cid] = result
         record_decision(result, client=client, prefix=prefix, strategy=strategy)  # as `gate --redis` does
         publish_plan(client, prefix, strategy, history, result)
-        world.platforms.launch(CampaignSetup(cid, "meta", strategy.daily_budget, market.cpm * 1.3,
-                                             strategy.audience_size * strategy.cvr / strategy.duration_days, {}))
+        world.platforms.launch(
+            CampaignSetup(
+                cid,
+                "meta",
+                strategy.daily_budget,
+                market.cpm * 1.3,
+                strategy.audience_size * strategy.cvr / strategy.duration_days,
+                {},
+            )
+        )
     world.observe(feed.publish)
     return feed

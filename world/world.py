@@ -22,9 +22,15 @@ from world.platforms import PLATFORMS, AdPlatforms
 
 
 class World:
-    def __init__(self, env: simpy.Environment, spec: WorldSpec, rng: np.random.Generator,
-                 faults: list[FaultSpec] = (), fault_listener: FaultListener | None = None,
-                 epoch0: float | None = None) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        spec: WorldSpec,
+        rng: np.random.Generator,
+        faults: list[FaultSpec] = (),
+        fault_listener: FaultListener | None = None,
+        epoch0: float | None = None,
+    ) -> None:
         self.env = env
         self.spec = spec
         self.clock = Clock(env, spec.epoch0 if epoch0 is None else epoch0)
@@ -34,8 +40,7 @@ class World:
         self.subscribers: list[simpy.Store] = []
         self.observers: list[Callable[[BidBatch], None]] = []  # harness recorders: called, not messaged
         self.ticks = 0
-        self.faults = FaultInjector(env, self.platforms, self.apis, list(faults),
-                                    fault_listener or (lambda *_: None))
+        self.faults = FaultInjector(env, self.platforms, self.apis, list(faults), fault_listener or (lambda *_: None))
         self.process = env.process(self._run())
 
     def subscribe(self) -> simpy.Store:
@@ -60,9 +65,16 @@ class World:
             self.ticks += 1
             if p.ids and (self.subscribers or self.observers):
                 # the platforms replace their cumulative columns every tick: no copies needed
-                batch = BidBatch(t=self.env.now, ts=self.clock.now(), campaign_ids=p.id_tuple,
-                                 spend=p.spend, impressions=p.impressions, clicks=p.clicks,
-                                 conversions=p.conversions, revenue=p.revenue)
+                batch = BidBatch(
+                    t=self.env.now,
+                    ts=self.clock.now(),
+                    campaign_ids=p.id_tuple,
+                    spend=p.spend,
+                    impressions=p.impressions,
+                    clicks=p.clicks,
+                    conversions=p.conversions,
+                    revenue=p.revenue,
+                )
                 for store in self.subscribers:
                     store.put(batch)
                 for callback in self.observers:

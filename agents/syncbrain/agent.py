@@ -19,8 +19,16 @@ from synctwin.messages import AuditEvent, Deploy, GateRequest, LaunchRequest
 class SyncBrainAgent(Agent):
     name = "syncbrain"
 
-    def __init__(self, env: simpy.Environment, *, synctwin: simpy.Store, syncflow: simpy.Store,
-                 audit: simpy.Store, seed: int, generator: StrategyGenerator | None = None) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        *,
+        synctwin: simpy.Store,
+        syncflow: simpy.Store,
+        audit: simpy.Store,
+        seed: int,
+        generator: StrategyGenerator | None = None,
+    ) -> None:
         self.synctwin = synctwin
         self.syncflow = syncflow
         self.audit = audit
@@ -39,24 +47,30 @@ class SyncBrainAgent(Agent):
             return
         try:
             strategy = self.generator.generate(message.client_id, message.params)
-            result = yield from ask(self.env, self.synctwin,
-                                    GateRequest(strategy, seed=self.gate_seed(strategy.campaign_id)))
+            result = yield from ask(
+                self.env, self.synctwin, GateRequest(strategy, seed=self.gate_seed(strategy.campaign_id))
+            )
         except InvalidInput as exc:
             cid = str(message.params.get("campaign_id", "?"))
             self.decisions[cid] = exc
-            yield self.audit.put(AuditEvent("CAMPAIGN_INVALID", message.client_id, cid, "INVALID_INPUT",
-                                            {"error": str(exc)}))
+            yield self.audit.put(
+                AuditEvent("CAMPAIGN_INVALID", message.client_id, cid, "INVALID_INPUT", {"error": str(exc)})
+            )
             return
         self.decisions[strategy.campaign_id] = result
         summary = audit_summary(result.to_dict())
         if message.test:  # a drill's test campaign: it needs the gate's plan, not its approval
-            yield self.audit.put(AuditEvent("TEST_CAMPAIGN_DEPLOYED", strategy.client_id, strategy.campaign_id,
-                                            "CHAOS_TEST", summary))
+            yield self.audit.put(
+                AuditEvent("TEST_CAMPAIGN_DEPLOYED", strategy.client_id, strategy.campaign_id, "CHAOS_TEST", summary)
+            )
             yield self.syncflow.put(Deploy(strategy, result, test=True))
             return
         if not result.approved:
-            yield self.audit.put(AuditEvent("CAMPAIGN_REJECTED", strategy.client_id, strategy.campaign_id,
-                                            "SYNCTWIN_NEGATIVE_FORECAST", summary))
+            yield self.audit.put(
+                AuditEvent(
+                    "CAMPAIGN_REJECTED", strategy.client_id, strategy.campaign_id, "SYNCTWIN_NEGATIVE_FORECAST", summary
+                )
+            )
             if self.shadow is not None:
                 from agents.synctwin.shadow import ShadowWatch
 

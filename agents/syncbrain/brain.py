@@ -31,13 +31,20 @@ class CampaignRejectedError(Exception):
 
 
 class Gate(Protocol):
-    async def simulate_strategy(self, strategy: Strategy, client_id: str | None = None,
-                                lookback_days: int = 90) -> dict[str, Any]: ...
+    async def simulate_strategy(
+        self, strategy: Strategy, client_id: str | None = None, lookback_days: int = 90
+    ) -> dict[str, Any]: ...
 
 
 class AuditLog(Protocol):
-    async def log_audit_event(self, event_type: str, client_id: str | None = None, reason: str | None = None,
-                              metadata: Any = None, campaign_id: str | None = None) -> Any: ...
+    async def log_audit_event(
+        self,
+        event_type: str,
+        client_id: str | None = None,
+        reason: str | None = None,
+        metadata: Any = None,
+        campaign_id: str | None = None,
+    ) -> Any: ...
 
 
 class Deployer(Protocol):
@@ -50,8 +57,9 @@ def audit_summary(twin_result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class SyncBrain:
-    def __init__(self, synctwin: Gate, syncshield: AuditLog, deployer: Deployer,
-                 generator: StrategyGenerator | None = None) -> None:
+    def __init__(
+        self, synctwin: Gate, syncshield: AuditLog, deployer: Deployer, generator: StrategyGenerator | None = None
+    ) -> None:
         self.synctwin = synctwin
         self.syncshield = syncshield
         self.deployer = deployer
@@ -63,12 +71,17 @@ class SyncBrain:
         twin_result = await self.synctwin.simulate_strategy(strategy=strategy, client_id=client_id)
         if twin_result["decision"] != "APPROVED":
             await self.syncshield.log_audit_event(
-                event_type="CAMPAIGN_REJECTED", client_id=client_id, campaign_id=strategy.campaign_id,
-                reason="SYNCTWIN_NEGATIVE_FORECAST", metadata=audit_summary(twin_result),
+                event_type="CAMPAIGN_REJECTED",
+                client_id=client_id,
+                campaign_id=strategy.campaign_id,
+                reason="SYNCTWIN_NEGATIVE_FORECAST",
+                metadata=audit_summary(twin_result),
             )
             raise CampaignRejectedError(twin_result)
         await self.syncshield.log_audit_event(
-            event_type="CAMPAIGN_APPROVED", client_id=client_id, campaign_id=strategy.campaign_id,
+            event_type="CAMPAIGN_APPROVED",
+            client_id=client_id,
+            campaign_id=strategy.campaign_id,
             metadata=audit_summary(twin_result),
         )
         self.deployer.deploy(strategy, twin_result)

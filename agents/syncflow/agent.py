@@ -40,9 +40,14 @@ class BidLedger:
     last_ack: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"decided": self.decided, "delivered": self.delivered, "superseded": self.superseded,
-                "lost": self.lost, "pending": int(self.pending is not None),
-                "cached_intervals": self.cached_intervals}
+        return {
+            "decided": self.decided,
+            "delivered": self.delivered,
+            "superseded": self.superseded,
+            "lost": self.lost,
+            "pending": int(self.pending is not None),
+            "cached_intervals": self.cached_intervals,
+        }
 
 
 @dataclass(slots=True)
@@ -102,10 +107,21 @@ def planned_roas(gate: Any) -> float | None:
 class SyncFlow(Agent):
     name = "syncflow"
 
-    def __init__(self, env: simpy.Environment, *, apis: dict[str, Any], bids: simpy.Store, audit: simpy.Store,
-                 alerts: simpy.Store, settings: Settings, ticks_per_day: float,
-                 disabled_guards: Iterable[str] = (), mirror: simpy.Store | None = None,
-                 epoch0: float = 0.0, bidding: bool = True) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        *,
+        apis: dict[str, Any],
+        bids: simpy.Store,
+        audit: simpy.Store,
+        alerts: simpy.Store,
+        settings: Settings,
+        ticks_per_day: float,
+        disabled_guards: Iterable[str] = (),
+        mirror: simpy.Store | None = None,
+        epoch0: float = 0.0,
+        bidding: bool = True,
+    ) -> None:
         self.mirror = mirror
         self.epoch0 = epoch0  # epoch seconds at the environment's time zero
         self.apis = apis
@@ -120,8 +136,19 @@ class SyncFlow(Agent):
             raise ValueError(f"unknown guard(s) {sorted(unknown)}; expected some of {', '.join(GUARDS)}")
         self.campaigns: dict[str, LiveCampaign] = {}
         use_breaker = "api_circuit_breaker" not in self.disabled
-        self.breakers = {p: CircuitBreaker(p, lambda: env.now, failure_threshold=settings.breaker_failures,
-                                           reset_timeout=settings.breaker_reset) for p in apis} if use_breaker else {}
+        self.breakers = (
+            {
+                p: CircuitBreaker(
+                    p,
+                    lambda: env.now,
+                    failure_threshold=settings.breaker_failures,
+                    reset_timeout=settings.breaker_reset,
+                )
+                for p in apis
+            }
+            if use_breaker
+            else {}
+        )
         self.recoveries: dict[str, list[float]] = {p: [] for p in apis}  # first success after failures
         self._failing: dict[str, bool] = dict.fromkeys(apis, False)
         self._breaker_seen: dict[str, int] = dict.fromkeys(apis, 0)
@@ -134,16 +161,26 @@ class SyncFlow(Agent):
             env.process(self._bidder())
 
     # --- messages out ---------------------------------------------------------------------------
-    def _audit(self, event_type: str, campaign_id: str | None = None, reason: str | None = None,
-               **metadata: Any) -> None:
+    def _audit(
+        self, event_type: str, campaign_id: str | None = None, reason: str | None = None, **metadata: Any
+    ) -> None:
         self.audit_box.put(AuditEvent(event_type, None, campaign_id, reason, metadata))
 
     def _alert(self, severity: str, title: str, message: str, **details: Any) -> None:
         self.alert_box.put(AlertMessage(severity, title, message, details))
 
     def _audit_transition(self, tr: Transition, reason: str | None) -> None:
-        self._audit("GUARD_TRANSITION", tr.campaign_id, reason if tr.to_state == "TRIGGERED" else None,
-                    guard=tr.guard, from_state=tr.from_state, to_state=tr.to_state, t=tr.t, why=tr.why, **tr.detail)
+        self._audit(
+            "GUARD_TRANSITION",
+            tr.campaign_id,
+            reason if tr.to_state == "TRIGGERED" else None,
+            guard=tr.guard,
+            from_state=tr.from_state,
+            to_state=tr.to_state,
+            t=tr.t,
+            why=tr.why,
+            **tr.detail,
+        )
 
     # --- deployment -----------------------------------------------------------------------------
     def handle(self, message: Any) -> Generator[Any, Any, None]:
@@ -154,8 +191,14 @@ class SyncFlow(Agent):
         elif isinstance(message, PauseCommand):
             c = self.campaigns.get(message.campaign_id)
             if c is not None and c.status == "LIVE":
-                self._pause_for(c, message.reason, message.detail.get("why", "a pause command"), message.detail,
-                                message.event_id, message.ts)
+                self._pause_for(
+                    c,
+                    message.reason,
+                    message.detail.get("why", "a pause command"),
+                    message.detail,
+                    message.event_id,
+                    message.ts,
+                )
         yield from ()
 
     def _adopt(self, message: Adopt) -> None:
@@ -169,9 +212,17 @@ class SyncFlow(Agent):
         gate = plan.gate()
         planned_cpm = s.cpm or gate.baseline.get("cpm") or 5.0
         launched = plan.launch_ts - self.epoch0
-        c = LiveCampaign(strategy=s, gate=gate, platform=s.platform, planned_cpm=planned_cpm,
-                         bid=planned_cpm * self.settings.bid_headroom, status="LIVE", launched_at=launched,
-                         outcome_recorded=True, ends_at=launched + s.duration_days * SECONDS_PER_DAY)
+        c = LiveCampaign(
+            strategy=s,
+            gate=gate,
+            platform=s.platform,
+            planned_cpm=planned_cpm,
+            bid=planned_cpm * self.settings.bid_headroom,
+            status="LIVE",
+            launched_at=launched,
+            outcome_recorded=True,
+            ends_at=launched + s.duration_days * SECONDS_PER_DAY,
+        )
         c.ledger.last_ack = launched
         c.guards = self._make_guards(c, launched)
         self.campaigns[cid] = c
@@ -187,40 +238,78 @@ class SyncFlow(Agent):
             self._audit("DEPLOY_REFUSED", s.campaign_id, "NOT_APPROVED")
             return
         planned_cpm = s.cpm or gate.baseline.get("cpm") or 5.0
-        c = LiveCampaign(strategy=s, gate=gate, platform=s.platform, planned_cpm=planned_cpm,
-                         bid=planned_cpm * self.settings.bid_headroom, test=deploy.test)
+        c = LiveCampaign(
+            strategy=s,
+            gate=gate,
+            platform=s.platform,
+            planned_cpm=planned_cpm,
+            bid=planned_cpm * self.settings.bid_headroom,
+            test=deploy.test,
+        )
         self.campaigns[s.campaign_id] = c
-        payload = {"campaign_id": s.campaign_id, "daily_budget": s.daily_budget, "bid_cpm": c.bid,
-                   "audience_size": s.audience_size, "cvr": s.cvr, "duration_days": s.duration_days}
+        payload = {
+            "campaign_id": s.campaign_id,
+            "daily_budget": s.daily_budget,
+            "bid_cpm": c.bid,
+            "audience_size": s.audience_size,
+            "cvr": s.cvr,
+            "duration_days": s.duration_days,
+        }
         yield from self._call_until_done(s.platform, "launch", payload)
         now = self.env.now
         c.status, c.launched_at, c.ledger.last_ack = "LIVE", now, now
         c.ends_at = now + s.duration_days * SECONDS_PER_DAY
         c.guards = self._make_guards(c, now)
-        self._audit("CAMPAIGN_LAUNCHED", s.campaign_id, platform=s.platform, daily_budget=s.daily_budget,
-                    bid_cpm=round(c.bid, 4))
+        self._audit(
+            "CAMPAIGN_LAUNCHED",
+            s.campaign_id,
+            platform=s.platform,
+            daily_budget=s.daily_budget,
+            bid_cpm=round(c.bid, 4),
+        )
         if self.mirror is not None:  # the live mirror compares the campaign with its projection from now on
             projection = gate.projection.model_dump(mode="json") | {"launch_ts": self.epoch0 + now}
             self.mirror.put(Watch(s.campaign_id, projection))
 
     def _make_guards(self, c: LiveCampaign, now: float) -> list[Guard]:
         st, cid = self.settings, c.strategy.campaign_id
-        c.budget = BudgetEmergency(cid, daily_budget=c.strategy.daily_budget, ticks_per_day=self.ticks_per_day,
-                                   cap_share=st.budget_cap_share, lookahead_ticks=st.budget_lookahead_ticks,
-                                   runaway_factor=st.runaway_factor, runaway_ticks=st.runaway_ticks,
-                                   enabled="budget_emergency" not in self.disabled)
+        c.budget = BudgetEmergency(
+            cid,
+            daily_budget=c.strategy.daily_budget,
+            ticks_per_day=self.ticks_per_day,
+            cap_share=st.budget_cap_share,
+            lookahead_ticks=st.budget_lookahead_ticks,
+            runaway_factor=st.runaway_factor,
+            runaway_ticks=st.runaway_ticks,
+            enabled="budget_emergency" not in self.disabled,
+        )
         guards: list[Guard] = [
-            MarginGuardian(cid, launched_at=now, gross_margin=c.strategy.gross_margin, warmup=st.margin_warmup,
-                           window=st.margin_window, tolerance=st.margin_tolerance, persistence=st.margin_persistence,
-                           planned_roas=planned_roas(c.gate),
-                           order_value=c.strategy.aov or c.gate.baseline.get("avg_order_value"),
-                           enabled="margin_guardian" not in self.disabled),
+            MarginGuardian(
+                cid,
+                launched_at=now,
+                gross_margin=c.strategy.gross_margin,
+                warmup=st.margin_warmup,
+                window=st.margin_window,
+                tolerance=st.margin_tolerance,
+                persistence=st.margin_persistence,
+                planned_roas=planned_roas(c.gate),
+                order_value=c.strategy.aov or c.gate.baseline.get("avg_order_value"),
+                enabled="margin_guardian" not in self.disabled,
+            ),
         ]
         expected_cvr = planned_cvr_per_click(c.strategy, c.gate.baseline)
         if expected_cvr is not None:
-            guards.append(AutoRollback(cid, launched_at=now, expected_cvr=expected_cvr, drop=st.rollback_drop,
-                                       threshold=st.rollback_threshold, warmup=st.rollback_warmup,
-                                       enabled="auto_rollback" not in self.disabled))
+            guards.append(
+                AutoRollback(
+                    cid,
+                    launched_at=now,
+                    expected_cvr=expected_cvr,
+                    drop=st.rollback_drop,
+                    threshold=st.rollback_threshold,
+                    warmup=st.rollback_warmup,
+                    enabled="auto_rollback" not in self.disabled,
+                )
+            )
         return guards
 
     # --- the bid stream: guards -----------------------------------------------------------------
@@ -251,8 +340,14 @@ class SyncFlow(Agent):
                     if c.status != "LIVE":
                         continue
                 if verdicts is not None and (command := verdicts.get(i)) is not None:
-                    self._pause_for(c, command.reason, command.detail.get("why", "the mirror's verdict"),
-                                    command.detail, command.event_id, command.ts)
+                    self._pause_for(
+                        c,
+                        command.reason,
+                        command.detail.get("why", "the mirror's verdict"),
+                        command.detail,
+                        command.event_id,
+                        command.ts,
+                    )
                     continue
                 if times is None:
                     check_slow = check_tick
@@ -310,8 +405,15 @@ class SyncFlow(Agent):
         self._audit_transition(fired, guard.pause_reason)
         self._pause_for(c, guard.pause_reason, fired.why, {"guard": fired.guard, **fired.detail}, event_id, ts)
 
-    def _pause_for(self, c: LiveCampaign, reason: str, why: str, detail: dict[str, Any],
-                   event_id: str | None = None, ts: float | None = None) -> None:
+    def _pause_for(
+        self,
+        c: LiveCampaign,
+        reason: str,
+        why: str,
+        detail: dict[str, Any],
+        event_id: str | None = None,
+        ts: float | None = None,
+    ) -> None:
         """Stop bidding now, audit and alert, and take the pause to the platform until it has it
         (the PAUSE names the event that decided: `event_id`, its epoch seconds `ts`)."""
         c.status, c.pause_reason, c.paused_at = "PAUSED", reason, self.env.now
@@ -327,8 +429,7 @@ class SyncFlow(Agent):
         self.env.process(self._send_pause(c, PauseCommand(cid, reason, detail, event_id=event_id, ts=ts)))
 
     def _send_pause(self, c: LiveCampaign, command: PauseCommand) -> Generator[Any, Any, None]:
-        yield from self._call_until_done(c.platform, "pause", {"campaign_id": command.campaign_id,
-                                                               "command": command})
+        yield from self._call_until_done(c.platform, "pause", {"campaign_id": command.campaign_id, "command": command})
         c.pause_acked_at = self.env.now
 
     def _record_outcome(self, c: LiveCampaign, batch: BidBatch, i: int) -> None:
@@ -341,11 +442,19 @@ class SyncFlow(Agent):
         paused = c.status == "PAUSED"
         days = ((c.paused_at or launched) - launched if paused else c.ends_at - launched) / SECONDS_PER_DAY
         reason = PAUSED if paused else FLIGHT_ENDED
-        meta = campaign_outcome(platform=c.platform, launch_ts=self.epoch0 + launched, days=days,
-                                days_total=s.duration_days, spend=float(batch.spend[i]),
-                                revenue=float(batch.revenue[i]), conversions=float(batch.conversions[i]),
-                                gross_margin=s.gross_margin, gate=c.gate, reason=reason,
-                                pause_reason=c.pause_reason if paused else None)
+        meta = campaign_outcome(
+            platform=c.platform,
+            launch_ts=self.epoch0 + launched,
+            days=days,
+            days_total=s.duration_days,
+            spend=float(batch.spend[i]),
+            revenue=float(batch.revenue[i]),
+            conversions=float(batch.conversions[i]),
+            gross_margin=s.gross_margin,
+            gate=c.gate,
+            reason=reason,
+            pause_reason=c.pause_reason if paused else None,
+        )
         self.audit_box.put(AuditEvent(CAMPAIGN_OUTCOME, s.client_id, s.campaign_id, reason, meta))
 
     # --- the platform API -----------------------------------------------------------------------
@@ -380,12 +489,21 @@ class SyncFlow(Agent):
 
     def _note_breaker(self, platform: str) -> None:
         breaker = self.breakers[platform]
-        for tr in breaker.transitions[self._breaker_seen[platform]:]:
-            self._audit("BREAKER_TRANSITION", None, None, platform=platform, from_state=tr.from_state,
-                        to_state=tr.to_state, t=tr.t, why=tr.why)
+        for tr in breaker.transitions[self._breaker_seen[platform] :]:
+            self._audit(
+                "BREAKER_TRANSITION",
+                None,
+                None,
+                platform=platform,
+                from_state=tr.from_state,
+                to_state=tr.to_state,
+                t=tr.t,
+                why=tr.why,
+            )
             if tr.to_state == "OPEN" and tr.from_state == "CLOSED":
-                self._alert("WARNING", f"{platform} API circuit open", f"serving cached bids: {tr.why}",
-                            platform=platform)
+                self._alert(
+                    "WARNING", f"{platform} API circuit open", f"serving cached bids: {tr.why}", platform=platform
+                )
         self._breaker_seen[platform] = len(breaker.transitions)
 
     # --- bidding and pacing ---------------------------------------------------------------------
@@ -409,8 +527,11 @@ class SyncFlow(Agent):
         interval, retry = self.settings.bid_interval, self.settings.bid_retry
         next_decision = self.env.now + interval
         while True:
-            yield self.env.timeout(max(0.0, min(next_decision, self.env.now + retry) - self.env.now)
-                                   if self._any_pending() else next_decision - self.env.now)
+            yield self.env.timeout(
+                max(0.0, min(next_decision, self.env.now + retry) - self.env.now)
+                if self._any_pending()
+                else next_decision - self.env.now
+            )
             deciding = self.env.now >= next_decision
             if deciding:
                 next_decision = self.env.now + interval
@@ -460,9 +581,14 @@ class SyncFlow(Agent):
         out: dict[str, Any] = {}
         for cid, c in self.campaigns.items():
             out[cid] = {
-                "status": c.status, "platform": c.platform, "launched_at": c.launched_at,
-                "pause_reason": c.pause_reason, "paused_at": c.paused_at, "pause_acked_at": c.pause_acked_at,
-                "pause_detail": c.pause_detail, "bids": c.ledger.to_dict(),
+                "status": c.status,
+                "platform": c.platform,
+                "launched_at": c.launched_at,
+                "pause_reason": c.pause_reason,
+                "paused_at": c.paused_at,
+                "pause_acked_at": c.pause_acked_at,
+                "pause_detail": c.pause_detail,
+                "bids": c.ledger.to_dict(),
                 "daily_spend": [*c.daily_spend, c.spend_today] if c.day >= 0 else [],
                 "guards": {g.name: g.state.value for g in [c.budget, *c.guards] if g is not None},
             }
@@ -470,4 +596,5 @@ class SyncFlow(Agent):
 
     def breaker_states(self) -> dict[str, str]:
         return {p: b.state.value for p, b in self.breakers.items()} | {
-            p: BreakerState.CLOSED.value + " (disabled)" for p in self.apis if p not in self.breakers}
+            p: BreakerState.CLOSED.value + " (disabled)" for p in self.apis if p not in self.breakers
+        }

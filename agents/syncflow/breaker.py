@@ -29,8 +29,9 @@ class BreakerTransition:
 
 
 class CircuitBreaker:
-    def __init__(self, name: str, now: Callable[[], float], *, failure_threshold: int = 2,
-                 reset_timeout: float = 60.0) -> None:
+    def __init__(
+        self, name: str, now: Callable[[], float], *, failure_threshold: int = 2, reset_timeout: float = 60.0
+    ) -> None:
         self.name = name
         self.now = now
         self.failure_threshold = failure_threshold

@@ -74,11 +74,23 @@ class MarginGuardian(Guard):
     name = "margin_guardian"
     pause_reason = "MARGIN_GUARDIAN"
 
-    def __init__(self, campaign_id: str, *, launched_at: float, gross_margin: float, warmup: float = 7_200.0,
-                 window: float = 7_200.0, tolerance: float = 0.05, persistence: int = 3,
-                 min_window_spend: float = 1.0, planned_roas: float | None = None,
-                 order_value: float | None = None, order_value_cv: float = 0.5, z_crit: float = 4.0,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self,
+        campaign_id: str,
+        *,
+        launched_at: float,
+        gross_margin: float,
+        warmup: float = 7_200.0,
+        window: float = 7_200.0,
+        tolerance: float = 0.05,
+        persistence: int = 3,
+        min_window_spend: float = 1.0,
+        planned_roas: float | None = None,
+        order_value: float | None = None,
+        order_value_cv: float = 0.5,
+        z_crit: float = 4.0,
+        enabled: bool = True,
+    ) -> None:
         super().__init__(campaign_id, enabled=enabled)
         self.launched_at = launched_at
         self.gross_margin = gross_margin
@@ -128,13 +140,20 @@ class MarginGuardian(Guard):
         self.breaches = self.breaches + 1 if breach else 0
         if self.breaches >= self.persistence:
             evidence = "" if z is None else f", revenue {-z:.1f} standard errors short of the plan"
-            detail = {"margin_ratio": round(ratio, 4), "window_spend": round(d_spend, 2),
-                      "window_revenue": round(d_revenue, 2)}
+            detail = {
+                "margin_ratio": round(ratio, 4),
+                "window_spend": round(d_spend, 2),
+                "window_revenue": round(d_revenue, 2),
+            }
             if z is not None:
                 detail["shortfall_z"] = round(z, 2)
             return self._move(
-                GuardState.TRIGGERED, t, f"margin {ratio:+.1%} of spend over the last {(t - t0) / 3600:.1f} h, "
-                f"below -{self.tolerance:.0%} for {self.breaches} checks in a row{evidence}", **detail)
+                GuardState.TRIGGERED,
+                t,
+                f"margin {ratio:+.1%} of spend over the last {(t - t0) / 3600:.1f} h, "
+                f"below -{self.tolerance:.0%} for {self.breaches} checks in a row{evidence}",
+                **detail,
+            )
         return None
 
 
@@ -142,8 +161,17 @@ class AutoRollback(Guard):
     name = "auto_rollback"
     pause_reason = "AUTO_ROLLBACK"
 
-    def __init__(self, campaign_id: str, *, launched_at: float, expected_cvr: float, drop: float = 0.30,
-                 threshold: float = 10.0, warmup: float = 3_600.0, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        campaign_id: str,
+        *,
+        launched_at: float,
+        expected_cvr: float,
+        drop: float = 0.30,
+        threshold: float = 10.0,
+        warmup: float = 3_600.0,
+        enabled: bool = True,
+    ) -> None:
         super().__init__(campaign_id, enabled=enabled)
         if not (0 < expected_cvr <= 1 and 0 < drop < 1):
             raise ValueError(f"expected_cvr {expected_cvr} and drop {drop} must be in (0, 1)")
@@ -183,10 +211,15 @@ class AutoRollback(Guard):
         # statistically outside the plan AND practically: at least half the crash it is tuned for
         if self.cusum > self.threshold and realized < self.expected_cvr * (1.0 - self.drop / 2):
             return self._move(
-                GuardState.TRIGGERED, t, f"conversion rate {realized:.2%} per click over the last "
+                GuardState.TRIGGERED,
+                t,
+                f"conversion rate {realized:.2%} per click over the last "
                 f"{window_clicks:,.0f} clicks against the plan's {self.expected_cvr:.2%}: CUSUM {self.cusum:.1f} "
                 f"> {self.threshold:g}",
-                cusum=round(self.cusum, 3), realized_cvr=round(realized, 5), expected_cvr=self.expected_cvr)
+                cusum=round(self.cusum, 3),
+                realized_cvr=round(realized, 5),
+                expected_cvr=self.expected_cvr,
+            )
         return None
 
 
@@ -194,9 +227,18 @@ class BudgetEmergency(Guard):
     name = "budget_emergency"
     pause_reason = "BUDGET_EMERGENCY"
 
-    def __init__(self, campaign_id: str, *, daily_budget: float, ticks_per_day: float, cap_share: float = 1.10,
-                 lookahead_ticks: float = 2.0, runaway_factor: float = 3.0, runaway_ticks: int = 5,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self,
+        campaign_id: str,
+        *,
+        daily_budget: float,
+        ticks_per_day: float,
+        cap_share: float = 1.10,
+        lookahead_ticks: float = 2.0,
+        runaway_factor: float = 3.0,
+        runaway_ticks: int = 5,
+        enabled: bool = True,
+    ) -> None:
         super().__init__(campaign_id, enabled=enabled)
         if enabled:
             self.state = GuardState.ARMED  # no warm-up: money is at stake from the first tick
@@ -216,12 +258,21 @@ class BudgetEmergency(Guard):
         projected = spend_today + spend_tick * self.lookahead
         if projected >= self.cap:
             return self._move(
-                GuardState.TRIGGERED, t, f"today's spend {spend_today:,.2f} would reach {projected:,.2f} within "
+                GuardState.TRIGGERED,
+                t,
+                f"today's spend {spend_today:,.2f} would reach {projected:,.2f} within "
                 f"{self.lookahead:g} ticks: {self.cap_share:.0%} of the daily budget is {self.cap:,.2f}",
-                spend_today=round(spend_today, 2), spend_tick=round(spend_tick, 4), cap=round(self.cap, 2))
+                spend_today=round(spend_today, 2),
+                spend_tick=round(spend_tick, 4),
+                cap=round(self.cap, 2),
+            )
         if self.fast_ticks >= self.runaway_ticks:
             return self._move(
-                GuardState.TRIGGERED, t, f"spending {spend_tick / self.pace:.1f}x the budget's pace for "
-                f"{self.fast_ticks} ticks in a row", spend_today=round(spend_today, 2),
-                spend_tick=round(spend_tick, 4), pace=round(self.pace, 4))
+                GuardState.TRIGGERED,
+                t,
+                f"spending {spend_tick / self.pace:.1f}x the budget's pace for {self.fast_ticks} ticks in a row",
+                spend_today=round(spend_today, 2),
+                spend_tick=round(spend_tick, 4),
+                pace=round(self.pace, 4),
+            )
         return None

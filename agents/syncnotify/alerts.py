@@ -75,8 +75,9 @@ class SyncNotify:
             except Exception as exc:  # any sink bug or outage: the other sinks still get the alert
                 self.failures += 1
                 self.last_error = exc
-                logger.error("alert sink %s failed for %r: %s: %s", type(sink).__name__, alert.title,
-                             type(exc).__name__, exc)
+                logger.error(
+                    "alert sink %s failed for %r: %s: %s", type(sink).__name__, alert.title, type(exc).__name__, exc
+                )
         return alert
 
     async def alert(self, severity: Severity, title: str, message: str, details: Any = None) -> Alert:

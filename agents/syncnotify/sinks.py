@@ -33,8 +33,13 @@ class LogSink:
 
     def send(self, alert: Alert) -> None:
         """Log `title: message`; the whole alert rides along as `extra={'alert': ...}`."""
-        self.logger.log(_LEVELS[alert.severity], "%s: %s", alert.title, alert.message,
-                        extra={"alert": alert.model_dump(mode="json")})
+        self.logger.log(
+            _LEVELS[alert.severity],
+            "%s: %s",
+            alert.title,
+            alert.message,
+            extra={"alert": alert.model_dump(mode="json")},
+        )
 
 
 class JsonlSink:
@@ -56,7 +61,7 @@ class JsonlSink:
             fcntl.flock(fd, fcntl.LOCK_EX)
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
 

@@ -21,6 +21,11 @@ class SyncShieldAgent(Agent):
 
     def handle(self, message: Any) -> Generator[Any, Any, None]:
         if isinstance(message, AuditEvent):
-            self.shield.log(message.event_type, client_id=message.client_id, campaign_id=message.campaign_id,
-                            reason=message.reason, metadata=message.metadata)
+            self.shield.log(
+                message.event_type,
+                client_id=message.client_id,
+                campaign_id=message.campaign_id,
+                reason=message.reason,
+                metadata=message.metadata,
+            )
         yield from ()

@@ -79,8 +79,16 @@ class InMemoryAuditStore:
         """Chain onto the last record under a lock, so threads cannot fork the chain."""
         with self._lock:
             prev = self._records[-1] if self._records else None
-            rec = make_record(prev, event_type, ts=self._clock(), client_id=client_id,
-                              campaign_id=campaign_id, reason=reason, metadata=metadata, key=self._key)
+            rec = make_record(
+                prev,
+                event_type,
+                ts=self._clock(),
+                client_id=client_id,
+                campaign_id=campaign_id,
+                reason=reason,
+                metadata=metadata,
+                key=self._key,
+            )
             self._records.append(rec)
             return dict(rec)
 
@@ -136,16 +144,22 @@ class JsonlAuditStore:
     under the same lock; an append refuses when that head shows the log lost or rewrote records.
     """
 
-    def __init__(self, path: str | os.PathLike[str], clock: Clock = time.time, *,
-                 fsync: bool = False, hmac_key: bytes | str | None = FROM_ENV) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        clock: Clock = time.time,
+        *,
+        fsync: bool = False,
+        hmac_key: bytes | str | None = FROM_ENV,
+    ) -> None:
         self.path = Path(path)
         self._clock = clock
         self._fsync = fsync
         self._key = resolve_key(hmac_key)
         self._mutex = threading.Lock()
         self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file read so far
-        self._offset = 0   # bytes already read and parsed
-        self._lines = 0    # lines already read and parsed
+        self._offset = 0  # bytes already read and parsed
+        self._lines = 0  # lines already read and parsed
         self._last: dict[str, Any] | None = None
         self._missing_newline = False  # the last line read has no "\n" (a writer died mid-line?)
 
@@ -168,16 +182,18 @@ class JsonlAuditStore:
         self._ident = ident
         return result
 
-    def _read_from(self, fd: int, offset: int, lines: int, last: dict[str, Any] | None,
-                   missing_newline: bool) -> tuple[dict[str, Any] | None, bool]:
+    def _read_from(
+        self, fd: int, offset: int, lines: int, last: dict[str, Any] | None, missing_newline: bool
+    ) -> tuple[dict[str, Any] | None, bool]:
         with open(os.dup(fd), "rb") as fh:  # the dup shares the lock; closing it keeps the lock
             fh.seek(offset)
             for raw in fh:
                 lines += 1
                 rec, problem = _parse_line(raw)
                 if problem:
-                    raise InvalidInput(f"{problem}; refusing to append to a damaged audit log",
-                                       source=str(self.path), line=lines)
+                    raise InvalidInput(
+                        f"{problem}; refusing to append to a damaged audit log", source=str(self.path), line=lines
+                    )
                 last = rec
                 offset += len(raw)
                 missing_newline = not raw.endswith(b"\n")
@@ -203,12 +219,20 @@ class JsonlAuditStore:
                 problem = append_problem(read_head_file(self.path), prev, self._key)
                 if problem:
                     raise InvalidInput(problem, source=str(self.path))
-                rec = make_record(prev, event_type, ts=self._clock(), client_id=client_id,
-                                  campaign_id=campaign_id, reason=reason, metadata=metadata, key=self._key)
+                rec = make_record(
+                    prev,
+                    event_type,
+                    ts=self._clock(),
+                    client_id=client_id,
+                    campaign_id=campaign_id,
+                    reason=reason,
+                    metadata=metadata,
+                    key=self._key,
+                )
                 data = (b"\n" if missing_newline else b"") + canonical_json(rec).encode("utf-8") + b"\n"
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 if self._fsync:
                     os.fsync(fd)
                 self._offset += len(data)
@@ -278,8 +302,13 @@ def _tampered(checked: int, problem: str) -> VerifyReport:
     return VerifyReport(ok=False, checked=checked, first_bad=checked + 1, problem=problem)
 
 
-def verify_file(path: str | os.PathLike[str], *, key: bytes | str | None = FROM_ENV,
-                expect: Head | None = None, use_head_file: bool = True) -> VerifyReport:
+def verify_file(
+    path: str | os.PathLike[str],
+    *,
+    key: bytes | str | None = FROM_ENV,
+    expect: Head | None = None,
+    use_head_file: bool = True,
+) -> VerifyReport:
     """Verify a JSONL audit log; a line that is not a record is reported as tampered, not raised.
 
     `key` (default SYNCTWIN_AUDIT_KEY) checks HMAC-chained records. The log must end on the head
@@ -296,8 +325,9 @@ def verify_file(path: str | os.PathLike[str], *, key: bytes | str | None = FROM_
             return _tampered(0, str(exc))
         if fh is None:
             if stored is not None:
-                return _tampered(0, f"the log is missing, but its head file says {stored.records} records: "
-                                    "it was deleted")
+                return _tampered(
+                    0, f"the log is missing, but its head file says {stored.records} records: it was deleted"
+                )
             if expect is not None:
                 count = "its records" if expect.records is None else f"{expect.records} records"
                 return _tampered(0, f"the log is missing, but --expect-head expects {count}: it was deleted")
@@ -344,8 +374,11 @@ def _entry_to_record(entry_id: str, fields: dict[str, str]) -> dict[str, Any] | 
     seq = rec.get("seq") if isinstance(rec.get("seq"), int) else None
     for name in ("seq", "event_type", "hash", "prev_hash"):
         if name in fields and name in rec and fields[name] != str(rec[name]):
-            return Malformed(f"stream entry {entry_id}: field '{name}' ({fields[name]!r}) disagrees "
-                             f"with the stored record ({rec[name]!r})", seq=seq)
+            return Malformed(
+                f"stream entry {entry_id}: field '{name}' ({fields[name]!r}) disagrees "
+                f"with the stored record ({rec[name]!r})",
+                seq=seq,
+            )
     return rec
 
 
@@ -380,8 +413,15 @@ class RedisAuditStore:
     the stream lost or rewrote records. `hmac_key` defaults to SYNCTWIN_AUDIT_KEY.
     """
 
-    def __init__(self, client: Any, key: str = "synctwin:audit", clock: Clock = time.time, *,
-                 max_attempts: int = 1000, hmac_key: bytes | str | None = FROM_ENV) -> None:
+    def __init__(
+        self,
+        client: Any,
+        key: str = "synctwin:audit",
+        clock: Clock = time.time,
+        *,
+        max_attempts: int = 1000,
+        hmac_key: bytes | str | None = FROM_ENV,
+    ) -> None:
         self.client = client
         self.key = key
         self.head_key = head_key(key)
@@ -398,8 +438,10 @@ class RedisAuditStore:
         rec = _entry_to_record(entry_id, fields)
         problem = rec.reason if isinstance(rec, Malformed) else _shape_error(rec)
         if problem:
-            raise InvalidInput(f"the head of the audit stream is not a valid record ({problem}); "
-                               "refusing to append", source=f"Redis key {self.key}")
+            raise InvalidInput(
+                f"the head of the audit stream is not a valid record ({problem}); refusing to append",
+                source=f"Redis key {self.key}",
+            )
         assert isinstance(rec, dict)
         return rec
 
@@ -427,8 +469,10 @@ class RedisAuditStore:
         if problem:
             raise InvalidInput(problem, source=f"Redis key {self.key}")
         if prev is not None and self._hmac_key is None and is_hmac(prev):
-            raise InvalidInput("the audit stream is HMAC-chained: set SYNCTWIN_AUDIT_KEY to append to it",
-                               source=f"Redis key {self.key}")
+            raise InvalidInput(
+                "the audit stream is HMAC-chained: set SYNCTWIN_AUDIT_KEY to append to it",
+                source=f"Redis key {self.key}",
+            )
 
     def queue(self, pipe: Any, rec: Mapping[str, Any]) -> None:
         """In a caller's MULTI: XADD the record prepared by `prepare` and replace the head with it."""
@@ -451,8 +495,9 @@ class RedisAuditStore:
             with self.client.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(self.key, self.head_key)
-                    rec = self._next(pipe, event_type, client_id=client_id, campaign_id=campaign_id, reason=reason,
-                                     metadata=metadata)
+                    rec = self._next(
+                        pipe, event_type, client_id=client_id, campaign_id=campaign_id, reason=reason, metadata=metadata
+                    )
                     pipe.multi()
                     self.queue(pipe, rec)
                     pipe.execute()
@@ -461,18 +506,28 @@ class RedisAuditStore:
                     self.retries += 1
             if attempt >= 2:  # back off a little so a crowd of writers stops colliding
                 time.sleep(random.uniform(0, min(0.02, 0.0005 * 2 ** min(attempt, 10))))
-        raise RuntimeError(f"could not append to {self.key} after {self._max_attempts} attempts "
-                           "(too many concurrent writers)")
+        raise RuntimeError(
+            f"could not append to {self.key} after {self._max_attempts} attempts (too many concurrent writers)"
+        )
 
-    def prepare(self, pipe: Any, event_type: str, *, client_id: str | None = None, campaign_id: str | None = None,
-                reason: str | None = None, metadata: Any = None) -> tuple[dict[str, Any], dict[str, str]]:
+    def prepare(
+        self,
+        pipe: Any,
+        event_type: str,
+        *,
+        client_id: str | None = None,
+        campaign_id: str | None = None,
+        reason: str | None = None,
+        metadata: Any = None,
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         """For a caller's own transaction: WATCH the stream and its head on `pipe` (still in immediate
         mode), build the next record on its head, and return it with its XADD fields. The caller then
         calls `pipe.multi()`, `store.queue(pipe, rec)` beside its own writes (the XADD and the new
         head), and `execute()`; a WatchError means another writer got in first: start again."""
         pipe.watch(self.key, self.head_key)
-        rec = self._next(pipe, event_type, client_id=client_id, campaign_id=campaign_id, reason=reason,
-                         metadata=metadata)
+        rec = self._next(
+            pipe, event_type, client_id=client_id, campaign_id=campaign_id, reason=reason, metadata=metadata
+        )
         return rec, _stream_fields(rec)
 
     def records(self) -> list[dict[str, Any]]:
@@ -490,8 +545,14 @@ class RedisAuditStore:
         return verify_redis(self.client, self.key, hmac_key=self._hmac_key, expect=expect)
 
 
-def verify_redis(client: Any, key: str = "synctwin:audit", *, hmac_key: bytes | str | None = FROM_ENV,
-                 expect: Head | None = None, use_head: bool = True) -> VerifyReport:
+def verify_redis(
+    client: Any,
+    key: str = "synctwin:audit",
+    *,
+    hmac_key: bytes | str | None = FROM_ENV,
+    expect: Head | None = None,
+    use_head: bool = True,
+) -> VerifyReport:
     """Verify the chain in a Redis stream; garbage entries are reported as tampered records.
 
     The stream fields `seq`, `event_type`, `hash` and `prev_hash` must agree with the stored
@@ -515,11 +576,13 @@ def verify_redis(client: Any, key: str = "synctwin:audit", *, hmac_key: bytes | 
             if kind not in ("stream", "none"):
                 raise InvalidInput(f"holds a {kind}, not a stream", source=f"Redis key {key}") from None
             kind = _text(client.type(head_key(key)))
-            raise InvalidInput(f"holds a {kind}, not an audit head (a hash)", source=f"Redis key {head_key(key)}") \
-                from None
+            raise InvalidInput(
+                f"holds a {kind}, not an audit head (a hash)", source=f"Redis key {head_key(key)}"
+            ) from None
     try:
-        stored = StoredHead.parse(_entry_fields(raw_head), f"Redis key {head_key(key)}") if raw_head and use_head \
-            else None
+        stored = (
+            StoredHead.parse(_entry_fields(raw_head), f"Redis key {head_key(key)}") if raw_head and use_head else None
+        )
     except InvalidInput as exc:  # the head is part of the audit trail: a damaged one is tampering
         return _tampered(0, str(exc))
     where = f"Redis key {head_key(key)}"

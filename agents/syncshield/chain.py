@@ -33,7 +33,15 @@ GENESIS_HASH = "0" * 64
 """`prev_hash` of the first record: a fixed value, so every chain starts the same way."""
 
 RECORD_KEYS: tuple[str, ...] = (
-    "seq", "ts", "event_type", "client_id", "campaign_id", "reason", "metadata", "prev_hash", "hash",
+    "seq",
+    "ts",
+    "event_type",
+    "client_id",
+    "campaign_id",
+    "reason",
+    "metadata",
+    "prev_hash",
+    "hash",
 )
 OPTIONAL_KEYS: tuple[str, ...] = ("chain",)
 """Keys only some records have: `chain` marks an HMAC-chained record (absent: plain SHA-256)."""
@@ -187,8 +195,9 @@ def parse_head(text: str, source: str = "--expect-head") -> Head:
     if count and (not count.isdigit() or len(count) > 18):
         raise InvalidInput(f"the record count after ':' must be a whole number (got {count!r})", field=source)
     if count and int(count) == 0 and value != GENESIS_HASH:
-        raise InvalidInput(f"a head of 0 records is the empty log's, {GENESIS_HASH[:8]}... (got {text!r})",
-                           field=source)
+        raise InvalidInput(
+            f"a head of 0 records is the empty log's, {GENESIS_HASH[:8]}... (got {text!r})", field=source
+        )
     return Head(value, int(count) if count else None, source)
 
 
@@ -236,8 +245,7 @@ def _hash_problem(rec: Mapping[str, Any], key: bytes | None, hmac_seen: bool) ->
         if key is None:
             return f"HMAC-chained, but no key is set: wrong or missing {KEY_ENV}"
     elif hmac_seen:
-        return (f"a plain SHA-256 record after HMAC-chained ones: appended or rewritten by someone "
-                f"without {KEY_ENV}")
+        return f"a plain SHA-256 record after HMAC-chained ones: appended or rewritten by someone without {KEY_ENV}"
     try:
         actual = record_hash(rec, key)
     except (TypeError, ValueError) as exc:
@@ -245,8 +253,9 @@ def _hash_problem(rec: Mapping[str, Any], key: bytes | None, hmac_seen: bool) ->
     if actual == rec["hash"]:
         return None
     if is_hmac(rec) and not hmac_seen:
-        return (f"does not match its HMAC: wrong or missing {KEY_ENV} (or the record was edited "
-                "or forged without the key)")
+        return (
+            f"does not match its HMAC: wrong or missing {KEY_ENV} (or the record was edited or forged without the key)"
+        )
     if is_hmac(rec):
         return "content does not match its HMAC (the record was edited, or forged without the key)"
     return "content does not match its hash (the record was edited)"
@@ -268,8 +277,9 @@ def _link_problem(rec: Mapping[str, Any], prev_seq: int, prev_hash: str) -> str 
     return None
 
 
-def verify_chain(records: Iterable[Mapping[str, Any] | Malformed | Any], *, key: bytes | None = None,
-                 heads: Iterable[Head] = ()) -> VerifyReport:
+def verify_chain(
+    records: Iterable[Mapping[str, Any] | Malformed | Any], *, key: bytes | None = None, heads: Iterable[Head] = ()
+) -> VerifyReport:
     """Check a whole log in order and report the first record that breaks the chain.
 
     Detects an edited record (its content no longer matches its hash), a removed record (seq gap
@@ -326,13 +336,25 @@ def verify_chain(records: Iterable[Mapping[str, Any] | Malformed | Any], *, key:
             at_count[position] = prev_hash
         if prev_hash in wanted_hashes:
             found.setdefault(prev_hash, position)
-    report = VerifyReport(ok=True, checked=checked, head_hash=prev_hash, head_seq=prev_seq, hmac_from=hmac_from,
-                          heads=tuple(h.source for h in anchors))
+    report = VerifyReport(
+        ok=True,
+        checked=checked,
+        head_hash=prev_hash,
+        head_seq=prev_seq,
+        hmac_from=hmac_from,
+        heads=tuple(h.source for h in anchors),
+    )
     if key is not None and checked and hmac_from is None:
-        return dataclasses.replace(report, ok=False, first_bad=1, problem=(
-            f"record 1 (seq {1 if checked else 'unknown'}): no record is HMAC-chained although {KEY_ENV} is set: "
-            f"the log was written without the key, or rewritten by someone without it (to check a log that "
-            f"predates the key, unset {KEY_ENV})"))
+        return dataclasses.replace(
+            report,
+            ok=False,
+            first_bad=1,
+            problem=(
+                f"record 1 (seq {1 if checked else 'unknown'}): no record is HMAC-chained although {KEY_ENV} is set: "
+                f"the log was written without the key, or rewritten by someone without it (to check a log that "
+                f"predates the key, unset {KEY_ENV})"
+            ),
+        )
     for head in anchors:
         problem = head_problem(head, checked, prev_hash, at_count, found)
         if problem is not None:
@@ -340,8 +362,9 @@ def verify_chain(records: Iterable[Mapping[str, Any] | Malformed | Any], *, key:
     return report
 
 
-def head_problem(head: Head, count: int, last_hash: str, at_count: Mapping[int, str],
-                 found: Mapping[str, int]) -> tuple[int, str] | None:
+def head_problem(
+    head: Head, count: int, last_hash: str, at_count: Mapping[int, str], found: Mapping[str, int]
+) -> tuple[int, str] | None:
     """(first bad position, what differs) between an intact log of `count` records ending on
     `last_hash` and a head kept apart from it, or None when they agree."""
     if head.hash == last_hash and head.records in (None, count):
@@ -352,16 +375,24 @@ def head_problem(head: Head, count: int, last_hash: str, at_count: Mapping[int, 
     if head.hash in found:
         pos = found[head.hash]
         if head.records not in (None, pos):
-            return pos, (f"record {pos}: has the hash of {where}, which says {head.records} records: "
-                         "a different history")
-        return pos + 1, (f"record {pos + 1} and after: {count - pos} extra record(s) after {where} "
-                         f"(record {pos}): appended since it was kept, or forged")
+            return pos, (
+                f"record {pos}: has the hash of {where}, which says {head.records} records: a different history"
+            )
+        return pos + 1, (
+            f"record {pos + 1} and after: {count - pos} extra record(s) after {where} "
+            f"(record {pos}): appended since it was kept, or forged"
+        )
     if head.records is None:
-        return count + 1, (f"{where} ({head.hash[:12]}...) is not in the log of {count} records: "
-                           "records were removed from its end (truncated), or its history was rewritten")
+        return count + 1, (
+            f"{where} ({head.hash[:12]}...) is not in the log of {count} records: "
+            "records were removed from its end (truncated), or its history was rewritten"
+        )
     if head.records > count:
         ends = f"the log ends at record {count}" if count else "the log is empty"
-        return count + 1, (f"record {count + 1}: truncated by {head.records - count} record(s): {ends}, "
-                           f"{where} says {head.records}")
-    return head.records, (f"record {head.records}: a different history: its hash is not the one {where} "
-                          f"keeps for it ({at_count.get(head.records, '?')[:12]}... vs {head.hash[:12]}...)")
+        return count + 1, (
+            f"record {count + 1}: truncated by {head.records - count} record(s): {ends}, {where} says {head.records}"
+        )
+    return head.records, (
+        f"record {head.records}: a different history: its hash is not the one {where} "
+        f"keeps for it ({at_count.get(head.records, '?')[:12]}... vs {head.hash[:12]}...)"
+    )

@@ -44,8 +44,7 @@ class SyncShield:
         The append runs inline: it is one short local write or Redis round trip, and running it
         in the caller's task keeps events in the order the caller produced them.
         """
-        return self.log(event_type, client_id=client_id, campaign_id=campaign_id, reason=reason,
-                        metadata=metadata)
+        return self.log(event_type, client_id=client_id, campaign_id=campaign_id, reason=reason, metadata=metadata)
 
     def records(self) -> list[dict[str, Any]]:
         """Every record in the store, oldest first."""

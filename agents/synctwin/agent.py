@@ -20,8 +20,14 @@ from synctwin.messages import BaselineRequest, GateRequest
 class SyncTwinAgent(Agent):
     name = "synctwin"
 
-    def __init__(self, env: simpy.Environment, gatekeeper: SimulationGatekeeper, syncvalue: simpy.Store,
-                 *, paths: int | None = None) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        gatekeeper: SimulationGatekeeper,
+        syncvalue: simpy.Store,
+        *,
+        paths: int | None = None,
+    ) -> None:
         self.gatekeeper = gatekeeper
         self.syncvalue = syncvalue
         self.paths = paths
@@ -32,8 +38,9 @@ class SyncTwinAgent(Agent):
             return
         s = message.strategy
         try:
-            baseline = yield from ask(self.env, self.syncvalue,
-                                      BaselineRequest(s.client_id, None, gross_margin=s.gross_margin))
+            baseline = yield from ask(
+                self.env, self.syncvalue, BaselineRequest(s.client_id, None, gross_margin=s.gross_margin)
+            )
             answer(message, self.gatekeeper.evaluate(s, baseline, seed=message.seed, paths=self.paths))
         except InvalidInput as exc:
             answer(message, exc)

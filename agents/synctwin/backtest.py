@@ -111,9 +111,16 @@ class BacktestRow:
     seed: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "decision": self.decision, "confidence": self.confidence,
-                "projected_uplift": self.projected_uplift, "realized_uplift": self.realized_uplift,
-                "profitable": self.profitable, "verdict": self.verdict, "seed": self.seed}
+        return {
+            "name": self.name,
+            "decision": self.decision,
+            "confidence": self.confidence,
+            "projected_uplift": self.projected_uplift,
+            "realized_uplift": self.realized_uplift,
+            "profitable": self.profitable,
+            "verdict": self.verdict,
+            "seed": self.seed,
+        }
 
 
 def _share(num: int, den: int) -> float | None:
@@ -199,27 +206,41 @@ class BacktestReport:
 
     def money(self) -> dict[str, float]:
         """The realized uplift in each cell: what the gate's calls were worth."""
+
         def total(verdict: str) -> float:
             return round(sum(r.realized_uplift for r in self.rows if r.verdict == verdict), 2)
 
-        return {"captured_profit": total("TP"), "approved_losses": total("FP"),
-                "missed_profit": total("FN"), "avoided_losses": -total("TN")}
+        return {
+            "captured_profit": total("TP"),
+            "approved_losses": total("FP"),
+            "missed_profit": total("FN"),
+            "avoided_losses": -total("TN"),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "threshold": self.threshold, "paths": self.paths, "seed": self.seed,
+            "model": self.model,
+            "threshold": self.threshold,
+            "paths": self.paths,
+            "seed": self.seed,
             "cases": [r.to_dict() for r in self.rows],
             "confusion": {"TP": self.tp, "FP": self.fp, "FN": self.fn, "TN": self.tn},
-            "total": self.total, "profitable": self.profitable, "unprofitable": self.unprofitable,
-            "approved": self.approved, "rejected": self.rejected,
-            "fn_rate": self.fn_rate, "fp_rate": self.fp_rate,
+            "total": self.total,
+            "profitable": self.profitable,
+            "unprofitable": self.unprofitable,
+            "approved": self.approved,
+            "rejected": self.rejected,
+            "fn_rate": self.fn_rate,
+            "fp_rate": self.fp_rate,
             "fp_share_of_approved": self.fp_share_of_approved,
-            "rejection_share": self.rejection_share, "accuracy": self.accuracy,
+            "rejection_share": self.rejection_share,
+            "accuracy": self.accuracy,
             "money": self.money(),
         }
 
 
 # --- loading ---------------------------------------------------------------------------------
+
 
 def load_cases(path: str | Path) -> list[BacktestCase]:
     """Cases from one JSON file or a directory of them (`*.json`, sorted by file name)."""
@@ -232,8 +253,11 @@ def load_cases(path: str | Path) -> list[BacktestCase]:
         seen: dict[str, Path] = {}
         for case in cases:
             if case.name in seen:
-                raise InvalidInput(f"duplicate case name {case.name!r} (also in {seen[case.name]})",
-                                   source=str(case.source), field="name")
+                raise InvalidInput(
+                    f"duplicate case name {case.name!r} (also in {seen[case.name]})",
+                    source=str(case.source),
+                    field="name",
+                )
             seen[case.name] = case.source
         return cases
     if not p.exists():
@@ -245,8 +269,9 @@ def load_case(path: str | Path) -> BacktestCase:
     """One case file; every problem names the file and the field."""
     p = Path(path)
     limits = get_limits()  # a case file is a strategy and an outcome: a strategy's size and nesting limits
-    data = load_json(p, max_bytes=limits.max_strategy_bytes, max_depth=limits.max_json_depth,
-                     setting="SYNCTWIN_MAX_STRATEGY_BYTES")
+    data = load_json(
+        p, max_bytes=limits.max_strategy_bytes, max_depth=limits.max_json_depth, setting="SYNCTWIN_MAX_STRATEGY_BYTES"
+    )
     return case_from_dict(data, source=p)
 
 
@@ -274,11 +299,21 @@ def case_from_dict(data: Any, *, source: Path) -> BacktestCase:
     if strategy.launch_ts is not None and len(history):
         launch_day = np.datetime64(int(strategy.launch_ts // 86400), "D")
         if history.dates[-1] >= launch_day:
-            raise InvalidInput(f"the history ends on {history.dates[-1]}, not before the campaign's launch "
-                               f"({launch_day}): its outcome would leak into the baseline",
-                               source=src, field="history")
-    return BacktestCase(name=name.strip(), description=description, strategy=strategy, history=history,
-                        history_path=history_path, outcome=outcome, source=source)
+            raise InvalidInput(
+                f"the history ends on {history.dates[-1]}, not before the campaign's launch "
+                f"({launch_day}): its outcome would leak into the baseline",
+                source=src,
+                field="history",
+            )
+    return BacktestCase(
+        name=name.strip(),
+        description=description,
+        strategy=strategy,
+        history=history,
+        history_path=history_path,
+        outcome=outcome,
+        source=source,
+    )
 
 
 def _strategy(value: Any, src: str) -> Strategy:
@@ -318,8 +353,9 @@ def _outcome(value: Any, src: str) -> Outcome:
 def _history_path(value: Any, source: Path) -> Path:
     src = str(source)
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInput("must be the path of the history CSV (relative to the case file)",
-                           source=src, field="history")
+        raise InvalidInput(
+            "must be the path of the history CSV (relative to the case file)", source=src, field="history"
+        )
     p = Path(value)
     if not p.is_absolute():
         p = source.parent / p
@@ -329,6 +365,7 @@ def _history_path(value: Any, source: Path) -> Path:
 
 
 # --- running ---------------------------------------------------------------------------------
+
 
 def case_seed(seed: int, name: str) -> int:
     """The gate's seed for one case: fixed by the run's seed and the case's name (not its
@@ -343,10 +380,16 @@ def verdict(approved: bool, profitable: bool) -> Verdict:
     return "FN" if profitable else "TN"
 
 
-def run_backtest(cases: Iterable[BacktestCase], gatekeeper: SimulationGatekeeper, *, seed: int = 0,
-                 paths: int | None = None, model: str | None = None,
-                 progress: Callable[[int], None] | None = None,
-                 executor: Executor | None = None) -> BacktestReport:
+def run_backtest(
+    cases: Iterable[BacktestCase],
+    gatekeeper: SimulationGatekeeper,
+    *,
+    seed: int = 0,
+    paths: int | None = None,
+    model: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    executor: Executor | None = None,
+) -> BacktestReport:
     """Gate every case on its own history's baseline and compare with its real outcome.
 
     Each case is one task of `executor` (default: this process) with its own seed, and rows
@@ -371,14 +414,21 @@ def gate_case(task: tuple[SimulationGatekeeper, BacktestCase, int, int, str]) ->
     gatekeeper, case, s, paths, model = task
     settings = gatekeeper.settings
     baseline = compute_baseline(
-        case.history, lookback_days=settings.lookback_days, min_days=settings.min_history_days,
-        gross_margin=case.strategy.gross_margin, default_monthly_churn=settings.default_monthly_churn,
+        case.history,
+        lookback_days=settings.lookback_days,
+        min_days=settings.min_history_days,
+        gross_margin=case.strategy.gross_margin,
+        default_monthly_churn=settings.default_monthly_churn,
         source=str(case.history_path),
     )
     result = gatekeeper.evaluate(case.strategy, baseline, seed=s, paths=paths, model=model)
     return BacktestRow(
-        name=case.name, decision=result.decision, confidence=result.confidence_score,
+        name=case.name,
+        decision=result.decision,
+        confidence=result.confidence_score,
         projected_uplift=result.projected_net_profit_uplift,
-        realized_uplift=case.outcome.net_profit_uplift, profitable=case.profitable,
-        verdict=verdict(result.approved, case.profitable), seed=s,
+        realized_uplift=case.outcome.net_profit_uplift,
+        profitable=case.profitable,
+        verdict=verdict(result.approved, case.profitable),
+        seed=s,
     )

@@ -34,8 +34,12 @@ from synctwin.durations import format_duration
 from synctwin.history import History
 
 FAULT_AT = 6 * 3600.0  # steady state first: the campaign runs six hours before the fault
-GUARD_LABELS = {"margin_guardian": "MarginGuardian", "auto_rollback": "Auto-rollback",
-                "budget_emergency": "The emergency budget stop", "api_circuit_breaker": "The API circuit breaker"}
+GUARD_LABELS = {
+    "margin_guardian": "MarginGuardian",
+    "auto_rollback": "Auto-rollback",
+    "budget_emergency": "The emergency budget stop",
+    "api_circuit_breaker": "The API circuit breaker",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,22 +53,47 @@ class Drill:
     duration: float = 12 * 3600.0
 
 
-DRILLS: dict[str, Drill] = {d.name: d for d in (
-    Drill("market_shock", "Market shock: CPM +50%", {"kind": "cpm_shock", "multiplier": 1.5}, "margin_guardian",
-          "MarginGuardian pauses (MARGIN_GUARDIAN)",
-          ({"expect": "paused", "reason": "MARGIN_GUARDIAN", "after": "fault", "within": "4h"},)),
-    Drill("conversion_drop", "Conversion drop: CVR -30%", {"kind": "cvr_drop", "multiplier": 0.7}, "auto_rollback",
-          "auto-rollback pauses (AUTO_ROLLBACK)",
-          ({"expect": "paused", "reason": "AUTO_ROLLBACK", "after": "fault", "within": "4h"},)),
-    Drill("api_outage", "API outage: platform API times out for 5 minutes", {"kind": "api_outage", "duration": "5m"},
-          "api_circuit_breaker", "cached bids served, no bid lost, bidding resumes",
-          ({"expect": "no_lost_bids", "resumed_within": "5m", "cached_fallback": True},
-           {"expect": "never_paused"}), duration=8 * 3600.0),
-    Drill("budget_burn", "Budget burn: 10x runaway spend", {"kind": "runaway_spend", "multiplier": 10.0},
-          "budget_emergency", "emergency pause (BUDGET_EMERGENCY), spend <= 110% of the daily budget",
-          ({"expect": "paused", "reason": "BUDGET_EMERGENCY", "after": "fault", "within": "2h"},
-           {"expect": "daily_spend_at_most", "max_share": 1.10})),
-)}
+DRILLS: dict[str, Drill] = {
+    d.name: d
+    for d in (
+        Drill(
+            "market_shock",
+            "Market shock: CPM +50%",
+            {"kind": "cpm_shock", "multiplier": 1.5},
+            "margin_guardian",
+            "MarginGuardian pauses (MARGIN_GUARDIAN)",
+            ({"expect": "paused", "reason": "MARGIN_GUARDIAN", "after": "fault", "within": "4h"},),
+        ),
+        Drill(
+            "conversion_drop",
+            "Conversion drop: CVR -30%",
+            {"kind": "cvr_drop", "multiplier": 0.7},
+            "auto_rollback",
+            "auto-rollback pauses (AUTO_ROLLBACK)",
+            ({"expect": "paused", "reason": "AUTO_ROLLBACK", "after": "fault", "within": "4h"},),
+        ),
+        Drill(
+            "api_outage",
+            "API outage: platform API times out for 5 minutes",
+            {"kind": "api_outage", "duration": "5m"},
+            "api_circuit_breaker",
+            "cached bids served, no bid lost, bidding resumes",
+            ({"expect": "no_lost_bids", "resumed_within": "5m", "cached_fallback": True}, {"expect": "never_paused"}),
+            duration=8 * 3600.0,
+        ),
+        Drill(
+            "budget_burn",
+            "Budget burn: 10x runaway spend",
+            {"kind": "runaway_spend", "multiplier": 10.0},
+            "budget_emergency",
+            "emergency pause (BUDGET_EMERGENCY), spend <= 110% of the daily budget",
+            (
+                {"expect": "paused", "reason": "BUDGET_EMERGENCY", "after": "fault", "within": "2h"},
+                {"expect": "daily_spend_at_most", "max_share": 1.10},
+            ),
+        ),
+    )
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +114,14 @@ class CampaignTemplate:
 BUILTIN_TEMPLATE = CampaignTemplate(
     name="builtin",
     client_id="chaos-client",
-    strategy={"platform": "meta", "audience_size": 10_000_000, "cvr": 0.02, "daily_budget": 30_000.0,
-              "gross_margin": 0.15, "duration_days": 30},
+    strategy={
+        "platform": "meta",
+        "audience_size": 10_000_000,
+        "cvr": 0.02,
+        "daily_budget": 30_000.0,
+        "gross_margin": 0.15,
+        "duration_days": 30,
+    },
     history={"generate": {"platform": "meta", "daily_spend": 30_000.0}},
 )
 
@@ -137,26 +172,44 @@ def sized_to(drill: Drill, template: CampaignTemplate) -> Drill:
     m = round(min(be * SHOCK_PAST_BREAK_EVEN, BID_CEILING), 2)
     if m <= base:
         return drill
-    return dataclasses.replace(drill, fault={**drill.fault, "multiplier": m},
-                               title=f"Market shock: CPM x{m:g} (break-even x{be:.2f}, sized to this campaign)")
+    return dataclasses.replace(
+        drill,
+        fault={**drill.fault, "multiplier": m},
+        title=f"Market shock: CPM x{m:g} (break-even x{be:.2f}, sized to this campaign)",
+    )
 
 
 def drill_scenario(drill: Drill, template: CampaignTemplate) -> Scenario:
     """The drill as a scenario: a test campaign, steady for six hours, then the fault."""
     cid = f"chaos-{drill.name}-{template.name}"
-    return Scenario.model_validate({
-        "name": f"chaos_{drill.name}",
-        "description": drill.title,
-        "duration": drill.duration,
-        "clients": [{"id": template.client_id, "history": template.history or
-                     {"generate": {"platform": template.strategy.get("platform", "meta"), "daily_spend": 1.0}}}],
-        "campaigns": [{"id": cid, "client": template.client_id, "launch_at": 0, "strategy": template.strategy,
-                       "truth": template.truth, "test": True}],
-        "faults": [{"id": "fault", "at": FAULT_AT, "campaign": cid, **drill.fault}],
-        "expectations": [{**e, "campaign": cid} for e in drill.expectations],
-        # the drills test SyncFlow's guards: the live mirror (tested on its own) would race them
-        "mirror": False,
-    })
+    return Scenario.model_validate(
+        {
+            "name": f"chaos_{drill.name}",
+            "description": drill.title,
+            "duration": drill.duration,
+            "clients": [
+                {
+                    "id": template.client_id,
+                    "history": template.history
+                    or {"generate": {"platform": template.strategy.get("platform", "meta"), "daily_spend": 1.0}},
+                }
+            ],
+            "campaigns": [
+                {
+                    "id": cid,
+                    "client": template.client_id,
+                    "launch_at": 0,
+                    "strategy": template.strategy,
+                    "truth": template.truth,
+                    "test": True,
+                }
+            ],
+            "faults": [{"id": "fault", "at": FAULT_AT, "campaign": cid, **drill.fault}],
+            "expectations": [{**e, "campaign": cid} for e in drill.expectations],
+            # the drills test SyncFlow's guards: the live mirror (tested on its own) would race them
+            "mirror": False,
+        }
+    )
 
 
 def _iso(t: float) -> str:
@@ -164,8 +217,14 @@ def _iso(t: float) -> str:
 
 
 def _probe(name: str, ok: bool, detail: str, t: float | None = None) -> dict[str, Any]:
-    return {"type": "probe", "name": name, "tolerance": True, "output": detail, "status": "succeeded" if ok else
-            "failed", "t": t}
+    return {
+        "type": "probe",
+        "name": name,
+        "tolerance": True,
+        "output": detail,
+        "status": "succeeded" if ok else "failed",
+        "t": t,
+    }
 
 
 def _steady_state_before(trace: Trace, cid: str, fault_at: float) -> list[dict[str, Any]]:
@@ -173,8 +232,14 @@ def _steady_state_before(trace: Trace, cid: str, fault_at: float) -> list[dict[s
     live = c.launched_at is not None and c.launched_at < fault_at
     paused_early = c.paused_at is not None and c.paused_at < fault_at
     i = max((k for k, t in enumerate(c.hours) if t <= fault_at), default=None)
-    probes = [_probe("campaign is live before the fault", live and not paused_early,
-                     f"launched at {c.launched_at}, paused {c.paused_at}", fault_at)]
+    probes = [
+        _probe(
+            "campaign is live before the fault",
+            live and not paused_early,
+            f"launched at {c.launched_at}, paused {c.paused_at}",
+            fault_at,
+        )
+    ]
     if i is not None and c.launched_at is not None:
         elapsed = c.hours[i] - c.launched_at
         planned = c.daily_budget * elapsed / 86_400.0
@@ -193,17 +258,24 @@ def _steady_state_after(drill: Drill, trace: Trace, cid: str) -> list[dict[str, 
     c = trace.campaigns[cid]
     if drill.name == "api_outage":
         breaker = trace.breakers.get(c.platform, "")
-        return [_probe("breaker closed again", breaker.startswith("CLOSED"), breaker),
-                _probe("campaign still live", c.status == "LIVE", c.status)]
+        return [
+            _probe("breaker closed again", breaker.startswith("CLOSED"), breaker),
+            _probe("campaign still live", c.status == "LIVE", c.status),
+        ]
     protected = c.status == "PAUSED"
     after_pause = 0.0
     if c.paused_at is not None and c.hours:
         k = max((k for k, t in enumerate(c.hours) if t <= c.paused_at), default=0)
         after_pause = c.final.get("spend", 0.0) - c.spend[k]
     pace_hour = c.daily_budget / 24.0
-    return [_probe("campaign stays paused", protected, c.status),
-            _probe("no spend after the pause (beyond the tick it took)", after_pause <= pace_hour,
-                   f"{after_pause:,.2f} after the pause")]
+    return [
+        _probe("campaign stays paused", protected, c.status),
+        _probe(
+            "no spend after the pause (beyond the tick it took)",
+            after_pause <= pace_hour,
+            f"{after_pause:,.2f} after the pause",
+        ),
+    ]
 
 
 @dataclass(slots=True)
@@ -226,27 +298,46 @@ class DrillResult:
             when = format_duration(c.paused_at - fault_at) + " after the fault" if fault_at is not None else "-"
         else:
             b = c.bids
-            happened = (f"not paused; bids: {b.get('delivered', 0)} delivered, {b.get('lost', 0)} lost, "
-                        f"{b.get('cached_intervals', 0)} cached") if b else "not paused"
+            happened = (
+                (
+                    f"not paused; bids: {b.get('delivered', 0)} delivered, {b.get('lost', 0)} lost, "
+                    f"{b.get('cached_intervals', 0)} cached"
+                )
+                if b
+                else "not paused"
+            )
             after = [t for t in self.trace.recoveries.get(c.platform, []) if fault_at is not None and t >= fault_at]
             when = (format_duration(after[0] - fault_at) + " after the fault (resumed)") if after else "-"
-        return {"drill": self.drill.name, "template": self.template, "fault": self.drill.title.split(": ")[1],
-                "expected": self.drill.expects, "happened": happened, "when": when,
-                "verdict": "PASS" if self.passed else "FAIL",
-                "failures": [e.message for e in self.trace.expectations if not e.passed]
-                + [p["name"] for p in self.journal["steady_states"]["before"]["probes"] if p["status"] != "succeeded"]
-                + [p["name"] for p in self.journal["steady_states"]["after"]["probes"] if p["status"] != "succeeded"]}
+        return {
+            "drill": self.drill.name,
+            "template": self.template,
+            "fault": self.drill.title.split(": ")[1],
+            "expected": self.drill.expects,
+            "happened": happened,
+            "when": when,
+            "verdict": "PASS" if self.passed else "FAIL",
+            "failures": [e.message for e in self.trace.expectations if not e.passed]
+            + [p["name"] for p in self.journal["steady_states"]["before"]["probes"] if p["status"] != "succeeded"]
+            + [p["name"] for p in self.journal["steady_states"]["after"]["probes"] if p["status"] != "succeeded"],
+        }
 
 
-def run_drill(drill: Drill, template: CampaignTemplate = BUILTIN_TEMPLATE, *, seed: int = 0,
-              disabled_guards: tuple[str, ...] = (), settings: Settings | None = None) -> DrillResult:
+def run_drill(
+    drill: Drill,
+    template: CampaignTemplate = BUILTIN_TEMPLATE,
+    *,
+    seed: int = 0,
+    disabled_guards: tuple[str, ...] = (),
+    settings: Settings | None = None,
+) -> DrillResult:
     """Run one drill in a fresh twin and write its Chaos Toolkit-style journal."""
     started = time.time()
     drill = sized_to(drill, template)
     scenario = drill_scenario(drill, template)
     histories = {template.client_id: template.loaded_history} if template.loaded_history is not None else None
-    trace = run_scenario(scenario, seed, settings=settings or get_settings(), disabled_guards=disabled_guards,
-                         histories=histories)
+    trace = run_scenario(
+        scenario, seed, settings=settings or get_settings(), disabled_guards=disabled_guards, histories=histories
+    )
     cid = scenario.campaigns[0].id
     fault = trace.faults.get("fault") or {}
     fault_at = fault.get("start") if fault.get("start") is not None else FAULT_AT
@@ -259,13 +350,17 @@ def run_drill(drill: Drill, template: CampaignTemplate = BUILTIN_TEMPLATE, *, se
         "chaoslib-version": None,
         "platform": "synctwin (virtual time)",
         "experiment": {
-            "title": drill.title, "description": f"{drill.expects}; guard under test: {drill.guard}",
-            "tags": ["synctwin", drill.name, drill.guard], "template": template.name,
+            "title": drill.title,
+            "description": f"{drill.expects}; guard under test: {drill.guard}",
+            "tags": ["synctwin", drill.name, drill.guard],
+            "template": template.name,
             "steady-state-hypothesis": {"title": "the campaign runs live, on pace, with a margin"},
             "method": [{"type": "action", "name": f"inject {drill.fault['kind']}", "provider": drill.fault}],
             "rollbacks": [{"type": "action", "name": "revert the fault and discard the twin"}],
         },
-        "start": _iso(started), "end": _iso(time.time()), "duration": round(trace.wall_s, 4),
+        "start": _iso(started),
+        "end": _iso(time.time()),
+        "duration": round(trace.wall_s, 4),
         "virtual": {"start": _iso(epoch0), "fault_at": fault_at, "end": _iso(epoch0 + trace.duration_s)},
         "status": "completed" if ok else "failed",
         "deviated": not all(p["status"] == "succeeded" for p in during),
@@ -275,14 +370,24 @@ def run_drill(drill: Drill, template: CampaignTemplate = BUILTIN_TEMPLATE, *, se
             "after": {"steady_state_met": all(p["status"] == "succeeded" for p in after), "probes": after},
         },
         "run": [
-            {"activity": {"type": "action", "name": f"inject {drill.fault['kind']}", "provider": drill.fault},
-             "status": "succeeded" if fault.get("start") is not None else "failed",
-             "start": fault.get("start"), "end": fault.get("end")},
-            *({"activity": {"type": "probe", "name": p["name"]}, "status": p["status"], "output": p["output"]}
-              for p in during),
+            {
+                "activity": {"type": "action", "name": f"inject {drill.fault['kind']}", "provider": drill.fault},
+                "status": "succeeded" if fault.get("start") is not None else "failed",
+                "start": fault.get("start"),
+                "end": fault.get("end"),
+            },
+            *(
+                {"activity": {"type": "probe", "name": p["name"]}, "status": p["status"], "output": p["output"]}
+                for p in during
+            ),
         ],
-        "rollbacks": [{"activity": {"type": "action", "name": "revert the fault and discard the twin"},
-                       "status": "succeeded", "output": "the drill ran in its own twin; nothing live was touched"}],
+        "rollbacks": [
+            {
+                "activity": {"type": "action", "name": "revert the fault and discard the twin"},
+                "status": "succeeded",
+                "output": "the drill ran in its own twin; nothing live was touched",
+            }
+        ],
         "disabled_guards": list(disabled_guards),
         "seed": seed,
     }
@@ -300,17 +405,32 @@ class ChaosRun:
         return [r for r in self.results if not r.passed]
 
     def summary(self) -> dict[str, Any]:
-        return {"total_tests": len(self.results), "passed": len(self.results) - len(self.failures),
-                "failed": len(self.failures), "results": [r.row() for r in self.results]}
+        return {
+            "total_tests": len(self.results),
+            "passed": len(self.results) - len(self.failures),
+            "failed": len(self.failures),
+            "results": [r.row() for r in self.results],
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": "passed" if not self.failures else "failed", "seed": self.seed,
-                "wall_s": round(self.wall_s, 4), **self.summary(), "journals": [r.journal for r in self.results]}
+        return {
+            "status": "passed" if not self.failures else "failed",
+            "seed": self.seed,
+            "wall_s": round(self.wall_s, 4),
+            **self.summary(),
+            "journals": [r.journal for r in self.results],
+        }
 
 
-def run_drills(names: list[str] | None = None, *, seed: int = 0, disabled_guards: tuple[str, ...] = (),
-               templates: list[CampaignTemplate] | None = None, settings: Settings | None = None,
-               progress: Callable[[int, int], None] | None = None) -> ChaosRun:
+def run_drills(
+    names: list[str] | None = None,
+    *,
+    seed: int = 0,
+    disabled_guards: tuple[str, ...] = (),
+    templates: list[CampaignTemplate] | None = None,
+    settings: Settings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ChaosRun:
     """Run the named drills (default all four) on each template (default the built-in one).
 
     `progress(done, total)` is called after each drill (for a progress bar).
@@ -336,8 +456,11 @@ def report(run: ChaosRun, shield: Any, notify: Any) -> None:
     if run.failures:
         failed = sorted({r.drill.name for r in run.failures})
         guards = sorted({GUARD_LABELS[r.drill.guard] for r in run.failures})
-        notify.notify("CRITICAL", "Chaos Tests Failed",
-                      f"{len(run.failures)}/{len(run.results)} chaos tests failed ({', '.join(failed)}). "
-                      f"{' and '.join(guards)} may not protect clients.",
-                      {"failures": [r.row() for r in run.failures]})
+        notify.notify(
+            "CRITICAL",
+            "Chaos Tests Failed",
+            f"{len(run.failures)}/{len(run.results)} chaos tests failed ({', '.join(failed)}). "
+            f"{' and '.join(guards)} may not protect clients.",
+            {"failures": [r.row() for r in run.failures]},
+        )
     shield.log("CHAOS_TEST_COMPLETED", metadata=summary)

@@ -66,15 +66,18 @@ class ProjectionCurve:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_t", [float(x) for x in self.t_hours])
-        object.__setattr__(self, "_cols", {m: (b[:, 0].tolist(), b[:, 1].tolist(), b[:, 2].tolist())
-                                           for m, b in self.bands.items()})
+        object.__setattr__(
+            self, "_cols", {m: (b[:, 0].tolist(), b[:, 1].tolist(), b[:, 2].tolist()) for m, b in self.bands.items()}
+        )
 
     @classmethod
     def from_projection(cls, projection: dict[str, Any]) -> ProjectionCurve:
         points = projection["points"]
         t = np.array([p["t_hours"] for p in points], dtype=np.float64)
-        bands = {m: np.array([[p[f"{m}_p10"], p[f"{m}_p50"], p[f"{m}_p90"]] for p in points], dtype=np.float64)
-                 for m in METRICS}
+        bands = {
+            m: np.array([[p[f"{m}_p10"], p[f"{m}_p50"], p[f"{m}_p90"]] for p in points], dtype=np.float64)
+            for m in METRICS
+        }
         launch = projection.get("launch_ts")
         if launch is None:
             raise ValueError(f"projection of {projection.get('campaign_id')} has no launch_ts")
@@ -205,8 +208,13 @@ def parse_raw_event(fields: dict[bytes, bytes]) -> tuple[str, str, float, tuple[
         event_id = fields[_RAW_ID].decode()
         campaign_id = fields[_RAW_CAMPAIGN].decode()
         ts = float(fields[_RAW_TS])
-        values = (float(fields[_RAW_SPEND]), float(fields[_RAW_IMPRESSIONS]), float(fields[_RAW_CLICKS]),
-                  float(fields[_RAW_CONVERSIONS]), float(fields[_RAW_REVENUE]))
+        values = (
+            float(fields[_RAW_SPEND]),
+            float(fields[_RAW_IMPRESSIONS]),
+            float(fields[_RAW_CLICKS]),
+            float(fields[_RAW_CONVERSIONS]),
+            float(fields[_RAW_REVENUE]),
+        )
     except (KeyError, UnicodeDecodeError, TypeError, ValueError):
         raise InvalidEvent(_raw_reason(fields)) from None
     return _checked(event_id, campaign_id, ts, values, fields[_RAW_TS].decode("utf-8", "backslashreplace"))
@@ -226,8 +234,10 @@ def not_utf8(fields: dict[Any, Any]) -> str | None:
             try:
                 v.decode()
             except UnicodeDecodeError as exc:
-                bad.append(f"field {k.decode('utf-8', 'backslashreplace') if type(k) is bytes else k} "
-                           f"({v[:40]!r}: byte 0x{v[exc.start]:02x} at {exc.start})")
+                bad.append(
+                    f"field {k.decode('utf-8', 'backslashreplace') if type(k) is bytes else k} "
+                    f"({v[:40]!r}: byte 0x{v[exc.start]:02x} at {exc.start})"
+                )
     return f"not UTF-8: {', '.join(bad)}" if bad else None
 
 
@@ -236,19 +246,34 @@ def _raw_reason(fields: dict[bytes, bytes]) -> str:
     why = not_utf8(fields)
     if why is not None:
         return why
-    for k in (_RAW_ID, _RAW_CAMPAIGN, _RAW_TS, _RAW_SPEND, _RAW_IMPRESSIONS, _RAW_CLICKS, _RAW_CONVERSIONS,
-              _RAW_REVENUE):
+    for k in (
+        _RAW_ID,
+        _RAW_CAMPAIGN,
+        _RAW_TS,
+        _RAW_SPEND,
+        _RAW_IMPRESSIONS,
+        _RAW_CLICKS,
+        _RAW_CONVERSIONS,
+        _RAW_REVENUE,
+    ):
         if k not in fields:
             return f"missing field {k.decode()}"
-    bad = next((k for k in (_RAW_TS, _RAW_SPEND, _RAW_IMPRESSIONS, _RAW_CLICKS, _RAW_CONVERSIONS, _RAW_REVENUE)
-                if not _is_number(fields[k])), None)
+    bad = next(
+        (
+            k
+            for k in (_RAW_TS, _RAW_SPEND, _RAW_IMPRESSIONS, _RAW_CLICKS, _RAW_CONVERSIONS, _RAW_REVENUE)
+            if not _is_number(fields[k])
+        ),
+        None,
+    )
     if bad is None:
         return "the event does not parse"
     return f"field {bad.decode()} is not a number ({fields[bad].decode()!r})"
 
 
-def _checked(event_id: str, campaign_id: str, ts: float, values: tuple[float, ...],
-             raw_ts: Any) -> tuple[str, str, float, tuple[float, ...]]:
+def _checked(
+    event_id: str, campaign_id: str, ts: float, values: tuple[float, ...], raw_ts: Any
+) -> tuple[str, str, float, tuple[float, ...]]:
     if not event_id or not campaign_id:
         raise InvalidEvent("empty event_id or campaign_id")
     if not math.isfinite(ts) or ts <= 0:
@@ -271,8 +296,9 @@ def _is_number(x: Any) -> bool:
     return True
 
 
-def apply_event(state: MirrorState, event_id: str, ts: float, values: tuple[float, ...],
-                curve: ProjectionCurve, cfg: MirrorConfig) -> Verdict | None:
+def apply_event(
+    state: MirrorState, event_id: str, ts: float, values: tuple[float, ...], curve: ProjectionCurve, cfg: MirrorConfig
+) -> Verdict | None:
     """Apply one event (cumulative since launch) and evaluate when an interval has closed.
 
     Idempotent: an event no newer than the last applied one, or whose totals went backwards,
@@ -309,8 +335,7 @@ def cusum_step(s: float, observed: float, expected: float, drop: float) -> float
     return max(0.0, s + observed * math.log(1.0 - drop) + expected * drop)
 
 
-def own_level(snapshots: list[list[float]], elapsed: float, curve: ProjectionCurve,
-              cfg: MirrorConfig) -> float | None:
+def own_level(snapshots: list[list[float]], elapsed: float, curve: ProjectionCurve, cfg: MirrorConfig) -> float | None:
     """The campaign's conversions relative to the projection's p50 over the reference window
     [elapsed - lag - span, elapsed - lag] (None until it holds enough conversions)."""
     end = elapsed - cfg.reference_lag
@@ -346,8 +371,10 @@ def evaluate(state: MirrorState, elapsed: float, curve: ProjectionCurve, cfg: Mi
     overspend = [-_shortfall(state.spend, spend50)]
     level = own_level(state.snapshots, elapsed, curve, cfg)
     if have_window:
-        shortfalls += [_shortfall(state.revenue - w_rev, win["revenue"]),
-                       _shortfall(state.conversions - w_conv, win["conversions"])]
+        shortfalls += [
+            _shortfall(state.revenue - w_rev, win["revenue"]),
+            _shortfall(state.conversions - w_conv, win["conversions"]),
+        ]
         overspend.append(-_shortfall(state.spend - w_spend, win["spend"]))
         if level is not None:  # the window against the campaign's own established level, too
             shortfalls.append(_shortfall(state.conversions - w_conv, win["conversions"] * level))
@@ -367,12 +394,20 @@ def evaluate(state: MirrorState, elapsed: float, curve: ProjectionCurve, cfg: Mi
             state.cusum_self = cusum_step(state.cusum_self, x, expected50 * level, cfg.cusum_drop)
     state.eval_elapsed, state.eval_conversions = elapsed, state.conversions
 
-    detail = {"elapsed_h": round(hours, 3), "shortfall": round(short, 4), "overspend": round(over, 4),
-              "cusum": round(state.cusum, 3), "cusum_self": round(state.cusum_self, 3),
-              "own_level": round(level, 4) if level is not None else -1.0, "revenue": round(state.revenue, 2),
-              "projected_revenue_p50": round(rev50, 2), "conversions": state.conversions,
-              "projected_conversions_p50": round(conv50, 2), "spend": round(state.spend, 2),
-              "projected_spend_p90": round(spend90, 2)}
+    detail = {
+        "elapsed_h": round(hours, 3),
+        "shortfall": round(short, 4),
+        "overspend": round(over, 4),
+        "cusum": round(state.cusum, 3),
+        "cusum_self": round(state.cusum_self, 3),
+        "own_level": round(level, 4) if level is not None else -1.0,
+        "revenue": round(state.revenue, 2),
+        "projected_revenue_p50": round(rev50, 2),
+        "conversions": state.conversions,
+        "projected_conversions_p50": round(conv50, 2),
+        "spend": round(state.spend, 2),
+        "projected_spend_p90": round(spend90, 2),
+    }
     if not warm:
         state.status = "WARMING_UP"
         return Verdict(None, elapsed, state.status, detail)

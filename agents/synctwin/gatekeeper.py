@@ -127,8 +127,13 @@ def _window_arrays(baseline: Baseline) -> tuple[np.ndarray, np.ndarray, np.ndarr
     n = max(baseline.days, 7)
     end = np.datetime64("today", "D")
     dates = end - np.arange(n - 1, -1, -1).astype("timedelta64[D]")
-    return (dates, np.full(n, baseline.daily_spend), np.full(n, baseline.daily_conversions),
-            np.full(n, baseline.daily_revenue), False)
+    return (
+        dates,
+        np.full(n, baseline.daily_spend),
+        np.full(n, baseline.daily_conversions),
+        np.full(n, baseline.daily_revenue),
+        False,
+    )
 
 
 def fit_curve(baseline: Baseline) -> tuple[CurveFit, bool]:
@@ -137,9 +142,14 @@ def fit_curve(baseline: Baseline) -> tuple[CurveFit, bool]:
     return fit_response_curve(dates, spend, conv, rev), real
 
 
-def curve_params(strategy: Strategy, baseline: Baseline, settings: Settings, *,
-                 extra_z: np.ndarray | None = None, extra_set: str | None = None,
-                 ) -> tuple[CurveParams, dict[str, Any]]:
+def curve_params(
+    strategy: Strategy,
+    baseline: Baseline,
+    settings: Settings,
+    *,
+    extra_z: np.ndarray | None = None,
+    extra_set: str | None = None,
+) -> tuple[CurveParams, dict[str, Any]]:
     """The curve model's inputs and what the result reports about them (extrapolation, calibration,
     notes). Closed form throughout: the fit and the rolling calibration cost milliseconds."""
     d = strategy.duration_days
@@ -155,8 +165,16 @@ def curve_params(strategy: Strategy, baseline: Baseline, settings: Settings, *,
     spread = 1.0
     if settings.calibrate and real:
         dates, spend, conv, rev, _ = _window_arrays(baseline)
-        cal = rolling_calibration(dates, spend, conv, rev, horizon=min(d, CAL_HORIZON_DAYS),
-                                  structural_sigma=structural, extra_z=extra_z, extra_set=extra_set)
+        cal = rolling_calibration(
+            dates,
+            spend,
+            conv,
+            rev,
+            horizon=min(d, CAL_HORIZON_DAYS),
+            structural_sigma=structural,
+            extra_z=extra_z,
+            extra_set=extra_set,
+        )
         spread = cal.scale
         if cal.note:
             notes.append(cal.note)
@@ -171,24 +189,41 @@ def curve_params(strategy: Strategy, baseline: Baseline, settings: Settings, *,
         notes.append(str(ext_d["note"]))
     aov = _require(strategy.aov or fit.aov, "the order value", "give 'aov' in the strategy")
     params = CurveParams(
-        days=d, daily_budget=strategy.daily_budget, demand=strategy.audience_size * strategy.cvr, fit=fit,
+        days=d,
+        daily_budget=strategy.daily_budget,
+        demand=strategy.audience_size * strategy.cvr,
+        fit=fit,
         weekday=tuple(int(v) for v in future_weekdays(fit, d, start)),
         trend=tuple(float(v) for v in future_trend(fit, d, offset)),
-        aov=aov, base_revenue=baseline.revenue_over(d), base_spend=baseline.spend_over(d),
-        gross_margin=strategy.gross_margin, spread=spread,
+        aov=aov,
+        base_revenue=baseline.revenue_over(d),
+        base_spend=baseline.spend_over(d),
+        gross_margin=strategy.gross_margin,
+        spread=spread,
         extra_sd=math.hypot(ext.widened_by, settings.new_context_sigma if new_context else 0.0),
-        structural_sigma=settings.curve_structural_sigma, aov_log_se=fit.aov_log_se,
-        demand_sigma=widen * settings.demand_sigma, delivery_sigma=settings.delivery_sigma,
+        structural_sigma=settings.curve_structural_sigma,
+        aov_log_se=fit.aov_log_se,
+        demand_sigma=widen * settings.demand_sigma,
+        delivery_sigma=settings.delivery_sigma,
         max_overdelivery=settings.max_overdelivery,
     )
     return params, {"extrapolation": ext_d, "calibration": None if cal is None else cal.to_dict(), "notes": notes}
 
 
-def build_projection(outcome: MonteCarloOutcome, campaign_id: str, launch_ts: float | None,
-                     days: int) -> Projection:
+def build_projection(outcome: MonteCarloOutcome, campaign_id: str, launch_ts: float | None, days: int) -> Projection:
     """Cumulative quantiles at launch (all zero) and at the end of every day."""
-    zero = ProjectionPoint(t_hours=0.0, spend_p10=0, spend_p50=0, spend_p90=0, revenue_p10=0, revenue_p50=0,
-                           revenue_p90=0, conversions_p10=0, conversions_p50=0, conversions_p90=0)
+    zero = ProjectionPoint(
+        t_hours=0.0,
+        spend_p10=0,
+        spend_p50=0,
+        spend_p90=0,
+        revenue_p10=0,
+        revenue_p50=0,
+        revenue_p90=0,
+        conversions_p10=0,
+        conversions_p50=0,
+        conversions_p90=0,
+    )
     points = [zero]
     b = {m: np.round(outcome.bands[m], 4).tolist() for m in ("spend", "revenue", "conversions")}
     for day in range(days):
@@ -202,9 +237,17 @@ def build_projection(outcome: MonteCarloOutcome, campaign_id: str, launch_ts: fl
 class SimulationGatekeeper:
     """Pre-launch validation: blocks campaigns predicted to lose money."""
 
-    def __init__(self, syncvalue_client: SyncValue | None = None, *, settings: Settings | None = None,
-                 model: str | None = None, threshold: float | None = None, paths: int | None = None,
-                 calibration_z: np.ndarray | None = None, calibration_set: str | None = None) -> None:
+    def __init__(
+        self,
+        syncvalue_client: SyncValue | None = None,
+        *,
+        settings: Settings | None = None,
+        model: str | None = None,
+        threshold: float | None = None,
+        paths: int | None = None,
+        calibration_z: np.ndarray | None = None,
+        calibration_set: str | None = None,
+    ) -> None:
         """`calibration_z`: extra calibration residuals z = log(realized/projected revenue) / sd from
         realized outcomes (see agents/synctwin/calibration_log.py), joining the history's own."""
         self.syncvalue_client = syncvalue_client
@@ -218,38 +261,84 @@ class SimulationGatekeeper:
         if not 0 < self.threshold < 1:
             raise InvalidInput(f"threshold {self.threshold} must be in (0, 1)", field="threshold")
 
-    def evaluate(self, strategy: Strategy, baseline: Baseline, *, seed: int | None = None,
-                 paths: int | None = None, model: str | None = None, threshold: float | None = None,
-                 max_paths: int | None = None, progress: ProgressCallback | None = None,
-                 executor: Executor | None = None) -> GateResult:
+    def evaluate(
+        self,
+        strategy: Strategy,
+        baseline: Baseline,
+        *,
+        seed: int | None = None,
+        paths: int | None = None,
+        model: str | None = None,
+        threshold: float | None = None,
+        max_paths: int | None = None,
+        progress: ProgressCallback | None = None,
+        executor: Executor | None = None,
+    ) -> GateResult:
         """Simulate and decide. Same strategy, baseline and seed: the same result, bit for bit,
         whichever `executor` draws the chunks of paths (default: this process).
 
         `progress(drawn, target)` is called after each chunk of paths (for a progress bar).
         """
-        return self._evaluate(strategy, baseline, seed=seed, paths=paths, model=model, threshold=threshold,
-                              max_paths=max_paths, progress=progress, keep_uplift=False, executor=executor)[0]
+        return self._evaluate(
+            strategy,
+            baseline,
+            seed=seed,
+            paths=paths,
+            model=model,
+            threshold=threshold,
+            max_paths=max_paths,
+            progress=progress,
+            keep_uplift=False,
+            executor=executor,
+        )[0]
 
-    def evaluate_with_uplift(self, strategy: Strategy, baseline: Baseline, *, seed: int | None = None,
-                             paths: int | None = None, model: str | None = None, threshold: float | None = None,
-                             max_paths: int | None = None,
-                             progress: ProgressCallback | None = None,
-                             executor: Executor | None = None) -> tuple[GateResult, np.ndarray]:
+    def evaluate_with_uplift(
+        self,
+        strategy: Strategy,
+        baseline: Baseline,
+        *,
+        seed: int | None = None,
+        paths: int | None = None,
+        model: str | None = None,
+        threshold: float | None = None,
+        max_paths: int | None = None,
+        progress: ProgressCallback | None = None,
+        executor: Executor | None = None,
+    ) -> tuple[GateResult, np.ndarray]:
         """`evaluate`, plus every path's net profit uplift (for the report's histogram).
 
         The array is the one the summary is computed from anyway, so the result is identical to
         `evaluate`'s with the same seed and nothing extra is drawn; it costs 8 bytes a path.
         """
-        result, uplift = self._evaluate(strategy, baseline, seed=seed, paths=paths, model=model,
-                                        threshold=threshold, max_paths=max_paths, progress=progress,
-                                        keep_uplift=True, executor=executor)
+        result, uplift = self._evaluate(
+            strategy,
+            baseline,
+            seed=seed,
+            paths=paths,
+            model=model,
+            threshold=threshold,
+            max_paths=max_paths,
+            progress=progress,
+            keep_uplift=True,
+            executor=executor,
+        )
         assert uplift is not None
         return result, uplift
 
-    def _evaluate(self, strategy: Strategy, baseline: Baseline, *, seed: int | None, paths: int | None,
-                  model: str | None, threshold: float | None, max_paths: int | None,
-                  progress: ProgressCallback | None, keep_uplift: bool,
-                  executor: Executor | None = None) -> tuple[GateResult, np.ndarray | None]:
+    def _evaluate(
+        self,
+        strategy: Strategy,
+        baseline: Baseline,
+        *,
+        seed: int | None,
+        paths: int | None,
+        model: str | None,
+        threshold: float | None,
+        max_paths: int | None,
+        progress: ProgressCallback | None,
+        keep_uplift: bool,
+        executor: Executor | None = None,
+    ) -> tuple[GateResult, np.ndarray | None]:
         started = time.perf_counter()
         asked = model or self.model  # the result reports the name asked for (the alias `seed` stays `seed`)
         model = model_name(asked)
@@ -267,22 +356,38 @@ class SimulationGatekeeper:
         elif model == "funnel":
             simulate = partial(_funnel_chunk, funnel_params(strategy, baseline, self.settings))
         else:
-            params, extras = curve_params(strategy, baseline, self.settings, extra_z=self.calibration_z,
-                                          extra_set=self.calibration_set)
+            params, extras = curve_params(
+                strategy, baseline, self.settings, extra_z=self.calibration_z, extra_set=self.calibration_set
+            )
             simulate = partial(_curve_chunk, params)
         outcome = run_monte_carlo(
-            simulate, seed=seed, paths=paths, max_paths=max_paths, chunk_paths=self.settings.chunk_paths,
-            threshold=threshold, projection_paths=self.settings.projection_paths, keep_uplift=keep_uplift,
-            progress=progress, executor=executor,
+            simulate,
+            seed=seed,
+            paths=paths,
+            max_paths=max_paths,
+            chunk_paths=self.settings.chunk_paths,
+            threshold=threshold,
+            projection_paths=self.settings.projection_paths,
+            keep_uplift=keep_uplift,
+            progress=progress,
+            executor=executor,
         )
-        result = self._result(strategy, baseline, outcome, model=asked, seed=seed, threshold=threshold,
-                              started=started)
+        result = self._result(strategy, baseline, outcome, model=asked, seed=seed, threshold=threshold, started=started)
         if extras:
             result = result.model_copy(update=extras)
         return ensure_finite(result, strategy), outcome.uplift
 
-    def _result(self, strategy: Strategy, baseline: Baseline, outcome: MonteCarloOutcome, *, model: str,
-                seed: int, threshold: float, started: float) -> GateResult:
+    def _result(
+        self,
+        strategy: Strategy,
+        baseline: Baseline,
+        outcome: MonteCarloOutcome,
+        *,
+        model: str,
+        seed: int,
+        threshold: float,
+        started: float,
+    ) -> GateResult:
         p10, p50, p90 = outcome.quantiles
         raw_conf = outcome.confidence
         confidence = round(raw_conf, 4)
@@ -316,8 +421,14 @@ class SimulationGatekeeper:
             projection=build_projection(outcome, strategy.campaign_id, strategy.launch_ts, strategy.duration_days),
         )
 
-    async def simulate_strategy(self, strategy: Strategy | Mapping[str, Any], client_id: str | None = None,
-                                lookback_days: int = 90, *, seed: int | None = None) -> dict[str, Any]:
+    async def simulate_strategy(
+        self,
+        strategy: Strategy | Mapping[str, Any],
+        client_id: str | None = None,
+        lookback_days: int = 90,
+        *,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
         """The seed's interface: fetch the baseline from SyncValue, simulate, return a dict."""
         if self.syncvalue_client is None:
             raise RuntimeError("SimulationGatekeeper needs a SyncValue client to fetch baselines")
@@ -331,16 +442,16 @@ class SimulationGatekeeper:
         result = self.evaluate(strategy, baseline, seed=seed)
         return self.with_suggestions(result, strategy, baseline).to_dict()
 
-    def with_suggestions(self, result: GateResult, strategy: Strategy, baseline: Baseline, *,
-                         max_paths: int | None = None) -> GateResult:
+    def with_suggestions(
+        self, result: GateResult, strategy: Strategy, baseline: Baseline, *, max_paths: int | None = None
+    ) -> GateResult:
         """A rejection with resubmission advice (agents/synctwin/suggestions.py); an approval as is.
         Advice only: the decision never changes."""
         if result.approved:
             return result
         from agents.synctwin.suggestions import suggest
 
-        return result.model_copy(update={"suggestions": suggest(strategy, baseline, self, result,
-                                                                max_paths=max_paths)})
+        return result.model_copy(update={"suggestions": suggest(strategy, baseline, self, result, max_paths=max_paths)})
 
 
 def model_name(name: str) -> str:

@@ -26,20 +26,31 @@ PAUSE_REASON = "SYNCTWIN_DEVIATION_THRESHOLD"
 
 def mirror_config(settings: Settings) -> MirrorConfig:
     return MirrorConfig(
-        interval=settings.mirror_interval, warmup=settings.mirror_warmup,
-        min_projected_conversions=settings.mirror_min_projected_conversions, threshold=settings.mirror_threshold,
-        grey_threshold=settings.mirror_grey_threshold, window=settings.mirror_window,
-        persistence=settings.mirror_persistence, cusum_drop=settings.mirror_cusum_drop,
-        cusum_threshold=settings.mirror_cusum_threshold, reference_lag=settings.mirror_reference_lag,
+        interval=settings.mirror_interval,
+        warmup=settings.mirror_warmup,
+        min_projected_conversions=settings.mirror_min_projected_conversions,
+        threshold=settings.mirror_threshold,
+        grey_threshold=settings.mirror_grey_threshold,
+        window=settings.mirror_window,
+        persistence=settings.mirror_persistence,
+        cusum_drop=settings.mirror_cusum_drop,
+        cusum_threshold=settings.mirror_cusum_threshold,
+        reference_lag=settings.mirror_reference_lag,
         reference_span=settings.mirror_reference_span,
-        min_reference_conversions=settings.mirror_min_reference_conversions)
+        min_reference_conversions=settings.mirror_min_reference_conversions,
+    )
 
 
 def event_limits(settings: Settings) -> EventLimits:
     """The live stream's plausibility limits from the settings."""
-    return EventLimits(max_clock_skew_s=settings.max_clock_skew_s, flight_grace_s=settings.mirror_flight_grace_s,
-                       max_plan_factor=settings.mirror_max_plan_factor, plan_slack_s=settings.mirror_plan_slack_s,
-                       max_counter=settings.mirror_max_counter, stuck_after=settings.mirror_stuck_after)
+    return EventLimits(
+        max_clock_skew_s=settings.max_clock_skew_s,
+        flight_grace_s=settings.mirror_flight_grace_s,
+        max_plan_factor=settings.mirror_max_plan_factor,
+        plan_slack_s=settings.mirror_plan_slack_s,
+        max_counter=settings.mirror_max_counter,
+        stuck_after=settings.mirror_stuck_after,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +66,13 @@ class Outcome:
     def command(self) -> PauseCommand:
         """The PAUSE this verdict asks for (the one shape every mode sends)."""
         why = f"Campaign performance deviating {self.deviation:.1%} from SyncTwin projection."
-        return PauseCommand(self.campaign_id, PAUSE_REASON, {"why": why, "deviation": round(self.deviation, 4)},
-                            event_id=self.event_id, ts=self.ts)
+        return PauseCommand(
+            self.campaign_id,
+            PAUSE_REASON,
+            {"why": why, "deviation": round(self.deviation, 4)},
+            event_id=self.event_id,
+            ts=self.ts,
+        )
 
     @property
     def pause(self) -> bool:
@@ -65,20 +81,35 @@ class Outcome:
     def alert(self) -> tuple[str, str, str, dict[str, Any]]:
         d = self.verdict.detail
         if self.pause:
-            return ("WARNING", f"Auto-Rollback Triggered: {self.campaign_id}",
-                    f"Campaign performance deviating {self.deviation:.1%} from SyncTwin projection.",
-                    {"campaign_id": self.campaign_id, "deviation": f"{self.deviation:.1%}",
-                     "real_revenue": f"${d['revenue']:,.2f}",
-                     "projected_revenue": f"${d['projected_revenue_p50']:,.2f}",
-                     "action": "Campaign paused automatically", **d})
-        return ("INFO", f"Grey zone: {self.campaign_id}",
-                f"Campaign deviating {self.deviation:.1%} from its projection; watching, not pausing.",
-                {"campaign_id": self.campaign_id, **d})
+            return (
+                "WARNING",
+                f"Auto-Rollback Triggered: {self.campaign_id}",
+                f"Campaign performance deviating {self.deviation:.1%} from SyncTwin projection.",
+                {
+                    "campaign_id": self.campaign_id,
+                    "deviation": f"{self.deviation:.1%}",
+                    "real_revenue": f"${d['revenue']:,.2f}",
+                    "projected_revenue": f"${d['projected_revenue_p50']:,.2f}",
+                    "action": "Campaign paused automatically",
+                    **d,
+                },
+            )
+        return (
+            "INFO",
+            f"Grey zone: {self.campaign_id}",
+            f"Campaign deviating {self.deviation:.1%} from its projection; watching, not pausing.",
+            {"campaign_id": self.campaign_id, **d},
+        )
 
     def audit(self, threshold: float) -> dict[str, Any]:
         d = self.verdict.detail
-        return {"deviation": round(self.deviation, 4), "real_revenue": d["revenue"],
-                "projected_revenue": d["projected_revenue_p50"], "threshold": threshold, **d}
+        return {
+            "deviation": round(self.deviation, 4),
+            "real_revenue": d["revenue"],
+            "projected_revenue": d["projected_revenue_p50"],
+            "threshold": threshold,
+            **d,
+        }
 
 
 class MirrorBook:
@@ -110,8 +141,18 @@ class MirrorAgent(Agent):
 
     name = "mirror"
 
-    def __init__(self, env: simpy.Environment, *, bids: simpy.Store, syncflow: simpy.Store, audit: simpy.Store,
-                 alerts: simpy.Store, cfg: MirrorConfig, every: int = 5, forward: simpy.Store | None = None) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        *,
+        bids: simpy.Store,
+        syncflow: simpy.Store,
+        audit: simpy.Store,
+        alerts: simpy.Store,
+        cfg: MirrorConfig,
+        every: int = 5,
+        forward: simpy.Store | None = None,
+    ) -> None:
         self.book = MirrorBook(cfg)
         self.bids = bids
         self.syncflow = syncflow
@@ -144,8 +185,13 @@ class MirrorAgent(Agent):
             for i, cid in enumerate(batch.campaign_ids):
                 if cid not in curves:
                     continue
-                values = (float(batch.spend[i]), float(batch.impressions[i]), float(batch.clicks[i]),
-                          float(batch.conversions[i]), float(batch.revenue[i]))
+                values = (
+                    float(batch.spend[i]),
+                    float(batch.impressions[i]),
+                    float(batch.clicks[i]),
+                    float(batch.conversions[i]),
+                    float(batch.revenue[i]),
+                )
                 outcome = self.book.apply(cid, batch.row_event_id(i), offset + batch.row_time(i), values)
                 if outcome is not None:
                     command = self._act(outcome)
@@ -166,6 +212,13 @@ class MirrorAgent(Agent):
         command = outcome.command()
         if self.forward is None:
             self.syncflow.put(command)
-        self.audit_box.put(AuditEvent("AUTO_ROLLBACK_TRIGGERED", None, outcome.campaign_id, PAUSE_REASON,
-                                          outcome.audit(self.book.cfg.threshold)))
+        self.audit_box.put(
+            AuditEvent(
+                "AUTO_ROLLBACK_TRIGGERED",
+                None,
+                outcome.campaign_id,
+                PAUSE_REASON,
+                outcome.audit(self.book.cfg.threshold),
+            )
+        )
         return command

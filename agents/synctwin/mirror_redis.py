@@ -193,14 +193,38 @@ class RedisMirror(StreamConsumer[MirrorStats]):
 
     log = log  # the loop's warnings under the mirror's logger
 
-    def __init__(self, client: Any, cfg: MirrorConfig, *, prefix: str = "synctwin:", group: str = "synctwin-mirror",
-                 consumer: str | None = None, batch: int = 500, block_ms: int | None = 1000,
-                 claim_idle_ms: int = 30_000, max_deliveries: int = 5, clock: Callable[[], float] = time.time,
-                 stream_maxlen: int = 100_000, curve_ttl_s: float = 60.0, trim_every_s: float = 5.0,
-                 max_cached: int = 100_000, limits: EventLimits | None = None, heartbeat_ms: int = 5_000) -> None:
-        super().__init__(client, prefix=prefix, group=group, consumer=consumer, batch=batch, block_ms=block_ms,
-                         claim_idle_ms=claim_idle_ms, max_deliveries=max_deliveries, stream_maxlen=stream_maxlen,
-                         heartbeat_ms=heartbeat_ms)
+    def __init__(
+        self,
+        client: Any,
+        cfg: MirrorConfig,
+        *,
+        prefix: str = "synctwin:",
+        group: str = "synctwin-mirror",
+        consumer: str | None = None,
+        batch: int = 500,
+        block_ms: int | None = 1000,
+        claim_idle_ms: int = 30_000,
+        max_deliveries: int = 5,
+        clock: Callable[[], float] = time.time,
+        stream_maxlen: int = 100_000,
+        curve_ttl_s: float = 60.0,
+        trim_every_s: float = 5.0,
+        max_cached: int = 100_000,
+        limits: EventLimits | None = None,
+        heartbeat_ms: int = 5_000,
+    ) -> None:
+        super().__init__(
+            client,
+            prefix=prefix,
+            group=group,
+            consumer=consumer,
+            batch=batch,
+            block_ms=block_ms,
+            claim_idle_ms=claim_idle_ms,
+            max_deliveries=max_deliveries,
+            stream_maxlen=stream_maxlen,
+            heartbeat_ms=heartbeat_ms,
+        )
         self.cfg = cfg
         self.limits = limits or EventLimits()
         self.clock = clock
@@ -282,8 +306,9 @@ class RedisMirror(StreamConsumer[MirrorStats]):
         """A state read afresh from Redis (another worker wrote it, the hash was reset, or ours was
         dropped after an error) may belong to a new launch: check those campaigns' projections now
         rather than at their next `curve_ttl_s`, so no event is judged against a stale curve."""
-        stale = [cid for cid in campaign_ids if (hit := self.curves.get(cid)) is not None
-                 and hit[0] < self._batch_started]
+        stale = [
+            cid for cid in campaign_ids if (hit := self.curves.get(cid)) is not None and hit[0] < self._batch_started
+        ]
         if not stale:
             return
         for cid in stale:
@@ -337,8 +362,10 @@ class RedisMirror(StreamConsumer[MirrorStats]):
             # default, too few to keep up with a busy stream, so ask for more, a bounded few times
             n = 0
             for _ in range(10):
-                done = int(self.client.xtrim(self.bids, minid=f"{floor[0]}-{floor[1]}", approximate=True,
-                                             limit=_TRIM_LIMIT) or 0)
+                done = int(
+                    self.client.xtrim(self.bids, minid=f"{floor[0]}-{floor[1]}", approximate=True, limit=_TRIM_LIMIT)
+                    or 0
+                )
                 n += done
                 if done < _TRIM_LIMIT // 2:
                     break
@@ -406,15 +433,15 @@ class RedisMirror(StreamConsumer[MirrorStats]):
         self._report_metrics()
         return len(entries)
 
-    def _within_limits(self, curve: ProjectionCurve, events: list[Event],
-                       now: float) -> tuple[list[Event], list[tuple[Event, str]]]:
+    def _within_limits(
+        self, curve: ProjectionCurve, events: list[Event], now: float
+    ) -> tuple[list[Event], list[tuple[Event, str]]]:
         """The events inside the plausibility limits, and the others with why."""
         hit = self._floors.get(curve.campaign_id)
         if hit is None or hit[0] is not curve:
             hit = (curve, plan_floors(curve, self.limits))
             self._remember(self._floors, curve.campaign_id, hit)
-        b = bounds_for(curve.launch_ts, curve.launch_ts + curve.horizon_hours * 3600.0, curve, now, self.limits,
-                       hit[1])
+        b = bounds_for(curve.launch_ts, curve.launch_ts + curve.horizon_hours * 3600.0, curve, now, self.limits, hit[1])
         ok: list[Event] = []
         bad: list[tuple[Event, str]] = []
         for e in events:
@@ -436,17 +463,21 @@ class RedisMirror(StreamConsumer[MirrorStats]):
     def _report_metrics(self) -> None:
         """Export what changed since the last report (Prometheus counters only grow; the stats are
         this worker's running totals), and the deviation of each campaign evaluated since."""
-        delta = {name: getattr(self.stats, name) - getattr(self._reported, name)
-                 for name in ("events", "dead", "ignored", "greys", "batches", "redis_errors", "pauses")}
+        delta = {
+            name: getattr(self.stats, name) - getattr(self._reported, name)
+            for name in ("events", "dead", "ignored", "greys", "batches", "redis_errors", "pauses")
+        }
         for name in delta:
             setattr(self._reported, name, getattr(self.stats, name))
-        deviations = [(cid, cached.state.deviation) for cid in self._touched
-                      if (cached := self.states.get(cid)) is not None]
+        deviations = [
+            (cid, cached.state.deviation) for cid in self._touched if (cached := self.states.get(cid)) is not None
+        ]
         self._touched.clear()
         metrics.record_mirror(delta, deviations, pause_reason=PAUSE_REASON)
 
-    def _apply_all(self, cid: str, state: MirrorState, curve: ProjectionCurve,
-                   events: list[Event]) -> tuple[list[Outcome], list[dict[str, str]]]:
+    def _apply_all(
+        self, cid: str, state: MirrorState, curve: ProjectionCurve, events: list[Event]
+    ) -> tuple[list[Outcome], list[dict[str, str]]]:
         """Apply a campaign's events of a batch in order; the verdicts that ask for action, and the
         alert of a frozen mirror (once, when `stuck_after` newer events in a row were ignored)."""
         outcomes = []
@@ -460,17 +491,33 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                 stuck.append(self._stuck_alert(cid, state, event_id, ts, values))
         return outcomes, stuck
 
-    def _stuck_alert(self, cid: str, state: MirrorState, event_id: str, ts: float,
-                     values: tuple[float, ...]) -> dict[str, str]:
-        details = {"campaign_id": cid, "ignored_in_a_row": state.stale_run, "last_applied_event": state.last_event_id,
-                   "last_applied_ts": state.last_ts, "mirror_spend": state.spend,
-                   "mirror_conversions": state.conversions, "mirror_revenue": state.revenue, "event_id": event_id,
-                   "event_ts": ts, "event_spend": values[0], "event_conversions": values[3],
-                   "event_revenue": values[4]}
-        return {"severity": "WARNING", "title": f"Mirror stuck: {cid}",
-                "message": (f"{state.stale_run} newer events in a row ignored: their totals are below the mirror's "
-                            f"(an implausible event was applied earlier?); {cid} is not being watched"),
-                "details": json.dumps(details, default=str), "ts": str(self.clock())}
+    def _stuck_alert(
+        self, cid: str, state: MirrorState, event_id: str, ts: float, values: tuple[float, ...]
+    ) -> dict[str, str]:
+        details = {
+            "campaign_id": cid,
+            "ignored_in_a_row": state.stale_run,
+            "last_applied_event": state.last_event_id,
+            "last_applied_ts": state.last_ts,
+            "mirror_spend": state.spend,
+            "mirror_conversions": state.conversions,
+            "mirror_revenue": state.revenue,
+            "event_id": event_id,
+            "event_ts": ts,
+            "event_spend": values[0],
+            "event_conversions": values[3],
+            "event_revenue": values[4],
+        }
+        return {
+            "severity": "WARNING",
+            "title": f"Mirror stuck: {cid}",
+            "message": (
+                f"{state.stale_run} newer events in a row ignored: their totals are below the mirror's "
+                f"(an implausible event was applied earlier?); {cid} is not being watched"
+            ),
+            "details": json.dumps(details, default=str),
+            "ts": str(self.clock()),
+        }
 
     def _scripting_available(self) -> bool:
         if self._scripting is None:
@@ -490,8 +537,9 @@ class RedisMirror(StreamConsumer[MirrorStats]):
         for cid in campaign_ids:
             pipe.hgetall(f"{self.prefix}campaign:{cid}:mirror")
         for cid, data in zip(campaign_ids, pipe.execute(), strict=True):
-            self._remember(self.states, cid, _Cached(int(data.get("rev", 0) or 0), MirrorState.from_hash(cid, data),
-                                                     data))
+            self._remember(
+                self.states, cid, _Cached(int(data.get("rev", 0) or 0), MirrorState.from_hash(cid, data), data)
+            )
 
     def _apply(self, work: dict[str, tuple[ProjectionCurve, list[Event]]]) -> None:
         """The common path for every campaign without a pause; the WATCH path for the others."""
@@ -541,8 +589,9 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                         args.append(2 * len(alert))
                         for k, v in alert.items():
                             args += [k, v]
-                    done.append((cid, cached, changes, rev, len(events), state.events - before, len(outcomes),
-                                 len(stuck)))
+                    done.append(
+                        (cid, cached, changes, rev, len(events), state.events - before, len(outcomes), len(stuck))
+                    )
                 if not done:
                     break
                 results = self._script(keys=keys, args=args, client=self.client)
@@ -571,8 +620,13 @@ class RedisMirror(StreamConsumer[MirrorStats]):
 
     def _alert_fields(self, o: Outcome) -> dict[str, str]:
         severity, title, message, details = o.alert()
-        return {"severity": severity, "title": title, "message": message,
-                "details": json.dumps(details, default=str), "ts": str(self.clock())}
+        return {
+            "severity": severity,
+            "title": title,
+            "message": message,
+            "details": json.dumps(details, default=str),
+            "ts": str(self.clock()),
+        }
 
     def _apply_campaign(self, cid: str, curve: ProjectionCurve, events: list[Event]) -> None:
         """WATCH the mirror hash (and, for a pause, the audit stream), read, apply, and write the
@@ -602,8 +656,12 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                     audit_rec = None
                     if pause is not None:
                         audit_rec, _fields = self.audit.prepare(
-                            pipe, "AUTO_ROLLBACK_TRIGGERED", campaign_id=cid, reason=PAUSE_REASON,
-                            metadata=pause.audit(self.cfg.threshold))
+                            pipe,
+                            "AUTO_ROLLBACK_TRIGGERED",
+                            campaign_id=cid,
+                            reason=PAUSE_REASON,
+                            metadata=pause.audit(self.cfg.threshold),
+                        )
                     written = state.to_hash()
                     new_rev = _next_rev(rev)
                     written["rev"] = str(new_rev)
@@ -628,7 +686,8 @@ class RedisMirror(StreamConsumer[MirrorStats]):
                 self.stats.pauses += 1
                 # from the event that decided (its ts: launch + the verdict's elapsed time) to now
                 self.stats.pause_latencies_ms.append(
-                    (self.clock() - (curve.launch_ts + pause.verdict.elapsed)) * 1000.0)
+                    (self.clock() - (curve.launch_ts + pause.verdict.elapsed)) * 1000.0
+                )
             self.stats.greys += sum(1 for o in outcomes if not o.pause)
             self.stats.stuck_alerts += len(stuck)
             return

@@ -105,8 +105,9 @@ class PathBlock:
     linear_days: int | None = None  # set when the arrays hold (1, paths) totals that accrue evenly over the days
 
 
-def _lognormal_factor(rng: np.random.Generator, sigma: float, size: int | tuple[int, ...],
-                      dtype: type = np.float64) -> np.ndarray:
+def _lognormal_factor(
+    rng: np.random.Generator, sigma: float, size: int | tuple[int, ...], dtype: type = np.float64
+) -> np.ndarray:
     """Mean-one lognormal factors: exp(N(0, s) - s^2/2)."""
     if sigma <= 0:
         return np.ones(size, dtype=dtype)
@@ -116,8 +117,7 @@ def _lognormal_factor(rng: np.random.Generator, sigma: float, size: int | tuple[
     return np.exp(z, out=z)
 
 
-def simulate_seed_model(p: SeedModelParams, n: int, rng: np.random.Generator, *,
-                        keep_paths: bool = False) -> PathBlock:
+def simulate_seed_model(p: SeedModelParams, n: int, rng: np.random.Generator, *, keep_paths: bool = False) -> PathBlock:
     """The seed's per-path loop, vectorized: uplift is linear in one N(1, sd) factor per path."""
     v = rng.normal(1.0, p.variance_sd, n)
     # uplift = (demand*aov*v - R_base)*gm - (budget*days*v - S_base): affine in v, two passes
@@ -130,12 +130,16 @@ def simulate_seed_model(p: SeedModelParams, n: int, rng: np.random.Generator, *,
     revenue = conversions * p.aov
     spend = p.daily_budget * p.days * v
     # the seed's outcome accrues evenly over the days: keep the totals, scale the bands later
-    return PathBlock(uplift=uplift, spend=spend[None, :], revenue=revenue[None, :],
-                     conversions=conversions[None, :], linear_days=p.days)
+    return PathBlock(
+        uplift=uplift,
+        spend=spend[None, :],
+        revenue=revenue[None, :],
+        conversions=conversions[None, :],
+        linear_days=p.days,
+    )
 
 
-def simulate_funnel_model(p: FunnelParams, n: int, rng: np.random.Generator, *,
-                          keep_paths: bool = False) -> PathBlock:
+def simulate_funnel_model(p: FunnelParams, n: int, rng: np.random.Generator, *, keep_paths: bool = False) -> PathBlock:
     """Day by day: spend (budget x delivery) -> conversions (capped by daily demand) -> revenue.
 
     Daily arrays are float32 laid out (days, paths): half the memory traffic of float64, and
@@ -160,8 +164,7 @@ def simulate_funnel_model(p: FunnelParams, n: int, rng: np.random.Generator, *,
     return daily_block(p, spend, revenue, conversions, keep_paths)
 
 
-def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *,
-                         keep_paths: bool = False) -> PathBlock:
+def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *, keep_paths: bool = False) -> PathBlock:
     """Day by day through each path's draw of the response curve:
 
     log rate = a + b (log spend - mean log spend) + dow[weekday] + g trend + level + sigma z,
@@ -220,8 +223,9 @@ def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *,
     return daily_block(p, spend, revenue, conversions, keep_paths)
 
 
-def daily_block(p: FunnelParams | CurveParams, spend: np.ndarray, revenue: np.ndarray, conversions: np.ndarray,
-                keep_paths: bool) -> PathBlock:
+def daily_block(
+    p: FunnelParams | CurveParams, spend: np.ndarray, revenue: np.ndarray, conversions: np.ndarray, keep_paths: bool
+) -> PathBlock:
     """Net profit uplift from (days, paths) daily arrays (totals summed in float64), and with
     `keep_paths` the arrays made cumulative in place for the projection: the day-by-day models'
     common end."""
@@ -363,9 +367,9 @@ def draw_chunk(task: ChunkTask) -> ChunkResult:
     if task.keep > 0:
         result.linear_days = block.linear_days
         assert block.spend is not None and block.revenue is not None and block.conversions is not None
-        result.spend = block.spend[:, :task.keep]
-        result.revenue = block.revenue[:, :task.keep]
-        result.conversions = block.conversions[:, :task.keep]
+        result.spend = block.spend[:, : task.keep]
+        result.revenue = block.revenue[:, : task.keep]
+        result.conversions = block.conversions[:, : task.keep]
     return result
 
 
@@ -386,8 +390,9 @@ def sketch_quantiles(sketches: list[tuple[int, np.ndarray]], ranks: list[float])
     return [float(x) for x in np.interp(np.asarray(ranks, dtype=np.float64), mid, v)]
 
 
-def summarize_sketches(sketches: list[tuple[int, np.ndarray]], paths: int, positive: int,
-                       total: float) -> tuple[tuple[float, float, float], float | None, float]:
+def summarize_sketches(
+    sketches: list[tuple[int, np.ndarray]], paths: int, positive: int, total: float
+) -> tuple[tuple[float, float, float], float | None, float]:
     """`summarize_uplift`'s three figures from chunk sketches (see `sketch_quantiles`)."""
     ranks = [q * (paths - 1) for q in QUANTILES]
     if positive:
@@ -398,11 +403,19 @@ def summarize_sketches(sketches: list[tuple[int, np.ndarray]], paths: int, posit
     return (got[0], got[1], got[2]), median_positive, total / paths
 
 
-def run_monte_carlo(simulate: ChunkSimulator, *, seed: int, paths: int, max_paths: int,
-                    chunk_paths: int, threshold: float, projection_paths: int,
-                    keep_uplift: bool = False,
-                    progress: Callable[[int, int], None] | None = None,
-                    executor: Executor | None = None) -> MonteCarloOutcome:
+def run_monte_carlo(
+    simulate: ChunkSimulator,
+    *,
+    seed: int,
+    paths: int,
+    max_paths: int,
+    chunk_paths: int,
+    threshold: float,
+    projection_paths: int,
+    keep_uplift: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    executor: Executor | None = None,
+) -> MonteCarloOutcome:
     """Draw `paths` paths; while the 95% interval of the confidence straddles the threshold,
     double the draw (up to `max_paths`) instead of deciding on noise.
 
@@ -433,8 +446,17 @@ def run_monte_carlo(simulate: ChunkSimulator, *, seed: int, paths: int, max_path
         for size in chunk_sizes(target - drawn, chunk_paths):
             keep = max(0, min(size, projection_paths - kept_count))
             kept_count += keep
-            tasks.append(ChunkTask(simulate=simulate, seed=seed, index=chunk_index, size=size, keep=keep,
-                                   sketch=sketch, return_uplift=keep_uplift and start < EXACT_PATHS))
+            tasks.append(
+                ChunkTask(
+                    simulate=simulate,
+                    seed=seed,
+                    index=chunk_index,
+                    size=size,
+                    keep=keep,
+                    sketch=sketch,
+                    return_uplift=keep_uplift and start < EXACT_PATHS,
+                )
+            )
             chunk_index += 1
             start += size
         for res in run.imap(draw_chunk, tasks):
@@ -468,13 +490,22 @@ def run_monte_carlo(simulate: ChunkSimulator, *, seed: int, paths: int, max_path
     else:
         assert uplift is not None
         quantiles, median_positive, mean = summarize_uplift(uplift, positive)
-    return MonteCarloOutcome(paths=drawn, positive=positive, initial_paths=paths, rounds=rounds, mean=mean,
-                             quantiles=quantiles, median_positive=median_positive, bands=bands,
-                             uplift=uplift if keep_uplift else None,
-                             quantile_method="sketch" if sketch else "exact")
+    return MonteCarloOutcome(
+        paths=drawn,
+        positive=positive,
+        initial_paths=paths,
+        rounds=rounds,
+        mean=mean,
+        quantiles=quantiles,
+        median_positive=median_positive,
+        bands=bands,
+        uplift=uplift if keep_uplift else None,
+        quantile_method="sketch" if sketch else "exact",
+    )
 
 
 # The default: this process, with a chunk per core in flight (numpy draws without the GIL);
 # results are merged in chunk order, so it is bit for bit the plain loop's outcome.
-_IN_PROCESS = ThreadExecutor(max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                        else os.cpu_count() or 1)))
+_IN_PROCESS = ThreadExecutor(
+    max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+)

@@ -47,9 +47,12 @@ class GateFacts:
 
     @classmethod
     def of(cls, result: GateLike) -> GateFacts:
-        return cls(float(result.confidence_score), float(result.threshold),
-                   {k: float(v) for k, v in result.baseline.items() if k in BASELINE_KEYS},
-                   projected_revenue(result))
+        return cls(
+            float(result.confidence_score),
+            float(result.threshold),
+            {k: float(v) for k, v in result.baseline.items() if k in BASELINE_KEYS},
+            projected_revenue(result),
+        )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GateFacts:
@@ -61,15 +64,24 @@ class GateFacts:
         if not isinstance(base, Mapping) or not all(_is_finite(base.get(k)) for k in ("daily_revenue", "daily_spend")):
             raise ValueError("baseline lacks daily_revenue/daily_spend")
         pr = d.get("projected_revenue")
-        projected = (tuple(float(v) for v in pr) if isinstance(pr, list | tuple) and len(pr) == 3
-                     and all(_is_finite(v) for v in pr) else None)
-        return cls(float(conf), float(thr),  # type: ignore[arg-type]
-                   {k: float(v) for k, v in base.items() if k in BASELINE_KEYS and _is_finite(v)},
-                   projected)  # type: ignore[arg-type]
+        projected = (
+            tuple(float(v) for v in pr)
+            if isinstance(pr, list | tuple) and len(pr) == 3 and all(_is_finite(v) for v in pr)
+            else None
+        )
+        return cls(
+            float(conf),
+            float(thr),  # type: ignore[arg-type]
+            {k: float(v) for k, v in base.items() if k in BASELINE_KEYS and _is_finite(v)},
+            projected,
+        )  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"confidence_score": self.confidence_score, "threshold": self.threshold,
-                             "baseline": dict(self.baseline)}
+        d: dict[str, Any] = {
+            "confidence_score": self.confidence_score,
+            "threshold": self.threshold,
+            "baseline": dict(self.baseline),
+        }
         if self.projected_revenue is not None:
             d["projected_revenue"] = list(self.projected_revenue)
         return d
@@ -93,28 +105,50 @@ def _is_finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def net_profit_uplift(revenue: float, spend: float, days: float, baseline: Mapping[str, float],
-                      gross_margin: float) -> float:
+def net_profit_uplift(
+    revenue: float, spend: float, days: float, baseline: Mapping[str, float], gross_margin: float
+) -> float:
     """DESIGN.md: (R_new - R_base) * gross_margin - (S_new - S_base), the baseline over `days`."""
     base_rev = baseline.get("daily_revenue", 0.0) * days
     base_spend = baseline.get("daily_spend", 0.0) * days
     return (revenue - base_rev) * gross_margin - (spend - base_spend)
 
 
-def campaign_outcome(*, platform: str, launch_ts: float, days: float, days_total: int, spend: float,
-                     revenue: float, conversions: float, gross_margin: float, gate: GateLike, reason: str,
-                     pause_reason: str | None = None, decision: str = "APPROVED") -> dict[str, Any]:
+def campaign_outcome(
+    *,
+    platform: str,
+    launch_ts: float,
+    days: float,
+    days_total: int,
+    spend: float,
+    revenue: float,
+    conversions: float,
+    gross_margin: float,
+    gate: GateLike,
+    reason: str,
+    pause_reason: str | None = None,
+    decision: str = "APPROVED",
+) -> dict[str, Any]:
     """The CAMPAIGN_OUTCOME metadata of an approved campaign that ran `days` (its flight, or until
     its pause) and realized these totals. Always final: one record per campaign and launch."""
     uplift = net_profit_uplift(revenue, spend, days, gate.baseline, gross_margin)
     out: dict[str, Any] = {
-        "decision": decision, "platform": platform, "launch_ts": launch_ts, "end_reason": reason,
-        "days": round(days, 4), "days_total": days_total, "final": True,
-        "spend": round(spend, 2), "revenue": round(revenue, 2), "conversions": round(conversions, 2),
+        "decision": decision,
+        "platform": platform,
+        "launch_ts": launch_ts,
+        "end_reason": reason,
+        "days": round(days, 4),
+        "days_total": days_total,
+        "final": True,
+        "spend": round(spend, 2),
+        "revenue": round(revenue, 2),
+        "conversions": round(conversions, 2),
         "baseline_revenue": round(gate.baseline.get("daily_revenue", 0.0) * days, 2),
         "baseline_spend": round(gate.baseline.get("daily_spend", 0.0) * days, 2),
-        "net_profit_uplift": round(uplift, 2), "profitable": uplift > 0,
-        "confidence_score": gate.confidence_score, "threshold": gate.threshold,
+        "net_profit_uplift": round(uplift, 2),
+        "profitable": uplift > 0,
+        "confidence_score": gate.confidence_score,
+        "threshold": gate.threshold,
     }
     projected = projected_revenue(gate)
     if projected is not None:

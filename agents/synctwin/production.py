@@ -26,7 +26,7 @@ def production_templates(client: Any, prefix: str = "synctwin:") -> list[Campaig
     templates = []
     start, end = f"{prefix}campaign:", ":strategy"
     for key in sorted(client.scan_iter(match=f"{start}*{end}")):
-        cid = key[len(start):-len(end)]
+        cid = key[len(start) : -len(end)]
         try:
             strategy = strategy_from_dict(json.loads(client.get(key) or "null"), source=key)
             history = RedisHistoryStore(client, prefix).get(strategy.client_id)
@@ -35,10 +35,20 @@ def production_templates(client: Any, prefix: str = "synctwin:") -> list[Campaig
             log.warning("cannot clone campaign %s into the twin: %s", cid, exc)
             continue
         market = DEFAULT_MARKETS[strategy.platform]
-        truth = {"cpm": baseline.cpm / market.cpm, "ctr": baseline.ctr / market.ctr,
-                 "cvr": baseline.cvr_click / market.cvr, "aov": baseline.avg_order_value / market.aov}
+        truth = {
+            "cpm": baseline.cpm / market.cpm,
+            "ctr": baseline.ctr / market.ctr,
+            "cvr": baseline.cvr_click / market.cvr,
+            "aov": baseline.avg_order_value / market.aov,
+        }
         data = strategy.model_dump(exclude_none=True, exclude={"campaign_id", "client_id", "launch_ts"})
-        templates.append(CampaignTemplate(name=cid, client_id=strategy.client_id, strategy=data,
-                                          loaded_history=history,
-                                          truth={k: round(v, 6) for k, v in truth.items() if v == v and v > 0}))
+        templates.append(
+            CampaignTemplate(
+                name=cid,
+                client_id=strategy.client_id,
+                strategy=data,
+                loaded_history=history,
+                truth={k: round(v, 6) for k, v in truth.items() if v == v and v > 0},
+            )
+        )
     return templates

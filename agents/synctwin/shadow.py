@@ -74,7 +74,6 @@ class ShadowTotals:
     observed: int = 0  # days simulated under an observed market (the rest under the plan's rates)
 
 
-
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """A rejected strategy for production shadowing: its gate result (or its essentials) and its
@@ -88,8 +87,12 @@ class Rejection:
 def planned_market(strategy: Strategy, result: GateLike) -> MarketDay:
     """The rates the gate planned with (strategy overrides, else the history baseline)."""
     b = result.baseline
-    return MarketDay(cpm=strategy.cpm or b.get("cpm", math.nan), ctr=strategy.ctr or b.get("ctr", math.nan),
-                     cvr=b.get("cvr_click", math.nan), aov=strategy.aov or b.get("avg_order_value", math.nan))
+    return MarketDay(
+        cpm=strategy.cpm or b.get("cpm", math.nan),
+        ctr=strategy.ctr or b.get("ctr", math.nan),
+        cvr=b.get("cvr_click", math.nan),
+        aov=strategy.aov or b.get("avg_order_value", math.nan),
+    )
 
 
 def usable(market: MarketDay) -> bool:
@@ -97,18 +100,24 @@ def usable(market: MarketDay) -> bool:
     return all(math.isfinite(v) and v > 0 for v in (market.cpm, market.ctr, market.cvr, market.aov))
 
 
-def market_from_sums(spend: float, impressions: float, clicks: float, conversions: float,
-                     revenue: float) -> MarketDay | None:
+def market_from_sums(
+    spend: float, impressions: float, clicks: float, conversions: float, revenue: float
+) -> MarketDay | None:
     """The rates behind a day's summed counters of live campaigns; None when a rate is undefined
     (no impressions, clicks, conversions or spend): such a day is not an observed market."""
     if impressions > 0 and clicks > 0 and conversions > 0 and spend > 0:
-        return MarketDay(cpm=spend / impressions * 1000.0, ctr=clicks / impressions, cvr=conversions / clicks,
-                         aov=revenue / conversions)
+        return MarketDay(
+            cpm=spend / impressions * 1000.0,
+            ctr=clicks / impressions,
+            cvr=conversions / clicks,
+            aov=revenue / conversions,
+        )
     return None
 
 
-def shadow_day(strategy: Strategy, totals: ShadowTotals, market: MarketDay | None, planned: MarketDay,
-               fraction: float = 1.0) -> bool:
+def shadow_day(
+    strategy: Strategy, totals: ShadowTotals, market: MarketDay | None, planned: MarketDay, fraction: float = 1.0
+) -> bool:
     """Add `fraction` of a flight day to `totals`: under the observed `market`, else under the
     plan's rates (counted apart); False (nothing added) when neither is usable."""
     if market is None and not usable(planned):
@@ -155,11 +164,18 @@ def outcome_record(strategy: Strategy, result: GateLike, totals: ShadowTotals, *
     days = totals.days
     uplift = net_profit_uplift(totals.revenue, totals.spend, days, result.baseline, strategy.gross_margin)
     out = {
-        "platform": strategy.platform, "days": round(days, 4), "days_total": strategy.duration_days,
-        "final": final, "market_days_observed": totals.observed,
-        "revenue": round(totals.revenue, 2), "spend": round(totals.spend, 2),
-        "conversions": round(totals.conversions, 2), "net_profit_uplift": round(uplift, 2),
-        "profitable": uplift > 0, "confidence_score": result.confidence_score, "threshold": result.threshold,
+        "platform": strategy.platform,
+        "days": round(days, 4),
+        "days_total": strategy.duration_days,
+        "final": final,
+        "market_days_observed": totals.observed,
+        "revenue": round(totals.revenue, 2),
+        "spend": round(totals.spend, 2),
+        "conversions": round(totals.conversions, 2),
+        "net_profit_uplift": round(uplift, 2),
+        "profitable": uplift > 0,
+        "confidence_score": result.confidence_score,
+        "threshold": result.threshold,
     }
     projected = projected_revenue(result)
     if projected is not None:  # what the gate projected for the flight: realized outcomes calibrate its spread
@@ -173,8 +189,9 @@ class ShadowAgent(Agent):
 
     name = "shadow"
 
-    def __init__(self, env: simpy.Environment, *, bids: simpy.Store, audit: simpy.Store,
-                 platform_of: Mapping[str, str]) -> None:
+    def __init__(
+        self, env: simpy.Environment, *, bids: simpy.Store, audit: simpy.Store, platform_of: Mapping[str, str]
+    ) -> None:
         self.bids = bids
         self.audit = audit
         self.platform_of = platform_of
@@ -198,8 +215,9 @@ class ShadowAgent(Agent):
 
     @staticmethod
     def _cum(batch: BidBatch, i: int) -> np.ndarray:
-        return np.array([batch.spend[i], batch.impressions[i], batch.clicks[i], batch.conversions[i],
-                         batch.revenue[i]], dtype=float)
+        return np.array(
+            [batch.spend[i], batch.impressions[i], batch.clicks[i], batch.conversions[i], batch.revenue[i]], dtype=float
+        )
 
     def _day_market(self, day: int, batch: BidBatch) -> dict[tuple[str, int], MarketDay]:
         """Each platform's rates over `day` so far, summed over its live campaigns."""
@@ -275,41 +293,50 @@ def _read_market(reader: csv.DictReader, src: str, limits: Any) -> Market:
     market = Market(source=src)
     missing = [c for c in MARKET_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
-        raise InvalidInput(f"missing column(s) {', '.join(missing)}; expected {','.join(MARKET_COLUMNS)}",
-                           source=src, line=1)
+        raise InvalidInput(
+            f"missing column(s) {', '.join(missing)}; expected {','.join(MARKET_COLUMNS)}", source=src, line=1
+        )
     for line, row in enumerate(reader, start=2):
         try:
             date = dt.date.fromisoformat((row["date"] or "").strip())
         except ValueError:
-            raise InvalidInput(f"not an ISO date: {row['date']!r}", source=src, line=line,
-                               field="date") from None
+            raise InvalidInput(f"not an ISO date: {row['date']!r}", source=src, line=line, field="date") from None
         platform = (row["platform"] or "").strip()
         if platform not in ("meta", "tiktok", "google"):
-            raise InvalidInput(f"unknown platform {platform!r} (meta, tiktok, google)", source=src, line=line,
-                               field="platform")
+            raise InvalidInput(
+                f"unknown platform {platform!r} (meta, tiktok, google)", source=src, line=line, field="platform"
+            )
         if len(market.days) >= 3 * limits.max_history_rows:
-            raise InvalidInput(f"more than {3 * limits.max_history_rows:,} rows (3 platforms x "
-                               "SYNCTWIN_MAX_HISTORY_ROWS)", source=src, line=line)
+            raise InvalidInput(
+                f"more than {3 * limits.max_history_rows:,} rows (3 platforms x SYNCTWIN_MAX_HISTORY_ROWS)",
+                source=src,
+                line=line,
+            )
         values = {}
         for name in ("cpm", "ctr", "cvr", "aov"):
             try:
                 values[name] = float(row[name])
             except (TypeError, ValueError):
                 values[name] = math.nan
-            if not (math.isfinite(values[name]) and values[name] > 0) or (name in ("ctr", "cvr")
-                                                                          and values[name] > 1):
+            if not (math.isfinite(values[name]) and values[name] > 0) or (name in ("ctr", "cvr") and values[name] > 1):
                 raise InvalidInput(f"{row[name]!r} is not a valid {name}", source=src, line=line, field=name)
             if name in ("cpm", "aov") and values[name] > getattr(limits, f"max_{name}"):
-                raise InvalidInput(f"{row[name]!r} is over the limit of {getattr(limits, f'max_{name}'):g} "
-                                   f"(SYNCTWIN_MAX_{name.upper()})", source=src, line=line, field=name)
+                raise InvalidInput(
+                    f"{row[name]!r} is over the limit of {getattr(limits, f'max_{name}'):g} "
+                    f"(SYNCTWIN_MAX_{name.upper()})",
+                    source=src,
+                    line=line,
+                    field=name,
+                )
         if (platform, date) in market.days:
             raise InvalidInput(f"second row for {platform} on {date}", source=src, line=line)
         market.days[(platform, date)] = MarketDay(**values)
     for platform in {p for p, _ in market.days}:
         dates = sorted(d for q, d in market.days if q == platform)
         if (dates[-1] - dates[0]).days >= limits.max_history_rows:  # a gap of centuries: not listed day by day
-            raise InvalidInput(f"{platform} has gaps: its {len(dates):,} rows span {dates[0]} to {dates[-1]}",
-                               source=src)
+            raise InvalidInput(
+                f"{platform} has gaps: its {len(dates):,} rows span {dates[0]} to {dates[-1]}", source=src
+            )
         gaps = _missing(dates[0], dates[-1], {d for q, d in market.days if q == platform})
         if gaps:
             raise InvalidInput(f"{platform} has gaps: no row for {_dates_text(gaps)}", source=src)
@@ -317,8 +344,9 @@ def _read_market(reader: csv.DictReader, src: str, limits: Any) -> Market:
 
 
 def _missing(first: dt.date, last: dt.date, have: set[dt.date]) -> list[dt.date]:
-    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)
-            if first + dt.timedelta(days=i) not in have]
+    return [
+        first + dt.timedelta(days=i) for i in range((last - first).days + 1) if first + dt.timedelta(days=i) not in have
+    ]
 
 
 def _dates_text(dates: list[dt.date], limit: int = 10) -> str:
@@ -326,8 +354,10 @@ def _dates_text(dates: list[dt.date], limit: int = 10) -> str:
     return text + (f" and {len(dates) - limit} more" if len(dates) > limit else "")
 
 
-def shadow_outcomes_from_market(rejections: Iterable[Rejection], market_file: str | Path | Market,
-                                ) -> list[dict[str, Any]]:
+def shadow_outcomes_from_market(
+    rejections: Iterable[Rejection],
+    market_file: str | Path | Market,
+) -> list[dict[str, Any]]:
     """Production shadow mode: each rejection's full flight under the market file's rates.
 
     Returns one SHADOW_OUTCOME record per rejection (`campaign_id`, `client_id` and the metadata
@@ -339,18 +369,26 @@ def shadow_outcomes_from_market(rejections: Iterable[Rejection], market_file: st
         flight = [rej.start + dt.timedelta(days=i) for i in range(s.duration_days)]
         gaps = [d for d in flight if (s.platform, d) not in market.days]
         if gaps:
-            raise InvalidInput(f"campaign {s.campaign_id}: no {s.platform} market for {_dates_text(gaps)}",
-                               source=market.source)
+            raise InvalidInput(
+                f"campaign {s.campaign_id}: no {s.platform} market for {_dates_text(gaps)}", source=market.source
+            )
         totals = ShadowTotals()
         for d in flight:
             shadow_day(s, totals, market.days[(s.platform, d)], planned_market(s, rej.result))
-        out.append({"event_type": SHADOW_OUTCOME, "campaign_id": s.campaign_id, "client_id": s.client_id,
-                    "metadata": outcome_record(s, rej.result, totals, final=True)})
+        out.append(
+            {
+                "event_type": SHADOW_OUTCOME,
+                "campaign_id": s.campaign_id,
+                "client_id": s.client_id,
+                "metadata": outcome_record(s, rej.result, totals, final=True),
+            }
+        )
     return out
 
 
-def rejections_from_audit(records: Iterable[Mapping[str, Any]], *, source: str = "") -> tuple[list[Rejection],
-                                                                                                  list[str]]:
+def rejections_from_audit(
+    records: Iterable[Mapping[str, Any]], *, source: str = ""
+) -> tuple[list[Rejection], list[str]]:
     """The rejections an audit log still owes a final shadow outcome: the latest CAMPAIGN_REJECTED
     per campaign that carries its strategy (`record_decision` with the strategy), unless a final
     SHADOW_OUTCOME follows it. Returns them and the ids of rejections without a strategy (older

@@ -172,15 +172,37 @@ class RedisShadow(StreamConsumer[ShadowStats]):
 
     log = log  # the loop's warnings under the shadow's logger
 
-    def __init__(self, client: Any, *, prefix: str = "synctwin:", group: str = "synctwin-shadow",
-                 consumer: str | None = None, batch: int = 500, block_ms: int | None = 1000,
-                 claim_idle_ms: int = 30_000, max_deliveries: int = 5, grace_s: float = 3600.0,
-                 plan_ttl_s: float = 60.0, settle_every_s: float = 5.0, stream_maxlen: int = 100_000,
-                 limits: EventLimits | None = None, clock: Callable[[], float] = time.time,
-                 heartbeat_ms: int = 5_000) -> None:
-        super().__init__(client, prefix=prefix, group=group, consumer=consumer, batch=batch, block_ms=block_ms,
-                         claim_idle_ms=claim_idle_ms, max_deliveries=max_deliveries, stream_maxlen=stream_maxlen,
-                         heartbeat_ms=heartbeat_ms)
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str = "synctwin:",
+        group: str = "synctwin-shadow",
+        consumer: str | None = None,
+        batch: int = 500,
+        block_ms: int | None = 1000,
+        claim_idle_ms: int = 30_000,
+        max_deliveries: int = 5,
+        grace_s: float = 3600.0,
+        plan_ttl_s: float = 60.0,
+        settle_every_s: float = 5.0,
+        stream_maxlen: int = 100_000,
+        limits: EventLimits | None = None,
+        clock: Callable[[], float] = time.time,
+        heartbeat_ms: int = 5_000,
+    ) -> None:
+        super().__init__(
+            client,
+            prefix=prefix,
+            group=group,
+            consumer=consumer,
+            batch=batch,
+            block_ms=block_ms,
+            claim_idle_ms=claim_idle_ms,
+            max_deliveries=max_deliveries,
+            stream_maxlen=stream_maxlen,
+            heartbeat_ms=heartbeat_ms,
+        )
         self.limits = limits or EventLimits()
         self.clock = clock
         self.grace_s = grace_s
@@ -221,8 +243,13 @@ class RedisShadow(StreamConsumer[ShadowStats]):
 
     def _dead_letter(self, entry_id: str, entry_fields: dict[Any, Any], reason: str) -> dict[str, str]:
         """As the mirror's, with this group's name: both groups write to the one dead-letter stream."""
-        return {**text_fields(entry_fields), "entry_id": entry_id, "group": self.group, "consumer": self.consumer,
-                "reason": reason}
+        return {
+            **text_fields(entry_fields),
+            "entry_id": entry_id,
+            "group": self.group,
+            "consumer": self.consumer,
+            "reason": reason,
+        }
 
     # --- one batch: the market -----------------------------------------------------------------
     def process(self, entries: list[Entry]) -> int:
@@ -236,8 +263,12 @@ class RedisShadow(StreamConsumer[ShadowStats]):
                 _event_id, cid, ts, values = parse_raw_event(fields_ or {})
             except Exception as exc:  # InvalidEvent, or whatever else one entry raises: not a crash
                 self.stats.invalid += 1
-                log.debug("invalid bid event %s: %s%s", _entry_id, "" if isinstance(exc, InvalidEvent) else
-                          f"{type(exc).__name__}: ", exc)
+                log.debug(
+                    "invalid bid event %s: %s%s",
+                    _entry_id,
+                    "" if isinstance(exc, InvalidEvent) else f"{type(exc).__name__}: ",
+                    exc,
+                )
                 continue
             parsed.append((cid, ts, values))
         plans = self._plans_for({cid for cid, _, _ in parsed})
@@ -259,8 +290,12 @@ class RedisShadow(StreamConsumer[ShadowStats]):
                 b = bounds[cid] = bounds_for(plan.launch_ts, plan.end_ts, plan.curve, now, self.limits)
             if (why := check(b, ts, values)) is not None:
                 self.stats.implausible += 1
-                self._warn(f"implausible:{cid}", "campaign %s: an implausible event ignored (%s); later ones are "
-                           "counted as implausible", cid, why)
+                self._warn(
+                    f"implausible:{cid}",
+                    "campaign %s: an implausible event ignored (%s); later ones are counted as implausible",
+                    cid,
+                    why,
+                )
                 continue
             launch = repr(plan.launch_ts)
             _fold(market, (plan.platform, day_of(ts), f"{cid}|{launch}"), values)
@@ -274,8 +309,11 @@ class RedisShadow(StreamConsumer[ShadowStats]):
             pipe.zadd(key, {f"{member}|{m}": v for m, v in zip(METRICS, vals, strict=True)}, gt=True)
             pipe.expire(key, MARKET_TTL_S)
         for (cid, launch), vals in totals.items():
-            pipe.zadd(f"{self.prefix}campaign:{cid}:totals",
-                      {f"{launch}|{m}": v for m, v in zip(("ts", *METRICS), vals, strict=True)}, gt=True)
+            pipe.zadd(
+                f"{self.prefix}campaign:{cid}:totals",
+                {f"{launch}|{m}": v for m, v in zip(("ts", *METRICS), vals, strict=True)},
+                gt=True,
+            )
         if newest is not None:
             pipe.zadd(self.clock_key, {"ts": newest}, gt=True)
         pipe.xack(self.bids, self.group, *[e[0] for e in entries])
@@ -312,11 +350,20 @@ class RedisShadow(StreamConsumer[ShadowStats]):
                     try:
                         proj = json.loads(projection)
                         launch = float(proj["launch_ts"])
-                        plan = _Plan(str(json.loads(strategy).get("platform", "meta")), launch,
-                                     launch + float(proj.get("horizon_days", 366)) * DAY, now, _curve(proj))
+                        plan = _Plan(
+                            str(json.loads(strategy).get("platform", "meta")),
+                            launch,
+                            launch + float(proj.get("horizon_days", 366)) * DAY,
+                            now,
+                            _curve(proj),
+                        )
                     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                        self._warn(f"plan:{cid}", "campaign %s: its published plan does not parse (%s); "
-                                   "its events are ignored", cid, exc)
+                        self._warn(
+                            f"plan:{cid}",
+                            "campaign %s: its published plan does not parse (%s); its events are ignored",
+                            cid,
+                            exc,
+                        )
                 if len(self._plans) > 100_000:
                     self._plans.clear()
                 self._plans[cid] = out[cid] = plan
@@ -352,24 +399,25 @@ class RedisShadow(StreamConsumer[ShadowStats]):
     def _rejection(self, cid: str) -> _Rejection | None:
         raw = self.client.get(f"{self.prefix}campaign:{cid}:rejection")
         if raw is None:
-            self._warn(f"rej:{cid}", "campaign %s is pending in %s but has no rejection key", cid,
-                       self.shadow_pending)
+            self._warn(f"rej:{cid}", "campaign %s is pending in %s but has no rejection key", cid, self.shadow_pending)
             return None
         hit = self._rejections.get(cid)
         if hit is not None and hit[0] == raw:
             return hit[1]
         try:
             doc = json.loads(raw)
-            rej: _Rejection | None = _Rejection(Strategy.model_validate(doc["strategy"]), GateFacts.from_dict(doc),
-                                                float(doc["launch_ts"]))
+            rej: _Rejection | None = _Rejection(
+                Strategy.model_validate(doc["strategy"]), GateFacts.from_dict(doc), float(doc["launch_ts"])
+            )
         except (ValueError, KeyError, TypeError) as exc:
             self._warn(f"rej:{cid}", "campaign %s: its rejection does not parse (%s); not shadowed", cid, exc)
             rej = None
         self._rejections[cid] = (raw, rej)
         return rej
 
-    def _shadow(self, cid: str, rej: _Rejection, closed_before: int,
-                markets: dict[tuple[str, int], MarketDay | None]) -> int:
+    def _shadow(
+        self, cid: str, rej: _Rejection, closed_before: int, markets: dict[tuple[str, int], MarketDay | None]
+    ) -> int:
         """Record each closed flight day of one rejection not yet recorded, in order."""
         from redis.exceptions import WatchError
 
@@ -395,9 +443,10 @@ class RedisShadow(StreamConsumer[ShadowStats]):
                     day, share = days[i]
                     if (s.platform, day) not in markets:
                         markets[(s.platform, day)] = observed_market(self.client, self.prefix, s.platform, day)
-                    totals = ShadowTotals(*(float(state.get(f, 0.0)) for f in ("spend", "revenue", "conversions",
-                                                                                 "days")),
-                                          int(state.get("observed", 0)))
+                    totals = ShadowTotals(
+                        *(float(state.get(f, 0.0)) for f in ("spend", "revenue", "conversions", "days")),
+                        int(state.get("observed", 0)),
+                    )
                     recorded = shadow_day(s, totals, markets[(s.platform, day)], planned, share)
                     last = i == len(days) - 1
                     if last:  # it leaves the pending set: unless re-published meanwhile (a new launch)
@@ -406,15 +455,33 @@ class RedisShadow(StreamConsumer[ShadowStats]):
                             return written
                     audit = None
                     if recorded or last:
-                        meta = outcome_record(s, rej.gate, totals, final=last) | {"date": iso(day),
-                                                                                    "launch_ts": rej.launch_ts}
-                        audit, _fields = self.audit.prepare(pipe, SHADOW_OUTCOME, client_id=s.client_id,
-                                                            campaign_id=cid, reason="SHADOW_MODE", metadata=meta)
+                        meta = outcome_record(s, rej.gate, totals, final=last) | {
+                            "date": iso(day),
+                            "launch_ts": rej.launch_ts,
+                        }
+                        audit, _fields = self.audit.prepare(
+                            pipe,
+                            SHADOW_OUTCOME,
+                            client_id=s.client_id,
+                            campaign_id=cid,
+                            reason="SHADOW_MODE",
+                            metadata=meta,
+                        )
                     pipe.multi()
-                    pipe.hset(key, mapping={"launch_ts": launch, "next": str(i + 1), "date": iso(day),
-                                            "spend": repr(totals.spend), "revenue": repr(totals.revenue),
-                                            "conversions": repr(totals.conversions), "days": repr(totals.days),
-                                            "observed": str(totals.observed), "final": str(int(last))})
+                    pipe.hset(
+                        key,
+                        mapping={
+                            "launch_ts": launch,
+                            "next": str(i + 1),
+                            "date": iso(day),
+                            "spend": repr(totals.spend),
+                            "revenue": repr(totals.revenue),
+                            "conversions": repr(totals.conversions),
+                            "days": repr(totals.days),
+                            "observed": str(totals.observed),
+                            "final": str(int(last)),
+                        },
+                    )
                     if audit is not None:
                         self.audit.queue(pipe, audit)
                     if last:
@@ -433,8 +500,9 @@ class RedisShadow(StreamConsumer[ShadowStats]):
     def _settle_outcomes(self, clock: float, grace: float) -> int:
         """Outcomes of the approved campaigns whose run is over: a pass reads each pending
         campaign's mirror status only (its horizon is cached), and its plan and totals when due."""
-        pending = [(cid, float(launch)) for cid, launch in self.client.zrange(self.outcome_pending, 0, -1,
-                                                                              withscores=True)]
+        pending = [
+            (cid, float(launch)) for cid, launch in self.client.zrange(self.outcome_pending, 0, -1, withscores=True)
+        ]
         if not pending:
             return 0
         self._read_control()
@@ -459,7 +527,7 @@ class RedisShadow(StreamConsumer[ShadowStats]):
         replies = pipe.execute()
         n = 0
         for k, (cid, launch, horizon, reason, days, pause_reason) in enumerate(due):
-            strategy_raw, gate_raw, totals_raw = replies[3 * k:3 * k + 3]
+            strategy_raw, gate_raw, totals_raw = replies[3 * k : 3 * k + 3]
             try:
                 strategy = Strategy.model_validate_json(strategy_raw)
                 gate_doc = json.loads(gate_raw)
@@ -470,11 +538,20 @@ class RedisShadow(StreamConsumer[ShadowStats]):
             totals = {m.partition("|")[2]: float(v) for m, v in totals_raw if m.partition("|")[0] == repr(launch)}
             meta = None
             if len(totals) == len(METRICS) + 1:
-                meta = campaign_outcome(platform=strategy.platform, launch_ts=launch, days=days, days_total=horizon,
-                                        spend=totals["spend"], revenue=totals["revenue"],
-                                        conversions=totals["conversions"], gross_margin=strategy.gross_margin,
-                                        gate=gate, reason=reason, pause_reason=pause_reason,
-                                        decision=str(gate_doc.get("decision", "APPROVED")))
+                meta = campaign_outcome(
+                    platform=strategy.platform,
+                    launch_ts=launch,
+                    days=days,
+                    days_total=horizon,
+                    spend=totals["spend"],
+                    revenue=totals["revenue"],
+                    conversions=totals["conversions"],
+                    gross_margin=strategy.gross_margin,
+                    gate=gate,
+                    reason=reason,
+                    pause_reason=pause_reason,
+                    decision=str(gate_doc.get("decision", "APPROVED")),
+                )
             n += self._write_outcome(cid, strategy.client_id, launch, reason, meta)
         return n
 
@@ -482,8 +559,9 @@ class RedisShadow(StreamConsumer[ShadowStats]):
         """(horizon days, when the plan was published) of one launch, read once."""
         hit = self._timings.get((cid, launch))
         if hit is None:
-            projection, gate = self.client.mget(f"{self.prefix}campaign:{cid}:projection",
-                                                f"{self.prefix}campaign:{cid}:gate")
+            projection, gate = self.client.mget(
+                f"{self.prefix}campaign:{cid}:projection", f"{self.prefix}campaign:{cid}:gate"
+            )
             try:
                 hit = (int(json.loads(projection)["horizon_days"]), float(json.loads(gate).get("decided_ts", 0.0)))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -494,8 +572,9 @@ class RedisShadow(StreamConsumer[ShadowStats]):
             self._timings[(cid, launch)] = hit
         return hit
 
-    def _ending(self, cid: str, launch: float, horizon: int, mirror: list[str | None],
-                decided_ts: float) -> tuple[float, str, float, str | None]:
+    def _ending(
+        self, cid: str, launch: float, horizon: int, mirror: list[str | None], decided_ts: float
+    ) -> tuple[float, str, float, str | None]:
         """(when the campaign's run ended, why, days run, pause reason): its pause (the mirror's
         state, else the first PAUSE command since its plan was published), else its flight's end."""
         status, paused_at, mirror_launch = mirror
@@ -530,8 +609,7 @@ class RedisShadow(StreamConsumer[ShadowStats]):
             if len(entries) < 1000:
                 return
 
-    def _write_outcome(self, cid: str, client_id: str, launch: float, reason: str,
-                       meta: dict[str, Any] | None) -> int:
+    def _write_outcome(self, cid: str, client_id: str, launch: float, reason: str, meta: dict[str, Any] | None) -> int:
         """One CAMPAIGN_OUTCOME per launch: the audit record, the marker and leaving the pending set
         in one WATCH/MULTI/EXEC. `meta` None: the campaign never delivered; it just leaves the set."""
         from redis.exceptions import WatchError
@@ -546,8 +624,9 @@ class RedisShadow(StreamConsumer[ShadowStats]):
                         return 0  # re-published (a new launch) or settled by another worker meanwhile
                     audit = None
                     if meta is not None and not (done and json.loads(done).get("launch_ts") == launch):
-                        audit, _fields = self.audit.prepare(pipe, CAMPAIGN_OUTCOME, client_id=client_id,
-                                                            campaign_id=cid, reason=reason, metadata=meta)
+                        audit, _fields = self.audit.prepare(
+                            pipe, CAMPAIGN_OUTCOME, client_id=client_id, campaign_id=cid, reason=reason, metadata=meta
+                        )
                     pipe.multi()
                     if audit is not None:
                         pipe.set(marker, json.dumps(meta))

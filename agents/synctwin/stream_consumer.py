@@ -96,9 +96,20 @@ class StreamConsumer(Generic[S]):
     log: ClassVar[logging.Logger]  # the worker's own logger (its name is what operators filter on)
     stats: S
 
-    def __init__(self, client: Any, *, prefix: str, group: str, consumer: str | None = None, batch: int = 500,
-                 block_ms: int | None = 1000, claim_idle_ms: int = 30_000, max_deliveries: int = 5,
-                 stream_maxlen: int = 100_000, heartbeat_ms: int = 5_000) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str,
+        group: str,
+        consumer: str | None = None,
+        batch: int = 500,
+        block_ms: int | None = 1000,
+        claim_idle_ms: int = 30_000,
+        max_deliveries: int = 5,
+        stream_maxlen: int = 100_000,
+        heartbeat_ms: int = 5_000,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.group = group
@@ -152,7 +163,6 @@ class StreamConsumer(Generic[S]):
         """What we knew may be stale: re-read our own pending entries first."""
         self._own_pending = "0"
         self._next_beat = 0.0
-
 
     # --- the loop ------------------------------------------------------------------------------
     def ensure_group(self) -> None:
@@ -300,8 +310,11 @@ class StreamConsumer(Generic[S]):
 
     def _consumers(self) -> dict[str, int]:
         """The group's other consumers with pending entries: name -> ms since it last read."""
-        return {_text(c["name"]): int(c.get("idle", 0)) for c in self.client.xinfo_consumers(self.bids, self.group)
-                if c.get("pending") and _text(c["name"]) != self.consumer}
+        return {
+            _text(c["name"]): int(c.get("idle", 0))
+            for c in self.client.xinfo_consumers(self.bids, self.group)
+            if c.get("pending") and _text(c["name"]) != self.consumer
+        }
 
     def _beats(self, names: list[str]) -> list[Any]:
         return self.client.mget([f"{self.prefix}consumer:{self.group}:{n}" for n in names])
@@ -311,8 +324,9 @@ class StreamConsumer(Generic[S]):
         done = 0
         seen: set[str] = set()
         while True:
-            rows = self.client.xpending_range(self.bids, self.group, min="-", max="+", count=self.batch,
-                                              consumername=name)
+            rows = self.client.xpending_range(
+                self.bids, self.group, min="-", max="+", count=self.batch, consumername=name
+            )
             ids = [_text(r["message_id"]) for r in rows]
             if not ids or seen.issuperset(ids):  # nothing left, or only entries XCLAIM cannot move
                 return done
@@ -328,8 +342,17 @@ class StreamConsumer(Generic[S]):
         claimed: list[Entry] = []
         start = "0-0"
         while True:
-            reply = self.client.execute_command("XAUTOCLAIM", self.bids, self.group, self.consumer,
-                                                self.claim_idle_ms, start, "COUNT", self.batch, **RAW)
+            reply = self.client.execute_command(
+                "XAUTOCLAIM",
+                self.bids,
+                self.group,
+                self.consumer,
+                self.claim_idle_ms,
+                start,
+                "COUNT",
+                self.batch,
+                **RAW,
+            )
             start, entries = _text(reply[0]), reply[1]
             claimed += raw_entries(entries)
             if start == "0-0" or not entries or len(claimed) >= 10 * self.batch:
@@ -343,8 +366,11 @@ class StreamConsumer(Generic[S]):
         """Claimed entries: those delivered more than `max_deliveries` times are dead letters
         (poison), the rest are processed."""
         counts = self._delivery_counts(claimed)
-        poison = [(i, f, f"delivered {counts[i]} times without being processed (poison)")
-                  for i, f in claimed if counts.get(i, 0) > self.max_deliveries]
+        poison = [
+            (i, f, f"delivered {counts[i]} times without being processed (poison)")
+            for i, f in claimed
+            if counts.get(i, 0) > self.max_deliveries
+        ]
         if poison:
             self._dead_letters(poison)
             self._report_metrics()
@@ -359,8 +385,9 @@ class StreamConsumer(Generic[S]):
         lo, hi = min(want, key=id_key), max(want, key=id_key)
         page = max(100, len(want))
         while True:
-            rows = self.client.xpending_range(self.bids, self.group, min=lo, max=hi, count=page,
-                                              consumername=self.consumer)
+            rows = self.client.xpending_range(
+                self.bids, self.group, min=lo, max=hi, count=page, consumername=self.consumer
+            )
             for p in rows:
                 if p["message_id"] in want:
                     counts[p["message_id"]] = p["times_delivered"]

@@ -124,8 +124,9 @@ def _search_together(probe: _Probe, targets: dict[str, float]) -> dict[str, floa
     return {k: human_round(k, float(v), start[k]) for k, v in at(hi_t).items()}
 
 
-def suggest(strategy: Strategy, baseline: Baseline, gatekeeper: Any, result: GateResult, *,
-            max_paths: int | None = None) -> list[Suggestion]:
+def suggest(
+    strategy: Strategy, baseline: Baseline, gatekeeper: Any, result: GateResult, *, max_paths: int | None = None
+) -> list[Suggestion]:
     """Suggestions for a rejected `result` (empty for an approval): each lever alone, then
     together, each confirmed by a gate run with the request's seed, paths and model."""
     if result.approved:
@@ -137,8 +138,15 @@ def suggest(strategy: Strategy, baseline: Baseline, gatekeeper: Any, result: Gat
         return gatekeeper.evaluate(s, baseline, seed=seed, paths=n, max_paths=n, model=model, threshold=threshold)
 
     def confirm(changes: dict[str, Any]) -> GateResult:
-        return gatekeeper.evaluate(strategy.model_copy(update=changes), baseline, seed=seed, paths=paths,
-                                   max_paths=max_paths, model=model, threshold=threshold)
+        return gatekeeper.evaluate(
+            strategy.model_copy(update=changes),
+            baseline,
+            seed=seed,
+            paths=paths,
+            max_paths=max_paths,
+            model=model,
+            threshold=threshold,
+        )
 
     probe = _Probe(strategy, run, min(threshold + SEARCH_MARGIN, 0.999))
     out: list[Suggestion] = []
@@ -163,8 +171,9 @@ def suggest(strategy: Strategy, baseline: Baseline, gatekeeper: Any, result: Gat
     return out
 
 
-def _confirmed(confirm: Callable[[dict[str, Any]], GateResult], strategy: Strategy,
-               changes: dict[str, Any], retries: int = 3) -> Suggestion | None:
+def _confirmed(
+    confirm: Callable[[dict[str, Any]], GateResult], strategy: Strategy, changes: dict[str, Any], retries: int = 3
+) -> Suggestion | None:
     """Confirm at full resolution; when the rounded value falls just short, push each lever one
     more human step away from the submitted value (a few times) before giving up."""
     for _ in range(retries + 1):
@@ -175,7 +184,8 @@ def _confirmed(confirm: Callable[[dict[str, Any]], GateResult], strategy: Strate
         for lever, value in changes.items():
             start = _lever_value(strategy, lever)
             factor = 1.05 if value > start else 1 / 1.05
-            nxt[lever] = human_round(lever, float(value) * factor + (1 if lever == "duration_days" and value > start
-                                                                     else 0), start)
+            nxt[lever] = human_round(
+                lever, float(value) * factor + (1 if lever == "duration_days" and value > start else 0), start
+            )
         changes = nxt
     return None

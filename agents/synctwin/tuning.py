@@ -39,8 +39,15 @@ def rates_at(evidence: Iterable[Evidence], threshold: float) -> dict[str, Any]:
             tp, fp = (tp + 1, fp) if e.profitable else (tp, fp + 1)
         else:
             fn, tn = (fn + 1, tn) if e.profitable else (fn, tn + 1)
-    return {"threshold": threshold, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-            "fn_rate": fn / (tp + fn) if tp + fn else None, "fp_rate": fp / (fp + tn) if fp + tn else None}
+    return {
+        "threshold": threshold,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "fn_rate": fn / (tp + fn) if tp + fn else None,
+        "fp_rate": fp / (fp + tn) if fp + tn else None,
+    }
 
 
 def reliability(evidence: Iterable[Evidence]) -> list[dict[str, Any]]:
@@ -49,9 +56,15 @@ def reliability(evidence: Iterable[Evidence]) -> list[dict[str, Any]]:
     items = list(evidence)
     for lo, hi in BINS:
         inside = [e for e in items if lo <= e.confidence < hi]
-        rows.append({"low": lo, "high": min(hi, 1.0), "n": len(inside),
-                     "mean_confidence": sum(e.confidence for e in inside) / len(inside) if inside else None,
-                     "profitable_share": sum(e.profitable for e in inside) / len(inside) if inside else None})
+        rows.append(
+            {
+                "low": lo,
+                "high": min(hi, 1.0),
+                "n": len(inside),
+                "mean_confidence": sum(e.confidence for e in inside) / len(inside) if inside else None,
+                "profitable_share": sum(e.profitable for e in inside) / len(inside) if inside else None,
+            }
+        )
     return rows
 
 
@@ -64,8 +77,10 @@ def brier(evidence: Iterable[Evidence]) -> float | None:
 def calibration_effect(before: list[Evidence], after: list[Evidence]) -> dict[str, Any]:
     """Reliability and Brier of the confidence without the gate's calibration of its spread ("before")
     and with it ("after"), on the same campaigns."""
-    return {"before": {"brier": brier(before), "reliability": reliability(before)},
-            "after": {"brier": brier(after), "reliability": reliability(after)}}
+    return {
+        "before": {"brier": brier(before), "reliability": reliability(before)},
+        "after": {"brier": brier(after), "reliability": reliability(after)},
+    }
 
 
 def pick_threshold(curve: list[dict[str, Any]], current: float, fn_goal: float = FN_GOAL) -> tuple[float, str]:
@@ -74,8 +89,9 @@ def pick_threshold(curve: list[dict[str, Any]], current: float, fn_goal: float =
     if not ok:
         return curve[0]["threshold"], f"no threshold keeps false negatives at or below {fn_goal:.0%}: the lowest"
     best = min(ok, key=lambda r: ((r["fp_rate"] or 0.0), abs(r["threshold"] - current), -r["threshold"]))
-    return best["threshold"], (f"false negatives <= {fn_goal:.0%}, then the fewest false positives "
-                               "(ties: nearest the current threshold)")
+    return best["threshold"], (
+        f"false negatives <= {fn_goal:.0%}, then the fewest false positives (ties: nearest the current threshold)"
+    )
 
 
 def tune(evidence: list[Evidence], current: float) -> dict[str, Any]:
@@ -83,13 +99,19 @@ def tune(evidence: list[Evidence], current: float) -> dict[str, Any]:
     curve = [rates_at(evidence, t) for t in THRESHOLDS]
     chosen, why = pick_threshold(curve, current)
     return {
-        "evidence": {"total": len(evidence), "backtest": sum(e.source == "backtest" for e in evidence),
-                     "shadow": sum(e.source == "shadow" for e in evidence),
-                     "live": sum(e.source == "live" for e in evidence),
-                     "profitable": sum(e.profitable for e in evidence)},
+        "evidence": {
+            "total": len(evidence),
+            "backtest": sum(e.source == "backtest" for e in evidence),
+            "shadow": sum(e.source == "shadow" for e in evidence),
+            "live": sum(e.source == "live" for e in evidence),
+            "profitable": sum(e.profitable for e in evidence),
+        },
         "current": rates_at(evidence, current),
         "recommended": rates_at(evidence, chosen),
-        "threshold": chosen, "rule": why, "curve": curve, "reliability": reliability(evidence),
+        "threshold": chosen,
+        "rule": why,
+        "curve": curve,
+        "reliability": reliability(evidence),
     }
 
 

@@ -23,8 +23,10 @@ class SyncValueAgent(Agent):
     def handle(self, message: Any) -> Generator[Any, Any, None]:
         if isinstance(message, BaselineRequest):
             try:
-                answer(message, self.service.baseline(message.client_id, message.lookback_days,
-                                                      gross_margin=message.gross_margin))
+                answer(
+                    message,
+                    self.service.baseline(message.client_id, message.lookback_days, gross_margin=message.gross_margin),
+                )
             except InvalidInput as exc:
                 answer(message, exc)
         yield from ()

@@ -78,9 +78,15 @@ def _log_sd(num: np.ndarray, den: np.ndarray) -> float:
     return float(np.std(np.log(num[ok] / den[ok]), ddof=1))
 
 
-def compute_baseline(history: History, *, lookback_days: int = 90, min_days: int = 14,
-                     gross_margin: float = 1.0, default_monthly_churn: float = 0.25,
-                     source: str = "history") -> Baseline:
+def compute_baseline(
+    history: History,
+    *,
+    lookback_days: int = 90,
+    min_days: int = 14,
+    gross_margin: float = 1.0,
+    default_monthly_churn: float = 0.25,
+    source: str = "history",
+) -> Baseline:
     """The baseline over the last `lookback_days` calendar days of the history.
 
     Churn comes from `returning_customers` when the history has it (1 - the share of a
@@ -90,8 +96,11 @@ def compute_baseline(history: History, *, lookback_days: int = 90, min_days: int
     window = history.last(lookback_days)
     n = len(window)
     if n < min_days:
-        raise InvalidInput(f"the history has {n} day(s) in the {lookback_days}-day lookback; "
-                           f"at least {min_days} are needed for a baseline", source=source)
+        raise InvalidInput(
+            f"the history has {n} day(s) in the {lookback_days}-day lookback; "
+            f"at least {min_days} are needed for a baseline",
+            source=source,
+        )
     spend, imp, clk, conv, rev = window.spend, window.impressions, window.clicks, window.conversions, window.revenue
     total_spend, total_conv, total_rev = float(spend.sum()), float(conv.sum()), float(rev.sum())
     if total_spend <= 0:

@@ -8,36 +8,63 @@ from typing import Any
 
 from synctwin.errors import InvalidInput
 
-GUARD_HELP = ("margin_guardian (market_shock), auto_rollback (conversion_drop), budget_emergency (budget_burn), "
-              "api_circuit_breaker (api_outage)")
+GUARD_HELP = (
+    "margin_guardian (market_shock), auto_rollback (conversion_drop), budget_emergency (budget_burn), "
+    "api_circuit_breaker (api_outage)"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Run the seed's four drills (market_shock, conversion_drop, api_outage, budget_burn) in virtual time: "
         "each starts a test campaign in a fresh twin, injects its fault six hours in, and checks that the "
-        "guard reacts. A failed run sends a CRITICAL alert; every run audits CHAOS_TEST_COMPLETED.")
-    p.add_argument("--drill", action="append", metavar="NAME",
-                   help="run only this drill (repeatable): market_shock, conversion_drop, api_outage, budget_burn")
-    p.add_argument("--disable-guard", action="append", default=[], metavar="GUARD",
-                   choices=("margin_guardian", "budget_emergency", "auto_rollback", "api_circuit_breaker"),
-                   help=f"switch a guard off to prove its drill catches the regression (the drill must then "
-                        f"FAIL): {GUARD_HELP}")
+        "guard reacts. A failed run sends a CRITICAL alert; every run audits CHAOS_TEST_COMPLETED."
+    )
+    p.add_argument(
+        "--drill",
+        action="append",
+        metavar="NAME",
+        help="run only this drill (repeatable): market_shock, conversion_drop, api_outage, budget_burn",
+    )
+    p.add_argument(
+        "--disable-guard",
+        action="append",
+        default=[],
+        metavar="GUARD",
+        choices=("margin_guardian", "budget_emergency", "auto_rollback", "api_circuit_breaker"),
+        help=f"switch a guard off to prove its drill catches the regression (the drill must then FAIL): {GUARD_HELP}",
+    )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of the twins (default 0)")
     p.add_argument("--json", action="store_true", help="print the run's journal (Chaos Toolkit-like) as JSON")
-    p.add_argument("--schedule", nargs="?", const="0 0 * * *", metavar="CRON",
-                   help="run on this cron schedule until stopped (default when given bare: nightly, '0 0 * * *'); "
-                        "runs never overlap")
+    p.add_argument(
+        "--schedule",
+        nargs="?",
+        const="0 0 * * *",
+        metavar="CRON",
+        help="run on this cron schedule until stopped (default when given bare: nightly, '0 0 * * *'); "
+        "runs never overlap",
+    )
     from synctwin.redis_conn import add_redis_argument
 
-    add_redis_argument(p, "clone the production campaigns stored in Redis into the twin (their strategy and "
-                       "client history) and drill those too; audit and alerts also go to Redis streams")
+    add_redis_argument(
+        p,
+        "clone the production campaigns stored in Redis into the twin (their strategy and "
+        "client history) and drill those too; audit and alerts also go to Redis streams",
+    )
     p.add_argument("--audit-log", metavar="FILE", help="append CHAOS_TEST_COMPLETED to this JSONL audit log")
-    p.add_argument("--metrics-port", type=int, metavar="P",
-                   help="with --schedule: serve Prometheus metrics (drills by verdict, last run) on this port")
-    p.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML page with plots: each "
-                   "drill's spend and revenue around the fault and the guard's reaction, the results, the verdict "
-                   "(with --schedule: rewritten after every run)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="with --schedule: serve Prometheus metrics (drills by verdict, last run) on this port",
+    )
+    p.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="also write a self-contained HTML page with plots: each "
+        "drill's spend and revenue around the fault and the guard's reaction, the results, the verdict "
+        "(with --schedule: rewritten after every run)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,8 +134,13 @@ def _once(args: argparse.Namespace) -> int:
     from synctwin.progress import ProgressBar, interactive
 
     with ProgressBar("chaos drills", enabled=interactive(args.json)) as bar:
-        chaos = run_drills(args.drill, seed=args.seed, disabled_guards=tuple(args.disable_guard),
-                           templates=templates, progress=bar.update if bar.enabled else None)
+        chaos = run_drills(
+            args.drill,
+            seed=args.seed,
+            disabled_guards=tuple(args.disable_guard),
+            templates=templates,
+            progress=bar.update if bar.enabled else None,
+        )
     report(chaos, shield, notify)
     from synctwin import metrics
 
@@ -135,15 +167,24 @@ def print_table(chaos: Any) -> None:
     from synctwin.console import console
 
     out = console()
-    t = Table(title=f"Chaos drills (virtual time, seed {chaos.seed}): {len(chaos.results) - len(chaos.failures)}"
-                    f"/{len(chaos.results)} passed in {chaos.wall_s:.2f} s")
+    t = Table(
+        title=f"Chaos drills (virtual time, seed {chaos.seed}): {len(chaos.results) - len(chaos.failures)}"
+        f"/{len(chaos.results)} passed in {chaos.wall_s:.2f} s"
+    )
     for col in ("drill", "campaign", "fault", "expected guard", "what happened", "when", "verdict"):
         t.add_column(col)
     for r in chaos.results:
         row = r.row()
         style = "green" if row["verdict"] == "PASS" else "bold red"
-        t.add_row(row["drill"], row["template"], row["fault"], row["expected"], row["happened"], row["when"],
-                  f"[{style}]{row['verdict']}[/]")
+        t.add_row(
+            row["drill"],
+            row["template"],
+            row["fault"],
+            row["expected"],
+            row["happened"],
+            row["when"],
+            f"[{style}]{row['verdict']}[/]",
+        )
     out.print(t)
     for r in chaos.failures:
         out.print(f"[red]{r.drill.name}[/]: " + "; ".join(r.row()["failures"]))
@@ -169,6 +210,9 @@ def _scheduled(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _stop)
     print(f"synctwin chaos: scheduled '{args.schedule}' (UTC); stop with SIGTERM or Ctrl-C", flush=True)
     run_on_schedule(
-        args.schedule, lambda: print(f"run finished: exit {_once(args)}", flush=True), stop=lambda: stop["now"],
-        announce=lambda t: print(f"next run at {datetime.fromtimestamp(t, UTC).isoformat()}", flush=True))
+        args.schedule,
+        lambda: print(f"run finished: exit {_once(args)}", flush=True),
+        stop=lambda: stop["now"],
+        announce=lambda t: print(f"next run at {datetime.fromtimestamp(t, UTC).isoformat()}", flush=True),
+    )
     return 0

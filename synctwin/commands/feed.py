@@ -23,12 +23,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from synctwin.redis_conn import add_redis_argument
 
     add_redis_argument(p, "e.g. redis://127.0.0.1:6379/0 (default SYNCTWIN_REDIS_URL)")
-    p.add_argument("--speed", type=float, default=3600.0, metavar="X",
-                   help="virtual seconds per wall second (default 3600: an hour a second; 1 = real time)")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=3600.0,
+        metavar="X",
+        help="virtual seconds per wall second (default 3600: an hour a second; 1 = real time)",
+    )
     p.add_argument("--duration", default="3d", metavar="D", help="virtual time to publish (default 3d)")
-    p.add_argument("--campaigns", type=int, default=N_CAMPAIGNS, metavar="N",
-                   help=f"how many of the built-in feed campaigns (1-{N_CAMPAIGNS}, default all: two healthy, "
-                        "one whose conversion rate crashes on day 2, one whose spend runs away)")
+    p.add_argument(
+        "--campaigns",
+        type=int,
+        default=N_CAMPAIGNS,
+        metavar="N",
+        help=f"how many of the built-in feed campaigns (1-{N_CAMPAIGNS}, default all: two healthy, "
+        "one whose conversion rate crashes on day 2, one whose spend runs away)",
+    )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument("--tick", default="5m", metavar="T", help="virtual time between events per campaign (default 5m)")
 
@@ -56,11 +66,14 @@ def run(args: argparse.Namespace) -> int:
     epoch0 = time.time() - duration * (1.0 - 1.0 / args.speed)
     feed = start_feed(client, env, settings, epoch0=epoch0, tick=tick, campaigns=args.campaigns, seed=args.seed)
     for cid, result in feed.gate_results.items():
-        print(f"{cid}: gate {result.decision} (confidence {result.confidence_score:.3f}); projection published",
-              flush=True)
+        print(
+            f"{cid}: gate {result.decision} (confidence {result.confidence_score:.3f}); projection published",
+            flush=True,
+        )
     feed.on_pause = lambda cid, fields, t: print(
-        f"t={t / 3600:6.1f}h  {cid} PAUSED by the mirror ({fields.get('reason')}, deviation "
-        f"{fields.get('deviation')})", flush=True)
+        f"t={t / 3600:6.1f}h  {cid} PAUSED by the mirror ({fields.get('reason')}, deviation {fields.get('deviation')})",
+        flush=True,
+    )
     stop = {"now": False}
 
     def _stop(*_: Any) -> None:
@@ -68,9 +81,12 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    print(f"publishing to {settings.key_prefix}bids at {args.speed:g}x real time for {args.duration}; "
-          f"start `synctwin mirror --redis {redact(url)}` to watch it act"
-          + (" (with the real password, or SYNCTWIN_REDIS_URL set)" if redact(url) != url else ""), flush=True)
+    print(
+        f"publishing to {settings.key_prefix}bids at {args.speed:g}x real time for {args.duration}; "
+        f"start `synctwin mirror --redis {redact(url)}` to watch it act"
+        + (" (with the real password, or SYNCTWIN_REDIS_URL set)" if redact(url) != url else ""),
+        flush=True,
+    )
     while env.now < duration and not stop["now"]:
         env.run(until=min(env.now + 3600.0, duration))
         print(f"t={env.now / 3600:6.1f}h  {feed.published:,} events published", flush=True)

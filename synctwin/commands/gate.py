@@ -9,33 +9,56 @@ from synctwin.errors import InvalidInput
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("strategy", metavar="STRATEGY.json",
-                   help="the campaign strategy (audience_size, cvr, daily_budget, ...)")
-    p.add_argument("--history", metavar="HISTORY.csv",
-                   help="the client's daily history (date,spend,impressions,clicks,conversions,revenue); "
-                        "with --redis and no --history it is read from the store by client_id")
+    p.add_argument(
+        "strategy", metavar="STRATEGY.json", help="the campaign strategy (audience_size, cvr, daily_budget, ...)"
+    )
+    p.add_argument(
+        "--history",
+        metavar="HISTORY.csv",
+        help="the client's daily history (date,spend,impressions,clicks,conversions,revenue); "
+        "with --redis and no --history it is read from the store by client_id",
+    )
     from synctwin.models import MODEL_CHOICES, MODEL_HELP
 
     p.add_argument("--model", choices=MODEL_CHOICES, help=MODEL_HELP)
-    p.add_argument("--paths", type=int, metavar="N", help="Monte Carlo paths to draw first (default 10000); more "
-                   "are drawn while the confidence interval straddles the threshold")
+    p.add_argument(
+        "--paths",
+        type=int,
+        metavar="N",
+        help="Monte Carlo paths to draw first (default 10000); more "
+        "are drawn while the confidence interval straddles the threshold",
+    )
     p.add_argument("--max-paths", type=int, metavar="N", help="cap for adaptive sampling (default 160000)")
     p.add_argument("--seed", type=int, metavar="S", help="random seed (default: fresh, reported in the result)")
     p.add_argument("--threshold", type=float, metavar="T", help="approve when confidence > T (default 0.85)")
     p.add_argument("--lookback-days", type=int, metavar="D", help="history window of the baseline (default 90)")
-    p.add_argument("--calibration-log", metavar="AUDIT.jsonl", help="curve model: add the realized outcomes in "
-                   "this audit log (CAMPAIGN_OUTCOME/SHADOW_OUTCOME with the gate's projected revenue) to the "
-                   "calibration set of the predictive spread")
+    p.add_argument(
+        "--calibration-log",
+        metavar="AUDIT.jsonl",
+        help="curve model: add the realized outcomes in "
+        "this audit log (CAMPAIGN_OUTCOME/SHADOW_OUTCOME with the gate's projected revenue) to the "
+        "calibration set of the predictive spread",
+    )
     p.add_argument("--audit-log", metavar="FILE", help="append the decision to this hash-chained JSONL audit log")
     from synctwin.redis_conn import add_redis_argument
 
-    add_redis_argument(p, "audit to the Redis stream and, when approved, store the projection under "
-                       "{prefix}campaign:{id}:projection for the live mirror")
+    add_redis_argument(
+        p,
+        "audit to the Redis stream and, when approved, store the projection under "
+        "{prefix}campaign:{id}:projection for the live mirror",
+    )
     p.add_argument("--json", action="store_true", help="print the result as one JSON document")
-    p.add_argument("--no-suggestions", action="store_true", help="on a rejection, skip the resubmission "
-                   "advice (the smallest budget/audience/duration change that the gate approves)")
-    p.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML page with plots: "
-                   "the paths' uplift distribution and the projection fan")
+    p.add_argument(
+        "--no-suggestions",
+        action="store_true",
+        help="on a rejection, skip the resubmission "
+        "advice (the smallest budget/audience/duration change that the gate approves)",
+    )
+    p.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="also write a self-contained HTML page with plots: the paths' uplift distribution and the projection fan",
+    )
     from synctwin.executors import add_executor_arguments
 
     add_executor_arguments(p)
@@ -76,15 +99,23 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value <= 0:
             raise InvalidInput(f"--{name.replace('_', '-')} must be a positive number (got {value})")
     baseline = compute_baseline(
-        history, lookback_days=args.lookback_days or settings.lookback_days, min_days=settings.min_history_days,
-        gross_margin=strategy.gross_margin, default_monthly_churn=settings.default_monthly_churn, source=source,
+        history,
+        lookback_days=args.lookback_days or settings.lookback_days,
+        min_days=settings.min_history_days,
+        gross_margin=strategy.gross_margin,
+        default_monthly_churn=settings.default_monthly_churn,
+        source=source,
     )
     calibration_z = None
     if getattr(args, "calibration_log", None):
         calibration_z = _calibration_residuals(args.calibration_log)
-    gatekeeper = SimulationGatekeeper(settings=settings, model=args.model, threshold=args.threshold,
-                                      calibration_z=calibration_z,
-                                      calibration_set="realized outcomes from " + str(args.calibration_log))
+    gatekeeper = SimulationGatekeeper(
+        settings=settings,
+        model=args.model,
+        threshold=args.threshold,
+        calibration_z=calibration_z,
+        calibration_set="realized outcomes from " + str(args.calibration_log),
+    )
     import contextlib
 
     from synctwin.executors import executor_from_args
@@ -152,8 +183,9 @@ def _calibration_residuals(path: str) -> Any:
 PROGRESS_MIN_PATHS = 200_000  # below this the gate takes well under a second: no bar
 
 
-def _evaluate(gatekeeper: Any, strategy: Any, baseline: Any, args: argparse.Namespace,
-              executor: Any = None) -> tuple[Any, Any]:
+def _evaluate(
+    gatekeeper: Any, strategy: Any, baseline: Any, args: argparse.Namespace, executor: Any = None
+) -> tuple[Any, Any]:
     """The gate, with every path's uplift when a report wants its histogram, and a progress bar
     on a terminal once the draw exceeds PROGRESS_MIN_PATHS paths."""
     from synctwin.progress import ProgressBar, interactive
@@ -175,28 +207,47 @@ def print_result(result: Any) -> None:
     sd = result.simulation_details
     colour = "green" if result.approved else "red"
     lo, hi = result.confidence_interval
-    out.print(f"[bold {colour}]{result.decision}[/] campaign [bold]{result.campaign_id}[/] "
-              f"(client {result.client_id}), model {result.model}, seed {result.seed}")
+    out.print(
+        f"[bold {colour}]{result.decision}[/] campaign [bold]{result.campaign_id}[/] "
+        f"(client {result.client_id}), model {result.model}, seed {result.seed}"
+    )
     t = Table(show_header=False, box=None, pad_edge=False)
-    t.add_row("confidence", f"{result.confidence_score:.3f}  (95% interval {lo:.3f}-{hi:.3f}; "
-              f"approve when > {result.threshold})")
+    t.add_row(
+        "confidence",
+        f"{result.confidence_score:.3f}  (95% interval {lo:.3f}-{hi:.3f}; approve when > {result.threshold})",
+    )
     t.add_row("risk profile", result.risk_profile)
-    t.add_row("net profit uplift", f"median {money(sd.median_uplift)}, p10 {money(sd.p10_uplift)}, "
-              f"p90 {money(sd.p90_uplift)}, mean {money(result.expected_uplift)}")
-    t.add_row("paths", f"{sd.total_simulations:,} ({sd.positive_outcomes:,} positive"
-              + (f"; {sd.adaptive_rounds} adaptive round(s) from {sd.initial_simulations:,}" if sd.adaptive_rounds
-                 else "") + ")")
+    t.add_row(
+        "net profit uplift",
+        f"median {money(sd.median_uplift)}, p10 {money(sd.p10_uplift)}, "
+        f"p90 {money(sd.p90_uplift)}, mean {money(result.expected_uplift)}",
+    )
+    t.add_row(
+        "paths",
+        f"{sd.total_simulations:,} ({sd.positive_outcomes:,} positive"
+        + (f"; {sd.adaptive_rounds} adaptive round(s) from {sd.initial_simulations:,}" if sd.adaptive_rounds else "")
+        + ")",
+    )
     b = result.baseline
-    t.add_row("baseline", f"{int(b['days'])} days: revenue {money(b['daily_revenue'])}/day, "
-              f"ad spend {money(b['daily_spend'])}/day, AOV {money(b.get('avg_order_value'))}")
+    t.add_row(
+        "baseline",
+        f"{int(b['days'])} days: revenue {money(b['daily_revenue'])}/day, "
+        f"ad spend {money(b['daily_spend'])}/day, AOV {money(b.get('avg_order_value'))}",
+    )
     last = result.projection.points[-1]
-    t.add_row("projection", f"after {result.projection.horizon_days} days: spend {money(last.spend_p50)}, "
-              f"revenue {money(last.revenue_p50)}, {last.conversions_p50:,.0f} conversions (medians)")
+    t.add_row(
+        "projection",
+        f"after {result.projection.horizon_days} days: spend {money(last.spend_p50)}, "
+        f"revenue {money(last.revenue_p50)}, {last.conversions_p50:,.0f} conversions (medians)",
+    )
     if result.extrapolation:
         e = result.extrapolation
         lo, hi = e["history_spend_range"]
-        t.add_row("extrapolation", f"budget {money(e['budget'])}/day outside the history's {money(lo)}-{money(hi)}: "
-                  f"uncertainty widened (log-sd +{e['widened_by']:.2f})")
+        t.add_row(
+            "extrapolation",
+            f"budget {money(e['budget'])}/day outside the history's {money(lo)}-{money(hi)}: "
+            f"uncertainty widened (log-sd +{e['widened_by']:.2f})",
+        )
     if result.calibration:
         c = result.calibration
         t.add_row("calibration", f"spread x{c['scale']:.2f} ({c['method']}; n={c['n']}: {c['calibration_set']})")

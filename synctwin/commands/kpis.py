@@ -40,18 +40,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--audit-log", metavar="FILE", help="the hash-chained JSONL audit log")
     from synctwin.redis_conn import add_redis_argument
 
-    add_redis_argument(src, "read the audit stream {prefix}audit from Redis (the default without --audit-log, "
-                       "when SYNCTWIN_REDIS_URL is set)")
-    p.add_argument("--since", metavar="DATE", help="ISO date or date-time (UTC unless it has an offset); "
-                   "default: the whole log")
+    add_redis_argument(
+        src,
+        "read the audit stream {prefix}audit from Redis (the default without --audit-log, "
+        "when SYNCTWIN_REDIS_URL is set)",
+    )
+    p.add_argument(
+        "--since", metavar="DATE", help="ISO date or date-time (UTC unless it has an offset); default: the whole log"
+    )
     p.add_argument("--json", action="store_true", help="print the KPIs as one JSON document")
 
 
 def _metric(name: str, num: int, den: int, what: str) -> dict[str, Any]:
     value = num / den if den else None
     goal, ok = GOALS[name]
-    return {"value": value, "count": num, "of": den, "goal": goal, "met": None if value is None else ok(value),
-            "counts": what}
+    return {
+        "value": value,
+        "count": num,
+        "of": den,
+        "goal": goal,
+        "met": None if value is None else ok(value),
+        "counts": what,
+    }
 
 
 def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dict[str, Any]:
@@ -63,8 +73,10 @@ def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dic
         return {r["campaign_id"] for r in recs if r.get("event_type") in kinds and r.get("campaign_id")}
 
     # an outcome arrives a flight after its decision: the decision may be older than the window
-    approved_ever, rejected_ever = ({r["campaign_id"] for r in records if r.get("event_type") == kind
-                                     and r.get("campaign_id")} for kind in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED"))
+    approved_ever, rejected_ever = (
+        {r["campaign_id"] for r in records if r.get("event_type") == kind and r.get("campaign_id")}
+        for kind in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED")
+    )
     decisions = sum(r.get("event_type") in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED") for r in recs)
     shadows: dict[str, dict[str, Any]] = {}
     outcomes: dict[str, dict[str, Any]] = {}
@@ -72,8 +84,11 @@ def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dic
         meta = r.get("metadata") or {}
         if r.get("event_type") == "SHADOW_OUTCOME" and r.get("campaign_id") in rejected_ever:
             shadows[r["campaign_id"]] = meta
-        elif r.get("event_type") in OUTCOME_EVENTS and _realized(meta) \
-                and (r.get("campaign_id") in approved_ever or meta.get("decision") == "APPROVED"):
+        elif (
+            r.get("event_type") in OUTCOME_EVENTS
+            and _realized(meta)
+            and (r.get("campaign_id") in approved_ever or meta.get("decision") == "APPROVED")
+        ):
             outcomes[r["campaign_id"]] = meta
     launched = campaigns("CAMPAIGN_LAUNCHED")
     rolled = campaigns("AUTO_ROLLBACK_TRIGGERED", "CAMPAIGN_PAUSED") & launched
@@ -82,27 +97,45 @@ def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dic
     return {
         "since": since.isoformat(timespec="seconds") if since is not None else None,
         "records": len(recs),
-        "rejection_share": _metric("rejection_share", n_rej, decisions,
-                                   "CAMPAIGN_REJECTED among CAMPAIGN_APPROVED + CAMPAIGN_REJECTED records"),
-        "false_negative_rate": _metric("false_negative_rate", sum(bool(m.get("profitable")) for m in shadows.values()),
-                                       len(shadows), "rejected campaigns whose latest SHADOW_OUTCOME was profitable"),
-        "false_positive_rate": _metric("false_positive_rate",
-                                       sum(m["net_profit_uplift"] <= 0 for m in outcomes.values()), len(outcomes),
-                                       "approved campaigns whose final realized outcome (CAMPAIGN_OUTCOME) "
-                                       "lost money"),
-        "auto_rollback_share": _metric("auto_rollback_share", len(rolled), len(launched),
-                                       "launched campaigns with AUTO_ROLLBACK_TRIGGERED or CAMPAIGN_PAUSED"),
-        "chaos_pass_rate": _metric("chaos_pass_rate", sum(int(m.get("passed", 0)) for m in chaos),
-                                   sum(int(m.get("total_tests", 0)) for m in chaos),
-                                   "drills passed over CHAOS_TEST_COMPLETED records"),
+        "rejection_share": _metric(
+            "rejection_share", n_rej, decisions, "CAMPAIGN_REJECTED among CAMPAIGN_APPROVED + CAMPAIGN_REJECTED records"
+        ),
+        "false_negative_rate": _metric(
+            "false_negative_rate",
+            sum(bool(m.get("profitable")) for m in shadows.values()),
+            len(shadows),
+            "rejected campaigns whose latest SHADOW_OUTCOME was profitable",
+        ),
+        "false_positive_rate": _metric(
+            "false_positive_rate",
+            sum(m["net_profit_uplift"] <= 0 for m in outcomes.values()),
+            len(outcomes),
+            "approved campaigns whose final realized outcome (CAMPAIGN_OUTCOME) lost money",
+        ),
+        "auto_rollback_share": _metric(
+            "auto_rollback_share",
+            len(rolled),
+            len(launched),
+            "launched campaigns with AUTO_ROLLBACK_TRIGGERED or CAMPAIGN_PAUSED",
+        ),
+        "chaos_pass_rate": _metric(
+            "chaos_pass_rate",
+            sum(int(m.get("passed", 0)) for m in chaos),
+            sum(int(m.get("total_tests", 0)) for m in chaos),
+            "drills passed over CHAOS_TEST_COMPLETED records",
+        ),
     }
 
 
 def _realized(meta: dict[str, Any]) -> bool:
     """A final realized outcome with a number for its uplift."""
     uplift = meta.get("net_profit_uplift")
-    return (isinstance(uplift, int | float) and not isinstance(uplift, bool) and math.isfinite(uplift)
-            and meta.get("final") is not False)
+    return (
+        isinstance(uplift, int | float)
+        and not isinstance(uplift, bool)
+        and math.isfinite(uplift)
+        and meta.get("final") is not False
+    )
 
 
 KPI_NAMES = ("rejection_share", "false_negative_rate", "false_positive_rate", "auto_rollback_share", "chaos_pass_rate")
@@ -131,8 +164,11 @@ def print_kpis(d: dict[str, Any]) -> None:
     from synctwin.console import console
 
     out = console()
-    out.print(f"[bold]Success metrics[/] ({d['source']}, {d['records']} records"
-              + (f" since {d['since']}" if d["since"] else "") + ")")
+    out.print(
+        f"[bold]Success metrics[/] ({d['source']}, {d['records']} records"
+        + (f" since {d['since']}" if d["since"] else "")
+        + ")"
+    )
     t = Table(box=None, pad_edge=False)
     for col in ("metric", "value", "count", "goal", "met", "what counts"):
         t.add_column(col, justify="right" if col in ("value", "count") else "left")

@@ -16,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "{prefix}campaign:{id}:mirror, compare it with its projection at the same elapsed time, and pause a "
         "campaign that departs from it: one PAUSE on {prefix}control (reason SYNCTWIN_DEVIATION_THRESHOLD), one "
         "WARNING alert, one AUTO_ROLLBACK_TRIGGERED audit event, exactly once. Several workers may share a group. "
-        "SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0.")
+        "SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0."
+    )
     from synctwin.redis_conn import add_redis_argument
 
     add_redis_argument(p, "e.g. redis://127.0.0.1:6379/0 (default SYNCTWIN_REDIS_URL)")
@@ -24,10 +25,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--consumer", metavar="C", help="this worker's name in the group (default host-pid)")
     p.add_argument("--batch", type=int, metavar="N", help="events per read (default 500)")
     p.add_argument("--quiet", action="store_true", help="no periodic progress lines on stderr")
-    p.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus metrics on this port "
-                   "(events processed/dead-lettered/ignored, deviation per campaign, pauses, the group's lag)")
-    p.add_argument("--metrics-host", default="127.0.0.1", metavar="H",
-                   help="address of the metrics server (default 127.0.0.1; 0.0.0.0 for a remote Prometheus)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="serve Prometheus metrics on this port "
+        "(events processed/dead-lettered/ignored, deviation per campaign, pauses, the group's lag)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="H",
+        help="address of the metrics server (default 127.0.0.1; 0.0.0.0 for a remote Prometheus)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,14 +52,25 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--batch must be positive (got {args.batch})")
     if args.metrics_port is not None and not 0 < args.metrics_port <= 65_535:
         raise InvalidInput(f"--metrics-port must be in 1-65535 (got {args.metrics_port})")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     redact_logs(url)
     client = connect_checked(url)
-    worker = RedisMirror(client, mirror_config(settings), prefix=settings.key_prefix, group=args.group,
-                         consumer=args.consumer, batch=args.batch or settings.mirror_batch,
-                         claim_idle_ms=settings.mirror_claim_idle_ms, max_deliveries=settings.mirror_max_deliveries,
-                         limits=event_limits(settings), heartbeat_ms=settings.mirror_heartbeat_ms)
+    worker = RedisMirror(
+        client,
+        mirror_config(settings),
+        prefix=settings.key_prefix,
+        group=args.group,
+        consumer=args.consumer,
+        batch=args.batch or settings.mirror_batch,
+        claim_idle_ms=settings.mirror_claim_idle_ms,
+        max_deliveries=settings.mirror_max_deliveries,
+        limits=event_limits(settings),
+        heartbeat_ms=settings.mirror_heartbeat_ms,
+    )
     worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
     log = logging.getLogger("synctwin.mirror")
     if args.metrics_port is not None:
@@ -57,8 +78,14 @@ def run(args: argparse.Namespace) -> int:
     with stop_on_signals() as stop:
         log.info("mirror %s in group %s on %sbids", worker.consumer, args.group, settings.key_prefix)
         stats = worker.run(stop)
-    log.info("drained and stopped: %d events, %d applied, %d ignored (duplicates/out of order), %d dead, "
-             "%d pauses, %d taken over from dead workers", stats.events, stats.applied, stats.ignored, stats.dead,
-             stats.pauses, worker.rescued)
+    log.info(
+        "drained and stopped: %d events, %d applied, %d ignored (duplicates/out of order), %d dead, "
+        "%d pauses, %d taken over from dead workers",
+        stats.events,
+        stats.applied,
+        stats.ignored,
+        stats.dead,
+        stats.pauses,
+        worker.rescued,
+    )
     return 0
-

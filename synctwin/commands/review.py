@@ -22,17 +22,25 @@ NEAR_MISS = 0.05  # a rejection within this much confidence of its threshold is 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("List the rejected campaigns (CAMPAIGN_REJECTED) in the audit log since a date (default: "
-                     "the last 7 days, by record time) with their confidence and projected uplift, sorted by "
-                     "confidence, near-misses first; exit 0.")
+    p.description = (
+        "List the rejected campaigns (CAMPAIGN_REJECTED) in the audit log since a date (default: "
+        "the last 7 days, by record time) with their confidence and projected uplift, sorted by "
+        "confidence, near-misses first; exit 0."
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--audit-log", metavar="FILE", help="the hash-chained JSONL audit log (synctwin gate --audit-log)")
     from synctwin.redis_conn import add_redis_argument
 
-    add_redis_argument(src, "read the audit stream {prefix}audit from Redis (the default without --audit-log, "
-                       "when SYNCTWIN_REDIS_URL is set)")
-    p.add_argument("--since", metavar="DATE", help="ISO date or date-time (UTC unless it has an offset); "
-                   f"default: {DEFAULT_DAYS} days ago")
+    add_redis_argument(
+        src,
+        "read the audit stream {prefix}audit from Redis (the default without --audit-log, "
+        "when SYNCTWIN_REDIS_URL is set)",
+    )
+    p.add_argument(
+        "--since",
+        metavar="DATE",
+        help=f"ISO date or date-time (UTC unless it has an offset); default: {DEFAULT_DAYS} days ago",
+    )
     p.add_argument("--json", action="store_true", help="print the review as one JSON document")
 
 
@@ -46,8 +54,9 @@ def parse_since(text: str | None, now: dt.datetime) -> dt.datetime:
             return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC)
         value = dt.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise InvalidInput(f"not a date: {text!r} (write e.g. 2025-03-01 or 2025-03-01T12:00)",
-                           field="--since") from None
+        raise InvalidInput(
+            f"not a date: {text!r} (write e.g. 2025-03-01 or 2025-03-01T12:00)", field="--since"
+        ) from None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
@@ -75,8 +84,11 @@ def load_records(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
+    return (
+        float(value)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         else None
+    )
 
 
 def review(records: list[dict[str, Any]], since: dt.datetime, until: dt.datetime | None = None) -> dict[str, Any]:
@@ -111,14 +123,16 @@ def review(records: list[dict[str, Any]], since: dt.datetime, until: dt.datetime
         }
         shadow = shadows.get(row["campaign_id"] or "")
         if shadow is not None:
-            row["shadow_outcome"] = {"seq": shadow.get("seq"), "ts": shadow.get("ts"),
-                                     **(shadow.get("metadata") or {})}
+            row["shadow_outcome"] = {"seq": shadow.get("seq"), "ts": shadow.get("ts"), **(shadow.get("metadata") or {})}
         rows.append(row)
     rows.sort(key=lambda r: (-(r["confidence"] if r["confidence"] is not None else -1.0), r["ts"]))
     uplifts = [r["projected_uplift"] for r in rows if r["projected_uplift"] is not None]
     confidences = [r["confidence"] for r in rows if r["confidence"] is not None]
-    near = [r for r in rows if r["confidence"] is not None and r["threshold"] is not None
-            and r["threshold"] - r["confidence"] <= NEAR_MISS]
+    near = [
+        r
+        for r in rows
+        if r["confidence"] is not None and r["threshold"] is not None and r["threshold"] - r["confidence"] <= NEAR_MISS
+    ]
     out: dict[str, Any] = {"since": since.isoformat(timespec="seconds")}
     if until is not None:
         out["until"] = until.isoformat(timespec="seconds")
@@ -169,24 +183,37 @@ def print_review(d: dict[str, Any]) -> None:
     if shadow:
         cols.append("shadow outcome")
     for col in cols:
-        t.add_column(col, justify="right" if col in ("confidence", "threshold", "projected uplift", "p10 .. p90")
-                     else "left")
+        t.add_column(
+            col, justify="right" if col in ("confidence", "threshold", "projected uplift", "p10 .. p90") else "left"
+        )
     for r in rows:
         conf = f"{r['confidence']:.3f}" if r["confidence"] is not None else "-"
-        near = (r["confidence"] is not None and r["threshold"] is not None
-                and r["threshold"] - r["confidence"] <= NEAR_MISS)
-        cells = [r["time"], str(r["client_id"]), str(r["campaign_id"]), f"[bold yellow]{conf}[/]" if near else conf,
-                 f"{r['threshold']}" if r["threshold"] is not None else "-", money(r["projected_uplift"]),
-                 f"{money(r['p10_uplift'])} .. {money(r['p90_uplift'])}", str(r["risk_profile"] or "-")]
+        near = (
+            r["confidence"] is not None and r["threshold"] is not None and r["threshold"] - r["confidence"] <= NEAR_MISS
+        )
+        cells = [
+            r["time"],
+            str(r["client_id"]),
+            str(r["campaign_id"]),
+            f"[bold yellow]{conf}[/]" if near else conf,
+            f"{r['threshold']}" if r["threshold"] is not None else "-",
+            money(r["projected_uplift"]),
+            f"{money(r['p10_uplift'])} .. {money(r['p90_uplift'])}",
+            str(r["risk_profile"] or "-"),
+        ]
         if shadow:
             cells.append(_shadow_text(r.get("shadow_outcome")))
         t.add_row(*cells)
     out.print(t)
-    out.print(f"{totals['rejections']} rejection(s) of {totals['campaigns']} campaign(s) from {totals['clients']} "
-              f"client(s); {totals['near_misses']} near-miss(es) (within {NEAR_MISS} of the threshold)"
-              + (f"; mean confidence {totals['mean_confidence']:.3f}" if totals["mean_confidence"] is not None else ""))
-    out.print(f"projected uplift of the rejected campaigns: {money(totals['projected_uplift'])} in total, "
-              f"of which projected losses {money(totals['projected_loss'])}")
+    out.print(
+        f"{totals['rejections']} rejection(s) of {totals['campaigns']} campaign(s) from {totals['clients']} "
+        f"client(s); {totals['near_misses']} near-miss(es) (within {NEAR_MISS} of the threshold)"
+        + (f"; mean confidence {totals['mean_confidence']:.3f}" if totals["mean_confidence"] is not None else "")
+    )
+    out.print(
+        f"projected uplift of the rejected campaigns: {money(totals['projected_uplift'])} in total, "
+        f"of which projected losses {money(totals['projected_loss'])}"
+    )
 
 
 def _shadow_text(shadow: dict[str, Any] | None) -> str:

@@ -17,16 +17,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "GET /v1/campaigns/{id} (projection, mirror state, pauses; needs Redis), GET /healthz, GET /metrics "
         "(Prometheus) and the OpenAPI docs at /docs. With SYNCTWIN_API_KEY set, /v1/* requires the header "
         "X-API-Key. Limits: SYNCTWIN_SERVICE_MAX_PATHS, SYNCTWIN_MAX_BODY_BYTES. SIGTERM or Ctrl-C finishes "
-        "the requests in hand and exits 0.")
+        "the requests in hand and exits 0."
+    )
     p.add_argument("--host", metavar="H", help="address to bind (default 127.0.0.1; SYNCTWIN_HOST)")
     p.add_argument("--port", type=int, metavar="P", help="port (default 8000; 0 picks a free one; SYNCTWIN_PORT)")
-    p.add_argument("--redis", metavar="URL", help="Redis for campaign state, audit, publishing approvals and "
-                   "stored histories (default SYNCTWIN_REDIS_URL, which keeps a password out of the command line "
-                   "and `ps`; none: /v1/campaigns answers 503)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="worker processes (default 1); each computes gates on its own CPUs, /metrics sums them")
-    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
-                   help="uvicorn's log level (default warning: no line per request)")
+    p.add_argument(
+        "--redis",
+        metavar="URL",
+        help="Redis for campaign state, audit, publishing approvals and "
+        "stored histories (default SYNCTWIN_REDIS_URL, which keeps a password out of the command line "
+        "and `ps`; none: /v1/campaigns answers 503)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes (default 1); each computes gates on its own CPUs, /metrics sums them",
+    )
+    p.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="uvicorn's log level (default warning: no line per request)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,8 +65,11 @@ def run(args: argparse.Namespace) -> int:
             connect_checked(redis_url).close()  # an unreachable server is one clear line now, not 503s later
     from synctwin.redact import redact
 
-    print(f"synctwin serve: http://{host}:{port} (docs at /docs; redis: {redact(redis_url)}; "
-          f"workers: {args.workers}; API key {'required' if settings.api_key else 'off'})", flush=True)
+    print(
+        f"synctwin serve: http://{host}:{port} (docs at /docs; redis: {redact(redis_url)}; "
+        f"workers: {args.workers}; API key {'required' if settings.api_key else 'off'})",
+        flush=True,
+    )
     if args.workers == 1:
         from synctwin.service import create_app
 
@@ -111,8 +128,15 @@ def _serve_many(host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    config = uvicorn.Config("synctwin.service:create_app_from_env", factory=True, host=host, port=port,
-                            workers=workers, log_level=log_level, access_log=False)
+    config = uvicorn.Config(
+        "synctwin.service:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )
     sock = config.bind_socket()
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn < 0.30

@@ -29,29 +29,55 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "audit records, each campaign-day once), and audit one CAMPAIGN_OUTCOME per approved campaign when its "
         "flight ends or it is paused. Runs until SIGTERM/SIGINT (exit 0) or, with --once, until the stream is "
         "drained. With --market FILE --audit-log FILE (no Redis): re-simulate the log's rejections under a "
-        "market CSV (date,platform,cpm,ctr,cvr,aov) and append their final SHADOW_OUTCOME records to the log.")
+        "market CSV (date,platform,cpm,ctr,cvr,aov) and append their final SHADOW_OUTCOME records to the log."
+    )
     from synctwin.redis_conn import add_redis_argument
 
-    add_redis_argument(p, "e.g. redis://127.0.0.1:6379/0: run the worker (the default without --market, when "
-                       "SYNCTWIN_REDIS_URL is set)")
+    add_redis_argument(
+        p,
+        "e.g. redis://127.0.0.1:6379/0: run the worker (the default without --market, when SYNCTWIN_REDIS_URL is set)",
+    )
     p.add_argument("--group", default="synctwin-shadow", metavar="G", help="consumer group (default synctwin-shadow)")
     p.add_argument("--consumer", metavar="C", help="this worker's name in the group (default host-pid)")
-    p.add_argument("--once", action="store_true", help="stop when the stream is drained, after recording every "
-                   "closed day (the days before the newest event)")
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="stop when the stream is drained, after recording every closed day (the days before the newest event)",
+    )
     p.add_argument("--batch", type=int, metavar="N", help="events per read (default 500)")
-    p.add_argument("--grace", default="1h", metavar="D", help="event time a day stays open after its end, for late "
-                   "events (default 1h; --once settles without it at the end)")
-    p.add_argument("--claim-idle-ms", type=int, metavar="MS", help="reclaim events a dead worker held this long "
-                   "(default SYNCTWIN_MIRROR_CLAIM_IDLE_MS, 30000)")
+    p.add_argument(
+        "--grace",
+        default="1h",
+        metavar="D",
+        help="event time a day stays open after its end, for late "
+        "events (default 1h; --once settles without it at the end)",
+    )
+    p.add_argument(
+        "--claim-idle-ms",
+        type=int,
+        metavar="MS",
+        help="reclaim events a dead worker held this long (default SYNCTWIN_MIRROR_CLAIM_IDLE_MS, 30000)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus metrics on this port (events "
-                   "processed/ignored, outcomes recorded, the group's lag)")
-    p.add_argument("--metrics-host", default="127.0.0.1", metavar="H",
-                   help="address of the metrics server (default 127.0.0.1)")
-    p.add_argument("--market", metavar="FILE", help="a market CSV date,platform,cpm,ctr,cvr,aov (cvr: conversions "
-                   "per click), instead of Redis")
-    p.add_argument("--audit-log", metavar="FILE", help="with --market: the JSONL audit log to read rejections from "
-                   "and append SHADOW_OUTCOME records to")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="serve Prometheus metrics on this port (events processed/ignored, outcomes recorded, the group's lag)",
+    )
+    p.add_argument(
+        "--metrics-host", default="127.0.0.1", metavar="H", help="address of the metrics server (default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--market",
+        metavar="FILE",
+        help="a market CSV date,platform,cpm,ctr,cvr,aov (cvr: conversions per click), instead of Redis",
+    )
+    p.add_argument(
+        "--audit-log",
+        metavar="FILE",
+        help="with --market: the JSONL audit log to read rejections from and append SHADOW_OUTCOME records to",
+    )
     p.add_argument("--json", action="store_true", help="print the result as one JSON document")
 
 
@@ -87,15 +113,25 @@ def _run_worker(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InvalidInput(str(exc), field="--grace") from None
     settings = get_settings()
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     redact_logs(args.redis)
     client = connect_checked(args.redis)
-    worker = RedisShadow(client, prefix=settings.key_prefix, group=args.group, consumer=args.consumer,
-                         batch=args.batch or settings.mirror_batch, grace_s=grace,
-                         claim_idle_ms=settings.mirror_claim_idle_ms if args.claim_idle_ms is None
-                         else args.claim_idle_ms, max_deliveries=settings.mirror_max_deliveries,
-                         limits=event_limits(settings), heartbeat_ms=settings.mirror_heartbeat_ms)
+    worker = RedisShadow(
+        client,
+        prefix=settings.key_prefix,
+        group=args.group,
+        consumer=args.consumer,
+        batch=args.batch or settings.mirror_batch,
+        grace_s=grace,
+        claim_idle_ms=settings.mirror_claim_idle_ms if args.claim_idle_ms is None else args.claim_idle_ms,
+        max_deliveries=settings.mirror_max_deliveries,
+        limits=event_limits(settings),
+        heartbeat_ms=settings.mirror_heartbeat_ms,
+    )
     worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
     log = logging.getLogger("synctwin.shadow")
     if args.metrics_port is not None:
@@ -115,9 +151,11 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 
 def _summary_line(s: dict[str, int]) -> str:
-    return (f"{s['events']} events ({s['applied']} applied, {s['unknown']} of unknown campaigns, "
-            f"{s['before_launch']} before their launch, {s['invalid']} invalid, {s['poison']} poison); "
-            f"{s['shadow_outcomes']} SHADOW_OUTCOME, {s['campaign_outcomes']} CAMPAIGN_OUTCOME recorded")
+    return (
+        f"{s['events']} events ({s['applied']} applied, {s['unknown']} of unknown campaigns, "
+        f"{s['before_launch']} before their launch, {s['invalid']} invalid, {s['poison']} poison); "
+        f"{s['shadow_outcomes']} SHADOW_OUTCOME, {s['campaign_outcomes']} CAMPAIGN_OUTCOME recorded"
+    )
 
 
 # --- a market file ----------------------------------------------------------------------------------
@@ -145,10 +183,20 @@ def _run_market(args: argparse.Namespace) -> int:
             ready.append(rej)
     outcomes = shadow_outcomes_from_market(ready, market)
     for rec in outcomes:
-        store.append(rec["event_type"], client_id=rec["client_id"], campaign_id=rec["campaign_id"],
-                     reason="SHADOW_MODE", metadata=rec["metadata"])
-    result = {"audit_log": args.audit_log, "market": args.market, "appended": outcomes,
-              "in_progress": in_progress, "without_strategy": no_strategy}
+        store.append(
+            rec["event_type"],
+            client_id=rec["client_id"],
+            campaign_id=rec["campaign_id"],
+            reason="SHADOW_MODE",
+            metadata=rec["metadata"],
+        )
+    result = {
+        "audit_log": args.audit_log,
+        "market": args.market,
+        "appended": outcomes,
+        "in_progress": in_progress,
+        "without_strategy": no_strategy,
+    }
     if args.json:
         from synctwin.console import print_json
 
@@ -163,12 +211,15 @@ def _print_market_result(r: dict[str, Any]) -> None:
 
     for rec in r["appended"]:
         m = rec["metadata"]
-        print(f"{rec['campaign_id']}: would have spent {money(m['spend'])} for {money(m['revenue'])} over "
-              f"{m['days']:g} days: net profit uplift {money(m['net_profit_uplift'])} "
-              f"({'profitable' if m['profitable'] else 'a loss'}; gate confidence {m['confidence_score']:.3f})")
+        print(
+            f"{rec['campaign_id']}: would have spent {money(m['spend'])} for {money(m['revenue'])} over "
+            f"{m['days']:g} days: net profit uplift {money(m['net_profit_uplift'])} "
+            f"({'profitable' if m['profitable'] else 'a loss'}; gate confidence {m['confidence_score']:.3f})"
+        )
     print(f"{len(r['appended'])} SHADOW_OUTCOME appended to {r['audit_log']}")
     if r["in_progress"]:
         print(f"flights not over in {r['market']}: {', '.join(r['in_progress'])}")
     if r["without_strategy"]:
-        print(f"rejections recorded without their strategy (cannot be re-simulated): "
-              f"{', '.join(r['without_strategy'])}")
+        print(
+            f"rejections recorded without their strategy (cannot be re-simulated): {', '.join(r['without_strategy'])}"
+        )

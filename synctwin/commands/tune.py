@@ -17,12 +17,20 @@ from synctwin.errors import InvalidInput
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--apply", action="store_true", help="write the recommended threshold to the configuration "
-                   "file (SYNCTWIN_CONFIG_FILE, default ./synctwin.env) and audit THRESHOLD_CHANGED")
+    p.add_argument(
+        "--apply",
+        action="store_true",
+        help="write the recommended threshold to the configuration "
+        "file (SYNCTWIN_CONFIG_FILE, default ./synctwin.env) and audit THRESHOLD_CHANGED",
+    )
     p.add_argument("--report", metavar="FILE.html", help="write the reliability diagram and the FN/FP curves")
-    p.add_argument("--audit-log", metavar="FILE", help="read SHADOW_OUTCOME and CAMPAIGN_OUTCOME records from this "
-                   "audit log; "
-                   "--apply audits THRESHOLD_CHANGED there (default: synctwin-audit.jsonl beside the config file)")
+    p.add_argument(
+        "--audit-log",
+        metavar="FILE",
+        help="read SHADOW_OUTCOME and CAMPAIGN_OUTCOME records from this "
+        "audit log; "
+        "--apply audits THRESHOLD_CHANGED there (default: synctwin-audit.jsonl beside the config file)",
+    )
     p.add_argument("--cases", metavar="DIR", help="backtest cases (default: the built-in 10 historical campaigns)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="backtest seed (default 0)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON document")
@@ -40,8 +48,9 @@ def collect(args: argparse.Namespace) -> tuple[list[Any], float, list[Any]]:
     cases = load_cases(args.cases or builtin_historical_dir())
     report = run_backtest(cases, SimulationGatekeeper(settings=settings), seed=args.seed)
     evidence = [Evidence(r.name, r.confidence, r.profitable, "backtest") for r in report.rows]
-    raw = run_backtest(cases, SimulationGatekeeper(settings=settings.model_copy(update={"calibrate": False})),
-                       seed=args.seed)
+    raw = run_backtest(
+        cases, SimulationGatekeeper(settings=settings.model_copy(update={"calibrate": False})), seed=args.seed
+    )
     before = [Evidence(r.name, r.confidence, r.profitable, "backtest") for r in raw.rows]
     if args.audit_log:
         if not Path(args.audit_log).is_file():
@@ -85,10 +94,19 @@ def run(args: argparse.Namespace) -> int:
         from agents.syncshield.backends import JsonlAuditStore
 
         audit = args.audit_log or str(path.with_name("synctwin-audit.jsonl"))
-        JsonlAuditStore(audit).append("THRESHOLD_CHANGED", reason="SYNCTWIN_TUNE", metadata={
-            "from": current, "to": result["threshold"], "rule": result["rule"], "config_file": str(path),
-            "before": _rates(result["current"]), "after": _rates(result["recommended"]),
-            "evidence": result["evidence"]})
+        JsonlAuditStore(audit).append(
+            "THRESHOLD_CHANGED",
+            reason="SYNCTWIN_TUNE",
+            metadata={
+                "from": current,
+                "to": result["threshold"],
+                "rule": result["rule"],
+                "config_file": str(path),
+                "before": _rates(result["current"]),
+                "after": _rates(result["recommended"]),
+                "evidence": result["evidence"],
+            },
+        )
         result["applied"] = {"config_file": str(path), "audit_log": audit}
     if args.report:
         from synctwin.reports import write_report
@@ -118,8 +136,10 @@ def print_tune(r: dict[str, Any]) -> None:
 
     out = console()
     ev = r["evidence"]
-    out.print(f"[bold]Threshold tuning[/] on {ev['total']} campaigns ({ev['backtest']} backtest, "
-              f"{ev['shadow']} shadow outcomes, {ev['live']} live outcomes; {ev['profitable']} made money)")
+    out.print(
+        f"[bold]Threshold tuning[/] on {ev['total']} campaigns ({ev['backtest']} backtest, "
+        f"{ev['shadow']} shadow outcomes, {ev['live']} live outcomes; {ev['profitable']} made money)"
+    )
     t = Table(box=None, pad_edge=False)
     for col in ("threshold", "FN rate", "FP rate", "TP", "FP", "FN", "TN"):
         t.add_column(col, justify="right")
@@ -127,26 +147,43 @@ def print_tune(r: dict[str, Any]) -> None:
     for row in r["curve"]:
         if round(row["threshold"] * 100) % 5 and row["threshold"] not in marks:
             continue  # every 0.05 and the two that matter; --json has all 50
-        t.add_row(f"{row['threshold']:.2f}{marks.get(row['threshold'], '')}", _pct(row["fn_rate"]),
-                  _pct(row["fp_rate"]), *(str(row[k]) for k in ("tp", "fp", "fn", "tn")))
+        t.add_row(
+            f"{row['threshold']:.2f}{marks.get(row['threshold'], '')}",
+            _pct(row["fn_rate"]),
+            _pct(row["fp_rate"]),
+            *(str(row[k]) for k in ("tp", "fp", "fn", "tn")),
+        )
     out.print(t)
-    rel = Table(box=None, pad_edge=False, title="reliability: of the campaigns given this confidence, how many "
-                "made money (before: without the calibration of the spread; after: as the gate decides)")
+    rel = Table(
+        box=None,
+        pad_edge=False,
+        title="reliability: of the campaigns given this confidence, how many "
+        "made money (before: without the calibration of the spread; after: as the gate decides)",
+    )
     for col in ("confidence", "campaigns", "mean confidence", "made money", "before: campaigns", "made money"):
         rel.add_column(col, justify="right")
     cal = r.get("calibration") or {"before": {"reliability": r["reliability"], "brier": None}}
     for b, a in zip(cal["before"]["reliability"], r["reliability"], strict=True):
-        rel.add_row(f"{a['low']:.2f}-{a['high']:.2f}", str(a["n"]),
-                    "-" if a["mean_confidence"] is None else f"{a['mean_confidence']:.3f}", _pct(a["profitable_share"]),
-                    str(b["n"]), _pct(b["profitable_share"]))
+        rel.add_row(
+            f"{a['low']:.2f}-{a['high']:.2f}",
+            str(a["n"]),
+            "-" if a["mean_confidence"] is None else f"{a['mean_confidence']:.3f}",
+            _pct(a["profitable_share"]),
+            str(b["n"]),
+            _pct(b["profitable_share"]),
+        )
     out.print(rel)
     if cal["before"]["brier"] is not None:
-        out.print(f"Brier score of the confidence: before {cal['before']['brier']:.3f}, "
-                  f"after {cal['after']['brier']:.3f} (lower is better; 0.25 is a coin)")
+        out.print(
+            f"Brier score of the confidence: before {cal['before']['brier']:.3f}, "
+            f"after {cal['after']['brier']:.3f} (lower is better; 0.25 is a coin)"
+        )
     cur, rec = r["current"], r["recommended"]
     out.print(f"current threshold {cur['threshold']}: FN {_pct(cur['fn_rate'])}, FP {_pct(cur['fp_rate'])}")
-    out.print(f"[bold]recommended threshold {r['threshold']}[/]: FN {_pct(rec['fn_rate'])}, FP {_pct(rec['fp_rate'])}"
-              f" ({r['rule']})")
+    out.print(
+        f"[bold]recommended threshold {r['threshold']}[/]: FN {_pct(rec['fn_rate'])}, FP {_pct(rec['fp_rate'])}"
+        f" ({r['rule']})"
+    )
     if "applied" in r:
         out.print(f"applied: {r['applied']['config_file']} (audited THRESHOLD_CHANGED in {r['applied']['audit_log']})")
 
@@ -155,8 +192,10 @@ def build_page(r: dict[str, Any]) -> str:
     """Reliability diagram and FN/FP curves, with the numbers as tables."""
     from synctwin.reports.html import Page, new_figure
 
-    page = Page("SyncTwin threshold tuning", f"{r['evidence']['total']} campaigns; recommended threshold "
-                f"{r['threshold']} ({r['rule']})")
+    page = Page(
+        "SyncTwin threshold tuning",
+        f"{r['evidence']['total']} campaigns; recommended threshold {r['threshold']} ({r['rule']})",
+    )
     fig, axes = new_figure(9.0, 3.6, cols=2)
     ax = axes[0][0]
     bins = [b for b in r["reliability"] if b["n"]]
@@ -175,14 +214,26 @@ def build_page(r: dict[str, Any]) -> str:
     ax.set_xlabel("threshold")
     ax.set_title("false negatives and false positives")
     ax.legend(loc="upper left", fontsize=7)
-    page.figure(fig, "Left: confidence against the share that made money. Right: FN/FP rates by threshold.",
-                "reliability diagram and FN/FP curves")
+    page.figure(
+        fig,
+        "Left: confidence against the share that made money. Right: FN/FP rates by threshold.",
+        "reliability diagram and FN/FP curves",
+    )
     page.h2("Reliability")
-    page.table(["confidence", "campaigns", "mean confidence", "made money"],
-               [[f"{b['low']:.2f}-{b['high']:.2f}", b["n"], b["mean_confidence"], _pct(b["profitable_share"])]
-                for b in r["reliability"]])
+    page.table(
+        ["confidence", "campaigns", "mean confidence", "made money"],
+        [
+            [f"{b['low']:.2f}-{b['high']:.2f}", b["n"], b["mean_confidence"], _pct(b["profitable_share"])]
+            for b in r["reliability"]
+        ],
+    )
     page.h2("Rates by threshold")
-    page.table(["threshold", "FN rate", "FP rate", "TP", "FP", "FN", "TN"],
-               [[c["threshold"], _pct(c["fn_rate"]), _pct(c["fp_rate"]), c["tp"], c["fp"], c["fn"], c["tn"]]
-                for c in r["curve"]], collapsed="all 50 thresholds")
+    page.table(
+        ["threshold", "FN rate", "FP rate", "TP", "FP", "FN", "TN"],
+        [
+            [c["threshold"], _pct(c["fn_rate"]), _pct(c["fp_rate"]), c["tp"], c["fp"], c["fn"], c["tn"]]
+            for c in r["curve"]
+        ],
+        collapsed="all 50 thresholds",
+    )
     return page.render()

@@ -33,31 +33,55 @@ def build_chaos_page(run: Any) -> str:
     """The HTML page for one chaos run (`run` an agents.synctwin.chaos.ChaosRun)."""
     total, failed = len(run.results), len(run.failures)
     ok = not run.failures
-    page = Page(f"SyncTwin chaos drills: {total - failed}/{total} passed",
-                f"virtual time, seed {run.seed}, {run.wall_s:.2f} s wall")
+    page = Page(
+        f"SyncTwin chaos drills: {total - failed}/{total} passed",
+        f"virtual time, seed {run.seed}, {run.wall_s:.2f} s wall",
+    )
     page.h2("Verdict")
     disabled = sorted({g for r in run.results for g in r.journal.get("disabled_guards", [])})
-    page.kv([
-        ("verdict", verdict(ok, "PASS: every guard reacted as required",
-                            f"FAIL: {failed} drill(s) failed ({', '.join(r.drill.name for r in run.failures)})")),
-        ("drills", num(f"{total - failed}/{total} passed")),
-        ("guards switched off", ", ".join(disabled) or "none"),
-    ])
+    page.kv(
+        [
+            (
+                "verdict",
+                verdict(
+                    ok,
+                    "PASS: every guard reacted as required",
+                    f"FAIL: {failed} drill(s) failed ({', '.join(r.drill.name for r in run.failures)})",
+                ),
+            ),
+            ("drills", num(f"{total - failed}/{total} passed")),
+            ("guards switched off", ", ".join(disabled) or "none"),
+        ]
+    )
     page.h2("Results")
     rows = [r.row() for r in run.results]
-    page.table(["drill", "campaign", "fault", "expected guard", "what happened", "when", "verdict"],
-               [[row["drill"], row["template"], row["fault"], row["expected"], row["happened"], row["when"],
-                 verdict(row["verdict"] == "PASS")] for row in rows])
+    page.table(
+        ["drill", "campaign", "fault", "expected guard", "what happened", "when", "verdict"],
+        [
+            [
+                row["drill"],
+                row["template"],
+                row["fault"],
+                row["expected"],
+                row["happened"],
+                row["when"],
+                verdict(row["verdict"] == "PASS"),
+            ]
+            for row in rows
+        ],
+    )
     for r, row in zip(run.results, rows, strict=True):
         c = next(iter(r.trace.campaigns.values()))
         page.h2(f"{r.drill.name} ({r.template}): {row['verdict']}", anchor=f"{r.drill.name}-{r.template}")
         page.p(_drill_sentence(r, c, row))
         if c.hours:
-            page.figure(drill_figure(r, c),
-                        caption="Spend and revenue per hour of the test campaign (each step is the hour ending "
-                                "there); shaded: the fault; dashed: the budget's pace; red: the pause; green: "
-                                "bidding resumed after an outage.",
-                        alt=f"{r.drill.name}: spend and revenue per hour around the fault")
+            page.figure(
+                drill_figure(r, c),
+                caption="Spend and revenue per hour of the test campaign (each step is the hour ending "
+                "there); shaded: the fault; dashed: the budget's pace; red: the pause; green: "
+                "bidding resumed after an outage.",
+                alt=f"{r.drill.name}: spend and revenue per hour around the fault",
+            )
         page.table(["phase", "probe", "status", "output"], _probe_rows(r.journal))
         if row["failures"]:
             page.p("Failed: " + "; ".join(row["failures"]), cls="bad")
@@ -69,21 +93,27 @@ def _drill_sentence(r: Any, c: Any, row: dict[str, Any]) -> str:
     start, end = fault.get("start"), fault.get("end")
     text = f"{r.drill.title}. Expected: {r.drill.expects}."
     if start is not None:
-        text += f" The fault started at {duration(start)}" + (f" and ended at {duration(end)}." if end is not None
-                                                              else " and lasted to the end of the drill.")
+        text += f" The fault started at {duration(start)}" + (
+            f" and ended at {duration(end)}." if end is not None else " and lasted to the end of the drill."
+        )
     text += f" What happened: {row['happened']}"
     text += f", {row['when']}." if row["when"] != "-" else "."
     if c.final:
-        text += (f" Spend over the drill {money(c.final.get('spend'))} (budget {money(c.daily_budget)} a day), "
-                 f"revenue {money(c.final.get('revenue'))}.")
+        text += (
+            f" Spend over the drill {money(c.final.get('spend'))} (budget {money(c.daily_budget)} a day), "
+            f"revenue {money(c.final.get('revenue'))}."
+        )
     return text
 
 
 def _probe_rows(journal: dict[str, Any]) -> list[list[Any]]:
     states = journal["steady_states"]
     rows: list[list[Any]] = []
-    for phase, probes in (("before", states["before"]["probes"]), ("during", states["during"]),
-                          ("after", states["after"]["probes"])):
+    for phase, probes in (
+        ("before", states["before"]["probes"]),
+        ("during", states["during"]),
+        ("after", states["after"]["probes"]),
+    ):
         for p in probes:
             good = p["status"] == "succeeded"
             rows.append([phase, p["name"], Cell(p["status"], "ok" if good else "bad"), p.get("output", "")])
@@ -105,12 +135,18 @@ def drill_figure(r: Any, c: Any) -> Any:
     unit = 3600.0
     fig, axes = new_figure(12, 3.3, cols=2)
     start = c.launched_at or 0.0
-    recoveries = [t for t in trace.recoveries.get(c.platform, []) if t >= (trace.faults.get("fault") or {})
-                  .get("start", 0.0)]
-    opened = [e["t"] for e in trace.timeline if e["kind"] == "breaker_transition" and e.get("to") == "OPEN"
-              and e.get("platform") == c.platform]
-    for ax, series, label, colour in ((axes[0][0], c.spend, "ad spend per hour", BLUE),
-                                      (axes[0][1], c.revenue, "revenue per hour", GREEN)):
+    recoveries = [
+        t for t in trace.recoveries.get(c.platform, []) if t >= (trace.faults.get("fault") or {}).get("start", 0.0)
+    ]
+    opened = [
+        e["t"]
+        for e in trace.timeline
+        if e["kind"] == "breaker_transition" and e.get("to") == "OPEN" and e.get("platform") == c.platform
+    ]
+    for ax, series, label, colour in (
+        (axes[0][0], c.spend, "ad spend per hour", BLUE),
+        (axes[0][1], c.revenue, "revenue per hour", GREEN),
+    ):
         t, inc = _hourly(c.hours, series, start)
         ax.step(t / unit, inc, where="pre", color=colour, linewidth=1.8, label=label)
         if series is c.spend:

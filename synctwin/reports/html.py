@@ -141,12 +141,14 @@ class Page:
 
     def render(self) -> str:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-                f"<title>{esc(self.title)}</title><style>{CSS}</style></head><body>\n"
-                + "\n".join(self.parts)
-                + f"\n<footer>SyncTwin {esc(__version__)} - written {stamp} - self-contained: "
-                "no scripts, no network</footer>\n</body></html>\n")
+        return (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(self.title)}</title><style>{CSS}</style></head><body>\n"
+            + "\n".join(self.parts)
+            + f"\n<footer>SyncTwin {esc(__version__)} - written {stamp} - self-contained: "
+            "no scripts, no network</footer>\n</body></html>\n"
+        )
 
 
 def _td(v: Any) -> str:
@@ -168,8 +170,14 @@ def new_figure(width: float, height: float, *, rows: int = 1, cols: int = 1, sha
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     left, right, bottom, top = 0.85, 0.2, 0.55, 0.4  # inches: y tick labels, x label, title
-    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
-                        wspace=0.28, hspace=0.45)
+    fig.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        bottom=bottom / height,
+        top=1 - top / height,
+        wspace=0.28,
+        hspace=0.45,
+    )
     axes = fig.subplots(rows, cols, squeeze=False, sharex=sharex)
     return fig, axes
 

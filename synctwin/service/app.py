@@ -47,15 +47,23 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 CAMPAIGN_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"  # Strategy.campaign_id's
 STREAM_SCAN_LIMIT = 10_000  # newest control/audit entries a campaign view reads (bounded work per request)
 
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                               description="required when the service is started with SYNCTWIN_API_KEY")
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="required when the service is started with SYNCTWIN_API_KEY"
+)
 
 
 class BadInput(Exception):
     """Input the parsers or the gate refused after pydantic accepted it: a 422 naming the field."""
 
-    def __init__(self, loc: Sequence[str | int], msg: str, *, type_: str = "value_error",
-                 ctx: dict[str, Any] | None = None, input_: Any = None) -> None:
+    def __init__(
+        self,
+        loc: Sequence[str | int],
+        msg: str,
+        *,
+        type_: str = "value_error",
+        ctx: dict[str, Any] | None = None,
+        input_: Any = None,
+    ) -> None:
         super().__init__(msg)
         self.error: dict[str, Any] = {"type": type_, "loc": list(loc), "msg": msg}
         if input_ is not None:
@@ -73,19 +81,24 @@ def create_app(settings: Settings | None = None, redis_client: Any = None) -> Fa
     if redis_client is None and settings.redis_url:
         from synctwin.redis_conn import connect
 
-        kwargs = {} if settings.redis_url.startswith("memory://") else {
-            "socket_connect_timeout": 2.0, "socket_timeout": 10.0, "health_check_interval": 30}
+        kwargs = (
+            {}
+            if settings.redis_url.startswith("memory://")
+            else {"socket_connect_timeout": 2.0, "socket_timeout": 10.0, "health_check_interval": 30}
+        )
         redis_client = connect(settings.redis_url, **kwargs)
     if settings.redis_url:
         from synctwin.redact import redact_logs
 
         redact_logs(settings.redis_url)  # whatever logs a connection error never shows its password
     app = FastAPI(
-        title="SyncTwin", version=__version__,
+        title="SyncTwin",
+        version=__version__,
         description="The pre-launch gate as a service, and what production knows of a campaign "
         "(projection, live mirror state, pauses). Errors: 422 names the field (`loc`), 413 for a body over "
         "the limit, 401 without the API key when one is configured, 503 when a route needs Redis and "
-        "none is configured.")
+        "none is configured.",
+    )
     key = settings.api_key.get_secret_value() if settings.api_key is not None else ""
     app.state.settings = settings
     app.state.redis = redis_client
@@ -102,10 +115,22 @@ def create_app(settings: Settings | None = None, redis_client: Any = None) -> Fa
     app.add_middleware(_Instrument)
 
     app.include_router(_v1)
-    app.add_api_route("/healthz", healthz, methods=["GET"], response_model=Health, tags=["operations"],
-                      summary="liveness, and whether Redis is reachable")
-    app.add_api_route("/metrics", prometheus_metrics, methods=["GET"], tags=["operations"],
-                      summary="Prometheus metrics (text exposition format)", response_class=Response)
+    app.add_api_route(
+        "/healthz",
+        healthz,
+        methods=["GET"],
+        response_model=Health,
+        tags=["operations"],
+        summary="liveness, and whether Redis is reachable",
+    )
+    app.add_api_route(
+        "/metrics",
+        prometheus_metrics,
+        methods=["GET"],
+        tags=["operations"],
+        summary="Prometheus metrics (text exposition format)",
+        response_class=Response,
+    )
     return app
 
 
@@ -124,15 +149,25 @@ def require_api_key(request: Request, api_key: str | None = Security(_api_key_he
         raise HTTPException(401, "missing or invalid X-API-Key header", headers={"WWW-Authenticate": "ApiKey"})
 
 
-_v1 = APIRouter(prefix="/v1", dependencies=[Security(require_api_key)],
-                responses={401: {"description": "missing or invalid X-API-Key (only when a key is configured)"}})
+_v1 = APIRouter(
+    prefix="/v1",
+    dependencies=[Security(require_api_key)],
+    responses={401: {"description": "missing or invalid X-API-Key (only when a key is configured)"}},
+)
 
 
 # --- POST /v1/simulate ---------------------------------------------------------------------------------
-@_v1.post("/simulate", tags=["gate"], response_model=None, summary="the pre-launch gate",
-          responses={200: {"model": GateResult, "description": "the gate's result, as `synctwin gate --json`"},
-                     413: {"description": "request body over the limit"},
-                     422: {"description": "invalid input; `loc` names the field"}})
+@_v1.post(
+    "/simulate",
+    tags=["gate"],
+    response_model=None,
+    summary="the pre-launch gate",
+    responses={
+        200: {"model": GateResult, "description": "the gate's result, as `synctwin gate --json`"},
+        413: {"description": "request body over the limit"},
+        422: {"description": "invalid input; `loc` names the field"},
+    },
+)
 async def simulate(body: SimulateRequest, request: Request) -> JSONResponse:
     """Simulate the strategy against its client's history and decide, exactly as `synctwin gate`:
     the same seed gives the same result. With Redis configured the decision is audited and an
@@ -142,18 +177,27 @@ async def simulate(body: SimulateRequest, request: Request) -> JSONResponse:
     for name in ("paths", "max_paths"):
         value = getattr(body, name)
         if value is not None and value > limit:
-            raise BadInput(["body", name], f"Input should be less than or equal to {limit}",
-                           type_="less_than_equal", ctx={"le": limit}, input_=value)
+            raise BadInput(
+                ["body", name],
+                f"Input should be less than or equal to {limit}",
+                type_="less_than_equal",
+                ctx={"le": limit},
+                input_=value,
+            )
     if body.history is not None and body.history_csv is not None:
         raise BadInput(["body"], "give either history (rows) or history_csv, not both")
     client = request.app.state.redis
     if body.history is None and body.history_csv is None and client is None:
-        raise BadInput(["body", "history"], "history or history_csv is required (this service has no Redis "
-                       "store to read the client's history from)", type_="missing")
+        raise BadInput(
+            ["body", "history"],
+            "history or history_csv is required (this service has no Redis store to read the client's history from)",
+            type_="missing",
+        )
     metrics.GATE_IN_FLIGHT.inc()
     try:
         result, seconds = await anyio.to_thread.run_sync(
-            _gate, body, settings, client, limiter=request.app.state.gate_limiter)
+            _gate, body, settings, client, limiter=request.app.state.gate_limiter
+        )
     finally:
         metrics.GATE_IN_FLIGHT.dec()
     metrics.record_gate(result, seconds)
@@ -170,9 +214,13 @@ def _gate(body: SimulateRequest, settings: Settings, client: Any) -> tuple[GateR
     history, source, where = _history(body, settings, client)
     try:
         baseline = compute_baseline(
-            history, lookback_days=body.lookback_days or settings.lookback_days,
-            min_days=settings.min_history_days, gross_margin=strategy.gross_margin,
-            default_monthly_churn=settings.default_monthly_churn, source=source)
+            history,
+            lookback_days=body.lookback_days or settings.lookback_days,
+            min_days=settings.min_history_days,
+            gross_margin=strategy.gross_margin,
+            default_monthly_churn=settings.default_monthly_churn,
+            source=source,
+        )
     except InvalidInput as exc:
         raise BadInput(where, str(exc)) from None
     max_paths = body.max_paths or min(settings.max_paths, settings.service_max_paths)
@@ -240,22 +288,29 @@ def _audit_and_publish(client: Any, prefix: str, strategy: Any, history: Any, re
 
 
 # --- GET /v1/campaigns/{id} -------------------------------------------------------------------------------
-@_v1.get("/campaigns/{campaign_id}", tags=["campaigns"], response_model=CampaignView,
-         summary="a campaign's projection, live mirror state and pauses",
-         responses={404: {"description": "unknown campaign"}, 503: {"description": "no Redis configured"}})
-async def campaign(request: Request, campaign_id: str = Path(max_length=200, pattern=CAMPAIGN_ID_PATTERN)
-                   ) -> CampaignView:
+@_v1.get(
+    "/campaigns/{campaign_id}",
+    tags=["campaigns"],
+    response_model=CampaignView,
+    summary="a campaign's projection, live mirror state and pauses",
+    responses={404: {"description": "unknown campaign"}, 503: {"description": "no Redis configured"}},
+)
+async def campaign(
+    request: Request, campaign_id: str = Path(max_length=200, pattern=CAMPAIGN_ID_PATTERN)
+) -> CampaignView:
     """What production knows of a campaign: the projection stored at approval, the live mirror's
     state (status, deviation, totals), its PAUSE commands and its audit events."""
     client = request.app.state.redis
     if client is None:
-        raise HTTPException(503, "campaign state lives in Redis and this service has none configured "
-                                 "(start it with --redis URL or SYNCTWIN_REDIS_URL)")
+        raise HTTPException(
+            503,
+            "campaign state lives in Redis and this service has none configured "
+            "(start it with --redis URL or SYNCTWIN_REDIS_URL)",
+        )
     prefix = request.app.state.settings.key_prefix
     view = await anyio.to_thread.run_sync(_campaign_view, client, prefix, campaign_id)
     if view is None:
-        raise HTTPException(404, f"unknown campaign {campaign_id!r}: no projection, mirror state, pause or "
-                                 "audit event")
+        raise HTTPException(404, f"unknown campaign {campaign_id!r}: no projection, mirror state, pause or audit event")
     return view
 
 
@@ -289,8 +344,11 @@ def _campaign_view(client: Any, prefix: str, cid: str) -> CampaignView | None:
             mirror = state
         except (ValueError, TypeError, KeyError):
             mirror = dict(raw_mirror)  # as stored, rather than nothing
-    pauses = [dict(f, entry_id=i) for i, f in _scan(client, f"{prefix}control")
-              if f.get("campaign_id") == cid and f.get("command") == "PAUSE"]
+    pauses = [
+        dict(f, entry_id=i)
+        for i, f in _scan(client, f"{prefix}control")
+        if f.get("campaign_id") == cid and f.get("command") == "PAUSE"
+    ]
     decisions = []
     for entry_id, fields in _scan(client, f"{prefix}audit"):
         try:
@@ -298,15 +356,27 @@ def _campaign_view(client: Any, prefix: str, cid: str) -> CampaignView | None:
         except ValueError:
             continue
         if isinstance(rec, dict) and rec.get("campaign_id") == cid:
-            decisions.append({"entry_id": entry_id, **{k: rec.get(k) for k in (
-                "seq", "ts", "event_type", "reason", "client_id")}, "metadata": rec.get("metadata")})
+            decisions.append(
+                {
+                    "entry_id": entry_id,
+                    **{k: rec.get(k) for k in ("seq", "ts", "event_type", "reason", "client_id")},
+                    "metadata": rec.get("metadata"),
+                }
+            )
     if projection is None and strategy is None and mirror is None and not pauses and not decisions:
         return None
     pauses.reverse()
     decisions.reverse()
     paused = bool(pauses) or (mirror is not None and mirror.get("status") == "PAUSED")
-    return CampaignView(campaign_id=cid, projection=projection, strategy=strategy, mirror=mirror, paused=paused,
-                        pauses=pauses, decisions=decisions)
+    return CampaignView(
+        campaign_id=cid,
+        projection=projection,
+        strategy=strategy,
+        mirror=mirror,
+        paused=paused,
+        pauses=pauses,
+        decisions=decisions,
+    )
 
 
 def _scan(client: Any, key: str) -> list[tuple[str, dict[str, str]]]:
@@ -357,8 +427,11 @@ def _plain(value: Any) -> Any:
 
 
 def _clean(error: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": error.get("type", "value_error"), "loc": list(error.get("loc", ())),
-                           "msg": str(error.get("msg", "")).removeprefix("Value error, ")}
+    out: dict[str, Any] = {
+        "type": error.get("type", "value_error"),
+        "loc": list(error.get("loc", ())),
+        "msg": str(error.get("msg", "")).removeprefix("Value error, "),
+    }
     if "input" in error and (value := _plain(error["input"])) is not None:
         out["input"] = value
     if error.get("ctx"):
@@ -381,14 +454,16 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
 
     why = scrub(str(exc), request.app.state.settings.redis_url)
     log.warning("Redis unavailable: %s", why)
-    return JSONResponse({"detail": f"Redis is unavailable ({why}); the request was not completed, retry later"},
-                        status_code=503, headers={"Retry-After": "5"})
+    return JSONResponse(
+        {"detail": f"Redis is unavailable ({why}); the request was not completed, retry later"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
 
 
 async def _internal_error(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
-    return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the service log"},
-                        status_code=500)
+    return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the service log"}, status_code=500)
 
 
 # --- middleware ---------------------------------------------------------------------------------------------
@@ -442,8 +517,9 @@ class _RequireKey:
             return
         given = next((v for k, v in scope.get("headers", ()) if k == b"x-api-key"), b"")
         if not secrets.compare_digest(given, expected.encode("utf-8")):
-            await _send_json(send, 401, {"detail": "missing or invalid X-API-Key header"},
-                             extra=[(b"www-authenticate", b"ApiKey")])
+            await _send_json(
+                send, 401, {"detail": "missing or invalid X-API-Key header"}, extra=[(b"www-authenticate", b"ApiKey")]
+            )
             return
         await self.app(scope, receive, send)
 
@@ -476,12 +552,14 @@ class _Instrument:
             route = scope.get("route")
             path = getattr(route, "path", None) or "other"  # docs, 404s, 413s: never the raw path
             method = scope.get("method", "GET")  # any client can send any method: bounded label values only
-            metrics.record_http(path, method if method in HTTP_METHODS else "other", status,
-                                time.perf_counter() - started)
+            metrics.record_http(
+                path, method if method in HTTP_METHODS else "other", status, time.perf_counter() - started
+            )
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any],
-                     extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     import json
 
     data = json.dumps(body).encode("utf-8")

@@ -26,9 +26,16 @@ def _example_history(days: int = 28) -> list[dict[str, Any]]:
         impressions = round(spend * 110)
         clicks = round(impressions * 0.015)
         conversions = round(0.9 * spend**0.75 / 2.2)
-        rows.append({"date": (dt.date(2024, 1, 1) + dt.timedelta(days=d)).isoformat(), "spend": spend,
-                     "impressions": impressions, "clicks": clicks, "conversions": conversions,
-                     "revenue": round(conversions * 68.0, 2)})
+        rows.append(
+            {
+                "date": (dt.date(2024, 1, 1) + dt.timedelta(days=d)).isoformat(),
+                "spend": spend,
+                "impressions": impressions,
+                "clicks": clicks,
+                "conversions": conversions,
+                "revenue": round(conversions * 68.0, 2),
+            }
+        )
     return rows
 
 
@@ -36,25 +43,45 @@ class SimulateRequest(BaseModel):
     """POST /v1/simulate: a strategy and its client's history (rows or CSV text), as `synctwin gate`
     takes them; with a Redis store configured the history may be left out (read by client_id)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "strategy": {"campaign_id": "spring", "client_id": "acme", "audience_size": 160000, "cvr": 0.02,
-                     "daily_budget": 900},
-        "history": _example_history(),
-        "paths": 10000, "seed": 7}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "strategy": {
+                        "campaign_id": "spring",
+                        "client_id": "acme",
+                        "audience_size": 160000,
+                        "cvr": 0.02,
+                        "daily_budget": 900,
+                    },
+                    "history": _example_history(),
+                    "paths": 10000,
+                    "seed": 7,
+                }
+            ]
+        },
+    )
 
     strategy: Strategy
     history: list[DailyRecord] | None = Field(
-        None, description="one row per day (date, spend, impressions, clicks, conversions, revenue)")
+        None, description="one row per day (date, spend, impressions, clicks, conversions, revenue)"
+    )
     history_csv: str | None = Field(None, description="the history CSV text instead of rows")
-    paths: int | None = Field(None, ge=100, description="paths drawn first (default 10,000; at most the "
-                              "service's SYNCTWIN_SERVICE_MAX_PATHS)")
+    paths: int | None = Field(
+        None, ge=100, description="paths drawn first (default 10,000; at most the service's SYNCTWIN_SERVICE_MAX_PATHS)"
+    )
     max_paths: int | None = Field(None, ge=100, description="cap for adaptive sampling (at most the same limit)")
     seed: int | None = Field(None, ge=0, description="random seed; without it a fresh one is drawn and reported")
     model: ModelChoice | None = Field(None, description=MODEL_HELP)
     threshold: float | None = Field(None, gt=0, lt=1, description="approve when confidence > threshold")
     lookback_days: int | None = Field(
-        None, ge=14, le=3_650, description="history window of the baseline in days (default 90; at least 14, the "
-        "fewest days a baseline is computed from)")
+        None,
+        ge=14,
+        le=3_650,
+        description="history window of the baseline in days (default 90; at least 14, the "
+        "fewest days a baseline is computed from)",
+    )
 
 
 class CampaignView(BaseModel):
@@ -64,12 +91,15 @@ class CampaignView(BaseModel):
     projection: Projection | None = Field(None, description="stored when the gate approved it")
     strategy: dict[str, Any] | None = None
     mirror: dict[str, Any] | None = Field(
-        None, description="the live mirror's state (status WARMING_UP/OK/GREY/PAUSED, deviation, breaches, "
-        "cumulative totals, ...)")
+        None,
+        description="the live mirror's state (status WARMING_UP/OK/GREY/PAUSED, deviation, breaches, "
+        "cumulative totals, ...)",
+    )
     paused: bool = False
     pauses: list[dict[str, Any]] = Field(default_factory=list, description="PAUSE commands on the control stream")
     decisions: list[dict[str, Any]] = Field(
-        default_factory=list, description="the campaign's audit events (gate decisions, rollbacks), newest last")
+        default_factory=list, description="the campaign's audit events (gate decisions, rollbacks), newest last"
+    )
 
 
 class Health(BaseModel):
