@@ -151,18 +151,21 @@ CHAOS_DRILLS = Counter(
 CHAOS_LAST_RUN = Gauge(
     "synctwin_chaos_last_run_timestamp_seconds",
     "When the last chaos run finished (epoch seconds)",
+    ["runner"],  # labelled, so a process that never ran a drill (serve, mirror) exports no 0
     registry=REGISTRY,
     multiprocess_mode="mostrecent",
 )
 CHAOS_LAST_RUN_PASSED = Gauge(
     "synctwin_chaos_last_run_passed",
     "1 when every drill of the last chaos run passed, else 0",
+    ["runner"],  # labelled, so a process that never ran a drill (serve, mirror) exports no 0
     registry=REGISTRY,
     multiprocess_mode="mostrecent",
 )
 CHAOS_LAST_RUN_DURATION = Gauge(
     "synctwin_chaos_last_run_duration_seconds",
     "Wall time of the last chaos run",
+    ["runner"],  # labelled, so a process that never ran a drill (serve, mirror) exports no 0
     registry=REGISTRY,
     multiprocess_mode="mostrecent",
 )
@@ -326,9 +329,9 @@ def record_chaos_run(chaos_run: Any, *, finished_at: float | None = None) -> Non
     results = list(chaos_run.results)
     for r in results:
         CHAOS_DRILLS.labels(drill=r.drill.name, verdict="PASS" if r.passed else "FAIL").inc()
-    CHAOS_LAST_RUN.set(time.time() if finished_at is None else finished_at)
-    CHAOS_LAST_RUN_PASSED.set(1.0 if all(r.passed for r in results) else 0.0)
-    CHAOS_LAST_RUN_DURATION.set(float(chaos_run.wall_s))
+    CHAOS_LAST_RUN.labels(runner="chaos").set(time.time() if finished_at is None else finished_at)
+    CHAOS_LAST_RUN_PASSED.labels(runner="chaos").set(1.0 if all(r.passed for r in results) else 0.0)
+    CHAOS_LAST_RUN_DURATION.labels(runner="chaos").set(float(chaos_run.wall_s))
 
 
 def record_kpis(kpis: Mapping[str, Any]) -> None:

@@ -226,7 +226,7 @@ def test_cli_chaos_records_prometheus_metrics(capsys) -> None:
     capsys.readouterr()
     after = metrics.sample("synctwin_chaos_drills_total", {"drill": "budget_burn", "verdict": "PASS"})
     assert after == before + 1
-    assert metrics.sample("synctwin_chaos_last_run_passed") == 1
+    assert metrics.sample("synctwin_chaos_last_run_passed", {"runner": "chaos"}) == 1
 
 
 # --- the market shock sized to a campaign ------------------------------------------------------

@@ -520,6 +520,22 @@ def test_a_campaign_no_longer_evaluated_loses_its_deviation_series() -> None:
     assert metrics.sample("synctwin_mirror_deviation", {"campaign_id": "live-campaign"}) == 0.07
 
 
+CHAOS = {"runner": "chaos"}
+
+
+def test_a_process_that_never_ran_a_drill_exports_no_drill_verdict() -> None:
+    """serve, mirror and shadow import the metrics too: an unset 'last run passed' would read 0
+    (failed) on the dashboard though no drill ever ran there."""
+    code = (
+        "from prometheus_client import generate_latest; from synctwin import metrics; "
+        "print(generate_latest(metrics.REGISTRY).decode())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "# TYPE synctwin_chaos_last_run_passed gauge" in out
+    samples = [line for line in out.splitlines() if line and not line.startswith("#")]
+    assert not [line for line in samples if line.startswith("synctwin_chaos_last_run")]
+
+
 def test_record_chaos_run_counts_verdicts_and_stamps_the_run() -> None:
     def result(name: str, passed: bool) -> Any:
         return SimpleNamespace(drill=SimpleNamespace(name=name), passed=passed)
@@ -528,11 +544,11 @@ def test_record_chaos_run_counts_verdicts_and_stamps_the_run() -> None:
     run = SimpleNamespace(results=[result("market_shock", False), result("api_outage", True)], wall_s=0.8)
     metrics.record_chaos_run(run, finished_at=1_700_000_000.0)
     assert metrics.sample("synctwin_chaos_drills_total", {"drill": "market_shock", "verdict": "FAIL"}) == before + 1
-    assert metrics.sample("synctwin_chaos_last_run_timestamp_seconds") == 1_700_000_000.0
-    assert metrics.sample("synctwin_chaos_last_run_passed") == 0.0
-    assert metrics.sample("synctwin_chaos_last_run_duration_seconds") == 0.8
+    assert metrics.sample("synctwin_chaos_last_run_timestamp_seconds", CHAOS) == 1_700_000_000.0
+    assert metrics.sample("synctwin_chaos_last_run_passed", CHAOS) == 0.0
+    assert metrics.sample("synctwin_chaos_last_run_duration_seconds", CHAOS) == 0.8
     metrics.record_chaos_run(SimpleNamespace(results=[result("api_outage", True)], wall_s=0.2))
-    assert metrics.sample("synctwin_chaos_last_run_passed") == 1.0
+    assert metrics.sample("synctwin_chaos_last_run_passed", CHAOS) == 1.0
 
 
 # --- the dashboard ------------------------------------------------------------------------------------------------
