@@ -16,7 +16,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,7 +31,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from synctwin.models import MODEL_ALIASES
+from synctwin.models import MODEL_ALIASES, Decision, RiskProfile
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -240,6 +240,19 @@ def metric_names() -> set[str]:
             else:
                 names.add(base)
     return names
+
+
+# Every series whose label values are known in advance exists from the start at 0: Prometheus's
+# increase() and rate() need a sample before the first event, or a series' first event is lost
+# (a dashboard showing 1 pause of 2). Campaign ids, routes and drills are not known in advance.
+PAUSE_REASONS = ("SYNCTWIN_DEVIATION_THRESHOLD", "MARGIN_GUARDIAN", "AUTO_ROLLBACK", "BUDGET_EMERGENCY")
+for _reason in PAUSE_REASONS:
+    PAUSES.labels(reason=_reason)
+for _decision in get_args(Decision):
+    for _risk in get_args(RiskProfile):
+        GATE_DECISIONS.labels(decision=_decision, risk_profile=_risk)
+for _event_type in ("SHADOW_OUTCOME", "CAMPAIGN_OUTCOME"):
+    SHADOW_OUTCOMES.labels(event_type=_event_type)
 
 
 # --- recording --------------------------------------------------------------------------------------

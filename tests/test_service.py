@@ -536,6 +536,20 @@ def test_a_process_that_never_ran_a_drill_exports_no_drill_verdict() -> None:
     assert not [line for line in samples if line.startswith("synctwin_chaos_last_run")]
 
 
+def test_known_series_exist_at_zero_before_their_first_event() -> None:
+    """increase() over a series that appears with its first event misses that event (a dashboard
+    showing 1 pause of 2): pauses by reason, gate decisions and shadow outcomes start at 0."""
+    code = (
+        "from prometheus_client import generate_latest; from synctwin import metrics; "
+        "print(generate_latest(metrics.REGISTRY).decode())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for reason in ("SYNCTWIN_DEVIATION_THRESHOLD", "MARGIN_GUARDIAN", "AUTO_ROLLBACK", "BUDGET_EMERGENCY"):
+        assert f'synctwin_pauses_total{{reason="{reason}"}} 0.0' in out
+    assert 'synctwin_gate_decisions_total{decision="REJECTED",risk_profile="CRITICAL"} 0.0' in out
+    assert 'synctwin_shadow_outcomes_recorded_total{event_type="CAMPAIGN_OUTCOME"} 0.0' in out
+
+
 def test_record_chaos_run_counts_verdicts_and_stamps_the_run() -> None:
     def result(name: str, passed: bool) -> Any:
         return SimpleNamespace(drill=SimpleNamespace(name=name), passed=passed)
