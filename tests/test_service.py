@@ -572,6 +572,25 @@ def _panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from panel.get("panels", [])
 
 
+def test_a_panel_queries_the_window_its_title_names_and_turns_green_at_its_goal() -> None:
+    dashboard = json.loads((REPO / "dashboards" / "synctwin.json").read_text())
+    windows = {"(7 days)": "[7d]", "(24 h)": "[1d]", "(1 h)": "[1h]"}
+    checked = 0
+    for panel in _panels(dashboard):
+        for words, window in windows.items():
+            if words in panel.get("title", ""):
+                for target in panel.get("targets", []):
+                    ranges = re.findall(r"\[[0-9]+[smhdw]\]", target["expr"])
+                    assert ranges and set(ranges) == {window}, (panel["title"], target["expr"])
+                    checked += 1
+    assert checked >= 2
+    rate = next(p for p in _panels(dashboard) if p.get("title", "").startswith("Chaos pass rate"))
+    green = [
+        step["value"] for step in rate["fieldConfig"]["defaults"]["thresholds"]["steps"] if step["color"] == "green"
+    ]
+    assert green == [0.95]  # the goal synctwin kpis holds the drills to (> 95%)
+
+
 def test_the_dashboard_only_queries_metrics_we_export() -> None:
     dashboard = json.loads((REPO / "dashboards" / "synctwin.json").read_text())
     assert dashboard["uid"] and dashboard["title"]
