@@ -62,11 +62,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tune": (
         "tune",
         "the confidence threshold from backtests and shadow outcomes: FN/FP rates per threshold, "
-        "reliability, the seed's pick (FN <= 5%, then fewest FP); --apply writes it",
+        "reliability, the default pick (FN <= 5%, then fewest FP); --apply writes it",
     ),
     "kpis": (
         "kpis",
-        "the seed's success metrics from the audit log (rejection share, FN, FP, auto-rollbacks, "
+        "the success metrics from the audit log (rejection share, FN, FP, auto-rollbacks, "
         "chaos pass rate), each with its count and goal",
     ),
     "audit": (
@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
         # argparse expands %-formats in help texts: a literal percent sign must be doubled
-        cmd = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text.replace("%", "%%"))
+        # help strings are %-formatted by argparse, descriptions are not (only "%(prog)" is expanded there)
+        cmd = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text)
         import_module(f"synctwin.commands.{module}").add_arguments(cmd)
     return parser
 

@@ -16,7 +16,7 @@ GUARD_HELP = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Run the seed's four drills (market_shock, conversion_drop, api_outage, budget_burn) in virtual time: "
+        "Run the four chaos drills (market_shock, conversion_drop, api_outage, budget_burn) in virtual time: "
         "each starts a test campaign in a fresh twin, injects its fault six hours in, and checks that the "
         "guard reacts. A failed run sends a CRITICAL alert; every run audits CHAOS_TEST_COMPLETED."
     )
