@@ -28,8 +28,8 @@ from harness.recording import load_events, load_plans, replay_recording
 from synctwin.cli import main
 from synctwin.config import get_settings
 from synctwin.messages import pause_from_fields
+from synctwin.services.feed import start_feed
 from world.clock import make_environment
-from world.redis_feed import start_feed
 
 PREFIX = "synctwin:"
 EPOCH0 = 1_780_000_000.0

@@ -1,6 +1,7 @@
-"""The simulated platforms as a live bid stream: gate a few campaigns, publish their plans, and
-XADD every campaign's cumulative totals to `{prefix}bids` each tick. PAUSE commands on
-`{prefix}control` are obeyed, so the mirror's decisions show in the stream.
+"""The simulated platforms as a live bid stream: XADD every launched campaign's cumulative totals
+to `{prefix}bids` each tick and obey the PAUSE commands on `{prefix}control`, so the Council's
+decisions show in the stream. Gating the campaigns is the caller's (synctwin/services/feed.py):
+the world knows no agent.
 
 The environment decides the clock: a RealtimeEnvironment for `synctwin feed` (production mode
 on a laptop), a virtual one for the demo and tests.
@@ -15,12 +16,9 @@ from typing import Any
 import numpy as np
 import simpy
 
-from agents.synctwin.gatekeeper import SimulationGatekeeper
-from agents.syncvalue.baseline import compute_baseline
 from scenarios.schema import FaultSpec, GeneratedHistory, WorldSpec
-from synctwin.config import Settings
+from synctwin.history import History
 from synctwin.models import Strategy
-from synctwin.publishing import publish_plan, record_decision
 from world.history import generate_history
 from world.platforms import CampaignSetup
 from world.world import World
@@ -60,61 +58,63 @@ class Feed:
                 self.on_pause(cid, fields, self.world.env.now)
 
 
-def start_feed(
+def feed_world(
     client: Any,
     env: simpy.Environment,
-    settings: Settings,
+    prefix: str,
     *,
     epoch0: float,
     tick: float = 300.0,
     campaigns: int = len(FEED_CAMPAIGNS),
     seed: int = 0,
 ) -> Feed:
-    """Gate and publish the feed's campaigns, launch them in a world on `env`, start publishing."""
-    prefix = settings.key_prefix
+    """The world the feed publishes, with its campaigns' faults scheduled and none launched yet."""
     chosen = FEED_CAMPAIGNS[:campaigns]
     faults = [
         FaultSpec(id=cid, kind=kind, at=at * 3600, campaign=cid, multiplier=m) for cid, kind, at, m in chosen if kind
     ]
-    spec = WorldSpec(tick=tick)
-    world = World(env, spec, np.random.default_rng(seed), faults, epoch0=epoch0)
+    world = World(env, WorldSpec(tick=tick), np.random.default_rng(seed), faults, epoch0=epoch0)
     feed = Feed(world, client, prefix)
     # obey only the PAUSE commands given to this run: an earlier run's (same campaign ids, still in
     # the control stream) would otherwise pause the new campaigns at their first tick
     if client.exists(f"{prefix}control"):
         feed._last_control = client.xinfo_stream(f"{prefix}control")["last-generated-id"]
-    gate = SimulationGatekeeper(settings=settings)
-    market = spec.platforms["meta"]
-    for i, (cid, _kind, _at, _m) in enumerate(chosen):
-        history = generate_history(
-            market,
-            GeneratedHistory(platform="meta", daily_spend=10_000.0),
-            np.random.default_rng([seed, i]),
-            spec.start.date(),
-        )
-        strategy = Strategy(
-            campaign_id=cid,
-            client_id=f"client-{cid}",
-            platform="meta",
-            audience_size=50_000_000,
-            cvr=0.02,
-            daily_budget=20_000.0,
-            duration_days=30,
-            launch_ts=epoch0,
-        )
-        result = gate.evaluate(strategy, compute_baseline(history), seed=seed + i)
-        feed.gate_results[cid] = result
-        record_decision(result, client=client, prefix=prefix, strategy=strategy)  # as `gate --redis` does
-        publish_plan(client, prefix, strategy, history, result)
-        world.platforms.launch(
-            CampaignSetup(
-                cid,
-                "meta",
-                strategy.daily_budget,
-                market.cpm * 1.3,
-                strategy.audience_size * strategy.cvr / strategy.duration_days,
-                {},
-            )
-        )
-    world.observe(feed.publish)
     return feed
+
+
+def feed_campaign(feed: Feed, i: int, *, epoch0: float, seed: int = 0) -> tuple[Strategy, History]:
+    """The i-th feed campaign's strategy (launched at epoch0) and its client's 90-day history."""
+    cid = FEED_CAMPAIGNS[i][0]
+    spec = feed.world.spec
+    history = generate_history(
+        spec.platforms["meta"],
+        GeneratedHistory(platform="meta", daily_spend=10_000.0),
+        np.random.default_rng([seed, i]),
+        spec.start.date(),
+    )
+    strategy = Strategy(
+        campaign_id=cid,
+        client_id=f"client-{cid}",
+        platform="meta",
+        audience_size=50_000_000,
+        cvr=0.02,
+        daily_budget=20_000.0,
+        duration_days=30,
+        launch_ts=epoch0,
+    )
+    return strategy, history
+
+
+def launch(feed: Feed, strategy: Strategy) -> None:
+    """Launch a campaign on the feed's simulated platform (bid above the market's CPM)."""
+    market = feed.world.spec.platforms[strategy.platform]
+    feed.world.platforms.launch(
+        CampaignSetup(
+            strategy.campaign_id,
+            strategy.platform,
+            strategy.daily_budget,
+            market.cpm * 1.3,
+            strategy.audience_size * strategy.cvr / strategy.duration_days,
+            {},
+        )
+    )

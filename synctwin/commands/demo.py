@@ -42,10 +42,10 @@ def run(args: argparse.Namespace) -> int:
 def _chapter_gate(out: Any, args: argparse.Namespace) -> None:
     from importlib.resources import files
 
-    from agents.synctwin.gatekeeper import SimulationGatekeeper
-    from agents.syncvalue.baseline import compute_baseline
+    from synctwin.config import get_settings
     from synctwin.console import money
     from synctwin.history import parse_history_csv
+    from synctwin.services.gate import GateRequest, decide
     from synctwin.strategy_io import strategy_from_dict
 
     examples = files("scenarios") / "builtin" / "examples"
@@ -54,9 +54,10 @@ def _chapter_gate(out: Any, args: argparse.Namespace) -> None:
     out.print("\n[bold]1. The pre-launch gate[/] on the bundled example (90-day history, 30-day Meta campaign)")
     from synctwin.models import MODELS
 
-    gate = SimulationGatekeeper()
+    settings = get_settings()
     for model in MODELS:
-        r = gate.evaluate(strategy, compute_baseline(history), seed=args.seed, paths=args.paths, model=model)
+        request = GateRequest(strategy, history, model=model, seed=args.seed, paths=args.paths, suggestions=False)
+        r = decide(request, settings).result
         sd = r.simulation_details
         out.print(
             f"   model {model:<10} {r.decision:<8} confidence {r.confidence_score:.3f} "
@@ -218,8 +219,8 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     from agents.synctwin.mirror_redis import RedisMirror
     from synctwin.config import get_settings
     from synctwin.redis_conn import connect
+    from synctwin.services.feed import start_feed
     from world.clock import make_environment
-    from world.redis_feed import start_feed
 
     settings = get_settings()
     client = connect(None)  # fakeredis: the same commands a real server gets
@@ -269,12 +270,10 @@ def _rejected_for_shadow(client: Any, settings: Any, seed: int, *, epoch0: float
 
     import numpy as np
 
-    from agents.synctwin.gatekeeper import SimulationGatekeeper
     from agents.synctwin.shadow_redis import RedisShadow
-    from agents.syncvalue.baseline import compute_baseline
     from scenarios.schema import DEFAULT_MARKETS, GeneratedHistory
     from synctwin.models import Strategy
-    from synctwin.publishing import record_decision
+    from synctwin.services.gate import GateRequest, decide
     from world.history import generate_history
 
     history = generate_history(
@@ -294,8 +293,7 @@ def _rejected_for_shadow(client: Any, settings: Any, seed: int, *, epoch0: float
         gross_margin=0.12,
         launch_ts=epoch0,
     )
-    result = SimulationGatekeeper(settings=settings).evaluate(strategy, compute_baseline(history), seed=seed)
-    record_decision(result, client=client, prefix=settings.key_prefix, strategy=strategy)
+    decide(GateRequest(strategy, history, seed=seed, suggestions=False), settings, client=client)
     shadow = RedisShadow(client, prefix=settings.key_prefix, consumer="demo", block_ms=None)
     shadow.ensure_group()
     return shadow

@@ -47,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from synctwin.config import get_settings
     from synctwin.durations import parse_duration
     from synctwin.redis_conn import connect_checked, redact, required_redis_url
+    from synctwin.services.feed import start_feed
     from world.clock import make_environment
-    from world.redis_feed import FEED_CAMPAIGNS, start_feed
+    from world.redis_feed import FEED_CAMPAIGNS
 
     try:
         duration, tick = parse_duration(args.duration), parse_duration(args.tick)
@@ -67,11 +68,13 @@ def run(args: argparse.Namespace) -> int:
     feed = start_feed(client, env, settings, epoch0=epoch0, tick=tick, campaigns=args.campaigns, seed=args.seed)
     for cid, result in feed.gate_results.items():
         print(
-            f"{cid}: gate {result.decision} (confidence {result.confidence_score:.3f}); projection published",
+            f"{cid}: gate {result.decision} (confidence {result.confidence_score:.3f}); "
+            + ("projection published" if result.approved else "no projection: the guards still judge it")
+            + "; launched",
             flush=True,
         )
     feed.on_pause = lambda cid, fields, t: print(
-        f"t={t / 3600:6.1f}h  {cid} PAUSED by the mirror ({fields.get('reason')}, deviation {fields.get('deviation')})",
+        f"t={t / 3600:6.1f}h  {cid} PAUSED ({fields.get('reason')})",
         flush=True,
     )
     stop = {"now": False}
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _stop)
     print(
         f"publishing to {settings.key_prefix}bids at {args.speed:g}x real time for {args.duration}; "
-        f"start `synctwin mirror --redis {redact(url)}` to watch it act"
+        f"start `synctwin run --redis {redact(url)}` to watch the Council act"
         + (" (with the real password, or SYNCTWIN_REDIS_URL set)" if redact(url) != url else ""),
         flush=True,
     )

@@ -65,10 +65,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agents.synctwin.gatekeeper import SimulationGatekeeper
-    from agents.syncvalue.baseline import compute_baseline
+    import contextlib
+
     from synctwin.config import get_settings
+    from synctwin.executors import executor_from_args
     from synctwin.history import load_history
+    from synctwin.progress import ProgressBar, interactive
+    from synctwin.redis_conn import connect_checked, redis_url_arg
+    from synctwin.services.gate import GateRequest, decide
     from synctwin.strategy_io import load_strategy
 
     if args.report:
@@ -77,14 +81,8 @@ def run(args: argparse.Namespace) -> int:
         check_report_path(args.report)
     settings = get_settings()
     strategy = load_strategy(args.strategy)
-    client = None
-    from synctwin.redis_conn import redis_url_arg
-
     args.redis = redis_url_arg(args.redis, default_to_env=False)
-    if args.redis:
-        from synctwin.redis_conn import connect_checked
-
-        client = connect_checked(args.redis)
+    client = connect_checked(args.redis) if args.redis else None
     if args.history:
         history, source = load_history(args.history), args.history
     elif client is not None:
@@ -98,47 +96,44 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise InvalidInput(f"--{name.replace('_', '-')} must be a positive number (got {value})")
-    baseline = compute_baseline(
+    request = GateRequest(
+        strategy,
         history,
-        lookback_days=args.lookback_days or settings.lookback_days,
-        min_days=settings.min_history_days,
-        gross_margin=strategy.gross_margin,
-        default_monthly_churn=settings.default_monthly_churn,
         source=source,
-    )
-    calibration_z = None
-    if getattr(args, "calibration_log", None):
-        calibration_z = _calibration_residuals(args.calibration_log)
-    gatekeeper = SimulationGatekeeper(
-        settings=settings,
         model=args.model,
         threshold=args.threshold,
-        calibration_z=calibration_z,
-        calibration_set="realized outcomes from " + str(args.calibration_log),
+        seed=args.seed,
+        paths=args.paths,
+        max_paths=args.max_paths,
+        lookback_days=args.lookback_days,
+        suggestions=not args.no_suggestions,
+        keep_uplift=bool(args.report),
+        calibration_z=_calibration_residuals(args.calibration_log) if args.calibration_log else None,
+        calibration_set=f"realized outcomes from {args.calibration_log}",
     )
-    import contextlib
-
-    from synctwin.executors import executor_from_args
-
     # without --ray/--workers the gate's own default draws the chunks (a thread per core)
     fans_out = args.ray is not None or args.workers is not None
     try:
-        with executor_from_args(args) if fans_out else contextlib.nullcontext() as executor:
-            result, uplift = _evaluate(gatekeeper, strategy, baseline, args, executor)
+        with (
+            executor_from_args(args) if fans_out else contextlib.nullcontext() as executor,
+            ProgressBar("gate: paths", enabled=interactive(args.json), min_total=PROGRESS_MIN_PATHS) as bar,
+        ):
+            decision = decide(
+                request,
+                settings,
+                client=client,
+                audit_log=args.audit_log,
+                executor=executor,
+                progress=bar.update if bar.enabled else None,
+            )
     except InvalidInput as exc:
         raise _located(exc, args.strategy, source) from None
-    if not result.approved and not getattr(args, "no_suggestions", False):
-        result = gatekeeper.with_suggestions(result, strategy, baseline, max_paths=args.max_paths)
-    from synctwin.publishing import publish_plan, record_decision
-
-    record_decision(result, client=client, prefix=settings.key_prefix, audit_log=args.audit_log, strategy=strategy)
-    if client is not None and result.approved:
-        publish_plan(client, settings.key_prefix, strategy, history, result)
+    result = decision.result
     if args.report:
         from synctwin.reports import write_report
         from synctwin.reports.gate import build_gate_page
 
-        write_report(args.report, build_gate_page(result, uplift, strategy=strategy, source=source))
+        write_report(args.report, build_gate_page(result, decision.uplift, strategy=strategy, source=source))
     if args.json:
         from synctwin.console import print_json
 
@@ -181,21 +176,6 @@ def _calibration_residuals(path: str) -> Any:
 
 
 PROGRESS_MIN_PATHS = 200_000  # below this the gate takes well under a second: no bar
-
-
-def _evaluate(
-    gatekeeper: Any, strategy: Any, baseline: Any, args: argparse.Namespace, executor: Any = None
-) -> tuple[Any, Any]:
-    """The gate, with every path's uplift when a report wants its histogram, and a progress bar
-    on a terminal once the draw exceeds PROGRESS_MIN_PATHS paths."""
-    from synctwin.progress import ProgressBar, interactive
-
-    kwargs = {"seed": args.seed, "paths": args.paths, "max_paths": args.max_paths, "executor": executor}
-    with ProgressBar("gate: paths", enabled=interactive(args.json), min_total=PROGRESS_MIN_PATHS) as bar:
-        callback = bar.update if bar.enabled else None
-        if args.report:
-            return gatekeeper.evaluate_with_uplift(strategy, baseline, progress=callback, **kwargs)
-        return gatekeeper.evaluate(strategy, baseline, progress=callback, **kwargs), None
 
 
 def print_result(result: Any) -> None:

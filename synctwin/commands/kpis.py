@@ -1,7 +1,8 @@
-"""`synctwin kpis`: the seed's success metrics from the audit log, each with its count and goal.
+"""`synctwin kpis`: the product's success metrics from the audit log, each with its count and goal.
 
 What counts (audit records since `--since`, by record time):
-- rejection share: CAMPAIGN_REJECTED / (CAMPAIGN_APPROVED + CAMPAIGN_REJECTED); goal 15-25%.
+- rejection share: campaigns whose latest decision is CAMPAIGN_REJECTED, among the campaigns
+  decided (one decision per campaign, however often it was gated); goal 15-25%.
 - false negatives: of the rejected campaigns with a SHADOW_OUTCOME in the window (the latest per
   campaign, final or not; the rejection itself may be older), the share that would have made
   money; goal < 5%.
@@ -14,7 +15,8 @@ What counts (audit records since `--since`, by record time):
   holds its CAMPAIGN_APPROVED anywhere (a 30-day flight ends long after a week's window opened)
   or the outcome itself says `decision: APPROVED`.
 - auto-rollbacks: distinct campaigns with AUTO_ROLLBACK_TRIGGERED or CAMPAIGN_PAUSED, as a share
-  of distinct CAMPAIGN_LAUNCHED campaigns; goal < 2%.
+  of distinct CAMPAIGN_LAUNCHED campaigns (whoever launches writes that record: SyncFlow in the
+  twin, `synctwin feed` for its campaigns, your deployer in production); goal < 2%.
 - chaos pass rate: drills passed / drills run over CHAOS_TEST_COMPLETED records; goal > 95%.
 """
 
@@ -77,7 +79,14 @@ def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dic
         {r["campaign_id"] for r in records if r.get("event_type") == kind and r.get("campaign_id")}
         for kind in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED")
     )
-    decisions = sum(r.get("event_type") in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED") for r in recs)
+    # one decision per campaign, its latest: a campaign gated again (another model, a resubmission)
+    # is still one campaign approved or rejected, not two decisions
+    latest = {
+        r["campaign_id"]: r["event_type"]
+        for r in recs
+        if r.get("event_type") in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED") and r.get("campaign_id")
+    }
+    decisions = len(latest)
     shadows: dict[str, dict[str, Any]] = {}
     outcomes: dict[str, dict[str, Any]] = {}
     for r in recs:
@@ -93,7 +102,7 @@ def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dic
     launched = campaigns("CAMPAIGN_LAUNCHED")
     rolled = campaigns("AUTO_ROLLBACK_TRIGGERED", "CAMPAIGN_PAUSED") & launched
     chaos = [r.get("metadata") or {} for r in recs if r.get("event_type") == "CHAOS_TEST_COMPLETED"]
-    n_rej = sum(r.get("event_type") == "CAMPAIGN_REJECTED" for r in recs)
+    n_rej = sum(kind == "CAMPAIGN_REJECTED" for kind in latest.values())
     return {
         "since": since.isoformat(timespec="seconds") if since is not None else None,
         "records": len(recs),

@@ -205,36 +205,28 @@ async def simulate(body: SimulateRequest, request: Request) -> JSONResponse:
 
 
 def _gate(body: SimulateRequest, settings: Settings, client: Any) -> tuple[GateResult, float]:
-    """The CPU-bound part (history, baseline, Monte Carlo) and the Redis writes, in a worker thread."""
-    from agents.synctwin.gatekeeper import SimulationGatekeeper
-    from agents.syncvalue.baseline import compute_baseline
+    """The CPU-bound part (history, baseline, Monte Carlo, advice) and the Redis writes, in a worker thread."""
+    from synctwin.services.gate import GateRequest, decide
 
     started = time.perf_counter()
-    strategy = body.strategy
     history, source, where = _history(body, settings, client)
-    try:
-        baseline = compute_baseline(
-            history,
-            lookback_days=body.lookback_days or settings.lookback_days,
-            min_days=settings.min_history_days,
-            gross_margin=strategy.gross_margin,
-            default_monthly_churn=settings.default_monthly_churn,
-            source=source,
-        )
+    request = GateRequest(
+        body.strategy,
+        history,
+        source=source,
+        model=body.model,
+        threshold=body.threshold,
+        seed=body.seed,
+        paths=body.paths,
+        max_paths=body.max_paths or min(settings.max_paths, settings.service_max_paths),
+        lookback_days=body.lookback_days,
+    )
+    try:  # errors come before anything is audited: a retry of a bad request audits nothing
+        result = decide(request, settings, client=client).result
     except InvalidInput as exc:
-        raise BadInput(where, str(exc)) from None
-    max_paths = body.max_paths or min(settings.max_paths, settings.service_max_paths)
-    try:
-        gatekeeper = SimulationGatekeeper(settings=settings, model=body.model, threshold=body.threshold)
-        result = gatekeeper.evaluate(strategy, baseline, seed=body.seed, paths=body.paths, max_paths=max_paths)
-        # a rejection carries resubmission advice, as on the command line (same seed: same result)
-        result = gatekeeper.with_suggestions(result, strategy, baseline, max_paths=max_paths)
-    except InvalidInput as exc:  # before anything is audited: a retry of a bad request audits nothing
-        raise BadInput(_gate_error_loc(exc, where), exc.reason) from None
-    seconds = time.perf_counter() - started
-    if client is not None:
-        _audit_and_publish(client, settings.key_prefix, strategy, history, result)
-    return result, seconds
+        loc = where if exc.source == source else _gate_error_loc(exc, where)
+        raise BadInput(loc, str(exc) if exc.source == source else exc.reason) from None
+    return result, time.perf_counter() - started
 
 
 def _gate_error_loc(exc: InvalidInput, history_loc: list[str | int]) -> list[str | int]:
@@ -275,16 +267,6 @@ def _history(body: SimulateRequest, settings: Settings, client: Any) -> tuple[An
     except InvalidInput as exc:
         raise BadInput(["body", "strategy", "client_id"], f"{exc} (send history or history_csv)") from None
     return history, f"history of {body.strategy.client_id} in Redis", ["body", "strategy", "client_id"]
-
-
-def _audit_and_publish(client: Any, prefix: str, strategy: Any, history: Any, result: GateResult) -> None:
-    """What `synctwin gate --redis` does after a decision: audit it to the stream and, on approval,
-    store the projection, strategy and history (synctwin.publishing: the same records)."""
-    from synctwin.publishing import publish_plan, record_decision
-
-    record_decision(result, client=client, prefix=prefix, strategy=strategy)
-    if result.approved:
-        publish_plan(client, prefix, strategy, history, result)
 
 
 # --- GET /v1/campaigns/{id} -------------------------------------------------------------------------------
