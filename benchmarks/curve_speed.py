@@ -38,7 +38,7 @@ from agents.syncvalue.baseline import compute_baseline  # noqa: E402
 from benchmarks.seed_reference import SeedSimulationGatekeeper, StaticBaselineClient, seed_baseline  # noqa: E402
 from synctwin.executors import InProcessExecutor, ProcessPoolExecutor, ThreadExecutor  # noqa: E402
 from synctwin.history import load_history  # noqa: E402
-from synctwin.models import MODELS  # noqa: E402
+from synctwin.model_names import MODELS  # noqa: E402
 from synctwin.strategy_io import load_strategy  # noqa: E402
 
 DATA = ROOT / "tests" / "data"

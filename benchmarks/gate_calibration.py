@@ -41,7 +41,8 @@ from agents.synctwin.worlds import HELD_OUT, WORLDS, Account, WorldSpec, make_ac
 from agents.syncvalue.baseline import compute_baseline  # noqa: E402
 from synctwin.config import Settings  # noqa: E402
 from synctwin.executors import InProcessExecutor  # noqa: E402
-from synctwin.models import MODELS, Strategy  # noqa: E402
+from synctwin.model_names import MODELS  # noqa: E402
+from synctwin.models import Strategy  # noqa: E402
 
 TARGETS = {"approved_losing": "< 5%", "profitable_rejected": "< 20%", "coverage": "75-85%", "brier": "< 0.08"}
 

@@ -43,7 +43,7 @@ from agents.synctwin.rolling import RollingConfig, RollingWindow, run_rolling_ba
 from agents.synctwin.synthetic import ResponseLaw, TrueResponseGate, synthetic_history  # noqa: E402
 from synctwin.errors import InvalidInput  # noqa: E402
 from synctwin.history import History, history_from_records, load_history  # noqa: E402
-from synctwin.models import ModelName  # noqa: E402
+from synctwin.model_names import ModelName  # noqa: E402
 
 PARTS = ("dev", "held-out")
 

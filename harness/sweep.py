@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agents.synctwin.stats import wilson_interval
+from harness.runner import run_scenario
 from scenarios.schema import PlatformMarket, Scenario, split_grid_key
 from synctwin.errors import InvalidInput
 from synctwin.executors import Executor, InProcessExecutor
@@ -61,7 +62,6 @@ class SeedRun:
 
 def run_seed(task: tuple[Scenario, int]) -> SeedRun:
     """One scenario run (a top-level function, so a process pool or Ray worker can run it)."""
-    from harness.runner import run_scenario
 
     scenario, seed = task
     started = time.perf_counter()

@@ -14,6 +14,7 @@ from scenarios.yaml_guard import load_yaml
 from synctwin.config import get_limits
 from synctwin.errors import InvalidInput, describe_validation_error
 from synctwin.files import read_capped
+from synctwin.strategy_io import strategy_from_request
 
 
 def builtin_dir() -> Path:
@@ -83,14 +84,11 @@ def scenario_from_dict(data: Any, *, source: str = "scenario", base_dir: Path | 
 
 
 def _check_strategies(scenario: Scenario, source: str) -> None:
-    """Each campaign's strategy through SyncBrain's generator, as the replay will: a typo in a
-    strategy is a bad scenario file (exit 2), not a campaign the gate calls invalid an hour in."""
-    from agents.syncbrain.generator import RuleBasedStrategyGenerator
-
-    generator = RuleBasedStrategyGenerator()
+    """Each campaign's strategy by SyncBrain's rules, as the replay will: a typo in a strategy is a
+    bad scenario file (exit 2), not a campaign the gate calls invalid an hour in."""
     for i, c in enumerate(scenario.campaigns):
         try:
-            generator.generate(c.client, {**c.strategy, "campaign_id": c.id})
+            strategy_from_request(c.client, {**c.strategy, "campaign_id": c.id})
         except InvalidInput as exc:
             where = f"campaigns[{i}].strategy" + (f".{exc.field}" if exc.field else "")
             raise InvalidInput(f"{exc.reason} (campaign {c.id})", source=source, field=where) from None

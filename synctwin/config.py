@@ -10,7 +10,8 @@ from typing import TypeVar
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from synctwin.models import DEFAULT_MODEL, MODEL_CHOICES
+from synctwin.errors import InvalidInput
+from synctwin.model_names import DEFAULT_MODEL, MODEL_CHOICES
 
 
 class Settings(BaseSettings):
@@ -233,8 +234,6 @@ def _load(cls: type[_S]) -> _S:
     """Build a settings group from the environment and the config file; a bad value is one
     InvalidInput naming the variable (and the file), never a traceback, and never echoes a secret."""
     from pydantic import ValidationError
-
-    from synctwin.errors import InvalidInput
 
     path = config_file()
     env_file = path if path.is_file() else None

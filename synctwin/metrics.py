@@ -31,7 +31,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from synctwin.models import MODEL_ALIASES, Decision, RiskProfile
+from synctwin.model_names import MODEL_ALIASES
+from synctwin.models import Decision, RiskProfile
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

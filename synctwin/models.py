@@ -12,30 +12,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from synctwin.config import Limits, get_limits, limit_env
+from synctwin.errors import InvalidInput
+from synctwin.model_names import ModelChoice
+
 Platform = Literal["meta", "tiktok", "google"]
 Decision = Literal["APPROVED", "REJECTED"]
 RiskProfile = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
-ModelName = Literal["curve", "funnel", "one-factor"]
-# The gate's models, in one place: the command lines' choices and the settings' pattern come from
-# here. `seed` is the one-factor model's former name, kept as an alias on every entry point.
-MODELS: tuple[str, ...] = ("curve", "funnel", "one-factor")
-MODEL_ALIASES: dict[str, str] = {"seed": "one-factor"}
-MODEL_CHOICES: tuple[str, ...] = MODELS + tuple(MODEL_ALIASES)
-ModelChoice = Literal["curve", "funnel", "one-factor", "seed"]
-DEFAULT_MODEL = "curve"
-MODEL_HELP = (
-    "curve (default): a response curve fitted to the history (diminishing returns, weekday "
-    "seasonality, trend); funnel: the history's constant conversions per dollar; one-factor "
-    "(alias seed): the original one-factor formula"
-)
-
-
-def canonical_model(name: str) -> str:
-    """The canonical name of a model or its alias; ValueError for an unknown one."""
-    name = MODEL_ALIASES.get(name, name)
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_CHOICES)}")
-    return name
 
 
 def _finite(value: float | None, name: str) -> float | None:
@@ -60,7 +43,6 @@ def show_number(value: float | int) -> str:
 
 def _at_most(value: float | int | None, limit: str) -> Any:
     """Refuse a value above the Limits field `limit`, naming the value, the limit and its setting."""
-    from synctwin.config import get_limits, limit_env
 
     bound = getattr(get_limits(), limit)
     if value is not None and value > bound:
@@ -131,8 +113,6 @@ class Strategy(BaseModel):
     def _bounded(cls, v: float | int | None, info: Any) -> float | int | None:
         """Upper bounds (Limits): a budget of 1e308 is a typo that would overflow the simulation."""
         if info.field_name == "cpm" and v is not None:
-            from synctwin.config import get_limits
-
             low = get_limits().min_cpm
             if v < low:
                 raise ValueError(f"under the limit of {low:g} (SYNCTWIN_MIN_CPM)")
@@ -141,7 +121,6 @@ class Strategy(BaseModel):
     @model_validator(mode="after")
     def _extra_depth(self) -> Strategy:
         """Extra fields travel into the audit log: bound their nesting (json would overflow the stack)."""
-        from synctwin.config import get_limits
 
         limit = get_limits().max_json_depth
         for name, value in (self.model_extra or {}).items():
@@ -292,8 +271,6 @@ def ensure_finite(result: GateResult, strategy: Strategy | None = None) -> GateR
     bad = [path for path, v in _floats(result.model_dump(exclude={"baseline"}), "") if not math.isfinite(v)]
     if not bad:
         return result
-    from synctwin.config import Limits
-    from synctwin.errors import InvalidInput
 
     shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
     field = None

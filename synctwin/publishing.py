@@ -19,12 +19,16 @@ import json
 import time
 from typing import Any
 
+from agents.syncshield.backends import JsonlAuditStore, RedisAuditStore
+from agents.synctwin.outcomes import BASELINE_KEYS, GateFacts
+from agents.syncvalue.stores import RedisHistoryStore
+from synctwin.models import ensure_finite
+
 
 def audit_metadata(result: Any, strategy: Any = None, launch_ts: float | None = None) -> dict[str, Any]:
     """What the audit log keeps of a decision: enough to judge and to re-run it (the seed). With
     the strategy, also what shadow mode re-simulates from the log alone (`synctwin shadow
     --market`): the strategy's fields, the baseline's rates and daily averages, the launch time."""
-    from agents.synctwin.outcomes import BASELINE_KEYS
 
     d = result.to_dict()
     d.pop("projection", None)
@@ -43,8 +47,6 @@ def record_decision(
     and/or the Redis audit stream. Given the strategy, a rejection also reaches production: it is
     stored for the shadow worker (`publish_rejection`), in the same transaction as its audit record
     on Redis, so the log never names a rejection that shadow mode does not follow."""
-    from agents.syncshield.backends import JsonlAuditStore, RedisAuditStore
-    from synctwin.models import ensure_finite
 
     ensure_finite(result, strategy)  # an overflowed simulation is no decision: nothing is audited
     if result.approved:
@@ -88,7 +90,6 @@ def record_decision(
 
 def rejection_document(strategy: Any, result: Any, launch_ts: float) -> dict[str, Any]:
     """What the shadow worker reads of a rejection (`campaign:{id}:rejection`)."""
-    from agents.synctwin.outcomes import GateFacts
 
     return {
         "campaign_id": result.campaign_id,
@@ -120,9 +121,6 @@ def publish_rejection(client: Any, prefix: str, strategy: Any, result: Any, laun
 def publish_plan(client: Any, prefix: str, strategy: Any, history: Any, result: Any) -> None:
     """An approved campaign's plan: the projection the mirror compares with (launch time now unless
     the strategy gives one), and the strategy and client history the drills clone into the twin."""
-    from agents.synctwin.outcomes import GateFacts
-    from agents.syncvalue.stores import RedisHistoryStore
-    from synctwin.models import ensure_finite
 
     ensure_finite(result, strategy)  # a projection with Infinity in it is not JSON: never published
     projection = result.projection.model_copy(update={"launch_ts": result.projection.launch_ts or time.time()})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from synctwin.config import get_settings
 from synctwin.errors import InvalidInput
 from synctwin.redact import redact, redact_logs, scrub
 
@@ -86,7 +87,6 @@ def redis_url_arg(value: str | None, *, default_to_env: bool) -> str | None:
     A URL on the command line is visible to every user of the machine (`ps`, /proc/PID/cmdline);
     the environment is readable only by the process's owner, so the env var is where a password goes.
     """
-    from synctwin.config import get_settings
 
     env = get_settings().redis_url
     if value == BARE_FLAG:

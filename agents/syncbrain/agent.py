@@ -12,6 +12,7 @@ import simpy
 from agents.base import Agent, ask
 from agents.syncbrain.brain import audit_summary
 from agents.syncbrain.generator import RuleBasedStrategyGenerator, StrategyGenerator
+from agents.synctwin.shadow import ShadowWatch
 from synctwin.errors import InvalidInput
 from synctwin.messages import AuditEvent, Deploy, GateRequest, LaunchRequest
 
@@ -72,8 +73,6 @@ class SyncBrainAgent(Agent):
                 )
             )
             if self.shadow is not None:
-                from agents.synctwin.shadow import ShadowWatch
-
                 yield self.shadow.put(ShadowWatch(strategy, result))
             return
         yield self.audit.put(AuditEvent("CAMPAIGN_APPROVED", strategy.client_id, strategy.campaign_id, None, summary))

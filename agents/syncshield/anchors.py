@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from synctwin.config import get_settings
 from synctwin.errors import InvalidInput
 
 from .chain import GENESIS_HASH, KEY_ENV, Head, VerifyReport, _is_hex64, head_mac, is_hmac
@@ -44,7 +45,6 @@ FROM_ENV: Any = _FromEnv()
 def configured_key() -> bytes | None:
     """SYNCTWIN_AUDIT_KEY as bytes, or None when unset or empty. The key itself never appears in a
     message; a key shorter than 16 characters is refused (a guessable key protects nothing)."""
-    from synctwin.config import get_settings
 
     secret = get_settings().audit_key
     value = secret.get_secret_value() if secret is not None else ""

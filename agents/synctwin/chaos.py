@@ -31,6 +31,7 @@ from harness.trace import Trace
 from scenarios.schema import DEFAULT_MARKETS, Scenario
 from synctwin.config import Settings, get_settings
 from synctwin.durations import format_duration
+from synctwin.errors import InvalidInput
 from synctwin.history import History
 
 FAULT_AT = 6 * 3600.0  # steady state first: the campaign runs six hours before the fault
@@ -438,8 +439,6 @@ def run_drills(
     started = time.perf_counter()
     unknown = [n for n in names or [] if n not in DRILLS]
     if unknown:
-        from synctwin.errors import InvalidInput
-
         raise InvalidInput(f"unknown drill(s) {', '.join(unknown)}; expected {', '.join(DRILLS)}", field="drill")
     plan = [(DRILLS[n], t) for t in templates or [BUILTIN_TEMPLATE] for n in names or list(DRILLS)]
     results = []

@@ -40,15 +40,8 @@ from agents.syncvalue.service import SyncValue
 from synctwin.config import Settings, get_settings
 from synctwin.errors import InvalidInput
 from synctwin.executors import Executor
-from synctwin.models import (
-    GateResult,
-    Projection,
-    ProjectionPoint,
-    SimulationDetails,
-    Strategy,
-    canonical_model,
-    ensure_finite,
-)
+from synctwin.model_names import canonical_model
+from synctwin.models import GateResult, Projection, ProjectionPoint, SimulationDetails, Strategy, ensure_finite
 from synctwin.strategy_io import strategy_from_dict
 
 ProgressCallback = Callable[[int, int], None]  # (paths drawn, paths to draw)

@@ -51,7 +51,8 @@ from agents.syncvalue.baseline import Baseline, compute_baseline
 from synctwin.errors import InvalidInput
 from synctwin.executors import Executor
 from synctwin.history import History
-from synctwin.models import MODEL_ALIASES, GateResult, Strategy
+from synctwin.model_names import MODEL_ALIASES
+from synctwin.models import GateResult, Strategy
 
 DEFAULT_HORIZON = 30
 DEFAULT_LOOKBACK = 90

@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a backtest case file (JSON: strategy, history, outcome) or a directory of them; "
         "default: the 10 built-in historical campaigns (5 profitable, 5 not)",
     )
-    from synctwin.models import MODEL_CHOICES, MODEL_HELP
+    from synctwin.model_names import MODEL_CHOICES, MODEL_HELP
 
     p.add_argument("--model", choices=MODEL_CHOICES, help=MODEL_HELP)
     p.add_argument("--paths", type=int, metavar="N", help="Monte Carlo paths per campaign or window (default 10000)")

@@ -52,7 +52,7 @@ def _chapter_gate(out: Any, args: argparse.Namespace) -> None:
     strategy = strategy_from_dict(json.loads((examples / "strategy.json").read_text()), source="example strategy")
     history = parse_history_csv((examples / "history_90d.csv").read_text(), source="example history")
     out.print("\n[bold]1. The pre-launch gate[/] on the bundled example (90-day history, 30-day Meta campaign)")
-    from synctwin.models import MODELS
+    from synctwin.model_names import MODELS
 
     settings = get_settings()
     for model in MODELS:

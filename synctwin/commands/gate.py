@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the client's daily history (date,spend,impressions,clicks,conversions,revenue); "
         "with --redis and no --history it is read from the store by client_id",
     )
-    from synctwin.models import MODEL_CHOICES, MODEL_HELP
+    from synctwin.model_names import MODEL_CHOICES, MODEL_HELP
 
     p.add_argument("--model", choices=MODEL_CHOICES, help=MODEL_HELP)
     p.add_argument(

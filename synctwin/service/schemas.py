@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from synctwin.models import MODEL_HELP, DailyRecord, ModelChoice, Projection, Strategy
+from synctwin.model_names import MODEL_HELP, ModelChoice
+from synctwin.models import DailyRecord, Projection, Strategy
 
 
 def _example_history(days: int = 28) -> list[dict[str, Any]]:
