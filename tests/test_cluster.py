@@ -4,6 +4,8 @@ group, the commit's WATCH/MULTI/EXEC and Lua scripts over one shard's keys meet 
 
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,3 +105,31 @@ def test_todays_unsharded_names_are_refused_by_the_cluster(cluster_client: Redis
     script = cluster_client.register_script("return redis.call('XLEN', KEYS[1]) + redis.call('XLEN', KEYS[2])")
     with pytest.raises((redis.exceptions.RedisClusterException, redis.ResponseError), match=r"(?i)slot"):
         script(keys=[keys.bids, keys.control])
+
+
+def reshard_snippet() -> str:
+    """The key-moving step of docs/scale-out.md's drain-and-switch, as printed there."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "scale-out.md").read_text()
+    return text.split("4. **Move the campaign keys**")[1].split("```python")[1].split("```")[0]
+
+
+@pytest.mark.parametrize("target", ["server", "cluster"])
+def test_the_documented_reshard_moves_every_campaign_key_to_its_new_shard(
+    target: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("redis_server" if target == "server" else "redis_cluster").url
+    client = request.getfixturevalue("redis_client" if target == "server" else "cluster_client")
+    cids = [f"c{i}" for i in range(40)] + ["acme:eu.summer_2025"]
+    for cid in cids:
+        old = campaign_keys("synctwin:", cid, 2)
+        client.set(old.campaign(cid, "projection"), f"p-{cid}")
+        client.hset(old.campaign(cid, "paused"), mapping={"command": "PAUSE", "campaign_id": cid})
+    snippet = textwrap.dedent(reshard_snippet()).replace("connect(URL)", "connect(url)")
+    exec(compile(snippet, "docs/scale-out.md", "exec"), {"url": url})
+    for cid in cids:
+        new = campaign_keys("synctwin:", cid, 4)
+        assert client.get(new.campaign(cid, "projection")) == f"p-{cid}"
+        assert client.hgetall(new.campaign(cid, "paused"))["campaign_id"] == cid
+        old = campaign_keys("synctwin:", cid, 2)
+        if old.prefix != new.prefix:
+            assert client.exists(old.campaign(cid, "projection"), old.campaign(cid, "paused")) == 0
