@@ -40,6 +40,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "met (SHADOW_OUTCOME) and audit approved campaigns' realized outcomes (CAMPAIGN_OUTCOME); "
         "--redis URL (until SIGTERM, or --once) or --market FILE --audit-log FILE",
     ),
+    "shard": (
+        "shard",
+        "where a campaign's bid events go with --shards N (`CAMPAIGN_ID STREAM_KEY` per line), or the "
+        "control stream keys (--control): CRC32(UTF-8 id) mod N, so producers in any language can route",
+    ),
     "feed": (
         "feed",
         "publish a synthetic live bid stream to Redis (healthy and deviating campaigns) to try the mirror",

@@ -135,6 +135,13 @@ class Settings(BaseSettings):
     # --- stores and sinks ---------------------------------------------------------------------
     redis_url: str | None = Field(None, description="redis://... ; None means the embedded store")
     key_prefix: str = Field("synctwin:", description="prefix of every Redis key")
+    shards: int = Field(
+        1,
+        ge=1,
+        le=16_384,
+        description="bid stream shards (`--shards`): a campaign's shard is CRC32(UTF-8 id) mod N, each shard's "
+        "keys share the hash tag {s<k>} (1: today's key names, no tag; docs/scale-out.md)",
+    )
     audit_key: SecretStr | None = Field(
         None,
         description="when set (16+ characters), audit records are chained with HMAC-SHA256 under this key, so "

@@ -8,7 +8,18 @@ from synctwin.config import get_settings
 from synctwin.errors import InvalidInput
 from synctwin.redact import redact, redact_logs, scrub
 
-__all__ = ["EMBEDDED_URL", "connect", "connect_checked", "key", "redact", "redact_logs", "scrub", "url_error"]
+__all__ = [
+    "EMBEDDED_URL",
+    "connect",
+    "connect_checked",
+    "is_cluster",
+    "is_cluster_node",
+    "key",
+    "redact",
+    "redact_logs",
+    "scrub",
+    "url_error",
+]
 
 EMBEDDED_URL = "memory://"
 
@@ -24,7 +35,33 @@ def connect(url: str | None = None, **kwargs: Any) -> Any:
         return fakeredis.FakeRedis(decode_responses=True, **kwargs)
     import redis
 
-    return redis.Redis.from_url(url, decode_responses=True, **kwargs)
+    client = redis.Redis.from_url(url, decode_responses=True, **kwargs)
+    if not is_cluster_node(client):
+        return client
+    client.close()
+    from redis.cluster import RedisCluster
+
+    # a node of a Redis Cluster: the cluster client learns the slot map from it and routes each key
+    return RedisCluster.from_url(url, decode_responses=True, **kwargs)
+
+
+def is_cluster_node(client: Any) -> bool:
+    """Whether the server says `cluster_enabled:1` (INFO cluster). A server that cannot be reached or
+    refuses INFO is taken as a plain one: `connect_checked`'s PING reports the first, and the second
+    cannot be asked anyway."""
+    import redis
+
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except redis.exceptions.RedisError:
+        return False
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether `client` is a Redis Cluster client (keys of one MULTI/EXEC or script must share a slot)."""
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
 
 
 def url_error(url: str) -> InvalidInput:

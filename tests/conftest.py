@@ -10,11 +10,12 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 
 def _free_port() -> int:
@@ -159,6 +160,141 @@ def aof_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     client.flushdb()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+# --- a local Redis Cluster: three masters, no replicas, for the whole session ----------------------
+
+
+def _free_cluster_port() -> int:
+    """A free port P whose cluster bus port P + 10000 is free too."""
+    while True:
+        port = _free_port()
+        if port + 10_000 > 65_535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
+
+
+class RedisClusterNodes:
+    """Three `redis-server --cluster-enabled yes` children joined by `redis-cli --cluster create`:
+    16,384 slots over three masters, so keys of different hash tags live on different nodes."""
+
+    def __init__(self, binary: str, cli: str, workdir: Path, masters: int = 3) -> None:
+        self.binary, self.cli, self.workdir = binary, cli, workdir
+        self.ports = [_free_cluster_port() for _ in range(masters)]
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        """Any node's URL (the first): the cluster client learns the rest from it."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self, timeout: float = 30.0) -> None:
+        for port in self.ports:
+            node_dir = self.workdir / str(port)
+            node_dir.mkdir()
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        self.binary,
+                        *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+                        *("--cluster-enabled", "yes", "--cluster-config-file", str(node_dir / "nodes.conf")),
+                        *("--cluster-node-timeout", "5000", "--dir", str(node_dir)),
+                        *("--logfile", str(node_dir / "redis.log"), "--daemonize", "no"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.STDOUT,
+                    cwd=node_dir,
+                )
+            )
+        deadline = time.monotonic() + timeout
+        clients = [redis.Redis(host="127.0.0.1", port=p, socket_timeout=1, decode_responses=True) for p in self.ports]
+        try:
+            for client in clients:
+                self._wait(lambda c=client: c.ping(), deadline, "PING")
+            subprocess.run(
+                [
+                    self.cli,
+                    "--cluster",
+                    "create",
+                    *(f"127.0.0.1:{p}" for p in self.ports),
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=timeout,
+            )
+            for client in clients:
+                self._wait(
+                    lambda c=client: (
+                        c.cluster("INFO").get("cluster_state") == "ok"
+                        and int(c.cluster("INFO").get("cluster_known_nodes", 0)) == len(self.ports)
+                    ),
+                    deadline,
+                    "cluster_state:ok",
+                )
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            for client in clients:
+                client.close()
+
+    def _wait(self, ready: Callable[[], bool], deadline: float, what: str) -> None:
+        while True:
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"a cluster node exited with {proc.returncode}")
+            try:
+                if ready():
+                    return
+            except redis.exceptions.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Redis Cluster on {self.ports}: no {what} in time")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        self.procs = []
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        pytest.skip("redis-server and redis-cli not found on PATH; install Redis to run the cluster tests")
+    cluster = RedisClusterNodes(binary, cli, tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_client(redis_cluster: RedisClusterNodes) -> Iterator[RedisCluster]:
+    """A cluster client on an emptied cluster (FLUSHALL on every master)."""
+    client = RedisCluster.from_url(redis_cluster.url, decode_responses=True)
+    client.flushall(target_nodes=RedisCluster.PRIMARIES)
     try:
         yield client
     finally:
