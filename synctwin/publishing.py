@@ -118,9 +118,13 @@ def publish_rejection(client: Any, prefix: str, strategy: Any, result: Any, laun
     pipe.execute()
 
 
-def publish_plan(client: Any, prefix: str, strategy: Any, history: Any, result: Any) -> None:
+def publish_plan(
+    client: Any, prefix: str, strategy: Any, history: Any, result: Any, *, history_prefix: str | None = None
+) -> None:
     """An approved campaign's plan: the projection the mirror compares with (launch time now unless
-    the strategy gives one), and the strategy and client history the drills clone into the twin."""
+    the strategy gives one), and the strategy and client history the drills clone into the twin.
+    `prefix` is the campaign's shard's; the history is the client's, under `history_prefix` (the
+    deployment's prefix: a client's campaigns may live in several shards)."""
 
     ensure_finite(result, strategy)  # a projection with Infinity in it is not JSON: never published
     projection = result.projection.model_copy(update={"launch_ts": result.projection.launch_ts or time.time()})
@@ -139,7 +143,8 @@ def publish_plan(client: Any, prefix: str, strategy: Any, history: Any, result: 
     pipe.delete(f"{prefix}campaign:{cid}:paused")  # and `synctwin run` may pause the new launch
     # and its realized outcome too: the shadow worker writes one CAMPAIGN_OUTCOME per launch
     pipe.set(f"{prefix}campaign:{cid}:gate", json.dumps(gate))
-    pipe.delete(f"{prefix}campaign:{cid}:totals", f"{prefix}campaign:{cid}:outcome")
+    for what in ("totals", "outcome"):  # one key per DELETE: a cluster pipeline takes no multi-key one
+        pipe.delete(f"{prefix}campaign:{cid}:{what}")
     pipe.zadd(f"{prefix}outcome:pending", {cid: launch})
     pipe.execute()
-    RedisHistoryStore(client, prefix).put(strategy.client_id, history)
+    RedisHistoryStore(client, history_prefix or prefix).put(strategy.client_id, history)

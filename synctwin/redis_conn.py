@@ -6,6 +6,7 @@ from typing import Any
 
 from synctwin.config import get_settings
 from synctwin.errors import InvalidInput
+from synctwin.infra.shards import check_cluster, check_shards
 from synctwin.redact import redact, redact_logs, scrub
 
 __all__ = [
@@ -115,6 +116,29 @@ ENV_HELP = (
 def add_redis_argument(p: Any, help_text: str) -> None:
     """`--redis [URL]` as every command takes it: a bare flag means SYNCTWIN_REDIS_URL (see `redis_url_arg`)."""
     p.add_argument("--redis", nargs="?", const=BARE_FLAG, metavar="URL", help=help_text + ENV_HELP)
+
+
+def add_shards_argument(p: Any) -> None:
+    """`--shards N` as every Redis command takes it: producers, workers and readers must agree on N."""
+    p.add_argument(
+        "--shards",
+        metavar="N",
+        help="bid stream shards (default SYNCTWIN_SHARDS, 1): a campaign's keys and events live in shard "
+        "CRC32(id) mod N; every producer, worker and reader of one deployment uses the same N "
+        "(docs/scale-out.md)",
+    )
+
+
+def connect_deployment(url: str, shards: int) -> Any:
+    """`connect_checked`, and on a Redis Cluster the check that N >= 2 (one hash tag per shard)."""
+    client = connect_checked(url)
+    check_cluster(shards, cluster=is_cluster(client))
+    return client
+
+
+def with_shards(settings: Any, value: str | None) -> Any:
+    """The settings with `--shards` applied (None: SYNCTWIN_SHARDS); InvalidInput naming `--shards`."""
+    return settings if value is None else settings.model_copy(update={"shards": check_shards(value)})
 
 
 def redis_url_arg(value: str | None, *, default_to_env: bool) -> str | None:

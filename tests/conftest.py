@@ -189,7 +189,11 @@ class RedisClusterNodes:
 
     def __init__(self, binary: str, cli: str, workdir: Path, masters: int = 3) -> None:
         self.binary, self.cli, self.workdir = binary, cli, workdir
-        self.ports = [_free_cluster_port() for _ in range(masters)]
+        self.ports: list[int] = []
+        while len(self.ports) < masters:  # free ports are not reserved: two draws can give one port
+            port = _free_cluster_port()
+            if port not in self.ports:
+                self.ports.append(port)
         self.procs: list[subprocess.Popen[bytes]] = []
 
     @property

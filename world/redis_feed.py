@@ -18,6 +18,7 @@ import simpy
 
 from scenarios.schema import FaultSpec, GeneratedHistory, WorldSpec
 from synctwin.history import History
+from synctwin.infra.shards import control_streams, stream_for
 from synctwin.models import Strategy
 from world.history import generate_history
 from world.platforms import CampaignSetup
@@ -41,21 +42,25 @@ class Feed:
     paused: dict[str, float] = field(default_factory=dict)  # campaign -> env time the feed obeyed the pause
     gate_results: dict[str, Any] = field(default_factory=dict)
     on_pause: Callable[[str, dict[str, str], float], None] = lambda *_: None
-    _last_control: str = "0-0"
+    shards: int = 1  # each campaign's events go to its shard's stream (synctwin/infra/shards.py)
+    _last_control: dict[str, str] = field(default_factory=dict)  # control stream -> last entry read
 
     def publish(self, batch: Any) -> None:
         pipe = self.client.pipeline(transaction=False)
         for event in batch.events():
-            pipe.xadd(f"{self.prefix}bids", {k: str(v) for k, v in event.items()}, maxlen=1_000_000, approximate=True)
+            stream = stream_for(self.prefix, str(event["campaign_id"]), self.shards)
+            pipe.xadd(stream, {k: str(v) for k, v in event.items()}, maxlen=1_000_000, approximate=True)
         pipe.execute()
         self.published += len(batch.campaign_ids)
-        for entry_id, fields in self.client.xrange(f"{self.prefix}control", min=f"({self._last_control}", max="+"):
-            self._last_control = entry_id
-            cid = fields.get("campaign_id")
-            if fields.get("command") == "PAUSE" and cid in self.world.platforms.index and cid not in self.paused:
-                self.world.platforms.pause(cid)
-                self.paused[cid] = self.world.env.now
-                self.on_pause(cid, fields, self.world.env.now)
+        for control in control_streams(self.prefix, self.shards):
+            last = self._last_control.get(control, "0-0")
+            for entry_id, fields in self.client.xrange(control, min=f"({last}", max="+"):
+                self._last_control[control] = entry_id
+                cid = fields.get("campaign_id")
+                if fields.get("command") == "PAUSE" and cid in self.world.platforms.index and cid not in self.paused:
+                    self.world.platforms.pause(cid)
+                    self.paused[cid] = self.world.env.now
+                    self.on_pause(cid, fields, self.world.env.now)
 
 
 def feed_world(
@@ -67,6 +72,7 @@ def feed_world(
     tick: float = 300.0,
     campaigns: int = len(FEED_CAMPAIGNS),
     seed: int = 0,
+    shards: int = 1,
 ) -> Feed:
     """The world the feed publishes, with its campaigns' faults scheduled and none launched yet."""
     chosen = FEED_CAMPAIGNS[:campaigns]
@@ -74,11 +80,12 @@ def feed_world(
         FaultSpec(id=cid, kind=kind, at=at * 3600, campaign=cid, multiplier=m) for cid, kind, at, m in chosen if kind
     ]
     world = World(env, WorldSpec(tick=tick), np.random.default_rng(seed), faults, epoch0=epoch0)
-    feed = Feed(world, client, prefix)
+    feed = Feed(world, client, prefix, shards=shards)
     # obey only the PAUSE commands given to this run: an earlier run's (same campaign ids, still in
     # the control stream) would otherwise pause the new campaigns at their first tick
-    if client.exists(f"{prefix}control"):
-        feed._last_control = client.xinfo_stream(f"{prefix}control")["last-generated-id"]
+    for control in control_streams(prefix, shards):
+        if client.exists(control):
+            feed._last_control[control] = client.xinfo_stream(control)["last-generated-id"]
     return feed
 
 

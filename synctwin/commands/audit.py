@@ -25,7 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="verify the audit stream in Redis instead (default without FILE: "
         "SYNCTWIN_REDIS_URL, which keeps a password out of the command line)",
     )
-    v.add_argument("--key", help="the stream's key (default {prefix}audit)")
+    v.add_argument("--key", help="the stream's key (default {prefix}audit; with --shards N, every shard's)")
+    from synctwin.redis_conn import add_shards_argument
+
+    add_shards_argument(v)
     v.add_argument(
         "--expect-head",
         metavar="HASH[:N]",
@@ -37,12 +40,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from agents.syncshield.cli_verify import run_verify
     from synctwin.config import get_settings
-    from synctwin.redis_conn import redis_url_arg
+    from synctwin.infra.shards import all_shards
+    from synctwin.redis_conn import redis_url_arg, with_shards
 
     redis_url = redis_url_arg(args.redis, default_to_env=not args.file)
     if bool(args.file) == bool(redis_url):
         raise InvalidInput("give exactly one of FILE or --redis URL")
-    key = args.key or f"{get_settings().key_prefix}audit"
-    code, text = run_verify(args.file, redis_url, key, args.expect_head)
-    print(text)
-    return code
+    settings = with_shards(get_settings(), args.shards)
+    if args.key or args.file or settings.shards == 1:
+        code, text = run_verify(args.file, redis_url, args.key or f"{settings.key_prefix}audit", args.expect_head)
+        print(text)
+        return code
+    if args.expect_head:
+        raise InvalidInput("--expect-head names one chain: with --shards N, verify each shard's with --key KEY")
+    # one chain per shard: all must hold; the worst verdict is the exit code
+    worst = 0
+    for shard in all_shards(settings.key_prefix, settings.shards):
+        code, text = run_verify(None, redis_url, shard.audit, None)
+        print(f"shard {shard.shard} ({shard.audit}): {text}")
+        worst = max(worst, code)
+    return worst

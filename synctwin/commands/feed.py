@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from synctwin.redis_conn import add_redis_argument
 
     add_redis_argument(p, "e.g. redis://127.0.0.1:6379/0 (default SYNCTWIN_REDIS_URL)")
+    from synctwin.redis_conn import add_shards_argument
+
+    add_shards_argument(p)
     p.add_argument(
         "--speed",
         type=float,
@@ -46,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from synctwin.config import get_settings
     from synctwin.durations import parse_duration
-    from synctwin.redis_conn import connect_checked, redact, required_redis_url
+    from synctwin.redis_conn import connect_deployment, redact, required_redis_url, with_shards
     from synctwin.services.feed import start_feed
     from world.clock import make_environment
     from world.redis_feed import FEED_CAMPAIGNS
@@ -57,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(str(exc)) from None
     if not 1 <= args.campaigns <= len(FEED_CAMPAIGNS) or args.speed <= 0 or tick <= 0 or args.seed < 0:
         raise InvalidInput(f"--campaigns must be 1-{len(FEED_CAMPAIGNS)}, --speed and --tick positive, --seed >= 0")
-    settings = get_settings()
+    settings = with_shards(get_settings(), args.shards)
     url = required_redis_url(args.redis)
-    client = connect_checked(url)
+    client = connect_deployment(url, settings.shards)
     env = make_environment(realtime=True, factor=1.0 / args.speed)
     # virtual time runs --speed times faster than the wall clock: start it in the past so that it catches
     # up with the wall clock at the end, and no event is dated ahead of the workers' clocks (which
@@ -85,7 +88,13 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     print(
-        f"publishing to {settings.key_prefix}bids at {args.speed:g}x real time for {args.duration}; "
+        f"publishing to {settings.key_prefix}bids"
+        + (
+            f" ({settings.shards} shard streams: synctwin shard --shards {settings.shards} ID)"
+            if settings.shards > 1
+            else ""
+        )
+        + f" at {args.speed:g}x real time for {args.duration}; "
         f"start `synctwin run --redis {redact(url)}` to watch the Council act"
         + (" (with the real password, or SYNCTWIN_REDIS_URL set)" if redact(url) != url else ""),
         flush=True,

@@ -40,8 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "calibration set of the predictive spread",
     )
     p.add_argument("--audit-log", metavar="FILE", help="append the decision to this hash-chained JSONL audit log")
-    from synctwin.redis_conn import add_redis_argument
+    from synctwin.redis_conn import add_redis_argument, add_shards_argument
 
+    add_shards_argument(p)
     add_redis_argument(
         p,
         "audit to the Redis stream and, when approved, store the projection under "
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from synctwin.executors import executor_from_args
     from synctwin.history import load_history
     from synctwin.progress import ProgressBar, interactive
-    from synctwin.redis_conn import connect_checked, redis_url_arg
+    from synctwin.redis_conn import connect_deployment, redis_url_arg, with_shards
     from synctwin.services.gate import GateRequest, decide
     from synctwin.strategy_io import load_strategy
 
@@ -79,10 +80,10 @@ def run(args: argparse.Namespace) -> int:
         from synctwin.reports import check_report_path
 
         check_report_path(args.report)
-    settings = get_settings()
+    settings = with_shards(get_settings(), args.shards)
     strategy = load_strategy(args.strategy)
     args.redis = redis_url_arg(args.redis, default_to_env=False)
-    client = connect_checked(args.redis) if args.redis else None
+    client = connect_deployment(args.redis, settings.shards) if args.redis else None
     if args.history:
         history, source = load_history(args.history), args.history
     elif client is not None:

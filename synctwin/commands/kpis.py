@@ -40,8 +40,9 @@ OUTCOME_EVENTS = ("CAMPAIGN_OUTCOME", "CAMPAIGN_COMPLETED")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--audit-log", metavar="FILE", help="the hash-chained JSONL audit log")
-    from synctwin.redis_conn import add_redis_argument
+    from synctwin.redis_conn import add_redis_argument, add_shards_argument
 
+    add_shards_argument(p)
     add_redis_argument(
         src,
         "read the audit stream {prefix}audit from Redis (the default without --audit-log, "

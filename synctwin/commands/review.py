@@ -29,8 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--audit-log", metavar="FILE", help="the hash-chained JSONL audit log (synctwin gate --audit-log)")
-    from synctwin.redis_conn import add_redis_argument
+    from synctwin.redis_conn import add_redis_argument, add_shards_argument
 
+    add_shards_argument(p)
     add_redis_argument(
         src,
         "read the audit stream {prefix}audit from Redis (the default without --audit-log, "
@@ -68,10 +69,19 @@ def load_records(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     if url:
         from agents.syncshield.backends import RedisAuditStore
         from synctwin.config import get_settings
-        from synctwin.redis_conn import connect_checked
+        from synctwin.infra.shards import all_shards
+        from synctwin.redis_conn import connect_deployment, with_shards
 
-        key = f"{get_settings().key_prefix}audit"
-        return RedisAuditStore(connect_checked(url), key=key).records(), f"Redis key {key}"
+        settings = with_shards(get_settings(), args.shards)
+        client = connect_deployment(url, settings.shards)
+        keys = [s.audit for s in all_shards(settings.key_prefix, settings.shards)]
+        # one chain per shard; their records, merged by time, are the deployment's log
+        records = sorted(
+            (r for key in keys for r in RedisAuditStore(client, key=key).records()),
+            key=lambda r: r.get("ts") if isinstance(r.get("ts"), int | float) else 0.0,
+        )
+        where = f"Redis key {keys[0]}" if len(keys) == 1 else f"Redis keys {keys[0]} .. {keys[-1]} ({len(keys)} shards)"
+        return records, where
     if not args.audit_log:
         raise InvalidInput("give the audit log: --audit-log FILE or --redis URL")
     from pathlib import Path

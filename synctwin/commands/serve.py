@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "stored histories (default SYNCTWIN_REDIS_URL, which keeps a password out of the command line "
         "and `ps`; none: /v1/campaigns answers 503)",
     )
+    from synctwin.redis_conn import add_shards_argument
+
+    add_shards_argument(p)
     p.add_argument(
         "--workers",
         type=int,
@@ -45,8 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from synctwin.config import get_settings
+    from synctwin.redis_conn import with_shards
 
-    settings = get_settings()
+    settings = with_shards(get_settings(), args.shards)
     if args.workers < 1:
         raise InvalidInput(f"--workers must be at least 1 (got {args.workers})")
     if args.port is not None and not 0 <= args.port <= 65_535:
@@ -59,10 +63,12 @@ def run(args: argparse.Namespace) -> int:
     configured_key()  # a bad SYNCTWIN_AUDIT_KEY is one line now, not a 500 on the first audited request
     redis_url = args.redis or settings.redis_url
     if redis_url:
-        from synctwin.redis_conn import EMBEDDED_URL, connect_checked
+        from synctwin.redis_conn import EMBEDDED_URL, connect_deployment
 
         if redis_url != EMBEDDED_URL:
-            connect_checked(redis_url).close()  # an unreachable server is one clear line now, not 503s later
+            connect_deployment(
+                redis_url, settings.shards
+            ).close()  # an unreachable server is one clear line now, not 503s later
     from synctwin.redact import redact
 
     print(
@@ -80,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     # lets any of them answer /metrics for all (a directory they share, removed at exit).
     if redis_url:
         os.environ["SYNCTWIN_REDIS_URL"] = redis_url
+    os.environ["SYNCTWIN_SHARDS"] = str(settings.shards)
     # Each worker keeps a gate per CPU: keep-alive connections stay with the worker that accepted them,
     # and that is often one worker for most of them, which must then be able to use every CPU.
     own_dir = None

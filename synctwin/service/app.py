@@ -33,6 +33,7 @@ from fastapi.security import APIKeyHeader
 from synctwin import __version__, metrics
 from synctwin.config import Settings, get_settings
 from synctwin.errors import InvalidInput
+from synctwin.infra.shards import campaign_keys
 from synctwin.models import GateResult
 from synctwin.service.schemas import CampaignView, Health, SimulateRequest
 
@@ -289,7 +290,8 @@ async def campaign(
             "campaign state lives in Redis and this service has none configured "
             "(start it with --redis URL or SYNCTWIN_REDIS_URL)",
         )
-    prefix = request.app.state.settings.key_prefix
+    settings = request.app.state.settings
+    prefix = campaign_keys(settings.key_prefix, campaign_id, settings.shards).prefix
     view = await anyio.to_thread.run_sync(_campaign_view, client, prefix, campaign_id)
     if view is None:
         raise HTTPException(404, f"unknown campaign {campaign_id!r}: no projection, mirror state, pause or audit event")

@@ -9,6 +9,7 @@ import simpy
 
 from agents.syncshield.backends import RedisAuditStore
 from synctwin.config import Settings
+from synctwin.infra.shards import campaign_keys
 from synctwin.services.gate import GateRequest, decide
 from world.redis_feed import FEED_CAMPAIGNS, Feed, feed_campaign, feed_world, launch
 
@@ -27,10 +28,12 @@ def start_feed(
     launch it, audit CAMPAIGN_LAUNCHED (the feed is the launcher, so `kpis` can count auto-rollbacks
     among launches), then publish every tick."""
     prefix = settings.key_prefix
-    feed = feed_world(client, env, prefix, epoch0=epoch0, tick=tick, campaigns=campaigns, seed=seed)
-    audit = RedisAuditStore(client, key=f"{prefix}audit")
+    feed = feed_world(
+        client, env, prefix, epoch0=epoch0, tick=tick, campaigns=campaigns, seed=seed, shards=settings.shards
+    )
     for i in range(campaigns):
         strategy, history = feed_campaign(feed, i, epoch0=epoch0, seed=seed)
+        audit = RedisAuditStore(client, key=campaign_keys(prefix, strategy.campaign_id, settings.shards).audit)
         request = GateRequest(strategy, history, seed=seed + i, suggestions=False)
         result = decide(request, settings, client=client).result
         feed.gate_results[strategy.campaign_id] = result

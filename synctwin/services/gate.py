@@ -21,6 +21,7 @@ from agents.syncvalue.baseline import Baseline, compute_baseline
 from synctwin.config import Settings
 from synctwin.executors import Executor
 from synctwin.history import History
+from synctwin.infra.shards import campaign_keys
 from synctwin.models import GateResult, Strategy
 from synctwin.publishing import publish_plan, record_decision
 
@@ -95,7 +96,9 @@ def decide(
     if request.suggestions:
         result = gatekeeper.with_suggestions(result, strategy, baseline, max_paths=request.max_paths)
     result = result.model_copy(update={"elapsed_ms": round((time.perf_counter() - started) * 1000.0, 3)})
-    record_decision(result, client=client, prefix=settings.key_prefix, audit_log=audit_log, strategy=strategy)
+    # the campaign's records live in its shard (one Redis Cluster slot), beside its bid stream
+    prefix = campaign_keys(settings.key_prefix, strategy.campaign_id, settings.shards).prefix
+    record_decision(result, client=client, prefix=prefix, audit_log=audit_log, strategy=strategy)
     if client is not None and result.approved:
-        publish_plan(client, settings.key_prefix, strategy, request.history, result)
+        publish_plan(client, prefix, strategy, request.history, result, history_prefix=settings.key_prefix)
     return GateDecision(result, baseline, uplift)
