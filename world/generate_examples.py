@@ -53,12 +53,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
-def main() -> None:
+def main(out_dir: Path = OUT_DIR) -> None:
     """Both examples share one history (one client): only the strategies differ."""
     spec = GeneratedHistory(platform="meta", days=90, daily_spend=DAILY_SPEND)
     history = generate_history(DEFAULT_MARKETS["meta"], spec, np.random.default_rng(SEED), END)
     for name, strategy in EXAMPLES.items():
-        out = OUT_DIR / name
+        out = out_dir / name
         out.mkdir(parents=True, exist_ok=True)
         (out / "strategy.json").write_text(json.dumps(strategy, indent=2) + "\n")
         (out / "history.csv").write_text(history.to_csv())
