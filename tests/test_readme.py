@@ -8,7 +8,7 @@ line (the README's "How the commands here are checked" explains it to readers):
 
 - `[exit N]`: the exit status the command must return (0 otherwise);
 - `[needs redis]`: `redis://127.0.0.1:6379/0` becomes the session's own redis-server (a database
-  of its own, flushed first); skipped without redis-server/redis-cli;
+  of its own, flushed at the start of each block); skipped without redis-server/redis-cli;
 - `[until SIGTERM]`: a worker; started, left running for the rest of its block, then sent SIGTERM
   and it must exit 0;
 - `[slow]`: skipped unless SYNCTWIN_DOCS_SLOW=1;
@@ -143,11 +143,7 @@ def _redis_url(request: pytest.FixtureRequest) -> str:
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         pytest.skip("a [needs redis] command: redis-server and redis-cli are not installed")
     server = request.getfixturevalue("redis_server")
-    url = re.sub(r"/\d+$", "", server.url) + f"/{DOC_DB}"
-    if not getattr(request.module, "_flushed", False):
-        subprocess.run(["redis-cli", "-u", url, "FLUSHDB"], check=True, capture_output=True)
-        request.module._flushed = True
-    return url
+    return re.sub(r"/\d+$", "", server.url) + f"/{DOC_DB}"
 
 
 def test_the_test_command_is_the_one_ci_runs() -> None:
@@ -191,6 +187,7 @@ def test_command_runs_as_written(
 ) -> None:
     background: list[tuple[Command, subprocess.Popen[bytes]]] = []
     ran = 0
+    flushed = False
     try:
         for cmd in block:
             text = _runnable(cmd.text)
@@ -199,7 +196,11 @@ def test_command_runs_as_written(
             if "slow" in cmd.tags and os.environ.get("SYNCTWIN_DOCS_SLOW") != "1":
                 continue
             if "needs redis" in cmd.tags:
-                text = text.replace(DOC_URL, _redis_url(request))
+                url = _redis_url(request)
+                if not flushed:  # each block starts from an empty database, as its page assumes
+                    subprocess.run(["redis-cli", "-u", url, "FLUSHDB"], check=True, capture_output=True)
+                    flushed = True
+                text = text.replace(DOC_URL, url)
             where = f"{cmd.page}:{cmd.line}: {cmd.text}"
             if "until SIGTERM" in cmd.tags:
                 proc = subprocess.Popen(

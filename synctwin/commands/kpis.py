@@ -1,4 +1,4 @@
-"""`synctwin kpis`: the seed's success metrics from the audit log, each with its count and goal.
+"""`synctwin kpis`: the success metrics from the audit log, each with its count and goal.
 
 What counts (audit records since `--since`, by record time):
 - rejection share: CAMPAIGN_REJECTED / (CAMPAIGN_APPROVED + CAMPAIGN_REJECTED); goal 15-25%.
