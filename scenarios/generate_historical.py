@@ -119,7 +119,7 @@ CASES: list[CaseSpec] = [
     ),
     CaseSpec(
         slug="tiktok_genz_streetwear_launch",
-        description="TikTok, Gen-Z streetwear (the seed's story): after a small test that never paid, "
+        description="TikTok, Gen-Z streetwear: after a small test that never paid, "
         "$500 a day for 30 days into a 220k Gen-Z audience. The audience gives ~220 orders whatever "
         "the budget; $15k of spend brings under $9k of revenue, a loss of about $7k.",
         client_id="volt-streetwear",

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     model: str = Field(
         DEFAULT_MODEL,
         pattern=f"^({'|'.join(MODEL_CHOICES)})$",
-        description="the gate's model (synctwin.models.MODELS; seed = one-factor)",
+        description="the gate's model (synctwin.models.MODELS; `seed` is an alias of one-factor)",
     )
     lookback_days: int = Field(90, ge=7, description="history window of the baseline")
     min_history_days: int = Field(14, ge=2, description="fewer days than this is an error")
@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         0.10, ge=0, description="log-sd of each funnel rate beyond what the history's sampling error explains"
     )
     new_context_widening: float = Field(2.0, ge=1, description="uncertainty factor for a new audience or platform")
-    demand_sigma: float = Field(0.15, ge=0, description="log-sd of demand (audience x cvr), as the seed's 15%")
+    demand_sigma: float = Field(0.15, ge=0, description="log-sd of demand (audience x cvr), the original design's 15%")
     delivery_sigma: float = Field(0.05, ge=0, description="daily log-sd of the platform's delivery of the budget")
     max_overdelivery: float = Field(1.2, ge=1, description="a platform spends at most this times the daily budget")
     default_monthly_churn: float = Field(0.25, gt=0, le=1, description="used when the history has no churn data")
@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     mirror_interval: float = Field(3_600.0, gt=0, description="seconds of campaign time between evaluations")
     mirror_warmup: float = Field(21_600.0, ge=0, description="no verdict before this long after launch")
     mirror_min_projected_conversions: float = Field(20.0, ge=0, description="... nor before this projected volume")
-    mirror_threshold: float = Field(0.15, gt=0, description="practical threshold (the seed's 15%)")
+    mirror_threshold: float = Field(0.15, gt=0, description="practical threshold (the original design's 15%)")
     mirror_grey_threshold: float = Field(0.10, gt=0, description="deviation that alerts without pausing")
     mirror_window: float = Field(43_200.0, gt=0, description="the recent window compared besides since-launch")
     mirror_persistence: int = Field(3, ge=1, description="evaluations in a row before a pause")

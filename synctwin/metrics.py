@@ -174,7 +174,7 @@ CHAOS_LAST_RUN_DURATION = Gauge(
 # --- the seed's success metrics (`synctwin kpis` sets them from the audit log) -----------------------
 KPI_VALUE = Gauge(
     "synctwin_kpi_value",
-    "A success metric of the seed as a share (rejection_share, false_negative_rate, "
+    "A success metric as a share (rejection_share, false_negative_rate, "
     "false_positive_rate, auto_rollback_share, chaos_pass_rate); absent when there is no data",
     ["kpi"],
     registry=REGISTRY,
@@ -189,7 +189,7 @@ KPI_COUNT = Gauge(
 )
 KPI_MET = Gauge(
     "synctwin_kpi_goal_met",
-    "1 when a success metric meets the seed's goal, 0 when not",
+    "1 when a success metric meets its goal, 0 when not",
     ["kpi"],
     registry=REGISTRY,
     multiprocess_mode="mostrecent",

@@ -205,7 +205,7 @@ class SimulationDetails(BaseModel):
     initial_simulations: int
     adaptive_rounds: int
     median_positive_uplift: float | None = Field(
-        None, description="the seed's figure (median of the positive paths only); it overstates the uplift"
+        None, description="the original design's figure (median of the positive paths only); it overstates the uplift"
     )
 
 

@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         metavar="X",
         help="each window's audience x cvr as X times "
-        "what the budget buys at the history's rate (default 10, so demand does not bind; 1 for seed)",
+        "what the budget buys at the history's rate (default 10, so demand does not bind; 1 for one-factor)",
     )
     g.add_argument(
         "--report",

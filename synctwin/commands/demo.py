@@ -159,7 +159,7 @@ def _chapter_hindsight(out: Any, report: Any) -> None:
 
     d = report.to_dict()
     m, cash = d["confusion"], d["money"]
-    out.print("\n[bold]4. Hindsight[/]: the same campaigns' realized outcomes (the seed's 5 profitable, 5 not)")
+    out.print("\n[bold]4. Hindsight[/]: the same campaigns' realized outcomes (5 profitable, 5 not)")
     out.print(
         f"   approved & profitable {m['TP']}, approved & unprofitable {m['FP']}, "
         f"rejected but profitable {m['FN']}, rejected & unprofitable {m['TN']}"
@@ -199,7 +199,7 @@ def _chapter_chaos(out: Any, args: argparse.Namespace) -> None:
 
     chaos = run_drills(seed=args.seed)
     out.print(
-        f"\n[bold]6. Chaos drills[/] in virtual time (the seed sleeps 10 minutes per drill): "
+        f"\n[bold]6. Chaos drills[/] in virtual time (a wall-clock drill would wait 10 minutes): "
         f"{len(chaos.results) - len(chaos.failures)}/{len(chaos.results)} passed in {chaos.wall_s:.2f} s"
     )
     for r in chaos.results:
@@ -301,7 +301,7 @@ def _rejected_for_shadow(client: Any, settings: Any, seed: int, *, epoch0: float
 
 def _chapter_learning_loop(out: Any, client: Any, settings: Any) -> None:
     """What the loop learned from the same three days: a rejection's shadow outcome, the paused
-    campaigns' realized outcomes, and the seed's success metrics over the audit stream."""
+    campaigns' realized outcomes, and the success metrics over the audit stream."""
     from agents.syncshield.backends import RedisAuditStore
     from synctwin.commands.kpis import kpis
     from synctwin.console import money

@@ -1,4 +1,4 @@
-"""`synctwin tune`: the threshold the seed's rule picks from backtests, shadow and live outcomes.
+"""`synctwin tune`: the threshold the tuning rule picks from backtests, shadow and live outcomes.
 
 Evidence: the backtest cases (default the built-in 10, gated at the current threshold's
 settings), the SHADOW_OUTCOME records of the audit log (rejected campaigns, re-simulated) and its

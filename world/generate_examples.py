@@ -1,0 +1,69 @@
+"""Write the bundled gate examples: one clear approval and one clear rejection.
+
+Run `python -m world.generate_examples` from the repository root; it rewrites
+scenarios/examples/approve/ and scenarios/examples/reject/ deterministically. Each holds a
+`strategy.json` and the client's 90-day `history.csv`, drawn by the same history generator the
+scenarios use (`world.history.generate_history`) from the default Meta market, with budget steps
+so the gate's response curve can learn what a dollar buys.
+
+Why two examples and not one: a first gate should show each outcome without doubt. The
+approval scales a profitable account up moderately (its 10th percentile is a gain); the
+rejection puts a doubled budget into an audience that holds fewer buyers than the account
+already converts, so more is spent for less revenue (its median is a clear loss).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scenarios.schema import DEFAULT_MARKETS, GeneratedHistory
+from world.history import generate_history
+
+OUT_DIR = Path(__file__).resolve().parents[1] / "scenarios" / "examples"
+SEED = 20260301
+END = dt.date(2026, 3, 1)  # the day after the history's last day: a launch on 1 March 2026
+DAILY_SPEND = 600.0
+
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "approve": {
+        "campaign_id": "spring-scale-up",
+        "client_id": "example-client",
+        "platform": "meta",
+        "audience_size": 400000,
+        "cvr": 0.02,
+        "daily_budget": 950,
+        "duration_days": 30,
+        "gross_margin": 0.5,
+    },
+    "reject": {
+        "campaign_id": "spring-small-audience",
+        "client_id": "example-client",
+        "platform": "meta",
+        "audience_size": 60000,
+        "cvr": 0.02,
+        "daily_budget": 1200,
+        "duration_days": 30,
+        "gross_margin": 0.5,
+    },
+}
+
+
+def main(out_dir: Path = OUT_DIR) -> None:
+    """Both examples share one history (one client): only the strategies differ."""
+    spec = GeneratedHistory(platform="meta", days=90, daily_spend=DAILY_SPEND)
+    history = generate_history(DEFAULT_MARKETS["meta"], spec, np.random.default_rng(SEED), END)
+    for name, strategy in EXAMPLES.items():
+        out = out_dir / name
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "strategy.json").write_text(json.dumps(strategy, indent=2) + "\n")
+        (out / "history.csv").write_text(history.to_csv())
+        print(f"wrote {out}/strategy.json and history.csv")
+
+
+if __name__ == "__main__":
+    main()
