@@ -214,8 +214,7 @@ def _chapter_chaos(out: Any, args: argparse.Namespace) -> None:
 
 def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     """Production mode in miniature: the feed and the mirror worker on an embedded Redis."""
-    from agents.synctwin.mirror import mirror_config
-    from agents.synctwin.mirror_redis import RedisMirror
+    from agents.council_redis import redis_mirror
     from synctwin.config import get_settings
     from synctwin.redis_conn import connect
     from world.clock import make_environment
@@ -225,14 +224,7 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     client = connect(None)  # fakeredis: the same commands a real server gets
     env = make_environment()
     feed = start_feed(client, env, settings, epoch0=1_767_225_600.0, seed=args.seed)
-    worker = RedisMirror(
-        client,
-        mirror_config(settings),
-        prefix=settings.key_prefix,
-        block_ms=None,
-        consumer="demo",
-        clock=lambda: feed.world.clock.now(),
-    )
+    worker = redis_mirror(client, settings, block_ms=None, consumer="demo", clock=lambda: feed.world.clock.now())
     worker.ensure_group()
     shadow = _rejected_for_shadow(client, settings, args.seed, epoch0=1_767_225_600.0)
     shadow.clock = lambda: feed.world.clock.now()  # virtual time: its events' ts are bounded by it
