@@ -192,18 +192,19 @@ def drain_with_restarts(make: Any, claim_idle_ms: int, tries: int = 3) -> tuple[
 
 
 def run_kind(client: Any, k: dict[str, Any], i: int) -> dict[str, Any]:
+    from agents.council_redis import redis_mirror
     from agents.synctwin.deviation import MirrorState
-    from agents.synctwin.mirror import mirror_config
-    from agents.synctwin.mirror_redis import RedisMirror
     from agents.synctwin.shadow_redis import RedisShadow
     from synctwin.config import get_settings
 
     prefix = f"bad{i}:"
     publish(client, prefix, k)
-    cfg = mirror_config(get_settings())
     idle = 200
     m_crashes, m_err = drain_with_restarts(
-        lambda name: RedisMirror(client, cfg, prefix=prefix, consumer=name, block_ms=None, claim_idle_ms=idle), idle
+        lambda name: redis_mirror(
+            client, get_settings(), prefix=prefix, consumer=name, block_ms=None, claim_idle_ms=idle
+        ),
+        idle,
     )
     stats: dict[str, int] = {}
 
@@ -397,7 +398,7 @@ def main() -> int:
     logging.getLogger("synctwin").setLevel(logging.ERROR)  # the workers' per-event warnings: the table says it
     import redis
 
-    import agents.synctwin.mirror_redis as mr
+    import agents.council_redis as mr
 
     own = OwnRedis()
     try:
@@ -406,7 +407,7 @@ def main() -> int:
         live = None if args.no_live else live_scenarios(code, client, own.url, args.rate)
     finally:
         own.close()
-    out = {"code": str(Path(mr.__file__).resolve().parent.parent.parent), "kinds": rows, "live": live}
+    out = {"code": str(Path(mr.__file__).resolve().parent.parent), "kinds": rows, "live": live}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
