@@ -37,6 +37,7 @@ from agents.syncshield.service import SyncShield
 from agents.synctwin.deviation import ProjectionCurve
 from agents.synctwin.event_limits import Bounds, bounds_for, check, plan_floors
 from agents.synctwin.mirror import MirrorAgent, MirrorBook, event_limits, mirror_config
+from agents.synctwin.shadow import LiveShadowAgent, Observed, ShadowPort
 from synctwin.config import Settings
 from synctwin.errors import InvalidInput
 from synctwin.messages import Adopt, BidBatch, PauseCommand, Watch
@@ -191,10 +192,11 @@ class Council:
         disabled_guards: Iterable[str] = (),
         mirror: bool = True,
         flow: bool = True,
+        shadow: ShadowPort | None = None,
         clock: Any = None,
     ) -> None:
-        if not (mirror or flow):
-            raise ValueError("a Council on a bid stream needs the mirror or SyncFlow")
+        if not (mirror or flow or shadow):
+            raise ValueError("a Council on a bid stream needs the mirror, SyncFlow or shadow mode")
         self.env = env
         self.ports = ports
         now = clock or (lambda: env.now)
@@ -232,6 +234,7 @@ class Council:
                 self.flow.mirror = self.mirror.mailbox
             else:
                 env.process(self._deliver(pauses))
+        self.shadow = None if shadow is None else LiveShadowAgent(env, store=shadow)
         self.events = 0
         self.limits = event_limits(settings)
         # per adopted campaign: its launch, the end of its flight, its curve (None: no projection), floors
@@ -310,6 +313,13 @@ class Council:
         self.source.put(batch)
         self.advance(at)
 
+    def observe(self, events: Sequence[LiveEvent], invalid: int, at: float) -> None:
+        """Shadow mode's view of a batch: every event read (of known campaigns or not), and how many
+        entries did not parse; nothing without shadow mode."""
+        if self.shadow is not None:
+            self.shadow.bids.put(Observed(events, invalid))
+            self.advance(at)
+
     def advance(self, at: float) -> None:
         """Process every event up to `at` (a realtime environment does not wait: `at` is now), then
         every message those sent at the same instant: the Council is quiet when this returns."""
@@ -328,11 +338,15 @@ def build_council(
     disabled_guards: Iterable[str] = (),
     mirror: bool = True,
     flow: bool = True,
+    shadow: ShadowPort | None = None,
     clock: Any = None,
 ) -> Council:
     """The one composition of the Council on a bid stream (see the module's docstring); `flow` and
-    `mirror` False leave SyncFlow or the mirror out (`synctwin mirror` is the mirror alone)."""
-    return Council(env, settings, ports, disabled_guards=disabled_guards, mirror=mirror, flow=flow, clock=clock)
+    `mirror` False leave SyncFlow or the mirror out (`synctwin mirror` is the mirror alone); `shadow`:
+    shadow mode's store port (production's, agents/synctwin/shadow_store.py), None: no shadow mode."""
+    return Council(
+        env, settings, ports, disabled_guards=disabled_guards, mirror=mirror, flow=flow, shadow=shadow, clock=clock
+    )
 
 
 def pause_record(p: PauseCommand) -> dict[str, Any]:

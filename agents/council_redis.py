@@ -63,7 +63,8 @@ from agents.syncnotify.alerts import Alert
 from agents.syncshield.backends import RedisAuditStore
 from agents.syncshield.chain import make_record
 from agents.synctwin.deviation import InvalidEvent, MirrorState, parse_raw_event
-from agents.synctwin.mirror import PAUSE_REASON, MirrorBook
+from agents.synctwin.mirror import PAUSE_REASON, MirrorBook, event_limits
+from agents.synctwin.shadow_store import RedisShadowStore
 from agents.synctwin.stream_consumer import DeadLetter, Entry, StreamConsumer, id_key
 from synctwin import metrics
 from synctwin.config import Settings
@@ -151,6 +152,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             raise TypeError("RedisCouncil needs a Council built with an OutboxAuditStore")
         self.council = council
         self.book: MirrorBook | None = council.book
+        self.shadow: RedisShadowStore | None = None if council.shadow is None else council.shadow.store
+        self.judging = council.flow is not None or council.mirror is not None  # not shadow mode alone
         self.outbox_audit: OutboxAuditStore = council.ports.audit
         self.outbox_alerts = next(s for s in council.ports.alerts if isinstance(s, OutboxSink))
         self.clock = clock
@@ -359,6 +362,11 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 dead.append((entry_id, fields, str(exc)))
             except Exception as exc:  # whatever else one entry raises must not crash the worker
                 dead.append((entry_id, fields, f"cannot parse the event ({type(exc).__name__}: {exc})"))
+        council.observe([e for _, _, e in parsed], len(dead), at=self._now())
+        if not self.judging:  # shadow mode alone counts what it cannot read (the mirror's group dead-letters it)
+            self._commit([entry_id for entry_id, _ in entries], [])
+            self._report_metrics()
+            return len(entries)
         cids = list(dict.fromkeys(e[1] for _, _, e in parsed))
         fresh = [c for c in cids if not council.knows(c)]
         self._recheck([c for c in cids if council.knows(c)])
@@ -405,8 +413,17 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         audits, alerts = self.outbox_audit.pending, self.outbox_alerts.alerts
         control.pauses, self.outbox_audit.pending, self.outbox_alerts.alerts = [], [], []
         try:
-            if ids or pauses or audits or alerts or (self.book is not None and self.book.touched):
+            if (
+                ids
+                or pauses
+                or audits
+                or alerts
+                or (self.book is not None and self.book.touched)
+                or (self.shadow is not None and self.shadow.pending)
+            ):
                 self._write(ids, pauses, audits, alerts, events)
+                if self.shadow is not None:
+                    self.shadow.committed()
         except BaseException:  # nothing was written: keep the decisions (and the states) for the next commit
             control.pauses[:0] = pauses
             self.outbox_audit.pending[:0] = audits
@@ -467,6 +484,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                     )
                 for rec in recs:
                     self.audit.queue(pipe, rec)
+                if self.shadow is not None:
+                    self.shadow.queue(pipe)
                 for k in range(0, len(ids), 10_000):
                     pipe.xack(self.bids, self.group, *ids[k : k + 10_000])
                 pipe.execute()
@@ -551,6 +570,24 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 self._tx.reset()
             self._tx = None
 
+    def _dead_letter(self, entry_id: str, entry_fields: dict[Any, Any], reason: str) -> dict[str, str]:
+        """With this group's name: every group writes to the one dead-letter stream."""
+        return super()._dead_letter(entry_id, entry_fields, reason) | {"group": self.group}
+
+    def _on_group_ready(self) -> None:
+        """A (re)start settles what came due while no worker ran."""
+        if self.shadow is not None:
+            self.shadow.settle()
+
+    def _after_step(self) -> None:
+        if self.shadow is not None and self.shadow.due():
+            self.shadow.settle()
+
+    def _on_drained(self) -> None:
+        """`run(once=True)`: the stream is drained, so every day before the newest event is closed."""
+        if self.shadow is not None:
+            self.shadow.settle(final=True)
+
     def _before_read(self, now: float) -> None:
         """Trim the bid stream every `trim_every_s` (0: never)."""
         if self.trim_every_s and now >= self._next_trim:
@@ -559,6 +596,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
 
     def _count_dead(self, n: int) -> None:
         self.stats.dead += n
+        if not self.judging and self.shadow is not None:
+            self.shadow.stats.poison += n  # shadow mode alone dead-letters only poison
 
     def trim(self) -> int:
         """XTRIM MINID the bid stream below the oldest entry any group has not yet acknowledged
@@ -595,6 +634,14 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         return n
 
     def _report_metrics(self) -> None:
+        if not self.judging:  # shadow mode alone: its store reports the counters, with the loop's
+            if self.shadow is not None:
+                self.shadow.stats.reclaimed, self.shadow.stats.redis_errors = (
+                    self.stats.reclaimed,
+                    self.stats.redis_errors,
+                )
+                self.shadow._report_metrics()
+            return
         book = self.book
         deviations: list[tuple[str, float]] = []
         if book is not None:
@@ -625,6 +672,8 @@ def redis_council(
     block_ms: int | None = 1000,
     flow: bool = True,
     mirror: bool = True,
+    shadow: bool = True,
+    grace_s: float = 3600.0,
     clock: Any = time.time,
     **options: Any,
 ) -> RedisCouncil:
@@ -633,8 +682,12 @@ def redis_council(
     (a test's, the embedded demo's simulated world): then the environment is virtual and follows it."""
     env = make_environment(realtime=clock is time.time, initial_time=clock())
     ports = Ports(ControlPort(), OutboxAuditStore(), [OutboxSink()])
+    store = None
+    if shadow:
+        prefix = options.get("prefix", settings.key_prefix)
+        store = RedisShadowStore(client, prefix=prefix, grace_s=grace_s, limits=event_limits(settings), clock=clock)
     council = build_council(
-        env, settings, ports, disabled_guards=disabled_guards, flow=flow, mirror=mirror, clock=clock
+        env, settings, ports, disabled_guards=disabled_guards, flow=flow, mirror=mirror, shadow=store, clock=clock
     )
     kwargs: dict[str, Any] = {
         "prefix": settings.key_prefix,
@@ -652,4 +705,9 @@ def redis_council(
 
 def redis_mirror(client: Any, settings: Settings, *, group: str = "synctwin-mirror", **options: Any) -> RedisCouncil:
     """`synctwin mirror`'s worker: the Council with the mirror alone (and SyncShield, SyncNotify)."""
-    return redis_council(client, settings, group=group, flow=False, **options)
+    return redis_council(client, settings, group=group, flow=False, shadow=False, **options)
+
+
+def redis_shadow(client: Any, settings: Settings, *, group: str = "synctwin-shadow", **options: Any) -> RedisCouncil:
+    """`synctwin shadow --redis`'s worker: the Council with shadow mode alone."""
+    return redis_council(client, settings, group=group, flow=False, mirror=False, **options)

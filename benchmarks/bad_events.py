@@ -192,9 +192,8 @@ def drain_with_restarts(make: Any, claim_idle_ms: int, tries: int = 3) -> tuple[
 
 
 def run_kind(client: Any, k: dict[str, Any], i: int) -> dict[str, Any]:
-    from agents.council_redis import redis_mirror
+    from agents.council_redis import redis_mirror, redis_shadow
     from agents.synctwin.deviation import MirrorState
-    from agents.synctwin.shadow_redis import RedisShadow
     from synctwin.config import get_settings
 
     prefix = f"bad{i}:"
@@ -209,7 +208,7 @@ def run_kind(client: Any, k: dict[str, Any], i: int) -> dict[str, Any]:
     stats: dict[str, int] = {}
 
     def shadow(name: str) -> Any:
-        w = RedisShadow(client, prefix=prefix, consumer=name, block_ms=None, claim_idle_ms=idle)
+        w = redis_shadow(client, get_settings(), prefix=prefix, consumer=name, block_ms=None, claim_idle_ms=idle)
         stats["w"] = w  # type: ignore[assignment]
         return w
 
@@ -227,7 +226,7 @@ def run_kind(client: Any, k: dict[str, Any], i: int) -> dict[str, Any]:
         and paused == (k["expect"] == "paused")
     )
     sw = stats["w"]
-    s = sw.stats  # type: ignore[attr-defined]
+    s = sw.shadow.stats  # type: ignore[attr-defined]
     counted = s.invalid + s.unknown + getattr(s, "implausible", 0) + s.before_launch
     totals = {m.partition("|")[2]: v for m, v in client.zrange(f"{prefix}campaign:c:totals", 0, -1, withscores=True)}
     s_correct = all(math.isclose(totals.get(m, -1.0), float(last[m])) for m in ("spend", "conversions", "revenue"))

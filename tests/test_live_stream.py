@@ -44,9 +44,9 @@ from test_mirror_redis import (
 from worker_processes import REPO, start_worker, stop_worker, synctwin_cmd, worker_env
 
 import agents.council_redis as council_redis
-from agents.council_redis import RedisCouncil
+from agents.council_redis import RedisCouncil, redis_shadow
 from agents.synctwin.deviation import MirrorState
-from agents.synctwin.shadow_redis import RedisShadow
+from synctwin.config import get_settings
 
 RAW = {"NEVER_DECODE": True}
 FIELDS = ("event_id", "campaign_id", "ts", "spend", "impressions", "clicks", "conversions", "revenue")
@@ -116,8 +116,10 @@ def test_the_shadow_worker_counts_a_field_that_is_not_utf8_as_invalid_and_goes_o
     publish(client, evs[:10])
     client.xadd(BIDS, _with_bad_byte(evs[3], "spend"))
     publish(client, evs[10:])
-    shadow = RedisShadow(client, consumer="s", block_ms=None, clock=lambda: LAUNCH + 30 * 86_400)
-    stats = shadow.run(lambda: False, once=True)
+    shadow = redis_shadow(client, get_settings(), consumer="s", block_ms=None, clock=lambda: LAUNCH + 30 * 86_400)
+    shadow.run(lambda: False, once=True)
+    assert shadow.shadow is not None
+    stats = shadow.shadow.stats
     assert stats.invalid == 1 and stats.events == len(evs) + 1
     assert int(client.xpending(BIDS, "synctwin-shadow")["pending"]) == 0
 

@@ -226,8 +226,8 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     feed = start_feed(client, env, settings, epoch0=1_767_225_600.0, seed=args.seed)
     worker = redis_mirror(client, settings, block_ms=None, consumer="demo", clock=lambda: feed.world.clock.now())
     worker.ensure_group()
-    shadow = _rejected_for_shadow(client, settings, args.seed, epoch0=1_767_225_600.0)
-    shadow.clock = lambda: feed.world.clock.now()  # virtual time: its events' ts are bounded by it
+    # virtual time: its events' ts are bounded by the world's clock
+    shadow = _rejected_for_shadow(client, settings, args.seed, epoch0=1_767_225_600.0, clock=feed.world.clock.now)
     out.print(
         "\n[bold]7. Real-to-sim sync[/]: four live campaigns on a bid stream (embedded Redis, virtual time), "
         "mirrored against their projections"
@@ -254,15 +254,15 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     _chapter_learning_loop(out, client, settings)
 
 
-def _rejected_for_shadow(client: Any, settings: Any, seed: int, *, epoch0: float) -> Any:
+def _rejected_for_shadow(client: Any, settings: Any, seed: int, *, epoch0: float, clock: Any) -> Any:
     """A thin-margin Meta campaign the gate rejects, stored for shadow mode as `gate --redis` does,
     and the shadow worker's group created before the first bid (it reads the whole stream)."""
     import datetime as dt
 
     import numpy as np
 
+    from agents.council_redis import redis_shadow
     from agents.synctwin.gatekeeper import SimulationGatekeeper
-    from agents.synctwin.shadow_redis import RedisShadow
     from agents.syncvalue.baseline import compute_baseline
     from scenarios.schema import DEFAULT_MARKETS, GeneratedHistory
     from synctwin.models import Strategy
@@ -288,7 +288,7 @@ def _rejected_for_shadow(client: Any, settings: Any, seed: int, *, epoch0: float
     )
     result = SimulationGatekeeper(settings=settings).evaluate(strategy, compute_baseline(history), seed=seed)
     record_decision(result, client=client, prefix=settings.key_prefix, strategy=strategy)
-    shadow = RedisShadow(client, prefix=settings.key_prefix, consumer="demo", block_ms=None)
+    shadow = redis_shadow(client, settings, consumer="demo", block_ms=None, clock=clock)
     shadow.ensure_group()
     return shadow
 
