@@ -267,6 +267,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         if adopt:
             self.stats.replans += len(adopt)
             self.council.adopt(adopt, at=self._now())
+            if self.shadow is not None:
+                self.shadow.forget([p.campaign_id for p, _ in adopt])
         return {p.campaign_id for p, _ in adopt}
 
     # --- mirror states -------------------------------------------------------------------------

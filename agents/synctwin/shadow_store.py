@@ -283,6 +283,11 @@ class RedisShadowStore:
             self._seen_day = day_of(newest)
         self._report_metrics()
 
+    def forget(self, campaign_ids: Iterable[str]) -> None:
+        """Plans re-published (the Council read them again): read them afresh at their next event."""
+        for cid in campaign_ids:
+            self._plans.pop(cid, None)
+
     def _plans_for(self, campaign_ids: Iterable[str]) -> dict[str, _Plan]:
         """Each campaign's platform (its published strategy) and launch (its projection), cached
         for `plan_ttl_s`, so a re-published plan is picked up that soon."""
