@@ -313,11 +313,12 @@ class Council:
         self.source.put(batch)
         self.advance(at)
 
-    def observe(self, events: Sequence[LiveEvent], invalid: int, at: float) -> None:
-        """Shadow mode's view of a batch: every event read (of known campaigns or not), and how many
-        entries did not parse; nothing without shadow mode."""
+    def observe(self, events: Sequence[LiveEvent], invalid: int, at: float, *, screened: bool = False) -> None:
+        """Shadow mode's view of a batch: the events read, and how many entries did not parse
+        (`screened`: the events the Council judged, inside their plans' limits already; else every
+        event read, of known campaigns or not); nothing without shadow mode."""
         if self.shadow is not None:
-            self.shadow.bids.put(Observed(events, invalid))
+            self.shadow.bids.put(Observed(events, invalid, screened))
             self.advance(at)
 
     def advance(self, at: float) -> None:

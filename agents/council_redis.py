@@ -105,6 +105,13 @@ def _next_rev(rev: int) -> int:
     return rev + 1 if rev else random.randrange(1, 2**40)
 
 
+def _snapshot_sig(state: MirrorState) -> tuple[float, ...]:
+    """Changes whenever the snapshots do: an evaluation appends one (a new last) and drops old ones
+    (a new first); a snapshot never changes once taken."""
+    snaps = state.snapshots
+    return (len(snaps), snaps[0][0], snaps[-1][0]) if snaps else (0,)
+
+
 def _fingerprint(raw: str | None) -> tuple[int, str] | None:
     if raw is None:
         return None
@@ -169,6 +176,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         self._prints: dict[str, tuple[float, tuple[Any, ...]]] = {}  # campaign -> (checked at, its keys' fingerprints)
         self._revs: dict[str, int] = {}  # campaign -> the mirror hash's revision as this worker last read/wrote it
         self._stored: dict[str, dict[str, str]] = {}  # campaign -> the mirror hash's fields as stored
+        self._snap_sigs: dict[str, tuple[float, ...]] = {}  # campaign -> its stored snapshots' signature
+        self._evaluated: set[str] = set()  # campaigns whose state was written since the last report (gauges)
         self._tx: Any = None  # the pipeline WATCHing this batch's mirror hashes
         self._next_trim = 0.0
 
@@ -305,6 +314,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 reset.append(cid)  # our hash is gone: `gate --redis` published a new plan, or it was reset
             self._revs[cid] = int(data.get("rev", 0) or 0)
             self._stored[cid] = dict(data)
+            self._snap_sigs.pop(cid, None)
             book.states[cid] = MirrorState.from_hash(cid, data)
             launch = data.get("launch_ts")
             book.launches[cid] = float(launch) if launch else book.curves[cid].launch_ts
@@ -317,8 +327,9 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             book.state(cid)  # a state of another launch starts afresh
         return moved
 
-    def _state_writes(self) -> list[tuple[str, int, dict[str, str]]]:
-        """(campaign, new revision, the fields that changed) of every mirror state to write."""
+    def _state_writes(self) -> list[tuple[str, int, dict[str, str], tuple[float, ...]]]:
+        """(campaign, new revision, the fields that changed, its snapshots' signature) of every
+        mirror state to write."""
         book = self.book
         if book is None:
             return []
@@ -336,15 +347,15 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                     changes[name] = s
             if stored.get("campaign_id") != cid:
                 changes["campaign_id"] = cid
-            snaps = json.dumps(state.snapshots)
-            if stored.get("snapshots") != snaps:
-                changes["snapshots"] = snaps
+            sig = _snapshot_sig(state)
+            if self._snap_sigs.get(cid) != sig or "snapshots" not in stored:
+                changes["snapshots"] = json.dumps(state.snapshots)
             launch = repr(book.launches[cid])
             if stored.get("launch_ts") != launch:
                 changes["launch_ts"] = launch
             rev = _next_rev(self._revs.get(cid, 0))
             changes["rev"] = str(rev)
-            out.append((cid, rev, changes))
+            out.append((cid, rev, changes, sig))
         return out
 
     # --- one batch -----------------------------------------------------------------------------
@@ -364,8 +375,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 dead.append((entry_id, fields, str(exc)))
             except Exception as exc:  # whatever else one entry raises must not crash the worker
                 dead.append((entry_id, fields, f"cannot parse the event ({type(exc).__name__}: {exc})"))
-        council.observe([e for _, _, e in parsed], len(dead), at=self._now())
         if not self.judging:  # shadow mode alone counts what it cannot read (the mirror's group dead-letters it)
+            council.observe([e for _, _, e in parsed], len(dead), at=self._now())
             self._commit([entry_id for entry_id, _ in entries], [])
             self._report_metrics()
             return len(entries)
@@ -398,6 +409,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         acked = [entry_id for entry_id, _, e in known if id(e) not in refused]
         dead += [(entry_id, fields, refused[id(e)]) for entry_id, fields, e in known if id(e) in refused]
         council.feed(events, at=self._now())
+        council.observe(events, 0, at=self._now(), screened=True)  # shadow mode learns from what was judged
         self._commit(acked, events)
         if dead:
             self._dead_letters(dead)
@@ -465,7 +477,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 recs = self._chain(pipe, keep_a)
                 states = self._state_writes()
                 pipe.multi()
-                for cid, _rev, changes in states:
+                for cid, _rev, changes, _sig in states:
                     pipe.hset(self.mirror_key(cid), mapping=changes)
                 for p in keep_p:
                     fields = pause_fields(p)
@@ -495,9 +507,11 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 self.stats.conflicts += 1
                 self._merge(events, pauses, audits, alerts)
                 continue
-            for cid, rev, changes in states:
+            for cid, rev, changes, sig in states:
                 self._revs[cid] = rev
                 self._stored.setdefault(cid, {}).update(changes)
+                self._snap_sigs[cid] = sig
+                self._evaluated.add(cid)
             if self.book is not None:
                 self.book.touched.clear()
             self.stats.pauses += len(keep_p)
@@ -649,7 +663,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         if book is not None:
             s = self.stats
             s.applied, s.ignored, s.greys, s.stuck_alerts = book.applied, book.ignored, book.greys, book.stuck_alerts
-            deviations = [(c, st.deviation) for c, st in book.states.items() if c in self._stored and st.events]
+            deviations = [(c, book.states[c].deviation) for c in self._evaluated if c in book.states]
+            self._evaluated.clear()
         delta = {
             name: getattr(self.stats, name) - getattr(self._reported, name)
             for name in ("events", "dead", "ignored", "greys", "batches", "redis_errors", "pauses")
@@ -657,7 +672,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         for name in delta:
             setattr(self._reported, name, getattr(self.stats, name))
         delta.pop("pauses")  # counted by reason below, as they are written
-        metrics.record_mirror(delta, deviations if delta["batches"] else ())
+        metrics.record_mirror(delta, deviations)
         for reason, n in self._written_reasons.items():
             metrics.PAUSES.labels(reason=reason).inc(n)
         self._written_reasons.clear()

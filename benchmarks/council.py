@@ -85,7 +85,9 @@ def bench_throughput(url: str, n_events: int, n_campaigns: int, batch: int) -> d
     mirror.run(lambda: False, once=True)
     out["mirror_s"] = round(time.perf_counter() - t, 3)
     out["mirror_events_per_s"] = round(len(events) / out["mirror_s"])
-    # the Council, every guard live (its plans adopted before the clock: the first batch reads them)
+    # the mirror's states are in Redis: start the Council from none, as the mirror alone did
+    client.delete(*[f"{PREFIX}campaign:{cid}:{k}" for cid in cids for k in ("mirror", "paused")])
+    # the Council, every guard live and shadow mode (its plans adopted before the clock: the first batch reads them)
     worker = redis_council(client, st, group="bench-council", consumer="c", batch=batch, block_ms=None, trim_every_s=0)
     worker.ensure_group()
     worker.council.adopt([got for got in worker._plans(cids).values() if not isinstance(got, str)], at=worker._now())

@@ -269,16 +269,20 @@ class ShadowAgent(Agent):
 class ShadowPort(Protocol):
     """Where the live shadow keeps the market it learns (production: shadow_store.RedisShadowStore)."""
 
-    def observe(self, rows: Iterable[tuple[str, float, tuple[float, ...]]], invalid: int = 0) -> None: ...
+    def observe(
+        self, rows: Iterable[tuple[str, float, tuple[float, ...]]], invalid: int = 0, screened: bool = False
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Observed:
     """A batch of the live stream for shadow mode: (event_id, campaign_id, ts, cumulative values)
-    per event, in stream order, and how many entries of the batch did not parse."""
+    per event, in stream order, and how many entries of the batch did not parse; `screened`: the
+    Council judged these events inside their plans' limits already."""
 
     events: Sequence[tuple[str, str, float, tuple[float, ...]]]
     invalid: int = 0
+    screened: bool = False
 
 
 class LiveShadowAgent(Agent):
@@ -298,7 +302,9 @@ class LiveShadowAgent(Agent):
     def _read_bids(self) -> Generator[Any, Any, None]:
         while True:
             batch: Observed = yield self.bids.get()
-            self.store.observe(((cid, ts, values) for _id, cid, ts, values in batch.events), batch.invalid)
+            self.store.observe(
+                ((cid, ts, values) for _id, cid, ts, values in batch.events), batch.invalid, batch.screened
+            )
 
 
 # --- production: a market file -------------------------------------------------------------------

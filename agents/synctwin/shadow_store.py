@@ -214,9 +214,12 @@ class RedisShadowStore:
         return time.monotonic() >= self._next_settle
 
     # --- one batch: the market -----------------------------------------------------------------
-    def observe(self, rows: Iterable[tuple[str, float, tuple[float, ...]]], invalid: int = 0) -> None:
+    def observe(
+        self, rows: Iterable[tuple[str, float, tuple[float, ...]]], invalid: int = 0, screened: bool = False
+    ) -> None:
         """Fold a batch's events (campaign, ts, cumulative values) into the per-day market and the
-        campaigns' totals, for the next `queue`; `invalid`: entries of the batch that did not parse."""
+        campaigns' totals, for the next `queue`; `invalid`: entries of the batch that did not parse;
+        `screened`: the Council checked them against their plans' limits already."""
         rows = list(rows)
         self.stats.batches += 1
         self.stats.events += len(rows) + invalid
@@ -233,10 +236,10 @@ class RedisShadowStore:
             if ts < plan.launch_ts:  # an event of an earlier launch of this campaign id
                 self.stats.before_launch += 1
                 continue
-            b = bounds.get(cid)
-            if b is None:
+            b = None if screened else bounds.get(cid)
+            if b is None and not screened:
                 b = bounds[cid] = bounds_for(plan.launch_ts, plan.end_ts, plan.curve, now, self.limits)
-            if (why := check(b, ts, values)) is not None:
+            if b is not None and (why := check(b, ts, values)) is not None:
                 self.stats.implausible += 1
                 self._warn(
                     f"implausible:{cid}",
@@ -260,9 +263,12 @@ class RedisShadowStore:
     def queue(self, pipe: Any) -> None:
         """In the Council's MULTI: the market, totals and clock folded since the last commit
         (ZADD GT: a maximum, so a redelivered or duplicated batch changes nothing)."""
+        by_key: dict[str, dict[str, float]] = {}  # one ZADD per day's market, whatever the campaigns
         for (platform, day, member), vals in self._market.items():
-            key = market_key(self.prefix, platform, day)
-            pipe.zadd(key, {f"{member}|{m}": v for m, v in zip(METRICS, vals, strict=True)}, gt=True)
+            members = by_key.setdefault(market_key(self.prefix, platform, day), {})
+            members.update({f"{member}|{m}": v for m, v in zip(METRICS, vals, strict=True)})
+        for key, members in by_key.items():
+            pipe.zadd(key, members, gt=True)
             pipe.expire(key, MARKET_TTL_S)
         for (cid, launch), vals in self._totals.items():
             pipe.zadd(
@@ -635,4 +641,9 @@ def _curve(projection: dict[str, Any]) -> ProjectionCurve | None:
 def _fold(acc: dict[Any, list[float]], key: Any, values: tuple[float, ...]) -> None:
     """Keep the element-wise maximum: of cumulative counters, the latest event's."""
     cur = acc.get(key)
-    acc[key] = list(values) if cur is None else [max(a, b) for a, b in zip(cur, values, strict=True)]
+    if cur is None:
+        acc[key] = list(values)
+        return
+    for j, v in enumerate(values):
+        if v > cur[j]:
+            cur[j] = v
