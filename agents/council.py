@@ -21,7 +21,7 @@ depend on where the stream was cut into batches.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
@@ -36,11 +36,13 @@ from agents.syncshield.backends import AuditStore
 from agents.syncshield.service import SyncShield
 from agents.synctwin.deviation import ProjectionCurve
 from agents.synctwin.event_limits import Bounds, bounds_for, check, plan_floors
-from agents.synctwin.mirror import MirrorAgent, event_limits, mirror_config
+from agents.synctwin.mirror import MirrorAgent, MirrorBook, event_limits, mirror_config
+from agents.synctwin.shadow import LiveShadowAgent, Observed, ShadowPort
 from synctwin.config import Settings
 from synctwin.errors import InvalidInput
-from synctwin.messages import Adopt, BidBatch, PauseCommand
+from synctwin.messages import Adopt, BidBatch, PauseCommand, Watch
 from synctwin.models import Platform, Projection, Strategy
+from synctwin.strategy_io import strategy_from_dict
 
 LiveEvent = tuple[str, str, float, tuple[float, ...]]  # (event_id, campaign_id, ts, cumulative values)
 
@@ -60,7 +62,7 @@ class Plan:
     nothing to compare with, SyncFlow's guards still judge it) and the baseline rates it was gated on."""
 
     campaign_id: str
-    strategy: Strategy
+    strategy: Strategy | None  # None: a projection alone, enough for a Council of the mirror only
     projection: dict[str, Any] | None
     baseline: dict[str, float] = field(default_factory=dict)
 
@@ -68,7 +70,7 @@ class Plan:
     def launch_ts(self) -> float:
         if self.projection is not None and self.projection.get("launch_ts") is not None:
             return float(self.projection["launch_ts"])
-        return float(self.strategy.launch_ts or 0.0)
+        return float(self.strategy.launch_ts or 0.0) if self.strategy is not None else 0.0
 
     def gate(self) -> PlanGate:
         return PlanGate(
@@ -77,14 +79,16 @@ class Plan:
 
 
 def plan_from_parts(campaign_id: str, strategy: Any, projection: Any, baseline: Any = None, *, source: str) -> Plan:
-    """A Plan from its decoded JSON parts; InvalidInput naming `source` and the part at fault."""
-    from agents.synctwin.deviation import ProjectionCurve
-    from synctwin.strategy_io import strategy_from_dict
-
-    s = strategy_from_dict(strategy, source=f"{source}: strategy")
-    if s.campaign_id is not None and s.campaign_id != campaign_id:
-        raise InvalidInput(f"the strategy is campaign {s.campaign_id!r}, the plan {campaign_id!r}", source=source)
-    s = s.model_copy(update={"campaign_id": campaign_id})
+    """A Plan from its decoded JSON parts (`strategy` None: a projection alone, for the mirror);
+    InvalidInput naming `source` and the part at fault."""
+    s = None
+    if strategy is not None:
+        s = strategy_from_dict(strategy, source=f"{source}: strategy")
+        if s.campaign_id is not None and s.campaign_id != campaign_id:
+            raise InvalidInput(f"the strategy is campaign {s.campaign_id!r}, the plan {campaign_id!r}", source=source)
+        s = s.model_copy(update={"campaign_id": campaign_id})
+    elif projection is None:
+        raise InvalidInput("a plan needs a strategy or a projection", source=source)
     if projection is not None:
         if not isinstance(projection, dict):
             raise InvalidInput(
@@ -99,7 +103,7 @@ def plan_from_parts(campaign_id: str, strategy: Any, projection: Any, baseline: 
             raise InvalidInput(
                 f"the projection is campaign {projection.get('campaign_id')!r}, the plan {campaign_id!r}", source=source
             )
-    elif s.launch_ts is None:
+    elif s is not None and s.launch_ts is None:
         raise InvalidInput("a plan without a projection needs the strategy's launch_ts", source=source)
     if baseline is None:
         baseline = {}
@@ -176,7 +180,8 @@ class Ports:
 
 class Council:
     """The agents on one environment, fed batch by batch; time follows the batches' events (virtual)
-    or the wall clock (realtime), as `advance` is told."""
+    or the wall clock (realtime), as `advance` is told. `flow=False`: the mirror alone (with
+    SyncShield and SyncNotify), its pauses straight to the control port (`synctwin mirror`)."""
 
     def __init__(
         self,
@@ -186,53 +191,78 @@ class Council:
         *,
         disabled_guards: Iterable[str] = (),
         mirror: bool = True,
+        flow: bool = True,
+        shadow: ShadowPort | None = None,
         clock: Any = None,
     ) -> None:
+        if not (mirror or flow or shadow):
+            raise ValueError("a Council on a bid stream needs the mirror, SyncFlow or shadow mode")
         self.env = env
         self.ports = ports
         now = clock or (lambda: env.now)
         self.shield = SyncShieldAgent(env, SyncShield(ports.audit))
         self.notify = SyncNotifyAgent(env, SyncNotify(ports.alerts, clock=now))
-        self.flow_bids: simpy.Store = simpy.Store(env)
-        platforms = get_args(Platform)
-        self.flow = SyncFlow(
-            env,
-            apis=dict.fromkeys(platforms, ports.control),
-            bids=self.flow_bids,
-            audit=self.shield.mailbox,
-            alerts=self.notify.mailbox,
-            settings=settings,
-            ticks_per_day=86_400.0 / settings.council_tick_s,
-            disabled_guards=disabled_guards,
-            bidding=False,
-        )
+        self.flow: SyncFlow | None = None
         self.mirror: MirrorAgent | None = None
-        self.source = self.flow_bids
+        self.source: simpy.Store = simpy.Store(env)
+        if flow:
+            self.flow = SyncFlow(
+                env,
+                apis=dict.fromkeys(get_args(Platform), ports.control),
+                bids=self.source if not mirror else simpy.Store(env),
+                audit=self.shield.mailbox,
+                alerts=self.notify.mailbox,
+                settings=settings,
+                ticks_per_day=86_400.0 / settings.council_tick_s,
+                disabled_guards=disabled_guards,
+                bidding=False,
+            )
         if mirror:
-            self.source = simpy.Store(env)
+            pauses: simpy.Store = self.flow.mailbox if self.flow is not None else simpy.Store(env)
             self.mirror = MirrorAgent(
                 env,
                 bids=self.source,
-                syncflow=self.flow.mailbox,
+                syncflow=pauses,
                 audit=self.shield.mailbox,
                 alerts=self.notify.mailbox,
                 cfg=mirror_config(settings),
                 every=1,
-                forward=self.flow_bids,
+                forward=self.flow.bids if self.flow is not None else None,
+                stuck_after=settings.mirror_stuck_after,
             )
-            self.flow.mirror = self.mirror.mailbox
+            if self.flow is not None:
+                self.flow.mirror = self.mirror.mailbox
+            else:
+                env.process(self._deliver(pauses))
+        self.shadow = None if shadow is None else LiveShadowAgent(env, store=shadow)
         self.events = 0
         self.limits = event_limits(settings)
         # per adopted campaign: its launch, the end of its flight, its curve (None: no projection), floors
         self._flights: dict[str, tuple[float, float, ProjectionCurve | None, tuple[float, float, float]]] = {}
 
+    def _deliver(self, pauses: simpy.Store) -> Generator[Any, Any, None]:
+        """Without SyncFlow, the mirror's PAUSE goes to the control port itself."""
+        while True:
+            command: PauseCommand = yield pauses.get()
+            yield from self.ports.control.call("pause", campaign_id=command.campaign_id, command=command)
+
+    @property
+    def book(self) -> MirrorBook | None:
+        """The mirror's projections and states (None: a Council without the mirror)."""
+        return None if self.mirror is None else self.mirror.book
+
     def knows(self, campaign_id: str) -> bool:
-        return campaign_id in self.flow.campaigns
+        return campaign_id in self._flights
 
     def adopt(self, plans: Iterable[tuple[Plan, bool]], at: float) -> None:
-        """Campaigns to guard from now on (`True`: already paused by an earlier worker)."""
+        """Campaigns to guard from now on (`True`: already paused by an earlier worker); a campaign
+        adopted again (a re-published plan) is guarded under its new plan from now on."""
         for plan, paused in plans:
-            self.flow.mailbox.put(Adopt(plan, paused))
+            replace = plan.campaign_id in self._flights
+            if self.flow is not None and plan.strategy is not None:
+                self.flow.mailbox.put(Adopt(plan, paused, replace=replace))
+            elif self.mirror is not None and plan.projection is not None:
+                self.mirror.mailbox.put(Watch(plan.campaign_id, plan.projection))
             curve = None if plan.projection is None else ProjectionCurve.from_projection(plan.projection)
             hours = curve.horizon_hours if curve is not None else plan.strategy.duration_days * 24.0
             launch = plan.launch_ts
@@ -283,6 +313,14 @@ class Council:
         self.source.put(batch)
         self.advance(at)
 
+    def observe(self, events: Sequence[LiveEvent], invalid: int, at: float, *, screened: bool = False) -> None:
+        """Shadow mode's view of a batch: the events read, and how many entries did not parse
+        (`screened`: the events the Council judged, inside their plans' limits already; else every
+        event read, of known campaigns or not); nothing without shadow mode."""
+        if self.shadow is not None:
+            self.shadow.bids.put(Observed(events, invalid, screened))
+            self.advance(at)
+
     def advance(self, at: float) -> None:
         """Process every event up to `at` (a realtime environment does not wait: `at` is now), then
         every message those sent at the same instant: the Council is quiet when this returns."""
@@ -300,10 +338,16 @@ def build_council(
     *,
     disabled_guards: Iterable[str] = (),
     mirror: bool = True,
+    flow: bool = True,
+    shadow: ShadowPort | None = None,
     clock: Any = None,
 ) -> Council:
-    """The one composition of the Council on a bid stream (see the module's docstring)."""
-    return Council(env, settings, ports, disabled_guards=disabled_guards, mirror=mirror, clock=clock)
+    """The one composition of the Council on a bid stream (see the module's docstring); `flow` and
+    `mirror` False leave SyncFlow or the mirror out (`synctwin mirror` is the mirror alone); `shadow`:
+    shadow mode's store port (production's, agents/synctwin/shadow_store.py), None: no shadow mode."""
+    return Council(
+        env, settings, ports, disabled_guards=disabled_guards, mirror=mirror, flow=flow, shadow=shadow, clock=clock
+    )
 
 
 def pause_record(p: PauseCommand) -> dict[str, Any]:

@@ -192,23 +192,23 @@ def drain_with_restarts(make: Any, claim_idle_ms: int, tries: int = 3) -> tuple[
 
 
 def run_kind(client: Any, k: dict[str, Any], i: int) -> dict[str, Any]:
+    from agents.council_redis import redis_mirror, redis_shadow
     from agents.synctwin.deviation import MirrorState
-    from agents.synctwin.mirror import mirror_config
-    from agents.synctwin.mirror_redis import RedisMirror
-    from agents.synctwin.shadow_redis import RedisShadow
     from synctwin.config import get_settings
 
     prefix = f"bad{i}:"
     publish(client, prefix, k)
-    cfg = mirror_config(get_settings())
     idle = 200
     m_crashes, m_err = drain_with_restarts(
-        lambda name: RedisMirror(client, cfg, prefix=prefix, consumer=name, block_ms=None, claim_idle_ms=idle), idle
+        lambda name: redis_mirror(
+            client, get_settings(), prefix=prefix, consumer=name, block_ms=None, claim_idle_ms=idle
+        ),
+        idle,
     )
     stats: dict[str, int] = {}
 
     def shadow(name: str) -> Any:
-        w = RedisShadow(client, prefix=prefix, consumer=name, block_ms=None, claim_idle_ms=idle)
+        w = redis_shadow(client, get_settings(), prefix=prefix, consumer=name, block_ms=None, claim_idle_ms=idle)
         stats["w"] = w  # type: ignore[assignment]
         return w
 
@@ -226,7 +226,7 @@ def run_kind(client: Any, k: dict[str, Any], i: int) -> dict[str, Any]:
         and paused == (k["expect"] == "paused")
     )
     sw = stats["w"]
-    s = sw.stats  # type: ignore[attr-defined]
+    s = sw.shadow.stats  # type: ignore[attr-defined]
     counted = s.invalid + s.unknown + getattr(s, "implausible", 0) + s.before_launch
     totals = {m.partition("|")[2]: v for m, v in client.zrange(f"{prefix}campaign:c:totals", 0, -1, withscores=True)}
     s_correct = all(math.isclose(totals.get(m, -1.0), float(last[m])) for m in ("spend", "conversions", "revenue"))
@@ -397,7 +397,7 @@ def main() -> int:
     logging.getLogger("synctwin").setLevel(logging.ERROR)  # the workers' per-event warnings: the table says it
     import redis
 
-    import agents.synctwin.mirror_redis as mr
+    import agents.council_redis as mr
 
     own = OwnRedis()
     try:
@@ -406,7 +406,7 @@ def main() -> int:
         live = None if args.no_live else live_scenarios(code, client, own.url, args.rate)
     finally:
         own.close()
-    out = {"code": str(Path(mr.__file__).resolve().parent.parent.parent), "kinds": rows, "live": live}
+    out = {"code": str(Path(mr.__file__).resolve().parent.parent), "kinds": rows, "live": live}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0

@@ -3,7 +3,7 @@
 1. drain throughput with every guard live (the production Council: the mirror, SyncFlow with
    MarginGuardian, AutoRollback, the budget emergency stop and the circuit breaker, SyncShield,
    SyncNotify; one Council message per batch, one WATCH/MULTI write + XACK per batch) beside the
-   mirror alone (`RedisMirror`, `synctwin mirror`'s worker) over the same bid events;
+   mirror alone (`synctwin mirror`: the Council without SyncFlow) over the same bid events;
 2. latency from a deciding event's XADD to its PAUSE on the control stream (both read off the
    server's entry ids), with a publisher process at 1,000 events/s over healthy campaigns and
    runaways (10x spend) that start during the run.
@@ -29,10 +29,8 @@ for p in (ROOT, ROOT / "benchmarks"):
 import numpy as np  # noqa: E402
 from mirror import PREFIX, STEP, OwnRedis, StreamMaker, cleanup, connect, gate_projection, xadd_all  # noqa: E402
 
-from agents.council_redis import redis_council  # noqa: E402
+from agents.council_redis import redis_council, redis_mirror  # noqa: E402
 from agents.synctwin.deviation import ProjectionCurve  # noqa: E402
-from agents.synctwin.mirror import mirror_config  # noqa: E402
-from agents.synctwin.mirror_redis import RedisMirror  # noqa: E402
 from synctwin.config import Settings  # noqa: E402
 
 TARGETS = {"council_events_per_s": 50_000, "p99_ms": 50.0}
@@ -80,24 +78,17 @@ def bench_throughput(url: str, n_events: int, n_campaigns: int, batch: int) -> d
     st = settings()
     out: dict[str, Any] = {"events": len(events), "campaigns": n_campaigns, "batch": batch}
     # the mirror alone (its projections loaded before the clock, as a long-running worker holds them)
-    mirror = RedisMirror(
-        client,
-        mirror_config(st),
-        prefix=PREFIX,
-        group="bench-mirror",
-        consumer="m",
-        batch=batch,
-        block_ms=None,
-        trim_every_s=0,
-    )
+    mirror = redis_mirror(client, st, group="bench-mirror", consumer="m", batch=batch, block_ms=None, trim_every_s=0)
     mirror.ensure_group()
-    mirror._curves(cids)
+    mirror.council.adopt([got for got in mirror._plans(cids).values() if not isinstance(got, str)], at=mirror._now())
     t = time.perf_counter()
     mirror.run(lambda: False, once=True)
     out["mirror_s"] = round(time.perf_counter() - t, 3)
     out["mirror_events_per_s"] = round(len(events) / out["mirror_s"])
-    # the Council, every guard live (its plans adopted before the clock: the first batch reads them)
-    worker = redis_council(client, st, group="bench-council", consumer="c", batch=batch, block_ms=None)
+    # the mirror's states are in Redis: start the Council from none, as the mirror alone did
+    client.delete(*[f"{PREFIX}campaign:{cid}:{k}" for cid in cids for k in ("mirror", "paused")])
+    # the Council, every guard live and shadow mode (its plans adopted before the clock: the first batch reads them)
+    worker = redis_council(client, st, group="bench-council", consumer="c", batch=batch, block_ms=None, trim_every_s=0)
     worker.ensure_group()
     worker.council.adopt([got for got in worker._plans(cids).values() if not isinstance(got, str)], at=worker._now())
     t = time.perf_counter()
@@ -239,7 +230,7 @@ def main() -> int:
         f"  Council, every guard live: {tp['council_events_per_s']:>8,} events/s "
         f"(target >= {TARGETS['council_events_per_s']:,})"
     )
-    print(f"  mirror alone (RedisMirror): {tp['mirror_events_per_s']:>7,} events/s")
+    print(f"  mirror alone (synctwin mirror): {tp['mirror_events_per_s']:>7,} events/s")
     if "latency" in figures:
         la = figures["latency"]
         print(

@@ -1,9 +1,9 @@
 """The production mirror's figures, in one run, against one local Redis (DESIGN.md, issue 5):
 
-1. throughput: events/s one worker drains (the `RedisMirror` loop: XREADGROUP, apply, one atomic
-   write + XACK a batch) over 200k bid events of 100 campaigns, beside the seed's approach on
-   the same server (per event one HSET of the mirror state and one HGETALL of the projected
-   state, with its round trips; re-implemented below as the seed wrote it);
+1. throughput: events/s one worker drains (`synctwin mirror`, the Council with the mirror alone:
+   XREADGROUP, apply, one atomic write + XACK a batch) over 200k bid events of 100 campaigns,
+   beside the seed's approach on the same server (per event one HSET of the mirror state and one
+   HGETALL of the projected state, with its round trips; re-implemented below as the seed wrote it);
 2. latency from an event's XADD (its ts is time.time() at the XADD) to its PAUSE on the control
    stream, with a publisher process at 1,000 events/s: healthy campaigns and a deviating one
    every 0.1 s whose pause falls due during the run;
@@ -41,9 +41,9 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import redis  # noqa: E402
 
+from agents.council_redis import RedisCouncil, redis_mirror  # noqa: E402
 from agents.synctwin.deviation import ProjectionCurve  # noqa: E402
 from agents.synctwin.mirror import mirror_config  # noqa: E402
-from agents.synctwin.mirror_redis import RedisMirror  # noqa: E402
 from synctwin.config import get_settings  # noqa: E402
 
 PREFIX = "synctwin-bench:"
@@ -203,7 +203,17 @@ def xadd_all(client: redis.Redis, key: str, events: list[dict[str, str]], chunk:
         pipe.execute()
 
 
-def drain(worker: RedisMirror) -> None:
+def mirror_worker(client: Any, **kw: Any) -> RedisCouncil:
+    """`synctwin mirror`'s worker: the Council with the mirror alone, on the bench's keys."""
+    return redis_mirror(client, get_settings(), prefix=PREFIX, **kw)
+
+
+def preload(worker: RedisCouncil, cids: list[str]) -> None:
+    """Adopt the campaigns' plans before the clock, as a long-running worker holds them already."""
+    worker.council.adopt([got for got in worker._plans(cids).values() if not isinstance(got, str)], at=worker._now())
+
+
+def drain(worker: RedisCouncil) -> None:
     worker.ensure_group()
     while worker.step():
         pass
@@ -219,7 +229,6 @@ def quantile(values: list[float], q: float) -> float:
 def bench_throughput(url: str, n_events: int, n_campaigns: int, seed_events: int, batch: int) -> dict[str, Any]:
     client = connect(url)
     cleanup(client)
-    cfg = mirror_config(get_settings())
     base = gate_projection()
     curve = ProjectionCurve.from_projection(base | {"campaign_id": "x", "launch_ts": 1.0})
     launch = 1_767_225_600.0
@@ -229,9 +238,9 @@ def bench_throughput(url: str, n_events: int, n_campaigns: int, seed_events: int
     t = time.perf_counter()
     xadd_all(client, f"{PREFIX}bids", events)
     publish_s = time.perf_counter() - t
-    worker = RedisMirror(client, cfg, prefix=PREFIX, consumer="bench", batch=batch, block_ms=None, trim_every_s=0)
+    worker = mirror_worker(client, consumer="bench", batch=batch, block_ms=None, trim_every_s=0)
     worker.ensure_group()
-    worker._curves(cids)  # a long-running worker holds every projection already: load them before the clock
+    preload(worker, cids)
     t = time.perf_counter()
     drain(worker)
     ours_s = time.perf_counter() - t
@@ -372,12 +381,12 @@ def bench_latency(url: str, rate: float, seconds: float, healthy: int) -> dict[s
                 }
             )
     xadd_all(client, f"{PREFIX}bids", backfill)
-    worker = RedisMirror(client, cfg, prefix=PREFIX, consumer="bench", block_ms=200)
+    worker = mirror_worker(client, consumer="bench", block_ms=200)
     drain(worker)
     primed = [client.hget(f"{PREFIX}campaign:{cid}:mirror", "breaches") for cid, _, _ in bad]
     assert all(b == str(cfg.persistence - 1) for b in primed), "backfill did not prime the deviating campaigns"
     assert worker.stats.pauses == 0
-    worker._curves([cid for cid, _, _ in plan])
+    preload(worker, [cid for cid, _, _ in plan])
     worker.stats.pause_latencies_ms.clear()
     ctx = mp.get_context("spawn")
     rate_q = ctx.Queue()
@@ -438,15 +447,7 @@ def _memory_worker(url: str, n_events: int, every: int, out: Any) -> None:
     """The worker alone in a fresh interpreter (the publisher is another process): its RSS is the
     worker's, sampled every `every` events."""
     client = connect(url)
-    worker = RedisMirror(
-        client,
-        mirror_config(get_settings()),
-        prefix=PREFIX,
-        consumer="bench",
-        batch=500,
-        block_ms=200,
-        trim_every_s=1.0,
-    )
+    worker = mirror_worker(client, consumer="bench", batch=500, block_ms=200, trim_every_s=1.0)
     samples = [(0, round(rss_mb(), 1))]
     mark = {"next": every}
 
@@ -465,7 +466,7 @@ def _memory_worker(url: str, n_events: int, every: int, out: Any) -> None:
             "events": worker.stats.events,
             "wall_s": round(wall, 1),
             "rss_mb": samples,
-            "states_cached": len(worker.states),
+            "states_cached": len(worker.book.states) if worker.book is not None else 0,
             "pauses": worker.stats.pauses,
             "trimmed": worker.stats.trimmed,
         }
@@ -560,7 +561,7 @@ def report(f: dict[str, Any]) -> None:
             f"\n1. Throughput: one worker drains {t['events']:,} events of {t['campaigns']} campaigns "
             f"(gate projections; an event a minute per campaign; batches of {t['batch']})"
         )
-        ours = "RedisMirror (XREADGROUP, apply, 1 atomic write+XACK a batch)"
+        ours = "synctwin mirror (the Council, mirror alone: XREADGROUP, 1 MULTI/EXEC write+XACK a batch)"
         print(
             f"   {ours:<64}{t['events_per_s']:>10,} events/s"
             f"   target >= {TARGETS['events_per_s']:,}: {verdict(t['events_per_s'] >= TARGETS['events_per_s'])}"

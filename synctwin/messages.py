@@ -183,3 +183,4 @@ class Adopt:
 
     plan: Any
     paused: bool = False  # already paused (by an earlier worker): guard nothing, pause nothing
+    replace: bool = False  # a re-published plan of a campaign already guarded: guard it under this one

@@ -21,6 +21,8 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
+from test_shadow_redis import HISTORY, LAUNCH, RICH, RICH_RATES, gated, strategy
+from test_shadow_redis import events as hourly
 from worker_processes import start_worker, stop_worker
 
 from agents.council_redis import redis_council
@@ -28,6 +30,7 @@ from harness.recording import load_events, load_plans, replay_recording
 from synctwin.cli import main
 from synctwin.config import get_settings
 from synctwin.messages import pause_from_fields
+from synctwin.publishing import publish_plan
 from synctwin.services.feed import start_feed
 from world.clock import make_environment
 
@@ -508,3 +511,40 @@ def test_an_impossible_event_is_a_dead_letter_on_both_paths_not_a_pause(
     dead = {f["event_id"]: f["reason"] for _, f in redis_client.xrange(f"{PREFIX}bids:dead")}
     assert dead == reasons
     assert decided(control_pauses(redis_client)) == decided(replayed["pauses"])
+
+
+@pytest.mark.redis
+def test_a_plan_republished_by_the_gate_replaces_the_old_one_in_a_running_worker(redis_client: redis.Redis) -> None:
+    """`gate --redis` publishes a new plan (a new launch, five days on) for a campaign the worker
+    already guards: the worker reads it at its next batch (the mirror hash the gate deleted says
+    so), so the new launch's events are judged by the new plan, not dead-lettered as outside the
+    old flight, and its runaway is paused again (the gate cleared the pause marker)."""
+
+    def launch(at: float) -> None:
+        s = strategy("re", "meta", daily_budget=240.0, launch_ts=at)
+        publish_plan(redis_client, "synctwin:", s, HISTORY, gated(s, "APPROVED", RICH_RATES))
+
+    runaway = tuple(v * 10 for v in RICH)  # ten days' budget a day: BUDGET_EMERGENCY within hours
+    launch(LAUNCH)
+    first = hourly("re", runaway, 12)
+    publish(redis_client, [{k: str(v) for k, v in e.items()} for e in first])
+    worker = redis_council(redis_client, get_settings(), batch=5, block_ms=None)
+    worker.run(lambda: False, once=True)
+    assert [p["reason"] for p in control_pauses(redis_client)] == ["BUDGET_EMERGENCY"]
+    later = LAUNCH + 5 * 86_400
+    launch(later)
+    second = [
+        e | {"ts": e["ts"] + 5 * 86_400, "event_id": f"re:2:{i}"} for i, e in enumerate(hourly("re", runaway, 12))
+    ]
+    publish(redis_client, [{k: str(v) for k, v in e.items()} for e in second])
+    worker.run(lambda: False, once=True)
+    assert worker.stats.replans == 1 and worker.book is not None
+    assert worker.book.curves["re"].launch_ts == later
+    assert redis_client.xlen("synctwin:bids:dead") == 0  # by the old plan, every one was past its flight
+    state = redis_client.hgetall("synctwin:campaign:re:mirror")
+    assert state["launch_ts"] == repr(later) and int(state["events"]) == len(second)
+    pauses = control_pauses(redis_client)
+    assert [(p["reason"], float(p["ts"]) >= later) for p in pauses] == [
+        ("BUDGET_EMERGENCY", False),
+        ("BUDGET_EMERGENCY", True),
+    ]

@@ -26,7 +26,6 @@ import redis
 from test_mirror_redis import (
     ALERTS,
     BIDS,
-    CFG,
     CONTROL,
     DEAD,
     GROUP,
@@ -36,6 +35,7 @@ from test_mirror_redis import (
     drain,
     drained,
     events,
+    mirror_worker,
     pending,
     projection,
     publish,
@@ -43,11 +43,10 @@ from test_mirror_redis import (
 )
 from worker_processes import REPO, start_worker, stop_worker, synctwin_cmd, worker_env
 
-import agents.synctwin.mirror_redis as mirror_redis
+import agents.council_redis as council_redis
+from agents.council_redis import RedisCouncil, redis_shadow
 from agents.synctwin.deviation import MirrorState
-from agents.synctwin.event_limits import EventLimits
-from agents.synctwin.mirror_redis import RedisMirror
-from agents.synctwin.shadow_redis import RedisShadow
+from synctwin.config import get_settings
 
 RAW = {"NEVER_DECODE": True}
 FIELDS = ("event_id", "campaign_id", "ts", "spend", "impressions", "clicks", "conversions", "revenue")
@@ -71,9 +70,9 @@ def _with_bad_byte(good: dict[str, Any], field: str | None) -> dict[Any, Any]:
     return out
 
 
-def _mirror(client: Any, **kw: Any) -> RedisMirror:
+def _mirror(client: Any, **kw: Any) -> RedisCouncil:
     kw.setdefault("clock", lambda: LAUNCH + 30 * 86_400)
-    return RedisMirror(client, CFG, consumer="w", batch=50, block_ms=None, **kw)
+    return mirror_worker(client, consumer="w", batch=50, block_ms=None, **kw)
 
 
 # ------------------------------------------------------------------------- 1. bytes that are not UTF-8
@@ -117,8 +116,10 @@ def test_the_shadow_worker_counts_a_field_that_is_not_utf8_as_invalid_and_goes_o
     publish(client, evs[:10])
     client.xadd(BIDS, _with_bad_byte(evs[3], "spend"))
     publish(client, evs[10:])
-    shadow = RedisShadow(client, consumer="s", block_ms=None, clock=lambda: LAUNCH + 30 * 86_400)
-    stats = shadow.run(lambda: False, once=True)
+    shadow = redis_shadow(client, get_settings(), consumer="s", block_ms=None, clock=lambda: LAUNCH + 30 * 86_400)
+    shadow.run(lambda: False, once=True)
+    assert shadow.shadow is not None
+    stats = shadow.shadow.stats
     assert stats.invalid == 1 and stats.events == len(evs) + 1
     assert int(client.xpending(BIDS, "synctwin-shadow")["pending"]) == 0
 
@@ -127,14 +128,14 @@ def test_any_other_exception_while_parsing_one_entry_is_a_dead_letter(
     fake_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, _, evs = campaigns(fake_client, healthy=1, deviating=0, hours=1)
-    real = mirror_redis.parse_raw_event
+    real = council_redis.parse_raw_event
 
     def parse(fields: dict[bytes, bytes]) -> Any:
         if fields.get(b"event_id") == b"ok-0:5":
             raise ZeroDivisionError("something nobody expected")
         return real(fields)
 
-    monkeypatch.setattr(mirror_redis, "parse_raw_event", parse)
+    monkeypatch.setattr(council_redis, "parse_raw_event", parse)
     publish(fake_client, evs)
     worker = _mirror(fake_client)
     drain(worker)
@@ -222,7 +223,7 @@ def test_the_clock_skew_is_a_setting(fake_client: Any) -> None:
     now = LAUNCH + 3600
     evs = [e | {"ts": now + 240 + i} for i, e in enumerate(events("ok-0", hours=0.25))]  # 4 minutes ahead
     publish(c, evs)
-    drain(_mirror(c, clock=lambda: now, limits=EventLimits(max_clock_skew_s=60)))
+    drain(_mirror(c, clock=lambda: now, settings={"max_clock_skew_s": 60}))
     assert c.xlen(DEAD) == 3
     c.delete(DEAD, f"{PREFIX}campaign:ok-0:mirror")
     c.xgroup_destroy(BIDS, GROUP)
@@ -279,7 +280,7 @@ def test_a_campaign_whose_newer_events_keep_being_ignored_gets_one_alert_per_epi
     for at in (24, 120):  # hour 2 and hour 10: totals of hour 4 and hour 20 (24 and 120 events ahead)
         evs.insert(evs.index(real[at]) + 1, real[2 * at] | {"event_id": f"glitch-{at}", "ts": real[at]["ts"] + 1})
     publish(c, evs)
-    worker = _mirror(c, limits=EventLimits(stuck_after=10))
+    worker = _mirror(c, settings={"mirror_stuck_after": 10})
     drain(worker)
     alerts = [f for _, f in c.xrange(ALERTS) if f["title"] == "Mirror stuck: ok-0"]
     assert len(alerts) == 2 == worker.stats.stuck_alerts and all(a["severity"] == "WARNING" for a in alerts)
@@ -297,23 +298,23 @@ def test_a_campaign_whose_newer_events_keep_being_ignored_gets_one_alert_per_epi
 HANGING_WORKER = r"""
 import sys, time
 import redis
-from agents.synctwin.deviation import MirrorConfig
-from agents.synctwin.mirror_redis import RedisMirror
+from agents.council_redis import RedisCouncil, redis_mirror
+from synctwin.config import get_settings
 
 url, consumer = sys.argv[1], sys.argv[2]
 client = redis.Redis.from_url(url, decode_responses=True)
-worker = RedisMirror(client, MirrorConfig(), consumer=consumer, batch=200, block_ms=100, heartbeat_ms=1000)
-real_apply = RedisMirror._apply
+worker = redis_mirror(client, get_settings(), consumer=consumer, batch=200, block_ms=100, heartbeat_ms=1000)
+real_write = RedisCouncil._write
 calls = {"n": 0}
 
-def apply(self, work):
+def write(self, *args):
     calls["n"] += 1
     if calls["n"] == 4:  # mid-stream: hang with a whole batch in hand, unacknowledged, until killed
         client.set("test:hung", "1")
         time.sleep(3600)
-    real_apply(self, work)
+    real_write(self, *args)
 
-RedisMirror._apply = apply
+RedisCouncil._write = write
 worker.run(lambda: False)
 """
 
@@ -333,7 +334,7 @@ def _clean_pass(ids: list[str], evs: list[dict[str, Any]]) -> dict[str, dict[str
     for cid in ids:
         ref.set(f"{PREFIX}campaign:{cid}:projection", json.dumps(projection(cid)))
     publish(ref, evs)
-    drain(RedisMirror(ref, CFG, consumer="ref", batch=200, block_ms=None))
+    drain(mirror_worker(ref, consumer="ref", batch=200, block_ms=None))
     return _mirror_hashes(ref, ids)
 
 
@@ -432,11 +433,11 @@ def test_a_worker_waits_at_start_for_a_predecessor_whose_heartbeat_has_not_expir
     c = fake_client
     _, _, evs = campaigns(c, healthy=2, deviating=0, hours=4)
     publish(c, evs)
-    dead = RedisMirror(c, CFG, consumer="dead", batch=20, block_ms=None, heartbeat_ms=400)
+    dead = mirror_worker(c, consumer="dead", batch=20, block_ms=None, heartbeat_ms=400)
     dead.ensure_group()
     dead.beat(time.monotonic())
     c.execute_command("XREADGROUP", "GROUP", GROUP, "dead", "COUNT", 20, "STREAMS", BIDS, ">", **RAW)  # then killed
-    worker = RedisMirror(c, CFG, consumer="new", batch=20, block_ms=None, heartbeat_ms=400)
+    worker = mirror_worker(c, consumer="new", batch=20, block_ms=None, heartbeat_ms=400)
     assert worker.step() == 20  # its first step: the dead worker's 20 (waited for), nothing newer
     assert worker.rescued == 20 and pending(c, "dead") == 0 and pending(c, "new") == 0
     drain(worker)
@@ -450,11 +451,11 @@ def test_a_live_peer_keeps_its_pending_entries(fake_client: Any) -> None:
     c = fake_client
     _, _, evs = campaigns(c, healthy=2, deviating=0, hours=4)
     publish(c, evs)
-    peer = RedisMirror(c, CFG, consumer="peer", batch=20, block_ms=None, heartbeat_ms=60_000)
+    peer = mirror_worker(c, consumer="peer", batch=20, block_ms=None, heartbeat_ms=60_000)
     peer.ensure_group()
     peer.beat(time.monotonic())
     c.execute_command("XREADGROUP", "GROUP", GROUP, "peer", "COUNT", 20, "STREAMS", BIDS, ">", **RAW)
-    worker = RedisMirror(c, CFG, consumer="new", batch=20, block_ms=None, heartbeat_ms=60_000)
+    worker = mirror_worker(c, consumer="new", batch=20, block_ms=None, heartbeat_ms=60_000)
     assert worker.rescue() == 0 and pending(c, "peer") == 20
     c.delete(peer.heartbeat_key)  # it dies: its heartbeat expires
     assert worker.rescue() == 20 and pending(c, "peer") == 0

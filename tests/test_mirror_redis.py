@@ -1,4 +1,4 @@
-"""The production mirror worker (RedisMirror, `synctwin mirror`) on the bid stream.
+"""`synctwin mirror`'s worker on the bid stream: the Council with the mirror alone (agents/council_redis.py).
 
 @redis tests run against the session's own redis-server (never 6379), or a private one with an
 AOF for the restart test; the rest use fakeredis (no scripting there: the WATCH/MULTI path).
@@ -26,11 +26,12 @@ from redis.retry import Retry
 from shared_scenarios import linear_projection
 from worker_processes import REPO, start_worker, stop_worker, worker_env
 
+from agents.council_redis import RedisCouncil, redis_mirror
 from agents.syncshield.backends import verify_redis
 from agents.synctwin.deviation import MirrorConfig, MirrorState
 from agents.synctwin.mirror import PAUSE_REASON
-from agents.synctwin.mirror_redis import RedisMirror
 from synctwin.cli import main
+from synctwin.config import get_settings
 
 PREFIX = "synctwin:"
 BIDS, DEAD, CONTROL = f"{PREFIX}bids", f"{PREFIX}bids:dead", f"{PREFIX}control"
@@ -88,7 +89,12 @@ def publish(client: Any, evs: list[dict[str, Any]], chunk: int = 1000) -> None:
         pipe.execute()
 
 
-def drain(worker: RedisMirror, limit: int = 100_000) -> None:
+def mirror_worker(client: Any, *, settings: dict[str, Any] | None = None, **kw: Any) -> RedisCouncil:
+    """`synctwin mirror`'s worker (`redis_mirror`) on the test's client; `settings`: overrides."""
+    return redis_mirror(client, get_settings().model_copy(update=settings or {}), **kw)
+
+
+def drain(worker: RedisCouncil, limit: int = 100_000) -> None:
     worker.ensure_group()
     for _ in range(limit):
         if not worker.step():
@@ -156,9 +162,8 @@ def fake() -> Any:
 def test_fakeredis_worker_pauses_exactly_once_and_acknowledges_everything(fake: Any) -> None:
     ok, bad, evs = campaigns(fake, healthy=2, deviating=1)
     publish(fake, evs)
-    worker = RedisMirror(fake, CFG, consumer="w", batch=100, block_ms=None)
+    worker = mirror_worker(fake, consumer="w", batch=100, block_ms=None)
     drain(worker)
-    assert worker._scripting is False  # fakeredis has no Lua here: every write took WATCH/MULTI/EXEC
     assert worker.stats.events == worker.stats.applied == len(evs) and worker.stats.pauses == 1
     assert_paused_exactly_once(fake, bad, ok)
     assert pending(fake) == 0
@@ -180,7 +185,7 @@ def test_a_bad_projection_dead_letters_its_events_and_the_worker_goes_on(fake: A
         for cid in ("broken", "pointless", "unlaunched")
     ]
     publish(fake, others + evs)
-    worker = RedisMirror(fake, CFG, consumer="w", block_ms=None)
+    worker = mirror_worker(fake, consumer="w", block_ms=None)
     drain(worker)
     dead = [f for _, f in fake.xrange(DEAD)]
     assert len(dead) == 6 and worker.stats.dead == 6
@@ -192,13 +197,13 @@ def test_a_bad_projection_dead_letters_its_events_and_the_worker_goes_on(fake: A
 def test_a_republished_projection_is_picked_up(fake: Any) -> None:
     _, _, evs = campaigns(fake, healthy=1, deviating=0, hours=2)
     publish(fake, evs[:10])
-    worker = RedisMirror(fake, CFG, consumer="w", block_ms=None, curve_ttl_s=0.0)
+    worker = mirror_worker(fake, consumer="w", block_ms=None, plan_ttl_s=0.0)
     drain(worker)
-    assert worker.curves["ok-0"][1].launch_ts == LAUNCH
+    assert worker.book is not None and worker.book.curves["ok-0"].launch_ts == LAUNCH
     fake.set(f"{PREFIX}campaign:ok-0:projection", json.dumps(projection("ok-0", launch=LAUNCH - 3600)))
     publish(fake, evs[10:])
     drain(worker)
-    assert worker.curves["ok-0"][1].launch_ts == LAUNCH - 3600
+    assert worker.book.curves["ok-0"].launch_ts == LAUNCH - 3600 and worker.stats.replans == 1
 
 
 def _relaunch(client: Any, reset_hash: bool) -> None:
@@ -209,7 +214,7 @@ def _relaunch(client: Any, reset_hash: bool) -> None:
     client.set(f"{PREFIX}campaign:c:projection", json.dumps(projection("c")))
     first = events("c", hours=14, runaway_at=8.0)
     publish(client, first)
-    worker = RedisMirror(client, CFG, consumer="w", batch=50, block_ms=None)  # curves kept 60 s
+    worker = mirror_worker(client, consumer="w", batch=50, block_ms=None)  # curves kept 60 s
     drain(worker)
     assert worker.stats.pauses == 1
     later = LAUNCH + 5 * 86_400
@@ -217,7 +222,7 @@ def _relaunch(client: Any, reset_hash: bool) -> None:
     if reset_hash:
         client.delete(f"{PREFIX}campaign:c:mirror")
     else:
-        worker.curve_ttl_s = 0.0  # nobody told the mirror: it finds the new projection at its next check
+        worker.plan_ttl_s = 0.0  # nobody told the mirror: it finds the new projection at its next check
     second = [e | {"ts": e["ts"] + 5 * 86_400, "event_id": f"c:2:{i}"} for i, e in enumerate(events("c", hours=24))]
     publish(client, second)
     drain(worker)
@@ -235,12 +240,12 @@ def test_a_new_launch_is_mirrored_against_its_new_projection_watch_path(fake: An
 # --------------------------------------------------------------------------- real redis-server
 @pytest.mark.redis
 def test_the_consumer_group_is_created_once(redis_client: Any) -> None:
-    worker = RedisMirror(redis_client, CFG, consumer="w")
+    worker = mirror_worker(redis_client, consumer="w")
     worker.ensure_group()
     worker.ensure_group()  # BUSYGROUP is fine
     groups = redis_client.xinfo_groups(BIDS)
     assert [g["name"] for g in groups] == [GROUP] and groups[0]["last-delivered-id"] == "0-0"
-    other = RedisMirror(redis_client, CFG, group="shadow")
+    other = mirror_worker(redis_client, group="shadow")
     other.ensure_group()
     assert sorted(g["name"] for g in redis_client.xinfo_groups(BIDS)) == sorted([GROUP, "shadow"])
 
@@ -262,7 +267,7 @@ def test_invalid_events_are_dead_lettered_with_the_reason_and_the_worker_goes_on
     ]
     half = len(evs) // 2
     publish(redis_client, evs[:half] + [e for e, _ in invalid] + evs[half:])
-    worker = RedisMirror(redis_client, CFG, consumer="w", batch=50, block_ms=None)
+    worker = mirror_worker(redis_client, consumer="w", batch=50, block_ms=None)
     drain(worker)
     dead = [f for _, f in redis_client.xrange(DEAD)]
     assert len(dead) == len(invalid)
@@ -276,27 +281,33 @@ def test_invalid_events_are_dead_lettered_with_the_reason_and_the_worker_goes_on
 
 
 @pytest.mark.redis
-def test_events_are_acknowledged_with_their_state_and_only_then(redis_client: Any) -> None:
+def test_events_are_acknowledged_with_their_state_and_only_then(
+    redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, _, evs = campaigns(redis_client, healthy=3, deviating=0, hours=4)
     publish(redis_client, evs)
-    worker = RedisMirror(redis_client, CFG, consumer="w", batch=20, block_ms=None)
+    worker = mirror_worker(redis_client, consumer="w", batch=20, block_ms=None)
     worker.ensure_group()
     worker.step()
     assert pending(redis_client) == 0 and worker.stats.events == 20
     # the write of the next batch fails: nothing of it is acknowledged, no state moves
     before = {cid: redis_client.hgetall(f"{PREFIX}campaign:{cid}:mirror") for cid in ("ok-0", "ok-1", "ok-2")}
 
-    def broken(*_a: Any, **_k: Any) -> Any:
-        raise redis.exceptions.ConnectionError("connection lost mid-batch")
+    real_execute = redis.client.Pipeline.execute
 
-    worker._scripting_available()
-    real_script, worker._script = worker._script, broken
+    def broken(self: Any, *a: Any, **k: Any) -> Any:
+        if self.transaction and self.command_stack:  # the batch's MULTI/EXEC: the connection drops
+            self.reset()
+            raise redis.exceptions.ConnectionError("connection lost mid-batch")
+        return real_execute(self, *a, **k)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", broken)
     with pytest.raises(redis.exceptions.ConnectionError):
         worker.step()
     assert pending(redis_client, "w") == 20
     assert {cid: redis_client.hgetall(f"{PREFIX}campaign:{cid}:mirror") for cid in before} == before
     # the worker's loop would now back off and re-read its own pending entries first
-    worker._script = real_script
+    monkeypatch.setattr(redis.client.Pipeline, "execute", real_execute)
     worker._after_error()
     drain(worker)
     assert_nothing_lost(redis_client, evs)
@@ -304,33 +315,32 @@ def test_events_are_acknowledged_with_their_state_and_only_then(redis_client: An
 
 @pytest.mark.redis
 def test_a_big_batch_of_one_campaign_is_acknowledged_in_one_write(redis_client: Any) -> None:
-    """2,500 events of one campaign in one batch: the Lua write acknowledges them in chunks."""
+    """2,500 events of one campaign in one batch: acknowledged in the one MULTI/EXEC with its state."""
     redis_client.set(f"{PREFIX}campaign:big:projection", json.dumps(projection("big", days=30)))
     evs = events("big", hours=2500 * STEP / 3600)
     publish(redis_client, evs)
-    worker = RedisMirror(redis_client, CFG, consumer="w", batch=5000, block_ms=None)
+    worker = mirror_worker(redis_client, consumer="w", batch=5000, block_ms=None)
     drain(worker)
-    assert worker.stats.batches == 1 and worker.stats.pauses == 0 and worker._scripting is True
+    assert worker.stats.batches == 1 and worker.stats.pauses == 0 and worker.stats.applied == len(evs)
     assert_nothing_lost(redis_client, evs)
 
 
 @pytest.mark.redis
 def test_the_hash_written_field_by_field_is_the_whole_state(redis_client: Any, fake: Any) -> None:
-    """The Lua path writes only the fields that changed: the stored hash must still be exactly
-    the state, and the same as the WATCH path (fakeredis) writes whole."""
+    """Each commit writes only the fields that changed: the stored hash must still be exactly the
+    state, on a real server and on fakeredis alike."""
     for client in (redis_client, fake):
         _, _, evs = campaigns(client, healthy=2, deviating=2)
         publish(client, evs)
-    lua = RedisMirror(redis_client, CFG, consumer="w", batch=37, block_ms=None)
-    watch = RedisMirror(fake, CFG, consumer="w", batch=37, block_ms=None)
+    lua = mirror_worker(redis_client, consumer="w", batch=37, block_ms=None)
+    watch = mirror_worker(fake, consumer="w", batch=37, block_ms=None)
     drain(lua)
     drain(watch)
-    assert lua._scripting is True and watch._scripting is False
     for cid in ("ok-0", "ok-1", "bad-0", "bad-1"):
         stored = redis_client.hgetall(f"{PREFIX}campaign:{cid}:mirror")
-        assert stored.pop("rev") == str(lua.states[cid].rev)
+        assert stored.pop("rev") == str(lua._revs[cid])
         assert stored.pop("launch_ts") == repr(LAUNCH)  # the launch the state belongs to
-        assert stored == lua.states[cid].state.to_hash()
+        assert lua.book is not None and stored == lua.book.states[cid].to_hash()
         other = fake.hgetall(f"{PREFIX}campaign:{cid}:mirror")
         other.pop("rev")
         other.pop("launch_ts")
@@ -341,7 +351,7 @@ def test_the_hash_written_field_by_field_is_the_whole_state(redis_client: Any, f
 def test_duplicates_and_out_of_order_redeliveries_change_nothing(redis_client: Any) -> None:
     ok, bad, evs = campaigns(redis_client, healthy=2, deviating=2)
     publish(redis_client, evs)
-    worker = RedisMirror(redis_client, CFG, consumer="w", batch=64, block_ms=None)
+    worker = mirror_worker(redis_client, consumer="w", batch=64, block_ms=None)
     drain(worker)
     states = {cid: redis_client.hgetall(f"{PREFIX}campaign:{cid}:mirror") for cid in ok + bad}
     again = list(reversed(evs[::3])) + evs[-50:] + evs[:50]
@@ -362,13 +372,13 @@ def test_two_workers_in_one_group_pause_each_campaign_exactly_once(redis_server:
     ok, bad, evs = campaigns(redis_client, healthy=4, deviating=6)
     publish(redis_client, evs)
     clients = [redis.Redis.from_url(redis_server.url, decode_responses=True) for _ in range(2)]
-    workers = [RedisMirror(c, CFG, consumer=f"w{i}", batch=16, block_ms=50) for i, c in enumerate(clients)]
+    workers = [mirror_worker(c, consumer=f"w{i}", batch=16, block_ms=50) for i, c in enumerate(clients)]
     workers[0].ensure_group()
     stop = threading.Event()
     errors: list[BaseException] = []
     start = threading.Barrier(2)
 
-    def go(w: RedisMirror) -> None:
+    def go(w: RedisCouncil) -> None:
         try:
             start.wait()
             w.run(stop.is_set)
@@ -403,25 +413,23 @@ def test_a_new_launch_is_mirrored_against_its_new_projection(redis_client: Any, 
 HANGING_WORKER = r"""
 import sys, time
 import redis
-from agents.synctwin.deviation import MirrorConfig
-from agents.synctwin.mirror_redis import RedisMirror
+from agents.council_redis import RedisCouncil, redis_mirror
+from synctwin.config import get_settings
 
 url, consumer = sys.argv[1], sys.argv[2]
 client = redis.Redis.from_url(url, decode_responses=True)
-worker = RedisMirror(client, MirrorConfig(), consumer=consumer, batch=200, block_ms=100)
-real_apply = RedisMirror._apply
+worker = redis_mirror(client, get_settings(), consumer=consumer, batch=200, block_ms=100)
+real_write = RedisCouncil._write
 calls = {"n": 0}
 
-def apply(self, work):
+def write(self, *args):
     calls["n"] += 1
-    if calls["n"] == 4:  # mid-batch: write half of its campaigns, then hang until killed
-        items = list(work.items())
-        real_apply(self, dict(items[: len(items) // 2]))
+    if calls["n"] == 4:  # mid-batch: decided, its states and pauses not yet written: hang until killed
         client.set("test:hung", "1")
         time.sleep(3600)
-    real_apply(self, work)
+    real_write(self, *args)
 
-RedisMirror._apply = apply
+RedisCouncil._write = write
 worker.run(lambda: False)
 """
 
@@ -450,7 +458,7 @@ def test_kill_9_mid_batch_another_worker_reclaims_and_nothing_is_lost(redis_serv
         )
         assert first.poll() is None, first.stderr.read() if first.stderr else ""
         stuck = pending(redis_client, "doomed")
-        assert 0 < stuck <= 200  # half of the batch in hand was written (and acknowledged), half was not
+        assert 0 < stuck <= 200  # the batch in hand: decided, neither written nor acknowledged
     finally:
         first.kill()  # SIGKILL
         first.wait(10)
@@ -494,7 +502,7 @@ def test_kill_9_of_synctwin_mirror_mid_stream_loses_nothing(redis_server: Any, r
 def test_a_poison_event_goes_to_the_dead_letters(redis_client: Any) -> None:
     campaigns(redis_client, healthy=1, deviating=0, hours=1)
     publish(redis_client, events("ok-0", hours=0.25))  # three events
-    worker = RedisMirror(redis_client, CFG, consumer="survivor", claim_idle_ms=20, max_deliveries=2, block_ms=None)
+    worker = mirror_worker(redis_client, consumer="survivor", claim_idle_ms=20, max_deliveries=2, block_ms=None)
     worker.ensure_group()
     # two workers took the events and died before acknowledging them (a poison event kills its reader)
     ids = [i for i, _ in redis_client.xreadgroup(GROUP, "crashed-1", {BIDS: ">"}, count=10)[0][1]]
@@ -514,9 +522,9 @@ def test_a_poison_event_goes_to_the_dead_letters(redis_client: Any) -> None:
 def test_the_bid_stream_is_trimmed_below_what_every_group_still_needs(redis_client: Any) -> None:
     _, _, evs = campaigns(redis_client, healthy=2, deviating=0, hours=24)  # 576 events
     publish(redis_client, evs)
-    worker = RedisMirror(redis_client, CFG, consumer="w", block_ms=None, trim_every_s=0)
+    worker = mirror_worker(redis_client, consumer="w", block_ms=None, trim_every_s=0)
     drain(worker)
-    laggard = RedisMirror(redis_client, CFG, group="laggard")
+    laggard = mirror_worker(redis_client, group="laggard")
     laggard.ensure_group()  # a second group that has read nothing: nothing may go
     assert worker.trim() == 0 and redis_client.xlen(BIDS) == len(evs)
     entries = redis_client.xreadgroup("laggard", "slow", {BIDS: ">"}, count=300)[0][1]
@@ -557,7 +565,7 @@ def test_the_audit_stream_of_the_pauses_verifies(
 ) -> None:
     ok, bad, evs = campaigns(redis_client, healthy=1, deviating=3)
     publish(redis_client, evs)
-    drain(RedisMirror(redis_client, CFG, consumer="w", block_ms=None))
+    drain(mirror_worker(redis_client, consumer="w", block_ms=None))
     assert_paused_exactly_once(redis_client, bad, ok)
     assert main(["audit", "verify", "--redis", redis_server.url]) == 0
     # and the check can fail: edit the first record
@@ -578,7 +586,7 @@ def test_a_redis_restart_mid_stream_with_aof_loses_nothing(aof_redis_server: Any
     ok, bad, evs = campaigns(admin, healthy=6, deviating=3)
     # no retries inside redis-py for the worker: every outage reaches its own backoff loop
     wclient = redis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0), socket_timeout=5)
-    worker = RedisMirror(wclient, CFG, consumer="w", batch=25, block_ms=50, claim_idle_ms=500)
+    worker = mirror_worker(wclient, consumer="w", batch=25, block_ms=50, claim_idle_ms=500)
     stop = threading.Event()
     errors: list[BaseException] = []
     published = {"n": 0}
@@ -633,7 +641,7 @@ def test_with_an_audit_key_the_pauses_are_hmac_chained_and_the_head_moves_with_t
     try:
         ok, bad, evs = campaigns(fake, healthy=1, deviating=2)
         publish(fake, evs)
-        drain(RedisMirror(fake, CFG, consumer="w", batch=100, block_ms=None))
+        drain(mirror_worker(fake, consumer="w", batch=100, block_ms=None))
     finally:
         monkeypatch.delenv("SYNCTWIN_AUDIT_KEY")
         get_settings.cache_clear()

@@ -33,12 +33,12 @@ with warnings.catch_warnings():  # starlette's notice about httpx's successor; h
 
 from shared_scenarios import linear_projection
 
-from agents.synctwin.deviation import MirrorConfig, MirrorState
+from agents.council_redis import redis_mirror
+from agents.synctwin.deviation import MirrorState
 from agents.synctwin.mirror import PAUSE_REASON
-from agents.synctwin.mirror_redis import RedisMirror
 from synctwin import metrics
 from synctwin.cli import main
-from synctwin.config import Settings
+from synctwin.config import Settings, get_settings
 from synctwin.history import load_history
 from synctwin.service import create_app
 
@@ -486,8 +486,8 @@ def test_mirror_metrics_follow_what_the_worker_does(fake: Any) -> None:
     )
     before = {n: metrics.sample(n) or 0.0 for n in names}
     pauses_before = metrics.sample("synctwin_pauses_total", {"reason": PAUSE_REASON}) or 0.0
-    worker = RedisMirror(
-        fake, MirrorConfig(), prefix=PREFIX, consumer="t", batch=50, block_ms=None, clock=lambda: LAUNCH + 16 * 3600
+    worker = redis_mirror(
+        fake, get_settings(), prefix=PREFIX, consumer="t", batch=50, block_ms=None, clock=lambda: LAUNCH + 16 * 3600
     )
     worker.ensure_group()
     while worker.step():

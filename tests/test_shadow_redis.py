@@ -1,4 +1,4 @@
-"""Shadow mode and live outcomes in production (`synctwin shadow`, RedisShadow).
+"""Shadow mode and live outcomes in production (`synctwin shadow`: the Council with shadow mode alone).
 
 A crafted world, exact in binary arithmetic: live campaigns launched at midnight publish their
 cumulative counters every hour; on Meta they meet a rich market (CPM 5, CTR 2%, 5% of clicks
@@ -24,16 +24,18 @@ import pytest
 import simpy
 from worker_processes import REPO, start_worker, stop_worker, synctwin_cmd, worker_env
 
+from agents.council_redis import RedisCouncil, redis_council, redis_shadow
 from agents.syncshield.backends import RedisAuditStore, verify_redis
 from agents.synctwin.gatekeeper import SimulationGatekeeper
 from agents.synctwin.outcomes import CAMPAIGN_OUTCOME, net_profit_uplift
 from agents.synctwin.shadow import SHADOW_OUTCOME, MarketDay, ShadowAgent, simulate_day
-from agents.synctwin.shadow_redis import RedisShadow, day_of, iso, market_key, market_sums, observed_market
+from agents.synctwin.shadow_store import ShadowStats, day_of, iso, market_key, market_sums, observed_market
 from agents.synctwin.tuning import live_evidence
 from agents.syncvalue.baseline import compute_baseline
 from synctwin import metrics
 from synctwin.cli import main
 from synctwin.commands.kpis import kpis
+from synctwin.config import get_settings
 from synctwin.history import load_history
 from synctwin.messages import BidBatch
 from synctwin.models import Strategy
@@ -162,6 +164,18 @@ def rates(m: MarketDay | None) -> tuple[float, ...]:
     return (m.cpm, m.ctr, m.cvr, m.aov)
 
 
+def shadow_worker(client: Any, **kw: Any) -> RedisCouncil:
+    """`synctwin shadow --redis`'s worker (`redis_shadow`: the Council with shadow mode alone)."""
+    return redis_shadow(client, get_settings(), **kw)
+
+
+def run_once(worker: RedisCouncil) -> ShadowStats:
+    """Drain the stream (`--once`), settling without grace at the end; shadow mode's counters."""
+    worker.run(lambda: False, once=True)
+    assert worker.shadow is not None
+    return worker.shadow.stats
+
+
 @pytest.fixture
 def fake() -> Any:
     return fakeredis.FakeRedis(decode_responses=True)
@@ -171,8 +185,8 @@ def fake() -> Any:
 def test_the_market_is_each_days_delivery_whatever_the_order_duplicates_or_redeliveries(fake: Any) -> None:
     evs = world(fake)
     publish(fake, evs)
-    worker = RedisShadow(fake, block_ms=None, grace_s=0)
-    stats = worker.run(lambda: False, once=True)
+    worker = shadow_worker(fake, block_ms=None, grace_s=0)
+    stats = run_once(worker)
     assert stats.unknown == 50 and stats.applied == 4 * 50 and stats.invalid == 0
     meta_day0, n = market_sums(fake, PREFIX, "meta", DAY0)
     # hours 1..24 (the event at midnight closes day 0): live-meta 24 h, live-paused 10 h, live-ctl 5 h
@@ -190,8 +204,8 @@ def test_the_market_is_each_days_delivery_whatever_the_order_duplicates_or_redel
     shuffled = evs + evs
     random.Random(7).shuffle(shuffled)
     publish(fake, shuffled, other)
-    again = RedisShadow(fake, prefix=other, block_ms=None, grace_s=0, batch=7)
-    again.run(lambda: False, once=True)
+    again = shadow_worker(fake, prefix=other, block_ms=None, grace_s=0, batch=7)
+    run_once(again)
     for platform in ("meta", "tiktok"):
         for day in range(DAY0, DAY0 + 3):
             assert fake.zrange(market_key(other, platform, day), 0, -1, withscores=True) == fake.zrange(
@@ -200,7 +214,9 @@ def test_the_market_is_each_days_delivery_whatever_the_order_duplicates_or_redel
             assert market_sums(fake, other, platform, day) == market_sums(fake, PREFIX, platform, day)
     # and processing everything again changes nothing
     before = {k: fake.zrange(k, 0, -1, withscores=True) for k in fake.keys(f"{PREFIX}market:*")}
-    worker.process([(f"0-{i}", {k: str(v) for k, v in e.items()}) for i, e in enumerate(evs, start=1)])
+    worker.process(
+        [(f"0-{i}", {k.encode(): str(v).encode() for k, v in e.items()}) for i, e in enumerate(evs, start=1)]
+    )
     assert {k: fake.zrange(k, 0, -1, withscores=True) for k in fake.keys(f"{PREFIX}market:*")} == before
 
 
@@ -223,7 +239,7 @@ def test_the_market_the_worker_learns_is_the_simpy_agents(fake: Any) -> None:
         fake.set(f"{PREFIX}campaign:{cid}:strategy", json.dumps({"platform": "meta"}))
         fake.set(f"{PREFIX}campaign:{cid}:projection", json.dumps({"launch_ts": LAUNCH, "horizon_days": 2}))
         publish(fake, events(cid, tuple(float(x) for x in rates[cid]), 50, stop_at=29 if cid == "b" else None))
-    RedisShadow(fake, block_ms=None).run(lambda: False, once=True)
+    run_once(shadow_worker(fake, block_ms=None))
     for day in (0, 1):
         ours, theirs = observed_market(fake, PREFIX, "meta", DAY0 + day), agent.market[("meta", day)]
         for name in ("cpm", "ctr", "cvr", "aov"):
@@ -247,9 +263,9 @@ def test_unknown_invalid_and_pre_launch_events_are_acknowledged_and_counted(fake
             "revenue": "1",
         },
     )
-    worker = RedisShadow(fake, block_ms=None)
+    worker = shadow_worker(fake, block_ms=None)
     before = metrics.sample("synctwin_shadow_events_ignored_total", {"why": "unknown_campaign"}) or 0.0
-    stats = worker.run(lambda: False, once=True)
+    stats = run_once(worker)
     assert (stats.events, stats.applied, stats.unknown, stats.invalid, stats.before_launch) == (7, 3, 2, 1, 1)
     assert fake.xpending(f"{PREFIX}bids", "synctwin-shadow")["pending"] == 0
     assert metrics.sample("synctwin_shadow_events_ignored_total", {"why": "unknown_campaign"}) == before + 2
@@ -265,8 +281,8 @@ def expected_shadow(per_day: MarketDay, days: int = 2) -> dict[str, float]:
 
 def test_shadow_outcomes_follow_the_observed_market_once_per_campaign_day(fake: Any) -> None:
     publish(fake, world(fake))
-    first = RedisShadow(fake, block_ms=None, grace_s=HOUR)
-    first.run(lambda: False, once=True)
+    first = shadow_worker(fake, block_ms=None, grace_s=HOUR)
+    run_once(first)
     records = audit(fake)
     shadows = of_type(records, SHADOW_OUTCOME)
     assert sorted((r["campaign_id"], r["metadata"]["date"]) for r in shadows) == [
@@ -290,8 +306,8 @@ def test_shadow_outcomes_follow_the_observed_market_once_per_campaign_day(fake: 
     assert 0 <= final["rej-meta"]["confidence_score"] <= 1
     assert fake.zcard(f"{PREFIX}shadow:pending") == 0
     # a second worker, a restart, settling again: nothing is recorded twice
-    RedisShadow(fake, consumer="other", block_ms=None, grace_s=0).run(lambda: False, once=True)
-    first.settle(final=True)
+    run_once(shadow_worker(fake, consumer="other", block_ms=None, grace_s=0))
+    first.shadow.settle(final=True)
     assert len(of_type(audit(fake), SHADOW_OUTCOME)) == 4
     assert verify_redis(fake, f"{PREFIX}audit").ok
 
@@ -299,21 +315,21 @@ def test_shadow_outcomes_follow_the_observed_market_once_per_campaign_day(fake: 
 def test_a_day_closes_only_when_a_later_event_arrives_and_the_grace_has_passed(fake: Any) -> None:
     evs = world(fake)
     publish(fake, [e for e in evs if e["ts"] <= LAUNCH + 24 * HOUR])  # day 0 complete, nothing after it
-    worker = RedisShadow(fake, block_ms=None, grace_s=1.5 * HOUR)
+    worker = shadow_worker(fake, block_ms=None, grace_s=1.5 * HOUR)
     worker.ensure_group()
     while worker.step(block=False):
         pass
-    worker.settle()
+    worker.shadow.settle()
     assert of_type(audit(fake), SHADOW_OUTCOME) == []  # no later event yet: day 0 may still get events
     publish(fake, [e for e in evs if LAUNCH + 24 * HOUR < e["ts"] <= LAUNCH + 25 * HOUR])
     while worker.step(block=False):
         pass
-    worker.settle()
+    worker.shadow.settle()
     assert of_type(audit(fake), SHADOW_OUTCOME) == []  # 01:00 of day 1: within the grace of 90 minutes
     publish(fake, [e for e in evs if LAUNCH + 25 * HOUR < e["ts"] <= LAUNCH + 26 * HOUR])
     while worker.step(block=False):
         pass
-    worker.settle()
+    worker.shadow.settle()
     shadows = of_type(audit(fake), SHADOW_OUTCOME)
     assert sorted(r["campaign_id"] for r in shadows) == ["rej-meta", "rej-tiktok"]
     assert all(r["metadata"]["date"] == iso(DAY0) and r["metadata"]["final"] is False for r in shadows)
@@ -323,7 +339,7 @@ def test_a_day_without_a_market_on_the_platform_uses_the_plans_rates(fake: Any) 
     s = reject(fake, "rej-google", "google", RICH_RATES)
     approve(fake, "live-meta", "meta")
     publish(fake, events("live-meta", RICH, 50))  # nothing live on Google
-    RedisShadow(fake, block_ms=None).run(lambda: False, once=True)
+    run_once(shadow_worker(fake, block_ms=None))
     [day0, day1] = of_type(audit(fake), SHADOW_OUTCOME)
     assert day1["metadata"]["final"] is True and day1["metadata"]["market_days_observed"] == 0
     _spend, _conv, rev = simulate_day(s, MarketDay(cpm=5.0, ctr=0.02, cvr=0.05, aov=80.0))
@@ -332,8 +348,8 @@ def test_a_day_without_a_market_on_the_platform_uses_the_plans_rates(fake: Any) 
 
 def test_one_campaign_outcome_per_approved_campaign_at_its_flights_end_or_pause(fake: Any) -> None:
     publish(fake, world(fake))
-    RedisShadow(fake, block_ms=None).run(lambda: False, once=True)
-    RedisShadow(fake, consumer="again", block_ms=None).settle(final=True)
+    run_once(shadow_worker(fake, block_ms=None))
+    shadow_worker(fake, consumer="again", block_ms=None).shadow.settle(final=True)
     outcomes = {r["campaign_id"]: r for r in of_type(audit(fake), CAMPAIGN_OUTCOME)}
     assert sorted(outcomes) == ["live-ctl", "live-meta", "live-paused", "live-tiktok"]  # live-silent never ran
     assert len(of_type(audit(fake), CAMPAIGN_OUTCOME)) == 4
@@ -370,24 +386,24 @@ def test_one_campaign_outcome_per_approved_campaign_at_its_flights_end_or_pause(
 def test_an_outcome_waits_for_the_flight_or_the_pause_and_its_grace(fake: Any) -> None:
     evs = world(fake)
     publish(fake, [e for e in evs if e["ts"] <= LAUNCH + 48 * HOUR])
-    worker = RedisShadow(fake, block_ms=None, grace_s=HOUR)
+    worker = shadow_worker(fake, block_ms=None, grace_s=HOUR)
     worker.ensure_group()
     while worker.step(block=False):
         pass
-    worker.settle()
+    worker.shadow.settle()
     done = {r["campaign_id"] for r in of_type(audit(fake), CAMPAIGN_OUTCOME)}
     assert done == {"live-paused", "live-ctl"}  # their pauses are long past; the flights end at 48 h + 1 h
     publish(fake, [e for e in evs if e["ts"] > LAUNCH + 48 * HOUR])
     while worker.step(block=False):
         pass
-    worker.settle()
+    worker.shadow.settle()
     assert {r["campaign_id"] for r in of_type(audit(fake), CAMPAIGN_OUTCOME)} == done | {"live-meta", "live-tiktok"}
 
 
 def test_a_new_plan_for_the_same_campaign_gets_its_own_outcome(fake: Any) -> None:
     approve(fake, "live-meta", "meta")
     publish(fake, events("live-meta", RICH, 50))
-    RedisShadow(fake, block_ms=None).run(lambda: False, once=True)
+    run_once(shadow_worker(fake, block_ms=None))
     assert len(of_type(audit(fake), CAMPAIGN_OUTCOME)) == 1
     s = strategy("live-meta", "meta", launch_ts=LAUNCH + 3 * 86_400, daily_budget=240.0)
     publish_plan(fake, PREFIX, s, HISTORY, gated(s, "APPROVED", RICH_RATES))
@@ -396,7 +412,7 @@ def test_a_new_plan_for_the_same_campaign_gets_its_own_outcome(fake: Any) -> Non
         fake,
         [e | {"event_id": f"2:{e['event_id']}", "ts": e["ts"] + 3 * 86_400} for e in events("live-meta", RICH, 50)],
     )
-    RedisShadow(fake, block_ms=None).run(lambda: False, once=True)
+    run_once(shadow_worker(fake, block_ms=None))
     launches = [r["metadata"]["launch_ts"] for r in of_type(audit(fake), CAMPAIGN_OUTCOME)]
     assert launches == [LAUNCH, LAUNCH + 3 * 86_400]
 
@@ -569,7 +585,7 @@ def test_kill_9_mid_stream_then_restart_counts_nothing_twice(redis_server: Any, 
     # a single clean pass over the same events, in its own namespace
     clean = "clean:"
     publish(redis_client, big_world(redis_client, clean), clean)
-    RedisShadow(redis_client, prefix=clean, block_ms=None, grace_s=0).run(lambda: False, once=True)
+    run_once(shadow_worker(redis_client, prefix=clean, block_ms=None, grace_s=0))
     for platform in ("meta", "tiktok"):
         for day in range(DAY0, DAY0 + 3):
             assert market_sums(redis_client, PREFIX, platform, day) == market_sums(redis_client, clean, platform, day)
@@ -637,3 +653,28 @@ def test_review_and_kpis_read_the_workers_records(
     assert main(["kpis", "--redis", redis_server.url, "--json"]) == 0
     k = json.loads(capsys.readouterr().out)
     assert k["false_positive_rate"]["value"] == 0.25 and k["false_negative_rate"]["value"] == 0.5
+
+
+def test_synctwin_runs_council_includes_shadow_mode_with_the_same_outcomes(fake: Any) -> None:
+    """`synctwin run`'s worker (every agent) records the shadow outcomes `synctwin shadow` records
+    over the same stream: shadow mode is one of the Council's agents, not a second worker."""
+    alone, council = "alone:", "council:"
+    for prefix in (alone, council):
+        publish(fake, world(fake, prefix), prefix)
+    run_once(shadow_worker(fake, prefix=alone, block_ms=None, grace_s=0))
+    worker = redis_council(fake, get_settings(), prefix=council, block_ms=None, grace_s=0)
+    assert worker.shadow is not None and worker.book is not None and worker.council.flow is not None
+    worker.run(lambda: False, once=True)
+    assert worker.shadow.stats.applied == 4 * 50
+    assert worker.stats.dead == 50  # the stranger's events (no plan): dead letters, judged by no agent
+
+    def shadows(prefix: str) -> list[tuple[str, str, dict[str, Any]]]:
+        return sorted(
+            (r["campaign_id"], r["metadata"]["date"], r["metadata"])
+            for r in of_type(audit(fake, prefix), SHADOW_OUTCOME)
+        )
+
+    assert len(shadows(council)) == 4 and shadows(council) == shadows(alone)
+    outcomes = sorted(r["campaign_id"] for r in of_type(audit(fake, council), CAMPAIGN_OUTCOME))
+    assert outcomes == ["live-ctl", "live-meta", "live-paused", "live-tiktok"]
+    assert fake.zcard(f"{council}shadow:pending") == 0 and fake.zcard(f"{council}outcome:pending") == 0

@@ -207,7 +207,7 @@ class SyncFlow(Agent):
         shadow mode's job there, not this agent's."""
         plan = message.plan
         s, cid = plan.strategy, plan.campaign_id
-        if cid in self.campaigns:
+        if cid in self.campaigns and not message.replace:
             return
         gate = plan.gate()
         planned_cpm = s.cpm or gate.baseline.get("cpm") or 5.0

@@ -1,10 +1,13 @@
 """The live mirror (real-to-sim sync): every mode's one decision path, and the SimPy agent.
 
 `MirrorBook` keeps campaigns' projections and mirror states and applies bid events through
-`deviation.apply_event`. The SimPy agent feeds it the world's ticks (virtual time); the Redis
-worker (`mirror_redis`) feeds it the `synctwin:bids` stream (wall-clock time). On a PAUSE
-verdict both send the same three things, exactly once per campaign: a PAUSE command for SyncFlow
-(reason SYNCTWIN_DEVIATION_THRESHOLD), a WARNING alert, and an AUTO_ROLLBACK_TRIGGERED audit event.
+`deviation.apply_event`. The SimPy agent feeds it batches: the world's ticks in a scenario replay,
+a recording's lines or the `{prefix}bids` stream's entries in the Council (agents/council.py;
+production keeps the book's states in Redis hashes, agents/council_redis.py). On a PAUSE verdict it
+sends the same three things, once per campaign: a PAUSE command (reason
+SYNCTWIN_DEVIATION_THRESHOLD), a WARNING alert, and an AUTO_ROLLBACK_TRIGGERED audit event; a
+campaign whose newer events keep being ignored (its totals went backwards: a frozen mirror) gets
+one "Mirror stuck" WARNING per episode.
 """
 
 from __future__ import annotations
@@ -58,10 +61,12 @@ class Outcome:
     """What a verdict asks the outside world to do: the messages a PAUSE or a grey zone sends."""
 
     campaign_id: str
-    verdict: Verdict
+    verdict: Verdict | None  # None: the mirror is stuck (newer events ignored in a row), `state` says how
     deviation: float
     event_id: str | None = None  # the event that decided
     ts: float | None = None  # its epoch seconds
+    state: MirrorState | None = None
+    values: tuple[float, ...] = ()
 
     def command(self) -> PauseCommand:
         """The PAUSE this verdict asks for (the one shape every mode sends)."""
@@ -76,9 +81,11 @@ class Outcome:
 
     @property
     def pause(self) -> bool:
-        return self.verdict.action == "PAUSE"
+        return self.verdict is not None and self.verdict.action == "PAUSE"
 
     def alert(self) -> tuple[str, str, str, dict[str, Any]]:
+        if self.verdict is None:
+            return self._stuck_alert()
         d = self.verdict.detail
         if self.pause:
             return (
@@ -101,7 +108,33 @@ class Outcome:
             {"campaign_id": self.campaign_id, **d},
         )
 
+    def _stuck_alert(self) -> tuple[str, str, str, dict[str, Any]]:
+        state, cid, values = self.state, self.campaign_id, self.values
+        assert state is not None
+        details = {
+            "campaign_id": cid,
+            "ignored_in_a_row": state.stale_run,
+            "last_applied_event": state.last_event_id,
+            "last_applied_ts": state.last_ts,
+            "mirror_spend": state.spend,
+            "mirror_conversions": state.conversions,
+            "mirror_revenue": state.revenue,
+            "event_id": self.event_id,
+            "event_ts": self.ts,
+            "event_spend": values[0],
+            "event_conversions": values[3],
+            "event_revenue": values[4],
+        }
+        return (
+            "WARNING",
+            f"Mirror stuck: {cid}",
+            f"{state.stale_run} newer events in a row ignored: their totals are below the mirror's "
+            f"(an implausible event was applied earlier?); {cid} is not being watched",
+            details,
+        )
+
     def audit(self, threshold: float) -> dict[str, Any]:
+        assert self.verdict is not None
         d = self.verdict.detail
         return {
             "deviation": round(self.deviation, 4),
@@ -113,26 +146,57 @@ class Outcome:
 
 
 class MirrorBook:
-    """Projections and mirror states of the campaigns being watched (in memory)."""
+    """Projections and mirror states of the campaigns being watched. `states` and `launches` (the
+    launch each state belongs to) are the state port: in memory here; a Redis driver loads them
+    before a batch and writes the campaigns in `touched` with the batch's acknowledgement."""
 
-    def __init__(self, cfg: MirrorConfig) -> None:
+    def __init__(self, cfg: MirrorConfig, stuck_after: int = 0) -> None:
         self.cfg = cfg
+        self.stuck_after = stuck_after  # newer events ignored in a row before a "Mirror stuck" alert (0: never)
         self.curves: dict[str, ProjectionCurve] = {}
         self.states: dict[str, MirrorState] = {}
+        self.launches: dict[str, float] = {}
+        self.touched: set[str] = set()  # campaigns whose state changed since the driver last wrote them
+        self.applied = self.ignored = self.greys = self.stuck_alerts = 0
 
     def watch(self, projection: dict[str, Any]) -> None:
+        """Mirror a campaign against `projection` from now on; a new launch starts its state afresh."""
         curve = ProjectionCurve.from_projection(projection)
-        self.curves[curve.campaign_id] = curve
-        self.states.setdefault(curve.campaign_id, MirrorState(curve.campaign_id))
+        cid = curve.campaign_id
+        self.curves[cid] = curve
+        self.state(cid)
+
+    def state(self, campaign_id: str) -> MirrorState:
+        """The campaign's state for its current curve's launch (a fresh one for a new launch)."""
+        launch = self.curves[campaign_id].launch_ts
+        state = self.states.get(campaign_id)
+        if state is None or self.launches.get(campaign_id, launch) != launch:
+            state = self.states[campaign_id] = MirrorState(campaign_id)
+            self.touched.add(campaign_id)
+        self.launches[campaign_id] = launch
+        return state
 
     def apply(self, campaign_id: str, event_id: str, ts: float, values: tuple[float, ...]) -> Outcome | None:
+        """Apply one event; the outcome when the verdict asks for action (a PAUSE, entering the grey
+        zone), or a "stuck" outcome (verdict None) when `stuck_after` newer events in a row were ignored."""
         curve = self.curves.get(campaign_id)
         if curve is None:
             return None
-        state = self.states[campaign_id]
+        state = self.state(campaign_id)
+        before = state.events
         verdict = apply_event(state, event_id, ts, values, curve, self.cfg)
+        self.touched.add(campaign_id)
+        if state.events > before:
+            self.applied += 1
+        else:
+            self.ignored += 1
+            if self.stuck_after and state.stale_run == self.stuck_after:
+                self.stuck_alerts += 1
+                return Outcome(campaign_id, None, state.deviation, event_id, ts, state=state, values=values)
         if verdict is None or verdict.action is None:
             return None
+        if verdict.action != "PAUSE":
+            self.greys += 1
         return Outcome(campaign_id, verdict, state.deviation, event_id, ts)
 
 
@@ -152,8 +216,9 @@ class MirrorAgent(Agent):
         cfg: MirrorConfig,
         every: int = 5,
         forward: simpy.Store | None = None,
+        stuck_after: int = 0,
     ) -> None:
-        self.book = MirrorBook(cfg)
+        self.book = MirrorBook(cfg, stuck_after)
         self.bids = bids
         self.syncflow = syncflow
         self.audit_box = audit
@@ -163,7 +228,6 @@ class MirrorAgent(Agent):
         # by row, so SyncFlow weighs them in stream order beside its own guards (however the stream was
         # cut into batches); without it a PAUSE goes to SyncFlow's mailbox (the scenario replays)
         self.forward = forward
-        self.outcomes: list[Outcome] = []
         super().__init__(env)
         env.process(self._consume())
 
@@ -204,7 +268,6 @@ class MirrorAgent(Agent):
     def _act(self, outcome: Outcome) -> PauseCommand | None:
         """Alert (and on a PAUSE audit); the PAUSE command, sent to SyncFlow's mailbox unless this
         mirror passes its batches on (then the caller attaches it to the batch)."""
-        self.outcomes.append(outcome)
         severity, title, message, details = outcome.alert()
         self.alert_box.put(AlertMessage(severity, title, message, details))
         if not outcome.pause:

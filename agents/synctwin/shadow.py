@@ -15,8 +15,10 @@ Three ways in, one arithmetic (`shadow_day` -> `simulate_day`, then `outcome_rec
 - `shadow_outcomes_from_market(rejections, market_file)` for production: a market CSV
   `date,platform,cpm,ctr,cvr,aov` (one row per platform and day; `cvr` is conversions per
   click), which must cover every day of every flight (`synctwin shadow --market`).
-- the production worker on the Redis bid stream (`shadow_redis.py`, `synctwin shadow --redis`),
-  which learns each platform's daily market from live campaigns' cumulative counters.
+- `LiveShadowAgent`, the Council's agent on the live bid stream (`synctwin run`, `synctwin shadow
+  --redis`): each batch's events go to its store port (`shadow_store.RedisShadowStore`), which
+  learns each platform's daily market from live campaigns' cumulative counters and settles the
+  closed days of pending rejections and approved campaigns.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import simpy
@@ -262,6 +264,47 @@ class ShadowAgent(Agent):
             record = outcome_record(s, r, totals, final=self.env.now >= end - 1e-6)
             self.outcomes[s.campaign_id] = record
             yield self.audit.put(AuditEvent(SHADOW_OUTCOME, s.client_id, s.campaign_id, "SHADOW_MODE", record))
+
+
+class ShadowPort(Protocol):
+    """Where the live shadow keeps the market it learns (production: shadow_store.RedisShadowStore)."""
+
+    def observe(
+        self, rows: Iterable[tuple[str, float, tuple[float, ...]]], invalid: int = 0, screened: bool = False
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """A batch of the live stream for shadow mode: (event_id, campaign_id, ts, cumulative values)
+    per event, in stream order, and how many entries of the batch did not parse; `screened`: the
+    Council judged these events inside their plans' limits already."""
+
+    events: Sequence[tuple[str, str, float, tuple[float, ...]]]
+    invalid: int = 0
+    screened: bool = False
+
+
+class LiveShadowAgent(Agent):
+    """Shadow mode in a Council on a bid stream: every batch the Council reads (each event of it,
+    known campaign or not: the store tells a live campaign's from a stranger's by its published
+    plan) is observed by the store port; settling closed days is the store's, on the driver's
+    schedule, since it reads every worker's market."""
+
+    name = "shadow"
+
+    def __init__(self, env: simpy.Environment, *, store: ShadowPort) -> None:
+        self.store = store
+        self.bids: simpy.Store = simpy.Store(env)
+        super().__init__(env)
+        env.process(self._read_bids())
+
+    def _read_bids(self) -> Generator[Any, Any, None]:
+        while True:
+            batch: Observed = yield self.bids.get()
+            self.store.observe(
+                ((cid, ts, values) for _id, cid, ts, values in batch.events), batch.invalid, batch.screened
+            )
 
 
 # --- production: a market file -------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """One consumer-group worker on the bid stream `{prefix}bids`, for the workers that share it.
 
-The mirror (agents/synctwin/mirror_redis.py) and the shadow worker (agents/synctwin/shadow_redis.py)
-each read the stream in their own consumer group with the same reliability rules, kept here once:
+The Council's workers (agents/council_redis.py: `synctwin run`, and `synctwin mirror` and `synctwin
+shadow`, the Council with one agent) each read the stream in their own consumer group with the same
+reliability rules, kept here once:
 - the group is created from the stream's start (re-reading old events changes nothing), and
   recreated when the stream disappears (deleted, or Redis restarted empty);
 - Redis unavailable: back off (0.1 s doubling to 5 s) and retry; nothing is acknowledged, so

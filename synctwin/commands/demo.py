@@ -215,8 +215,7 @@ def _chapter_chaos(out: Any, args: argparse.Namespace) -> None:
 
 def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     """Production mode in miniature: the feed and the mirror worker on an embedded Redis."""
-    from agents.synctwin.mirror import mirror_config
-    from agents.synctwin.mirror_redis import RedisMirror
+    from agents.council_redis import redis_mirror
     from synctwin.config import get_settings
     from synctwin.redis_conn import connect
     from synctwin.services.feed import start_feed
@@ -226,17 +225,10 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     client = connect(None)  # fakeredis: the same commands a real server gets
     env = make_environment()
     feed = start_feed(client, env, settings, epoch0=1_767_225_600.0, seed=args.seed)
-    worker = RedisMirror(
-        client,
-        mirror_config(settings),
-        prefix=settings.key_prefix,
-        block_ms=None,
-        consumer="demo",
-        clock=lambda: feed.world.clock.now(),
-    )
+    worker = redis_mirror(client, settings, block_ms=None, consumer="demo", clock=lambda: feed.world.clock.now())
     worker.ensure_group()
-    shadow = _rejected_for_shadow(client, settings, args.seed, epoch0=1_767_225_600.0)
-    shadow.clock = lambda: feed.world.clock.now()  # virtual time: its events' ts are bounded by it
+    # virtual time: its events' ts are bounded by the world's clock
+    shadow = _rejected_for_shadow(client, settings, args.seed, epoch0=1_767_225_600.0, clock=feed.world.clock.now)
     out.print(
         "\n[bold]7. Real-to-sim sync[/]: four live campaigns on a bid stream (embedded Redis, virtual time), "
         "mirrored against their projections"
@@ -263,14 +255,14 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     _chapter_learning_loop(out, client, settings)
 
 
-def _rejected_for_shadow(client: Any, settings: Any, seed: int, *, epoch0: float) -> Any:
+def _rejected_for_shadow(client: Any, settings: Any, seed: int, *, epoch0: float, clock: Any) -> Any:
     """A thin-margin Meta campaign the gate rejects, stored for shadow mode as `gate --redis` does,
     and the shadow worker's group created before the first bid (it reads the whole stream)."""
     import datetime as dt
 
     import numpy as np
 
-    from agents.synctwin.shadow_redis import RedisShadow
+    from agents.council_redis import redis_shadow
     from scenarios.schema import DEFAULT_MARKETS, GeneratedHistory
     from synctwin.models import Strategy
     from synctwin.services.gate import GateRequest, decide
@@ -294,7 +286,7 @@ def _rejected_for_shadow(client: Any, settings: Any, seed: int, *, epoch0: float
         launch_ts=epoch0,
     )
     decide(GateRequest(strategy, history, seed=seed, suggestions=False), settings, client=client)
-    shadow = RedisShadow(client, prefix=settings.key_prefix, consumer="demo", block_ms=None)
+    shadow = redis_shadow(client, settings, consumer="demo", block_ms=None, clock=clock)
     shadow.ensure_group()
     return shadow
 

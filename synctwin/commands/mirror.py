@@ -1,4 +1,4 @@
-"""`synctwin mirror --redis URL`: the production real-to-sim sync worker (until SIGTERM/SIGINT)."""
+"""`synctwin mirror --redis URL`: the Council with the mirror alone on the bid stream (until SIGTERM/SIGINT)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from synctwin.errors import InvalidInput
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Consume the bid stream ({prefix}bids) in a consumer group, keep each campaign's mirror state in "
+        "The Council with the mirror alone (`synctwin run` without SyncFlow's guards): consume the bid stream "
+        "({prefix}bids) in a consumer group, keep each campaign's mirror state in "
         "{prefix}campaign:{id}:mirror, compare it with its projection at the same elapsed time, and pause a "
         "campaign that departs from it: one PAUSE on {prefix}control (reason SYNCTWIN_DEVIATION_THRESHOLD), one "
         "WARNING alert, one AUTO_ROLLBACK_TRIGGERED audit event, exactly once. Several workers may share a group. "
@@ -41,8 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agents.synctwin.mirror import event_limits, mirror_config
-    from agents.synctwin.mirror_redis import RedisMirror
+    from agents.council_redis import redis_mirror
     from synctwin.config import get_settings
     from synctwin.redis_conn import connect_checked, redact_logs, required_redis_url
 
@@ -59,18 +59,7 @@ def run(args: argparse.Namespace) -> int:
     )
     redact_logs(url)
     client = connect_checked(url)
-    worker = RedisMirror(
-        client,
-        mirror_config(settings),
-        prefix=settings.key_prefix,
-        group=args.group,
-        consumer=args.consumer,
-        batch=args.batch or settings.mirror_batch,
-        claim_idle_ms=settings.mirror_claim_idle_ms,
-        max_deliveries=settings.mirror_max_deliveries,
-        limits=event_limits(settings),
-        heartbeat_ms=settings.mirror_heartbeat_ms,
-    )
+    worker = redis_mirror(client, settings, group=args.group, consumer=args.consumer, batch=args.batch)
     worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
     log = logging.getLogger("synctwin.mirror")
     if args.metrics_port is not None:

@@ -14,7 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Run the Council on the bid stream ({prefix}bids) in a consumer group, on the wall clock: the same agents "
         "`replay --bids --plans` runs in virtual time (SyncTwin's mirror, SyncFlow with MarginGuardian, "
-        "AutoRollback, the budget emergency stop and the API circuit breaker, SyncShield, SyncNotify). Plans are "
+        "AutoRollback, the budget emergency stop and the API circuit breaker, SyncShield, SyncNotify, and shadow "
+        "mode). Plans are "
         "read from {prefix}campaign:{id}:strategy and :projection (what `gate --redis` stores). A pause is one "
         "entry on {prefix}control (campaign_id, reason, event_id, ts), written exactly once with the batch's "
         "acknowledgement. SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0."

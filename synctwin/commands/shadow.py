@@ -1,7 +1,8 @@
 """`synctwin shadow`: shadow mode and live outcomes in production (the learning loop).
 
 Two ways in:
-- `--redis URL`: a consumer-group worker on the bid stream (agents/synctwin/shadow_redis.py):
+- `--redis URL`: the Council with shadow mode alone on the bid stream (agents/council_redis.py
+  `redis_shadow`; the agent and its store: agents/synctwin/shadow.py, shadow_store.py):
   learns each platform's daily market from live campaigns, re-simulates pending rejections day by
   day under it (SHADOW_OUTCOME), and writes one CAMPAIGN_OUTCOME per approved campaign when its
   flight ends or it is paused. Until SIGTERM/SIGINT (drains, exits 0), or `--once`.
@@ -96,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 # --- the worker -------------------------------------------------------------------------------------
 def _run_worker(args: argparse.Namespace) -> int:
-    from agents.synctwin.mirror import event_limits
-    from agents.synctwin.shadow_redis import RedisShadow
+    from agents.council_redis import redis_shadow
     from synctwin.config import get_settings
     from synctwin.durations import parse_duration
     from synctwin.redis_conn import connect_checked, redact_logs
@@ -120,26 +120,24 @@ def _run_worker(args: argparse.Namespace) -> int:
     )
     redact_logs(args.redis)
     client = connect_checked(args.redis)
-    worker = RedisShadow(
+    worker = redis_shadow(
         client,
-        prefix=settings.key_prefix,
+        settings,
         group=args.group,
         consumer=args.consumer,
-        batch=args.batch or settings.mirror_batch,
+        batch=args.batch,
         grace_s=grace,
         claim_idle_ms=settings.mirror_claim_idle_ms if args.claim_idle_ms is None else args.claim_idle_ms,
-        max_deliveries=settings.mirror_max_deliveries,
-        limits=event_limits(settings),
-        heartbeat_ms=settings.mirror_heartbeat_ms,
     )
+    assert worker.shadow is not None
     worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
     log = logging.getLogger("synctwin.shadow")
     if args.metrics_port is not None:
         serve_metrics(client, worker, args.metrics_host, args.metrics_port, log)
     with stop_on_signals() as stop:
         log.info("shadow %s in group %s on %sbids", worker.consumer, args.group, settings.key_prefix)
-        stats = worker.run(stop, once=args.once)
-    summary = stats.to_dict()
+        worker.run(stop, once=args.once)
+    summary = worker.shadow.stats.to_dict()
     if args.json:
         from synctwin.console import print_json
 

@@ -1,7 +1,8 @@
-"""Shadow mode and live outcomes in production: a consumer-group worker on `{prefix}bids`.
+"""Shadow mode and live outcomes in production: the Redis port of the Council's shadow agent.
 
 The learning loop of the seed ("we continuously monitor rejected campaigns in a shadow mode"),
-fed by the same bid stream as the mirror, in its own consumer group (`synctwin-shadow`):
+fed by the bid stream through the Council (`LiveShadowAgent`, agents/synctwin/shadow.py; the
+consumer group is the Council's: `synctwin run`'s, or `synctwin shadow`'s own `synctwin-shadow`):
 
 1. **The market.** Each bid event (cumulative counters since launch) of a campaign with a
    published plan is kept as that campaign's latest cumulative value of the UTC day, per platform:
@@ -29,8 +30,8 @@ Events of campaigns without a published plan are acknowledged and counted (`unkn
 ones too (`invalid`: not UTF-8, a missing or bad field; the mirror dead-letters them), and so are
 impossible ones (`implausible`: the limits of agents/synctwin/event_limits.py, a ts outside the
 worker's clock or the flight, the funnel, counters against the plan: one such event would
-otherwise raise a day's market maximum for good, or close days early); a poison event (delivered `max_deliveries`
-times) goes to `{prefix}bids:dead` with this group's name. Redis unavailable: back off and retry.
+otherwise raise a day's market maximum for good, or close days early). The stream's mechanics
+(poison, backoff, takeover of a dead worker's batch) are the Council's consumer's.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from agents.syncshield.backends import RedisAuditStore
-from agents.synctwin.deviation import EVENT_FIELDS, InvalidEvent, ProjectionCurve, parse_raw_event
+from agents.synctwin.deviation import EVENT_FIELDS, ProjectionCurve
 from agents.synctwin.event_limits import Bounds, EventLimits, bounds_for, check
 from agents.synctwin.mirror import PAUSE_REASON
 from agents.synctwin.outcomes import CAMPAIGN_OUTCOME, FLIGHT_ENDED, PAUSED, GateFacts, campaign_outcome
@@ -59,7 +60,6 @@ from agents.synctwin.shadow import (
     planned_market,
     shadow_day,
 )
-from agents.synctwin.stream_consumer import Entry, StreamConsumer, text_fields
 from synctwin import metrics
 from synctwin.models import Strategy
 
@@ -165,44 +165,26 @@ class ShadowStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-class RedisShadow(StreamConsumer[ShadowStats]):
-    """The shadow worker: the group loop, reclaim and poison are StreamConsumer's; this class folds
-    batches into the market and settles closed days (at start, every `settle_every_s`, at the end
-    of `run(once=True)` without grace)."""
-
-    log = log  # the loop's warnings under the shadow's logger
+class RedisShadowStore:
+    """Shadow mode's Redis port: what `LiveShadowAgent` observes of each batch is folded into the
+    market, the campaigns' totals and the shadow clock, queued for the Council's commit (one
+    MULTI/EXEC with the batch's XACK: `queue`); `settle` records what closed days owe, in
+    transactions of its own (at start, every `settle_every_s`, when a batch began a new day, and
+    at the end of `run(once=True)` without grace)."""
 
     def __init__(
         self,
         client: Any,
         *,
         prefix: str = "synctwin:",
-        group: str = "synctwin-shadow",
-        consumer: str | None = None,
-        batch: int = 500,
-        block_ms: int | None = 1000,
-        claim_idle_ms: int = 30_000,
-        max_deliveries: int = 5,
         grace_s: float = 3600.0,
         plan_ttl_s: float = 60.0,
         settle_every_s: float = 5.0,
-        stream_maxlen: int = 100_000,
         limits: EventLimits | None = None,
         clock: Callable[[], float] = time.time,
-        heartbeat_ms: int = 5_000,
     ) -> None:
-        super().__init__(
-            client,
-            prefix=prefix,
-            group=group,
-            consumer=consumer,
-            batch=batch,
-            block_ms=block_ms,
-            claim_idle_ms=claim_idle_ms,
-            max_deliveries=max_deliveries,
-            stream_maxlen=stream_maxlen,
-            heartbeat_ms=heartbeat_ms,
-        )
+        self.client = client
+        self.prefix = prefix
         self.limits = limits or EventLimits()
         self.clock = clock
         self.grace_s = grace_s
@@ -223,61 +205,30 @@ class RedisShadow(StreamConsumer[ShadowStats]):
         self._next_settle = 0.0
         self._seen_day: int | None = None  # the newest event's day this worker wrote
         self._warned: set[str] = set()
+        self._market: dict[tuple[str, int, str], list[float]] = {}  # what the next commit writes
+        self._totals: dict[tuple[str, str], list[float]] = {}
+        self._newest: float | None = None
 
-    # --- the loop's hooks (StreamConsumer) -----------------------------------------------------
-    def _on_group_ready(self) -> None:
-        """A (re)start settles what came due while no worker ran."""
-        self.settle()
-
-    def _after_step(self) -> None:
-        """Settle every `settle_every_s`, or at once when a batch began a new day."""
-        if time.monotonic() >= self._next_settle:
-            self.settle()
-
-    def _on_drained(self) -> None:
-        """`--once`: the stream is drained, so every day before the newest event is closed."""
-        self.settle(final=True)
-
-    def _count_dead(self, n: int) -> None:
-        self.stats.poison += n  # only poison is dead-lettered here: invalid events are counted and acknowledged
-
-    def _dead_letter(self, entry_id: str, entry_fields: dict[Any, Any], reason: str) -> dict[str, str]:
-        """As the mirror's, with this group's name: both groups write to the one dead-letter stream."""
-        return {
-            **text_fields(entry_fields),
-            "entry_id": entry_id,
-            "group": self.group,
-            "consumer": self.consumer,
-            "reason": reason,
-        }
+    def due(self) -> bool:
+        """Time to settle: every `settle_every_s`, or at once when a batch began a new day."""
+        return time.monotonic() >= self._next_settle
 
     # --- one batch: the market -----------------------------------------------------------------
-    def process(self, entries: list[Entry]) -> int:
-        """Fold a batch into the per-day market and the campaigns' totals, and acknowledge it, in
-        one MULTI/EXEC. Every entry ends acknowledged."""
+    def observe(
+        self, rows: Iterable[tuple[str, float, tuple[float, ...]]], invalid: int = 0, screened: bool = False
+    ) -> None:
+        """Fold a batch's events (campaign, ts, cumulative values) into the per-day market and the
+        campaigns' totals, for the next `queue`; `invalid`: entries of the batch that did not parse;
+        `screened`: the Council checked them against their plans' limits already."""
+        rows = list(rows)
         self.stats.batches += 1
-        self.stats.events += len(entries)
-        parsed: list[tuple[str, float, tuple[float, ...]]] = []
-        for _entry_id, fields_ in entries:
-            try:
-                _event_id, cid, ts, values = parse_raw_event(fields_ or {})
-            except Exception as exc:  # InvalidEvent, or whatever else one entry raises: not a crash
-                self.stats.invalid += 1
-                log.debug(
-                    "invalid bid event %s: %s%s",
-                    _entry_id,
-                    "" if isinstance(exc, InvalidEvent) else f"{type(exc).__name__}: ",
-                    exc,
-                )
-                continue
-            parsed.append((cid, ts, values))
-        plans = self._plans_for({cid for cid, _, _ in parsed})
+        self.stats.events += len(rows) + invalid
+        self.stats.invalid += invalid
+        plans = self._plans_for({cid for cid, _, _ in rows})
         now = self.clock()
         bounds: dict[str, Bounds] = {}
-        market: dict[tuple[str, int, str], list[float]] = {}
-        totals: dict[tuple[str, str], list[float]] = {}
-        newest = None
-        for cid, ts, values in parsed:
+        market, totals = self._market, self._totals
+        for cid, ts, values in rows:
             plan = plans[cid]
             if plan.platform is None:
                 self.stats.unknown += 1
@@ -285,10 +236,10 @@ class RedisShadow(StreamConsumer[ShadowStats]):
             if ts < plan.launch_ts:  # an event of an earlier launch of this campaign id
                 self.stats.before_launch += 1
                 continue
-            b = bounds.get(cid)
-            if b is None:
+            b = None if screened else bounds.get(cid)
+            if b is None and not screened:
                 b = bounds[cid] = bounds_for(plan.launch_ts, plan.end_ts, plan.curve, now, self.limits)
-            if (why := check(b, ts, values)) is not None:
+            if b is not None and (why := check(b, ts, values)) is not None:
                 self.stats.implausible += 1
                 self._warn(
                     f"implausible:{cid}",
@@ -301,29 +252,47 @@ class RedisShadow(StreamConsumer[ShadowStats]):
             _fold(market, (plan.platform, day_of(ts), f"{cid}|{launch}"), values)
             if ts <= plan.end_ts:  # what it delivered within its flight
                 _fold(totals, (cid, launch), (ts, *values))
-            newest = ts if newest is None else max(newest, ts)
+            self._newest = ts if self._newest is None else max(self._newest, ts)
             self.stats.applied += 1
-        pipe = self.client.pipeline(transaction=True)
-        for (platform, day, member), vals in market.items():
-            key = market_key(self.prefix, platform, day)
-            pipe.zadd(key, {f"{member}|{m}": v for m, v in zip(METRICS, vals, strict=True)}, gt=True)
+
+    @property
+    def pending(self) -> bool:
+        """Folded events not yet written."""
+        return bool(self._market or self._totals or self._newest is not None)
+
+    def queue(self, pipe: Any) -> None:
+        """In the Council's MULTI: the market, totals and clock folded since the last commit
+        (ZADD GT: a maximum, so a redelivered or duplicated batch changes nothing)."""
+        by_key: dict[str, dict[str, float]] = {}  # one ZADD per day's market, whatever the campaigns
+        for (platform, day, member), vals in self._market.items():
+            members = by_key.setdefault(market_key(self.prefix, platform, day), {})
+            members.update({f"{member}|{m}": v for m, v in zip(METRICS, vals, strict=True)})
+        for key, members in by_key.items():
+            pipe.zadd(key, members, gt=True)
             pipe.expire(key, MARKET_TTL_S)
-        for (cid, launch), vals in totals.items():
+        for (cid, launch), vals in self._totals.items():
             pipe.zadd(
                 f"{self.prefix}campaign:{cid}:totals",
                 {f"{launch}|{m}": v for m, v in zip(("ts", *METRICS), vals, strict=True)},
                 gt=True,
             )
-        if newest is not None:
-            pipe.zadd(self.clock_key, {"ts": newest}, gt=True)
-        pipe.xack(self.bids, self.group, *[e[0] for e in entries])
-        pipe.execute()
+        if self._newest is not None:
+            pipe.zadd(self.clock_key, {"ts": self._newest}, gt=True)
+
+    def committed(self) -> None:
+        """The queued writes are in Redis: forget them; a batch that began a new day settles now."""
+        newest = self._newest
+        self._market, self._totals, self._newest = {}, {}, None
         if newest is not None and (self._seen_day is None or day_of(newest) > self._seen_day):
             if self._seen_day is not None:
                 self._next_settle = 0.0  # a new day has begun: settle now, not in a few seconds
             self._seen_day = day_of(newest)
         self._report_metrics()
-        return len(entries)
+
+    def forget(self, campaign_ids: Iterable[str]) -> None:
+        """Plans re-published (the Council read them again): read them afresh at their next event."""
+        for cid in campaign_ids:
+            self._plans.pop(cid, None)
 
     def _plans_for(self, campaign_ids: Iterable[str]) -> dict[str, _Plan]:
         """Each campaign's platform (its published strategy) and launch (its projection), cached
@@ -672,4 +641,9 @@ def _curve(projection: dict[str, Any]) -> ProjectionCurve | None:
 def _fold(acc: dict[Any, list[float]], key: Any, values: tuple[float, ...]) -> None:
     """Keep the element-wise maximum: of cumulative counters, the latest event's."""
     cur = acc.get(key)
-    acc[key] = list(values) if cur is None else [max(a, b) for a, b in zip(cur, values, strict=True)]
+    if cur is None:
+        acc[key] = list(values)
+        return
+    for j, v in enumerate(values):
+        if v > cur[j]:
+            cur[j] = v
