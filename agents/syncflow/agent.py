@@ -18,8 +18,10 @@ import simpy
 from agents.base import Agent
 from agents.syncflow.breaker import BreakerState, CircuitBreaker
 from agents.syncflow.guards import AutoRollback, BudgetEmergency, Guard, MarginGuardian, Transition
+from agents.synctwin.outcomes import CAMPAIGN_OUTCOME, FLIGHT_ENDED, PAUSED, campaign_outcome
 from synctwin.config import Settings
 from synctwin.messages import Adopt, AlertMessage, AuditEvent, BidBatch, Deploy, PauseCommand, Watch
+from world.api import ApiError
 
 GUARDS = ("margin_guardian", "budget_emergency", "auto_rollback", "api_circuit_breaker")
 SECONDS_PER_DAY = 86_400.0
@@ -435,7 +437,6 @@ class SyncFlow(Agent):
     def _record_outcome(self, c: LiveCampaign, batch: BidBatch, i: int) -> None:
         """Audit the campaign's realized outcome once: at its flight's end, or once the platform
         has its pause (what it delivered until then); the arithmetic is production's."""
-        from agents.synctwin.outcomes import CAMPAIGN_OUTCOME, FLIGHT_ENDED, PAUSED, campaign_outcome
 
         c.outcome_recorded = True
         s, launched = c.strategy, c.launched_at or 0.0
@@ -460,7 +461,6 @@ class SyncFlow(Agent):
     # --- the platform API -----------------------------------------------------------------------
     def _call(self, platform: str, op: str, payload: dict[str, Any]) -> Generator[Any, Any, bool]:
         """One call through the breaker (when enabled); True when the platform acknowledged it."""
-        from world.api import ApiError
 
         breaker = self.breakers.get(platform)
         if breaker is not None and not breaker.allow():

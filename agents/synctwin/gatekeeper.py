@@ -35,6 +35,7 @@ from agents.synctwin.response_curve import (
     rolling_calibration,
 )
 from agents.synctwin.stats import risk_profile
+from agents.synctwin.suggestions import suggest
 from agents.syncvalue.baseline import Baseline
 from agents.syncvalue.service import SyncValue
 from synctwin.config import Settings, get_settings
@@ -442,7 +443,6 @@ class SimulationGatekeeper:
         Advice only: the decision never changes."""
         if result.approved:
             return result
-        from agents.synctwin.suggestions import suggest
 
         return result.model_copy(update={"suggestions": suggest(strategy, baseline, self, result, max_paths=max_paths)})
 
