@@ -12,7 +12,7 @@ from typing import Any
 
 import simpy
 
-from synctwin.messages import Request
+from synctwin.kernel.messages import Request
 
 
 class Agent:

@@ -192,9 +192,9 @@ def drain_with_restarts(make: Any, claim_idle_ms: int, tries: int = 3) -> tuple[
 
 
 def run_kind(client: Any, k: dict[str, Any], i: int) -> dict[str, Any]:
-    from agents.council_redis import redis_mirror, redis_shadow
-    from agents.synctwin.deviation import MirrorState
-    from synctwin.config import get_settings
+    from agents.council.redis import redis_mirror, redis_shadow
+    from agents.synctwin.mirror.deviation import MirrorState
+    from synctwin.kernel.config import get_settings
 
     prefix = f"bad{i}:"
     publish(client, prefix, k)
@@ -253,7 +253,7 @@ def _cli(code: Path, url: str, *args: str, env: dict[str, str]) -> subprocess.Po
     e = {k: v for k, v in os.environ.items() if not k.startswith("SYNCTWIN_")}
     e |= {"PYTHONPATH": str(code), "PYTHONUNBUFFERED": "1"} | env
     return subprocess.Popen(
-        [sys.executable, "-m", "synctwin.cli", "mirror", "--redis", url, "--quiet", *args],
+        [sys.executable, "-m", "synctwin.app.cli", "mirror", "--redis", url, "--quiet", *args],
         cwd=code,
         env=e,
         stdout=subprocess.DEVNULL,
@@ -397,7 +397,7 @@ def main() -> int:
     logging.getLogger("synctwin").setLevel(logging.ERROR)  # the workers' per-event warnings: the table says it
     import redis
 
-    import agents.council_redis as mr
+    import agents.council.redis as mr
 
     own = OwnRedis()
     try:

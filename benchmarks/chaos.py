@@ -24,7 +24,7 @@ TARGET_PROCESS_S = 2.0
 
 def _cli() -> list[str]:
     exe = shutil.which("synctwin") or str(Path(sys.executable).with_name("synctwin"))
-    return [exe] if Path(exe).exists() else [sys.executable, "-m", "synctwin.cli"]
+    return [exe] if Path(exe).exists() else [sys.executable, "-m", "synctwin.app.cli"]
 
 
 def main() -> int:
@@ -33,7 +33,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from agents.synctwin.chaos import run_drills
+    from harness.chaos import run_drills
 
     run_drills()  # warm-up: imports, first-call costs
     inproc, virtual = [], 0.0

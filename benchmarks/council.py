@@ -29,9 +29,9 @@ for p in (ROOT, ROOT / "benchmarks"):
 import numpy as np  # noqa: E402
 from mirror import PREFIX, STEP, OwnRedis, StreamMaker, cleanup, connect, gate_projection, xadd_all  # noqa: E402
 
-from agents.council_redis import redis_council, redis_mirror  # noqa: E402
-from agents.synctwin.deviation import ProjectionCurve  # noqa: E402
-from synctwin.config import Settings  # noqa: E402
+from agents.council.redis import redis_council, redis_mirror  # noqa: E402
+from agents.synctwin.mirror.deviation import ProjectionCurve  # noqa: E402
+from synctwin.kernel.config import Settings  # noqa: E402
 
 TARGETS = {"council_events_per_s": 50_000, "p99_ms": 50.0}
 

@@ -33,13 +33,13 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from agents.synctwin.gatekeeper import SimulationGatekeeper  # noqa: E402
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper  # noqa: E402
 from agents.syncvalue.baseline import compute_baseline  # noqa: E402
 from benchmarks.seed_reference import SeedSimulationGatekeeper, StaticBaselineClient, seed_baseline  # noqa: E402
-from synctwin.executors import InProcessExecutor, ProcessPoolExecutor, ThreadExecutor  # noqa: E402
-from synctwin.history import load_history  # noqa: E402
-from synctwin.model_names import MODELS  # noqa: E402
-from synctwin.strategy_io import load_strategy  # noqa: E402
+from synctwin.infra.executors import InProcessExecutor, ProcessPoolExecutor, ThreadExecutor  # noqa: E402
+from synctwin.kernel.history import load_history  # noqa: E402
+from synctwin.kernel.model_names import MODELS  # noqa: E402
+from synctwin.kernel.strategy_io import load_strategy  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 STRATEGY = DATA / "strategy.json"
@@ -84,7 +84,7 @@ def cli(repeats: int) -> tuple[float, float, float]:
     argv = [
         sys.executable,
         "-m",
-        "synctwin.cli",
+        "synctwin.app.cli",
         "gate",
         str(STRATEGY),
         "--history",
@@ -105,10 +105,10 @@ def cli(repeats: int) -> tuple[float, float, float]:
 _BIG = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
-from agents.synctwin.gatekeeper import SimulationGatekeeper
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
 from agents.syncvalue.baseline import compute_baseline
-from synctwin.history import load_history
-from synctwin.strategy_io import load_strategy
+from synctwin.kernel.history import load_history
+from synctwin.kernel.strategy_io import load_strategy
 s = load_strategy({strategy!r}); h = load_history({history!r})
 t0 = time.perf_counter()
 r = SimulationGatekeeper(model={model!r}).evaluate(s, compute_baseline(h), seed=1, paths={n}, max_paths={n})

@@ -38,17 +38,17 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from agents.synctwin.gatekeeper import SimulationGatekeeper, _seed_chunk, seed_model_params  # noqa: E402
-from agents.synctwin.montecarlo import SEED_VARIANCE_SD, run_monte_carlo  # noqa: E402
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper, _seed_chunk, seed_model_params  # noqa: E402
+from agents.synctwin.gate.montecarlo import SEED_VARIANCE_SD, run_monte_carlo  # noqa: E402
 from agents.syncvalue.baseline import Baseline, compute_baseline  # noqa: E402
 from benchmarks.seed_reference import (  # noqa: E402
     SeedSimulationGatekeeper,
     StaticBaselineClient,
     seed_baseline,
 )
-from synctwin.history import load_history  # noqa: E402
-from synctwin.models import Strategy  # noqa: E402
-from synctwin.strategy_io import load_strategy  # noqa: E402
+from synctwin.kernel.history import load_history  # noqa: E402
+from synctwin.kernel.models import Strategy  # noqa: E402
+from synctwin.kernel.strategy_io import load_strategy  # noqa: E402
 
 EXAMPLES = Path(os.environ.get("SYNCTWIN_EXAMPLES", "/work/shared/examples"))
 TEN_K = 10_000
@@ -176,14 +176,14 @@ def seed_core(strategy: Strategy, baseline: Baseline, n: int, seed: int) -> floa
 
 
 def cli_command() -> list[str] | None:
-    """The `synctwin` console script (or `python -m synctwin.cli`), or None if there is no CLI yet."""
-    if importlib.util.find_spec("synctwin.cli") is None:
+    """The `synctwin` console script (or `python -m synctwin.app.cli`), or None if there is no CLI yet."""
+    if importlib.util.find_spec("synctwin.app.cli") is None:
         return None
     script = Path(sys.executable).parent / "synctwin"
     if script.exists():
         return [str(script)]
     found = shutil.which("synctwin")
-    return [found] if found else [sys.executable, "-m", "synctwin.cli"]
+    return [found] if found else [sys.executable, "-m", "synctwin.app.cli"]
 
 
 def gate_process_error(argv: list[str]) -> str | None:
@@ -341,7 +341,7 @@ def bench_process(plan: Plan) -> list[Row]:
     name = "`synctwin gate` process, 10k paths (imports included)"
     cmd = cli_command()
     if cmd is None:
-        return [skipped(name, "skipped: synctwin.cli does not exist yet")]
+        return [skipped(name, "skipped: synctwin.app.cli does not exist yet")]
     argv = [
         *cmd,
         "gate",

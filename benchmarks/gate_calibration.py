@@ -4,7 +4,7 @@
     python benchmarks/gate_calibration.py --accounts 60   # a quicker look
     python benchmarks/gate_calibration.py --json
 
-Accounts come from agents/synctwin/worlds.py (diminishing returns b in 0.3-0.9, weekly seasonality,
+Accounts come from harness/evaluation/worlds.py (diminishing returns b in 0.3-0.9, weekly seasonality,
 budget steps, heavy-tailed order values, creative fatigue, budget multipliers 0.3x-3x). Every
 account's strategy goes through the gate with each model (curve, funnel, one-factor), and the
 decision is scored against the realized net profit uplift:
@@ -35,14 +35,14 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from agents.synctwin.gatekeeper import SimulationGatekeeper  # noqa: E402
-from agents.synctwin.stats import wilson_interval  # noqa: E402
-from agents.synctwin.worlds import HELD_OUT, WORLDS, Account, WorldSpec, make_account, oracle_uplifts  # noqa: E402
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper  # noqa: E402
+from agents.synctwin.gate.stats import wilson_interval  # noqa: E402
 from agents.syncvalue.baseline import compute_baseline  # noqa: E402
-from synctwin.config import Settings  # noqa: E402
-from synctwin.executors import InProcessExecutor  # noqa: E402
-from synctwin.model_names import MODELS  # noqa: E402
-from synctwin.models import Strategy  # noqa: E402
+from harness.evaluation.worlds import HELD_OUT, WORLDS, Account, WorldSpec, make_account, oracle_uplifts  # noqa: E402
+from synctwin.infra.executors import InProcessExecutor  # noqa: E402
+from synctwin.kernel.config import Settings  # noqa: E402
+from synctwin.kernel.model_names import MODELS  # noqa: E402
+from synctwin.kernel.models import Strategy  # noqa: E402
 
 TARGETS = {"approved_losing": "< 5%", "profitable_rejected": "< 20%", "coverage": "75-85%", "brier": "< 0.08"}
 

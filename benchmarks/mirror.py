@@ -41,10 +41,10 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import redis  # noqa: E402
 
-from agents.council_redis import RedisCouncil, redis_mirror  # noqa: E402
-from agents.synctwin.deviation import ProjectionCurve  # noqa: E402
-from agents.synctwin.mirror import mirror_config  # noqa: E402
-from synctwin.config import get_settings  # noqa: E402
+from agents.council.redis import RedisCouncil, redis_mirror  # noqa: E402
+from agents.synctwin.mirror.agent import mirror_config  # noqa: E402
+from agents.synctwin.mirror.deviation import ProjectionCurve  # noqa: E402
+from synctwin.kernel.config import get_settings  # noqa: E402
 
 PREFIX = "synctwin-bench:"
 STEP = 60.0  # seconds of campaign time between a campaign's bid events (the world's default tick)

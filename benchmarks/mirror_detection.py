@@ -4,7 +4,7 @@ Streams are drawn from the projection itself: each on-plan campaign follows one 
 Monte Carlo band (a rate multiplier drawn from the band's spread), with Poisson conversions,
 gamma order values and steady spend, one cumulative bid event every 5 minutes for 3 days.
 Faults start on day 2 (hour 30): CVR -30%, CPM +50% (a third fewer conversions for the same
-spend), 10x spend. The mirror is `agents.synctwin.deviation.apply_event`, the code production
+spend), 10x spend. The mirror is `agents.synctwin.mirror.deviation.apply_event`, the code production
 runs. The oracle is a Poisson CUSUM that knows the fault's size and start and the campaign's
 true on-plan rate, with its threshold set to give the mirror's false-pause rate.
 
@@ -22,11 +22,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from agents.synctwin.deviation import MirrorConfig, MirrorState, ProjectionCurve, apply_event
-from agents.synctwin.gatekeeper import SimulationGatekeeper
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
+from agents.synctwin.mirror.deviation import MirrorConfig, MirrorState, ProjectionCurve, apply_event
 from agents.syncvalue.baseline import compute_baseline
-from synctwin.history import parse_history_csv
-from synctwin.models import Strategy
+from synctwin.kernel.history import parse_history_csv
+from synctwin.kernel.models import Strategy
 
 STEP = 300.0  # seconds between bid events
 HOURS = 72

@@ -9,7 +9,7 @@ Datasets:
   get it; its licence is not stated, so it is not shipped): one history per campaign, converted
   by benchmarks/convert_display_ads.py.
 - `--history FILE ...`: any history CSVs of the contract (one account each).
-- always: a synthetic history with known diminishing returns (agents/synctwin/synthetic.py),
+- always: a synthetic history with known diminishing returns (harness/evaluation/synthetic.py),
   with the true response law as a reference model (`truth`): the backtest itself must find it
   calibrated.
 
@@ -38,12 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from agents.synctwin.gatekeeper import SimulationGatekeeper  # noqa: E402
-from agents.synctwin.rolling import RollingConfig, RollingWindow, run_rolling_backtest, summarize  # noqa: E402
-from agents.synctwin.synthetic import ResponseLaw, TrueResponseGate, synthetic_history  # noqa: E402
-from synctwin.errors import InvalidInput  # noqa: E402
-from synctwin.history import History, history_from_records, load_history  # noqa: E402
-from synctwin.model_names import ModelName  # noqa: E402
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper  # noqa: E402
+from harness.evaluation.rolling import RollingConfig, RollingWindow, run_rolling_backtest, summarize  # noqa: E402
+from harness.evaluation.synthetic import ResponseLaw, TrueResponseGate, synthetic_history  # noqa: E402
+from synctwin.kernel.errors import InvalidInput  # noqa: E402
+from synctwin.kernel.history import History, history_from_records, load_history  # noqa: E402
+from synctwin.kernel.model_names import ModelName  # noqa: E402
 
 PARTS = ("dev", "held-out")
 

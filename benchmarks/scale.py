@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 
 from harness.sweep import SweepReport, run_sweep  # noqa: E402
 from scenarios.loader import builtin_files, scenario_from_dict  # noqa: E402
-from synctwin.executors import Executor, InProcessExecutor, ProcessPoolExecutor  # noqa: E402
+from synctwin.infra.executors import Executor, InProcessExecutor, ProcessPoolExecutor  # noqa: E402
 
 SCENARIO = "healthy_launch"
 DURATION = "1d"  # its first virtual day: ~0.1 s a run, so 500 runs take under a minute on one core
@@ -130,7 +130,7 @@ def main() -> int:
     ]
     if not args.no_ray:
         try:
-            from synctwin.executors import RayExecutor
+            from synctwin.infra.executors import RayExecutor
 
             makers.append((f"ray x{args.workers}", lambda: RayExecutor(workers=args.workers)))
         except Exception as exc:  # the extra missing: report, do not fail the other figures

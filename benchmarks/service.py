@@ -42,7 +42,7 @@ PATHS = 10_000
 
 def request_body(seed: int) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from synctwin.history import load_history
+    from synctwin.kernel.history import load_history
 
     strategy = json.loads((DATA / "strategy.json").read_text())
     rows = load_history(DATA / "history_90d.csv").to_records()
@@ -67,7 +67,7 @@ class Server:
             [
                 sys.executable,
                 "-m",
-                "synctwin.cli",
+                "synctwin.app.cli",
                 "serve",
                 "--host",
                 "127.0.0.1",

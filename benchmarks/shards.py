@@ -34,8 +34,8 @@ for p in (ROOT, ROOT / "benchmarks"):
 
 from own_redis import OwnRedis, free_port  # noqa: E402
 
+from synctwin.infra.redis_conn import connect  # noqa: E402
 from synctwin.infra.shards import all_shards, stream_for  # noqa: E402
-from synctwin.redis_conn import connect  # noqa: E402
 
 PREFIX = "bench-shards:"
 GROUP = "bench"

@@ -9,11 +9,11 @@ import statistics
 import time
 from pathlib import Path
 
-from agents.synctwin.gatekeeper import SimulationGatekeeper
-from agents.synctwin.suggestions import suggest
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
+from agents.synctwin.gate.suggestions import suggest
 from agents.syncvalue.baseline import compute_baseline
-from synctwin.history import load_history
-from synctwin.models import Strategy
+from synctwin.kernel.history import load_history
+from synctwin.kernel.models import Strategy
 
 HISTORY = Path(__file__).resolve().parents[1] / "scenarios" / "builtin" / "histories" / "volt-threads-tiktok.csv"
 

@@ -13,7 +13,7 @@ from scenarios.schema import (
     Scenario,
     SpendCapExpectation,
 )
-from synctwin.durations import format_duration
+from synctwin.kernel.durations import format_duration
 
 
 def _when(t: float | None) -> str:

@@ -14,12 +14,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from agents.council import ControlPort, LiveEvent, Plan, Ports, build_council, pause_record, plan_from_parts
+from agents.council.build import ControlPort, LiveEvent, Plan, Ports, build_council, pause_record, plan_from_parts
 from agents.syncnotify.sinks import MemorySink
 from agents.syncshield.backends import InMemoryAuditStore
-from agents.synctwin.deviation import InvalidEvent, parse_raw_event
-from synctwin.config import Settings
-from synctwin.errors import InvalidInput
+from agents.synctwin.mirror.deviation import InvalidEvent, parse_raw_event
+from synctwin.kernel.config import Settings
+from synctwin.kernel.errors import InvalidInput
 from world.clock import make_environment
 
 

@@ -23,21 +23,21 @@ from agents.syncnotify.sinks import MemorySink
 from agents.syncshield.agent import SyncShieldAgent
 from agents.syncshield.backends import InMemoryAuditStore
 from agents.syncshield.service import SyncShield
-from agents.synctwin.agent import SyncTwinAgent
-from agents.synctwin.gatekeeper import SimulationGatekeeper
-from agents.synctwin.mirror import MirrorAgent, mirror_config
-from agents.synctwin.shadow import ShadowAgent
+from agents.synctwin.gate.agent import SyncTwinAgent
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
+from agents.synctwin.mirror.agent import MirrorAgent, mirror_config
+from agents.synctwin.shadow.agent import ShadowAgent
 from agents.syncvalue.agent import SyncValueAgent
 from agents.syncvalue.service import SyncValue
 from agents.syncvalue.stores import InMemoryHistoryStore
 from harness.expectations import check_expectations
 from harness.trace import CampaignTrace, Trace
 from scenarios.schema import CampaignSpec, FaultSpec, Scenario
-from synctwin.config import Settings, get_settings
-from synctwin.errors import InvalidInput
-from synctwin.history import History, load_history
-from synctwin.messages import BidBatch, LaunchRequest
-from synctwin.models import GateResult
+from synctwin.kernel.config import Settings, get_settings
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.history import History, load_history
+from synctwin.kernel.messages import BidBatch, LaunchRequest
+from synctwin.kernel.models import GateResult
 from world.clock import make_environment
 from world.history import generate_history
 from world.world import World

@@ -21,11 +21,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agents.synctwin.stats import wilson_interval
+from agents.synctwin.gate.stats import wilson_interval
 from harness.runner import run_scenario
 from scenarios.schema import PlatformMarket, Scenario, split_grid_key
-from synctwin.errors import InvalidInput
-from synctwin.executors import Executor, InProcessExecutor
+from synctwin.infra.executors import Executor, InProcessExecutor
+from synctwin.kernel.errors import InvalidInput
 
 WORST_SEEDS = 10  # failing seeds listed per expectation
 WORST_POINTS = 10  # grid points listed as the worst

@@ -11,10 +11,10 @@ from pydantic import ValidationError
 
 from scenarios.schema import Scenario
 from scenarios.yaml_guard import load_yaml
-from synctwin.config import get_limits
-from synctwin.errors import InvalidInput, describe_validation_error
-from synctwin.files import read_capped
-from synctwin.strategy_io import strategy_from_request
+from synctwin.kernel.config import get_limits
+from synctwin.kernel.errors import InvalidInput, describe_validation_error
+from synctwin.kernel.files import read_capped
+from synctwin.kernel.strategy_io import strategy_from_request
 
 
 def builtin_dir() -> Path:

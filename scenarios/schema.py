@@ -35,9 +35,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from synctwin.config import get_limits, limit_env
-from synctwin.durations import format_duration, parse_duration
-from synctwin.models import Platform, show_number
+from synctwin.kernel.config import get_limits, limit_env
+from synctwin.kernel.durations import format_duration, parse_duration
+from synctwin.kernel.models import Platform, show_number
 
 PauseReason = Literal["MARGIN_GUARDIAN", "BUDGET_EMERGENCY", "AUTO_ROLLBACK", "SYNCTWIN_DEVIATION_THRESHOLD"]
 FaultKind = Literal["cpm_shock", "cvr_drop", "api_outage", "runaway_spend"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from synctwin.errors import InvalidInput
+from synctwin.kernel.errors import InvalidInput
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
 

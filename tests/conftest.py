@@ -310,7 +310,7 @@ def cluster_client(redis_cluster: RedisClusterNodes) -> Iterator[RedisCluster]:
 
 @pytest.fixture(scope="session")
 def pool() -> Iterator[object]:
-    from synctwin.executors import ProcessPoolExecutor
+    from synctwin.infra.executors import ProcessPoolExecutor
 
     with ProcessPoolExecutor(2) as ex:
         yield ex
@@ -322,7 +322,7 @@ def ray_cluster() -> Iterator[object]:
         import ray
     except ImportError:  # the optional extra: pip install -e ".[ray]"
         pytest.skip('ray is not installed (optional extra: pip install -e ".[ray]")')
-    from synctwin.executors import RayExecutor
+    from synctwin.infra.executors import RayExecutor
 
     # address="local": a cluster of our own, even when `ray start` left one running on this machine
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)

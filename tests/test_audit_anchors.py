@@ -28,7 +28,7 @@ import redis
 from agents.syncshield import JsonlAuditStore, RedisAuditStore, canonical_json, verify_file, verify_redis
 from agents.syncshield.anchors import head_path
 from agents.syncshield.chain import GENESIS_HASH, HMAC_SCHEME, parse_head
-from synctwin.errors import InvalidInput
+from synctwin.kernel.errors import InvalidInput
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "k3y-for-the-audit-trail-tests-0123456789"
@@ -43,7 +43,7 @@ def verify(*args: str, key: str | None = None) -> tuple[int, str]:
     if key is not None:
         env["SYNCTWIN_AUDIT_KEY"] = key
     proc = subprocess.run(
-        [sys.executable, "-m", "synctwin.cli", "audit", "verify", *args],
+        [sys.executable, "-m", "synctwin.app.cli", "audit", "verify", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -486,7 +486,7 @@ def test_a_worker_refuses_to_start_on_a_keyed_stream_without_the_key(
     store.append("CAMPAIGN_APPROVED", campaign_id="c1")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCTWIN_")}
     env |= {"SYNCTWIN_CONFIG_FILE": os.devnull}
-    args = [sys.executable, "-m", "synctwin.cli", command, "--redis", _redis_url(redis_server), "--consumer", "w"]
+    args = [sys.executable, "-m", "synctwin.app.cli", command, "--redis", _redis_url(redis_server), "--consumer", "w"]
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "HMAC-chained: set SYNCTWIN_AUDIT_KEY" in proc.stderr and "Traceback" not in proc.stderr

@@ -39,7 +39,7 @@ from agents.syncshield import (
     verify_redis,
 )
 from agents.syncshield.cli_verify import run_verify
-from synctwin.errors import InvalidInput
+from synctwin.kernel.errors import InvalidInput
 
 PROBLEM_RE = re.compile(r"^record (\d+) \(seq (\d+|unknown)\): \S.*")
 

@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
-from agents.synctwin.backtest import (
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
+from agents.synctwin.gate.stats import wilson_interval
+from agents.syncvalue.baseline import compute_baseline
+from harness.evaluation.backtest import (
     BacktestCase,
     BacktestReport,
     BacktestRow,
@@ -19,11 +22,8 @@ from agents.synctwin.backtest import (
     load_cases,
     run_backtest,
 )
-from agents.synctwin.gatekeeper import SimulationGatekeeper
-from agents.synctwin.stats import wilson_interval
-from agents.syncvalue.baseline import compute_baseline
-from synctwin.config import Settings
-from synctwin.errors import InvalidInput
+from synctwin.kernel.config import Settings
+from synctwin.kernel.errors import InvalidInput
 
 HISTORICAL = builtin_historical_dir()
 BUDGET_BOUND = "04_meta_lookalike_budget_cut"
@@ -173,7 +173,7 @@ def test_report_to_dict_is_json(funnel_report: BacktestReport) -> None:
 
 
 def test_cli_backtest_prints_the_confusion_matrix(capsys) -> None:
-    from synctwin.cli import main
+    from synctwin.app.cli import main
 
     assert main(["backtest", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)

@@ -9,9 +9,9 @@ import pytest
 
 from agents.syncnotify import MemorySink, SyncNotify
 from agents.syncshield import InMemoryAuditStore, SyncShield
-from agents.synctwin.chaos import DRILLS, report, run_drill, run_drills
-from synctwin.cli import main
-from synctwin.errors import InvalidInput
+from harness.chaos import DRILLS, report, run_drill, run_drills
+from synctwin.app.cli import main
+from synctwin.kernel.errors import InvalidInput
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ class FakeClock:
 
 
 def test_schedule_fires_at_cron_times_and_never_overlaps() -> None:
-    from synctwin.scheduling import run_on_schedule
+    from synctwin.infra.scheduling import run_on_schedule
 
     clock = FakeClock(1_767_225_600.0 - 30)  # 30 s before a midnight UTC
     started: list[float] = []
@@ -187,7 +187,7 @@ def test_schedule_fires_at_cron_times_and_never_overlaps() -> None:
 
 
 def test_schedule_stops_and_rejects_bad_cron() -> None:
-    from synctwin.scheduling import run_on_schedule
+    from synctwin.infra.scheduling import run_on_schedule
 
     assert run_on_schedule("* * * * *", lambda: None, stop=lambda: True) == 0
     with pytest.raises(InvalidInput, match="not a cron expression"):
@@ -199,7 +199,7 @@ def test_chaos_clones_production_campaigns_from_redis(capsys, monkeypatch, tmp_p
     import fakeredis
 
     client = fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr("synctwin.redis_conn.connect", lambda url, **kw: client)
+    monkeypatch.setattr("synctwin.infra.redis_conn.connect", lambda url, **kw: client)
     strategy = tmp_path / "s.json"
     strategy.write_text(
         json.dumps(
@@ -219,7 +219,7 @@ def test_chaos_clones_production_campaigns_from_redis(capsys, monkeypatch, tmp_p
 
 
 def test_cli_chaos_records_prometheus_metrics(capsys) -> None:
-    from synctwin import metrics
+    from synctwin.infra import metrics
 
     before = metrics.sample("synctwin_chaos_drills_total", {"drill": "budget_burn", "verdict": "PASS"}) or 0.0
     assert main(["chaos", "--drill", "budget_burn", "--json"]) == 0
@@ -235,7 +235,7 @@ def test_cli_chaos_records_prometheus_metrics(capsys) -> None:
 def _wide_margin_template():
     import dataclasses
 
-    from agents.synctwin.chaos import BUILTIN_TEMPLATE
+    from harness.chaos import BUILTIN_TEMPLATE
 
     return dataclasses.replace(
         BUILTIN_TEMPLATE, name="wide-margin", strategy={**BUILTIN_TEMPLATE.strategy, "gross_margin": 0.25}
@@ -243,7 +243,7 @@ def _wide_margin_template():
 
 
 def test_the_builtin_shock_stays_plus_50_percent() -> None:
-    from agents.synctwin.chaos import BUILTIN_TEMPLATE, break_even_cpm_multiplier, sized_to
+    from harness.chaos import BUILTIN_TEMPLATE, break_even_cpm_multiplier, sized_to
 
     assert 1.15 < break_even_cpm_multiplier(BUILTIN_TEMPLATE) < 1.3
     assert sized_to(DRILLS["market_shock"], BUILTIN_TEMPLATE) is DRILLS["market_shock"]
@@ -251,7 +251,7 @@ def test_the_builtin_shock_stays_plus_50_percent() -> None:
 
 
 def test_a_wide_margin_clone_gets_a_shock_past_its_break_even_and_the_guard_fires() -> None:
-    from agents.synctwin.chaos import break_even_cpm_multiplier, sized_to
+    from harness.chaos import break_even_cpm_multiplier, sized_to
 
     wide = _wide_margin_template()
     be = break_even_cpm_multiplier(wide)
@@ -273,7 +273,7 @@ def test_the_sized_shock_still_fails_when_margin_guardian_is_broken() -> None:
 def test_no_sizing_for_a_campaign_that_never_breaks_even() -> None:
     import dataclasses
 
-    from agents.synctwin.chaos import BUILTIN_TEMPLATE, break_even_cpm_multiplier, sized_to
+    from harness.chaos import BUILTIN_TEMPLATE, break_even_cpm_multiplier, sized_to
 
     losing = dataclasses.replace(BUILTIN_TEMPLATE, strategy={**BUILTIN_TEMPLATE.strategy, "gross_margin": 0.05})
     assert break_even_cpm_multiplier(losing) is None

@@ -13,8 +13,8 @@ import redis
 from redis.cluster import RedisCluster
 
 from agents.syncshield.backends import RedisAuditStore
+from synctwin.infra.redis_conn import connect, connect_checked, is_cluster
 from synctwin.infra.shards import all_shards, campaign_keys, shard_keys, shard_of, stream_for
-from synctwin.redis_conn import connect, connect_checked, is_cluster
 
 pytestmark = pytest.mark.redis
 

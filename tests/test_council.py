@@ -25,13 +25,13 @@ from test_shadow_redis import HISTORY, LAUNCH, RICH, RICH_RATES, gated, strategy
 from test_shadow_redis import events as hourly
 from worker_processes import start_worker, stop_worker
 
-from agents.council_redis import redis_council
+from agents.council.redis import redis_council
 from harness.recording import load_events, load_plans, replay_recording
-from synctwin.cli import main
-from synctwin.config import get_settings
-from synctwin.messages import pause_from_fields
-from synctwin.publishing import publish_plan
+from synctwin.app.cli import main
+from synctwin.kernel.config import get_settings
+from synctwin.kernel.messages import pause_from_fields
 from synctwin.services.feed import start_feed
+from synctwin.services.publishing import publish_plan
 from world.clock import make_environment
 
 PREFIX = "synctwin:"
@@ -455,7 +455,7 @@ def test_a_redis_crash_with_aof_mid_stream_loses_nothing_and_pauses_nobody_twice
 
 
 def test_run_counts_its_pauses_by_reason_in_prometheus(recording: Any, redis_client: redis.Redis) -> None:
-    from synctwin import metrics
+    from synctwin.infra import metrics
 
     _, _, events, plans = recording
     before = {

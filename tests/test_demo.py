@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from synctwin.cli import main
+from synctwin.app.cli import main
 
 
 @pytest.fixture(scope="module")

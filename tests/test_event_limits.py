@@ -1,4 +1,4 @@
-"""The live stream's plausibility limits (agents/synctwin/event_limits.py), as properties."""
+"""The live stream's plausibility limits (agents/synctwin/mirror/event_limits.py), as properties."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shared_scenarios import linear_projection
 
-from agents.synctwin.deviation import ProjectionCurve
-from agents.synctwin.event_limits import EventLimits, bounds_for, check
+from agents.synctwin.mirror.deviation import ProjectionCurve
+from agents.synctwin.mirror.event_limits import EventLimits, bounds_for, check
 
 LAUNCH = 1_767_225_600.0
 DAYS = 30
@@ -77,8 +77,8 @@ def test_without_a_plan_only_the_absolute_cap_bounds_the_size() -> None:
 
 
 def test_the_limits_come_from_the_synctwin_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agents.synctwin.mirror import event_limits
-    from synctwin.config import Settings
+    from agents.synctwin.mirror.agent import event_limits
+    from synctwin.kernel.config import Settings
 
     for name, value in [
         ("MAX_CLOCK_SKEW_S", "60"),

@@ -16,25 +16,25 @@ import numpy as np
 import pytest
 import yaml
 
-import agents.synctwin.montecarlo as mc
-from agents.synctwin.backtest import builtin_historical_dir, load_cases, run_backtest
-from agents.synctwin.gatekeeper import SimulationGatekeeper
-from agents.synctwin.stats import wilson_interval
+import agents.synctwin.gate.montecarlo as mc
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
+from agents.synctwin.gate.stats import wilson_interval
 from agents.syncvalue.baseline import compute_baseline
+from harness.evaluation.backtest import builtin_historical_dir, load_cases, run_backtest
 from harness.sweep import ExpectationStats, parse_seed_range, run_sweep
 from scenarios.loader import builtin_files, load_scenario, scenario_from_dict
-from synctwin.cli import main
-from synctwin.config import Settings
-from synctwin.errors import InvalidInput
-from synctwin.executors import (
+from synctwin.app.cli import main
+from synctwin.infra.executors import (
     Executor,
     InProcessExecutor,
     ProcessPoolExecutor,
     ThreadExecutor,
     make_executor,
 )
-from synctwin.history import load_history
-from synctwin.models import Strategy
+from synctwin.kernel.config import Settings
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.history import load_history
+from synctwin.kernel.models import Strategy
 
 DATA = Path(__file__).parent / "data"
 
@@ -92,7 +92,7 @@ def test_sketch_quantiles_are_within_their_rank_bound(monkeypatch: pytest.Monkey
         )
         from functools import partial
 
-        from agents.synctwin.gatekeeper import _seed_chunk
+        from agents.synctwin.gate.gatekeeper import _seed_chunk
 
         return mc.run_monte_carlo(
             partial(_seed_chunk, params),
@@ -256,7 +256,7 @@ def test_executors_keep_input_order(pool: ProcessPoolExecutor) -> None:
 
 
 def test_a_refused_join_by_address_explains_token_authentication(monkeypatch: pytest.MonkeyPatch) -> None:
-    from synctwin.executors import _auth_hint
+    from synctwin.infra.executors import _auth_hint
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     assert "RAY_AUTH_MODE=token" in _auth_hint("10.0.0.5:6379")

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from agents.synctwin.gatekeeper import SimulationGatekeeper, funnel_params
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper, funnel_params
 from agents.syncvalue import InMemoryHistoryStore, SyncValue, compute_baseline
-from synctwin.cli import main
-from synctwin.config import Settings
-from synctwin.errors import InvalidInput
-from synctwin.history import load_history
-from synctwin.models import Strategy
+from synctwin.app.cli import main
+from synctwin.kernel.config import Settings
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.history import load_history
+from synctwin.kernel.models import Strategy
 
 DATA = Path(__file__).parent / "data"
 STRATEGY = DATA / "strategy.json"
@@ -219,7 +219,7 @@ def test_cli_gate_redis_writes_projection_only_when_approved(capsys, tmp_path: P
 
     server = fakeredis.FakeServer()
     client = fakeredis.FakeRedis(server=server, decode_responses=True)
-    monkeypatch.setattr("synctwin.redis_conn.connect", lambda url, **kw: client)
+    monkeypatch.setattr("synctwin.infra.redis_conn.connect", lambda url, **kw: client)
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"audience_size": 160000, "cvr": 0.03, "daily_budget": 1100, "campaign_id": "g1"}))
     bad = tmp_path / "bad.json"

@@ -12,15 +12,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agents.syncshield.backends import JsonlAuditStore
-from synctwin.cli import main
-from synctwin.commands.kpis import kpis
-from synctwin.config import get_settings
-from synctwin.history import parse_history_csv
-from synctwin.models import Strategy
-from synctwin.service.app import create_app
+from synctwin.app.cli import main
+from synctwin.app.commands.kpis import kpis
+from synctwin.app.http.app import create_app
+from synctwin.kernel.config import get_settings
+from synctwin.kernel.history import parse_history_csv
+from synctwin.kernel.models import Strategy
+from synctwin.kernel.strategy_io import strategy_from_dict
 from synctwin.services.feed import start_feed
 from synctwin.services.gate import GateRequest, decide
-from synctwin.strategy_io import strategy_from_dict
 from world.clock import make_environment
 
 EXAMPLES = files("scenarios") / "builtin" / "examples"

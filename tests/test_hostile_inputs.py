@@ -1,4 +1,4 @@
-"""Hostile and absurd inputs, from the outside: the CLI (synctwin.cli.main) and the HTTP service
+"""Hostile and absurd inputs, from the outside: the CLI (synctwin.app.cli.main) and the HTTP service
 (FastAPI's TestClient over fakeredis). Each test is one defect of the hardening issue's items 5-7
 ("files and numbers"): it failed on the code before the fix and names what it guards.
 
@@ -21,11 +21,11 @@ with warnings.catch_warnings():  # starlette's notice about httpx's successor
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from synctwin.cli import main
-from synctwin.config import Settings
-from synctwin.errors import InvalidInput
-from synctwin.history import load_history
-from synctwin.service import create_app
+from synctwin.app.cli import main
+from synctwin.app.http import create_app
+from synctwin.kernel.config import Settings
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.history import load_history
 
 DATA = Path(__file__).parent / "data"
 HISTORY = DATA / "history_90d.csv"
@@ -41,7 +41,7 @@ SetLimits = Callable[..., None]
 @pytest.fixture
 def limits(monkeypatch: pytest.MonkeyPatch) -> Iterator[SetLimits]:
     """Change Limits for one test through their SYNCTWIN_* variables (they are read once per process)."""
-    from synctwin.config import get_limits
+    from synctwin.kernel.config import get_limits
 
     def set_limits(**values: object) -> None:
         for name, value in values.items():
@@ -158,10 +158,10 @@ def test_http_overflow_is_a_422_naming_the_field_and_audits_nothing(fake: Any, l
 def test_publishing_refuses_a_non_finite_result(tmp_path: Path, fake: Any) -> None:
     """The last line of defence: whoever calls record_decision / publish_plan with an infinite
     figure gets InvalidInput and nothing is written."""
-    from agents.synctwin.gatekeeper import SimulationGatekeeper
+    from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
     from agents.syncvalue.baseline import compute_baseline
-    from synctwin.publishing import publish_plan, record_decision
-    from synctwin.strategy_io import strategy_from_dict
+    from synctwin.kernel.strategy_io import strategy_from_dict
+    from synctwin.services.publishing import publish_plan, record_decision
 
     strategy = strategy_from_dict(STRATEGY)
     history = load_history(HISTORY)
@@ -241,8 +241,8 @@ def test_the_history_is_read_line_by_line() -> None:
     """The first bad row stops the read: nothing past it is pulled from the file."""
     import io
 
-    from synctwin.files import capped_lines
-    from synctwin.history import _parse_lines
+    from synctwin.kernel.files import capped_lines
+    from synctwin.kernel.history import _parse_lines
 
     pulled = []
     text = HEADER + "2026-01-01,1,1,1,1,1\n" * 2 + "2026-01-03,1,1,1,1,1\n" * 10_000
@@ -428,7 +428,7 @@ def test_the_zero_impressions_error_names_the_history(capsys: Any, tmp_path: Pat
     ],
 )
 def test_bad_setting_is_exit_2_naming_the_variable(monkeypatch, capsys, var, value, named):
-    from synctwin.config import get_limits, get_settings
+    from synctwin.kernel.config import get_limits, get_settings
 
     monkeypatch.setenv(var, value)
     get_settings.cache_clear()

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import redis
 
-from synctwin.errors import InvalidInput
 from synctwin.infra.leases import LeaseLost, ShardLeases, claim_layout, default_worker_id, fenced
 from synctwin.infra.shards import shard_keys
+from synctwin.kernel.errors import InvalidInput
 
 pytestmark = pytest.mark.redis
 

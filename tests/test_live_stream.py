@@ -43,10 +43,10 @@ from test_mirror_redis import (
 )
 from worker_processes import REPO, start_worker, stop_worker, synctwin_cmd, worker_env
 
-import agents.council_redis as council_redis
-from agents.council_redis import RedisCouncil, redis_shadow
-from agents.synctwin.deviation import MirrorState
-from synctwin.config import get_settings
+import agents.council.redis as council_redis
+from agents.council.redis import RedisCouncil, redis_shadow
+from agents.synctwin.mirror.deviation import MirrorState
+from synctwin.kernel.config import get_settings
 
 RAW = {"NEVER_DECODE": True}
 FIELDS = ("event_id", "campaign_id", "ts", "spend", "impressions", "clicks", "conversions", "revenue")
@@ -298,8 +298,8 @@ def test_a_campaign_whose_newer_events_keep_being_ignored_gets_one_alert_per_epi
 HANGING_WORKER = r"""
 import sys, time
 import redis
-from agents.council_redis import RedisCouncil, redis_mirror
-from synctwin.config import get_settings
+from agents.council.redis import RedisCouncil, redis_mirror
+from synctwin.kernel.config import get_settings
 
 url, consumer = sys.argv[1], sys.argv[2]
 client = redis.Redis.from_url(url, decode_responses=True)

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.synctwin.deviation import (
+from agents.synctwin.mirror.agent import PAUSE_REASON, MirrorBook
+from agents.synctwin.mirror.deviation import (
     EVENT_FIELDS,
     InvalidEvent,
     MirrorConfig,
@@ -23,7 +24,6 @@ from agents.synctwin.deviation import (
     apply_event,
     parse_event,
 )
-from agents.synctwin.mirror import PAUSE_REASON, MirrorBook
 from harness.runner import run_scenario
 from scenarios.loader import scenario_from_dict
 

@@ -1,4 +1,4 @@
-"""`synctwin mirror`'s worker on the bid stream: the Council with the mirror alone (agents/council_redis.py).
+"""`synctwin mirror`'s worker on the bid stream: the Council with the mirror alone (agents/council/redis.py).
 
 @redis tests run against the session's own redis-server (never 6379), or a private one with an
 AOF for the restart test; the rest use fakeredis (no scripting there: the WATCH/MULTI path).
@@ -26,12 +26,12 @@ from redis.retry import Retry
 from shared_scenarios import linear_projection
 from worker_processes import REPO, start_worker, stop_worker, worker_env
 
-from agents.council_redis import RedisCouncil, redis_mirror
+from agents.council.redis import RedisCouncil, redis_mirror
 from agents.syncshield.backends import verify_redis
-from agents.synctwin.deviation import MirrorConfig, MirrorState
-from agents.synctwin.mirror import PAUSE_REASON
-from synctwin.cli import main
-from synctwin.config import get_settings
+from agents.synctwin.mirror.agent import PAUSE_REASON
+from agents.synctwin.mirror.deviation import MirrorConfig, MirrorState
+from synctwin.app.cli import main
+from synctwin.kernel.config import get_settings
 
 PREFIX = "synctwin:"
 BIDS, DEAD, CONTROL = f"{PREFIX}bids", f"{PREFIX}bids:dead", f"{PREFIX}control"
@@ -413,8 +413,8 @@ def test_a_new_launch_is_mirrored_against_its_new_projection(redis_client: Any, 
 HANGING_WORKER = r"""
 import sys, time
 import redis
-from agents.council_redis import RedisCouncil, redis_mirror
-from synctwin.config import get_settings
+from agents.council.redis import RedisCouncil, redis_mirror
+from synctwin.kernel.config import get_settings
 
 url, consumer = sys.argv[1], sys.argv[2]
 client = redis.Redis.from_url(url, decode_responses=True)
@@ -633,7 +633,7 @@ def test_with_an_audit_key_the_pauses_are_hmac_chained_and_the_head_moves_with_t
     """The mirror writes its AUTO_ROLLBACK_TRIGGERED records through `prepare` inside its own MULTI:
     with SYNCTWIN_AUDIT_KEY set they are HMAC-chained, {prefix}audit:head follows them, and verify
     needs the key."""
-    from synctwin.config import get_settings
+    from synctwin.kernel.config import get_settings
 
     key = "mirror-test-audit-key-0123456789"
     monkeypatch.setenv("SYNCTWIN_AUDIT_KEY", key)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.synctwin.montecarlo import (
+from agents.synctwin.gate.montecarlo import (
     FunnelParams,
     SeedModelParams,
     chunk_rng,
@@ -20,7 +20,7 @@ from agents.synctwin.montecarlo import (
     simulate_funnel_model,
     simulate_seed_model,
 )
-from agents.synctwin.stats import risk_profile, row_quantiles, wilson_interval
+from agents.synctwin.gate.stats import risk_profile, row_quantiles, wilson_interval
 
 SEED_P = SeedModelParams(days=30, demand=3200, daily_budget=900, aov=62.0, base_revenue=151_500, base_spend=18_200)
 FUNNEL_P = FunnelParams(
@@ -266,7 +266,7 @@ def test_risk_profile_follows_the_seed(conf: float, uplift: float, profile: str)
 def test_order_statistics_equal_a_full_partition(
     values: list[float], order: str, picks: list[float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import agents.synctwin.stats as stats
+    import agents.synctwin.gate.stats as stats
 
     # small arrays take the bracketed path too (the same constants for every example: safe to share)
     monkeypatch.setattr(stats, "BRACKET_MIN_SIZE", 16)
@@ -287,7 +287,7 @@ def test_order_statistics_equal_a_full_partition(
 
 
 def test_order_statistics_fall_back_when_the_sample_misleads(monkeypatch: pytest.MonkeyPatch) -> None:
-    import agents.synctwin.stats as stats
+    import agents.synctwin.gate.stats as stats
 
     monkeypatch.setattr(stats, "BRACKET_MIN_SIZE", 100)
     monkeypatch.setattr(stats, "BRACKET_SAMPLE", 10)
@@ -304,7 +304,7 @@ def test_order_statistics_fall_back_when_the_sample_misleads(monkeypatch: pytest
 
 
 def test_order_statistics_on_a_million_paths_partition_only_a_bracket(monkeypatch: pytest.MonkeyPatch) -> None:
-    import agents.synctwin.stats as stats
+    import agents.synctwin.gate.stats as stats
 
     x = np.random.default_rng(9).normal(0.0, 1.0, 1_000_000)
     ranks = [99_999, 100_000, 499_999, 500_000, 899_999, 900_000]

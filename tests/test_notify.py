@@ -24,7 +24,7 @@ from agents.syncnotify import (
     RedisStreamSink,
     SyncNotify,
 )
-from synctwin.errors import InvalidInput
+from synctwin.kernel.errors import InvalidInput
 
 
 class Ticker:

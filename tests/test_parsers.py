@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synctwin.errors import InvalidInput
-from synctwin.history import History, load_history, parse_history_csv
-from synctwin.strategy_io import load_strategy, strategy_from_dict
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.history import History, load_history, parse_history_csv
+from synctwin.kernel.strategy_io import load_strategy, strategy_from_dict
 
 DATA = Path(__file__).parent / "data"
 HEADER = "date,spend,impressions,clicks,conversions,revenue\n"

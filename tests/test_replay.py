@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from shared_scenarios import SHOCK
 
-from agents.synctwin.backtest import builtin_historical_dir, load_cases
+from harness.evaluation.backtest import builtin_historical_dir, load_cases
 from harness.runner import run_scenario
 from scenarios.loader import builtin_files, list_builtins, load_scenario, scenario_from_dict
-from synctwin.cli import main
+from synctwin.app.cli import main
 
 DAY = 86_400.0
 

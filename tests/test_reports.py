@@ -22,14 +22,14 @@ import pytest
 from shared_scenarios import SHOCK
 
 from agents.syncshield import JsonlAuditStore
-from agents.synctwin.gatekeeper import SimulationGatekeeper
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
 from agents.syncvalue import compute_baseline
 from harness.runner import run_scenario
 from scenarios.loader import scenario_from_dict
-from synctwin.cli import main
-from synctwin.history import load_history
-from synctwin.models import Strategy
-from synctwin.progress import ProgressBar, interactive
+from synctwin.app.cli import main
+from synctwin.app.progress import ProgressBar, interactive
+from synctwin.kernel.history import load_history
+from synctwin.kernel.models import Strategy
 
 DATA = Path(__file__).parent / "data"
 STRATEGY = DATA / "strategy.json"
@@ -172,11 +172,11 @@ def test_gate_report(
 
 def test_gate_without_report_does_not_import_matplotlib(tmp_path: Path) -> None:
     code = (
-        "import sys, contextlib, io\nfrom synctwin.cli import main\n"
+        "import sys, contextlib, io\nfrom synctwin.app.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    rc = main({gate_args(strategy=write_strategy(tmp_path, 'near', daily_budget=NEAR_BUDGET))!r})\n"
         "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'PIL')"
-        " or m.startswith('synctwin.reports')))"
+        " or m.startswith('synctwin.app.reports')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1 []"
@@ -471,7 +471,7 @@ def test_replay_progress(
     fake = tty()
     assert main(["replay", str(shock_file)]) == 0
     assert fake.getvalue() == ""  # nine virtual hours: too short for a bar
-    import synctwin.commands.replay as replay_cmd
+    import synctwin.app.commands.replay as replay_cmd
 
     monkeypatch.setattr(replay_cmd, "PROGRESS_MIN_VIRTUAL_S", 3600.0)
     assert main(["replay", str(shock_file)]) == 0

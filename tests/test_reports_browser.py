@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from shared_scenarios import SHOCK as SHARED_SHOCK
 
-from agents.synctwin.synthetic import ResponseLaw, synthetic_history
-from synctwin.cli import main
+from harness.evaluation.synthetic import ResponseLaw, synthetic_history
+from synctwin.app.cli import main
 
 DATA = Path(__file__).parent / "data"
 CHROMIUM = shutil.which("chromium") or shutil.which("/usr/bin/chromium")

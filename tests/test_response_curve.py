@@ -1,4 +1,4 @@
-"""The response curve (agents/synctwin/response_curve.py) and the gate's curve model built on it."""
+"""The response curve (agents/synctwin/gate/response_curve.py) and the gate's curve model built on it."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.synctwin.gatekeeper import SimulationGatekeeper, curve_params
-from agents.synctwin.montecarlo import simulate_curve_model
-from agents.synctwin.response_curve import (
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper, curve_params
+from agents.synctwin.gate.montecarlo import simulate_curve_model
+from agents.synctwin.gate.response_curve import (
     B_MIN,
     B_PRIOR_MEAN,
     B_PRIOR_SD,
@@ -31,12 +31,12 @@ from agents.synctwin.response_curve import (
     rolling_calibration,
 )
 from agents.syncvalue.baseline import compute_baseline
-from synctwin.cli import main
-from synctwin.config import Settings
-from synctwin.errors import InvalidInput
-from synctwin.executors import InProcessExecutor, ThreadExecutor
-from synctwin.history import History, load_history
-from synctwin.models import Strategy
+from synctwin.app.cli import main
+from synctwin.infra.executors import InProcessExecutor, ThreadExecutor
+from synctwin.kernel.config import Settings
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.history import History, load_history
+from synctwin.kernel.models import Strategy
 
 DATA = Path(__file__).parent / "data"
 HISTORY = DATA / "history_90d.csv"
@@ -386,7 +386,7 @@ def test_bad_input_never_gives_nan_or_a_traceback(tmp_path: Path, capsys: pytest
 
 
 def test_the_worlds_are_deterministic_and_hold_their_truth() -> None:
-    from agents.synctwin.worlds import HELD_OUT, WORLDS, make_account
+    from harness.evaluation.worlds import HELD_OUT, WORLDS, make_account
 
     a, b = make_account(WORLDS[0], 3, 99), make_account(WORLDS[0], 3, 99)
     assert a.realized_uplift == b.realized_uplift and np.array_equal(a.history.spend, b.history.spend)
@@ -403,7 +403,7 @@ def test_the_worlds_are_deterministic_and_hold_their_truth() -> None:
 
 
 def test_outcome_residuals_score_full_flights_with_a_projection_only() -> None:
-    from agents.synctwin.calibration_log import outcome_residual, outcome_residuals
+    from agents.synctwin.gate.calibration_log import outcome_residual, outcome_residuals
 
     base = {"final": True, "days": 30, "days_total": 30, "revenue": 1000.0, "projected_revenue": [500, 1000, 2000]}
     assert outcome_residual(base) == pytest.approx(0.0)
@@ -429,7 +429,7 @@ def test_outcome_residuals_score_full_flights_with_a_projection_only() -> None:
 
 
 def test_a_campaign_outcome_carries_the_projected_revenue() -> None:
-    from agents.synctwin.outcomes import GateFacts, campaign_outcome
+    from agents.synctwin.gate.outcomes import GateFacts, campaign_outcome
 
     baseline = compute_baseline(load_history(HISTORY))
     r = SimulationGatekeeper().evaluate(Strategy(audience_size=160_000, cvr=0.02, daily_budget=700), baseline, seed=1)
@@ -483,7 +483,7 @@ def test_gate_calibration_log_widens_on_outcomes_the_gate_missed(
 
 
 def test_tune_shows_the_reliability_before_and_after_calibration(capsys: pytest.CaptureFixture[str]) -> None:
-    from agents.synctwin.tuning import Evidence, brier
+    from harness.evaluation.tuning import Evidence, brier
 
     assert brier([Evidence("a", 1.0, True, "x"), Evidence("b", 0.5, False, "x")]) == pytest.approx(0.125)
     assert brier([]) is None

@@ -1,4 +1,4 @@
-"""The rolling-origin backtest (agents/synctwin/rolling.py) on histories whose truth is known."""
+"""The rolling-origin backtest (harness/evaluation/rolling.py) on histories whose truth is known."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agents.synctwin.gatekeeper import SimulationGatekeeper
-from agents.synctwin.rolling import (
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
+from agents.syncvalue.baseline import compute_baseline
+from harness.evaluation.rolling import (
     DEMAND_HEADROOM,
     RollingConfig,
     demand_strategy,
     origins,
     run_rolling_backtest,
 )
-from agents.synctwin.synthetic import ResponseLaw, TrueResponseGate, synthetic_history
-from agents.syncvalue.baseline import compute_baseline
-from synctwin.errors import InvalidInput
-from synctwin.history import History
+from harness.evaluation.synthetic import ResponseLaw, TrueResponseGate, synthetic_history
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.history import History
 
 LAW = ResponseLaw()
 WEEKLY = RollingConfig(horizon=7, step=7, lookback=28, paths=2000, seed=3)

@@ -10,7 +10,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from synctwin.history import history_from_records
+from synctwin.kernel.history import history_from_records
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -70,9 +70,9 @@ def test_converter_refuses_a_wrong_file(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_dev_and_held_out_windows_never_share_a_day() -> None:
     bench = _load("rolling_backtest")
-    from agents.synctwin.gatekeeper import SimulationGatekeeper
-    from agents.synctwin.rolling import RollingConfig, run_rolling_backtest
-    from agents.synctwin.synthetic import ResponseLaw, synthetic_history
+    from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
+    from harness.evaluation.rolling import RollingConfig, run_rolling_backtest
+    from harness.evaluation.synthetic import ResponseLaw, synthetic_history
 
     h = synthetic_history(ResponseLaw(), days=91, seed=3, start="2020-04-01")
     cut = bench.cut_date(h)

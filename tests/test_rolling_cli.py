@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.synctwin.synthetic import ResponseLaw, synthetic_history
-from synctwin.cli import main
-from synctwin.commands.rolling_backtest import print_rolling, short, spark
+from harness.evaluation.synthetic import ResponseLaw, synthetic_history
+from synctwin.app.cli import main
+from synctwin.app.commands.rolling_backtest import print_rolling, short, spark
 
 FAST = ["--horizon", "7", "--step", "7", "--lookback", "28", "--paths", "1000"]
 

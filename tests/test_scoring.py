@@ -1,4 +1,4 @@
-"""The forecast scores (agents/synctwin/scoring.py): exact against brute force, and properties
+"""The forecast scores (harness/evaluation/scoring.py): exact against brute force, and properties
 a calibrated forecast must have (hypothesis)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.synctwin.scoring import (
+from harness.evaluation.scoring import (
     block_bootstrap,
     brier_score,
     crps_sample,

@@ -23,7 +23,7 @@ import redis
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from synctwin.redact import RedactingFilter, redact, redact_logs, scrub, secrets_of
+from synctwin.kernel.redact import RedactingFilter, redact, redact_logs, scrub, secrets_of
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "hunter2-Pa55word"
@@ -41,7 +41,7 @@ def run(*args: str, timeout: float = 60, **env: str) -> tuple[int, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SYNCTWIN_")}
     base["SYNCTWIN_CONFIG_FILE"] = os.devnull
     proc = subprocess.run(
-        [sys.executable, "-m", "synctwin.cli", *args],
+        [sys.executable, "-m", "synctwin.app.cli", *args],
         cwd=REPO,
         env=base | env,
         capture_output=True,
@@ -148,7 +148,7 @@ def test_a_worker_that_loses_redis_logs_the_outage_without_the_password(locked_r
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCTWIN_")}
     env |= {"SYNCTWIN_CONFIG_FILE": os.devnull, "SYNCTWIN_REDIS_URL": url, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "synctwin.cli", "mirror", "--consumer", "w1"],
+        [sys.executable, "-m", "synctwin.app.cli", "mirror", "--consumer", "w1"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -242,8 +242,8 @@ def test_redact_logs_covers_the_root_handlers_and_the_last_resort() -> None:
 def test_the_service_503_does_not_show_the_password() -> None:
     from fastapi.testclient import TestClient
 
-    from synctwin.config import Settings
-    from synctwin.service import create_app
+    from synctwin.app.http import create_app
+    from synctwin.kernel.config import Settings
 
     url = f"redis://:{SECRET}@127.0.0.1:{closed_port()}/0"
     try:

@@ -33,14 +33,14 @@ with warnings.catch_warnings():  # starlette's notice about httpx's successor; h
 
 from shared_scenarios import linear_projection
 
-from agents.council_redis import redis_mirror
-from agents.synctwin.deviation import MirrorState
-from agents.synctwin.mirror import PAUSE_REASON
-from synctwin import metrics
-from synctwin.cli import main
-from synctwin.config import Settings, get_settings
-from synctwin.history import load_history
-from synctwin.service import create_app
+from agents.council.redis import redis_mirror
+from agents.synctwin.mirror.agent import PAUSE_REASON
+from agents.synctwin.mirror.deviation import MirrorState
+from synctwin.app.cli import main
+from synctwin.app.http import create_app
+from synctwin.infra import metrics
+from synctwin.kernel.config import Settings, get_settings
+from synctwin.kernel.history import load_history
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -206,7 +206,7 @@ def test_a_body_over_the_limit_is_a_413() -> None:
 def test_the_gate_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """While a gate computes, /healthz still answers: the gate waits for that answer, which could
     never come if it held the event loop."""
-    from agents.synctwin.gatekeeper import SimulationGatekeeper
+    from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
 
     answered = threading.Event()
     real = SimulationGatekeeper.evaluate
@@ -527,7 +527,7 @@ def test_a_process_that_never_ran_a_drill_exports_no_drill_verdict() -> None:
     """serve, mirror and shadow import the metrics too: an unset 'last run passed' would read 0
     (failed) on the dashboard though no drill ever ran there."""
     code = (
-        "from prometheus_client import generate_latest; from synctwin import metrics; "
+        "from prometheus_client import generate_latest; from synctwin.infra import metrics; "
         "print(generate_latest(metrics.REGISTRY).decode())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -540,7 +540,7 @@ def test_known_series_exist_at_zero_before_their_first_event() -> None:
     """increase() over a series that appears with its first event misses that event (a dashboard
     showing 1 pause of 2): pauses by reason, gate decisions and shadow outcomes start at 0."""
     code = (
-        "from prometheus_client import generate_latest; from synctwin import metrics; "
+        "from prometheus_client import generate_latest; from synctwin.infra import metrics; "
         "print(generate_latest(metrics.REGISTRY).decode())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -652,7 +652,7 @@ def test_synctwin_serve_answers_and_stops_on_sigterm(workers: int) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCTWIN_", "PROMETHEUS_"))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "synctwin.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        [sys.executable, "-m", "synctwin.app.cli", "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -693,7 +693,7 @@ def test_synctwin_mirror_serves_its_metrics(redis_server: Any, redis_client: Any
         [
             sys.executable,
             "-m",
-            "synctwin.cli",
+            "synctwin.app.cli",
             "mirror",
             "--redis",
             redis_server.url,

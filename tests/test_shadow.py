@@ -13,9 +13,9 @@ import simpy
 from shared_scenarios import SHOCK
 
 from agents.syncshield.chain import canonical_json
-from agents.synctwin.gatekeeper import SimulationGatekeeper
-from agents.synctwin.outcomes import CAMPAIGN_OUTCOME, net_profit_uplift
-from agents.synctwin.shadow import (
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
+from agents.synctwin.gate.outcomes import CAMPAIGN_OUTCOME, net_profit_uplift
+from agents.synctwin.shadow.agent import (
     SHADOW_OUTCOME,
     MarketDay,
     Rejection,
@@ -30,13 +30,13 @@ from agents.synctwin.shadow import (
 from agents.syncvalue.baseline import compute_baseline
 from harness.runner import run_scenario
 from scenarios.loader import load_scenario, scenario_from_dict
-from synctwin.cli import main
-from synctwin.commands.review import review
-from synctwin.errors import InvalidInput
-from synctwin.history import load_history
-from synctwin.messages import BidBatch
-from synctwin.models import Strategy
-from synctwin.publishing import audit_metadata
+from synctwin.app.cli import main
+from synctwin.app.commands.review import review
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.history import load_history
+from synctwin.kernel.messages import BidBatch
+from synctwin.kernel.models import Strategy
+from synctwin.services.publishing import audit_metadata
 
 HISTORY = Path(__file__).resolve().parents[1] / "scenarios" / "builtin" / "histories" / "volt-threads-tiktok.csv"
 STRATEGY = Strategy(

@@ -24,22 +24,22 @@ import pytest
 import simpy
 from worker_processes import REPO, start_worker, stop_worker, synctwin_cmd, worker_env
 
-from agents.council_redis import RedisCouncil, redis_council, redis_shadow
+from agents.council.redis import RedisCouncil, redis_council, redis_shadow
 from agents.syncshield.backends import RedisAuditStore, verify_redis
-from agents.synctwin.gatekeeper import SimulationGatekeeper
-from agents.synctwin.outcomes import CAMPAIGN_OUTCOME, net_profit_uplift
-from agents.synctwin.shadow import SHADOW_OUTCOME, MarketDay, ShadowAgent, simulate_day
-from agents.synctwin.shadow_store import ShadowStats, day_of, iso, market_key, market_sums, observed_market
-from agents.synctwin.tuning import live_evidence
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
+from agents.synctwin.gate.outcomes import CAMPAIGN_OUTCOME, net_profit_uplift
+from agents.synctwin.shadow.agent import SHADOW_OUTCOME, MarketDay, ShadowAgent, simulate_day
+from agents.synctwin.shadow.store import ShadowStats, day_of, iso, market_key, market_sums, observed_market
 from agents.syncvalue.baseline import compute_baseline
-from synctwin import metrics
-from synctwin.cli import main
-from synctwin.commands.kpis import kpis
-from synctwin.config import get_settings
-from synctwin.history import load_history
-from synctwin.messages import BidBatch
-from synctwin.models import Strategy
-from synctwin.publishing import publish_plan, record_decision
+from harness.evaluation.tuning import live_evidence
+from synctwin.app.cli import main
+from synctwin.app.commands.kpis import kpis
+from synctwin.infra import metrics
+from synctwin.kernel.config import get_settings
+from synctwin.kernel.history import load_history
+from synctwin.kernel.messages import BidBatch
+from synctwin.kernel.models import Strategy
+from synctwin.services.publishing import publish_plan, record_decision
 
 PREFIX = "synctwin:"
 HISTORY = load_history(REPO / "tests" / "data" / "history_90d.csv")

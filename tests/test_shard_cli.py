@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from synctwin.cli import main
-from synctwin.config import get_settings
+from synctwin.app.cli import main
+from synctwin.kernel.config import get_settings
 
 
 @pytest.fixture(autouse=True)
@@ -75,10 +75,10 @@ def test_bad_use_is_one_clear_error(argv: list[str], says: str, capsys: pytest.C
 
 def test_the_installed_command_prints_and_exits_2_on_bad_n() -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "synctwin.cli", "shard", "--shards", "4", "c1"], capture_output=True, text=True
+        [sys.executable, "-m", "synctwin.app.cli", "shard", "--shards", "4", "c1"], capture_output=True, text=True
     )
     assert ok.returncode == 0 and ok.stdout == "c1 synctwin:{s1}:bids\n"
     bad = subprocess.run(
-        [sys.executable, "-m", "synctwin.cli", "shard", "--shards", "0", "c1"], capture_output=True, text=True
+        [sys.executable, "-m", "synctwin.app.cli", "shard", "--shards", "0", "c1"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--shards" in bad.stderr

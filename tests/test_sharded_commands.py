@@ -14,9 +14,9 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from synctwin.cli import main
-from synctwin.config import get_settings
+from synctwin.app.cli import main
 from synctwin.infra.shards import campaign_keys, shard_of
+from synctwin.kernel.config import get_settings
 from synctwin.services.feed import start_feed
 from world.clock import make_environment
 

@@ -11,8 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from synctwin.config import Settings
-from synctwin.errors import InvalidInput
 from synctwin.infra.shards import (
     MAX_SHARDS,
     ShardKeys,
@@ -26,6 +24,8 @@ from synctwin.infra.shards import (
     shard_prefix,
     stream_for,
 )
+from synctwin.kernel.config import Settings
+from synctwin.kernel.errors import InvalidInput
 
 ids = st.text(min_size=1, max_size=40)  # any unicode, braces and colons included
 counts = st.integers(min_value=1, max_value=MAX_SHARDS)
@@ -166,7 +166,7 @@ def test_a_cluster_needs_tagged_keys() -> None:
 
 
 def test_the_setting_defaults_to_one_and_refuses_zero(monkeypatch: pytest.MonkeyPatch) -> None:
-    from synctwin.config import _load
+    from synctwin.kernel.config import _load
 
     monkeypatch.delenv("SYNCTWIN_SHARDS", raising=False)
     assert Settings().shards == 1

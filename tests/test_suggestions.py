@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from agents.syncbrain.brain import CampaignRejectedError
-from agents.synctwin.gatekeeper import SimulationGatekeeper
-from agents.synctwin.suggestions import LEVERS, human_round, suggest
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
+from agents.synctwin.gate.suggestions import LEVERS, human_round, suggest
 from agents.syncvalue.baseline import Baseline, compute_baseline
 from agents.syncvalue.service import SyncValue
 from agents.syncvalue.stores import InMemoryHistoryStore
-from synctwin.cli import main
-from synctwin.history import load_history
-from synctwin.models import Strategy
+from synctwin.app.cli import main
+from synctwin.kernel.history import load_history
+from synctwin.kernel.models import Strategy
 
 HISTORY = Path(__file__).resolve().parents[1] / "scenarios" / "builtin" / "histories" / "volt-threads-tiktok.csv"
 # rejected at ~0.76; budget, audience and duration can each fix it

@@ -22,9 +22,9 @@ from harness.runner import run_scenario
 from harness.sweep import run_sweep, scenario_at, sweep_size
 from scenarios.loader import load_scenario, scenario_from_dict
 from scenarios.schema import DEFAULT_MARKETS, MAX_GRID_POINTS, PlatformMarket, Scenario
-from synctwin.cli import main
-from synctwin.errors import InvalidInput
-from synctwin.executors import Executor, ProcessPoolExecutor
+from synctwin.app.cli import main
+from synctwin.infra.executors import Executor, ProcessPoolExecutor
+from synctwin.kernel.errors import InvalidInput
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "scenarios" / "examples" / "market_shock_grid.yaml"
 LEGACY_KEYS = [

@@ -10,11 +10,11 @@ from agents.syncbrain import CampaignRejectedError, RuleBasedStrategyGenerator, 
 from agents.syncflow import InMemoryDeployer, UnapprovedDeployment
 from agents.syncshield.backends import InMemoryAuditStore
 from agents.syncshield.service import SyncShield
-from agents.synctwin.gatekeeper import SimulationGatekeeper
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
 from agents.syncvalue import InMemoryHistoryStore, SyncValue
-from synctwin.config import Settings
-from synctwin.errors import InvalidInput
-from synctwin.history import load_history
+from synctwin.kernel.config import Settings
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.history import load_history
 
 HISTORY = Path(__file__).parent / "data" / "history_90d.csv"
 GOOD = {"audience_size": 160_000, "expected_cvr": 0.03, "monthly_budget": 33_000}

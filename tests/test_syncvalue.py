@@ -16,8 +16,8 @@ from agents.syncvalue import (
     UnknownClient,
     compute_baseline,
 )
-from synctwin.errors import InvalidInput
-from synctwin.history import History, load_history, parse_history_csv
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.history import History, load_history, parse_history_csv
 
 HISTORY = Path(__file__).parent / "data" / "history_90d.csv"
 

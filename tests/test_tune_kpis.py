@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agents.syncshield.backends import JsonlAuditStore
-from agents.synctwin.tuning import (
+from harness.evaluation.tuning import (
     Evidence,
     live_evidence,
     pick_threshold,
@@ -18,10 +18,10 @@ from agents.synctwin.tuning import (
     shadow_evidence,
     tune,
 )
-from synctwin import metrics
-from synctwin.cli import main
-from synctwin.commands.kpis import kpis
-from synctwin.config import get_settings
+from synctwin.app.cli import main
+from synctwin.app.commands.kpis import kpis
+from synctwin.infra import metrics
+from synctwin.kernel.config import get_settings
 
 
 @pytest.fixture

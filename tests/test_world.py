@@ -18,7 +18,7 @@ from agents.base import Agent, answer, ask
 from harness.runner import campaign_truth, run_scenario
 from scenarios.loader import scenario_from_dict
 from scenarios.schema import DEFAULT_MARKETS, FaultSpec, GeneratedHistory, PlatformMarket
-from synctwin.messages import BaselineRequest
+from synctwin.kernel.messages import BaselineRequest
 from world.api import ApiTimeout, PlatformAPI, RateLimited
 from world.clock import Clock, make_environment
 from world.faults import FaultInjector

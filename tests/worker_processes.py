@@ -13,9 +13,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def synctwin_cmd() -> list[str]:
-    """The installed console script, or `python -m synctwin.cli` beside this interpreter."""
+    """The installed console script, or `python -m synctwin.app.cli` beside this interpreter."""
     exe = shutil.which("synctwin") or str(Path(sys.executable).with_name("synctwin"))
-    return [exe] if Path(exe).exists() else [sys.executable, "-m", "synctwin.cli"]
+    return [exe] if Path(exe).exists() else [sys.executable, "-m", "synctwin.app.cli"]
 
 
 def worker_env(**extra: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 
 from scenarios.schema import GeneratedHistory, PlatformMarket
-from synctwin.history import History
+from synctwin.kernel.history import History
 
 WEEKDAY = np.array([1.0, 1.02, 1.03, 1.0, 0.97, 0.95, 1.03])  # Monday first
 

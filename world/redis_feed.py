@@ -17,9 +17,9 @@ import numpy as np
 import simpy
 
 from scenarios.schema import FaultSpec, GeneratedHistory, WorldSpec
-from synctwin.history import History
 from synctwin.infra.shards import control_streams, stream_for
-from synctwin.models import Strategy
+from synctwin.kernel.history import History
+from synctwin.kernel.models import Strategy
 from world.history import generate_history
 from world.platforms import CampaignSetup
 from world.world import World

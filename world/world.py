@@ -14,7 +14,7 @@ import numpy as np
 import simpy
 
 from scenarios.schema import FaultSpec, WorldSpec
-from synctwin.messages import BidBatch
+from synctwin.kernel.messages import BidBatch
 from world.api import PlatformAPI
 from world.clock import Clock
 from world.faults import FaultInjector, FaultListener

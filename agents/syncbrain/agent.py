@@ -12,9 +12,9 @@ import simpy
 from agents.base import Agent, ask
 from agents.syncbrain.brain import audit_summary
 from agents.syncbrain.generator import RuleBasedStrategyGenerator, StrategyGenerator
-from agents.synctwin.shadow import ShadowWatch
-from synctwin.errors import InvalidInput
-from synctwin.messages import AuditEvent, Deploy, GateRequest, LaunchRequest
+from agents.synctwin.shadow.agent import ShadowWatch
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.messages import AuditEvent, Deploy, GateRequest, LaunchRequest
 
 
 class SyncBrainAgent(Agent):

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from agents.syncbrain.generator import RuleBasedStrategyGenerator, StrategyGenerator
-from synctwin.models import Strategy
+from synctwin.kernel.models import Strategy
 
 
 class CampaignRejectedError(Exception):

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from synctwin.models import Strategy
-from synctwin.strategy_io import strategy_from_request
+from synctwin.kernel.models import Strategy
+from synctwin.kernel.strategy_io import strategy_from_request
 
 
 class StrategyGenerator(Protocol):
@@ -18,7 +18,7 @@ class StrategyGenerator(Protocol):
 
 
 class RuleBasedStrategyGenerator:
-    """Fills a strategy from the request by the rules of synctwin.strategy_io.strategy_from_request."""
+    """Fills a strategy from the request by the rules of synctwin.kernel.strategy_io.strategy_from_request."""
 
     def generate(self, client_id: str, campaign_params: Mapping[str, Any]) -> Strategy:
         return strategy_from_request(client_id, campaign_params)

@@ -18,9 +18,9 @@ import simpy
 from agents.base import Agent
 from agents.syncflow.breaker import BreakerState, CircuitBreaker
 from agents.syncflow.guards import AutoRollback, BudgetEmergency, Guard, MarginGuardian, Transition
-from agents.synctwin.outcomes import CAMPAIGN_OUTCOME, FLIGHT_ENDED, PAUSED, campaign_outcome
-from synctwin.config import Settings
-from synctwin.messages import Adopt, AlertMessage, AuditEvent, BidBatch, Deploy, PauseCommand, Watch
+from agents.synctwin.gate.outcomes import CAMPAIGN_OUTCOME, FLIGHT_ENDED, PAUSED, campaign_outcome
+from synctwin.kernel.config import Settings
+from synctwin.kernel.messages import Adopt, AlertMessage, AuditEvent, BidBatch, Deploy, PauseCommand, Watch
 from world.api import ApiError
 
 GUARDS = ("margin_guardian", "budget_emergency", "auto_rollback", "api_circuit_breaker")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from synctwin.models import Strategy
+from synctwin.kernel.models import Strategy
 
 
 class UnapprovedDeployment(RuntimeError):

@@ -9,7 +9,7 @@ import simpy
 
 from agents.base import Agent
 from agents.syncnotify.alerts import SyncNotify
-from synctwin.messages import AlertMessage
+from synctwin.kernel.messages import AlertMessage
 
 
 class SyncNotifyAgent(Agent):

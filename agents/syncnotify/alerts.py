@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from synctwin.errors import InvalidInput, describe_validation_error
-from synctwin.jsonable import to_jsonable
+from synctwin.kernel.errors import InvalidInput, describe_validation_error
+from synctwin.kernel.jsonable import to_jsonable
 
 if TYPE_CHECKING:
     from .sinks import AlertSink

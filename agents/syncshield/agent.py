@@ -9,7 +9,7 @@ import simpy
 
 from agents.base import Agent
 from agents.syncshield.service import SyncShield
-from synctwin.messages import AuditEvent
+from synctwin.kernel.messages import AuditEvent
 
 
 class SyncShieldAgent(Agent):

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from synctwin.config import get_settings
-from synctwin.errors import InvalidInput
+from synctwin.kernel.config import get_settings
+from synctwin.kernel.errors import InvalidInput
 
 from .chain import GENESIS_HASH, KEY_ENV, Head, VerifyReport, _is_hex64, head_mac, is_hmac
 

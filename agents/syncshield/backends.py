@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from synctwin.errors import InvalidInput
+from synctwin.kernel.errors import InvalidInput
 
 from .anchors import (
     FROM_ENV,

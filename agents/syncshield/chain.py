@@ -26,8 +26,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from synctwin.errors import InvalidInput
-from synctwin.jsonable import canonical_json, to_jsonable, utf8_safe
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.jsonable import canonical_json, to_jsonable, utf8_safe
 
 GENESIS_HASH = "0" * 64
 """`prev_hash` of the first record: a fixed value, so every chain starts the same way."""

@@ -3,8 +3,8 @@ head to keep, and an exit status."""
 
 from __future__ import annotations
 
-from synctwin.errors import InvalidInput
-from synctwin.redis_conn import connect, redact, scrub, url_error
+from synctwin.infra.redis_conn import connect, redact, scrub, url_error
+from synctwin.kernel.errors import InvalidInput
 
 from .anchors import configured_key
 from .backends import verify_file, verify_redis

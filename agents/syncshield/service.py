@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from synctwin.errors import InvalidInput
+from synctwin.kernel.errors import InvalidInput
 
 from .backends import AuditStore, InMemoryAuditStore
 from .chain import VerifyReport, verify_chain

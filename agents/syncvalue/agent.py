@@ -9,8 +9,8 @@ import simpy
 
 from agents.base import Agent, answer
 from agents.syncvalue.service import SyncValue
-from synctwin.errors import InvalidInput
-from synctwin.messages import BaselineRequest
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.messages import BaselineRequest
 
 
 class SyncValueAgent(Agent):

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from synctwin.errors import InvalidInput
-from synctwin.history import History
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.history import History
 
 DAYS_PER_MONTH = 30
 CURVE_DAYS = 180  # the response curve learns from up to this many days (the baseline stays the lookback's)

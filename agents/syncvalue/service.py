@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agents.syncvalue.baseline import Baseline, compute_baseline
 from agents.syncvalue.stores import HistoryStore
-from synctwin.config import Settings, get_settings
+from synctwin.kernel.config import Settings, get_settings
 
 
 class SyncValue:

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
-from synctwin.errors import InvalidInput
-from synctwin.history import History, load_history, parse_history_csv
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.history import History, load_history, parse_history_csv
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 

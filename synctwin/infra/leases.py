@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from synctwin.errors import InvalidInput
 from synctwin.infra.shards import ShardKeys, shard_keys
+from synctwin.kernel.errors import InvalidInput
 
 __all__ = [
     "FENCE_LUA",

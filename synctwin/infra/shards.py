@@ -30,7 +30,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from synctwin.errors import InvalidInput
+from synctwin.kernel.errors import InvalidInput
 
 __all__ = [
     "FORMULA",

@@ -8,8 +8,8 @@ from typing import Any
 import simpy
 
 from agents.syncshield.backends import RedisAuditStore
-from synctwin.config import Settings
 from synctwin.infra.shards import campaign_keys
+from synctwin.kernel.config import Settings
 from synctwin.services.gate import GateRequest, decide
 from world.redis_feed import FEED_CAMPAIGNS, Feed, feed_campaign, feed_world, launch
 

@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from agents.synctwin.gatekeeper import ProgressCallback, SimulationGatekeeper
+from agents.synctwin.gate.gatekeeper import ProgressCallback, SimulationGatekeeper
 from agents.syncvalue.baseline import Baseline, compute_baseline
-from synctwin.config import Settings
-from synctwin.executors import Executor
-from synctwin.history import History
+from synctwin.infra.executors import Executor
 from synctwin.infra.shards import campaign_keys
-from synctwin.models import GateResult, Strategy
-from synctwin.publishing import publish_plan, record_decision
+from synctwin.kernel.config import Settings
+from synctwin.kernel.history import History
+from synctwin.kernel.models import GateResult, Strategy
+from synctwin.services.publishing import publish_plan, record_decision
 
 
 @dataclass(frozen=True)

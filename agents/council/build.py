@@ -1,0 +1,355 @@
+"""The Council on a bid stream: one composition of the agents, whatever the clock and the stores.
+
+`build_council` wires the same agent classes a scenario replay uses (SyncTwin's mirror, SyncFlow
+with MarginGuardian, AutoRollback, the budget emergency stop and the API circuit breaker,
+SyncShield, SyncNotify) for an environment (virtual or wall-clock time: world/clock.py) and a set
+of ports:
+- the event source is `Council.feed`: one batch of bid events (stream entries, or lines of a
+  recording) is ONE mailbox message, a BidBatch whose rows are the events in stream order;
+- the platforms are the control port: SyncFlow takes a pause to "the platform" behind its circuit
+  breaker, and the port keeps it as a PauseCommand (production writes it to `{prefix}control`);
+- SyncShield's audit store and SyncNotify's sinks are the audit and alert ports.
+`synctwin replay --bids --plans` feeds a recording through memory ports in virtual time;
+`synctwin run` feeds the Redis stream through agents/council/redis.py's ports on the wall clock.
+Nothing else differs, so both decide the same pauses, event for event.
+
+The mirror passes each batch on to SyncFlow with its verdicts by row, and SyncFlow weighs them in
+row order beside its own guards: which agent pauses a campaign, and at which event, does not
+depend on where the stream was cut into batches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, get_args
+
+import numpy as np
+import simpy
+
+from agents.syncflow.agent import SyncFlow
+from agents.syncnotify.agent import SyncNotifyAgent
+from agents.syncnotify.alerts import Alert, SyncNotify
+from agents.syncshield.agent import SyncShieldAgent
+from agents.syncshield.backends import AuditStore
+from agents.syncshield.service import SyncShield
+from agents.synctwin.mirror.agent import MirrorAgent, MirrorBook, event_limits, mirror_config
+from agents.synctwin.mirror.deviation import ProjectionCurve
+from agents.synctwin.mirror.event_limits import Bounds, bounds_for, check, plan_floors
+from agents.synctwin.shadow.agent import LiveShadowAgent, Observed, ShadowPort
+from synctwin.kernel.config import Settings
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.messages import Adopt, BidBatch, PauseCommand, Watch
+from synctwin.kernel.models import Platform, Projection, Strategy
+from synctwin.kernel.strategy_io import strategy_from_dict
+
+LiveEvent = tuple[str, str, float, tuple[float, ...]]  # (event_id, campaign_id, ts, cumulative values)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanGate:
+    """What SyncFlow reads of a gate result for a campaign it adopts: the projection and baseline."""
+
+    projection: Projection | None
+    baseline: dict[str, float]
+    decision: str = "APPROVED"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the gate leaves for a live campaign: its strategy, its projection (None: the mirror has
+    nothing to compare with, SyncFlow's guards still judge it) and the baseline rates it was gated on."""
+
+    campaign_id: str
+    strategy: Strategy | None  # None: a projection alone, enough for a Council of the mirror only
+    projection: dict[str, Any] | None
+    baseline: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def launch_ts(self) -> float:
+        if self.projection is not None and self.projection.get("launch_ts") is not None:
+            return float(self.projection["launch_ts"])
+        return float(self.strategy.launch_ts or 0.0) if self.strategy is not None else 0.0
+
+    def gate(self) -> PlanGate:
+        return PlanGate(
+            None if self.projection is None else Projection.model_validate(self.projection), dict(self.baseline)
+        )
+
+
+def plan_from_parts(campaign_id: str, strategy: Any, projection: Any, baseline: Any = None, *, source: str) -> Plan:
+    """A Plan from its decoded JSON parts (`strategy` None: a projection alone, for the mirror);
+    InvalidInput naming `source` and the part at fault."""
+    s = None
+    if strategy is not None:
+        s = strategy_from_dict(strategy, source=f"{source}: strategy")
+        if s.campaign_id is not None and s.campaign_id != campaign_id:
+            raise InvalidInput(f"the strategy is campaign {s.campaign_id!r}, the plan {campaign_id!r}", source=source)
+        s = s.model_copy(update={"campaign_id": campaign_id})
+    elif projection is None:
+        raise InvalidInput("a plan needs a strategy or a projection", source=source)
+    if projection is not None:
+        if not isinstance(projection, dict):
+            raise InvalidInput(
+                f"projection: expected a JSON object or null, got {type(projection).__name__}", source=source
+            )
+        try:
+            Projection.model_validate(projection)
+            ProjectionCurve.from_projection(projection)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise InvalidInput(f"projection: {exc}".splitlines()[0], source=source) from None
+        if projection.get("campaign_id") != campaign_id:
+            raise InvalidInput(
+                f"the projection is campaign {projection.get('campaign_id')!r}, the plan {campaign_id!r}", source=source
+            )
+    elif s is not None and s.launch_ts is None:
+        raise InvalidInput("a plan without a projection needs the strategy's launch_ts", source=source)
+    if baseline is None:
+        baseline = {}
+    if not isinstance(baseline, dict) or not all(
+        isinstance(v, int | float) and math.isfinite(v) for v in baseline.values()
+    ):
+        raise InvalidInput("baseline: expected an object of finite numbers", source=source)
+    return Plan(campaign_id, s, projection, {k: float(v) for k, v in baseline.items()})
+
+
+class ControlPort:
+    """The platforms as SyncFlow sees them in a Council on a stream: a pause is kept as the
+    PauseCommand it carries, for the driver to deliver (production: `{prefix}control`); the
+    platforms pace their own bids there, so nothing else is called."""
+
+    def __init__(self) -> None:
+        self.pauses: list[PauseCommand] = []
+
+    def call(self, op: str, **payload: Any) -> Any:
+        if op == "pause":
+            self.pauses.append(payload["command"])
+        return payload.get("campaign_id")
+        yield  # a generator, like the simulated platforms' API  # pragma: no cover
+
+
+class OutboxAuditStore:
+    """SyncShield's store in production: the records of a batch wait here until the Redis driver
+    writes them, chained, in the transaction that acknowledges the batch."""
+
+    def __init__(self) -> None:
+        self.pending: list[dict[str, Any]] = []
+
+    def append(
+        self,
+        event_type: str,
+        *,
+        client_id: str | None = None,
+        campaign_id: str | None = None,
+        reason: str | None = None,
+        metadata: Any = None,
+    ) -> dict[str, Any]:
+        rec = {
+            "event_type": event_type,
+            "client_id": client_id,
+            "campaign_id": campaign_id,
+            "reason": reason,
+            "metadata": metadata or {},
+        }
+        self.pending.append(rec)
+        return rec
+
+    def records(self) -> list[dict[str, Any]]:
+        return list(self.pending)
+
+
+class OutboxSink:
+    """SyncNotify's sink in production: a batch's alerts, written with its acknowledgement."""
+
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+
+    def send(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+
+@dataclass
+class Ports:
+    """Where the Council's decisions go: the control port (pauses), the audit store, the alert sinks."""
+
+    control: ControlPort
+    audit: AuditStore
+    alerts: Sequence[Any]
+
+
+class Council:
+    """The agents on one environment, fed batch by batch; time follows the batches' events (virtual)
+    or the wall clock (realtime), as `advance` is told. `flow=False`: the mirror alone (with
+    SyncShield and SyncNotify), its pauses straight to the control port (`synctwin mirror`)."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        settings: Settings,
+        ports: Ports,
+        *,
+        disabled_guards: Iterable[str] = (),
+        mirror: bool = True,
+        flow: bool = True,
+        shadow: ShadowPort | None = None,
+        clock: Any = None,
+    ) -> None:
+        if not (mirror or flow or shadow):
+            raise ValueError("a Council on a bid stream needs the mirror, SyncFlow or shadow mode")
+        self.env = env
+        self.ports = ports
+        now = clock or (lambda: env.now)
+        self.shield = SyncShieldAgent(env, SyncShield(ports.audit))
+        self.notify = SyncNotifyAgent(env, SyncNotify(ports.alerts, clock=now))
+        self.flow: SyncFlow | None = None
+        self.mirror: MirrorAgent | None = None
+        self.source: simpy.Store = simpy.Store(env)
+        if flow:
+            self.flow = SyncFlow(
+                env,
+                apis=dict.fromkeys(get_args(Platform), ports.control),
+                bids=self.source if not mirror else simpy.Store(env),
+                audit=self.shield.mailbox,
+                alerts=self.notify.mailbox,
+                settings=settings,
+                ticks_per_day=86_400.0 / settings.council_tick_s,
+                disabled_guards=disabled_guards,
+                bidding=False,
+            )
+        if mirror:
+            pauses: simpy.Store = self.flow.mailbox if self.flow is not None else simpy.Store(env)
+            self.mirror = MirrorAgent(
+                env,
+                bids=self.source,
+                syncflow=pauses,
+                audit=self.shield.mailbox,
+                alerts=self.notify.mailbox,
+                cfg=mirror_config(settings),
+                every=1,
+                forward=self.flow.bids if self.flow is not None else None,
+                stuck_after=settings.mirror_stuck_after,
+            )
+            if self.flow is not None:
+                self.flow.mirror = self.mirror.mailbox
+            else:
+                env.process(self._deliver(pauses))
+        self.shadow = None if shadow is None else LiveShadowAgent(env, store=shadow)
+        self.events = 0
+        self.limits = event_limits(settings)
+        # per adopted campaign: its launch, the end of its flight, its curve (None: no projection), floors
+        self._flights: dict[str, tuple[float, float, ProjectionCurve | None, tuple[float, float, float]]] = {}
+
+    def _deliver(self, pauses: simpy.Store) -> Generator[Any, Any, None]:
+        """Without SyncFlow, the mirror's PAUSE goes to the control port itself."""
+        while True:
+            command: PauseCommand = yield pauses.get()
+            yield from self.ports.control.call("pause", campaign_id=command.campaign_id, command=command)
+
+    @property
+    def book(self) -> MirrorBook | None:
+        """The mirror's projections and states (None: a Council without the mirror)."""
+        return None if self.mirror is None else self.mirror.book
+
+    def knows(self, campaign_id: str) -> bool:
+        return campaign_id in self._flights
+
+    def adopt(self, plans: Iterable[tuple[Plan, bool]], at: float) -> None:
+        """Campaigns to guard from now on (`True`: already paused by an earlier worker); a campaign
+        adopted again (a re-published plan) is guarded under its new plan from now on."""
+        for plan, paused in plans:
+            replace = plan.campaign_id in self._flights
+            if self.flow is not None and plan.strategy is not None:
+                self.flow.mailbox.put(Adopt(plan, paused, replace=replace))
+            elif self.mirror is not None and plan.projection is not None:
+                self.mirror.mailbox.put(Watch(plan.campaign_id, plan.projection))
+            curve = None if plan.projection is None else ProjectionCurve.from_projection(plan.projection)
+            hours = curve.horizon_hours if curve is not None else plan.strategy.duration_days * 24.0
+            launch = plan.launch_ts
+            self._flights[plan.campaign_id] = (launch, launch + hours * 3600.0, curve, plan_floors(curve, self.limits))
+        self.advance(at)
+
+    def screen(self, events: Sequence[LiveEvent], now: float) -> tuple[list[LiveEvent], list[tuple[LiveEvent, str]]]:
+        """The events of adopted campaigns inside the live stream's plausibility limits (the mirror
+        worker's: agents/synctwin/mirror/event_limits.py), and the others with why. `now`: the worker's
+        clock (a recording has none to be ahead of: inf). One impossible event (a counter of 1e15, a
+        ts weeks ahead) must be a dead letter, not a pause of a healthy campaign."""
+        ok: list[LiveEvent] = []
+        bad: list[tuple[LiveEvent, str]] = []
+        bounds: dict[str, Bounds] = {}
+        for e in events:
+            b = bounds.get(e[1])
+            if b is None:
+                launch, end, curve, floors = self._flights[e[1]]
+                b = bounds[e[1]] = bounds_for(launch, end, curve, now, self.limits, floors)
+            why = check(b, e[2], e[3])
+            if why is None:
+                ok.append(e)
+            else:
+                bad.append((e, why))
+        return ok, bad
+
+    def feed(self, events: Sequence[LiveEvent], at: float) -> None:
+        """One batch of bid events, in stream order, as one message; run the Council until it has
+        decided everything they ask for (time moved on to `at`)."""
+        if not events:
+            self.advance(at)
+            return
+        cols = np.array([e[3] for e in events], dtype=float)
+        times = tuple(e[2] for e in events)
+        batch = BidBatch(
+            t=times[-1],
+            ts=times[-1],
+            campaign_ids=tuple(e[1] for e in events),
+            spend=cols[:, 0],
+            impressions=cols[:, 1],
+            clicks=cols[:, 2],
+            conversions=cols[:, 3],
+            revenue=cols[:, 4],
+            event_ids=tuple(e[0] for e in events),
+            times=times,
+        )
+        self.events += len(events)
+        self.source.put(batch)
+        self.advance(at)
+
+    def observe(self, events: Sequence[LiveEvent], invalid: int, at: float, *, screened: bool = False) -> None:
+        """Shadow mode's view of a batch: the events read, and how many entries did not parse
+        (`screened`: the events the Council judged, inside their plans' limits already; else every
+        event read, of known campaigns or not); nothing without shadow mode."""
+        if self.shadow is not None:
+            self.shadow.bids.put(Observed(events, invalid, screened))
+            self.advance(at)
+
+    def advance(self, at: float) -> None:
+        """Process every event up to `at` (a realtime environment does not wait: `at` is now), then
+        every message those sent at the same instant: the Council is quiet when this returns."""
+        env = self.env
+        if at > env.now:
+            env.run(until=at)
+        while env.peek() <= env.now:
+            env.step()
+
+
+def build_council(
+    env: simpy.Environment,
+    settings: Settings,
+    ports: Ports,
+    *,
+    disabled_guards: Iterable[str] = (),
+    mirror: bool = True,
+    flow: bool = True,
+    shadow: ShadowPort | None = None,
+    clock: Any = None,
+) -> Council:
+    """The one composition of the Council on a bid stream (see the module's docstring); `flow` and
+    `mirror` False leave SyncFlow or the mirror out (`synctwin mirror` is the mirror alone); `shadow`:
+    shadow mode's store port (production's, agents/synctwin/shadow/store.py), None: no shadow mode."""
+    return Council(
+        env, settings, ports, disabled_guards=disabled_guards, mirror=mirror, flow=flow, shadow=shadow, clock=clock
+    )
+
+
+def pause_record(p: PauseCommand) -> dict[str, Any]:
+    """A pause as `replay --bids --json` and the tests compare it."""
+    return {"campaign_id": p.campaign_id, "reason": p.reason, "event_id": p.event_id, "ts": p.ts}

@@ -1,0 +1,730 @@
+"""The Council's Redis ports: the worker of `synctwin run` (every agent) and `synctwin mirror` (the
+mirror alone) on the `{prefix}bids` stream.
+
+The consumer-group mechanics are synctwin/infra/stream_consumer.py's (batches, heartbeats, a dead
+worker's batch claimed before anything new is read, poison and dead letters, backoff on a lost
+connection). Per batch:
+- every entry is decoded and checked by the mirror's parser; one that is not a bid event is a dead
+  letter, and so is the event of a campaign without a plan (`{prefix}campaign:{id}:strategy`, as
+  `gate --redis` stores it, with its `:projection` when there is one, and the baseline of `:gate`;
+  the mirror alone needs only the `:projection`), and an impossible one (`Council.screen`);
+- a known campaign's plan is checked again every `plan_ttl_s` (by a fingerprint of its keys: their
+  length and first bytes), at once when its mirror hash was reset (`gate --redis` deletes it when it
+  publishes a new plan) or when one of its events falls outside its plan's limits: a re-published
+  plan replaces the old one in the Council (`Adopt(replace=True)`, the mirror's `Watch`);
+- the mirror's state lives in Redis, `{prefix}campaign:{id}:mirror` (the fields of
+  `MirrorState.to_hash`, the `launch_ts` it belongs to and a revision `rev`): the batch's hashes are
+  WATCHed and their revisions read before the Council runs; a state another worker wrote since
+  (or a worker that takes over after a kill -9) is read afresh, so every batch is judged on the
+  campaign's latest state;
+- the batch is one message to the Council (agents/council/build.py), run until it has decided;
+- what it decided is written in ONE MULTI/EXEC with the XACK of the batch: the changed mirror
+  states (new revisions), per PAUSE the marker `{prefix}campaign:{id}:paused` (its fields) and the
+  `{prefix}control` entry, the alerts on `{prefix}alerts` and the audit records chained onto
+  `{prefix}audit`. A campaign whose marker is set already (another worker, or this one before a
+  kill -9) gets no second PAUSE, and its alerts and audit records of the batch go with it. If a
+  WATCHed hash changed meanwhile (another worker of the group wrote the campaign), its state is
+  read again, this batch's events of it applied on top (idempotently: older ones change nothing),
+  and the write tried again. A worker killed before EXEC wrote and acknowledged nothing: whoever
+  claims its batch decides it again;
+- every `trim_every_s` the bid stream is trimmed (XTRIM MINID) below the oldest entry any
+  consumer group still needs.
+
+SyncFlow's guards keep their windows in the worker's memory: a worker that takes a campaign over
+mid-flight joins it (agents/syncflow/agent.py `_join_mid_flight`) with empty windows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis.exceptions import WatchError
+
+from agents.council.build import (
+    ControlPort,
+    Council,
+    OutboxAuditStore,
+    OutboxSink,
+    Plan,
+    Ports,
+    build_council,
+    plan_from_parts,
+)
+from agents.syncnotify.alerts import Alert
+from agents.syncshield.backends import RedisAuditStore
+from agents.syncshield.chain import make_record
+from agents.synctwin.mirror.agent import PAUSE_REASON, MirrorBook, event_limits
+from agents.synctwin.mirror.deviation import InvalidEvent, MirrorState, parse_raw_event
+from agents.synctwin.shadow.store import RedisShadowStore
+from synctwin.infra import metrics
+from synctwin.infra.stream_consumer import DeadLetter, Entry, StreamConsumer, id_key
+from synctwin.kernel.config import Settings
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.messages import PauseCommand, pause_fields
+from world.clock import make_environment
+
+log = logging.getLogger("synctwin.council")
+
+LiveEvent = tuple[str, str, float, tuple[float, ...]]
+_TRIM_LIMIT = 100_000  # entries one XTRIM may remove (whole nodes: about a millisecond of Redis's time)
+_PREFIX_BYTES = 256  # a plan key's fingerprint: its length and these first bytes
+_SCALARS = tuple(n for n in MirrorState.__dataclass_fields__ if n not in ("campaign_id", "snapshots"))
+
+
+@dataclass(slots=True)
+class CouncilStats:
+    events: int = 0
+    dead: int = 0
+    pauses: int = 0
+    duplicates: int = 0  # pauses decided again for a campaign already paused (not written)
+    batches: int = 0
+    reclaimed: int = 0
+    redis_errors: int = 0
+    conflicts: int = 0  # commits retried because another worker wrote a campaign of the batch meanwhile
+    applied: int = 0  # events the mirror applied
+    ignored: int = 0  # events the mirror ignored (duplicates, out of order)
+    greys: int = 0
+    stuck_alerts: int = 0
+    replans: int = 0  # re-published plans picked up
+    trimmed: int = 0
+    pause_latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+
+
+def _next_rev(rev: int) -> int:
+    """The revision a write leaves: the next one, or for a new hash a random start, so a hash that
+    was deleted and written again never repeats a revision a worker may still hold."""
+    return rev + 1 if rev else random.randrange(1, 2**40)
+
+
+def _snapshot_sig(state: MirrorState) -> tuple[float, ...]:
+    """Changes whenever the snapshots do: an evaluation appends one (a new last) and drops old ones
+    (a new first); a snapshot never changes once taken."""
+    snaps = state.snapshots
+    return (len(snaps), snaps[0][0], snaps[-1][0]) if snaps else (0,)
+
+
+def _fingerprint(raw: str | None) -> tuple[int, str] | None:
+    if raw is None:
+        return None
+    b = raw.encode("utf-8")
+    return len(b), b[:_PREFIX_BYTES].decode("utf-8", "replace")
+
+
+class RedisCouncil(StreamConsumer[CouncilStats]):
+    """The Council fed by a consumer group; its decisions and mirror states written with the
+    batch's acknowledgement."""
+
+    log = log
+
+    def __init__(
+        self,
+        client: Any,
+        council: Council,
+        *,
+        prefix: str = "synctwin:",
+        group: str = "synctwin-council",
+        consumer: str | None = None,
+        batch: int = 500,
+        block_ms: int | None = 1000,
+        claim_idle_ms: int = 30_000,
+        max_deliveries: int = 5,
+        stream_maxlen: int = 100_000,
+        heartbeat_ms: int = 5_000,
+        clock: Any = time.time,
+        plan_ttl_s: float = 60.0,
+        trim_every_s: float = 5.0,
+    ) -> None:
+        super().__init__(
+            client,
+            prefix=prefix,
+            group=group,
+            consumer=consumer,
+            batch=batch,
+            block_ms=block_ms,
+            claim_idle_ms=claim_idle_ms,
+            max_deliveries=max_deliveries,
+            stream_maxlen=stream_maxlen,
+            heartbeat_ms=heartbeat_ms,
+        )
+        if not isinstance(council.ports.audit, OutboxAuditStore):
+            raise TypeError("RedisCouncil needs a Council built with an OutboxAuditStore")
+        self.council = council
+        self.book: MirrorBook | None = council.book
+        self.shadow: RedisShadowStore | None = None if council.shadow is None else council.shadow.store
+        self.judging = council.flow is not None or council.mirror is not None  # not shadow mode alone
+        self.outbox_audit: OutboxAuditStore = council.ports.audit
+        self.outbox_alerts = next(s for s in council.ports.alerts if isinstance(s, OutboxSink))
+        self.clock = clock
+        self.plan_ttl_s = plan_ttl_s  # a re-published plan (a new gate) is picked up this soon
+        self.trim_every_s = trim_every_s  # 0: never trim the bid stream
+        self.control, self.alerts = f"{prefix}control", f"{prefix}alerts"
+        self.audit = RedisAuditStore(client, key=f"{prefix}audit", clock=clock)
+        self.stats = CouncilStats()
+        self._reported = CouncilStats()
+        self._written_reasons: dict[str, int] = {}  # pauses written since the last report, by reason
+        self._no_plan: dict[str, str] = {}  # campaigns without a usable plan: why (re-read at most every minute)
+        self._no_plan_at: dict[str, float] = {}
+        self._prints: dict[str, tuple[float, tuple[Any, ...]]] = {}  # campaign -> (checked at, its keys' fingerprints)
+        self._revs: dict[str, int] = {}  # campaign -> the mirror hash's revision as this worker last read/wrote it
+        self._stored: dict[str, dict[str, str]] = {}  # campaign -> the mirror hash's fields as stored
+        self._snap_sigs: dict[str, tuple[float, ...]] = {}  # campaign -> its stored snapshots' signature
+        self._evaluated: set[str] = set()  # campaigns whose state was written since the last report (gauges)
+        self._tx: Any = None  # the pipeline WATCHing this batch's mirror hashes
+        self._next_trim = 0.0
+
+    def marker(self, campaign_id: str) -> str:
+        return f"{self.prefix}campaign:{campaign_id}:paused"
+
+    def mirror_key(self, campaign_id: str) -> str:
+        return f"{self.prefix}campaign:{campaign_id}:mirror"
+
+    # --- plans ---------------------------------------------------------------------------------
+    def _plan_keys(self, cid: str) -> list[str]:
+        base = f"{self.prefix}campaign:{cid}"
+        if self.council.flow is None:
+            return [f"{base}:projection"]
+        return [f"{base}:strategy", f"{base}:projection", f"{base}:gate"]
+
+    def _plans(self, campaign_ids: list[str]) -> dict[str, tuple[Plan, bool] | str]:
+        """Each campaign's plan and whether it is paused already, or why it has no plan."""
+        pipe = self.client.pipeline(transaction=False)
+        for cid in campaign_ids:
+            for key in self._plan_keys(cid):
+                pipe.get(key)
+            pipe.exists(self.marker(cid))
+        replies = pipe.execute()
+        out: dict[str, tuple[Plan, bool] | str] = {}
+        n = len(self._plan_keys("x")) + 1
+        now = time.monotonic()
+        for k, cid in enumerate(campaign_ids):
+            got = replies[n * k : n * k + n]
+            raw, paused = got[:-1], got[-1]
+            base = f"{self.prefix}campaign:{cid}"
+            if self.council.flow is None:
+                raw_s, raw_p, raw_g = None, raw[0], None
+                if raw_p is None:
+                    out[cid] = f"unknown campaign {cid}: no projection at {base}:projection"
+                    continue
+            else:
+                raw_s, raw_p, raw_g = raw
+                if raw_s is None:
+                    out[cid] = f"unknown campaign {cid}: no plan at {base}:strategy"
+                    continue
+            try:
+                gate = json.loads(raw_g) if raw_g else {}
+                baseline = gate.get("baseline") if isinstance(gate, dict) else None
+                plan = plan_from_parts(
+                    cid,
+                    json.loads(raw_s) if raw_s is not None else None,
+                    json.loads(raw_p) if raw_p else None,
+                    baseline if isinstance(baseline, dict) else None,
+                    source=base,
+                )
+            except (ValueError, InvalidInput) as exc:
+                what = "the projection" if self.council.flow is None else "its plan"
+                out[cid] = f"campaign {cid}: {what} at {base} is invalid ({exc})"
+                continue
+            self._prints[cid] = (now, tuple(_fingerprint(r) for r in raw))
+            out[cid] = (plan, bool(paused))
+        return out
+
+    def _recheck(self, campaign_ids: Iterable[str], *, force: bool = False) -> set[str]:
+        """Campaigns whose plan keys changed since they were read (checked every `plan_ttl_s`, or
+        now with `force`) get their new plan; the ids of those re-adopted."""
+        now = time.monotonic()
+        due = [c for c in campaign_ids if c in self._prints and (force or now - self._prints[c][0] >= self.plan_ttl_s)]
+        if not due:
+            return set()
+        pipe = self.client.pipeline(transaction=False)
+        for cid in due:
+            for key in self._plan_keys(cid):
+                pipe.strlen(key)
+                pipe.getrange(key, 0, _PREFIX_BYTES - 1)
+        try:
+            replies = pipe.execute()
+        except UnicodeDecodeError:  # the first bytes cut a character in two: read them whole
+            replies = None
+        n = 2 * len(self._plan_keys("x"))
+        changed = []
+        for k, cid in enumerate(due):
+            prints = self._prints[cid][1]
+            if replies is not None:
+                got = replies[n * k : n * k + n]
+                now_prints = tuple(None if not got[2 * j] else (int(got[2 * j]), got[2 * j + 1]) for j in range(n // 2))
+                if now_prints == prints:
+                    self._prints[cid] = (now, prints)
+                    continue
+            changed.append(cid)
+        if not changed:
+            return set()
+        adopt = []
+        for cid, got in self._plans(changed).items():
+            if isinstance(got, str):  # gone or broken since: keep guarding under the plan it has
+                log.warning("%s; %s keeps its previous plan", got, cid)
+                self._prints[cid] = (now, self._prints[cid][1])
+                continue
+            adopt.append(got)
+        if adopt:
+            self.stats.replans += len(adopt)
+            self.council.adopt(adopt, at=self._now())
+            if self.shadow is not None:
+                self.shadow.forget([p.campaign_id for p, _ in adopt])
+        return {p.campaign_id for p, _ in adopt}
+
+    # --- mirror states -------------------------------------------------------------------------
+    def _watch_states(self, campaign_ids: list[str]) -> None:
+        """WATCH the mirror hashes of the batch's campaigns (and any left unwritten) and read again
+        those another worker (or `gate --redis`: a new plan) changed since this worker's copy."""
+        book = self.book
+        if book is None:
+            return
+        cids = [c for c in dict.fromkeys([*campaign_ids, *book.touched]) if c in book.curves]
+        if not cids:
+            return
+        if self._tx is None:
+            self._tx = self.client.pipeline(transaction=True)
+        self._tx.watch(*[self.mirror_key(c) for c in cids])
+        self._refresh(cids)
+
+    def _refresh(self, cids: list[str]) -> list[str]:
+        """Read the revisions of these mirror hashes (after WATCH); load those that moved. The ids loaded."""
+        book = self.book
+        assert book is not None
+        pipe = self.client.pipeline(transaction=False)
+        for cid in cids:
+            pipe.hget(self.mirror_key(cid), "rev")
+        moved = [cid for cid, rev in zip(cids, pipe.execute(), strict=True) if int(rev or 0) != self._revs.get(cid, -1)]
+        if not moved:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for cid in moved:
+            pipe.hgetall(self.mirror_key(cid))
+        reset = []
+        for cid, data in zip(moved, pipe.execute(), strict=True):
+            if not data and self._revs.get(cid, 0):
+                reset.append(cid)  # our hash is gone: `gate --redis` published a new plan, or it was reset
+            self._revs[cid] = int(data.get("rev", 0) or 0)
+            self._stored[cid] = dict(data)
+            self._snap_sigs.pop(cid, None)
+            book.states[cid] = MirrorState.from_hash(cid, data)
+            launch = data.get("launch_ts")
+            book.launches[cid] = float(launch) if launch else book.curves[cid].launch_ts
+            book.touched.discard(cid)
+        if reset:
+            self._recheck(reset, force=True)
+        for cid in moved:
+            if book.launches[cid] != book.curves[cid].launch_ts:  # another launch's state: is our plan current?
+                self._recheck([cid], force=True)
+            book.state(cid)  # a state of another launch starts afresh
+        return moved
+
+    def _state_writes(self) -> list[tuple[str, int, dict[str, str], tuple[float, ...]]]:
+        """(campaign, new revision, the fields that changed, its snapshots' signature) of every
+        mirror state to write."""
+        book = self.book
+        if book is None:
+            return []
+        out = []
+        for cid in book.touched:
+            state = book.states.get(cid)
+            if state is None:
+                continue
+            stored = self._stored.get(cid, {})
+            changes: dict[str, str] = {}
+            for name in _SCALARS:
+                v = getattr(state, name)
+                s = v if type(v) is str else str(v)
+                if stored.get(name) != s:
+                    changes[name] = s
+            if stored.get("campaign_id") != cid:
+                changes["campaign_id"] = cid
+            sig = _snapshot_sig(state)
+            if self._snap_sigs.get(cid) != sig or "snapshots" not in stored:
+                changes["snapshots"] = json.dumps(state.snapshots)
+            launch = repr(book.launches[cid])
+            if stored.get("launch_ts") != launch:
+                changes["launch_ts"] = launch
+            rev = _next_rev(self._revs.get(cid, 0))
+            changes["rev"] = str(rev)
+            out.append((cid, rev, changes, sig))
+        return out
+
+    # --- one batch -----------------------------------------------------------------------------
+    def process(self, entries: list[Entry]) -> int:
+        self.stats.batches += 1
+        self.stats.events += len(entries)
+        council = self.council
+        dead: list[DeadLetter] = []
+        parsed: list[tuple[str, dict[bytes, bytes], LiveEvent]] = []
+        for entry_id, fields in entries:
+            if not fields:
+                dead.append((entry_id, {}, "the entry was deleted from the stream before it was processed"))
+                continue
+            try:
+                parsed.append((entry_id, fields, parse_raw_event(fields)))
+            except InvalidEvent as exc:
+                dead.append((entry_id, fields, str(exc)))
+            except Exception as exc:  # whatever else one entry raises must not crash the worker
+                dead.append((entry_id, fields, f"cannot parse the event ({type(exc).__name__}: {exc})"))
+        if not self.judging:  # shadow mode alone counts what it cannot read (the mirror's group dead-letters it)
+            council.observe([e for _, _, e in parsed], len(dead), at=self._now())
+            self._commit([entry_id for entry_id, _ in entries], [])
+            self._report_metrics()
+            return len(entries)
+        cids = list(dict.fromkeys(e[1] for _, _, e in parsed))
+        fresh = [c for c in cids if not council.knows(c)]
+        self._recheck([c for c in cids if council.knows(c)])
+        if fresh:
+            now = time.monotonic()
+            ask = [c for c in fresh if c not in self._no_plan or now - self._no_plan_at[c] > 60.0]
+            found = self._plans(ask) if ask else {}
+            adopt = []
+            for cid, got in found.items():
+                if isinstance(got, str):
+                    self._no_plan[cid], self._no_plan_at[cid] = got, now
+                else:
+                    self._no_plan.pop(cid, None)
+                    adopt.append(got)
+            council.adopt(adopt, at=self._now())
+        known: list[tuple[str, dict[bytes, bytes], LiveEvent]] = []
+        for entry_id, fields, e in parsed:
+            if council.knows(e[1]):
+                known.append((entry_id, fields, e))
+            else:
+                dead.append((entry_id, fields, self._no_plan.get(e[1], f"unknown campaign {e[1]}: no plan")))
+        self._watch_states([c for c in cids if council.knows(c)])
+        events, bad = council.screen([e for _, _, e in known], self.clock())
+        if bad and self._recheck({e[1] for e, _ in bad}, force=True):  # a new launch: judge by its plan
+            events, bad = council.screen([e for _, _, e in known], self.clock())
+        refused = {id(e): why for e, why in bad}
+        acked = [entry_id for entry_id, _, e in known if id(e) not in refused]
+        dead += [(entry_id, fields, refused[id(e)]) for entry_id, fields, e in known if id(e) in refused]
+        council.feed(events, at=self._now())
+        council.observe(events, 0, at=self._now(), screened=True)  # shadow mode learns from what was judged
+        self._commit(acked, events)
+        if dead:
+            self._dead_letters(dead)
+        self._report_metrics()
+        return len(entries)
+
+    def _now(self) -> float:
+        return max(self.council.env.now, self.clock())
+
+    def _commit(self, ids: list[str], events: list[LiveEvent]) -> None:
+        """The batch's decisions, mirror states and XACK in one transaction; a campaign whose pause
+        marker is set already loses this batch's pause, and its alerts and audit records with it."""
+        control = self.council.ports.control
+        pauses: list[PauseCommand] = control.pauses
+        audits, alerts = self.outbox_audit.pending, self.outbox_alerts.alerts
+        control.pauses, self.outbox_audit.pending, self.outbox_alerts.alerts = [], [], []
+        try:
+            if (
+                ids
+                or pauses
+                or audits
+                or alerts
+                or (self.book is not None and self.book.touched)
+                or (self.shadow is not None and self.shadow.pending)
+            ):
+                self._write(ids, pauses, audits, alerts, events)
+                if self.shadow is not None:
+                    self.shadow.committed()
+        except BaseException:  # nothing was written: keep the decisions (and the states) for the next commit
+            control.pauses[:0] = pauses
+            self.outbox_audit.pending[:0] = audits
+            self.outbox_alerts.alerts[:0] = alerts
+            raise
+        finally:
+            if self._tx is not None:
+                self._tx.reset()
+
+    def _write(
+        self,
+        ids: list[str],
+        pauses: list[PauseCommand],
+        audits: list[dict[str, Any]],
+        alerts: list[Any],
+        events: list[LiveEvent],
+    ) -> None:
+        if self._tx is None:
+            self._tx = self.client.pipeline(transaction=True)
+        pipe = self._tx
+        for _attempt in range(100):
+            try:
+                first: dict[str, PauseCommand] = {}
+                for p in pauses:
+                    first.setdefault(p.campaign_id, p)  # one PAUSE a campaign, whatever decided it again
+                taken: set[str] = set()
+                if first:
+                    cids = list(first)
+                    pipe.watch(*[self.marker(c) for c in cids])
+                    check = self.client.pipeline(transaction=False)
+                    for c in cids:
+                        check.exists(self.marker(c))
+                    taken = {c for c, n in zip(cids, check.execute(), strict=True) if n}
+                keep_p = [p for p in first.values() if p.campaign_id not in taken]
+                keep_a = [a for a in audits if a["campaign_id"] not in taken]
+                keep_n = [a for a in alerts if (a.details or {}).get("campaign_id") not in taken]
+                recs = self._chain(pipe, keep_a)
+                states = self._state_writes()
+                pipe.multi()
+                for cid, _rev, changes, _sig in states:
+                    pipe.hset(self.mirror_key(cid), mapping=changes)
+                for p in keep_p:
+                    fields = pause_fields(p)
+                    pipe.hset(self.marker(p.campaign_id), mapping=fields)
+                    pipe.xadd(self.control, fields, maxlen=self.maxlen, approximate=True)
+                for a in keep_n:
+                    pipe.xadd(
+                        self.alerts,
+                        {
+                            "severity": a.severity,
+                            "title": a.title,
+                            "message": a.message,
+                            "details": json.dumps(a.details, separators=(",", ":"), default=str),
+                            "ts": repr(a.ts),
+                        },
+                        maxlen=self.maxlen,
+                        approximate=True,
+                    )
+                for rec in recs:
+                    self.audit.queue(pipe, rec)
+                if self.shadow is not None:
+                    self.shadow.queue(pipe)
+                for k in range(0, len(ids), 10_000):
+                    pipe.xack(self.bids, self.group, *ids[k : k + 10_000])
+                pipe.execute()
+            except WatchError:
+                self.stats.conflicts += 1
+                self._merge(events, pauses, audits, alerts)
+                continue
+            for cid, rev, changes, sig in states:
+                self._revs[cid] = rev
+                self._stored.setdefault(cid, {}).update(changes)
+                self._snap_sigs[cid] = sig
+                self._evaluated.add(cid)
+            if self.book is not None:
+                self.book.touched.clear()
+            self.stats.pauses += len(keep_p)
+            for p in keep_p:
+                self._written_reasons[p.reason] = self._written_reasons.get(p.reason, 0) + 1
+            self.stats.duplicates += len(pauses) - len(keep_p)
+            now = self.clock()
+            self.stats.pause_latencies_ms.extend((now - p.ts) * 1000.0 for p in keep_p if p.ts is not None)
+            return
+        raise RuntimeError("the batch's campaigns kept changing under us (100 conflicts)")
+
+    def _chain(self, pipe: Any, audits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The audit records of the batch, chained onto the stream's head (WATCHed on `pipe`)."""
+        recs: list[dict[str, Any]] = []
+        for a in audits:
+            meta = {"client_id": a["client_id"], "campaign_id": a["campaign_id"], "reason": a["reason"]}
+            if not recs:
+                rec, _ = self.audit.prepare(pipe, a["event_type"], metadata=a["metadata"], **meta)
+            else:
+                rec = make_record(
+                    recs[-1], a["event_type"], ts=self.clock(), metadata=a["metadata"], key=self.audit._hmac_key, **meta
+                )
+            recs.append(rec)
+        return recs
+
+    def _merge(
+        self, events: list[LiveEvent], pauses: list[PauseCommand], audits: list[dict[str, Any]], alerts: list[Any]
+    ) -> None:
+        """After a WatchError: WATCH again, read the states that moved, and apply this batch's events
+        of those campaigns on top (older ones change nothing); a PAUSE that only the merged state
+        reaches is added to the batch's pauses, with its alert and audit record."""
+        book = self.book
+        pipe = self._tx
+        pipe.reset()
+        if book is None:
+            return
+        cids = [c for c in dict.fromkeys([*(e[1] for e in events), *book.touched]) if c in book.curves]
+        if not cids:
+            return
+        pipe.watch(*[self.mirror_key(c) for c in cids])
+        moved = set(self._refresh(cids))
+        if not moved:
+            return
+        counters = (book.applied, book.ignored, book.greys, book.stuck_alerts)
+        paused = {p.campaign_id for p in pauses}
+        for _event_id, cid, ts, values in (e for e in events if e[1] in moved):
+            outcome = book.apply(cid, _event_id, ts, values)
+            if outcome is None or not outcome.pause or cid in paused:
+                continue
+            paused.add(cid)
+            pauses.append(outcome.command())
+            severity, title, message, details = outcome.alert()
+            alerts.append(Alert(severity=severity, title=title, message=message, details=details, ts=self.clock()))
+            audits.append(
+                {
+                    "event_type": "AUTO_ROLLBACK_TRIGGERED",
+                    "client_id": None,
+                    "campaign_id": cid,
+                    "reason": PAUSE_REASON,
+                    "metadata": outcome.audit(book.cfg.threshold),
+                }
+            )
+        book.applied, book.ignored, book.greys, book.stuck_alerts = counters
+
+    # --- the loop's hooks ----------------------------------------------------------------------
+    def _after_error(self) -> None:
+        """Re-read our own pending entries; the mirror states are checked against their revisions
+        at the next batch anyway (what this worker applied but could not write stays to be written)."""
+        super()._after_error()
+        if self._tx is not None:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                self._tx.reset()
+            self._tx = None
+
+    def _dead_letter(self, entry_id: str, entry_fields: dict[Any, Any], reason: str) -> dict[str, str]:
+        """With this group's name: every group writes to the one dead-letter stream."""
+        return super()._dead_letter(entry_id, entry_fields, reason) | {"group": self.group}
+
+    def _on_group_ready(self) -> None:
+        """A (re)start settles what came due while no worker ran."""
+        if self.shadow is not None:
+            self.shadow.settle()
+
+    def _after_step(self) -> None:
+        if self.shadow is not None and self.shadow.due():
+            self.shadow.settle()
+
+    def _on_drained(self) -> None:
+        """`run(once=True)`: the stream is drained, so every day before the newest event is closed."""
+        if self.shadow is not None:
+            self.shadow.settle(final=True)
+
+    def _before_read(self, now: float) -> None:
+        """Trim the bid stream every `trim_every_s` (0: never)."""
+        if self.trim_every_s and now >= self._next_trim:
+            self._next_trim = now + self.trim_every_s
+            self.trim()
+
+    def _count_dead(self, n: int) -> None:
+        self.stats.dead += n
+        if not self.judging and self.shadow is not None:
+            self.shadow.stats.poison += n  # shadow mode alone dead-letters only poison
+
+    def trim(self) -> int:
+        """XTRIM MINID the bid stream below the oldest entry any group has not yet acknowledged
+        (its first pending entry, or past its last delivered one). Never loses an event."""
+        try:
+            floor: tuple[int, int] | None = None
+            for g in self.client.xinfo_groups(self.bids):
+                mark = id_key(g["last-delivered-id"])
+                if g["pending"]:
+                    first = self.client.xpending(self.bids, g["name"])["min"]
+                    if first:
+                        mark = min(mark, id_key(first))
+                floor = mark if floor is None else min(floor, mark)
+            if not floor or floor == (0, 0):
+                return 0
+            # approximate: whole stream nodes only (cheap); Redis caps one call at 100 nodes by
+            # default, too few to keep up with a busy stream, so ask for more, a bounded few times
+            n = 0
+            for _ in range(10):
+                done = int(
+                    self.client.xtrim(self.bids, minid=f"{floor[0]}-{floor[1]}", approximate=True, limit=_TRIM_LIMIT)
+                    or 0
+                )
+                n += done
+                if done < _TRIM_LIMIT // 2:
+                    break
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" in str(exc) or "no such key" in str(exc).lower():
+                return 0
+            log.warning("cannot trim %s (%s); trimming switched off", self.bids, exc)
+            self.trim_every_s = 0.0
+            return 0
+        self.stats.trimmed += n
+        return n
+
+    def _report_metrics(self) -> None:
+        if not self.judging:  # shadow mode alone: its store reports the counters, with the loop's
+            if self.shadow is not None:
+                self.shadow.stats.reclaimed, self.shadow.stats.redis_errors = (
+                    self.stats.reclaimed,
+                    self.stats.redis_errors,
+                )
+                self.shadow._report_metrics()
+            return
+        book = self.book
+        deviations: list[tuple[str, float]] = []
+        if book is not None:
+            s = self.stats
+            s.applied, s.ignored, s.greys, s.stuck_alerts = book.applied, book.ignored, book.greys, book.stuck_alerts
+            deviations = [(c, book.states[c].deviation) for c in self._evaluated if c in book.states]
+            self._evaluated.clear()
+        delta = {
+            name: getattr(self.stats, name) - getattr(self._reported, name)
+            for name in ("events", "dead", "ignored", "greys", "batches", "redis_errors", "pauses")
+        }
+        for name in delta:
+            setattr(self._reported, name, getattr(self.stats, name))
+        delta.pop("pauses")  # counted by reason below, as they are written
+        metrics.record_mirror(delta, deviations)
+        for reason, n in self._written_reasons.items():
+            metrics.PAUSES.labels(reason=reason).inc(n)
+        self._written_reasons.clear()
+
+
+def redis_council(
+    client: Any,
+    settings: Settings,
+    *,
+    group: str = "synctwin-council",
+    consumer: str | None = None,
+    batch: int | None = None,
+    disabled_guards: Any = (),
+    block_ms: int | None = 1000,
+    flow: bool = True,
+    mirror: bool = True,
+    shadow: bool = True,
+    grace_s: float = 3600.0,
+    clock: Any = time.time,
+    **options: Any,
+) -> RedisCouncil:
+    """`synctwin run`'s worker: the Council on a wall-clock environment with the Redis ports
+    (`flow=False`: `synctwin mirror`'s, the mirror alone). `clock`: the wall clock, or another one
+    (a test's, the embedded demo's simulated world): then the environment is virtual and follows it."""
+    env = make_environment(realtime=clock is time.time, initial_time=clock())
+    ports = Ports(ControlPort(), OutboxAuditStore(), [OutboxSink()])
+    store = None
+    if shadow:
+        prefix = options.get("prefix", settings.key_prefix)
+        store = RedisShadowStore(client, prefix=prefix, grace_s=grace_s, limits=event_limits(settings), clock=clock)
+    council = build_council(
+        env, settings, ports, disabled_guards=disabled_guards, flow=flow, mirror=mirror, shadow=store, clock=clock
+    )
+    kwargs: dict[str, Any] = {
+        "prefix": settings.key_prefix,
+        "group": group,
+        "consumer": consumer,
+        "batch": batch or settings.mirror_batch,
+        "block_ms": block_ms,
+        "claim_idle_ms": settings.mirror_claim_idle_ms,
+        "max_deliveries": settings.mirror_max_deliveries,
+        "heartbeat_ms": settings.mirror_heartbeat_ms,
+        "clock": clock,
+    }
+    return RedisCouncil(client, council, **(kwargs | options))
+
+
+def redis_mirror(client: Any, settings: Settings, *, group: str = "synctwin-mirror", **options: Any) -> RedisCouncil:
+    """`synctwin mirror`'s worker: the Council with the mirror alone (and SyncShield, SyncNotify)."""
+    return redis_council(client, settings, group=group, flow=False, shadow=False, **options)
+
+
+def redis_shadow(client: Any, settings: Settings, *, group: str = "synctwin-shadow", **options: Any) -> RedisCouncil:
+    """`synctwin shadow --redis`'s worker: the Council with shadow mode alone."""
+    return redis_council(client, settings, group=group, flow=False, mirror=False, **options)

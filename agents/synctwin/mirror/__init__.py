@@ -1,0 +1,1 @@
+"""SyncTwin's real-to-sim mirror: the deviation test, the plausibility bounds, its agent."""

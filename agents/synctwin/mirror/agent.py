@@ -1,0 +1,287 @@
+"""The live mirror (real-to-sim sync): every mode's one decision path, and the SimPy agent.
+
+`MirrorBook` keeps campaigns' projections and mirror states and applies bid events through
+`deviation.apply_event`. The SimPy agent feeds it batches: the world's ticks in a scenario replay,
+a recording's lines or the `{prefix}bids` stream's entries in the Council (agents/council/build.py;
+production keeps the book's states in Redis hashes, agents/council/redis.py). On a PAUSE verdict it
+sends the same three things, once per campaign: a PAUSE command (reason
+SYNCTWIN_DEVIATION_THRESHOLD), a WARNING alert, and an AUTO_ROLLBACK_TRIGGERED audit event; a
+campaign whose newer events keep being ignored (its totals went backwards: a frozen mirror) gets
+one "Mirror stuck" WARNING per episode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import simpy
+
+from agents.base import Agent
+from agents.synctwin.mirror.deviation import MirrorConfig, MirrorState, ProjectionCurve, Verdict, apply_event
+from agents.synctwin.mirror.event_limits import EventLimits
+from synctwin.kernel.config import Settings
+from synctwin.kernel.messages import AlertMessage, AuditEvent, BidBatch, PauseCommand, Watch
+
+PAUSE_REASON = "SYNCTWIN_DEVIATION_THRESHOLD"
+
+
+def mirror_config(settings: Settings) -> MirrorConfig:
+    return MirrorConfig(
+        interval=settings.mirror_interval,
+        warmup=settings.mirror_warmup,
+        min_projected_conversions=settings.mirror_min_projected_conversions,
+        threshold=settings.mirror_threshold,
+        grey_threshold=settings.mirror_grey_threshold,
+        window=settings.mirror_window,
+        persistence=settings.mirror_persistence,
+        cusum_drop=settings.mirror_cusum_drop,
+        cusum_threshold=settings.mirror_cusum_threshold,
+        reference_lag=settings.mirror_reference_lag,
+        reference_span=settings.mirror_reference_span,
+        min_reference_conversions=settings.mirror_min_reference_conversions,
+    )
+
+
+def event_limits(settings: Settings) -> EventLimits:
+    """The live stream's plausibility limits from the settings."""
+    return EventLimits(
+        max_clock_skew_s=settings.max_clock_skew_s,
+        flight_grace_s=settings.mirror_flight_grace_s,
+        max_plan_factor=settings.mirror_max_plan_factor,
+        plan_slack_s=settings.mirror_plan_slack_s,
+        max_counter=settings.mirror_max_counter,
+        stuck_after=settings.mirror_stuck_after,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a verdict asks the outside world to do: the messages a PAUSE or a grey zone sends."""
+
+    campaign_id: str
+    verdict: Verdict | None  # None: the mirror is stuck (newer events ignored in a row), `state` says how
+    deviation: float
+    event_id: str | None = None  # the event that decided
+    ts: float | None = None  # its epoch seconds
+    state: MirrorState | None = None
+    values: tuple[float, ...] = ()
+
+    def command(self) -> PauseCommand:
+        """The PAUSE this verdict asks for (the one shape every mode sends)."""
+        why = f"Campaign performance deviating {self.deviation:.1%} from SyncTwin projection."
+        return PauseCommand(
+            self.campaign_id,
+            PAUSE_REASON,
+            {"why": why, "deviation": round(self.deviation, 4)},
+            event_id=self.event_id,
+            ts=self.ts,
+        )
+
+    @property
+    def pause(self) -> bool:
+        return self.verdict is not None and self.verdict.action == "PAUSE"
+
+    def alert(self) -> tuple[str, str, str, dict[str, Any]]:
+        if self.verdict is None:
+            return self._stuck_alert()
+        d = self.verdict.detail
+        if self.pause:
+            return (
+                "WARNING",
+                f"Auto-Rollback Triggered: {self.campaign_id}",
+                f"Campaign performance deviating {self.deviation:.1%} from SyncTwin projection.",
+                {
+                    "campaign_id": self.campaign_id,
+                    "deviation": f"{self.deviation:.1%}",
+                    "real_revenue": f"${d['revenue']:,.2f}",
+                    "projected_revenue": f"${d['projected_revenue_p50']:,.2f}",
+                    "action": "Campaign paused automatically",
+                    **d,
+                },
+            )
+        return (
+            "INFO",
+            f"Grey zone: {self.campaign_id}",
+            f"Campaign deviating {self.deviation:.1%} from its projection; watching, not pausing.",
+            {"campaign_id": self.campaign_id, **d},
+        )
+
+    def _stuck_alert(self) -> tuple[str, str, str, dict[str, Any]]:
+        state, cid, values = self.state, self.campaign_id, self.values
+        assert state is not None
+        details = {
+            "campaign_id": cid,
+            "ignored_in_a_row": state.stale_run,
+            "last_applied_event": state.last_event_id,
+            "last_applied_ts": state.last_ts,
+            "mirror_spend": state.spend,
+            "mirror_conversions": state.conversions,
+            "mirror_revenue": state.revenue,
+            "event_id": self.event_id,
+            "event_ts": self.ts,
+            "event_spend": values[0],
+            "event_conversions": values[3],
+            "event_revenue": values[4],
+        }
+        return (
+            "WARNING",
+            f"Mirror stuck: {cid}",
+            f"{state.stale_run} newer events in a row ignored: their totals are below the mirror's "
+            f"(an implausible event was applied earlier?); {cid} is not being watched",
+            details,
+        )
+
+    def audit(self, threshold: float) -> dict[str, Any]:
+        assert self.verdict is not None
+        d = self.verdict.detail
+        return {
+            "deviation": round(self.deviation, 4),
+            "real_revenue": d["revenue"],
+            "projected_revenue": d["projected_revenue_p50"],
+            "threshold": threshold,
+            **d,
+        }
+
+
+class MirrorBook:
+    """Projections and mirror states of the campaigns being watched. `states` and `launches` (the
+    launch each state belongs to) are the state port: in memory here; a Redis driver loads them
+    before a batch and writes the campaigns in `touched` with the batch's acknowledgement."""
+
+    def __init__(self, cfg: MirrorConfig, stuck_after: int = 0) -> None:
+        self.cfg = cfg
+        self.stuck_after = stuck_after  # newer events ignored in a row before a "Mirror stuck" alert (0: never)
+        self.curves: dict[str, ProjectionCurve] = {}
+        self.states: dict[str, MirrorState] = {}
+        self.launches: dict[str, float] = {}
+        self.touched: set[str] = set()  # campaigns whose state changed since the driver last wrote them
+        self.applied = self.ignored = self.greys = self.stuck_alerts = 0
+
+    def watch(self, projection: dict[str, Any]) -> None:
+        """Mirror a campaign against `projection` from now on; a new launch starts its state afresh."""
+        curve = ProjectionCurve.from_projection(projection)
+        cid = curve.campaign_id
+        self.curves[cid] = curve
+        self.state(cid)
+
+    def state(self, campaign_id: str) -> MirrorState:
+        """The campaign's state for its current curve's launch (a fresh one for a new launch)."""
+        launch = self.curves[campaign_id].launch_ts
+        state = self.states.get(campaign_id)
+        if state is None or self.launches.get(campaign_id, launch) != launch:
+            state = self.states[campaign_id] = MirrorState(campaign_id)
+            self.touched.add(campaign_id)
+        self.launches[campaign_id] = launch
+        return state
+
+    def apply(self, campaign_id: str, event_id: str, ts: float, values: tuple[float, ...]) -> Outcome | None:
+        """Apply one event; the outcome when the verdict asks for action (a PAUSE, entering the grey
+        zone), or a "stuck" outcome (verdict None) when `stuck_after` newer events in a row were ignored."""
+        curve = self.curves.get(campaign_id)
+        if curve is None:
+            return None
+        state = self.state(campaign_id)
+        before = state.events
+        verdict = apply_event(state, event_id, ts, values, curve, self.cfg)
+        self.touched.add(campaign_id)
+        if state.events > before:
+            self.applied += 1
+        else:
+            self.ignored += 1
+            if self.stuck_after and state.stale_run == self.stuck_after:
+                self.stuck_alerts += 1
+                return Outcome(campaign_id, None, state.deviation, event_id, ts, state=state, values=values)
+        if verdict is None or verdict.action is None:
+            return None
+        if verdict.action != "PAUSE":
+            self.greys += 1
+        return Outcome(campaign_id, verdict, state.deviation, event_id, ts)
+
+
+class MirrorAgent(Agent):
+    """The mirror inside the SimPy world: reads the world's ticks, pauses through SyncFlow."""
+
+    name = "mirror"
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        *,
+        bids: simpy.Store,
+        syncflow: simpy.Store,
+        audit: simpy.Store,
+        alerts: simpy.Store,
+        cfg: MirrorConfig,
+        every: int = 5,
+        forward: simpy.Store | None = None,
+        stuck_after: int = 0,
+    ) -> None:
+        self.book = MirrorBook(cfg, stuck_after)
+        self.bids = bids
+        self.syncflow = syncflow
+        self.audit_box = audit
+        self.alert_box = alerts
+        self.every = every  # read every n-th tick: events are cumulative, nothing is lost between
+        # the Council's pipeline: every batch is passed on to SyncFlow with this mirror's PAUSE verdicts
+        # by row, so SyncFlow weighs them in stream order beside its own guards (however the stream was
+        # cut into batches); without it a PAUSE goes to SyncFlow's mailbox (the scenario replays)
+        self.forward = forward
+        super().__init__(env)
+        env.process(self._consume())
+
+    def handle(self, message: Any) -> Generator[Any, Any, None]:
+        if isinstance(message, Watch):
+            self.book.watch(message.projection)
+        yield from ()
+
+    def _consume(self) -> Generator[Any, Any, None]:
+        n = 0
+        while True:
+            batch: BidBatch = yield self.bids.get()
+            n += 1
+            if self.forward is None and n % self.every:
+                continue
+            verdicts: dict[int, PauseCommand] = {}
+            curves = self.book.curves
+            offset = batch.ts - batch.t  # epoch seconds at the environment's zero
+            for i, cid in enumerate(batch.campaign_ids):
+                if cid not in curves:
+                    continue
+                values = (
+                    float(batch.spend[i]),
+                    float(batch.impressions[i]),
+                    float(batch.clicks[i]),
+                    float(batch.conversions[i]),
+                    float(batch.revenue[i]),
+                )
+                outcome = self.book.apply(cid, batch.row_event_id(i), offset + batch.row_time(i), values)
+                if outcome is not None:
+                    command = self._act(outcome)
+                    if command is not None:
+                        verdicts[i] = command
+            if self.forward is not None:
+                batch.verdicts = verdicts or None
+                yield self.forward.put(batch)
+
+    def _act(self, outcome: Outcome) -> PauseCommand | None:
+        """Alert (and on a PAUSE audit); the PAUSE command, sent to SyncFlow's mailbox unless this
+        mirror passes its batches on (then the caller attaches it to the batch)."""
+        severity, title, message, details = outcome.alert()
+        self.alert_box.put(AlertMessage(severity, title, message, details))
+        if not outcome.pause:
+            return None
+        command = outcome.command()
+        if self.forward is None:
+            self.syncflow.put(command)
+        self.audit_box.put(
+            AuditEvent(
+                "AUTO_ROLLBACK_TRIGGERED",
+                None,
+                outcome.campaign_id,
+                PAUSE_REASON,
+                outcome.audit(self.book.cfg.threshold),
+            )
+        )
+        return command

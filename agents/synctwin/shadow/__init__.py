@@ -1,0 +1,1 @@
+"""Shadow mode: what a rejected campaign would have earned, and its agent."""

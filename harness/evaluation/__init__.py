@@ -1,0 +1,1 @@
+"""Evaluation tooling: backtests, rolling-origin backtests, scoring, threshold tuning, known-truth worlds."""

@@ -1,0 +1,190 @@
+"""`synctwin kpis`: the product's success metrics from the audit log, each with its count and goal.
+
+What counts (audit records since `--since`, by record time):
+- rejection share: campaigns whose latest decision is CAMPAIGN_REJECTED, among the campaigns
+  decided (one decision per campaign, however often it was gated); goal 15-25%.
+- false negatives: of the rejected campaigns with a SHADOW_OUTCOME in the window (the latest per
+  campaign, final or not; the rejection itself may be older), the share that would have made
+  money; goal < 5%.
+- false positives: of the approved campaigns with a realized outcome, the share that lost money
+  (net profit uplift <= 0); goal < 10%. An outcome is a CAMPAIGN_OUTCOME (or CAMPAIGN_COMPLETED)
+  record in the window whose metadata has `net_profit_uplift` and is final (`final` not false:
+  the figure is about campaigns whose run is over, never a flight half-way); the latest per
+  campaign counts. SyncFlow writes them in the twin and `synctwin shadow` in production, one per
+  campaign at the end of its flight or at its pause. The campaign counts as approved when the log
+  holds its CAMPAIGN_APPROVED anywhere (a 30-day flight ends long after a week's window opened)
+  or the outcome itself says `decision: APPROVED`.
+- auto-rollbacks: distinct campaigns with AUTO_ROLLBACK_TRIGGERED or CAMPAIGN_PAUSED, as a share
+  of distinct CAMPAIGN_LAUNCHED campaigns (whoever launches writes that record: SyncFlow in the
+  twin, `synctwin feed` for its campaigns, your deployer in production); goal < 2%.
+- chaos pass rate: drills passed / drills run over CHAOS_TEST_COMPLETED records; goal > 95%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+from typing import Any
+
+GOALS = {
+    "rejection_share": ("15-25%", lambda v: 0.15 <= v <= 0.25),
+    "false_negative_rate": ("< 5%", lambda v: v < 0.05),
+    "false_positive_rate": ("< 10%", lambda v: v < 0.10),
+    "auto_rollback_share": ("< 2%", lambda v: v < 0.02),
+    "chaos_pass_rate": ("> 95%", lambda v: v > 0.95),
+}
+OUTCOME_EVENTS = ("CAMPAIGN_OUTCOME", "CAMPAIGN_COMPLETED")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--audit-log", metavar="FILE", help="the hash-chained JSONL audit log")
+    from synctwin.infra.redis_conn import add_redis_argument, add_shards_argument
+
+    add_shards_argument(p)
+    add_redis_argument(
+        src,
+        "read the audit stream {prefix}audit from Redis (the default without --audit-log, "
+        "when SYNCTWIN_REDIS_URL is set)",
+    )
+    p.add_argument(
+        "--since", metavar="DATE", help="ISO date or date-time (UTC unless it has an offset); default: the whole log"
+    )
+    p.add_argument("--json", action="store_true", help="print the KPIs as one JSON document")
+
+
+def _metric(name: str, num: int, den: int, what: str) -> dict[str, Any]:
+    value = num / den if den else None
+    goal, ok = GOALS[name]
+    return {
+        "value": value,
+        "count": num,
+        "of": den,
+        "goal": goal,
+        "met": None if value is None else ok(value),
+        "counts": what,
+    }
+
+
+def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dict[str, Any]:
+    """The five KPIs from audit records (see the module docstring for what counts)."""
+    start = since.timestamp() if since is not None else -math.inf
+    recs = [r for r in records if isinstance(r.get("ts"), int | float) and r["ts"] >= start]
+
+    def campaigns(*kinds: str) -> set[str]:
+        return {r["campaign_id"] for r in recs if r.get("event_type") in kinds and r.get("campaign_id")}
+
+    # an outcome arrives a flight after its decision: the decision may be older than the window
+    approved_ever, rejected_ever = (
+        {r["campaign_id"] for r in records if r.get("event_type") == kind and r.get("campaign_id")}
+        for kind in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED")
+    )
+    # one decision per campaign, its latest: a campaign gated again (another model, a resubmission)
+    # is still one campaign approved or rejected, not two decisions
+    latest = {
+        r["campaign_id"]: r["event_type"]
+        for r in recs
+        if r.get("event_type") in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED") and r.get("campaign_id")
+    }
+    decisions = len(latest)
+    shadows: dict[str, dict[str, Any]] = {}
+    outcomes: dict[str, dict[str, Any]] = {}
+    for r in recs:
+        meta = r.get("metadata") or {}
+        if r.get("event_type") == "SHADOW_OUTCOME" and r.get("campaign_id") in rejected_ever:
+            shadows[r["campaign_id"]] = meta
+        elif (
+            r.get("event_type") in OUTCOME_EVENTS
+            and _realized(meta)
+            and (r.get("campaign_id") in approved_ever or meta.get("decision") == "APPROVED")
+        ):
+            outcomes[r["campaign_id"]] = meta
+    launched = campaigns("CAMPAIGN_LAUNCHED")
+    rolled = campaigns("AUTO_ROLLBACK_TRIGGERED", "CAMPAIGN_PAUSED") & launched
+    chaos = [r.get("metadata") or {} for r in recs if r.get("event_type") == "CHAOS_TEST_COMPLETED"]
+    n_rej = sum(kind == "CAMPAIGN_REJECTED" for kind in latest.values())
+    return {
+        "since": since.isoformat(timespec="seconds") if since is not None else None,
+        "records": len(recs),
+        "rejection_share": _metric(
+            "rejection_share", n_rej, decisions, "CAMPAIGN_REJECTED among CAMPAIGN_APPROVED + CAMPAIGN_REJECTED records"
+        ),
+        "false_negative_rate": _metric(
+            "false_negative_rate",
+            sum(bool(m.get("profitable")) for m in shadows.values()),
+            len(shadows),
+            "rejected campaigns whose latest SHADOW_OUTCOME was profitable",
+        ),
+        "false_positive_rate": _metric(
+            "false_positive_rate",
+            sum(m["net_profit_uplift"] <= 0 for m in outcomes.values()),
+            len(outcomes),
+            "approved campaigns whose final realized outcome (CAMPAIGN_OUTCOME) lost money",
+        ),
+        "auto_rollback_share": _metric(
+            "auto_rollback_share",
+            len(rolled),
+            len(launched),
+            "launched campaigns with AUTO_ROLLBACK_TRIGGERED or CAMPAIGN_PAUSED",
+        ),
+        "chaos_pass_rate": _metric(
+            "chaos_pass_rate",
+            sum(int(m.get("passed", 0)) for m in chaos),
+            sum(int(m.get("total_tests", 0)) for m in chaos),
+            "drills passed over CHAOS_TEST_COMPLETED records",
+        ),
+    }
+
+
+def _realized(meta: dict[str, Any]) -> bool:
+    """A final realized outcome with a number for its uplift."""
+    uplift = meta.get("net_profit_uplift")
+    return (
+        isinstance(uplift, int | float)
+        and not isinstance(uplift, bool)
+        and math.isfinite(uplift)
+        and meta.get("final") is not False
+    )
+
+
+KPI_NAMES = ("rejection_share", "false_negative_rate", "false_positive_rate", "auto_rollback_share", "chaos_pass_rate")
+
+
+def run(args: argparse.Namespace) -> int:
+    from synctwin.app.commands.review import load_records, parse_since
+    from synctwin.infra.metrics import record_kpis
+
+    since = parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None  # before reading anything
+    records, source = load_records(args)
+    result = {"source": source, **kpis(records, since)}
+    record_kpis(result)
+    if args.json:
+        from synctwin.app.console import print_json
+
+        print_json(result)
+    else:
+        print_kpis(result)
+    return 0
+
+
+def print_kpis(d: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from synctwin.app.console import console
+
+    out = console()
+    out.print(
+        f"[bold]Success metrics[/] ({d['source']}, {d['records']} records"
+        + (f" since {d['since']}" if d["since"] else "")
+        + ")"
+    )
+    t = Table(box=None, pad_edge=False)
+    for col in ("metric", "value", "count", "goal", "met", "what counts"):
+        t.add_column(col, justify="right" if col in ("value", "count") else "left")
+    for name in KPI_NAMES:
+        m = d[name]
+        value = "no data" if m["value"] is None else f"{m['value']:.1%}"
+        met = "-" if m["met"] is None else ("[green]yes[/]" if m["met"] else "[red]no[/]")
+        t.add_row(name.replace("_", " "), value, f"{m['count']}/{m['of']}", m["goal"], met, m["counts"])
+    out.print(t)

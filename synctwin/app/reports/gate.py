@@ -1,0 +1,247 @@
+"""The gate's report: why a campaign was approved or blocked, in two pictures and a table.
+
+1. The uplift distribution: every simulated path's net profit uplift, losses red and gains
+   green, the zero line, and p10/p50/p90. The confidence score is the green share.
+2. The projection fan: cumulative spend, revenue and conversions per day (p10-p90 band and
+   median), with the baseline's pace for spend and revenue: the plan the live mirror checks
+   the real campaign against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from synctwin.app.reports.html import (
+    BLUE,
+    GREEN,
+    GREY,
+    RED,
+    Cell,
+    Page,
+    money,
+    new_figure,
+    num,
+    short_count,
+    short_money,
+)
+
+
+def build_gate_page(result: Any, uplift: np.ndarray, *, strategy: Any = None, source: str = "") -> str:
+    """The HTML page for one gate decision (`result` a GateResult, `uplift` every path's uplift)."""
+    sd = result.simulation_details
+    approved = result.approved
+    page = Page(
+        f"SyncTwin gate: {result.decision} - {result.campaign_id}",
+        f"client {result.client_id} - model {result.model} - seed {result.seed}" + (f" - {source}" if source else ""),
+    )
+    lo, hi = result.confidence_interval
+    page.h2("Decision")
+    verdict_cls = "ok" if approved else "bad"
+    page.kv(
+        [
+            ("decision", Cell(result.decision, verdict_cls)),
+            ("confidence score", num(f"{result.confidence_score:.4f}  (95% interval {lo:.4f}-{hi:.4f})")),
+            ("threshold", num(f"approve when confidence > {result.threshold}")),
+            ("risk profile", result.risk_profile),
+            ("projected net profit uplift (median)", num(money(result.projected_net_profit_uplift))),
+            (
+                "uplift p10 / p50 / p90",
+                num(f"{money(sd.p10_uplift)} / {money(sd.median_uplift)} / {money(sd.p90_uplift)}"),
+            ),
+            ("expected uplift (mean)", num(money(result.expected_uplift))),
+            (
+                "paths",
+                num(
+                    f"{sd.total_simulations:,} ({sd.positive_outcomes:,} with uplift > 0)"
+                    + (
+                        f"; {sd.adaptive_rounds} adaptive round(s) from {sd.initial_simulations:,}"
+                        if sd.adaptive_rounds
+                        else ""
+                    )
+                ),
+            ),
+            ("elapsed", num(f"{result.elapsed_ms:.1f} ms")),
+        ]
+    )
+    if strategy is not None:
+        page.h2("Strategy")
+        page.kv(
+            [
+                (k, num(v) if isinstance(v, int | float) else v)
+                for k, v in strategy.model_dump(exclude_none=True).items()
+            ]
+        )
+    b = result.baseline
+    page.h2("Baseline")
+    page.kv(
+        [
+            ("history window", f"{int(b.get('days', 0))} days"),
+            ("revenue per day", num(money(b.get("daily_revenue")))),
+            ("ad spend per day", num(money(b.get("daily_spend")))),
+            ("average order value", num(money(b.get("avg_order_value"), 2))),
+        ]
+    )
+    if result.suggestions:
+        page.h2("Suggestions (each was approved when applied to this strategy)")
+        page.table(
+            ["changes", "confidence"],
+            [
+                [", ".join(f"{k} = {v:,}" for k, v in s.changes.items()), num(f"{s.confidence_score:.4f}")]
+                for s in result.suggestions
+            ],
+        )
+
+    page.h2("Uplift distribution")
+    page.figure(
+        uplift_figure(result, uplift),
+        caption=f"Net profit uplift of each of the {uplift.size:,} simulated paths: red ones lose money, "
+        f"green ones make it. The confidence score ({result.confidence_score:.3f}) is the green "
+        f"share; the gate approves above {result.threshold}.",
+        alt=f"histogram of net profit uplift over {uplift.size:,} paths",
+    )
+    page.h2("Projection")
+    proj = result.projection
+    last = proj.points[-1]
+    page.p(
+        f"After {proj.horizon_days} days (medians): spend {money(last.spend_p50)}, revenue "
+        f"{money(last.revenue_p50)}, {last.conversions_p50:,.0f} conversions. The live mirror compares the "
+        "real campaign with these bands at the same elapsed time."
+    )
+    page.figure(
+        projection_figure(result),
+        caption="Cumulative totals since launch: median (line) and p10-p90 band over the paths; dashed: "
+        "the baseline's pace over the same days.",
+        alt="projection fan of spend, revenue and conversions",
+    )
+    page.table(
+        [
+            "day",
+            "spend p10",
+            "spend p50",
+            "spend p90",
+            "revenue p10",
+            "revenue p50",
+            "revenue p90",
+            "conversions p10",
+            "conversions p50",
+            "conversions p90",
+        ],
+        [
+            [
+                num(f"{pt.t_hours / 24:g}"),
+                *(
+                    num(money(v))
+                    for v in (pt.spend_p10, pt.spend_p50, pt.spend_p90, pt.revenue_p10, pt.revenue_p50, pt.revenue_p90)
+                ),
+                *(num(f"{v:,.0f}") for v in (pt.conversions_p10, pt.conversions_p50, pt.conversions_p90)),
+            ]
+            for pt in proj.points
+        ],
+        collapsed="the projection as a table, day by day",
+    )
+    return page.render()
+
+
+def uplift_figure(result: Any, uplift: np.ndarray) -> Any:
+    """Histogram of the paths' uplift, split at zero, with p10/p50/p90 and the decision."""
+    from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+    sd = result.simulation_details
+    fig, axes = new_figure(11, 4.2)
+    ax = axes[0][0]
+    values = np.asarray(uplift, dtype=np.float64)
+    # the tails of a million paths would squeeze the body into a few bins: show 0.1%-99.9%
+    lo, hi = np.quantile(values, (0.001, 0.999)) if values.size > 1000 else (values.min(), values.max())
+    span = max(hi - lo, 1.0)
+    lo, hi = min(lo, 0.0) - 0.03 * span, max(hi, 0.0) + 0.03 * span
+    edges = np.linspace(lo, hi, 81)
+    counts, _ = np.histogram(np.clip(values, lo, hi), bins=edges)
+    share = counts / max(values.size, 1)
+    centers = (edges[:-1] + edges[1:]) / 2
+    width = edges[1] - edges[0]
+    colours = [GREEN if c > 0 else RED for c in centers]
+    ax.bar(centers, share, width=width * 0.95, color=colours, alpha=0.75, linewidth=0)
+    ax.axvline(0, color="black", linewidth=1.4, label="zero uplift")
+    ymax = share.max() if share.size else 1.0
+    for q, value, style, height in (
+        ("p10", sd.p10_uplift, ":", 1.02),
+        ("p50", sd.median_uplift, "--", 1.09),
+        ("p90", sd.p90_uplift, ":", 1.02),
+    ):
+        ax.axvline(value, color=BLUE, linestyle=style, linewidth=1.3)
+        ax.annotate(
+            f"{q} {short_money(value)}",
+            (value, ymax * height),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            color=BLUE,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+        )
+    ax.set_ylim(0, ymax * 1.2 if ymax > 0 else 1)
+    ax.xaxis.set_major_formatter(FuncFormatter(short_money))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+    ax.set_xlabel("net profit uplift over the campaign (per path)")
+    ax.set_ylabel("share of paths")
+    lose = 1.0 - result.confidence_score
+    ax.text(
+        0.01,
+        0.97,
+        f"{lose:.1%} of paths lose money",
+        transform=ax.transAxes,
+        ha="left",
+        va="top",
+        color=RED,
+        fontsize=10,
+    )
+    ax.text(
+        0.99,
+        0.97,
+        f"{result.confidence_score:.1%} make money",
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        color=GREEN,
+        fontsize=10,
+    )
+    lo_ci, hi_ci = result.confidence_interval
+    ax.set_title(
+        f"{result.decision}: confidence {result.confidence_score:.3f} (95% CI {lo_ci:.3f}-{hi_ci:.3f}) "
+        f"vs threshold {result.threshold}",
+        color=GREEN if result.approved else RED,
+        fontsize=12,
+    )
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def projection_figure(result: Any) -> Any:
+    """Three panels (spend, revenue, conversions): p10-p90 band and median over days."""
+    from matplotlib.ticker import FuncFormatter
+
+    pts = result.projection.points
+    days = np.array([p.t_hours / 24 for p in pts])
+    b = result.baseline
+    fig, axes = new_figure(12, 3.6, cols=3)
+    panels = (
+        ("spend", "cumulative ad spend", BLUE, b.get("daily_spend"), short_money),
+        ("revenue", "cumulative revenue", GREEN, b.get("daily_revenue"), short_money),
+        ("conversions", "cumulative conversions", GREY, None, short_count),
+    )
+    for ax, (metric, title, colour, base, fmt) in zip(axes[0], panels, strict=True):
+        p10 = np.array([getattr(p, f"{metric}_p10") for p in pts])
+        p50 = np.array([getattr(p, f"{metric}_p50") for p in pts])
+        p90 = np.array([getattr(p, f"{metric}_p90") for p in pts])
+        ax.fill_between(days, p10, p90, color=colour, alpha=0.22, linewidth=0, label="p10-p90")
+        ax.plot(days, p50, color=colour, linewidth=2, label="median")
+        if base:
+            ax.plot(days, days * base, color="black", linestyle="--", linewidth=1, label="baseline pace")
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("days since launch")
+        ax.yaxis.set_major_formatter(FuncFormatter(fmt))
+        ax.grid(alpha=0.3)
+        ax.set_xlim(0, days[-1] if days[-1] > 0 else 1)
+        ax.legend(fontsize=8, loc="upper left")
+    return fig

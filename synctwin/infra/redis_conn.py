@@ -1,0 +1,167 @@
+"""One way to get a Redis client: a real server for production, fakeredis for the embedded default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synctwin.infra.shards import check_cluster, check_shards
+from synctwin.kernel.config import get_settings
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.redact import redact, redact_logs, scrub
+
+__all__ = [
+    "EMBEDDED_URL",
+    "connect",
+    "connect_checked",
+    "is_cluster",
+    "is_cluster_node",
+    "key",
+    "redact",
+    "redact_logs",
+    "scrub",
+    "url_error",
+]
+
+EMBEDDED_URL = "memory://"
+
+
+def connect(url: str | None = None, **kwargs: Any) -> Any:
+    """A decoded-string client for `url`; None or 'memory://' gives an in-process fakeredis.
+
+    Imports are lazy so commands that never touch Redis do not pay for them.
+    """
+    if url is None or url == EMBEDDED_URL:
+        import fakeredis
+
+        return fakeredis.FakeRedis(decode_responses=True, **kwargs)
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True, **kwargs)
+    if not is_cluster_node(client):
+        return client
+    client.close()
+    from redis.cluster import RedisCluster
+
+    # a node of a Redis Cluster: the cluster client learns the slot map from it and routes each key
+    return RedisCluster.from_url(url, decode_responses=True, **kwargs)
+
+
+def is_cluster_node(client: Any) -> bool:
+    """Whether the server says `cluster_enabled:1` (INFO cluster). A server that cannot be reached or
+    refuses INFO is taken as a plain one: `connect_checked`'s PING reports the first, and the second
+    cannot be asked anyway."""
+    import redis
+
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except redis.exceptions.RedisError:
+        return False
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether `client` is a Redis Cluster client (keys of one MULTI/EXEC or script must share a slot)."""
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
+
+
+def url_error(url: str) -> InvalidInput:
+    """The InvalidInput for a URL redis-py cannot use. Its own message is left out: for a password
+    with an unescaped '#', '/' or '?' it names a piece of the password as the 'port'."""
+    return InvalidInput(
+        "not a usable Redis URL (write redis://[user:password@]host[:port][/db], rediss://... or "
+        "unix://...; percent-encode '@', ':', '/', '?' and '#' in a password)",
+        source=redact(url),
+    )
+
+
+def connect_checked(url: str) -> Any:
+    """Connect and PING, so an unreachable server is one clear error instead of a later traceback.
+
+    Every message names the URL with its password masked (`redact`), and redis-py's own text is
+    scrubbed of it too, so the password never reaches a terminal or a log.
+    """
+    try:
+        client = connect(url)
+    except ValueError:
+        raise url_error(url) from None
+    try:
+        client.ping()
+    except Exception as exc:  # redis raises several connection error types
+        close = getattr(client, "close", None)
+        if callable(close):
+            close()
+        import redis
+
+        if isinstance(exc, redis.exceptions.AuthenticationError):
+            raise InvalidInput(f"Redis at {redact(url)} refused the credentials: {scrub(str(exc), url)}") from None
+        raise InvalidInput(f"cannot reach Redis at {redact(url)}: {scrub(str(exc), url)}") from None
+    return client
+
+
+def key(prefix: str, *parts: str) -> str:
+    """Join a key under the configured prefix: key('synctwin:', 'campaign', id, 'projection')."""
+    return prefix + ":".join(parts)
+
+
+BARE_FLAG = ""
+"""The value of `--redis` given without a URL: use SYNCTWIN_REDIS_URL."""
+
+ENV_HELP = (
+    "; a bare --redis, or none where Redis is the only source, reads SYNCTWIN_REDIS_URL, which keeps "
+    "a password out of the command line (and `ps`)"
+)
+
+
+def add_redis_argument(p: Any, help_text: str) -> None:
+    """`--redis [URL]` as every command takes it: a bare flag means SYNCTWIN_REDIS_URL (see `redis_url_arg`)."""
+    p.add_argument("--redis", nargs="?", const=BARE_FLAG, metavar="URL", help=help_text + ENV_HELP)
+
+
+def add_shards_argument(p: Any) -> None:
+    """`--shards N` as every Redis command takes it: producers, workers and readers must agree on N."""
+    p.add_argument(
+        "--shards",
+        metavar="N",
+        help="bid stream shards (default SYNCTWIN_SHARDS, 1): a campaign's keys and events live in shard "
+        "CRC32(id) mod N; every producer, worker and reader of one deployment uses the same N "
+        "(docs/scale-out.md)",
+    )
+
+
+def connect_deployment(url: str, shards: int) -> Any:
+    """`connect_checked`, and on a Redis Cluster the check that N >= 2 (one hash tag per shard)."""
+    client = connect_checked(url)
+    check_cluster(shards, cluster=is_cluster(client))
+    return client
+
+
+def with_shards(settings: Any, value: str | None) -> Any:
+    """The settings with `--shards` applied (None: SYNCTWIN_SHARDS); InvalidInput naming `--shards`."""
+    return settings if value is None else settings.model_copy(update={"shards": check_shards(value)})
+
+
+def redis_url_arg(value: str | None, *, default_to_env: bool) -> str | None:
+    """The Redis URL a command uses: `--redis URL`; else SYNCTWIN_REDIS_URL for a bare `--redis`, or when
+    the flag is absent and Redis is what the command runs on (`default_to_env`); else None.
+
+    A URL on the command line is visible to every user of the machine (`ps`, /proc/PID/cmdline);
+    the environment is readable only by the process's owner, so the env var is where a password goes.
+    """
+
+    env = get_settings().redis_url
+    if value == BARE_FLAG:
+        if not env:
+            raise InvalidInput("--redis without a URL reads SYNCTWIN_REDIS_URL, which is not set")
+        return env
+    if value is None:
+        return env if default_to_env and env else None
+    return value
+
+
+def required_redis_url(value: str | None) -> str:
+    """`redis_url_arg` for commands that cannot run without Redis: one clear error when there is none."""
+    url = redis_url_arg(value, default_to_env=True)
+    if not url:
+        raise InvalidInput("give --redis URL, or set SYNCTWIN_REDIS_URL (which keeps a password out of `ps`)")
+    return url

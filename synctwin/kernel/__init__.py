@@ -1,0 +1,1 @@
+"""The kernel: models, messages, errors, configuration. Imports nothing of the project above it."""

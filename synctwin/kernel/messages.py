@@ -1,0 +1,186 @@
+"""The messages agents exchange through their mailboxes (SimPy stores).
+
+Plain slotted dataclasses: they are created in hot loops (one BidBatch per tick), where
+pydantic's validation would cost 3x for nothing. Validation happens at the edges instead
+(files, Redis, HTTP).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class Request:
+    """A message that expects an answer: the sender waits on `reply` (a SimPy event)."""
+
+    reply: Any = field(default=None, kw_only=True)
+
+
+@dataclass(slots=True)
+class BaselineRequest(Request):
+    client_id: str
+    lookback_days: int | None = None
+    gross_margin: float = 1.0
+
+
+@dataclass(slots=True)
+class GateRequest(Request):
+    strategy: Any  # synctwin.kernel.models.Strategy
+    seed: int = 0
+
+
+@dataclass(slots=True)
+class LaunchRequest:
+    """SyncBrain is asked for a campaign (from a scenario's schedule or a person)."""
+
+    client_id: str
+    params: dict[str, Any]
+    test: bool = False  # a chaos-test campaign: deployed for the drill whatever the gate says
+
+
+@dataclass(slots=True)
+class Deploy:
+    """An approved strategy with its gate result, for SyncFlow to run."""
+
+    strategy: Any  # synctwin.kernel.models.Strategy
+    gate: Any  # synctwin.kernel.models.GateResult
+    test: bool = False  # a chaos-test campaign (never a client's)
+
+
+@dataclass(slots=True)
+class AuditEvent:
+    event_type: str
+    client_id: str | None = None
+    campaign_id: str | None = None
+    reason: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class AlertMessage:
+    severity: str
+    title: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class BidBatch:
+    """One tick of every live campaign's cumulative totals since launch (DESIGN.md's bid event
+    fields, column-wise: one message per tick instead of one per campaign)."""
+
+    t: float  # environment seconds
+    ts: float  # epoch seconds
+    campaign_ids: tuple[str, ...]
+    spend: np.ndarray
+    impressions: np.ndarray
+    clicks: np.ndarray
+    conversions: np.ndarray
+    revenue: np.ndarray
+    # a batch of live stream entries (not one tick of a world): each row is one event, with its own
+    # event_id and environment time; several rows may be one campaign's, in stream order
+    event_ids: tuple[str, ...] | None = None
+    times: tuple[float, ...] | None = None
+    # the mirror's PAUSE verdicts on this batch, by row, when the mirror passes it on to SyncFlow
+    verdicts: dict[int, PauseCommand] | None = None
+
+    def row_time(self, i: int) -> float:
+        """Row i's environment time (a tick's rows share the batch's)."""
+        return self.t if self.times is None else self.times[i]
+
+    def row_event_id(self, i: int) -> str:
+        """Row i's event id (a tick's: `{campaign}:{tick}`, as `events()` publishes it)."""
+        return f"{self.campaign_ids[i]}:{round(self.t)}" if self.event_ids is None else self.event_ids[i]
+
+    def events(self) -> list[dict[str, Any]]:
+        """The per-campaign bid events of DESIGN.md (for the Redis stream)."""
+        tick = round(self.t)
+        return [
+            {
+                "event_id": f"{cid}:{tick}",
+                "campaign_id": cid,
+                "ts": self.ts,
+                "spend": float(self.spend[i]),
+                "impressions": float(self.impressions[i]),
+                "clicks": float(self.clicks[i]),
+                "conversions": float(self.conversions[i]),
+                "revenue": float(self.revenue[i]),
+            }
+            for i, cid in enumerate(self.campaign_ids)
+        ]
+
+
+@dataclass(slots=True)
+class Watch:
+    """SyncFlow tells the mirror a campaign went live: its projection, with the launch time."""
+
+    campaign_id: str
+    projection: dict[str, Any]
+
+
+@dataclass(slots=True)
+class PauseCommand:
+    """A PAUSE, one shape everywhere: what the mirror asks SyncFlow, what SyncFlow sends the platform,
+    and an entry of the `synctwin:control` stream in production (`pause_fields` / `pause_from_fields`).
+
+    `event_id` is the bid event that decided and `ts` its epoch seconds (None only for a pause no
+    event decided, e.g. a person's)."""
+
+    campaign_id: str
+    reason: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    event_id: str | None = None
+    ts: float | None = None
+
+
+def pause_fields(cmd: PauseCommand) -> dict[str, str]:
+    """The `synctwin:control` entry of a PAUSE: command, campaign_id, reason, event_id, ts, and the
+    numbers of its detail (deviation, guard) as they are, for operators."""
+    out = {
+        "command": "PAUSE",
+        "campaign_id": cmd.campaign_id,
+        "reason": cmd.reason,
+        "event_id": cmd.event_id or "",
+        "ts": "" if cmd.ts is None else repr(float(cmd.ts)),
+    }
+    for k in ("deviation", "guard"):
+        v = cmd.detail.get(k)
+        if v is not None:
+            out[k] = f"{v:.4f}" if isinstance(v, float) else str(v)
+    return out
+
+
+def pause_from_fields(fields: dict[Any, Any]) -> PauseCommand:
+    """A control-stream entry back as a PauseCommand (ValueError: not a PAUSE, or a field missing)."""
+    f = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in fields.items()
+    }
+    if f.get("command") != "PAUSE" or not f.get("campaign_id") or not f.get("reason"):
+        raise ValueError(f"not a PAUSE command: {f}")
+    detail: dict[str, Any] = {}
+    if "deviation" in f:
+        detail["deviation"] = float(f["deviation"])
+    if "guard" in f:
+        detail["guard"] = f["guard"]
+    return PauseCommand(
+        f["campaign_id"],
+        f["reason"],
+        detail,
+        event_id=f.get("event_id") or None,
+        ts=float(f["ts"]) if f.get("ts") else None,
+    )
+
+
+@dataclass(slots=True)
+class Adopt:
+    """A campaign already live on its platform (production, or a recording's) for SyncFlow to guard:
+    no launch call. `plan` is an agents.council.build.Plan (strategy, projection or None, baseline)."""
+
+    plan: Any
+    paused: bool = False  # already paused (by an earlier worker): guard nothing, pause nothing
+    replace: bool = False  # a re-published plan of a campaign already guarded: guard it under this one
