@@ -16,7 +16,14 @@ def console() -> Any:
 
     # piped output is read by scripts and logs: do not squeeze it into 80 columns
     width = None if sys.stdout.isatty() else 160
-    return Console(highlight=False, soft_wrap=True, width=width)
+    out = Console(highlight=False, soft_wrap=True, width=width)
+    out.on_broken_pipe = _reader_left  # type: ignore[method-assign]
+    return out
+
+
+def _reader_left() -> None:
+    """rich would exit 1 (a rejection's code) when the reader of a pipe leaves: let cli.main exit 141."""
+    raise BrokenPipeError
 
 
 def money(x: float | None) -> str:
