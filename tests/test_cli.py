@@ -42,8 +42,10 @@ def test_a_reader_that_leaves_early_gets_no_traceback(extra: list[str]) -> None:
 
     examples = Path(__file__).resolve().parent.parent / "scenarios" / "examples" / "approve"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "synctwin.app.cli", "gate", str(examples / "strategy.json")]
-        + ["--history", str(examples / "history.csv"), "--seed", "1", *extra],
+        [
+            *(sys.executable, "-m", "synctwin.app.cli", "gate", str(examples / "strategy.json")),
+            *("--history", str(examples / "history.csv"), "--seed", "1", *extra),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
