@@ -253,6 +253,7 @@ def run_scenario(
             daily_budget=float(strategy.get("daily_budget", 0) or 0),
             launch_at=spec.launch_at,
             gross_margin=float(strategy.get("gross_margin", 1.0)),
+            gross_margin_default="gross_margin" not in strategy,
         )
         world.truths[spec.id] = campaign_truth(scenario, spec)
 

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
         print_json(result.to_dict())
     else:
-        print_result(result)
+        print_result(result, margin_default="gross_margin" not in strategy.model_fields_set)
         if args.report:
             print(f"report: {args.report}")
     return 0 if result.approved else 1
@@ -178,10 +178,12 @@ def _calibration_residuals(path: str) -> Any:
 PROGRESS_MIN_PATHS = 200_000  # below this the gate takes well under a second: no bar
 
 
-def print_result(result: Any) -> None:
+def print_result(result: Any, *, margin_default: bool = False) -> None:
+    """The decision and what it rests on; `margin_default`: the strategy left gross_margin out, so
+    the uplift counts all revenue as profit (said on its own row: it is the biggest assumption)."""
     from rich.table import Table
 
-    from synctwin.console import console, money
+    from synctwin.console import console, money, percent, plural
 
     out = console()
     sd = result.simulation_details
@@ -194,7 +196,8 @@ def print_result(result: Any) -> None:
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_row(
         "confidence",
-        f"{result.confidence_score:.3f}  (95% interval {lo:.3f}-{hi:.3f}; approve when > {result.threshold})",
+        f"{percent(result.confidence_score, 1)} (95% interval {percent(lo, 1)}-{percent(hi, 1)}; "
+        f"approve when > {percent(result.threshold, 1)})",
     )
     t.add_row("risk profile", result.risk_profile)
     t.add_row(
@@ -202,10 +205,16 @@ def print_result(result: Any) -> None:
         f"median {money(sd.median_uplift)}, p10 {money(sd.p10_uplift)}, "
         f"p90 {money(sd.p90_uplift)}, mean {money(result.expected_uplift)}",
     )
+    if margin_default:
+        t.add_row("gross margin", "100% (default; set gross_margin): all extra revenue counts as profit")
     t.add_row(
         "paths",
         f"{sd.total_simulations:,} ({sd.positive_outcomes:,} positive"
-        + (f"; {sd.adaptive_rounds} adaptive round(s) from {sd.initial_simulations:,}" if sd.adaptive_rounds else "")
+        + (
+            f"; {plural(sd.adaptive_rounds, 'adaptive round')} from {sd.initial_simulations:,}"
+            if sd.adaptive_rounds
+            else ""
+        )
         + ")",
     )
     b = result.baseline
@@ -242,7 +251,7 @@ def print_result(result: Any) -> None:
 
 def print_suggestions(result: Any) -> None:
     """Resubmission advice under a rejection: each change was approved by a fresh simulation."""
-    from synctwin.console import console
+    from synctwin.console import console, percent
 
     out = console()
     if not result.suggestions:
@@ -251,4 +260,4 @@ def print_suggestions(result: Any) -> None:
     out.print("suggestions (re-submit with one of these changes; each was approved by a fresh simulation):")
     for s in result.suggestions:
         change = ", ".join(f"{k} {v:,}" for k, v in s.changes.items())
-        out.print(f"  {change}  -> confidence {s.confidence_score:.3f}")
+        out.print(f"  {change}  -> confidence {percent(s.confidence_score, 1)}")

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from synctwin.console import percent
 from synctwin.errors import InvalidInput
 
 
@@ -126,7 +127,7 @@ def _rates(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.1%}"
+    return percent(x, 1, missing="-")
 
 
 def print_tune(r: dict[str, Any]) -> None:
