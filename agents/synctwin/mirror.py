@@ -98,7 +98,8 @@ class Outcome:
             "INFO",
             f"Grey zone: {self.campaign_id}",
             f"Campaign deviating {self.deviation:.1%} from its projection; watching, not pausing.",
-            {"campaign_id": self.campaign_id, **d},
+            # event_ts: SyncNotify counts repeats into one episode by the events' time, not the clock's
+            {"campaign_id": self.campaign_id, **d, **({"event_ts": self.ts} if self.ts is not None else {})},
         )
 
     def audit(self, threshold: float) -> dict[str, Any]:
