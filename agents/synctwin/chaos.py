@@ -237,8 +237,12 @@ def _steady_state_before(trace: Trace, cid: str, fault_at: float) -> list[dict[s
         _probe(
             "campaign is live before the fault",
             live and not paused_early,
-            f"launched at {duration(c.launched_at)}, "
-            + ("not paused" if c.paused_at is None else f"paused at {duration(c.paused_at)}"),
+            ("never launched" if c.launched_at is None else f"launched at {duration(c.launched_at)}")
+            + (
+                f", paused at {duration(c.paused_at)}"
+                if paused_early
+                else f", live at the fault ({duration(fault_at)})"
+            ),
             fault_at,
         )
     ]

@@ -70,11 +70,10 @@ def short_count(x: float, _pos: Any = None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    from synctwin.durations import format_duration
+    """'9h 1m': the terminal's helper, so a page and the command say the same."""
+    from synctwin.console import duration as human
 
-    return format_duration(seconds)
+    return human(seconds)
 
 
 class Cell:
