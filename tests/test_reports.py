@@ -153,7 +153,7 @@ def test_gate_report(
     sd = result["simulation_details"]
     assert f"SyncTwin gate: {decision}" in text
     for needle in (
-        f"{result['confidence_score']:.4f}",
+        f"{result['confidence_score'] * 100:.1f}%",
         f"approve when confidence > {result['threshold']}",
         f"{sd['total_simulations']:,}",
         f"{abs(sd['p10_uplift']):,.0f}",
