@@ -78,8 +78,11 @@ def wait_for(what: str, check: Any, timeout: float) -> Any:
 def history_rows() -> list[dict[str, Any]]:
     lines = (EXAMPLES / "history_90d.csv").read_text().splitlines()
     head = lines[0].split(",")
-    return [dict(zip(head, (v if k == "date" else float(v) for k, v in zip(head, line.split(",")))))
-            for line in lines[1:]]  # fmt: skip
+    rows = []
+    for line in lines[1:]:
+        cells = line.split(",")
+        rows.append({k: v if k == "date" else float(v) for k, v in zip(head, cells, strict=True)})
+    return rows
 
 
 def panel_queries() -> list[tuple[str, str]]:
@@ -127,8 +130,17 @@ def main() -> int:
         start("serve", *SYNCTWIN, "serve", "--port", str(ports["serve"]), "--redis", url)
         base = f"http://127.0.0.1:{ports['serve']}"
         wait_for("synctwin serve", lambda: isinstance(http(f"{base}/healthz"), dict), 60)
-        start("chaos", *SYNCTWIN, "chaos", "--schedule", "* * * * *", "--drill", "api_outage",
-              "--metrics-port", str(ports["chaos"]))  # fmt: skip
+        start(
+            "chaos",
+            *SYNCTWIN,
+            "chaos",
+            "--schedule",
+            "* * * * *",
+            "--drill",
+            "api_outage",
+            "--metrics-port",
+            str(ports["chaos"]),
+        )
         start("run", *SYNCTWIN, "run", "--redis", url, "--metrics-port", str(ports["run"]))
         prom_cfg = tmp / "prometheus.yml"
         targets = ", ".join(f"'127.0.0.1:{ports[k]}'" for k in ("serve", "run", "chaos"))
@@ -136,8 +148,13 @@ def main() -> int:
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
             f"scrape_configs: [{{job_name: synctwin, static_configs: [{{targets: [{targets}]}}]}}]\n"
         )
-        start("prometheus", "prometheus", f"--config.file={prom_cfg}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-              f"--web.listen-address=127.0.0.1:{ports['prometheus']}")  # fmt: skip
+        start(
+            "prometheus",
+            "prometheus",
+            f"--config.file={prom_cfg}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+        )
         prom = f"http://127.0.0.1:{ports['prometheus']}"
         wait_for("prometheus", lambda: http(f"{prom}/-/ready").startswith("Prometheus"), 60)
         # every target scraped with each series at its starting value, before any event
@@ -154,16 +171,35 @@ def main() -> int:
             decisions.append(http(f"{base}/v1/simulate", body)["decision"])
         # one refused request: the HTTP errors panel has a known 4xx
         http(f"{base}/v1/simulate", {"strategy": {"cvr": "x"}})
-        feed = subprocess.run([*SYNCTWIN, "feed", "--redis", url, "--speed", "36000", "--duration", "3d"],
-                              cwd=tmp, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        feed = subprocess.run(
+            [*SYNCTWIN, "feed", "--redis", url, "--speed", "36000", "--duration", "3d"],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if feed.returncode != 0:
             raise SystemExit(f"synctwin feed failed: {feed.stderr[-2000:]}")
-        wait_for("2 PAUSE commands", lambda: query(prom, "sum(synctwin_pauses_total)") and
-                 values(query(prom, "sum(synctwin_pauses_total)"))[""] >= 2, 120)  # fmt: skip
+        wait_for(
+            "2 PAUSE commands",
+            lambda: (
+                query(prom, "sum(synctwin_pauses_total)") and values(query(prom, "sum(synctwin_pauses_total)"))[""] >= 2
+            ),
+            120,
+        )
         wait_for("the first chaos run", lambda: query(prom, "synctwin_chaos_last_run_passed"), 100)
         time.sleep(16)  # the last events scraped a few times; the service's KPIs refreshed (every 15 s)
-        kpis = json.loads(subprocess.run([*SYNCTWIN, "kpis", "--redis", url, "--json"], cwd=tmp, env=env,
-                                         capture_output=True, text=True, check=True).stdout)  # fmt: skip
+        kpis = json.loads(
+            subprocess.run(
+                [*SYNCTWIN, "kpis", "--redis", url, "--json"],
+                cwd=tmp,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
 
         checks: list[tuple[str, str, bool, str]] = []
         for title, expr in panel_queries():
@@ -175,8 +211,12 @@ def main() -> int:
 
         pauses = values(query(prom, "sum by (reason) (increase(synctwin_pauses_total[1h]))"), "reason")
         # 2 pauses; which guard gets there first (SyncFlow's or the mirror's) is run's business
-        expect("Pauses by reason: 2 in all", "sum by (reason) (increase(...[1h]))",
-               round(sum(pauses.values())) == 2, pauses)  # fmt: skip
+        expect(
+            "Pauses by reason: 2 in all",
+            "sum by (reason) (increase(...[1h]))",
+            round(sum(pauses.values())) == 2,
+            pauses,
+        )
         passed = values(query(prom, 'sum(increase(synctwin_chaos_drills_total{verdict="PASS"}[7d]))'))
         expect(
             "Drills passed = 1",
@@ -187,14 +227,23 @@ def main() -> int:
         last = values(query(prom, "min(synctwin_chaos_last_run_passed)"))
         expect("All drills passed (last run) = 1", "min(synctwin_chaos_last_run_passed)", last.get("") == 1.0, last)
         seen = values(query(prom, "sum by (decision) (increase(synctwin_gate_decisions_total[1h]))"), "decision")
-        expect("Gate decisions: APPROVED and REJECTED both counted", "sum by (decision) (increase(...))",
-               decisions == ["APPROVED", "REJECTED"] and round(seen.get("REJECTED", 0)) >= 1
-               and round(seen.get("APPROVED", 0)) >= 1, seen)  # fmt: skip
+        expect(
+            "Gate decisions: APPROVED and REJECTED both counted",
+            "sum by (decision) (increase(...))",
+            decisions == ["APPROVED", "REJECTED"]
+            and round(seen.get("REJECTED", 0)) >= 1
+            and round(seen.get("APPROVED", 0)) >= 1,
+            seen,
+        )
         kpi = values(query(prom, "max by (kpi) (synctwin_kpi_value)"), "kpi")
         for name in ("rejection_share", "auto_rollback_share"):
             want = kpis[name]["value"]
-            expect(f"Success metric {name} = synctwin kpis", f'synctwin_kpi_value{{kpi="{name}"}}',
-                   want is not None and abs(kpi.get(name, -1) - want) < 1e-9, f"{kpi.get(name)} (kpis: {want})")  # fmt: skip
+            expect(
+                f"Success metric {name} = synctwin kpis",
+                f'synctwin_kpi_value{{kpi="{name}"}}',
+                want is not None and abs(kpi.get(name, -1) - want) < 1e-9,
+                f"{kpi.get(name)} (kpis: {want})",
+            )
 
         width = max(len(t) for t, *_ in checks)
         for title, expr, ok, got in checks:
