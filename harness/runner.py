@@ -206,7 +206,7 @@ def run_scenario(
     audit_store = InMemoryAuditStore(clock=clock.now)
     alert_sink = MemorySink()
     shield = SyncShieldAgent(env, SyncShield(audit_store))
-    notify = SyncNotifyAgent(env, SyncNotify([alert_sink], clock=clock.now))
+    notify = SyncNotifyAgent(env, SyncNotify([alert_sink], clock=clock.now, keep_history=True))
     store = InMemoryHistoryStore({**_client_histories(scenario, seed), **(histories or {})})
     value = SyncValueAgent(env, SyncValue(store, settings))
     twin = SyncTwinAgent(env, VirtualTimeGatekeeper(settings=settings), value.mailbox, paths=scenario.gate_paths)
@@ -253,6 +253,7 @@ def run_scenario(
             daily_budget=float(strategy.get("daily_budget", 0) or 0),
             launch_at=spec.launch_at,
             gross_margin=float(strategy.get("gross_margin", 1.0)),
+            gross_margin_default="gross_margin" not in strategy,
         )
         world.truths[spec.id] = campaign_truth(scenario, spec)
 
@@ -272,14 +273,20 @@ def run_scenario(
         progress(scenario.duration, scenario.duration)
     trace.events = _events_processed(env)
     trace.bid_events = recorder.bid_events
-    _collect(trace, brain, flow, audit_store, alert_sink, world)
+    _collect(trace, brain, flow, audit_store, alert_sink, world, notify.notify)
     trace.expectations = check_expectations(scenario, trace)
     trace.wall_s = time.perf_counter() - started
     return trace
 
 
 def _collect(
-    trace: Trace, brain: SyncBrainAgent, flow: SyncFlow, audit: InMemoryAuditStore, alerts: MemorySink, world: World
+    trace: Trace,
+    brain: SyncBrainAgent,
+    flow: SyncFlow,
+    audit: InMemoryAuditStore,
+    alerts: MemorySink,
+    world: World,
+    notify: SyncNotify,
 ) -> None:
     epoch0 = trace.epoch0
     trace.ticks = world.ticks
@@ -305,7 +312,11 @@ def _collect(
     trace.recoveries = {p: v for p, v in flow.recoveries.items() if v}
     trace.breakers = flow.breaker_states()
     trace.audit = audit.records()
-    trace.alerts = [{"t": round(a.ts - epoch0, 3), "severity": a.severity, "title": a.title} for a in alerts.alerts]
+    # one alert per episode; `count`: the evaluations it stood for (a grey zone re-entered 40 times)
+    trace.alerts = [
+        {"t": round(a.ts - epoch0, 3), "severity": a.severity, "title": a.title, "count": notify.count(a)}
+        for a in alerts.alerts
+    ]
     for rec in trace.audit:
         kind = rec["event_type"]
         if kind in (
