@@ -38,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
     out.rule()
     say(
         out,
-        "Next: `synctwin gate STRATEGY.json --history HISTORY.csv`, `synctwin backtest`, "
-        "`synctwin replay --list`, `synctwin chaos`, `synctwin audit verify FILE`. See README.md.",
+        "Next: README.md's five-minute tour, starting with `synctwin gate "
+        "scenarios/examples/approve/strategy.json --history scenarios/examples/approve/history.csv`; "
+        "then `synctwin replay --list`, `synctwin chaos`, `synctwin run --redis URL`.",
         indent=0,
     )
     return 0
@@ -55,34 +56,34 @@ def _chapter_gate(out: Any, args: argparse.Namespace) -> None:
     from synctwin.kernel.strategy_io import strategy_from_dict
     from synctwin.services.gate import GateRequest, decide
 
-    examples = files("scenarios") / "builtin" / "examples"
-    strategy = strategy_from_dict(json.loads((examples / "strategy.json").read_text()), source="example strategy")
-    history = parse_history_csv((examples / "history_90d.csv").read_text(), source="example history")
     out.print()
     say(
         out,
-        "[bold]1. The pre-launch gate[/] on the bundled example (90-day history, 30-day Meta campaign): "
-        "net profit uplift over 30 days",
+        "[bold]1. The pre-launch gate[/] on the two bundled examples (scenarios/examples/: a 90-day history, "
+        "a 30-day Meta campaign each): net profit uplift over 30 days",
         indent=0,
     )
     from synctwin.kernel.model_names import MODELS
 
     settings = get_settings()
-    t = table("model", "decision", "confidence", "p10", "median", "p90", "paths", "time", right=_NUMBERS)
-    for model in MODELS:
-        request = GateRequest(strategy, history, model=model, seed=args.seed, paths=args.paths, suggestions=False)
-        r = decide(request, settings).result
-        sd = r.simulation_details
-        t.add_row(
-            model,
-            r.decision,
-            percent(r.confidence_score, 1),
-            money(sd.p10_uplift),
-            money(sd.median_uplift),
-            money(sd.p90_uplift),
-            f"{sd.total_simulations:,}",
-            f"{r.elapsed_ms:.0f} ms",
-        )
+    t = table("example", "model", "decision", "confidence", "p10", "median", "p90", right=_NUMBERS)
+    for name in ("approve", "reject"):
+        folder = files("scenarios") / "examples" / name
+        strategy = strategy_from_dict(json.loads((folder / "strategy.json").read_text()), source=f"{name} strategy")
+        history = parse_history_csv((folder / "history.csv").read_text(), source=f"{name} history")
+        for model in MODELS:
+            request = GateRequest(strategy, history, model=model, seed=args.seed, paths=args.paths, suggestions=False)
+            r = decide(request, settings).result
+            sd = r.simulation_details
+            t.add_row(
+                name if model == MODELS[0] else "",
+                model,
+                r.decision,
+                percent(r.confidence_score, 1),
+                money(sd.p10_uplift),
+                money(sd.median_uplift),
+                money(sd.p90_uplift),
+            )
     show(out, t)
     say(
         out,
