@@ -751,3 +751,12 @@ def test_metrics_export_the_success_metrics_from_the_audit_stream(fake: fakeredi
     assert 'synctwin_kpi_value{kpi="rejection_share"} 0.3333333333333333' in text
     assert 'synctwin_kpi_count{kpi="chaos_pass_rate"} 3.0' in text
     assert metrics.sample("synctwin_kpi_goal_met", {"kpi": "chaos_pass_rate"}) == 0.0
+
+
+def test_a_body_that_is_not_utf8_is_the_documented_422_naming_the_body(api: TestClient) -> None:
+    r = api.post("/v1/simulate", content=b'{"strategy": "\xff\xfe"}', headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["detail"] == [
+        {"type": "json_invalid", "loc": ["body"], "msg": "the body is not JSON text in UTF-8"}
+    ]
+    assert api.get("/nope").status_code == 404  # other HTTP errors are FastAPI's own

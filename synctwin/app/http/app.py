@@ -26,9 +26,11 @@ from typing import Any
 import anyio
 import redis
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Request, Security
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agents.syncshield.backends import RedisAuditStore
 from synctwin import __version__
@@ -112,6 +114,7 @@ def create_app(settings: Settings | None = None, redis_client: Any = None) -> Fa
 
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(BadInput, _bad_input)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     for redis_down in (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
         app.add_exception_handler(redis_down, _redis_unavailable)
     app.add_exception_handler(Exception, _internal_error)
@@ -453,6 +456,18 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 async def _bad_input(_request: Request, exc: BadInput) -> JSONResponse:
     return JSONResponse({"detail": [_clean(exc.error)]}, status_code=422)
+
+
+BODY_NOT_PARSED = "There was an error parsing the body"  # FastAPI's 400 for a body it cannot decode
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
+    """A body FastAPI cannot decode (not UTF-8) is one more kind of invalid JSON: the documented 422
+    naming the body, as for any other malformed JSON; every other HTTP error as FastAPI sends it."""
+    if exc.status_code == 400 and exc.detail == BODY_NOT_PARSED:
+        error = {"type": "json_invalid", "loc": ["body"], "msg": "the body is not JSON text in UTF-8"}
+        return JSONResponse({"detail": [error]}, status_code=422)
+    return await http_exception_handler(request, exc)
 
 
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
