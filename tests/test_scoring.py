@@ -160,3 +160,14 @@ def test_calibrated_probabilities_have_small_reliability(seed: int) -> None:
     assert b.reliability < 0.005
     wrong = brier_score(np.clip(p + 0.3, 0, 1), o, bins=10)
     assert wrong.reliability > 0.03
+
+
+def test_too_few_overlapping_windows_get_a_wide_interval_not_a_zero_width_one() -> None:
+    """5 windows in blocks of 5 are one block: resampling it can only return itself."""
+    from harness.evaluation.scoring import block_bootstrap, share
+
+    flags = np.array([True, True, True, True, False])
+    s = share(flags, block=5, rng=np.random.default_rng(0))
+    assert s.value == 0.8 and s.high - s.low > 0.5
+    lo, hi = block_bootstrap(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.mean, block=5, rng=np.random.default_rng(0))
+    assert (lo, hi) == (1.0, 5.0)

@@ -148,6 +148,12 @@ def share(flags: np.ndarray, *, block: int = 1, rng: np.random.Generator | None 
     if block <= 1:
         lo, hi = wilson_interval(k, n)
         return Share(k / n, lo, hi, n, "wilson")
+    if n <= block:
+        # one block of windows in all: a bootstrap would resample it and claim a zero-width interval;
+        # Wilson's at the effective number of independent windows says how little 3-5 windows tell
+        n_eff = max(1, round(n / block))
+        lo, hi = wilson_interval(round(k / n * n_eff), n_eff)
+        return Share(k / n, min(lo, k / n), max(hi, k / n), n, f"wilson at {n_eff} effective window(s)")
     lo, hi = block_bootstrap(f.astype(np.float64), np.mean, block=block, rng=rng, reps=reps)
     # a bootstrap of 3 windows can miss the point estimate's own value; keep it inside
     return Share(k / n, min(lo, k / n), max(hi, k / n), n, f"block bootstrap ({block})")
@@ -174,6 +180,11 @@ def block_bootstrap(
         raise ValueError("no values to bootstrap")
     rng = rng or np.random.default_rng(0)
     b = max(1, min(block, n))
+    if n <= b:
+        # one block cannot be resampled into anything but itself: the range of the statistic over the
+        # windows taken one at a time is an honest (wide) interval instead of a zero-width one
+        each = np.array([statistic(v[i : i + 1]) for i in range(n)])
+        return float(each.min()), float(each.max())
     starts_max = n - b + 1
     per = math.ceil(n / b)
     stats_ = np.empty(reps, dtype=np.float64)
