@@ -7,9 +7,16 @@ Events are routed as a producer would (`stream_for`: CRC32(id) mod N); each work
 k with k mod W = its index (what the leases settle on) and drains them with XREADGROUP COUNT batch +
 XACK of the batch, one shard after another. Every figure is the median of --repeats runs.
 
-    python benchmarks/shards.py [--events 100000] [--campaigns 100] [--batch 500] [--repeats 3] [--json]
+`--council`: the same grid running the Council itself (`synctwin run --shards N`'s worker,
+agents/council/sharded.py: leases, one RedisCouncil per shard held, every guard live and shadow
+mode) over the synthetic feed's campaigns (world/redis_feed.py, renamed copies), beside the
+unsharded single-stream worker (N = 1, today's keys). W worker processes heartbeat before they start,
+so the leases split the shards evenly from the first step; each drains what it holds and stops.
+Printed: events/s (all events / wall time of the slowest worker) and each worker's CPU per event
+(its process's CPU, all its councils' threads, over the events it decided).
 
-Later: the same grid running the Council (`synctwin run --shards N`) instead of the bare XACK.
+    python benchmarks/shards.py [--events 100000] [--campaigns 100] [--batch 500] [--repeats 3] [--json]
+    python benchmarks/shards.py --council [--copies 20] [--repeats 3] [--no-cluster] [--json]
 """
 
 from __future__ import annotations
@@ -32,10 +39,16 @@ for p in (ROOT, ROOT / "benchmarks"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
+import fakeredis  # noqa: E402
 from own_redis import OwnRedis, free_port  # noqa: E402
 
+from agents.council.redis import redis_council  # noqa: E402
+from agents.council.sharded import sharded_council  # noqa: E402
 from synctwin.infra.redis_conn import connect  # noqa: E402
-from synctwin.infra.shards import all_shards, stream_for  # noqa: E402
+from synctwin.infra.shards import all_shards, campaign_keys, stream_for  # noqa: E402
+from synctwin.kernel.config import get_settings  # noqa: E402
+from synctwin.services.feed import start_feed  # noqa: E402
+from world.clock import make_environment  # noqa: E402
 
 PREFIX = "bench-shards:"
 GROUP = "bench"
@@ -261,6 +274,132 @@ def run_grid(args: argparse.Namespace) -> list[dict[str, Any]]:
     return table
 
 
+# --- the Council on shards -----------------------------------------------------------------------
+COUNCIL_PREFIX = "synctwin:"
+
+
+def feed_recording(copies: int, hours: int = 40) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """The synthetic feed's events over `hours` (healthy campaigns, a conversion crash, a runaway) and
+    its plans, repeated under `copies` sets of new ids."""
+    src = fakeredis.FakeRedis(decode_responses=True)
+    env = make_environment()
+    start_feed(src, env, get_settings(), epoch0=1_780_000_000.0, tick=300.0, seed=0)
+    env.run(until=hours * 3600)
+    base = [f for _, f in src.xrange(f"{COUNCIL_PREFIX}bids")]
+    cids = sorted({e["campaign_id"] for e in base})
+    plans = []
+    for k in range(copies):
+        for cid in cids:
+            new = f"k{k}-{cid}"
+            raw = {
+                what: src.get(f"{COUNCIL_PREFIX}campaign:{cid}:{what}") for what in ("strategy", "projection", "gate")
+            }
+            plans.append({"campaign_id": new, **{w: json.loads(v) for w, v in raw.items() if v is not None}})
+    rows = [
+        {**e, "campaign_id": f"k{k}-{e['campaign_id']}", "event_id": f"k{k}-{e['event_id']}"}
+        for e in base
+        for k in range(copies)
+    ]
+    return rows, plans
+
+
+def store_council(client: Any, rows: list[dict[str, str]], plans: list[dict[str, Any]], shards: int) -> None:
+    """Plans under each campaign's shard (as `gate --redis --shards N`), events on its shard stream."""
+    client.flushall() if not hasattr(client, "get_primaries") else client.flushall(target_nodes=client.PRIMARIES)
+    for p in plans:
+        cid = p["campaign_id"]
+        base = campaign_keys(COUNCIL_PREFIX, cid, shards).prefix + f"campaign:{cid}"
+        client.set(f"{base}:strategy", json.dumps({**p["strategy"], "campaign_id": cid}))
+        if "projection" in p:
+            client.set(f"{base}:projection", json.dumps({**p["projection"], "campaign_id": cid}))
+        client.set(f"{base}:gate", json.dumps(p["gate"]))
+    for i in range(0, len(rows), 1000):
+        pipe = client.pipeline(transaction=False)
+        for r in rows[i : i + 1000]:
+            pipe.xadd(stream_for(COUNCIL_PREFIX, r["campaign_id"], shards), r)
+        pipe.execute()
+
+
+def council_worker(url: str, shards: int, name: str, batch: int, ready: Any, go: Any, out: Any) -> None:
+    """One worker process: the sharded Council (or, N = 1, today's unsharded worker) until drained."""
+    import logging
+
+    logging.disable(logging.WARNING)
+    client = connect(url)
+    settings = get_settings().model_copy(update={"shards": shards})
+    if shards == 1:
+        worker: Any = redis_council(client, settings, consumer=name, batch=batch, block_ms=None)
+    else:
+        worker = sharded_council(client, settings, redis_council, worker_id=name, ttl_ms=5000, batch=batch)
+        worker.leases.live_workers()  # seen live by the others before anyone takes a shard
+    ready.put(name)
+    go.wait()
+    start, cpu = time.perf_counter(), time.process_time()
+    stats = worker.run(lambda: False, once=True)
+    out.put((stats.events, time.perf_counter() - start, time.process_time() - cpu, stats.pauses, stats.ignored))
+    client.close()
+
+
+def run_council_grid(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows, plans = feed_recording(args.copies)
+    table = []
+    servers: list[tuple[str, Any]] = [("redis", OwnRedis())]
+    if not args.no_cluster:
+        servers.append(("cluster", OwnCluster()))
+    ctx = mp.get_context("fork")
+    try:
+        for target, server in servers:
+            client = connect(server.url)
+            for shards, workers in ((1, 1), (2, 1), (2, 2), (4, 1), (4, 2)):
+                if target == "cluster" and shards == 1:
+                    continue  # a cluster needs N >= 2 (check_cluster)
+                rates, cpus, pauses = [], [], set()
+                for _ in range(args.repeats):
+                    store_council(client, rows, plans, shards)
+                    ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
+                    procs = [
+                        ctx.Process(
+                            target=council_worker, args=(server.url, shards, f"w{i}", args.batch, ready, go, out)
+                        )
+                        for i in range(workers)
+                    ]
+                    for proc in procs:
+                        proc.start()
+                    for _ in procs:
+                        ready.get(timeout=120)
+                    go.set()
+                    results = [out.get(timeout=1200) for _ in procs]
+                    for proc in procs:
+                        proc.join()
+                    n = sum(r[0] for r in results)
+                    assert n == len(rows) and sum(r[4] for r in results) == 0, (n, len(rows), results)
+                    rates.append(n / max(r[1] for r in results))
+                    cpus.append(statistics.mean(1e6 * r[2] / max(1, r[0]) for r in results))
+                    pauses.add(sum(r[3] for r in results))
+                table.append(
+                    {
+                        "target": target,
+                        "shards": shards,
+                        "workers": workers,
+                        "council_events_per_s": round(statistics.median(rates)),
+                        "worker_cpu_us_per_event": round(statistics.median(cpus), 1),
+                        "pauses": sorted(pauses),
+                    }
+                )
+                if not args.json:
+                    r = table[-1]
+                    print(
+                        f"{target:8s} shards={shards} workers={workers}  Council {r['council_events_per_s']:>7,} "
+                        f"events/s; worker CPU {r['worker_cpu_us_per_event']:.1f} us/event; pauses {r['pauses']}",
+                        flush=True,
+                    )
+            client.close()
+    finally:
+        for _, server in servers:
+            server.close()
+    return table
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=100_000)
@@ -269,7 +408,21 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="runs per configuration; the median is printed")
     ap.add_argument("--no-cluster", action="store_true", help="one redis-server only")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--council", action="store_true", help="run the Council on the shards (synctwin run --shards N)")
+    ap.add_argument("--copies", type=int, default=20, help="--council: copies of the feed's campaigns (5 each)")
     args = ap.parse_args()
+    if args.council:
+        table = run_council_grid(args)
+        base = table[0]  # one stream, one worker, one Redis
+        for r in table:
+            r["vs_single_stream"] = round(r["council_events_per_s"] / base["council_events_per_s"], 2)
+        if args.json:
+            print(json.dumps({"copies": args.copies, "batch": args.batch, "repeats": args.repeats, "runs": table}))
+        else:
+            print("Council throughput relative to one stream on one Redis, one worker (medians; 2 shared cores):")
+            for r in table:
+                print(f"  {r['target']:8s} shards={r['shards']} workers={r['workers']}: {r['vs_single_stream']:.2f}x")
+        return 0
     table = run_grid(args)
     base = next(r for r in table if r["target"] == "redis" and r["shards"] == 1 and r["workers"] == 1)
     for r in table:

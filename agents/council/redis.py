@@ -476,6 +476,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 keep_n = [a for a in alerts if (a.details or {}).get("campaign_id") not in taken]
                 recs = self._chain(pipe, keep_a)
                 states = self._state_writes()
+                if self.owner is not None:
+                    self.owner.fence(pipe)  # a worker that lost its shard's lease writes and acknowledges nothing
                 pipe.multi()
                 for cid, _rev, changes, _sig in states:
                     pipe.hset(self.mirror_key(cid), mapping=changes)

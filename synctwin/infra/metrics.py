@@ -372,11 +372,12 @@ def record_kpis(kpis: Mapping[str, Any]) -> None:
 class MirrorLagCollector(Collector):
     """The consumer group's backlog, read from Redis at scrape time (XINFO GROUPS): `lag`, entries
     not yet delivered to the group (Redis >= 7), and `pending`, delivered but not acknowledged.
-    Together with the processed rate they say whether the mirror keeps up with the bid stream."""
+    Together with the processed rate they say whether the mirror keeps up with the bid stream.
+    `stream` may be the list of a sharded deployment's streams: their sums are exported."""
 
-    def __init__(self, client: Any, stream: str, group: str) -> None:
+    def __init__(self, client: Any, stream: str | list[str], group: str) -> None:
         self.client = client
-        self.stream = stream
+        self.streams = [stream] if isinstance(stream, str) else list(stream)
         self.group = group
 
     def describe(self) -> list[Any]:
@@ -389,19 +390,26 @@ class MirrorLagCollector(Collector):
         pending = GaugeMetricFamily(
             MIRROR_PENDING, "Bid events delivered to the mirror and not yet acknowledged", labels=["group"]
         )
-        try:
-            groups = self.client.xinfo_groups(self.stream)
-        except Exception:  # Redis down or no stream yet: export nothing rather than fail the scrape
-            groups = []
-        for g in groups:
-            name = g.get("name")
-            if isinstance(name, bytes):
-                name = name.decode()
-            if name != self.group:
-                continue
-            if g.get("lag") is not None:
-                lag.add_metric([self.group], float(g["lag"]))
-            pending.add_metric([self.group], float(g.get("pending") or 0))
+        lags: list[float] = []
+        pendings: list[float] = []
+        for stream in self.streams:
+            try:
+                groups = self.client.xinfo_groups(stream)
+            except Exception:  # Redis down or no stream yet: export nothing rather than fail the scrape
+                groups = []
+            for g in groups:
+                name = g.get("name")
+                if isinstance(name, bytes):
+                    name = name.decode()
+                if name != self.group:
+                    continue
+                if g.get("lag") is not None:
+                    lags.append(float(g["lag"]))
+                pendings.append(float(g.get("pending") or 0))
+        if lags:
+            lag.add_metric([self.group], sum(lags))
+        if pendings:
+            pending.add_metric([self.group], sum(pendings))
         yield lag
         yield pending
 

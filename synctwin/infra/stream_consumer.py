@@ -23,6 +23,12 @@ reliability rules, kept here once:
   same transaction.
 A subclass processes the entries (`process`, which must acknowledge every entry it is given) and
 reports its metrics; the hooks below add its per-step extras.
+
+A worker of a sharded stream (agents/council/sharded.py) reads a shard only while it holds the
+shard's lease: its `owner` (an `Ownership`) is asked before every read and fences every commit, and
+since a shard's consumer name is the same for each of its successive owners, it re-reads its own
+pending entries (from 0) before anything new, at every step: what a predecessor read and did not
+acknowledge is applied first, in stream order.
 """
 
 from __future__ import annotations
@@ -84,6 +90,17 @@ class ConsumerStats(Protocol):
 S = TypeVar("S", bound=ConsumerStats)
 
 
+class Ownership(Protocol):
+    """The right to read a stream and commit what was read (a shard's lease)."""
+
+    def check(self) -> None:
+        """Before a read: raise (LeaseLost) unless the right surely outlasts the read."""
+
+    def fence(self, pipe: Any) -> None:
+        """In a commit's transaction pipeline, before MULTI: WATCH what proves the right and check it,
+        so a worker that lost it meanwhile has its EXEC fail and writes nothing."""
+
+
 def id_key(entry_id: str) -> tuple[int, int]:
     """A stream entry id as (ms, seq), so ids compare as Redis orders them (not as strings)."""
     ms, _, seq = entry_id.partition("-")
@@ -96,6 +113,7 @@ class StreamConsumer(Generic[S]):
 
     log: ClassVar[logging.Logger]  # the worker's own logger (its name is what operators filter on)
     stats: S
+    owner: Ownership | None = None  # set: read and commit only while owning the stream (a shard's lease)
 
     def __init__(
         self,
@@ -234,6 +252,9 @@ class StreamConsumer(Generic[S]):
         an error; then read and process one batch. The number of entries handled."""
         done = 0
         now = time.monotonic()
+        if self.owner is not None:
+            self.owner.check()
+            self._own_pending = self._own_pending or "0"  # a predecessor's unacknowledged entries first
         if self.heartbeat_ms:
             self.beat(now)
             if now >= self._next_rescue:
@@ -397,10 +418,26 @@ class StreamConsumer(Generic[S]):
             lo = "(" + rows[-1]["message_id"]
 
     def _dead_letters(self, dead: list[DeadLetter]) -> None:
-        """XADD the dead letters and XACK their entries in one transaction."""
+        """XADD the dead letters and XACK their entries in one transaction (fenced by the owner)."""
+        import redis
+
         pipe = self.client.pipeline(transaction=True)
-        for entry_id, fields, reason in dead:
-            pipe.xadd(self.dead, self._dead_letter(entry_id, fields, reason), maxlen=self.maxlen, approximate=True)
-        pipe.xack(self.bids, self.group, *[d[0] for d in dead])
-        pipe.execute()
+        for _attempt in range(10):
+            try:
+                if self.owner is not None:
+                    self.owner.fence(pipe)
+                    pipe.multi()
+                for entry_id, fields, reason in dead:
+                    pipe.xadd(
+                        self.dead, self._dead_letter(entry_id, fields, reason), maxlen=self.maxlen, approximate=True
+                    )
+                pipe.xack(self.bids, self.group, *[d[0] for d in dead])
+                pipe.execute()
+                break
+            except redis.exceptions.WatchError:  # the lease was renewed meanwhile (PEXPIRE): check it again
+                continue
+            finally:
+                pipe.reset()
+        else:
+            raise RuntimeError(f"the dead letters of {self.bids} kept failing their fence (10 attempts)")
         self._count_dead(len(dead))

@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         description="a worker's heartbeat TTL: a dead worker's pending events are taken over this soon, "
         "before newer ones are read (0: no heartbeat, only the idle-time reclaim)",
     )
+    lease_ttl_ms: int = Field(
+        5_000,
+        ge=100,
+        description="`run`/`mirror`/`shadow --shards N`: a shard lease's time to live; a dead worker's shards "
+        "move to the others this soon, and a worker must renew within it (`--lease-ttl-ms`)",
+    )
     council_tick_s: float = Field(
         300.0,
         gt=0,

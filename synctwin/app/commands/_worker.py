@@ -12,17 +12,38 @@ from typing import Any
 from synctwin.kernel.errors import InvalidInput
 
 
-def serve_metrics(client: Any, worker: Any, host: str, port: int, log: logging.Logger) -> None:
-    """Prometheus' HTTP server in a daemon thread, with the consumer group's backlog read at scrape time
-    (`worker`: a StreamConsumer, for its stream and group)."""
+def serve_metrics(client: Any, streams: str | list[str], group: str, host: str, port: int, log: logging.Logger) -> None:
+    """Prometheus' HTTP server in a daemon thread, with the consumer group's backlog on `streams` (a
+    sharded deployment's: summed) read at scrape time."""
     from synctwin.infra import metrics
 
-    metrics.REGISTRY.register(metrics.MirrorLagCollector(client, worker.bids, worker.group))
+    metrics.REGISTRY.register(metrics.MirrorLagCollector(client, streams, group))
     try:
         metrics.start_metrics_server(port, host)
     except OSError as exc:
         raise InvalidInput(f"cannot serve metrics on {host}:{port}: {exc}") from None
     log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+def add_shard_arguments(p: Any) -> None:
+    """`--shards N` and the lease TTL of a sharded worker."""
+    from synctwin.infra.redis_conn import add_shards_argument
+
+    add_shards_argument(p)
+    p.add_argument(
+        "--lease-ttl-ms",
+        type=int,
+        metavar="MS",
+        help="with --shards N > 1: a shard lease's time to live; a killed worker's shards move to the others "
+        "after it (default SYNCTWIN_LEASE_TTL_MS, 5000)",
+    )
+
+
+def lease_ttl_ms(value: int | None) -> int | None:
+    """`--lease-ttl-ms`, checked (None: the setting)."""
+    if value is not None and value < 100:
+        raise InvalidInput(f"--lease-ttl-ms must be >= 100 (got {value})")
+    return value
 
 
 @contextmanager

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
-from synctwin.app.commands._worker import serve_metrics, stop_on_signals
+from synctwin.app.commands._worker import add_shard_arguments, lease_ttl_ms, serve_metrics, stop_on_signals
 from synctwin.kernel.errors import InvalidInput
 
 
@@ -16,14 +17,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "({prefix}bids) in a consumer group, keep each campaign's mirror state in "
         "{prefix}campaign:{id}:mirror, compare it with its projection at the same elapsed time, and pause a "
         "campaign that departs from it: one PAUSE on {prefix}control (reason SYNCTWIN_DEVIATION_THRESHOLD), one "
-        "WARNING alert, one AUTO_ROLLBACK_TRIGGERED audit event, exactly once. Several workers may share a group. "
+        "WARNING alert, one AUTO_ROLLBACK_TRIGGERED audit event, exactly once. Several workers may share a group; "
+        "with --shards N > 1 they share the N shard streams through leases, one live worker per shard. "
         "SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0."
     )
     from synctwin.infra.redis_conn import add_redis_argument
 
     add_redis_argument(p, "e.g. redis://127.0.0.1:6379/0 (default SYNCTWIN_REDIS_URL)")
     p.add_argument("--group", default="synctwin-mirror", metavar="G", help="consumer group (default synctwin-mirror)")
-    p.add_argument("--consumer", metavar="C", help="this worker's name in the group (default host-pid)")
+    p.add_argument(
+        "--consumer",
+        metavar="C",
+        help="this worker's name in the group (default host-pid); with --shards N > 1, its name in the leases",
+    )
+    add_shard_arguments(p)
     p.add_argument("--batch", type=int, metavar="N", help="events per read (default 500)")
     p.add_argument("--quiet", action="store_true", help="no periodic progress lines on stderr")
     p.add_argument(
@@ -43,10 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agents.council.redis import redis_mirror
-    from synctwin.infra.redis_conn import connect_checked, redact_logs, required_redis_url
+    from agents.council.sharded import sharded_council
+    from synctwin.infra.redis_conn import connect_deployment, redact_logs, required_redis_url, with_shards
     from synctwin.kernel.config import get_settings
 
-    settings = get_settings()
+    settings = with_shards(get_settings(), args.shards)
+    ttl = lease_ttl_ms(args.lease_ttl_ms)
     url = required_redis_url(args.redis)
     if args.batch is not None and args.batch <= 0:
         raise InvalidInput(f"--batch must be positive (got {args.batch})")
@@ -58,14 +67,23 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     redact_logs(url)
-    client = connect_checked(url)
-    worker = redis_mirror(client, settings, group=args.group, consumer=args.consumer, batch=args.batch)
-    worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
+    client = connect_deployment(url, settings.shards)
+    worker: Any
+    if settings.shards == 1:
+        worker = redis_mirror(client, settings, group=args.group, consumer=args.consumer, batch=args.batch)
+        worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
+        where = f"{settings.key_prefix}bids"
+    else:
+        worker = sharded_council(
+            client, settings, redis_mirror, worker_id=args.consumer, ttl_ms=ttl, group=args.group, batch=args.batch
+        )
+        worker.check_appendable()
+        where = f"{settings.shards} shards ({worker.leases.ttl_ms} ms leases)"
     log = logging.getLogger("synctwin.mirror")
     if args.metrics_port is not None:
-        serve_metrics(client, worker, args.metrics_host, args.metrics_port, log)
+        serve_metrics(client, worker.bids, args.group, args.metrics_host, args.metrics_port, log)
     with stop_on_signals() as stop:
-        log.info("mirror %s in group %s on %sbids", worker.consumer, args.group, settings.key_prefix)
+        log.info("mirror %s in group %s on %s", worker.consumer, args.group, where)
         stats = worker.run(stop)
     log.info(
         "drained and stopped: %d events, %d applied, %d ignored (duplicates/out of order), %d dead, "

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from synctwin.app.commands._worker import serve_metrics, stop_on_signals
+from synctwin.app.commands._worker import add_shard_arguments, lease_ttl_ms, serve_metrics, stop_on_signals
 from synctwin.kernel.errors import InvalidInput
 
 
@@ -39,7 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "e.g. redis://127.0.0.1:6379/0: run the worker (the default without --market, when SYNCTWIN_REDIS_URL is set)",
     )
     p.add_argument("--group", default="synctwin-shadow", metavar="G", help="consumer group (default synctwin-shadow)")
-    p.add_argument("--consumer", metavar="C", help="this worker's name in the group (default host-pid)")
+    p.add_argument(
+        "--consumer",
+        metavar="C",
+        help="this worker's name in the group (default host-pid); with --shards N > 1, its name in the leases",
+    )
+    add_shard_arguments(p)
     p.add_argument(
         "--once",
         action="store_true",
@@ -98,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
 # --- the worker -------------------------------------------------------------------------------------
 def _run_worker(args: argparse.Namespace) -> int:
     from agents.council.redis import redis_shadow
-    from synctwin.infra.redis_conn import connect_checked, redact_logs
+    from agents.council.sharded import sharded_council
+    from synctwin.infra.redis_conn import connect_deployment, redact_logs, with_shards
     from synctwin.kernel.config import get_settings
     from synctwin.kernel.durations import parse_duration
 
@@ -112,32 +118,37 @@ def _run_worker(args: argparse.Namespace) -> int:
         grace = parse_duration(args.grace)
     except ValueError as exc:
         raise InvalidInput(str(exc), field="--grace") from None
-    settings = get_settings()
+    settings = with_shards(get_settings(), args.shards)
+    ttl = lease_ttl_ms(args.lease_ttl_ms)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     redact_logs(args.redis)
-    client = connect_checked(args.redis)
-    worker = redis_shadow(
-        client,
-        settings,
-        group=args.group,
-        consumer=args.consumer,
-        batch=args.batch,
-        grace_s=grace,
-        claim_idle_ms=settings.mirror_claim_idle_ms if args.claim_idle_ms is None else args.claim_idle_ms,
-    )
-    assert worker.shadow is not None
-    worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
+    client = connect_deployment(args.redis, settings.shards)
+    options: dict[str, Any] = {
+        "group": args.group,
+        "batch": args.batch,
+        "grace_s": grace,
+        "claim_idle_ms": settings.mirror_claim_idle_ms if args.claim_idle_ms is None else args.claim_idle_ms,
+    }
+    worker: Any
+    if settings.shards == 1:
+        worker = redis_shadow(client, settings, consumer=args.consumer, **options)
+        worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
+        where = f"{settings.key_prefix}bids"
+    else:
+        worker = sharded_council(client, settings, redis_shadow, worker_id=args.consumer, ttl_ms=ttl, **options)
+        worker.check_appendable()
+        where = f"{settings.shards} shards ({worker.leases.ttl_ms} ms leases)"
     log = logging.getLogger("synctwin.shadow")
     if args.metrics_port is not None:
-        serve_metrics(client, worker, args.metrics_host, args.metrics_port, log)
+        serve_metrics(client, worker.bids, args.group, args.metrics_host, args.metrics_port, log)
     with stop_on_signals() as stop:
-        log.info("shadow %s in group %s on %sbids", worker.consumer, args.group, settings.key_prefix)
+        log.info("shadow %s in group %s on %s", worker.consumer, args.group, where)
         worker.run(stop, once=args.once)
-    summary = worker.shadow.stats.to_dict()
+    summary = worker.shadow.stats.to_dict() if settings.shards == 1 else worker.shadow_summary()
     if args.json:
         from synctwin.app.console import print_json
 
