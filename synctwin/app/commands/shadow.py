@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-from synctwin.app.commands._worker import add_shard_arguments, lease_ttl_ms, serve_metrics, stop_on_signals
+from synctwin.app.commands._worker import add_worker_arguments, run_worker
 from synctwin.kernel.errors import InvalidInput
 
 
@@ -38,19 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p,
         "e.g. redis://127.0.0.1:6379/0: run the worker (the default without --market, when SYNCTWIN_REDIS_URL is set)",
     )
-    p.add_argument("--group", default="synctwin-shadow", metavar="G", help="consumer group (default synctwin-shadow)")
-    p.add_argument(
-        "--consumer",
-        metavar="C",
-        help="this worker's name in the group (default host-pid); with --shards N > 1, its name in the leases",
+    add_worker_arguments(
+        p, group="synctwin-shadow", metrics_help="events processed/ignored, outcomes recorded, the group's lag"
     )
-    add_shard_arguments(p)
     p.add_argument(
         "--once",
         action="store_true",
         help="stop when the stream is drained, after recording every closed day (the days before the newest event)",
     )
-    p.add_argument("--batch", type=int, metavar="N", help="events per read (default 500)")
     p.add_argument(
         "--grace",
         default="1h",
@@ -63,16 +57,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="MS",
         help="reclaim events a dead worker held this long (default SYNCTWIN_MIRROR_CLAIM_IDLE_MS, 30000)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.add_argument(
-        "--metrics-port",
-        type=int,
-        metavar="P",
-        help="serve Prometheus metrics on this port (events processed/ignored, outcomes recorded, the group's lag)",
-    )
-    p.add_argument(
-        "--metrics-host", default="127.0.0.1", metavar="H", help="address of the metrics server (default 127.0.0.1)"
     )
     p.add_argument(
         "--market",
@@ -103,59 +87,28 @@ def run(args: argparse.Namespace) -> int:
 # --- the worker -------------------------------------------------------------------------------------
 def _run_worker(args: argparse.Namespace) -> int:
     from agents.council.redis import redis_shadow
-    from agents.council.sharded import sharded_council
-    from synctwin.infra.redis_conn import connect_deployment, redact_logs, with_shards
     from synctwin.kernel.config import get_settings
     from synctwin.kernel.durations import parse_duration
 
-    if args.batch is not None and args.batch <= 0:
-        raise InvalidInput(f"--batch must be positive (got {args.batch})")
     if args.claim_idle_ms is not None and args.claim_idle_ms < 0:
         raise InvalidInput(f"--claim-idle-ms must be >= 0 (got {args.claim_idle_ms})")
-    if args.metrics_port is not None and not 0 < args.metrics_port <= 65_535:
-        raise InvalidInput(f"--metrics-port must be in 1-65535 (got {args.metrics_port})")
     try:
         grace = parse_duration(args.grace)
     except ValueError as exc:
         raise InvalidInput(str(exc), field="--grace") from None
-    settings = with_shards(get_settings(), args.shards)
-    ttl = lease_ttl_ms(args.lease_ttl_ms)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    idle = get_settings().mirror_claim_idle_ms if args.claim_idle_ms is None else args.claim_idle_ms
+    worker, _stats = run_worker(
+        args, args.redis, redis_shadow, "shadow", once=args.once, grace_s=grace, claim_idle_ms=idle
     )
-    redact_logs(args.redis)
-    client = connect_deployment(args.redis, settings.shards)
-    options: dict[str, Any] = {
-        "group": args.group,
-        "batch": args.batch,
-        "grace_s": grace,
-        "claim_idle_ms": settings.mirror_claim_idle_ms if args.claim_idle_ms is None else args.claim_idle_ms,
-    }
-    worker: Any
-    if settings.shards == 1:
-        worker = redis_shadow(client, settings, consumer=args.consumer, **options)
-        worker.audit.check_appendable()  # a damaged audit stream, or a keyed one and no key: say so now
-        where = f"{settings.key_prefix}bids"
-    else:
-        worker = sharded_council(client, settings, redis_shadow, worker_id=args.consumer, ttl_ms=ttl, **options)
-        worker.check_appendable()
-        where = f"{settings.shards} shards ({worker.leases.ttl_ms} ms leases)"
-    log = logging.getLogger("synctwin.shadow")
-    if args.metrics_port is not None:
-        serve_metrics(client, worker.bids, args.group, args.metrics_host, args.metrics_port, log)
-    with stop_on_signals() as stop:
-        log.info("shadow %s in group %s on %s", worker.consumer, args.group, where)
-        worker.run(stop, once=args.once)
-    summary = worker.shadow.stats.to_dict() if settings.shards == 1 else worker.shadow_summary()
+    sharded = hasattr(worker, "shadow_summary")
+    summary = worker.shadow_summary() if sharded else worker.shadow.stats.to_dict()
     if args.json:
         from synctwin.app.console import print_json
 
         print_json({"group": args.group, "consumer": worker.consumer, **summary})
     elif args.once:
         print(_summary_line(summary))
-    log.info("drained and stopped: %s", _summary_line(summary))
+    logging.getLogger("synctwin.shadow").info("drained and stopped: %s", _summary_line(summary))
     return 0
 
 
