@@ -1,7 +1,10 @@
-"""Run a scenario in-process: build the world and the Council, run virtual time, collect a Trace.
+"""Run a scenario in-process: build the world and the Council on it, run virtual time, collect a Trace.
 
-The harness is an observer: agents talk only through their mailboxes; the harness reads the
-world's ground truth (what was really spent) and the agents' public reports at the end.
+The Council is `build_council`'s (agents/council/build.py), the one composition `synctwin run` and
+`replay --bids` use too, with the world as its ports: its ticks the event source, its platforms'
+APIs the platforms, memory stores for the audit, the alerts and the clients' histories. The
+harness is an observer: agents talk only through their mailboxes; the harness reads the world's
+ground truth (what was really spent) and the agents' public reports at the end.
 """
 
 from __future__ import annotations
@@ -15,20 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from agents.syncbrain.agent import SyncBrainAgent
-from agents.syncflow.agent import SyncFlow
-from agents.syncnotify.agent import SyncNotifyAgent
-from agents.syncnotify.alerts import SyncNotify
+from agents.council.build import Council, Gate, Ports, build_council
 from agents.syncnotify.sinks import MemorySink
-from agents.syncshield.agent import SyncShieldAgent
 from agents.syncshield.backends import InMemoryAuditStore
-from agents.syncshield.service import SyncShield
-from agents.synctwin.gate.agent import SyncTwinAgent
 from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
-from agents.synctwin.mirror.agent import MirrorAgent, mirror_config
-from agents.synctwin.shadow.agent import ShadowAgent
-from agents.syncvalue.agent import SyncValueAgent
-from agents.syncvalue.service import SyncValue
 from agents.syncvalue.stores import InMemoryHistoryStore
 from harness.expectations import check_expectations
 from harness.trace import CampaignTrace, Trace
@@ -202,43 +195,19 @@ def run_scenario(
         trace.timeline.append({"t": t, "kind": f"fault_{what}", "fault": fid, "fault_kind": fault.kind})
 
     world = World(env, scenario.world, _stream(seed, 1), scenario.faults, on_fault)
-    clock = world.clock
-    audit_store = InMemoryAuditStore(clock=clock.now)
-    alert_sink = MemorySink()
-    shield = SyncShieldAgent(env, SyncShield(audit_store))
-    notify = SyncNotifyAgent(env, SyncNotify([alert_sink], clock=clock.now))
+    audit_store, alert_sink = InMemoryAuditStore(clock=world.clock.now), MemorySink()
     store = InMemoryHistoryStore({**_client_histories(scenario, seed), **(histories or {})})
-    value = SyncValueAgent(env, SyncValue(store, settings))
-    twin = SyncTwinAgent(env, VirtualTimeGatekeeper(settings=settings), value.mailbox, paths=scenario.gate_paths)
-    flow = SyncFlow(
+    platform_of = {c.id: str(c.strategy.get("platform", "meta")) for c in scenario.campaigns}
+    council = build_council(
         env,
-        apis=world.apis,
-        bids=world.subscribe(),
-        audit=shield.mailbox,
-        alerts=notify.mailbox,
-        settings=settings,
-        ticks_per_day=86_400.0 / scenario.world.tick,
+        settings,
+        Ports(None, audit_store, [alert_sink], platforms=world.apis, events=world, history=store),
         disabled_guards=(*scenario.disabled_guards, *disabled_guards),
-        epoch0=clock.epoch0,
+        mirror=scenario.mirror,  # the live mirror compares every launched campaign with its projection
+        clock=world.clock.now,
+        gate=Gate(VirtualTimeGatekeeper(settings=settings), seed, platform_of, scenario.gate_paths),
     )
-    if scenario.mirror:  # the live mirror compares every launched campaign with its projection
-        mirror = MirrorAgent(
-            env,
-            bids=world.subscribe(),
-            syncflow=flow.mailbox,
-            audit=shield.mailbox,
-            alerts=notify.mailbox,
-            cfg=mirror_config(settings),
-        )
-        flow.mirror = mirror.mailbox
-    brain = SyncBrainAgent(env, synctwin=twin.mailbox, syncflow=flow.mailbox, audit=shield.mailbox, seed=seed)
-    shadow = ShadowAgent(
-        env,
-        bids=world.subscribe(),
-        audit=shield.mailbox,  # follows rejected campaigns
-        platform_of={c.id: str(c.strategy.get("platform", "meta")) for c in scenario.campaigns},
-    )
-    brain.shadow = shadow.mailbox
+    brain = council.brain
     recorder = _Recorder(trace, scenario.world.tick)
     world.observe(recorder)
     if progress is not None:
@@ -272,18 +241,16 @@ def run_scenario(
         progress(scenario.duration, scenario.duration)
     trace.events = _events_processed(env)
     trace.bid_events = recorder.bid_events
-    _collect(trace, brain, flow, audit_store, alert_sink, world)
+    _collect(trace, council, audit_store, alert_sink, world)
     trace.expectations = check_expectations(scenario, trace)
     trace.wall_s = time.perf_counter() - started
     return trace
 
 
-def _collect(
-    trace: Trace, brain: SyncBrainAgent, flow: SyncFlow, audit: InMemoryAuditStore, alerts: MemorySink, world: World
-) -> None:
-    epoch0 = trace.epoch0
+def _collect(trace: Trace, council: Council, audit: InMemoryAuditStore, alerts: MemorySink, world: World) -> None:
+    epoch0, flow = trace.epoch0, council.flow
     trace.ticks = world.ticks
-    for cid, decision in brain.decisions.items():
+    for cid, decision in council.brain.decisions.items():
         c = trace.campaigns.get(cid)
         if c is None:
             continue

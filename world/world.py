@@ -1,8 +1,8 @@
 """The world: the environment's clock, the platforms, their APIs and the faults, wired together.
 
 Every tick the platforms deliver and the world publishes one BidBatch to each subscriber's
-store (SyncFlow, and the mirror later). Randomness comes from streams spawned from one seed,
-so the same seed gives the same world, bit for bit.
+store (the Council's event source: SyncFlow, the mirror, shadow mode). Randomness comes from
+streams spawned from one seed, so the same seed gives the same world, bit for bit.
 """
 
 from __future__ import annotations
@@ -42,6 +42,16 @@ class World:
         self.ticks = 0
         self.faults = FaultInjector(env, self.platforms, self.apis, list(faults), fault_listener or (lambda *_: None))
         self.process = env.process(self._run())
+
+    @property
+    def tick(self) -> float:
+        """Seconds between two of the world's BidBatches."""
+        return self.spec.tick
+
+    @property
+    def epoch0(self) -> float:
+        """Epoch seconds at the environment's time zero."""
+        return self.clock.epoch0
 
     def subscribe(self) -> simpy.Store:
         """A store that receives every tick's BidBatch."""
