@@ -43,16 +43,6 @@ class World:
         self.faults = FaultInjector(env, self.platforms, self.apis, list(faults), fault_listener or (lambda *_: None))
         self.process = env.process(self._run())
 
-    @property
-    def tick(self) -> float:
-        """Seconds between two of the world's BidBatches."""
-        return self.spec.tick
-
-    @property
-    def epoch0(self) -> float:
-        """Epoch seconds at the environment's time zero."""
-        return self.clock.epoch0
-
     def subscribe(self) -> simpy.Store:
         """A store that receives every tick's BidBatch."""
         store = simpy.Store(self.env)

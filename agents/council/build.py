@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, get_args
+from typing import Any, get_args
 
 import numpy as np
 import simpy
@@ -45,7 +45,7 @@ from agents.synctwin.gate.agent import SyncTwinAgent
 from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
 from agents.synctwin.mirror.agent import MirrorAgent, MirrorBook, event_limits, mirror_config
 from agents.synctwin.mirror.deviation import ProjectionCurve
-from agents.synctwin.mirror.event_limits import Bounds, bounds_for, check, plan_floors
+from agents.synctwin.mirror.event_limits import Bounds, EventLimits, bounds_for, check, plan_floors
 from agents.synctwin.shadow.agent import LiveShadowAgent, Observed, ShadowAgent, ShadowPort
 from agents.syncvalue.agent import SyncValueAgent
 from agents.syncvalue.service import SyncValue
@@ -55,6 +55,7 @@ from synctwin.kernel.errors import InvalidInput
 from synctwin.kernel.messages import Adopt, BidBatch, PauseCommand, Watch
 from synctwin.kernel.models import Platform, Projection, Strategy
 from synctwin.kernel.strategy_io import strategy_from_dict
+from world.world import World
 
 LiveEvent = tuple[str, str, float, tuple[float, ...]]  # (event_id, campaign_id, ts, cumulative values)
 
@@ -181,18 +182,6 @@ class OutboxSink:
         self.alerts.append(alert)
 
 
-class EventSource(Protocol):
-    """A simulated world as the event source (world/world.py): one BidBatch per tick to each reader."""
-
-    @property
-    def tick(self) -> float: ...
-
-    @property
-    def epoch0(self) -> float: ...
-
-    def subscribe(self) -> simpy.Store: ...
-
-
 @dataclass
 class Ports:
     """Where the Council's events come from and its decisions go. On a bid stream (`events` None):
@@ -203,7 +192,7 @@ class Ports:
     audit: AuditStore
     alerts: Sequence[Any]
     platforms: Mapping[str, Any] | None = None
-    events: EventSource | None = None
+    events: World | None = None  # its ticks, one BidBatch each, to every reader that subscribes
     history: HistoryStore | None = None
 
 
@@ -218,90 +207,27 @@ class Gate:
     paths: int | None = None
 
 
+@dataclass(eq=False)
 class Council:
-    """The agents on one environment. On a bid stream, fed batch by batch; time follows the batches'
-    events (virtual) or the wall clock (realtime), as `advance` is told. `flow=False`: the mirror alone
-    (with SyncShield and SyncNotify), its pauses straight to the control port (`synctwin mirror`).
-    On a world (`gate`, `ports.events`): launch requests go to `brain`, the world's clock runs it."""
+    """The agents on one environment, as `build_council` wired them. On a bid stream, fed batch by
+    batch; time follows the batches' events (virtual) or the wall clock (realtime), as `advance` is
+    told. On a world, launch requests go to `brain` and the world's clock runs it."""
 
-    def __init__(
-        self,
-        env: simpy.Environment,
-        settings: Settings,
-        ports: Ports,
-        *,
-        disabled_guards: Iterable[str] = (),
-        mirror: bool = True,
-        flow: bool = True,
-        shadow: ShadowPort | None = None,
-        clock: Any = None,
-        gate: Gate | None = None,
-    ) -> None:
-        world = ports.events
-        if not (mirror or flow or shadow):
-            raise ValueError("a Council on a bid stream needs the mirror, SyncFlow or shadow mode")
-        if (world is None) != (gate is None) or (world and not (flow and ports.platforms and ports.history)):
-            raise ValueError("a Council on a world needs its gate, SyncFlow, the platforms' APIs and a history store")
-        self.env = env
-        self.ports = ports
-        now = clock or (lambda: env.now)
-        self.shield = SyncShieldAgent(env, SyncShield(ports.audit))
-        self.notify = SyncNotifyAgent(env, SyncNotify(ports.alerts, clock=now))
-        self.flow: SyncFlow | None = None
-        self.mirror: MirrorAgent | None = None
-        self.brain: SyncBrainAgent | None = None
-        self.source: simpy.Store = simpy.Store(env)
-        if gate is not None:
-            value = SyncValueAgent(env, SyncValue(ports.history, settings))
-            twin = SyncTwinAgent(env, gate.gatekeeper, value.mailbox, paths=gate.paths)
-        if flow:  # on a stream, SyncFlow reads the batches the mirror passes on (or the source itself)
-            self.flow = SyncFlow(
-                env,
-                apis=ports.platforms or dict.fromkeys(get_args(Platform), ports.control),
-                bids=world.subscribe() if world else simpy.Store(env) if mirror else self.source,
-                audit=self.shield.mailbox,
-                alerts=self.notify.mailbox,
-                settings=settings,
-                ticks_per_day=86_400.0 / (world.tick if world else settings.council_tick_s),
-                disabled_guards=disabled_guards,
-                epoch0=world.epoch0 if world else 0.0,
-                bidding=ports.platforms is not None,  # a stream's platforms pace their own bids
-            )
-        if mirror:
-            pauses: simpy.Store = self.flow.mailbox if self.flow is not None else simpy.Store(env)
-            # a world's tick is every campaign at one instant: the mirror reads every fifth on its own
-            # and sends its PAUSE to SyncFlow's mailbox; a stream's rows are passed on with its verdicts
-            self.mirror = MirrorAgent(
-                env,
-                bids=world.subscribe() if world else self.source,
-                syncflow=pauses,
-                audit=self.shield.mailbox,
-                alerts=self.notify.mailbox,
-                cfg=mirror_config(settings),
-                forward=self.flow.bids if self.flow is not None and not world else None,
-                stuck_after=settings.mirror_stuck_after,
-            )
-            if self.flow is not None:
-                self.flow.mirror = self.mirror.mailbox
-            else:
-                env.process(self._deliver(pauses))
-        if gate is not None:  # SyncBrain deploys what the gate approves; shadow mode follows what it rejects
-            self.brain = SyncBrainAgent(
-                env, synctwin=twin.mailbox, syncflow=self.flow.mailbox, audit=self.shield.mailbox, seed=gate.seed
-            )
-            follow = ShadowAgent(env, bids=world.subscribe(), audit=self.shield.mailbox, platform_of=gate.platform_of)
-            self.brain.shadow = follow.mailbox
-        self.shadow = None if shadow is None else LiveShadowAgent(env, store=shadow)
-        self.events = 0
-        self.limits = event_limits(settings)
-        # per adopted campaign: its launch, the end of its flight, its curve (None: no projection), floors
-        self._flights: dict[str, tuple[float, float, ProjectionCurve | None, tuple[float, float, float]]] = {}
-
-    def _deliver(self, pauses: simpy.Store) -> Generator[Any, Any, None]:
-        """Without SyncFlow, the mirror's PAUSE goes to the control port itself."""
-        while True:
-            command: PauseCommand = yield pauses.get()
-            yield from self.ports.control.call("pause", campaign_id=command.campaign_id, command=command)
+    env: simpy.Environment
+    ports: Ports
+    limits: EventLimits  # the live stream's plausibility limits
+    source: simpy.Store  # a stream's batches (`feed`)
+    shield: SyncShieldAgent
+    notify: SyncNotifyAgent
+    flow: SyncFlow | None
+    mirror: MirrorAgent | None
+    brain: SyncBrainAgent | None  # a world's: launch requests
+    shadow: LiveShadowAgent | None
+    events: int = 0
+    # per adopted campaign: its launch, the end of its flight, its curve (None: no projection), floors
+    _flights: dict[str, tuple[float, float, ProjectionCurve | None, tuple[float, float, float]]] = field(
+        default_factory=dict
+    )
 
     @property
     def book(self) -> MirrorBook | None:
@@ -401,20 +327,69 @@ def build_council(
     gate: Gate | None = None,
 ) -> Council:
     """The one composition of the Council (see the module's docstring); `flow` and `mirror` False
-    leave SyncFlow or the mirror out (`synctwin mirror` is the mirror alone); `shadow`: shadow mode's
-    store port on a stream (production's, agents/synctwin/shadow/store.py), None: none; `gate`: the
-    launch side, for a Council on a world (`ports.events`)."""
-    return Council(
-        env,
-        settings,
-        ports,
-        disabled_guards=disabled_guards,
-        mirror=mirror,
-        flow=flow,
-        shadow=shadow,
-        clock=clock,
-        gate=gate,
-    )
+    leave SyncFlow or the mirror out (`synctwin mirror` is the mirror alone, its PAUSE straight to
+    the control port); `shadow`: shadow mode's store port on a stream (production's,
+    agents/synctwin/shadow/store.py), None: none; `gate`: the launch side of a Council on a world
+    (`ports.events`). The agents are made in one fixed order: it fixes SimPy's order of events."""
+    world = ports.events
+    if not (mirror or flow or shadow):
+        raise ValueError("a Council on a bid stream needs the mirror, SyncFlow or shadow mode")
+    if (world is None) != (gate is None) or (world and not (flow and ports.platforms and ports.history)):
+        raise ValueError("a Council on a world needs its gate, SyncFlow, the platforms' APIs and a history store")
+    source: simpy.Store = simpy.Store(env)
+    shield = SyncShieldAgent(env, SyncShield(ports.audit))
+    notify = SyncNotifyAgent(env, SyncNotify(ports.alerts, clock=clock or (lambda: env.now)))
+    syncflow = watcher = brain = None
+    if gate is not None:
+        value = SyncValueAgent(env, SyncValue(ports.history, settings))
+        twin = SyncTwinAgent(env, gate.gatekeeper, value.mailbox, paths=gate.paths)
+    if flow:  # on a stream, SyncFlow reads the batches the mirror passes on (or the source itself)
+        syncflow = SyncFlow(
+            env,
+            apis=ports.platforms or dict.fromkeys(get_args(Platform), ports.control),
+            bids=world.subscribe() if world else simpy.Store(env) if mirror else source,
+            audit=shield.mailbox,
+            alerts=notify.mailbox,
+            settings=settings,
+            ticks_per_day=86_400.0 / (world.spec.tick if world else settings.council_tick_s),
+            disabled_guards=disabled_guards,
+            epoch0=world.clock.epoch0 if world else 0.0,
+            bidding=ports.platforms is not None,  # a stream's platforms pace their own bids
+        )
+    if mirror:
+        pauses: simpy.Store = syncflow.mailbox if syncflow is not None else simpy.Store(env)
+        # a world's tick is every campaign at one instant: the mirror reads every fifth on its own
+        # and sends its PAUSE to SyncFlow's mailbox; a stream's rows are passed on with its verdicts
+        watcher = MirrorAgent(
+            env,
+            bids=world.subscribe() if world else source,
+            syncflow=pauses,
+            audit=shield.mailbox,
+            alerts=notify.mailbox,
+            cfg=mirror_config(settings),
+            forward=syncflow.bids if syncflow is not None and not world else None,
+            stuck_after=settings.mirror_stuck_after,
+        )
+        if syncflow is not None:
+            syncflow.mirror = watcher.mailbox
+        else:
+            env.process(_deliver(pauses, ports.control))
+    if gate is not None:  # SyncBrain deploys what the gate approves; shadow mode follows what it rejects
+        brain = SyncBrainAgent(
+            env, synctwin=twin.mailbox, syncflow=syncflow.mailbox, audit=shield.mailbox, seed=gate.seed
+        )
+        brain.shadow = ShadowAgent(
+            env, bids=world.subscribe(), audit=shield.mailbox, platform_of=gate.platform_of
+        ).mailbox
+    live_shadow = None if shadow is None else LiveShadowAgent(env, store=shadow)
+    return Council(env, ports, event_limits(settings), source, shield, notify, syncflow, watcher, brain, live_shadow)
+
+
+def _deliver(pauses: simpy.Store, control: ControlPort) -> Generator[Any, Any, None]:
+    """Without SyncFlow, the mirror's PAUSE goes to the control port itself."""
+    while True:
+        command: PauseCommand = yield pauses.get()
+        yield from control.call("pause", campaign_id=command.campaign_id, command=command)
 
 
 def pause_record(p: PauseCommand) -> dict[str, Any]:
