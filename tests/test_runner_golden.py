@@ -11,19 +11,32 @@ these. Regenerate only on purpose (a change that is meant to move a trace):
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib
+import inspect
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+import harness.runner
+from agents.base import Agent
+from agents.council.build import ControlPort, Gate, Ports, build_council
+from agents.syncnotify.sinks import MemorySink
+from agents.syncshield.backends import InMemoryAuditStore
+from agents.syncvalue.stores import InMemoryHistoryStore
 from harness.chaos import BUILTIN_TEMPLATE, DRILLS, drill_scenario, sized_to
-from harness.runner import run_scenario
+from harness.runner import VirtualTimeGatekeeper, run_scenario
 from harness.trace import Trace
 from scenarios.loader import load_scenario, scenario_from_dict
 from scenarios.schema import Scenario
+from synctwin.kernel.config import get_settings
+from world.clock import make_environment
+from world.world import World
 
 DATA = Path(__file__).parent / "data" / "runner_traces.json"
 DAY = 86_400.0
@@ -127,6 +140,53 @@ def test_a_changed_trace_is_caught() -> None:
     other = json.loads(json.dumps(fingerprint(run_scenario(scenario, 1, disabled_guards=disabled))))
     expected = _expected()["healthy_launch/0"]
     assert other["summary"] != expected["summary"] or other["series_sha256"] != expected["series_sha256"]
+
+
+def agents_wired_in(source: str) -> list[str]:
+    """The Council agent classes a module imports (it would be wiring its own Council)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("agents."):
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                obj = getattr(module, alias.name, None)
+                if inspect.isclass(obj) and issubclass(obj, Agent):
+                    found.append(alias.name)
+    return found
+
+
+def test_the_runner_wires_no_agent_of_its_own() -> None:
+    """One composition: the runner builds its Council through build_council and imports no agent;
+    the check finds one when a module does (the wiring this change deleted)."""
+    source = Path(harness.runner.__file__).read_text(encoding="utf-8")
+    assert agents_wired_in(source) == []
+    assert "build_council(" in source
+    assert agents_wired_in(source + "\nfrom agents.syncflow.agent import SyncFlow\n") == ["SyncFlow"]
+
+
+def test_a_council_on_a_world_needs_its_launch_side() -> None:
+    """A world's Council launches what the gate approves: without the gate, SyncFlow, the platforms'
+    APIs or the history store it is refused at build time, not silently idle."""
+    env, settings = make_environment(), get_settings()
+    scenario = load_scenario("healthy_launch")
+    world = World(env, scenario.world, np.random.default_rng(0))
+    gate = Gate(VirtualTimeGatekeeper(settings=settings), 0, {})
+
+    def ports(**kw: Any) -> Ports:
+        base = {"platforms": world.apis, "events": world, "history": InMemoryHistoryStore()}
+        return Ports(None, InMemoryAuditStore(clock=world.clock.now), [MemorySink()], **(base | kw))
+
+    council = build_council(env, settings, ports(), gate=gate, clock=world.clock.now)
+    assert council.brain is not None and council.flow is not None and council.flow.apis is world.apis
+    for bad, kw in (
+        (ports(), {}),  # no gate
+        (ports(history=None), {"gate": gate}),
+        (ports(platforms=None), {"gate": gate}),
+        (ports(), {"gate": gate, "flow": False}),
+        (Ports(ControlPort(), InMemoryAuditStore(), [MemorySink()]), {"gate": gate}),  # a stream has no gate
+    ):
+        with pytest.raises(ValueError, match="a Council on a world needs"):
+            build_council(env, settings, bad, **kw)
 
 
 if __name__ == "__main__":
