@@ -30,8 +30,8 @@ from harness.runner import run_scenario
 from harness.trace import Trace
 from scenarios.schema import DEFAULT_MARKETS, Scenario
 from synctwin.kernel.config import Settings, get_settings
-from synctwin.kernel.durations import format_duration
 from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.formatting import duration, money
 from synctwin.kernel.history import History
 
 FAULT_AT = 6 * 3600.0  # steady state first: the campaign runs six hours before the fault
@@ -237,7 +237,12 @@ def _steady_state_before(trace: Trace, cid: str, fault_at: float) -> list[dict[s
         _probe(
             "campaign is live before the fault",
             live and not paused_early,
-            f"launched at {c.launched_at}, paused {c.paused_at}",
+            ("never launched" if c.launched_at is None else f"launched at {duration(c.launched_at)}")
+            + (
+                f", paused at {duration(c.paused_at)}"
+                if paused_early
+                else f", live at the fault ({duration(fault_at)})"
+            ),
             fault_at,
         )
     ]
@@ -247,8 +252,10 @@ def _steady_state_before(trace: Trace, cid: str, fault_at: float) -> list[dict[s
         on_pace = planned > 0 and abs(c.spend[i] - planned) <= 0.2 * planned
         margin = c.revenue[i] * c.gross_margin - c.spend[i]
         probes += [
-            _probe("spend on the budget's pace (within 20%)", on_pace, f"{c.spend[i]:,.2f} of {planned:,.2f} planned"),
-            _probe("running margin not negative", margin >= 0, f"{margin:,.2f}"),
+            _probe(
+                "spend on the budget's pace (within 20%)", on_pace, f"{money(c.spend[i])} of {money(planned)} planned"
+            ),
+            _probe("running margin not negative", margin >= 0, money(margin)),
         ]
     else:
         probes.append(_probe("the campaign delivered before the fault", False, "no delivery before the fault"))
@@ -270,11 +277,11 @@ def _steady_state_after(drill: Drill, trace: Trace, cid: str) -> list[dict[str, 
         after_pause = c.final.get("spend", 0.0) - c.spend[k]
     pace_hour = c.daily_budget / 24.0
     return [
-        _probe("campaign stays paused", protected, c.status),
+        _probe("campaign paused to the end of the drill", protected, c.status.lower()),
         _probe(
             "no spend after the pause (beyond the tick it took)",
             after_pause <= pace_hour,
-            f"{after_pause:,.2f} after the pause",
+            f"{money(after_pause)} after the pause",
         ),
     ]
 
@@ -296,7 +303,7 @@ class DrillResult:
         fault_at = (self.trace.faults.get("fault") or {}).get("start")
         if c.pause_reason:
             happened = f"paused: {c.pause_reason}"
-            when = format_duration(c.paused_at - fault_at) + " after the fault" if fault_at is not None else "-"
+            when = duration(c.paused_at - fault_at) + " after the fault" if fault_at is not None else "-"
         else:
             b = c.bids
             happened = (
@@ -308,7 +315,7 @@ class DrillResult:
                 else "not paused"
             )
             after = [t for t in self.trace.recoveries.get(c.platform, []) if fault_at is not None and t >= fault_at]
-            when = (format_duration(after[0] - fault_at) + " after the fault (resumed)") if after else "-"
+            when = (duration(after[0] - fault_at) + " after the fault (resumed)") if after else "-"
         return {
             "drill": self.drill.name,
             "template": self.template,
@@ -318,8 +325,12 @@ class DrillResult:
             "when": when,
             "verdict": "PASS" if self.passed else "FAIL",
             "failures": [e.message for e in self.trace.expectations if not e.passed]
-            + [p["name"] for p in self.journal["steady_states"]["before"]["probes"] if p["status"] != "succeeded"]
-            + [p["name"] for p in self.journal["steady_states"]["after"]["probes"] if p["status"] != "succeeded"],
+            + [
+                f"{phase} the fault, '{p['name']}' failed ({p['output']})"
+                for phase in ("before", "after")
+                for p in self.journal["steady_states"][phase]["probes"]
+                if p["status"] != "succeeded"
+            ],
         }
 
 

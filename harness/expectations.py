@@ -13,11 +13,16 @@ from scenarios.schema import (
     Scenario,
     SpendCapExpectation,
 )
-from synctwin.kernel.durations import format_duration
+from synctwin.kernel.formatting import duration, money, percent
 
 
 def _when(t: float | None) -> str:
-    return "never" if t is None else f"at {format_duration(t)}"
+    return "never" if t is None else f"at {duration(t)}"
+
+
+def guard_states(guards: dict[str, str]) -> str:
+    """{'margin_guardian': 'DISABLED', ...} as 'margin_guardian disabled, ...' for a reader."""
+    return ", ".join(f"{name} {state.lower()}" for name, state in guards.items()) or "none"
 
 
 def check_expectations(scenario: Scenario, trace: Trace) -> list[ExpectationResult]:
@@ -33,20 +38,24 @@ def _check(e: object, scenario: Scenario, trace: Trace) -> ExpectationResult:
         ok = c.decision == e.decision
         if ok and e.confidence_between and c.confidence is not None:
             ok = e.confidence_between[0] <= c.confidence <= e.confidence_between[1]
-        got = f"got {c.decision} (confidence {c.confidence})" + (f": {c.gate_error}" if c.gate_error else "")
+        got = f"got {c.decision} (confidence {percent(c.confidence, 1)})" + (
+            f": {c.gate_error}" if c.gate_error else ""
+        )
         return ExpectationResult(label, ok, got)
     if isinstance(e, PausedExpectation):
         label = f"{c.campaign_id} paused with {e.reason}" + (
-            f" within {format_duration(e.within)} of {e.after}" if e.within is not None else ""
+            f" within {duration(e.within)} of {e.after}" if e.within is not None else ""
         )
         anchor = c.launched_at if e.after == "launch" else (trace.faults.get(e.after) or {}).get("start")
         if anchor is None:
             return ExpectationResult(label, False, f"{e.after} never happened (campaign {c.status.lower()})")
         if c.pause_reason is None:
-            return ExpectationResult(label, False, f"never paused ({c.status.lower()}, guards {c.guards})")
+            return ExpectationResult(
+                label, False, f"never paused ({c.status.lower()}; guards: {guard_states(c.guards)})"
+            )
         delay = c.paused_at - anchor
         ok = c.pause_reason == e.reason and delay >= 0 and (e.within is None or delay <= e.within)
-        when = f"{format_duration(max(delay, 0))} after {e.after}" + ("" if delay >= 0 else " (before it)")
+        when = f"{duration(max(delay, 0))} after {e.after}" + ("" if delay >= 0 else " (before it)")
         return ExpectationResult(label, ok, f"paused with {c.pause_reason} {when}: {c.pause_detail.get('why')}")
     if isinstance(e, NeverPausedExpectation):
         label = f"{c.campaign_id} never paused"
@@ -68,7 +77,7 @@ def _check(e: object, scenario: Scenario, trace: Trace) -> ExpectationResult:
         got = (
             f"gate {c.decision or 'never asked'}, never reached SyncFlow"
             if ok
-            else f"{c.status.lower()} (launched {_when(c.launched_at)}, spent {spent:,.2f}, "
+            else f"{c.status.lower()} (launched {_when(c.launched_at)}, spent {money(spent)}, "
             f"SyncFlow audited {', '.join(flow_saw) or 'nothing'})"
         )
         return ExpectationResult(label, ok, got)
@@ -78,17 +87,20 @@ def _check(e: object, scenario: Scenario, trace: Trace) -> ExpectationResult:
         return ExpectationResult(
             label,
             share <= e.max_share,
-            f"highest day {share:.1%} of {c.daily_budget:,.2f} ({max(c.daily_spend, default=0):,.2f})",
+            f"highest day {percent(share, 1)} of {money(c.daily_budget)} ({money(max(c.daily_spend, default=0))})",
         )
     if isinstance(e, NoLostBidsExpectation):
         return _check_bids(e, scenario, trace)
     if isinstance(e, ProfitExpectation):
-        label = f"{c.campaign_id} net profit uplift >= {e.min_uplift:,.0f}"
+        label = f"{c.campaign_id} net profit uplift >= {money(e.min_uplift)}"
         uplift = c.net_profit_uplift
         return ExpectationResult(
             label,
             uplift is not None and uplift >= e.min_uplift,
-            "never launched" if uplift is None else f"realized {uplift:,.2f}",
+            "never launched"
+            if uplift is None
+            else f"realized {money(uplift)}"
+            + (" (gross margin 100%: the default; set gross_margin)" if c.gross_margin_default else ""),
         )
     raise TypeError(f"unknown expectation {e!r}")
 
@@ -98,7 +110,7 @@ def _check_bids(e: NoLostBidsExpectation, scenario: Scenario, trace: Trace) -> E
     label = (
         f"{c.campaign_id} loses no bid"
         + (", serves cached bids during outages" if e.cached_fallback else "")
-        + f" and resumes within {format_duration(e.resumed_within)}"
+        + f" and resumes within {duration(e.resumed_within)}"
     )
     b = c.bids
     if not b:
@@ -123,8 +135,7 @@ def _check_bids(e: NoLostBidsExpectation, scenario: Scenario, trace: Trace) -> E
         after = [t for t in trace.recoveries.get(c.platform, []) if t >= end]
         if not after or after[0] - end > e.resumed_within:
             problems.append(
-                f"bidding did not resume within {format_duration(e.resumed_within)} of the outage's "
-                f"end at {format_duration(end)}"
+                f"bidding did not resume within {duration(e.resumed_within)} of the outage's end at {duration(end)}"
             )
     if e.cached_fallback and outages and not b["cached_intervals"]:
         problems.append("no cached bids were served during the outage")

@@ -205,6 +205,7 @@ def run_scenario(
         disabled_guards=(*scenario.disabled_guards, *disabled_guards),
         mirror=scenario.mirror,  # the live mirror compares every launched campaign with its projection
         clock=world.clock.now,
+        alert_history=True,  # every episode kept: the report shows how many evaluations each stood for
         gate=Gate(VirtualTimeGatekeeper(settings=settings), seed, platform_of, scenario.gate_paths),
     )
     brain = council.brain
@@ -222,6 +223,7 @@ def run_scenario(
             daily_budget=float(strategy.get("daily_budget", 0) or 0),
             launch_at=spec.launch_at,
             gross_margin=float(strategy.get("gross_margin", 1.0)),
+            gross_margin_default="gross_margin" not in strategy,
         )
         world.truths[spec.id] = campaign_truth(scenario, spec)
 
@@ -248,7 +250,7 @@ def run_scenario(
 
 
 def _collect(trace: Trace, council: Council, audit: InMemoryAuditStore, alerts: MemorySink, world: World) -> None:
-    epoch0, flow = trace.epoch0, council.flow
+    epoch0, flow, notify = trace.epoch0, council.flow, council.notify.notify
     trace.ticks = world.ticks
     for cid, decision in council.brain.decisions.items():
         c = trace.campaigns.get(cid)
@@ -272,7 +274,11 @@ def _collect(trace: Trace, council: Council, audit: InMemoryAuditStore, alerts: 
     trace.recoveries = {p: v for p, v in flow.recoveries.items() if v}
     trace.breakers = flow.breaker_states()
     trace.audit = audit.records()
-    trace.alerts = [{"t": round(a.ts - epoch0, 3), "severity": a.severity, "title": a.title} for a in alerts.alerts]
+    # one alert per episode; `count`: the evaluations it stood for (a grey zone re-entered 40 times)
+    trace.alerts = [
+        {"t": round(a.ts - epoch0, 3), "severity": a.severity, "title": a.title, "count": notify.count(a)}
+        for a in alerts.alerts
+    ]
     for rec in trace.audit:
         kind = rec["event_type"]
         if kind in (

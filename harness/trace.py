@@ -26,6 +26,7 @@ class CampaignTrace:
     baseline_daily_revenue: float = 0.0
     baseline_daily_spend: float = 0.0
     gross_margin: float = 1.0
+    gross_margin_default: bool = False  # the strategy left it out: revenue counts as all profit
     launched_at: float | None = None
     status: str = "NOT_LAUNCHED"
     pause_reason: str | None = None

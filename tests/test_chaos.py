@@ -278,3 +278,13 @@ def test_no_sizing_for_a_campaign_that_never_breaks_even() -> None:
     losing = dataclasses.replace(BUILTIN_TEMPLATE, strategy={**BUILTIN_TEMPLATE.strategy, "gross_margin": 0.05})
     assert break_even_cpm_multiplier(losing) is None
     assert sized_to(DRILLS["market_shock"], losing) is DRILLS["market_shock"]
+
+
+def test_the_metrics_know_every_built_in_drill() -> None:
+    """Their series exist at 0 from the start (increase() counts a scheduled run's first PASS) only
+    for the drills metrics.py lists: the list must follow DRILLS."""
+    from harness.chaos import DRILLS
+    from synctwin.infra import metrics
+
+    assert set(metrics.CHAOS_DRILL_NAMES) == set(DRILLS)
+    assert metrics.sample("synctwin_chaos_drills_total", {"drill": "budget_burn", "verdict": "PASS"}) is not None

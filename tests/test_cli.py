@@ -30,3 +30,27 @@ def test_each_command_help_renders(name: str, capsys: pytest.CaptureFixture[str]
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     assert "COMMAND" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_a_reader_that_leaves_early_gets_no_traceback(extra: list[str]) -> None:
+    """`synctwin gate ... | head -1`: the pipe closes before the result is written; exit 141 as a
+    pipe-killed command, not 1 (which would read as a rejection)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parent.parent / "scenarios" / "examples" / "approve"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "synctwin.app.cli", "gate", str(examples / "strategy.json")),
+            *("--history", str(examples / "history.csv"), "--seed", "1", *extra),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the gate has decided
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

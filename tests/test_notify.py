@@ -260,3 +260,76 @@ def test_the_sink_reconnects_after_a_server_restart(redis_server: Any, redis_cli
     sink.send(alert)
     assert client.xlen("synctwin:alerts") == 2  # the first entry died with the server (--save "")
     client.close()
+
+
+# --- one alert per episode, not per evaluation -------------------------------------------------
+
+
+def _grey(notify: SyncNotify, cid: str, t: float) -> Alert:
+    return notify.notify("INFO", f"Grey zone: {cid}", "deviating, watching", {"campaign_id": cid, "event_ts": t})
+
+
+def test_an_episode_of_50_grey_zone_evaluations_is_one_alert_counting_50() -> None:
+    sink = MemorySink()
+    notify = SyncNotify([sink], clock=lambda: 0.0)
+    for i in range(50):
+        _grey(notify, "c1", 1_000.0 + 600.0 * i)  # every ten minutes
+    _grey(notify, "c2", 2_000.0)  # another campaign is another episode
+    assert [a.title for a in sink.alerts] == ["Grey zone: c1", "Grey zone: c2"]
+    assert notify.count(sink.alerts[0]) == 50 and notify.suppressed == 49
+
+
+def test_a_cleared_then_reentered_condition_is_two_alerts() -> None:
+    sink = MemorySink()
+    notify = SyncNotify([sink], clock=lambda: 0.0, keep_history=True)
+    _grey(notify, "c1", 0.0)
+    _grey(notify, "c1", 60.0)
+    assert notify.resolve("c1", "Grey zone") is not None  # the source says it cleared
+    _grey(notify, "c1", 120.0)
+    _grey(notify, "c1", 180.0)
+    assert len(sink.alerts) == 2 and [notify.count(a) for a in sink.alerts] == [2, 2]
+    # cleared by silence: no repeat for longer than reopen_after (event time, not the clock)
+    _grey(notify, "c1", 180.0 + notify.reopen_after + 1)
+    assert len(sink.alerts) == 3
+
+
+def test_a_source_that_names_its_episodes_gets_one_alert_each() -> None:
+    """The mirror knows when it is stuck anew (another frozen event): a new `episode` is sent."""
+    sink = MemorySink()
+    notify = SyncNotify([sink], clock=lambda: 0.0)
+    for episode, t in (("glitch-24", 10.0), ("glitch-24", 20.0), ("glitch-120", 30.0)):
+        notify.notify("WARNING", "Mirror stuck: c1", "...", {"campaign_id": "c1", "episode": episode, "event_ts": t})
+    assert len(sink.alerts) == 2
+
+
+def test_a_higher_severity_is_sent_and_unkeyed_alerts_are_never_deduped() -> None:
+    sink = MemorySink()
+    notify = SyncNotify([sink], clock=lambda: 0.0)
+    _grey(notify, "c1", 0.0)
+    notify.notify("WARNING", "Grey zone: c1", "worse", {"campaign_id": "c1", "event_ts": 10.0})
+    _grey(notify, "c1", 20.0)  # back to INFO: counted into the raised episode
+    for _ in range(3):
+        notify.notify("CRITICAL", "Chaos Tests Failed", "1/4 failed", {"failed": ["market_shock"]})
+    assert [a.severity for a in sink.alerts] == ["INFO", "WARNING", "CRITICAL", "CRITICAL", "CRITICAL"]
+
+
+def test_without_dedupe_the_count_fails() -> None:
+    """The guard broken (dedupe off): every evaluation is sent, and the episode check fails."""
+    sink = MemorySink()
+    notify = SyncNotify([sink], clock=lambda: 0.0, dedupe=False)
+    for i in range(50):
+        _grey(notify, "c1", 600.0 * i)
+    assert len(sink.alerts) == 50  # what the episode test above rules out
+    assert notify.count(sink.alerts[0]) == 1
+
+
+def test_a_replay_sends_one_alert_per_grey_zone_episode() -> None:
+    """portfolio_10: healthy campaigns flapping at the grey-zone edge used to send ~350 INFO alerts."""
+    from harness.runner import run_scenario
+    from scenarios.loader import load_scenario
+
+    trace = run_scenario(load_scenario("portfolio_10"), 0)
+    grey = [a for a in trace.alerts if a["title"].startswith("Grey zone")]
+    assert sum(a["count"] for a in grey) > 300 and len(grey) < 40
+    keys = [(a["title"], a["t"]) for a in grey]
+    assert len(keys) == len(set(keys))

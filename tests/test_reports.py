@@ -153,7 +153,7 @@ def test_gate_report(
     sd = result["simulation_details"]
     assert f"SyncTwin gate: {decision}" in text
     for needle in (
-        f"{result['confidence_score']:.4f}",
+        f"{result['confidence_score'] * 100:.1f}%",
         f"approve when confidence > {result['threshold']}",
         f"{sd['total_simulations']:,}",
         f"{abs(sd['p10_uplift']):,.0f}",
@@ -332,7 +332,7 @@ def test_review_lists_the_weeks_rejections_near_misses_first(
     assert main(["review", "--audit-log", str(audit_log)]) == 0
     out = capsys.readouterr().out
     assert out.index("near-miss") < out.index("big-spender") and "winner" not in out
-    assert "2 rejection(s)" in out and "shadow" not in out
+    assert "2 rejections" in out and "shadow" not in out
 
 
 def test_review_respects_since(audit_log: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -133,3 +133,38 @@ def test_the_browser_paints_the_plots(reports: dict[str, Path], tmp_path: Path, 
     # text and tables are black and grey; the plots add bars, bands, lines and fault shading in colour
     coloured = sum(n for n, (r, g, b) in colours if max(r, g, b) - min(r, g, b) > 40)
     assert coloured > 2_000, f"only {coloured} coloured pixels: the plots were not painted"
+
+
+def _page_layout(shot: Path) -> tuple[int, int | None]:
+    """(page height, top of the first plot) in pixels of a full-height screenshot: the page ends at
+    its last non-white row; a plot starts at the first row with a band of colour (fills, shading),
+    which text (black, grey, one green word) never has."""
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        rgb = im.convert("RGB")
+        w, h = rgb.size
+        px = rgb.load()
+        last, first_plot = 0, None
+        for y in range(0, h, 4):
+            row = [px[x, y] for x in range(0, w, 4)]
+            if any(min(p) < 245 for p in row):
+                last = y
+            if first_plot is None and sum(max(p) - min(p) > 40 for p in row) > 40:
+                first_plot = y
+    return last, first_plot
+
+
+def test_the_portfolio_replay_puts_its_plots_first_and_fits_a_screen_or_two(tmp_path: Path) -> None:
+    """portfolio_10's page was 8,000 px tall with its first plot below 2,400 px: the campaigns that
+    need a look come first, the rest share one figure of small panels."""
+    page = tmp_path / "portfolio.html"
+    assert main(["replay", "portfolio_10", "--json", "--report", str(page)]) == 0
+    shot = tmp_path / "portfolio.png"
+    run = chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1400,9000", "--hide-scrollbars")
+    assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+    height, first_plot = _page_layout(shot)
+    assert first_plot is not None and first_plot < 900, f"the first plot starts at {first_plot} px"
+    assert height < 4_500, f"the page is {height} px tall at 1400 px wide"
+    dom = chromium(tmp_path, page, "--dump-dom").stdout
+    assert dom.count("<figure>") == 2  # the paused campaign, then the small multiples of the nine others

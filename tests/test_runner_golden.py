@@ -1,6 +1,6 @@
 """Scenario replays are the same bit for bit across a refactoring of the Council's composition.
 
-tests/data/runner_traces.json holds traces captured on main BEFORE `run_scenario` built its
+tests/data/runner_traces.json holds traces captured on main (a575a3b) BEFORE `run_scenario` built its
 Council through `build_council` (the runner had its own wiring then): per case the pauses, every
 audit record's type, time, campaign and reason, the alerts, the final metrics and the whole
 summary, plus a digest of the hourly series. The same scenario and seed must still give exactly

@@ -735,3 +735,19 @@ def test_settings_carry_the_service_defaults_and_hide_the_key(monkeypatch: pytes
     s = Settings()
     assert s.api_key is not None and s.api_key.get_secret_value() == "hunter2-secret"
     assert "hunter2" not in repr(s)
+
+
+def test_metrics_export_the_success_metrics_from_the_audit_stream(fake: fakeredis.FakeRedis) -> None:
+    """The dashboard's success-metrics row: the service sets the KPI gauges from the audit stream at
+    scrape time (only `synctwin kpis` did, once); without Redis nothing is computed."""
+    from agents.syncshield.backends import RedisAuditStore
+    from synctwin.infra import metrics
+
+    store = RedisAuditStore(fake, key="synctwin:audit")
+    for cid, kind in (("k1", "CAMPAIGN_APPROVED"), ("k2", "CAMPAIGN_APPROVED"), ("k3", "CAMPAIGN_REJECTED")):
+        store.append(kind, campaign_id=cid)
+    store.append("CHAOS_TEST_COMPLETED", metadata={"total_tests": 4, "passed": 3, "failed": 1})
+    text = _client(redis_client=fake).get("/metrics").text
+    assert 'synctwin_kpi_value{kpi="rejection_share"} 0.3333333333333333' in text
+    assert 'synctwin_kpi_count{kpi="chaos_pass_rate"} 3.0' in text
+    assert metrics.sample("synctwin_kpi_goal_met", {"kpi": "chaos_pass_rate"}) == 0.0

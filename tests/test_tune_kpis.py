@@ -212,3 +212,15 @@ def test_false_positives_count_final_outcomes_of_approvals_older_than_the_window
     since = dt.datetime.fromtimestamp(t["now"] - 86_400, dt.UTC)
     fp = kpis(s.records(), since)["false_positive_rate"]
     assert (fp["count"], fp["of"], fp["value"]) == (1, 2, 0.5)
+
+
+def test_false_negatives_wait_for_the_final_shadow_outcome(tmp_path: Path) -> None:
+    """A flight shadowed for 2 of 30 days can still flip sign: it is not a verdict until its last day."""
+    s = JsonlAuditStore(tmp_path / "a.jsonl", clock=lambda: 1_700_000_000.0)
+    s.append("CAMPAIGN_REJECTED", campaign_id="r0")
+    s.append("SHADOW_OUTCOME", campaign_id="r0", metadata={"profitable": True, "final": False, "days": 2})
+    k = kpis(JsonlAuditStore(tmp_path / "a.jsonl").records())["false_negative_rate"]
+    assert (k["count"], k["of"], k["value"]) == (0, 0, None)
+    s.append("SHADOW_OUTCOME", campaign_id="r0", metadata={"profitable": True, "final": True, "days": 30})
+    k = kpis(JsonlAuditStore(tmp_path / "a.jsonl").records())["false_negative_rate"]
+    assert (k["count"], k["of"], k["value"]) == (1, 1, 1.0)

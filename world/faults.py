@@ -35,7 +35,11 @@ class FaultInjector:
             env.process(self._run(fault))
 
     def _run(self, fault: FaultSpec) -> Generator[Any, Any, None]:
+        # the world's tick at time t delivers the minute ending at t: it belongs before a fault that
+        # starts (or ends) at t. A zero timeout queues behind that tick, so the fault never leaks
+        # into the interval before its start (the budget_burn plot stepped up before the fault line)
         yield self.env.timeout(fault.at)
+        yield self.env.timeout(0)
         undo = self._apply(fault)
         if undo is None:
             self.listener("skipped", fault, self.env.now)
@@ -43,6 +47,7 @@ class FaultInjector:
         self.listener("start", fault, self.env.now)
         if fault.duration is not None:
             yield self.env.timeout(fault.duration)
+            yield self.env.timeout(0)
             undo()
             self.listener("end", fault, self.env.now)
 

@@ -324,13 +324,15 @@ def build_council(
     flow: bool = True,
     shadow: ShadowPort | None = None,
     clock: Any = None,
+    alert_history: bool = False,
     gate: Gate | None = None,
 ) -> Council:
     """The one composition of the Council (see the module's docstring); `flow` and `mirror` False
     leave SyncFlow or the mirror out (`synctwin mirror` is the mirror alone, its PAUSE straight to
     the control port); `shadow`: shadow mode's store port on a stream (production's,
-    agents/synctwin/shadow/store.py), None: none; `gate`: the launch side of a Council on a world
-    (`ports.events`). The agents are made in one fixed order: it fixes SimPy's order of events."""
+    agents/synctwin/shadow/store.py), None: none; `alert_history`: SyncNotify keeps every alert
+    episode, closed ones too (a replay's report counts them); `gate`: the launch side of a Council
+    on a world (`ports.events`). The agents are made in one fixed order: it fixes SimPy's order of events."""
     world = ports.events
     if not (mirror or flow or shadow):
         raise ValueError("a Council on a bid stream needs the mirror, SyncFlow or shadow mode")
@@ -338,7 +340,9 @@ def build_council(
         raise ValueError("a Council on a world needs its gate, SyncFlow, the platforms' APIs and a history store")
     source: simpy.Store = simpy.Store(env)
     shield = SyncShieldAgent(env, SyncShield(ports.audit))
-    notify = SyncNotifyAgent(env, SyncNotify(ports.alerts, clock=clock or (lambda: env.now)))
+    notify = SyncNotifyAgent(
+        env, SyncNotify(ports.alerts, clock=clock or (lambda: env.now), keep_history=alert_history)
+    )
     syncflow = watcher = brain = None
     if gate is not None:
         value = SyncValueAgent(env, SyncValue(ports.history, settings))
@@ -367,6 +371,7 @@ def build_council(
             audit=shield.mailbox,
             alerts=notify.mailbox,
             cfg=mirror_config(settings),
+            every=5 if world else 1,
             forward=syncflow.bids if syncflow is not None and not world else None,
             stuck_after=settings.mirror_stuck_after,
         )

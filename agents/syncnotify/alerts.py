@@ -2,6 +2,18 @@
 
 An alert is the Council telling people something; losing it to one broken channel (a Redis
 outage, a full disk) must not silence the others, so the dispatcher isolates sink failures.
+
+One alert per episode, not per evaluation: an alert about a campaign (its `details` name a
+`campaign_id`) opens an episode keyed by (campaign, kind), the kind being the title before its
+colon ("Grey zone", "Auto-Rollback Triggered"). Repeats of it are counted into the episode, not
+sent again, until the condition clears: `resolve()` says so, or no repeat came for
+`reopen_after` seconds (a campaign flapping in and out of the grey zone every few hours is one
+episode; one quiet for two days that deviates again is a new one). A repeat of higher
+severity is sent (and raises the episode's severity). A source that knows its own episodes says
+so with `details["episode"]` (the mirror's "Mirror stuck" names the event that froze it): a new
+value is a new episode at once. Time is the alert's event time
+(`details["event_ts"]` when the source gives it, else the clock), so a replay of a recording and
+the live worker on the same events dedupe the same alerts.
 """
 
 from __future__ import annotations
@@ -9,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -50,25 +63,97 @@ class Alert(BaseModel):
         return plain
 
 
+_RANK = {"INFO": 0, "WARNING": 1, "CRITICAL": 2}
+REOPEN_AFTER_S = 2 * 86_400.0  # two days without a repeat: the condition had cleared
+
+
+@dataclass(slots=True)
+class Episode:
+    """One condition of one campaign, from its first alert (the one sent) to its last repeat."""
+
+    campaign_id: str
+    kind: str
+    severity: Severity
+    alert: Alert  # the alert that opened it (or raised its severity): the one the sinks got
+    opened: float
+    last: float
+    count: int = 1  # evaluations that alerted, the first included
+
+
 class SyncNotify:
     """Send each alert to every sink; a failing sink is logged and counted, never raised.
 
     `clock` stamps alerts, so a simulation passes its virtual `now` and a replay is reproducible.
+    `dedupe=False` sends every alert (the behaviour before episodes); `keep_history` keeps every
+    episode (a replay's report shows their counts), else only the open ones are kept.
     """
 
-    def __init__(self, sinks: Iterable[AlertSink] = (), clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        sinks: Iterable[AlertSink] = (),
+        clock: Callable[[], float] = time.time,
+        *,
+        dedupe: bool = True,
+        reopen_after: float = REOPEN_AFTER_S,
+        keep_history: bool = False,
+    ) -> None:
         self.sinks: list[AlertSink] = list(sinks)
         self.clock = clock
         self.failures = 0  # sink failures since start: a health metric
         self.last_error: Exception | None = None
+        self.dedupe = dedupe
+        self.reopen_after = reopen_after
+        self.episodes: dict[tuple[str, str], Episode] = {}  # open, by (campaign, kind)
+        self.history: list[Episode] | None = [] if keep_history else None
+        self.suppressed = 0  # repeats counted into an open episode instead of sent
+
+    def resolve(self, campaign_id: str, kind: str) -> Episode | None:
+        """The condition cleared: close its episode (the next alert of that kind is sent)."""
+        return self.episodes.pop((campaign_id, kind), None)
+
+    def count(self, alert: Alert) -> int:
+        """How many evaluations the episode this alert opened counted (1 when not deduped)."""
+        for ep in self.history if self.history is not None else self.episodes.values():
+            if ep.alert is alert:
+                return ep.count
+        return 1
+
+    def _repeat(self, alert: Alert) -> bool:
+        """Count the alert into its open episode (True: do not send it), or open a new one."""
+        details = alert.details if isinstance(alert.details, dict) else {}
+        campaign = details.get("campaign_id")
+        if not self.dedupe or not isinstance(campaign, str):
+            return False
+        kind = alert.title.split(":", 1)[0].strip()
+        if isinstance(details.get("episode"), str):
+            kind = f"{kind}#{details['episode']}"
+        at = details.get("event_ts")
+        at = float(at) if isinstance(at, int | float) and not isinstance(at, bool) else alert.ts
+        ep = self.episodes.get((campaign, kind))
+        if ep is not None and at - ep.last <= self.reopen_after and _RANK[alert.severity] <= _RANK[ep.severity]:
+            ep.count += 1
+            ep.last = max(ep.last, at)
+            self.suppressed += 1
+            return True
+        if ep is not None and at - ep.last <= self.reopen_after:  # a severity rise: same episode, sent
+            ep.count, ep.last, ep.severity, ep.alert = ep.count + 1, max(ep.last, at), alert.severity, alert
+            return False
+        new = Episode(campaign, kind, alert.severity, alert, at, at)
+        self.episodes[(campaign, kind)] = new
+        if self.history is not None:
+            self.history.append(new)
+        return False
 
     def notify(self, severity: Severity, title: str, message: str, details: Any = None) -> Alert:
-        """Build the alert (InvalidInput if it is malformed) and deliver it to every sink."""
+        """Build the alert (InvalidInput if it is malformed) and deliver it to every sink, unless
+        it repeats an open episode (then it is counted there and returned, not sent)."""
         try:
             alert = Alert(severity=severity, title=title, message=message, details=details, ts=self.clock())
         except ValidationError as exc:
             field, reason = describe_validation_error(exc)
             raise InvalidInput(reason, field=field) from None
+        if self._repeat(alert):
+            return alert
         for sink in self.sinks:
             try:
                 sink.send(alert)

@@ -7,6 +7,8 @@ Exit statuses follow DESIGN.md; any invalid input ends with one line on stderr a
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
@@ -128,6 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `synctwin gate ... | head`: the reader left; say nothing more (Python would print a traceback
+        # while flushing stdout at exit) and exit as a pipe-killed command does
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

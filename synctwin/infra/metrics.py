@@ -245,7 +245,7 @@ def metric_names() -> set[str]:
 
 # Every series whose label values are known in advance exists from the start at 0: Prometheus's
 # increase() and rate() need a sample before the first event, or a series' first event is lost
-# (a dashboard showing 1 pause of 2). Campaign ids, routes and drills are not known in advance.
+# (a dashboard showing 1 pause of 2). Campaign ids and routes are not known in advance.
 PAUSE_REASONS = ("SYNCTWIN_DEVIATION_THRESHOLD", "MARGIN_GUARDIAN", "AUTO_ROLLBACK", "BUDGET_EMERGENCY")
 for _reason in PAUSE_REASONS:
     PAUSES.labels(reason=_reason)
@@ -254,6 +254,15 @@ for _decision in get_args(Decision):
         GATE_DECISIONS.labels(decision=_decision, risk_profile=_risk)
 for _event_type in ("SHADOW_OUTCOME", "CAMPAIGN_OUTCOME"):
     SHADOW_OUTCOMES.labels(event_type=_event_type)
+# the built-in drills (agents/synctwin/chaos.py's DRILLS; a test keeps the two lists equal): a
+# scheduled chaos run's first PASS is counted by increase() only if its series existed before
+CHAOS_DRILL_NAMES = ("market_shock", "conversion_drop", "api_outage", "budget_burn")
+for _drill in CHAOS_DRILL_NAMES:
+    for _verdict in ("PASS", "FAIL"):
+        CHAOS_DRILLS.labels(drill=_drill, verdict=_verdict)
+SHADOW_IGNORED_WHY = ("invalid", "unknown_campaign", "before_launch", "implausible", "poison")
+for _why in SHADOW_IGNORED_WHY:
+    SHADOW_IGNORED.labels(why=_why)
 
 
 # --- recording --------------------------------------------------------------------------------------

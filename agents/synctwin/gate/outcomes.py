@@ -145,6 +145,7 @@ def campaign_outcome(
         "conversions": round(conversions, 2),
         "baseline_revenue": round(gate.baseline.get("daily_revenue", 0.0) * days, 2),
         "baseline_spend": round(gate.baseline.get("daily_spend", 0.0) * days, 2),
+        "gross_margin": gross_margin,  # 1.0 unless the strategy set it: revenue then counts as all profit
         "net_profit_uplift": round(uplift, 2),
         "profitable": uplift > 0,
         "confidence_score": gate.confidence_score,

@@ -105,7 +105,8 @@ class Outcome:
             "INFO",
             f"Grey zone: {self.campaign_id}",
             f"Campaign deviating {self.deviation:.1%} from its projection; watching, not pausing.",
-            {"campaign_id": self.campaign_id, **d},
+            # event_ts: SyncNotify counts repeats into one episode by the events' time, not the clock's
+            {"campaign_id": self.campaign_id, **d, **({"event_ts": self.ts} if self.ts is not None else {})},
         )
 
     def _stuck_alert(self) -> tuple[str, str, str, dict[str, Any]]:
@@ -115,6 +116,7 @@ class Outcome:
             "campaign_id": cid,
             "ignored_in_a_row": state.stale_run,
             "last_applied_event": state.last_event_id,
+            "episode": str(state.last_event_id),  # each freeze is its own episode (SyncNotify)
             "last_applied_ts": state.last_ts,
             "mirror_spend": state.spend,
             "mirror_conversions": state.conversions,

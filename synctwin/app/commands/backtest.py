@@ -124,21 +124,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_report(d: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    from synctwin.app.console import console, money
+    from synctwin.app.console import console, fit_names, say, table
+    from synctwin.kernel.formatting import money, percent
 
     out = console()
-    t = Table(title="Gate decisions against known outcomes")
-    for col in ("campaign", "decision", "confidence", "projected uplift", "realized uplift", "verdict"):
-        t.add_column(col, justify="right" if col not in ("campaign", "decision") else "left")
+    t = table(
+        "campaign", "decision", "confidence", "projected uplift", "realized uplift", "verdict",
+        right=("confidence", "projected uplift", "realized uplift"),
+        title="Gate decisions against known outcomes",
+    )  # fmt: skip
+    fit_names(t, [row["name"] for row in d["cases"]], out.width)
     for row in d["cases"]:
         verdict = row["verdict"]
         style = "green" if verdict in ("TP", "TN") else "bold red"
         t.add_row(
             row["name"],
             row["decision"],
-            f"{row['confidence']:.3f}",
+            percent(row["confidence"], 1),
             money(row["projected_uplift"]),
             money(row["realized_uplift"]),
             f"[{style}]{verdict}[/]",
@@ -150,21 +152,23 @@ def print_report(d: dict[str, Any]) -> None:
         f"  approved     {m['TP']:>10}  {m['FP']:>12}\n"
         f"  rejected     {m['FN']:>10}  {m['TN']:>12}"
     )
-    out.print(
-        f"false negatives (rejected but profitable): {m['FN']}/{m['TP'] + m['FN']} = {pct(d['fn_rate'])}  "
-        f"(seed goal < 5%)"
+    say(
+        out,
+        f"false negatives (rejected but profitable): {m['FN']}/{m['TP'] + m['FN']} = "
+        f"{percent(d['fn_rate'], 1)} (goal < 5%)",
+        indent=0,
     )
-    out.print(
-        f"false positives (approved but unprofitable): {m['FP']}/{m['FP'] + m['TN']} = {pct(d['fp_rate'])}  "
-        f"(seed goal < 10%)"
+    say(
+        out,
+        f"false positives (approved but unprofitable): {m['FP']}/{m['FP'] + m['TN']} = "
+        f"{percent(d['fp_rate'], 1)} (goal < 10%)",
+        indent=0,
     )
-    out.print(f"rejection share {pct(d['rejection_share'])}, accuracy {pct(d['accuracy'])}")
+    say(out, f"rejection share {percent(d['rejection_share'], 1)}, accuracy {percent(d['accuracy'], 1)}", indent=0)
     cash = d["money"]
-    out.print(
+    say(
+        out,
         f"in money: captured {money(cash['captured_profit'])}, avoided losses {money(cash['avoided_losses'])}, "
-        f"approved losses {money(cash['approved_losses'])}, missed profit {money(cash['missed_profit'])}"
+        f"approved losses {money(cash['approved_losses'])}, missed profit {money(cash['missed_profit'])}",
+        indent=0,
     )
-
-
-def pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.1%}"

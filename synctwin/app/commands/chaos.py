@@ -162,32 +162,27 @@ def _once(args: argparse.Namespace) -> int:
 
 
 def print_table(chaos: Any) -> None:
-    from rich.table import Table
-
-    from synctwin.app.console import console
+    from synctwin.app.console import console, say, table
 
     out = console()
-    t = Table(
-        title=f"Chaos drills (virtual time, seed {chaos.seed}): {len(chaos.results) - len(chaos.failures)}"
-        f"/{len(chaos.results)} passed in {chaos.wall_s:.2f} s"
+    passed = len(chaos.results) - len(chaos.failures)
+    say(
+        out,
+        f"[bold]Chaos drills[/] (virtual time, seed {chaos.seed}): {passed}/{len(chaos.results)} passed "
+        f"in {chaos.wall_s:.2f} s",
+        indent=0,
     )
-    for col in ("drill", "campaign", "fault", "expected guard", "what happened", "when", "verdict"):
-        t.add_column(col)
+    t = table("drill", "fault", "what happened", "after the fault", "verdict")
+    templates = {r.template for r in chaos.results}
     for r in chaos.results:
         row = r.row()
         style = "green" if row["verdict"] == "PASS" else "bold red"
-        t.add_row(
-            row["drill"],
-            row["template"],
-            row["fault"],
-            row["expected"],
-            row["happened"],
-            row["when"],
-            f"[{style}]{row['verdict']}[/]",
-        )
+        name = row["drill"] if len(templates) == 1 else f"{row['drill']} ({row['template']})"
+        when = row["when"].replace(" after the fault", "")
+        t.add_row(name, row["fault"], row["happened"], when, f"[{style}]{row['verdict']}[/]")
     out.print(t)
     for r in chaos.failures:
-        out.print(f"[red]{r.drill.name}[/]: " + "; ".join(r.row()["failures"]))
+        say(out, f"[red]{r.drill.name}[/] expected {r.row()['expected']}: " + "; ".join(r.row()["failures"]), indent=0)
 
 
 def _scheduled(args: argparse.Namespace) -> int:

@@ -14,6 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from synctwin.app.console import INDENT
+
+_NUMBERS = ("confidence", "p10", "median", "p90", "paths", "time", "median uplift")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=7, metavar="S", help="random seed of every simulation (default 7)")
@@ -21,10 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctwin.app.console import console
+    from synctwin.app.console import console, say
 
     out = console()
-    out.rule("[bold]SyncTwin demo[/] - embedded defaults, virtual everything, no server")
+    out.rule("[bold]SyncTwin demo[/] - embedded defaults, virtual time, no server")
     _chapter_gate(out, args)
     report = asyncio.run(_chapter_handshake(out, args))
     _chapter_hindsight(out, report)
@@ -32,9 +36,11 @@ def run(args: argparse.Namespace) -> int:
     _chapter_chaos(out, args)
     _chapter_mirror(out, args)
     out.rule()
-    out.print(
+    say(
+        out,
         "Next: `synctwin gate STRATEGY.json --history HISTORY.csv`, `synctwin backtest`, "
-        "`synctwin replay --list`, `synctwin chaos`, `synctwin audit verify FILE`. See README.md."
+        "`synctwin replay --list`, `synctwin chaos`, `synctwin audit verify FILE`. See README.md.",
+        indent=0,
     )
     return 0
 
@@ -42,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
 def _chapter_gate(out: Any, args: argparse.Namespace) -> None:
     from importlib.resources import files
 
-    from synctwin.app.console import money
+    from synctwin.app.console import say, show, table
     from synctwin.kernel.config import get_settings
+    from synctwin.kernel.formatting import money, percent
     from synctwin.kernel.history import parse_history_csv
     from synctwin.kernel.strategy_io import strategy_from_dict
     from synctwin.services.gate import GateRequest, decide
@@ -51,30 +58,41 @@ def _chapter_gate(out: Any, args: argparse.Namespace) -> None:
     examples = files("scenarios") / "builtin" / "examples"
     strategy = strategy_from_dict(json.loads((examples / "strategy.json").read_text()), source="example strategy")
     history = parse_history_csv((examples / "history_90d.csv").read_text(), source="example history")
-    out.print("\n[bold]1. The pre-launch gate[/] on the bundled example (90-day history, 30-day Meta campaign)")
+    out.print()
+    say(
+        out,
+        "[bold]1. The pre-launch gate[/] on the bundled example (90-day history, 30-day Meta campaign): "
+        "net profit uplift over 30 days",
+        indent=0,
+    )
     from synctwin.kernel.model_names import MODELS
 
     settings = get_settings()
+    t = table("model", "decision", "confidence", "p10", "median", "p90", "paths", "time", right=_NUMBERS)
     for model in MODELS:
         request = GateRequest(strategy, history, model=model, seed=args.seed, paths=args.paths, suggestions=False)
         r = decide(request, settings).result
         sd = r.simulation_details
-        out.print(
-            f"   model {model:<10} {r.decision:<8} confidence {r.confidence_score:.3f} "
-            f"[{r.confidence_interval[0]:.3f}-{r.confidence_interval[1]:.3f}], median uplift "
-            f"{money(sd.median_uplift)} (p10 {money(sd.p10_uplift)}, p90 {money(sd.p90_uplift)}), "
-            f"{sd.total_simulations:,} paths in {r.elapsed_ms:.0f} ms"
+        t.add_row(
+            model,
+            r.decision,
+            percent(r.confidence_score, 1),
+            money(sd.p10_uplift),
+            money(sd.median_uplift),
+            money(sd.p90_uplift),
+            f"{sd.total_simulations:,}",
+            f"{r.elapsed_ms:.0f} ms",
         )
-    out.print(
-        "   The curve model learns from the history what more spend buys (fewer conversions per dollar as "
+    show(out, t)
+    say(
+        out,
+        "The curve model learns from the history what more spend buys (fewer conversions per dollar as "
         "spend rises) and widens its bands beyond the spend the history covers; the funnel model buys "
-        "conversions at one constant rate; the one-factor formula assumes every conversion arrives."
+        "conversions at one constant rate; the one-factor formula assumes every conversion arrives.",
     )
 
 
 async def _chapter_handshake(out: Any, args: argparse.Namespace) -> Any:
-    from rich.table import Table
-
     from agents.syncbrain import CampaignRejectedError, SyncBrain
     from agents.syncflow import InMemoryDeployer
     from agents.syncshield.backends import JsonlAuditStore
@@ -83,12 +101,16 @@ async def _chapter_handshake(out: Any, args: argparse.Namespace) -> Any:
     from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
     from agents.syncvalue import InMemoryHistoryStore, SyncValue
     from harness.evaluation.backtest import BacktestReport, BacktestRow, builtin_historical_dir, load_cases
-    from synctwin.app.console import money
+    from synctwin.app.console import fit_names, say, show, table
+    from synctwin.kernel.formatting import money, percent, plural
 
     cases = load_cases(builtin_historical_dir())
-    out.print(
-        f"\n[bold]2. The Digital Handshake[/]: SyncBrain proposes {len(cases)} campaigns, "
-        "SyncTwin gates each before launch"
+    out.print()
+    say(
+        out,
+        f"[bold]2. The Digital Handshake[/]: SyncBrain proposes {len(cases)} campaigns, "
+        "SyncTwin gates each before launch",
+        indent=0,
     )
     store = InMemoryHistoryStore()
     for case in cases:
@@ -98,9 +120,9 @@ async def _chapter_handshake(out: Any, args: argparse.Namespace) -> Any:
         log = Path(tmp) / "audit.jsonl"
         shield, deployer = SyncShield(JsonlAuditStore(log, hmac_key=None)), InMemoryDeployer()  # a throwaway log
         brain = SyncBrain(_SeededGate(gate, args.seed), shield, deployer)
-        table = Table(box=None, pad_edge=False)
-        for col in ("campaign", "platform", "decision", "confidence", "median uplift"):
-            table.add_column(col, justify="right" if col in ("confidence", "median uplift") else "left")
+        # the name says the platform (01_meta_...): no column for it
+        t = table("campaign", "decision", "confidence", "median uplift", right=_NUMBERS)
+        fit_names(t, [case.name for case in cases], out.width - INDENT)
         rows = []
         for case in cases:
             request = case.strategy.model_dump(exclude_none=True)
@@ -110,11 +132,10 @@ async def _chapter_handshake(out: Any, args: argparse.Namespace) -> Any:
                 result = exc.twin_result
             approved = result["decision"] == "APPROVED"
             colour = "green" if approved else "red"
-            table.add_row(
+            t.add_row(
                 case.name,
-                case.strategy.platform,
                 f"[{colour}]{result['decision']}[/]",
-                f"{result['confidence_score']:.3f}",
+                percent(result["confidence_score"], 1),
                 money(result["projected_net_profit_uplift"]),
             )
             verdict = ("TP" if case.profitable else "FP") if approved else ("FN" if case.profitable else "TN")
@@ -130,94 +151,122 @@ async def _chapter_handshake(out: Any, args: argparse.Namespace) -> Any:
                     seed=args.seed,
                 )
             )
-        out.print(table)
-        out.print(
-            f"   deployed by SyncFlow: {len(deployer.deployed)}; blocked before launch: "
-            f"{len(cases) - len(deployer.deployed)} (each raised CampaignRejectedError, no override)"
+        show(out, t)
+        say(
+            out,
+            f"deployed by SyncFlow: {len(deployer.deployed)}; blocked before launch: "
+            f"{len(cases) - len(deployer.deployed)} (each raised CampaignRejectedError, no override)",
         )
         records = shield.records()
         report = verify_chain(records)
-        out.print(
-            f"\n[bold]3. The audit trail[/] (SyncShield, hash-chained JSONL): {len(records)} records "
+        out.print()
+        say(
+            out,
+            f"[bold]3. The audit trail[/] (SyncShield, hash-chained JSONL): {plural(len(records), 'record')} "
             f"({sum(r['event_type'] == 'CAMPAIGN_APPROVED' for r in records)} CAMPAIGN_APPROVED, "
             f"{sum(r['event_type'] == 'CAMPAIGN_REJECTED' for r in records)} CAMPAIGN_REJECTED), "
-            f"chain {'intact' if report.ok else 'BROKEN'}"
+            f"chain {'intact' if report.ok else 'BROKEN'}",
+            indent=0,
         )
         lines = log.read_text().splitlines()
         edited = json.loads(lines[2])
         edited["metadata"]["confidence_score"] = 0.99
         lines[2] = json.dumps(edited)
         tampered = verify_chain(json.loads(line) for line in lines)
-        out.print(f"   after someone edits record 3's confidence to 0.99: {tampered.problem}")
+        say(out, f"after someone edits record 3's confidence to 0.99: {tampered.problem}")
     return BacktestReport(
         rows=tuple(rows), model=gate.model, threshold=gate.threshold, paths=args.paths, seed=args.seed
     )
 
 
 def _chapter_hindsight(out: Any, report: Any) -> None:
-    from synctwin.app.console import money
+    from synctwin.app.console import say
+    from synctwin.kernel.formatting import money
 
     d = report.to_dict()
     m, cash = d["confusion"], d["money"]
-    out.print("\n[bold]4. Hindsight[/]: the same campaigns' realized outcomes (5 profitable, 5 not)")
-    out.print(
-        f"   approved & profitable {m['TP']}, approved & unprofitable {m['FP']}, "
-        f"rejected but profitable {m['FN']}, rejected & unprofitable {m['TN']}"
+    made = m["TP"] + m["FN"]
+    out.print()
+    say(
+        out,
+        f"[bold]4. Hindsight[/]: the same campaigns' realized outcomes ({made} made money, "
+        f"{len(report.rows) - made} did not)",
+        indent=0,
     )
-    out.print(
-        f"   profit captured {money(cash['captured_profit'])}, losses avoided {money(cash['avoided_losses'])}, "
-        f"losses approved {money(cash['approved_losses'])}, profit missed {money(cash['missed_profit'])}"
+    say(
+        out,
+        f"approved & profitable {m['TP']}, approved & unprofitable {m['FP']}, "
+        f"rejected but profitable {m['FN']}, rejected & unprofitable {m['TN']}",
+    )
+    say(
+        out,
+        f"profit captured {money(cash['captured_profit'])}, losses avoided {money(cash['avoided_losses'])}, "
+        f"losses approved {money(cash['approved_losses'])}, profit missed {money(cash['missed_profit'])}",
     )
 
 
 def _chapter_replay(out: Any, args: argparse.Namespace) -> None:
     from harness.runner import run_scenario
     from scenarios.loader import load_scenario
-    from synctwin.app.console import money
-    from synctwin.kernel.durations import format_duration
+    from synctwin.app.commands.replay import timeline_fields
+    from synctwin.app.console import say
+    from synctwin.kernel.formatting import duration, money, percent
 
     trace = run_scenario(load_scenario("healthy_launch"), args.seed)
     c = next(iter(trace.campaigns.values()))
-    out.print(
-        f"\n[bold]5. Replay in virtual time[/]: healthy_launch, {format_duration(trace.duration_s)} at minute "
-        f"resolution ({trace.ticks:,} ticks) in {trace.wall_s:.1f} s of wall time"
+    out.print()
+    say(
+        out,
+        f"[bold]5. Replay in virtual time[/]: healthy_launch, {duration(trace.duration_s)} at minute "
+        f"resolution ({trace.ticks:,} ticks) in {trace.wall_s:.1f} s of wall time",
+        indent=0,
     )
     for e in trace.timeline[:6]:
-        what = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("t", "kind"))
-        out.print(f"   {format_duration(e['t']):>8}  {e['kind']:<18} {what}")
-    out.print(
-        f"   after 30 days: spend {money(c.final.get('spend'))}, revenue {money(c.final.get('revenue'))}, "
-        f"net profit uplift {money(c.net_profit_uplift)}, highest day {c.max_daily_spend_share:.0%} of budget; "
-        f"status {c.status.lower()}"
+        say(out, f"{duration(e['t']):>6}  {e['kind']:<18} {timeline_fields(e)}")
+    say(
+        out,
+        f"after {duration(trace.duration_s)}: spend {money(c.final.get('spend'))}, revenue "
+        f"{money(c.final.get('revenue'))}, net profit uplift {money(c.net_profit_uplift)}, highest day "
+        f"{percent(c.max_daily_spend_share)} of budget; status {c.status.lower()}",
     )
     for e in trace.expectations:
-        out.print(f"   {'[green]PASS[/]' if e.passed else '[red]FAIL[/]'} {e.expectation}")
+        say(out, f"{'[green]PASS[/]' if e.passed else '[red]FAIL[/]'} {e.expectation}")
 
 
 def _chapter_chaos(out: Any, args: argparse.Namespace) -> None:
     from harness.chaos import DRILLS, run_drill, run_drills
+    from synctwin.app.console import say, show, table
 
     chaos = run_drills(seed=args.seed)
-    out.print(
-        f"\n[bold]6. Chaos drills[/] in virtual time (a wall-clock drill would wait 10 minutes): "
-        f"{len(chaos.results) - len(chaos.failures)}/{len(chaos.results)} passed in {chaos.wall_s:.2f} s"
+    out.print()
+    say(
+        out,
+        f"[bold]6. Chaos drills[/] in virtual time (a wall-clock drill waits 10 minutes): "
+        f"{len(chaos.results) - len(chaos.failures)}/{len(chaos.results)} passed in {chaos.wall_s:.2f} s",
+        indent=0,
     )
+    t = table("", "drill", "fault", "what happened", "after the fault")
     for r in chaos.results:
         row = r.row()
         mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
-        out.print(f"   {mark} {row['drill']:<16} {row['fault']:<38} {row['happened']}, {row['when']}")
+        t.add_row(mark, row["drill"], row["fault"], row["happened"], row["when"].replace(" after the fault", ""))
+    show(out, t)
     broken = run_drill(DRILLS["market_shock"], seed=args.seed, disabled_guards=("margin_guardian",))
-    out.print(
-        f"   with MarginGuardian switched off, market_shock {'passes (!)' if broken.passed else 'FAILS'}: "
-        f"{'; '.join(broken.row()['failures'][:1])} - the drill catches a broken guard"
+    say(
+        out,
+        f"with MarginGuardian switched off, market_shock {'passes (!)' if broken.passed else 'FAILS'}: "
+        f"{'; '.join(broken.row()['failures'][:1])} - the drill catches a broken guard",
     )
 
 
 def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     """Production mode in miniature: the feed and the mirror worker on an embedded Redis."""
+
     from agents.council.redis import redis_mirror
+    from synctwin.app.console import say
     from synctwin.infra.redis_conn import connect
     from synctwin.kernel.config import get_settings
+    from synctwin.kernel.formatting import duration, percent, plural
     from synctwin.services.feed import start_feed
     from world.clock import make_environment
 
@@ -229,12 +278,17 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     worker.ensure_group()
     # virtual time: its events' ts are bounded by the world's clock
     shadow = _rejected_for_shadow(client, settings, args.seed, epoch0=1_767_225_600.0, clock=feed.world.clock.now)
-    out.print(
-        "\n[bold]7. Real-to-sim sync[/]: four live campaigns on a bid stream (embedded Redis, virtual time), "
-        "mirrored against their projections"
+    out.print()
+    say(
+        out,
+        "[bold]7. Real-to-sim sync[/]: four live campaigns on a bid stream (embedded Redis, virtual time), "
+        "mirrored against their projections",
+        indent=0,
     )
-    feed.on_pause = lambda cid, fields, t: out.print(
-        f"   {t / 3600:5.1f} h  {cid} PAUSED ({fields['reason']}, {float(fields['deviation']):.0%} off its projection)"
+    feed.on_pause = lambda cid, fields, t: say(
+        out,
+        f"{duration(t):>6}  {cid} PAUSED ({fields['reason']}, "
+        f"{percent(float(fields['deviation']))} off its projection)",
     )
     while env.now < 72 * 3600:
         env.run(until=env.now + 3600)
@@ -243,14 +297,16 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
         shadow.run(lambda: False, once=True)  # the learning loop reads the same stream, in its own group
     s = worker.stats
     healthy = [c for c in feed.gate_results if c not in feed.paused]
-    out.print(
-        f"   {s.events:,} bid events, {s.pauses} pauses (one each, exactly once), {s.greys} grey-zone alerts; "
-        f"still live after 3 days: {', '.join(healthy)}"
+    say(
+        out,
+        f"{plural(s.events, 'bid event')}, {plural(s.pauses, 'pause')} (one each, exactly once), "
+        f"{plural(s.greys, 'grey-zone alert')}; still live after 3 days: {', '.join(healthy)}",
     )
     audit = [f["event_type"] for _, f in client.xrange(f"{settings.key_prefix}audit")]
-    out.print(
-        f"   control stream: {client.xlen(f'{settings.key_prefix}control')} PAUSE commands; audit: "
-        f"{audit.count('AUTO_ROLLBACK_TRIGGERED')} AUTO_ROLLBACK_TRIGGERED"
+    say(
+        out,
+        f"control stream: {plural(client.xlen(f'{settings.key_prefix}control'), 'PAUSE command')}; audit: "
+        f"{audit.count('AUTO_ROLLBACK_TRIGGERED')} AUTO_ROLLBACK_TRIGGERED",
     )
     _chapter_learning_loop(out, client, settings)
 
@@ -296,10 +352,14 @@ def _chapter_learning_loop(out: Any, client: Any, settings: Any) -> None:
     campaigns' realized outcomes, and the success metrics over the audit stream."""
     from agents.syncshield.backends import RedisAuditStore
     from synctwin.app.commands.kpis import kpis
-    from synctwin.app.console import money
+    from synctwin.app.console import say
+    from synctwin.kernel.formatting import duration, money, percent
 
-    out.print(
-        "\n[bold]8. The learning loop[/]: shadow mode follows a rejected campaign on the market the live ones met"
+    out.print()
+    say(
+        out,
+        "[bold]8. The learning loop[/]: shadow mode follows a rejected campaign on the market the live ones met",
+        indent=0,
     )
     records = RedisAuditStore(client, key=f"{settings.key_prefix}audit").records()
     decision = next(
@@ -313,38 +373,49 @@ def _chapter_learning_loop(out: Any, client: Any, settings: Any) -> None:
     )
     shadows = [r["metadata"] for r in records if r["event_type"] == "SHADOW_OUTCOME"]
     if decision is not None:
-        out.print(
-            f"   thin-margin-push (12% gross margin): {decision['event_type']} at confidence "
-            f"{decision['metadata'].get('confidence_score', float('nan')):.3f}; never launched"
+        say(
+            out,
+            f"thin-margin-push (12% gross margin): {decision['event_type']} at confidence "
+            f"{percent(decision['metadata'].get('confidence_score'), 1)}; never launched",
         )
     if shadows:
         m = shadows[-1]
-        verdict = "would have made money: a false negative" if m["profitable"] else "would have lost money"
-        out.print(
-            f"   SHADOW_OUTCOME after {m['days']:g} of {m['days_total']} days ({m['market_days_observed']} "
-            f"market days observed): net profit uplift {money(m['net_profit_uplift'])}, {verdict}"
+        verdict = "would have made money" if m["profitable"] else "would have lost money"
+        state = "final" if m.get("final") else "provisional: kpis count it once the flight is over"
+        say(
+            out,
+            f"SHADOW_OUTCOME after {m['days']:g} of {m['days_total']} days ({state}; "
+            f"{m['market_days_observed']} market days observed): net profit uplift "
+            f"{money(m['net_profit_uplift'])} so far, {verdict}",
         )
     outcomes = [r for r in records if r["event_type"] == "CAMPAIGN_OUTCOME"]
     for r in outcomes:
         m = r["metadata"]
-        out.print(
-            f"   CAMPAIGN_OUTCOME {r['campaign_id']}: {m.get('end_reason', r.get('reason'))} after "
-            f"{m['days']:.2f} days, net profit uplift {money(m['net_profit_uplift'])}"
+        margin = m.get("gross_margin")
+        say(
+            out,
+            f"CAMPAIGN_OUTCOME {r['campaign_id']}: {m.get('end_reason', r.get('reason'))} after "
+            f"{duration(m['days'] * 86_400)}, spend {money(m['spend'])}, net profit uplift "
+            f"{money(m['net_profit_uplift'])}"
+            + (f" at gross margin {percent(margin)}" if margin is not None else "")
+            + (" (default; set gross_margin)" if margin == 1.0 else ""),
         )
-    if outcomes and all(r["metadata"]["profitable"] for r in outcomes):
-        out.print(
-            "   (paused for leaving their projection, not for losing money: at these margins the extra "
-            "spend still paid; the approvals were right)"
+    if any((r["metadata"].get("gross_margin") == 1.0) for r in outcomes):
+        say(
+            out,
+            "(a strategy without gross_margin counts every dollar of revenue as profit, so a runaway "
+            "looks lucrative; with a real margin the same spend loses money: set gross_margin)",
         )
     k = kpis(records)
     fn, fp = k["false_negative_rate"], k["false_positive_rate"]
 
     def pct(x: Any) -> str:
-        return "no data" if x["value"] is None else f"{x['value']:.0%} ({x['count']}/{x['of']})"
+        return "no data (0/0)" if x["value"] is None else f"{percent(x['value'])} ({x['count']}/{x['of']})"
 
-    out.print(
-        f"   synctwin kpis: rejection share {pct(k['rejection_share'])}, false negatives {pct(fn)}, "
-        f"false positives {pct(fp)} - `synctwin shadow --redis URL` does this in production"
+    say(
+        out,
+        f"synctwin kpis: rejection share {pct(k['rejection_share'])}, false negatives {pct(fn)}, "
+        f"false positives {pct(fp)} - `synctwin shadow --redis URL` does this in production",
     )
 
 

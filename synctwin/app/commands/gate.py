@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
         print_json(result.to_dict())
     else:
-        print_result(result)
+        print_result(result, margin_default="gross_margin" not in strategy.model_fields_set)
         if args.report:
             print(f"report: {args.report}")
     return 0 if result.approved else 1
@@ -179,10 +179,13 @@ def _calibration_residuals(path: str) -> Any:
 PROGRESS_MIN_PATHS = 200_000  # below this the gate takes well under a second: no bar
 
 
-def print_result(result: Any) -> None:
+def print_result(result: Any, *, margin_default: bool = False) -> None:
+    """The decision and what it rests on; `margin_default`: the strategy left gross_margin out, so
+    the uplift counts all revenue as profit (said on its own row: it is the biggest assumption)."""
     from rich.table import Table
 
-    from synctwin.app.console import console, money
+    from synctwin.app.console import console
+    from synctwin.kernel.formatting import money, percent, plural
 
     out = console()
     sd = result.simulation_details
@@ -195,7 +198,8 @@ def print_result(result: Any) -> None:
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_row(
         "confidence",
-        f"{result.confidence_score:.3f}  (95% interval {lo:.3f}-{hi:.3f}; approve when > {result.threshold})",
+        f"{percent(result.confidence_score, 1)} (95% interval {percent(lo, 1)}-{percent(hi, 1)}; "
+        f"approve when > {percent(result.threshold, 1)})",
     )
     t.add_row("risk profile", result.risk_profile)
     t.add_row(
@@ -203,10 +207,16 @@ def print_result(result: Any) -> None:
         f"median {money(sd.median_uplift)}, p10 {money(sd.p10_uplift)}, "
         f"p90 {money(sd.p90_uplift)}, mean {money(result.expected_uplift)}",
     )
+    if margin_default:
+        t.add_row("gross margin", "100% (default; set gross_margin): all extra revenue counts as profit")
     t.add_row(
         "paths",
         f"{sd.total_simulations:,} ({sd.positive_outcomes:,} positive"
-        + (f"; {sd.adaptive_rounds} adaptive round(s) from {sd.initial_simulations:,}" if sd.adaptive_rounds else "")
+        + (
+            f"; {plural(sd.adaptive_rounds, 'adaptive round')} from {sd.initial_simulations:,}"
+            if sd.adaptive_rounds
+            else ""
+        )
         + ")",
     )
     b = result.baseline
@@ -244,6 +254,7 @@ def print_result(result: Any) -> None:
 def print_suggestions(result: Any) -> None:
     """Resubmission advice under a rejection: each change was approved by a fresh simulation."""
     from synctwin.app.console import console
+    from synctwin.kernel.formatting import percent
 
     out = console()
     if not result.suggestions:
@@ -252,4 +263,4 @@ def print_suggestions(result: Any) -> None:
     out.print("suggestions (re-submit with one of these changes; each was approved by a fresh simulation):")
     for s in result.suggestions:
         change = ", ".join(f"{k} {v:,}" for k, v in s.changes.items())
-        out.print(f"  {change}  -> confidence {s.confidence_score:.3f}")
+        out.print(f"  {change}  -> confidence {percent(s.confidence_score, 1)}")

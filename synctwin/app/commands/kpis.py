@@ -3,9 +3,10 @@
 What counts (audit records since `--since`, by record time):
 - rejection share: campaigns whose latest decision is CAMPAIGN_REJECTED, among the campaigns
   decided (one decision per campaign, however often it was gated); goal 15-25%.
-- false negatives: of the rejected campaigns with a SHADOW_OUTCOME in the window (the latest per
-  campaign, final or not; the rejection itself may be older), the share that would have made
-  money; goal < 5%.
+- false negatives: of the rejected campaigns with a final SHADOW_OUTCOME in the window (the latest
+  per campaign; the rejection itself may be older), the share that would have made money; goal
+  < 5%. A provisional outcome (`final: false`, a flight shadowed half-way) is not a verdict: its
+  sign can still flip, so it is left out until the flight's last day.
 - false positives: of the approved campaigns with a realized outcome, the share that lost money
   (net profit uplift <= 0); goal < 10%. An outcome is a CAMPAIGN_OUTCOME (or CAMPAIGN_COMPLETED)
   record in the window whose metadata has `net_profit_uplift` and is final (`final` not false:
@@ -92,7 +93,11 @@ def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dic
     outcomes: dict[str, dict[str, Any]] = {}
     for r in recs:
         meta = r.get("metadata") or {}
-        if r.get("event_type") == "SHADOW_OUTCOME" and r.get("campaign_id") in rejected_ever:
+        if (
+            r.get("event_type") == "SHADOW_OUTCOME"
+            and r.get("campaign_id") in rejected_ever
+            and meta.get("final") is not False
+        ):
             shadows[r["campaign_id"]] = meta
         elif (
             r.get("event_type") in OUTCOME_EVENTS
@@ -114,7 +119,7 @@ def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dic
             "false_negative_rate",
             sum(bool(m.get("profitable")) for m in shadows.values()),
             len(shadows),
-            "rejected campaigns whose latest SHADOW_OUTCOME was profitable",
+            "rejected campaigns whose latest final SHADOW_OUTCOME was profitable",
         ),
         "false_positive_rate": _metric(
             "false_positive_rate",
@@ -169,22 +174,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_kpis(d: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    from synctwin.app.console import console
+    from synctwin.app.console import console, say, table
+    from synctwin.kernel.formatting import percent, plural
 
     out = console()
-    out.print(
-        f"[bold]Success metrics[/] ({d['source']}, {d['records']} records"
+    say(
+        out,
+        f"[bold]Success metrics[/] ({d['source']}, {plural(d['records'], 'record')}"
         + (f" since {d['since']}" if d["since"] else "")
-        + ")"
+        + ")",
+        indent=0,
     )
-    t = Table(box=None, pad_edge=False)
-    for col in ("metric", "value", "count", "goal", "met", "what counts"):
-        t.add_column(col, justify="right" if col in ("value", "count") else "left")
+    t = table("metric", "value", "count", "goal", "met", "what counts", right=("value", "count"))
     for name in KPI_NAMES:
         m = d[name]
-        value = "no data" if m["value"] is None else f"{m['value']:.1%}"
         met = "-" if m["met"] is None else ("[green]yes[/]" if m["met"] else "[red]no[/]")
-        t.add_row(name.replace("_", " "), value, f"{m['count']}/{m['of']}", m["goal"], met, m["counts"])
+        t.add_row(
+            name.replace("_", " "), percent(m["value"], 1), f"{m['count']}/{m['of']}", m["goal"], met, m["counts"]
+        )
     out.print(t)

@@ -92,45 +92,58 @@ PROGRESS_MIN_VIRTUAL_S = 2 * 86_400.0
 
 
 def print_trace(trace: Any) -> None:
-    from rich.table import Table
-
-    from synctwin.app.console import console, money
-    from synctwin.kernel.durations import format_duration
+    from synctwin.app.console import console, fit_names, say, table
+    from synctwin.kernel.formatting import duration, money, percent
 
     out = console()
-    out.print(
-        f"[bold]{trace.scenario}[/] seed {trace.seed}: {format_duration(trace.duration_s)} of virtual time, "
-        f"{trace.ticks:,} ticks in {trace.wall_s:.2f} s wall"
+    say(
+        out,
+        f"[bold]{trace.scenario}[/] seed {trace.seed}: {duration(trace.duration_s)} of virtual time, "
+        f"{trace.ticks:,} ticks in {trace.wall_s:.2f} s wall",
+        indent=0,
     )
-    t = Table(box=None, pad_edge=False, title="campaigns", title_justify="left")
-    for col in ("campaign", "gate", "confidence", "status", "spend", "revenue", "uplift", "max day"):
-        t.add_column(col, justify="left" if col in ("campaign", "gate", "status") else "right")
+    t = table(
+        "campaign", "confidence", "status", "spend", "revenue", "uplift", "top day",
+        right=("confidence", "spend", "revenue", "uplift", "top day"),
+        title="campaigns",
+    )  # fmt: skip
+    fit_names(t, list(trace.campaigns), out.width)
     for c in trace.campaigns.values():
-        status = c.status.lower() + (f" ({c.pause_reason} at {format_duration(c.paused_at)})" if c.pause_reason else "")
         t.add_row(
             c.campaign_id,
-            c.decision or "-",
-            f"{c.confidence:.3f}" if c.confidence is not None else "-",
-            status,
+            percent(c.confidence, 1) if c.confidence is not None else "-",
+            c.status.lower() if c.decision != "REJECTED" else "rejected",
             money(c.final.get("spend")),
             money(c.final.get("revenue")),
             money(c.net_profit_uplift),
-            f"{c.max_daily_spend_share:.0%}",
+            percent(c.max_daily_spend_share),
         )
     out.print(t)
+    for c in trace.campaigns.values():
+        if c.pause_reason:
+            say(out, f"{c.campaign_id} paused by {c.pause_reason} at {duration(c.paused_at)}", indent=2)
+    margins = sorted({c.campaign_id for c in trace.campaigns.values() if c.gross_margin_default})
+    if margins:
+        say(out, f"gross margin 100% (default; set gross_margin) for {', '.join(margins)}", indent=2)
     if trace.timeline:
         out.print("[bold]timeline[/]")
         for e in trace.timeline[:40]:
-            what = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("t", "kind"))
-            out.print(f"  {format_duration(e['t']):>10}  {e['kind']:<20} {what}")
+            say(out, f"{duration(e['t']):>8}  {e['kind']:<18} {timeline_fields(e)}", indent=2)
         if len(trace.timeline) > 40:
-            out.print(f"  ... {len(trace.timeline) - 40} more (see --json)")
+            say(out, f"... {len(trace.timeline) - 40} more (see --json)", indent=2)
     out.print("[bold]expectations[/]")
     for e in trace.expectations:
         mark = "[green]PASS[/]" if e.passed else "[bold red]FAIL[/]"
-        out.print(f"  {mark} {e.expectation}: {e.message}")
+        say(out, f"{mark} {e.expectation}: {e.message}", indent=2)
     if not trace.expectations:
         out.print("  (none)")
+
+
+def timeline_fields(e: dict[str, Any]) -> str:
+    """A timeline entry's fields as key=value, floats rounded for reading."""
+    from synctwin.kernel.formatting import number
+
+    return " ".join(f"{k}={number(v) if isinstance(v, float) else v}" for k, v in e.items() if k not in ("t", "kind"))
 
 
 def append_audit(path: str, records: list[dict[str, Any]]) -> None:

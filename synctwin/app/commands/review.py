@@ -177,52 +177,53 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_review(d: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    from synctwin.app.console import console, money
+    from synctwin.app.console import console, say, table
+    from synctwin.kernel.formatting import money, percent, plural
 
     out = console()
     rows, totals = d["rejections"], d["totals"]
-    out.print(f"[bold]Rejected campaigns[/] since {d['since']} ({d['source']}), near-misses first")
+    say(out, f"[bold]Rejected campaigns[/] since {d['since']} ({d['source']}), near-misses first", indent=0)
     if not rows:
         out.print("  no rejections in this period")
         return
     shadow = any("shadow_outcome" in r for r in rows)
-    t = Table(box=None, pad_edge=False)
-    cols = ["time", "client", "campaign", "confidence", "threshold", "projected uplift", "p10 .. p90", "risk"]
-    if shadow:
-        cols.append("shadow outcome")
-    for col in cols:
-        t.add_column(
-            col, justify="right" if col in ("confidence", "threshold", "projected uplift", "p10 .. p90") else "left"
-        )
+    cols = ["campaign", "confidence", "threshold", "p10", "median", "p90", "risk"]
+    t = table(*cols, *(["shadow outcome"] if shadow else []), right=("confidence", "threshold", "p10", "median", "p90"))
     for r in rows:
-        conf = f"{r['confidence']:.3f}" if r["confidence"] is not None else "-"
+        conf = percent(r["confidence"], 1, missing="-")
         near = (
             r["confidence"] is not None and r["threshold"] is not None and r["threshold"] - r["confidence"] <= NEAR_MISS
         )
         cells = [
-            r["time"],
-            str(r["client_id"]),
-            str(r["campaign_id"]),
+            f"{r['campaign_id']}\n[dim]{r['client_id']}, {str(r['time'])[:16].replace('T', ' ')}[/]",
             f"[bold yellow]{conf}[/]" if near else conf,
-            f"{r['threshold']}" if r["threshold"] is not None else "-",
+            percent(r["threshold"], 1, missing="-"),
+            money(r["p10_uplift"]),
             money(r["projected_uplift"]),
-            f"{money(r['p10_uplift'])} .. {money(r['p90_uplift'])}",
+            money(r["p90_uplift"]),
             str(r["risk_profile"] or "-"),
         ]
         if shadow:
             cells.append(_shadow_text(r.get("shadow_outcome")))
         t.add_row(*cells)
     out.print(t)
-    out.print(
-        f"{totals['rejections']} rejection(s) of {totals['campaigns']} campaign(s) from {totals['clients']} "
-        f"client(s); {totals['near_misses']} near-miss(es) (within {NEAR_MISS} of the threshold)"
-        + (f"; mean confidence {totals['mean_confidence']:.3f}" if totals["mean_confidence"] is not None else "")
+    say(
+        out,
+        f"{plural(totals['rejections'], 'rejection')} of {plural(totals['campaigns'], 'campaign')} from "
+        f"{plural(totals['clients'], 'client')}; {plural(totals['near_misses'], 'near-miss', 'near-misses')} "
+        f"(within {NEAR_MISS * 100:.0f} points of the threshold)"
+        + (
+            f"; mean confidence {percent(totals['mean_confidence'], 1)}"
+            if totals["mean_confidence"] is not None
+            else ""
+        ),
+        indent=0,
     )
-    out.print(
+    say(
+        out,
         f"projected uplift of the rejected campaigns: {money(totals['projected_uplift'])} in total, "
-        f"of which projected losses {money(totals['projected_loss'])}"
+        f"of which projected losses {money(totals['projected_loss'])}",
+        indent=0,
     )
 
 
@@ -230,7 +231,7 @@ def _shadow_text(shadow: dict[str, Any] | None) -> str:
     """A shadow run's outcome, as far as its record says (its format belongs to a later issue)."""
     if shadow is None:
         return ""
-    from synctwin.app.console import money
+    from synctwin.kernel.formatting import money
 
     value = _number(shadow.get("net_profit_uplift"))
     return money(value) if value is not None else f"recorded (audit seq {shadow.get('seq')})"

@@ -205,7 +205,7 @@ def _run_market(args: argparse.Namespace) -> int:
 
 
 def _print_market_result(r: dict[str, Any]) -> None:
-    from synctwin.app.console import money
+    from synctwin.kernel.formatting import money
 
     for rec in r["appended"]:
         m = rec["metadata"]

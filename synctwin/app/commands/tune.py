@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.formatting import percent
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -126,7 +127,7 @@ def _rates(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.1%}"
+    return percent(x, 1, missing="-")
 
 
 def print_tune(r: dict[str, Any]) -> None:

@@ -30,7 +30,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 
+from agents.syncshield.backends import RedisAuditStore
 from synctwin import __version__
+from synctwin.app.commands.kpis import kpis
 from synctwin.app.http.schemas import CampaignView, Health, SimulateRequest
 from synctwin.infra import metrics
 from synctwin.infra.shards import campaign_keys
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None, redis_client: Any = None) -> Fa
     key = settings.api_key.get_secret_value() if settings.api_key is not None else ""
     app.state.settings = settings
     app.state.redis = redis_client
+    app.state.kpis_at = -math.inf  # the first scrape computes the success metrics
     app.state.api_key = key or None
     app.state.gate_limiter = anyio.CapacityLimiter(settings.service_gate_concurrency or os.cpu_count() or 1)
 
@@ -394,9 +397,29 @@ async def healthz(request: Request) -> Health:
     return Health(status="ok", version=__version__, redis=redis)
 
 
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(request: Request) -> Response:
+    await anyio.to_thread.run_sync(_refresh_kpis, request.app)
     content, content_type = metrics.render()
     return Response(content, media_type=content_type)
+
+
+KPI_REFRESH_S = 15.0  # a scrape recomputes the success metrics from the audit stream at most this often
+
+
+def _refresh_kpis(app: FastAPI) -> None:
+    """The success metrics row of the dashboard: `synctwin kpis` over the audit stream, set on the
+    KPI gauges at scrape time (at most every KPI_REFRESH_S), so a long-running service exports them
+    without anyone running the one-shot command. Without Redis, or with Redis down, nothing changes."""
+    client = app.state.redis
+    if client is None or time.monotonic() - app.state.kpis_at < KPI_REFRESH_S:
+        return
+    app.state.kpis_at = time.monotonic()
+    try:
+        records = RedisAuditStore(client, key=f"{app.state.settings.key_prefix}audit").records()
+    except (redis.exceptions.RedisError, ValueError) as exc:
+        log.warning("kpis: cannot read the audit stream: %s", exc)
+        return
+    metrics.record_kpis(kpis(records))
 
 
 # --- errors ------------------------------------------------------------------------------------------------

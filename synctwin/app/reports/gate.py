@@ -26,6 +26,29 @@ from synctwin.app.reports.html import (
     short_count,
     short_money,
 )
+from synctwin.kernel.formatting import percent, plural
+
+_MONEY = ("daily_budget", "cpm", "aov")
+_SHARES = ("cvr", "ctr", "gross_margin")
+
+
+def strategy_rows(strategy: Any) -> list[tuple[str, Any]]:
+    """The strategy's fields as a reader wants them: money in $, rates in %, counts with separators,
+    and the gross margin's default said out loud (it decides what revenue is worth)."""
+    rows: list[tuple[str, Any]] = []
+    for k, v in strategy.model_dump(exclude_none=True).items():
+        if isinstance(v, bool):
+            rows.append((k, "yes" if v else "no"))
+        elif k in _MONEY:
+            rows.append((k, num(money(v, 2 if k == "cpm" else 0))))
+        elif k in _SHARES:
+            default = k == "gross_margin" and k not in strategy.model_fields_set
+            rows.append((k, num(percent(v, 2 if v < 0.1 else 0) + (" (default; set gross_margin)" if default else ""))))
+        elif isinstance(v, int | float) and k != "launch_ts":
+            rows.append((k, num(f"{v:,}")))
+        else:
+            rows.append((k, v))
+    return rows
 
 
 def build_gate_page(result: Any, uplift: np.ndarray, *, strategy: Any = None, source: str = "") -> str:
@@ -42,7 +65,10 @@ def build_gate_page(result: Any, uplift: np.ndarray, *, strategy: Any = None, so
     page.kv(
         [
             ("decision", Cell(result.decision, verdict_cls)),
-            ("confidence score", num(f"{result.confidence_score:.4f}  (95% interval {lo:.4f}-{hi:.4f})")),
+            (
+                "confidence score",
+                num(f"{percent(result.confidence_score, 1)} (95% interval {percent(lo, 1)}-{percent(hi, 1)})"),
+            ),
             ("threshold", num(f"approve when confidence > {result.threshold}")),
             ("risk profile", result.risk_profile),
             ("projected net profit uplift (median)", num(money(result.projected_net_profit_uplift))),
@@ -56,31 +82,13 @@ def build_gate_page(result: Any, uplift: np.ndarray, *, strategy: Any = None, so
                 num(
                     f"{sd.total_simulations:,} ({sd.positive_outcomes:,} with uplift > 0)"
                     + (
-                        f"; {sd.adaptive_rounds} adaptive round(s) from {sd.initial_simulations:,}"
+                        f"; {plural(sd.adaptive_rounds, 'adaptive round')} from {sd.initial_simulations:,}"
                         if sd.adaptive_rounds
                         else ""
                     )
                 ),
             ),
             ("elapsed", num(f"{result.elapsed_ms:.1f} ms")),
-        ]
-    )
-    if strategy is not None:
-        page.h2("Strategy")
-        page.kv(
-            [
-                (k, num(v) if isinstance(v, int | float) else v)
-                for k, v in strategy.model_dump(exclude_none=True).items()
-            ]
-        )
-    b = result.baseline
-    page.h2("Baseline")
-    page.kv(
-        [
-            ("history window", f"{int(b.get('days', 0))} days"),
-            ("revenue per day", num(money(b.get("daily_revenue")))),
-            ("ad spend per day", num(money(b.get("daily_spend")))),
-            ("average order value", num(money(b.get("avg_order_value"), 2))),
         ]
     )
     if result.suggestions:
@@ -140,6 +148,19 @@ def build_gate_page(result: Any, uplift: np.ndarray, *, strategy: Any = None, so
             for pt in proj.points
         ],
         collapsed="the projection as a table, day by day",
+    )
+    if strategy is not None:
+        page.h2("Strategy")
+        page.kv(strategy_rows(strategy))
+    b = result.baseline
+    page.h2("Baseline")
+    page.kv(
+        [
+            ("history window", f"{int(b.get('days', 0))} days"),
+            ("revenue per day", num(money(b.get("daily_revenue")))),
+            ("ad spend per day", num(money(b.get("daily_spend")))),
+            ("average order value", num(money(b.get("avg_order_value"), 2))),
+        ]
     )
     return page.render()
 

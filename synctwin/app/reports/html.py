@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from synctwin import __version__
+from synctwin.kernel.formatting import duration as human
 
 GREEN, RED, BLUE, ORANGE, GREY, PURPLE = "#2e7d32", "#c62828", "#1565c0", "#ef6c00", "#757575", "#6a1b9a"
 FAULT_COLOUR = "#ffb74d"
@@ -70,11 +71,8 @@ def short_count(x: float, _pos: Any = None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    from synctwin.kernel.durations import format_duration
-
-    return format_duration(seconds)
+    """'9h 1m': the terminal's helper, so a page and the command say the same."""
+    return human(seconds)
 
 
 class Cell:

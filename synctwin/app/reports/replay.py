@@ -26,6 +26,7 @@ from synctwin.app.reports.html import (
     short_money,
     verdict,
 )
+from synctwin.kernel.formatting import percent
 
 
 def build_replay_page(trace: Any) -> str:
@@ -38,6 +39,7 @@ def build_replay_page(trace: Any) -> str:
     )
     page.h2("Result")
     pauses = trace.pauses
+    evaluations = sum(a.get("count", 1) for a in trace.alerts)
     page.kv(
         [
             ("verdict", verdict(trace.passed, "PASSED", "FAILED")),
@@ -51,14 +53,48 @@ def build_replay_page(trace: Any) -> str:
             ),
             ("faults", num(len(trace.faults))),
             ("audit records", num(len(trace.audit))),
-            ("alerts", num(len(trace.alerts))),
+            (
+                "alerts",
+                num(
+                    f"{len(trace.alerts)}"
+                    + (
+                        f" (one per episode; {evaluations} evaluations alerted)"
+                        if evaluations > len(trace.alerts)
+                        else ""
+                    )
+                ),
+            ),
         ]
     )
-    page.h2("Expectations")
-    page.table(
-        ["", "expectation", "what happened"],
-        [[verdict(e.passed), e.expectation, e.message] for e in trace.expectations] or [["-", "(none)", ""]],
-    )
+    failed = [e for e in trace.expectations if not e.passed]
+    if failed:
+        page.h2("Failed expectations")
+        page.table(["", "expectation", "what happened"], [[verdict(False), e.expectation, e.message] for e in failed])
+    # the plots that matter first: a campaign paused, hit by a fault or off its plan gets its own
+    # figure; the rest share one figure of small panels (their lines sit on the plan: nothing to see)
+    launched = [c for c in trace.campaigns.values() if c.launched_at is not None and c.hours]
+    featured = [c for c in launched if needs_a_look(trace, c, failed)]
+    quiet = [c for c in launched if c not in featured]
+    if featured:
+        page.h2("Campaigns that need a look")
+    for c in featured:
+        page.h3(c.campaign_id)
+        page.p(_campaign_sentence(trace, c))
+        page.figure(
+            campaign_figure(trace, c),
+            caption="Cumulative spend and revenue as delivered (solid) against the gate's projection at the "
+            "same elapsed time (median dashed, p10-p90 band); shaded: fault windows; red line: "
+            "the pause.",
+            alt=f"{c.campaign_id}: realized spend and revenue against the projection",
+        )
+    if quiet:
+        page.h2("The other campaigns: on plan" if featured else "Each campaign against its projection")
+        page.figure(
+            small_multiples(trace, quiet),
+            caption="Cumulative revenue as delivered (black) inside the projection's p10-p90 band (green), one "
+            "panel per campaign; none was paused, hit by a fault or left its band.",
+            alt="cumulative revenue of the campaigns on plan against their projections",
+        )
     page.h2("Campaigns")
     page.table(
         [
@@ -76,17 +112,20 @@ def build_replay_page(trace: Any) -> str:
             [
                 c.campaign_id,
                 c.decision or "-",
-                num(f"{c.confidence:.3f}" if c.confidence is not None else "-"),
+                num(percent(c.confidence, 1, missing="-")),
                 _status(c),
                 num(money(c.final.get("spend"))),
                 num(money(c.final.get("revenue"))),
                 num(money(c.net_profit_uplift)),
                 num(money(c.projected_uplift)),
-                num(f"{c.max_daily_spend_share:.0%}"),
+                num(percent(c.max_daily_spend_share)),
             ]
             for c in trace.campaigns.values()
         ],
     )
+    for c in trace.campaigns.values():
+        if c.decision is not None and (c.launched_at is None or not c.hours) and c not in featured:
+            page.p(f"{c.campaign_id}: {_campaign_sentence(trace, c)}")
     if trace.faults:
         page.h2("Faults")
         page.table(
@@ -102,18 +141,18 @@ def build_replay_page(trace: Any) -> str:
                 for fid, f in trace.faults.items()
             ],
         )
-    page.h2("Each campaign against its projection")
-    for c in trace.campaigns.values():
-        page.h3(c.campaign_id)
-        page.p(_campaign_sentence(trace, c))
-        if c.launched_at is None or not c.hours:
-            continue
-        page.figure(
-            campaign_figure(trace, c),
-            caption="Cumulative spend and revenue as delivered (solid) against the gate's projection at the "
-            "same elapsed time (median dashed, p10-p90 band); shaded: fault windows; red line: "
-            "the pause.",
-            alt=f"{c.campaign_id}: realized spend and revenue against the projection",
+    page.h2("Expectations")
+    page.table(
+        ["", "expectation", "what happened"],
+        [[verdict(e.passed), e.expectation, e.message] for e in trace.expectations] or [["-", "(none)", ""]],
+        collapsed=f"all {total} expectations ({passed} passed)" if total > 8 else None,
+    )
+    if trace.alerts:
+        page.h2("Alerts")
+        page.table(
+            ["t", "severity", "alert", "evaluations"],
+            [[num(duration(a["t"])), a["severity"], a["title"], num(a.get("count", 1))] for a in trace.alerts],
+            collapsed=f"{len(trace.alerts)} alerts, one per episode" if len(trace.alerts) > 8 else None,
         )
     page.h2("Timeline")
     page.table(
@@ -128,8 +167,48 @@ def build_replay_page(trace: Any) -> str:
             for e in trace.timeline
         ]
         or [["-", "(no events)", "", ""]],
+        collapsed=f"{len(trace.timeline)} events" if len(trace.timeline) > 12 else None,
     )
     return page.render()
+
+
+def needs_a_look(trace: Any, c: Any, failed: list[Any]) -> bool:
+    """Paused, touched by a fault, named by a failed expectation, or its final revenue outside the
+    projection's p10-p90 at the same elapsed time."""
+    if c.pause_reason or any(f.get("start") is not None and applies(f, c) for f in trace.faults.values()):
+        return True
+    if any(c.campaign_id in e.expectation for e in failed):
+        return True
+    if not c.projection:
+        return False
+    p10, _, p90 = projection_at(c.projection, "revenue", (c.hours[-1] - c.launched_at) / 3600.0)
+    return not p10 <= c.revenue[-1] <= p90
+
+
+def small_multiples(trace: Any, campaigns: list[Any], cols: int = 4) -> Any:
+    """One small panel per campaign: cumulative revenue over its projection band (days since launch)."""
+    from matplotlib.ticker import FuncFormatter
+
+    rows = -(-len(campaigns) // cols)
+    fig, axes = new_figure(12, 2.1 * rows + 0.4, rows=rows, cols=cols)
+    unit, unit_name = time_axis(trace.duration_s)
+    for ax, c in zip((a for row in axes for a in row), campaigns, strict=False):
+        if c.projection:
+            ts = np.array([p["t_hours"] for p in c.projection]) * 3600.0 + c.launched_at
+            keep = ts <= trace.duration_s
+            band = [np.array([p[f"revenue_{q}"] for p in c.projection])[keep] for q in ("p10", "p90")]
+            ax.fill_between(ts[keep] / unit, band[0], band[1], color=GREEN, alpha=0.25, linewidth=0)
+        ax.plot(np.asarray(c.hours) / unit, c.revenue, color="black", linewidth=1.2)
+        ax.set_title(c.campaign_id, fontsize=9)
+        ax.set_xlim(0, trace.duration_s / unit)
+        ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_formatter(FuncFormatter(short_money))
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in [a for row in axes for a in row][len(campaigns) :]:
+        ax.set_visible(False)
+    fig.supxlabel(f"{unit_name} since the start of the run", fontsize=8)
+    return fig
 
 
 def _status(c: Any) -> Cell:
@@ -168,7 +247,7 @@ def _campaign_sentence(trace: Any, c: Any) -> str:
     gate = (
         f"Gate: {c.decision}"
         + (
-            f" (confidence {c.confidence:.3f}, projected uplift {money(c.projected_uplift)})"
+            f" (confidence {percent(c.confidence, 1)}, projected uplift {money(c.projected_uplift)})"
             if c.confidence is not None
             else ""
         )

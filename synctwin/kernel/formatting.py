@@ -1,0 +1,48 @@
+"""How each kind of number reaches a person, terminal and HTML report alike: money with `$` and
+thousands separators, durations in days/hours/minutes, shares as percentages, counts with their
+noun in the right number. One helper per idea: reuse them, do not format the same idea twice.
+(`durations.format_duration` is the other direction's form, the one a scenario file accepts.)"""
+
+from __future__ import annotations
+
+import math
+
+
+def money(x: float | None) -> str:
+    """$12,345 and -$2,443: whole dollars, a sign before the $."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    sign = "-" if x < 0 else ""
+    return f"{sign}${abs(x):,.0f}"
+
+
+def duration(seconds: float | None) -> str:
+    """A duration as people say it, its two largest units: '2d 3h', '9h 1m', '4m', '5m 15s', '12s'."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    sign, s = ("-" if seconds < 0 else ""), round(abs(seconds))
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if s >= size:
+            parts.append(f"{s // size}{unit}")
+            s %= size
+    return sign + (" ".join(parts[:2]) if parts else "0s")
+
+
+def percent(share: float | None, digits: int = 0, missing: str = "no data") -> str:
+    """A share of 1 as a percentage: 0.8734 -> '87%' (digits=1: '87.3%'); None -> `missing`."""
+    if share is None or not math.isfinite(share):
+        return missing
+    return f"{share * 100:.{digits}f}%"
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """'1 record', '2 records', '1,024 bid events' (many: an irregular plural)."""
+    return f"{n:,} {noun if n == 1 else many or noun + 's'}"
+
+
+def number(x: float | None, digits: int = 3) -> str:
+    """A plain float rounded for a reader (0.9774499999999999 -> '0.977'); None -> '-'."""
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{x:.{digits}f}"
