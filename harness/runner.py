@@ -84,13 +84,15 @@ def _events_processed(env: Any) -> int:
 
 
 class _Recorder:
-    """Samples the world's ground truth: hourly cumulative totals and each day's spend.
+    """Samples the world's ground truth: hourly cumulative totals and each day's spend, and reports
+    the virtual time to `progress(t, duration)` at each sample.
 
     Called every tick, so it does per-campaign work only when a day ends or an hour is sampled.
     """
 
-    def __init__(self, trace: Trace, tick: float) -> None:
+    def __init__(self, trace: Trace, tick: float, progress: Callable[[float, float], None] | None) -> None:
         self.trace = trace
+        self.progress = progress
         self.every = max(1, round(3600.0 / tick))
         self.n = 0
         self.current_day: int | None = None
@@ -109,6 +111,8 @@ class _Recorder:
         self.n += 1
         if self.n % self.every == 0:
             self._sample(batch)
+            if self.progress is not None:
+                self.progress(batch.t, self.trace.duration_s)
 
     def _close_day(self, batch: BidBatch) -> None:
         for cid, spend in zip(batch.campaign_ids, batch.spend.tolist(), strict=True):
@@ -141,21 +145,6 @@ class _Recorder:
             }
 
 
-def _progress_observer(
-    progress: Callable[[float, float], None], duration: float, every: int
-) -> Callable[[BidBatch], None]:
-    """A world observer that reports the virtual time every `every` ticks."""
-    count = 0
-
-    def observe(batch: BidBatch) -> None:
-        nonlocal count
-        count += 1
-        if count % every == 0:
-            progress(batch.t, duration)
-
-    return observe
-
-
 def run_scenario(
     scenario: Scenario,
     seed: int = 0,
@@ -171,7 +160,7 @@ def run_scenario(
     `realtime_factor` runs it on the wall clock instead (that many real seconds per scenario
     second, simpy.rt): the agents are the same, only the environment differs.
     `progress(t, duration)` is called about once a virtual hour while campaigns are live (a
-    progress bar); it observes the world's ticks like the recorder, so it adds no SimPy event
+    progress bar); the recorder calls it from the world's ticks, so it adds no SimPy event
     and the trace is the same with or without it.
     """
     started = time.perf_counter()
@@ -208,11 +197,8 @@ def run_scenario(
         alert_history=True,  # every episode kept: the report shows how many evaluations each stood for
         gate=Gate(VirtualTimeGatekeeper(settings=settings), seed, platform_of, scenario.gate_paths),
     )
-    brain = council.brain
-    recorder = _Recorder(trace, scenario.world.tick)
+    recorder = _Recorder(trace, scenario.world.tick, progress)
     world.observe(recorder)
-    if progress is not None:
-        world.observe(_progress_observer(progress, scenario.duration, recorder.every))
 
     for spec in scenario.campaigns:
         strategy = spec.strategy
@@ -232,7 +218,7 @@ def run_scenario(
             if spec.launch_at > env.now:
                 yield env.timeout(spec.launch_at - env.now)
             params = {**spec.strategy, "campaign_id": spec.id}
-            yield brain.mailbox.put(LaunchRequest(spec.client, params, test=spec.test))
+            yield council.brain.mailbox.put(LaunchRequest(spec.client, params, test=spec.test))
 
     env.process(schedule())
     # inclusive: SimPy stops *before* events at `until`, which would drop the tick that ends the
