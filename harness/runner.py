@@ -1,7 +1,10 @@
-"""Run a scenario in-process: build the world and the Council, run virtual time, collect a Trace.
+"""Run a scenario in-process: build the world and the Council on it, run virtual time, collect a Trace.
 
-The harness is an observer: agents talk only through their mailboxes; the harness reads the
-world's ground truth (what was really spent) and the agents' public reports at the end.
+The Council is `build_council`'s (agents/council/build.py), the one composition `synctwin run` and
+`replay --bids` use too, with the world as its ports: its ticks the event source, its platforms'
+APIs the platforms, memory stores for the audit, the alerts and the clients' histories. The
+harness is an observer: agents talk only through their mailboxes; the harness reads the world's
+ground truth (what was really spent) and the agents' public reports at the end.
 """
 
 from __future__ import annotations
@@ -15,20 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from agents.syncbrain.agent import SyncBrainAgent
-from agents.syncflow.agent import SyncFlow
-from agents.syncnotify.agent import SyncNotifyAgent
-from agents.syncnotify.alerts import SyncNotify
+from agents.council.build import Council, Gate, Ports, build_council
 from agents.syncnotify.sinks import MemorySink
-from agents.syncshield.agent import SyncShieldAgent
 from agents.syncshield.backends import InMemoryAuditStore
-from agents.syncshield.service import SyncShield
-from agents.synctwin.gate.agent import SyncTwinAgent
 from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
-from agents.synctwin.mirror.agent import MirrorAgent, mirror_config
-from agents.synctwin.shadow.agent import ShadowAgent
-from agents.syncvalue.agent import SyncValueAgent
-from agents.syncvalue.service import SyncValue
 from agents.syncvalue.stores import InMemoryHistoryStore
 from harness.expectations import check_expectations
 from harness.trace import CampaignTrace, Trace
@@ -91,13 +84,15 @@ def _events_processed(env: Any) -> int:
 
 
 class _Recorder:
-    """Samples the world's ground truth: hourly cumulative totals and each day's spend.
+    """Samples the world's ground truth: hourly cumulative totals and each day's spend, and reports
+    the virtual time to `progress(t, duration)` at each sample.
 
     Called every tick, so it does per-campaign work only when a day ends or an hour is sampled.
     """
 
-    def __init__(self, trace: Trace, tick: float) -> None:
+    def __init__(self, trace: Trace, tick: float, progress: Callable[[float, float], None] | None) -> None:
         self.trace = trace
+        self.progress = progress
         self.every = max(1, round(3600.0 / tick))
         self.n = 0
         self.current_day: int | None = None
@@ -116,6 +111,8 @@ class _Recorder:
         self.n += 1
         if self.n % self.every == 0:
             self._sample(batch)
+            if self.progress is not None:
+                self.progress(batch.t, self.trace.duration_s)
 
     def _close_day(self, batch: BidBatch) -> None:
         for cid, spend in zip(batch.campaign_ids, batch.spend.tolist(), strict=True):
@@ -148,21 +145,6 @@ class _Recorder:
             }
 
 
-def _progress_observer(
-    progress: Callable[[float, float], None], duration: float, every: int
-) -> Callable[[BidBatch], None]:
-    """A world observer that reports the virtual time every `every` ticks."""
-    count = 0
-
-    def observe(batch: BidBatch) -> None:
-        nonlocal count
-        count += 1
-        if count % every == 0:
-            progress(batch.t, duration)
-
-    return observe
-
-
 def run_scenario(
     scenario: Scenario,
     seed: int = 0,
@@ -178,7 +160,7 @@ def run_scenario(
     `realtime_factor` runs it on the wall clock instead (that many real seconds per scenario
     second, simpy.rt): the agents are the same, only the environment differs.
     `progress(t, duration)` is called about once a virtual hour while campaigns are live (a
-    progress bar); it observes the world's ticks like the recorder, so it adds no SimPy event
+    progress bar); the recorder calls it from the world's ticks, so it adds no SimPy event
     and the trace is the same with or without it.
     """
     started = time.perf_counter()
@@ -202,47 +184,21 @@ def run_scenario(
         trace.timeline.append({"t": t, "kind": f"fault_{what}", "fault": fid, "fault_kind": fault.kind})
 
     world = World(env, scenario.world, _stream(seed, 1), scenario.faults, on_fault)
-    clock = world.clock
-    audit_store = InMemoryAuditStore(clock=clock.now)
-    alert_sink = MemorySink()
-    shield = SyncShieldAgent(env, SyncShield(audit_store))
-    notify = SyncNotifyAgent(env, SyncNotify([alert_sink], clock=clock.now, keep_history=True))
+    audit_store, alert_sink = InMemoryAuditStore(clock=world.clock.now), MemorySink()
     store = InMemoryHistoryStore({**_client_histories(scenario, seed), **(histories or {})})
-    value = SyncValueAgent(env, SyncValue(store, settings))
-    twin = SyncTwinAgent(env, VirtualTimeGatekeeper(settings=settings), value.mailbox, paths=scenario.gate_paths)
-    flow = SyncFlow(
+    platform_of = {c.id: str(c.strategy.get("platform", "meta")) for c in scenario.campaigns}
+    council = build_council(
         env,
-        apis=world.apis,
-        bids=world.subscribe(),
-        audit=shield.mailbox,
-        alerts=notify.mailbox,
-        settings=settings,
-        ticks_per_day=86_400.0 / scenario.world.tick,
+        settings,
+        Ports(None, audit_store, [alert_sink], platforms=world.apis, events=world, history=store),
         disabled_guards=(*scenario.disabled_guards, *disabled_guards),
-        epoch0=clock.epoch0,
+        mirror=scenario.mirror,  # the live mirror compares every launched campaign with its projection
+        clock=world.clock.now,
+        alert_history=True,  # every episode kept: the report shows how many evaluations each stood for
+        gate=Gate(VirtualTimeGatekeeper(settings=settings), seed, platform_of, scenario.gate_paths),
     )
-    if scenario.mirror:  # the live mirror compares every launched campaign with its projection
-        mirror = MirrorAgent(
-            env,
-            bids=world.subscribe(),
-            syncflow=flow.mailbox,
-            audit=shield.mailbox,
-            alerts=notify.mailbox,
-            cfg=mirror_config(settings),
-        )
-        flow.mirror = mirror.mailbox
-    brain = SyncBrainAgent(env, synctwin=twin.mailbox, syncflow=flow.mailbox, audit=shield.mailbox, seed=seed)
-    shadow = ShadowAgent(
-        env,
-        bids=world.subscribe(),
-        audit=shield.mailbox,  # follows rejected campaigns
-        platform_of={c.id: str(c.strategy.get("platform", "meta")) for c in scenario.campaigns},
-    )
-    brain.shadow = shadow.mailbox
-    recorder = _Recorder(trace, scenario.world.tick)
+    recorder = _Recorder(trace, scenario.world.tick, progress)
     world.observe(recorder)
-    if progress is not None:
-        world.observe(_progress_observer(progress, scenario.duration, recorder.every))
 
     for spec in scenario.campaigns:
         strategy = spec.strategy
@@ -262,7 +218,7 @@ def run_scenario(
             if spec.launch_at > env.now:
                 yield env.timeout(spec.launch_at - env.now)
             params = {**spec.strategy, "campaign_id": spec.id}
-            yield brain.mailbox.put(LaunchRequest(spec.client, params, test=spec.test))
+            yield council.brain.mailbox.put(LaunchRequest(spec.client, params, test=spec.test))
 
     env.process(schedule())
     # inclusive: SimPy stops *before* events at `until`, which would drop the tick that ends the
@@ -273,24 +229,16 @@ def run_scenario(
         progress(scenario.duration, scenario.duration)
     trace.events = _events_processed(env)
     trace.bid_events = recorder.bid_events
-    _collect(trace, brain, flow, audit_store, alert_sink, world, notify.notify)
+    _collect(trace, council, audit_store, alert_sink, world)
     trace.expectations = check_expectations(scenario, trace)
     trace.wall_s = time.perf_counter() - started
     return trace
 
 
-def _collect(
-    trace: Trace,
-    brain: SyncBrainAgent,
-    flow: SyncFlow,
-    audit: InMemoryAuditStore,
-    alerts: MemorySink,
-    world: World,
-    notify: SyncNotify,
-) -> None:
-    epoch0 = trace.epoch0
+def _collect(trace: Trace, council: Council, audit: InMemoryAuditStore, alerts: MemorySink, world: World) -> None:
+    epoch0, flow, notify = trace.epoch0, council.flow, council.notify.notify
     trace.ticks = world.ticks
-    for cid, decision in brain.decisions.items():
+    for cid, decision in council.brain.decisions.items():
         c = trace.campaigns.get(cid)
         if c is None:
             continue

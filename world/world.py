@@ -1,8 +1,8 @@
 """The world: the environment's clock, the platforms, their APIs and the faults, wired together.
 
 Every tick the platforms deliver and the world publishes one BidBatch to each subscriber's
-store (SyncFlow, and the mirror later). Randomness comes from streams spawned from one seed,
-so the same seed gives the same world, bit for bit.
+store (the Council's event source: SyncFlow, the mirror, shadow mode). Randomness comes from
+streams spawned from one seed, so the same seed gives the same world, bit for bit.
 """
 
 from __future__ import annotations

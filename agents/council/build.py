@@ -1,9 +1,9 @@
-"""The Council on a bid stream: one composition of the agents, whatever the clock and the stores.
+"""The Council: one composition of the agents, whatever the clock, the event source and the stores.
 
-`build_council` wires the same agent classes a scenario replay uses (SyncTwin's mirror, SyncFlow
-with MarginGuardian, AutoRollback, the budget emergency stop and the API circuit breaker,
-SyncShield, SyncNotify) for an environment (virtual or wall-clock time: world/clock.py) and a set
-of ports:
+`build_council` wires the agents (SyncTwin's mirror, SyncFlow with MarginGuardian, AutoRollback,
+the budget emergency stop and the API circuit breaker, SyncShield, SyncNotify, shadow mode; and
+for a Council that launches campaigns itself SyncBrain, SyncTwin's gate and SyncValue) for an
+environment (virtual or wall-clock time: world/clock.py) and a set of ports. On a bid stream:
 - the event source is `Council.feed`: one batch of bid events (stream entries, or lines of a
   recording) is ONE mailbox message, a BidBatch whose rows are the events in stream order;
 - the platforms are the control port: SyncFlow takes a pause to "the platform" behind its circuit
@@ -13,6 +13,12 @@ of ports:
 `synctwin run` feeds the Redis stream through agents/council/redis.py's ports on the wall clock.
 Nothing else differs, so both decide the same pauses, event for event.
 
+On a simulated world (`synctwin replay SCENARIO`, drills, sweeps, the demo: harness/runner.py) the
+event source is the world's ticks (one BidBatch per tick, every campaign at one instant, to each
+reader that subscribes), the platforms are the world's APIs (SyncFlow launches, paces its bids and
+pauses through them, behind the breaker), and SyncBrain asks the gate, which asks SyncValue for
+the baseline from the history store port, before SyncFlow deploys; shadow mode follows rejections.
+
 The mirror passes each batch on to SyncFlow with its verdicts by row, and SyncFlow weighs them in
 row order beside its own guards: which agent pauses a campaign, and at which event, does not
 depend on where the stream was cut into batches.
@@ -21,28 +27,35 @@ depend on where the stream was cut into batches.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
 import numpy as np
 import simpy
 
+from agents.syncbrain.agent import SyncBrainAgent
 from agents.syncflow.agent import SyncFlow
 from agents.syncnotify.agent import SyncNotifyAgent
 from agents.syncnotify.alerts import Alert, SyncNotify
 from agents.syncshield.agent import SyncShieldAgent
 from agents.syncshield.backends import AuditStore
 from agents.syncshield.service import SyncShield
+from agents.synctwin.gate.agent import SyncTwinAgent
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
 from agents.synctwin.mirror.agent import MirrorAgent, MirrorBook, event_limits, mirror_config
 from agents.synctwin.mirror.deviation import ProjectionCurve
-from agents.synctwin.mirror.event_limits import Bounds, bounds_for, check, plan_floors
-from agents.synctwin.shadow.agent import LiveShadowAgent, Observed, ShadowPort
+from agents.synctwin.mirror.event_limits import Bounds, EventLimits, bounds_for, check, plan_floors
+from agents.synctwin.shadow.agent import LiveShadowAgent, Observed, ShadowAgent, ShadowPort
+from agents.syncvalue.agent import SyncValueAgent
+from agents.syncvalue.service import SyncValue
+from agents.syncvalue.stores import HistoryStore
 from synctwin.kernel.config import Settings
 from synctwin.kernel.errors import InvalidInput
 from synctwin.kernel.messages import Adopt, BidBatch, PauseCommand, Watch
 from synctwin.kernel.models import Platform, Projection, Strategy
 from synctwin.kernel.strategy_io import strategy_from_dict
+from world.world import World
 
 LiveEvent = tuple[str, str, float, tuple[float, ...]]  # (event_id, campaign_id, ts, cumulative values)
 
@@ -171,80 +184,50 @@ class OutboxSink:
 
 @dataclass
 class Ports:
-    """Where the Council's decisions go: the control port (pauses), the audit store, the alert sinks."""
+    """Where the Council's events come from and its decisions go. On a bid stream (`events` None):
+    batches through `Council.feed`, pauses kept by the control port. On a world: its ticks (`events`),
+    its platforms' APIs (`platforms`) and SyncValue's history store (`history`)."""
 
-    control: ControlPort
+    control: ControlPort | None
     audit: AuditStore
     alerts: Sequence[Any]
+    platforms: Mapping[str, Any] | None = None
+    events: World | None = None  # its ticks, one BidBatch each, to every reader that subscribes
+    history: HistoryStore | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """A Council that gates and launches campaigns itself: the gatekeeper and its Monte Carlo paths,
+    SyncBrain's seed (one gate stream per campaign), and each campaign's platform (shadow mode)."""
+
+    gatekeeper: SimulationGatekeeper
+    seed: int
+    platform_of: Mapping[str, str]
+    paths: int | None = None
+
+
+@dataclass(eq=False)
 class Council:
-    """The agents on one environment, fed batch by batch; time follows the batches' events (virtual)
-    or the wall clock (realtime), as `advance` is told. `flow=False`: the mirror alone (with
-    SyncShield and SyncNotify), its pauses straight to the control port (`synctwin mirror`)."""
+    """The agents on one environment, as `build_council` wired them. On a bid stream, fed batch by
+    batch; time follows the batches' events (virtual) or the wall clock (realtime), as `advance` is
+    told. On a world, launch requests go to `brain` and the world's clock runs it."""
 
-    def __init__(
-        self,
-        env: simpy.Environment,
-        settings: Settings,
-        ports: Ports,
-        *,
-        disabled_guards: Iterable[str] = (),
-        mirror: bool = True,
-        flow: bool = True,
-        shadow: ShadowPort | None = None,
-        clock: Any = None,
-    ) -> None:
-        if not (mirror or flow or shadow):
-            raise ValueError("a Council on a bid stream needs the mirror, SyncFlow or shadow mode")
-        self.env = env
-        self.ports = ports
-        now = clock or (lambda: env.now)
-        self.shield = SyncShieldAgent(env, SyncShield(ports.audit))
-        self.notify = SyncNotifyAgent(env, SyncNotify(ports.alerts, clock=now))
-        self.flow: SyncFlow | None = None
-        self.mirror: MirrorAgent | None = None
-        self.source: simpy.Store = simpy.Store(env)
-        if flow:
-            self.flow = SyncFlow(
-                env,
-                apis=dict.fromkeys(get_args(Platform), ports.control),
-                bids=self.source if not mirror else simpy.Store(env),
-                audit=self.shield.mailbox,
-                alerts=self.notify.mailbox,
-                settings=settings,
-                ticks_per_day=86_400.0 / settings.council_tick_s,
-                disabled_guards=disabled_guards,
-                bidding=False,
-            )
-        if mirror:
-            pauses: simpy.Store = self.flow.mailbox if self.flow is not None else simpy.Store(env)
-            self.mirror = MirrorAgent(
-                env,
-                bids=self.source,
-                syncflow=pauses,
-                audit=self.shield.mailbox,
-                alerts=self.notify.mailbox,
-                cfg=mirror_config(settings),
-                every=1,
-                forward=self.flow.bids if self.flow is not None else None,
-                stuck_after=settings.mirror_stuck_after,
-            )
-            if self.flow is not None:
-                self.flow.mirror = self.mirror.mailbox
-            else:
-                env.process(self._deliver(pauses))
-        self.shadow = None if shadow is None else LiveShadowAgent(env, store=shadow)
-        self.events = 0
-        self.limits = event_limits(settings)
-        # per adopted campaign: its launch, the end of its flight, its curve (None: no projection), floors
-        self._flights: dict[str, tuple[float, float, ProjectionCurve | None, tuple[float, float, float]]] = {}
-
-    def _deliver(self, pauses: simpy.Store) -> Generator[Any, Any, None]:
-        """Without SyncFlow, the mirror's PAUSE goes to the control port itself."""
-        while True:
-            command: PauseCommand = yield pauses.get()
-            yield from self.ports.control.call("pause", campaign_id=command.campaign_id, command=command)
+    env: simpy.Environment
+    ports: Ports
+    limits: EventLimits  # the live stream's plausibility limits
+    source: simpy.Store  # a stream's batches (`feed`)
+    shield: SyncShieldAgent
+    notify: SyncNotifyAgent
+    flow: SyncFlow | None
+    mirror: MirrorAgent | None
+    brain: SyncBrainAgent | None  # a world's: launch requests
+    shadow: LiveShadowAgent | None
+    events: int = 0
+    # per adopted campaign: its launch, the end of its flight, its curve (None: no projection), floors
+    _flights: dict[str, tuple[float, float, ProjectionCurve | None, tuple[float, float, float]]] = field(
+        default_factory=dict
+    )
 
     @property
     def book(self) -> MirrorBook | None:
@@ -341,13 +324,77 @@ def build_council(
     flow: bool = True,
     shadow: ShadowPort | None = None,
     clock: Any = None,
+    alert_history: bool = False,
+    gate: Gate | None = None,
 ) -> Council:
-    """The one composition of the Council on a bid stream (see the module's docstring); `flow` and
-    `mirror` False leave SyncFlow or the mirror out (`synctwin mirror` is the mirror alone); `shadow`:
-    shadow mode's store port (production's, agents/synctwin/shadow/store.py), None: no shadow mode."""
-    return Council(
-        env, settings, ports, disabled_guards=disabled_guards, mirror=mirror, flow=flow, shadow=shadow, clock=clock
+    """The one composition of the Council (see the module's docstring); `flow` and `mirror` False
+    leave SyncFlow or the mirror out (`synctwin mirror` is the mirror alone, its PAUSE straight to
+    the control port); `shadow`: shadow mode's store port on a stream (production's,
+    agents/synctwin/shadow/store.py), None: none; `alert_history`: SyncNotify keeps every alert
+    episode, closed ones too (a replay's report counts them); `gate`: the launch side of a Council
+    on a world (`ports.events`). The agents are made in one fixed order: it fixes SimPy's order of events."""
+    world = ports.events
+    if not (mirror or flow or shadow):
+        raise ValueError("a Council on a bid stream needs the mirror, SyncFlow or shadow mode")
+    if (world is None) != (gate is None) or (world and not (flow and ports.platforms and ports.history)):
+        raise ValueError("a Council on a world needs its gate, SyncFlow, the platforms' APIs and a history store")
+    source: simpy.Store = simpy.Store(env)
+    shield = SyncShieldAgent(env, SyncShield(ports.audit))
+    notify = SyncNotifyAgent(
+        env, SyncNotify(ports.alerts, clock=clock or (lambda: env.now), keep_history=alert_history)
     )
+    syncflow = watcher = brain = None
+    if gate is not None:
+        value = SyncValueAgent(env, SyncValue(ports.history, settings))
+        twin = SyncTwinAgent(env, gate.gatekeeper, value.mailbox, paths=gate.paths)
+    if flow:  # on a stream, SyncFlow reads the batches the mirror passes on (or the source itself)
+        syncflow = SyncFlow(
+            env,
+            apis=ports.platforms or dict.fromkeys(get_args(Platform), ports.control),
+            bids=world.subscribe() if world else simpy.Store(env) if mirror else source,
+            audit=shield.mailbox,
+            alerts=notify.mailbox,
+            settings=settings,
+            ticks_per_day=86_400.0 / (world.spec.tick if world else settings.council_tick_s),
+            disabled_guards=disabled_guards,
+            epoch0=world.clock.epoch0 if world else 0.0,
+            bidding=ports.platforms is not None,  # a stream's platforms pace their own bids
+        )
+    if mirror:
+        pauses: simpy.Store = syncflow.mailbox if syncflow is not None else simpy.Store(env)
+        # a world's tick is every campaign at one instant: the mirror reads every fifth on its own
+        # and sends its PAUSE to SyncFlow's mailbox; a stream's rows are passed on with its verdicts
+        watcher = MirrorAgent(
+            env,
+            bids=world.subscribe() if world else source,
+            syncflow=pauses,
+            audit=shield.mailbox,
+            alerts=notify.mailbox,
+            cfg=mirror_config(settings),
+            every=5 if world else 1,
+            forward=syncflow.bids if syncflow is not None and not world else None,
+            stuck_after=settings.mirror_stuck_after,
+        )
+        if syncflow is not None:
+            syncflow.mirror = watcher.mailbox
+        else:
+            env.process(_deliver(pauses, ports.control))
+    if gate is not None:  # SyncBrain deploys what the gate approves; shadow mode follows what it rejects
+        brain = SyncBrainAgent(
+            env, synctwin=twin.mailbox, syncflow=syncflow.mailbox, audit=shield.mailbox, seed=gate.seed
+        )
+        brain.shadow = ShadowAgent(
+            env, bids=world.subscribe(), audit=shield.mailbox, platform_of=gate.platform_of
+        ).mailbox
+    live_shadow = None if shadow is None else LiveShadowAgent(env, store=shadow)
+    return Council(env, ports, event_limits(settings), source, shield, notify, syncflow, watcher, brain, live_shadow)
+
+
+def _deliver(pauses: simpy.Store, control: ControlPort) -> Generator[Any, Any, None]:
+    """Without SyncFlow, the mirror's PAUSE goes to the control port itself."""
+    while True:
+        command: PauseCommand = yield pauses.get()
+        yield from control.call("pause", campaign_id=command.campaign_id, command=command)
 
 
 def pause_record(p: PauseCommand) -> dict[str, Any]:
