@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import operator
 import random
 import time
 from collections import deque
@@ -78,6 +79,7 @@ LiveEvent = tuple[str, str, float, tuple[float, ...]]
 _TRIM_LIMIT = 100_000  # entries one XTRIM may remove (whole nodes: about a millisecond of Redis's time)
 _PREFIX_BYTES = 256  # a plan key's fingerprint: its length and these first bytes
 _SCALARS = tuple(n for n in MirrorState.__dataclass_fields__ if n not in ("campaign_id", "snapshots"))
+_scalar_values = operator.attrgetter(*_SCALARS)  # a state's scalars as one tuple, in C
 
 
 @dataclass(slots=True)
@@ -177,6 +179,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         self._revs: dict[str, int] = {}  # campaign -> the mirror hash's revision as this worker last read/wrote it
         self._stored: dict[str, dict[str, str]] = {}  # campaign -> the mirror hash's fields as stored
         self._snap_sigs: dict[str, tuple[float, ...]] = {}  # campaign -> its stored snapshots' signature
+        self._written: dict[str, tuple[Any, ...]] = {}  # campaign -> the scalar values this worker wrote last
         self._evaluated: set[str] = set()  # campaigns whose state was written since the last report (gauges)
         self._tx: Any = None  # the pipeline WATCHing this batch's mirror hashes
         self._next_trim = 0.0
@@ -315,6 +318,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             self._revs[cid] = int(data.get("rev", 0) or 0)
             self._stored[cid] = dict(data)
             self._snap_sigs.pop(cid, None)
+            self._written.pop(cid, None)
             book.states[cid] = MirrorState.from_hash(cid, data)
             launch = data.get("launch_ts")
             book.launches[cid] = float(launch) if launch else book.curves[cid].launch_ts
@@ -327,9 +331,10 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             book.state(cid)  # a state of another launch starts afresh
         return moved
 
-    def _state_writes(self) -> list[tuple[str, int, dict[str, str], tuple[float, ...]]]:
-        """(campaign, new revision, the fields that changed, its snapshots' signature) of every
-        mirror state to write."""
+    def _state_writes(self) -> list[tuple[str, int, dict[str, str], tuple[float, ...], tuple[Any, ...]]]:
+        """(campaign, new revision, the fields that changed, its snapshots' signature, its scalar
+        values) of every mirror state to write. A scalar is compared as a value with what this
+        worker wrote last (as text with what it read), so only the changed ones are formatted."""
         book = self.book
         if book is None:
             return []
@@ -339,12 +344,20 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             if state is None:
                 continue
             stored = self._stored.get(cid, {})
-            changes: dict[str, str] = {}
-            for name in _SCALARS:
-                v = getattr(state, name)
-                s = v if type(v) is str else str(v)
-                if stored.get(name) != s:
-                    changes[name] = s
+            values = _scalar_values(state)
+            last = self._written.get(cid)
+            if last is not None:
+                changes = {
+                    name: v if type(v) is str else str(v)
+                    for name, v, w in zip(_SCALARS, values, last, strict=True)
+                    if v != w or type(v) is not type(w)
+                }
+            else:
+                changes = {}
+                for name, v in zip(_SCALARS, values, strict=True):
+                    s = v if type(v) is str else str(v)
+                    if stored.get(name) != s:
+                        changes[name] = s
             if stored.get("campaign_id") != cid:
                 changes["campaign_id"] = cid
             sig = _snapshot_sig(state)
@@ -355,7 +368,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 changes["launch_ts"] = launch
             rev = _next_rev(self._revs.get(cid, 0))
             changes["rev"] = str(rev)
-            out.append((cid, rev, changes, sig))
+            out.append((cid, rev, changes, sig, values))
         return out
 
     # --- one batch -----------------------------------------------------------------------------
@@ -477,8 +490,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 recs = self._chain(pipe, keep_a)
                 states = self._state_writes()
                 pipe.multi()
-                for cid, _rev, changes, _sig in states:
-                    pipe.hset(self.mirror_key(cid), mapping=changes)
+                for cid, _rev, changes, _sig, _values in states:
+                    pipe.execute_command("HSET", self.mirror_key(cid), *[x for kv in changes.items() for x in kv])
                 for p in keep_p:
                     fields = pause_fields(p)
                     pipe.hset(self.marker(p.campaign_id), mapping=fields)
@@ -507,10 +520,11 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 self.stats.conflicts += 1
                 self._merge(events, pauses, audits, alerts)
                 continue
-            for cid, rev, changes, sig in states:
+            for cid, rev, changes, sig, values in states:
                 self._revs[cid] = rev
                 self._stored.setdefault(cid, {}).update(changes)
                 self._snap_sigs[cid] = sig
+                self._written[cid] = values
                 self._evaluated.add(cid)
             if self.book is not None:
                 self.book.touched.clear()
