@@ -368,15 +368,16 @@ def bench_latency(url: str, rate: float, seconds: float, healthy: int) -> dict[s
     for cid, launch, _ in bad:
         for h in range(k_hours - cfg.persistence + 1, k_hours):
             spend, conv, rev = (curve.at(m, h)[1] for m in ("spend", "conversions", "revenue"))
-            backfill.append(
+            conv = math.floor(conv)
+            backfill.append(  # a funnel the live stream's limits accept (clicks >= conversions), as the publisher's
                 {
                     "event_id": f"{cid}:h{h}",
                     "campaign_id": cid,
                     "ts": repr(launch + h * 3600),
                     "spend": repr(spend * 3),
-                    "impressions": "0",
-                    "clicks": "0",
-                    "conversions": repr(float(math.floor(conv))),
+                    "impressions": repr(conv * 50.0),
+                    "clicks": repr(conv * 2.0),
+                    "conversions": repr(float(conv)),
                     "revenue": repr(rev),
                 }
             )
@@ -384,7 +385,10 @@ def bench_latency(url: str, rate: float, seconds: float, healthy: int) -> dict[s
     worker = mirror_worker(client, consumer="bench", block_ms=200)
     drain(worker)
     primed = [client.hget(f"{PREFIX}campaign:{cid}:mirror", "breaches") for cid, _, _ in bad]
-    assert all(b == str(cfg.persistence - 1) for b in primed), "backfill did not prime the deviating campaigns"
+    assert all(b == str(cfg.persistence - 1) for b in primed), (
+        f"backfill did not prime the deviating campaigns ({worker.stats.dead} dead letters: "
+        f"{client.xrange(worker.dead, count=1)})"
+    )
     assert worker.stats.pauses == 0
     preload(worker, [cid for cid, _, _ in plan])
     worker.stats.pause_latencies_ms.clear()
