@@ -32,49 +32,21 @@ for p in (ROOT, ROOT / "benchmarks"):
 import numpy as np  # noqa: E402
 from mirror import (  # noqa: E402
     PREFIX,
-    STEP,
     OwnRedis,
     SeedRealToSimSync,
     StreamMaker,
     cleanup,
     connect,
     gate_projection,
+    publish_plans,
+    run_settings,
     xadd_all,
 )
 
 from agents.council.redis import redis_council, redis_mirror  # noqa: E402
 from agents.synctwin.mirror.deviation import ProjectionCurve  # noqa: E402
-from synctwin.kernel.config import Settings  # noqa: E402
 
 TARGETS = {"council_events_per_s": 50_000, "p99_ms": 50.0}
-
-
-def settings() -> Settings:
-    """The defaults, with the bench's keys and its event spacing as the budget guard's tick."""
-    return Settings(key_prefix=PREFIX, council_tick_s=STEP)
-
-
-def store_plans(client: Any, base: dict[str, Any], launches: dict[str, float], daily_budget: float) -> None:
-    pipe = client.pipeline(transaction=False)
-    for cid, launch in launches.items():
-        pipe.set(f"{PREFIX}campaign:{cid}:projection", json.dumps(base | {"campaign_id": cid, "launch_ts": launch}))
-        pipe.set(
-            f"{PREFIX}campaign:{cid}:strategy",
-            json.dumps(
-                {
-                    "campaign_id": cid,
-                    "client_id": "bench",
-                    "platform": "meta",
-                    "audience_size": 50_000_000,
-                    "cvr": 0.02,
-                    "daily_budget": daily_budget,
-                    "duration_days": 30,
-                    "launch_ts": launch,
-                    "aov": 60.0,
-                }
-            ),
-        )
-    pipe.execute()
 
 
 def bench_throughput(
@@ -90,10 +62,10 @@ def bench_throughput(
     launch = 1_767_225_600.0
     cids = [f"tp-{i:03d}" for i in range(n_campaigns)]
     daily = float(curve.at("spend", 24.0)[1])
-    store_plans(client, base, dict.fromkeys(cids, launch), daily)
+    publish_plans(client, base, dict.fromkeys(cids, launch), daily)
     events = StreamMaker(curve, cids, launch, seed=1).chunk(max(1, n_events // n_campaigns))
     xadd_all(client, f"{PREFIX}bids", events)
-    st = settings()
+    st = run_settings()
     out: dict[str, Any] = {"events": len(events), "campaigns": n_campaigns, "batch": batch}
     workers = {
         "mirror": lambda: redis_mirror(
@@ -215,8 +187,8 @@ def bench_latency(url: str, rate: float, seconds: float, n_campaigns: int) -> di
     launch = time.time()
     cids = [f"lat-{i:03d}" for i in range(n_campaigns)]
     daily = 10_000.0
-    store_plans(client, base, dict.fromkeys(cids, launch), daily)
-    st = settings()
+    publish_plans(client, base, dict.fromkeys(cids, launch), daily)
+    st = run_settings()
     pace = daily / (86_400.0 / st.council_tick_s)
     start_at = time.time() + 2.0
     runaways = cids[::2]
