@@ -44,6 +44,7 @@ import redis  # noqa: E402
 from agents.council.redis import RedisCouncil, redis_council, redis_mirror  # noqa: E402
 from agents.synctwin.mirror.agent import mirror_config  # noqa: E402
 from agents.synctwin.mirror.deviation import ProjectionCurve  # noqa: E402
+from synctwin.infra.redis_conn import connect as redis_connect  # noqa: E402
 from synctwin.kernel.config import Settings, get_settings  # noqa: E402
 
 PREFIX = "synctwin-bench:"
@@ -98,7 +99,8 @@ from own_redis import OwnRedis  # noqa: E402  (benchmarks/ is the script's own f
 
 
 def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True)
+    """The client `synctwin run` and `synctwin mirror` make (synctwin/infra/redis_conn.py)."""
+    return redis_connect(url)
 
 
 def cleanup(client: redis.Redis) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from synctwin.infra.shards import check_cluster, check_shards
@@ -37,6 +38,8 @@ def connect(url: str | None = None, **kwargs: Any) -> Any:
     import redis
 
     client = redis.Redis.from_url(url, decode_responses=True, **kwargs)
+    pool = client.connection_pool  # no connection made yet: each one the pool makes writes a pipeline at once
+    pool.connection_class = _one_write(pool.connection_class)
     if not is_cluster_node(client):
         return client
     client.close()
@@ -44,6 +47,24 @@ def connect(url: str | None = None, **kwargs: Any) -> Any:
 
     # a node of a Redis Cluster: the cluster client learns the slot map from it and routes each key
     return RedisCluster.from_url(url, decode_responses=True, **kwargs)
+
+
+class _OneWrite:
+    """A pipeline's packed commands in one socket write. redis-py cuts them into pieces of about
+    6 kB and sends each with its own sendall: a system call, a wakeup of the server and a partial
+    read on its side per piece; a worker's commit (a batch's mirror states, shadow mode's market
+    and totals, the XACK) is some 70 kB, and one write of it is a tenth of the worker's time."""
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not isinstance(command, str | bytes) and len(command) > 1:
+            command = [b"".join(command)]
+        super().send_packed_command(command, check_health)  # type: ignore[misc]
+
+
+@functools.cache
+def _one_write(connection_class: type) -> type:
+    """`connection_class` (TCP, TLS or a Unix socket, as the URL says) writing a pipeline at once."""
+    return type(connection_class.__name__, (_OneWrite, connection_class), {})
 
 
 def is_cluster_node(client: Any) -> bool:
