@@ -2,13 +2,16 @@
 
 1. drain throughput with every guard live (the production Council: the mirror, SyncFlow with
    MarginGuardian, AutoRollback, the budget emergency stop and the circuit breaker, SyncShield,
-   SyncNotify; one Council message per batch, one WATCH/MULTI write + XACK per batch) beside the
-   mirror alone (`synctwin mirror`: the Council without SyncFlow) over the same bid events;
+   SyncNotify and shadow mode; one Council message per batch, one WATCH/MULTI write + XACK per
+   batch), the same without shadow mode, the mirror alone (`synctwin mirror`: the Council without
+   SyncFlow) over the same bid events, and the seed's one-round-trip-per-event loop
+   (benchmarks/mirror.py's SeedRealToSimSync) on the first of them; `--runs` rounds, medians printed
+   (the machine may be shared: a median of several rounds is the figure to quote);
 2. latency from a deciding event's XADD to its PAUSE on the control stream (both read off the
    server's entry ids), with a publisher process at 1,000 events/s over healthy campaigns and
    runaways (10x spend) that start during the run.
 
-    python benchmarks/council.py [--events 200000] [--campaigns 100] [--rate 1000] [--seconds 30] [--json]
+    python benchmarks/council.py [--events 200000] [--campaigns 100] [--runs 3] [--rate 1000] [--seconds 30] [--json]
 """
 
 from __future__ import annotations
@@ -27,44 +30,31 @@ for p in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(p))
 
 import numpy as np  # noqa: E402
-from mirror import PREFIX, STEP, OwnRedis, StreamMaker, cleanup, connect, gate_projection, xadd_all  # noqa: E402
+from mirror import (  # noqa: E402
+    PREFIX,
+    OwnRedis,
+    SeedRealToSimSync,
+    StreamMaker,
+    cleanup,
+    connect,
+    gate_projection,
+    publish_plans,
+    run_settings,
+    xadd_all,
+)
 
 from agents.council.redis import redis_council, redis_mirror  # noqa: E402
 from agents.synctwin.mirror.deviation import ProjectionCurve  # noqa: E402
-from synctwin.kernel.config import Settings  # noqa: E402
 
 TARGETS = {"council_events_per_s": 50_000, "p99_ms": 50.0}
 
 
-def settings() -> Settings:
-    """The defaults, with the bench's keys and its event spacing as the budget guard's tick."""
-    return Settings(key_prefix=PREFIX, council_tick_s=STEP)
-
-
-def store_plans(client: Any, base: dict[str, Any], launches: dict[str, float], daily_budget: float) -> None:
-    pipe = client.pipeline(transaction=False)
-    for cid, launch in launches.items():
-        pipe.set(f"{PREFIX}campaign:{cid}:projection", json.dumps(base | {"campaign_id": cid, "launch_ts": launch}))
-        pipe.set(
-            f"{PREFIX}campaign:{cid}:strategy",
-            json.dumps(
-                {
-                    "campaign_id": cid,
-                    "client_id": "bench",
-                    "platform": "meta",
-                    "audience_size": 50_000_000,
-                    "cvr": 0.02,
-                    "daily_budget": daily_budget,
-                    "duration_days": 30,
-                    "launch_ts": launch,
-                    "aov": 60.0,
-                }
-            ),
-        )
-    pipe.execute()
-
-
-def bench_throughput(url: str, n_events: int, n_campaigns: int, batch: int) -> dict[str, Any]:
+def bench_throughput(
+    url: str, n_events: int, n_campaigns: int, batch: int, seed_events: int = 20_000
+) -> dict[str, Any]:
+    """One round: the mirror alone, the Council with every guard and shadow mode, the Council
+    without shadow mode (each from no mirror states, its plans adopted before the clock, as a
+    long-running worker holds them), and the seed's loop on the first `seed_events` events."""
     client = connect(url)
     cleanup(client)
     base = gate_projection()
@@ -72,35 +62,76 @@ def bench_throughput(url: str, n_events: int, n_campaigns: int, batch: int) -> d
     launch = 1_767_225_600.0
     cids = [f"tp-{i:03d}" for i in range(n_campaigns)]
     daily = float(curve.at("spend", 24.0)[1])
-    store_plans(client, base, dict.fromkeys(cids, launch), daily)
+    publish_plans(client, base, dict.fromkeys(cids, launch), daily)
     events = StreamMaker(curve, cids, launch, seed=1).chunk(max(1, n_events // n_campaigns))
     xadd_all(client, f"{PREFIX}bids", events)
-    st = settings()
+    st = run_settings()
     out: dict[str, Any] = {"events": len(events), "campaigns": n_campaigns, "batch": batch}
-    # the mirror alone (its projections loaded before the clock, as a long-running worker holds them)
-    mirror = redis_mirror(client, st, group="bench-mirror", consumer="m", batch=batch, block_ms=None, trim_every_s=0)
-    mirror.ensure_group()
-    mirror.council.adopt([got for got in mirror._plans(cids).values() if not isinstance(got, str)], at=mirror._now())
-    t = time.perf_counter()
-    mirror.run(lambda: False, once=True)
-    out["mirror_s"] = round(time.perf_counter() - t, 3)
-    out["mirror_events_per_s"] = round(len(events) / out["mirror_s"])
-    # the mirror's states are in Redis: start the Council from none, as the mirror alone did
-    client.delete(*[f"{PREFIX}campaign:{cid}:{k}" for cid in cids for k in ("mirror", "paused")])
-    # the Council, every guard live and shadow mode (its plans adopted before the clock: the first batch reads them)
-    worker = redis_council(client, st, group="bench-council", consumer="c", batch=batch, block_ms=None, trim_every_s=0)
-    worker.ensure_group()
-    worker.council.adopt([got for got in worker._plans(cids).values() if not isinstance(got, str)], at=worker._now())
-    t = time.perf_counter()
-    worker.run(lambda: False, once=True)
-    out["council_s"] = round(time.perf_counter() - t, 3)
-    out["council_events_per_s"] = round(len(events) / out["council_s"])
-    out["council_pauses"] = worker.stats.pauses
-    out["mirror_pauses"] = mirror.stats.pauses
-    out["pending_after"] = int(client.xpending(f"{PREFIX}bids", "bench-council")["pending"])
+    workers = {
+        "mirror": lambda: redis_mirror(
+            client, st, group="bench-mirror", consumer="m", batch=batch, block_ms=None, trim_every_s=0
+        ),
+        "council": lambda: redis_council(
+            client, st, group="bench-council", consumer="c", batch=batch, block_ms=None, trim_every_s=0
+        ),
+        "council_no_shadow": lambda: redis_council(
+            client, st, group="bench-council-ns", consumer="n", batch=batch, block_ms=None, trim_every_s=0, shadow=False
+        ),
+    }
+    for name, make in workers.items():
+        # the mirror's states are in Redis: each worker starts from none
+        client.delete(*[f"{PREFIX}campaign:{cid}:{k}" for cid in cids for k in ("mirror", "paused")])
+        worker = make()
+        worker.ensure_group()
+        worker.council.adopt(
+            [got for got in worker._plans(cids).values() if not isinstance(got, str)], at=worker._now()
+        )
+        t = time.perf_counter()
+        worker.run(lambda: False, once=True)
+        out[f"{name}_s"] = round(time.perf_counter() - t, 3)
+        out[f"{name}_events_per_s"] = round(len(events) / out[f"{name}_s"])
+        out[f"{name}_pauses"] = worker.stats.pauses
+        out[f"{name}_pending_after"] = int(client.xpending(f"{PREFIX}bids", worker.group)["pending"])
+    out["seed_events_per_s"] = _seed_rate(client, curve, cids, events[:seed_events])
+    out["ratio_vs_seed"] = round(out["council_events_per_s"] / out["seed_events_per_s"], 2)
     cleanup(client)
     client.close()
     return out
+
+
+def _seed_rate(client: Any, curve: ProjectionCurve, cids: list[str], events: list[dict[str, str]]) -> int:
+    """The seed's loop (an HSET and an HGETALL per event, each a round trip) on the same server."""
+    pipe = client.pipeline(transaction=False)
+    for cid in cids:
+        pipe.hset(
+            f"{PREFIX}campaign:{cid}:projected_state",
+            mapping={m: curve.at(m, curve.horizon_hours)[1] for m in ("revenue", "spend", "conversions")},
+        )
+    pipe.execute()
+    seed = SeedRealToSimSync(client, prefix=PREFIX)
+    rows = [
+        {
+            "campaign_id": e["campaign_id"],
+            "total_spend": float(e["spend"]),
+            "conversions": float(e["conversions"]),
+            "revenue": float(e["revenue"]),
+            "timestamp": float(e["ts"]),
+        }
+        for e in events
+    ]
+    t = time.perf_counter()
+    for e in rows:
+        seed.process_bid_event(e)
+    return round(len(rows) / (time.perf_counter() - t))
+
+
+def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per figure of the rounds: its median (numbers only)."""
+    return {
+        k: float(np.median([r[k] for r in rounds]))
+        for k, v in rounds[0].items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 def _publisher(
@@ -156,8 +187,8 @@ def bench_latency(url: str, rate: float, seconds: float, n_campaigns: int) -> di
     launch = time.time()
     cids = [f"lat-{i:03d}" for i in range(n_campaigns)]
     daily = 10_000.0
-    store_plans(client, base, dict.fromkeys(cids, launch), daily)
-    st = settings()
+    publish_plans(client, base, dict.fromkeys(cids, launch), daily)
+    st = run_settings()
     pace = daily / (86_400.0 / st.council_tick_s)
     start_at = time.time() + 2.0
     runaways = cids[::2]
@@ -207,6 +238,7 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--campaigns", type=int, default=100)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--runs", type=int, default=3, help="throughput rounds (medians are printed)")
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--latency-campaigns", type=int, default=100)
@@ -215,7 +247,10 @@ def main() -> int:
     args = ap.parse_args()
     server = OwnRedis()
     try:
-        figures: dict[str, Any] = {"throughput": bench_throughput(server.url, args.events, args.campaigns, args.batch)}
+        rounds = [
+            bench_throughput(server.url, args.events, args.campaigns, args.batch) for _ in range(max(1, args.runs))
+        ]
+        figures: dict[str, Any] = {"throughput": medians(rounds) | {"rounds": rounds}}
         if not args.skip_latency:
             figures["latency"] = bench_latency(server.url, args.rate, args.seconds, args.latency_campaigns)
     finally:
@@ -225,12 +260,22 @@ def main() -> int:
         print(json.dumps(figures, indent=2))
         return 0
     tp = figures["throughput"]
-    print(f"drain, {tp['events']:,} events of {tp['campaigns']} campaigns, batch {tp['batch']}:")
-    print(
-        f"  Council, every guard live: {tp['council_events_per_s']:>8,} events/s "
-        f"(target >= {TARGETS['council_events_per_s']:,})"
+    runs = tp["rounds"]
+
+    def line(label: str, key: str, target: str = "") -> None:
+        each = ", ".join(f"{r[key]:,}" for r in runs)
+        print(f"  {label:<44}{tp[key]:>9,.0f} events/s (median of {len(runs)}: {each}){target}")
+
+    print(f"drain, {tp['events']:,.0f} events of {tp['campaigns']:.0f} campaigns, batch {tp['batch']:.0f}:")
+    line(
+        "Council, every guard live and shadow mode",
+        "council_events_per_s",
+        f"; target >= {TARGETS['council_events_per_s']:,}",
     )
-    print(f"  mirror alone (synctwin mirror): {tp['mirror_events_per_s']:>7,} events/s")
+    line("Council without shadow mode", "council_no_shadow_events_per_s")
+    line("mirror alone (synctwin mirror)", "mirror_events_per_s")
+    line("the seed's loop (HSET + HGETALL per event)", "seed_events_per_s")
+    print(f"  Council / the seed's loop: {tp['ratio_vs_seed']:.1f}x (median)")
     if "latency" in figures:
         la = figures["latency"]
         print(

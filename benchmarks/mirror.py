@@ -41,10 +41,11 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import redis  # noqa: E402
 
-from agents.council.redis import RedisCouncil, redis_mirror  # noqa: E402
+from agents.council.redis import RedisCouncil, redis_council, redis_mirror  # noqa: E402
 from agents.synctwin.mirror.agent import mirror_config  # noqa: E402
 from agents.synctwin.mirror.deviation import ProjectionCurve  # noqa: E402
-from synctwin.kernel.config import get_settings  # noqa: E402
+from synctwin.infra.redis_conn import connect as redis_connect  # noqa: E402
+from synctwin.kernel.config import Settings, get_settings  # noqa: E402
 
 PREFIX = "synctwin-bench:"
 STEP = 60.0  # seconds of campaign time between a campaign's bid events (the world's default tick)
@@ -98,7 +99,8 @@ from own_redis import OwnRedis  # noqa: E402  (benchmarks/ is the script's own f
 
 
 def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True)
+    """The client `synctwin run` and `synctwin mirror` make (synctwin/infra/redis_conn.py)."""
+    return redis_connect(url)
 
 
 def cleanup(client: redis.Redis) -> None:
@@ -142,6 +144,31 @@ def publish_projections(client: redis.Redis, base: dict[str, Any], launches: dic
     for cid, launch in launches.items():
         pipe.set(f"{PREFIX}campaign:{cid}:projection", json.dumps(base | {"campaign_id": cid, "launch_ts": launch}))
     pipe.execute()
+
+
+def publish_plans(client: redis.Redis, base: dict[str, Any], launches: dict[str, float], daily_budget: float) -> None:
+    """What `gate --redis` leaves for `synctwin run`: each campaign's projection and strategy."""
+    publish_projections(client, base, launches)
+    pipe = client.pipeline(transaction=False)
+    for cid, launch in launches.items():
+        strategy = {
+            "campaign_id": cid,
+            "client_id": "bench",
+            "platform": "meta",
+            "audience_size": 50_000_000,
+            "cvr": 0.02,
+            "daily_budget": daily_budget,
+            "duration_days": 30,
+            "launch_ts": launch,
+            "aov": 60.0,
+        }
+        pipe.set(f"{PREFIX}campaign:{cid}:strategy", json.dumps(strategy))
+    pipe.execute()
+
+
+def run_settings() -> Settings:
+    """`synctwin run`'s defaults, with the bench's keys and its event spacing as the budget guard's tick."""
+    return Settings(key_prefix=PREFIX, council_tick_s=STEP)
 
 
 class StreamMaker:
@@ -368,15 +395,16 @@ def bench_latency(url: str, rate: float, seconds: float, healthy: int) -> dict[s
     for cid, launch, _ in bad:
         for h in range(k_hours - cfg.persistence + 1, k_hours):
             spend, conv, rev = (curve.at(m, h)[1] for m in ("spend", "conversions", "revenue"))
-            backfill.append(
+            conv = math.floor(conv)
+            backfill.append(  # a funnel the live stream's limits accept (clicks >= conversions), as the publisher's
                 {
                     "event_id": f"{cid}:h{h}",
                     "campaign_id": cid,
                     "ts": repr(launch + h * 3600),
                     "spend": repr(spend * 3),
-                    "impressions": "0",
-                    "clicks": "0",
-                    "conversions": repr(float(math.floor(conv))),
+                    "impressions": repr(conv * 50.0),
+                    "clicks": repr(conv * 2.0),
+                    "conversions": repr(float(conv)),
                     "revenue": repr(rev),
                 }
             )
@@ -384,7 +412,10 @@ def bench_latency(url: str, rate: float, seconds: float, healthy: int) -> dict[s
     worker = mirror_worker(client, consumer="bench", block_ms=200)
     drain(worker)
     primed = [client.hget(f"{PREFIX}campaign:{cid}:mirror", "breaches") for cid, _, _ in bad]
-    assert all(b == str(cfg.persistence - 1) for b in primed), "backfill did not prime the deviating campaigns"
+    assert all(b == str(cfg.persistence - 1) for b in primed), (
+        f"backfill did not prime the deviating campaigns ({worker.stats.dead} dead letters: "
+        f"{client.xrange(worker.dead, count=1)})"
+    )
     assert worker.stats.pauses == 0
     preload(worker, [cid for cid, _, _ in plan])
     worker.stats.pause_latencies_ms.clear()
@@ -443,11 +474,15 @@ def bench_latency(url: str, rate: float, seconds: float, healthy: int) -> dict[s
 
 
 # ---------------------------------------------------------------------------------- 3. memory
-def _memory_worker(url: str, n_events: int, every: int, out: Any) -> None:
+def _memory_worker(url: str, n_events: int, every: int, out: Any, kind: str = "mirror") -> None:
     """The worker alone in a fresh interpreter (the publisher is another process): its RSS is the
-    worker's, sampled every `every` events."""
+    worker's, sampled every `every` events. `kind`: "mirror" (`synctwin mirror`) or "run" (`synctwin
+    run`'s worker: every guard and shadow mode)."""
     client = connect(url)
-    worker = mirror_worker(client, consumer="bench", batch=500, block_ms=200, trim_every_s=1.0)
+    if kind == "run":
+        worker = redis_council(client, run_settings(), consumer="bench", batch=500, block_ms=200, trim_every_s=1.0)
+    else:
+        worker = mirror_worker(client, consumer="bench", batch=500, block_ms=200, trim_every_s=1.0)
     samples = [(0, round(rss_mb(), 1))]
     mark = {"next": every}
 
@@ -474,20 +509,22 @@ def _memory_worker(url: str, n_events: int, every: int, out: Any) -> None:
     client.close()
 
 
-def bench_memory(url: str, n_events: int, n_campaigns: int, chunk: int = 20_000) -> dict[str, Any]:
+def bench_memory(
+    url: str, n_events: int, n_campaigns: int, chunk: int = 20_000, kind: str = "mirror"
+) -> dict[str, Any]:
     client = connect(url)
     cleanup(client)
     base = gate_projection()
     curve = ProjectionCurve.from_projection(base | {"campaign_id": "x", "launch_ts": 1.0})
     launch = 1_767_225_600.0
     cids = [f"mem-{i:03d}" for i in range(n_campaigns)]
-    publish_projections(client, base, dict.fromkeys(cids, launch))
+    publish_plans(client, base, dict.fromkeys(cids, launch), float(curve.at("spend", 24.0)[1]))
     maker = StreamMaker(curve, cids, launch, seed=3)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_memory_worker, args=(url, n_events, max(chunk, n_events // 10), q))
+    p = ctx.Process(target=_memory_worker, args=(url, n_events, max(chunk, n_events // 10), q, kind))
     p.start()
-    bids, group = f"{PREFIX}bids", "synctwin-mirror"
+    bids, group = f"{PREFIX}bids", "synctwin-council" if kind == "run" else "synctwin-mirror"
     published, max_len, previous_last = 0, 0, None
     while published < n_events:
         events = maker.chunk(max(1, min(chunk, n_events - published) // n_campaigns))
@@ -508,6 +545,7 @@ def bench_memory(url: str, n_events: int, n_campaigns: int, chunk: int = 20_000)
     half = next(((n, r) for n, r in rss if n >= n_events // 2), rss[-1])
     result |= {
         "campaigns": n_campaigns,
+        "worker": kind,
         "rss_half_mb": half[1],
         "rss_half_at": half[0],
         "rss_end_mb": rss[-1][1],
@@ -665,6 +703,12 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=1000.0, help="latency: events a second (default 1000)")
     ap.add_argument("--seconds", type=float, default=20.0, help="latency: how long to publish (default 20)")
     ap.add_argument("--memory-events", type=int, default=1_000_000, help="memory: events (default 1M)")
+    ap.add_argument(
+        "--memory-worker",
+        choices=["mirror", "run"],
+        default="mirror",
+        help="memory: `synctwin mirror`'s worker or `synctwin run`'s (every guard and shadow mode)",
+    )
     ap.add_argument("--detection-campaigns", type=int, default=1000, help="detection: campaigns per case")
     ap.add_argument(
         "--only",
@@ -702,7 +746,7 @@ def main() -> int:
         if "latency" in parts:
             f["latency"] = bench_latency(url, args.rate, args.seconds, healthy=100)
         if "memory" in parts:
-            f["memory"] = bench_memory(url, args.memory_events, args.campaigns)
+            f["memory"] = bench_memory(url, args.memory_events, args.campaigns, kind=args.memory_worker)
         if "detection" in parts:
             f["detection"] = bench_detection(args.detection_campaigns)
     finally:

@@ -248,16 +248,17 @@ class MirrorAgent(Agent):
             verdicts: dict[int, PauseCommand] = {}
             curves = self.book.curves
             offset = batch.ts - batch.t  # epoch seconds at the environment's zero
-            for i, cid in enumerate(batch.campaign_ids):
+            rows = zip(  # one conversion per column, not five numpy scalars per row
+                batch.spend.tolist(),
+                batch.impressions.tolist(),
+                batch.clicks.tolist(),
+                batch.conversions.tolist(),
+                batch.revenue.tolist(),
+                strict=True,
+            )
+            for i, (cid, values) in enumerate(zip(batch.campaign_ids, rows, strict=True)):
                 if cid not in curves:
                     continue
-                values = (
-                    float(batch.spend[i]),
-                    float(batch.impressions[i]),
-                    float(batch.clicks[i]),
-                    float(batch.conversions[i]),
-                    float(batch.revenue[i]),
-                )
                 outcome = self.book.apply(cid, batch.row_event_id(i), offset + batch.row_time(i), values)
                 if outcome is not None:
                     command = self._act(outcome)

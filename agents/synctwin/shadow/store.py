@@ -44,6 +44,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
+
 from agents.syncshield.backends import RedisAuditStore
 from agents.synctwin.gate.outcomes import CAMPAIGN_OUTCOME, FLIGHT_ENDED, PAUSED, GateFacts, campaign_outcome
 from agents.synctwin.mirror.agent import PAUSE_REASON
@@ -208,6 +210,7 @@ class RedisShadowStore:
         self._market: dict[tuple[str, int, str], list[float]] = {}  # what the next commit writes
         self._totals: dict[tuple[str, str], list[float]] = {}
         self._newest: float | None = None
+        self._member_names: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
 
     def due(self) -> bool:
         """Time to settle: every `settle_every_s`, or at once when a batch began a new day."""
@@ -219,41 +222,68 @@ class RedisShadowStore:
     ) -> None:
         """Fold a batch's events (campaign, ts, cumulative values) into the per-day market and the
         campaigns' totals, for the next `queue`; `invalid`: entries of the batch that did not parse;
-        `screened`: the Council checked them against their plans' limits already."""
-        rows = list(rows)
+        `screened`: the Council checked them against their plans' limits already.
+
+        Only each (campaign, day)'s element-wise maximum reaches Redis (ZADD GT keeps a maximum
+        anyway), so the batch is folded with numpy, group by group, not event by event."""
+        rows = rows if isinstance(rows, list) else list(rows)
         self.stats.batches += 1
         self.stats.events += len(rows) + invalid
         self.stats.invalid += invalid
-        plans = self._plans_for({cid for cid, _, _ in rows})
-        now = self.clock()
-        bounds: dict[str, Bounds] = {}
-        market, totals = self._market, self._totals
-        for cid, ts, values in rows:
-            plan = plans[cid]
-            if plan.platform is None:
-                self.stats.unknown += 1
-                continue
-            if ts < plan.launch_ts:  # an event of an earlier launch of this campaign id
-                self.stats.before_launch += 1
-                continue
-            b = None if screened else bounds.get(cid)
-            if b is None and not screened:
-                b = bounds[cid] = bounds_for(plan.launch_ts, plan.end_ts, plan.curve, now, self.limits)
-            if b is not None and (why := check(b, ts, values)) is not None:
-                self.stats.implausible += 1
-                self._warn(
-                    f"implausible:{cid}",
-                    "campaign %s: an implausible event ignored (%s); later ones are counted as implausible",
-                    cid,
-                    why,
-                )
-                continue
-            launch = repr(plan.launch_ts)
-            _fold(market, (plan.platform, day_of(ts), f"{cid}|{launch}"), values)
-            if ts <= plan.end_ts:  # what it delivered within its flight
-                _fold(totals, (cid, launch), (ts, *values))
-            self._newest = ts if self._newest is None else max(self._newest, ts)
-            self.stats.applied += 1
+        if not rows:
+            return
+        plans = self._plans_for({r[0] for r in rows})
+        order = list(plans)
+        index = {cid: k for k, cid in enumerate(order)}
+        n = len(rows)
+        at = np.fromiter((index[r[0]] for r in rows), np.intp, n)
+        ts = np.fromiter((r[1] for r in rows), float, n)
+        ok = np.array([plans[c].platform is not None for c in order])[at]
+        self.stats.unknown += n - int(np.count_nonzero(ok))
+        early = ok & (ts < np.array([plans[c].launch_ts for c in order])[at])  # an earlier launch's events
+        self.stats.before_launch += int(np.count_nonzero(early))
+        ok &= ~early
+        if not screened:
+            now = self.clock()
+            bounds: dict[str, Bounds] = {}
+            for i in np.flatnonzero(ok).tolist():
+                cid, t, values = rows[i]
+                b = bounds.get(cid)
+                if b is None:
+                    plan = plans[cid]
+                    b = bounds[cid] = bounds_for(plan.launch_ts, plan.end_ts, plan.curve, now, self.limits)
+                if (why := check(b, t, values)) is not None:
+                    ok[i] = False
+                    self.stats.implausible += 1
+                    self._warn(
+                        f"implausible:{cid}",
+                        "campaign %s: an implausible event ignored (%s); later ones are counted as implausible",
+                        cid,
+                        why,
+                    )
+        sel = np.flatnonzero(ok)
+        if not len(sel):
+            return
+        at, ts = at[sel], ts[sel]
+        vals = np.array([rows[i][2] for i in sel.tolist()], dtype=float)
+        launches = {c: repr(plans[c].launch_ts) for c in order if plans[c].platform is not None}
+        day = np.floor_divide(ts - 1e-6, DAY).astype(np.int64)  # day_of, for the whole batch
+        first = int(day.min())
+        span = int(day.max()) - first + 1
+        keys, maxima = _group_max(at * span + (day - first), vals)
+        for key, mx in zip(keys, maxima, strict=True):
+            k, d = divmod(key, span)
+            cid = order[k]
+            _fold(self._market, (plans[cid].platform, first + d, f"{cid}|{launches[cid]}"), mx)
+        inside = ts <= np.array([plans[c].end_ts for c in order])[at]  # what it delivered within its flight
+        if inside.any():
+            keys, maxima = _group_max(at[inside], np.column_stack((ts[inside], vals[inside])))
+            for k, mx in zip(keys, maxima, strict=True):
+                cid = order[k]
+                _fold(self._totals, (cid, launches[cid]), mx)
+        newest = float(ts.max())
+        self._newest = newest if self._newest is None else max(self._newest, newest)
+        self.stats.applied += len(sel)
 
     @property
     def pending(self) -> bool:
@@ -263,21 +293,33 @@ class RedisShadowStore:
     def queue(self, pipe: Any) -> None:
         """In the Council's MULTI: the market, totals and clock folded since the last commit
         (ZADD GT: a maximum, so a redelivered or duplicated batch changes nothing)."""
-        by_key: dict[str, dict[str, float]] = {}  # one ZADD per day's market, whatever the campaigns
+        by_key: dict[tuple[str, int], list[Any]] = {}  # one ZADD per day's market, whatever the campaigns
         for (platform, day, member), vals in self._market.items():
-            members = by_key.setdefault(market_key(self.prefix, platform, day), {})
-            members.update({f"{member}|{m}": v for m, v in zip(METRICS, vals, strict=True)})
-        for key, members in by_key.items():
-            pipe.zadd(key, members, gt=True)
+            args = by_key.get((platform, day))
+            if args is None:
+                args = by_key[(platform, day)] = []
+            for name, v in zip(self._names(member), vals, strict=True):
+                args += (v, name)
+        for (platform, day), args in by_key.items():
+            key = market_key(self.prefix, platform, day)
+            pipe.execute_command("ZADD", key, "GT", *args)
             pipe.expire(key, MARKET_TTL_S)
         for (cid, launch), vals in self._totals.items():
-            pipe.zadd(
-                f"{self.prefix}campaign:{cid}:totals",
-                {f"{launch}|{m}": v for m, v in zip(("ts", *METRICS), vals, strict=True)},
-                gt=True,
-            )
+            args = []
+            for name, v in zip(self._names(launch, ("ts", *METRICS)), vals, strict=True):
+                args += (v, name)
+            pipe.execute_command("ZADD", f"{self.prefix}campaign:{cid}:totals", "GT", *args)
         if self._newest is not None:
             pipe.zadd(self.clock_key, {"ts": self._newest}, gt=True)
+
+    def _names(self, member: str, metrics: tuple[str, ...] = METRICS) -> tuple[str, ...]:
+        """`{member}|{metric}` for each metric, made once per campaign (and launch)."""
+        names = self._member_names.get((member, metrics))
+        if names is None:
+            if len(self._member_names) > 100_000:
+                self._member_names.clear()
+            names = self._member_names[(member, metrics)] = tuple(f"{member}|{m}" for m in metrics)
+        return names
 
     def committed(self) -> None:
         """The queued writes are in Redis: forget them; a batch that began a new day settles now."""
@@ -638,7 +680,15 @@ def _curve(projection: dict[str, Any]) -> ProjectionCurve | None:
         return None
 
 
-def _fold(acc: dict[Any, list[float]], key: Any, values: tuple[float, ...]) -> None:
+def _group_max(keys: np.ndarray, cols: np.ndarray) -> tuple[list[int], list[list[float]]]:
+    """The distinct keys and, per key, the element-wise maximum of its rows of `cols`."""
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
+    return k[starts].tolist(), np.maximum.reduceat(cols[order], starts, axis=0).tolist()
+
+
+def _fold(acc: dict[Any, list[float]], key: Any, values: list[float]) -> None:
     """Keep the element-wise maximum: of cumulative counters, the latest event's."""
     cur = acc.get(key)
     if cur is None:
