@@ -341,11 +341,6 @@ def record_shadow(delta: Mapping[str, int]) -> None:
     _count(delta, _SHADOW_COUNTERS)
 
 
-def record_pause(reason: str, n: int = 1) -> None:
-    """A pause decided outside the mirror worker (e.g. a guard), by its reason."""
-    PAUSES.labels(reason=reason).inc(n)
-
-
 def record_chaos_run(chaos_run: Any, *, finished_at: float | None = None) -> None:
     """A finished chaos run (harness.chaos.ChaosRun): each drill's verdict, when it ran,
     whether all passed and how long it took. Duck-typed so importing metrics pulls in no SimPy."""

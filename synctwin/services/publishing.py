@@ -45,7 +45,7 @@ def record_decision(
 ) -> None:
     """Audit CAMPAIGN_APPROVED or CAMPAIGN_REJECTED (SYNCTWIN_NEGATIVE_FORECAST) to a JSONL log
     and/or the Redis audit stream. Given the strategy, a rejection also reaches production: it is
-    stored for the shadow worker (`publish_rejection`), in the same transaction as its audit record
+    stored for shadow mode (`campaign:{id}:rejection`), in the same transaction as its audit record
     on Redis, so the log never names a rejection that shadow mode does not follow."""
 
     ensure_finite(result, strategy)  # an overflowed simulation is no decision: nothing is audited
@@ -107,15 +107,6 @@ def _queue_rejection(pipe: Any, prefix: str, strategy: Any, result: Any, launch_
     pipe.set(f"{prefix}campaign:{cid}:rejection", json.dumps(rejection_document(strategy, result, launch_ts)))
     pipe.delete(f"{prefix}campaign:{cid}:shadow")  # a new rejection is followed afresh
     pipe.zadd(f"{prefix}shadow:pending", {cid: launch_ts})
-
-
-def publish_rejection(client: Any, prefix: str, strategy: Any, result: Any, launch_ts: float | None = None) -> None:
-    """A rejection for the shadow worker, on its own (record_decision does this with the audit record)."""
-    pipe = client.pipeline(transaction=True)
-    _queue_rejection(
-        pipe, prefix, strategy, result, launch_ts if launch_ts is not None else (strategy.launch_ts or time.time())
-    )
-    pipe.execute()
 
 
 def publish_plan(
