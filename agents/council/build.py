@@ -310,10 +310,10 @@ class Council:
         flow = self.flow
         if flow is None or not flow.touched:
             return
-        touched, flow.touched = flow.touched, set()
+        touched, flow.touched = flow.touched, {}
         if self.ports.guards is None:
             return
-        states = {cid: s for cid in touched if (s := flow.guard_state(cid)) is not None}
+        states = {cid: s for cid, slow in touched.items() if (s := flow.guard_state(cid, slow=slow)) is not None}
         if states:
             self.ports.guards.save(states)
 

@@ -140,7 +140,9 @@ class SyncFlow(Agent):
         if unknown:
             raise ValueError(f"unknown guard(s) {sorted(unknown)}; expected some of {', '.join(GUARDS)}")
         self.campaigns: dict[str, LiveCampaign] = {}
-        self.touched: set[str] = set()  # campaigns a stream's rows changed since the owner last read `guard_state`
+        # campaigns a stream's rows changed since the owner last read `guard_state`: True when their
+        # slow guards (MarginGuardian, AutoRollback: they change only at their checks) may have too
+        self.touched: dict[str, bool] = {}
         use_breaker = "api_circuit_breaker" not in self.disabled
         self.breakers = (
             {
@@ -232,6 +234,7 @@ class SyncFlow(Agent):
         c.ledger.last_ack = launched
         c.guards = self._make_guards(c, launched)
         self.campaigns[cid] = c
+        self.touched[cid] = True  # its first state written whole
         if message.paused:  # an earlier worker paused it: nothing to guard, nothing to pause again
             c.status, c.pause_reason = "PAUSED", "ALREADY_PAUSED"
             return
@@ -364,7 +367,7 @@ class SyncFlow(Agent):
                     if check_slow:
                         c.next_check = now + interval
                 spend = spends[i]
-                self.touched.add(cid)
+                self.touched[cid] = check_slow or self.touched.get(cid, False)
                 if day != c.day:
                     if c.day >= 0:
                         c.daily_spend.append(c.spend_today)
@@ -397,9 +400,10 @@ class SyncFlow(Agent):
                     self._pause(c, fired, batch.row_event_id(i), batch.ts - batch.t + now)
 
     # --- a campaign's guard state, for the worker that takes it over ----------------------------
-    def guard_state(self, campaign_id: str) -> dict[str, Any] | None:
+    def guard_state(self, campaign_id: str, *, slow: bool = True) -> dict[str, Any] | None:
         """A live campaign's guards and the bookkeeping they are fed from, JSON-ready and versioned
-        (agents/syncflow/persist.py); None: not a live campaign (a paused one has its marker)."""
+        (agents/syncflow/persist.py); None: not a live campaign (a paused one has its marker).
+        `slow` False: without MarginGuardian's and AutoRollback's (unchanged since their last check)."""
         c = self.campaigns.get(campaign_id)
         if c is None or c.status != "LIVE" or c.launched_at is None:
             return None
@@ -407,7 +411,7 @@ class SyncFlow(Agent):
             "v": VERSION,
             "launched_at": c.launched_at,
             "flow": {f: getattr(c, f) for f in STREAM_FIELDS},
-            "guards": {g.name: g.to_state() for g in [c.budget, *c.guards] if g is not None},
+            "guards": {g.name: g.to_state() for g in [c.budget, *(c.guards if slow else ())] if g is not None},
         }
 
     def restore_guard_state(self, campaign_id: str, state: dict[str, Any]) -> bool:
@@ -438,6 +442,7 @@ class SyncFlow(Agent):
         c.day, c.last_t, c.daily_spend = day, last_t, daily
         c.day_start_spend, c.last_spend, c.spend_today, c.next_check = spends
         c.budget, c.guards = budget, guards  # type: ignore[assignment]
+        self.touched[campaign_id] = True
         return True
 
     def _join_mid_flight(self, c: LiveCampaign, now: float, day: int, spend: float) -> None:
