@@ -308,6 +308,11 @@ def test_kill_9_mid_drain_loses_nothing_and_pauses_nobody_twice(redis_server: An
     events, plans = make_recording(copies=8)  # 8 x 5 campaigns, ~19,000 events
     store_plans(redis_client, plans)
     publish(redis_client, events)
+    run_drained(redis_client, batch=500)  # the pauses of one worker that never stopped
+    uninterrupted = decided(control_pauses(redis_client))
+    redis_client.flushdb()
+    store_plans(redis_client, plans)
+    publish(redis_client, events)
     first = _start_run(redis_server.url, "w1", 50)
     try:
         deadline = time.monotonic() + 60
@@ -347,6 +352,45 @@ def test_kill_9_mid_drain_loses_nothing_and_pauses_nobody_twice(redis_server: An
     for k in range(8):  # every runaway stopped, whichever worker decided it; no healthy campaign paused
         assert {f"k{k}-feed-runaway", f"k{k}-{NOPROJ}"} <= set(cids)
         assert not {f"k{k}-feed-healthy-1", f"k{k}-feed-healthy-2"} & set(cids)
+    # and at the very events: the second worker continued every guard where the first's last commit left it
+    assert decided(pauses) == uninterrupted
+
+
+def _taken_over(client: redis.Redis, events: list[dict[str, str]], plans: list[Any], at: int, on: bool) -> Any:
+    """A worker commits `at` batches of 50, reads one more and dies; its successor (same consumer
+    name: its pending entries first) drains the rest. `on`: the guard states in Redis."""
+    client.flushdb()
+    store_plans(client, plans)
+    publish(client, events)
+    first = redis_council(client, get_settings(), consumer="w", batch=50, block_ms=None, guard_state=on)
+    first.ensure_group()
+    for _ in range(at):
+        first.step(block=False)
+    client.xreadgroup("synctwin-council", "w", {f"{PREFIX}bids": ">"}, count=50)  # read, then killed -9
+    second = redis_council(client, get_settings(), consumer="w", batch=200, block_ms=None, guard_state=on)
+    second.run(lambda: False, once=True)
+    return decided(control_pauses(client))
+
+
+def test_a_takeover_mid_crash_pauses_at_the_event_one_worker_pauses_at(
+    recording: Any, redis_client: redis.Redis
+) -> None:
+    """Deterministic kill -9s (batches 24-33: before AutoRollback's crash at 24 h, during it, after
+    its pause): the successor reads each campaign's guard state when it adopts it, so every pause
+    comes at the uninterrupted worker's event; with the guard states in memory (`guard_state=False`)
+    the successor's AutoRollback starts its CUSUM afresh mid-crash and pauses later."""
+    _, _, events, plans = recording
+    store_plans(redis_client, plans)
+    publish(redis_client, events)
+    one = decided(control_pauses(run_drained(redis_client, batch=50).client))
+    assert {r for _, r, _ in one} == {"AUTO_ROLLBACK", "BUDGET_EMERGENCY"}
+    cuts = range(24, 34)
+    assert all(_taken_over(redis_client, events, plans, at, on=True) == one for at in cuts)
+    assert redis_client.hgetall(f"{PREFIX}campaign:feed-healthy-1:guards")["v"] == "1"  # written with the batches
+    off = {at: _taken_over(redis_client, events, plans, at, on=False) for at in cuts}
+    differ = [got for got in off.values() if got != one]
+    assert differ  # the check can fail: without the states some takeover pauses elsewhere ...
+    assert all(p[1] == "AUTO_ROLLBACK" for got in differ for p in set(got) ^ set(one))  # ... AutoRollback's
 
 
 def test_a_council_that_meets_campaigns_mid_flight_pauses_the_runaway_not_the_healthy(recording: Any) -> None:

@@ -26,6 +26,7 @@ depend on where the stream was cut into batches.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ import numpy as np
 import simpy
 
 from agents.syncbrain.agent import SyncBrainAgent
+from agents.syncflow import persist
 from agents.syncflow.agent import SyncFlow
 from agents.syncnotify.agent import SyncNotifyAgent
 from agents.syncnotify.alerts import Alert, SyncNotify
@@ -56,6 +58,8 @@ from synctwin.kernel.messages import Adopt, BidBatch, PauseCommand, Watch
 from synctwin.kernel.models import Platform, Projection, Strategy
 from synctwin.kernel.strategy_io import strategy_from_dict
 from world.world import World
+
+log = logging.getLogger("synctwin.council")
 
 LiveEvent = tuple[str, str, float, tuple[float, ...]]  # (event_id, campaign_id, ts, cumulative values)
 
@@ -182,11 +186,34 @@ class OutboxSink:
         self.alerts.append(alert)
 
 
+class MemoryGuardStore:
+    """Where SyncFlow's per-campaign guard states are kept between the Councils of one process
+    (production's is in Redis, agents/council/redis.py): encoded as production encodes them
+    (agents/syncflow/persist.py), so a Council that adopts a campaign continues its guards."""
+
+    def __init__(self) -> None:
+        self.hashes: dict[str, dict[str, str]] = {}
+
+    def load(self, campaign_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        return {c: dict(self.hashes[c]) for c in campaign_ids if c in self.hashes}
+
+    def save(self, states: Mapping[str, dict[str, Any]]) -> None:
+        for cid, state in states.items():
+            self.hashes.setdefault(cid, {}).update(persist.encode(state))
+
+    def forget(self, campaign_ids: Iterable[str]) -> None:
+        """A new plan of these campaigns: their guards start afresh."""
+        for cid in campaign_ids:
+            self.hashes.pop(cid, None)
+
+
 @dataclass
 class Ports:
     """Where the Council's events come from and its decisions go. On a bid stream (`events` None):
     batches through `Council.feed`, pauses kept by the control port. On a world: its ticks (`events`),
-    its platforms' APIs (`platforms`) and SyncValue's history store (`history`)."""
+    its platforms' APIs (`platforms`) and SyncValue's history store (`history`). `guards`: where
+    SyncFlow's guard states of a stream's campaigns are kept for the next Council that adopts them
+    (a takeover, a restart); None: in this Council alone."""
 
     control: ControlPort | None
     audit: AuditStore
@@ -194,6 +221,7 @@ class Ports:
     platforms: Mapping[str, Any] | None = None
     events: World | None = None  # its ticks, one BidBatch each, to every reader that subscribes
     history: HistoryStore | None = None
+    guards: Any = None  # MemoryGuardStore, or production's RedisGuardStore: load, save, forget
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,9 +267,13 @@ class Council:
 
     def adopt(self, plans: Iterable[tuple[Plan, bool]], at: float) -> None:
         """Campaigns to guard from now on (`True`: already paused by an earlier worker); a campaign
-        adopted again (a re-published plan) is guarded under its new plan from now on."""
+        adopted again (a re-published plan) is guarded under its new plan from now on. A campaign
+        adopted live continues the guard state the guards port holds of it (an earlier worker's)."""
+        fresh, replaced = [], []
         for plan, paused in plans:
             replace = plan.campaign_id in self._flights
+            if plan.strategy is not None and not paused:
+                (replaced if replace else fresh).append(plan.campaign_id)
             if self.flow is not None and plan.strategy is not None:
                 self.flow.mailbox.put(Adopt(plan, paused, replace=replace))
             elif self.mirror is not None and plan.projection is not None:
@@ -251,6 +283,39 @@ class Council:
             launch = plan.launch_ts
             self._flights[plan.campaign_id] = (launch, launch + hours * 3600.0, curve, plan_floors(curve, self.limits))
         self.advance(at)
+        if self.flow is not None and self.ports.guards is not None:
+            self.ports.guards.forget(replaced)
+            self.reload_guards(fresh)
+
+    def reload_guards(self, campaign_ids: Sequence[str]) -> list[str]:
+        """Continue these campaigns' guards from the state the guards port holds (another worker
+        wrote it since); the ids continued. One that is not a state of this launch, or none, keeps
+        the guards it has."""
+        if self.flow is None or self.ports.guards is None or not campaign_ids:
+            return []
+        done = []
+        for cid, fields in self.ports.guards.load(campaign_ids).items():
+            try:
+                state = persist.decode(fields)
+            except ValueError as exc:
+                log.warning("campaign %s: its guard state is unreadable (%s); its guards start afresh", cid, exc)
+                continue
+            if self.flow.restore_guard_state(cid, state):
+                done.append(cid)
+        return done
+
+    def save_guards(self) -> None:
+        """The guard states the last batches changed, to the guards port (production: written with
+        the batch's acknowledgement)."""
+        flow = self.flow
+        if flow is None or not flow.touched:
+            return
+        touched, flow.touched = flow.touched, {}
+        if self.ports.guards is None:
+            return
+        states = {cid: s for cid, slow in touched.items() if (s := flow.guard_state(cid, slow=slow)) is not None}
+        if states:
+            self.ports.guards.save(states)
 
     def screen(self, events: Sequence[LiveEvent], now: float) -> tuple[list[LiveEvent], list[tuple[LiveEvent, str]]]:
         """The events of adopted campaigns inside the live stream's plausibility limits (the mirror
@@ -295,6 +360,7 @@ class Council:
         self.events += len(events)
         self.source.put(batch)
         self.advance(at)
+        self.save_guards()
 
     def observe(self, events: Sequence[LiveEvent], invalid: int, at: float, *, screened: bool = False) -> None:
         """Shadow mode's view of a batch: the events read, and how many entries did not parse

@@ -30,8 +30,12 @@ connection). Per batch:
 - every `trim_every_s` the bid stream is trimmed (XTRIM MINID) below the oldest entry any
   consumer group still needs.
 
-SyncFlow's guards keep their windows in the worker's memory: a worker that takes a campaign over
-mid-flight joins it (agents/syncflow/agent.py `_join_mid_flight`) with empty windows.
+SyncFlow's guard states (the budget stop's day spend and runaway count, MarginGuardian's window,
+AutoRollback's CUSUM, the bookkeeping they are fed from) live in `{prefix}campaign:{id}:guards`
+(agents/syncflow/persist.py's fields), written with the batch's mirror states in its MULTI (the
+fields that changed), read when the Council adopts a campaign and again when its mirror hash moved
+under this worker (another worker wrote it): a worker that takes a campaign over continues its
+guards where the last commit left them, so it pauses at the event the uninterrupted worker would.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from agents.council.build import (
     build_council,
     plan_from_parts,
 )
+from agents.syncflow import persist
 from agents.syncnotify.alerts import Alert
 from agents.syncshield.backends import RedisAuditStore
 from agents.syncshield.chain import make_record
@@ -141,6 +146,53 @@ def _worker_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
+class RedisGuardStore:
+    """The Council's guards port on Redis: `load` reads the hashes (at adopt, after a conflict),
+    `save` keeps the fields that changed for `queue` to write in the commit's MULTI."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client, self.prefix = client, prefix
+        self.pending: dict[str, dict[str, str]] = {}  # campaign -> fields to write at the next commit
+        self._stored: dict[str, dict[str, str]] = {}  # campaign -> its hash as last read or written
+
+    def key(self, campaign_id: str) -> str:
+        return f"{self.prefix}campaign:{campaign_id}:guards"
+
+    def load(self, campaign_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        cids = list(campaign_ids)
+        pipe = self.client.pipeline(transaction=False)
+        for cid in cids:
+            pipe.hgetall(self.key(cid))
+        out = {}
+        for cid, data in zip(cids, pipe.execute(), strict=True):
+            self.pending.pop(cid, None)  # what is stored is newer than what this worker had
+            self._stored[cid] = dict(data)
+            if data:
+                out[cid] = dict(data)
+        return out
+
+    def save(self, states: dict[str, dict[str, Any]]) -> None:
+        for cid, state in states.items():
+            stored = self._stored.get(cid, {})
+            changes = {k: v for k, v in persist.encode(state).items() if stored.get(k) != v}
+            if changes:
+                self.pending.setdefault(cid, {}).update(changes)
+
+    def forget(self, campaign_ids: Iterable[str]) -> None:
+        for cid in campaign_ids:
+            self.pending.pop(cid, None)
+            self._stored.pop(cid, None)
+
+    def queue(self, pipe: Any) -> None:
+        for cid, changes in self.pending.items():
+            pipe.hset(self.key(cid), mapping=changes)
+
+    def committed(self) -> None:
+        for cid, changes in self.pending.items():
+            self._stored.setdefault(cid, {}).update(changes)
+        self.pending.clear()
+
+
 class RedisCouncil(StreamConsumer[CouncilStats]):
     """The Council fed by a consumer group; its decisions and mirror states written with the
     batch's acknowledgement."""
@@ -182,6 +234,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         self.council = council
         self.book: MirrorBook | None = council.book
         self.shadow: RedisShadowStore | None = None if council.shadow is None else council.shadow.store
+        guards = council.ports.guards
+        self.guards: RedisGuardStore | None = guards if isinstance(guards, RedisGuardStore) else None
         self.judging = council.flow is not None or council.mirror is not None  # not shadow mode alone
         self.outbox_audit: OutboxAuditStore = council.ports.audit
         self.outbox_alerts = next(s for s in council.ports.alerts if isinstance(s, OutboxSink))
@@ -332,6 +386,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         for cid in moved:
             pipe.hgetall(self.mirror_key(cid))
         reset = []
+        again = [cid for cid in moved if cid in self._revs]  # known before: another worker wrote it since
         for cid, data in zip(moved, pipe.execute(), strict=True):
             if not data and self._revs.get(cid, 0):
                 reset.append(cid)  # our hash is gone: `gate --redis` published a new plan, or it was reset
@@ -349,6 +404,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             if book.launches[cid] != book.curves[cid].launch_ts:  # another launch's state: is our plan current?
                 self._recheck([cid], force=True)
             book.state(cid)  # a state of another launch starts afresh
+        self.council.reload_guards(again)  # ... and its guards continue from its writer's
         return moved
 
     def _state_writes(self) -> list[tuple[str, int, dict[str, str], tuple[float, ...], tuple[Any, ...]]]:
@@ -467,10 +523,13 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 or alerts
                 or (self.book is not None and self.book.touched)
                 or (self.shadow is not None and self.shadow.pending)
+                or (self.guards is not None and self.guards.pending)
             ):
                 self._write(ids, pauses, audits, alerts, events)
                 if self.shadow is not None:
                     self.shadow.committed()
+                if self.guards is not None:
+                    self.guards.committed()
         except BaseException:  # nothing was written: keep the decisions (and the states) for the next commit
             control.pauses[:0] = pauses
             self.outbox_audit.pending[:0] = audits
@@ -514,6 +573,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 pipe.multi()
                 for cid, _rev, changes, _sig, _values in states:
                     pipe.execute_command("HSET", self.mirror_key(cid), *[x for kv in changes.items() for x in kv])
+                if self.guards is not None:
+                    self.guards.queue(pipe)
                 for p in keep_p:
                     fields = pause_fields(p)
                     pipe.hset(self.marker(p.campaign_id), mapping=fields)
@@ -733,16 +794,23 @@ def redis_council(
     shadow: bool = True,
     grace_s: float = 3600.0,
     clock: Any = time.time,
+    guard_state: bool = True,
     **options: Any,
 ) -> RedisCouncil:
     """`synctwin run`'s worker: the Council on a wall-clock environment with the Redis ports
     (`flow=False`: `synctwin mirror`'s, the mirror alone). `clock`: the wall clock, or another one
-    (a test's, the embedded demo's simulated world): then the environment is virtual and follows it."""
+    (a test's, the embedded demo's simulated world): then the environment is virtual and follows it.
+    `guard_state` False: SyncFlow's guard states stay in this worker's memory (a takeover starts them afresh)."""
     env = make_environment(realtime=clock is time.time, initial_time=clock())
-    ports = Ports(ControlPort(), OutboxAuditStore(), [OutboxSink()])
+    prefix = options.get("prefix", settings.key_prefix)
+    ports = Ports(
+        ControlPort(),
+        OutboxAuditStore(),
+        [OutboxSink()],
+        guards=RedisGuardStore(client, prefix) if guard_state else None,
+    )
     store = None
     if shadow:
-        prefix = options.get("prefix", settings.key_prefix)
         store = RedisShadowStore(client, prefix=prefix, grace_s=grace_s, limits=event_limits(settings), clock=clock)
     council = build_council(
         env, settings, ports, disabled_guards=disabled_guards, flow=flow, mirror=mirror, shadow=store, clock=clock

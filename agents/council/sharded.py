@@ -7,8 +7,8 @@ Why this shape: a campaign lives in one shard, and a shard is read by one live w
 a campaign's events are applied in order however many workers run and whichever dies. The
 supervision, every third of the lease TTL:
 - `ShardLeases.step()`: heartbeat, renew, acquire free shards up to the fair share ceil(N / live);
-- a shard newly held gets a fresh council (the shard's state is in Redis: mirror hashes, markers;
-  SyncFlow's windows start empty, as after any restart) in a thread of its own. Its consumer name
+- a shard newly held gets a fresh council (the shard's state is in Redis: mirror hashes, SyncFlow's
+  guard states, markers) in a thread of its own. Its consumer name
   is the shard's (`shard-{k}`), the same for every owner, so it first reads that consumer's pending
   entries from 0, i.e. what a dead owner read and did not acknowledge, in stream order, then new ones;
 - a shard lost (another worker holds its lease, or it expired by the local clock) has its council

@@ -17,7 +17,8 @@ import simpy
 
 from agents.base import Agent
 from agents.syncflow.breaker import BreakerState, CircuitBreaker
-from agents.syncflow.guards import AutoRollback, BudgetEmergency, Guard, MarginGuardian, Transition
+from agents.syncflow.guards import AutoRollback, BudgetEmergency, Guard, GuardState, MarginGuardian, Transition
+from agents.syncflow.persist import VERSION
 from agents.synctwin.gate.outcomes import CAMPAIGN_OUTCOME, FLIGHT_ENDED, PAUSED, campaign_outcome
 from synctwin.kernel.config import Settings
 from synctwin.kernel.messages import Adopt, AlertMessage, AuditEvent, BidBatch, Deploy, PauseCommand, Watch
@@ -27,6 +28,8 @@ GUARDS = ("margin_guardian", "budget_emergency", "auto_rollback", "api_circuit_b
 SECONDS_PER_DAY = 86_400.0
 PAUSE_RETRY = 5.0
 BID_FLOOR, BID_CEILING = 0.5, 3.0  # the pacer's bid stays within these multiples of the planned CPM
+# what a stream's rows leave in a campaign besides its guards: the guards are fed from these
+STREAM_FIELDS = ("day", "day_start_spend", "last_spend", "last_t", "spend_today", "next_check", "daily_spend")
 
 
 @dataclass(slots=True)
@@ -137,6 +140,9 @@ class SyncFlow(Agent):
         if unknown:
             raise ValueError(f"unknown guard(s) {sorted(unknown)}; expected some of {', '.join(GUARDS)}")
         self.campaigns: dict[str, LiveCampaign] = {}
+        # campaigns a stream's rows changed since the owner last read `guard_state`: True when their
+        # slow guards (MarginGuardian, AutoRollback: they change only at their checks) may have too
+        self.touched: dict[str, bool] = {}
         use_breaker = "api_circuit_breaker" not in self.disabled
         self.breakers = (
             {
@@ -228,6 +234,7 @@ class SyncFlow(Agent):
         c.ledger.last_ack = launched
         c.guards = self._make_guards(c, launched)
         self.campaigns[cid] = c
+        self.touched[cid] = True  # its first state written whole
         if message.paused:  # an earlier worker paused it: nothing to guard, nothing to pause again
             c.status, c.pause_reason = "PAUSED", "ALREADY_PAUSED"
             return
@@ -360,6 +367,7 @@ class SyncFlow(Agent):
                     if check_slow:
                         c.next_check = now + interval
                 spend = spends[i]
+                self.touched[cid] = check_slow or self.touched.get(cid, False)
                 if day != c.day:
                     if c.day >= 0:
                         c.daily_spend.append(c.spend_today)
@@ -390,6 +398,52 @@ class SyncFlow(Agent):
                             break
                 if fired is not None:
                     self._pause(c, fired, batch.row_event_id(i), batch.ts - batch.t + now)
+
+    # --- a campaign's guard state, for the worker that takes it over ----------------------------
+    def guard_state(self, campaign_id: str, *, slow: bool = True) -> dict[str, Any] | None:
+        """A live campaign's guards and the bookkeeping they are fed from, JSON-ready and versioned
+        (agents/syncflow/persist.py); None: not a live campaign (a paused one has its marker).
+        `slow` False: without MarginGuardian's and AutoRollback's (unchanged since their last check)."""
+        c = self.campaigns.get(campaign_id)
+        if c is None or c.status != "LIVE" or c.launched_at is None:
+            return None
+        return {
+            "v": VERSION,
+            "launched_at": c.launched_at,
+            "flow": {f: getattr(c, f) for f in STREAM_FIELDS},
+            "guards": {g.name: g.to_state() for g in [c.budget, *(c.guards if slow else ())] if g is not None},
+        }
+
+    def restore_guard_state(self, campaign_id: str, state: dict[str, Any]) -> bool:
+        """Continue a live campaign's guards from `state` (`guard_state` of an earlier worker): its
+        next event is judged as that worker would have judged it. False, and nothing changed: not
+        a live campaign, or a state of another launch or version, or not a state at all. A guard
+        disabled here, or there, starts as configured here."""
+        c = self.campaigns.get(campaign_id)
+        if c is None or c.status != "LIVE" or state.get("v") != VERSION or state.get("launched_at") != c.launched_at:
+            return False
+        try:
+            flow = {f: state["flow"][f] for f in STREAM_FIELDS}
+            saved = state["guards"]
+
+            def restored(g: Guard) -> Guard:
+                s = saved.get(g.name)
+                if s is None or g.state is GuardState.DISABLED or s.get("state") == GuardState.DISABLED:
+                    return g
+                return g.from_state(s)
+
+            budget = None if c.budget is None else restored(c.budget)
+            guards = [restored(g) for g in c.guards]
+            day, last_t = int(flow["day"]), None if flow["last_t"] is None else float(flow["last_t"])
+            spends = [float(flow[f]) for f in ("day_start_spend", "last_spend", "spend_today", "next_check")]
+            daily = [float(x) for x in flow["daily_spend"]]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return False
+        c.day, c.last_t, c.daily_spend = day, last_t, daily
+        c.day_start_spend, c.last_spend, c.spend_today, c.next_check = spends
+        c.budget, c.guards = budget, guards  # type: ignore[assignment]
+        self.touched[campaign_id] = True
+        return True
 
     def _join_mid_flight(self, c: LiveCampaign, now: float, day: int, spend: float) -> None:
         """The first event of a campaign this agent meets long after its launch (a worker that took

@@ -19,15 +19,20 @@ wall clock), so the same guard runs in a replay and in production.
   clicks, same rate) does not trip it.
 - BudgetEmergency: pauses before the day's spend can cross `cap_share` (110%) of the budget,
   judged on the spend rate (projected one look-ahead ahead), and on a sustained runaway rate.
+
+Each guard's per-campaign state (what it accumulated, not its configuration, which comes from the
+plan and the settings) is `to_state()`, a JSON-ready dict, and `from_state(state)` a copy of the guard
+in that state: a worker that takes a campaign over continues its guards where the last one stopped.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 
 class GuardState(StrEnum):
@@ -62,6 +67,22 @@ class Guard:
     @property
     def active(self) -> bool:
         return self.state in (GuardState.WARMING_UP, GuardState.ARMED)
+
+    def to_state(self) -> dict[str, Any]:
+        """What this guard accumulated for its campaign (JSON-ready: numbers, lists, strings)."""
+        return {"state": self.state.value}
+
+    def from_state(self, state: dict[str, Any]) -> Self:
+        """A copy of this guard (its configuration) in `state`, as `to_state()` gave it; ValueError
+        (KeyError, TypeError) when it is not one. This guard is unchanged; the copy has no transitions."""
+        new = copy.copy(self)
+        new.state = GuardState(state["state"])
+        new.transitions = []
+        new._restore(state)
+        return new
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Set the fields `to_state()` adds (subclasses)."""
 
     def _move(self, to: GuardState, t: float, why: str, **detail: Any) -> Transition:
         tr = Transition(self.name, self.campaign_id, self.state.value, to.value, t, why, detail)
@@ -109,6 +130,20 @@ class MarginGuardian(Guard):
         self.breaches = 0
         self.last_ratio: float | None = None
         self.last_z: float | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        return super().to_state() | {
+            "samples": [list(x) for x in self.samples],
+            "breaches": self.breaches,
+            "last_ratio": self.last_ratio,
+            "last_z": self.last_z,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.samples = deque((float(t), float(s), float(r)) for t, s, r in state["samples"])
+        self.breaches = int(state["breaches"])
+        self.last_ratio = _float_or_none(state["last_ratio"])
+        self.last_z = _float_or_none(state["last_z"])
 
     def shortfall_z(self, d_spend: float, d_revenue: float) -> float | None:
         """Standard errors by which the window's revenue falls short of the plan's (None: no plan)."""
@@ -185,6 +220,20 @@ class AutoRollback(Guard):
         self.last: tuple[float, float] | None = None  # cumulative clicks, conversions at the last check
         self.since_reset = [0.0, 0.0]  # clicks, conversions since the CUSUM last stood at zero
 
+    def to_state(self) -> dict[str, Any]:
+        return super().to_state() | {
+            "cusum": self.cusum,
+            "last": None if self.last is None else list(self.last),
+            "since_reset": list(self.since_reset),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.cusum = float(state["cusum"])
+        last = state["last"]
+        self.last = None if last is None else (float(last[0]), float(last[1]))
+        clicks, conversions = state["since_reset"]
+        self.since_reset = [float(clicks), float(conversions)]
+
     def evaluate(self, t: float, clicks: float, conversions: float) -> Transition | None:
         """Feed cumulative clicks and conversions; one CUSUM step per call (per interval)."""
         if not self.active:
@@ -250,6 +299,12 @@ class BudgetEmergency(Guard):
         self.runaway_ticks = runaway_ticks
         self.fast_ticks = 0
 
+    def to_state(self) -> dict[str, Any]:
+        return super().to_state() | {"fast_ticks": self.fast_ticks}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.fast_ticks = int(state["fast_ticks"])
+
     def evaluate(self, t: float, spend_today: float, spend_tick: float) -> Transition | None:
         """Feed the day's spend so far and the last tick's; fires before the cap can be crossed."""
         if self.state is not GuardState.ARMED:  # = not active: this guard has no warm-up (runs every tick)
@@ -276,3 +331,7 @@ class BudgetEmergency(Guard):
                 pace=round(self.pace, 4),
             )
         return None
+
+
+def _float_or_none(v: Any) -> float | None:
+    return None if v is None else float(v)

@@ -132,9 +132,10 @@ def publish_plan(
     pipe.set(f"{prefix}campaign:{cid}:strategy", strategy.model_dump_json(exclude_none=True))
     pipe.delete(f"{prefix}campaign:{cid}:mirror")  # a new plan: the mirror starts afresh
     pipe.delete(f"{prefix}campaign:{cid}:paused")  # and `synctwin run` may pause the new launch
-    # and its realized outcome too: the shadow worker writes one CAMPAIGN_OUTCOME per launch
+    # and its realized outcome too (the shadow worker writes one CAMPAIGN_OUTCOME per launch), and
+    # SyncFlow's guard states: the new launch's guards start afresh
     pipe.set(f"{prefix}campaign:{cid}:gate", json.dumps(gate))
-    for what in ("totals", "outcome"):  # one key per DELETE: a cluster pipeline takes no multi-key one
+    for what in ("totals", "outcome", "guards"):  # one key per DELETE: a cluster pipeline takes no multi-key one
         pipe.delete(f"{prefix}campaign:{cid}:{what}")
     pipe.zadd(f"{prefix}outcome:pending", {cid: launch})
     pipe.execute()

@@ -1,0 +1,46 @@
+"""SyncFlow's per-campaign guard state as a flat hash of JSON strings, versioned.
+
+Why flat: a store writes only the fields that changed since it last wrote (the budget stop's
+field changes on a runaway tick, MarginGuardian's and AutoRollback's at their checks every
+`guard_interval`, the bookkeeping at every event), and reads the hash back whole at a takeover.
+Fields: `v` (the version below), `launched_at` (the launch it belongs to: another launch's is
+not continued), `flow` (the bookkeeping the guards are fed from) and one per guard, by its name.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+VERSION = 1
+
+
+def encode(state: dict[str, Any]) -> dict[str, str]:
+    """`SyncFlow.guard_state`'s dict as hash fields."""
+    out = {"v": str(state["v"]), "launched_at": repr(float(state["launched_at"])), "flow": _dumps(state["flow"])}
+    for name, guard in state["guards"].items():
+        out[name] = _dumps(guard)
+    return out
+
+
+def decode(fields: dict[str, str]) -> dict[str, Any]:
+    """Hash fields back to `SyncFlow.guard_state`'s dict; ValueError naming what is wrong."""
+    try:
+        version = int(fields["v"])
+        if version != VERSION:
+            raise ValueError(f"version {version}, this worker reads version {VERSION}")
+        guards = {k: json.loads(v) for k, v in fields.items() if k not in ("v", "launched_at", "flow")}
+        return {
+            "v": version,
+            "launched_at": float(fields["launched_at"]),
+            "flow": json.loads(fields["flow"]),
+            "guards": guards,
+        }
+    except KeyError as exc:
+        raise ValueError(f"no field {exc}") from None
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
