@@ -386,7 +386,8 @@ def test_a_takeover_mid_crash_pauses_at_the_event_one_worker_pauses_at(
     assert {r for _, r, _ in one} == {"AUTO_ROLLBACK", "BUDGET_EMERGENCY"}
     cuts = range(24, 34)
     assert all(_taken_over(redis_client, events, plans, at, on=True) == one for at in cuts)
-    assert redis_client.hgetall(f"{PREFIX}campaign:feed-healthy-1:guards")["v"] == "1"  # written with the batches
+    guards = json.loads(redis_client.hget(f"{PREFIX}guards", "feed-healthy-1"))  # written with the batches
+    assert guards["v"] == "1"
     off = {at: _taken_over(redis_client, events, plans, at, on=False) for at in cuts}
     differ = [got for got in off.values() if got != one]
     assert differ  # the check can fail: without the states some takeover pauses elsewhere ...

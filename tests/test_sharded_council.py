@@ -244,7 +244,7 @@ def test_a_worker_killed_mid_drain_changes_no_decision(
     assert _ignored(err) == 0
     assert drained(redis_client) and sum(redis_client.xlen(k.dead) for k in all_shards(PREFIX, N)) == 0
     # every pause, for every reason, at the very event: the survivor continued the dead worker's guard
-    # states (`{prefix}campaign:{id}:guards`) where its last commit left them
+    # states (the shard's `{prefix}guards` hash) where its last commit left them
     assert decided(shard_pauses(redis_client)) == single
 
 

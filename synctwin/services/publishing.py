@@ -135,7 +135,8 @@ def publish_plan(
     # and its realized outcome too (the shadow worker writes one CAMPAIGN_OUTCOME per launch), and
     # SyncFlow's guard states: the new launch's guards start afresh
     pipe.set(f"{prefix}campaign:{cid}:gate", json.dumps(gate))
-    for what in ("totals", "outcome", "guards"):  # one key per DELETE: a cluster pipeline takes no multi-key one
+    pipe.hdel(f"{prefix}guards", cid)
+    for what in ("totals", "outcome"):  # one key per DELETE: a cluster pipeline takes no multi-key one
         pipe.delete(f"{prefix}campaign:{cid}:{what}")
     pipe.zadd(f"{prefix}outcome:pending", {cid: launch})
     pipe.execute()
