@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import fakeredis
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_council import make_recording
 
 from agents.council.build import ControlPort, MemoryGuardStore, Ports, build_council, pause_record, plan_from_parts
+from agents.council.redis import RedisGuardStore
 from agents.syncflow import persist
 from agents.syncflow.guards import AutoRollback, BudgetEmergency, Guard, GuardState, MarginGuardian
 from agents.syncnotify.sinks import MemorySink
@@ -156,3 +158,47 @@ def test_a_council_that_takes_over_on_the_guards_port_pauses_where_one_council_d
     assert all(_councils(events, plans, cut, MemoryGuardStore()) == one for cut in cuts)
     # without the port the second Council starts its guards afresh: some cut pauses at another event
     assert any(_councils(events, plans, cut, None) != one for cut in cuts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["v", "launched_at", "flow", "margin_guardian", "budget_emergency"]),
+            st.text(max_size=30),
+            min_size=1,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_the_guards_hash_field_is_the_json_of_every_field_written_so_far(batches: list[dict[str, str]]) -> None:
+    """RedisGuardStore assembles a campaign's value from each field's escaped text (only what
+    changed is escaped again): after any sequence of commits it is json.dumps of all its fields,
+    and `load` reads back exactly them (a takeover sees what was written)."""
+    client = fakeredis.FakeRedis(decode_responses=True)
+    store, merged = RedisGuardStore(client, "t:"), {}
+    for changes in batches:
+        store.pending["c1"] = dict(changes)
+        pipe = client.pipeline(transaction=True)
+        store.queue(pipe)
+        pipe.execute()
+        store.committed()
+        merged |= changes
+        assert client.hget("t:guards", "c1") == json.dumps(merged)
+    assert RedisGuardStore(client, "t:").load(["c1"]) == {"c1": merged}
+
+
+def test_margin_guardians_window_is_packed_and_a_list_written_before_still_reads() -> None:
+    g = margin()
+    for k in range(1, 30):
+        g.evaluate(k * INTERVAL, 100.0 * k, 250.0 * k + 0.1 / 3)
+    state = g.to_state()
+    assert "samples" not in state and isinstance(state["samples_f64"], str)
+    old = {k: v for k, v in state.items() if k != "samples_f64"} | {"samples": [list(x) for x in g.samples]}
+    assert margin().from_state(old).to_state() == state  # the list form of an earlier worker
+    assert list(margin().from_state(state).samples) == list(g.samples)  # bit for bit
+    with pytest.raises(ValueError):
+        margin().from_state(state | {"samples_f64": state["samples_f64"][:-4]})  # not whole triples
+    with pytest.raises(ValueError):
+        margin().from_state(state | {"samples_f64": "not base64!"})

@@ -42,6 +42,7 @@ last commit left them, so it pauses at the event the uninterrupted worker would.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -74,6 +75,7 @@ from agents.synctwin.mirror.agent import PAUSE_REASON, MirrorBook, event_limits
 from agents.synctwin.mirror.deviation import InvalidEvent, MirrorState, parse_raw_event
 from agents.synctwin.shadow.store import RedisShadowStore
 from synctwin.infra import metrics
+from synctwin.infra.keyed_writes import KeyedWrites, hget_many, scripting
 from synctwin.infra.stream_consumer import DeadLetter, Entry, StreamConsumer, id_key
 from synctwin.kernel.config import Settings
 from synctwin.kernel.errors import InvalidInput
@@ -147,6 +149,14 @@ def _worker_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
+_escape = json.encoder.encode_basestring_ascii  # a str as JSON text (what json.dumps writes for it)
+
+
+@functools.cache
+def _key(name: str) -> str:
+    return _escape(name)
+
+
 class RedisGuardStore:
     """The Council's guards port on Redis: one hash per shard, `{prefix}guards`, a field per live
     campaign holding its guard state's fields as JSON. `load` reads them (at adopt, after a
@@ -159,6 +169,8 @@ class RedisGuardStore:
         self.key = f"{prefix}guards"
         self.pending: dict[str, dict[str, str]] = {}  # campaign -> fields to write at the next commit
         self._stored: dict[str, dict[str, str]] = {}  # campaign -> its state as last read or written
+        self._escaped: dict[str, dict[str, str]] = {}  # campaign -> its fields' values as JSON text, as stored
+        self._queued: dict[str, dict[str, str]] = {}  # the same, as the pending commit writes them
 
     def load(self, campaign_ids: Iterable[str]) -> dict[str, dict[str, str]]:
         cids = list(campaign_ids)
@@ -173,6 +185,7 @@ class RedisGuardStore:
                 data = {}  # unreadable: its guards start afresh (decode would refuse it too)
             data = data if isinstance(data, dict) else {}
             self._stored[cid] = data
+            self._escaped[cid] = {k: _escape(v) if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
             if data:
                 out[cid] = data
         return out
@@ -188,16 +201,27 @@ class RedisGuardStore:
         for cid in campaign_ids:
             self.pending.pop(cid, None)
             self._stored.pop(cid, None)
+            self._escaped.pop(cid, None)
 
     def queue(self, pipe: Any) -> None:
-        if self.pending:
-            mapping = {cid: json.dumps({**self._stored.get(cid, {}), **ch}) for cid, ch in self.pending.items()}
-            pipe.hset(self.key, mapping=mapping)
+        """A campaign's field is its fields as one JSON object (of JSON strings), assembled from each
+        field's escaped text as last written: only the fields that changed are escaped again."""
+        self._queued = {}
+        if not self.pending:
+            return
+        mapping = {}
+        for cid, changes in self.pending.items():
+            escaped = self._escaped.get(cid, {}) | {k: _escape(v) for k, v in changes.items()}
+            self._queued[cid] = escaped
+            mapping[cid] = "{" + ", ".join(f"{_key(k)}: {v}" for k, v in escaped.items()) + "}"
+        pipe.hset(self.key, mapping=mapping)
 
     def committed(self) -> None:
         for cid, changes in self.pending.items():
             self._stored.setdefault(cid, {}).update(changes)
+        self._escaped.update(self._queued)
         self.pending.clear()
+        self._queued.clear()
 
 
 class RedisCouncil(StreamConsumer[CouncilStats]):
@@ -264,6 +288,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         self._evaluated: set[str] = set()  # campaigns whose state was written since the last report (gauges)
         self._tx: Any = None  # the pipeline WATCHing this batch's mirror hashes
         self._next_trim = 0.0
+        self.scripted = scripting(client)  # per-campaign writes and reads as one command each (keyed_writes)
 
     def marker(self, campaign_id: str) -> str:
         return f"{self.prefix}campaign:{campaign_id}:paused"
@@ -383,10 +408,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         """Read the revisions of these mirror hashes (after WATCH); load those that moved. The ids loaded."""
         book = self.book
         assert book is not None
-        pipe = self.client.pipeline(transaction=False)
-        for cid in cids:
-            pipe.hget(self.mirror_key(cid), "rev")
-        moved = [cid for cid, rev in zip(cids, pipe.execute(), strict=True) if int(rev or 0) != self._revs.get(cid, -1)]
+        revs = hget_many(self.client, [self.mirror_key(c) for c in cids], "rev", scripted=self.scripted)
+        moved = [cid for cid, rev in zip(cids, revs, strict=True) if int(rev or 0) != self._revs.get(cid, -1)]
         if not moved:
             return []
         pipe = self.client.pipeline(transaction=False)
@@ -578,8 +601,9 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 if self.owner is not None:
                     self.owner.fence(pipe)  # a worker that lost its shard's lease writes and acknowledges nothing
                 pipe.multi()
+                writes = KeyedWrites(self.scripted)
                 for cid, _rev, changes, _sig, _values in states:
-                    pipe.execute_command("HSET", self.mirror_key(cid), *[x for kv in changes.items() for x in kv])
+                    writes.add("HSET", self.mirror_key(cid), *[x for kv in changes.items() for x in kv])
                 if self.guards is not None:
                     self.guards.queue(pipe)
                 for p in keep_p:
@@ -602,7 +626,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 for rec in recs:
                     self.audit.queue(pipe, rec)
                 if self.shadow is not None:
-                    self.shadow.queue(pipe)
+                    self.shadow.queue(pipe, writes)
+                writes.queue(pipe)
                 for k in range(0, len(ids), 10_000):
                     pipe.xack(self.bids, self.group, *ids[k : k + 10_000])
                 pipe.execute()

@@ -27,8 +27,11 @@ in that state: a worker that takes a campaign over continues its guards where th
 
 from __future__ import annotations
 
+import base64
 import copy
+import itertools
 import math
+import struct
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -132,15 +135,27 @@ class MarginGuardian(Guard):
         self.last_z: float | None = None
 
     def to_state(self) -> dict[str, Any]:
+        """The window's samples packed as little-endian float64 triples in base64: a worker saves
+        this state every batch, and formatting a window of floats as JSON text cost it ten times more."""
+        n = 3 * len(self.samples)
+        packed = struct.pack(f"<{n}d", *itertools.chain.from_iterable(self.samples))
         return super().to_state() | {
-            "samples": [list(x) for x in self.samples],
+            "samples_f64": base64.b64encode(packed).decode("ascii"),
             "breaches": self.breaches,
             "last_ratio": self.last_ratio,
             "last_z": self.last_z,
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
-        self.samples = deque((float(t), float(s), float(r)) for t, s, r in state["samples"])
+        packed = state.get("samples_f64")
+        if packed is None:  # a state written before the packed form: a list of [t, spend, revenue]
+            self.samples = deque((float(t), float(s), float(r)) for t, s, r in state["samples"])
+        else:
+            raw = base64.b64decode(packed, validate=True)
+            if len(raw) % 24:
+                raise ValueError(f"samples_f64 holds {len(raw)} bytes, not whole (t, spend, revenue) triples")
+            v = struct.unpack(f"<{len(raw) // 8}d", raw)
+            self.samples = deque(zip(v[0::3], v[1::3], v[2::3], strict=True))
         self.breaches = int(state["breaches"])
         self.last_ratio = _float_or_none(state["last_ratio"])
         self.last_z = _float_or_none(state["last_z"])

@@ -217,7 +217,7 @@ def parse_raw_event(fields: dict[bytes, bytes]) -> tuple[str, str, float, tuple[
         )
     except (KeyError, UnicodeDecodeError, TypeError, ValueError):
         raise InvalidEvent(_raw_reason(fields)) from None
-    return _checked(event_id, campaign_id, ts, values, fields[_RAW_TS].decode("utf-8", "backslashreplace"))
+    return _checked(event_id, campaign_id, ts, values, fields[_RAW_TS])
 
 
 def not_utf8(fields: dict[Any, Any]) -> str | None:
@@ -277,6 +277,8 @@ def _checked(
     if not event_id or not campaign_id:
         raise InvalidEvent("empty event_id or campaign_id")
     if not math.isfinite(ts) or ts <= 0:
+        if type(raw_ts) is bytes:  # decoded only here: the common case never needs it
+            raw_ts = raw_ts.decode("utf-8", "backslashreplace")
         raise InvalidEvent(f"field ts must be positive epoch seconds ({raw_ts!r})")
     if min(values) >= 0.0 and sum(values) < math.inf:  # the common case (a NaN makes the sum NaN)
         return event_id, campaign_id, ts, values

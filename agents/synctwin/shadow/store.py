@@ -63,6 +63,7 @@ from agents.synctwin.shadow.agent import (
     shadow_day,
 )
 from synctwin.infra import metrics
+from synctwin.infra.keyed_writes import KeyedWrites
 from synctwin.kernel.models import Strategy
 
 log = logging.getLogger("synctwin.shadow")
@@ -290,9 +291,10 @@ class RedisShadowStore:
         """Folded events not yet written."""
         return bool(self._market or self._totals or self._newest is not None)
 
-    def queue(self, pipe: Any) -> None:
+    def queue(self, pipe: Any, writes: KeyedWrites | None = None) -> None:
         """In the Council's MULTI: the market, totals and clock folded since the last commit
-        (ZADD GT: a maximum, so a redelivered or duplicated batch changes nothing)."""
+        (ZADD GT: a maximum, so a redelivered or duplicated batch changes nothing). The campaigns'
+        totals go to `writes` when given (one command for them all, sent by the caller)."""
         by_key: dict[tuple[str, int], list[Any]] = {}  # one ZADD per day's market, whatever the campaigns
         for (platform, day, member), vals in self._market.items():
             args = by_key.get((platform, day))
@@ -308,7 +310,10 @@ class RedisShadowStore:
             args = []
             for name, v in zip(self._names(launch, ("ts", *METRICS)), vals, strict=True):
                 args += (v, name)
-            pipe.execute_command("ZADD", f"{self.prefix}campaign:{cid}:totals", "GT", *args)
+            if writes is None:
+                pipe.execute_command("ZADD", f"{self.prefix}campaign:{cid}:totals", "GT", *args)
+            else:
+                writes.add("ZADD", f"{self.prefix}campaign:{cid}:totals", "GT", *args)
         if self._newest is not None:
             pipe.zadd(self.clock_key, {"ts": self._newest}, gt=True)
 
