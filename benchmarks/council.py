@@ -196,7 +196,7 @@ def bench_latency(url: str, rate: float, seconds: float, n_campaigns: int) -> di
     q: Any = mp.Queue()
     pub = mp.Process(target=_publisher, args=(url, cids, runaway_at, pace, rate, seconds, start_at, q))
     pub.start()
-    worker = redis_council(client, st, group="bench-latency", consumer="l", batch=500, block_ms=20)
+    worker = redis_council(client, st, group="bench-latency", consumer="l", batch=st.mirror_batch, block_ms=20)
     done = {"at": float("inf")}
     worker.run(lambda: time.time() > min(done["at"], start_at + seconds + 3.0) or _finished(pub, done))
     n, ids = q.get(timeout=30)
@@ -237,7 +237,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--campaigns", type=int, default=100)
-    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--batch", type=int, default=None, help="events per read (default: SYNCTWIN_MIRROR_BATCH, 2000)")
     ap.add_argument("--runs", type=int, default=3, help="throughput rounds (medians are printed)")
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--seconds", type=float, default=30.0)
@@ -248,7 +248,8 @@ def main() -> int:
     server = OwnRedis()
     try:
         rounds = [
-            bench_throughput(server.url, args.events, args.campaigns, args.batch) for _ in range(max(1, args.runs))
+            bench_throughput(server.url, args.events, args.campaigns, args.batch or run_settings().mirror_batch)
+            for _ in range(max(1, args.runs))
         ]
         figures: dict[str, Any] = {"throughput": medians(rounds) | {"rounds": rounds}}
         if not args.skip_latency:

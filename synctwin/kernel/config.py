@@ -91,7 +91,9 @@ class Settings(BaseSettings):
     mirror_reference_lag: float = Field(86_400.0, ge=0, description="the campaign's own level is read this long ago")
     mirror_reference_span: float = Field(172_800.0, gt=0, description="... over at most this long")
     mirror_min_reference_conversions: float = Field(50.0, ge=1, description="... once it holds this many")
-    mirror_batch: int = Field(500, ge=1, description="events per XREADGROUP")
+    # a read returns what the stream holds, up to this: at live rates batches stay small (latency is
+    # unchanged); behind a backlog a larger batch spreads each campaign's state write over more events
+    mirror_batch: int = Field(2000, ge=1, description="events per XREADGROUP")
     mirror_claim_idle_ms: int = Field(30_000, ge=100, description="pending events idle this long are reclaimed")
     mirror_max_deliveries: int = Field(5, ge=1, description="deliveries before an event goes to the dead letters")
     mirror_heartbeat_ms: int = Field(

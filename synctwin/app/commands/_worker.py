@@ -37,7 +37,7 @@ def add_worker_arguments(p: Any, *, group: str, metrics_help: str) -> None:
         help="this worker's name in the group (default host-pid); with --shards N > 1, its name in the leases",
     )
     add_shard_arguments(p)
-    p.add_argument("--batch", type=int, metavar="N", help="events per read, one Council message (default 500)")
+    p.add_argument("--batch", type=int, metavar="N", help="events per read, one Council message (default 2000)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument(
         "--metrics-port", type=int, metavar="P", help=f"serve Prometheus metrics on this port ({metrics_help})"
