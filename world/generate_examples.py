@@ -29,27 +29,24 @@ SEED = 20260301
 END = dt.date(2026, 3, 1)  # the day after the history's last day: a launch on 1 March 2026
 DAILY_SPEND = 600.0
 
+
+def _example(campaign_id: str, audience_size: int, daily_budget: int) -> dict[str, Any]:
+    """One example's strategy: the same client, platform, cvr, duration and margin in both."""
+    return {
+        "campaign_id": campaign_id,
+        "client_id": "example-client",
+        "platform": "meta",
+        "audience_size": audience_size,
+        "cvr": 0.02,
+        "daily_budget": daily_budget,
+        "duration_days": 30,
+        "gross_margin": 0.5,
+    }
+
+
 EXAMPLES: dict[str, dict[str, Any]] = {
-    "approve": {
-        "campaign_id": "spring-scale-up",
-        "client_id": "example-client",
-        "platform": "meta",
-        "audience_size": 400000,
-        "cvr": 0.02,
-        "daily_budget": 950,
-        "duration_days": 30,
-        "gross_margin": 0.5,
-    },
-    "reject": {
-        "campaign_id": "spring-small-audience",
-        "client_id": "example-client",
-        "platform": "meta",
-        "audience_size": 60000,
-        "cvr": 0.02,
-        "daily_budget": 1200,
-        "duration_days": 30,
-        "gross_margin": 0.5,
-    },
+    "approve": _example("spring-scale-up", 400000, 950),
+    "reject": _example("spring-small-audience", 60000, 1200),
 }
 
 
