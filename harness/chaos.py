@@ -218,14 +218,15 @@ def _iso(t: float) -> str:
 
 
 def _probe(name: str, ok: bool, detail: str, t: float | None = None) -> dict[str, Any]:
-    return {
-        "type": "probe",
-        "name": name,
-        "tolerance": True,
-        "output": detail,
-        "status": "succeeded" if ok else "failed",
-        "t": t,
-    }
+    return dict(type="probe", name=name, tolerance=True, output=detail, status=_status(ok), t=t)
+
+
+def _status(ok: bool) -> str:
+    return "succeeded" if ok else "failed"
+
+
+def _met(probes: list[dict[str, Any]]) -> bool:
+    return all(p["status"] == "succeeded" for p in probes)
 
 
 def _steady_state_before(trace: Trace, cid: str, fault_at: float) -> list[dict[str, Any]]:
@@ -305,15 +306,12 @@ class DrillResult:
             happened = f"paused: {c.pause_reason}"
             when = duration(c.paused_at - fault_at) + " after the fault" if fault_at is not None else "-"
         else:
-            b = c.bids
-            happened = (
-                (
-                    f"not paused; bids: {b.get('delivered', 0)} delivered, {b.get('lost', 0)} lost, "
+            b, happened = c.bids, "not paused"
+            if b:
+                happened += (
+                    f"; bids: {b.get('delivered', 0)} delivered, {b.get('lost', 0)} lost, "
                     f"{b.get('cached_intervals', 0)} cached"
                 )
-                if b
-                else "not paused"
-            )
             after = [t for t in self.trace.recoveries.get(c.platform, []) if fault_at is not None and t >= fault_at]
             when = (duration(after[0] - fault_at) + " after the fault (resumed)") if after else "-"
         return {
@@ -356,8 +354,9 @@ def run_drill(
     before = _steady_state_before(trace, cid, fault_at)
     after = _steady_state_after(drill, trace, cid)
     during = [_probe(e.expectation, e.passed, e.message) for e in trace.expectations]
-    ok = all(p["status"] == "succeeded" for p in [*before, *during, *after])
     epoch0 = trace.epoch0
+    inject = {"type": "action", "name": f"inject {drill.fault['kind']}", "provider": drill.fault}
+    rollback = {"type": "action", "name": "revert the fault and discard the twin"}
     journal = {
         "chaoslib-version": None,
         "platform": "synctwin (virtual time)",
@@ -367,24 +366,24 @@ def run_drill(
             "tags": ["synctwin", drill.name, drill.guard],
             "template": template.name,
             "steady-state-hypothesis": {"title": "the campaign runs live, on pace, with a margin"},
-            "method": [{"type": "action", "name": f"inject {drill.fault['kind']}", "provider": drill.fault}],
-            "rollbacks": [{"type": "action", "name": "revert the fault and discard the twin"}],
+            "method": [inject],
+            "rollbacks": [rollback],
         },
         "start": _iso(started),
         "end": _iso(time.time()),
         "duration": round(trace.wall_s, 4),
         "virtual": {"start": _iso(epoch0), "fault_at": fault_at, "end": _iso(epoch0 + trace.duration_s)},
-        "status": "completed" if ok else "failed",
-        "deviated": not all(p["status"] == "succeeded" for p in during),
+        "status": "completed" if _met([*before, *during, *after]) else "failed",
+        "deviated": not _met(during),
         "steady_states": {
-            "before": {"steady_state_met": all(p["status"] == "succeeded" for p in before), "probes": before},
+            "before": {"steady_state_met": _met(before), "probes": before},
             "during": during,
-            "after": {"steady_state_met": all(p["status"] == "succeeded" for p in after), "probes": after},
+            "after": {"steady_state_met": _met(after), "probes": after},
         },
         "run": [
             {
-                "activity": {"type": "action", "name": f"inject {drill.fault['kind']}", "provider": drill.fault},
-                "status": "succeeded" if fault.get("start") is not None else "failed",
+                "activity": inject,
+                "status": _status(fault.get("start") is not None),
                 "start": fault.get("start"),
                 "end": fault.get("end"),
             },
@@ -395,7 +394,7 @@ def run_drill(
         ],
         "rollbacks": [
             {
-                "activity": {"type": "action", "name": "revert the fault and discard the twin"},
+                "activity": rollback,
                 "status": "succeeded",
                 "output": "the drill ran in its own twin; nothing live was touched",
             }

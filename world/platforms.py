@@ -21,6 +21,7 @@ from scenarios.schema import PlatformMarket
 PLATFORMS: tuple[str, ...] = ("meta", "tiktok", "google")
 SECONDS_PER_DAY = 86_400.0
 BID_ELASTICITY = 4.0  # share of the pace won = min(1, (bid / clearing CPM) ** this)
+FAULT_COLUMNS = ("cpm_mult", "cvr_mult", "spend_mult", "platform_cpm_mult", "platform_cvr_mult", "platform_spend_mult")
 
 
 @dataclass(slots=True)
@@ -60,29 +61,9 @@ class AdPlatforms:
         self.ids: list[str] = []
         self.index: dict[str, int] = {}
         self._columns = (
-            "plat",
-            "budget",
-            "bid",
-            "demand_rate",
-            "demand_cap",
-            "cpm0",
-            "ctr0",
-            "cvr0",
-            "aov0",
-            "cv2",
-            "noise_sd",
-            "day_cap_share",
-            "active",
-            "cpm_mult",
-            "cvr_mult",
-            "spend_mult",
-            "spend",
-            "impressions",
-            "clicks",
-            "conversions",
-            "revenue",
-            "spend_today",
-            "demand_left",
+            *("plat", "budget", "bid", "demand_rate", "demand_cap", "cpm0", "ctr0", "cvr0", "aov0", "cv2"),
+            *("noise_sd", "day_cap_share", "active", "cpm_mult", "cvr_mult", "spend_mult", "spend", "impressions"),
+            *("clicks", "conversions", "revenue", "spend_today", "demand_left"),
         )
         for name in self._columns:
             setattr(self, name, np.zeros(0, dtype=np.int64 if name == "plat" else np.float64))
@@ -114,14 +95,7 @@ class AdPlatforms:
         The column is looked up at call time: a launch replaces the per-campaign columns, so a
         fault must never keep a reference to the array it started on.
         """
-        if column not in (
-            "cpm_mult",
-            "cvr_mult",
-            "spend_mult",
-            "platform_cpm_mult",
-            "platform_cvr_mult",
-            "platform_spend_mult",
-        ):
+        if column not in FAULT_COLUMNS:
             raise ValueError(f"{column!r} is not a fault multiplier")
         array = getattr(self, column)
         if undo:
