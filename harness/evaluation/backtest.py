@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +60,9 @@ Verdict = Literal["TP", "FP", "FN", "TN"]
 REQUIRED_KEYS = ("name", "strategy", "history", "outcome")
 OPTIONAL_KEYS = ("description",)
 OUTCOME_KEYS = ("revenue", "spend", "net_profit_uplift")
+# the report's figures, in its JSON order
+_FIGURES = ("total", "profitable", "unprofitable", "approved", "rejected", "fn_rate", "fp_rate")
+_FIGURES += ("fp_share_of_approved", "rejection_share", "accuracy")
 
 
 def builtin_historical_dir() -> Path:
@@ -111,16 +114,7 @@ class BacktestRow:
     seed: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "decision": self.decision,
-            "confidence": self.confidence,
-            "projected_uplift": self.projected_uplift,
-            "realized_uplift": self.realized_uplift,
-            "profitable": self.profitable,
-            "verdict": self.verdict,
-            "seed": self.seed,
-        }
+        return asdict(self)
 
 
 def _share(num: int, den: int) -> float | None:
@@ -140,9 +134,7 @@ class BacktestReport:
     counts: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
-        counts = {v: 0 for v in ("TP", "FP", "FN", "TN")}
-        for row in self.rows:
-            counts[row.verdict] += 1
+        counts = {v: sum(r.verdict == v for r in self.rows) for v in ("TP", "FP", "FN", "TN")}
         object.__setattr__(self, "counts", counts)
 
     @property
@@ -224,17 +216,8 @@ class BacktestReport:
             "paths": self.paths,
             "seed": self.seed,
             "cases": [r.to_dict() for r in self.rows],
-            "confusion": {"TP": self.tp, "FP": self.fp, "FN": self.fn, "TN": self.tn},
-            "total": self.total,
-            "profitable": self.profitable,
-            "unprofitable": self.unprofitable,
-            "approved": self.approved,
-            "rejected": self.rejected,
-            "fn_rate": self.fn_rate,
-            "fp_rate": self.fp_rate,
-            "fp_share_of_approved": self.fp_share_of_approved,
-            "rejection_share": self.rejection_share,
-            "accuracy": self.accuracy,
+            "confusion": dict(self.counts),
+            **{k: getattr(self, k) for k in _FIGURES},
             "money": self.money(),
         }
 

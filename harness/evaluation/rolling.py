@@ -1,29 +1,14 @@
-"""The gate's rolling-origin backtest on one account's own history.
+"""The gate's rolling-origin backtest on one account's own history (docs/backtesting.md).
 
-At each origin T (every `step` days) the gate sees only the history before T, is asked about
-the plan that was really run over [T, T + horizon) (its mean daily spend as the budget), and
-its projection is compared with what happened: the realized revenue against the projection's
-p10-p50-p90, the realized net profit uplift against every path's uplift (PIT, CRPS), and the
-confidence score against "the uplift was > 0" (Brier). A buyer sees how far the gate's
-intervals and confidence can be trusted on *their* account before relying on them.
+At each origin T (every `step` days) the gate sees only the history before T and is asked about
+the plan really run over [T, T + horizon) (its mean daily spend as the budget); its projection
+is scored against what happened: revenue against p10-p50-p90, the realized uplift (DESIGN.md's,
+against the gate's own lookback baseline) against every path's (PIT, CRPS), and the confidence
+against "the uplift was > 0" (Brier). A window's demand is set not to bind (`demand_strategy`):
+the backtest scores the response to the budget, not a guess of the audience.
 
-The strategy of a window
-------------------------
-- `daily_budget` = the realized spend over the window / horizon; `duration_days` = horizon;
-  `launch_ts` = T (midnight UTC); `gross_margin` from the run (1 by default).
-- `audience_size` x `cvr` (demand) is set so that it does not bind: `demand_headroom` (10)
-  times the conversions the history's own conversions per dollar would buy with the budget.
-  The backtest scores the gate's response to the budget, not a guess of the audience. A model
-  that has no response to the budget and reads demand as its forecast (the one-factor `seed`
-  model: conversions = audience x cvr) gets headroom 1: the history's own rate, the fairest
-  input it can have (`DEMAND_IS_THE_FORECAST`).
-- The baseline is the lookback window before T, as the gate computes it, so the realized
-  uplift uses the definition of DESIGN.md with that same baseline:
-  (R_real - R_base) x gross_margin - (S_real - S_base).
-
-Windows overlap when step < horizon; the summary says so and its intervals then come from a
-moving-block bootstrap (blocks of ceil(horizon / step) windows), not from formulas that
-assume independent windows. Same history, settings and seed: the same report, bit for bit.
+Windows overlap when step < horizon; the summary's intervals then come from a moving-block
+bootstrap. Same history, settings and seed: the same report, bit for bit.
 """
 
 from __future__ import annotations
@@ -32,7 +17,7 @@ import datetime as dt
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -226,16 +211,8 @@ class RollingReport:
             "source": self.source,
             "model": self.model,
             "history": {"start": self.history_start, "end": self.history_end},
-            "settings": {
-                "horizon": c.horizon,
-                "lookback": c.lookback,
-                "step": c.step,
-                "min_history": c.min_history,
-                "gross_margin": c.gross_margin,
-                "paths": c.paths,
-                "seed": c.seed,
-                "demand_headroom": c.headroom(self.model),
-            },
+            "settings": {k: v for k, v in asdict(c).items() if k != "model"}
+            | {"demand_headroom": c.headroom(self.model)},
             "summary": self.summary,
             "windows": [w.to_dict() for w in self.windows],
             "skipped": [s.to_dict() for s in self.skipped],
@@ -246,16 +223,8 @@ class RollingReport:
 
 
 def _rows(h: History, keep: np.ndarray) -> History:
-    rc = h.returning_customers
-    return History(
-        h.dates[keep],
-        h.spend[keep],
-        h.impressions[keep],
-        h.clicks[keep],
-        h.conversions[keep],
-        h.revenue[keep],
-        None if rc is None else rc[keep],
-    )
+    """The rows of `h` where `keep` is True (every column, the optional ones included)."""
+    return History(*(None if (a := getattr(h, f.name)) is None else a[keep] for f in fields(History)))
 
 
 def window_seed(seed: int, origin: np.datetime64) -> int:
