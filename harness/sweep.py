@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +62,6 @@ class SeedRun:
 
 def run_seed(task: tuple[Scenario, int]) -> SeedRun:
     """One scenario run (a top-level function, so a process pool or Ray worker can run it)."""
-
     scenario, seed = task
     started = time.perf_counter()
     trace = run_scenario(scenario, seed)
@@ -126,12 +125,11 @@ class ExpectationStats:
         }
         if self.points is not None:
             d["failing_points"] = sorted(set(self.points))
-            d["worst_seeds"] = [
-                {"point": p, "seed": s, "message": m}
-                for p, (s, m) in zip(self.points[:worst], self.failures[:worst], strict=True)
-            ]
-        else:
-            d["worst_seeds"] = [{"seed": s, "message": m} for s, m in self.failures[:worst]]
+        points = self.points if self.points is not None else [None] * len(self.failures)
+        d["worst_seeds"] = [
+            ({} if p is None else {"point": p}) | {"seed": s, "message": m}
+            for p, (s, m) in zip(points[:worst], self.failures[:worst], strict=True)
+        ]
         return d
 
 
@@ -262,16 +260,16 @@ class SweepReport:
             "runs_passed": self.runs - len(self.failing_runs),
             "expectations": [e.to_dict(worst) for e in self.expectations],
         }
+        d["worst_seeds"] = [
+            ({"point": p} if self.gridded else {}) | {"seed": s, "failed": n} for p, s, n in self.failing_runs[:worst]
+        ]
         if self.gridded:
-            d["worst_seeds"] = [{"point": p, "seed": s, "failed": n} for p, s, n in self.failing_runs[:worst]]
             d["grid"] = {
                 "keys": list(self.grid_keys),
                 "size": len(self.points),
                 "points": [p.to_dict(worst) for p in self.points],
                 "worst_points": [p.summary() for p in self.worst_points()],
             }
-        else:
-            d["worst_seeds"] = [{"seed": s, "failed": n} for _, s, n in self.failing_runs[:worst]]
         return d | {"executor": self.executor, "wall_s": round(self.wall_s, 3), "task_s": round(self.task_s, 3)}
 
 
@@ -299,36 +297,22 @@ def run_sweep(
     at_points = [scenario_at(scenario, p) for p in params]
     run = executor or InProcessExecutor()
     started = time.perf_counter()
-
-    def tasks() -> Iterator[tuple[Scenario, int]]:
-        for sc in at_points:
-            for seed in seeds:
-                yield sc, seed
-
+    tasks = ((sc, seed) for sc in at_points for seed in seeds)
     overall = _Tally()
     per_point = [_Tally() for _ in at_points]
     task_s = 0.0
-    for done, res in enumerate(run.imap(run_seed, tasks()), 1):
+    for done, res in enumerate(run.imap(run_seed, tasks), 1):
         point = (done - 1) // len(seeds)
         task_s += res.wall_s
         overall.add(res, point, note_points=spec is not None)
         per_point[point].add(res, point)
         if progress is not None:
             progress(done)
-    points = (
-        [
-            PointStats(
-                index=i,
-                params=p,
-                runs=t.runs,
-                expectations=t.expectations,
-                failing_seeds=[(s, n) for _, s, n in t.worst_first()],
-            )
-            for i, (p, t) in enumerate(zip(params, per_point, strict=True))
-        ]
+    points = [
+        PointStats(i, p, t.runs, t.expectations, failing_seeds=[(s, n) for _, s, n in t.worst_first()])
+        for i, (p, t) in enumerate(zip(params, per_point, strict=True))
         if spec is not None
-        else []
-    )
+    ]
     return SweepReport(
         scenario=scenario.name,
         seeds=seeds,
