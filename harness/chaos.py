@@ -1,19 +1,12 @@
-"""The chaos drills: the seed's four nightly stress tests, each a scenario in virtual time.
+"""The chaos drills: the seed's four nightly stress tests, each a scenario in virtual time
+(what each injects and when it passes: docs/chaos-drills.md and `DRILLS`).
 
 Each drill follows Chaos Toolkit's shape: a steady-state hypothesis probed before the fault,
 the fault as an action, the guard's reaction probed during it, the steady state probed after,
 and rollbacks that always run (the fault is undone and the twin discarded: nothing live is ever
 touched). A drill runs on a *template* campaign: the built-in one, or a clone of a production
-campaign loaded from Redis.
-
-| drill           | fault                    | passes when                                             |
-|-----------------|--------------------------|---------------------------------------------------------|
-| market_shock    | CPM x1.5 (or sized *)    | MarginGuardian pauses it (MARGIN_GUARDIAN) within 4 h   |
-| conversion_drop | CVR x0.7                 | auto-rollback pauses it (AUTO_ROLLBACK) within 4 h      |
-| api_outage      | platform API down 5 min  | cached bids served, no bid lost, bidding resumes <= 5 min |
-| budget_burn     | spend x10 (runaway)      | BUDGET_EMERGENCY pause, no day above 110% of budget     |
-
-* for a campaign whose margin survives x1.5: 40% past its own break-even CPM (`sized_to`).
+campaign loaded from Redis; a market shock is sized to a campaign whose margin survives x1.5
+(`sized_to`).
 """
 
 from __future__ import annotations

@@ -1,27 +1,10 @@
 """The scenario file format (YAML), validated with pydantic.
 
 A scenario is the world's parameters, clients (with given or generated histories), campaigns
-(strategies launched at virtual times), a timeline of injected faults, and expectations to
-check against the trace. Durations are written as people write them: 90s, 30m, 2h, 3d.
-
-    name: market_shock
-    description: CPM +50% on Meta two days in; MarginGuardian must pause within 3 hours
-    duration: 4d
-    world: {tick: 1m, platforms: {meta: {cpm: 5.0, ctr: 0.018, cvr: 0.044, aov: 60}}}
-    clients:
-      - id: acme
-        history: {generate: {platform: meta, daily_spend: 600}}
-    campaigns:
-      - id: acme-spring
-        client: acme
-        launch_at: 0s
-        strategy: {audience_size: 160000, cvr: 0.03, daily_budget: 1100, gross_margin: 0.35}
-    faults:
-      - {id: shock, kind: cpm_shock, at: 2d, platform: meta, multiplier: 1.5}
-    expectations:
-      - {expect: paused, campaign: acme-spring, reason: MARGIN_GUARDIAN, after: shock, within: 3h}
-    sweep:                      # optional: `synctwin sweep` runs every point of this grid
-      grid: {meta.cpm: [5.0, 6.0, 7.5], meta.cvr: [0.035, 0.044]}
+(strategies launched at virtual times), a timeline of injected faults, expectations to check
+against the trace and, optionally, a grid of market parameters for `synctwin sweep`. Durations
+are written as people write them: 90s, 30m, 2h, 3d. docs/scenarios-and-harness.md shows every
+field; scenarios/examples/market_shock_grid.yaml is a complete file.
 """
 
 from __future__ import annotations

@@ -3,9 +3,8 @@
 The seed asks to "test with 10 historical campaigns (5 profitable, 5 unprofitable)" and to
 watch false negatives (< 5%) and false positives (< 10%); this module measures both.
 
-Data format
------------
-A backtest *case* is one JSON file::
+A backtest *case* is one JSON file; an input is one case file or a directory of them (`*.json`,
+sorted by name, not recursive; the built-in set is `builtin_historical_dir()`)::
 
     {
       "name": "04_meta_lookalike_budget_cut",
@@ -15,19 +14,12 @@ A backtest *case* is one JSON file::
       "outcome": {"revenue": 65488.48, "spend": 29845.62, "net_profit_uplift": -7608.92}
     }
 
-- `history` is the path of the client's daily history before the campaign (the CSV contract
-  `date,spend,impressions,clicks,conversions,revenue`, normally 90 rows), relative to the case
-  file (or absolute). It must end before the campaign's `launch_ts` when that is given.
-- `outcome` is the realized result of the campaign over its `duration_days`: total revenue
-  and ad spend, and `net_profit_uplift` as DESIGN.md defines it,
-  `(R_new - R_base) * gross_margin - (S_new - S_base)` with `R_base`, `S_base` the history
-  baseline's daily averages times `duration_days`. Other keys (e.g. `conversions`) are kept
-  out of the computation.
-- A campaign is *profitable* iff `outcome.net_profit_uplift > 0`.
+- `history`: the client's daily history CSV before the campaign, relative to the case file (or
+  absolute); it must end before the campaign's `launch_ts` when that is given.
+- `outcome`: the campaign's revenue, ad spend and `net_profit_uplift` over `duration_days`, as
+  DESIGN.md defines it against the history baseline's daily averages; other keys (e.g.
+  `conversions`) are not used. A campaign is *profitable* iff the uplift is > 0.
 - `description` is optional; unknown top-level keys are an error (a typo must not pass).
-
-A backtest input is one case file or a directory of case files (`*.json`, sorted by name,
-not recursive). The built-in set is `builtin_historical_dir()`.
 
 Verdicts take "approved" as the positive call: TP = approved and profitable, FP = approved
 and unprofitable (money lost), FN = rejected but would have been profitable (profit missed),
