@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -209,13 +209,7 @@ class ReliabilityBin:
     observed: float | None
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "low": self.low,
-            "high": self.high,
-            "count": self.count,
-            "mean_forecast": self.mean_forecast,
-            "observed": self.observed,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,20 +255,12 @@ def brier_score(prob: np.ndarray, outcome: np.ndarray, bins: int = 5) -> BrierSc
     for k in range(bins):
         m = which == k
         c = int(m.sum())
+        pk = ok = None
         if c:
             pk, ok = float(p[m].mean()), float(o[m].mean())
             rel += c * (pk - ok) ** 2
             res += c * (ok - base) ** 2
-            table.append(ReliabilityBin(float(edges[k]), float(edges[k + 1]), c, pk, ok))
-        else:
-            table.append(ReliabilityBin(float(edges[k]), float(edges[k + 1]), 0, None, None))
+        table.append(ReliabilityBin(float(edges[k]), float(edges[k + 1]), c, pk, ok))
     n = p.size
     rel, res, unc = rel / n, res / n, base * (1.0 - base)
-    return BrierScore(
-        score=score,
-        reliability=rel,
-        resolution=res,
-        uncertainty=unc,
-        residual=score - (rel - res + unc),
-        table=tuple(table),
-    )
+    return BrierScore(score, rel, res, unc, residual=score - (rel - res + unc), table=tuple(table))

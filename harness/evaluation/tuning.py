@@ -11,6 +11,7 @@ change the evidence does not ask for).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,13 +33,8 @@ class Evidence:
 
 def rates_at(evidence: Iterable[Evidence], threshold: float) -> dict[str, Any]:
     """Confusion counts and rates at `threshold` (approve when confidence > threshold)."""
-    tp = fp = fn = tn = 0
-    for e in evidence:
-        approved = e.confidence > threshold
-        if approved:
-            tp, fp = (tp + 1, fp) if e.profitable else (tp, fp + 1)
-        else:
-            fn, tn = (fn + 1, tn) if e.profitable else (fn, tn + 1)
+    calls = Counter((e.confidence > threshold, e.profitable) for e in evidence)  # (approved, profitable)
+    tp, fp, fn, tn = calls[True, True], calls[True, False], calls[False, True], calls[False, False]
     return {
         "threshold": threshold,
         "tp": tp,
@@ -101,9 +97,7 @@ def tune(evidence: list[Evidence], current: float) -> dict[str, Any]:
     return {
         "evidence": {
             "total": len(evidence),
-            "backtest": sum(e.source == "backtest" for e in evidence),
-            "shadow": sum(e.source == "shadow" for e in evidence),
-            "live": sum(e.source == "live" for e in evidence),
+            **{source: sum(e.source == source for e in evidence) for source in ("backtest", "shadow", "live")},
             "profitable": sum(e.profitable for e in evidence),
         },
         "current": rates_at(evidence, current),
