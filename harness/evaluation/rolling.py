@@ -248,10 +248,6 @@ def origins(history: History, config: RollingConfig) -> list[np.datetime64]:
     return [first + np.timedelta64(k, "D") for k in range(0, span + 1, config.step)]
 
 
-def required_days(config: RollingConfig) -> int:
-    return config.min_history + config.horizon
-
-
 def _accepts_history(forecaster: Forecaster) -> bool:
     """A model that fits the history itself (not only its baseline) is handed the past too."""
     try:
@@ -298,47 +294,83 @@ def run_rolling_backtest(
     """
     config = (config or RollingConfig()).validate()
     model = config.model or forecaster.model
-    need = required_days(config)
     starts = origins(history, config)
     if not starts:
         have = len(history)
         span = "" if not have else f" ({history.dates[0]} to {history.dates[-1]})"
         raise InvalidInput(
             f"the history has {have} day(s){span}; a rolling backtest with a {config.horizon}-day "
-            f"horizon needs at least {need} days ({config.min_history} of history before the first "
-            f"origin and {config.horizon} after it); shorten --horizon or give a longer history",
+            f"horizon needs at least {config.min_history + config.horizon} days ({config.min_history} of "
+            f"history before the first origin and {config.horizon} after it); shorten --horizon or give a "
+            "longer history",
             source=source,
         )
     options: dict[str, Any] = {} if executor is None else {"executor": executor}
     pass_history = _accepts_history(forecaster)
+    pit_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5049]))
+
+    def window(t: np.datetime64, past: History, ahead: History) -> RollingWindow:
+        baseline = compute_baseline(
+            past,
+            lookback_days=config.lookback,
+            min_days=config.min_history,
+            gross_margin=config.gross_margin,
+            source=source,
+        )
+        realized_spend, realized_revenue = float(ahead.spend.sum()), float(ahead.revenue.sum())
+        budget = realized_spend / config.horizon
+        s = window_seed(config.seed, t)
+        result, uplift = forecaster.evaluate_with_uplift(
+            demand_strategy(config, model, t, budget, baseline),
+            baseline,
+            seed=s,
+            paths=config.paths,
+            model=model,
+            **({**options, "history": past} if pass_history else options),
+        )
+        base_rev, base_spend = baseline.revenue_over(config.horizon), baseline.spend_over(config.horizon)
+        realized_uplift = (realized_revenue - base_rev) * config.gross_margin - (realized_spend - base_spend)
+        end, sd = result.projection.points[-1], result.simulation_details
+        return RollingWindow(
+            origin=str(t),
+            end=str(t + np.timedelta64(config.horizon - 1, "D")),
+            history_days=baseline.days,
+            budget=budget,
+            baseline_daily_spend=baseline.daily_spend,
+            baseline_daily_revenue=baseline.daily_revenue,
+            realized_spend=realized_spend,
+            realized_revenue=realized_revenue,
+            revenue_p10=end.revenue_p10,
+            revenue_p50=end.revenue_p50,
+            revenue_p90=end.revenue_p90,
+            realized_uplift=realized_uplift,
+            uplift_p10=sd.p10_uplift,
+            uplift_p50=sd.median_uplift,
+            uplift_p90=sd.p90_uplift,
+            expected_uplift=result.expected_uplift,
+            pit=pit_value(uplift, realized_uplift, pit_rng),
+            crps=crps_sample(uplift, realized_uplift),
+            confidence=result.confidence_score,
+            decision=result.decision,
+            seed=s,
+        )
+
     windows: list[RollingWindow] = []
     skipped: list[SkippedOrigin] = []
-    pit_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5049]))
-    one_day = np.timedelta64(1, "D")
     for i, t in enumerate(starts):
-        stop = t + np.timedelta64(config.horizon, "D")
         past = _rows(history, history.dates < t)
-        ahead = _rows(history, (history.dates >= t) & (history.dates < stop))
-        day = str(t)
-        row = None
+        ahead = _rows(history, (history.dates >= t) & (history.dates < t + np.timedelta64(config.horizon, "D")))
         if len(ahead) < config.horizon:
-            skipped.append(
-                SkippedOrigin(
-                    day,
-                    f"{config.horizon - len(ahead)} of the {config.horizon} days ahead are missing from the history",
-                )
-            )
+            missing = config.horizon - len(ahead)
+            why = f"{missing} of the {config.horizon} days ahead are missing from the history"
+            skipped.append(SkippedOrigin(str(t), why))
         elif float(ahead.spend.sum()) <= 0:
-            skipped.append(SkippedOrigin(day, "no ad spend in the window: there is no plan to project"))
+            skipped.append(SkippedOrigin(str(t), "no ad spend in the window: there is no plan to project"))
         else:
             try:
-                row = _window(
-                    past, ahead, t, stop - one_day, forecaster, config, model, pass_history, options, pit_rng, source
-                )
+                windows.append(window(t, past, ahead))
             except InvalidInput as exc:  # a lookback the gate cannot use (too few days, no conversions, ...)
-                skipped.append(SkippedOrigin(day, exc.reason))
-        if row is not None:
-            windows.append(row)
+                skipped.append(SkippedOrigin(str(t), exc.reason))
         if progress is not None:
             progress(i + 1, len(starts))
     if not windows:
@@ -352,64 +384,6 @@ def run_rolling_backtest(
         source=source,
         history_start=str(history.dates[0]),
         history_end=str(history.dates[-1]),
-    )
-
-
-def _window(
-    past: History,
-    ahead: History,
-    t: np.datetime64,
-    last: np.datetime64,
-    forecaster: Forecaster,
-    config: RollingConfig,
-    model: str,
-    pass_history: bool,
-    options: dict[str, Any],
-    pit_rng: np.random.Generator,
-    source: str,
-) -> RollingWindow:
-    baseline = compute_baseline(
-        past,
-        lookback_days=config.lookback,
-        min_days=config.min_history,
-        gross_margin=config.gross_margin,
-        source=source,
-    )
-    realized_spend = float(ahead.spend.sum())
-    realized_revenue = float(ahead.revenue.sum())
-    budget = realized_spend / config.horizon
-    strategy = demand_strategy(config, model, t, budget, baseline)
-    s = window_seed(config.seed, t)
-    extra = {**options, "history": past} if pass_history else options
-    result, uplift = forecaster.evaluate_with_uplift(
-        strategy, baseline, seed=s, paths=config.paths, model=model, **extra
-    )
-    base_rev, base_spend = baseline.revenue_over(config.horizon), baseline.spend_over(config.horizon)
-    realized_uplift = (realized_revenue - base_rev) * config.gross_margin - (realized_spend - base_spend)
-    end = result.projection.points[-1]
-    sd = result.simulation_details
-    return RollingWindow(
-        origin=str(t),
-        end=str(last),
-        history_days=baseline.days,
-        budget=budget,
-        baseline_daily_spend=baseline.daily_spend,
-        baseline_daily_revenue=baseline.daily_revenue,
-        realized_spend=realized_spend,
-        realized_revenue=realized_revenue,
-        revenue_p10=end.revenue_p10,
-        revenue_p50=end.revenue_p50,
-        revenue_p90=end.revenue_p90,
-        realized_uplift=realized_uplift,
-        uplift_p10=sd.p10_uplift,
-        uplift_p50=sd.median_uplift,
-        uplift_p90=sd.p90_uplift,
-        expected_uplift=result.expected_uplift,
-        pit=pit_value(uplift, realized_uplift, pit_rng),
-        crps=crps_sample(uplift, realized_uplift),
-        confidence=result.confidence_score,
-        decision=result.decision,
-        seed=s,
     )
 
 
