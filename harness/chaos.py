@@ -227,28 +227,17 @@ def _steady_state_before(trace: Trace, cid: str, fault_at: float) -> list[dict[s
     live = c.launched_at is not None and c.launched_at < fault_at
     paused_early = c.paused_at is not None and c.paused_at < fault_at
     i = max((k for k, t in enumerate(c.hours) if t <= fault_at), default=None)
-    probes = [
-        _probe(
-            "campaign is live before the fault",
-            live and not paused_early,
-            ("never launched" if c.launched_at is None else f"launched at {duration(c.launched_at)}")
-            + (
-                f", paused at {duration(c.paused_at)}"
-                if paused_early
-                else f", live at the fault ({duration(fault_at)})"
-            ),
-            fault_at,
-        )
-    ]
+    launched = "never launched" if c.launched_at is None else f"launched at {duration(c.launched_at)}"
+    then = f", paused at {duration(c.paused_at)}" if paused_early else f", live at the fault ({duration(fault_at)})"
+    probes = [_probe("campaign is live before the fault", live and not paused_early, launched + then, fault_at)]
     if i is not None and c.launched_at is not None:
         elapsed = c.hours[i] - c.launched_at
         planned = c.daily_budget * elapsed / 86_400.0
         on_pace = planned > 0 and abs(c.spend[i] - planned) <= 0.2 * planned
         margin = c.revenue[i] * c.gross_margin - c.spend[i]
+        pace = f"{money(c.spend[i])} of {money(planned)} planned"
         probes += [
-            _probe(
-                "spend on the budget's pace (within 20%)", on_pace, f"{money(c.spend[i])} of {money(planned)} planned"
-            ),
+            _probe("spend on the budget's pace (within 20%)", on_pace, pace),
             _probe("running margin not negative", margin >= 0, money(margin)),
         ]
     else:
@@ -264,19 +253,14 @@ def _steady_state_after(drill: Drill, trace: Trace, cid: str) -> list[dict[str, 
             _probe("breaker closed again", breaker.startswith("CLOSED"), breaker),
             _probe("campaign still live", c.status == "LIVE", c.status),
         ]
-    protected = c.status == "PAUSED"
     after_pause = 0.0
     if c.paused_at is not None and c.hours:
         k = max((k for k, t in enumerate(c.hours) if t <= c.paused_at), default=0)
         after_pause = c.final.get("spend", 0.0) - c.spend[k]
-    pace_hour = c.daily_budget / 24.0
+    spent = f"{money(after_pause)} after the pause"
     return [
-        _probe("campaign paused to the end of the drill", protected, c.status.lower()),
-        _probe(
-            "no spend after the pause (beyond the tick it took)",
-            after_pause <= pace_hour,
-            f"{money(after_pause)} after the pause",
-        ),
+        _probe("campaign paused to the end of the drill", c.status == "PAUSED", c.status.lower()),
+        _probe("no spend after the pause (beyond the tick it took)", after_pause <= c.daily_budget / 24.0, spent),
     ]
 
 
