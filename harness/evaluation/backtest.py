@@ -123,27 +123,14 @@ class BacktestReport:
     threshold: float
     paths: int
     seed: int
-    counts: dict[str, int] = field(init=False)
+    tp: int = field(init=False)  # the confusion matrix: how many rows have each verdict
+    fp: int = field(init=False)
+    fn: int = field(init=False)
+    tn: int = field(init=False)
 
     def __post_init__(self) -> None:
-        counts = {v: sum(r.verdict == v for r in self.rows) for v in ("TP", "FP", "FN", "TN")}
-        object.__setattr__(self, "counts", counts)
-
-    @property
-    def tp(self) -> int:
-        return self.counts["TP"]
-
-    @property
-    def fp(self) -> int:
-        return self.counts["FP"]
-
-    @property
-    def fn(self) -> int:
-        return self.counts["FN"]
-
-    @property
-    def tn(self) -> int:
-        return self.counts["TN"]
+        for v in ("tp", "fp", "fn", "tn"):
+            object.__setattr__(self, v, sum(r.verdict == v.upper() for r in self.rows))
 
     @property
     def total(self) -> int:
@@ -208,7 +195,7 @@ class BacktestReport:
             "paths": self.paths,
             "seed": self.seed,
             "cases": [r.to_dict() for r in self.rows],
-            "confusion": dict(self.counts),
+            "confusion": {v: getattr(self, v.lower()) for v in ("TP", "FP", "FN", "TN")},
             **{k: getattr(self, k) for k in _FIGURES},
             "money": self.money(),
         }
