@@ -1,14 +1,11 @@
-"""One scenario over many seeds: each expectation's pass rate with a 95% interval, and the
-seeds that failed it, so a guard that passes a drill by luck is found.
+"""One scenario over many seeds, and over its grid of market parameters when it gives one
+(`sweep: {grid: {meta.cpm: [...]}}`): each expectation's pass rate with a 95% interval, the
+seeds and points that failed it, so a guard that passes a drill by luck, or at the scenario's
+own market only, is found.
 
-A scenario may also give a grid of market parameters (`sweep: {grid: {meta.cpm: [...], ...}}`):
-then every seed runs at every grid point, and the report adds each point's figures and the
-worst points, so a guard that passes at the scenario's own market only is found too.
-
-Each (grid point, seed) run is one task of an executor (in-process, process pool or Ray): a
-task's result depends only on (scenario at the point, seed), and results are merged in input
-order (point, then seed), so the report is the same on any executor. A task sends back only its
-expectations' verdicts, never the trace.
+Each (grid point, seed) run is one task of an executor (in-process, process pool or Ray) that
+sends back only its verdicts; results are merged in input order (point, then seed), so the
+report is the same on any executor.
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
 """The simulated ad platforms: every live campaign of Meta, TikTok and Google, delivered tick by
-tick in one vectorized step.
+tick in one vectorized step (a month at minute resolution in seconds).
 
-Per tick and campaign: the market's CPM (the platform's drifting price, per-tick noise, any
-injected shock), the share of the budget's pace the bid wins, impressions bought, clicks
-(Poisson on CTR), conversions (Poisson on CVR per click, capped by the demand the audience
-holds, which arrives at a steady rate) and revenue (a sum of order values). Budgets reset at
-each virtual midnight; the platform spends at most (1 + overdelivery) x the daily budget a day
-unless a runaway-spend fault breaks its pacing. One numpy step for all campaigns keeps a month
-at minute resolution in seconds.
+Per tick and campaign: the market's CPM (drifting price, per-tick noise, injected shocks), the
+share of the budget's pace the bid wins, impressions, clicks (Poisson on CTR), conversions
+(Poisson on CVR per click, capped by the demand the audience holds, arriving at a steady rate)
+and revenue (a sum of order values). Budgets reset at each virtual midnight; a day's spend is at
+most (1 + overdelivery) x the budget unless a runaway-spend fault breaks the pacing.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """Threshold tuning: false-negative and false-positive rates at each threshold, and calibration.
 
-The seed: "Tune confidence threshold based on false negative rate" and "if false negatives
-exceed 5%, we lower the confidence threshold". Evidence is (confidence, made money?) pairs:
-backtest cases (known outcomes), shadow outcomes of rejected campaigns (re-simulated under the
-market observed) and live outcomes of approved campaigns (CAMPAIGN_OUTCOME: what they realized,
-the only evidence of false positives from production). The rule: among thresholds with FN <= 5%,
-the one with the fewest false positives (ties: the one closest to the current threshold: no
-change the evidence does not ask for).
+The seed lowers the confidence threshold when false negatives exceed 5%. Evidence is
+(confidence, made money?) pairs: backtest cases, shadow outcomes of rejected campaigns and live
+outcomes of approved ones (CAMPAIGN_OUTCOME: production's only evidence of false positives).
+The rule: among thresholds with FN <= 5%, the fewest false positives (ties: the one closest to
+the current threshold: no change the evidence does not ask for).
 """
 
 from __future__ import annotations
