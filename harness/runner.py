@@ -177,10 +177,8 @@ def run_scenario(
             fid,
             {"kind": fault.kind, "platform": fault.platform, "campaign": fault.campaign, "start": None, "end": None},
         )
-        if what == "start":
-            entry["start"] = t
-        elif what == "end":
-            entry["end"] = t
+        if what in ("start", "end"):
+            entry[what] = t
         trace.timeline.append({"t": t, "kind": f"fault_{what}", "fault": fid, "fault_kind": fault.kind})
 
     world = World(env, scenario.world, _stream(seed, 1), scenario.faults, on_fault)
