@@ -115,14 +115,6 @@ def pit_histogram(pits: Sequence[float] | np.ndarray, bins: int = 10) -> PitHist
 # --- intervals and probabilities -----------------------------------------------------------------
 
 
-def inside(lower: np.ndarray, upper: np.ndarray, realized: np.ndarray) -> np.ndarray:
-    """Whether each outcome lies in its closed interval [lower, upper]."""
-    lo, hi, y = (np.asarray(a, dtype=np.float64) for a in (lower, upper, realized))
-    if np.any(lo > hi):
-        raise ValueError("an interval's lower bound exceeds its upper bound")
-    return (y >= lo) & (y <= hi)
-
-
 @dataclass(frozen=True, slots=True)
 class Share:
     """A share of windows with a 95% interval (Wilson, or a block bootstrap when windows overlap)."""
