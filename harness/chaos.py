@@ -125,12 +125,9 @@ ENOUGH_PAST_BREAK_EVEN = 1.2  # the drill's own shock is kept when it is at leas
 
 
 def break_even_cpm_multiplier(template: CampaignTemplate) -> float | None:
-    """How many times dearer impressions can get before the template's campaign stops earning
-    its spend back in gross margin, at its planned rates (its platform's market times its truth).
-
-    Conversions a day are what the budget buys, capped by the audience's demand (as in the world
-    and the gate's funnel): min(bought / m, demand). Break-even is bought x aov x margin / budget,
-    provided the demand can carry it; None when the rates are unknown or it never breaks even."""
+    """How many times dearer impressions can get before the template's campaign stops earning its
+    spend back in gross margin, at its planned rates: conversions a day are min(bought / m, demand),
+    as in the world and the gate's funnel. None when the rates are unknown or it never breaks even."""
     st = template.strategy
     market = DEFAULT_MARKETS.get(str(st.get("platform", "meta")))
     budget, margin = float(st.get("daily_budget", 0.0)), float(st.get("gross_margin", 0.0) or 0.0)
@@ -151,12 +148,10 @@ def break_even_cpm_multiplier(template: CampaignTemplate) -> float | None:
 
 
 def sized_to(drill: Drill, template: CampaignTemplate) -> Drill:
-    """The market shock sized to the campaign: CPM x1.5 when that is at least 20% past the
-    campaign's break-even (the built-in one breaks even at x1.23), else 40% past its break-even
-    (20-25% past left one seed in a dozen undetected within the drill's 4 h), but never above the
-    CPM SyncFlow will pay (BID_CEILING: beyond it the campaign stops buying, it does not lose).
-    A clone with a wide margin is not, and should not be, paused by a +50% CPM: a fixed shock
-    would read FAIL every night for a healthy guard, and teach people to ignore the drill."""
+    """The market shock sized to the campaign: CPM x1.5 when that is at least 20% past its
+    break-even (the built-in one's is x1.23), else 40% past it (20-25% left one seed in a dozen
+    undetected within 4 h), never above BID_CEILING (beyond it the campaign stops buying). A wide
+    margin survives +50%: a fixed shock would read FAIL every night for a healthy guard."""
     if drill.fault.get("kind") != "cpm_shock":
         return drill
     base = float(drill.fault["multiplier"])
