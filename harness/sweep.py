@@ -122,11 +122,12 @@ class ExpectationStats:
         }
         if self.points is not None:
             d["failing_points"] = sorted(set(self.points))
-        points = self.points if self.points is not None else [None] * len(self.failures)
-        d["worst_seeds"] = [
-            ({} if p is None else {"point": p}) | {"seed": s, "message": m}
-            for p, (s, m) in zip(points[:worst], self.failures[:worst], strict=True)
-        ]
+            d["worst_seeds"] = [
+                {"point": p, "seed": s, "message": m}
+                for p, (s, m) in zip(self.points[:worst], self.failures[:worst], strict=True)
+            ]
+        else:
+            d["worst_seeds"] = [{"seed": s, "message": m} for s, m in self.failures[:worst]]
         return d
 
 

@@ -66,8 +66,7 @@ class FaultInjector:
             name = self._platform_of(fault)
             if name is None:
                 return None
-            api = self.apis[name]
-            api.start_outage(fault.duration or 300.0)
+            self.apis[name].start_outage(fault.duration or 300.0)
             return lambda: None  # the outage ends by itself
         rate = {"cpm_shock": "cpm", "cvr_drop": "cvr", "runaway_spend": "spend"}[fault.kind]
         m = float(fault.multiplier or 1.0)
