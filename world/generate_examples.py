@@ -1,15 +1,13 @@
 """Write the bundled gate examples: one clear approval and one clear rejection.
 
-Run `python -m world.generate_examples` from the repository root; it rewrites
-scenarios/examples/approve/ and scenarios/examples/reject/ deterministically. Each holds a
-`strategy.json` and the client's 90-day `history.csv`, drawn by the same history generator the
-scenarios use (`world.history.generate_history`) from the default Meta market, with budget steps
-so the gate's response curve can learn what a dollar buys.
+`python -m world.generate_examples` rewrites scenarios/examples/approve/ and reject/
+deterministically: each a `strategy.json` and the client's 90-day `history.csv`, drawn by the
+scenarios' own generator (`world.history.generate_history`) from the default Meta market, with
+budget steps so the gate's response curve can learn what a dollar buys.
 
-Why two examples and not one: a first gate should show each outcome without doubt. The
-approval scales a profitable account up moderately (its 10th percentile is a gain); the
-rejection puts a doubled budget into an audience that holds fewer buyers than the account
-already converts, so more is spent for less revenue (its median is a clear loss).
+Two examples, so a first gate shows each outcome without doubt: the approval scales a profitable
+account up moderately (its 10th percentile is a gain); the rejection puts a doubled budget into an
+audience holding fewer buyers than the account already converts (its median is a clear loss).
 """
 
 from __future__ import annotations

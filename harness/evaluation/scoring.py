@@ -1,18 +1,12 @@
 """Scores of probabilistic forecasts against what happened: pure functions over arrays.
 
-A forecast that prints an interval or a confidence makes a claim; these functions check it:
-- interval coverage (the share of outcomes inside p10-p90 should be ~80%), with an interval;
-- the PIT (where the outcome fell in the forecast's own distribution): uniform when the
-  forecast is calibrated, U-shaped when it is overconfident, hump-shaped when underconfident,
-  sloped when it is biased;
-- CRPS (the distance between the forecast distribution and the outcome, in the outcome's
-  units; a point forecast's CRPS is its absolute error);
-- the Brier score of a probability ("uplift > 0") with Murphy's decomposition and a
-  reliability table.
-
-Windows of a rolling backtest overlap when the step is shorter than the horizon, so
-neighbouring scores are correlated; `block_bootstrap` resamples blocks of consecutive windows
-to give intervals that do not pretend they are independent.
+A forecast that prints an interval or a confidence makes a claim; these check it: interval
+coverage (~80% inside p10-p90) with an interval; the PIT (where the outcome fell in the
+forecast's own distribution: uniform when calibrated, U-shaped when overconfident, hump-shaped
+when underconfident, sloped when biased); CRPS (the distance between the forecast and the
+outcome, in its units: a point forecast's is its absolute error); the Brier score of "uplift > 0"
+with Murphy's decomposition and a reliability table. Overlapping rolling windows give correlated
+scores, so `block_bootstrap` resamples blocks of consecutive windows for honest intervals.
 """
 
 from __future__ import annotations
