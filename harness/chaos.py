@@ -171,18 +171,15 @@ def sized_to(drill: Drill, template: CampaignTemplate) -> Drill:
 def drill_scenario(drill: Drill, template: CampaignTemplate) -> Scenario:
     """The drill as a scenario: a test campaign, steady for six hours, then the fault."""
     cid = f"chaos-{drill.name}-{template.name}"
+    history = template.history or {
+        "generate": {"platform": template.strategy.get("platform", "meta"), "daily_spend": 1.0}
+    }
     return Scenario.model_validate(
         {
             "name": f"chaos_{drill.name}",
             "description": drill.title,
             "duration": drill.duration,
-            "clients": [
-                {
-                    "id": template.client_id,
-                    "history": template.history
-                    or {"generate": {"platform": template.strategy.get("platform", "meta"), "daily_spend": 1.0}},
-                }
-            ],
+            "clients": [{"id": template.client_id, "history": history}],
             "campaigns": [
                 {
                     "id": cid,
