@@ -329,11 +329,15 @@ def _history_path(value: Any, source: Path) -> Path:
 # --- running ---------------------------------------------------------------------------------
 
 
-def case_seed(seed: int, name: str) -> int:
-    """The gate's seed for one case: fixed by the run's seed and the case's name (not its
-    position), so adding a case leaves the others' results unchanged."""
-    state = np.random.SeedSequence([int(seed), zlib.crc32(name.encode("utf-8"))]).generate_state(2, np.uint32)
+def gate_seed(seed: int, key: int) -> int:
+    """The gate's seed for one item of a run, fixed by the run's seed and a 32-bit key of the item."""
+    state = np.random.SeedSequence([int(seed), key]).generate_state(2, np.uint32)
     return (int(state[0]) << 31) | (int(state[1]) >> 1)
+
+
+def case_seed(seed: int, name: str) -> int:
+    """Keyed by the case's name (not its position): adding a case leaves the others' results unchanged."""
+    return gate_seed(seed, zlib.crc32(name.encode("utf-8")))
 
 
 def verdict(approved: bool, profitable: bool) -> Verdict:

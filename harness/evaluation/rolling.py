@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from agents.syncvalue.baseline import Baseline, compute_baseline
+from harness.evaluation.backtest import gate_seed
 from harness.evaluation.scoring import (
     PitHistogram,
     Share,
@@ -228,11 +229,8 @@ def _rows(h: History, keep: np.ndarray) -> History:
 
 
 def window_seed(seed: int, origin: np.datetime64) -> int:
-    """The gate's seed for one window: fixed by the run's seed and the origin's date, so a
-    longer history leaves the earlier windows' draws unchanged."""
-    day = int(origin.astype("datetime64[D]").astype(np.int64))
-    state = np.random.SeedSequence([int(seed), day & 0xFFFFFFFF]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) | (int(state[1]) >> 1)
+    """Keyed by the origin's date: a longer history leaves the earlier windows' draws unchanged."""
+    return gate_seed(seed, int(origin.astype("datetime64[D]").astype(np.int64)) & 0xFFFFFFFF)
 
 
 def origins(history: History, config: RollingConfig) -> list[np.datetime64]:
