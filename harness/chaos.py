@@ -1,19 +1,12 @@
-"""The chaos drills: the seed's four nightly stress tests, each a scenario in virtual time.
+"""The chaos drills: the seed's four nightly stress tests, each a scenario in virtual time
+(what each injects and when it passes: docs/chaos-drills.md and `DRILLS`).
 
 Each drill follows Chaos Toolkit's shape: a steady-state hypothesis probed before the fault,
 the fault as an action, the guard's reaction probed during it, the steady state probed after,
 and rollbacks that always run (the fault is undone and the twin discarded: nothing live is ever
 touched). A drill runs on a *template* campaign: the built-in one, or a clone of a production
-campaign loaded from Redis.
-
-| drill           | fault                    | passes when                                             |
-|-----------------|--------------------------|---------------------------------------------------------|
-| market_shock    | CPM x1.5 (or sized *)    | MarginGuardian pauses it (MARGIN_GUARDIAN) within 4 h   |
-| conversion_drop | CVR x0.7                 | auto-rollback pauses it (AUTO_ROLLBACK) within 4 h      |
-| api_outage      | platform API down 5 min  | cached bids served, no bid lost, bidding resumes <= 5 min |
-| budget_burn     | spend x10 (runaway)      | BUDGET_EMERGENCY pause, no day above 110% of budget     |
-
-* for a campaign whose margin survives x1.5: 40% past its own break-even CPM (`sized_to`).
+campaign loaded from Redis; a market shock is sized to a campaign whose margin survives x1.5
+(`sized_to`).
 """
 
 from __future__ import annotations
@@ -132,12 +125,9 @@ ENOUGH_PAST_BREAK_EVEN = 1.2  # the drill's own shock is kept when it is at leas
 
 
 def break_even_cpm_multiplier(template: CampaignTemplate) -> float | None:
-    """How many times dearer impressions can get before the template's campaign stops earning
-    its spend back in gross margin, at its planned rates (its platform's market times its truth).
-
-    Conversions a day are what the budget buys, capped by the audience's demand (as in the world
-    and the gate's funnel): min(bought / m, demand). Break-even is bought x aov x margin / budget,
-    provided the demand can carry it; None when the rates are unknown or it never breaks even."""
+    """How many times dearer impressions can get before the template's campaign stops earning its
+    spend back in gross margin, at its planned rates: conversions a day are min(bought / m, demand),
+    as in the world and the gate's funnel. None when the rates are unknown or it never breaks even."""
     st = template.strategy
     market = DEFAULT_MARKETS.get(str(st.get("platform", "meta")))
     budget, margin = float(st.get("daily_budget", 0.0)), float(st.get("gross_margin", 0.0) or 0.0)
@@ -158,12 +148,10 @@ def break_even_cpm_multiplier(template: CampaignTemplate) -> float | None:
 
 
 def sized_to(drill: Drill, template: CampaignTemplate) -> Drill:
-    """The market shock sized to the campaign: CPM x1.5 when that is at least 20% past the
-    campaign's break-even (the built-in one breaks even at x1.23), else 40% past its break-even
-    (20-25% past left one seed in a dozen undetected within the drill's 4 h), but never above the
-    CPM SyncFlow will pay (BID_CEILING: beyond it the campaign stops buying, it does not lose).
-    A clone with a wide margin is not, and should not be, paused by a +50% CPM: a fixed shock
-    would read FAIL every night for a healthy guard, and teach people to ignore the drill."""
+    """The market shock sized to the campaign: CPM x1.5 when that is at least 20% past its
+    break-even (the built-in one's is x1.23), else 40% past it (20-25% left one seed in a dozen
+    undetected within 4 h), never above BID_CEILING (beyond it the campaign stops buying). A wide
+    margin survives +50%: a fixed shock would read FAIL every night for a healthy guard."""
     if drill.fault.get("kind") != "cpm_shock":
         return drill
     base = float(drill.fault["multiplier"])
@@ -183,18 +171,15 @@ def sized_to(drill: Drill, template: CampaignTemplate) -> Drill:
 def drill_scenario(drill: Drill, template: CampaignTemplate) -> Scenario:
     """The drill as a scenario: a test campaign, steady for six hours, then the fault."""
     cid = f"chaos-{drill.name}-{template.name}"
+    history = template.history or {
+        "generate": {"platform": template.strategy.get("platform", "meta"), "daily_spend": 1.0}
+    }
     return Scenario.model_validate(
         {
             "name": f"chaos_{drill.name}",
             "description": drill.title,
             "duration": drill.duration,
-            "clients": [
-                {
-                    "id": template.client_id,
-                    "history": template.history
-                    or {"generate": {"platform": template.strategy.get("platform", "meta"), "daily_spend": 1.0}},
-                }
-            ],
+            "clients": [{"id": template.client_id, "history": history}],
             "campaigns": [
                 {
                     "id": cid,
@@ -218,14 +203,15 @@ def _iso(t: float) -> str:
 
 
 def _probe(name: str, ok: bool, detail: str, t: float | None = None) -> dict[str, Any]:
-    return {
-        "type": "probe",
-        "name": name,
-        "tolerance": True,
-        "output": detail,
-        "status": "succeeded" if ok else "failed",
-        "t": t,
-    }
+    return dict(type="probe", name=name, tolerance=True, output=detail, status=_status(ok), t=t)
+
+
+def _status(ok: bool) -> str:
+    return "succeeded" if ok else "failed"
+
+
+def _met(probes: list[dict[str, Any]]) -> bool:
+    return all(p["status"] == "succeeded" for p in probes)
 
 
 def _steady_state_before(trace: Trace, cid: str, fault_at: float) -> list[dict[str, Any]]:
@@ -233,28 +219,17 @@ def _steady_state_before(trace: Trace, cid: str, fault_at: float) -> list[dict[s
     live = c.launched_at is not None and c.launched_at < fault_at
     paused_early = c.paused_at is not None and c.paused_at < fault_at
     i = max((k for k, t in enumerate(c.hours) if t <= fault_at), default=None)
-    probes = [
-        _probe(
-            "campaign is live before the fault",
-            live and not paused_early,
-            ("never launched" if c.launched_at is None else f"launched at {duration(c.launched_at)}")
-            + (
-                f", paused at {duration(c.paused_at)}"
-                if paused_early
-                else f", live at the fault ({duration(fault_at)})"
-            ),
-            fault_at,
-        )
-    ]
+    launched = "never launched" if c.launched_at is None else f"launched at {duration(c.launched_at)}"
+    then = f", paused at {duration(c.paused_at)}" if paused_early else f", live at the fault ({duration(fault_at)})"
+    probes = [_probe("campaign is live before the fault", live and not paused_early, launched + then, fault_at)]
     if i is not None and c.launched_at is not None:
         elapsed = c.hours[i] - c.launched_at
         planned = c.daily_budget * elapsed / 86_400.0
         on_pace = planned > 0 and abs(c.spend[i] - planned) <= 0.2 * planned
         margin = c.revenue[i] * c.gross_margin - c.spend[i]
+        pace = f"{money(c.spend[i])} of {money(planned)} planned"
         probes += [
-            _probe(
-                "spend on the budget's pace (within 20%)", on_pace, f"{money(c.spend[i])} of {money(planned)} planned"
-            ),
+            _probe("spend on the budget's pace (within 20%)", on_pace, pace),
             _probe("running margin not negative", margin >= 0, money(margin)),
         ]
     else:
@@ -270,19 +245,14 @@ def _steady_state_after(drill: Drill, trace: Trace, cid: str) -> list[dict[str, 
             _probe("breaker closed again", breaker.startswith("CLOSED"), breaker),
             _probe("campaign still live", c.status == "LIVE", c.status),
         ]
-    protected = c.status == "PAUSED"
     after_pause = 0.0
     if c.paused_at is not None and c.hours:
         k = max((k for k, t in enumerate(c.hours) if t <= c.paused_at), default=0)
         after_pause = c.final.get("spend", 0.0) - c.spend[k]
-    pace_hour = c.daily_budget / 24.0
+    spent = f"{money(after_pause)} after the pause"
     return [
-        _probe("campaign paused to the end of the drill", protected, c.status.lower()),
-        _probe(
-            "no spend after the pause (beyond the tick it took)",
-            after_pause <= pace_hour,
-            f"{money(after_pause)} after the pause",
-        ),
+        _probe("campaign paused to the end of the drill", c.status == "PAUSED", c.status.lower()),
+        _probe("no spend after the pause (beyond the tick it took)", after_pause <= c.daily_budget / 24.0, spent),
     ]
 
 
@@ -305,15 +275,12 @@ class DrillResult:
             happened = f"paused: {c.pause_reason}"
             when = duration(c.paused_at - fault_at) + " after the fault" if fault_at is not None else "-"
         else:
-            b = c.bids
-            happened = (
-                (
-                    f"not paused; bids: {b.get('delivered', 0)} delivered, {b.get('lost', 0)} lost, "
+            b, happened = c.bids, "not paused"
+            if b:
+                happened += (
+                    f"; bids: {b.get('delivered', 0)} delivered, {b.get('lost', 0)} lost, "
                     f"{b.get('cached_intervals', 0)} cached"
                 )
-                if b
-                else "not paused"
-            )
             after = [t for t in self.trace.recoveries.get(c.platform, []) if fault_at is not None and t >= fault_at]
             when = (duration(after[0] - fault_at) + " after the fault (resumed)") if after else "-"
         return {
@@ -356,8 +323,9 @@ def run_drill(
     before = _steady_state_before(trace, cid, fault_at)
     after = _steady_state_after(drill, trace, cid)
     during = [_probe(e.expectation, e.passed, e.message) for e in trace.expectations]
-    ok = all(p["status"] == "succeeded" for p in [*before, *during, *after])
     epoch0 = trace.epoch0
+    inject = {"type": "action", "name": f"inject {drill.fault['kind']}", "provider": drill.fault}
+    rollback = {"type": "action", "name": "revert the fault and discard the twin"}
     journal = {
         "chaoslib-version": None,
         "platform": "synctwin (virtual time)",
@@ -367,24 +335,24 @@ def run_drill(
             "tags": ["synctwin", drill.name, drill.guard],
             "template": template.name,
             "steady-state-hypothesis": {"title": "the campaign runs live, on pace, with a margin"},
-            "method": [{"type": "action", "name": f"inject {drill.fault['kind']}", "provider": drill.fault}],
-            "rollbacks": [{"type": "action", "name": "revert the fault and discard the twin"}],
+            "method": [inject],
+            "rollbacks": [rollback],
         },
         "start": _iso(started),
         "end": _iso(time.time()),
         "duration": round(trace.wall_s, 4),
         "virtual": {"start": _iso(epoch0), "fault_at": fault_at, "end": _iso(epoch0 + trace.duration_s)},
-        "status": "completed" if ok else "failed",
-        "deviated": not all(p["status"] == "succeeded" for p in during),
+        "status": "completed" if _met([*before, *during, *after]) else "failed",
+        "deviated": not _met(during),
         "steady_states": {
-            "before": {"steady_state_met": all(p["status"] == "succeeded" for p in before), "probes": before},
+            "before": {"steady_state_met": _met(before), "probes": before},
             "during": during,
-            "after": {"steady_state_met": all(p["status"] == "succeeded" for p in after), "probes": after},
+            "after": {"steady_state_met": _met(after), "probes": after},
         },
         "run": [
             {
-                "activity": {"type": "action", "name": f"inject {drill.fault['kind']}", "provider": drill.fault},
-                "status": "succeeded" if fault.get("start") is not None else "failed",
+                "activity": inject,
+                "status": _status(fault.get("start") is not None),
                 "start": fault.get("start"),
                 "end": fault.get("end"),
             },
@@ -395,7 +363,7 @@ def run_drill(
         ],
         "rollbacks": [
             {
-                "activity": {"type": "action", "name": "revert the fault and discard the twin"},
+                "activity": rollback,
                 "status": "succeeded",
                 "output": "the drill ran in its own twin; nothing live was touched",
             }

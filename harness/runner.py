@@ -35,6 +35,10 @@ from world.clock import make_environment
 from world.history import generate_history
 from world.world import World
 
+# the audit records the timeline shows
+_TIMELINE_EVENTS = ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED", "CAMPAIGN_LAUNCHED", "CAMPAIGN_PAUSED")
+_TIMELINE_EVENTS += ("BREAKER_TRANSITION", "CAMPAIGN_INVALID")
+
 
 def _stream(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
@@ -137,11 +141,7 @@ class _Recorder:
             c = self.trace.campaigns[cid]
             c.daily_spend = [round(x, 4) for x in c.daily_spend]
             c.final = {
-                "spend": float(batch.spend[i]),
-                "revenue": float(batch.revenue[i]),
-                "conversions": float(batch.conversions[i]),
-                "clicks": float(batch.clicks[i]),
-                "impressions": float(batch.impressions[i]),
+                k: float(getattr(batch, k)[i]) for k in ("spend", "revenue", "conversions", "clicks", "impressions")
             }
 
 
@@ -177,10 +177,8 @@ def run_scenario(
             fid,
             {"kind": fault.kind, "platform": fault.platform, "campaign": fault.campaign, "start": None, "end": None},
         )
-        if what == "start":
-            entry["start"] = t
-        elif what == "end":
-            entry["end"] = t
+        if what in ("start", "end"):
+            entry[what] = t
         trace.timeline.append({"t": t, "kind": f"fault_{what}", "fault": fid, "fault_kind": fault.kind})
 
     world = World(env, scenario.world, _stream(seed, 1), scenario.faults, on_fault)
@@ -267,14 +265,7 @@ def _collect(trace: Trace, council: Council, audit: InMemoryAuditStore, alerts: 
     ]
     for rec in trace.audit:
         kind = rec["event_type"]
-        if kind in (
-            "CAMPAIGN_APPROVED",
-            "CAMPAIGN_REJECTED",
-            "CAMPAIGN_LAUNCHED",
-            "CAMPAIGN_PAUSED",
-            "BREAKER_TRANSITION",
-            "CAMPAIGN_INVALID",
-        ):
+        if kind in _TIMELINE_EVENTS:
             entry = {"t": round(rec["ts"] - epoch0, 3), "kind": kind.lower()}
             if rec["campaign_id"]:
                 entry["campaign"] = rec["campaign_id"]

@@ -1,21 +1,18 @@
-"""One scenario over many seeds: each expectation's pass rate with a 95% interval, and the
-seeds that failed it, so a guard that passes a drill by luck is found.
+"""One scenario over many seeds, and over its grid of market parameters when it gives one
+(`sweep: {grid: {meta.cpm: [...]}}`): each expectation's pass rate with a 95% interval, the
+seeds and points that failed it, so a guard that passes a drill by luck, or at the scenario's
+own market only, is found.
 
-A scenario may also give a grid of market parameters (`sweep: {grid: {meta.cpm: [...], ...}}`):
-then every seed runs at every grid point, and the report adds each point's figures and the
-worst points, so a guard that passes at the scenario's own market only is found too.
-
-Each (grid point, seed) run is one task of an executor (in-process, process pool or Ray): a
-task's result depends only on (scenario at the point, seed), and results are merged in input
-order (point, then seed), so the report is the same on any executor. A task sends back only its
-expectations' verdicts, never the trace.
+Each (grid point, seed) run is one task of an executor (in-process, process pool or Ray) that
+sends back only its verdicts; results are merged in input order (point, then seed), so the
+report is the same on any executor.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +59,6 @@ class SeedRun:
 
 def run_seed(task: tuple[Scenario, int]) -> SeedRun:
     """One scenario run (a top-level function, so a process pool or Ray worker can run it)."""
-
     scenario, seed = task
     started = time.perf_counter()
     trace = run_scenario(scenario, seed)
@@ -262,16 +258,16 @@ class SweepReport:
             "runs_passed": self.runs - len(self.failing_runs),
             "expectations": [e.to_dict(worst) for e in self.expectations],
         }
+        d["worst_seeds"] = [
+            ({"point": p} if self.gridded else {}) | {"seed": s, "failed": n} for p, s, n in self.failing_runs[:worst]
+        ]
         if self.gridded:
-            d["worst_seeds"] = [{"point": p, "seed": s, "failed": n} for p, s, n in self.failing_runs[:worst]]
             d["grid"] = {
                 "keys": list(self.grid_keys),
                 "size": len(self.points),
                 "points": [p.to_dict(worst) for p in self.points],
                 "worst_points": [p.summary() for p in self.worst_points()],
             }
-        else:
-            d["worst_seeds"] = [{"seed": s, "failed": n} for _, s, n in self.failing_runs[:worst]]
         return d | {"executor": self.executor, "wall_s": round(self.wall_s, 3), "task_s": round(self.task_s, 3)}
 
 
@@ -299,36 +295,22 @@ def run_sweep(
     at_points = [scenario_at(scenario, p) for p in params]
     run = executor or InProcessExecutor()
     started = time.perf_counter()
-
-    def tasks() -> Iterator[tuple[Scenario, int]]:
-        for sc in at_points:
-            for seed in seeds:
-                yield sc, seed
-
+    tasks = ((sc, seed) for sc in at_points for seed in seeds)
     overall = _Tally()
     per_point = [_Tally() for _ in at_points]
     task_s = 0.0
-    for done, res in enumerate(run.imap(run_seed, tasks()), 1):
+    for done, res in enumerate(run.imap(run_seed, tasks), 1):
         point = (done - 1) // len(seeds)
         task_s += res.wall_s
         overall.add(res, point, note_points=spec is not None)
         per_point[point].add(res, point)
         if progress is not None:
             progress(done)
-    points = (
-        [
-            PointStats(
-                index=i,
-                params=p,
-                runs=t.runs,
-                expectations=t.expectations,
-                failing_seeds=[(s, n) for _, s, n in t.worst_first()],
-            )
-            for i, (p, t) in enumerate(zip(params, per_point, strict=True))
-        ]
+    points = [
+        PointStats(i, p, t.runs, t.expectations, failing_seeds=[(s, n) for _, s, n in t.worst_first()])
+        for i, (p, t) in enumerate(zip(params, per_point, strict=True))
         if spec is not None
-        else []
-    )
+    ]
     return SweepReport(
         scenario=scenario.name,
         seeds=seeds,

@@ -6,8 +6,14 @@ except `wall_s`, so two runs with one seed give identical JSON once that is drop
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+# CampaignTrace's fields its summary and series copy as they are, in their JSON order
+_SUMMARY_FIELDS = ("client_id", "platform", "daily_budget", "launch_at", "decision", "confidence", "projected_uplift")
+_SUMMARY_FIELDS += ("status", "launched_at")
+_SERIES_FIELDS = ("spend", "revenue", "conversions", "clicks", "daily_spend")
 
 
 @dataclass(slots=True)
@@ -59,16 +65,7 @@ class CampaignTrace:
         return (self.final["revenue"] - r_base) * self.gross_margin - (self.final["spend"] - s_base)
 
     def to_dict(self, *, series: bool = False) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "client_id": self.client_id,
-            "platform": self.platform,
-            "daily_budget": self.daily_budget,
-            "launch_at": self.launch_at,
-            "decision": self.decision,
-            "confidence": self.confidence,
-            "projected_uplift": self.projected_uplift,
-            "status": self.status,
-            "launched_at": self.launched_at,
+        d: dict[str, Any] = {k: getattr(self, k) for k in _SUMMARY_FIELDS} | {
             "pause": None
             if self.pause_reason is None
             else {"reason": self.pause_reason, "t": self.paused_at, "detail": self.pause_detail},
@@ -81,14 +78,7 @@ class CampaignTrace:
         if self.gate_error:
             d["gate_error"] = self.gate_error
         if series:
-            d["series"] = {
-                "t_hours": [h / 3600 for h in self.hours],
-                "spend": self.spend,
-                "revenue": self.revenue,
-                "conversions": self.conversions,
-                "clicks": self.clicks,
-                "daily_spend": self.daily_spend,
-            }
+            d["series"] = {"t_hours": [h / 3600 for h in self.hours]} | {k: getattr(self, k) for k in _SERIES_FIELDS}
             if self.projection is not None:
                 d["projection"] = self.projection
         return d
@@ -101,7 +91,7 @@ class ExpectationResult:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"expectation": self.expectation, "passed": self.passed, "message": self.message}
+        return asdict(self)
 
 
 @dataclass(slots=True)
@@ -136,9 +126,7 @@ class Trace:
         }
 
     def to_dict(self, *, series: bool = False) -> dict[str, Any]:
-        by_type: dict[str, int] = {}
-        for r in self.audit:
-            by_type[r["event_type"]] = by_type.get(r["event_type"], 0) + 1
+        by_type = Counter(r["event_type"] for r in self.audit)
         return {
             "scenario": self.scenario,
             "seed": self.seed,

@@ -30,11 +30,8 @@ def builtin_files() -> dict[str, Path]:
 
 def list_builtins() -> list[tuple[str, str]]:
     """(name, one-line description) of each built-in, in name order."""
-    out = []
-    for name, path in builtin_files().items():
-        data = read_yaml(path) or {}
-        out.append((name, " ".join(str(data.get("description", "")).split())))
-    return out
+    described = {name: read_yaml(path) or {} for name, path in builtin_files().items()}
+    return [(name, " ".join(str(data.get("description", "")).split())) for name, data in described.items()]
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:

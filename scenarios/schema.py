@@ -1,27 +1,10 @@
 """The scenario file format (YAML), validated with pydantic.
 
 A scenario is the world's parameters, clients (with given or generated histories), campaigns
-(strategies launched at virtual times), a timeline of injected faults, and expectations to
-check against the trace. Durations are written as people write them: 90s, 30m, 2h, 3d.
-
-    name: market_shock
-    description: CPM +50% on Meta two days in; MarginGuardian must pause within 3 hours
-    duration: 4d
-    world: {tick: 1m, platforms: {meta: {cpm: 5.0, ctr: 0.018, cvr: 0.044, aov: 60}}}
-    clients:
-      - id: acme
-        history: {generate: {platform: meta, daily_spend: 600}}
-    campaigns:
-      - id: acme-spring
-        client: acme
-        launch_at: 0s
-        strategy: {audience_size: 160000, cvr: 0.03, daily_budget: 1100, gross_margin: 0.35}
-    faults:
-      - {id: shock, kind: cpm_shock, at: 2d, platform: meta, multiplier: 1.5}
-    expectations:
-      - {expect: paused, campaign: acme-spring, reason: MARGIN_GUARDIAN, after: shock, within: 3h}
-    sweep:                      # optional: `synctwin sweep` runs every point of this grid
-      grid: {meta.cpm: [5.0, 6.0, 7.5], meta.cvr: [0.035, 0.044]}
+(strategies launched at virtual times), a timeline of injected faults, expectations to check
+against the trace and, optionally, a grid of market parameters for `synctwin sweep`. Durations
+are written as people write them: 90s, 30m, 2h, 3d. docs/scenarios-and-harness.md shows every
+field; scenarios/examples/market_shock_grid.yaml is a complete file.
 """
 
 from __future__ import annotations
@@ -33,7 +16,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from synctwin.kernel.config import get_limits, limit_env
 from synctwin.kernel.durations import format_duration, parse_duration
@@ -44,11 +36,10 @@ FaultKind = Literal["cpm_shock", "cvr_drop", "api_outage", "runaway_spend"]
 GuardName = Literal["margin_guardian", "budget_emergency", "auto_rollback", "api_circuit_breaker"]
 
 
-def _seconds(value: Any) -> float:
-    return parse_duration(value)
-
-
 Duration = Annotated[float, Field(ge=0)]
+# written as people write them (90s, 30m, 2h); an optional one leaves None to the field's type
+Seconds = Annotated[Duration, BeforeValidator(parse_duration)]
+_OR_NONE = BeforeValidator(lambda v: None if v is None else parse_duration(v))
 
 
 class _Strict(BaseModel):
@@ -62,6 +53,11 @@ def _at_most(value: float | int | None, limit: str) -> Any:
     if value is not None and value > bound:
         raise ValueError(f"over the limit of {show_number(bound)} ({limit_env(limit)})")
     return value
+
+
+def _limit(limit: str) -> AfterValidator:
+    """The field refuses values above the Limits field `limit` (`_at_most`)."""
+    return AfterValidator(lambda v: _at_most(v, limit))
 
 
 def _factors(factors: dict[str, float]) -> dict[str, float]:
@@ -105,14 +101,9 @@ DEFAULT_MARKETS: dict[str, PlatformMarket] = {
 
 
 class WorldSpec(_Strict):
-    tick: Duration = Field(60.0, gt=0, description="seconds per tick of the platforms (1m = minute resolution)")
+    tick: Seconds = Field(60.0, gt=0, description="seconds per tick of the platforms (1m = minute resolution)")
     start: dt.datetime = Field(dt.datetime(2026, 1, 5, tzinfo=dt.UTC), description="virtual time zero (UTC)")
     platforms: dict[Platform, PlatformMarket] = Field(default_factory=lambda: dict(DEFAULT_MARKETS))
-
-    @field_validator("tick", mode="before")
-    @classmethod
-    def _dur(cls, v: Any) -> float:
-        return _seconds(v)
 
     @field_validator("tick", mode="after")
     @classmethod
@@ -148,7 +139,7 @@ class GeneratedHistory(_Strict):
 
     platform: Platform = "meta"
     days: int = Field(90, ge=14, le=730)
-    daily_spend: float = Field(gt=0)
+    daily_spend: Annotated[float, _limit("max_daily_budget")] = Field(gt=0)
     budget_steps: float = Field(
         0.25,
         ge=0,
@@ -162,11 +153,6 @@ class GeneratedHistory(_Strict):
         description="this client's rates relative to the platform's, e.g. {cvr: 0.8}; "
         "its campaigns on the same platform run at these rates too unless their `truth` says otherwise",
     )
-
-    @field_validator("daily_spend", mode="after")
-    @classmethod
-    def _spend_bound(cls, v: float) -> float:
-        return _at_most(v, "max_daily_budget")
 
     _rates = field_validator("rate_factors", mode="after")(_factors)
 
@@ -190,7 +176,7 @@ class ClientSpec(_Strict):
 class CampaignSpec(_Strict):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:\-]+$")
     client: str
-    launch_at: Duration = 0.0
+    launch_at: Seconds = 0.0
     strategy: dict[str, Any] = Field(description="Strategy fields; campaign_id and client_id are filled in")
     truth: dict[Literal["cpm", "ctr", "cvr", "aov", "demand"], float] = Field(
         default_factory=dict,
@@ -203,11 +189,6 @@ class CampaignSpec(_Strict):
         "decision (as the seed's create_test_campaign), audited as such",
     )
 
-    @field_validator("launch_at", mode="before")
-    @classmethod
-    def _dur(cls, v: Any) -> float:
-        return _seconds(v)
-
     _truth = field_validator("truth", mode="after")(_factors)
 
 
@@ -216,21 +197,15 @@ class FaultSpec(_Strict):
 
     id: str | None = None
     kind: FaultKind
-    at: Duration
-    duration: Duration | None = Field(None, description="how long it lasts; default: to the end (outage: 5m)")
-    multiplier: float | None = Field(None, gt=0, description="cpm_shock 1.5, cvr_drop 0.7, runaway_spend 10")
+    at: Annotated[Duration, _OR_NONE]
+    duration: Annotated[Duration | None, _OR_NONE] = Field(
+        None, description="how long it lasts; default: to the end (outage: 5m)"
+    )
+    multiplier: Annotated[float | None, _limit("max_fault_multiplier")] = Field(
+        None, gt=0, description="cpm_shock 1.5, cvr_drop 0.7, runaway_spend 10"
+    )
     platform: Platform | None = None
     campaign: str | None = None
-
-    @field_validator("at", "duration", mode="before")
-    @classmethod
-    def _dur(cls, v: Any) -> float | None:
-        return None if v is None else _seconds(v)
-
-    @field_validator("multiplier", mode="after")
-    @classmethod
-    def _multiplier_bound(cls, v: float | None) -> float | None:
-        return _at_most(v, "max_fault_multiplier")
 
     @model_validator(mode="after")
     def _defaults(self) -> FaultSpec:
@@ -265,12 +240,7 @@ class PausedExpectation(_Expectation):
     expect: Literal["paused"]
     reason: PauseReason
     after: str = "launch"
-    within: Duration | None = None
-
-    @field_validator("within", mode="before")
-    @classmethod
-    def _dur(cls, v: Any) -> float | None:
-        return None if v is None else _seconds(v)
+    within: Annotated[Duration | None, _OR_NONE] = None
 
 
 class NeverPausedExpectation(_Expectation):
@@ -294,13 +264,8 @@ class NoLostBidsExpectation(_Expectation):
     """Every bid decision was delivered or superseded by a newer one; bidding resumed after outages."""
 
     expect: Literal["no_lost_bids"]
-    resumed_within: Duration = Field(300.0, description="after each outage ends")
+    resumed_within: Seconds = Field(300.0, description="after each outage ends")
     cached_fallback: bool = Field(True, description="also require that cached bids were served during an outage")
-
-    @field_validator("resumed_within", mode="before")
-    @classmethod
-    def _dur(cls, v: Any) -> float:
-        return _seconds(v)
 
 
 class ProfitExpectation(_Expectation):
@@ -395,24 +360,19 @@ def _check_grid(sweep: SweepSpec, world: WorldSpec) -> None:
 class Scenario(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
-    duration: Duration = Field(description="virtual time to simulate")
+    duration: Seconds = Field(description="virtual time to simulate")
     world: WorldSpec = Field(default_factory=WorldSpec)
     clients: list[ClientSpec] = Field(default_factory=list)
     campaigns: list[CampaignSpec] = Field(default_factory=list)
     faults: list[FaultSpec] = Field(default_factory=list)
     expectations: list[Expectation] = Field(default_factory=list)
     disabled_guards: list[GuardName] = Field(default_factory=list, description="switch guards off (drills)")
-    gate_paths: int = Field(
+    gate_paths: Annotated[int, _limit("max_gate_paths")] = Field(
         10_000, ge=100, description="Monte Carlo paths of each pre-launch gate (at most SYNCTWIN_MAX_GATE_PATHS)"
     )
     mirror: bool = Field(True, description="run the live mirror (real-to-sim sync) on launched campaigns")
     sweep: SweepSpec | None = Field(None, description="a grid of market parameters for `synctwin sweep`")
     base_dir: Path | None = Field(None, exclude=True, description="where relative paths resolve (set by the loader)")
-
-    @field_validator("duration", mode="before")
-    @classmethod
-    def _dur(cls, v: Any) -> float:
-        return _seconds(v)
 
     @field_validator("duration", mode="after")
     @classmethod
@@ -422,11 +382,6 @@ class Scenario(_Strict):
         if v > high:
             raise ValueError(f"over the limit of {format_duration(high)} (SYNCTWIN_MAX_SCENARIO_DURATION)")
         return v
-
-    @field_validator("gate_paths", mode="after")
-    @classmethod
-    def _paths_bound(cls, v: int) -> int:
-        return _at_most(v, "max_gate_paths")
 
     @model_validator(mode="after")
     def _tick_count(self) -> Scenario:

@@ -66,21 +66,16 @@ class FaultInjector:
             name = self._platform_of(fault)
             if name is None:
                 return None
-            api = self.apis[name]
-            api.start_outage(fault.duration or 300.0)
+            self.apis[name].start_outage(fault.duration or 300.0)
             return lambda: None  # the outage ends by itself
-        column = {
-            "cpm_shock": ("cpm_mult", "platform_cpm_mult"),
-            "cvr_drop": ("cvr_mult", "platform_cvr_mult"),
-            "runaway_spend": ("spend_mult", "platform_spend_mult"),
-        }[fault.kind]
+        rate = {"cpm_shock": "cpm", "cvr_drop": "cvr", "runaway_spend": "spend"}[fault.kind]
         m = float(fault.multiplier or 1.0)
         if fault.campaign is not None:
             if fault.campaign not in p.index:
                 return None
-            name, i = column[0], p.index[fault.campaign]
+            name, i = f"{rate}_mult", p.index[fault.campaign]
         else:
-            name, i = column[1], p.platform_index[fault.platform]
+            name, i = f"platform_{rate}_mult", p.platform_index[fault.platform]
         p.scale(name, i, m)
 
         def undo() -> None:

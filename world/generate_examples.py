@@ -1,15 +1,13 @@
 """Write the bundled gate examples: one clear approval and one clear rejection.
 
-Run `python -m world.generate_examples` from the repository root; it rewrites
-scenarios/examples/approve/ and scenarios/examples/reject/ deterministically. Each holds a
-`strategy.json` and the client's 90-day `history.csv`, drawn by the same history generator the
-scenarios use (`world.history.generate_history`) from the default Meta market, with budget steps
-so the gate's response curve can learn what a dollar buys.
+`python -m world.generate_examples` rewrites scenarios/examples/approve/ and reject/
+deterministically: each a `strategy.json` and the client's 90-day `history.csv`, drawn by the
+scenarios' own generator (`world.history.generate_history`) from the default Meta market, with
+budget steps so the gate's response curve can learn what a dollar buys.
 
-Why two examples and not one: a first gate should show each outcome without doubt. The
-approval scales a profitable account up moderately (its 10th percentile is a gain); the
-rejection puts a doubled budget into an audience that holds fewer buyers than the account
-already converts, so more is spent for less revenue (its median is a clear loss).
+Two examples, so a first gate shows each outcome without doubt: the approval scales a profitable
+account up moderately (its 10th percentile is a gain); the rejection puts a doubled budget into an
+audience holding fewer buyers than the account already converts (its median is a clear loss).
 """
 
 from __future__ import annotations
@@ -29,27 +27,24 @@ SEED = 20260301
 END = dt.date(2026, 3, 1)  # the day after the history's last day: a launch on 1 March 2026
 DAILY_SPEND = 600.0
 
+
+def _example(campaign_id: str, audience_size: int, daily_budget: int) -> dict[str, Any]:
+    """One example's strategy: the same client, platform, cvr, duration and margin in both."""
+    return {
+        "campaign_id": campaign_id,
+        "client_id": "example-client",
+        "platform": "meta",
+        "audience_size": audience_size,
+        "cvr": 0.02,
+        "daily_budget": daily_budget,
+        "duration_days": 30,
+        "gross_margin": 0.5,
+    }
+
+
 EXAMPLES: dict[str, dict[str, Any]] = {
-    "approve": {
-        "campaign_id": "spring-scale-up",
-        "client_id": "example-client",
-        "platform": "meta",
-        "audience_size": 400000,
-        "cvr": 0.02,
-        "daily_budget": 950,
-        "duration_days": 30,
-        "gross_margin": 0.5,
-    },
-    "reject": {
-        "campaign_id": "spring-small-audience",
-        "client_id": "example-client",
-        "platform": "meta",
-        "audience_size": 60000,
-        "cvr": 0.02,
-        "daily_budget": 1200,
-        "duration_days": 30,
-        "gross_margin": 0.5,
-    },
+    "approve": _example("spring-scale-up", 400000, 950),
+    "reject": _example("spring-small-audience", 60000, 1200),
 }
 
 

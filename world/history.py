@@ -14,13 +14,10 @@ WEEKDAY = np.array([1.0, 1.02, 1.03, 1.0, 0.97, 0.95, 1.03])  # Monday first
 
 def generate_history(market: PlatformMarket, spec: GeneratedHistory, rng: np.random.Generator, end: dt.date) -> History:
     """`spec.days` days ending the day before `end`: spend in budget steps (every 14-21 days, mean
-    one) with weekday and daily noise, CPM with a slow random walk, Poisson clicks and conversions,
-    gamma-distributed revenue. The world's rates do not depend on spend (no diminishing returns),
-    and the steps let the gate's response curve learn that from the history.
-
-    The CPM's walk runs backwards from the market's level at `end` (where the world starts):
-    walking forwards from it would leave the history's last days a random ~20% away from the
-    price the world then charges at launch, a jump no real market makes overnight.
+    one, so the gate's response curve can learn that the world's rates do not depend on spend) with
+    weekday and daily noise, Poisson clicks and conversions, gamma-distributed revenue. The CPM's
+    random walk runs backwards from the market's level at `end`, so the history ends at the price
+    the world charges at launch, not a random ~20% away from it.
     """
     n = spec.days
     dates = np.arange(np.datetime64(end) - n, np.datetime64(end), dtype="datetime64[D]")

@@ -1,13 +1,11 @@
 """The simulated ad platforms: every live campaign of Meta, TikTok and Google, delivered tick by
-tick in one vectorized step.
+tick in one vectorized step (a month at minute resolution in seconds).
 
-Per tick and campaign: the market's CPM (the platform's drifting price, per-tick noise, any
-injected shock), the share of the budget's pace the bid wins, impressions bought, clicks
-(Poisson on CTR), conversions (Poisson on CVR per click, capped by the demand the audience
-holds, which arrives at a steady rate) and revenue (a sum of order values). Budgets reset at
-each virtual midnight; the platform spends at most (1 + overdelivery) x the daily budget a day
-unless a runaway-spend fault breaks its pacing. One numpy step for all campaigns keeps a month
-at minute resolution in seconds.
+Per tick and campaign: the market's CPM (drifting price, per-tick noise, injected shocks), the
+share of the budget's pace the bid wins, impressions, clicks (Poisson on CTR), conversions
+(Poisson on CVR per click, capped by the demand the audience holds, arriving at a steady rate)
+and revenue (a sum of order values). Budgets reset at each virtual midnight; a day's spend is at
+most (1 + overdelivery) x the budget unless a runaway-spend fault breaks the pacing.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from scenarios.schema import PlatformMarket
 PLATFORMS: tuple[str, ...] = ("meta", "tiktok", "google")
 SECONDS_PER_DAY = 86_400.0
 BID_ELASTICITY = 4.0  # share of the pace won = min(1, (bid / clearing CPM) ** this)
+FAULT_COLUMNS = ("cpm_mult", "cvr_mult", "spend_mult", "platform_cpm_mult", "platform_cvr_mult", "platform_spend_mult")
 
 
 @dataclass(slots=True)
@@ -60,29 +59,9 @@ class AdPlatforms:
         self.ids: list[str] = []
         self.index: dict[str, int] = {}
         self._columns = (
-            "plat",
-            "budget",
-            "bid",
-            "demand_rate",
-            "demand_cap",
-            "cpm0",
-            "ctr0",
-            "cvr0",
-            "aov0",
-            "cv2",
-            "noise_sd",
-            "day_cap_share",
-            "active",
-            "cpm_mult",
-            "cvr_mult",
-            "spend_mult",
-            "spend",
-            "impressions",
-            "clicks",
-            "conversions",
-            "revenue",
-            "spend_today",
-            "demand_left",
+            *("plat", "budget", "bid", "demand_rate", "demand_cap", "cpm0", "ctr0", "cvr0", "aov0", "cv2"),
+            *("noise_sd", "day_cap_share", "active", "cpm_mult", "cvr_mult", "spend_mult", "spend", "impressions"),
+            *("clicks", "conversions", "revenue", "spend_today", "demand_left"),
         )
         for name in self._columns:
             setattr(self, name, np.zeros(0, dtype=np.int64 if name == "plat" else np.float64))
@@ -114,14 +93,7 @@ class AdPlatforms:
         The column is looked up at call time: a launch replaces the per-campaign columns, so a
         fault must never keep a reference to the array it started on.
         """
-        if column not in (
-            "cpm_mult",
-            "cvr_mult",
-            "spend_mult",
-            "platform_cpm_mult",
-            "platform_cvr_mult",
-            "platform_spend_mult",
-        ):
+        if column not in FAULT_COLUMNS:
             raise ValueError(f"{column!r} is not a fault multiplier")
         array = getattr(self, column)
         if undo:

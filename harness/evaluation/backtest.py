@@ -3,9 +3,8 @@
 The seed asks to "test with 10 historical campaigns (5 profitable, 5 unprofitable)" and to
 watch false negatives (< 5%) and false positives (< 10%); this module measures both.
 
-Data format
------------
-A backtest *case* is one JSON file::
+A backtest *case* is one JSON file; an input is one case file or a directory of them (`*.json`,
+sorted by name, not recursive; the built-in set is `builtin_historical_dir()`)::
 
     {
       "name": "04_meta_lookalike_budget_cut",
@@ -15,19 +14,12 @@ A backtest *case* is one JSON file::
       "outcome": {"revenue": 65488.48, "spend": 29845.62, "net_profit_uplift": -7608.92}
     }
 
-- `history` is the path of the client's daily history before the campaign (the CSV contract
-  `date,spend,impressions,clicks,conversions,revenue`, normally 90 rows), relative to the case
-  file (or absolute). It must end before the campaign's `launch_ts` when that is given.
-- `outcome` is the realized result of the campaign over its `duration_days`: total revenue
-  and ad spend, and `net_profit_uplift` as DESIGN.md defines it,
-  `(R_new - R_base) * gross_margin - (S_new - S_base)` with `R_base`, `S_base` the history
-  baseline's daily averages times `duration_days`. Other keys (e.g. `conversions`) are kept
-  out of the computation.
-- A campaign is *profitable* iff `outcome.net_profit_uplift > 0`.
+- `history`: the client's daily history CSV before the campaign, relative to the case file (or
+  absolute); it must end before the campaign's `launch_ts` when that is given.
+- `outcome`: the campaign's revenue, ad spend and `net_profit_uplift` over `duration_days`, as
+  DESIGN.md defines it against the history baseline's daily averages; other keys (e.g.
+  `conversions`) are not used. A campaign is *profitable* iff the uplift is > 0.
 - `description` is optional; unknown top-level keys are an error (a typo must not pass).
-
-A backtest input is one case file or a directory of case files (`*.json`, sorted by name,
-not recursive). The built-in set is `builtin_historical_dir()`.
 
 Verdicts take "approved" as the positive call: TP = approved and profitable, FP = approved
 and unprofitable (money lost), FN = rejected but would have been profitable (profit missed),
@@ -39,7 +31,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +52,9 @@ Verdict = Literal["TP", "FP", "FN", "TN"]
 REQUIRED_KEYS = ("name", "strategy", "history", "outcome")
 OPTIONAL_KEYS = ("description",)
 OUTCOME_KEYS = ("revenue", "spend", "net_profit_uplift")
+# the report's figures, in its JSON order
+_FIGURES = ("total", "profitable", "unprofitable", "approved", "rejected", "fn_rate", "fp_rate")
+_FIGURES += ("fp_share_of_approved", "rejection_share", "accuracy")
 
 
 def builtin_historical_dir() -> Path:
@@ -111,16 +106,7 @@ class BacktestRow:
     seed: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "decision": self.decision,
-            "confidence": self.confidence,
-            "projected_uplift": self.projected_uplift,
-            "realized_uplift": self.realized_uplift,
-            "profitable": self.profitable,
-            "verdict": self.verdict,
-            "seed": self.seed,
-        }
+        return asdict(self)
 
 
 def _share(num: int, den: int) -> float | None:
@@ -137,29 +123,14 @@ class BacktestReport:
     threshold: float
     paths: int
     seed: int
-    counts: dict[str, int] = field(init=False)
+    tp: int = field(init=False)  # the confusion matrix: how many rows have each verdict
+    fp: int = field(init=False)
+    fn: int = field(init=False)
+    tn: int = field(init=False)
 
     def __post_init__(self) -> None:
-        counts = {v: 0 for v in ("TP", "FP", "FN", "TN")}
-        for row in self.rows:
-            counts[row.verdict] += 1
-        object.__setattr__(self, "counts", counts)
-
-    @property
-    def tp(self) -> int:
-        return self.counts["TP"]
-
-    @property
-    def fp(self) -> int:
-        return self.counts["FP"]
-
-    @property
-    def fn(self) -> int:
-        return self.counts["FN"]
-
-    @property
-    def tn(self) -> int:
-        return self.counts["TN"]
+        for v in ("tp", "fp", "fn", "tn"):
+            object.__setattr__(self, v, sum(r.verdict == v.upper() for r in self.rows))
 
     @property
     def total(self) -> int:
@@ -224,17 +195,8 @@ class BacktestReport:
             "paths": self.paths,
             "seed": self.seed,
             "cases": [r.to_dict() for r in self.rows],
-            "confusion": {"TP": self.tp, "FP": self.fp, "FN": self.fn, "TN": self.tn},
-            "total": self.total,
-            "profitable": self.profitable,
-            "unprofitable": self.unprofitable,
-            "approved": self.approved,
-            "rejected": self.rejected,
-            "fn_rate": self.fn_rate,
-            "fp_rate": self.fp_rate,
-            "fp_share_of_approved": self.fp_share_of_approved,
-            "rejection_share": self.rejection_share,
-            "accuracy": self.accuracy,
+            "confusion": {v: getattr(self, v.lower()) for v in ("TP", "FP", "FN", "TN")},
+            **{k: getattr(self, k) for k in _FIGURES},
             "money": self.money(),
         }
 
@@ -367,11 +329,15 @@ def _history_path(value: Any, source: Path) -> Path:
 # --- running ---------------------------------------------------------------------------------
 
 
-def case_seed(seed: int, name: str) -> int:
-    """The gate's seed for one case: fixed by the run's seed and the case's name (not its
-    position), so adding a case leaves the others' results unchanged."""
-    state = np.random.SeedSequence([int(seed), zlib.crc32(name.encode("utf-8"))]).generate_state(2, np.uint32)
+def gate_seed(seed: int, key: int) -> int:
+    """The gate's seed for one item of a run, fixed by the run's seed and a 32-bit key of the item."""
+    state = np.random.SeedSequence([int(seed), key]).generate_state(2, np.uint32)
     return (int(state[0]) << 31) | (int(state[1]) >> 1)
+
+
+def case_seed(seed: int, name: str) -> int:
+    """Keyed by the case's name (not its position): adding a case leaves the others' results unchanged."""
+    return gate_seed(seed, zlib.crc32(name.encode("utf-8")))
 
 
 def verdict(approved: bool, profitable: bool) -> Verdict:

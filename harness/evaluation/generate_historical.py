@@ -1,23 +1,15 @@
 """Generate the 10 built-in historical campaigns (5 profitable, 5 not) for `synctwin backtest`.
 
-Run `python -m harness.evaluation.generate_historical` from the repository root; it rewrites
-scenarios/builtin/historical/ (10 case files and their histories) deterministically.
+`python -m harness.evaluation.generate_historical` rewrites them (OUT_DIR) deterministically.
 
-Each client has a *true* market the gate never sees directly: CPM (with a drift), CTR,
-conversions per click, order value (per-order dispersion), day-to-day noise, and diminishing
-returns: conversions grow like spend^b (b = `elasticity` < 1; conversions per click fall as spend
-rises above the client's usual level, as accounts buy their cheapest conversions first). The
-client's 90-day history is drawn from it, with budget steps and day-to-day spend variation (so
-the curve can be learned from it). The campaign's realized outcome is a separate draw of the
-same world during the campaign, with the story's changes (Q4 CPM inflation, a cold audience
-converting worse, ...) that the history cannot show: every day the budget is delivered
-(with noise), buys impressions, clicks and conversions, and the conversions are capped by
-what the audience really gives (true demand = the strategy's audience_size * cvr times a
-story factor, with its own noise): the same day-by-day funnel the gate's model assumes,
-but drawn from the true market and never from the gate (that would be circular).
-
-The realized net profit uplift follows DESIGN.md: (R_new - R_base) * gross_margin -
-(S_new - S_base), with R_base, S_base the written history's daily averages times the days.
+Each client has a true market the gate never sees: CPM (drifting), CTR, conversions per click,
+order value (per-order dispersion), daily noise and diminishing returns (conversions ~ spend^b,
+b = `elasticity` < 1). Its 90-day history is drawn from it with budget steps, so the curve can be
+learned. The campaign's outcome is a separate draw of the same market with the story's changes
+the history cannot show (Q4 CPM inflation, a cold audience, ...), its conversions capped by the
+audience's true demand: the gate's own funnel, drawn from the truth and never from the gate
+(that would be circular). The realized uplift is DESIGN.md's, against the written history's
+daily averages times the days.
 """
 
 from __future__ import annotations
@@ -108,13 +100,7 @@ CASES: list[CaseSpec] = [
         launch=dt.date(2025, 9, 8),
         market=Market(cpm=11.0, ctr=0.015, conv_per_click=0.032, aov=78.0, cpm_drift=0.08, elasticity=0.85),
         history_spend=800.0,
-        strategy={
-            "audience_size": 2_100_000,
-            "cvr": 0.0015,
-            "daily_budget": 1600,
-            "duration_days": 30,
-            "gross_margin": 0.6,
-        },
+        strategy=dict(audience_size=2_100_000, cvr=0.0015, daily_budget=1600, duration_days=30, gross_margin=0.6),
         world=World(cpm_shift=1.05),
     ),
     CaseSpec(
@@ -127,13 +113,7 @@ CASES: list[CaseSpec] = [
         launch=dt.date(2025, 6, 2),
         market=Market(cpm=6.5, ctr=0.011, conv_per_click=0.013, aov=38.0, cpm_sd=0.12, cpc_sd=0.12),
         history_spend=180.0,
-        strategy={
-            "audience_size": 220_000,
-            "cvr": 0.001,
-            "daily_budget": 500,
-            "duration_days": 30,
-            "gross_margin": 0.6,
-        },
+        strategy=dict(audience_size=220_000, cvr=0.001, daily_budget=500, duration_days=30, gross_margin=0.6),
         world=World(demand_factor=0.95),
         history_gap_days=6,
     ),
@@ -146,13 +126,7 @@ CASES: list[CaseSpec] = [
         launch=dt.date(2025, 3, 3),
         market=Market(cpm=45.0, ctr=0.045, conv_per_click=0.016, aov=540.0, order_cv=0.9, ctr_sd=0.05, elasticity=0.8),
         history_spend=1100.0,
-        strategy={
-            "audience_size": 420_000,
-            "cvr": 0.003,
-            "daily_budget": 1800,
-            "duration_days": 30,
-            "gross_margin": 0.38,
-        },
+        strategy=dict(audience_size=420_000, cvr=0.003, daily_budget=1800, duration_days=30, gross_margin=0.38),
         world=World(conv_shift=0.97),
         history_spend_ramp=0.05,
     ),
@@ -167,13 +141,7 @@ CASES: list[CaseSpec] = [
         launch=dt.date(2025, 5, 12),
         market=Market(cpm=10.0, ctr=0.012, conv_per_click=0.032, aov=84.0, elasticity=0.75),
         history_spend=1500.0,
-        strategy={
-            "audience_size": 2_400_000,
-            "cvr": 0.009,
-            "daily_budget": 1000,
-            "duration_days": 30,
-            "gross_margin": 0.5,
-        },
+        strategy=dict(audience_size=2_400_000, cvr=0.009, daily_budget=1000, duration_days=30, gross_margin=0.5),
         world=World(conv_shift=0.93),
     ),
     CaseSpec(
@@ -186,13 +154,7 @@ CASES: list[CaseSpec] = [
         launch=dt.date(2025, 1, 13),
         market=Market(cpm=14.0, ctr=0.010, conv_per_click=0.035, aov=46.0, cpm_drift=0.04),
         history_spend=4000.0,
-        strategy={
-            "audience_size": 1_100_000,
-            "cvr": 0.003,
-            "daily_budget": 2200,
-            "duration_days": 45,
-            "gross_margin": 0.6,
-        },
+        strategy=dict(audience_size=1_100_000, cvr=0.003, daily_budget=2200, duration_days=45, gross_margin=0.6),
         world=World(conv_shift=1.04, cpm_shift=0.97),
         history_spend_ramp=0.10,
     ),
@@ -206,13 +168,7 @@ CASES: list[CaseSpec] = [
         launch=dt.date(2025, 8, 18),
         market=Market(cpm=18.0, ctr=0.009, conv_per_click=0.022, aov=410.0, order_cv=0.8),
         history_spend=2200.0,
-        strategy={
-            "audience_size": 900_000,
-            "cvr": 0.0015,
-            "daily_budget": 3500,
-            "duration_days": 30,
-            "gross_margin": 0.14,
-        },
+        strategy=dict(audience_size=900_000, cvr=0.0015, daily_budget=3500, duration_days=30, gross_margin=0.14),
         world=World(cpm_shift=1.02),
     ),
     CaseSpec(
@@ -226,14 +182,14 @@ CASES: list[CaseSpec] = [
         launch=dt.date(2025, 4, 14),
         market=Market(cpm=7.5, ctr=0.016, conv_per_click=0.031, aov=55.0, cpm_sd=0.10, cpc_sd=0.10, elasticity=0.85),
         history_spend=300.0,
-        strategy={
-            "audience_size": 1_800_000,
-            "cvr": 0.0025,
-            "daily_budget": 1200,
-            "duration_days": 28,
-            "gross_margin": 0.78,
-            "new_audience": True,
-        },
+        strategy=dict(
+            audience_size=1_800_000,
+            cvr=0.0025,
+            daily_budget=1200,
+            duration_days=28,
+            gross_margin=0.78,
+            new_audience=True,
+        ),
         world=World(conv_shift=0.90),
     ),
     CaseSpec(
@@ -246,14 +202,9 @@ CASES: list[CaseSpec] = [
         launch=dt.date(2025, 10, 6),
         market=Market(cpm=11.0, ctr=0.012, conv_per_click=0.025, aov=95.0, cpm_drift=0.05),
         history_spend=700.0,
-        strategy={
-            "audience_size": 900_000,
-            "cvr": 0.0025,
-            "daily_budget": 1500,
-            "duration_days": 30,
-            "gross_margin": 0.45,
-            "new_audience": True,
-        },
+        strategy=dict(
+            audience_size=900_000, cvr=0.0025, daily_budget=1500, duration_days=30, gross_margin=0.45, new_audience=True
+        ),
         world=World(conv_shift=0.66, cpm_shift=1.06),
     ),
     CaseSpec(
@@ -267,13 +218,7 @@ CASES: list[CaseSpec] = [
         launch=dt.date(2025, 12, 1),
         market=Market(cpm=8.0, ctr=0.015, conv_per_click=0.036, aov=75.0, cpm_drift=0.06, elasticity=0.85),
         history_spend=900.0,
-        strategy={
-            "audience_size": 700_000,
-            "cvr": 0.004,
-            "daily_budget": 2000,
-            "duration_days": 14,
-            "gross_margin": 0.48,
-        },
+        strategy=dict(audience_size=700_000, cvr=0.004, daily_budget=2000, duration_days=14, gross_margin=0.48),
         world=World(conv_shift=1.05, cpm_shift=1.20),
         history_gap_days=3,
         step_sd=0.30,  # the client has tried larger budgets before (pushes of up to ~1.5x)
@@ -288,13 +233,7 @@ CASES: list[CaseSpec] = [
         launch=dt.date(2025, 7, 14),
         market=Market(cpm=16.0, ctr=0.022, conv_per_click=0.045, aov=58.0),
         history_spend=500.0,
-        strategy={
-            "audience_size": 85_000,
-            "cvr": 0.010,
-            "daily_budget": 1000,
-            "duration_days": 21,
-            "gross_margin": 0.5,
-        },
+        strategy=dict(audience_size=85_000, cvr=0.010, daily_budget=1000, duration_days=21, gross_margin=0.5),
         world=World(demand_factor=0.97),
     ),
 ]
@@ -363,17 +302,14 @@ def draw_history(rng: np.random.Generator, spec: CaseSpec) -> History:
         rng, spec.market, spend, t, weekday, reference_spend=spec.history_spend
     )
     revenue = np.round(_revenue(rng, conversions, aov, spec.market.order_cv), 2)
-    rows = [
-        {
-            "date": d.isoformat(),
-            "spend": spend[i],
-            "impressions": impressions[i],
-            "clicks": clicks[i],
-            "conversions": conversions[i],
-            "revenue": revenue[i],
-        }
-        for i, d in enumerate(dates)
-    ]
+    cols = {
+        "spend": spend,
+        "impressions": impressions,
+        "clicks": clicks,
+        "conversions": conversions,
+        "revenue": revenue,
+    }
+    rows = [{"date": d.isoformat(), **{k: v[i] for k, v in cols.items()}} for i, d in enumerate(dates)]
     return history_from_records(rows, source=spec.slug)
 
 
@@ -423,6 +359,7 @@ def build_case(index: int, spec: CaseSpec, rng: np.random.Generator, out_dir: Pa
     history_path.write_text(draw_history(rng, spec).to_csv(), encoding="utf-8")
     written = load_history(history_path)  # the baseline of the file as written (rounded values)
     outcome = draw_outcome(rng, spec)
+    conversions = outcome.pop("conversions")  # listed after the uplift in the case file
     days = int(spec.strategy.get("duration_days", 30))
     margin = float(spec.strategy.get("gross_margin", 1.0))
     uplift = net_profit_uplift(written, days, margin, outcome["revenue"], outcome["spend"])
@@ -439,12 +376,7 @@ def build_case(index: int, spec: CaseSpec, rng: np.random.Generator, out_dir: Pa
         "description": spec.description,
         "strategy": strategy,
         "history": history_rel,
-        "outcome": {
-            "revenue": outcome["revenue"],
-            "spend": outcome["spend"],
-            "net_profit_uplift": round(uplift, 2),
-            "conversions": outcome["conversions"],
-        },
+        "outcome": {**outcome, "net_profit_uplift": round(uplift, 2), "conversions": conversions},
     }
 
 

@@ -1,29 +1,14 @@
-"""The gate's rolling-origin backtest on one account's own history.
+"""The gate's rolling-origin backtest on one account's own history (docs/backtesting.md).
 
-At each origin T (every `step` days) the gate sees only the history before T, is asked about
-the plan that was really run over [T, T + horizon) (its mean daily spend as the budget), and
-its projection is compared with what happened: the realized revenue against the projection's
-p10-p50-p90, the realized net profit uplift against every path's uplift (PIT, CRPS), and the
-confidence score against "the uplift was > 0" (Brier). A buyer sees how far the gate's
-intervals and confidence can be trusted on *their* account before relying on them.
+At each origin T (every `step` days) the gate sees only the history before T and is asked about
+the plan really run over [T, T + horizon) (its mean daily spend as the budget); its projection
+is scored against what happened: revenue against p10-p50-p90, the realized uplift (DESIGN.md's,
+against the gate's own lookback baseline) against every path's (PIT, CRPS), and the confidence
+against "the uplift was > 0" (Brier). A window's demand is set not to bind (`demand_strategy`):
+the backtest scores the response to the budget, not a guess of the audience.
 
-The strategy of a window
-------------------------
-- `daily_budget` = the realized spend over the window / horizon; `duration_days` = horizon;
-  `launch_ts` = T (midnight UTC); `gross_margin` from the run (1 by default).
-- `audience_size` x `cvr` (demand) is set so that it does not bind: `demand_headroom` (10)
-  times the conversions the history's own conversions per dollar would buy with the budget.
-  The backtest scores the gate's response to the budget, not a guess of the audience. A model
-  that has no response to the budget and reads demand as its forecast (the one-factor `seed`
-  model: conversions = audience x cvr) gets headroom 1: the history's own rate, the fairest
-  input it can have (`DEMAND_IS_THE_FORECAST`).
-- The baseline is the lookback window before T, as the gate computes it, so the realized
-  uplift uses the definition of DESIGN.md with that same baseline:
-  (R_real - R_base) x gross_margin - (S_real - S_base).
-
-Windows overlap when step < horizon; the summary says so and its intervals then come from a
-moving-block bootstrap (blocks of ceil(horizon / step) windows), not from formulas that
-assume independent windows. Same history, settings and seed: the same report, bit for bit.
+Windows overlap when step < horizon; the summary's intervals then come from a moving-block
+bootstrap. Same history, settings and seed: the same report, bit for bit.
 """
 
 from __future__ import annotations
@@ -32,12 +17,13 @@ import datetime as dt
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 import numpy as np
 
 from agents.syncvalue.baseline import Baseline, compute_baseline
+from harness.evaluation.backtest import gate_seed
 from harness.evaluation.scoring import (
     PitHistogram,
     Share,
@@ -226,16 +212,8 @@ class RollingReport:
             "source": self.source,
             "model": self.model,
             "history": {"start": self.history_start, "end": self.history_end},
-            "settings": {
-                "horizon": c.horizon,
-                "lookback": c.lookback,
-                "step": c.step,
-                "min_history": c.min_history,
-                "gross_margin": c.gross_margin,
-                "paths": c.paths,
-                "seed": c.seed,
-                "demand_headroom": c.headroom(self.model),
-            },
+            "settings": {k: v for k, v in asdict(c).items() if k != "model"}
+            | {"demand_headroom": c.headroom(self.model)},
             "summary": self.summary,
             "windows": [w.to_dict() for w in self.windows],
             "skipped": [s.to_dict() for s in self.skipped],
@@ -246,24 +224,13 @@ class RollingReport:
 
 
 def _rows(h: History, keep: np.ndarray) -> History:
-    rc = h.returning_customers
-    return History(
-        h.dates[keep],
-        h.spend[keep],
-        h.impressions[keep],
-        h.clicks[keep],
-        h.conversions[keep],
-        h.revenue[keep],
-        None if rc is None else rc[keep],
-    )
+    """The rows of `h` where `keep` is True (every column, the optional ones included)."""
+    return History(*(None if (a := getattr(h, f.name)) is None else a[keep] for f in fields(History)))
 
 
 def window_seed(seed: int, origin: np.datetime64) -> int:
-    """The gate's seed for one window: fixed by the run's seed and the origin's date, so a
-    longer history leaves the earlier windows' draws unchanged."""
-    day = int(origin.astype("datetime64[D]").astype(np.int64))
-    state = np.random.SeedSequence([int(seed), day & 0xFFFFFFFF]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) | (int(state[1]) >> 1)
+    """Keyed by the origin's date: a longer history leaves the earlier windows' draws unchanged."""
+    return gate_seed(seed, int(origin.astype("datetime64[D]").astype(np.int64)) & 0xFFFFFFFF)
 
 
 def origins(history: History, config: RollingConfig) -> list[np.datetime64]:
@@ -277,10 +244,6 @@ def origins(history: History, config: RollingConfig) -> list[np.datetime64]:
         return []
     span = int((last - first).astype(np.int64))
     return [first + np.timedelta64(k, "D") for k in range(0, span + 1, config.step)]
-
-
-def required_days(config: RollingConfig) -> int:
-    return config.min_history + config.horizon
 
 
 def _accepts_history(forecaster: Forecaster) -> bool:
@@ -329,47 +292,83 @@ def run_rolling_backtest(
     """
     config = (config or RollingConfig()).validate()
     model = config.model or forecaster.model
-    need = required_days(config)
     starts = origins(history, config)
     if not starts:
         have = len(history)
         span = "" if not have else f" ({history.dates[0]} to {history.dates[-1]})"
         raise InvalidInput(
             f"the history has {have} day(s){span}; a rolling backtest with a {config.horizon}-day "
-            f"horizon needs at least {need} days ({config.min_history} of history before the first "
-            f"origin and {config.horizon} after it); shorten --horizon or give a longer history",
+            f"horizon needs at least {config.min_history + config.horizon} days ({config.min_history} of "
+            f"history before the first origin and {config.horizon} after it); shorten --horizon or give a "
+            "longer history",
             source=source,
         )
     options: dict[str, Any] = {} if executor is None else {"executor": executor}
     pass_history = _accepts_history(forecaster)
+    pit_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5049]))
+
+    def window(t: np.datetime64, past: History, ahead: History) -> RollingWindow:
+        baseline = compute_baseline(
+            past,
+            lookback_days=config.lookback,
+            min_days=config.min_history,
+            gross_margin=config.gross_margin,
+            source=source,
+        )
+        realized_spend, realized_revenue = float(ahead.spend.sum()), float(ahead.revenue.sum())
+        budget = realized_spend / config.horizon
+        s = window_seed(config.seed, t)
+        result, uplift = forecaster.evaluate_with_uplift(
+            demand_strategy(config, model, t, budget, baseline),
+            baseline,
+            seed=s,
+            paths=config.paths,
+            model=model,
+            **({**options, "history": past} if pass_history else options),
+        )
+        base_rev, base_spend = baseline.revenue_over(config.horizon), baseline.spend_over(config.horizon)
+        realized_uplift = (realized_revenue - base_rev) * config.gross_margin - (realized_spend - base_spend)
+        end, sd = result.projection.points[-1], result.simulation_details
+        return RollingWindow(
+            origin=str(t),
+            end=str(t + np.timedelta64(config.horizon - 1, "D")),
+            history_days=baseline.days,
+            budget=budget,
+            baseline_daily_spend=baseline.daily_spend,
+            baseline_daily_revenue=baseline.daily_revenue,
+            realized_spend=realized_spend,
+            realized_revenue=realized_revenue,
+            revenue_p10=end.revenue_p10,
+            revenue_p50=end.revenue_p50,
+            revenue_p90=end.revenue_p90,
+            realized_uplift=realized_uplift,
+            uplift_p10=sd.p10_uplift,
+            uplift_p50=sd.median_uplift,
+            uplift_p90=sd.p90_uplift,
+            expected_uplift=result.expected_uplift,
+            pit=pit_value(uplift, realized_uplift, pit_rng),
+            crps=crps_sample(uplift, realized_uplift),
+            confidence=result.confidence_score,
+            decision=result.decision,
+            seed=s,
+        )
+
     windows: list[RollingWindow] = []
     skipped: list[SkippedOrigin] = []
-    pit_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5049]))
-    one_day = np.timedelta64(1, "D")
     for i, t in enumerate(starts):
-        stop = t + np.timedelta64(config.horizon, "D")
         past = _rows(history, history.dates < t)
-        ahead = _rows(history, (history.dates >= t) & (history.dates < stop))
-        day = str(t)
-        row = None
+        ahead = _rows(history, (history.dates >= t) & (history.dates < t + np.timedelta64(config.horizon, "D")))
         if len(ahead) < config.horizon:
-            skipped.append(
-                SkippedOrigin(
-                    day,
-                    f"{config.horizon - len(ahead)} of the {config.horizon} days ahead are missing from the history",
-                )
-            )
+            missing = config.horizon - len(ahead)
+            why = f"{missing} of the {config.horizon} days ahead are missing from the history"
+            skipped.append(SkippedOrigin(str(t), why))
         elif float(ahead.spend.sum()) <= 0:
-            skipped.append(SkippedOrigin(day, "no ad spend in the window: there is no plan to project"))
+            skipped.append(SkippedOrigin(str(t), "no ad spend in the window: there is no plan to project"))
         else:
             try:
-                row = _window(
-                    past, ahead, t, stop - one_day, forecaster, config, model, pass_history, options, pit_rng, source
-                )
+                windows.append(window(t, past, ahead))
             except InvalidInput as exc:  # a lookback the gate cannot use (too few days, no conversions, ...)
-                skipped.append(SkippedOrigin(day, exc.reason))
-        if row is not None:
-            windows.append(row)
+                skipped.append(SkippedOrigin(str(t), exc.reason))
         if progress is not None:
             progress(i + 1, len(starts))
     if not windows:
@@ -383,64 +382,6 @@ def run_rolling_backtest(
         source=source,
         history_start=str(history.dates[0]),
         history_end=str(history.dates[-1]),
-    )
-
-
-def _window(
-    past: History,
-    ahead: History,
-    t: np.datetime64,
-    last: np.datetime64,
-    forecaster: Forecaster,
-    config: RollingConfig,
-    model: str,
-    pass_history: bool,
-    options: dict[str, Any],
-    pit_rng: np.random.Generator,
-    source: str,
-) -> RollingWindow:
-    baseline = compute_baseline(
-        past,
-        lookback_days=config.lookback,
-        min_days=config.min_history,
-        gross_margin=config.gross_margin,
-        source=source,
-    )
-    realized_spend = float(ahead.spend.sum())
-    realized_revenue = float(ahead.revenue.sum())
-    budget = realized_spend / config.horizon
-    strategy = demand_strategy(config, model, t, budget, baseline)
-    s = window_seed(config.seed, t)
-    extra = {**options, "history": past} if pass_history else options
-    result, uplift = forecaster.evaluate_with_uplift(
-        strategy, baseline, seed=s, paths=config.paths, model=model, **extra
-    )
-    base_rev, base_spend = baseline.revenue_over(config.horizon), baseline.spend_over(config.horizon)
-    realized_uplift = (realized_revenue - base_rev) * config.gross_margin - (realized_spend - base_spend)
-    end = result.projection.points[-1]
-    sd = result.simulation_details
-    return RollingWindow(
-        origin=str(t),
-        end=str(last),
-        history_days=baseline.days,
-        budget=budget,
-        baseline_daily_spend=baseline.daily_spend,
-        baseline_daily_revenue=baseline.daily_revenue,
-        realized_spend=realized_spend,
-        realized_revenue=realized_revenue,
-        revenue_p10=end.revenue_p10,
-        revenue_p50=end.revenue_p50,
-        revenue_p90=end.revenue_p90,
-        realized_uplift=realized_uplift,
-        uplift_p10=sd.p10_uplift,
-        uplift_p50=sd.median_uplift,
-        uplift_p90=sd.p90_uplift,
-        expected_uplift=result.expected_uplift,
-        pit=pit_value(uplift, realized_uplift, pit_rng),
-        crps=crps_sample(uplift, realized_uplift),
-        confidence=result.confidence_score,
-        decision=result.decision,
-        seed=s,
     )
 
 

@@ -1,25 +1,19 @@
 """Scores of probabilistic forecasts against what happened: pure functions over arrays.
 
-A forecast that prints an interval or a confidence makes a claim; these functions check it:
-- interval coverage (the share of outcomes inside p10-p90 should be ~80%), with an interval;
-- the PIT (where the outcome fell in the forecast's own distribution): uniform when the
-  forecast is calibrated, U-shaped when it is overconfident, hump-shaped when underconfident,
-  sloped when it is biased;
-- CRPS (the distance between the forecast distribution and the outcome, in the outcome's
-  units; a point forecast's CRPS is its absolute error);
-- the Brier score of a probability ("uplift > 0") with Murphy's decomposition and a
-  reliability table.
-
-Windows of a rolling backtest overlap when the step is shorter than the horizon, so
-neighbouring scores are correlated; `block_bootstrap` resamples blocks of consecutive windows
-to give intervals that do not pretend they are independent.
+A forecast that prints an interval or a confidence makes a claim; these check it: interval
+coverage (~80% inside p10-p90) with an interval; the PIT (where the outcome fell in the
+forecast's own distribution: uniform when calibrated, U-shaped when overconfident, hump-shaped
+when underconfident, sloped when biased); CRPS (the distance between the forecast and the
+outcome, in its units: a point forecast's is its absolute error); the Brier score of "uplift > 0"
+with Murphy's decomposition and a reliability table. Overlapping rolling windows give correlated
+scores, so `block_bootstrap` resamples blocks of consecutive windows for honest intervals.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -115,14 +109,6 @@ def pit_histogram(pits: Sequence[float] | np.ndarray, bins: int = 10) -> PitHist
 # --- intervals and probabilities -----------------------------------------------------------------
 
 
-def inside(lower: np.ndarray, upper: np.ndarray, realized: np.ndarray) -> np.ndarray:
-    """Whether each outcome lies in its closed interval [lower, upper]."""
-    lo, hi, y = (np.asarray(a, dtype=np.float64) for a in (lower, upper, realized))
-    if np.any(lo > hi):
-        raise ValueError("an interval's lower bound exceeds its upper bound")
-    return (y >= lo) & (y <= hi)
-
-
 @dataclass(frozen=True, slots=True)
 class Share:
     """A share of windows with a 95% interval (Wilson, or a block bootstrap when windows overlap)."""
@@ -209,13 +195,7 @@ class ReliabilityBin:
     observed: float | None
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "low": self.low,
-            "high": self.high,
-            "count": self.count,
-            "mean_forecast": self.mean_forecast,
-            "observed": self.observed,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,20 +241,12 @@ def brier_score(prob: np.ndarray, outcome: np.ndarray, bins: int = 5) -> BrierSc
     for k in range(bins):
         m = which == k
         c = int(m.sum())
+        pk = ok = None
         if c:
             pk, ok = float(p[m].mean()), float(o[m].mean())
             rel += c * (pk - ok) ** 2
             res += c * (ok - base) ** 2
-            table.append(ReliabilityBin(float(edges[k]), float(edges[k + 1]), c, pk, ok))
-        else:
-            table.append(ReliabilityBin(float(edges[k]), float(edges[k + 1]), 0, None, None))
+        table.append(ReliabilityBin(float(edges[k]), float(edges[k + 1]), c, pk, ok))
     n = p.size
     rel, res, unc = rel / n, res / n, base * (1.0 - base)
-    return BrierScore(
-        score=score,
-        reliability=rel,
-        resolution=res,
-        uncertainty=unc,
-        residual=score - (rel - res + unc),
-        table=tuple(table),
-    )
+    return BrierScore(score, rel, res, unc, residual=score - (rel - res + unc), table=tuple(table))

@@ -1,12 +1,10 @@
-"""A daily history whose response to spend is known, and a gate that knows it.
+"""A daily history whose response to spend is known, and a gate that knows it: a check of the
+backtest itself, which real data cannot give.
 
-Backtests on real data say how well a model does; they cannot say whether the backtest itself
-is right. On this history the truth is known: revenue = scale x spend^elasticity x a mean-one
-lognormal daily noise (diminishing returns when elasticity < 1), spend held at a level that
+Revenue = scale x spend^elasticity x mean-one lognormal daily noise, spend held at a level that
 changes every `block` days. `TrueResponseGate` projects from that very law, so a correct
-backtest must find its p10-p90 covering ~80% and its PIT uniform; a model that extrapolates
-linearly from the past (the gate's `funnel` and `seed` today) must score measurably worse when
-the budget moves.
+backtest finds its p10-p90 covering ~80% and its PIT uniform, and a model that extrapolates
+linearly from the past scores measurably worse when the budget moves.
 """
 
 from __future__ import annotations

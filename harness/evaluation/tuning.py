@@ -1,16 +1,15 @@
 """Threshold tuning: false-negative and false-positive rates at each threshold, and calibration.
 
-The seed: "Tune confidence threshold based on false negative rate" and "if false negatives
-exceed 5%, we lower the confidence threshold". Evidence is (confidence, made money?) pairs:
-backtest cases (known outcomes), shadow outcomes of rejected campaigns (re-simulated under the
-market observed) and live outcomes of approved campaigns (CAMPAIGN_OUTCOME: what they realized,
-the only evidence of false positives from production). The rule: among thresholds with FN <= 5%,
-the one with the fewest false positives (ties: the one closest to the current threshold: no
-change the evidence does not ask for).
+The seed lowers the confidence threshold when false negatives exceed 5%. Evidence is
+(confidence, made money?) pairs: backtest cases, shadow outcomes of rejected campaigns and live
+outcomes of approved ones (CAMPAIGN_OUTCOME: production's only evidence of false positives).
+The rule: among thresholds with FN <= 5%, the fewest false positives (ties: the one closest to
+the current threshold: no change the evidence does not ask for).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,13 +31,8 @@ class Evidence:
 
 def rates_at(evidence: Iterable[Evidence], threshold: float) -> dict[str, Any]:
     """Confusion counts and rates at `threshold` (approve when confidence > threshold)."""
-    tp = fp = fn = tn = 0
-    for e in evidence:
-        approved = e.confidence > threshold
-        if approved:
-            tp, fp = (tp + 1, fp) if e.profitable else (tp, fp + 1)
-        else:
-            fn, tn = (fn + 1, tn) if e.profitable else (fn, tn + 1)
+    calls = Counter((e.confidence > threshold, e.profitable) for e in evidence)  # (approved, profitable)
+    tp, fp, fn, tn = calls[True, True], calls[True, False], calls[False, True], calls[False, False]
     return {
         "threshold": threshold,
         "tp": tp,
@@ -101,9 +95,7 @@ def tune(evidence: list[Evidence], current: float) -> dict[str, Any]:
     return {
         "evidence": {
             "total": len(evidence),
-            "backtest": sum(e.source == "backtest" for e in evidence),
-            "shadow": sum(e.source == "shadow" for e in evidence),
-            "live": sum(e.source == "live" for e in evidence),
+            **{source: sum(e.source == source for e in evidence) for source in ("backtest", "shadow", "live")},
             "profitable": sum(e.profitable for e in evidence),
         },
         "current": rates_at(evidence, current),

@@ -4,12 +4,10 @@ Independent of the gate by design (it imports nothing of it): an account's truth
 
     conversions_t ~ Poisson(k * spend_t^b * weekday_t * fatigue(spend_t) * trend_t * exp(u_t)),
 
-u an AR(1) day-level shock, b the diminishing-returns elasticity (0.3-0.9), fatigue an extra fall
-of the elasticity above a spend level (creative fatigue at high frequency), capped during the
-campaign by the demand the audience really gives; each order's value is log-normal (heavy tails,
-summed order by order). The history (90-180 days) has budget steps and day-to-day spend variation;
-the strategy multiplies the recent spend by 0.3x-3x; the realized next days are drawn from the same
-truth, so the realized net profit uplift (DESIGN.md) is known.
+u an AR(1) day-level shock, b the elasticity (0.3-0.9), fatigue a further fall of it above a spend
+level, capped during the campaign by the audience's real demand; orders are log-normal, summed one
+by one. The history (90-180 days) has budget steps; the strategy multiplies the recent spend by
+0.3x-3x and the next days are drawn from the same truth, so the realized uplift is known.
 """
 
 from __future__ import annotations
