@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from synctwin.app.console import console, emit, fit_names, say, table
+from synctwin.kernel.formatting import money, percent
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -114,19 +117,11 @@ def run(args: argparse.Namespace) -> int:
             progress=bar.update if bar.enabled else None,
             executor=executor,
         )
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(report.to_dict())
-    else:
-        print_report(report.to_dict())
+    emit(args.json, report.to_dict(), print_report)
     return 0
 
 
 def print_report(d: dict[str, Any]) -> None:
-    from synctwin.app.console import console, fit_names, say, table
-    from synctwin.kernel.formatting import money, percent
-
     out = console()
     t = table(
         "campaign", "decision", "confidence", "projected uplift", "realized uplift", "verdict",

@@ -6,6 +6,8 @@ import argparse
 import signal
 from typing import Any
 
+from synctwin.app.console import console, emit, say, table
+from synctwin.app.reports import check_report_path, write_report
 from synctwin.kernel.errors import InvalidInput
 
 GUARD_HELP = (
@@ -75,10 +77,7 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInput(f"unknown drill {name!r}; expected one of {', '.join(DRILLS)}", field="--drill")
     if args.seed < 0:
         raise InvalidInput(f"--seed must be >= 0 (got {args.seed})")
-    if args.report:
-        from synctwin.app.reports import check_report_path
-
-        check_report_path(args.report)
+    check_report_path(args.report)
     if args.schedule:
         return _scheduled(args)
     return _once(args)
@@ -146,24 +145,14 @@ def _once(args: argparse.Namespace) -> int:
 
     metrics.record_chaos_run(chaos)
     if args.report:
-        from synctwin.app.reports import write_report
         from synctwin.app.reports.chaos import build_chaos_page
 
         write_report(args.report, build_chaos_page(chaos))
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(chaos.to_dict())
-    else:
-        print_table(chaos)
-        if args.report:
-            print(f"report: {args.report}")
+    emit(args.json, chaos.to_dict(), lambda _: print_table(chaos), args.report)
     return 0 if not chaos.failures else 1
 
 
 def print_table(chaos: Any) -> None:
-    from synctwin.app.console import console, say, table
-
     out = console()
     passed = len(chaos.results) - len(chaos.failures)
     say(

@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from synctwin.app.console import INDENT
+from synctwin.app.console import INDENT, console, fit_names, say, show, table
+from synctwin.kernel.formatting import duration, money, percent, plural
 
 _NUMBERS = ("confidence", "p10", "median", "p90", "paths", "time", "median uplift")
 
@@ -25,8 +26,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctwin.app.console import console, say
-
     out = console()
     out.rule("[bold]SyncTwin demo[/] - embedded defaults, virtual time, no server")
     _chapter_gate(out, args)
@@ -49,9 +48,7 @@ def run(args: argparse.Namespace) -> int:
 def _chapter_gate(out: Any, args: argparse.Namespace) -> None:
     from importlib.resources import files
 
-    from synctwin.app.console import say, show, table
     from synctwin.kernel.config import get_settings
-    from synctwin.kernel.formatting import money, percent
     from synctwin.kernel.history import parse_history_csv
     from synctwin.kernel.strategy_io import strategy_from_dict
     from synctwin.services.gate import GateRequest, decide
@@ -102,8 +99,6 @@ async def _chapter_handshake(out: Any, args: argparse.Namespace) -> Any:
     from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
     from agents.syncvalue import InMemoryHistoryStore, SyncValue
     from harness.evaluation.backtest import BacktestReport, BacktestRow, builtin_historical_dir, load_cases
-    from synctwin.app.console import fit_names, say, show, table
-    from synctwin.kernel.formatting import money, percent, plural
 
     cases = load_cases(builtin_historical_dir())
     out.print()
@@ -181,9 +176,6 @@ async def _chapter_handshake(out: Any, args: argparse.Namespace) -> Any:
 
 
 def _chapter_hindsight(out: Any, report: Any) -> None:
-    from synctwin.app.console import say
-    from synctwin.kernel.formatting import money
-
     d = report.to_dict()
     m, cash = d["confusion"], d["money"]
     made = m["TP"] + m["FN"]
@@ -210,8 +202,6 @@ def _chapter_replay(out: Any, args: argparse.Namespace) -> None:
     from harness.runner import run_scenario
     from scenarios.loader import load_scenario
     from synctwin.app.commands.replay import timeline_fields
-    from synctwin.app.console import say
-    from synctwin.kernel.formatting import duration, money, percent
 
     trace = run_scenario(load_scenario("healthy_launch"), args.seed)
     c = next(iter(trace.campaigns.values()))
@@ -236,7 +226,6 @@ def _chapter_replay(out: Any, args: argparse.Namespace) -> None:
 
 def _chapter_chaos(out: Any, args: argparse.Namespace) -> None:
     from harness.chaos import DRILLS, run_drill, run_drills
-    from synctwin.app.console import say, show, table
 
     chaos = run_drills(seed=args.seed)
     out.print()
@@ -264,10 +253,8 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     """Production mode in miniature: the feed and the mirror worker on an embedded Redis."""
 
     from agents.council.redis import redis_mirror
-    from synctwin.app.console import say
     from synctwin.infra.redis_conn import connect
     from synctwin.kernel.config import get_settings
-    from synctwin.kernel.formatting import duration, percent, plural
     from synctwin.services.feed import start_feed
     from world.clock import make_environment
 
@@ -353,8 +340,6 @@ def _chapter_learning_loop(out: Any, client: Any, settings: Any) -> None:
     campaigns' realized outcomes, and the success metrics over the audit stream."""
     from agents.syncshield.backends import RedisAuditStore
     from synctwin.app.commands.kpis import kpis
-    from synctwin.app.console import say
-    from synctwin.kernel.formatting import duration, money, percent
 
     out.print()
     say(

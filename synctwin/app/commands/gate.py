@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from synctwin.app.console import console, emit
+from synctwin.app.reports import check_report_path, write_report
 from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.formatting import money, percent, plural
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,10 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from synctwin.kernel.strategy_io import load_strategy
     from synctwin.services.gate import GateRequest, decide
 
-    if args.report:
-        from synctwin.app.reports import check_report_path
-
-        check_report_path(args.report)
+    check_report_path(args.report)
     settings = with_shards(get_settings(), args.shards)
     strategy = load_strategy(args.strategy)
     args.redis = redis_url_arg(args.redis, default_to_env=False)
@@ -131,18 +131,11 @@ def run(args: argparse.Namespace) -> int:
         raise _located(exc, args.strategy, source) from None
     result = decision.result
     if args.report:
-        from synctwin.app.reports import write_report
         from synctwin.app.reports.gate import build_gate_page
 
         write_report(args.report, build_gate_page(result, decision.uplift, strategy=strategy, source=source))
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(result.to_dict())
-    else:
-        print_result(result, margin_default="gross_margin" not in strategy.model_fields_set)
-        if args.report:
-            print(f"report: {args.report}")
+    margin_default = "gross_margin" not in strategy.model_fields_set
+    emit(args.json, result.to_dict(), lambda _: print_result(result, margin_default=margin_default), args.report)
     return 0 if result.approved else 1
 
 
@@ -183,9 +176,6 @@ def print_result(result: Any, *, margin_default: bool = False) -> None:
     """The decision and what it rests on; `margin_default`: the strategy left gross_margin out, so
     the uplift counts all revenue as profit (said on its own row: it is the biggest assumption)."""
     from rich.table import Table
-
-    from synctwin.app.console import console
-    from synctwin.kernel.formatting import money, percent, plural
 
     out = console()
     sd = result.simulation_details
@@ -253,9 +243,6 @@ def print_result(result: Any, *, margin_default: bool = False) -> None:
 
 def print_suggestions(result: Any) -> None:
     """Resubmission advice under a rejection: each change was approved by a fresh simulation."""
-    from synctwin.app.console import console
-    from synctwin.kernel.formatting import percent
-
     out = console()
     if not result.suggestions:
         out.print("suggestions: none found (no budget, audience or duration change within range passes)")

@@ -28,6 +28,9 @@ import datetime as dt
 import math
 from typing import Any
 
+from synctwin.app.console import console, emit, say, table
+from synctwin.kernel.formatting import percent, plural
+
 GOALS = {
     "rejection_share": ("15-25%", lambda v: 0.15 <= v <= 0.25),
     "false_negative_rate": ("< 5%", lambda v: v < 0.05),
@@ -164,19 +167,11 @@ def run(args: argparse.Namespace) -> int:
     records, source = load_records(args)
     result = {"source": source, **kpis(records, since)}
     record_kpis(result)
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(result)
-    else:
-        print_kpis(result)
+    emit(args.json, result, print_kpis)
     return 0
 
 
 def print_kpis(d: dict[str, Any]) -> None:
-    from synctwin.app.console import console, say, table
-    from synctwin.kernel.formatting import percent, plural
-
     out = console()
     say(
         out,

@@ -13,7 +13,9 @@ import datetime as dt
 import math
 from typing import Any
 
+from synctwin.app.console import console, emit, say, table
 from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.formatting import money, percent, plural
 
 DEFAULT_DAYS = 7
 REJECTED = "CAMPAIGN_REJECTED"
@@ -167,19 +169,11 @@ def run(args: argparse.Namespace) -> int:
     since = parse_since(args.since, now)  # before reading anything: a bad date changes nothing
     records, source = load_records(args)
     result = {"source": source, **review(records, since)}
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(result)
-    else:
-        print_review(result)
+    emit(args.json, result, print_review)
     return 0
 
 
 def print_review(d: dict[str, Any]) -> None:
-    from synctwin.app.console import console, say, table
-    from synctwin.kernel.formatting import money, percent, plural
-
     out = console()
     rows, totals = d["rejections"], d["totals"]
     say(out, f"[bold]Rejected campaigns[/] since {d['since']} ({d['source']}), near-misses first", indent=0)
@@ -231,7 +225,6 @@ def _shadow_text(shadow: dict[str, Any] | None) -> str:
     """A shadow run's outcome, as far as its record says (its format belongs to a later issue)."""
     if shadow is None:
         return ""
-    from synctwin.kernel.formatting import money
 
     value = _number(shadow.get("net_profit_uplift"))
     return money(value) if value is not None else f"recorded (audit seq {shadow.get('seq')})"

@@ -11,6 +11,9 @@ import argparse
 import contextlib
 from typing import Any
 
+from synctwin.app.console import console, emit
+from synctwin.app.reports import check_report_path, write_report
+
 TARGET_LOW, TARGET_HIGH = 0.75, 0.85  # DESIGN.md: p10-p90 should cover 75-85% of outcomes
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -30,10 +33,7 @@ def run_rolling(args: argparse.Namespace) -> int:
     from synctwin.infra.executors import executor_from_args
     from synctwin.kernel.history import load_history
 
-    if args.report:
-        from synctwin.app.reports import check_report_path
-
-        check_report_path(args.report)
+    check_report_path(args.report)
 
     def given(value: Any, default: Any) -> Any:
         return default if value is None else value
@@ -68,18 +68,10 @@ def run_rolling(args: argparse.Namespace) -> int:
         )
     data = report.to_dict()
     if args.report:
-        from synctwin.app.reports import write_report
         from synctwin.app.reports.rolling import build_rolling_page
 
         write_report(args.report, build_rolling_page(data))
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(data)
-    else:
-        print_rolling(data)
-        if args.report:
-            print(f"report: {args.report}")
+    emit(args.json, data, print_rolling, args.report)
     return 0
 
 
@@ -110,8 +102,6 @@ def print_rolling(d: dict[str, Any], out: Any = None) -> None:
     """The windows and the summary, each line within 80 columns."""
     from rich import box
     from rich.table import Table
-
-    from synctwin.app.console import console
 
     out = out or console()
     st, s = d["settings"], d["summary"]

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from synctwin.app.commands._worker import add_worker_arguments, run_worker
+from synctwin.app.console import emit, print_json
 from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.formatting import money
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -103,8 +105,6 @@ def _run_worker(args: argparse.Namespace) -> int:
     sharded = hasattr(worker, "shadow_summary")
     summary = worker.shadow_summary() if sharded else worker.shadow.stats.to_dict()
     if args.json:
-        from synctwin.app.console import print_json
-
         print_json({"group": args.group, "consumer": worker.consumer, **summary})
     elif args.once:
         print(_summary_line(summary))
@@ -159,18 +159,11 @@ def _run_market(args: argparse.Namespace) -> int:
         "in_progress": in_progress,
         "without_strategy": no_strategy,
     }
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(result)
-    else:
-        _print_market_result(result)
+    emit(args.json, result, _print_market_result)
     return 0
 
 
 def _print_market_result(r: dict[str, Any]) -> None:
-    from synctwin.kernel.formatting import money
-
     for rec in r["appended"]:
         m = rec["metadata"]
         print(

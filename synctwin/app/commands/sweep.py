@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from synctwin.app.console import console, emit
+
 EXIT_FAILED = 1
 GRID_EPILOG = (
     "A scenario may give a grid of market parameters to sweep: a top-level `sweep: {grid: "
@@ -51,20 +53,14 @@ def run(args: argparse.Namespace) -> int:
         ) as bar,
     ):
         report = run_sweep(scenario, seeds, executor=executor, progress=bar.update if bar.enabled else None, grid=grid)
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(report.to_dict())
-    else:
-        print_report(report.to_dict(), grid_skipped=scenario.sweep is not None and not grid)
+    grid_skipped = scenario.sweep is not None and not grid
+    emit(args.json, report.to_dict(), lambda d: print_report(d, grid_skipped=grid_skipped))
     return 0 if report.passed else EXIT_FAILED
 
 
 def print_report(d: dict[str, Any], *, grid_skipped: bool = False) -> None:
     """The overall table (one row per expectation); with a grid, first one row per grid point."""
     from rich.table import Table
-
-    from synctwin.app.console import console
 
     out = console()
     a, b = d["seeds"]

@@ -13,6 +13,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from synctwin.app.console import console, emit
+from synctwin.app.reports import check_report_path, write_report
 from synctwin.kernel.errors import InvalidInput
 from synctwin.kernel.formatting import percent
 
@@ -79,10 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.evaluation.tuning import calibration_effect, tune
     from synctwin.kernel.config import config_file, get_settings
 
-    if args.report:
-        from synctwin.app.reports import check_report_path
-
-        check_report_path(args.report)
+    check_report_path(args.report)
     evidence, current, before = collect(args)
     if not evidence:
         raise InvalidInput("no evidence: no backtest cases and no shadow or live outcomes")
@@ -110,15 +109,8 @@ def run(args: argparse.Namespace) -> int:
         )
         result["applied"] = {"config_file": str(path), "audit_log": audit}
     if args.report:
-        from synctwin.app.reports import write_report
-
         write_report(args.report, build_page(result))
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(result)
-    else:
-        print_tune(result)
+    emit(args.json, result, print_tune)
     return 0
 
 
@@ -132,8 +124,6 @@ def _pct(x: float | None) -> str:
 
 def print_tune(r: dict[str, Any]) -> None:
     from rich.table import Table
-
-    from synctwin.app.console import console
 
     out = console()
     ev = r["evidence"]
