@@ -162,11 +162,7 @@ def pause_from_fields(fields: dict[Any, Any]) -> PauseCommand:
     }
     if f.get("command") != "PAUSE" or not f.get("campaign_id") or not f.get("reason"):
         raise ValueError(f"not a PAUSE command: {f}")
-    detail: dict[str, Any] = {}
-    if "deviation" in f:
-        detail["deviation"] = float(f["deviation"])
-    if "guard" in f:
-        detail["guard"] = f["guard"]
+    detail = {k: float(f[k]) if k == "deviation" else f[k] for k in ("deviation", "guard") if k in f}
     return PauseCommand(
         f["campaign_id"],
         f["reason"],

@@ -67,6 +67,7 @@ STRATEGY_LIMITS = {
     "cpm": "max_cpm",
     "audience_size": "max_audience_size",
 }
+_STRATEGY_NUMBERS = (*STRATEGY_LIMITS, "cvr", "duration_days", "ctr", "gross_margin", "launch_ts")  # no bools
 LAUNCH_TS_MAX = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last time a datetime can hold
 
 
@@ -90,18 +91,7 @@ class Strategy(BaseModel):
     new_platform: bool = Field(False, description="a platform the history does not cover widens it too")
     launch_ts: float | None = Field(None, ge=0, le=LAUNCH_TS_MAX, description="epoch seconds of launch; default: now")
 
-    _no_bools = field_validator(
-        "audience_size",
-        "cvr",
-        "daily_budget",
-        "duration_days",
-        "cpm",
-        "ctr",
-        "aov",
-        "gross_margin",
-        "launch_ts",
-        mode="before",
-    )(_not_bool)
+    _no_bools = field_validator(*_STRATEGY_NUMBERS, mode="before")(_not_bool)
 
     @field_validator("cvr", "daily_budget", "cpm", "ctr", "aov", "gross_margin", "launch_ts", mode="after")
     @classmethod
