@@ -261,12 +261,10 @@ class ShardLeases:
         """Inside a commit: WATCH the shard's lease on `pipe` (a transaction pipeline before MULTI)
         and check it is still ours. Then a takeover, or the lease's expiry, before EXEC makes EXEC
         fail (WatchError): a worker that lost its lease commits nothing. LeaseLost when lost already."""
-        lease = self.owned().get(shard)
-        if lease is None:
-            raise LeaseLost(shard, f"{self.worker_id} does not hold it")
+        token = self.token(shard)
         key = self._keys[shard].lease
         pipe.watch(key)
-        if pipe.get(key) != lease.token:
+        if pipe.get(key) != token:
             pipe.reset()
             del self._owned[shard]
             raise LeaseLost(shard, f"held by {_holder(self.client, key)}")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import signal
 from typing import Any
 
+from synctwin.app.commands._worker import stop_on_signals
 from synctwin.app.console import console, emit, say, table
 from synctwin.app.reports import check_report_path, write_report
 from synctwin.kernel.errors import InvalidInput
@@ -185,18 +185,12 @@ def _scheduled(args: argparse.Namespace) -> int:
         from synctwin.infra import metrics
 
         metrics.start_metrics_server(args.metrics_port)
-    stop = {"now": False}
-
-    def _stop(*_: Any) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     print(f"synctwin chaos: scheduled '{args.schedule}' (UTC); stop with SIGTERM or Ctrl-C", flush=True)
-    run_on_schedule(
-        args.schedule,
-        lambda: print(f"run finished: exit {_once(args)}", flush=True),
-        stop=lambda: stop["now"],
-        announce=lambda t: print(f"next run at {datetime.fromtimestamp(t, UTC).isoformat()}", flush=True),
-    )
+    with stop_on_signals() as stop:
+        run_on_schedule(
+            args.schedule,
+            lambda: print(f"run finished: exit {_once(args)}", flush=True),
+            stop=stop,
+            announce=lambda t: print(f"next run at {datetime.fromtimestamp(t, UTC).isoformat()}", flush=True),
+        )
     return 0
