@@ -1,10 +1,7 @@
 """Progress bars for long work (backtests, big gates, long replays, chaos runs).
 
-A bar is drawn with rich on stderr, and only when a person is watching: stderr is a terminal
-and the command is not in --json mode. Scripts, pipes, CI logs and JSON readers see nothing,
-so the bar can never corrupt output that a program parses. When it is off, `update` is a
-no-op and rich is not even imported.
-"""
+Drawn with rich on stderr only when a person watches (a terminal, no --json), so a bar can never
+corrupt output a program parses; when off, `update` is a no-op and rich is not imported."""
 
 from __future__ import annotations
 

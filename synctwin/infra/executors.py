@@ -1,14 +1,9 @@
-"""Where independent tasks run: in this process, on a local process pool, or on a Ray cluster.
+"""Where independent tasks run: in this process, on threads, on a local process pool, or on Ray.
 
-One small interface, `Executor.imap(fn, items)` (lazy, in input order) and `Executor.map`
-(a list), sits under the gate's chunked Monte Carlo, the backtest and `synctwin sweep`. Every
-task carries its own seed (a chunk index or a scenario seed), results are consumed in input
-order, so the output is the same bit for bit whichever executor runs it and however many
-workers it has. `fn` must be a top-level function (picklable) and its items picklable: the
-process pool uses the `spawn` start method, the same as macOS/Windows and a Ray worker.
-
-Ray is an optional extra (`pip install -e ".[ray]"`): it is imported only when asked for.
-"""
+`Executor.imap(fn, items)` (lazy, in input order) sits under the gate's chunked Monte Carlo, the
+backtest and `synctwin sweep`. Every task carries its own seed and results come in input order, so
+the output is the same bit for bit on any executor. `fn` and its items must be picklable (the
+pool spawns, as Ray does); Ray is an optional extra, imported only when asked for."""
 
 from __future__ import annotations
 

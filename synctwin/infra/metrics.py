@@ -1,14 +1,9 @@
-"""Prometheus metrics of the service, the mirror and shadow workers and the chaos drills: one registry.
+"""Prometheus metrics of the service, the workers and the chaos drills: every `synctwin_` metric is
+defined here (the dashboard's test checks against this list), and callers record through the
+`record_*` functions, so what a gate or a batch means as numbers is decided once.
 
-Every metric SyncTwin exports is defined here (names prefixed `synctwin_`), so the Grafana
-dashboard (dashboards/synctwin.json) and its test can check against one list. Callers use the
-small `record_*` functions rather than the metric objects: what a gate, a mirror batch or a chaos
-run means as numbers is decided once, here.
-
-Several processes (`synctwin serve --workers N`): prometheus-client's multiprocess mode, switched
-on by PROMETHEUS_MULTIPROC_DIR before this module is imported; `render()` then aggregates every
-worker's files, so any worker's /metrics answers for all of them.
-"""
+With several processes (`serve --workers N`), PROMETHEUS_MULTIPROC_DIR set before import switches
+on prometheus-client's multiprocess mode; `render()` then aggregates every worker's files."""
 
 from __future__ import annotations
 

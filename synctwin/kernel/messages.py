@@ -1,9 +1,7 @@
 """The messages agents exchange through their mailboxes (SimPy stores).
 
-Plain slotted dataclasses: they are created in hot loops (one BidBatch per tick), where
-pydantic's validation would cost 3x for nothing. Validation happens at the edges instead
-(files, Redis, HTTP).
-"""
+Plain slotted dataclasses: hot loops create them (a BidBatch per tick), where pydantic would cost
+3x for nothing; validation happens at the edges (files, Redis, HTTP)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
 """Keeping Redis passwords out of every message: one masking rule for URLs, errors and log lines.
 
-A Redis URL may carry a password (`redis://user:secret@host:6379/0`, or `?password=secret`), and
-the URL turns up in error messages, progress lines and logs. Everything that shows a URL goes
-through `redact`; text that may embed one (an exception from redis-py, a log record) goes through
-`scrub`, which also removes the bare password wherever it appears.
-"""
+Whatever shows a URL goes through `redact`; text that may embed one (a redis-py exception, a log
+record) through `scrub`, which also removes the bare password wherever it appears."""
 
 from __future__ import annotations
 

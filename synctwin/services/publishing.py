@@ -1,17 +1,7 @@
-"""What a gate decision leaves behind for production, in one place for every caller
-(`synctwin gate`, the HTTP service, `synctwin feed`): the audit record of the decision and,
-on approval, the plan the live mirror and the nightly drills read from Redis; on rejection, what
-shadow mode needs to follow the campaign that was not launched.
-
-Redis keys written here (prefix `synctwin:` by default), beside the projection, strategy and
-history of an approval:
-- `campaign:{id}:gate` (string, JSON) on approval: the gate's essentials a live outcome is judged
-  with (`confidence_score`, `threshold`, `baseline`), `launch_ts`, `decided_ts`;
-- `outcome:pending` (sorted set, score launch_ts): approved campaigns whose CAMPAIGN_OUTCOME is
-  still to be written by `synctwin shadow`;
-- `campaign:{id}:rejection` (string, JSON) on rejection: the strategy, the gate's essentials and
-  the would-be `launch_ts`; `shadow:pending` (sorted set, score launch_ts): rejections still followed.
-"""
+"""What a gate decision leaves behind for production, the same for every caller (`gate`, the HTTP
+service, `feed`): its audit record and, in Redis, on approval the plan the mirror and the drills
+read (`campaign:{id}:gate`, `outcome:pending`), on rejection what shadow mode follows
+(`campaign:{id}:rejection`, `shadow:pending`); docs/production-and-redis-keys.md has their fields."""
 
 from __future__ import annotations
 

@@ -1,25 +1,14 @@
 """`synctwin kpis`: the product's success metrics from the audit log, each with its count and goal.
 
-What counts (audit records since `--since`, by record time):
-- rejection share: campaigns whose latest decision is CAMPAIGN_REJECTED, among the campaigns
-  decided (one decision per campaign, however often it was gated); goal 15-25%.
-- false negatives: of the rejected campaigns with a final SHADOW_OUTCOME in the window (the latest
-  per campaign; the rejection itself may be older), the share that would have made money; goal
-  < 5%. A provisional outcome (`final: false`, a flight shadowed half-way) is not a verdict: its
-  sign can still flip, so it is left out until the flight's last day.
-- false positives: of the approved campaigns with a realized outcome, the share that lost money
-  (net profit uplift <= 0); goal < 10%. An outcome is a CAMPAIGN_OUTCOME (or CAMPAIGN_COMPLETED)
-  record in the window whose metadata has `net_profit_uplift` and is final (`final` not false:
-  the figure is about campaigns whose run is over, never a flight half-way); the latest per
-  campaign counts. SyncFlow writes them in the twin and `synctwin shadow` in production, one per
-  campaign at the end of its flight or at its pause. The campaign counts as approved when the log
-  holds its CAMPAIGN_APPROVED anywhere (a 30-day flight ends long after a week's window opened)
-  or the outcome itself says `decision: APPROVED`.
-- auto-rollbacks: distinct campaigns with AUTO_ROLLBACK_TRIGGERED or CAMPAIGN_PAUSED, as a share
-  of distinct CAMPAIGN_LAUNCHED campaigns (whoever launches writes that record: SyncFlow in the
-  twin, `synctwin feed` for its campaigns, your deployer in production); goal < 2%.
-- chaos pass rate: drills passed / drills run over CHAOS_TEST_COMPLETED records; goal > 95%.
-"""
+What counts (records since `--since`, by record time; docs/operations-and-metrics.md):
+- rejection share: campaigns whose latest decision is CAMPAIGN_REJECTED; goal 15-25%.
+- false negatives: rejected campaigns whose latest final SHADOW_OUTCOME in the window made money
+  (the rejection may be older); goal < 5%. A provisional outcome (`final: false`) can still flip.
+- false positives: approved campaigns (CAMPAIGN_APPROVED anywhere in the log, or the outcome says
+  so) whose latest final CAMPAIGN_OUTCOME/COMPLETED in the window lost money; goal < 10%.
+- auto-rollbacks: campaigns with AUTO_ROLLBACK_TRIGGERED or CAMPAIGN_PAUSED over those with
+  CAMPAIGN_LAUNCHED; goal < 2%.
+- chaos pass rate: drills passed / drills run over CHAOS_TEST_COMPLETED; goal > 95%."""
 
 from __future__ import annotations
 

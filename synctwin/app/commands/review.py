@@ -1,10 +1,7 @@
 """`synctwin review`: the week's rejected campaigns from the audit log, near-misses first.
 
-A rejection is a bet: the gate kept money from a campaign it expected to lose. Reading the
-week's rejections sorted by confidence (the ones just under the threshold at the top) is how
-people spot a threshold that is too strict or a model that is too pessimistic. The records are
-CAMPAIGN_REJECTED entries of the SyncShield audit log, whose metadata is the gate result.
-"""
+The rejections just under the threshold, on top, are where people spot a threshold too strict or
+a model too pessimistic. The records are the audit log's CAMPAIGN_REJECTED (metadata: the gate result)."""
 
 from __future__ import annotations
 

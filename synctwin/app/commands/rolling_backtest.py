@@ -1,9 +1,7 @@
 """`synctwin backtest --history FILE --rolling`: the gate's rolling-origin backtest, printed.
 
-The work is harness/evaluation/rolling.py; this module reads the options, draws a progress bar,
-and prints a table per window and the calibration summary in 80 columns (or one JSON document,
-or an HTML report).
-"""
+The work is harness/evaluation/rolling.py; this module reads the options and prints the windows
+and the calibration summary in 80 columns (or JSON, or an HTML report)."""
 
 from __future__ import annotations
 

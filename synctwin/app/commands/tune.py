@@ -1,11 +1,8 @@
 """`synctwin tune`: the threshold the tuning rule picks from backtests, shadow and live outcomes.
 
-Evidence: the backtest cases (default the built-in 10, gated at the current threshold's
-settings), the SHADOW_OUTCOME records of the audit log (rejected campaigns, re-simulated) and its
-final CAMPAIGN_OUTCOME records (approved campaigns, realized: source "live"). Prints FN/FP rates at every
-threshold 0.50..0.99, a reliability table and the recommended threshold; `--apply` writes it to
-the configuration file and audits THRESHOLD_CHANGED with the rates before and after.
-"""
+Evidence: the backtest cases (default the built-in 10), the audit log's SHADOW_OUTCOME records
+(rejections re-simulated) and final CAMPAIGN_OUTCOME records (approvals realized). `--apply` writes
+the pick to the configuration file and audits THRESHOLD_CHANGED with the rates before and after."""
 
 from __future__ import annotations
 

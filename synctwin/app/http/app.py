@@ -1,16 +1,8 @@
 """The HTTP service: SyncBrain (or anyone) calls the gate over HTTP, operators read a campaign's state.
 
-Why it is shaped this way:
-- the gate is CPU-bound numpy (~20 ms at 10k paths); it runs in worker threads behind a limiter
-  sized to the CPUs, so the event loop keeps answering /healthz and /metrics while requests queue
-  in order instead of fighting for the GIL;
-- the Redis client is the synchronous one the rest of SyncTwin uses, so every Redis call runs in a
-  thread too; publishing an approval reuses `synctwin gate --redis`'s own helpers, so the keys and
-  audit records are the same whichever way a campaign was gated;
-- bad input is a 422 whose `loc` names the field (pydantic's, or ours for what only the parsers can
-  see: duplicate dates, a CSV line), never a traceback; bodies over the limit are a 413 before
-  they are read.
-"""
+The CPU-bound gate and the synchronous Redis calls run in worker threads (the gate's behind a
+limiter sized to the CPUs), so the event loop keeps answering /healthz and /metrics. Bad input is
+a 422 whose `loc` names the field, never a traceback; a body over the limit is a 413 unread."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
-"""Self-contained HTML reports (`--report FILE.html` on gate, replay and chaos).
+"""Self-contained HTML reports (`--report FILE.html` on gate, replay, chaos, tune, backtest --rolling).
 
-One page per run, with its plots inlined as SVG (no network, no files beside it) and its key
-numbers as text, so it can be mailed, archived with the audit log, or read without the plots.
-matplotlib is imported only by the page builders (`synctwin.app.reports.gate` etc.), never by this
-module: a command without --report does not pay for it.
-"""
+One page per run, its plots inlined as SVG and its key numbers as text, so it can be mailed,
+archived or read offline. matplotlib is imported only by the page builders, never here: a command
+without --report does not pay for it."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
 """The chaos run's report: did each guard react to its fault, when, and what did it cost?
 
-Per drill, the test campaign's spend and revenue per hour around the fault (the six steady
-hours before it and the hours after), the fault window shaded, and the guard's reaction marked
-(the pause with its reason, or the circuit breaker opening and bidding resuming); then the
-results table, each drill's steady-state probes and the verdict.
-"""
+Per drill, the test campaign's hourly spend and revenue around the shaded fault window with the
+guard's reaction marked; then the results, each drill's steady-state probes and the verdict."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
 """The gate's report: why a campaign was approved or blocked, in two pictures and a table.
 
-1. The uplift distribution: every simulated path's net profit uplift, losses red and gains
-   green, the zero line, and p10/p50/p90. The confidence score is the green share.
-2. The projection fan: cumulative spend, revenue and conversions per day (p10-p90 band and
-   median), with the baseline's pace for spend and revenue: the plan the live mirror checks
-   the real campaign against.
-"""
+The paths' uplift distribution (the confidence is its green share) and the projection fan the
+live mirror checks the real campaign against."""
 
 from __future__ import annotations
 

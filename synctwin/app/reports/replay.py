@@ -1,10 +1,7 @@
 """The replay's report: each campaign's real run against the plan the gate approved.
 
-Per campaign, cumulative spend and revenue as the world really delivered them (hourly samples)
-over the gate's projection fan (p10-p90 and median, shifted to the campaign's launch), with
-fault windows shaded and pauses marked with their reason; then the expectations, the campaigns
-and the whole timeline as tables.
-"""
+Per campaign, cumulative spend and revenue as delivered over the gate's projection fan, fault
+windows shaded and pauses marked; then the expectations, the campaigns and the timeline as tables."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
 """The rolling backtest's report: how far the gate's intervals and confidence held on one account.
 
-1. Projection against what happened, window by window: the p10-p90 band and median of the
-   projected revenue (and net profit uplift) at each origin, with the realized value as a dot,
-   green inside the band and red outside.
-2. The PIT histogram (a calibrated gate gives a flat one) and the reliability of the
-   confidence score (of the windows given ~70%, did ~70% make money?).
-3. The figures as a table and every window as a row.
-"""
+The projection against what happened window by window, the PIT histogram and the reliability of
+the confidence score, then the figures and every window as tables."""
 
 from __future__ import annotations
 
