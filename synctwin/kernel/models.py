@@ -43,7 +43,6 @@ def show_number(value: float | int) -> str:
 
 def _at_most(value: float | int | None, limit: str) -> Any:
     """Refuse a value above the Limits field `limit`, naming the value, the limit and its setting."""
-
     bound = getattr(get_limits(), limit)
     if value is not None and value > bound:
         raise ValueError(f"over the limit of {show_number(bound)} ({limit_env(limit)})")
@@ -111,7 +110,6 @@ class Strategy(BaseModel):
     @model_validator(mode="after")
     def _extra_depth(self) -> Strategy:
         """Extra fields travel into the audit log: bound their nesting (json would overflow the stack)."""
-
         limit = get_limits().max_json_depth
         for name, value in (self.model_extra or {}).items():
             if _depth(value) > limit:

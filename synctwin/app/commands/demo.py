@@ -251,7 +251,6 @@ def _chapter_chaos(out: Any, args: argparse.Namespace) -> None:
 
 def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     """Production mode in miniature: the feed and the mirror worker on an embedded Redis."""
-
     from agents.council.redis import redis_mirror
     from synctwin.infra.redis_conn import connect
     from synctwin.kernel.config import get_settings
