@@ -17,6 +17,7 @@ import datetime as dt
 import math
 from typing import Any
 
+from synctwin.app.commands.review import finite_number, load_records, parse_since
 from synctwin.app.console import console, emit, say, table
 from synctwin.kernel.formatting import percent, plural
 
@@ -136,20 +137,13 @@ def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dic
 
 def _realized(meta: dict[str, Any]) -> bool:
     """A final realized outcome with a number for its uplift."""
-    uplift = meta.get("net_profit_uplift")
-    return (
-        isinstance(uplift, int | float)
-        and not isinstance(uplift, bool)
-        and math.isfinite(uplift)
-        and meta.get("final") is not False
-    )
+    return finite_number(meta.get("net_profit_uplift")) is not None and meta.get("final") is not False
 
 
 KPI_NAMES = ("rejection_share", "false_negative_rate", "false_positive_rate", "auto_rollback_share", "chaos_pass_rate")
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctwin.app.commands.review import load_records, parse_since
     from synctwin.infra.metrics import record_kpis
 
     since = parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None  # before reading anything

@@ -92,12 +92,16 @@ def load_records(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     return JsonlAuditStore(args.audit_log).records(), args.audit_log
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     return (
         float(value)
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         else None
     )
+
+
+def _near_miss(r: dict[str, Any]) -> bool:
+    return r["confidence"] is not None and r["threshold"] is not None and r["threshold"] - r["confidence"] <= NEAR_MISS
 
 
 def review(records: list[dict[str, Any]], since: dt.datetime, until: dt.datetime | None = None) -> dict[str, Any]:
@@ -110,7 +114,7 @@ def review(records: list[dict[str, Any]], since: dt.datetime, until: dt.datetime
             shadows[rec["campaign_id"]] = rec
     rows = []
     for rec in records:
-        ts = _number(rec.get("ts"))
+        ts = finite_number(rec.get("ts"))
         if rec.get("event_type") != REJECTED or ts is None or not start <= ts <= end:
             continue
         meta = rec.get("metadata") or {}
@@ -121,11 +125,11 @@ def review(records: list[dict[str, Any]], since: dt.datetime, until: dt.datetime
             "time": dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds"),
             "client_id": rec.get("client_id") or meta.get("client_id"),
             "campaign_id": rec.get("campaign_id") or meta.get("campaign_id"),
-            "confidence": _number(meta.get("confidence_score")),
-            "threshold": _number(meta.get("threshold")),
-            "projected_uplift": _number(meta.get("projected_net_profit_uplift")),
-            "p10_uplift": _number(details.get("p10_uplift")),
-            "p90_uplift": _number(details.get("p90_uplift")),
+            "confidence": finite_number(meta.get("confidence_score")),
+            "threshold": finite_number(meta.get("threshold")),
+            "projected_uplift": finite_number(meta.get("projected_net_profit_uplift")),
+            "p10_uplift": finite_number(details.get("p10_uplift")),
+            "p90_uplift": finite_number(details.get("p90_uplift")),
             "risk_profile": meta.get("risk_profile"),
             "model": meta.get("model"),
             "reason": rec.get("reason"),
@@ -137,11 +141,7 @@ def review(records: list[dict[str, Any]], since: dt.datetime, until: dt.datetime
     rows.sort(key=lambda r: (-(r["confidence"] if r["confidence"] is not None else -1.0), r["ts"]))
     uplifts = [r["projected_uplift"] for r in rows if r["projected_uplift"] is not None]
     confidences = [r["confidence"] for r in rows if r["confidence"] is not None]
-    near = [
-        r
-        for r in rows
-        if r["confidence"] is not None and r["threshold"] is not None and r["threshold"] - r["confidence"] <= NEAR_MISS
-    ]
+    near = [r for r in rows if _near_miss(r)]
     out: dict[str, Any] = {"since": since.isoformat(timespec="seconds")}
     if until is not None:
         out["until"] = until.isoformat(timespec="seconds")
@@ -182,12 +182,9 @@ def print_review(d: dict[str, Any]) -> None:
     t = table(*cols, *(["shadow outcome"] if shadow else []), right=("confidence", "threshold", "p10", "median", "p90"))
     for r in rows:
         conf = percent(r["confidence"], 1, missing="-")
-        near = (
-            r["confidence"] is not None and r["threshold"] is not None and r["threshold"] - r["confidence"] <= NEAR_MISS
-        )
         cells = [
             f"{r['campaign_id']}\n[dim]{r['client_id']}, {str(r['time'])[:16].replace('T', ' ')}[/]",
-            f"[bold yellow]{conf}[/]" if near else conf,
+            f"[bold yellow]{conf}[/]" if _near_miss(r) else conf,
             percent(r["threshold"], 1, missing="-"),
             money(r["p10_uplift"]),
             money(r["projected_uplift"]),
@@ -223,5 +220,5 @@ def _shadow_text(shadow: dict[str, Any] | None) -> str:
     if shadow is None:
         return ""
 
-    value = _number(shadow.get("net_profit_uplift"))
+    value = finite_number(shadow.get("net_profit_uplift"))
     return money(value) if value is not None else f"recorded (audit seq {shadow.get('seq')})"
