@@ -56,12 +56,7 @@ def build_chaos_page(run: Any) -> str:
         ["drill", "campaign", "fault", "expected guard", "what happened", "when", "verdict"],
         [
             [
-                row["drill"],
-                row["template"],
-                row["fault"],
-                row["expected"],
-                row["happened"],
-                row["when"],
+                *(row[k] for k in ("drill", "template", "fault", "expected", "happened", "when")),
                 verdict(row["verdict"] == "PASS"),
             ]
             for row in rows
