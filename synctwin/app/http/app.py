@@ -6,6 +6,7 @@ a 422 whose `loc` names the field, never a traceback; a body over the limit is a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -115,21 +116,16 @@ def create_app(settings: Settings | None = None, redis_client: Any = None) -> Fa
     app.add_middleware(_Instrument)
 
     app.include_router(_v1)
+    ops = {"methods": ["GET"], "tags": ["operations"]}
     app.add_api_route(
-        "/healthz",
-        healthz,
-        methods=["GET"],
-        response_model=Health,
-        tags=["operations"],
-        summary="liveness, and whether Redis is reachable",
+        "/healthz", healthz, response_model=Health, summary="liveness, and whether Redis is reachable", **ops
     )
     app.add_api_route(
         "/metrics",
         prometheus_metrics,
-        methods=["GET"],
-        tags=["operations"],
         summary="Prometheus metrics (text exposition format)",
         response_class=Response,
+        **ops,
     )
     return app
 
@@ -315,10 +311,8 @@ def _campaign_view(client: Any, prefix: str, cid: str) -> CampaignView | None:
         except ValueError:
             log.warning("campaign %s: the stored projection does not parse", cid)
     if raw_strategy:
-        try:
+        with contextlib.suppress(ValueError):
             strategy = json.loads(raw_strategy)
-        except ValueError:
-            strategy = None
     if raw_mirror:
         try:
             state = asdict(MirrorState.from_hash(cid, raw_mirror))
