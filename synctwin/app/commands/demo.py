@@ -53,12 +53,10 @@ def _chapter_gate(out: Any, args: argparse.Namespace) -> None:
     from synctwin.kernel.strategy_io import strategy_from_dict
     from synctwin.services.gate import GateRequest, decide
 
-    out.print()
-    say(
+    _chapter(
         out,
         "[bold]1. The pre-launch gate[/] on the two bundled examples (scenarios/examples/: a 90-day history, "
         "a 30-day Meta campaign each): net profit uplift over 30 days",
-        indent=0,
     )
     from synctwin.kernel.model_names import MODELS
 
@@ -101,12 +99,10 @@ async def _chapter_handshake(out: Any, args: argparse.Namespace) -> Any:
     from harness.evaluation.backtest import BacktestReport, BacktestRow, builtin_historical_dir, load_cases
 
     cases = load_cases(builtin_historical_dir())
-    out.print()
-    say(
+    _chapter(
         out,
         f"[bold]2. The Digital Handshake[/]: SyncBrain proposes {len(cases)} campaigns, "
         "SyncTwin gates each before launch",
-        indent=0,
     )
     store = InMemoryHistoryStore()
     for case in cases:
@@ -155,14 +151,12 @@ async def _chapter_handshake(out: Any, args: argparse.Namespace) -> Any:
         )
         records = shield.records()
         report = verify_chain(records)
-        out.print()
-        say(
+        _chapter(
             out,
             f"[bold]3. The audit trail[/] (SyncShield, hash-chained JSONL): {plural(len(records), 'record')} "
             f"({sum(r['event_type'] == 'CAMPAIGN_APPROVED' for r in records)} CAMPAIGN_APPROVED, "
             f"{sum(r['event_type'] == 'CAMPAIGN_REJECTED' for r in records)} CAMPAIGN_REJECTED), "
             f"chain {'intact' if report.ok else 'BROKEN'}",
-            indent=0,
         )
         lines = log.read_text().splitlines()
         edited = json.loads(lines[2])
@@ -179,12 +173,10 @@ def _chapter_hindsight(out: Any, report: Any) -> None:
     d = report.to_dict()
     m, cash = d["confusion"], d["money"]
     made = m["TP"] + m["FN"]
-    out.print()
-    say(
+    _chapter(
         out,
         f"[bold]4. Hindsight[/]: the same campaigns' realized outcomes ({made} made money, "
         f"{len(report.rows) - made} did not)",
-        indent=0,
     )
     say(
         out,
@@ -205,12 +197,10 @@ def _chapter_replay(out: Any, args: argparse.Namespace) -> None:
 
     trace = run_scenario(load_scenario("healthy_launch"), args.seed)
     c = next(iter(trace.campaigns.values()))
-    out.print()
-    say(
+    _chapter(
         out,
         f"[bold]5. Replay in virtual time[/]: healthy_launch, {duration(trace.duration_s)} at minute "
         f"resolution ({trace.ticks:,} ticks) in {trace.wall_s:.1f} s of wall time",
-        indent=0,
     )
     for e in trace.timeline[:6]:
         say(out, f"{duration(e['t']):>6}  {e['kind']:<18} {timeline_fields(e)}")
@@ -228,12 +218,10 @@ def _chapter_chaos(out: Any, args: argparse.Namespace) -> None:
     from harness.chaos import DRILLS, run_drill, run_drills
 
     chaos = run_drills(seed=args.seed)
-    out.print()
-    say(
+    _chapter(
         out,
         f"[bold]6. Chaos drills[/] in virtual time (a wall-clock drill waits 10 minutes): "
         f"{len(chaos.results) - len(chaos.failures)}/{len(chaos.results)} passed in {chaos.wall_s:.2f} s",
-        indent=0,
     )
     t = table("", "drill", "fault", "what happened", "after the fault")
     for r in chaos.results:
@@ -265,12 +253,10 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     worker.ensure_group()
     # virtual time: its events' ts are bounded by the world's clock
     shadow = _rejected_for_shadow(client, settings, args.seed, epoch0=1_767_225_600.0, clock=feed.world.clock.now)
-    out.print()
-    say(
+    _chapter(
         out,
         "[bold]7. Real-to-sim sync[/]: four live campaigns on a bid stream (embedded Redis, virtual time), "
         "mirrored against their projections",
-        indent=0,
     )
     feed.on_pause = lambda cid, fields, t: say(
         out,
@@ -340,21 +326,14 @@ def _chapter_learning_loop(out: Any, client: Any, settings: Any) -> None:
     from agents.syncshield.backends import RedisAuditStore
     from synctwin.app.commands.kpis import kpis
 
-    out.print()
-    say(
+    _chapter(
         out,
         "[bold]8. The learning loop[/]: shadow mode follows a rejected campaign on the market the live ones met",
-        indent=0,
     )
     records = RedisAuditStore(client, key=f"{settings.key_prefix}audit").records()
+    decisions = ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED")
     decision = next(
-        (
-            r
-            for r in records
-            if r.get("campaign_id") == "thin-margin-push"
-            and r["event_type"] in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED")
-        ),
-        None,
+        (r for r in records if r.get("campaign_id") == "thin-margin-push" and r["event_type"] in decisions), None
     )
     shadows = [r["metadata"] for r in records if r["event_type"] == "SHADOW_OUTCOME"]
     if decision is not None:
@@ -402,6 +381,11 @@ def _chapter_learning_loop(out: Any, client: Any, settings: Any) -> None:
         f"synctwin kpis: rejection share {pct(k['rejection_share'])}, false negatives {pct(fn)}, "
         f"false positives {pct(fp)} - `synctwin shadow --redis URL` does this in production",
     )
+
+
+def _chapter(out: Any, title: str) -> None:
+    out.print()
+    say(out, title, indent=0)
 
 
 class _SeededGate:
