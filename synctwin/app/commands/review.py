@@ -83,13 +83,18 @@ def load_records(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
         return records, where
     if not args.audit_log:
         raise InvalidInput("give the audit log: --audit-log FILE or --redis URL")
+    return read_audit_log(args.audit_log), args.audit_log
+
+
+def read_audit_log(path: str) -> list[dict[str, Any]]:
+    """The records of a JSONL audit log; InvalidInput naming the file when there is none."""
     from pathlib import Path
 
     from agents.syncshield.backends import JsonlAuditStore
 
-    if not Path(args.audit_log).is_file():
-        raise InvalidInput("no such audit log file", source=args.audit_log)
-    return JsonlAuditStore(args.audit_log).records(), args.audit_log
+    if not Path(path).is_file():
+        raise InvalidInput("no such audit log file", source=path)
+    return JsonlAuditStore(path).records()
 
 
 def finite_number(value: Any) -> float | None:

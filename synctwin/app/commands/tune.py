@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from synctwin.app.commands.review import read_audit_log
 from synctwin.app.console import console, emit
 from synctwin.app.reports import check_report_path, write_report
 from synctwin.kernel.errors import InvalidInput
@@ -46,18 +47,14 @@ def collect(args: argparse.Namespace) -> tuple[list[Any], float, list[Any]]:
 
     settings = get_settings()
     cases = load_cases(args.cases or builtin_historical_dir())
-    report = run_backtest(cases, SimulationGatekeeper(settings=settings), seed=args.seed)
-    evidence = [Evidence(r.name, r.confidence, r.profitable, "backtest") for r in report.rows]
-    raw = run_backtest(
-        cases, SimulationGatekeeper(settings=settings.model_copy(update={"calibrate": False})), seed=args.seed
-    )
-    before = [Evidence(r.name, r.confidence, r.profitable, "backtest") for r in raw.rows]
-    if args.audit_log:
-        if not Path(args.audit_log).is_file():
-            raise InvalidInput("no such audit log file", source=args.audit_log)
-        from agents.syncshield.backends import JsonlAuditStore
 
-        records = JsonlAuditStore(args.audit_log).records()
+    def backtest(gate_settings: Any) -> list[Any]:
+        report = run_backtest(cases, SimulationGatekeeper(settings=gate_settings), seed=args.seed)
+        return [Evidence(r.name, r.confidence, r.profitable, "backtest") for r in report.rows]
+
+    evidence, before = backtest(settings), backtest(settings.model_copy(update={"calibrate": False}))
+    if args.audit_log:
+        records = read_audit_log(args.audit_log)
         outcomes = shadow_evidence(records) + live_evidence(records)
         evidence += outcomes
         before += outcomes  # recorded confidences: the same before and after
