@@ -38,17 +38,11 @@ def check_shards(value: object, *, source: str = "--shards") -> int:
 
     Accepts an int or the text of one ("4"), as a flag or an environment variable gives it.
     """
-    if isinstance(value, bool):
-        raise InvalidInput(f"must be a whole number of shards from 1 to {MAX_SHARDS} (got {value!r})", source=source)
-    if isinstance(value, str):
-        text = value.strip()
-        if not text.lstrip("+-").isdigit():
-            raise InvalidInput(
-                f"must be a whole number of shards from 1 to {MAX_SHARDS} (got {value[:40]!r})", source=source
-            )
-        value = int(text)
-    if not isinstance(value, int):
-        raise InvalidInput(f"must be a whole number of shards from 1 to {MAX_SHARDS} (got {value!r})", source=source)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        shown = value[:40] if isinstance(value, str) else value
+        raise InvalidInput(f"must be a whole number of shards from 1 to {MAX_SHARDS} (got {shown!r})", source=source)
     if not 1 <= value <= MAX_SHARDS:
         raise InvalidInput(f"must be from 1 to {MAX_SHARDS} (got {value})", source=source)
     return value
