@@ -12,7 +12,6 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
 from typing import Any, TypeVar
 
 from synctwin.kernel.errors import InvalidInput
@@ -56,7 +55,7 @@ class Executor:
     def __enter__(self) -> Executor:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
 
