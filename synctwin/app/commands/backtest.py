@@ -7,7 +7,10 @@ import argparse
 from typing import Any
 
 from synctwin.app.console import console, emit, fit_names, say, table
+from synctwin.infra.executors import add_executor_arguments, executor_from_args
+from synctwin.kernel.errors import InvalidInput
 from synctwin.kernel.formatting import money, percent
+from synctwin.kernel.model_names import MODEL_CHOICES, MODEL_HELP
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,8 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a backtest case file (JSON: strategy, history, outcome) or a directory of them; "
         "default: the 10 built-in historical campaigns (5 profitable, 5 not)",
     )
-    from synctwin.kernel.model_names import MODEL_CHOICES, MODEL_HELP
-
     p.add_argument("--model", choices=MODEL_CHOICES, help=MODEL_HELP)
     p.add_argument("--paths", type=int, metavar="N", help="Monte Carlo paths per campaign or window (default 10000)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
@@ -67,8 +68,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also write a self-contained HTML page: the PIT "
         "histogram and the projection against what happened, window by window",
     )
-    from synctwin.infra.executors import add_executor_arguments
-
     add_executor_arguments(p)
 
 
@@ -76,8 +75,6 @@ ROLLING_ONLY = ("horizon", "lookback", "step", "min_history", "gross_margin", "d
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctwin.kernel.errors import InvalidInput
-
     if args.rolling or args.history:
         if not args.history:
             raise InvalidInput("--rolling needs --history FILE (the account's daily history)", field="--history")
@@ -102,7 +99,6 @@ def run(args: argparse.Namespace) -> int:
     cases = load_cases(args.cases or builtin_historical_dir())
     gatekeeper = SimulationGatekeeper(model=args.model, threshold=args.threshold)
     from synctwin.app.progress import ProgressBar, interactive
-    from synctwin.infra.executors import executor_from_args
 
     with (
         executor_from_args(args) as executor,

@@ -8,6 +8,8 @@ from typing import Any
 from synctwin.app.commands._worker import stop_on_signals
 from synctwin.app.console import console, emit, say, table
 from synctwin.app.reports import check_report_path, write_report
+from synctwin.infra.redis_conn import add_redis_argument, redis_url_arg
+from synctwin.kernel.config import get_settings
 from synctwin.kernel.errors import InvalidInput
 
 GUARD_HELP = (
@@ -46,8 +48,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run on this cron schedule until stopped (default when given bare: nightly, '0 0 * * *'); "
         "runs never overlap",
     )
-    from synctwin.infra.redis_conn import add_redis_argument
-
     add_redis_argument(
         p,
         "clone the production campaigns stored in Redis into the twin (their strategy and "
@@ -87,14 +87,11 @@ def _sinks(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """SyncShield and SyncNotify for this run, and a Redis client when --redis is given."""
     from agents.syncnotify import LogSink, RedisStreamSink, SyncNotify
     from agents.syncshield import InMemoryAuditStore, JsonlAuditStore, RedisAuditStore, SyncShield
-    from synctwin.kernel.config import get_settings
 
     prefix = get_settings().key_prefix
     client = None
     stores: list[Any] = []
     sinks: list[Any] = [LogSink()]
-    from synctwin.infra.redis_conn import redis_url_arg
-
     url = redis_url_arg(args.redis, default_to_env=False)
     if url:
         from synctwin.infra.redis_conn import connect_checked, redact_logs

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from synctwin.app.console import INDENT, console, fit_names, say, show, table
+from synctwin.infra.redis_conn import connect
+from synctwin.kernel.config import get_settings
 from synctwin.kernel.formatting import duration, money, percent, plural
+from synctwin.kernel.model_names import MODELS
 
 _NUMBERS = ("confidence", "p10", "median", "p90", "paths", "time", "median uplift")
 
@@ -48,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
 def _chapter_gate(out: Any, args: argparse.Namespace) -> None:
     from importlib.resources import files
 
-    from synctwin.kernel.config import get_settings
     from synctwin.kernel.history import parse_history_csv
     from synctwin.kernel.strategy_io import strategy_from_dict
     from synctwin.services.gate import GateRequest, decide
@@ -58,8 +60,6 @@ def _chapter_gate(out: Any, args: argparse.Namespace) -> None:
         "[bold]1. The pre-launch gate[/] on the two bundled examples (scenarios/examples/: a 90-day history, "
         "a 30-day Meta campaign each): net profit uplift over 30 days",
     )
-    from synctwin.kernel.model_names import MODELS
-
     settings = get_settings()
     t = table("example", "model", "decision", "confidence", "p10", "median", "p90", right=_NUMBERS)
     for name in ("approve", "reject"):
@@ -240,8 +240,6 @@ def _chapter_chaos(out: Any, args: argparse.Namespace) -> None:
 def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     """Production mode in miniature: the feed and the mirror worker on an embedded Redis."""
     from agents.council.redis import redis_mirror
-    from synctwin.infra.redis_conn import connect
-    from synctwin.kernel.config import get_settings
     from synctwin.services.feed import start_feed
     from world.clock import make_environment
 

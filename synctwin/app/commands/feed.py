@@ -12,6 +12,16 @@ import argparse
 import time
 
 from synctwin.app.commands._worker import stop_on_signals
+from synctwin.infra.redis_conn import (
+    add_redis_argument,
+    add_shards_argument,
+    connect_deployment,
+    redact,
+    required_redis_url,
+    with_shards,
+)
+from synctwin.kernel.config import get_settings
+from synctwin.kernel.durations import parse_duration
 from synctwin.kernel.errors import InvalidInput
 
 N_CAMPAIGNS = 4  # world.redis_feed.FEED_CAMPAIGNS
@@ -19,8 +29,6 @@ N_CAMPAIGNS = 4  # world.redis_feed.FEED_CAMPAIGNS
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__.split("\n\n")[1].replace("\n", " ")
-    from synctwin.infra.redis_conn import add_redis_argument, add_shards_argument
-
     add_redis_argument(p, "e.g. redis://127.0.0.1:6379/0 (default SYNCTWIN_REDIS_URL)")
     add_shards_argument(p)
     p.add_argument(
@@ -44,9 +52,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctwin.infra.redis_conn import connect_deployment, redact, required_redis_url, with_shards
-    from synctwin.kernel.config import get_settings
-    from synctwin.kernel.durations import parse_duration
     from synctwin.services.feed import start_feed
     from world.clock import make_environment
     from world.redis_feed import FEED_CAMPAIGNS

@@ -7,8 +7,18 @@ from typing import Any
 
 from synctwin.app.console import console, emit
 from synctwin.app.reports import check_report_path, write_report
+from synctwin.infra.executors import add_executor_arguments, executor_from_args
+from synctwin.infra.redis_conn import (
+    add_redis_argument,
+    add_shards_argument,
+    connect_deployment,
+    redis_url_arg,
+    with_shards,
+)
+from synctwin.kernel.config import get_settings
 from synctwin.kernel.errors import InvalidInput
 from synctwin.kernel.formatting import money, percent, plural
+from synctwin.kernel.model_names import MODEL_CHOICES, MODEL_HELP
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,8 +31,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the client's daily history (date,spend,impressions,clicks,conversions,revenue); "
         "with --redis and no --history it is read from the store by client_id",
     )
-    from synctwin.kernel.model_names import MODEL_CHOICES, MODEL_HELP
-
     p.add_argument("--model", choices=MODEL_CHOICES, help=MODEL_HELP)
     p.add_argument(
         "--paths",
@@ -43,8 +51,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "calibration set of the predictive spread",
     )
     p.add_argument("--audit-log", metavar="FILE", help="append the decision to this hash-chained JSONL audit log")
-    from synctwin.infra.redis_conn import add_redis_argument, add_shards_argument
-
     add_shards_argument(p)
     add_redis_argument(
         p,
@@ -63,8 +69,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE.html",
         help="also write a self-contained HTML page with plots: the paths' uplift distribution and the projection fan",
     )
-    from synctwin.infra.executors import add_executor_arguments
-
     add_executor_arguments(p)
 
 
@@ -72,9 +76,6 @@ def run(args: argparse.Namespace) -> int:
     import contextlib
 
     from synctwin.app.progress import ProgressBar, interactive
-    from synctwin.infra.executors import executor_from_args
-    from synctwin.infra.redis_conn import connect_deployment, redis_url_arg, with_shards
-    from synctwin.kernel.config import get_settings
     from synctwin.kernel.history import load_history
     from synctwin.kernel.strategy_io import load_strategy
     from synctwin.services.gate import GateRequest, decide

@@ -19,6 +19,7 @@ from typing import Any
 
 from synctwin.app.commands.review import finite_number, load_records, parse_since
 from synctwin.app.console import console, emit, say, table
+from synctwin.infra.redis_conn import add_redis_argument, add_shards_argument
 from synctwin.kernel.formatting import percent, plural
 
 GOALS = {
@@ -34,8 +35,6 @@ OUTCOME_EVENTS = ("CAMPAIGN_OUTCOME", "CAMPAIGN_COMPLETED")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--audit-log", metavar="FILE", help="the hash-chained JSONL audit log")
-    from synctwin.infra.redis_conn import add_redis_argument, add_shards_argument
-
     add_shards_argument(p)
     add_redis_argument(
         src,

@@ -9,6 +9,7 @@ from typing import Any
 
 from synctwin.app.console import console, emit, fit_names, say, table
 from synctwin.app.reports import check_report_path, write_report
+from synctwin.kernel.config import get_settings
 from synctwin.kernel.errors import InvalidInput
 from synctwin.kernel.formatting import duration, money, number, percent
 
@@ -156,7 +157,6 @@ def run_recording(args: argparse.Namespace) -> int:
     if args.scenario:
         raise InvalidInput("give a SCENARIO or --bids/--plans, not both")
     from harness.recording import load_events, load_plans, replay_recording
-    from synctwin.kernel.config import get_settings
 
     plans = load_plans(args.plans)
     events = load_events(args.bids)

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from synctwin.app.console import console, emit, say, table
+from synctwin.infra.redis_conn import add_redis_argument, add_shards_argument, redis_url_arg
 from synctwin.kernel.errors import InvalidInput
 from synctwin.kernel.formatting import money, percent, plural
 
@@ -28,8 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--audit-log", metavar="FILE", help="the hash-chained JSONL audit log (synctwin gate --audit-log)")
-    from synctwin.infra.redis_conn import add_redis_argument, add_shards_argument
-
     add_shards_argument(p)
     add_redis_argument(
         src,
@@ -62,8 +61,6 @@ def parse_since(text: str | None, now: dt.datetime) -> dt.datetime:
 
 def load_records(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     """Every audit record, and a name for where they came from."""
-    from synctwin.infra.redis_conn import redis_url_arg
-
     url = redis_url_arg(args.redis, default_to_env=not args.audit_log)
     if url:
         from agents.syncshield.backends import RedisAuditStore

@@ -11,6 +11,7 @@ from typing import Any
 
 from synctwin.app.console import console, emit
 from synctwin.app.reports import check_report_path, write_report
+from synctwin.infra.executors import executor_from_args
 
 TARGET_LOW, TARGET_HIGH = 0.75, 0.85  # DESIGN.md: p10-p90 should cover 75-85% of outcomes
 SPARK = "▁▂▃▄▅▆▇█"
@@ -28,7 +29,6 @@ def run_rolling(args: argparse.Namespace) -> int:
         run_rolling_backtest,
     )
     from synctwin.app.progress import ProgressBar, interactive
-    from synctwin.infra.executors import executor_from_args
     from synctwin.kernel.history import load_history
 
     check_report_path(args.report)

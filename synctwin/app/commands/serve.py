@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from typing import Any
 
+from synctwin.infra.redis_conn import add_shards_argument, with_shards
+from synctwin.kernel.config import get_settings
 from synctwin.kernel.errors import InvalidInput
 
 
@@ -28,8 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "stored histories (default SYNCTWIN_REDIS_URL, which keeps a password out of the command line "
         "and `ps`; none: /v1/campaigns answers 503)",
     )
-    from synctwin.infra.redis_conn import add_shards_argument
-
     add_shards_argument(p)
     p.add_argument(
         "--workers",
@@ -47,9 +47,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctwin.infra.redis_conn import with_shards
-    from synctwin.kernel.config import get_settings
-
     settings = with_shards(get_settings(), args.shards)
     if args.workers < 1:
         raise InvalidInput(f"--workers must be at least 1 (got {args.workers})")

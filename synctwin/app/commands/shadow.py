@@ -19,6 +19,9 @@ from typing import Any
 
 from synctwin.app.commands._worker import add_worker_arguments, run_worker
 from synctwin.app.console import emit, print_json
+from synctwin.infra.redis_conn import add_redis_argument, redis_url_arg
+from synctwin.kernel.config import get_settings
+from synctwin.kernel.durations import parse_duration
 from synctwin.kernel.errors import InvalidInput
 from synctwin.kernel.formatting import money
 
@@ -33,8 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "drained. With --market FILE --audit-log FILE (no Redis): re-simulate the log's rejections under a "
         "market CSV (date,platform,cpm,ctr,cvr,aov) and append their final SHADOW_OUTCOME records to the log."
     )
-    from synctwin.infra.redis_conn import add_redis_argument
-
     add_redis_argument(
         p,
         "e.g. redis://127.0.0.1:6379/0: run the worker (the default without --market, when SYNCTWIN_REDIS_URL is set)",
@@ -74,8 +75,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctwin.infra.redis_conn import redis_url_arg
-
     args.redis = redis_url_arg(args.redis, default_to_env=not (args.market or args.audit_log))
     if args.redis and (args.market or args.audit_log):
         raise InvalidInput("give either --redis URL (the worker) or --market FILE --audit-log FILE, not both")
@@ -89,8 +88,6 @@ def run(args: argparse.Namespace) -> int:
 # --- the worker -------------------------------------------------------------------------------------
 def _run_worker(args: argparse.Namespace) -> int:
     from agents.council.redis import redis_shadow
-    from synctwin.kernel.config import get_settings
-    from synctwin.kernel.durations import parse_duration
 
     if args.claim_idle_ms is not None and args.claim_idle_ms < 0:
         raise InvalidInput(f"--claim-idle-ms must be >= 0 (got {args.claim_idle_ms})")

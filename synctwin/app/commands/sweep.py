@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from synctwin.app.console import console, emit
+from synctwin.infra.executors import add_executor_arguments, executor_from_args
 
 EXIT_FAILED = 1
 GRID_EPILOG = (
@@ -19,8 +20,6 @@ GRID_EPILOG = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from synctwin.infra.executors import add_executor_arguments
-
     p.add_argument("scenario", metavar="SCENARIO", help="a built-in's name or a scenario YAML file")
     p.add_argument(
         "--seeds",
@@ -38,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
     from harness.sweep import parse_seed_range, run_sweep, sweep_size
     from scenarios.loader import load_scenario
     from synctwin.app.progress import ProgressBar, interactive
-    from synctwin.infra.executors import executor_from_args
 
     seeds = parse_seed_range(args.seeds)
     scenario = load_scenario(args.scenario)

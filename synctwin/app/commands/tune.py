@@ -13,6 +13,7 @@ from typing import Any
 from synctwin.app.commands.review import read_audit_log
 from synctwin.app.console import console, emit
 from synctwin.app.reports import check_report_path, write_report
+from synctwin.kernel.config import config_file, get_settings
 from synctwin.kernel.errors import InvalidInput
 from synctwin.kernel.formatting import percent
 
@@ -43,7 +44,6 @@ def collect(args: argparse.Namespace) -> tuple[list[Any], float, list[Any]]:
     from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
     from harness.evaluation.backtest import builtin_historical_dir, load_cases, run_backtest
     from harness.evaluation.tuning import Evidence, live_evidence, shadow_evidence
-    from synctwin.kernel.config import get_settings
 
     settings = get_settings()
     cases = load_cases(args.cases or builtin_historical_dir())
@@ -73,7 +73,6 @@ def apply_threshold(threshold: float, path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.evaluation.tuning import calibration_effect, tune
-    from synctwin.kernel.config import config_file, get_settings
 
     check_report_path(args.report)
     evidence, current, before = collect(args)
