@@ -7,6 +7,7 @@ a 422 whose `loc` names the field, never a traceback; a body over the limit is a
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -26,6 +27,8 @@ from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agents.syncshield.backends import RedisAuditStore
+from agents.synctwin.mirror.deviation import MirrorState
+from agents.syncvalue.stores import RedisHistoryStore
 from synctwin import __version__
 from synctwin.app.commands.kpis import kpis
 from synctwin.app.http.schemas import CampaignView, Health, SimulateRequest
@@ -33,7 +36,10 @@ from synctwin.infra import metrics
 from synctwin.infra.shards import campaign_keys
 from synctwin.kernel.config import Settings, get_settings
 from synctwin.kernel.errors import InvalidInput
-from synctwin.kernel.models import GateResult
+from synctwin.kernel.history import history_from_records, parse_history_csv
+from synctwin.kernel.models import GateResult, Projection, Strategy
+from synctwin.kernel.redact import scrub
+from synctwin.services.gate import GateRequest, decide
 
 log = logging.getLogger("synctwin.app.http")
 
@@ -202,8 +208,6 @@ async def simulate(body: SimulateRequest, request: Request) -> JSONResponse:
 
 def _gate(body: SimulateRequest, settings: Settings, client: Any) -> tuple[GateResult, float]:
     """The CPU-bound part (history, baseline, Monte Carlo, advice) and the Redis writes, in a worker thread."""
-    from synctwin.services.gate import GateRequest, decide
-
     started = time.perf_counter()
     history, source, where = _history(body, settings, client)
     request = GateRequest(
@@ -228,8 +232,6 @@ def _gate(body: SimulateRequest, settings: Settings, client: Any) -> tuple[GateR
 def _gate_error_loc(exc: InvalidInput, history_loc: list[str | int]) -> list[str | int]:
     """Where a gate error points: a strategy field (an overflowed simulation names the largest),
     the history (what it cannot estimate, e.g. a CPM from no impressions), or a request field."""
-    from synctwin.kernel.models import Strategy
-
     if exc.field in Strategy.model_fields:
         return ["body", "strategy", exc.field]
     return ["body", exc.field] if exc.field else history_loc
@@ -237,8 +239,6 @@ def _gate_error_loc(exc: InvalidInput, history_loc: list[str | int]) -> list[str
 
 def _history(body: SimulateRequest, settings: Settings, client: Any) -> tuple[Any, str, list[str | int]]:
     """The History, a name for messages, and the `loc` its baseline errors point at."""
-    from synctwin.kernel.history import history_from_records, parse_history_csv
-
     if body.history is not None:
         rows = [r.model_dump(exclude_none=True) for r in body.history]
         try:
@@ -256,8 +256,6 @@ def _history(body: SimulateRequest, settings: Settings, client: Any) -> tuple[An
         except InvalidInput as exc:
             ctx = {k: v for k, v in (("line", exc.line), ("field", exc.field)) if v is not None}
             raise BadInput(["body", "history_csv"], str(exc), ctx=ctx or None) from None
-    from agents.syncvalue.stores import RedisHistoryStore
-
     try:
         history = RedisHistoryStore(client, settings.key_prefix).get(body.strategy.client_id)
     except InvalidInput as exc:
@@ -294,11 +292,6 @@ async def campaign(
 
 
 def _campaign_view(client: Any, prefix: str, cid: str) -> CampaignView | None:
-    import json
-
-    from agents.synctwin.mirror.deviation import MirrorState
-    from synctwin.kernel.models import Projection
-
     pipe = client.pipeline(transaction=False)
     pipe.get(f"{prefix}campaign:{cid}:projection")
     pipe.get(f"{prefix}campaign:{cid}:strategy")
@@ -459,8 +452,6 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """Redis down: the decision cannot be audited (nor campaign state read); say so, and retry later.
     The error text is scrubbed of the Redis password: a client must never see it."""
-    from synctwin.kernel.redact import scrub
-
     why = scrub(str(exc), request.app.state.settings.redis_url)
     log.warning("Redis unavailable: %s", why)
     return JSONResponse(
@@ -569,8 +560,6 @@ class _Instrument:
 async def _send_json(
     send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    import json
-
     data = json.dumps(body).encode("utf-8")
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
