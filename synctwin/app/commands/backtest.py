@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from synctwin.app.console import console, emit, fit_names, say, table
+from synctwin.app.progress import ProgressBar, interactive
 from synctwin.infra.executors import add_executor_arguments, executor_from_args
 from synctwin.kernel.errors import InvalidInput
 from synctwin.kernel.formatting import money, percent
@@ -98,8 +99,6 @@ def run(args: argparse.Namespace) -> int:
 
     cases = load_cases(args.cases or builtin_historical_dir())
     gatekeeper = SimulationGatekeeper(model=args.model, threshold=args.threshold)
-    from synctwin.app.progress import ProgressBar, interactive
-
     with (
         executor_from_args(args) as executor,
         ProgressBar("backtest: cases", enabled=interactive(args.json), total=len(cases)) as bar,
@@ -143,18 +142,11 @@ def print_report(d: dict[str, Any]) -> None:
         f"  approved     {m['TP']:>10}  {m['FP']:>12}\n"
         f"  rejected     {m['FN']:>10}  {m['TN']:>12}"
     )
-    say(
-        out,
-        f"false negatives (rejected but profitable): {m['FN']}/{m['TP'] + m['FN']} = "
-        f"{percent(d['fn_rate'], 1)} (goal < 5%)",
-        indent=0,
-    )
-    say(
-        out,
-        f"false positives (approved but unprofitable): {m['FP']}/{m['FP'] + m['TN']} = "
-        f"{percent(d['fp_rate'], 1)} (goal < 10%)",
-        indent=0,
-    )
+    for what, n, other, rate, goal in (
+        ("false negatives (rejected but profitable)", "FN", "TP", "fn_rate", "< 5%"),
+        ("false positives (approved but unprofitable)", "FP", "TN", "fp_rate", "< 10%"),
+    ):
+        say(out, f"{what}: {m[n]}/{m[other] + m[n]} = {percent(d[rate], 1)} (goal {goal})", indent=0)
     say(out, f"rejection share {percent(d['rejection_share'], 1)}, accuracy {percent(d['accuracy'], 1)}", indent=0)
     cash = d["money"]
     say(

@@ -7,6 +7,7 @@ from typing import Any
 
 from synctwin.app.commands._worker import stop_on_signals
 from synctwin.app.console import console, emit, say, table
+from synctwin.app.progress import ProgressBar, interactive
 from synctwin.app.reports import check_report_path, write_report
 from synctwin.infra.redis_conn import add_redis_argument, redis_url_arg
 from synctwin.kernel.config import get_settings
@@ -127,8 +128,6 @@ def _once(args: argparse.Namespace) -> int:
         from synctwin.kernel.config import get_settings
 
         templates += production_templates(client, get_settings().key_prefix)
-    from synctwin.app.progress import ProgressBar, interactive
-
     with ProgressBar("chaos drills", enabled=interactive(args.json)) as bar:
         chaos = run_drills(
             args.drill,

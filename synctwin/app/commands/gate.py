@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from synctwin.app.console import console, emit
+from synctwin.app.progress import ProgressBar, interactive
 from synctwin.app.reports import check_report_path, write_report
 from synctwin.infra.executors import add_executor_arguments, executor_from_args
 from synctwin.infra.redis_conn import (
@@ -75,7 +76,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import contextlib
 
-    from synctwin.app.progress import ProgressBar, interactive
     from synctwin.kernel.history import load_history
     from synctwin.kernel.strategy_io import load_strategy
     from synctwin.services.gate import GateRequest, decide

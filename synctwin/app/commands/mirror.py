@@ -32,11 +32,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("synctwin.mirror").info(
         "drained and stopped: %d events, %d applied, %d ignored (duplicates/out of order), %d dead, "
         "%d pauses, %d taken over from dead workers",
-        stats.events,
-        stats.applied,
-        stats.ignored,
-        stats.dead,
-        stats.pauses,
+        *(getattr(stats, k) for k in ("events", "applied", "ignored", "dead", "pauses")),
         worker.rescued,
     )
     return 0

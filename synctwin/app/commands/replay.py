@@ -8,6 +8,7 @@ import argparse
 from typing import Any
 
 from synctwin.app.console import console, emit, fit_names, say, table
+from synctwin.app.progress import ProgressBar, interactive
 from synctwin.app.reports import check_report_path, write_report
 from synctwin.kernel.config import get_settings
 from synctwin.kernel.errors import InvalidInput
@@ -62,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput("give a SCENARIO (a built-in's name or a YAML file), or --list")
     check_report_path(args.report)
     from harness.runner import run_scenario
-    from synctwin.app.progress import ProgressBar, interactive
 
     scenario = load_scenario(args.scenario)
     # a bar only for runs long enough to be waited for (more than two virtual days)

@@ -10,6 +10,7 @@ import contextlib
 from typing import Any
 
 from synctwin.app.console import console, emit
+from synctwin.app.progress import ProgressBar, interactive
 from synctwin.app.reports import check_report_path, write_report
 from synctwin.infra.executors import executor_from_args
 
@@ -28,7 +29,6 @@ def run_rolling(args: argparse.Namespace) -> int:
         origins,
         run_rolling_backtest,
     )
-    from synctwin.app.progress import ProgressBar, interactive
     from synctwin.kernel.history import load_history
 
     check_report_path(args.report)

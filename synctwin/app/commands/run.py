@@ -48,11 +48,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("synctwin.council").info(
         "drained and stopped: %d events, %d dead, %d ignored (duplicates/out of order), %d pauses (%d decided "
         "again, not written), %d taken over from dead workers",
-        stats.events,
-        stats.dead,
-        stats.ignored,
-        stats.pauses,
-        stats.duplicates,
+        *(getattr(stats, k) for k in ("events", "dead", "ignored", "pauses", "duplicates")),
         worker.rescued,
     )
     return 0

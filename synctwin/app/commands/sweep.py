@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from synctwin.app.console import console, emit
+from synctwin.app.progress import ProgressBar, interactive
 from synctwin.infra.executors import add_executor_arguments, executor_from_args
 
 EXIT_FAILED = 1
@@ -36,7 +37,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.sweep import parse_seed_range, run_sweep, sweep_size
     from scenarios.loader import load_scenario
-    from synctwin.app.progress import ProgressBar, interactive
 
     seeds = parse_seed_range(args.seeds)
     scenario = load_scenario(args.scenario)
