@@ -21,11 +21,8 @@ def interactive(json_mode: bool = False) -> bool:
 
 
 class ProgressBar:
-    """One task's bar; starts lazily on the first update whose total reaches `min_total`.
-
-    `min_total` lets a caller hand a bar to work that may turn out small (the gate draws more
-    paths only while its interval straddles the threshold): no bar flickers for quick work.
-    """
+    """One task's bar; it starts on the first update whose total reaches `min_total`, so work that
+    turns out small (a gate that needs no more paths) shows no flickering bar."""
 
     def __init__(
         self, description: str, *, enabled: bool, total: float | None = None, min_total: float = 0.0, unit: str = ""

@@ -292,13 +292,9 @@ def _auth_hint(address: str | None) -> str:
 
 
 def make_executor(ray: str | bool | None = None, workers: int | None = None) -> Executor:
-    """The executor the command line asks for.
-
-    - no `ray`, no `workers` (or 1): in-process;
-    - `workers` N > 1: a local pool of N processes;
-    - `ray` True (bare `--ray`): a local Ray cluster with `workers` CPUs (default all);
-    - `ray` ADDRESS: join that cluster (`workers` is then the cluster's business: an error).
-    """
+    """The executor the command line asks for: in-process without `ray` and with at most one worker;
+    a pool of N processes for `workers` N; a local Ray cluster of `workers` CPUs for bare `--ray`;
+    the cluster at `ray` ADDRESS (then `workers` is the cluster's business: an error)."""
     if workers is not None and workers < 1:
         raise InvalidInput(f"--workers must be at least 1 (got {workers})", field="workers")
     if ray is None or ray is False:

@@ -248,11 +248,9 @@ def record_mirror(
     *,
     now: float | None = None,
 ) -> None:
-    """What a mirror worker did since it last reported: `delta` holds the growth of its MirrorStats
-    counters (events, dead, ignored, greys, batches, redis_errors, pauses); `deviations` the latest
-    deviation of each campaign it evaluated; pauses count under `pause_reason`. A campaign's
-    deviation series is dropped once it has not been evaluated for DEVIATION_STALE_S (paused,
-    flight over, deleted): one series per campaign ever mirrored would grow without end."""
+    """What a mirror worker did since it last reported: the growth of its MirrorStats counters, the
+    latest deviation of each campaign it evaluated, pauses under `pause_reason`. A campaign's deviation
+    series is dropped after DEVIATION_STALE_S without an evaluation, or the series would grow forever."""
     _count(delta, _MIRROR_COUNTERS)
     if (n := delta.get("pauses", 0)) and pause_reason:
         PAUSES.labels(reason=pause_reason).inc(n)

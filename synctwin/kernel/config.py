@@ -131,11 +131,8 @@ DAY = 86_400.0
 class Limits(BaseSettings):
     """Upper bounds on what an input may say (docs/reliability.md, "Files and numbers").
 
-    A number past these is a typo or an attack, not an account: refused with an error naming the
-    field, its value and the setting, before it can overflow the Monte Carlo into an infinite
-    "approval". Defaults are generous for real accounts; each is a SYNCTWIN_* variable (e.g.
-    SYNCTWIN_MAX_DAILY_BUDGET), read once per process like the settings.
-    """
+    A number past these is a typo or an attack: refused, naming the field, its value and the setting,
+    before it can overflow the Monte Carlo into an infinite "approval". Each is a SYNCTWIN_* variable."""
 
     model_config = SettingsConfigDict(env_prefix="SYNCTWIN_", env_file=None, extra="ignore")
 

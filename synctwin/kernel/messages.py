@@ -122,11 +122,9 @@ class Watch:
 
 @dataclass(slots=True)
 class PauseCommand:
-    """A PAUSE, one shape everywhere: what the mirror asks SyncFlow, what SyncFlow sends the platform,
-    and an entry of the `synctwin:control` stream in production (`pause_fields` / `pause_from_fields`).
-
-    `event_id` is the bid event that decided and `ts` its epoch seconds (None only for a pause no
-    event decided, e.g. a person's)."""
+    """A PAUSE, one shape everywhere: the mirror's ask, SyncFlow's call to the platform, a `control`
+    stream entry (`pause_fields` / `pause_from_fields`). `event_id` and `ts` are the deciding bid
+    event's (None only for a pause no event decided, e.g. a person's)."""
 
     campaign_id: str
     reason: str

@@ -250,12 +250,9 @@ def _floats(value: Any, path: str) -> list[tuple[str, float]]:
 
 
 def ensure_finite(result: GateResult, strategy: Strategy | None = None) -> GateResult:
-    """Refuse a gate result holding a non-finite figure (uplift quantiles, mean, projection bands).
-
-    Such a result comes from inputs so large the Monte Carlo overflowed (float32 bands overflow
-    at 3.4e38): it is no decision, and must never be audited, published or answered. Raised as
-    InvalidInput naming the strategy's money and count fields, largest against its limit first.
-    """
+    """Refuse a gate result holding a non-finite figure: inputs so large the Monte Carlo overflowed
+    give no decision, and it must never be audited, published or answered. InvalidInput names the
+    strategy's money and count fields, the largest against its limit first."""
     bad = [path for path, v in _floats(result.model_dump(exclude={"baseline"}), "") if not math.isfinite(v)]
     if not bad:
         return result

@@ -32,11 +32,8 @@ def _split_userinfo(url: str) -> tuple[str, str, str | None, str] | None:
 
 
 def redact(url: str | None) -> str:
-    """The URL as it may be shown: `redis://user:***@host:port/db`; 'none' for no URL.
-
-    Masks the password in the userinfo and in a `password=` query parameter; keeps the scheme,
-    user, host, port and db, which say where the connection went without giving access.
-    """
+    """The URL as it may be shown, `redis://user:***@host:port/db` ('none' for none): the password
+    masked in the userinfo and in a `password=` query parameter, where the connection went kept."""
     if not url:
         return "none"
     text = str(url)
@@ -89,11 +86,8 @@ def scrub(text: str, url: str | None) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that scrubs a URL's password from every record (message, args, traceback).
-
-    Installed on the root handlers by the long-running commands, so a library that logs its
-    connection details, or an exception that names them, cannot put the password in the logs.
-    """
+    """A logging filter that scrubs a URL's password from every record (message, args, traceback), so
+    a library or an exception naming the connection cannot put the password in the logs."""
 
     def __init__(self, url: str | None) -> None:
         super().__init__()
