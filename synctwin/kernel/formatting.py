@@ -6,6 +6,7 @@ noun in the right number. One helper per idea: reuse them, do not format the sam
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 def money(x: float | None) -> str:
@@ -14,6 +15,18 @@ def money(x: float | None) -> str:
         return "-"
     sign = "-" if x < 0 else ""
     return f"{sign}${abs(x):,.0f}"
+
+
+def short_money(x: float | None, _pos: Any = None) -> str:
+    """Money in at most 7 characters (axis labels, narrow columns): $950, $2.23k, -$1.25M; None -> '-'."""
+    if x is None:
+        return "-"
+    sign = "-" if x < 0 else ""
+    a = abs(x)
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if a >= div:
+            return f"{sign}${a / div:.3g}{suffix}"
+    return f"{sign}${a:.0f}"
 
 
 def duration(seconds: float | None) -> str:

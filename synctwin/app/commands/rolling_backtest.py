@@ -13,6 +13,7 @@ from synctwin.app.console import console, emit
 from synctwin.app.progress import ProgressBar, interactive
 from synctwin.app.reports import check_report_path, write_report
 from synctwin.infra.executors import executor_from_args
+from synctwin.kernel.formatting import short_money as short
 
 TARGET_LOW, TARGET_HIGH = 0.75, 0.85  # DESIGN.md: p10-p90 should cover 75-85% of outcomes
 SPARK = "▁▂▃▄▅▆▇█"
@@ -71,18 +72,6 @@ def run_rolling(args: argparse.Namespace) -> int:
         write_report(args.report, build_rolling_page(data))
     emit(args.json, data, print_rolling, args.report)
     return 0
-
-
-def short(x: float | None) -> str:
-    """Money in at most 7 characters: $950, $2.23k, -$1.25M."""
-    if x is None:
-        return "-"
-    sign = "-" if x < 0 else ""
-    a = abs(x)
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if a >= div:
-            return f"{sign}${a / div:.3g}{suffix}"
-    return f"{sign}${a:.0f}"
 
 
 def pct(x: float | None) -> str:

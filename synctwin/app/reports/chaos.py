@@ -20,10 +20,10 @@ from synctwin.app.reports.html import (
     money,
     new_figure,
     num,
-    short_money,
     verdict,
 )
 from synctwin.app.reports.replay import mark_pause, shade_faults
+from synctwin.kernel.formatting import short_money
 
 
 def build_chaos_page(run: Any) -> str:

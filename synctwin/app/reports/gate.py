@@ -20,9 +20,8 @@ from synctwin.app.reports.html import (
     new_figure,
     num,
     short_count,
-    short_money,
 )
-from synctwin.kernel.formatting import percent, plural
+from synctwin.kernel.formatting import percent, plural, short_money
 
 _MONEY = ("daily_budget", "cpm", "aov")
 _SHARES = ("cvr", "ctr", "gross_margin")

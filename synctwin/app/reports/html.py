@@ -49,16 +49,6 @@ def money(x: float | None, decimals: int = 0) -> str:
     return f"{sign}${abs(x):,.{decimals}f}"
 
 
-def short_money(x: float, _pos: Any = None) -> str:
-    """Axis labels: $1.2M, $350k, -$40k."""
-    sign = "-" if x < 0 else ""
-    a = abs(x)
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if a >= div:
-            return f"{sign}${a / div:.3g}{suffix}"
-    return f"{sign}${a:.0f}"
-
-
 def short_count(x: float, _pos: Any = None) -> str:
     a = abs(x)
     for div, suffix in ((1e6, "M"), (1e3, "k")):

@@ -20,10 +20,9 @@ from synctwin.app.reports.html import (
     money,
     new_figure,
     num,
-    short_money,
     verdict,
 )
-from synctwin.kernel.formatting import percent
+from synctwin.kernel.formatting import percent, short_money
 
 
 def build_replay_page(trace: Any) -> str:

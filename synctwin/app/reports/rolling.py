@@ -20,8 +20,8 @@ from synctwin.app.reports.html import (
     money,
     new_figure,
     num,
-    short_money,
 )
+from synctwin.kernel.formatting import short_money
 
 TARGET = (0.75, 0.85)
 _REVENUE_BANDS = ("revenue_p10", "revenue_p50", "revenue_p90")
