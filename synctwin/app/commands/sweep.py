@@ -101,12 +101,8 @@ def _print_grid(out: Any, grid: dict[str, Any], n_expectations: int) -> None:
     from rich.table import Table
 
     t = Table(box=None, pad_edge=False, title="per grid point", title_justify="left")
-    t.add_column("#", justify="right")
-    for key in grid["keys"]:
-        t.add_column(key, justify="right")
-    t.add_column("runs passed", justify="right")
-    for i in range(1, n_expectations + 1):
-        t.add_column(f"E{i}", justify="right")
+    for col in ("#", *grid["keys"], "runs passed", *(f"E{i}" for i in range(1, n_expectations + 1))):
+        t.add_column(col, justify="right")
     for p in grid["points"]:
         style = "green" if p["passed"] else "bold red"
         cells = [
