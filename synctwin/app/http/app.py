@@ -6,7 +6,6 @@ a 422 whose `loc` names the field, never a traceback; a body over the limit is a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -304,8 +303,7 @@ def _campaign_view(client: Any, prefix: str, cid: str) -> CampaignView | None:
         except ValueError:
             log.warning("campaign %s: the stored projection does not parse", cid)
     if raw_strategy:
-        with contextlib.suppress(ValueError):
-            strategy = json.loads(raw_strategy)
+        strategy = _json(raw_strategy)
     if raw_mirror:
         try:
             state = asdict(MirrorState.from_hash(cid, raw_mirror))
@@ -314,29 +312,19 @@ def _campaign_view(client: Any, prefix: str, cid: str) -> CampaignView | None:
             mirror = state
         except (ValueError, TypeError, KeyError):
             mirror = dict(raw_mirror)  # as stored, rather than nothing
-    pauses = [
+    pauses = [  # oldest first, as the decisions
         dict(f, entry_id=i)
-        for i, f in _scan(client, f"{prefix}control")
+        for i, f in reversed(_scan(client, f"{prefix}control"))
         if f.get("campaign_id") == cid and f.get("command") == "PAUSE"
     ]
-    decisions = []
-    for entry_id, fields in _scan(client, f"{prefix}audit"):
-        try:
-            rec = json.loads(fields.get("record", "null"))
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and rec.get("campaign_id") == cid:
-            decisions.append(
-                {
-                    "entry_id": entry_id,
-                    **{k: rec.get(k) for k in ("seq", "ts", "event_type", "reason", "client_id")},
-                    "metadata": rec.get("metadata"),
-                }
-            )
+    records = ((i, _json(f.get("record", "null"))) for i, f in reversed(_scan(client, f"{prefix}audit")))
+    decisions = [
+        {"entry_id": i, **{k: rec.get(k) for k in ("seq", "ts", "event_type", "reason", "client_id", "metadata")}}
+        for i, rec in records
+        if isinstance(rec, dict) and rec.get("campaign_id") == cid
+    ]
     if projection is None and strategy is None and mirror is None and not pauses and not decisions:
         return None
-    pauses.reverse()
-    decisions.reverse()
     paused = bool(pauses) or (mirror is not None and mirror.get("status") == "PAUSED")
     return CampaignView(
         campaign_id=cid,
@@ -347,6 +335,14 @@ def _campaign_view(client: Any, prefix: str, cid: str) -> CampaignView | None:
         pauses=pauses,
         decisions=decisions,
     )
+
+
+def _json(text: str) -> Any:
+    """The JSON value of `text`, or None when it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _scan(client: Any, key: str) -> list[tuple[str, dict[str, str]]]:
