@@ -62,10 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if redis_url:
         from synctwin.infra.redis_conn import EMBEDDED_URL, connect_deployment
 
-        if redis_url != EMBEDDED_URL:
-            connect_deployment(
-                redis_url, settings.shards
-            ).close()  # an unreachable server is one clear line now, not 503s later
+        if redis_url != EMBEDDED_URL:  # an unreachable server is one clear line now, not 503s later
+            connect_deployment(redis_url, settings.shards).close()
     from synctwin.kernel.redact import redact
 
     print(

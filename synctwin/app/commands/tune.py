@@ -191,8 +191,8 @@ def build_page(r: dict[str, Any]) -> str:
     ax.legend(loc="upper left")
     ax = axes[0][1]
     xs = [c["threshold"] for c in r["curve"]]
-    ax.plot(xs, [c["fn_rate"] if c["fn_rate"] is not None else float("nan") for c in r["curve"]], label="FN rate")
-    ax.plot(xs, [c["fp_rate"] if c["fp_rate"] is not None else float("nan") for c in r["curve"]], label="FP rate")
+    for rate, label in (("fn_rate", "FN rate"), ("fp_rate", "FP rate")):
+        ax.plot(xs, [float("nan") if c[rate] is None else c[rate] for c in r["curve"]], label=label)
     ax.axvline(r["threshold"], color="#2a7", linestyle=":", label=f"recommended {r['threshold']}")
     ax.axhline(0.05, color="#c33", linewidth=0.8, linestyle="--", label="FN goal 5%")
     ax.set_xlabel("threshold")
