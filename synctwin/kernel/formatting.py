@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from synctwin.kernel.durations import duration_parts
+
 
 def money(x: float | None) -> str:
     """$12,345 and -$2,443: whole dollars, a sign before the $."""
@@ -33,13 +35,8 @@ def duration(seconds: float | None) -> str:
     """A duration as people say it, its two largest units: '2d 3h', '9h 1m', '4m', '5m 15s', '12s'."""
     if seconds is None or not math.isfinite(seconds):
         return "-"
-    sign, s = ("-" if seconds < 0 else ""), round(abs(seconds))
-    parts = []
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
-        if s >= size:
-            parts.append(f"{s // size}{unit}")
-            s %= size
-    return sign + (" ".join(parts[:2]) if parts else "0s")
+    parts = duration_parts(round(abs(seconds)))
+    return ("-" if seconds < 0 else "") + (" ".join(parts[:2]) if parts else "0s")
 
 
 def percent(share: float | None, digits: int = 0, missing: str = "no data") -> str:

@@ -143,11 +143,7 @@ def _run_market(args: argparse.Namespace) -> int:
     outcomes = shadow_outcomes_from_market(ready, market)
     for rec in outcomes:
         store.append(
-            rec["event_type"],
-            client_id=rec["client_id"],
-            campaign_id=rec["campaign_id"],
-            reason="SHADOW_MODE",
-            metadata=rec["metadata"],
+            rec["event_type"], **{k: rec[k] for k in ("client_id", "campaign_id", "metadata")}, reason="SHADOW_MODE"
         )
     result = {
         "audit_log": args.audit_log,
