@@ -65,13 +65,12 @@ def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dic
     start = since.timestamp() if since is not None else -math.inf
     recs = [r for r in records if isinstance(r.get("ts"), int | float) and r["ts"] >= start]
 
-    def campaigns(*kinds: str) -> set[str]:
-        return {r["campaign_id"] for r in recs if r.get("event_type") in kinds and r.get("campaign_id")}
+    def campaigns(*kinds: str, among: list[dict[str, Any]] = recs) -> set[str]:
+        return {r["campaign_id"] for r in among if r.get("event_type") in kinds and r.get("campaign_id")}
 
     # an outcome arrives a flight after its decision: the decision may be older than the window
     approved_ever, rejected_ever = (
-        {r["campaign_id"] for r in records if r.get("event_type") == kind and r.get("campaign_id")}
-        for kind in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED")
+        campaigns(kind, among=records) for kind in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED")
     )
     # one decision per campaign, its latest: a campaign gated again (another model, a resubmission)
     # is still one campaign approved or rejected, not two decisions
