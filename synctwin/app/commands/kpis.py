@@ -17,9 +17,8 @@ import datetime as dt
 import math
 from typing import Any
 
-from synctwin.app.commands.review import finite_number, load_records, parse_since
+from synctwin.app.commands.review import add_audit_source, finite_number, load_records, parse_since
 from synctwin.app.console import console, emit, say, table
-from synctwin.infra.redis_conn import add_redis_argument, add_shards_argument
 from synctwin.kernel.formatting import percent, plural
 
 GOALS = {
@@ -33,14 +32,7 @@ OUTCOME_EVENTS = ("CAMPAIGN_OUTCOME", "CAMPAIGN_COMPLETED")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--audit-log", metavar="FILE", help="the hash-chained JSONL audit log")
-    add_shards_argument(p)
-    add_redis_argument(
-        src,
-        "read the audit stream {prefix}audit from Redis (the default without --audit-log, "
-        "when SYNCTWIN_REDIS_URL is set)",
-    )
+    add_audit_source(p, "the hash-chained JSONL audit log")
     p.add_argument(
         "--since", metavar="DATE", help="ISO date or date-time (UTC unless it has an offset); default: the whole log"
     )

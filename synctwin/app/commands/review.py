@@ -27,20 +27,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "the last 7 days, by record time) with their confidence and projected uplift, sorted by "
         "confidence, near-misses first; exit 0."
     )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--audit-log", metavar="FILE", help="the hash-chained JSONL audit log (synctwin gate --audit-log)")
-    add_shards_argument(p)
-    add_redis_argument(
-        src,
-        "read the audit stream {prefix}audit from Redis (the default without --audit-log, "
-        "when SYNCTWIN_REDIS_URL is set)",
-    )
+    add_audit_source(p, "the hash-chained JSONL audit log (synctwin gate --audit-log)")
     p.add_argument(
         "--since",
         metavar="DATE",
         help=f"ISO date or date-time (UTC unless it has an offset); default: {DEFAULT_DAYS} days ago",
     )
     p.add_argument("--json", action="store_true", help="print the review as one JSON document")
+
+
+def add_audit_source(p: argparse.ArgumentParser, audit_log_help: str) -> None:
+    """Where `load_records` reads: `--audit-log FILE` or `--redis URL` (with `--shards N`)."""
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--audit-log", metavar="FILE", help=audit_log_help)
+    add_shards_argument(p)
+    add_redis_argument(
+        src,
+        "read the audit stream {prefix}audit from Redis (the default without --audit-log, "
+        "when SYNCTWIN_REDIS_URL is set)",
+    )
 
 
 def parse_since(text: str | None, now: dt.datetime) -> dt.datetime:
