@@ -124,14 +124,13 @@ def _chapter_gate_at(width: int) -> str:
 
 def test_the_check_catches_a_broken_formatting_helper(monkeypatch: pytest.MonkeyPatch) -> None:
     """The checks above are only worth something if a broken helper fails them."""
-    from synctwin.app import console
-    from synctwin.kernel import formatting
+    from synctwin.app.commands import demo
 
     assert readability_problems(_chapter_gate_at(80)) == []
-    monkeypatch.setattr(formatting, "money", lambda x: repr(x))  # 19355.16, no $ and no separator
+    monkeypatch.setattr(demo, "money", lambda x: repr(x))  # 19355.16, no $ and no separator
     assert any("thousands separators" in p for p in readability_problems(_chapter_gate_at(80)))
     monkeypatch.undo()
-    monkeypatch.setattr(console, "say", lambda out, text, indent=3: out.print(text, soft_wrap=True))
+    monkeypatch.setattr(demo, "say", lambda out, text, indent=3: out.print(text, soft_wrap=True))
     assert any("columns" in p for p in readability_problems(_chapter_gate_at(80)))
 
 

@@ -17,74 +17,54 @@ from synctwin.kernel.errors import InvalidInput
 
 EXIT_INVALID = 2
 
-COMMANDS: dict[str, tuple[str, str]] = {
-    # name: (module in synctwin.app.commands, one-line help)
-    "demo": ("demo", "run the main job on embedded defaults (no server needed), with a readable summary"),
-    "gate": ("gate", "pre-launch gate: simulate a strategy; exit 0 approved, 1 rejected, 2 invalid input"),
-    "backtest": ("backtest", "gate decisions against campaigns with known outcomes: confusion matrix, FN/FP rates"),
+COMMANDS: dict[str, str] = {  # name (its module in synctwin.app.commands): one-line help
+    "demo": "run the main job on embedded defaults (no server needed), with a readable summary",
+    "gate": "pre-launch gate: simulate a strategy; exit 0 approved, 1 rejected, 2 invalid input",
+    "backtest": "gate decisions against campaigns with known outcomes: confusion matrix, FN/FP rates",
     "replay": (
-        "replay",
         "run a scenario in virtual time (`replay --list` shows the built-ins); "
-        "exit 1 when an expectation fails, 2 when the scenario is invalid",
+        "exit 1 when an expectation fails, 2 when the scenario is invalid"
     ),
-    "mirror": (
-        "mirror",
-        "production real-to-sim sync on a Redis bid stream; runs until SIGTERM/SIGINT, drains, exits 0",
-    ),
+    "mirror": "production real-to-sim sync on a Redis bid stream; runs until SIGTERM/SIGINT, drains, exits 0",
     "run": (
-        "run",
         "the production Council on a Redis bid stream (mirror, SyncFlow's guards, audit, alerts): the "
-        "agents `replay --bids --plans` runs in virtual time; until SIGTERM/SIGINT, drains, exits 0",
+        "agents `replay --bids --plans` runs in virtual time; until SIGTERM/SIGINT, drains, exits 0"
     ),
     "shadow": (
-        "shadow",
         "shadow mode in production: re-simulate rejected campaigns under the market live campaigns "
         "met (SHADOW_OUTCOME) and audit approved campaigns' realized outcomes (CAMPAIGN_OUTCOME); "
-        "--redis URL (until SIGTERM, or --once) or --market FILE --audit-log FILE",
+        "--redis URL (until SIGTERM, or --once) or --market FILE --audit-log FILE"
     ),
     "shard": (
-        "shard",
         "where a campaign's bid events go with --shards N (`CAMPAIGN_ID STREAM_KEY` per line), or the "
-        "control stream keys (--control): CRC32(UTF-8 id) mod N, so producers in any language can route",
+        "control stream keys (--control): CRC32(UTF-8 id) mod N, so producers in any language can route"
     ),
-    "feed": (
-        "feed",
-        "publish a synthetic live bid stream to Redis (healthy and deviating campaigns) to try the mirror",
-    ),
+    "feed": "publish a synthetic live bid stream to Redis (healthy and deviating campaigns) to try the mirror",
     "sweep": (
-        "sweep",
         "one scenario over many seeds (--seeds A-B) and its sweep.grid of market parameters: "
         "each expectation's pass rate with a 95% interval, the failing seeds and points; --ray/--workers "
-        "to fan out; exit 0 all pass, 1 any fail",
+        "to fan out; exit 0 all pass, 1 any fail"
     ),
     "chaos": (
-        "chaos",
         "the four chaos drills in virtual time (margin_guardian, budget_emergency, auto_rollback, "
-        "api_circuit_breaker); exit 0 all pass, 1 any fail",
+        "api_circuit_breaker); exit 0 all pass, 1 any fail"
     ),
-    "review": (
-        "review",
-        "the week's rejected campaigns from the audit log (confidence, projected uplift), near-misses first",
-    ),
+    "review": "the week's rejected campaigns from the audit log (confidence, projected uplift), near-misses first",
     "tune": (
-        "tune",
         "the confidence threshold from backtests and shadow outcomes: FN/FP rates per threshold, "
-        "reliability, the default pick (FN <= 5%, then fewest FP); --apply writes it",
+        "reliability, the default pick (FN <= 5%, then fewest FP); --apply writes it"
     ),
     "kpis": (
-        "kpis",
         "the success metrics from the audit log (rejection share, FN, FP, auto-rollbacks, "
-        "chaos pass rate), each with its count and goal",
+        "chaos pass rate), each with its count and goal"
     ),
     "audit": (
-        "audit",
         "the SyncShield audit log: `audit verify (FILE | --redis URL) [--expect-head HASH]` checks "
-        "its hash chain (HMAC with SYNCTWIN_AUDIT_KEY) and its head",
+        "its hash chain (HMAC with SYNCTWIN_AUDIT_KEY) and its head"
     ),
     "serve": (
-        "serve",
         "the HTTP service: POST /v1/simulate (the gate), GET /v1/campaigns/{id}, /healthz, "
-        "/metrics, /docs; runs until SIGTERM",
+        "/metrics, /docs; runs until SIGTERM"
     ),
 }
 
@@ -108,11 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"synctwin {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, (module, help_text) in COMMANDS.items():
+    for name, help_text in COMMANDS.items():
         # argparse expands %-formats in help texts: a literal percent sign must be doubled
         # help strings are %-formatted by argparse, descriptions are not (only "%(prog)" is expanded there)
         cmd = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text)
-        import_module(f"synctwin.app.commands.{module}").add_arguments(cmd)
+        import_module(f"synctwin.app.commands.{name}").add_arguments(cmd)
     return parser
 
 
@@ -122,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
-    run: Callable[[argparse.Namespace], int] = import_module(f"synctwin.app.commands.{COMMANDS[args.command][0]}").run
+    run: Callable[[argparse.Namespace], int] = import_module(f"synctwin.app.commands.{args.command}").run
     try:
         return run(args)
     except InvalidInput as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 # continuation lines of a wrapped paragraph start under its first word, not at column 0
@@ -14,6 +15,16 @@ INDENT = 3
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def emit(as_json: bool, data: Any, human: Callable[[Any], None], report: str | None = None) -> None:
+    """`--json`: `data` as one document; else `human` prints it for people, then where `report` went."""
+    if as_json:
+        print_json(data)
+        return
+    human(data)
+    if report:
+        print(f"report: {report}")
 
 
 def console() -> Any:

@@ -1,15 +1,11 @@
 """Progress bars for long work (backtests, big gates, long replays, chaos runs).
 
-A bar is drawn with rich on stderr, and only when a person is watching: stderr is a terminal
-and the command is not in --json mode. Scripts, pipes, CI logs and JSON readers see nothing,
-so the bar can never corrupt output that a program parses. When it is off, `update` is a
-no-op and rich is not even imported.
-"""
+Drawn with rich on stderr only when a person watches (a terminal, no --json), so a bar can never
+corrupt output a program parses; when off, `update` is a no-op and rich is not imported."""
 
 from __future__ import annotations
 
 import sys
-from types import TracebackType
 from typing import Any
 
 
@@ -25,11 +21,8 @@ def interactive(json_mode: bool = False) -> bool:
 
 
 class ProgressBar:
-    """One task's bar; starts lazily on the first update whose total reaches `min_total`.
-
-    `min_total` lets a caller hand a bar to work that may turn out small (the gate draws more
-    paths only while its interval straddles the threshold): no bar flickers for quick work.
-    """
+    """One task's bar; it starts on the first update whose total reaches `min_total`, so work that
+    turns out small (a gate that needs no more paths) shows no flickering bar."""
 
     def __init__(
         self, description: str, *, enabled: bool, total: float | None = None, min_total: float = 0.0, unit: str = ""
@@ -74,7 +67,5 @@ class ProgressBar:
     def __enter__(self) -> ProgressBar:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()

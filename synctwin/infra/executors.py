@@ -1,14 +1,9 @@
-"""Where independent tasks run: in this process, on a local process pool, or on a Ray cluster.
+"""Where independent tasks run: in this process, on threads, on a local process pool, or on Ray.
 
-One small interface, `Executor.imap(fn, items)` (lazy, in input order) and `Executor.map`
-(a list), sits under the gate's chunked Monte Carlo, the backtest and `synctwin sweep`. Every
-task carries its own seed (a chunk index or a scenario seed), results are consumed in input
-order, so the output is the same bit for bit whichever executor runs it and however many
-workers it has. `fn` must be a top-level function (picklable) and its items picklable: the
-process pool uses the `spawn` start method, the same as macOS/Windows and a Ray worker.
-
-Ray is an optional extra (`pip install -e ".[ray]"`): it is imported only when asked for.
-"""
+`Executor.imap(fn, items)` (lazy, in input order) sits under the gate's chunked Monte Carlo, the
+backtest and `synctwin sweep`. Every task carries its own seed and results come in input order, so
+the output is the same bit for bit on any executor. `fn` and its items must be picklable (the
+pool spawns, as Ray does); Ray is an optional extra, imported only when asked for."""
 
 from __future__ import annotations
 
@@ -17,7 +12,6 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
 from typing import Any, TypeVar
 
 from synctwin.kernel.errors import InvalidInput
@@ -61,7 +55,7 @@ class Executor:
     def __enter__(self) -> Executor:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
 
@@ -298,13 +292,9 @@ def _auth_hint(address: str | None) -> str:
 
 
 def make_executor(ray: str | bool | None = None, workers: int | None = None) -> Executor:
-    """The executor the command line asks for.
-
-    - no `ray`, no `workers` (or 1): in-process;
-    - `workers` N > 1: a local pool of N processes;
-    - `ray` True (bare `--ray`): a local Ray cluster with `workers` CPUs (default all);
-    - `ray` ADDRESS: join that cluster (`workers` is then the cluster's business: an error).
-    """
+    """The executor the command line asks for: in-process without `ray` and with at most one worker;
+    a pool of N processes for `workers` N; a local Ray cluster of `workers` CPUs for bare `--ray`;
+    the cluster at `ray` ADDRESS (then `workers` is the cluster's business: an error)."""
     if workers is not None and workers < 1:
         raise InvalidInput(f"--workers must be at least 1 (got {workers})", field="workers")
     if ray is None or ray is False:

@@ -1,23 +1,12 @@
-"""Shard leases in Redis: which live worker reads which shard, so a campaign's events are applied in
-order by one worker at a time, however many run and whichever of them dies.
+"""Shard leases in Redis: one live worker per shard at a time, so a campaign's events are applied in
+order however many workers run and whichever of them dies.
 
-- A shard's lease is one key, `{shard prefix}lease`, holding `"{worker_id}#{generation}"` with a
-  PX time to live. It is taken only when absent (one Lua script: EXISTS, INCR the shard's
-  `lease:generation`, SET PX), renewed and released only by the holder (compare-and-set scripts).
-  The generation grows with every acquisition: it is the fencing token.
-- A worker that lost its lease (it stalled past the TTL, Redis expired it, another took it) cannot
-  commit: `fence(pipe, shard)` WATCHes the lease inside the commit's WATCH/MULTI/EXEC and checks
-  the token, so a takeover (or the expiry, Redis >= 7.0) between the check and EXEC aborts the
-  commit; `FENCE_LUA` is the same check at the head of a Lua script.
-- Live workers keep a heartbeat in one sorted set, `{prefix}lease:workers` (score: the deadline in
-  the Redis server's own clock, so machines' clocks never matter). A worker takes at most
-  ceil(N / live workers) shards and, when more workers are live, names its surplus (`surplus()`)
-  to release once it has committed what it read. A dead worker's leases expire after the TTL and
-  the others take them at their next `step()`.
-
-All keys of a shard share its hash tag (synctwin.infra.shards), so the scripts run on a Redis
-Cluster; the workers' set is one key, touched by single-key scripts only.
-"""
+- A lease is `{shard prefix}lease` = `"{worker_id}#{generation}"` with a PX TTL, taken only when
+  absent and renewed or released only by its holder (Lua); the generation is the fencing token.
+- A worker that lost its lease cannot commit: `fence` WATCHes the lease in the commit's
+  transaction, `FENCE_LUA` checks it at the head of a script.
+- Heartbeats in `{prefix}lease:workers` (scored by the Redis server's clock) size each worker's
+  fair share, ceil(N / live workers); a dead worker's leases expire and the others take them."""
 
 from __future__ import annotations
 
@@ -261,12 +250,10 @@ class ShardLeases:
         """Inside a commit: WATCH the shard's lease on `pipe` (a transaction pipeline before MULTI)
         and check it is still ours. Then a takeover, or the lease's expiry, before EXEC makes EXEC
         fail (WatchError): a worker that lost its lease commits nothing. LeaseLost when lost already."""
-        lease = self.owned().get(shard)
-        if lease is None:
-            raise LeaseLost(shard, f"{self.worker_id} does not hold it")
+        token = self.token(shard)
         key = self._keys[shard].lease
         pipe.watch(key)
-        if pipe.get(key) != lease.token:
+        if pipe.get(key) != token:
             pipe.reset()
             del self._owned[shard]
             raise LeaseLost(shard, f"held by {_holder(self.client, key)}")

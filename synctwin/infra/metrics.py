@@ -1,14 +1,9 @@
-"""Prometheus metrics of the service, the mirror and shadow workers and the chaos drills: one registry.
+"""Prometheus metrics of the service, the workers and the chaos drills: every `synctwin_` metric is
+defined here (the dashboard's test checks against this list), and callers record through the
+`record_*` functions, so what a gate or a batch means as numbers is decided once.
 
-Every metric SyncTwin exports is defined here (names prefixed `synctwin_`), so the Grafana
-dashboard (dashboards/synctwin.json) and its test can check against one list. Callers use the
-small `record_*` functions rather than the metric objects: what a gate, a mirror batch or a chaos
-run means as numbers is decided once, here.
-
-Several processes (`synctwin serve --workers N`): prometheus-client's multiprocess mode, switched
-on by PROMETHEUS_MULTIPROC_DIR before this module is imported; `render()` then aggregates every
-worker's files, so any worker's /metrics answers for all of them.
-"""
+With several processes (`serve --workers N`), PROMETHEUS_MULTIPROC_DIR set before import switches
+on prometheus-client's multiprocess mode; `render()` then aggregates every worker's files."""
 
 from __future__ import annotations
 
@@ -43,157 +38,132 @@ if not os.environ.get(MULTIPROC_ENV):  # per-process figures make no sense summe
 
 # Latency buckets (seconds) around the gate's figures: tens of ms at 10k paths, seconds at 1M.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
+_METRICS: list[Any] = []  # every metric defined below, for metric_names()
+
+
+def _new(kind: Any, name: str, doc: str, labels: tuple[str, ...] = (), **kw: Any) -> Any:
+    """A metric of SyncTwin's registry (`kind` Counter, Gauge or Histogram)."""
+    metric = kind(name, doc, labels, registry=REGISTRY, **kw)
+    _METRICS.append(metric)
+    return metric
+
+
+def _latest(name: str, doc: str, label: str) -> Any:
+    """A labelled gauge whose value, over several processes, is the most recently set one."""
+    return _new(Gauge, name, doc, (label,), multiprocess_mode="mostrecent")
+
 
 # --- the gate (service) ---------------------------------------------------------------------------
-GATE_LATENCY = Histogram(
+GATE_LATENCY = _new(
+    Histogram,
     "synctwin_gate_latency_seconds",
     "Time to compute one gate decision (baseline + Monte Carlo), without queueing",
-    ["model"],
+    ("model",),
     buckets=_LATENCY_BUCKETS,
-    registry=REGISTRY,
 )
-GATE_DECISIONS = Counter(
-    "synctwin_gate_decisions",
-    "Gate decisions by outcome and risk profile",
-    ["decision", "risk_profile"],
-    registry=REGISTRY,
+GATE_DECISIONS = _new(
+    Counter, "synctwin_gate_decisions", "Gate decisions by outcome and risk profile", ("decision", "risk_profile")
 )
-GATE_PATHS = Counter(
-    "synctwin_gate_paths", "Monte Carlo paths drawn (adaptive rounds included)", ["model"], registry=REGISTRY
-)
-GATE_IN_FLIGHT = Gauge(
+GATE_PATHS = _new(Counter, "synctwin_gate_paths", "Monte Carlo paths drawn (adaptive rounds included)", ("model",))
+GATE_IN_FLIGHT = _new(
+    Gauge,
     "synctwin_gate_in_flight",
     "Gate requests accepted and not yet answered (computing or queued)",
-    registry=REGISTRY,
     multiprocess_mode="livesum",
 )
-HTTP_REQUESTS = Counter(
+HTTP_REQUESTS = _new(
+    Counter,
     "synctwin_http_requests",
     "HTTP requests by route template, method and status code",
-    ["route", "method", "status"],
-    registry=REGISTRY,
+    ("route", "method", "status"),
 )
-HTTP_LATENCY = Histogram(
+HTTP_LATENCY = _new(
+    Histogram,
     "synctwin_http_request_duration_seconds",
     "HTTP request time seen by the service, queueing included",
-    ["route", "method"],
+    ("route", "method"),
     buckets=_LATENCY_BUCKETS,
-    registry=REGISTRY,
 )
 
 # --- the live mirror ------------------------------------------------------------------------------
-MIRROR_PROCESSED = Counter(
+MIRROR_PROCESSED = _new(
+    Counter,
     "synctwin_mirror_events_processed",
     "Bid events the mirror read and processed, whatever the outcome (a batch retried after a Redis error counts again)",
-    registry=REGISTRY,
 )
-MIRROR_DEAD = Counter(
+MIRROR_DEAD = _new(
+    Counter,
     "synctwin_mirror_events_dead_lettered",
     "Bid events sent to the dead-letter stream (invalid, unknown campaign, poison)",
-    registry=REGISTRY,
 )
-MIRROR_IGNORED = Counter(
-    "synctwin_mirror_events_ignored", "Bid events that changed nothing (duplicates, out of order)", registry=REGISTRY
+MIRROR_IGNORED = _new(
+    Counter, "synctwin_mirror_events_ignored", "Bid events that changed nothing (duplicates, out of order)"
 )
-MIRROR_GREY = Counter(
-    "synctwin_mirror_grey_alerts", "Grey-zone alerts (deviating, watched, not paused)", registry=REGISTRY
+MIRROR_GREY = _new(Counter, "synctwin_mirror_grey_alerts", "Grey-zone alerts (deviating, watched, not paused)")
+MIRROR_BATCHES = _new(Counter, "synctwin_mirror_batches", "Batches the mirror processed")
+MIRROR_REDIS_ERRORS = _new(
+    Counter, "synctwin_mirror_redis_errors", "Times Redis was unavailable to the mirror (it backs off and retries)"
 )
-MIRROR_BATCHES = Counter("synctwin_mirror_batches", "Batches the mirror processed", registry=REGISTRY)
-MIRROR_REDIS_ERRORS = Counter(
-    "synctwin_mirror_redis_errors",
-    "Times Redis was unavailable to the mirror (it backs off and retries)",
-    registry=REGISTRY,
-)
-MIRROR_DEVIATION = Gauge(
+MIRROR_DEVIATION = _latest(
     "synctwin_mirror_deviation",
     "A campaign's deviation from its projection at its last evaluation "
     "(the largest practical shortfall or overspend, 0.15 = 15%)",
-    ["campaign_id"],
-    registry=REGISTRY,
-    multiprocess_mode="mostrecent",
+    "campaign_id",
 )
-PAUSES = Counter("synctwin_pauses", "Campaign pauses by reason", ["reason"], registry=REGISTRY)
+PAUSES = _new(Counter, "synctwin_pauses", "Campaign pauses by reason", ("reason",))
 DEVIATION_STALE_S = 6 * 3600.0  # a campaign not evaluated for this long (paused, ended, gone) loses its series
 _deviation_seen: dict[str, float] = {}  # campaign -> monotonic time of its last evaluation
 
 # --- shadow mode and live outcomes (`synctwin shadow`) ---------------------------------------------
-SHADOW_EVENTS = Counter(
+SHADOW_EVENTS = _new(
+    Counter,
     "synctwin_shadow_events_processed",
     "Bid events the shadow worker read and folded into the daily market (or ignored), whatever the outcome",
-    registry=REGISTRY,
 )
-SHADOW_IGNORED = Counter(
+SHADOW_IGNORED = _new(
+    Counter,
     "synctwin_shadow_events_ignored",
     "Bid events the shadow worker acknowledged without using them, by why "
     "(invalid, unknown_campaign, before_launch, poison)",
-    ["why"],
-    registry=REGISTRY,
+    ("why",),
 )
-SHADOW_OUTCOMES = Counter(
+SHADOW_OUTCOMES = _new(
+    Counter,
     "synctwin_shadow_outcomes_recorded",
     "Audit records the shadow worker wrote, by event type (SHADOW_OUTCOME: "
     "a rejected campaign's day re-simulated; CAMPAIGN_OUTCOME: an approved campaign's realized outcome)",
-    ["event_type"],
-    registry=REGISTRY,
+    ("event_type",),
 )
-SHADOW_REDIS_ERRORS = Counter(
+SHADOW_REDIS_ERRORS = _new(
+    Counter,
     "synctwin_shadow_redis_errors",
     "Times Redis was unavailable to the shadow worker (it backs off and retries)",
-    registry=REGISTRY,
 )
 
 # --- chaos drills ---------------------------------------------------------------------------------
-CHAOS_DRILLS = Counter(
-    "synctwin_chaos_drills",
-    "Chaos drills run, by drill and verdict (PASS/FAIL)",
-    ["drill", "verdict"],
-    registry=REGISTRY,
+CHAOS_DRILLS = _new(
+    Counter, "synctwin_chaos_drills", "Chaos drills run, by drill and verdict (PASS/FAIL)", ("drill", "verdict")
 )
-CHAOS_LAST_RUN = Gauge(
-    "synctwin_chaos_last_run_timestamp_seconds",
-    "When the last chaos run finished (epoch seconds)",
-    ["runner"],  # labelled, so a process that never ran a drill (serve, mirror) exports no 0
-    registry=REGISTRY,
-    multiprocess_mode="mostrecent",
+# labelled by runner, so a process that never ran a drill (serve, mirror) exports no 0
+CHAOS_LAST_RUN = _latest(
+    "synctwin_chaos_last_run_timestamp_seconds", "When the last chaos run finished (epoch seconds)", "runner"
 )
-CHAOS_LAST_RUN_PASSED = Gauge(
-    "synctwin_chaos_last_run_passed",
-    "1 when every drill of the last chaos run passed, else 0",
-    ["runner"],  # labelled, so a process that never ran a drill (serve, mirror) exports no 0
-    registry=REGISTRY,
-    multiprocess_mode="mostrecent",
+CHAOS_LAST_RUN_PASSED = _latest(
+    "synctwin_chaos_last_run_passed", "1 when every drill of the last chaos run passed, else 0", "runner"
 )
-CHAOS_LAST_RUN_DURATION = Gauge(
-    "synctwin_chaos_last_run_duration_seconds",
-    "Wall time of the last chaos run",
-    ["runner"],  # labelled, so a process that never ran a drill (serve, mirror) exports no 0
-    registry=REGISTRY,
-    multiprocess_mode="mostrecent",
+CHAOS_LAST_RUN_DURATION = _latest(
+    "synctwin_chaos_last_run_duration_seconds", "Wall time of the last chaos run", "runner"
 )
 
 # --- the seed's success metrics (`synctwin kpis` sets them from the audit log) -----------------------
-KPI_VALUE = Gauge(
+KPI_VALUE = _latest(
     "synctwin_kpi_value",
     "A success metric as a share (rejection_share, false_negative_rate, "
     "false_positive_rate, auto_rollback_share, chaos_pass_rate); absent when there is no data",
-    ["kpi"],
-    registry=REGISTRY,
-    multiprocess_mode="mostrecent",
+    "kpi",
 )
-KPI_COUNT = Gauge(
-    "synctwin_kpi_count",
-    "What a success metric counted (its numerator)",
-    ["kpi"],
-    registry=REGISTRY,
-    multiprocess_mode="mostrecent",
-)
-KPI_MET = Gauge(
-    "synctwin_kpi_goal_met",
-    "1 when a success metric meets its goal, 0 when not",
-    ["kpi"],
-    registry=REGISTRY,
-    multiprocess_mode="mostrecent",
-)
+KPI_COUNT = _latest("synctwin_kpi_count", "What a success metric counted (its numerator)", "kpi")
+KPI_MET = _latest("synctwin_kpi_goal_met", "1 when a success metric meets its goal, 0 when not", "kpi")
 
 # Names of the series a collector below exports (not Counter/Gauge objects, so listed here).
 MIRROR_STREAM_LAG = "synctwin_mirror_stream_lag"
@@ -204,33 +174,7 @@ def metric_names() -> set[str]:
     """Every series name this module can export (with the _total/_bucket/... suffixes), for the
     dashboard's test."""
     names = {MIRROR_STREAM_LAG, MIRROR_PENDING}
-    for collector in (
-        GATE_LATENCY,
-        GATE_DECISIONS,
-        GATE_PATHS,
-        GATE_IN_FLIGHT,
-        HTTP_REQUESTS,
-        HTTP_LATENCY,
-        MIRROR_PROCESSED,
-        MIRROR_DEAD,
-        MIRROR_IGNORED,
-        MIRROR_GREY,
-        MIRROR_BATCHES,
-        MIRROR_REDIS_ERRORS,
-        MIRROR_DEVIATION,
-        PAUSES,
-        SHADOW_EVENTS,
-        SHADOW_IGNORED,
-        SHADOW_OUTCOMES,
-        SHADOW_REDIS_ERRORS,
-        CHAOS_DRILLS,
-        CHAOS_LAST_RUN,
-        CHAOS_LAST_RUN_PASSED,
-        CHAOS_LAST_RUN_DURATION,
-        KPI_VALUE,
-        KPI_COUNT,
-        KPI_MET,
-    ):
+    for collector in _METRICS:
         for family in collector.describe():
             kind = family.type
             base = family.name
@@ -304,11 +248,9 @@ def record_mirror(
     *,
     now: float | None = None,
 ) -> None:
-    """What a mirror worker did since it last reported: `delta` holds the growth of its MirrorStats
-    counters (events, dead, ignored, greys, batches, redis_errors, pauses); `deviations` the latest
-    deviation of each campaign it evaluated; pauses count under `pause_reason`. A campaign's
-    deviation series is dropped once it has not been evaluated for DEVIATION_STALE_S (paused,
-    flight over, deleted): one series per campaign ever mirrored would grow without end."""
+    """What a mirror worker did since it last reported: the growth of its MirrorStats counters, the
+    latest deviation of each campaign it evaluated, pauses under `pause_reason`. A campaign's deviation
+    series is dropped after DEVIATION_STALE_S without an evaluation, or the series would grow forever."""
     _count(delta, _MIRROR_COUNTERS)
     if (n := delta.get("pauses", 0)) and pause_reason:
         PAUSES.labels(reason=pause_reason).inc(n)

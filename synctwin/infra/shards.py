@@ -1,29 +1,10 @@
 """Where a campaign's events and keys live when the bid stream is split into N shards.
 
-The routing is a pure function any producer can compute in any language:
-
-    shard = CRC32(UTF-8 bytes of campaign_id) mod N
-
-CRC32 is the IEEE 802.3 polynomial of zlib, Java's `java.util.zip.CRC32`, Go's
-`hash/crc32.ChecksumIEEE`, PHP's `crc32`, Node's `zlib.crc32`: unsigned, `CRC32("123456789") =
-0xCBF43926`. The campaign id is used exactly as written (no trimming, no case folding).
-
-Key names. Shard k of N keeps every key a worker builds from its prefix under one prefix:
-
-- N = 1: the configured prefix itself, so every name is today's (`synctwin:bids`,
-  `synctwin:campaign:c1:projection`, ...);
-- N > 1: `{prefix}{s<k>}:`, e.g. `synctwin:{s3}:bids`, `synctwin:{s3}:campaign:c1:projection`.
-  `{s3}` is a Redis Cluster hash tag: only it is hashed, so all keys of shard 3 are in one slot
-  and one node, and the workers' MULTI/EXEC and Lua scripts over them never meet CROSSSLOT.
-
-The workers take the shard's prefix (`ShardKeys.prefix`) where they took the configured one, so
-their own key layout (`bids`, `bids:dead`, `control`, `alerts`, `audit`, `audit:head`,
-`campaign:{id}:*`, consumer heartbeats, ...) is the same inside every shard.
-
-A Redis Cluster needs N >= 2: with N = 1 the names carry no hash tag and land in many slots
-(`check_cluster`). N is fixed for a deployment; changing it is the drain-and-switch of
-docs/scale-out.md.
-"""
+The routing is a pure function any producer can compute in any language (docs/scale-out.md):
+shard = CRC32 (zlib's IEEE polynomial) of the campaign id's UTF-8 bytes, as written, mod N.
+Shard k keeps every key under one prefix: the configured one when N = 1 (today's names), else
+`{prefix}{s<k>}:`, whose Redis Cluster hash tag puts a shard's keys in one slot, so its MULTI/EXEC
+and Lua scripts never meet CROSSSLOT (hence a cluster needs N >= 2). N is fixed per deployment."""
 
 from __future__ import annotations
 
@@ -57,17 +38,11 @@ def check_shards(value: object, *, source: str = "--shards") -> int:
 
     Accepts an int or the text of one ("4"), as a flag or an environment variable gives it.
     """
-    if isinstance(value, bool):
-        raise InvalidInput(f"must be a whole number of shards from 1 to {MAX_SHARDS} (got {value!r})", source=source)
-    if isinstance(value, str):
-        text = value.strip()
-        if not text.lstrip("+-").isdigit():
-            raise InvalidInput(
-                f"must be a whole number of shards from 1 to {MAX_SHARDS} (got {value[:40]!r})", source=source
-            )
-        value = int(text)
-    if not isinstance(value, int):
-        raise InvalidInput(f"must be a whole number of shards from 1 to {MAX_SHARDS} (got {value!r})", source=source)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        shown = value[:40] if isinstance(value, str) else value
+        raise InvalidInput(f"must be a whole number of shards from 1 to {MAX_SHARDS} (got {shown!r})", source=source)
     if not 1 <= value <= MAX_SHARDS:
         raise InvalidInput(f"must be from 1 to {MAX_SHARDS} (got {value})", source=source)
     return value

@@ -25,30 +25,19 @@ class Settings(BaseSettings):
     max_paths: int = Field(160_000, ge=100, description="cap for adaptive sampling")
     chunk_paths: int = Field(50_000, ge=1_000, description="paths per chunk: bounds memory, fixes seed streams")
     projection_paths: int = Field(
-        4_096,
-        ge=100,
-        description="paths whose daily trajectories give the projection's quantile bands "
-        "(4k paths put each quantile within ~0.03 sd of its value; more costs time, not accuracy that matters)",
+        4_096, ge=100, description="paths drawn for the projection's daily bands (4k: each quantile within ~0.03 sd)"
     )
     model: str = Field(
-        DEFAULT_MODEL,
-        pattern=f"^({'|'.join(MODEL_CHOICES)})$",
-        description="the gate's model (synctwin.kernel.models.MODELS; `seed` is an alias of one-factor)",
+        DEFAULT_MODEL, pattern=f"^({'|'.join(MODEL_CHOICES)})$", description="the gate's model (kernel/model_names.py)"
     )
     lookback_days: int = Field(90, ge=7, description="history window of the baseline")
     min_history_days: int = Field(14, ge=2, description="fewer days than this is an error")
     # uncertainty of the funnel model
     curve_structural_sigma: float = Field(
-        0.03,
-        ge=0,
-        description="curve model: log-sd of the level beyond the fit's posterior (the future is not "
-        "the past); the rolling calibration scales it with the rest",
+        0.03, ge=0, description="curve model: log-sd of the level beyond the fit's posterior (calibration scales it)"
     )
     new_context_sigma: float = Field(
-        0.30,
-        ge=0,
-        description="curve model: log-sd of the conversion level for a new audience or platform "
-        "(the history's curve was learned on another one)",
+        0.30, ge=0, description="curve model: log-sd of the conversion level for a new audience or platform"
     )
     calibrate: bool = Field(True, description="curve model: scale the spread by the history's rolling errors")
     structural_sigma: float = Field(
@@ -97,63 +86,35 @@ class Settings(BaseSettings):
     mirror_claim_idle_ms: int = Field(30_000, ge=100, description="pending events idle this long are reclaimed")
     mirror_max_deliveries: int = Field(5, ge=1, description="deliveries before an event goes to the dead letters")
     mirror_heartbeat_ms: int = Field(
-        5_000,
-        ge=0,
-        description="a worker's heartbeat TTL: a dead worker's pending events are taken over this soon, "
-        "before newer ones are read (0: no heartbeat, only the idle-time reclaim)",
+        5_000, ge=0, description="heartbeat TTL: a dead worker's pending events are taken over this soon (0: none)"
     )
     lease_ttl_ms: int = Field(
-        5_000,
-        ge=100,
-        description="`run`/`mirror`/`shadow --shards N`: a shard lease's time to live; a dead worker's shards "
-        "move to the others this soon, and a worker must renew within it (`--lease-ttl-ms`)",
+        5_000, ge=100, description="--shards N: a shard lease's TTL; a dead worker's shards move this soon"
     )
     council_tick_s: float = Field(
-        300.0,
-        gt=0,
-        description="`synctwin run`: seconds between a campaign's bid events "
-        "on the stream (the pace the budget emergency counts its look-ahead and runaway in)",
+        300.0, gt=0, description="`synctwin run`: seconds between a campaign's bid events (the guards' pace)"
     )
     # --- the live stream's plausibility limits (agents/synctwin/mirror/event_limits.py): dead letters ---
     max_clock_skew_s: float = Field(
-        300.0,
-        ge=0,
-        description="an event's ts at most this far ahead of the worker's "
-        "clock (and this early before its campaign's launch)",
+        300.0, ge=0, description="an event's ts at most this far ahead of the clock (or before its launch)"
     )
     mirror_flight_grace_s: float = Field(
-        86_400.0,
-        ge=0,
-        description="an event's ts at most this long after its campaign's flight (launch + the projection's horizon)",
+        86_400.0, ge=0, description="an event's ts at most this long after its campaign's flight"
     )
     mirror_max_plan_factor: float = Field(
-        100.0,
-        gt=1,
-        description="spend, revenue, conversions at most this x the "
-        "projection's p90 at the event's time plus SYNCTWIN_MIRROR_PLAN_SLACK_S",
+        100.0, gt=1, description="spend, revenue, conversions at most this x the projection's p90 ..."
     )
     mirror_plan_slack_s: float = Field(86_400.0, ge=0, description="... read this long after the event's time")
     mirror_max_counter: float = Field(1e15, gt=0, description="any cumulative field at most this")
     mirror_stuck_after: int = Field(
-        20,
-        ge=0,
-        description="alert (once) when this many newer events of a campaign "
-        "in a row are ignored because their totals went backwards (0: never)",
+        20, ge=0, description="alert once after this many events in a row with totals gone backwards (0: never)"
     )
     # --- stores and sinks ---------------------------------------------------------------------
     redis_url: str | None = Field(None, description="redis://... ; None means the embedded store")
     key_prefix: str = Field("synctwin:", description="prefix of every Redis key")
-    shards: int = Field(
-        1,
-        ge=1,
-        le=16_384,
-        description="bid stream shards (`--shards`): a campaign's shard is CRC32(UTF-8 id) mod N, each shard's "
-        "keys share the hash tag {s<k>} (1: today's key names, no tag; docs/scale-out.md)",
-    )
+    shards: int = Field(1, ge=1, le=16_384, description="bid stream shards (CRC32(UTF-8 id) mod N; docs/scale-out.md)")
     audit_key: SecretStr | None = Field(
-        None,
-        description="when set (16+ characters), audit records are chained with HMAC-SHA256 under this key, so "
-        "nobody without it can forge or rewrite them; `audit verify` needs the same key (docs/audit.md)",
+        None, description="16+ characters: audit records are chained with HMAC-SHA256 under it (docs/audit.md)"
     )
     # --- the HTTP service (`synctwin serve`) ----------------------------------------------------
     host: str = Field("127.0.0.1", description="address the service binds (loopback unless told otherwise)")
@@ -162,10 +123,7 @@ class Settings(BaseSettings):
     service_max_paths: int = Field(200_000, ge=100, description="largest `paths` (and adaptive cap) a request may ask")
     max_body_bytes: int = Field(1_048_576, ge=1_024, description="larger request bodies get 413")
     service_gate_concurrency: int | None = Field(
-        None,
-        ge=1,
-        description="gates computed at once per process (default: the CPU count); more only queue "
-        "in threads and fight for the GIL",
+        None, ge=1, description="gates computed at once per process (default: the CPU count; more fight for the GIL)"
     )
 
 
@@ -175,11 +133,8 @@ DAY = 86_400.0
 class Limits(BaseSettings):
     """Upper bounds on what an input may say (docs/reliability.md, "Files and numbers").
 
-    A number past these is a typo or an attack, not an account: refused with an error naming the
-    field, its value and the setting, before it can overflow the Monte Carlo into an infinite
-    "approval". Defaults are generous for real accounts; each is a SYNCTWIN_* variable (e.g.
-    SYNCTWIN_MAX_DAILY_BUDGET), read once per process like the settings.
-    """
+    A number past these is a typo or an attack: refused, naming the field, its value and the setting,
+    before it can overflow the Monte Carlo into an infinite "approval". Each is a SYNCTWIN_* variable."""
 
     model_config = SettingsConfigDict(env_prefix="SYNCTWIN_", env_file=None, extra="ignore")
 
@@ -192,11 +147,7 @@ class Limits(BaseSettings):
     # --- a history row (one day) --------------------------------------------------------------------
     max_history_spend: float = Field(1e9, gt=0, description="a day's ad spend")
     max_history_revenue: float = Field(1e11, gt=0, description="a day's revenue")
-    max_history_count: float = Field(
-        1e12,
-        gt=0,
-        description="a day's impressions (clicks, conversions, returning customers are at most the impressions)",
-    )
+    max_history_count: float = Field(1e12, gt=0, description="a day's impressions (and so clicks, conversions)")
     max_history_rows: int = Field(7_320, ge=14, description="rows of a history (20 years of days)")
     # --- files ----------------------------------------------------------------------------------------
     max_history_bytes: int = Field(64 * 2**20, ge=1_024, description="a history CSV file")

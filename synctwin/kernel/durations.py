@@ -40,10 +40,14 @@ def _finite(seconds: float, value: object) -> float:
 
 def format_duration(seconds: float) -> str:
     """The shortest readable form: 5400 -> '1h30m'."""
-    s = round(seconds)
-    out = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if s >= size:
-            out.append(f"{s // size}{unit}")
-            s %= size
-    return "".join(out) or "0s"
+    return "".join(duration_parts(round(seconds))) or "0s"
+
+
+def duration_parts(seconds: int) -> list[str]:
+    """Whole seconds as days, hours, minutes, seconds, largest first, zeros left out: ['1d', '5m']."""
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return parts

@@ -19,9 +19,7 @@ class InvalidInput(ValueError):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        where = []
-        if self.source:
-            where.append(str(self.source))
+        where = [str(self.source)] if self.source else []
         if self.line is not None:
             where.append(f"line {self.line}")
         if self.field:

@@ -1,10 +1,7 @@
 """Reading input files with bounds: a size cap, a line-length cap, text decoding and JSON limits.
 
-Every reader stops at its cap instead of trusting the file: /dev/zero, a FIFO that never ends or
-a 10 GB export fail fast with InvalidInput naming the file, never by exhausting memory. A UTF-8
-byte-order mark (what spreadsheet programs write) is dropped. Errors say what is wrong and name
-the file; the caller's parser names the line and field of what it reads.
-"""
+/dev/zero, an endless FIFO or a 10 GB export fail fast with InvalidInput naming the file instead of
+exhausting memory. A UTF-8 byte-order mark (spreadsheets write one) is dropped."""
 
 from __future__ import annotations
 

@@ -6,6 +6,9 @@ noun in the right number. One helper per idea: reuse them, do not format the sam
 from __future__ import annotations
 
 import math
+from typing import Any
+
+from synctwin.kernel.durations import duration_parts
 
 
 def money(x: float | None) -> str:
@@ -16,17 +19,24 @@ def money(x: float | None) -> str:
     return f"{sign}${abs(x):,.0f}"
 
 
+def short_money(x: float | None, _pos: Any = None) -> str:
+    """Money in at most 7 characters (axis labels, narrow columns): $950, $2.23k, -$1.25M; None -> '-'."""
+    if x is None:
+        return "-"
+    sign = "-" if x < 0 else ""
+    a = abs(x)
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if a >= div:
+            return f"{sign}${a / div:.3g}{suffix}"
+    return f"{sign}${a:.0f}"
+
+
 def duration(seconds: float | None) -> str:
     """A duration as people say it, its two largest units: '2d 3h', '9h 1m', '4m', '5m 15s', '12s'."""
     if seconds is None or not math.isfinite(seconds):
         return "-"
-    sign, s = ("-" if seconds < 0 else ""), round(abs(seconds))
-    parts = []
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
-        if s >= size:
-            parts.append(f"{s // size}{unit}")
-            s %= size
-    return sign + (" ".join(parts[:2]) if parts else "0s")
+    parts = duration_parts(round(abs(seconds)))
+    return ("-" if seconds < 0 else "") + (" ".join(parts[:2]) if parts else "0s")
 
 
 def percent(share: float | None, digits: int = 0, missing: str = "no data") -> str:

@@ -23,6 +23,7 @@ from synctwin.kernel.models import DailyRecord
 
 REQUIRED_COLUMNS = ("date", "spend", "impressions", "clicks", "conversions", "revenue")
 OPTIONAL_COLUMNS = ("returning_customers",)
+_COUNTS = REQUIRED_COLUMNS[1:]  # the daily totals, in History's field order
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,27 +48,12 @@ class History:
         start = self.dates[-1] - np.timedelta64(days - 1, "D")
         keep = self.dates >= start
         rc = self.returning_customers
-        return History(
-            self.dates[keep],
-            self.spend[keep],
-            self.impressions[keep],
-            self.clicks[keep],
-            self.conversions[keep],
-            self.revenue[keep],
-            None if rc is None else rc[keep],
-        )
+        return History(self.dates[keep], *(getattr(self, c)[keep] for c in _COUNTS), None if rc is None else rc[keep])
 
     def to_records(self) -> list[dict[str, object]]:
         rows = []
         for i in range(len(self)):
-            row: dict[str, object] = {
-                "date": str(self.dates[i]),
-                "spend": float(self.spend[i]),
-                "impressions": float(self.impressions[i]),
-                "clicks": float(self.clicks[i]),
-                "conversions": float(self.conversions[i]),
-                "revenue": float(self.revenue[i]),
-            }
+            row: dict[str, object] = {"date": str(self.dates[i]), **{c: float(getattr(self, c)[i]) for c in _COUNTS}}
             if self.returning_customers is not None:
                 row["returning_customers"] = float(self.returning_customers[i])
             rows.append(row)
@@ -128,16 +114,7 @@ class _Rows:
             )
         self.lines[r.date] = line
         self.dates.append(r.date)
-        self.values.append(
-            (
-                r.spend,
-                r.impressions,
-                r.clicks,
-                r.conversions,
-                r.revenue,
-                r.returning_customers if has_returning else 0.0,
-            )
-        )
+        self.values.append((*(getattr(r, c) for c in _COUNTS), r.returning_customers if has_returning else 0.0))
 
     def history(self) -> History:
         if not self.values:
@@ -145,13 +122,9 @@ class _Rows:
         order = np.argsort(np.array(self.dates, dtype="datetime64[D]"), kind="stable")
         table = np.array(self.values, dtype=np.float64)[order]
         return History(
-            dates=np.array(self.dates, dtype="datetime64[D]")[order],
-            spend=table[:, 0].copy(),
-            impressions=table[:, 1].copy(),
-            clicks=table[:, 2].copy(),
-            conversions=table[:, 3].copy(),
-            revenue=table[:, 4].copy(),
-            returning_customers=table[:, 5].copy() if self.returning else None,
+            np.array(self.dates, dtype="datetime64[D]")[order],
+            *(table[:, i].copy() for i in range(len(_COUNTS))),
+            table[:, len(_COUNTS)].copy() if self.returning else None,
         )
 
 

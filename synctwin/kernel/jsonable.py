@@ -21,11 +21,8 @@ import numpy as np
 
 
 def canonical_json(obj: Any) -> str:
-    """The one serialisation that is hashed and stored: sorted keys, no spaces, no NaN.
-
-    Refusing NaN (allow_nan=False) matters: `NaN` is not JSON, and other readers would
-    either reject the line or re-serialise it differently, breaking the hash.
-    """
+    """The one serialisation that is hashed and stored: sorted keys, no spaces, no NaN (not JSON:
+    another reader would reject or re-serialise it, breaking the hash)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -49,13 +46,9 @@ def _key(key: Any) -> str:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Turn anything a caller may put in `metadata` into plain JSON values.
-
-    Handles numpy scalars and arrays, tuples and sets, pydantic models, dataclasses, enums,
-    datetimes, Decimal, UUID and paths; NaN and infinities become None (JSON has no such
-    numbers). Anything else is logged as its `str()`, so logging an event never fails because
-    of what is in it.
-    """
+    """Anything a caller may put in `metadata` as plain JSON values (numpy, containers, pydantic,
+    dataclasses, enums, datetimes, Decimal, UUID, paths); NaN and infinities become None, anything
+    else its `str()`, so logging an event never fails because of what is in it."""
     if obj is None or isinstance(obj, bool):
         return obj
     if isinstance(obj, float):  # also numpy.float64, a float subclass

@@ -1,9 +1,7 @@
 """The messages agents exchange through their mailboxes (SimPy stores).
 
-Plain slotted dataclasses: they are created in hot loops (one BidBatch per tick), where
-pydantic's validation would cost 3x for nothing. Validation happens at the edges instead
-(files, Redis, HTTP).
-"""
+Plain slotted dataclasses: hot loops create them (a BidBatch per tick), where pydantic would cost
+3x for nothing; validation happens at the edges (files, Redis, HTTP)."""
 
 from __future__ import annotations
 
@@ -124,11 +122,9 @@ class Watch:
 
 @dataclass(slots=True)
 class PauseCommand:
-    """A PAUSE, one shape everywhere: what the mirror asks SyncFlow, what SyncFlow sends the platform,
-    and an entry of the `synctwin:control` stream in production (`pause_fields` / `pause_from_fields`).
-
-    `event_id` is the bid event that decided and `ts` its epoch seconds (None only for a pause no
-    event decided, e.g. a person's)."""
+    """A PAUSE, one shape everywhere: the mirror's ask, SyncFlow's call to the platform, a `control`
+    stream entry (`pause_fields` / `pause_from_fields`). `event_id` and `ts` are the deciding bid
+    event's (None only for a pause no event decided, e.g. a person's)."""
 
     campaign_id: str
     reason: str
@@ -162,11 +158,7 @@ def pause_from_fields(fields: dict[Any, Any]) -> PauseCommand:
     }
     if f.get("command") != "PAUSE" or not f.get("campaign_id") or not f.get("reason"):
         raise ValueError(f"not a PAUSE command: {f}")
-    detail: dict[str, Any] = {}
-    if "deviation" in f:
-        detail["deviation"] = float(f["deviation"])
-    if "guard" in f:
-        detail["guard"] = f["guard"]
+    detail = {k: float(f[k]) if k == "deviation" else f[k] for k in ("deviation", "guard") if k in f}
     return PauseCommand(
         f["campaign_id"],
         f["reason"],

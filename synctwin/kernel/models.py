@@ -43,7 +43,6 @@ def show_number(value: float | int) -> str:
 
 def _at_most(value: float | int | None, limit: str) -> Any:
     """Refuse a value above the Limits field `limit`, naming the value, the limit and its setting."""
-
     bound = getattr(get_limits(), limit)
     if value is not None and value > bound:
         raise ValueError(f"over the limit of {show_number(bound)} ({limit_env(limit)})")
@@ -67,6 +66,7 @@ STRATEGY_LIMITS = {
     "cpm": "max_cpm",
     "audience_size": "max_audience_size",
 }
+_STRATEGY_NUMBERS = (*STRATEGY_LIMITS, "cvr", "duration_days", "ctr", "gross_margin", "launch_ts")  # no bools
 LAUNCH_TS_MAX = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last time a datetime can hold
 
 
@@ -90,18 +90,7 @@ class Strategy(BaseModel):
     new_platform: bool = Field(False, description="a platform the history does not cover widens it too")
     launch_ts: float | None = Field(None, ge=0, le=LAUNCH_TS_MAX, description="epoch seconds of launch; default: now")
 
-    _no_bools = field_validator(
-        "audience_size",
-        "cvr",
-        "daily_budget",
-        "duration_days",
-        "cpm",
-        "ctr",
-        "aov",
-        "gross_margin",
-        "launch_ts",
-        mode="before",
-    )(_not_bool)
+    _no_bools = field_validator(*_STRATEGY_NUMBERS, mode="before")(_not_bool)
 
     @field_validator("cvr", "daily_budget", "cpm", "ctr", "aov", "gross_margin", "launch_ts", mode="after")
     @classmethod
@@ -121,7 +110,6 @@ class Strategy(BaseModel):
     @model_validator(mode="after")
     def _extra_depth(self) -> Strategy:
         """Extra fields travel into the audit log: bound their nesting (json would overflow the stack)."""
-
         limit = get_limits().max_json_depth
         for name, value in (self.model_extra or {}).items():
             if _depth(value) > limit:
@@ -262,12 +250,9 @@ def _floats(value: Any, path: str) -> list[tuple[str, float]]:
 
 
 def ensure_finite(result: GateResult, strategy: Strategy | None = None) -> GateResult:
-    """Refuse a gate result holding a non-finite figure (uplift quantiles, mean, projection bands).
-
-    Such a result comes from inputs so large the Monte Carlo overflowed (float32 bands overflow
-    at 3.4e38): it is no decision, and must never be audited, published or answered. Raised as
-    InvalidInput naming the strategy's money and count fields, largest against its limit first.
-    """
+    """Refuse a gate result holding a non-finite figure: inputs so large the Monte Carlo overflowed
+    give no decision, and it must never be audited, published or answered. InvalidInput names the
+    strategy's money and count fields, the largest against its limit first."""
     bad = [path for path, v in _floats(result.model_dump(exclude={"baseline"}), "") if not math.isfinite(v)]
     if not bad:
         return result

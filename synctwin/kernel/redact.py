@@ -1,10 +1,7 @@
 """Keeping Redis passwords out of every message: one masking rule for URLs, errors and log lines.
 
-A Redis URL may carry a password (`redis://user:secret@host:6379/0`, or `?password=secret`), and
-the URL turns up in error messages, progress lines and logs. Everything that shows a URL goes
-through `redact`; text that may embed one (an exception from redis-py, a log record) goes through
-`scrub`, which also removes the bare password wherever it appears.
-"""
+Whatever shows a URL goes through `redact`; text that may embed one (a redis-py exception, a log
+record) through `scrub`, which also removes the bare password wherever it appears."""
 
 from __future__ import annotations
 
@@ -35,11 +32,8 @@ def _split_userinfo(url: str) -> tuple[str, str, str | None, str] | None:
 
 
 def redact(url: str | None) -> str:
-    """The URL as it may be shown: `redis://user:***@host:port/db`; 'none' for no URL.
-
-    Masks the password in the userinfo and in a `password=` query parameter; keeps the scheme,
-    user, host, port and db, which say where the connection went without giving access.
-    """
+    """The URL as it may be shown, `redis://user:***@host:port/db` ('none' for none): the password
+    masked in the userinfo and in a `password=` query parameter, where the connection went kept."""
     if not url:
         return "none"
     text = str(url)
@@ -92,11 +86,8 @@ def scrub(text: str, url: str | None) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that scrubs a URL's password from every record (message, args, traceback).
-
-    Installed on the root handlers by the long-running commands, so a library that logs its
-    connection details, or an exception that names them, cannot put the password in the logs.
-    """
+    """A logging filter that scrubs a URL's password from every record (message, args, traceback), so
+    a library or an exception naming the connection cannot put the password in the logs."""
 
     def __init__(self, url: str | None) -> None:
         super().__init__()

@@ -42,15 +42,11 @@ PLATFORM_CVR = {"meta": 0.02, "tiktok": 0.012, "google": 0.03}
 
 
 def strategy_from_request(client_id: str, campaign_params: Mapping[str, Any]) -> Strategy:
-    """A strategy from a client's campaign request, by documented rules (SyncBrain's generator and
-    the scenario loader's check both use them, so a scenario is checked as it will be replayed):
-
-    - `platform` defaults to meta; `duration_days` to 30;
-    - `cvr`: the request's `expected_cvr`, else the platform's rule of thumb (PLATFORM_CVR);
-    - `daily_budget`: the request's `daily_budget`, else `monthly_budget` spread over the days;
-    - `campaign_id`: the request's, else `{client_id}-{platform}-{audience_size}`.
-    Everything else in the request (cpm, ctr, aov, gross_margin, new_audience, ...) passes through.
-    """
+    """A strategy from a client's campaign request (SyncBrain's generator and the scenario loader's
+    check share these rules, so a scenario is checked as it will be replayed): platform meta and 30
+    days by default; `cvr` the request's `expected_cvr`, else the platform's PLATFORM_CVR; `daily_budget`
+    given or `monthly_budget` over the days; `campaign_id` given or `{client_id}-{platform}-{audience_size}`.
+    The rest of the request passes through."""
     params = dict(campaign_params)
     platform = params.pop("platform", "meta")
     duration = params.pop("duration_days", 30)

@@ -1,12 +1,7 @@
 """The gate as one use case: history -> baseline -> simulate -> advice -> audit -> publish.
 
-Every caller (`synctwin gate`, `POST /v1/simulate`, `synctwin feed`, `synctwin demo`) builds a
-GateRequest and calls `decide`; what differs between them is only where the strategy and history
-come from and how the result is shown. So `lookback_days` means the same everywhere, a rejection
-carries the same advice, the same records reach the audit log and Redis, and `elapsed_ms` is the
-whole decision as its caller waited for it (the resubmission search included: on a rejection it
-costs several times the simulation itself).
-"""
+Every caller (`gate`, `POST /v1/simulate`, `feed`, `demo`) builds a GateRequest and calls `decide`,
+so options, advice, audit records and Redis writes are the same whichever way a campaign is gated."""
 
 from __future__ import annotations
 

@@ -1,17 +1,7 @@
-"""What a gate decision leaves behind for production, in one place for every caller
-(`synctwin gate`, the HTTP service, `synctwin feed`): the audit record of the decision and,
-on approval, the plan the live mirror and the nightly drills read from Redis; on rejection, what
-shadow mode needs to follow the campaign that was not launched.
-
-Redis keys written here (prefix `synctwin:` by default), beside the projection, strategy and
-history of an approval:
-- `campaign:{id}:gate` (string, JSON) on approval: the gate's essentials a live outcome is judged
-  with (`confidence_score`, `threshold`, `baseline`), `launch_ts`, `decided_ts`;
-- `outcome:pending` (sorted set, score launch_ts): approved campaigns whose CAMPAIGN_OUTCOME is
-  still to be written by `synctwin shadow`;
-- `campaign:{id}:rejection` (string, JSON) on rejection: the strategy, the gate's essentials and
-  the would-be `launch_ts`; `shadow:pending` (sorted set, score launch_ts): rejections still followed.
-"""
+"""What a gate decision leaves behind for production, the same for every caller (`gate`, the HTTP
+service, `feed`): its audit record and, in Redis, on approval the plan the mirror and the drills
+read (`campaign:{id}:gate`, `outcome:pending`), on rejection what shadow mode follows
+(`campaign:{id}:rejection`, `shadow:pending`); docs/production-and-redis-keys.md has their fields."""
 
 from __future__ import annotations
 
@@ -29,7 +19,6 @@ def audit_metadata(result: Any, strategy: Any = None, launch_ts: float | None = 
     """What the audit log keeps of a decision: enough to judge and to re-run it (the seed). With
     the strategy, also what shadow mode re-simulates from the log alone (`synctwin shadow
     --market`): the strategy's fields, the baseline's rates and daily averages, the launch time."""
-
     d = result.to_dict()
     d.pop("projection", None)
     baseline = d.pop("baseline", None) or {}
@@ -47,37 +36,32 @@ def record_decision(
     and/or the Redis audit stream. Given the strategy, a rejection also reaches production: it is
     stored for shadow mode (`campaign:{id}:rejection`), in the same transaction as its audit record
     on Redis, so the log never names a rejection that shadow mode does not follow."""
-
     ensure_finite(result, strategy)  # an overflowed simulation is no decision: nothing is audited
     if result.approved:
         event, reason = "CAMPAIGN_APPROVED", None
     else:
         event, reason = "CAMPAIGN_REJECTED", "SYNCTWIN_NEGATIVE_FORECAST"
     launch_ts = (strategy.launch_ts or time.time()) if strategy is not None else None
-    meta = audit_metadata(result, strategy, launch_ts)
+    fields = {
+        "client_id": result.client_id,
+        "campaign_id": result.campaign_id,
+        "reason": reason,
+        "metadata": audit_metadata(result, strategy, launch_ts),
+    }
     if audit_log:
-        JsonlAuditStore(audit_log).append(
-            event, client_id=result.client_id, campaign_id=result.campaign_id, reason=reason, metadata=meta
-        )
+        JsonlAuditStore(audit_log).append(event, **fields)
     if client is None:
         return
     store = RedisAuditStore(client, key=f"{prefix}audit")
     if strategy is None or result.approved:
-        store.append(event, client_id=result.client_id, campaign_id=result.campaign_id, reason=reason, metadata=meta)
+        store.append(event, **fields)
         return
     from redis.exceptions import WatchError
 
     for _attempt in range(1000):
         with client.pipeline(transaction=True) as pipe:
             try:
-                rec, _fields = store.prepare(
-                    pipe,
-                    event,
-                    client_id=result.client_id,
-                    campaign_id=result.campaign_id,
-                    reason=reason,
-                    metadata=meta,
-                )
+                rec, _fields = store.prepare(pipe, event, **fields)
                 pipe.multi()
                 store.queue(pipe, rec)
                 _queue_rejection(pipe, prefix, strategy, result, float(launch_ts or 0.0))
@@ -90,7 +74,6 @@ def record_decision(
 
 def rejection_document(strategy: Any, result: Any, launch_ts: float) -> dict[str, Any]:
     """What the shadow worker reads of a rejection (`campaign:{id}:rejection`)."""
-
     return {
         "campaign_id": result.campaign_id,
         "client_id": result.client_id,
@@ -116,7 +99,6 @@ def publish_plan(
     the strategy gives one), and the strategy and client history the drills clone into the twin.
     `prefix` is the campaign's shard's; the history is the client's, under `history_prefix` (the
     deployment's prefix: a client's campaigns may live in several shards)."""
-
     ensure_finite(result, strategy)  # a projection with Infinity in it is not JSON: never published
     projection = result.projection.model_copy(update={"launch_ts": result.projection.launch_ts or time.time()})
     cid = result.campaign_id

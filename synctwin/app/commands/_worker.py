@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from synctwin.infra.redis_conn import add_shards_argument, connect_deployment, redact_logs, with_shards
+from synctwin.kernel.config import get_settings
 from synctwin.kernel.errors import InvalidInput
 
 
@@ -57,8 +59,6 @@ def run_worker(
     on the shards this worker leases with --shards N > 1, run it until SIGTERM/SIGINT (or drained,
     with `once`) and return the worker and its stats. Bad options are InvalidInput (exit 2)."""
     from agents.council.sharded import sharded_council
-    from synctwin.infra.redis_conn import connect_deployment, redact_logs, with_shards
-    from synctwin.kernel.config import get_settings
 
     settings = with_shards(get_settings(), args.shards)
     ttl = lease_ttl_ms(args.lease_ttl_ms)
@@ -93,8 +93,6 @@ def run_worker(
 
 def add_shard_arguments(p: Any) -> None:
     """`--shards N` and the lease TTL of a sharded worker."""
-    from synctwin.infra.redis_conn import add_shards_argument
-
     add_shards_argument(p)
     p.add_argument(
         "--lease-ttl-ms",

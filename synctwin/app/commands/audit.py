@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from synctwin.infra.redis_conn import add_shards_argument, redis_url_arg, with_shards
+from synctwin.infra.shards import all_shards
+from synctwin.kernel.config import get_settings
 from synctwin.kernel.errors import InvalidInput
 
 
@@ -26,8 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "SYNCTWIN_REDIS_URL, which keeps a password out of the command line)",
     )
     v.add_argument("--key", help="the stream's key (default {prefix}audit; with --shards N, every shard's)")
-    from synctwin.infra.redis_conn import add_shards_argument
-
     add_shards_argument(v)
     v.add_argument(
         "--expect-head",
@@ -39,9 +40,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agents.syncshield.cli_verify import run_verify
-    from synctwin.infra.redis_conn import redis_url_arg, with_shards
-    from synctwin.infra.shards import all_shards
-    from synctwin.kernel.config import get_settings
 
     redis_url = redis_url_arg(args.redis, default_to_env=not args.file)
     if bool(args.file) == bool(redis_url):

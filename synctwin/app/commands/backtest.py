@@ -6,6 +6,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from synctwin.app.console import console, emit, fit_names, say, table
+from synctwin.app.progress import ProgressBar, interactive
+from synctwin.infra.executors import add_executor_arguments, executor_from_args
+from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.formatting import money, percent
+from synctwin.kernel.model_names import MODEL_CHOICES, MODEL_HELP
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -15,8 +22,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a backtest case file (JSON: strategy, history, outcome) or a directory of them; "
         "default: the 10 built-in historical campaigns (5 profitable, 5 not)",
     )
-    from synctwin.kernel.model_names import MODEL_CHOICES, MODEL_HELP
-
     p.add_argument("--model", choices=MODEL_CHOICES, help=MODEL_HELP)
     p.add_argument("--paths", type=int, metavar="N", help="Monte Carlo paths per campaign or window (default 10000)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
@@ -64,8 +69,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also write a self-contained HTML page: the PIT "
         "histogram and the projection against what happened, window by window",
     )
-    from synctwin.infra.executors import add_executor_arguments
-
     add_executor_arguments(p)
 
 
@@ -73,8 +76,6 @@ ROLLING_ONLY = ("horizon", "lookback", "step", "min_history", "gross_margin", "d
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctwin.kernel.errors import InvalidInput
-
     if args.rolling or args.history:
         if not args.history:
             raise InvalidInput("--rolling needs --history FILE (the account's daily history)", field="--history")
@@ -98,9 +99,6 @@ def run(args: argparse.Namespace) -> int:
 
     cases = load_cases(args.cases or builtin_historical_dir())
     gatekeeper = SimulationGatekeeper(model=args.model, threshold=args.threshold)
-    from synctwin.app.progress import ProgressBar, interactive
-    from synctwin.infra.executors import executor_from_args
-
     with (
         executor_from_args(args) as executor,
         ProgressBar("backtest: cases", enabled=interactive(args.json), total=len(cases)) as bar,
@@ -114,19 +112,11 @@ def run(args: argparse.Namespace) -> int:
             progress=bar.update if bar.enabled else None,
             executor=executor,
         )
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(report.to_dict())
-    else:
-        print_report(report.to_dict())
+    emit(args.json, report.to_dict(), print_report)
     return 0
 
 
 def print_report(d: dict[str, Any]) -> None:
-    from synctwin.app.console import console, fit_names, say, table
-    from synctwin.kernel.formatting import money, percent
-
     out = console()
     t = table(
         "campaign", "decision", "confidence", "projected uplift", "realized uplift", "verdict",
@@ -152,18 +142,11 @@ def print_report(d: dict[str, Any]) -> None:
         f"  approved     {m['TP']:>10}  {m['FP']:>12}\n"
         f"  rejected     {m['FN']:>10}  {m['TN']:>12}"
     )
-    say(
-        out,
-        f"false negatives (rejected but profitable): {m['FN']}/{m['TP'] + m['FN']} = "
-        f"{percent(d['fn_rate'], 1)} (goal < 5%)",
-        indent=0,
-    )
-    say(
-        out,
-        f"false positives (approved but unprofitable): {m['FP']}/{m['FP'] + m['TN']} = "
-        f"{percent(d['fp_rate'], 1)} (goal < 10%)",
-        indent=0,
-    )
+    for what, n, other, rate, goal in (
+        ("false negatives (rejected but profitable)", "FN", "TP", "fn_rate", "< 5%"),
+        ("false positives (approved but unprofitable)", "FP", "TN", "fp_rate", "< 10%"),
+    ):
+        say(out, f"{what}: {m[n]}/{m[other] + m[n]} = {percent(d[rate], 1)} (goal {goal})", indent=0)
     say(out, f"rejection share {percent(d['rejection_share'], 1)}, accuracy {percent(d['accuracy'], 1)}", indent=0)
     cash = d["money"]
     say(

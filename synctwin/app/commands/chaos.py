@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import signal
 from typing import Any
 
+from synctwin.app.commands._worker import stop_on_signals
+from synctwin.app.console import console, emit, say, table
+from synctwin.app.progress import ProgressBar, interactive
+from synctwin.app.reports import check_report_path, write_report
+from synctwin.infra.redis_conn import add_redis_argument, redis_url_arg
+from synctwin.kernel.config import get_settings
 from synctwin.kernel.errors import InvalidInput
 
 GUARD_HELP = (
@@ -44,8 +49,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run on this cron schedule until stopped (default when given bare: nightly, '0 0 * * *'); "
         "runs never overlap",
     )
-    from synctwin.infra.redis_conn import add_redis_argument
-
     add_redis_argument(
         p,
         "clone the production campaigns stored in Redis into the twin (their strategy and "
@@ -75,10 +78,7 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInput(f"unknown drill {name!r}; expected one of {', '.join(DRILLS)}", field="--drill")
     if args.seed < 0:
         raise InvalidInput(f"--seed must be >= 0 (got {args.seed})")
-    if args.report:
-        from synctwin.app.reports import check_report_path
-
-        check_report_path(args.report)
+    check_report_path(args.report)
     if args.schedule:
         return _scheduled(args)
     return _once(args)
@@ -88,14 +88,11 @@ def _sinks(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """SyncShield and SyncNotify for this run, and a Redis client when --redis is given."""
     from agents.syncnotify import LogSink, RedisStreamSink, SyncNotify
     from agents.syncshield import InMemoryAuditStore, JsonlAuditStore, RedisAuditStore, SyncShield
-    from synctwin.kernel.config import get_settings
 
     prefix = get_settings().key_prefix
     client = None
     stores: list[Any] = []
     sinks: list[Any] = [LogSink()]
-    from synctwin.infra.redis_conn import redis_url_arg
-
     url = redis_url_arg(args.redis, default_to_env=False)
     if url:
         from synctwin.infra.redis_conn import connect_checked, redact_logs
@@ -131,8 +128,6 @@ def _once(args: argparse.Namespace) -> int:
         from synctwin.kernel.config import get_settings
 
         templates += production_templates(client, get_settings().key_prefix)
-    from synctwin.app.progress import ProgressBar, interactive
-
     with ProgressBar("chaos drills", enabled=interactive(args.json)) as bar:
         chaos = run_drills(
             args.drill,
@@ -146,24 +141,14 @@ def _once(args: argparse.Namespace) -> int:
 
     metrics.record_chaos_run(chaos)
     if args.report:
-        from synctwin.app.reports import write_report
         from synctwin.app.reports.chaos import build_chaos_page
 
         write_report(args.report, build_chaos_page(chaos))
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(chaos.to_dict())
-    else:
-        print_table(chaos)
-        if args.report:
-            print(f"report: {args.report}")
+    emit(args.json, chaos.to_dict(), lambda _: print_table(chaos), args.report)
     return 0 if not chaos.failures else 1
 
 
 def print_table(chaos: Any) -> None:
-    from synctwin.app.console import console, say, table
-
     out = console()
     passed = len(chaos.results) - len(chaos.failures)
     say(
@@ -196,18 +181,12 @@ def _scheduled(args: argparse.Namespace) -> int:
         from synctwin.infra import metrics
 
         metrics.start_metrics_server(args.metrics_port)
-    stop = {"now": False}
-
-    def _stop(*_: Any) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     print(f"synctwin chaos: scheduled '{args.schedule}' (UTC); stop with SIGTERM or Ctrl-C", flush=True)
-    run_on_schedule(
-        args.schedule,
-        lambda: print(f"run finished: exit {_once(args)}", flush=True),
-        stop=lambda: stop["now"],
-        announce=lambda t: print(f"next run at {datetime.fromtimestamp(t, UTC).isoformat()}", flush=True),
-    )
+    with stop_on_signals() as stop:
+        run_on_schedule(
+            args.schedule,
+            lambda: print(f"run finished: exit {_once(args)}", flush=True),
+            stop=stop,
+            announce=lambda t: print(f"next run at {datetime.fromtimestamp(t, UTC).isoformat()}", flush=True),
+        )
     return 0

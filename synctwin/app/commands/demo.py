@@ -14,7 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from synctwin.app.console import INDENT
+from synctwin.app.console import INDENT, console, fit_names, say, show, table
+from synctwin.infra.redis_conn import connect
+from synctwin.kernel.config import get_settings
+from synctwin.kernel.formatting import duration, money, percent, plural
+from synctwin.kernel.model_names import MODELS
 
 _NUMBERS = ("confidence", "p10", "median", "p90", "paths", "time", "median uplift")
 
@@ -25,8 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctwin.app.console import console, say
-
     out = console()
     out.rule("[bold]SyncTwin demo[/] - embedded defaults, virtual time, no server")
     _chapter_gate(out, args)
@@ -49,22 +51,15 @@ def run(args: argparse.Namespace) -> int:
 def _chapter_gate(out: Any, args: argparse.Namespace) -> None:
     from importlib.resources import files
 
-    from synctwin.app.console import say, show, table
-    from synctwin.kernel.config import get_settings
-    from synctwin.kernel.formatting import money, percent
     from synctwin.kernel.history import parse_history_csv
     from synctwin.kernel.strategy_io import strategy_from_dict
     from synctwin.services.gate import GateRequest, decide
 
-    out.print()
-    say(
+    _chapter(
         out,
         "[bold]1. The pre-launch gate[/] on the two bundled examples (scenarios/examples/: a 90-day history, "
         "a 30-day Meta campaign each): net profit uplift over 30 days",
-        indent=0,
     )
-    from synctwin.kernel.model_names import MODELS
-
     settings = get_settings()
     t = table("example", "model", "decision", "confidence", "p10", "median", "p90", right=_NUMBERS)
     for name in ("approve", "reject"):
@@ -102,16 +97,12 @@ async def _chapter_handshake(out: Any, args: argparse.Namespace) -> Any:
     from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
     from agents.syncvalue import InMemoryHistoryStore, SyncValue
     from harness.evaluation.backtest import BacktestReport, BacktestRow, builtin_historical_dir, load_cases
-    from synctwin.app.console import fit_names, say, show, table
-    from synctwin.kernel.formatting import money, percent, plural
 
     cases = load_cases(builtin_historical_dir())
-    out.print()
-    say(
+    _chapter(
         out,
         f"[bold]2. The Digital Handshake[/]: SyncBrain proposes {len(cases)} campaigns, "
         "SyncTwin gates each before launch",
-        indent=0,
     )
     store = InMemoryHistoryStore()
     for case in cases:
@@ -160,14 +151,12 @@ async def _chapter_handshake(out: Any, args: argparse.Namespace) -> Any:
         )
         records = shield.records()
         report = verify_chain(records)
-        out.print()
-        say(
+        _chapter(
             out,
             f"[bold]3. The audit trail[/] (SyncShield, hash-chained JSONL): {plural(len(records), 'record')} "
             f"({sum(r['event_type'] == 'CAMPAIGN_APPROVED' for r in records)} CAMPAIGN_APPROVED, "
             f"{sum(r['event_type'] == 'CAMPAIGN_REJECTED' for r in records)} CAMPAIGN_REJECTED), "
             f"chain {'intact' if report.ok else 'BROKEN'}",
-            indent=0,
         )
         lines = log.read_text().splitlines()
         edited = json.loads(lines[2])
@@ -181,18 +170,13 @@ async def _chapter_handshake(out: Any, args: argparse.Namespace) -> Any:
 
 
 def _chapter_hindsight(out: Any, report: Any) -> None:
-    from synctwin.app.console import say
-    from synctwin.kernel.formatting import money
-
     d = report.to_dict()
     m, cash = d["confusion"], d["money"]
     made = m["TP"] + m["FN"]
-    out.print()
-    say(
+    _chapter(
         out,
         f"[bold]4. Hindsight[/]: the same campaigns' realized outcomes ({made} made money, "
         f"{len(report.rows) - made} did not)",
-        indent=0,
     )
     say(
         out,
@@ -210,17 +194,13 @@ def _chapter_replay(out: Any, args: argparse.Namespace) -> None:
     from harness.runner import run_scenario
     from scenarios.loader import load_scenario
     from synctwin.app.commands.replay import timeline_fields
-    from synctwin.app.console import say
-    from synctwin.kernel.formatting import duration, money, percent
 
     trace = run_scenario(load_scenario("healthy_launch"), args.seed)
     c = next(iter(trace.campaigns.values()))
-    out.print()
-    say(
+    _chapter(
         out,
         f"[bold]5. Replay in virtual time[/]: healthy_launch, {duration(trace.duration_s)} at minute "
         f"resolution ({trace.ticks:,} ticks) in {trace.wall_s:.1f} s of wall time",
-        indent=0,
     )
     for e in trace.timeline[:6]:
         say(out, f"{duration(e['t']):>6}  {e['kind']:<18} {timeline_fields(e)}")
@@ -236,15 +216,12 @@ def _chapter_replay(out: Any, args: argparse.Namespace) -> None:
 
 def _chapter_chaos(out: Any, args: argparse.Namespace) -> None:
     from harness.chaos import DRILLS, run_drill, run_drills
-    from synctwin.app.console import say, show, table
 
     chaos = run_drills(seed=args.seed)
-    out.print()
-    say(
+    _chapter(
         out,
         f"[bold]6. Chaos drills[/] in virtual time (a wall-clock drill waits 10 minutes): "
         f"{len(chaos.results) - len(chaos.failures)}/{len(chaos.results)} passed in {chaos.wall_s:.2f} s",
-        indent=0,
     )
     t = table("", "drill", "fault", "what happened", "after the fault")
     for r in chaos.results:
@@ -262,12 +239,7 @@ def _chapter_chaos(out: Any, args: argparse.Namespace) -> None:
 
 def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     """Production mode in miniature: the feed and the mirror worker on an embedded Redis."""
-
     from agents.council.redis import redis_mirror
-    from synctwin.app.console import say
-    from synctwin.infra.redis_conn import connect
-    from synctwin.kernel.config import get_settings
-    from synctwin.kernel.formatting import duration, percent, plural
     from synctwin.services.feed import start_feed
     from world.clock import make_environment
 
@@ -279,12 +251,10 @@ def _chapter_mirror(out: Any, args: argparse.Namespace) -> None:
     worker.ensure_group()
     # virtual time: its events' ts are bounded by the world's clock
     shadow = _rejected_for_shadow(client, settings, args.seed, epoch0=1_767_225_600.0, clock=feed.world.clock.now)
-    out.print()
-    say(
+    _chapter(
         out,
         "[bold]7. Real-to-sim sync[/]: four live campaigns on a bid stream (embedded Redis, virtual time), "
         "mirrored against their projections",
-        indent=0,
     )
     feed.on_pause = lambda cid, fields, t: say(
         out,
@@ -353,24 +323,15 @@ def _chapter_learning_loop(out: Any, client: Any, settings: Any) -> None:
     campaigns' realized outcomes, and the success metrics over the audit stream."""
     from agents.syncshield.backends import RedisAuditStore
     from synctwin.app.commands.kpis import kpis
-    from synctwin.app.console import say
-    from synctwin.kernel.formatting import duration, money, percent
 
-    out.print()
-    say(
+    _chapter(
         out,
         "[bold]8. The learning loop[/]: shadow mode follows a rejected campaign on the market the live ones met",
-        indent=0,
     )
     records = RedisAuditStore(client, key=f"{settings.key_prefix}audit").records()
+    decisions = ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED")
     decision = next(
-        (
-            r
-            for r in records
-            if r.get("campaign_id") == "thin-margin-push"
-            and r["event_type"] in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED")
-        ),
-        None,
+        (r for r in records if r.get("campaign_id") == "thin-margin-push" and r["event_type"] in decisions), None
     )
     shadows = [r["metadata"] for r in records if r["event_type"] == "SHADOW_OUTCOME"]
     if decision is not None:
@@ -418,6 +379,11 @@ def _chapter_learning_loop(out: Any, client: Any, settings: Any) -> None:
         f"synctwin kpis: rejection share {pct(k['rejection_share'])}, false negatives {pct(fn)}, "
         f"false positives {pct(fp)} - `synctwin shadow --redis URL` does this in production",
     )
+
+
+def _chapter(out: Any, title: str) -> None:
+    out.print()
+    say(out, title, indent=0)
 
 
 class _SeededGate:

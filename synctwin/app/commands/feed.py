@@ -9,10 +9,19 @@ PAUSE commands the mirror writes to the control stream are obeyed: the campaign 
 from __future__ import annotations
 
 import argparse
-import signal
 import time
-from typing import Any
 
+from synctwin.app.commands._worker import stop_on_signals
+from synctwin.infra.redis_conn import (
+    add_redis_argument,
+    add_shards_argument,
+    connect_deployment,
+    redact,
+    required_redis_url,
+    with_shards,
+)
+from synctwin.kernel.config import get_settings
+from synctwin.kernel.durations import parse_duration
 from synctwin.kernel.errors import InvalidInput
 
 N_CAMPAIGNS = 4  # world.redis_feed.FEED_CAMPAIGNS
@@ -20,11 +29,7 @@ N_CAMPAIGNS = 4  # world.redis_feed.FEED_CAMPAIGNS
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__.split("\n\n")[1].replace("\n", " ")
-    from synctwin.infra.redis_conn import add_redis_argument
-
     add_redis_argument(p, "e.g. redis://127.0.0.1:6379/0 (default SYNCTWIN_REDIS_URL)")
-    from synctwin.infra.redis_conn import add_shards_argument
-
     add_shards_argument(p)
     p.add_argument(
         "--speed",
@@ -47,9 +52,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctwin.infra.redis_conn import connect_deployment, redact, required_redis_url, with_shards
-    from synctwin.kernel.config import get_settings
-    from synctwin.kernel.durations import parse_duration
     from synctwin.services.feed import start_feed
     from world.clock import make_environment
     from world.redis_feed import FEED_CAMPAIGNS
@@ -77,29 +79,22 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
     feed.on_pause = lambda cid, fields, t: print(
-        f"t={t / 3600:6.1f}h  {cid} PAUSED ({fields.get('reason')})",
-        flush=True,
+        f"t={t / 3600:6.1f}h  {cid} PAUSED ({fields.get('reason')})", flush=True
     )
-    stop = {"now": False}
-
-    def _stop(*_: Any) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    print(
-        f"publishing to {settings.key_prefix}bids"
-        + (
-            f" ({settings.shards} shard streams: synctwin shard --shards {settings.shards} ID)"
-            if settings.shards > 1
-            else ""
+    with stop_on_signals() as stop:
+        print(
+            f"publishing to {settings.key_prefix}bids"
+            + (
+                f" ({settings.shards} shard streams: synctwin shard --shards {settings.shards} ID)"
+                if settings.shards > 1
+                else ""
+            )
+            + f" at {args.speed:g}x real time for {args.duration}; "
+            f"start `synctwin run --redis {redact(url)}` to watch the Council act"
+            + (" (with the real password, or SYNCTWIN_REDIS_URL set)" if redact(url) != url else ""),
+            flush=True,
         )
-        + f" at {args.speed:g}x real time for {args.duration}; "
-        f"start `synctwin run --redis {redact(url)}` to watch the Council act"
-        + (" (with the real password, or SYNCTWIN_REDIS_URL set)" if redact(url) != url else ""),
-        flush=True,
-    )
-    while env.now < duration and not stop["now"]:
-        env.run(until=min(env.now + 3600.0, duration))
-        print(f"t={env.now / 3600:6.1f}h  {feed.published:,} events published", flush=True)
+        while env.now < duration and not stop():
+            env.run(until=min(env.now + 3600.0, duration))
+            print(f"t={env.now / 3600:6.1f}h  {feed.published:,} events published", flush=True)
     return 0

@@ -5,7 +5,21 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from synctwin.app.console import console, emit
+from synctwin.app.progress import ProgressBar, interactive
+from synctwin.app.reports import check_report_path, write_report
+from synctwin.infra.executors import add_executor_arguments, executor_from_args
+from synctwin.infra.redis_conn import (
+    add_redis_argument,
+    add_shards_argument,
+    connect_deployment,
+    redis_url_arg,
+    with_shards,
+)
+from synctwin.kernel.config import get_settings
 from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.formatting import money, percent, plural
+from synctwin.kernel.model_names import MODEL_CHOICES, MODEL_HELP
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,8 +32,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the client's daily history (date,spend,impressions,clicks,conversions,revenue); "
         "with --redis and no --history it is read from the store by client_id",
     )
-    from synctwin.kernel.model_names import MODEL_CHOICES, MODEL_HELP
-
     p.add_argument("--model", choices=MODEL_CHOICES, help=MODEL_HELP)
     p.add_argument(
         "--paths",
@@ -40,8 +52,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "calibration set of the predictive spread",
     )
     p.add_argument("--audit-log", metavar="FILE", help="append the decision to this hash-chained JSONL audit log")
-    from synctwin.infra.redis_conn import add_redis_argument, add_shards_argument
-
     add_shards_argument(p)
     add_redis_argument(
         p,
@@ -60,26 +70,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE.html",
         help="also write a self-contained HTML page with plots: the paths' uplift distribution and the projection fan",
     )
-    from synctwin.infra.executors import add_executor_arguments
-
     add_executor_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     import contextlib
 
-    from synctwin.app.progress import ProgressBar, interactive
-    from synctwin.infra.executors import executor_from_args
-    from synctwin.infra.redis_conn import connect_deployment, redis_url_arg, with_shards
-    from synctwin.kernel.config import get_settings
     from synctwin.kernel.history import load_history
     from synctwin.kernel.strategy_io import load_strategy
     from synctwin.services.gate import GateRequest, decide
 
-    if args.report:
-        from synctwin.app.reports import check_report_path
-
-        check_report_path(args.report)
+    check_report_path(args.report)
     settings = with_shards(get_settings(), args.shards)
     strategy = load_strategy(args.strategy)
     args.redis = redis_url_arg(args.redis, default_to_env=False)
@@ -131,18 +132,11 @@ def run(args: argparse.Namespace) -> int:
         raise _located(exc, args.strategy, source) from None
     result = decision.result
     if args.report:
-        from synctwin.app.reports import write_report
         from synctwin.app.reports.gate import build_gate_page
 
         write_report(args.report, build_gate_page(result, decision.uplift, strategy=strategy, source=source))
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(result.to_dict())
-    else:
-        print_result(result, margin_default="gross_margin" not in strategy.model_fields_set)
-        if args.report:
-            print(f"report: {args.report}")
+    margin_default = "gross_margin" not in strategy.model_fields_set
+    emit(args.json, result.to_dict(), lambda _: print_result(result, margin_default=margin_default), args.report)
     return 0 if result.approved else 1
 
 
@@ -183,9 +177,6 @@ def print_result(result: Any, *, margin_default: bool = False) -> None:
     """The decision and what it rests on; `margin_default`: the strategy left gross_margin out, so
     the uplift counts all revenue as profit (said on its own row: it is the biggest assumption)."""
     from rich.table import Table
-
-    from synctwin.app.console import console
-    from synctwin.kernel.formatting import money, percent, plural
 
     out = console()
     sd = result.simulation_details
@@ -253,9 +244,6 @@ def print_result(result: Any, *, margin_default: bool = False) -> None:
 
 def print_suggestions(result: Any) -> None:
     """Resubmission advice under a rejection: each change was approved by a fresh simulation."""
-    from synctwin.app.console import console
-    from synctwin.kernel.formatting import percent
-
     out = console()
     if not result.suggestions:
         out.print("suggestions: none found (no budget, audience or duration change within range passes)")

@@ -1,25 +1,14 @@
 """`synctwin kpis`: the product's success metrics from the audit log, each with its count and goal.
 
-What counts (audit records since `--since`, by record time):
-- rejection share: campaigns whose latest decision is CAMPAIGN_REJECTED, among the campaigns
-  decided (one decision per campaign, however often it was gated); goal 15-25%.
-- false negatives: of the rejected campaigns with a final SHADOW_OUTCOME in the window (the latest
-  per campaign; the rejection itself may be older), the share that would have made money; goal
-  < 5%. A provisional outcome (`final: false`, a flight shadowed half-way) is not a verdict: its
-  sign can still flip, so it is left out until the flight's last day.
-- false positives: of the approved campaigns with a realized outcome, the share that lost money
-  (net profit uplift <= 0); goal < 10%. An outcome is a CAMPAIGN_OUTCOME (or CAMPAIGN_COMPLETED)
-  record in the window whose metadata has `net_profit_uplift` and is final (`final` not false:
-  the figure is about campaigns whose run is over, never a flight half-way); the latest per
-  campaign counts. SyncFlow writes them in the twin and `synctwin shadow` in production, one per
-  campaign at the end of its flight or at its pause. The campaign counts as approved when the log
-  holds its CAMPAIGN_APPROVED anywhere (a 30-day flight ends long after a week's window opened)
-  or the outcome itself says `decision: APPROVED`.
-- auto-rollbacks: distinct campaigns with AUTO_ROLLBACK_TRIGGERED or CAMPAIGN_PAUSED, as a share
-  of distinct CAMPAIGN_LAUNCHED campaigns (whoever launches writes that record: SyncFlow in the
-  twin, `synctwin feed` for its campaigns, your deployer in production); goal < 2%.
-- chaos pass rate: drills passed / drills run over CHAOS_TEST_COMPLETED records; goal > 95%.
-"""
+What counts (records since `--since`, by record time; docs/operations-and-metrics.md):
+- rejection share: campaigns whose latest decision is CAMPAIGN_REJECTED; goal 15-25%.
+- false negatives: rejected campaigns whose latest final SHADOW_OUTCOME in the window made money
+  (the rejection may be older); goal < 5%. A provisional outcome (`final: false`) can still flip.
+- false positives: approved campaigns (CAMPAIGN_APPROVED anywhere in the log, or the outcome says
+  so) whose latest final CAMPAIGN_OUTCOME/COMPLETED in the window lost money; goal < 10%.
+- auto-rollbacks: campaigns with AUTO_ROLLBACK_TRIGGERED or CAMPAIGN_PAUSED over those with
+  CAMPAIGN_LAUNCHED; goal < 2%.
+- chaos pass rate: drills passed / drills run over CHAOS_TEST_COMPLETED; goal > 95%."""
 
 from __future__ import annotations
 
@@ -27,6 +16,10 @@ import argparse
 import datetime as dt
 import math
 from typing import Any
+
+from synctwin.app.commands.review import add_audit_source, finite_number, load_records, parse_since
+from synctwin.app.console import console, emit, say, table
+from synctwin.kernel.formatting import percent, plural
 
 GOALS = {
     "rejection_share": ("15-25%", lambda v: 0.15 <= v <= 0.25),
@@ -39,16 +32,7 @@ OUTCOME_EVENTS = ("CAMPAIGN_OUTCOME", "CAMPAIGN_COMPLETED")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--audit-log", metavar="FILE", help="the hash-chained JSONL audit log")
-    from synctwin.infra.redis_conn import add_redis_argument, add_shards_argument
-
-    add_shards_argument(p)
-    add_redis_argument(
-        src,
-        "read the audit stream {prefix}audit from Redis (the default without --audit-log, "
-        "when SYNCTWIN_REDIS_URL is set)",
-    )
+    add_audit_source(p, "the hash-chained JSONL audit log")
     p.add_argument(
         "--since", metavar="DATE", help="ISO date or date-time (UTC unless it has an offset); default: the whole log"
     )
@@ -73,13 +57,12 @@ def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dic
     start = since.timestamp() if since is not None else -math.inf
     recs = [r for r in records if isinstance(r.get("ts"), int | float) and r["ts"] >= start]
 
-    def campaigns(*kinds: str) -> set[str]:
-        return {r["campaign_id"] for r in recs if r.get("event_type") in kinds and r.get("campaign_id")}
+    def campaigns(*kinds: str, among: list[dict[str, Any]] = recs) -> set[str]:
+        return {r["campaign_id"] for r in among if r.get("event_type") in kinds and r.get("campaign_id")}
 
     # an outcome arrives a flight after its decision: the decision may be older than the window
     approved_ever, rejected_ever = (
-        {r["campaign_id"] for r in records if r.get("event_type") == kind and r.get("campaign_id")}
-        for kind in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED")
+        campaigns(kind, among=records) for kind in ("CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED")
     )
     # one decision per campaign, its latest: a campaign gated again (another model, a resubmission)
     # is still one campaign approved or rejected, not two decisions
@@ -144,39 +127,24 @@ def kpis(records: list[dict[str, Any]], since: dt.datetime | None = None) -> dic
 
 def _realized(meta: dict[str, Any]) -> bool:
     """A final realized outcome with a number for its uplift."""
-    uplift = meta.get("net_profit_uplift")
-    return (
-        isinstance(uplift, int | float)
-        and not isinstance(uplift, bool)
-        and math.isfinite(uplift)
-        and meta.get("final") is not False
-    )
+    return finite_number(meta.get("net_profit_uplift")) is not None and meta.get("final") is not False
 
 
 KPI_NAMES = ("rejection_share", "false_negative_rate", "false_positive_rate", "auto_rollback_share", "chaos_pass_rate")
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctwin.app.commands.review import load_records, parse_since
     from synctwin.infra.metrics import record_kpis
 
     since = parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None  # before reading anything
     records, source = load_records(args)
     result = {"source": source, **kpis(records, since)}
     record_kpis(result)
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(result)
-    else:
-        print_kpis(result)
+    emit(args.json, result, print_kpis)
     return 0
 
 
 def print_kpis(d: dict[str, Any]) -> None:
-    from synctwin.app.console import console, say, table
-    from synctwin.kernel.formatting import percent, plural
-
     out = console()
     say(
         out,

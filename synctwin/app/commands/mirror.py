@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from synctwin.app.commands._worker import add_worker_arguments, run_worker
+from synctwin.infra.redis_conn import add_redis_argument, required_redis_url
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,8 +19,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "with --shards N > 1 they share the N shard streams through leases, one live worker per shard. "
         "SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0."
     )
-    from synctwin.infra.redis_conn import add_redis_argument
-
     add_redis_argument(p, "e.g. redis://127.0.0.1:6379/0 (default SYNCTWIN_REDIS_URL)")
     add_worker_arguments(
         p, group="synctwin-mirror", metrics_help="events processed/dead-lettered/ignored, deviations, pauses, the lag"
@@ -28,17 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agents.council.redis import redis_mirror
-    from synctwin.infra.redis_conn import required_redis_url
 
     worker, stats = run_worker(args, required_redis_url(args.redis), redis_mirror, "mirror")
     logging.getLogger("synctwin.mirror").info(
         "drained and stopped: %d events, %d applied, %d ignored (duplicates/out of order), %d dead, "
         "%d pauses, %d taken over from dead workers",
-        stats.events,
-        stats.applied,
-        stats.ignored,
-        stats.dead,
-        stats.pauses,
+        *(getattr(stats, k) for k in ("events", "applied", "ignored", "dead", "pauses")),
         worker.rescued,
     )
     return 0

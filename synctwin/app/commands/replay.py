@@ -7,7 +7,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from synctwin.app.console import console, emit, fit_names, say, table
+from synctwin.app.progress import ProgressBar, interactive
+from synctwin.app.reports import check_report_path, write_report
+from synctwin.kernel.config import get_settings
 from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.formatting import duration, money, number, percent
 
 EXIT_FAILED = 1
 
@@ -56,12 +61,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.scenario:
         raise InvalidInput("give a SCENARIO (a built-in's name or a YAML file), or --list")
-    if args.report:
-        from synctwin.app.reports import check_report_path
-
-        check_report_path(args.report)
+    check_report_path(args.report)
     from harness.runner import run_scenario
-    from synctwin.app.progress import ProgressBar, interactive
 
     scenario = load_scenario(args.scenario)
     # a bar only for runs long enough to be waited for (more than two virtual days)
@@ -71,20 +72,12 @@ def run(args: argparse.Namespace) -> int:
             scenario, args.seed, progress=(lambda t, total: bar.update(t / 3600.0, total / 3600.0)) if show else None
         )
     if args.report:
-        from synctwin.app.reports import write_report
         from synctwin.app.reports.replay import build_replay_page
 
         write_report(args.report, build_replay_page(trace))
     if args.audit_log:
         append_audit(args.audit_log, trace.audit)
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(trace.to_dict(series=args.series))
-    else:
-        print_trace(trace)
-        if args.report:
-            print(f"report: {args.report}")
+    emit(args.json, trace.to_dict(series=args.series), lambda _: print_trace(trace), args.report)
     return 0 if trace.passed else EXIT_FAILED
 
 
@@ -92,9 +85,6 @@ PROGRESS_MIN_VIRTUAL_S = 2 * 86_400.0
 
 
 def print_trace(trace: Any) -> None:
-    from synctwin.app.console import console, fit_names, say, table
-    from synctwin.kernel.formatting import duration, money, percent
-
     out = console()
     say(
         out,
@@ -141,8 +131,6 @@ def print_trace(trace: Any) -> None:
 
 def timeline_fields(e: dict[str, Any]) -> str:
     """A timeline entry's fields as key=value, floats rounded for reading."""
-    from synctwin.kernel.formatting import number
-
     return " ".join(f"{k}={number(v) if isinstance(v, float) else v}" for k, v in e.items() if k not in ("t", "kind"))
 
 
@@ -157,9 +145,7 @@ def append_audit(path: str, records: list[dict[str, Any]]) -> None:
         at["ts"] = rec["ts"]
         store.append(
             rec["event_type"],
-            client_id=rec.get("client_id"),
-            campaign_id=rec.get("campaign_id"),
-            reason=rec.get("reason"),
+            **{k: rec.get(k) for k in ("client_id", "campaign_id", "reason")},
             metadata=rec.get("metadata") or {},
         )
 
@@ -171,19 +157,15 @@ def run_recording(args: argparse.Namespace) -> int:
     if args.scenario:
         raise InvalidInput("give a SCENARIO or --bids/--plans, not both")
     from harness.recording import load_events, load_plans, replay_recording
-    from synctwin.kernel.config import get_settings
 
     plans = load_plans(args.plans)
     events = load_events(args.bids)
     settings = get_settings()
-    out = replay_recording(events, plans, settings, batch=settings.mirror_batch)
-    if args.json:
-        from synctwin.app.console import print_json
+    emit(args.json, replay_recording(events, plans, settings, batch=settings.mirror_batch), _print_recording)
+    return 0
 
-        print_json(out)
-        return 0
-    from synctwin.app.console import console
 
+def _print_recording(out: dict[str, Any]) -> None:
     con = console()
     con.print(
         f"{out['events']:,} events of {out['campaigns']} planned campaigns: {len(out['pauses'])} pauses, "
@@ -191,4 +173,3 @@ def run_recording(args: argparse.Namespace) -> int:
     )
     for p in out["pauses"]:
         con.print(f"  PAUSE {p['campaign_id']}  {p['reason']}  at event {p['event_id']} (ts {p['ts']:.0f})")
-    return 0

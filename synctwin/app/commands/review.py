@@ -1,10 +1,7 @@
 """`synctwin review`: the week's rejected campaigns from the audit log, near-misses first.
 
-A rejection is a bet: the gate kept money from a campaign it expected to lose. Reading the
-week's rejections sorted by confidence (the ones just under the threshold at the top) is how
-people spot a threshold that is too strict or a model that is too pessimistic. The records are
-CAMPAIGN_REJECTED entries of the SyncShield audit log, whose metadata is the gate result.
-"""
+The rejections just under the threshold, on top, are where people spot a threshold too strict or
+a model too pessimistic. The records are the audit log's CAMPAIGN_REJECTED (metadata: the gate result)."""
 
 from __future__ import annotations
 
@@ -13,7 +10,10 @@ import datetime as dt
 import math
 from typing import Any
 
+from synctwin.app.console import console, emit, say, table
+from synctwin.infra.redis_conn import add_redis_argument, add_shards_argument, redis_url_arg
 from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.formatting import money, percent, plural
 
 DEFAULT_DAYS = 7
 REJECTED = "CAMPAIGN_REJECTED"
@@ -27,22 +27,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "the last 7 days, by record time) with their confidence and projected uplift, sorted by "
         "confidence, near-misses first; exit 0."
     )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--audit-log", metavar="FILE", help="the hash-chained JSONL audit log (synctwin gate --audit-log)")
-    from synctwin.infra.redis_conn import add_redis_argument, add_shards_argument
-
-    add_shards_argument(p)
-    add_redis_argument(
-        src,
-        "read the audit stream {prefix}audit from Redis (the default without --audit-log, "
-        "when SYNCTWIN_REDIS_URL is set)",
-    )
+    add_audit_source(p, "the hash-chained JSONL audit log (synctwin gate --audit-log)")
     p.add_argument(
         "--since",
         metavar="DATE",
         help=f"ISO date or date-time (UTC unless it has an offset); default: {DEFAULT_DAYS} days ago",
     )
     p.add_argument("--json", action="store_true", help="print the review as one JSON document")
+
+
+def add_audit_source(p: argparse.ArgumentParser, audit_log_help: str) -> None:
+    """Where `load_records` reads: `--audit-log FILE` or `--redis URL` (with `--shards N`)."""
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--audit-log", metavar="FILE", help=audit_log_help)
+    add_shards_argument(p)
+    add_redis_argument(
+        src,
+        "read the audit stream {prefix}audit from Redis (the default without --audit-log, "
+        "when SYNCTWIN_REDIS_URL is set)",
+    )
 
 
 def parse_since(text: str | None, now: dt.datetime) -> dt.datetime:
@@ -63,8 +66,6 @@ def parse_since(text: str | None, now: dt.datetime) -> dt.datetime:
 
 def load_records(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     """Every audit record, and a name for where they came from."""
-    from synctwin.infra.redis_conn import redis_url_arg
-
     url = redis_url_arg(args.redis, default_to_env=not args.audit_log)
     if url:
         from agents.syncshield.backends import RedisAuditStore
@@ -84,21 +85,30 @@ def load_records(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
         return records, where
     if not args.audit_log:
         raise InvalidInput("give the audit log: --audit-log FILE or --redis URL")
+    return read_audit_log(args.audit_log), args.audit_log
+
+
+def read_audit_log(path: str) -> list[dict[str, Any]]:
+    """The records of a JSONL audit log; InvalidInput naming the file when there is none."""
     from pathlib import Path
 
     from agents.syncshield.backends import JsonlAuditStore
 
-    if not Path(args.audit_log).is_file():
-        raise InvalidInput("no such audit log file", source=args.audit_log)
-    return JsonlAuditStore(args.audit_log).records(), args.audit_log
+    if not Path(path).is_file():
+        raise InvalidInput("no such audit log file", source=path)
+    return JsonlAuditStore(path).records()
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     return (
         float(value)
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         else None
     )
+
+
+def _near_miss(r: dict[str, Any]) -> bool:
+    return r["confidence"] is not None and r["threshold"] is not None and r["threshold"] - r["confidence"] <= NEAR_MISS
 
 
 def review(records: list[dict[str, Any]], since: dt.datetime, until: dt.datetime | None = None) -> dict[str, Any]:
@@ -111,7 +121,7 @@ def review(records: list[dict[str, Any]], since: dt.datetime, until: dt.datetime
             shadows[rec["campaign_id"]] = rec
     rows = []
     for rec in records:
-        ts = _number(rec.get("ts"))
+        ts = finite_number(rec.get("ts"))
         if rec.get("event_type") != REJECTED or ts is None or not start <= ts <= end:
             continue
         meta = rec.get("metadata") or {}
@@ -122,11 +132,11 @@ def review(records: list[dict[str, Any]], since: dt.datetime, until: dt.datetime
             "time": dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds"),
             "client_id": rec.get("client_id") or meta.get("client_id"),
             "campaign_id": rec.get("campaign_id") or meta.get("campaign_id"),
-            "confidence": _number(meta.get("confidence_score")),
-            "threshold": _number(meta.get("threshold")),
-            "projected_uplift": _number(meta.get("projected_net_profit_uplift")),
-            "p10_uplift": _number(details.get("p10_uplift")),
-            "p90_uplift": _number(details.get("p90_uplift")),
+            "confidence": finite_number(meta.get("confidence_score")),
+            "threshold": finite_number(meta.get("threshold")),
+            "projected_uplift": finite_number(meta.get("projected_net_profit_uplift")),
+            "p10_uplift": finite_number(details.get("p10_uplift")),
+            "p90_uplift": finite_number(details.get("p90_uplift")),
             "risk_profile": meta.get("risk_profile"),
             "model": meta.get("model"),
             "reason": rec.get("reason"),
@@ -138,11 +148,7 @@ def review(records: list[dict[str, Any]], since: dt.datetime, until: dt.datetime
     rows.sort(key=lambda r: (-(r["confidence"] if r["confidence"] is not None else -1.0), r["ts"]))
     uplifts = [r["projected_uplift"] for r in rows if r["projected_uplift"] is not None]
     confidences = [r["confidence"] for r in rows if r["confidence"] is not None]
-    near = [
-        r
-        for r in rows
-        if r["confidence"] is not None and r["threshold"] is not None and r["threshold"] - r["confidence"] <= NEAR_MISS
-    ]
+    near = [r for r in rows if _near_miss(r)]
     out: dict[str, Any] = {"since": since.isoformat(timespec="seconds")}
     if until is not None:
         out["until"] = until.isoformat(timespec="seconds")
@@ -167,19 +173,11 @@ def run(args: argparse.Namespace) -> int:
     since = parse_since(args.since, now)  # before reading anything: a bad date changes nothing
     records, source = load_records(args)
     result = {"source": source, **review(records, since)}
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(result)
-    else:
-        print_review(result)
+    emit(args.json, result, print_review)
     return 0
 
 
 def print_review(d: dict[str, Any]) -> None:
-    from synctwin.app.console import console, say, table
-    from synctwin.kernel.formatting import money, percent, plural
-
     out = console()
     rows, totals = d["rejections"], d["totals"]
     say(out, f"[bold]Rejected campaigns[/] since {d['since']} ({d['source']}), near-misses first", indent=0)
@@ -191,12 +189,9 @@ def print_review(d: dict[str, Any]) -> None:
     t = table(*cols, *(["shadow outcome"] if shadow else []), right=("confidence", "threshold", "p10", "median", "p90"))
     for r in rows:
         conf = percent(r["confidence"], 1, missing="-")
-        near = (
-            r["confidence"] is not None and r["threshold"] is not None and r["threshold"] - r["confidence"] <= NEAR_MISS
-        )
         cells = [
             f"{r['campaign_id']}\n[dim]{r['client_id']}, {str(r['time'])[:16].replace('T', ' ')}[/]",
-            f"[bold yellow]{conf}[/]" if near else conf,
+            f"[bold yellow]{conf}[/]" if _near_miss(r) else conf,
             percent(r["threshold"], 1, missing="-"),
             money(r["p10_uplift"]),
             money(r["projected_uplift"]),
@@ -231,7 +226,6 @@ def _shadow_text(shadow: dict[str, Any] | None) -> str:
     """A shadow run's outcome, as far as its record says (its format belongs to a later issue)."""
     if shadow is None:
         return ""
-    from synctwin.kernel.formatting import money
 
-    value = _number(shadow.get("net_profit_uplift"))
+    value = finite_number(shadow.get("net_profit_uplift"))
     return money(value) if value is not None else f"recorded (audit seq {shadow.get('seq')})"

@@ -1,15 +1,19 @@
 """`synctwin backtest --history FILE --rolling`: the gate's rolling-origin backtest, printed.
 
-The work is harness/evaluation/rolling.py; this module reads the options, draws a progress bar,
-and prints a table per window and the calibration summary in 80 columns (or one JSON document,
-or an HTML report).
-"""
+The work is harness/evaluation/rolling.py; this module reads the options and prints the windows
+and the calibration summary in 80 columns (or JSON, or an HTML report)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 from typing import Any
+
+from synctwin.app.console import console, emit
+from synctwin.app.progress import ProgressBar, interactive
+from synctwin.app.reports import check_report_path, write_report
+from synctwin.infra.executors import executor_from_args
+from synctwin.kernel.formatting import short_money as short
 
 TARGET_LOW, TARGET_HIGH = 0.75, 0.85  # DESIGN.md: p10-p90 should cover 75-85% of outcomes
 SPARK = "▁▂▃▄▅▆▇█"
@@ -26,14 +30,9 @@ def run_rolling(args: argparse.Namespace) -> int:
         origins,
         run_rolling_backtest,
     )
-    from synctwin.app.progress import ProgressBar, interactive
-    from synctwin.infra.executors import executor_from_args
     from synctwin.kernel.history import load_history
 
-    if args.report:
-        from synctwin.app.reports import check_report_path
-
-        check_report_path(args.report)
+    check_report_path(args.report)
 
     def given(value: Any, default: Any) -> Any:
         return default if value is None else value
@@ -68,31 +67,11 @@ def run_rolling(args: argparse.Namespace) -> int:
         )
     data = report.to_dict()
     if args.report:
-        from synctwin.app.reports import write_report
         from synctwin.app.reports.rolling import build_rolling_page
 
         write_report(args.report, build_rolling_page(data))
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(data)
-    else:
-        print_rolling(data)
-        if args.report:
-            print(f"report: {args.report}")
+    emit(args.json, data, print_rolling, args.report)
     return 0
-
-
-def short(x: float | None) -> str:
-    """Money in at most 7 characters: $950, $2.23k, -$1.25M."""
-    if x is None:
-        return "-"
-    sign = "-" if x < 0 else ""
-    a = abs(x)
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if a >= div:
-            return f"{sign}${a / div:.3g}{suffix}"
-    return f"{sign}${a:.0f}"
 
 
 def pct(x: float | None) -> str:
@@ -110,8 +89,6 @@ def print_rolling(d: dict[str, Any], out: Any = None) -> None:
     """The windows and the summary, each line within 80 columns."""
     from rich import box
     from rich.table import Table
-
-    from synctwin.app.console import console
 
     out = out or console()
     st, s = d["settings"], d["summary"]

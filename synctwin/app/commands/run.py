@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from synctwin.app.commands._worker import add_worker_arguments, run_worker
+from synctwin.infra.redis_conn import add_redis_argument, required_redis_url
 from synctwin.kernel.errors import InvalidInput
 
 
@@ -21,8 +22,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "leases in Redis, one live worker per shard, one Council per shard held (docs/scale-out.md). "
         "SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0."
     )
-    from synctwin.infra.redis_conn import add_redis_argument
-
     add_redis_argument(p, "e.g. redis://127.0.0.1:6379/0 (default SYNCTWIN_REDIS_URL)")
     add_worker_arguments(
         p, group="synctwin-council", metrics_help="events, dead letters, pauses by reason, deviations, the lag"
@@ -40,7 +39,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from agents.council.redis import redis_council
     from agents.syncflow.agent import GUARDS
-    from synctwin.infra.redis_conn import required_redis_url
 
     url = required_redis_url(args.redis)
     unknown = sorted(set(args.disable_guard) - set(GUARDS))
@@ -50,11 +48,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("synctwin.council").info(
         "drained and stopped: %d events, %d dead, %d ignored (duplicates/out of order), %d pauses (%d decided "
         "again, not written), %d taken over from dead workers",
-        stats.events,
-        stats.dead,
-        stats.ignored,
-        stats.pauses,
-        stats.duplicates,
+        *(getattr(stats, k) for k in ("events", "dead", "ignored", "pauses", "duplicates")),
         worker.rescued,
     )
     return 0

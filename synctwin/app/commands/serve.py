@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from typing import Any
 
+from synctwin.infra.redis_conn import add_shards_argument, with_shards
+from synctwin.kernel.config import get_settings
 from synctwin.kernel.errors import InvalidInput
 
 
@@ -28,8 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "stored histories (default SYNCTWIN_REDIS_URL, which keeps a password out of the command line "
         "and `ps`; none: /v1/campaigns answers 503)",
     )
-    from synctwin.infra.redis_conn import add_shards_argument
-
     add_shards_argument(p)
     p.add_argument(
         "--workers",
@@ -47,9 +47,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctwin.infra.redis_conn import with_shards
-    from synctwin.kernel.config import get_settings
-
     settings = with_shards(get_settings(), args.shards)
     if args.workers < 1:
         raise InvalidInput(f"--workers must be at least 1 (got {args.workers})")
@@ -65,10 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if redis_url:
         from synctwin.infra.redis_conn import EMBEDDED_URL, connect_deployment
 
-        if redis_url != EMBEDDED_URL:
-            connect_deployment(
-                redis_url, settings.shards
-            ).close()  # an unreachable server is one clear line now, not 503s later
+        if redis_url != EMBEDDED_URL:  # an unreachable server is one clear line now, not 503s later
+            connect_deployment(redis_url, settings.shards).close()
     from synctwin.kernel.redact import redact
 
     print(
@@ -122,13 +117,9 @@ def _serve_one(app: Any, host: str, port: int, log_level: str, redis_url: str | 
 
 
 def _serve_many(host: str, port: int, workers: int, log_level: str) -> None:
-    """uvicorn's multiprocess supervisor on a listening socket with TCP_NODELAY.
-
-    uvicorn binds that socket itself with `proto` 0, so asyncio does not set TCP_NODELAY on the
-    connections it accepts, and on Linux every keep-alive request after the first then waits ~40 ms
-    for a delayed ACK (uvicorn issue #3149, open). Linux copies TCP_NODELAY from the listener to
-    accepted sockets, so setting it here removes the stall (64 ms -> 24 ms per 20 ms gate).
-    """
+    """uvicorn's multiprocess supervisor on a listening socket with TCP_NODELAY: uvicorn's own socket
+    leaves it off, and every keep-alive request after the first then waits ~40 ms for a delayed ACK
+    (uvicorn issue #3149); Linux copies it to accepted sockets (64 ms -> 24 ms per 20 ms gate)."""
     import inspect
     import socket
 

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from synctwin.app.commands._worker import add_worker_arguments, run_worker
+from synctwin.app.console import emit, print_json
+from synctwin.infra.redis_conn import add_redis_argument, redis_url_arg
+from synctwin.kernel.config import get_settings
+from synctwin.kernel.durations import parse_duration
 from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.formatting import money
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,8 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "drained. With --market FILE --audit-log FILE (no Redis): re-simulate the log's rejections under a "
         "market CSV (date,platform,cpm,ctr,cvr,aov) and append their final SHADOW_OUTCOME records to the log."
     )
-    from synctwin.infra.redis_conn import add_redis_argument
-
     add_redis_argument(
         p,
         "e.g. redis://127.0.0.1:6379/0: run the worker (the default without --market, when SYNCTWIN_REDIS_URL is set)",
@@ -72,8 +75,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctwin.infra.redis_conn import redis_url_arg
-
     args.redis = redis_url_arg(args.redis, default_to_env=not (args.market or args.audit_log))
     if args.redis and (args.market or args.audit_log):
         raise InvalidInput("give either --redis URL (the worker) or --market FILE --audit-log FILE, not both")
@@ -87,8 +88,6 @@ def run(args: argparse.Namespace) -> int:
 # --- the worker -------------------------------------------------------------------------------------
 def _run_worker(args: argparse.Namespace) -> int:
     from agents.council.redis import redis_shadow
-    from synctwin.kernel.config import get_settings
-    from synctwin.kernel.durations import parse_duration
 
     if args.claim_idle_ms is not None and args.claim_idle_ms < 0:
         raise InvalidInput(f"--claim-idle-ms must be >= 0 (got {args.claim_idle_ms})")
@@ -103,8 +102,6 @@ def _run_worker(args: argparse.Namespace) -> int:
     sharded = hasattr(worker, "shadow_summary")
     summary = worker.shadow_summary() if sharded else worker.shadow.stats.to_dict()
     if args.json:
-        from synctwin.app.console import print_json
-
         print_json({"group": args.group, "consumer": worker.consumer, **summary})
     elif args.once:
         print(_summary_line(summary))
@@ -146,11 +143,7 @@ def _run_market(args: argparse.Namespace) -> int:
     outcomes = shadow_outcomes_from_market(ready, market)
     for rec in outcomes:
         store.append(
-            rec["event_type"],
-            client_id=rec["client_id"],
-            campaign_id=rec["campaign_id"],
-            reason="SHADOW_MODE",
-            metadata=rec["metadata"],
+            rec["event_type"], **{k: rec[k] for k in ("client_id", "campaign_id", "metadata")}, reason="SHADOW_MODE"
         )
     result = {
         "audit_log": args.audit_log,
@@ -159,18 +152,11 @@ def _run_market(args: argparse.Namespace) -> int:
         "in_progress": in_progress,
         "without_strategy": no_strategy,
     }
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(result)
-    else:
-        _print_market_result(result)
+    emit(args.json, result, _print_market_result)
     return 0
 
 
 def _print_market_result(r: dict[str, Any]) -> None:
-    from synctwin.kernel.formatting import money
-
     for rec in r["appended"]:
         m = rec["metadata"]
         print(

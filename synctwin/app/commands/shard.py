@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import re
 
+from synctwin.infra.shards import check_shards, control_streams, stream_for
+from synctwin.kernel.config import get_settings
 from synctwin.kernel.errors import InvalidInput
 
 
@@ -27,8 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synctwin.infra.shards import check_shards, control_streams, stream_for
-    from synctwin.kernel.config import get_settings
     from synctwin.kernel.models import Strategy
 
     settings = get_settings()

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from synctwin.app.console import console, emit
+from synctwin.app.progress import ProgressBar, interactive
+from synctwin.infra.executors import add_executor_arguments, executor_from_args
+
 EXIT_FAILED = 1
 GRID_EPILOG = (
     "A scenario may give a grid of market parameters to sweep: a top-level `sweep: {grid: "
@@ -17,8 +21,6 @@ GRID_EPILOG = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from synctwin.infra.executors import add_executor_arguments
-
     p.add_argument("scenario", metavar="SCENARIO", help="a built-in's name or a scenario YAML file")
     p.add_argument(
         "--seeds",
@@ -35,8 +37,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.sweep import parse_seed_range, run_sweep, sweep_size
     from scenarios.loader import load_scenario
-    from synctwin.app.progress import ProgressBar, interactive
-    from synctwin.infra.executors import executor_from_args
 
     seeds = parse_seed_range(args.seeds)
     scenario = load_scenario(args.scenario)
@@ -51,20 +51,14 @@ def run(args: argparse.Namespace) -> int:
         ) as bar,
     ):
         report = run_sweep(scenario, seeds, executor=executor, progress=bar.update if bar.enabled else None, grid=grid)
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(report.to_dict())
-    else:
-        print_report(report.to_dict(), grid_skipped=scenario.sweep is not None and not grid)
+    grid_skipped = scenario.sweep is not None and not grid
+    emit(args.json, report.to_dict(), lambda d: print_report(d, grid_skipped=grid_skipped))
     return 0 if report.passed else EXIT_FAILED
 
 
 def print_report(d: dict[str, Any], *, grid_skipped: bool = False) -> None:
     """The overall table (one row per expectation); with a grid, first one row per grid point."""
     from rich.table import Table
-
-    from synctwin.app.console import console
 
     out = console()
     a, b = d["seeds"]
@@ -107,12 +101,8 @@ def _print_grid(out: Any, grid: dict[str, Any], n_expectations: int) -> None:
     from rich.table import Table
 
     t = Table(box=None, pad_edge=False, title="per grid point", title_justify="left")
-    t.add_column("#", justify="right")
-    for key in grid["keys"]:
-        t.add_column(key, justify="right")
-    t.add_column("runs passed", justify="right")
-    for i in range(1, n_expectations + 1):
-        t.add_column(f"E{i}", justify="right")
+    for col in ("#", *grid["keys"], "runs passed", *(f"E{i}" for i in range(1, n_expectations + 1))):
+        t.add_column(col, justify="right")
     for p in grid["points"]:
         style = "green" if p["passed"] else "bold red"
         cells = [

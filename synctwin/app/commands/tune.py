@@ -1,11 +1,8 @@
 """`synctwin tune`: the threshold the tuning rule picks from backtests, shadow and live outcomes.
 
-Evidence: the backtest cases (default the built-in 10, gated at the current threshold's
-settings), the SHADOW_OUTCOME records of the audit log (rejected campaigns, re-simulated) and its
-final CAMPAIGN_OUTCOME records (approved campaigns, realized: source "live"). Prints FN/FP rates at every
-threshold 0.50..0.99, a reliability table and the recommended threshold; `--apply` writes it to
-the configuration file and audits THRESHOLD_CHANGED with the rates before and after.
-"""
+Evidence: the backtest cases (default the built-in 10), the audit log's SHADOW_OUTCOME records
+(rejections re-simulated) and final CAMPAIGN_OUTCOME records (approvals realized). `--apply` writes
+the pick to the configuration file and audits THRESHOLD_CHANGED with the rates before and after."""
 
 from __future__ import annotations
 
@@ -13,6 +10,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from synctwin.app.commands.review import read_audit_log
+from synctwin.app.console import console, emit
+from synctwin.app.reports import check_report_path, write_report
+from synctwin.kernel.config import config_file, get_settings
 from synctwin.kernel.errors import InvalidInput
 from synctwin.kernel.formatting import percent
 
@@ -43,22 +44,17 @@ def collect(args: argparse.Namespace) -> tuple[list[Any], float, list[Any]]:
     from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
     from harness.evaluation.backtest import builtin_historical_dir, load_cases, run_backtest
     from harness.evaluation.tuning import Evidence, live_evidence, shadow_evidence
-    from synctwin.kernel.config import get_settings
 
     settings = get_settings()
     cases = load_cases(args.cases or builtin_historical_dir())
-    report = run_backtest(cases, SimulationGatekeeper(settings=settings), seed=args.seed)
-    evidence = [Evidence(r.name, r.confidence, r.profitable, "backtest") for r in report.rows]
-    raw = run_backtest(
-        cases, SimulationGatekeeper(settings=settings.model_copy(update={"calibrate": False})), seed=args.seed
-    )
-    before = [Evidence(r.name, r.confidence, r.profitable, "backtest") for r in raw.rows]
-    if args.audit_log:
-        if not Path(args.audit_log).is_file():
-            raise InvalidInput("no such audit log file", source=args.audit_log)
-        from agents.syncshield.backends import JsonlAuditStore
 
-        records = JsonlAuditStore(args.audit_log).records()
+    def backtest(gate_settings: Any) -> list[Any]:
+        report = run_backtest(cases, SimulationGatekeeper(settings=gate_settings), seed=args.seed)
+        return [Evidence(r.name, r.confidence, r.profitable, "backtest") for r in report.rows]
+
+    evidence, before = backtest(settings), backtest(settings.model_copy(update={"calibrate": False}))
+    if args.audit_log:
+        records = read_audit_log(args.audit_log)
         outcomes = shadow_evidence(records) + live_evidence(records)
         evidence += outcomes
         before += outcomes  # recorded confidences: the same before and after
@@ -77,12 +73,8 @@ def apply_threshold(threshold: float, path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.evaluation.tuning import calibration_effect, tune
-    from synctwin.kernel.config import config_file, get_settings
 
-    if args.report:
-        from synctwin.app.reports import check_report_path
-
-        check_report_path(args.report)
+    check_report_path(args.report)
     evidence, current, before = collect(args)
     if not evidence:
         raise InvalidInput("no evidence: no backtest cases and no shadow or live outcomes")
@@ -110,15 +102,8 @@ def run(args: argparse.Namespace) -> int:
         )
         result["applied"] = {"config_file": str(path), "audit_log": audit}
     if args.report:
-        from synctwin.app.reports import write_report
-
         write_report(args.report, build_page(result))
-    if args.json:
-        from synctwin.app.console import print_json
-
-        print_json(result)
-    else:
-        print_tune(result)
+    emit(args.json, result, print_tune)
     return 0
 
 
@@ -132,8 +117,6 @@ def _pct(x: float | None) -> str:
 
 def print_tune(r: dict[str, Any]) -> None:
     from rich.table import Table
-
-    from synctwin.app.console import console
 
     out = console()
     ev = r["evidence"]
@@ -208,8 +191,8 @@ def build_page(r: dict[str, Any]) -> str:
     ax.legend(loc="upper left")
     ax = axes[0][1]
     xs = [c["threshold"] for c in r["curve"]]
-    ax.plot(xs, [c["fn_rate"] if c["fn_rate"] is not None else float("nan") for c in r["curve"]], label="FN rate")
-    ax.plot(xs, [c["fp_rate"] if c["fp_rate"] is not None else float("nan") for c in r["curve"]], label="FP rate")
+    for rate, label in (("fn_rate", "FN rate"), ("fp_rate", "FP rate")):
+        ax.plot(xs, [float("nan") if c[rate] is None else c[rate] for c in r["curve"]], label=label)
     ax.axvline(r["threshold"], color="#2a7", linestyle=":", label=f"recommended {r['threshold']}")
     ax.axhline(0.05, color="#c33", linewidth=0.8, linestyle="--", label="FN goal 5%")
     ax.set_xlabel("threshold")

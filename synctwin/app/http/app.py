@@ -1,19 +1,12 @@
 """The HTTP service: SyncBrain (or anyone) calls the gate over HTTP, operators read a campaign's state.
 
-Why it is shaped this way:
-- the gate is CPU-bound numpy (~20 ms at 10k paths); it runs in worker threads behind a limiter
-  sized to the CPUs, so the event loop keeps answering /healthz and /metrics while requests queue
-  in order instead of fighting for the GIL;
-- the Redis client is the synchronous one the rest of SyncTwin uses, so every Redis call runs in a
-  thread too; publishing an approval reuses `synctwin gate --redis`'s own helpers, so the keys and
-  audit records are the same whichever way a campaign was gated;
-- bad input is a 422 whose `loc` names the field (pydantic's, or ours for what only the parsers can
-  see: duplicate dates, a CSV line), never a traceback; bodies over the limit are a 413 before
-  they are read.
-"""
+The CPU-bound gate and the synchronous Redis calls run in worker threads (the gate's behind a
+limiter sized to the CPUs), so the event loop keeps answering /healthz and /metrics. Bad input is
+a 422 whose `loc` names the field, never a traceback; a body over the limit is a 413 unread."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -33,6 +26,8 @@ from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agents.syncshield.backends import RedisAuditStore
+from agents.synctwin.mirror.deviation import MirrorState
+from agents.syncvalue.stores import RedisHistoryStore
 from synctwin import __version__
 from synctwin.app.commands.kpis import kpis
 from synctwin.app.http.schemas import CampaignView, Health, SimulateRequest
@@ -40,7 +35,10 @@ from synctwin.infra import metrics
 from synctwin.infra.shards import campaign_keys
 from synctwin.kernel.config import Settings, get_settings
 from synctwin.kernel.errors import InvalidInput
-from synctwin.kernel.models import GateResult
+from synctwin.kernel.history import history_from_records, parse_history_csv
+from synctwin.kernel.models import GateResult, Projection, Strategy
+from synctwin.kernel.redact import scrub
+from synctwin.services.gate import GateRequest, decide
 
 log = logging.getLogger("synctwin.app.http")
 
@@ -123,21 +121,16 @@ def create_app(settings: Settings | None = None, redis_client: Any = None) -> Fa
     app.add_middleware(_Instrument)
 
     app.include_router(_v1)
+    ops = {"methods": ["GET"], "tags": ["operations"]}
     app.add_api_route(
-        "/healthz",
-        healthz,
-        methods=["GET"],
-        response_model=Health,
-        tags=["operations"],
-        summary="liveness, and whether Redis is reachable",
+        "/healthz", healthz, response_model=Health, summary="liveness, and whether Redis is reachable", **ops
     )
     app.add_api_route(
         "/metrics",
         prometheus_metrics,
-        methods=["GET"],
-        tags=["operations"],
         summary="Prometheus metrics (text exposition format)",
         response_class=Response,
+        **ops,
     )
     return app
 
@@ -214,8 +207,6 @@ async def simulate(body: SimulateRequest, request: Request) -> JSONResponse:
 
 def _gate(body: SimulateRequest, settings: Settings, client: Any) -> tuple[GateResult, float]:
     """The CPU-bound part (history, baseline, Monte Carlo, advice) and the Redis writes, in a worker thread."""
-    from synctwin.services.gate import GateRequest, decide
-
     started = time.perf_counter()
     history, source, where = _history(body, settings, client)
     request = GateRequest(
@@ -240,8 +231,6 @@ def _gate(body: SimulateRequest, settings: Settings, client: Any) -> tuple[GateR
 def _gate_error_loc(exc: InvalidInput, history_loc: list[str | int]) -> list[str | int]:
     """Where a gate error points: a strategy field (an overflowed simulation names the largest),
     the history (what it cannot estimate, e.g. a CPM from no impressions), or a request field."""
-    from synctwin.kernel.models import Strategy
-
     if exc.field in Strategy.model_fields:
         return ["body", "strategy", exc.field]
     return ["body", exc.field] if exc.field else history_loc
@@ -249,8 +238,6 @@ def _gate_error_loc(exc: InvalidInput, history_loc: list[str | int]) -> list[str
 
 def _history(body: SimulateRequest, settings: Settings, client: Any) -> tuple[Any, str, list[str | int]]:
     """The History, a name for messages, and the `loc` its baseline errors point at."""
-    from synctwin.kernel.history import history_from_records, parse_history_csv
-
     if body.history is not None:
         rows = [r.model_dump(exclude_none=True) for r in body.history]
         try:
@@ -268,8 +255,6 @@ def _history(body: SimulateRequest, settings: Settings, client: Any) -> tuple[An
         except InvalidInput as exc:
             ctx = {k: v for k, v in (("line", exc.line), ("field", exc.field)) if v is not None}
             raise BadInput(["body", "history_csv"], str(exc), ctx=ctx or None) from None
-    from agents.syncvalue.stores import RedisHistoryStore
-
     try:
         history = RedisHistoryStore(client, settings.key_prefix).get(body.strategy.client_id)
     except InvalidInput as exc:
@@ -306,11 +291,6 @@ async def campaign(
 
 
 def _campaign_view(client: Any, prefix: str, cid: str) -> CampaignView | None:
-    import json
-
-    from agents.synctwin.mirror.deviation import MirrorState
-    from synctwin.kernel.models import Projection
-
     pipe = client.pipeline(transaction=False)
     pipe.get(f"{prefix}campaign:{cid}:projection")
     pipe.get(f"{prefix}campaign:{cid}:strategy")
@@ -323,10 +303,7 @@ def _campaign_view(client: Any, prefix: str, cid: str) -> CampaignView | None:
         except ValueError:
             log.warning("campaign %s: the stored projection does not parse", cid)
     if raw_strategy:
-        try:
-            strategy = json.loads(raw_strategy)
-        except ValueError:
-            strategy = None
+        strategy = _json(raw_strategy)
     if raw_mirror:
         try:
             state = asdict(MirrorState.from_hash(cid, raw_mirror))
@@ -335,29 +312,19 @@ def _campaign_view(client: Any, prefix: str, cid: str) -> CampaignView | None:
             mirror = state
         except (ValueError, TypeError, KeyError):
             mirror = dict(raw_mirror)  # as stored, rather than nothing
-    pauses = [
+    pauses = [  # oldest first, as the decisions
         dict(f, entry_id=i)
-        for i, f in _scan(client, f"{prefix}control")
+        for i, f in reversed(_scan(client, f"{prefix}control"))
         if f.get("campaign_id") == cid and f.get("command") == "PAUSE"
     ]
-    decisions = []
-    for entry_id, fields in _scan(client, f"{prefix}audit"):
-        try:
-            rec = json.loads(fields.get("record", "null"))
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and rec.get("campaign_id") == cid:
-            decisions.append(
-                {
-                    "entry_id": entry_id,
-                    **{k: rec.get(k) for k in ("seq", "ts", "event_type", "reason", "client_id")},
-                    "metadata": rec.get("metadata"),
-                }
-            )
+    records = ((i, _json(f.get("record", "null"))) for i, f in reversed(_scan(client, f"{prefix}audit")))
+    decisions = [
+        {"entry_id": i, **{k: rec.get(k) for k in ("seq", "ts", "event_type", "reason", "client_id", "metadata")}}
+        for i, rec in records
+        if isinstance(rec, dict) and rec.get("campaign_id") == cid
+    ]
     if projection is None and strategy is None and mirror is None and not pauses and not decisions:
         return None
-    pauses.reverse()
-    decisions.reverse()
     paused = bool(pauses) or (mirror is not None and mirror.get("status") == "PAUSED")
     return CampaignView(
         campaign_id=cid,
@@ -368,6 +335,14 @@ def _campaign_view(client: Any, prefix: str, cid: str) -> CampaignView | None:
         pauses=pauses,
         decisions=decisions,
     )
+
+
+def _json(text: str) -> Any:
+    """The JSON value of `text`, or None when it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _scan(client: Any, key: str) -> list[tuple[str, dict[str, str]]]:
@@ -473,8 +448,6 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """Redis down: the decision cannot be audited (nor campaign state read); say so, and retry later.
     The error text is scrubbed of the Redis password: a client must never see it."""
-    from synctwin.kernel.redact import scrub
-
     why = scrub(str(exc), request.app.state.settings.redis_url)
     log.warning("Redis unavailable: %s", why)
     return JSONResponse(
@@ -583,8 +556,6 @@ class _Instrument:
 async def _send_json(
     send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    import json
-
     data = json.dumps(body).encode("utf-8")
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -1,10 +1,8 @@
-"""Self-contained HTML reports (`--report FILE.html` on gate, replay and chaos).
+"""Self-contained HTML reports (`--report FILE.html` on gate, replay, chaos, tune, backtest --rolling).
 
-One page per run, with its plots inlined as SVG (no network, no files beside it) and its key
-numbers as text, so it can be mailed, archived with the audit log, or read without the plots.
-matplotlib is imported only by the page builders (`synctwin.app.reports.gate` etc.), never by this
-module: a command without --report does not pay for it.
-"""
+One page per run, its plots inlined as SVG and its key numbers as text, so it can be mailed,
+archived or read offline. matplotlib is imported only by the page builders, never here: a command
+without --report does not pay for it."""
 
 from __future__ import annotations
 
@@ -14,11 +12,13 @@ from pathlib import Path
 from synctwin.kernel.errors import InvalidInput
 
 
-def check_report_path(path: str) -> Path:
-    """Fail before the work, not after it: the report's directory must exist and be writable."""
+def check_report_path(path: str | None) -> None:
+    """Fail before the work, not after it: the report's directory must exist and be writable (none given: no report)."""
+    if not path:
+        return
     p = Path(path)
-    if not path or path.endswith(os.sep):
-        raise InvalidInput("expected a file name such as report.html", source=path or "''", field="--report")
+    if path.endswith(os.sep):
+        raise InvalidInput("expected a file name such as report.html", source=path, field="--report")
     if p.is_dir():
         raise InvalidInput("is a directory; give a file name such as report.html", source=path, field="--report")
     parent = p.parent if str(p.parent) else Path(".")
@@ -28,7 +28,6 @@ def check_report_path(path: str) -> Path:
         raise InvalidInput(f"directory {str(parent)!r} is not writable", source=path, field="--report")
     if p.exists() and not os.access(p, os.W_OK):
         raise InvalidInput("exists and is not writable", source=path, field="--report")
-    return p
 
 
 def write_report(path: str | os.PathLike[str], html: str) -> Path:

@@ -1,10 +1,7 @@
 """The chaos run's report: did each guard react to its fault, when, and what did it cost?
 
-Per drill, the test campaign's spend and revenue per hour around the fault (the six steady
-hours before it and the hours after), the fault window shaded, and the guard's reaction marked
-(the pause with its reason, or the circuit breaker opening and bidding resuming); then the
-results table, each drill's steady-state probes and the verdict.
-"""
+Per drill, the test campaign's hourly spend and revenue around the shaded fault window with the
+guard's reaction marked; then the results, each drill's steady-state probes and the verdict."""
 
 from __future__ import annotations
 
@@ -23,10 +20,10 @@ from synctwin.app.reports.html import (
     money,
     new_figure,
     num,
-    short_money,
     verdict,
 )
 from synctwin.app.reports.replay import mark_pause, shade_faults
+from synctwin.kernel.formatting import short_money
 
 
 def build_chaos_page(run: Any) -> str:
@@ -59,12 +56,7 @@ def build_chaos_page(run: Any) -> str:
         ["drill", "campaign", "fault", "expected guard", "what happened", "when", "verdict"],
         [
             [
-                row["drill"],
-                row["template"],
-                row["fault"],
-                row["expected"],
-                row["happened"],
-                row["when"],
+                *(row[k] for k in ("drill", "template", "fault", "expected", "happened", "when")),
                 verdict(row["verdict"] == "PASS"),
             ]
             for row in rows

@@ -1,11 +1,7 @@
 """The gate's report: why a campaign was approved or blocked, in two pictures and a table.
 
-1. The uplift distribution: every simulated path's net profit uplift, losses red and gains
-   green, the zero line, and p10/p50/p90. The confidence score is the green share.
-2. The projection fan: cumulative spend, revenue and conversions per day (p10-p90 band and
-   median), with the baseline's pace for spend and revenue: the plan the live mirror checks
-   the real campaign against.
-"""
+The paths' uplift distribution (the confidence is its green share) and the projection fan the
+live mirror checks the real campaign against."""
 
 from __future__ import annotations
 
@@ -24,9 +20,8 @@ from synctwin.app.reports.html import (
     new_figure,
     num,
     short_count,
-    short_money,
 )
-from synctwin.kernel.formatting import percent, plural
+from synctwin.kernel.formatting import percent, plural, short_money
 
 _MONEY = ("daily_budget", "cpm", "aov")
 _SHARES = ("cvr", "ctr", "gross_margin")
@@ -123,30 +118,15 @@ def build_gate_page(result: Any, uplift: np.ndarray, *, strategy: Any = None, so
         "the baseline's pace over the same days.",
         alt="projection fan of spend, revenue and conversions",
     )
+    bands = [(m, q) for m in ("spend", "revenue", "conversions") for q in ("p10", "p50", "p90")]
+
+    def band(pt: Any, metric: str, q: str) -> Cell:
+        value = getattr(pt, f"{metric}_{q}")
+        return num(f"{value:,.0f}" if metric == "conversions" else money(value))
+
     page.table(
-        [
-            "day",
-            "spend p10",
-            "spend p50",
-            "spend p90",
-            "revenue p10",
-            "revenue p50",
-            "revenue p90",
-            "conversions p10",
-            "conversions p50",
-            "conversions p90",
-        ],
-        [
-            [
-                num(f"{pt.t_hours / 24:g}"),
-                *(
-                    num(money(v))
-                    for v in (pt.spend_p10, pt.spend_p50, pt.spend_p90, pt.revenue_p10, pt.revenue_p50, pt.revenue_p90)
-                ),
-                *(num(f"{v:,.0f}") for v in (pt.conversions_p10, pt.conversions_p50, pt.conversions_p90)),
-            ]
-            for pt in proj.points
-        ],
+        ["day", *(f"{m} {q}" for m, q in bands)],
+        [[num(f"{pt.t_hours / 24:g}"), *(band(pt, m, q) for m, q in bands)] for pt in proj.points],
         collapsed="the projection as a table, day by day",
     )
     if strategy is not None:
@@ -207,26 +187,11 @@ def uplift_figure(result: Any, uplift: np.ndarray) -> Any:
     ax.set_xlabel("net profit uplift over the campaign (per path)")
     ax.set_ylabel("share of paths")
     lose = 1.0 - result.confidence_score
-    ax.text(
-        0.01,
-        0.97,
-        f"{lose:.1%} of paths lose money",
-        transform=ax.transAxes,
-        ha="left",
-        va="top",
-        color=RED,
-        fontsize=10,
-    )
-    ax.text(
-        0.99,
-        0.97,
-        f"{result.confidence_score:.1%} make money",
-        transform=ax.transAxes,
-        ha="right",
-        va="top",
-        color=GREEN,
-        fontsize=10,
-    )
+    for x, ha, colour, text in (
+        (0.01, "left", RED, f"{lose:.1%} of paths lose money"),
+        (0.99, "right", GREEN, f"{result.confidence_score:.1%} make money"),
+    ):
+        ax.text(x, 0.97, text, transform=ax.transAxes, ha=ha, va="top", color=colour, fontsize=10)
     lo_ci, hi_ci = result.confidence_interval
     ax.set_title(
         f"{result.decision}: confidence {result.confidence_score:.3f} (95% CI {lo_ci:.3f}-{hi_ci:.3f}) "
@@ -252,9 +217,7 @@ def projection_figure(result: Any) -> Any:
         ("conversions", "cumulative conversions", GREY, None, short_count),
     )
     for ax, (metric, title, colour, base, fmt) in zip(axes[0], panels, strict=True):
-        p10 = np.array([getattr(p, f"{metric}_p10") for p in pts])
-        p50 = np.array([getattr(p, f"{metric}_p50") for p in pts])
-        p90 = np.array([getattr(p, f"{metric}_p90") for p in pts])
+        p10, p50, p90 = (np.array([getattr(p, f"{metric}_{q}") for p in pts]) for q in ("p10", "p50", "p90"))
         ax.fill_between(days, p10, p90, color=colour, alpha=0.22, linewidth=0, label="p10-p90")
         ax.plot(days, p50, color=colour, linewidth=2, label="median")
         if base:

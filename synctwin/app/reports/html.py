@@ -1,11 +1,8 @@
 """The page and its figures: a tiny HTML builder and matplotlib figures inlined as SVG.
 
-Figures are drawn on a bare `matplotlib.figure.Figure` with the Agg canvas, never through
-pyplot, so no GUI backend or global figure state is touched (a report can be written from a
-server thread). SVG keeps text as text (searchable, crisp at any zoom); the XML prologue, the
-DOCTYPE and the namespace declarations are dropped because inline SVG in HTML needs none of
-them, which leaves the page without a single http(s) URL: it opens offline, as is.
-"""
+Figures use a bare Agg `Figure`, never pyplot, so no GUI backend or global state is touched (a
+server thread can write a report). The SVG keeps text as text and loses its prologue, DOCTYPE and
+namespaces, which inline SVG needs none of: the page holds no http(s) URL and opens offline."""
 
 from __future__ import annotations
 
@@ -50,16 +47,6 @@ def money(x: float | None, decimals: int = 0) -> str:
         return "-"
     sign = "-" if x < 0 else ""
     return f"{sign}${abs(x):,.{decimals}f}"
-
-
-def short_money(x: float, _pos: Any = None) -> str:
-    """Axis labels: $1.2M, $350k, -$40k."""
-    sign = "-" if x < 0 else ""
-    a = abs(x)
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if a >= div:
-            return f"{sign}${a / div:.3g}{suffix}"
-    return f"{sign}${a:.0f}"
 
 
 def short_count(x: float, _pos: Any = None) -> str:

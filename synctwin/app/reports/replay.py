@@ -1,10 +1,7 @@
 """The replay's report: each campaign's real run against the plan the gate approved.
 
-Per campaign, cumulative spend and revenue as the world really delivered them (hourly samples)
-over the gate's projection fan (p10-p90 and median, shifted to the campaign's launch), with
-fault windows shaded and pauses marked with their reason; then the expectations, the campaigns
-and the whole timeline as tables.
-"""
+Per campaign, cumulative spend and revenue as delivered over the gate's projection fan, fault
+windows shaded and pauses marked; then the expectations, the campaigns and the timeline as tables."""
 
 from __future__ import annotations
 
@@ -23,10 +20,9 @@ from synctwin.app.reports.html import (
     money,
     new_figure,
     num,
-    short_money,
     verdict,
 )
-from synctwin.kernel.formatting import percent
+from synctwin.kernel.formatting import percent, short_money
 
 
 def build_replay_page(trace: Any) -> str:
@@ -218,11 +214,7 @@ def _status(c: Any) -> Cell:
 
 
 def _target(f: dict[str, Any]) -> str:
-    parts = [
-        f"campaign {f['campaign']}" if f.get("campaign") else "",
-        f"platform {f['platform']}" if f.get("platform") else "",
-    ]
-    return ", ".join(p for p in parts if p) or "all"
+    return ", ".join(f"{k} {f[k]}" for k in ("campaign", "platform") if f.get(k)) or "all"
 
 
 def applies(fault: dict[str, Any], c: Any) -> bool:
@@ -311,23 +303,9 @@ def shade_faults(ax: Any, trace: Any, c: Any, unit: float, *, label: bool = True
         first = False
 
 
-def mark_pause(ax: Any, c: Any, unit: float, *, text: bool = False) -> None:
-    if c.paused_at is None:
-        return
-    ax.axvline(c.paused_at / unit, color=RED, linewidth=1.6, label=f"paused: {c.pause_reason}")
-    if text:
-        ax.annotate(
-            f"paused: {c.pause_reason}",
-            (c.paused_at / unit, 0.5),
-            xycoords=("data", "axes fraction"),
-            xytext=(4, 0),
-            textcoords="offset points",
-            rotation=90,
-            ha="left",
-            va="center",
-            fontsize=8,
-            color=RED,
-        )
+def mark_pause(ax: Any, c: Any, unit: float) -> None:
+    if c.paused_at is not None:
+        ax.axvline(c.paused_at / unit, color=RED, linewidth=1.6, label=f"paused: {c.pause_reason}")
 
 
 def campaign_figure(trace: Any, c: Any) -> Any:

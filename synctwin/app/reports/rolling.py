@@ -1,12 +1,7 @@
 """The rolling backtest's report: how far the gate's intervals and confidence held on one account.
 
-1. Projection against what happened, window by window: the p10-p90 band and median of the
-   projected revenue (and net profit uplift) at each origin, with the realized value as a dot,
-   green inside the band and red outside.
-2. The PIT histogram (a calibrated gate gives a flat one) and the reliability of the
-   confidence score (of the windows given ~70%, did ~70% make money?).
-3. The figures as a table and every window as a row.
-"""
+The projection against what happened window by window, the PIT histogram and the reliability of
+the confidence score, then the figures and every window as tables."""
 
 from __future__ import annotations
 
@@ -25,10 +20,11 @@ from synctwin.app.reports.html import (
     money,
     new_figure,
     num,
-    short_money,
 )
+from synctwin.kernel.formatting import short_money
 
 TARGET = (0.75, 0.85)
+_REVENUE_BANDS = ("revenue_p10", "revenue_p50", "revenue_p90")
 
 
 def _pct(x: float | None) -> str:
@@ -47,12 +43,7 @@ def build_rolling_page(d: dict[str, Any]) -> str:
     cov = s["revenue_coverage_p10_p90"]
     ok = cov["value"] is not None and TARGET[0] <= cov["value"] <= TARGET[1]
     med, ucov, umed, crps, pit, brier = (
-        s["revenue_below_p50"],
-        s["uplift_coverage_p10_p90"],
-        s["uplift_below_p50"],
-        s["crps"],
-        s["pit"],
-        s["brier"],
+        s[k] for k in ("revenue_below_p50", "uplift_coverage_p10_p90", "uplift_below_p50", "crps", "pit", "brier")
     )
     page.h2("How far to trust the gate on this account")
     page.p(
@@ -139,12 +130,7 @@ def build_rolling_page(d: dict[str, Any]) -> str:
     rows = [
         [
             w["origin"],
-            num(money(w["budget"])),
-            num(money(w["baseline_daily_spend"])),
-            num(money(w["realized_revenue"])),
-            num(money(w["revenue_p10"])),
-            num(money(w["revenue_p50"])),
-            num(money(w["revenue_p90"])),
+            *(num(money(w[k])) for k in ("budget", "baseline_daily_spend", "realized_revenue", *_REVENUE_BANDS)),
             Cell("yes", "ok") if w["revenue_inside_p10_p90"] else Cell("no", "bad"),
             num(money(w["realized_uplift"])),
             num(money(w["uplift_p50"])),
@@ -193,9 +179,7 @@ def fan_figure(windows: list[dict[str, Any]]) -> Any:
         ("uplift", "realized_uplift", "uplift_inside_p10_p90", "net profit uplift over the window", ORANGE),
     )
     for ax, (key, real_key, inside_key, title, colour) in zip(axes[:, 0], panels, strict=True):
-        p10 = np.array([w[f"{key}_p10"] for w in windows])
-        p50 = np.array([w[f"{key}_p50"] for w in windows])
-        p90 = np.array([w[f"{key}_p90"] for w in windows])
+        p10, p50, p90 = (np.array([w[f"{key}_{q}"] for w in windows]) for q in ("p10", "p50", "p90"))
         real = np.array([w[real_key] for w in windows])
         inside = np.array([w[inside_key] for w in windows])
         ax.fill_between(
