@@ -699,7 +699,7 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=200_000, help="throughput: events (default 200k)")
     ap.add_argument("--campaigns", type=int, default=100, help="throughput and memory: campaigns (default 100)")
     ap.add_argument("--seed-events", type=int, default=50_000, help="events for the seed's loop (default 50k)")
-    ap.add_argument("--batch", type=int, default=500, help="events per XREADGROUP (default 500, as settings)")
+    ap.add_argument("--batch", type=int, default=2000, help="events per XREADGROUP (default 2000, as settings)")
     ap.add_argument("--rate", type=float, default=1000.0, help="latency: events a second (default 1000)")
     ap.add_argument("--seconds", type=float, default=20.0, help="latency: how long to publish (default 20)")
     ap.add_argument("--memory-events", type=int, default=1_000_000, help="memory: events (default 1M)")
