@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Unpack, runtime_checkable
 
 from synctwin.kernel.errors import InvalidInput
 
@@ -32,7 +32,17 @@ from .anchors import (
     resolve_key,
     write_head_file,
 )
-from .chain import RECORD_KEYS, Head, Malformed, VerifyReport, canonical_json, is_hmac, make_record, verify_chain
+from .chain import (
+    RECORD_KEYS,
+    Head,
+    Malformed,
+    RecordFields,
+    VerifyReport,
+    canonical_json,
+    is_hmac,
+    make_record,
+    verify_chain,
+)
 
 Clock = Callable[[], float]
 
@@ -41,15 +51,7 @@ Clock = Callable[[], float]
 class AuditStore(Protocol):
     """The port SyncShield writes to; adapters decide where the records go."""
 
-    def append(
-        self,
-        event_type: str,
-        *,
-        client_id: str | None = None,
-        campaign_id: str | None = None,
-        reason: str | None = None,
-        metadata: Any = None,
-    ) -> dict[str, Any]:
+    def append(self, event_type: str, **fields: Unpack[RecordFields]) -> dict[str, Any]:
         """Chain a new record after the current head, store it and return it."""
         ...
 
@@ -67,28 +69,11 @@ class InMemoryAuditStore:
         self._records: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def append(
-        self,
-        event_type: str,
-        *,
-        client_id: str | None = None,
-        campaign_id: str | None = None,
-        reason: str | None = None,
-        metadata: Any = None,
-    ) -> dict[str, Any]:
+    def append(self, event_type: str, **fields: Unpack[RecordFields]) -> dict[str, Any]:
         """Chain onto the last record under a lock, so threads cannot fork the chain."""
         with self._lock:
             prev = self._records[-1] if self._records else None
-            rec = make_record(
-                prev,
-                event_type,
-                ts=self._clock(),
-                client_id=client_id,
-                campaign_id=campaign_id,
-                reason=reason,
-                metadata=metadata,
-                key=self._key,
-            )
+            rec = make_record(prev, event_type, ts=self._clock(), key=self._key, **fields)
             self._records.append(rec)
             return dict(rec)
 
@@ -118,15 +103,20 @@ def _shape_error(obj: Any) -> str | None:
     return None
 
 
-def _parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """(record, None) or (None, what is wrong with the line)."""
+def _decode(raw: bytes) -> tuple[Any, str | None]:
+    """(the line's JSON, None) or (None, why it is not JSON)."""
     try:
-        obj = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8")), None
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON ({exc.msg} at column {exc.colno})"
-    problem = _shape_error(obj)
+
+
+def _parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """(record, None) or (None, what is wrong with the line)."""
+    obj, problem = _decode(raw)
+    problem = problem or _shape_error(obj)
     return (None, problem) if problem else (obj, None)
 
 
@@ -200,15 +190,7 @@ class JsonlAuditStore:
         self._offset, self._lines, self._last, self._missing_newline = offset, lines, last, missing_newline
         return last, missing_newline
 
-    def append(
-        self,
-        event_type: str,
-        *,
-        client_id: str | None = None,
-        campaign_id: str | None = None,
-        reason: str | None = None,
-        metadata: Any = None,
-    ) -> dict[str, Any]:
+    def append(self, event_type: str, **fields: Unpack[RecordFields]) -> dict[str, Any]:
         """Lock the file, read its head, write the next record with one write(), then its head file, unlock."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._mutex:
@@ -219,16 +201,7 @@ class JsonlAuditStore:
                 problem = append_problem(read_head_file(self.path), prev, self._key)
                 if problem:
                     raise InvalidInput(problem, source=str(self.path))
-                rec = make_record(
-                    prev,
-                    event_type,
-                    ts=self._clock(),
-                    client_id=client_id,
-                    campaign_id=campaign_id,
-                    reason=reason,
-                    metadata=metadata,
-                    key=self._key,
-                )
+                rec = make_record(prev, event_type, ts=self._clock(), key=self._key, **fields)
                 data = (b"\n" if missing_newline else b"") + canonical_json(rec).encode("utf-8") + b"\n"
                 view = memoryview(data)
                 while view:
@@ -246,12 +219,12 @@ class JsonlAuditStore:
     def records(self) -> list[dict[str, Any]]:
         """Every record; raises InvalidInput (file, line) for a line that is not a record."""
         out: list[dict[str, Any]] = []
-        for lineno, raw in _locked_lines(self.path, missing_ok=True):
-            rec, problem = _parse_line(raw)
-            if problem:
-                raise InvalidInput(problem, source=str(self.path), line=lineno)
-            assert rec is not None
-            out.append(rec)
+        with _locked(self.path, missing_ok=True) as fh:
+            for lineno, raw in enumerate(fh or (), start=1):
+                rec, problem = _parse_line(raw)
+                if problem:
+                    raise InvalidInput(problem, source=str(self.path), line=lineno)
+                out.append(rec)
         return out
 
     def verify(self, expect: Head | None = None) -> VerifyReport:
@@ -279,23 +252,10 @@ def _locked(path: Path, *, missing_ok: bool) -> Iterator[Any]:
         yield fh
 
 
-def _locked_lines(path: Path, *, missing_ok: bool) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw line) under a shared flock."""
-    with _locked(path, missing_ok=missing_ok) as fh:
-        if fh is not None:
-            yield from enumerate(fh, start=1)
-
-
 def _file_entries(fh: Any) -> Iterator[dict[str, Any] | Malformed]:
     for lineno, raw in enumerate(fh, start=1):
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            yield Malformed(f"line {lineno} is not UTF-8 ({exc.reason} at byte {exc.start})")
-        except json.JSONDecodeError as exc:
-            yield Malformed(f"line {lineno} is not valid JSON ({exc.msg} at column {exc.colno})")
-        else:
-            yield obj
+        obj, problem = _decode(raw)
+        yield Malformed(f"line {lineno} is {problem}") if problem else obj
 
 
 def _tampered(checked: int, problem: str) -> VerifyReport:
@@ -430,44 +390,33 @@ class RedisAuditStore:
         self._max_attempts = max_attempts
         self.retries = 0  # WatchError retries so far: a measure of contention
 
-    def _head(self, pipe: Any) -> dict[str, Any] | None:
-        entries = pipe.xrevrange(self.key, count=1)
-        if not entries:
-            return None
-        entry_id, fields = _text(entries[0][0]), _entry_fields(entries[0][1])
-        rec = _entry_to_record(entry_id, fields)
-        problem = rec.reason if isinstance(rec, Malformed) else _shape_error(rec)
-        if problem:
-            raise InvalidInput(
-                f"the head of the audit stream is not a valid record ({problem}); refusing to append",
-                source=f"Redis key {self.key}",
-            )
-        assert isinstance(rec, dict)
-        return rec
-
-    def _next(self, pipe: Any, event_type: str, **fields: Any) -> dict[str, Any]:
-        """With `pipe` watching the stream and its head key: the record after the current head,
-        or InvalidInput when the kept head shows records were removed or rewritten. The head is read
-        before the stream: a writer committing in between then leaves it behind (tolerated, and EXEC
-        fails on the WATCH), never ahead, which would look like a truncation."""
-        raw = pipe.hgetall(self.head_key)
-        prev = self._head(pipe)
+    def _prev(self, conn: Any) -> dict[str, Any] | None:
+        """The head record to chain on; InvalidInput when it is not a record, or when the head kept
+        beside the stream shows records were removed or rewritten. The kept head is read first: a
+        writer committing in between then leaves it behind (tolerated, and EXEC fails on the WATCH),
+        never ahead, which would look like a truncation."""
+        raw = conn.hgetall(self.head_key)
+        entries = conn.xrevrange(self.key, count=1)
+        prev = None
+        if entries:
+            rec = _entry_to_record(_text(entries[0][0]), _entry_fields(entries[0][1]))
+            problem = rec.reason if isinstance(rec, Malformed) else _shape_error(rec)
+            if problem:
+                raise InvalidInput(
+                    f"the head of the audit stream is not a valid record ({problem}); refusing to append",
+                    source=f"Redis key {self.key}",
+                )
+            prev = rec
         stored = StoredHead.parse(_entry_fields(raw), f"Redis key {self.head_key}") if raw else None
         problem = append_problem(stored, prev, self._hmac_key)
         if problem:
             raise InvalidInput(problem, source=f"Redis key {self.key}")
-        return make_record(prev, event_type, ts=self._clock(), key=self._hmac_key, **fields)
+        return prev
 
     def check_appendable(self) -> None:
-        """Raise now the InvalidInput the next append would: a head showing lost or rewritten records,
-        a keyed stream and no key. Long-running workers call it at startup, so a misconfiguration is
-        one line then, not a stop at their first audited decision hours later."""
-        raw = self.client.hgetall(self.head_key)
-        stored = StoredHead.parse(_entry_fields(raw), f"Redis key {self.head_key}") if raw else None
-        prev = self._head(self.client)
-        problem = append_problem(stored, prev, self._hmac_key)
-        if problem:
-            raise InvalidInput(problem, source=f"Redis key {self.key}")
+        """Raise now the InvalidInput the next append would (a damaged head, a keyed stream and no key),
+        so a long-running worker says so at startup, not at its first audited decision hours later."""
+        prev = self._prev(self.client)
         if prev is not None and self._hmac_key is None and is_hmac(prev):
             raise InvalidInput(
                 "the audit stream is HMAC-chained: set SYNCTWIN_AUDIT_KEY to append to it",
@@ -479,25 +428,14 @@ class RedisAuditStore:
         pipe.xadd(self.key, _stream_fields(rec))
         pipe.hset(self.head_key, mapping=StoredHead.of(rec, self._hmac_key).fields())
 
-    def append(
-        self,
-        event_type: str,
-        *,
-        client_id: str | None = None,
-        campaign_id: str | None = None,
-        reason: str | None = None,
-        metadata: Any = None,
-    ) -> dict[str, Any]:
+    def append(self, event_type: str, **fields: Unpack[RecordFields]) -> dict[str, Any]:
         """WATCH, read head, MULTI/XADD/EXEC; retry on WatchError with a little jitter."""
         from redis.exceptions import WatchError
 
         for attempt in range(self._max_attempts):
             with self.client.pipeline(transaction=True) as pipe:
                 try:
-                    pipe.watch(self.key, self.head_key)
-                    rec = self._next(
-                        pipe, event_type, client_id=client_id, campaign_id=campaign_id, reason=reason, metadata=metadata
-                    )
+                    rec, _ = self.prepare(pipe, event_type, **fields)
                     pipe.multi()
                     self.queue(pipe, rec)
                     pipe.execute()
@@ -511,23 +449,14 @@ class RedisAuditStore:
         )
 
     def prepare(
-        self,
-        pipe: Any,
-        event_type: str,
-        *,
-        client_id: str | None = None,
-        campaign_id: str | None = None,
-        reason: str | None = None,
-        metadata: Any = None,
+        self, pipe: Any, event_type: str, **fields: Unpack[RecordFields]
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """For a caller's own transaction: WATCH the stream and its head on `pipe` (still in immediate
         mode), build the next record on its head, and return it with its XADD fields. The caller then
-        calls `pipe.multi()`, `store.queue(pipe, rec)` beside its own writes (the XADD and the new
-        head), and `execute()`; a WatchError means another writer got in first: start again."""
+        calls `pipe.multi()`, `store.queue(pipe, rec)` beside its own writes, and `execute()`; a
+        WatchError means another writer got in first: start again."""
         pipe.watch(self.key, self.head_key)
-        rec = self._next(
-            pipe, event_type, client_id=client_id, campaign_id=campaign_id, reason=reason, metadata=metadata
-        )
+        rec = make_record(self._prev(pipe), event_type, ts=self._clock(), key=self._hmac_key, **fields)
         return rec, _stream_fields(rec)
 
     def records(self) -> list[dict[str, Any]]:

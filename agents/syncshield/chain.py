@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import numpy as np
 
@@ -49,6 +49,15 @@ HMAC_SCHEME = "hmac-sha256"
 KEY_ENV = "SYNCTWIN_AUDIT_KEY"
 _OPTIONAL_STR_KEYS = ("client_id", "campaign_id", "reason")
 _HEX = frozenset("0123456789abcdef")
+
+
+class RecordFields(TypedDict, total=False):
+    """What a caller may record about an event beside its type (`make_record`'s keywords)."""
+
+    client_id: str | None
+    campaign_id: str | None
+    reason: str | None
+    metadata: Any
 
 
 class MissingKey(InvalidInput):

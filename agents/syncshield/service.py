@@ -11,7 +11,7 @@ from typing import Any, cast
 from synctwin.kernel.errors import InvalidInput
 
 from .backends import AuditStore, InMemoryAuditStore
-from .chain import VerifyReport, verify_chain
+from .chain import RecordFields, VerifyReport, verify_chain
 
 
 class SyncShield:
@@ -26,7 +26,7 @@ class SyncShield:
         Unknown field names are refused rather than silently dropped: an audit entry that lost
         part of what the caller meant to record is worse than a loud error.
         """
-        unknown = sorted(set(fields) - {"client_id", "campaign_id", "reason", "metadata"})
+        unknown = sorted(set(fields) - RecordFields.__annotations__.keys())
         if unknown:
             raise InvalidInput(f"unknown audit field(s): {', '.join(unknown)}", field=unknown[0])
         return self.store.append(event_type, **fields)
