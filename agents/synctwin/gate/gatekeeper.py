@@ -12,7 +12,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from agents.synctwin.gate.montecarlo import (
     CurveParams,
     FunnelParams,
     MonteCarloOutcome,
+    PathBlock,
     SeedModelParams,
     run_monte_carlo,
     simulate_curve_model,
@@ -46,6 +47,19 @@ from synctwin.kernel.models import GateResult, Projection, ProjectionPoint, Simu
 from synctwin.kernel.strategy_io import strategy_from_dict
 
 ProgressCallback = Callable[[int, int], None]  # (paths drawn, paths to draw)
+
+
+class GateOptions(TypedDict, total=False):
+    """A gate run's overrides of the gatekeeper's settings; `progress(drawn, target)` is called after
+    each chunk of paths (for a progress bar), `executor` draws the chunks (default: this process)."""
+
+    seed: int | None
+    paths: int | None
+    model: str | None
+    threshold: float | None
+    max_paths: int | None
+    progress: ProgressCallback | None
+    executor: Executor | None
 
 
 def new_seed() -> int:
@@ -206,25 +220,11 @@ def curve_params(
 
 def build_projection(outcome: MonteCarloOutcome, campaign_id: str, launch_ts: float | None, days: int) -> Projection:
     """Cumulative quantiles at launch (all zero) and at the end of every day."""
-    zero = ProjectionPoint(
-        t_hours=0.0,
-        spend_p10=0,
-        spend_p50=0,
-        spend_p90=0,
-        revenue_p10=0,
-        revenue_p50=0,
-        revenue_p90=0,
-        conversions_p10=0,
-        conversions_p50=0,
-        conversions_p90=0,
-    )
-    points = [zero]
     b = {m: np.round(outcome.bands[m], 4).tolist() for m in ("spend", "revenue", "conversions")}
+    points = [ProjectionPoint(t_hours=0.0, **{f"{m}_p{q}": 0 for m in b for q in (10, 50, 90)})]
     for day in range(days):
-        row: dict[str, float] = {"t_hours": 24.0 * (day + 1)}
-        for metric, rows in b.items():
-            row[f"{metric}_p10"], row[f"{metric}_p50"], row[f"{metric}_p90"] = rows[day]
-        points.append(ProjectionPoint(**row))
+        cells = {f"{m}_p{q}": v for m, rows in b.items() for q, v in zip((10, 50, 90), rows[day], strict=True)}
+        points.append(ProjectionPoint(t_hours=24.0 * (day + 1), **cells))
     return Projection(campaign_id=campaign_id, launch_ts=launch_ts, horizon_days=days, points=points)
 
 
@@ -255,105 +255,46 @@ class SimulationGatekeeper:
         if not 0 < self.threshold < 1:
             raise InvalidInput(f"threshold {self.threshold} must be in (0, 1)", field="threshold")
 
-    def evaluate(
-        self,
-        strategy: Strategy,
-        baseline: Baseline,
-        *,
-        seed: int | None = None,
-        paths: int | None = None,
-        model: str | None = None,
-        threshold: float | None = None,
-        max_paths: int | None = None,
-        progress: ProgressCallback | None = None,
-        executor: Executor | None = None,
-    ) -> GateResult:
+    def evaluate(self, strategy: Strategy, baseline: Baseline, **options: Unpack[GateOptions]) -> GateResult:
         """Simulate and decide. Same strategy, baseline and seed: the same result, bit for bit,
-        whichever `executor` draws the chunks of paths (default: this process).
-
-        `progress(drawn, target)` is called after each chunk of paths (for a progress bar).
-        """
-        return self._evaluate(
-            strategy,
-            baseline,
-            seed=seed,
-            paths=paths,
-            model=model,
-            threshold=threshold,
-            max_paths=max_paths,
-            progress=progress,
-            keep_uplift=False,
-            executor=executor,
-        )[0]
+        whichever `executor` draws the chunks of paths (default: this process)."""
+        return self._evaluate(strategy, baseline, options, keep_uplift=False)[0]
 
     def evaluate_with_uplift(
-        self,
-        strategy: Strategy,
-        baseline: Baseline,
-        *,
-        seed: int | None = None,
-        paths: int | None = None,
-        model: str | None = None,
-        threshold: float | None = None,
-        max_paths: int | None = None,
-        progress: ProgressCallback | None = None,
-        executor: Executor | None = None,
+        self, strategy: Strategy, baseline: Baseline, **options: Unpack[GateOptions]
     ) -> tuple[GateResult, np.ndarray]:
-        """`evaluate`, plus every path's net profit uplift (for the report's histogram).
-
-        The array is the one the summary is computed from anyway, so the result is identical to
-        `evaluate`'s with the same seed and nothing extra is drawn; it costs 8 bytes a path.
-        """
-        result, uplift = self._evaluate(
-            strategy,
-            baseline,
-            seed=seed,
-            paths=paths,
-            model=model,
-            threshold=threshold,
-            max_paths=max_paths,
-            progress=progress,
-            keep_uplift=True,
-            executor=executor,
-        )
+        """`evaluate`, plus every path's net profit uplift (for the report's histogram): the array the
+        summary is computed from anyway, so the result is `evaluate`'s; it costs 8 bytes a path."""
+        result, uplift = self._evaluate(strategy, baseline, options, keep_uplift=True)
         assert uplift is not None
         return result, uplift
 
     def _evaluate(
-        self,
-        strategy: Strategy,
-        baseline: Baseline,
-        *,
-        seed: int | None,
-        paths: int | None,
-        model: str | None,
-        threshold: float | None,
-        max_paths: int | None,
-        progress: ProgressCallback | None,
-        keep_uplift: bool,
-        executor: Executor | None = None,
+        self, strategy: Strategy, baseline: Baseline, options: GateOptions, *, keep_uplift: bool
     ) -> tuple[GateResult, np.ndarray | None]:
         started = time.perf_counter()
-        asked = model or self.model  # the result reports the name asked for (the alias `seed` stays `seed`)
+        asked = options.get("model") or self.model  # the result reports the name asked for (`seed` stays `seed`)
         model = model_name(asked)
+        threshold = options.get("threshold")
         threshold = self.threshold if threshold is None else threshold
-        paths = paths or self.paths
+        paths = options.get("paths") or self.paths
         if paths < 100:
             raise InvalidInput(f"paths {paths} is too few; use at least 100", field="paths")
+        seed = options.get("seed")
         seed = new_seed() if seed is None else int(seed)
         if seed < 0:
             raise InvalidInput(f"seed {seed} must be >= 0", field="seed")
-        max_paths = max(paths, max_paths or self.settings.max_paths)
+        max_paths = max(paths, options.get("max_paths") or self.settings.max_paths)
         extras: dict[str, Any] = {}
         if model == "one-factor":
-            simulate = partial(_seed_chunk, seed_model_params(strategy, baseline))
+            simulate = partial(_chunk, simulate_seed_model, seed_model_params(strategy, baseline))
         elif model == "funnel":
-            simulate = partial(_funnel_chunk, funnel_params(strategy, baseline, self.settings))
+            simulate = partial(_chunk, simulate_funnel_model, funnel_params(strategy, baseline, self.settings))
         else:
             params, extras = curve_params(
                 strategy, baseline, self.settings, extra_z=self.calibration_z, extra_set=self.calibration_set
             )
-            simulate = partial(_curve_chunk, params)
+            simulate = partial(_chunk, simulate_curve_model, params)
         outcome = run_monte_carlo(
             simulate,
             seed=seed,
@@ -363,8 +304,8 @@ class SimulationGatekeeper:
             threshold=threshold,
             projection_paths=self.settings.projection_paths,
             keep_uplift=keep_uplift,
-            progress=progress,
-            executor=executor,
+            progress=options.get("progress"),
+            executor=options.get("executor"),
         )
         result = self._result(strategy, baseline, outcome, model=asked, seed=seed, threshold=threshold, started=started)
         if extras:
@@ -455,13 +396,6 @@ def model_name(name: str) -> str:
         raise InvalidInput(str(exc), field="model") from None
 
 
-def _curve_chunk(params: CurveParams, n: int, rng: np.random.Generator, keep: bool):
-    return simulate_curve_model(params, n, rng, keep_paths=keep)
-
-
-def _seed_chunk(params: SeedModelParams, n: int, rng: np.random.Generator, keep: bool):
-    return simulate_seed_model(params, n, rng, keep_paths=keep)
-
-
-def _funnel_chunk(params: FunnelParams, n: int, rng: np.random.Generator, keep: bool):
-    return simulate_funnel_model(params, n, rng, keep_paths=keep)
+def _chunk(model: Callable[..., PathBlock], params: Any, n: int, rng: np.random.Generator, keep: bool) -> PathBlock:
+    """A chunk of one model's paths: top level, so a partial of it over frozen params pickles."""
+    return model(params, n, rng, keep_paths=keep)
