@@ -73,17 +73,31 @@ def _require(value: float, what: str, hint: str) -> float:
     return value
 
 
-def seed_model_params(strategy: Strategy, baseline: Baseline) -> SeedModelParams:
+def _campaign(strategy: Strategy, baseline: Baseline) -> dict[str, Any]:
+    """The fields every model's params share (ModelParams) but the order value."""
     d = strategy.duration_days
-    return SeedModelParams(
-        days=d,
-        demand=strategy.audience_size * strategy.cvr,
-        daily_budget=strategy.daily_budget,
-        aov=_require(strategy.aov or baseline.avg_order_value, "the order value", "give 'aov' in the strategy"),
-        base_revenue=baseline.revenue_over(d),
-        base_spend=baseline.spend_over(d),
-        gross_margin=strategy.gross_margin,
-    )
+    return {
+        "days": d,
+        "daily_budget": strategy.daily_budget,
+        "demand": strategy.audience_size * strategy.cvr,
+        "base_revenue": baseline.revenue_over(d),
+        "base_spend": baseline.spend_over(d),
+        "gross_margin": strategy.gross_margin,
+    }
+
+
+def _daily(strategy: Strategy, baseline: Baseline, settings: Settings, widen: float) -> dict[str, Any]:
+    """`_campaign` and the spreads of demand and delivery (DailyParams)."""
+    return _campaign(strategy, baseline) | {
+        "demand_sigma": widen * settings.demand_sigma,
+        "delivery_sigma": settings.delivery_sigma,
+        "max_overdelivery": settings.max_overdelivery,
+    }
+
+
+def seed_model_params(strategy: Strategy, baseline: Baseline) -> SeedModelParams:
+    aov = _require(strategy.aov or baseline.avg_order_value, "the order value", "give 'aov' in the strategy")
+    return SeedModelParams(aov=aov, **_campaign(strategy, baseline))
 
 
 def funnel_params(strategy: Strategy, baseline: Baseline, settings: Settings) -> FunnelParams:
@@ -92,7 +106,7 @@ def funnel_params(strategy: Strategy, baseline: Baseline, settings: Settings) ->
     The uncertainty of a rate's mean is its sampling error (day-to-day sd / sqrt(days)) plus a
     structural part for the future not being the past; a new audience or platform widens both.
     """
-    d, n = strategy.duration_days, max(baseline.days, 1)
+    n = max(baseline.days, 1)
     hint = "give 'cpm', 'ctr' and 'aov' in the strategy"
     cpm = _require(strategy.cpm or baseline.cpm, "the CPM", hint)
     ctr = _require(strategy.ctr or baseline.ctr, "the CTR", hint)
@@ -105,21 +119,13 @@ def funnel_params(strategy: Strategy, baseline: Baseline, settings: Settings) ->
         return widen * math.sqrt(daily_sd**2 / n + s**2)
 
     return FunnelParams(
-        days=d,
-        daily_budget=strategy.daily_budget,
-        demand=strategy.audience_size * strategy.cvr,
+        **_daily(strategy, baseline, settings, widen),
         conversions_per_dollar=1000.0 / cpm * ctr * cvr_click,
         aov=aov,
-        base_revenue=baseline.revenue_over(d),
-        base_spend=baseline.spend_over(d),
-        gross_margin=strategy.gross_margin,
-        demand_sigma=widen * settings.demand_sigma,
         param_cpd_sigma=param_sigma(baseline.conversions_per_dollar_log_sd),
         param_aov_sigma=param_sigma(baseline.aov_log_sd),
         daily_cpd_sigma=widen * baseline.conversions_per_dollar_log_sd,
         daily_aov_sigma=baseline.aov_log_sd,
-        delivery_sigma=settings.delivery_sigma,
-        max_overdelivery=settings.max_overdelivery,
     )
 
 
@@ -197,23 +203,15 @@ def curve_params(
         notes.append(str(ext_d["note"]))
     aov = _require(strategy.aov or fit.aov, "the order value", "give 'aov' in the strategy")
     params = CurveParams(
-        days=d,
-        daily_budget=strategy.daily_budget,
-        demand=strategy.audience_size * strategy.cvr,
+        **_daily(strategy, baseline, settings, widen),
         fit=fit,
         weekday=tuple(int(v) for v in future_weekdays(fit, d, start)),
         trend=tuple(float(v) for v in future_trend(fit, d, offset)),
         aov=aov,
-        base_revenue=baseline.revenue_over(d),
-        base_spend=baseline.spend_over(d),
-        gross_margin=strategy.gross_margin,
         spread=spread,
         extra_sd=math.hypot(ext.widened_by, settings.new_context_sigma if new_context else 0.0),
         structural_sigma=settings.curve_structural_sigma,
         aov_log_se=fit.aov_log_se,
-        demand_sigma=widen * settings.demand_sigma,
-        delivery_sigma=settings.delivery_sigma,
-        max_overdelivery=settings.max_overdelivery,
     )
     return params, {"extrapolation": ext_d, "calibration": None if cal is None else cal.to_dict(), "notes": notes}
 

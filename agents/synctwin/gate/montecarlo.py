@@ -35,63 +35,59 @@ QUANTILES = (0.10, 0.50, 0.90)
 SEED_VARIANCE_SD = 0.15
 
 
-@dataclass(frozen=True, slots=True)
-class SeedModelParams:
-    """Inputs of the seed's formula, for a campaign of `days` days."""
-
-    days: int
-    demand: float  # audience_size * cvr: expected conversions
-    daily_budget: float
-    aov: float
-    base_revenue: float  # the baseline's revenue over `days`
-    base_spend: float
-    gross_margin: float = 1.0
-    variance_sd: float = SEED_VARIANCE_SD
-
-
-@dataclass(frozen=True, slots=True)
-class FunnelParams:
-    """Inputs of the funnel model. Sigmas are log-sds: `param_*` per path, `daily_*` per day."""
-
-    days: int
-    daily_budget: float
-    demand: float  # expected conversions the audience can give over the campaign
-    conversions_per_dollar: float  # 1000 / CPM * CTR * conversions per click
-    aov: float
-    base_revenue: float
-    base_spend: float
-    gross_margin: float = 1.0
-    demand_sigma: float = 0.15
-    param_cpd_sigma: float = 0.10
-    param_aov_sigma: float = 0.10
-    daily_cpd_sigma: float = 0.15
-    daily_aov_sigma: float = 0.05
-    delivery_sigma: float = 0.05
-    max_overdelivery: float = 1.2
-
-
-@dataclass(frozen=True, slots=True)
-class CurveParams:
-    """Inputs of the curve model. `weekday`/`trend` are the campaign days' covariates (length days);
-    `spread` is the calibration's scale of every fitted spread, `extra_sd` the extrapolation's widening."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelParams:
+    """What every model needs: the campaign (`days` days, `demand` = audience_size x cvr expected
+    conversions) and the baseline's revenue and spend over those days, which it must beat."""
 
     days: int
     daily_budget: float
     demand: float
-    fit: CurveFit
-    weekday: tuple[int, ...]
-    trend: tuple[float, ...]
     aov: float
     base_revenue: float
     base_spend: float
     gross_margin: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeedModelParams(ModelParams):
+    """Inputs of the seed's formula."""
+
+    variance_sd: float = SEED_VARIANCE_SD
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DailyParams(ModelParams):
+    """What the day-by-day models add: the spread of demand and of delivery, and its cap."""
+
+    demand_sigma: float = 0.15
+    delivery_sigma: float = 0.05
+    max_overdelivery: float = 1.2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FunnelParams(DailyParams):
+    """Inputs of the funnel model. Sigmas are log-sds: `param_*` per path, `daily_*` per day."""
+
+    conversions_per_dollar: float  # 1000 / CPM * CTR * conversions per click
+    param_cpd_sigma: float = 0.10
+    param_aov_sigma: float = 0.10
+    daily_cpd_sigma: float = 0.15
+    daily_aov_sigma: float = 0.05
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CurveParams(DailyParams):
+    """Inputs of the curve model. `weekday`/`trend` are the campaign days' covariates (length days);
+    `spread` is the calibration's scale of every fitted spread, `extra_sd` the extrapolation's widening."""
+
+    fit: CurveFit
+    weekday: tuple[int, ...]
+    trend: tuple[float, ...]
     spread: float = 1.0
     extra_sd: float = 0.0
     structural_sigma: float = 0.05
     aov_log_se: float = 0.0
-    demand_sigma: float = 0.15
-    delivery_sigma: float = 0.05
-    max_overdelivery: float = 1.2
 
 
 @dataclass(slots=True)
@@ -224,7 +220,7 @@ def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *, ke
 
 
 def daily_block(
-    p: FunnelParams | CurveParams, spend: np.ndarray, revenue: np.ndarray, conversions: np.ndarray, keep_paths: bool
+    p: DailyParams, spend: np.ndarray, revenue: np.ndarray, conversions: np.ndarray, keep_paths: bool
 ) -> PathBlock:
     """Net profit uplift from (days, paths) daily arrays (totals summed in float64), and with
     `keep_paths` the arrays made cumulative in place for the projection: the day-by-day models'
