@@ -41,7 +41,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -164,7 +164,7 @@ class ShadowStats:
     redis_errors: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return asdict(self)
 
 
 class RedisShadowStore:
@@ -295,19 +295,13 @@ class RedisShadowStore:
         (ZADD GT: a maximum, so a redelivered or duplicated batch changes nothing)."""
         by_key: dict[tuple[str, int], list[Any]] = {}  # one ZADD per day's market, whatever the campaigns
         for (platform, day, member), vals in self._market.items():
-            args = by_key.get((platform, day))
-            if args is None:
-                args = by_key[(platform, day)] = []
-            for name, v in zip(self._names(member), vals, strict=True):
-                args += (v, name)
+            by_key.setdefault((platform, day), []).extend(_pairs(vals, self._names(member)))
         for (platform, day), args in by_key.items():
             key = market_key(self.prefix, platform, day)
             pipe.execute_command("ZADD", key, "GT", *args)
             pipe.expire(key, MARKET_TTL_S)
         for (cid, launch), vals in self._totals.items():
-            args = []
-            for name, v in zip(self._names(launch, ("ts", *METRICS)), vals, strict=True):
-                args += (v, name)
+            args = _pairs(vals, self._names(launch, ("ts", *METRICS)))
             pipe.execute_command("ZADD", f"{self.prefix}campaign:{cid}:totals", "GT", *args)
         if self._newest is not None:
             pipe.zadd(self.clock_key, {"ts": self._newest}, gt=True)
@@ -691,9 +685,9 @@ def _group_max(keys: np.ndarray, cols: np.ndarray) -> tuple[list[int], list[list
 def _fold(acc: dict[Any, list[float]], key: Any, values: list[float]) -> None:
     """Keep the element-wise maximum: of cumulative counters, the latest event's."""
     cur = acc.get(key)
-    if cur is None:
-        acc[key] = list(values)
-        return
-    for j, v in enumerate(values):
-        if v > cur[j]:
-            cur[j] = v
+    acc[key] = list(values) if cur is None else list(map(max, cur, values))
+
+
+def _pairs(values: list[float], names: tuple[str, ...]) -> list[Any]:
+    """ZADD's arguments: score, member, score, member, ..."""
+    return [x for pair in zip(values, names, strict=True) for x in pair]
