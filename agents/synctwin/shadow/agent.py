@@ -1,24 +1,17 @@
-"""Shadow mode: follow rejected campaigns and record what they would have earned.
+"""Shadow mode: what rejected campaigns would have earned (the seed: "if false negatives exceed
+5%, we lower the confidence threshold").
 
-The seed: "we continuously monitor rejected campaigns in a shadow mode to see if they would have
-been profitable. If false negatives exceed 5%, we lower the confidence threshold". A rejection
-is never launched, so its outcome has to be re-simulated: over its would-be flight, the rejected
-strategy meets the market that was actually observed on its platform (CPM, CTR, conversions per
-click and order value of the live campaigns there, day by day), and the result goes to the audit
-log as a SHADOW_OUTCOME event that `synctwin review`, `tune` and `kpis` read.
-
-Three ways in, one arithmetic (`shadow_day` -> `simulate_day`, then `outcome_record`):
-- `ShadowAgent`, a SimPy agent: rejections arrive in its mailbox (from SyncBrain), the market
-  from the world's BidBatch messages; at every midnight it audits the outcome so far (`final`
-  once the flight is over). Days with no live campaign on the platform use the rates the gate
-  planned with (from the history) and are counted apart (`market_days_observed`).
-- `shadow_outcomes_from_market(rejections, market_file)` for production: a market CSV
-  `date,platform,cpm,ctr,cvr,aov` (one row per platform and day; `cvr` is conversions per
-  click), which must cover every day of every flight (`synctwin shadow --market`).
-- `LiveShadowAgent`, the Council's agent on the live bid stream (`synctwin run`, `synctwin shadow
-  --redis`): each batch's events go to its store port (`shadow_store.RedisShadowStore`), which
-  learns each platform's daily market from live campaigns' cumulative counters and settles the
-  closed days of pending rejections and approved campaigns.
+A rejection never launches, so over its would-be flight it is re-simulated under the market
+observed on its platform (the live campaigns' CPM, CTR, conversions per click and order value, day
+by day), and audited as SHADOW_OUTCOME for `synctwin review`, `tune` and `kpis`. Three ways in,
+one arithmetic (`shadow_day` -> `simulate_day`, then `outcome_record`):
+- `ShadowAgent` (SimPy): rejections from SyncBrain, the market from BidBatch messages, an outcome
+  every midnight (`final` at the flight's end); days with no live campaign on the platform use the
+  gate's planned rates and are counted apart (`market_days_observed`);
+- `shadow_outcomes_from_market`: a market CSV `date,platform,cpm,ctr,cvr,aov` (`cvr` per click)
+  covering every flight day (`synctwin shadow --market`);
+- `LiveShadowAgent`, the Council's agent on the bid stream: batches go to its store port
+  (`store.RedisShadowStore`), which learns the daily markets and settles closed days.
 """
 
 from __future__ import annotations
@@ -350,27 +343,19 @@ def _read_market(reader: csv.DictReader, src: str, limits: Any) -> Market:
                 f"unknown platform {platform!r} (meta, tiktok, google)", source=src, line=line, field="platform"
             )
         if len(market.days) >= 3 * limits.max_history_rows:
-            raise InvalidInput(
-                f"more than {3 * limits.max_history_rows:,} rows (3 platforms x SYNCTWIN_MAX_HISTORY_ROWS)",
-                source=src,
-                line=line,
-            )
+            what = f"more than {3 * limits.max_history_rows:,} rows (3 platforms x SYNCTWIN_MAX_HISTORY_ROWS)"
+            raise InvalidInput(what, source=src, line=line)
         values = {}
         for name in ("cpm", "ctr", "cvr", "aov"):
             try:
-                values[name] = float(row[name])
+                v = values[name] = float(row[name])
             except (TypeError, ValueError):
-                values[name] = math.nan
-            if not (math.isfinite(values[name]) and values[name] > 0) or (name in ("ctr", "cvr") and values[name] > 1):
+                v = math.nan
+            if not (math.isfinite(v) and v > 0) or (name in ("ctr", "cvr") and v > 1):
                 raise InvalidInput(f"{row[name]!r} is not a valid {name}", source=src, line=line, field=name)
-            if name in ("cpm", "aov") and values[name] > getattr(limits, f"max_{name}"):
-                raise InvalidInput(
-                    f"{row[name]!r} is over the limit of {getattr(limits, f'max_{name}'):g} "
-                    f"(SYNCTWIN_MAX_{name.upper()})",
-                    source=src,
-                    line=line,
-                    field=name,
-                )
+            if v > (cap := getattr(limits, f"max_{name}", math.inf)):
+                what = f"{row[name]!r} is over the limit of {cap:g} (SYNCTWIN_MAX_{name.upper()})"
+                raise InvalidInput(what, source=src, line=line, field=name)
         if (platform, date) in market.days:
             raise InvalidInput(f"second row for {platform} on {date}", source=src, line=line)
         market.days[(platform, date)] = MarketDay(**values)
@@ -380,16 +365,10 @@ def _read_market(reader: csv.DictReader, src: str, limits: Any) -> Market:
             raise InvalidInput(
                 f"{platform} has gaps: its {len(dates):,} rows span {dates[0]} to {dates[-1]}", source=src
             )
-        gaps = _missing(dates[0], dates[-1], {d for q, d in market.days if q == platform})
-        if gaps:
+        span = (dates[0] + dt.timedelta(days=i) for i in range((dates[-1] - dates[0]).days + 1))
+        if gaps := sorted(set(span) - set(dates)):
             raise InvalidInput(f"{platform} has gaps: no row for {_dates_text(gaps)}", source=src)
     return market
-
-
-def _missing(first: dt.date, last: dt.date, have: set[dt.date]) -> list[dt.date]:
-    return [
-        first + dt.timedelta(days=i) for i in range((last - first).days + 1) if first + dt.timedelta(days=i) not in have
-    ]
 
 
 def _dates_text(dates: list[dt.date], limit: int = 10) -> str:

@@ -1,37 +1,25 @@
-"""Shadow mode and live outcomes in production: the Redis port of the Council's shadow agent.
+"""Shadow mode and live outcomes in production: the Redis port of the Council's shadow agent
+(`LiveShadowAgent`), fed by the bid stream through the Council's consumer group.
 
-The learning loop of the seed ("we continuously monitor rejected campaigns in a shadow mode"),
-fed by the bid stream through the Council (`LiveShadowAgent`, agents/synctwin/shadow/agent.py; the
-consumer group is the Council's: `synctwin run`'s, or `synctwin shadow`'s own `synctwin-shadow`):
+1. **The market.** Each bid event (cumulative counters since launch) of a campaign with a published
+   plan is kept as that campaign's latest value of the UTC day, per platform: sorted set
+   `{prefix}market:{platform}:{date}`, member `{campaign}|{launch_ts}|{metric}`, by ZADD GT in the
+   MULTI/EXEC of the batch's XACK. Counters only grow, so the maximum is the latest, and a maximum is
+   commutative and idempotent: duplicates, redeliveries, older events or a second worker change
+   nothing. A day's market is the sum over campaigns of (that day's value - their previous day's).
+2. **Shadow outcomes.** A day closes when an event `grace_s` past its end arrives (`--once`: any day
+   before the newest event). Each pending rejection (`{prefix}shadow:pending`) whose flight covers a
+   closed day is re-simulated under that day's market (`shadow_day`) and a SHADOW_OUTCOME audited
+   with its running totals (`{prefix}campaign:{id}:shadow`) in one WATCH/MULTI/EXEC: each (campaign,
+   day) once, across restarts and workers. The final day's record is `final` and ends the pending.
+3. **Live outcomes.** Each approved campaign (`{prefix}outcome:pending`) whose flight is over or that
+   was paused (the mirror's hash, or a PAUSE on `{prefix}control`) gets, `grace_s` later, one
+   CAMPAIGN_OUTCOME from its latest totals within the flight (`{prefix}campaign:{id}:totals`, ZADD GT),
+   with the marker `{prefix}campaign:{id}:outcome` in the same transaction.
 
-1. **The market.** Each bid event (cumulative counters since launch) of a campaign with a
-   published plan is kept as that campaign's latest cumulative value of the UTC day, per platform:
-   sorted set `{prefix}market:{platform}:{date}`, member `{campaign}|{launch_ts}|{metric}`, written
-   with ZADD GT. Cumulative counters only grow, so the latest value is the largest, and a maximum
-   is commutative and idempotent: a duplicate, a redelivery after a crash, an out-of-order older
-   event or a second worker change nothing, in any order. A batch's ZADDs and its XACK go in one
-   MULTI/EXEC. A day's market is read as the sum over campaigns of (that day's value - the
-   campaign's previous day's value), exact and the same however the events arrived.
-2. **Shadow outcomes.** A day closes when an event `grace_s` past its end arrives (`--once`: at the
-   end, any day before the newest event). For each pending rejection (`{prefix}shadow:pending`)
-   whose flight covers a closed day, the day is re-simulated under that day's observed market
-   (`shadow.shadow_day`: the SimPy agent's arithmetic) and a SHADOW_OUTCOME audited, with the
-   running totals in `{prefix}campaign:{id}:shadow` in the same WATCH/MULTI/EXEC: each (campaign,
-   day) at most once, across restarts and workers. The final day's record is `final` and takes
-   the rejection off the pending set.
-3. **Live outcomes.** For each approved campaign (`{prefix}outcome:pending`), once its flight is
-   over (launch_ts + horizon_days of its projection) or it was paused (the mirror's hash says
-   PAUSED, or a PAUSE on `{prefix}control`), and `grace_s` has passed, one CAMPAIGN_OUTCOME
-   (`outcomes.campaign_outcome`) from its latest cumulative totals within the flight
-   (`{prefix}campaign:{id}:totals`, ZADD GT too), with the marker `{prefix}campaign:{id}:outcome`
-   in the same transaction. Days run: the flight's, or from launch to the pause.
-
-Events of campaigns without a published plan are acknowledged and counted (`unknown`), invalid
-ones too (`invalid`: not UTF-8, a missing or bad field; the mirror dead-letters them), and so are
-impossible ones (`implausible`: the limits of agents/synctwin/mirror/event_limits.py, a ts outside the
-worker's clock or the flight, the funnel, counters against the plan: one such event would
-otherwise raise a day's market maximum for good, or close days early). The stream's mechanics
-(poison, backoff, takeover of a dead worker's batch) are the Council's consumer's.
+Events without a published plan are acknowledged and counted (`unknown`), and so are impossible ones
+(`implausible`: agents/synctwin/mirror/event_limits.py, a ts outside the clock or the flight): one
+would otherwise raise a day's market maximum for good, or close days early.
 """
 
 from __future__ import annotations
@@ -40,7 +28,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -69,6 +57,7 @@ log = logging.getLogger("synctwin.shadow")
 
 METRICS = EVENT_FIELDS  # spend, impressions, clicks, conversions, revenue
 MARKET_TTL_S = 400 * 86_400  # market days are kept a little over a year
+_SUMS = ("spend", "revenue", "conversions", "days")  # ShadowTotals' sums, as kept in {prefix}campaign:{id}:shadow
 
 
 def day_of(ts: float) -> int:
@@ -330,48 +319,31 @@ class RedisShadowStore:
         for cid in campaign_ids:
             self._plans.pop(cid, None)
 
-    def _plans_for(self, campaign_ids: Iterable[str]) -> dict[str, _Plan]:
+    def _plans_for(self, campaign_ids: Collection[str]) -> dict[str, _Plan]:
         """Each campaign's platform (its published strategy) and launch (its projection), cached
         for `plan_ttl_s`, so a re-published plan is picked up that soon."""
         now = time.monotonic()
-        out: dict[str, _Plan] = {}
-        missing = []
-        for cid in campaign_ids:
-            plan = self._plans.get(cid)
-            if plan is not None and now - plan.checked < self.plan_ttl_s:
-                out[cid] = plan
-            else:
-                missing.append(cid)
-        if missing:
-            pipe = self.client.pipeline(transaction=False)
-            for cid in missing:
-                pipe.get(f"{self.prefix}campaign:{cid}:strategy")
-                pipe.get(f"{self.prefix}campaign:{cid}:projection")
-            replies = pipe.execute()
-            for n, cid in enumerate(missing):
-                strategy, projection = replies[2 * n], replies[2 * n + 1]
-                plan = _Plan(None, 0.0, 0.0, now)
+        out = {c: p for c in campaign_ids if (p := self._plans.get(c)) and now - p.checked < self.plan_ttl_s}
+        missing = [cid for cid in campaign_ids if cid not in out]
+        pipe = self.client.pipeline(transaction=False)
+        for cid in missing:
+            pipe.get(f"{self.prefix}campaign:{cid}:strategy")
+            pipe.get(f"{self.prefix}campaign:{cid}:projection")
+        replies = pipe.execute() if missing else []
+        for cid, strategy, projection in zip(missing, replies[::2], replies[1::2], strict=True):
+            plan = _Plan(None, 0.0, 0.0, now)
+            try:
                 if strategy is not None and projection is not None:
-                    try:
-                        proj = json.loads(projection)
-                        launch = float(proj["launch_ts"])
-                        plan = _Plan(
-                            str(json.loads(strategy).get("platform", "meta")),
-                            launch,
-                            launch + float(proj.get("horizon_days", 366)) * DAY,
-                            now,
-                            _curve(proj),
-                        )
-                    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                        self._warn(
-                            f"plan:{cid}",
-                            "campaign %s: its published plan does not parse (%s); its events are ignored",
-                            cid,
-                            exc,
-                        )
-                if len(self._plans) > 100_000:
-                    self._plans.clear()
-                self._plans[cid] = out[cid] = plan
+                    proj = json.loads(projection)
+                    launch = float(proj["launch_ts"])
+                    end = launch + float(proj.get("horizon_days", 366)) * DAY
+                    plan = _Plan(str(json.loads(strategy).get("platform", "meta")), launch, end, now, _curve(proj))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                why = "campaign %s: its published plan does not parse (%s); its events are ignored"
+                self._warn(f"plan:{cid}", why, cid, exc)
+            if len(self._plans) > 100_000:
+                self._plans.clear()
+            self._plans[cid] = out[cid] = plan
         return out
 
     # --- closed days: shadow outcomes and live outcomes -----------------------------------------
@@ -448,10 +420,7 @@ class RedisShadowStore:
                     day, share = days[i]
                     if (s.platform, day) not in markets:
                         markets[(s.platform, day)] = observed_market(self.client, self.prefix, s.platform, day)
-                    totals = ShadowTotals(
-                        *(float(state.get(f, 0.0)) for f in ("spend", "revenue", "conversions", "days")),
-                        int(state.get("observed", 0)),
-                    )
+                    totals = ShadowTotals(*(float(state.get(f, 0.0)) for f in _SUMS), int(state.get("observed", 0)))
                     recorded = shadow_day(s, totals, markets[(s.platform, day)], planned, share)
                     last = i == len(days) - 1
                     if last:  # it leaves the pending set: unless re-published meanwhile (a new launch)
@@ -460,33 +429,14 @@ class RedisShadowStore:
                             return written
                     audit = None
                     if recorded or last:
-                        meta = outcome_record(s, rej.gate, totals, final=last) | {
-                            "date": iso(day),
-                            "launch_ts": rej.launch_ts,
-                        }
-                        audit, _fields = self.audit.prepare(
-                            pipe,
-                            SHADOW_OUTCOME,
-                            client_id=s.client_id,
-                            campaign_id=cid,
-                            reason="SHADOW_MODE",
-                            metadata=meta,
-                        )
+                        meta = outcome_record(s, rej.gate, totals, final=last)
+                        meta |= {"date": iso(day), "launch_ts": rej.launch_ts}
+                        ids = {"client_id": s.client_id, "campaign_id": cid}
+                        audit, _ = self.audit.prepare(pipe, SHADOW_OUTCOME, **ids, reason="SHADOW_MODE", metadata=meta)
                     pipe.multi()
-                    pipe.hset(
-                        key,
-                        mapping={
-                            "launch_ts": launch,
-                            "next": str(i + 1),
-                            "date": iso(day),
-                            "spend": repr(totals.spend),
-                            "revenue": repr(totals.revenue),
-                            "conversions": repr(totals.conversions),
-                            "days": repr(totals.days),
-                            "observed": str(totals.observed),
-                            "final": str(int(last)),
-                        },
-                    )
+                    kept = {"launch_ts": launch, "next": str(i + 1), "date": iso(day), "final": str(int(last))}
+                    kept |= {f: repr(getattr(totals, f)) for f in _SUMS} | {"observed": str(totals.observed)}
+                    pipe.hset(key, mapping=kept)
                     if audit is not None:
                         self.audit.queue(pipe, audit)
                     if last:
