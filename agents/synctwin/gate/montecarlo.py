@@ -331,17 +331,15 @@ class ChunkTask:
 
 @dataclass(slots=True)
 class ChunkResult:
-    """What a chunk sends back: counts, and either its uplift or a fixed-size summary of it."""
+    """What a chunk sends back: counts, either its uplift or a fixed-size summary of it, and the
+    trajectories of the paths it keeps (`kept`, whose own uplift is not used)."""
 
     size: int
     positive: int
     total: float  # sum of the uplift (the mean of a sketched draw)
     uplift: np.ndarray | None = None
     sketch: np.ndarray | None = None  # SKETCH_POINTS order statistics at evenly spaced ranks
-    spend: np.ndarray | None = None
-    revenue: np.ndarray | None = None
-    conversions: np.ndarray | None = None
-    linear_days: int | None = None
+    kept: PathBlock | None = None
 
 
 EXACT_PATHS = 4_000_000  # up to this many paths (32 MB of uplift) quantiles are exact; above, sketched
@@ -361,11 +359,9 @@ def draw_chunk(task: ChunkTask) -> ChunkResult:
     if task.return_uplift or not task.sketch:
         result.uplift = uplift
     if task.keep > 0:
-        result.linear_days = block.linear_days
         assert block.spend is not None and block.revenue is not None and block.conversions is not None
-        result.spend = block.spend[:, : task.keep]
-        result.revenue = block.revenue[:, : task.keep]
-        result.conversions = block.conversions[:, : task.keep]
+        trajectories = (block.spend[:, : task.keep], block.revenue[:, : task.keep], block.conversions[:, : task.keep])
+        result.kept = PathBlock(uplift[:0], *trajectories, linear_days=block.linear_days)
     return result
 
 
@@ -429,12 +425,8 @@ def run_monte_carlo(
     sketches: list[tuple[int, np.ndarray]] = []
     kept: dict[str, list[np.ndarray]] = {"spend": [], "revenue": [], "conversions": []}
     linear_days: int | None = None
-    positive = 0
+    positive = kept_count = chunk_index = drawn = rounds = 0
     total = 0.0
-    kept_count = 0
-    chunk_index = 0
-    drawn = 0
-    rounds = 0
     target = paths
     while True:
         tasks = []
@@ -443,15 +435,7 @@ def run_monte_carlo(
             keep = max(0, min(size, projection_paths - kept_count))
             kept_count += keep
             tasks.append(
-                ChunkTask(
-                    simulate=simulate,
-                    seed=seed,
-                    index=chunk_index,
-                    size=size,
-                    keep=keep,
-                    sketch=sketch,
-                    return_uplift=keep_uplift and start < EXACT_PATHS,
-                )
+                ChunkTask(simulate, seed, chunk_index, size, keep, sketch, keep_uplift and start < EXACT_PATHS)
             )
             chunk_index += 1
             start += size
@@ -463,11 +447,10 @@ def run_monte_carlo(
                 uplifts.append(res.uplift)
             if res.sketch is not None:
                 sketches.append((res.size, res.sketch))
-            if res.spend is not None:
-                linear_days = res.linear_days
-                kept["spend"].append(res.spend)
-                kept["revenue"].append(res.revenue)  # type: ignore[arg-type]
-                kept["conversions"].append(res.conversions)  # type: ignore[arg-type]
+            if res.kept is not None:
+                linear_days = res.kept.linear_days
+                for metric, arrays in kept.items():
+                    arrays.append(getattr(res.kept, metric))
             if progress is not None:
                 progress(drawn, target)
         if drawn >= max_paths or not straddles(wilson_interval(positive, drawn), threshold):
