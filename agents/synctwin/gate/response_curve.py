@@ -164,9 +164,7 @@ def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.nda
 
     Raises InvalidInput (field `spend`) when fewer than MIN_FIT_DAYS days have spend > 0.
     """
-    spend = np.asarray(spend, dtype=np.float64)
-    conversions = np.asarray(conversions, dtype=np.float64)
-    revenue = np.asarray(revenue, dtype=np.float64)
+    spend, conversions, revenue = (np.asarray(a, dtype=np.float64) for a in (spend, conversions, revenue))
     dates = np.asarray(dates).astype("datetime64[D]")
     ok = (spend > 0) & np.isfinite(spend) & np.isfinite(conversions) & np.isfinite(revenue)
     n = int(ok.sum())
@@ -458,32 +456,20 @@ def rolling_calibration(
     (residuals of realized outcomes, e.g. from the audit log) join the set."""
     dates = np.asarray(dates).astype("datetime64[D]")
     n = dates.shape[0]
-    step = max(2, horizon // 3)
     zs: list[float] = []
-    origin = CAL_MIN_FIT_DAYS
-    while origin + horizon <= n:
-        past = slice(0, origin)
-        fut = slice(origin, origin + horizon)
-        realized = float(np.sum(revenue[fut]))
-        fs = spend[fut]
-        if realized > 0 and np.all(fs > 0):
-            try:
-                fit = fit_response_curve(dates[past], spend[past], conversions[past], revenue[past])
-            except InvalidInput:
-                fit = None
-            if fit is not None:
-                gap = int((dates[origin] - fit.last_date).astype(np.int64)) - 1
-                med, sd = predict_log_total(
-                    fit,
-                    np.log(fs),
-                    weekdays(dates[fut]),
-                    future_trend(fit, horizon, offset=max(gap, 0)),
-                    structural_sigma,
-                )
-                z = (math.log(realized) - med) / sd
-                if math.isfinite(z):
-                    zs.append(z)
-        origin += step
+    for origin in range(CAL_MIN_FIT_DAYS, n - horizon + 1, max(2, horizon // 3)):
+        past, fut = slice(0, origin), slice(origin, origin + horizon)
+        realized, fs = float(np.sum(revenue[fut])), spend[fut]
+        if not (realized > 0 and np.all(fs > 0)):
+            continue
+        try:
+            fit = fit_response_curve(dates[past], spend[past], conversions[past], revenue[past])
+        except InvalidInput:
+            continue
+        trend = future_trend(fit, horizon, offset=max(int((dates[origin] - fit.last_date).astype(np.int64)) - 1, 0))
+        med, sd = predict_log_total(fit, np.log(fs), weekdays(dates[fut]), trend, structural_sigma)
+        if math.isfinite(z := (math.log(realized) - med) / sd):
+            zs.append(z)
     own = len(zs)
     if extra_z is not None:
         zs.extend(float(v) for v in np.asarray(extra_z, dtype=np.float64) if math.isfinite(v))
@@ -491,21 +477,8 @@ def rolling_calibration(
     if extra_set and len(zs) > own:
         what += f" + {len(zs) - own} {extra_set}"
     if len(zs) < CAL_MIN_N:
-        return Calibration(
-            "none",
-            horizon,
-            len(zs),
-            1.0,
-            tuple(zs),
-            what,
-            note=f"only {len(zs)} calibration window(s) (at least {CAL_MIN_N} needed): "
-            "the model's own uncertainty is used unscaled",
-        )
-    return Calibration(
-        "split-conformal |z| of log(realized/projected revenue)",
-        horizon,
-        len(zs),
-        conformal_scale(np.asarray(zs)),
-        tuple(zs),
-        what,
-    )
+        note = f"only {len(zs)} calibration window(s) (at least {CAL_MIN_N} needed): the model's own uncertainty"
+        note += " is used unscaled"
+        return Calibration("none", horizon, len(zs), 1.0, tuple(zs), what, note=note)
+    method = "split-conformal |z| of log(realized/projected revenue)"
+    return Calibration(method, horizon, len(zs), conformal_scale(np.asarray(zs)), tuple(zs), what)
