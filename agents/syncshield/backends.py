@@ -219,7 +219,7 @@ class JsonlAuditStore:
     def records(self) -> list[dict[str, Any]]:
         """Every record; raises InvalidInput (file, line) for a line that is not a record."""
         out: list[dict[str, Any]] = []
-        with _locked(self.path, missing_ok=True) as fh:
+        with _locked(self.path) as fh:
             for lineno, raw in enumerate(fh or (), start=1):
                 rec, problem = _parse_line(raw)
                 if problem:
@@ -233,16 +233,14 @@ class JsonlAuditStore:
 
 
 @contextlib.contextmanager
-def _locked(path: Path, *, missing_ok: bool) -> Iterator[Any]:
-    """The file open for reading under a shared flock (None when missing and `missing_ok`), so no
-    half-written append, and no head file out of step with the log, is seen."""
+def _locked(path: Path) -> Iterator[Any]:
+    """The file open for reading under a shared flock (None when missing), so no half-written
+    append, and no head file out of step with the log, is seen."""
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
-        if missing_ok:
-            yield None
-            return
-        raise InvalidInput("no such audit log file", source=str(path)) from None
+        yield None
+        return
     except IsADirectoryError:
         raise InvalidInput("is a directory, not an audit log file", source=str(path)) from None
     except OSError as exc:
@@ -267,20 +265,19 @@ def verify_file(
     *,
     key: bytes | str | None = FROM_ENV,
     expect: Head | None = None,
-    use_head_file: bool = True,
 ) -> VerifyReport:
     """Verify a JSONL audit log; a line that is not a record is reported as tampered, not raised.
 
-    `key` (default SYNCTWIN_AUDIT_KEY) checks HMAC-chained records. The log must end on the head
-    in FILE.head when there is one (`use_head_file`), and on `expect` when given. A missing log
-    whose head file remains, or with `expect`, is tampered (deleted). Raises InvalidInput only when the file
-    itself cannot be read (missing with no head file, a directory, ...) or its head file is not one.
+    `key` (default SYNCTWIN_AUDIT_KEY) checks HMAC-chained records. The log must end on the head in
+    FILE.head when there is one, and on `expect` when given. A missing log whose head file remains, or
+    with `expect`, is tampered (deleted). Raises InvalidInput only when the file itself cannot be read
+    (missing with no head file, a directory, ...).
     """
     log, hmac_key = Path(path), resolve_key(key)
     heads = [expect] if expect is not None else []
-    with _locked(log, missing_ok=use_head_file or expect is not None) as fh:
+    with _locked(log) as fh:
         try:
-            stored = read_head_file(log) if use_head_file else None
+            stored = read_head_file(log)
         except InvalidInput as exc:  # the head is part of the audit trail: a damaged one is tampering
             return _tampered(0, str(exc))
         if fh is None:
@@ -342,14 +339,14 @@ def _entry_to_record(entry_id: str, fields: dict[str, str]) -> dict[str, Any] | 
     return rec
 
 
-def _iter_stream(client: Any, key: str, batch: int = 1000, last: str = "+") -> Iterator[tuple[str, dict[str, str]]]:
+def _iter_stream(client: Any, key: str, last: str = "+") -> Iterator[tuple[str, dict[str, str]]]:
     """All entries of a stream up to id `last`, oldest first, in batches (one huge XRANGE would block Redis)."""
     import redis
 
     start = "-"
     while True:
         try:
-            entries = client.xrange(key, min=start, max=last, count=batch)
+            entries = client.xrange(key, min=start, max=last, count=1000)
         except redis.exceptions.ResponseError as exc:
             if "WRONGTYPE" in str(exc):
                 kind = _text(client.type(key))
@@ -357,7 +354,7 @@ def _iter_stream(client: Any, key: str, batch: int = 1000, last: str = "+") -> I
             raise
         for entry_id, fields in entries:
             yield _text(entry_id), _entry_fields(fields)
-        if len(entries) < batch:
+        if len(entries) < 1000:
             return
         start = "(" + _text(entries[-1][0])
 
@@ -373,13 +370,14 @@ class RedisAuditStore:
     the stream lost or rewrote records. `hmac_key` defaults to SYNCTWIN_AUDIT_KEY.
     """
 
+    MAX_ATTEMPTS = 1000  # before an append gives up on WatchErrors
+
     def __init__(
         self,
         client: Any,
         key: str = "synctwin:audit",
         clock: Clock = time.time,
         *,
-        max_attempts: int = 1000,
         hmac_key: bytes | str | None = FROM_ENV,
     ) -> None:
         self.client = client
@@ -387,7 +385,6 @@ class RedisAuditStore:
         self.head_key = head_key(key)
         self._hmac_key = resolve_key(hmac_key)
         self._clock = clock
-        self._max_attempts = max_attempts
         self.retries = 0  # WatchError retries so far: a measure of contention
 
     def _prev(self, conn: Any) -> dict[str, Any] | None:
@@ -432,7 +429,7 @@ class RedisAuditStore:
         """WATCH, read head, MULTI/XADD/EXEC; retry on WatchError with a little jitter."""
         from redis.exceptions import WatchError
 
-        for attempt in range(self._max_attempts):
+        for attempt in range(self.MAX_ATTEMPTS):
             with self.client.pipeline(transaction=True) as pipe:
                 try:
                     rec, _ = self.prepare(pipe, event_type, **fields)
@@ -445,7 +442,7 @@ class RedisAuditStore:
             if attempt >= 2:  # back off a little so a crowd of writers stops colliding
                 time.sleep(random.uniform(0, min(0.02, 0.0005 * 2 ** min(attempt, 10))))
         raise RuntimeError(
-            f"could not append to {self.key} after {self._max_attempts} attempts (too many concurrent writers)"
+            f"could not append to {self.key} after {self.MAX_ATTEMPTS} attempts (too many concurrent writers)"
         )
 
     def prepare(
@@ -480,13 +477,12 @@ def verify_redis(
     *,
     hmac_key: bytes | str | None = FROM_ENV,
     expect: Head | None = None,
-    use_head: bool = True,
 ) -> VerifyReport:
     """Verify the chain in a Redis stream; garbage entries are reported as tampered records.
 
     The stream fields `seq`, `event_type`, `hash` and `prev_hash` must agree with the stored
     `record`, so editing either copy is caught. A key that does not exist is an empty log.
-    The stream must end on the head in `{key}:head` when there is one (`use_head`), and on
+    The stream must end on the head in `{key}:head` when there is one, and on
     `expect` when given. The head and the id of the last entry are read in one MULTI, and the
     stream only up to that entry, so appends made while verifying are not mistaken for forgeries.
     """
@@ -509,9 +505,7 @@ def verify_redis(
                 f"holds a {kind}, not an audit head (a hash)", source=f"Redis key {head_key(key)}"
             ) from None
     try:
-        stored = (
-            StoredHead.parse(_entry_fields(raw_head), f"Redis key {head_key(key)}") if raw_head and use_head else None
-        )
+        stored = StoredHead.parse(_entry_fields(raw_head), f"Redis key {head_key(key)}") if raw_head else None
     except InvalidInput as exc:  # the head is part of the audit trail: a damaged one is tampering
         return _tampered(0, str(exc))
     where = f"Redis key {head_key(key)}"

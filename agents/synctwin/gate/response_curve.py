@@ -418,25 +418,19 @@ CAL_SHRINK_N = 20.0  # the log scale is shrunk toward 0 with weight n / (n + CAL
 _Z80 = 1.2815515655446004  # standard normal 0.9 quantile: |z| <= this 80% of the time
 
 
-def conformal_scale(
-    z: np.ndarray,
-    coverage: float = CAL_COVERAGE,
-    bounds: tuple[float, float] = CAL_BOUNDS,
-    shrink_n: float = CAL_SHRINK_N,
-) -> float:
+def conformal_scale(z: np.ndarray) -> float:
     """Split-conformal: the ceil((n+1) coverage)-th smallest |z|, over the Normal's value, bounded.
     Over-dispersed residuals give a scale > 1 (widen), tight ones < 1 (narrow). The windows of one
     account overlap and are few, so that quantile is itself noisy: its log is shrunk toward 0 with
-    weight n / (n + shrink_n) (a scale learned from 13 windows moves the spread about 40% of the way)."""
+    weight n / (n + CAL_SHRINK_N) (a scale learned from 13 windows moves the spread about 40% of the way)."""
     a = np.sort(np.abs(np.asarray(z, dtype=np.float64)))
     a = a[np.isfinite(a)]
     n = a.shape[0]
     if n == 0:
         return 1.0
-    k = min(n, math.ceil((n + 1) * coverage)) - 1
+    k = min(n, math.ceil((n + 1) * CAL_COVERAGE)) - 1
     raw = max(float(a[k]) / _Z80, 1e-6)
-    w = n / (n + shrink_n) if shrink_n > 0 else 1.0
-    return float(np.clip(math.exp(w * math.log(raw)), *bounds))
+    return float(np.clip(math.exp(n / (n + CAL_SHRINK_N) * math.log(raw)), *CAL_BOUNDS))
 
 
 def rolling_calibration(

@@ -172,11 +172,11 @@ def suggest(
 
 
 def _confirmed(
-    confirm: Callable[[dict[str, Any]], GateResult], strategy: Strategy, changes: dict[str, Any], retries: int = 3
+    confirm: Callable[[dict[str, Any]], GateResult], strategy: Strategy, changes: dict[str, Any]
 ) -> Suggestion | None:
     """Confirm at full resolution; when the rounded value falls just short, push each lever one
-    more human step away from the submitted value (a few times) before giving up."""
-    for _ in range(retries + 1):
+    more human step away from the submitted value (three times) before giving up."""
+    for _ in range(4):
         checked = confirm(changes)
         if checked.approved:
             return Suggestion(changes=dict(changes), confidence_score=checked.confidence_score)

@@ -163,14 +163,15 @@ class RedisShadowStore:
     transactions of its own (at start, every `settle_every_s`, when a batch began a new day, and
     at the end of `run(once=True)` without grace)."""
 
+    plan_ttl_s = 60.0  # a re-published plan is picked up this soon
+    settle_every_s = 5.0
+
     def __init__(
         self,
         client: Any,
         *,
         prefix: str = "synctwin:",
         grace_s: float = 3600.0,
-        plan_ttl_s: float = 60.0,
-        settle_every_s: float = 5.0,
         limits: EventLimits | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -179,8 +180,6 @@ class RedisShadowStore:
         self.limits = limits or EventLimits()
         self.clock = clock
         self.grace_s = grace_s
-        self.plan_ttl_s = plan_ttl_s
-        self.settle_every_s = settle_every_s
         self.control = f"{prefix}control"
         self.clock_key = f"{prefix}shadow:clock"
         self.shadow_pending, self.outcome_pending = f"{prefix}shadow:pending", f"{prefix}outcome:pending"
