@@ -313,20 +313,17 @@ def verify_chain(
         problem: str | None
         seq_label: Any = "unknown"
         if isinstance(rec, Malformed):
-            problem = rec.reason
-            if rec.seq is not None:
-                seq_label = rec.seq
+            problem, seq_label = rec.reason, "unknown" if rec.seq is None else rec.seq
         elif not isinstance(rec, Mapping):
             problem = f"not a record (a {type(rec).__name__}, expected an object)"
         else:
-            raw_seq = rec.get("seq")
-            if isinstance(raw_seq, int) and not isinstance(raw_seq, bool):
+            if isinstance(raw_seq := rec.get("seq"), int) and not isinstance(raw_seq, bool):
                 seq_label = raw_seq
-            problem = _shape_problem(rec)
-            if problem is None:
-                problem = _hash_problem(rec, key, hmac_from is not None)
-            if problem is None:
-                problem = _link_problem(rec, prev_seq, prev_hash)
+            problem = (
+                _shape_problem(rec)
+                or _hash_problem(rec, key, hmac_from is not None)
+                or _link_problem(rec, prev_seq, prev_hash)
+            )
         if problem is not None:
             return VerifyReport(
                 ok=False,
@@ -359,7 +356,7 @@ def verify_chain(
             ok=False,
             first_bad=1,
             problem=(
-                f"record 1 (seq {1 if checked else 'unknown'}): no record is HMAC-chained although {KEY_ENV} is set: "
+                f"record 1 (seq 1): no record is HMAC-chained although {KEY_ENV} is set: "
                 f"the log was written without the key, or rewritten by someone without it (to check a log that "
                 f"predates the key, unset {KEY_ENV})"
             ),
