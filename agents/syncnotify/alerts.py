@@ -130,13 +130,12 @@ class SyncNotify:
         at = details.get("event_ts")
         at = float(at) if isinstance(at, int | float) and not isinstance(at, bool) else alert.ts
         ep = self.episodes.get((campaign, kind))
-        if ep is not None and at - ep.last <= self.reopen_after and _RANK[alert.severity] <= _RANK[ep.severity]:
-            ep.count += 1
-            ep.last = max(ep.last, at)
-            self.suppressed += 1
-            return True
-        if ep is not None and at - ep.last <= self.reopen_after:  # a severity rise: same episode, sent
-            ep.count, ep.last, ep.severity, ep.alert = ep.count + 1, max(ep.last, at), alert.severity, alert
+        if ep is not None and at - ep.last <= self.reopen_after:
+            ep.count, ep.last = ep.count + 1, max(ep.last, at)
+            if _RANK[alert.severity] <= _RANK[ep.severity]:
+                self.suppressed += 1
+                return True
+            ep.severity, ep.alert = alert.severity, alert  # a severity rise: same episode, sent
             return False
         new = Episode(campaign, kind, alert.severity, alert, at, at)
         self.episodes[(campaign, kind)] = new
