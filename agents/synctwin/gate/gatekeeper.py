@@ -28,7 +28,6 @@ from agents.synctwin.gate.montecarlo import (
     simulate_seed_model,
 )
 from agents.synctwin.gate.response_curve import (
-    CurveFit,
     extrapolation,
     fit_response_curve,
     future_trend,
@@ -135,25 +134,13 @@ CAL_HORIZON_DAYS = 14  # rolling calibration windows: long enough to total, shor
 def _window_arrays(baseline: Baseline) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
     """The baseline window's daily dates, spend, conversions, revenue; without a window (a baseline
     built elsewhere) a flat history at its daily averages (so the curve is the prior's)."""
-    w = baseline.window
+    b, w = baseline, baseline.window
     if w is not None and len(w) > 0:
         return w.dates, w.spend, w.conversions, w.revenue, True
-    n = max(baseline.days, 7)
-    end = np.datetime64("today", "D")
-    dates = end - np.arange(n - 1, -1, -1).astype("timedelta64[D]")
-    return (
-        dates,
-        np.full(n, baseline.daily_spend),
-        np.full(n, baseline.daily_conversions),
-        np.full(n, baseline.daily_revenue),
-        False,
-    )
-
-
-def fit_curve(baseline: Baseline) -> tuple[CurveFit, bool]:
-    """The response curve of the baseline's window (and whether real daily rows were there)."""
-    dates, spend, conv, rev, real = _window_arrays(baseline)
-    return fit_response_curve(dates, spend, conv, rev), real
+    n = max(b.days, 7)
+    dates = np.datetime64("today", "D") - np.arange(n - 1, -1, -1).astype("timedelta64[D]")
+    spend, conv, rev = (np.full(n, v) for v in (b.daily_spend, b.daily_conversions, b.daily_revenue))
+    return dates, spend, conv, rev, False
 
 
 def curve_params(
@@ -167,32 +154,24 @@ def curve_params(
     """The curve model's inputs and what the result reports about them (extrapolation, calibration,
     notes). Closed form throughout: the fit and the rolling calibration cost milliseconds."""
     d = strategy.duration_days
-    fit, real = fit_curve(baseline)
+    dates, spend, conv, rev, real = _window_arrays(baseline)
+    fit = fit_response_curve(dates, spend, conv, rev)
     notes = list(fit.notes)
     if not real:
         notes.append("no daily history rows came with the baseline: the curve is assumed from its averages")
     ext = extrapolation(fit, strategy.daily_budget)
     new_context = strategy.new_audience or strategy.new_platform
     widen = settings.new_context_widening if new_context else 1.0
-    structural = widen * settings.curve_structural_sigma
     cal = None
-    spread = 1.0
     if settings.calibrate and real:
-        dates, spend, conv, rev, _ = _window_arrays(baseline)
+        structural = widen * settings.curve_structural_sigma
+        horizon = min(d, CAL_HORIZON_DAYS)
         cal = rolling_calibration(
-            dates,
-            spend,
-            conv,
-            rev,
-            horizon=min(d, CAL_HORIZON_DAYS),
-            structural_sigma=structural,
-            extra_z=extra_z,
-            extra_set=extra_set,
+            dates, spend, conv, rev, horizon=horizon, structural_sigma=structural, extra_z=extra_z, extra_set=extra_set
         )
-        spread = cal.scale
         if cal.note:
             notes.append(cal.note)
-    spread *= widen
+    spread = (1.0 if cal is None else cal.scale) * widen
     start = None
     offset = 0
     if strategy.launch_ts is not None:
