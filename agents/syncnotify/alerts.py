@@ -1,19 +1,13 @@
-"""SyncNotify's alert model and the dispatcher that fans one alert out to every sink.
+"""SyncNotify's alert model and the dispatcher that fans one alert out to every sink, isolating
+sink failures: one broken channel (a Redis outage, a full disk) must not silence the others.
 
-An alert is the Council telling people something; losing it to one broken channel (a Redis
-outage, a full disk) must not silence the others, so the dispatcher isolates sink failures.
-
-One alert per episode, not per evaluation: an alert about a campaign (its `details` name a
-`campaign_id`) opens an episode keyed by (campaign, kind), the kind being the title before its
-colon ("Grey zone", "Auto-Rollback Triggered"). Repeats of it are counted into the episode, not
-sent again, until the condition clears: `resolve()` says so, or no repeat came for
-`reopen_after` seconds (a campaign flapping in and out of the grey zone every few hours is one
-episode; one quiet for two days that deviates again is a new one). A repeat of higher
-severity is sent (and raises the episode's severity). A source that knows its own episodes says
-so with `details["episode"]` (the mirror's "Mirror stuck" names the event that froze it): a new
-value is a new episode at once. Time is the alert's event time
-(`details["event_ts"]` when the source gives it, else the clock), so a replay of a recording and
-the live worker on the same events dedupe the same alerts.
+One alert per episode, not per evaluation: an alert whose `details` name a `campaign_id` opens an
+episode keyed by (campaign, kind: the title before its colon). Repeats are counted into it, not
+sent, until the condition clears: `resolve()`, or no repeat for `reopen_after` seconds (flapping
+every few hours is one episode; deviating again after two quiet days is a new one). A repeat of
+higher severity is sent; a new `details["episode"]` (a source that knows its episodes) is a new
+episode at once. Time is the event's (`details["event_ts"]`, else the clock), so a replay and the
+live worker dedupe the same alerts.
 """
 
 from __future__ import annotations

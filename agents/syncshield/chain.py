@@ -1,17 +1,14 @@
 """The audit log's hash chain: building records and checking them, with no I/O.
 
 Each record carries the SHA-256 of its own canonical JSON (without `hash`) and the hash of the
-record before it, so editing, removing, inserting or reordering any record breaks the chain at
-that record. Storage lives in `backends`; this module only knows dicts, which keeps the rules
-in one place and lets every store (memory, JSONL, Redis) be verified the same way.
+record before it, so editing, removing, inserting or reordering any record breaks the chain there.
+This module only knows dicts, so every store (`backends`) is verified by the same rules.
 
-A plain chain can be recomputed by anyone who can write the log: a forged record appended with
-a fresh SHA-256, or a rewritten tail, verifies. Two anchors close that gap (docs/audit.md):
-- a key: records written with one carry `"chain": "hmac-sha256"` and their `hash` is
-  HMAC-SHA256(key, canonical JSON without `hash`), which covers `prev_hash` and the marker, so
-  nobody without the key can forge, rewrite or re-chain a record, nor downgrade it to plain;
-- a head (`Head`): the last record's hash and the record count, kept beside the log or elsewhere,
-  which is what shows a truncated tail or an emptied log: no chain can show those on its own.
+Anyone who can write the log can recompute a plain chain; two anchors close that gap (docs/audit.md):
+- a key: records then carry `"chain": "hmac-sha256"` and `hash` = HMAC-SHA256(key, canonical JSON
+  without `hash`), so nobody without the key can forge, rewrite, re-chain or downgrade a record;
+- a head (`Head`): the last record's hash and the record count, kept apart, which is what shows a
+  truncated tail or an emptied log: no chain can show those on its own.
 """
 
 from __future__ import annotations
@@ -105,16 +102,11 @@ def make_record(
     metadata: Any = None,
     key: bytes | None = None,
 ) -> dict[str, Any]:
-    """The record that follows `prev` (None for the first), with its hash filled in: an HMAC with
-    `key` (the record is then marked `"chain": "hmac-sha256"`), else a plain SHA-256.
-
-    `metadata` goes through `to_jsonable`, so the returned record is exactly what a store
-    writes and what a reader gets back: its hash checks out after any JSON round trip.
-    Raises InvalidInput (a ValueError) naming the field for an empty event_type, a ts that is
-    not a finite number, or metadata that is not a mapping; MissingKey to chain onto an HMAC
-    record without a key (a plain record there would make the log fail verification).
-    A keyed record may follow plain ones: that is how an existing log moves to a key.
-    """
+    """The record after `prev` (None for the first), hashed: an HMAC with `key` (marked `"chain":
+    "hmac-sha256"`), else a plain SHA-256. `metadata` goes through `to_jsonable`, so the hash checks
+    out after any JSON round trip. InvalidInput names the field for an empty event_type, a ts that
+    is not finite, or metadata that is not a mapping; MissingKey to chain onto an HMAC record
+    without a key. A keyed record may follow plain ones: that is how a log moves to a key."""
     if isinstance(event_type, enum.Enum):
         event_type = event_type.value
     if not isinstance(event_type, str) or not event_type.strip():
@@ -289,19 +281,11 @@ def _link_problem(rec: Mapping[str, Any], prev_seq: int, prev_hash: str) -> str 
 def verify_chain(
     records: Iterable[Mapping[str, Any] | Malformed | Any], *, key: bytes | None = None, heads: Iterable[Head] = ()
 ) -> VerifyReport:
-    """Check a whole log in order and report the first record that breaks the chain.
-
-    Detects an edited record (its content no longer matches its hash), a removed record (seq gap
-    and prev_hash mismatch), inserted, duplicated or reordered records, and entries that are not
-    records at all (missing keys, wrong types, garbage). The problem names the record by its
-    1-based position in the log and its seq. HMAC-chained records are checked with `key`:
-    without it, or with another key, the first of them fails ("wrong or missing ...").
-
-    Limit: removing records from the END of the log leaves a shorter chain that is still valid,
-    and a plain chain can be extended or rewritten by anyone who recomputes the hashes; no chain
-    can show that on its own. `heads` (anchors kept apart) catch a truncated, extended or rewritten
-    log; `key` catches records forged or rewritten without it.
-    """
+    """Check a whole log in order and report the first record that breaks the chain (by 1-based
+    position and seq): edited, removed, inserted, duplicated or reordered records, and entries that
+    are not records. HMAC-chained records are checked with `key` (without it, or with another, the
+    first of them fails). A chain alone cannot show a truncated tail or a plain chain recomputed:
+    `heads` (anchors kept apart) catch a truncated, extended or rewritten log, `key` forged ones."""
     anchors = tuple(heads)
     at_count: dict[int, str] = {}  # position -> hash, only at the positions the heads name
     found: dict[str, int] = {}  # head hash -> position where the log has it

@@ -2,18 +2,15 @@
 
 Three models share one driver:
 - `curve` (the default): day by day, spend (budget x delivery noise) -> conversions through the
-  path's draw of the response curve fitted to the history (concave in spend, weekday effects,
-  damped trend: agents/synctwin/gate/response_curve.py), capped by daily demand (audience x cvr / days),
-  -> revenue (order value);
-- `funnel`: day by day, budget -> conversions (through the history's conversions per dollar,
-  i.e. CPM, CTR and CVR per click) capped by demand (audience x cvr), -> revenue (AOV), with
+  path's draw of the response curve fitted to the history (response_curve.py), capped by daily
+  demand (audience x cvr / days) -> revenue (order value);
+- `funnel`: the same through the history's conversions per dollar (CPM, CTR, CVR per click), with
   per-path parameter uncertainty and per-day noise: revenue proportional to spend;
-- `one-factor` (alias `seed`): the original design's formula, one variance factor N(1, 0.15)
-  per path scaling both conversions (audience x cvr) and spend (budget x days).
+- `one-factor` (alias `seed`): the original formula, one N(1, 0.15) factor per path scaling both
+  conversions (audience x cvr) and spend (budget x days).
 
-Paths are drawn in fixed-size chunks, chunk k from its own seed stream
-(SeedSequence(seed, spawn_key=(k,))): memory stays bounded, the result depends only on the
-seed, and chunks can be drawn anywhere (process pool, Ray) and merged in order.
+Chunk k of paths draws from SeedSequence(seed, spawn_key=(k,)): memory stays bounded, the result
+depends only on the seed, and chunks can be drawn anywhere (process pool, Ray), merged in order.
 """
 
 from __future__ import annotations
@@ -162,14 +159,10 @@ def simulate_funnel_model(p: FunnelParams, n: int, rng: np.random.Generator, *, 
 
 def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *, keep_paths: bool = False) -> PathBlock:
     """Day by day through each path's draw of the response curve:
-
     log rate = a + b (log spend - mean log spend) + dow[weekday] + g trend + level + sigma z,
-    conversions = rate + sqrt(rate) e  (the counts' Poisson noise, normal approximation, >= 0),
-
-    the level shock (structural and extrapolation spread) drawn once per path, z (the day shock, an
-    AR(1)) and e every day; then capped by the day's demand, times the path's order value and its
-    daily noise. Arrays are float32 (days, paths) as in the funnel model; totals are summed in float64.
-    """
+    conversions = rate + sqrt(rate) e (Poisson noise, normal approximation, >= 0), the level shock
+    (structural and extrapolation spread) once per path, z (the day shock, an AR(1)) and e daily;
+    capped by demand, times the order value and its daily noise. float32 (days, paths) arrays."""
     d, f32 = p.days, np.float32
     fit = p.fit
     draws = draw_parameters(fit, n, rng, p.spread)
@@ -366,14 +359,10 @@ def draw_chunk(task: ChunkTask) -> ChunkResult:
 
 
 def sketch_quantiles(sketches: list[tuple[int, np.ndarray]], ranks: list[float]) -> list[float]:
-    """Order statistics at (0-based, fractional) `ranks` of the union of sketched chunks.
-
-    Each chunk's sketch holds its exact order statistics at SKETCH_POINTS evenly spaced ranks;
-    placed at those ranks, merged and sorted, the points give a piecewise-linear estimate of the
-    whole draw's quantile function. Every chunk misplaces a value by less than one gap of its
-    sketch, so the rank error is below N / (SKETCH_POINTS - 1): about 0.05% of the paths (p50 is
-    the exact quantile at some level in [0.4995, 0.5005]). Deterministic: merged in chunk order.
-    """
+    """Order statistics at (0-based, fractional) `ranks` of the union of sketched chunks: each
+    sketch's exact order statistics at SKETCH_POINTS even ranks, merged, interpolate the draw's
+    quantile function with a rank error below N / (SKETCH_POINTS - 1), about 0.05% of the paths.
+    Deterministic: merged in chunk order."""
     values = np.concatenate([s for _, s in sketches])
     weights = np.concatenate([np.full(s.shape[0], n / s.shape[0]) for n, s in sketches])
     order = np.argsort(values, kind="stable")
@@ -411,13 +400,11 @@ def run_monte_carlo(
     """Draw `paths` paths; while the 95% interval of the confidence straddles the threshold,
     double the draw (up to `max_paths`) instead of deciding on noise.
 
-    The chunks of a round go through `executor` (default: this process) and are merged in chunk
-    order, so the outcome is the same bit for bit on any executor. Only the first
-    `projection_paths` paths keep their daily trajectories, so the projection's memory does not
-    grow with the path count. Above EXACT_PATHS (max_paths), chunks send back a fixed-size
-    sketch of their uplift instead of the array (100M paths would be 800 MB): the quantiles are
-    then those of `sketch_quantiles`, the count and mean stay exact, and `keep_uplift` returns
-    the first EXACT_PATHS paths only. `progress(drawn, target)` is called after each chunk.
+    Chunks go through `executor` (default: this process), merged in chunk order: the same outcome
+    bit for bit on any executor. Only the first `projection_paths` paths keep their trajectories.
+    Above EXACT_PATHS (max_paths), chunks send a fixed-size sketch of their uplift, not the array
+    (100M paths would be 800 MB): quantiles from `sketch_quantiles`, count and mean exact,
+    `keep_uplift` the first EXACT_PATHS paths. `progress(drawn, target)` follows each chunk.
     """
     run = executor or _IN_PROCESS
     sketch = max_paths > EXACT_PATHS

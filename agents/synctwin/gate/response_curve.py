@@ -1,24 +1,18 @@
 """The response curve: what a dollar of daily spend buys, learned from the client's own history.
 
-Model (one row per history day with spend > 0):
+Model (one row per history day with spend > 0), e ~ N(0, sigma^2):
 
-    log(conversions + 0.5) = a + b * (log spend - mean log spend) + dow[weekday] + g * trend + e,
-    e ~ N(0, sigma^2)
+    log(conversions + 0.5) = a + b * (log spend - mean log spend) + dow[weekday] + g * trend + e
 
-fitted by conjugate Bayesian linear regression (Normal-Inverse-Gamma): the posterior is exact and
-closed form (one small linear solve, microseconds), so the gate can refit it for every rolling
-calibration origin without Monte Carlo. Priors: the elasticity b ~ N(0.6, 0.25^2) (accounts buy
-their cheapest conversions first: b < 1), kept in [B_MIN, 1] when drawn; weekday effects
-~ N(0, 0.10^2) (shrunk toward no seasonality); the trend over the whole window ~ N(0, 0.15^2)
-(shrunk) and damped into the future (DAMP_DAYS), so 30 days ahead do not extrapolate a spurious
-slope. The +0.5 keeps days with zero conversions in the fit (the usual continuity correction of
-a log count); days with zero spend say nothing about the curve and are left out (and counted).
+by conjugate Bayesian linear regression (Normal-Inverse-Gamma): exact and closed form, so the gate
+refits it at every rolling calibration origin without Monte Carlo. Priors: elasticity b ~ N(0.6,
+0.25^2) (accounts buy their cheapest conversions first: b < 1), drawn within [B_MIN, 1]; weekday
+effects ~ N(0, 0.10^2); the window's trend ~ N(0, 0.15^2), damped into the future (DAMP_DAYS) so
+30 days ahead do not extrapolate a spurious slope. The +0.5 keeps zero-conversion days (the usual
+continuity correction); zero-spend days say nothing about the curve and are left out (counted).
 
-Order value is modelled apart from the curve: its level is the ratio estimator total revenue /
-total conversions, whose standard error (from the days' residuals r_t - A c_t) stays honest
-under heavy-tailed order values, and its day-to-day log-sd comes from the history.
-
-Pure functions over arrays, no I/O.
+Order value apart: total revenue / total conversions, whose standard error (from the residuals
+r_t - A c_t) stays honest under heavy tails, and a day-to-day log-sd from the history. No I/O.
 """
 
 from __future__ import annotations

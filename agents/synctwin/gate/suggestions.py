@@ -1,17 +1,13 @@
 """Resubmission advice: the smallest change to a rejected strategy that the gate approves.
 
 The seed lets clients "adjust strategy parameters and re-submit" but gives no override, so the
-gate says *what* would pass instead. For each lever (`daily_budget`, `audience_size`,
-`duration_days`) alone, then for all of them together, we look for the value closest to the
-submitted one that clears the threshold:
-
-- search: cheap simulations (SEARCH_PATHS paths, no adaptive rounds, the request's seed, so
-  neighbouring values see the same random numbers and the confidence moves smoothly), a coarse
-  walk outwards from the submitted value, then bisection between the last failing and the first
-  passing value, with a small safety margin over the threshold;
+gate says *what* would pass: for each lever (LEVERS) alone, then all together, the value nearest
+the submitted one that clears the threshold:
+- search: cheap runs (SEARCH_PATHS, the request's seed, so neighbouring values share random
+  numbers), a walk outwards, then bisection, with a small margin over the threshold;
 - rounding: to values a person would type (two significant figures, whole days);
-- confirmation: a fresh gate run at the request's paths and seed; only approved changes are
-  reported, so a suggestion re-submitted as it stands (same seed and paths) is approved.
+- confirmation: a gate run at the request's paths and seed; only approved changes are reported,
+  so a suggestion re-submitted as it stands is approved.
 """
 
 from __future__ import annotations
