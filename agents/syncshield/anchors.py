@@ -1,13 +1,10 @@
 """What anchors an audit log beyond its own chain: the HMAC key and the head kept beside the log.
 
-Every append writes the new head (the last record's hash and the record count) next to the log,
-in the same atomic step as the record: `FILE.head` for a JSONL log (overwritten under the log's
-flock), the hash `{stream}:head` for a Redis stream (in the MULTI of the XADD). With a key,
-the head carries a MAC, so only a key holder can write a head that verifies.
-
-A head beside the log catches accidents and truncation by someone who does not know about it;
-whoever can rewrite the log can rewrite (or, with a key, replay) its head too. A head kept off
-the machine (`audit verify --expect-head`) is what stops a deliberate attacker (docs/audit.md).
+Every append writes the new head (last hash, record count; a MAC with a key) beside the log in
+the same atomic step: `FILE.head` under the log's flock, or the hash `{stream}:head` in the XADD's
+MULTI. It catches accidents and truncation by someone unaware of it; whoever can rewrite the log
+can rewrite (with a key, replay) it too: a head kept off the machine (`audit verify
+--expect-head`) is what stops a deliberate attacker (docs/audit.md).
 """
 
 from __future__ import annotations
@@ -124,13 +121,9 @@ class StoredHead:
 
 
 def append_problem(stored: StoredHead | None, prev: Mapping[str, Any] | None, key: bytes | None) -> str | None:
-    """Why a store must not append after `prev` given the head kept beside the log, or None.
-
-    A head AHEAD of the log (more records) means records were removed; a head of the same length
-    on another hash means the log was rewritten; a bad MAC means the head was. Appending would
-    overwrite the head and hide that, so the store refuses. A head BEHIND the log is tolerated: a
-    writer that died between the record and its head, or one that predates heads.
-    """
+    """Why a store must not append after `prev` given the head kept beside the log, or None: a head
+    AHEAD of the log (records removed), of its length on another hash (rewritten) or with a bad MAC;
+    appending would hide that. A head BEHIND is tolerated (a writer died between record and head)."""
     if stored is None:
         return None
     count = int(prev["seq"]) if prev is not None else 0
@@ -188,12 +181,9 @@ def read_head_file(log: str | os.PathLike[str]) -> StoredHead | None:
 
 
 def write_head_file(log: str | os.PathLike[str], head: StoredHead, *, fsync: bool = False) -> None:
-    """Overwrite FILE.head in place with a fixed-size document (padded to HEAD_BYTES).
-
-    The caller holds the log's exclusive flock and readers take it shared, so no reader sees half a
-    head. One pwrite of one small block, rather than a temporary file renamed over the head: on ext4
-    a rename over an existing file flushes its data first, which cost ~1.6 ms an append (20x slower).
-    """
+    """Overwrite FILE.head in place with a fixed-size document (padded to HEAD_BYTES), under the
+    log's exclusive flock (readers take it shared). One pwrite, not a renamed temporary file: on
+    ext4 a rename over a file flushes its data first, ~1.6 ms an append (20x slower)."""
     doc: dict[str, Any] = {**head.fields(), "records": head.records}
     data = json.dumps(doc, sort_keys=True).encode("utf-8").ljust(HEAD_BYTES - 1) + b"\n"
     fd = os.open(head_path(log), os.O_WRONLY | os.O_CREAT, 0o644)

@@ -121,18 +121,12 @@ def _parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
 
 
 class JsonlAuditStore:
-    """One canonical-JSON record per line, appended under an exclusive `flock`.
-
-    The head is re-read under the lock before every append, so two processes appending to one
-    file keep one chain. To avoid re-reading the whole file each time, the store remembers how
-    far it has read (per inode) and only parses lines written since. A line that cannot be
-    parsed stops the append with an InvalidInput naming file and line, and nothing is written:
-    chaining onto garbage would hide it.
-
-    `fsync=True` makes each append survive a power cut, at a few milliseconds each on disks.
-    After each record the head (hash, record count, and a MAC with a key) replaces FILE.head
-    under the same lock; an append refuses when that head shows the log lost or rewrote records.
-    """
+    """One canonical-JSON record per line, appended under an exclusive `flock` after re-reading the
+    head, so processes sharing the file keep one chain; only lines written since the last read (per
+    inode) are parsed. A line that does not parse stops the append (InvalidInput naming file and
+    line): chaining onto garbage would hide it. Each record's head then replaces FILE.head under the
+    lock; an append refuses when it shows lost or rewritten records. `fsync=True`: each append
+    survives a power cut, at a few milliseconds."""
 
     def __init__(
         self,
@@ -360,15 +354,10 @@ def _iter_stream(client: Any, key: str, last: str = "+") -> Iterator[tuple[str, 
 
 
 class RedisAuditStore:
-    """Records in a Redis stream (XADD), chained with optimistic concurrency.
-
-    Each append WATCHes the key, reads the head with XREVRANGE COUNT 1, and XADDs the next
-    record inside MULTI/EXEC; if another writer got in first, EXEC fails with WatchError and we
-    retry on the new head. Concurrent writers, with their own connections, keep one chain.
-    The stream is never trimmed: an audit log is append-only. The same MULTI writes the new head
-    to `{key}:head` (hash, record count, MAC with a key); an append refuses when that head shows
-    the stream lost or rewrote records. `hmac_key` defaults to SYNCTWIN_AUDIT_KEY.
-    """
+    """Records in a Redis stream (never trimmed), chained with optimistic concurrency: WATCH, read
+    the head (XREVRANGE COUNT 1), XADD in MULTI/EXEC, retried on the new head after a WatchError, so
+    concurrent writers keep one chain. The same MULTI replaces `{key}:head`; an append refuses when
+    it shows lost or rewritten records. `hmac_key` defaults to SYNCTWIN_AUDIT_KEY."""
 
     MAX_ATTEMPTS = 1000  # before an append gives up on WatchErrors
 
@@ -478,14 +467,10 @@ def verify_redis(
     hmac_key: bytes | str | None = FROM_ENV,
     expect: Head | None = None,
 ) -> VerifyReport:
-    """Verify the chain in a Redis stream; garbage entries are reported as tampered records.
-
-    The stream fields `seq`, `event_type`, `hash` and `prev_hash` must agree with the stored
-    `record`, so editing either copy is caught. A key that does not exist is an empty log.
-    The stream must end on the head in `{key}:head` when there is one, and on
-    `expect` when given. The head and the id of the last entry are read in one MULTI, and the
-    stream only up to that entry, so appends made while verifying are not mistaken for forgeries.
-    """
+    """Verify the chain in a Redis stream (missing: an empty log); garbage entries are tampered
+    records, and so are stream fields (`seq`, `event_type`, `hash`, `prev_hash`) that disagree with
+    the stored `record`. It must end on `{key}:head` when there is one, and on `expect`. The head and
+    the last entry's id are read in one MULTI, the stream up to it: appends meanwhile are no forgery."""
     hkey = resolve_key(hmac_key)
     import redis
 

@@ -143,11 +143,8 @@ def make_record(
 
 @dataclasses.dataclass(frozen=True)
 class Malformed:
-    """Stands in for a stored entry that could not be read as a record (e.g. a line that is not JSON).
-
-    Stores' verify helpers pass these to `verify_chain`, so a garbage entry is reported as a
-    tampered record at its position instead of crashing the check.
-    """
+    """Stands in for a stored entry that is not a record (a line that is not JSON...), so
+    `verify_chain` reports it as tampered at its position instead of crashing."""
 
     reason: str
     seq: int | None = None
@@ -155,15 +152,10 @@ class Malformed:
 
 @dataclasses.dataclass(frozen=True)
 class VerifyReport:
-    """What `verify_chain` found.
-
-    `checked` counts the records that verified before the first bad one (all of them when ok).
-    `head_hash` is the hash of the last record that verified (GENESIS_HASH for an empty log)
-    and `head_seq` its seq: keep them somewhere the log's writer cannot change (a ticket, another
-    system) to detect a truncated tail later, which the chain alone cannot show.
-    `hmac_from` is the position of the first HMAC-chained record (None: a plain chain), and
-    `heads` names the anchors the log was checked against.
-    """
+    """What `verify_chain` found: `checked` records verified before the first bad one; `head_hash`
+    and `head_seq` of the last that did (kept where the writer cannot change them, they show a
+    truncated tail later); `hmac_from` the position of the first HMAC-chained record (None: plain);
+    `heads` the anchors checked against."""
 
     ok: bool
     checked: int

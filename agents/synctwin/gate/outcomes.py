@@ -1,10 +1,9 @@
 """Realized outcomes of approved campaigns (CAMPAIGN_OUTCOME): one arithmetic for every mode.
 
-The seed's false-positive KPI ("campaigns approved but ended up unprofitable") needs what an
-approved campaign actually earned, against the baseline over the days it ran (DESIGN.md's net
-profit uplift). SyncFlow computes it in the SimPy twin and the production shadow worker from the
-bid stream; both call `campaign_outcome`, and shadow mode's `outcome_record` (what a *rejected*
-campaign would have earned) uses the same `net_profit_uplift`. Pure functions over plain values.
+The seed's false-positive KPI ("approved but ended up unprofitable") needs what an approved
+campaign earned against the baseline over the days it ran (DESIGN.md): SyncFlow in the twin and
+the shadow worker both call `campaign_outcome`; shadow mode's `outcome_record` (a *rejected*
+campaign's) uses the same `net_profit_uplift`. Pure functions over plain values.
 """
 
 from __future__ import annotations
