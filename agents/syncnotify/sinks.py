@@ -33,13 +33,8 @@ class LogSink:
 
     def send(self, alert: Alert) -> None:
         """Log `title: message`; the whole alert rides along as `extra={'alert': ...}`."""
-        self.logger.log(
-            _LEVELS[alert.severity],
-            "%s: %s",
-            alert.title,
-            alert.message,
-            extra={"alert": alert.model_dump(mode="json")},
-        )
+        extra = {"alert": alert.model_dump(mode="json")}
+        self.logger.log(_LEVELS[alert.severity], "%s: %s", alert.title, alert.message, extra=extra)
 
 
 class JsonlSink:

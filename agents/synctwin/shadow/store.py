@@ -243,12 +243,8 @@ class RedisShadowStore:
                 if (why := check(b, t, values)) is not None:
                     ok[i] = False
                     self.stats.implausible += 1
-                    self._warn(
-                        f"implausible:{cid}",
-                        "campaign %s: an implausible event ignored (%s); later ones are counted as implausible",
-                        cid,
-                        why,
-                    )
+                    note = "campaign %s: an implausible event ignored (%s); later ones are counted as implausible"
+                    self._warn(f"implausible:{cid}", note, cid, why)
         sel = np.flatnonzero(ok)
         if not len(sel):
             return
@@ -497,9 +493,7 @@ class RedisShadowStore:
                     launch_ts=launch,
                     days=days,
                     days_total=horizon,
-                    spend=totals["spend"],
-                    revenue=totals["revenue"],
-                    conversions=totals["conversions"],
+                    **{m: totals[m] for m in ("spend", "revenue", "conversions")},
                     gross_margin=strategy.gross_margin,
                     gate=gate,
                     reason=reason,
