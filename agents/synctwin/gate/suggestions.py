@@ -130,21 +130,13 @@ def suggest(
     paths = result.simulation_details.initial_simulations or result.simulation_details.total_simulations
     model, seed, threshold = result.model, result.seed, result.threshold
 
-    def run(s: Strategy, n: int) -> GateResult:
-        return gatekeeper.evaluate(s, baseline, seed=seed, paths=n, max_paths=n, model=model, threshold=threshold)
+    def run(s: Strategy, n: int, cap: int | None) -> GateResult:
+        return gatekeeper.evaluate(s, baseline, seed=seed, paths=n, max_paths=cap, model=model, threshold=threshold)
 
     def confirm(changes: dict[str, Any]) -> GateResult:
-        return gatekeeper.evaluate(
-            strategy.model_copy(update=changes),
-            baseline,
-            seed=seed,
-            paths=paths,
-            max_paths=max_paths,
-            model=model,
-            threshold=threshold,
-        )
+        return run(strategy.model_copy(update=changes), paths, max_paths)
 
-    probe = _Probe(strategy, run, min(threshold + SEARCH_MARGIN, 0.999))
+    probe = _Probe(strategy, lambda s, n: run(s, n, n), min(threshold + SEARCH_MARGIN, 0.999))
     out: list[Suggestion] = []
     singles: dict[str, float] = {}
     best: dict[str, float] = {}
