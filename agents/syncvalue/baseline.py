@@ -70,7 +70,7 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else math.nan
 
 
-def _log_sd(num: np.ndarray, den: np.ndarray) -> float:
+def log_sd(num: np.ndarray, den: np.ndarray) -> float:
     """Sample sd of log(num/den) over the days where both are positive (0 if under 2 such days)."""
     ok = (num > 0) & (den > 0)
     if int(ok.sum()) < 2:
@@ -121,11 +121,11 @@ def compute_baseline(
         cpm=_ratio(total_spend, float(imp.sum())) * 1000.0,
         ctr=_ratio(float(clk.sum()), float(imp.sum())),
         cvr_click=_ratio(total_conv, float(clk.sum())),
-        cpm_log_sd=_log_sd(spend, imp),
-        ctr_log_sd=_log_sd(clk, imp),
-        cvr_click_log_sd=_log_sd(conv, clk),
-        aov_log_sd=_log_sd(rev, conv),
-        conversions_per_dollar_log_sd=_log_sd(conv, spend),
+        cpm_log_sd=log_sd(spend, imp),
+        ctr_log_sd=log_sd(clk, imp),
+        cvr_click_log_sd=log_sd(conv, clk),
+        aov_log_sd=log_sd(rev, conv),
+        conversions_per_dollar_log_sd=log_sd(conv, spend),
         monthly_churn=monthly_churn,
         ltv=ltv,
         window=history.last(max(lookback_days, CURVE_DAYS)),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agents.syncvalue.baseline import log_sd
 from synctwin.kernel.errors import InvalidInput
 
 B_PRIOR_MEAN = 0.6
@@ -229,8 +230,7 @@ def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.nda
         aov_log_se = min(se / aov, 1.0)
     else:  # no orders to learn a value from: the strategy must give 'aov' (the gate says so)
         aov, aov_log_se = math.nan, 0.0
-    pos = (cc > 0) & (rr > 0)
-    aov_daily_sd = float(np.std(np.log(rr[pos] / cc[pos]), ddof=1)) if int(pos.sum()) >= 2 else 0.0
+    aov_daily_sd = log_sd(rr, cc)
     return CurveFit(
         mean=mean,
         chol=chol,
