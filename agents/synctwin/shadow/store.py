@@ -84,21 +84,14 @@ def market_sums(client: Any, prefix: str, platform: str, day: int) -> tuple[dict
     for member, score in client.zrange(market_key(prefix, platform, day), 0, -1, withscores=True):
         cid, launch, metric = member.rsplit("|", 2)
         ends.setdefault((cid, launch), {})[metric] = float(score)
-    sums = dict.fromkeys(METRICS, 0.0)
-    n = 0
+    sums, n = [0.0] * len(METRICS), 0
     for (cid, launch), end in sorted(ends.items()):
-        if len(end) != len(METRICS):
+        if len(end) != len(METRICS) or (start := _previous(client, prefix, platform, day, cid, launch)) is None:
             continue
-        start = _previous(client, prefix, platform, day, cid, launch)
-        if start is None:
-            continue
-        delta = [end[m] - start[i] for i, m in enumerate(METRICS)]
-        if min(delta) < 0:  # a relaunch under the same launch time: not one campaign's counters
-            continue
-        for i, m in enumerate(METRICS):
-            sums[m] += delta[i]
-        n += 1
-    return sums, n
+        delta = [end[m] - s for m, s in zip(METRICS, start, strict=True)]
+        if min(delta) >= 0:  # else a relaunch under the same launch time: not one campaign's counters
+            sums, n = [a + b for a, b in zip(sums, delta, strict=True)], n + 1
+    return dict(zip(METRICS, sums, strict=True)), n
 
 
 def _previous(client: Any, prefix: str, platform: str, day: int, cid: str, launch: str) -> list[float] | None:
@@ -236,10 +229,9 @@ class RedisShadowStore:
             bounds: dict[str, Bounds] = {}
             for i in np.flatnonzero(ok).tolist():
                 cid, t, values = rows[i]
-                b = bounds.get(cid)
-                if b is None:
-                    plan = plans[cid]
-                    b = bounds[cid] = bounds_for(plan.launch_ts, plan.end_ts, plan.curve, now, self.limits)
+                if (b := bounds.get(cid)) is None:
+                    p = plans[cid]
+                    b = bounds[cid] = bounds_for(p.launch_ts, p.end_ts, p.curve, now, self.limits)
                 if (why := check(b, t, values)) is not None:
                     ok[i] = False
                     self.stats.implausible += 1
@@ -256,15 +248,13 @@ class RedisShadowStore:
         span = int(day.max()) - first + 1
         keys, maxima = _group_max(at * span + (day - first), vals)
         for key, mx in zip(keys, maxima, strict=True):
-            k, d = divmod(key, span)
-            cid = order[k]
+            cid, d = order[key // span], key % span
             _fold(self._market, (plans[cid].platform, first + d, f"{cid}|{launches[cid]}"), mx)
         inside = ts <= np.array([plans[c].end_ts for c in order])[at]  # what it delivered within its flight
         if inside.any():
             keys, maxima = _group_max(at[inside], np.column_stack((ts[inside], vals[inside])))
             for k, mx in zip(keys, maxima, strict=True):
-                cid = order[k]
-                _fold(self._totals, (cid, launches[cid]), mx)
+                _fold(self._totals, (order[k], launches[order[k]]), mx)
         newest = float(ts.max())
         self._newest = newest if self._newest is None else max(self._newest, newest)
         self.stats.applied += len(sel)
