@@ -148,11 +148,8 @@ class JsonlAuditStore:
         self._missing_newline = False  # the last line read has no "\n" (a writer died mid-line?)
 
     def _catch_up(self, fd: int) -> tuple[dict[str, Any] | None, bool]:
-        """Read lines added since the last call; returns (head record, file lacks a final newline).
-
-        If the file was replaced, shrank, or the new bytes do not parse from where we stopped
-        (rewritten in place), read it again from the start, so errors name the right line.
-        """
+        """(head record, file lacks a final newline) after reading the lines added since the last call;
+        from the start when the file was replaced, shrank or was rewritten, so errors name the right line."""
         st = os.fstat(fd)
         ident = (st.st_dev, st.st_ino)
         if ident == self._ident and st.st_size >= self._offset:
@@ -260,13 +257,9 @@ def verify_file(
     key: bytes | str | None = FROM_ENV,
     expect: Head | None = None,
 ) -> VerifyReport:
-    """Verify a JSONL audit log; a line that is not a record is reported as tampered, not raised.
-
-    `key` (default SYNCTWIN_AUDIT_KEY) checks HMAC-chained records. The log must end on the head in
-    FILE.head when there is one, and on `expect` when given. A missing log whose head file remains, or
-    with `expect`, is tampered (deleted). Raises InvalidInput only when the file itself cannot be read
-    (missing with no head file, a directory, ...).
-    """
+    """Verify a JSONL audit log (`key`: SYNCTWIN_AUDIT_KEY); a line that is not a record is tampered,
+    and so is a missing log whose head file remains, or with `expect`. It must end on FILE.head when
+    there is one, and on `expect`. InvalidInput only when the file itself cannot be read."""
     log, hmac_key = Path(path), resolve_key(key)
     heads = [expect] if expect is not None else []
     with _locked(log) as fh:
@@ -437,10 +430,9 @@ class RedisAuditStore:
     def prepare(
         self, pipe: Any, event_type: str, **fields: Unpack[RecordFields]
     ) -> tuple[dict[str, Any], dict[str, str]]:
-        """For a caller's own transaction: WATCH the stream and its head on `pipe` (still in immediate
-        mode), build the next record on its head, and return it with its XADD fields. The caller then
-        calls `pipe.multi()`, `store.queue(pipe, rec)` beside its own writes, and `execute()`; a
-        WatchError means another writer got in first: start again."""
+        """For a caller's own transaction: WATCH the stream and its head on `pipe` (immediate mode) and
+        return the next record with its XADD fields; the caller then calls `pipe.multi()`,
+        `store.queue(pipe, rec)` beside its own writes and `execute()` (WatchError: start again)."""
         pipe.watch(self.key, self.head_key)
         rec = make_record(self._prev(pipe), event_type, ts=self._clock(), key=self._hmac_key, **fields)
         return rec, _stream_fields(rec)

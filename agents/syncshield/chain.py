@@ -228,12 +228,9 @@ def _shape_problem(rec: Mapping[str, Any]) -> str | None:
 
 
 def _hash_problem(rec: Mapping[str, Any], key: bytes | None, hmac_seen: bool) -> str | None:
-    """Why the record's hash does not check out under `key`, or None.
-
-    Once a record is HMAC-chained, every later one must be too: a plain record after it is what
-    someone without the key would write. With a key, plain records are accepted only before the
-    first HMAC one (a log that moved to a key): that record's HMAC covers their head.
-    """
+    """Why the record's hash does not check out under `key`, or None. After an HMAC-chained record
+    a plain one is what someone without the key would write; plain ones before the first HMAC record
+    (a log that moved to a key) are covered by its HMAC."""
     if is_hmac(rec):
         if key is None:
             return f"HMAC-chained, but no key is set: wrong or missing {KEY_ENV}"
