@@ -1,8 +1,5 @@
-"""SyncBrain's hook: every strategy passes SyncTwin's gate before it can be deployed.
-
-There is no override: a rejection raises, is audited, and nothing is deployed. The threshold
-is SyncTwin's configuration, not SyncBrain's.
-"""
+"""SyncBrain's hook: every strategy passes SyncTwin's gate (its threshold, not SyncBrain's) before
+it can be deployed. No override: a rejection raises, is audited, and nothing is deployed."""
 
 from __future__ import annotations
 

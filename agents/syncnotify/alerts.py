@@ -75,12 +75,9 @@ class Episode:
 
 
 class SyncNotify:
-    """Send each alert to every sink; a failing sink is logged and counted, never raised.
-
-    `clock` stamps alerts, so a simulation passes its virtual `now` and a replay is reproducible.
-    `dedupe=False` sends every alert (the behaviour before episodes); `keep_history` keeps every
-    episode (a replay's report shows their counts), else only the open ones are kept.
-    """
+    """Send each alert to every sink; a failing sink is logged and counted, never raised. `clock`
+    stamps alerts (a simulation's virtual `now`); `dedupe=False` sends every alert; `keep_history`
+    keeps every episode (a replay's report shows their counts), not only the open ones."""
 
     def __init__(
         self,
@@ -159,8 +156,5 @@ class SyncNotify:
         return alert
 
     async def alert(self, severity: Severity, title: str, message: str, details: Any = None) -> Alert:
-        """The seed's `await syncnotify.alert(severity=..., title=..., message=..., details=...)`.
-
-        Runs inline: sinks are quick local writes or one Redis round trip.
-        """
+        """The seed's `await syncnotify.alert(...)`, inline: sinks are quick writes or a round trip."""
         return self.notify(severity, title, message, details)

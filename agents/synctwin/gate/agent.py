@@ -1,8 +1,5 @@
-"""SyncTwin as a SimPy agent: the pre-launch gate behind a mailbox.
-
-It asks SyncValue for the client's baseline (a message, not a method call), runs the Monte
-Carlo and answers with the GateResult. The gate's own work is instantaneous in virtual time.
-"""
+"""SyncTwin as a SimPy agent: the pre-launch gate behind a mailbox. It asks SyncValue for the
+baseline (a message, not a call) and answers with the GateResult, instantly in virtual time."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""The pre-launch gate (the Digital Handshake): simulate a strategy, approve it only when
-enough simulated paths make money.
-
-`evaluate` is the synchronous core (used by the command line, the SimPy agent and the HTTP
-service); `simulate_strategy` keeps the seed's async call shape and dict result.
+"""The pre-launch gate (the Digital Handshake): simulate a strategy, approve it only when enough
+simulated paths make money. `evaluate` is the synchronous core (CLI, SimPy agent, HTTP service);
+`simulate_strategy` keeps the seed's async call shape and dict result.
 """
 
 from __future__ import annotations
@@ -100,11 +98,8 @@ def seed_model_params(strategy: Strategy, baseline: Baseline) -> SeedModelParams
 
 
 def funnel_params(strategy: Strategy, baseline: Baseline, settings: Settings) -> FunnelParams:
-    """Funnel rates from the history (strategy overrides win), uncertainty from its spread.
-
-    The uncertainty of a rate's mean is its sampling error (day-to-day sd / sqrt(days)) plus a
-    structural part for the future not being the past; a new audience or platform widens both.
-    """
+    """Funnel rates from the history (strategy overrides win); a mean's uncertainty is its sampling
+    error (daily sd / sqrt(days)) plus a structural part; a new audience or platform widens both."""
     n = max(baseline.days, 1)
     hint = "give 'cpm', 'ctr' and 'aov' in the strategy"
     cpm = _require(strategy.cpm or baseline.cpm, "the CPM", hint)

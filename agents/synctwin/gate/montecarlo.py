@@ -133,11 +133,9 @@ def simulate_seed_model(p: SeedModelParams, n: int, rng: np.random.Generator, *,
 
 
 def simulate_funnel_model(p: FunnelParams, n: int, rng: np.random.Generator, *, keep_paths: bool = False) -> PathBlock:
-    """Day by day: spend (budget x delivery) -> conversions (capped by daily demand) -> revenue.
-
-    Daily arrays are float32 laid out (days, paths): half the memory traffic of float64, and
-    the per-day quantiles of the projection read contiguous rows. Totals are summed in float64.
-    """
+    """Day by day: spend (budget x delivery) -> conversions (capped by daily demand) -> revenue, in
+    float32 (days, paths) arrays: half float64's memory traffic, and the projection's per-day
+    quantiles read contiguous rows. Totals are summed in float64."""
     d, f32 = p.days, np.float32
     cpd_path = (p.conversions_per_dollar * _lognormal_factor(rng, p.param_cpd_sigma, n)).astype(f32)
     aov_path = (p.aov * _lognormal_factor(rng, p.param_aov_sigma, n)).astype(f32)
@@ -230,11 +228,8 @@ def daily_block(
 
 
 def cumulate_days(daily: np.ndarray) -> np.ndarray:
-    """In-place running total over axis 0 of a (days, paths) array.
-
-    A loop over days of whole-row adds: about 15x faster than np.cumsum(axis=0) here,
-    which walks the array column by column.
-    """
+    """In-place running total over axis 0 of a (days, paths) array: whole-row adds, about 15x faster
+    than np.cumsum(axis=0), which walks the array column by column."""
     for day in range(1, daily.shape[0]):
         np.add(daily[day], daily[day - 1], out=daily[day])
     return daily
@@ -278,12 +273,8 @@ class MonteCarloOutcome:
 
 
 def summarize_uplift(uplift: np.ndarray, positive: int) -> tuple[tuple[float, float, float], float | None, float]:
-    """p10/p50/p90, the median of the positive paths, and the mean, from one selection.
-
-    The positive paths are the top `positive` order statistics, so their median sits at a
-    known rank of the whole array and is selected with the quantiles (`order_statistics`:
-    exact, and on a million paths about twice as fast as np.partition).
-    """
+    """p10/p50/p90, the median of the positive paths (the top `positive` order statistics, so at a
+    known rank) and the mean, from one `order_statistics` selection."""
     n = uplift.shape[0]
     pos = np.asarray(QUANTILES) * (n - 1)
     lo = np.floor(pos).astype(np.intp)

@@ -155,10 +155,8 @@ def _nig_posterior(
 
 
 def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.ndarray, revenue: np.ndarray) -> CurveFit:
-    """Fit the curve and the order value to a window of daily history (arrays of one length).
-
-    Raises InvalidInput (field `spend`) when fewer than MIN_FIT_DAYS days have spend > 0.
-    """
+    """Fit the curve and the order value to a window of daily history (arrays of one length);
+    InvalidInput (field `spend`) when fewer than MIN_FIT_DAYS days have spend > 0."""
     spend, conversions, revenue = (np.asarray(a, dtype=np.float64) for a in (spend, conversions, revenue))
     dates = np.asarray(dates).astype("datetime64[D]")
     ok = (spend > 0) & np.isfinite(spend) & np.isfinite(conversions) & np.isfinite(revenue)

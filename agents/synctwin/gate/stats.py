@@ -36,11 +36,8 @@ def risk_profile(confidence: float, projected_uplift: float) -> str:
 
 
 def row_quantiles(x: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
-    """Quantiles of each row of a 2-D array ('linear' method, as numpy's default): (rows, len(qs)).
-
-    One partition per row selects every order statistic needed at once; same values as
-    np.quantile(x, qs, axis=1).T, without its per-call overhead and float64 copy.
-    """
+    """np.quantile(x, qs, axis=1).T ('linear'): (rows, len(qs)), by one partition per row, without
+    np.quantile's per-call overhead and float64 copy."""
     n = x.shape[1]
     if n == 0:
         raise ValueError("no values")

@@ -70,10 +70,8 @@ def _as_type(lever: str, value: float) -> float | int:
 
 
 def _search_lever(probe: _Probe, lever: str, best: dict[str, float]) -> float | int | None:
-    """The value of one lever nearest the submitted one that passes at search resolution.
-
-    When none passes, `best[lever]` gets the grid value with the highest confidence (a
-    direction for the levers moved together)."""
+    """The value of one lever nearest the submitted one that passes at search resolution; when none
+    does, `best[lever]` gets the most confident grid value (a direction for the levers together)."""
     start = _lever_value(probe.strategy, lever)
     lo, hi = _LIMITS[lever]
     last_fail = {True: start, False: start}  # per direction (up?), the nearest failing value

@@ -279,10 +279,9 @@ class Observed:
 
 
 class LiveShadowAgent(Agent):
-    """Shadow mode in a Council on a bid stream: every batch the Council reads (each event of it,
-    known campaign or not: the store tells a live campaign's from a stranger's by its published
-    plan) is observed by the store port; settling closed days is the store's, on the driver's
-    schedule, since it reads every worker's market."""
+    """Shadow mode in a Council on a bid stream: the store port observes every event the Council
+    reads (it tells live campaigns by their published plans) and settles closed days on the
+    driver's schedule, since it reads every worker's market."""
 
     name = "shadow"
 
@@ -380,10 +379,8 @@ def shadow_outcomes_from_market(
     rejections: Iterable[Rejection],
     market_file: str | Path | Market,
 ) -> list[dict[str, Any]]:
-    """Production shadow mode: each rejection's full flight under the market file's rates.
-
-    Returns one SHADOW_OUTCOME record per rejection (`campaign_id`, `client_id` and the metadata
-    the agent writes); a flight day the file does not cover is an InvalidInput naming the dates."""
+    """One SHADOW_OUTCOME record (`campaign_id`, `client_id`, `metadata`) per rejection: its flight
+    under the market file's rates; InvalidInput names the flight days the file does not cover."""
     market = market_file if isinstance(market_file, Market) else load_market(market_file)
     out = []
     for rej in rejections:
@@ -411,12 +408,9 @@ def shadow_outcomes_from_market(
 def rejections_from_audit(
     records: Iterable[Mapping[str, Any]], *, source: str = ""
 ) -> tuple[list[Rejection], list[str]]:
-    """The rejections an audit log still owes a final shadow outcome: the latest CAMPAIGN_REJECTED
-    per campaign that carries its strategy (`record_decision` with the strategy), unless a final
-    SHADOW_OUTCOME follows it. Returns them and the ids of rejections without a strategy (older
-    records, or SyncBrain's in the twin), which cannot be re-simulated from the log.
-
-    The would-be flight starts on the UTC date of the record's `launch_ts` (else its time)."""
+    """The rejections an audit log still owes a final shadow outcome (the latest CAMPAIGN_REJECTED per
+    campaign with its strategy, no final SHADOW_OUTCOME after it; the flight starts on the UTC date
+    of its `launch_ts`, else its time), and the ids of those without a strategy (not re-simulable)."""
     latest: dict[str, tuple[int, Mapping[str, Any]]] = {}
     finals: dict[str, int] = {}
     for i, rec in enumerate(records):

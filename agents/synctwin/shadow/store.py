@@ -75,11 +75,9 @@ def market_key(prefix: str, platform: str, day: int) -> str:
 
 
 def market_sums(client: Any, prefix: str, platform: str, day: int) -> tuple[dict[str, float], int]:
-    """The live campaigns' summed counters on `platform` during `day`, and how many campaigns.
-
-    A campaign counts with its value at the day's end minus its value at the end of its previous
-    day with data (zero on its launch day); one first seen after its launch day (its earlier
-    events were never read) is left out of that day: its counters hold more than the day."""
+    """The live campaigns' summed counters on `platform` during `day` (each: its value at the day's
+    end less at its previous day's with data, zero on launch day; one first seen later is left out,
+    its counters hold more than the day), and how many campaigns."""
     ends: dict[tuple[str, str], dict[str, float]] = {}
     for member, score in client.zrange(market_key(prefix, platform, day), 0, -1, withscores=True):
         cid, launch, metric = member.rsplit("|", 2)
@@ -201,12 +199,9 @@ class RedisShadowStore:
     def observe(
         self, rows: Iterable[tuple[str, float, tuple[float, ...]]], invalid: int = 0, screened: bool = False
     ) -> None:
-        """Fold a batch's events (campaign, ts, cumulative values) into the per-day market and the
-        campaigns' totals, for the next `queue`; `invalid`: entries of the batch that did not parse;
-        `screened`: the Council checked them against their plans' limits already.
-
-        Only each (campaign, day)'s element-wise maximum reaches Redis (ZADD GT keeps a maximum
-        anyway), so the batch is folded with numpy, group by group, not event by event."""
+        """Fold a batch's events (campaign, ts, cumulative values) into the per-day market and totals
+        for the next `queue`, with numpy by (campaign, day) maximum (all ZADD GT keeps); `invalid`:
+        entries that did not parse; `screened`: already checked against their plans' limits."""
         rows = rows if isinstance(rows, list) else list(rows)
         self.stats.batches += 1
         self.stats.events += len(rows) + invalid
