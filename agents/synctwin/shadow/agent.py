@@ -100,14 +100,9 @@ def market_from_sums(
 ) -> MarketDay | None:
     """The rates behind a day's summed counters of live campaigns; None when a rate is undefined
     (no impressions, clicks, conversions or spend): such a day is not an observed market."""
-    if impressions > 0 and clicks > 0 and conversions > 0 and spend > 0:
-        return MarketDay(
-            cpm=spend / impressions * 1000.0,
-            ctr=clicks / impressions,
-            cvr=conversions / clicks,
-            aov=revenue / conversions,
-        )
-    return None
+    if not (impressions > 0 and clicks > 0 and conversions > 0 and spend > 0):
+        return None
+    return MarketDay(spend / impressions * 1000.0, clicks / impressions, conversions / clicks, revenue / conversions)
 
 
 def shadow_day(
@@ -223,12 +218,8 @@ class ShadowAgent(Agent):
                 continue
             delta = self._cum(batch, i) - self._day_start.get(cid, 0.0)
             sums[platform] = sums.get(platform, 0.0) + delta
-        out = {}
-        for platform, (spend, imps, clicks, conv, rev) in sums.items():
-            market = market_from_sums(float(spend), float(imps), float(clicks), float(conv), float(rev))
-            if market is not None:
-                out[(platform, day)] = market
-        return out
+        markets = {(platform, day): market_from_sums(*map(float, row)) for platform, row in sums.items()}
+        return {k: m for k, m in markets.items() if m is not None}
 
     def _market_on(self, platform: str, day: int) -> MarketDay | None:
         if (platform, day) in self.market:
