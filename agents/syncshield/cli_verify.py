@@ -26,9 +26,7 @@ def _verify_redis_url(redis_url: str, key: str, hmac_key: bytes | None, expect: 
     except redis.exceptions.ConnectionError as exc:
         raise InvalidInput(f"cannot reach Redis ({scrub(str(exc), redis_url)})", source=where) from None
     finally:
-        close = getattr(client, "close", None)
-        if callable(close):
-            close()
+        client.close()
 
 
 def describe(report: VerifyReport) -> str:

@@ -298,9 +298,7 @@ class SimulationGatekeeper:
         p10, p50, p90 = outcome.quantiles
         raw_conf = outcome.confidence
         confidence = round(raw_conf, 4)
-        low, high = outcome.interval
-        projected = round(p50, 2)
-        decision = "APPROVED" if raw_conf > threshold else "REJECTED"
+        (low, high), projected = outcome.interval, round(p50, 2)
         return GateResult(
             confidence_score=confidence,
             risk_profile=risk_profile(raw_conf, p50),
@@ -315,7 +313,7 @@ class SimulationGatekeeper:
                 adaptive_rounds=outcome.rounds,
                 median_positive_uplift=None if outcome.median_positive is None else round(outcome.median_positive, 2),
             ),
-            decision=decision,
+            decision="APPROVED" if raw_conf > threshold else "REJECTED",
             threshold=threshold,
             confidence_interval=(min(round(low, 4), confidence), max(round(high, 4), confidence)),
             expected_uplift=round(outcome.mean, 2),
@@ -356,7 +354,6 @@ class SimulationGatekeeper:
         Advice only: the decision never changes."""
         if result.approved:
             return result
-
         return result.model_copy(update={"suggestions": suggest(strategy, baseline, self, result, max_paths=max_paths)})
 
 
