@@ -106,9 +106,8 @@ class StoredHead:
         return Head(self.hash, self.records, source)
 
     def mac_problem(self, key: bytes | None, *, keyed_log: bool) -> str | None:
-        """Why the head cannot be trusted under `key` (no MAC on a keyed log, a wrong MAC), or None.
-        Without a key there is nothing to check: the head is then only as safe as the place it is
-        kept. A head without a MAC is fine beside a plain log (one about to move to a key)."""
+        """Why the head cannot be trusted under `key` (no MAC on a keyed log, a wrong MAC), or None;
+        without a key nothing to check; no MAC is fine beside a plain log (one moving to a key)."""
         if key is None:
             return None
         if self.mac is None:
@@ -140,9 +139,8 @@ def append_problem(stored: StoredHead | None, prev: Mapping[str, Any] | None, ke
 
 
 def check_beside(report: VerifyReport, stored: StoredHead | None, where: str, key: bytes | None) -> VerifyReport:
-    """`report` (already checked against the head's hash and count), failed when a key is set and
-    the head kept beside an HMAC-chained log is missing, has no MAC or a wrong one: a truncation
-    would hide behind a head rewritten or deleted by someone without the key."""
+    """`report`, failed when a key is set and the head beside an HMAC-chained log is missing or its
+    MAC absent or wrong: a truncation would hide behind a head rewritten without the key."""
     if not report.ok or key is None:
         return report
     keyed = report.hmac_from is not None

@@ -213,9 +213,8 @@ def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *, ke
 def daily_block(
     p: DailyParams, spend: np.ndarray, revenue: np.ndarray, conversions: np.ndarray, keep_paths: bool
 ) -> PathBlock:
-    """Net profit uplift from (days, paths) daily arrays (totals summed in float64), and with
-    `keep_paths` the arrays made cumulative in place for the projection: the day-by-day models'
-    common end."""
+    """The day-by-day models' end: net profit uplift from (days, paths) daily arrays (summed in
+    float64), with `keep_paths` the arrays made cumulative in place for the projection."""
     total_spend = spend.sum(axis=0, dtype=np.float64)
     total_revenue = revenue.sum(axis=0, dtype=np.float64)
     uplift = (total_revenue - p.base_revenue) * p.gross_margin - (total_spend - p.base_spend)

@@ -264,9 +264,8 @@ def _quasi_difference(x: np.ndarray, y: np.ndarray, day_num: np.ndarray, rho: fl
 
 
 def _lag1(resid: np.ndarray, day_num: np.ndarray) -> float:
-    """Lag-1 autocorrelation of the residuals over consecutive calendar days, in [0, RHO_MAX]. Daily
-    shocks that persist make a 30-day total vary more than independent days would: the simulation
-    draws its daily residuals as an AR(1) with this coefficient."""
+    """Lag-1 autocorrelation of the residuals over consecutive days, in [0, RHO_MAX]: persistent shocks
+    make a 30-day total vary more than independent days, so the simulation draws an AR(1)."""
     pairs = np.flatnonzero(np.diff(day_num) == 1)
     if pairs.shape[0] < 5:
         return 0.0

@@ -71,8 +71,7 @@ class ShadowTotals:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """A rejected strategy for production shadowing: its gate result (or its essentials) and its
-    would-be launch day."""
+    """A rejected strategy to shadow, its gate result (or essentials) and its would-be launch day."""
 
     strategy: Strategy
     result: GateLike
@@ -123,9 +122,8 @@ def shadow_day(
 
 
 def flight_days(launch_ts: float, duration_days: int) -> list[tuple[int, float]]:
-    """The UTC days (index since the epoch) a flight launched at `launch_ts` covers, each with the
-    share of it inside the flight: a flight launched at 18:00 covers 0.25 of its first day and
-    0.75 of the day after its last full one."""
+    """The UTC days (index since the epoch) a flight covers, each with its share inside the flight
+    (launched at 18:00: 0.25 of its first day, 0.75 of the day after its last full one)."""
     end = launch_ts + duration_days * DAY
     out = []
     day = int(launch_ts // DAY)
@@ -138,9 +136,8 @@ def flight_days(launch_ts: float, duration_days: int) -> list[tuple[int, float]]
 
 
 def simulate_day(strategy: Strategy, market: MarketDay, fraction: float = 1.0) -> tuple[float, float, float]:
-    """(spend, conversions, revenue) of `fraction` of a flight day under `market`: the budget buys
-    impressions at the CPM, clicks and conversions follow the observed rates, and conversions are
-    capped by the day's demand (audience x cvr over the flight), as in the gate's funnel model."""
+    """(spend, conversions, revenue) of `fraction` of a flight day under `market`, as the gate's funnel:
+    the budget buys at the rates, conversions capped by the day's demand (audience x cvr / days)."""
     spend = strategy.daily_budget * fraction
     bought = spend / market.cpm * 1000.0 * market.ctr * market.cvr
     demand = strategy.audience_size * strategy.cvr / strategy.duration_days * fraction
@@ -260,9 +257,8 @@ class ShadowPort(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """A batch of the live stream for shadow mode: (event_id, campaign_id, ts, cumulative values)
-    per event, in stream order, and how many entries of the batch did not parse; `screened`: the
-    Council judged these events inside their plans' limits already."""
+    """A live batch for shadow mode: (event_id, campaign_id, ts, cumulative values) in stream order,
+    how many entries did not parse; `screened`: already judged inside their plans' limits."""
 
     events: Sequence[tuple[str, str, float, tuple[float, ...]]]
     invalid: int = 0
