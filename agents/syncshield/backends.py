@@ -252,10 +252,7 @@ def _tampered(checked: int, problem: str) -> VerifyReport:
 
 
 def verify_file(
-    path: str | os.PathLike[str],
-    *,
-    key: bytes | str | None = FROM_ENV,
-    expect: Head | None = None,
+    path: str | os.PathLike[str], *, key: bytes | str | None = FROM_ENV, expect: Head | None = None
 ) -> VerifyReport:
     """Verify a JSONL audit log (`key`: SYNCTWIN_AUDIT_KEY); a line that is not a record is tampered,
     and so is a missing log whose head file remains, or with `expect`. It must end on FILE.head when
@@ -453,11 +450,7 @@ class RedisAuditStore:
 
 
 def verify_redis(
-    client: Any,
-    key: str = "synctwin:audit",
-    *,
-    hmac_key: bytes | str | None = FROM_ENV,
-    expect: Head | None = None,
+    client: Any, key: str = "synctwin:audit", *, hmac_key: bytes | str | None = FROM_ENV, expect: Head | None = None
 ) -> VerifyReport:
     """Verify the chain in a Redis stream (missing: an empty log); garbage entries are tampered
     records, and so are stream fields (`seq`, `event_type`, `hash`, `prev_hash`) that disagree with

@@ -363,8 +363,7 @@ def _dates_text(dates: list[dt.date], limit: int = 10) -> str:
 
 
 def shadow_outcomes_from_market(
-    rejections: Iterable[Rejection],
-    market_file: str | Path | Market,
+    rejections: Iterable[Rejection], market_file: str | Path | Market
 ) -> list[dict[str, Any]]:
     """One SHADOW_OUTCOME record (`campaign_id`, `client_id`, `metadata`) per rejection: its flight
     under the market file's rates; InvalidInput names the flight days the file does not cover."""
