@@ -293,13 +293,8 @@ def _entry_fields(fields: Mapping[Any, Any]) -> dict[str, str]:
 
 def _stream_fields(rec: Mapping[str, Any]) -> dict[str, str]:
     """XADD fields: a few for XRANGE readers and filters, plus the whole record."""
-    return {
-        "seq": str(rec["seq"]),
-        "event_type": rec["event_type"],
-        "hash": rec["hash"],
-        "prev_hash": rec["prev_hash"],
-        "record": canonical_json(rec),
-    }
+    seq, named = str(rec["seq"]), {k: rec[k] for k in ("event_type", "hash", "prev_hash")}
+    return {"seq": seq, **named, "record": canonical_json(rec)}
 
 
 def _entry_to_record(entry_id: str, fields: dict[str, str]) -> dict[str, Any] | Malformed:

@@ -29,17 +29,7 @@ from synctwin.kernel.jsonable import canonical_json, to_jsonable, utf8_safe
 GENESIS_HASH = "0" * 64
 """`prev_hash` of the first record: a fixed value, so every chain starts the same way."""
 
-RECORD_KEYS: tuple[str, ...] = (
-    "seq",
-    "ts",
-    "event_type",
-    "client_id",
-    "campaign_id",
-    "reason",
-    "metadata",
-    "prev_hash",
-    "hash",
-)
+RECORD_KEYS = ("seq", "ts", "event_type", "client_id", "campaign_id", "reason", "metadata", "prev_hash", "hash")
 OPTIONAL_KEYS: tuple[str, ...] = ("chain",)
 """Keys only some records have: `chain` marks an HMAC-chained record (absent: plain SHA-256)."""
 HMAC_SCHEME = "hmac-sha256"
