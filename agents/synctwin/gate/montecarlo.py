@@ -367,11 +367,9 @@ def summarize_sketches(
     """`summarize_uplift`'s three figures from chunk sketches (see `sketch_quantiles`)."""
     ranks = [q * (paths - 1) for q in QUANTILES]
     if positive:
-        first = paths - positive
-        ranks.append(first + (positive - 1) / 2)
+        ranks.append(paths - positive + (positive - 1) / 2)
     got = sketch_quantiles(sketches, ranks)
-    median_positive = got[3] if positive else None
-    return (got[0], got[1], got[2]), median_positive, total / paths
+    return (got[0], got[1], got[2]), got[3] if positive else None, total / paths
 
 
 def run_monte_carlo(
