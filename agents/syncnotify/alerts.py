@@ -104,10 +104,8 @@ class SyncNotify:
 
     def count(self, alert: Alert) -> int:
         """How many evaluations the episode this alert opened counted (1 when not deduped)."""
-        for ep in self.history if self.history is not None else self.episodes.values():
-            if ep.alert is alert:
-                return ep.count
-        return 1
+        episodes = self.history if self.history is not None else self.episodes.values()
+        return next((ep.count for ep in episodes if ep.alert is alert), 1)
 
     def _repeat(self, alert: Alert) -> bool:
         """Count the alert into its open episode (True: do not send it), or open a new one."""

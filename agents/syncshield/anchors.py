@@ -81,10 +81,7 @@ class StoredHead:
 
     def fields(self) -> dict[str, str]:
         """As stored: the JSON of the head file, the fields of the Redis hash."""
-        out = {"head": self.hash, "records": str(self.records)}
-        if self.mac is not None:
-            out["mac"] = self.mac
-        return out
+        return {"head": self.hash, "records": str(self.records)} | ({} if self.mac is None else {"mac": self.mac})
 
     @classmethod
     def parse(cls, fields: Mapping[str, Any], source: str) -> StoredHead:

@@ -123,13 +123,7 @@ def simulate_seed_model(p: SeedModelParams, n: int, rng: np.random.Generator, *,
     revenue = conversions * p.aov
     spend = p.daily_budget * p.days * v
     # the seed's outcome accrues evenly over the days: keep the totals, scale the bands later
-    return PathBlock(
-        uplift=uplift,
-        spend=spend[None, :],
-        revenue=revenue[None, :],
-        conversions=conversions[None, :],
-        linear_days=p.days,
-    )
+    return PathBlock(uplift, spend[None, :], revenue[None, :], conversions[None, :], linear_days=p.days)
 
 
 def simulate_funnel_model(p: FunnelParams, n: int, rng: np.random.Generator, *, keep_paths: bool = False) -> PathBlock:
@@ -218,12 +212,9 @@ def daily_block(
     total_spend = spend.sum(axis=0, dtype=np.float64)
     total_revenue = revenue.sum(axis=0, dtype=np.float64)
     uplift = (total_revenue - p.base_revenue) * p.gross_margin - (total_spend - p.base_spend)
-    block = PathBlock(uplift=uplift)
-    if keep_paths:
-        block.spend = cumulate_days(spend)
-        block.revenue = cumulate_days(revenue)
-        block.conversions = cumulate_days(conversions)
-    return block
+    if not keep_paths:
+        return PathBlock(uplift)
+    return PathBlock(uplift, cumulate_days(spend), cumulate_days(revenue), cumulate_days(conversions))
 
 
 def cumulate_days(daily: np.ndarray) -> np.ndarray:
