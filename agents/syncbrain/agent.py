@@ -48,9 +48,8 @@ class SyncBrainAgent(Agent):
             return
         try:
             strategy = self.generator.generate(message.client_id, message.params)
-            result = yield from ask(
-                self.env, self.synctwin, GateRequest(strategy, seed=self.gate_seed(strategy.campaign_id))
-            )
+            request = GateRequest(strategy, seed=self.gate_seed(strategy.campaign_id))
+            result = yield from ask(self.env, self.synctwin, request)
         except InvalidInput as exc:
             cid = str(message.params.get("campaign_id", "?"))
             self.decisions[cid] = exc

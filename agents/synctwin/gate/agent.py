@@ -35,9 +35,8 @@ class SyncTwinAgent(Agent):
             return
         s = message.strategy
         try:
-            baseline = yield from ask(
-                self.env, self.syncvalue, BaselineRequest(s.client_id, None, gross_margin=s.gross_margin)
-            )
+            request = BaselineRequest(s.client_id, None, gross_margin=s.gross_margin)
+            baseline = yield from ask(self.env, self.syncvalue, request)
             answer(message, self.gatekeeper.evaluate(s, baseline, seed=message.seed, paths=self.paths))
         except InvalidInput as exc:
             answer(message, exc)

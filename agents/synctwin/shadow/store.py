@@ -279,9 +279,7 @@ class RedisShadowStore:
         """`{member}|{metric}` for each metric, made once per campaign (and launch)."""
         names = self._member_names.get((member, metrics))
         if names is None:
-            if len(self._member_names) > 100_000:
-                self._member_names.clear()
-            names = self._member_names[(member, metrics)] = tuple(f"{member}|{m}" for m in metrics)
+            names = _bounded(self._member_names)[(member, metrics)] = tuple(f"{member}|{m}" for m in metrics)
         return names
 
     def committed(self) -> None:
@@ -321,9 +319,7 @@ class RedisShadowStore:
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 why = "campaign %s: its published plan does not parse (%s); its events are ignored"
                 self._warn(f"plan:{cid}", why, cid, exc)
-            if len(self._plans) > 100_000:
-                self._plans.clear()
-            self._plans[cid] = out[cid] = plan
+            _bounded(self._plans)[cid] = out[cid] = plan
         return out
 
     # --- closed days: shadow outcomes and live outcomes -----------------------------------------
@@ -393,9 +389,7 @@ class RedisShadowStore:
                         state = {}  # nothing recorded yet for this rejection
                     i = int(state.get("next", 0))
                     if i >= len(days) or days[i][0] >= closed_before:
-                        if len(self._next_day) > 100_000:
-                            self._next_day.clear()
-                        self._next_day[(cid, launch)] = days[i][0] if i < len(days) else 1 << 40
+                        _bounded(self._next_day)[(cid, launch)] = days[i][0] if i < len(days) else 1 << 40
                         return written
                     day, share = days[i]
                     if (s.platform, day) not in markets:
@@ -492,17 +486,13 @@ class RedisShadowStore:
         """(horizon days, when the plan was published) of one launch, read once."""
         hit = self._timings.get((cid, launch))
         if hit is None:
-            projection, gate = self.client.mget(
-                f"{self.prefix}campaign:{cid}:projection", f"{self.prefix}campaign:{cid}:gate"
-            )
+            projection, gate = self.client.mget(*(f"{self.prefix}campaign:{cid}:{k}" for k in ("projection", "gate")))
             try:
                 hit = (int(json.loads(projection)["horizon_days"]), float(json.loads(gate).get("decided_ts", 0.0)))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 self._warn(f"outcome:{cid}", "campaign %s: no usable projection or gate for its outcome (%s)", cid, exc)
                 return None
-            if len(self._timings) > 100_000:
-                self._timings.clear()
-            self._timings[(cid, launch)] = hit
+            _bounded(self._timings)[(cid, launch)] = hit
         return hit
 
     def _ending(
@@ -591,6 +581,13 @@ class RedisShadowStore:
         if delta:
             self._reported = ShadowStats(**now)
             metrics.record_shadow(delta)
+
+
+def _bounded(cache: dict[Any, Any]) -> dict[Any, Any]:
+    """`cache`, emptied first once it holds 100,000 entries: a bound on a worker's memory, not an LRU."""
+    if len(cache) > 100_000:
+        cache.clear()
+    return cache
 
 
 def _curve(projection: dict[str, Any]) -> ProjectionCurve | None:
