@@ -288,14 +288,9 @@ def verify_chain(
                 or _link_problem(rec, prev_seq, prev_hash)
             )
         if problem is not None:
+            where = f"record {position} (seq {seq_label}): {problem}"
             return VerifyReport(
-                ok=False,
-                checked=checked,
-                first_bad=position,
-                problem=f"record {position} (seq {seq_label}): {problem}",
-                head_hash=prev_hash,
-                head_seq=prev_seq,
-                hmac_from=hmac_from,
+                False, checked, position, where, head_hash=prev_hash, head_seq=prev_seq, hmac_from=hmac_from
             )
         good = cast(Mapping[str, Any], rec)
         prev_seq, prev_hash, checked = good["seq"], good["hash"], checked + 1
@@ -305,25 +300,14 @@ def verify_chain(
             at_count[position] = prev_hash
         if prev_hash in wanted_hashes:
             found.setdefault(prev_hash, position)
-    report = VerifyReport(
-        ok=True,
-        checked=checked,
-        head_hash=prev_hash,
-        head_seq=prev_seq,
-        hmac_from=hmac_from,
-        heads=tuple(h.source for h in anchors),
-    )
+    heads = tuple(h.source for h in anchors)
+    report = VerifyReport(True, checked, head_hash=prev_hash, head_seq=prev_seq, hmac_from=hmac_from, heads=heads)
     if key is not None and checked and hmac_from is None:
-        return dataclasses.replace(
-            report,
-            ok=False,
-            first_bad=1,
-            problem=(
-                f"record 1 (seq 1): no record is HMAC-chained although {KEY_ENV} is set: "
-                f"the log was written without the key, or rewritten by someone without it (to check a log that "
-                f"predates the key, unset {KEY_ENV})"
-            ),
+        problem = (
+            f"record 1 (seq 1): no record is HMAC-chained although {KEY_ENV} is set: the log was written without "
+            f"the key, or rewritten by someone without it (to check a log that predates the key, unset {KEY_ENV})"
         )
+        return dataclasses.replace(report, ok=False, first_bad=1, problem=problem)
     for head in anchors:
         problem = head_problem(head, checked, prev_hash, at_count, found)
         if problem is not None:
