@@ -17,9 +17,10 @@
    CAMPAIGN_OUTCOME from its latest totals within the flight (`{prefix}campaign:{id}:totals`, ZADD GT),
    with the marker `{prefix}campaign:{id}:outcome` in the same transaction.
 
-Events without a published plan are acknowledged and counted (`unknown`), and so are impossible ones
-(`implausible`: agents/synctwin/mirror/event_limits.py, a ts outside the clock or the flight): one
-would otherwise raise a day's market maximum for good, or close days early.
+Events without a published plan are acknowledged and counted (`unknown`), and so are invalid ones
+(`invalid`) and impossible ones (`implausible`: agents/synctwin/mirror/event_limits.py, a ts outside
+the clock or the flight): one would otherwise raise a day's market maximum for good, or close days
+early. The stream's mechanics (poison, backoff, takeover) are the Council's consumer's.
 """
 
 from __future__ import annotations
