@@ -38,8 +38,8 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from agents.synctwin.gate.gatekeeper import SimulationGatekeeper, _seed_chunk, seed_model_params  # noqa: E402
-from agents.synctwin.gate.montecarlo import SEED_VARIANCE_SD, run_monte_carlo  # noqa: E402
+from agents.synctwin.gate.gatekeeper import SimulationGatekeeper, _chunk, seed_model_params  # noqa: E402
+from agents.synctwin.gate.montecarlo import SEED_VARIANCE_SD, run_monte_carlo, simulate_seed_model  # noqa: E402
 from agents.syncvalue.baseline import Baseline, compute_baseline  # noqa: E402
 from benchmarks.seed_reference import (  # noqa: E402
     SeedSimulationGatekeeper,
@@ -164,7 +164,7 @@ def seed_core(strategy: Strategy, baseline: Baseline, n: int, seed: int) -> floa
     projection): run_monte_carlo's chunked draw and the seed's statistics (confidence,
     p10/p50/p90, the median of the positive paths)."""
     out = run_monte_carlo(
-        partial(_seed_chunk, seed_model_params(strategy, baseline)),
+        partial(_chunk, simulate_seed_model, seed_model_params(strategy, baseline)),
         seed=seed,
         paths=n,
         max_paths=n,

@@ -92,10 +92,10 @@ def test_sketch_quantiles_are_within_their_rank_bound(monkeypatch: pytest.Monkey
         )
         from functools import partial
 
-        from agents.synctwin.gate.gatekeeper import _seed_chunk
+        from agents.synctwin.gate.gatekeeper import _chunk
 
         return mc.run_monte_carlo(
-            partial(_seed_chunk, params),
+            partial(_chunk, mc.simulate_seed_model, params),
             seed=5,
             paths=400_000,
             max_paths=400_000,

@@ -10,7 +10,7 @@ from typing import Any
 import simpy
 
 from agents.base import Agent, ask
-from agents.syncbrain.brain import audit_summary
+from agents.syncbrain.brain import REJECTED, audit_summary
 from agents.syncbrain.generator import RuleBasedStrategyGenerator, StrategyGenerator
 from agents.synctwin.shadow.agent import ShadowWatch
 from synctwin.kernel.errors import InvalidInput
@@ -48,9 +48,8 @@ class SyncBrainAgent(Agent):
             return
         try:
             strategy = self.generator.generate(message.client_id, message.params)
-            result = yield from ask(
-                self.env, self.synctwin, GateRequest(strategy, seed=self.gate_seed(strategy.campaign_id))
-            )
+            request = GateRequest(strategy, seed=self.gate_seed(strategy.campaign_id))
+            result = yield from ask(self.env, self.synctwin, request)
         except InvalidInput as exc:
             cid = str(message.params.get("campaign_id", "?"))
             self.decisions[cid] = exc
@@ -59,21 +58,13 @@ class SyncBrainAgent(Agent):
             )
             return
         self.decisions[strategy.campaign_id] = result
-        summary = audit_summary(result.to_dict())
         if message.test:  # a drill's test campaign: it needs the gate's plan, not its approval
-            yield self.audit.put(
-                AuditEvent("TEST_CAMPAIGN_DEPLOYED", strategy.client_id, strategy.campaign_id, "CHAOS_TEST", summary)
-            )
-            yield self.syncflow.put(Deploy(strategy, result, test=True))
-            return
-        if not result.approved:
-            yield self.audit.put(
-                AuditEvent(
-                    "CAMPAIGN_REJECTED", strategy.client_id, strategy.campaign_id, "SYNCTWIN_NEGATIVE_FORECAST", summary
-                )
-            )
-            if self.shadow is not None:
-                yield self.shadow.put(ShadowWatch(strategy, result))
-            return
-        yield self.audit.put(AuditEvent("CAMPAIGN_APPROVED", strategy.client_id, strategy.campaign_id, None, summary))
-        yield self.syncflow.put(Deploy(strategy, result))
+            event, reason = "TEST_CAMPAIGN_DEPLOYED", "CHAOS_TEST"
+        else:
+            event, reason = ("CAMPAIGN_APPROVED", None) if result.approved else ("CAMPAIGN_REJECTED", REJECTED)
+        summary = audit_summary(result.to_dict())
+        yield self.audit.put(AuditEvent(event, strategy.client_id, strategy.campaign_id, reason, summary))
+        if message.test or result.approved:
+            yield self.syncflow.put(Deploy(strategy, result, test=message.test))
+        elif self.shadow is not None:
+            yield self.shadow.put(ShadowWatch(strategy, result))

@@ -1,8 +1,5 @@
-"""SyncBrain's hook: every strategy passes SyncTwin's gate before it can be deployed.
-
-There is no override: a rejection raises, is audited, and nothing is deployed. The threshold
-is SyncTwin's configuration, not SyncBrain's.
-"""
+"""SyncBrain's hook: every strategy passes SyncTwin's gate (its threshold, not SyncBrain's) before
+it can be deployed. No override: a rejection raises, is audited, and nothing is deployed."""
 
 from __future__ import annotations
 
@@ -11,6 +8,8 @@ from typing import Any, Protocol
 
 from agents.syncbrain.generator import RuleBasedStrategyGenerator, StrategyGenerator
 from synctwin.kernel.models import Strategy
+
+REJECTED = "SYNCTWIN_NEGATIVE_FORECAST"  # the audit reason of a rejection
 
 
 class CampaignRejectedError(Exception):
@@ -69,20 +68,15 @@ class SyncBrain:
         """Generate, gate, audit, deploy: the seed's Digital Handshake."""
         strategy = self.generator.generate(client_id, campaign_params)
         twin_result = await self.synctwin.simulate_strategy(strategy=strategy, client_id=client_id)
-        if twin_result["decision"] != "APPROVED":
-            await self.syncshield.log_audit_event(
-                event_type="CAMPAIGN_REJECTED",
-                client_id=client_id,
-                campaign_id=strategy.campaign_id,
-                reason="SYNCTWIN_NEGATIVE_FORECAST",
-                metadata=audit_summary(twin_result),
-            )
-            raise CampaignRejectedError(twin_result)
+        approved = twin_result["decision"] == "APPROVED"
         await self.syncshield.log_audit_event(
-            event_type="CAMPAIGN_APPROVED",
+            event_type="CAMPAIGN_APPROVED" if approved else "CAMPAIGN_REJECTED",
             client_id=client_id,
             campaign_id=strategy.campaign_id,
+            reason=None if approved else REJECTED,
             metadata=audit_summary(twin_result),
         )
+        if not approved:
+            raise CampaignRejectedError(twin_result)
         self.deployer.deploy(strategy, twin_result)
         return {"strategy": strategy.model_dump(mode="json"), "twin_validation": twin_result}

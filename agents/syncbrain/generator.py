@@ -1,8 +1,5 @@
-"""Turning a client's campaign request into a strategy, behind a small interface.
-
-The rule-based generator is deterministic (same request, same strategy) so simulations and
-tests are reproducible; an LLM-backed generator can implement the same Protocol later.
-"""
+"""Turning a client's campaign request into a strategy, behind a small interface: the rule-based
+generator is deterministic, so runs are reproducible; an LLM-backed one can implement it later."""
 
 from __future__ import annotations
 

@@ -1,19 +1,13 @@
-"""SyncNotify's alert model and the dispatcher that fans one alert out to every sink.
+"""SyncNotify's alert model and the dispatcher that fans one alert out to every sink, isolating
+sink failures: one broken channel (a Redis outage, a full disk) must not silence the others.
 
-An alert is the Council telling people something; losing it to one broken channel (a Redis
-outage, a full disk) must not silence the others, so the dispatcher isolates sink failures.
-
-One alert per episode, not per evaluation: an alert about a campaign (its `details` name a
-`campaign_id`) opens an episode keyed by (campaign, kind), the kind being the title before its
-colon ("Grey zone", "Auto-Rollback Triggered"). Repeats of it are counted into the episode, not
-sent again, until the condition clears: `resolve()` says so, or no repeat came for
-`reopen_after` seconds (a campaign flapping in and out of the grey zone every few hours is one
-episode; one quiet for two days that deviates again is a new one). A repeat of higher
-severity is sent (and raises the episode's severity). A source that knows its own episodes says
-so with `details["episode"]` (the mirror's "Mirror stuck" names the event that froze it): a new
-value is a new episode at once. Time is the alert's event time
-(`details["event_ts"]` when the source gives it, else the clock), so a replay of a recording and
-the live worker on the same events dedupe the same alerts.
+One alert per episode, not per evaluation: an alert whose `details` name a `campaign_id` opens an
+episode keyed by (campaign, kind: the title before its colon). Repeats are counted into it, not
+sent, until the condition clears: `resolve()`, or no repeat for `reopen_after` seconds (flapping
+every few hours is one episode; deviating again after two quiet days is a new one). A repeat of
+higher severity is sent; a new `details["episode"]` (a source that knows its episodes) is a new
+episode at once. Time is the event's (`details["event_ts"]`, else the clock), so a replay and the
+live worker dedupe the same alerts.
 """
 
 from __future__ import annotations
@@ -81,12 +75,9 @@ class Episode:
 
 
 class SyncNotify:
-    """Send each alert to every sink; a failing sink is logged and counted, never raised.
-
-    `clock` stamps alerts, so a simulation passes its virtual `now` and a replay is reproducible.
-    `dedupe=False` sends every alert (the behaviour before episodes); `keep_history` keeps every
-    episode (a replay's report shows their counts), else only the open ones are kept.
-    """
+    """Send each alert to every sink; a failing sink is logged and counted, never raised. `clock`
+    stamps alerts (a simulation's virtual `now`); `dedupe=False` sends every alert; `keep_history`
+    keeps every episode (a replay's report shows their counts), not only the open ones."""
 
     def __init__(
         self,
@@ -113,10 +104,8 @@ class SyncNotify:
 
     def count(self, alert: Alert) -> int:
         """How many evaluations the episode this alert opened counted (1 when not deduped)."""
-        for ep in self.history if self.history is not None else self.episodes.values():
-            if ep.alert is alert:
-                return ep.count
-        return 1
+        episodes = self.history if self.history is not None else self.episodes.values()
+        return next((ep.count for ep in episodes if ep.alert is alert), 1)
 
     def _repeat(self, alert: Alert) -> bool:
         """Count the alert into its open episode (True: do not send it), or open a new one."""
@@ -130,13 +119,12 @@ class SyncNotify:
         at = details.get("event_ts")
         at = float(at) if isinstance(at, int | float) and not isinstance(at, bool) else alert.ts
         ep = self.episodes.get((campaign, kind))
-        if ep is not None and at - ep.last <= self.reopen_after and _RANK[alert.severity] <= _RANK[ep.severity]:
-            ep.count += 1
-            ep.last = max(ep.last, at)
-            self.suppressed += 1
-            return True
-        if ep is not None and at - ep.last <= self.reopen_after:  # a severity rise: same episode, sent
-            ep.count, ep.last, ep.severity, ep.alert = ep.count + 1, max(ep.last, at), alert.severity, alert
+        if ep is not None and at - ep.last <= self.reopen_after:
+            ep.count, ep.last = ep.count + 1, max(ep.last, at)
+            if _RANK[alert.severity] <= _RANK[ep.severity]:
+                self.suppressed += 1
+                return True
+            ep.severity, ep.alert = alert.severity, alert  # a severity rise: same episode, sent
             return False
         new = Episode(campaign, kind, alert.severity, alert, at, at)
         self.episodes[(campaign, kind)] = new
@@ -166,8 +154,5 @@ class SyncNotify:
         return alert
 
     async def alert(self, severity: Severity, title: str, message: str, details: Any = None) -> Alert:
-        """The seed's `await syncnotify.alert(severity=..., title=..., message=..., details=...)`.
-
-        Runs inline: sinks are quick local writes or one Redis round trip.
-        """
+        """The seed's `await syncnotify.alert(...)`, inline: sinks are quick writes or a round trip."""
         return self.notify(severity, title, message, details)

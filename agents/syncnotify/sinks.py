@@ -33,21 +33,13 @@ class LogSink:
 
     def send(self, alert: Alert) -> None:
         """Log `title: message`; the whole alert rides along as `extra={'alert': ...}`."""
-        self.logger.log(
-            _LEVELS[alert.severity],
-            "%s: %s",
-            alert.title,
-            alert.message,
-            extra={"alert": alert.model_dump(mode="json")},
-        )
+        extra = {"alert": alert.model_dump(mode="json")}
+        self.logger.log(_LEVELS[alert.severity], "%s: %s", alert.title, alert.message, extra=extra)
 
 
 class JsonlSink:
-    """One JSON object per line, appended; the parent directory is created if missing.
-
-    Each alert is a single write() on an O_APPEND descriptor under an exclusive flock, so
-    processes sharing the file never interleave lines.
-    """
+    """One JSON object per line, each a single write() on an O_APPEND descriptor under an exclusive
+    flock, so processes sharing the file never interleave lines; the directory is created if missing."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -67,11 +59,8 @@ class JsonlSink:
 
 
 class RedisStreamSink:
-    """XADD to a stream (`synctwin:alerts`), trimmed approximately to `maxlen` entries.
-
-    Approximate trimming (MAXLEN ~) lets Redis drop whole macro-nodes, which is far cheaper
-    than keeping the length exact; the stream may briefly hold a few more than `maxlen`.
-    """
+    """XADD to a stream (`synctwin:alerts`), trimmed to about `maxlen` entries (MAXLEN ~: Redis drops
+    whole macro-nodes, far cheaper than an exact length)."""
 
     def __init__(self, client: Any, key: str = "synctwin:alerts", maxlen: int | None = 100_000) -> None:
         self.client = client

@@ -5,14 +5,7 @@ stream), `service` the SyncShield facade the other agents call, `cli_verify` the
 `synctwin audit verify`.
 """
 
-from .backends import (
-    AuditStore,
-    InMemoryAuditStore,
-    JsonlAuditStore,
-    RedisAuditStore,
-    verify_file,
-    verify_redis,
-)
+from .backends import AuditStore, InMemoryAuditStore, JsonlAuditStore, RedisAuditStore, verify_file, verify_redis
 from .chain import (
     GENESIS_HASH,
     Malformed,

@@ -1,13 +1,10 @@
 """What anchors an audit log beyond its own chain: the HMAC key and the head kept beside the log.
 
-Every append writes the new head (the last record's hash and the record count) next to the log,
-in the same atomic step as the record: `FILE.head` for a JSONL log (overwritten under the log's
-flock), the hash `{stream}:head` for a Redis stream (in the MULTI of the XADD). With a key,
-the head carries a MAC, so only a key holder can write a head that verifies.
-
-A head beside the log catches accidents and truncation by someone who does not know about it;
-whoever can rewrite the log can rewrite (or, with a key, replay) its head too. A head kept off
-the machine (`audit verify --expect-head`) is what stops a deliberate attacker (docs/audit.md).
+Every append writes the new head (last hash, record count; a MAC with a key) beside the log in
+the same atomic step: `FILE.head` under the log's flock, or the hash `{stream}:head` in the XADD's
+MULTI. It catches accidents and truncation by someone unaware of it; whoever can rewrite the log
+can rewrite (with a key, replay) it too: a head kept off the machine (`audit verify
+--expect-head`) is what stops a deliberate attacker (docs/audit.md).
 """
 
 from __future__ import annotations
@@ -84,10 +81,7 @@ class StoredHead:
 
     def fields(self) -> dict[str, str]:
         """As stored: the JSON of the head file, the fields of the Redis hash."""
-        out = {"head": self.hash, "records": str(self.records)}
-        if self.mac is not None:
-            out["mac"] = self.mac
-        return out
+        return {"head": self.hash, "records": str(self.records)} | ({} if self.mac is None else {"mac": self.mac})
 
     @classmethod
     def parse(cls, fields: Mapping[str, Any], source: str) -> StoredHead:
@@ -109,9 +103,8 @@ class StoredHead:
         return Head(self.hash, self.records, source)
 
     def mac_problem(self, key: bytes | None, *, keyed_log: bool) -> str | None:
-        """Why the head cannot be trusted under `key` (no MAC on a keyed log, a wrong MAC), or None.
-        Without a key there is nothing to check: the head is then only as safe as the place it is
-        kept. A head without a MAC is fine beside a plain log (one about to move to a key)."""
+        """Why the head cannot be trusted under `key` (no MAC on a keyed log, a wrong MAC), or None;
+        without a key nothing to check; no MAC is fine beside a plain log (one moving to a key)."""
         if key is None:
             return None
         if self.mac is None:
@@ -124,13 +117,9 @@ class StoredHead:
 
 
 def append_problem(stored: StoredHead | None, prev: Mapping[str, Any] | None, key: bytes | None) -> str | None:
-    """Why a store must not append after `prev` given the head kept beside the log, or None.
-
-    A head AHEAD of the log (more records) means records were removed; a head of the same length
-    on another hash means the log was rewritten; a bad MAC means the head was. Appending would
-    overwrite the head and hide that, so the store refuses. A head BEHIND the log is tolerated: a
-    writer that died between the record and its head, or one that predates heads.
-    """
+    """Why a store must not append after `prev` given the head kept beside the log, or None: a head
+    AHEAD of the log (records removed), of its length on another hash (rewritten) or with a bad MAC;
+    appending would hide that. A head BEHIND is tolerated (a writer died between record and head)."""
     if stored is None:
         return None
     count = int(prev["seq"]) if prev is not None else 0
@@ -147,9 +136,8 @@ def append_problem(stored: StoredHead | None, prev: Mapping[str, Any] | None, ke
 
 
 def check_beside(report: VerifyReport, stored: StoredHead | None, where: str, key: bytes | None) -> VerifyReport:
-    """`report` (already checked against the head's hash and count), failed when a key is set and
-    the head kept beside an HMAC-chained log is missing, has no MAC or a wrong one: a truncation
-    would hide behind a head rewritten or deleted by someone without the key."""
+    """`report`, failed when a key is set and the head beside an HMAC-chained log is missing or its
+    MAC absent or wrong: a truncation would hide behind a head rewritten without the key."""
     if not report.ok or key is None:
         return report
     keyed = report.hmac_from is not None
@@ -188,12 +176,9 @@ def read_head_file(log: str | os.PathLike[str]) -> StoredHead | None:
 
 
 def write_head_file(log: str | os.PathLike[str], head: StoredHead, *, fsync: bool = False) -> None:
-    """Overwrite FILE.head in place with a fixed-size document (padded to HEAD_BYTES).
-
-    The caller holds the log's exclusive flock and readers take it shared, so no reader sees half a
-    head. One pwrite of one small block, rather than a temporary file renamed over the head: on ext4
-    a rename over an existing file flushes its data first, which cost ~1.6 ms an append (20x slower).
-    """
+    """Overwrite FILE.head in place with a fixed-size document (padded to HEAD_BYTES), under the
+    log's exclusive flock (readers take it shared). One pwrite, not a renamed temporary file: on
+    ext4 a rename over a file flushes its data first, ~1.6 ms an append (20x slower)."""
     doc: dict[str, Any] = {**head.fields(), "records": head.records}
     data = json.dumps(doc, sort_keys=True).encode("utf-8").ljust(HEAD_BYTES - 1) + b"\n"
     fd = os.open(head_path(log), os.O_WRONLY | os.O_CREAT, 0o644)

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Unpack, runtime_checkable
 
 from synctwin.kernel.errors import InvalidInput
 
@@ -32,7 +32,17 @@ from .anchors import (
     resolve_key,
     write_head_file,
 )
-from .chain import RECORD_KEYS, Head, Malformed, VerifyReport, canonical_json, is_hmac, make_record, verify_chain
+from .chain import (
+    RECORD_KEYS,
+    Head,
+    Malformed,
+    RecordFields,
+    VerifyReport,
+    canonical_json,
+    is_hmac,
+    make_record,
+    verify_chain,
+)
 
 Clock = Callable[[], float]
 
@@ -41,15 +51,7 @@ Clock = Callable[[], float]
 class AuditStore(Protocol):
     """The port SyncShield writes to; adapters decide where the records go."""
 
-    def append(
-        self,
-        event_type: str,
-        *,
-        client_id: str | None = None,
-        campaign_id: str | None = None,
-        reason: str | None = None,
-        metadata: Any = None,
-    ) -> dict[str, Any]:
+    def append(self, event_type: str, **fields: Unpack[RecordFields]) -> dict[str, Any]:
         """Chain a new record after the current head, store it and return it."""
         ...
 
@@ -67,28 +69,11 @@ class InMemoryAuditStore:
         self._records: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def append(
-        self,
-        event_type: str,
-        *,
-        client_id: str | None = None,
-        campaign_id: str | None = None,
-        reason: str | None = None,
-        metadata: Any = None,
-    ) -> dict[str, Any]:
+    def append(self, event_type: str, **fields: Unpack[RecordFields]) -> dict[str, Any]:
         """Chain onto the last record under a lock, so threads cannot fork the chain."""
         with self._lock:
             prev = self._records[-1] if self._records else None
-            rec = make_record(
-                prev,
-                event_type,
-                ts=self._clock(),
-                client_id=client_id,
-                campaign_id=campaign_id,
-                reason=reason,
-                metadata=metadata,
-                key=self._key,
-            )
+            rec = make_record(prev, event_type, ts=self._clock(), key=self._key, **fields)
             self._records.append(rec)
             return dict(rec)
 
@@ -118,31 +103,30 @@ def _shape_error(obj: Any) -> str | None:
     return None
 
 
-def _parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """(record, None) or (None, what is wrong with the line)."""
+def _decode(raw: bytes) -> tuple[Any, str | None]:
+    """(the line's JSON, None) or (None, why it is not JSON)."""
     try:
-        obj = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8")), None
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON ({exc.msg} at column {exc.colno})"
-    problem = _shape_error(obj)
+
+
+def _parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """(record, None) or (None, what is wrong with the line)."""
+    obj, problem = _decode(raw)
+    problem = problem or _shape_error(obj)
     return (None, problem) if problem else (obj, None)
 
 
 class JsonlAuditStore:
-    """One canonical-JSON record per line, appended under an exclusive `flock`.
-
-    The head is re-read under the lock before every append, so two processes appending to one
-    file keep one chain. To avoid re-reading the whole file each time, the store remembers how
-    far it has read (per inode) and only parses lines written since. A line that cannot be
-    parsed stops the append with an InvalidInput naming file and line, and nothing is written:
-    chaining onto garbage would hide it.
-
-    `fsync=True` makes each append survive a power cut, at a few milliseconds each on disks.
-    After each record the head (hash, record count, and a MAC with a key) replaces FILE.head
-    under the same lock; an append refuses when that head shows the log lost or rewrote records.
-    """
+    """One canonical-JSON record per line, appended under an exclusive `flock` after re-reading the
+    head, so processes sharing the file keep one chain; only lines written since the last read (per
+    inode) are parsed. A line that does not parse stops the append (InvalidInput naming file and
+    line): chaining onto garbage would hide it. Each record's head then replaces FILE.head under the
+    lock; an append refuses when it shows lost or rewritten records. `fsync=True`: each append
+    survives a power cut, at a few milliseconds."""
 
     def __init__(
         self,
@@ -164,11 +148,8 @@ class JsonlAuditStore:
         self._missing_newline = False  # the last line read has no "\n" (a writer died mid-line?)
 
     def _catch_up(self, fd: int) -> tuple[dict[str, Any] | None, bool]:
-        """Read lines added since the last call; returns (head record, file lacks a final newline).
-
-        If the file was replaced, shrank, or the new bytes do not parse from where we stopped
-        (rewritten in place), read it again from the start, so errors name the right line.
-        """
+        """(head record, file lacks a final newline) after reading the lines added since the last call;
+        from the start when the file was replaced, shrank or was rewritten, so errors name the right line."""
         st = os.fstat(fd)
         ident = (st.st_dev, st.st_ino)
         if ident == self._ident and st.st_size >= self._offset:
@@ -200,15 +181,7 @@ class JsonlAuditStore:
         self._offset, self._lines, self._last, self._missing_newline = offset, lines, last, missing_newline
         return last, missing_newline
 
-    def append(
-        self,
-        event_type: str,
-        *,
-        client_id: str | None = None,
-        campaign_id: str | None = None,
-        reason: str | None = None,
-        metadata: Any = None,
-    ) -> dict[str, Any]:
+    def append(self, event_type: str, **fields: Unpack[RecordFields]) -> dict[str, Any]:
         """Lock the file, read its head, write the next record with one write(), then its head file, unlock."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._mutex:
@@ -219,16 +192,7 @@ class JsonlAuditStore:
                 problem = append_problem(read_head_file(self.path), prev, self._key)
                 if problem:
                     raise InvalidInput(problem, source=str(self.path))
-                rec = make_record(
-                    prev,
-                    event_type,
-                    ts=self._clock(),
-                    client_id=client_id,
-                    campaign_id=campaign_id,
-                    reason=reason,
-                    metadata=metadata,
-                    key=self._key,
-                )
+                rec = make_record(prev, event_type, ts=self._clock(), key=self._key, **fields)
                 data = (b"\n" if missing_newline else b"") + canonical_json(rec).encode("utf-8") + b"\n"
                 view = memoryview(data)
                 while view:
@@ -246,12 +210,12 @@ class JsonlAuditStore:
     def records(self) -> list[dict[str, Any]]:
         """Every record; raises InvalidInput (file, line) for a line that is not a record."""
         out: list[dict[str, Any]] = []
-        for lineno, raw in _locked_lines(self.path, missing_ok=True):
-            rec, problem = _parse_line(raw)
-            if problem:
-                raise InvalidInput(problem, source=str(self.path), line=lineno)
-            assert rec is not None
-            out.append(rec)
+        with _locked(self.path) as fh:
+            for lineno, raw in enumerate(fh or (), start=1):
+                rec, problem = _parse_line(raw)
+                if problem:
+                    raise InvalidInput(problem, source=str(self.path), line=lineno)
+                out.append(rec)
         return out
 
     def verify(self, expect: Head | None = None) -> VerifyReport:
@@ -260,16 +224,14 @@ class JsonlAuditStore:
 
 
 @contextlib.contextmanager
-def _locked(path: Path, *, missing_ok: bool) -> Iterator[Any]:
-    """The file open for reading under a shared flock (None when missing and `missing_ok`), so no
-    half-written append, and no head file out of step with the log, is seen."""
+def _locked(path: Path) -> Iterator[Any]:
+    """The file open for reading under a shared flock (None when missing), so no half-written
+    append, and no head file out of step with the log, is seen."""
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
-        if missing_ok:
-            yield None
-            return
-        raise InvalidInput("no such audit log file", source=str(path)) from None
+        yield None
+        return
     except IsADirectoryError:
         raise InvalidInput("is a directory, not an audit log file", source=str(path)) from None
     except OSError as exc:
@@ -279,23 +241,10 @@ def _locked(path: Path, *, missing_ok: bool) -> Iterator[Any]:
         yield fh
 
 
-def _locked_lines(path: Path, *, missing_ok: bool) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw line) under a shared flock."""
-    with _locked(path, missing_ok=missing_ok) as fh:
-        if fh is not None:
-            yield from enumerate(fh, start=1)
-
-
 def _file_entries(fh: Any) -> Iterator[dict[str, Any] | Malformed]:
     for lineno, raw in enumerate(fh, start=1):
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            yield Malformed(f"line {lineno} is not UTF-8 ({exc.reason} at byte {exc.start})")
-        except json.JSONDecodeError as exc:
-            yield Malformed(f"line {lineno} is not valid JSON ({exc.msg} at column {exc.colno})")
-        else:
-            yield obj
+        obj, problem = _decode(raw)
+        yield Malformed(f"line {lineno} is {problem}") if problem else obj
 
 
 def _tampered(checked: int, problem: str) -> VerifyReport:
@@ -303,24 +252,16 @@ def _tampered(checked: int, problem: str) -> VerifyReport:
 
 
 def verify_file(
-    path: str | os.PathLike[str],
-    *,
-    key: bytes | str | None = FROM_ENV,
-    expect: Head | None = None,
-    use_head_file: bool = True,
+    path: str | os.PathLike[str], *, key: bytes | str | None = FROM_ENV, expect: Head | None = None
 ) -> VerifyReport:
-    """Verify a JSONL audit log; a line that is not a record is reported as tampered, not raised.
-
-    `key` (default SYNCTWIN_AUDIT_KEY) checks HMAC-chained records. The log must end on the head
-    in FILE.head when there is one (`use_head_file`), and on `expect` when given. A missing log
-    whose head file remains, or with `expect`, is tampered (deleted). Raises InvalidInput only when the file
-    itself cannot be read (missing with no head file, a directory, ...) or its head file is not one.
-    """
+    """Verify a JSONL audit log (`key`: SYNCTWIN_AUDIT_KEY); a line that is not a record is tampered,
+    and so is a missing log whose head file remains, or with `expect`. It must end on FILE.head when
+    there is one, and on `expect`. InvalidInput only when the file itself cannot be read."""
     log, hmac_key = Path(path), resolve_key(key)
     heads = [expect] if expect is not None else []
-    with _locked(log, missing_ok=use_head_file or expect is not None) as fh:
+    with _locked(log) as fh:
         try:
-            stored = read_head_file(log) if use_head_file else None
+            stored = read_head_file(log)
         except InvalidInput as exc:  # the head is part of the audit trail: a damaged one is tampering
             return _tampered(0, str(exc))
         if fh is None:
@@ -352,13 +293,8 @@ def _entry_fields(fields: Mapping[Any, Any]) -> dict[str, str]:
 
 def _stream_fields(rec: Mapping[str, Any]) -> dict[str, str]:
     """XADD fields: a few for XRANGE readers and filters, plus the whole record."""
-    return {
-        "seq": str(rec["seq"]),
-        "event_type": rec["event_type"],
-        "hash": rec["hash"],
-        "prev_hash": rec["prev_hash"],
-        "record": canonical_json(rec),
-    }
+    seq, named = str(rec["seq"]), {k: rec[k] for k in ("event_type", "hash", "prev_hash")}
+    return {"seq": seq, **named, "record": canonical_json(rec)}
 
 
 def _entry_to_record(entry_id: str, fields: dict[str, str]) -> dict[str, Any] | Malformed:
@@ -382,14 +318,14 @@ def _entry_to_record(entry_id: str, fields: dict[str, str]) -> dict[str, Any] | 
     return rec
 
 
-def _iter_stream(client: Any, key: str, batch: int = 1000, last: str = "+") -> Iterator[tuple[str, dict[str, str]]]:
+def _iter_stream(client: Any, key: str, last: str = "+") -> Iterator[tuple[str, dict[str, str]]]:
     """All entries of a stream up to id `last`, oldest first, in batches (one huge XRANGE would block Redis)."""
     import redis
 
     start = "-"
     while True:
         try:
-            entries = client.xrange(key, min=start, max=last, count=batch)
+            entries = client.xrange(key, min=start, max=last, count=1000)
         except redis.exceptions.ResponseError as exc:
             if "WRONGTYPE" in str(exc):
                 kind = _text(client.type(key))
@@ -397,21 +333,18 @@ def _iter_stream(client: Any, key: str, batch: int = 1000, last: str = "+") -> I
             raise
         for entry_id, fields in entries:
             yield _text(entry_id), _entry_fields(fields)
-        if len(entries) < batch:
+        if len(entries) < 1000:
             return
         start = "(" + _text(entries[-1][0])
 
 
 class RedisAuditStore:
-    """Records in a Redis stream (XADD), chained with optimistic concurrency.
+    """Records in a Redis stream (never trimmed), chained with optimistic concurrency: WATCH, read
+    the head (XREVRANGE COUNT 1), XADD in MULTI/EXEC, retried on the new head after a WatchError, so
+    concurrent writers keep one chain. The same MULTI replaces `{key}:head`; an append refuses when
+    it shows lost or rewritten records. `hmac_key` defaults to SYNCTWIN_AUDIT_KEY."""
 
-    Each append WATCHes the key, reads the head with XREVRANGE COUNT 1, and XADDs the next
-    record inside MULTI/EXEC; if another writer got in first, EXEC fails with WatchError and we
-    retry on the new head. Concurrent writers, with their own connections, keep one chain.
-    The stream is never trimmed: an audit log is append-only. The same MULTI writes the new head
-    to `{key}:head` (hash, record count, MAC with a key); an append refuses when that head shows
-    the stream lost or rewrote records. `hmac_key` defaults to SYNCTWIN_AUDIT_KEY.
-    """
+    MAX_ATTEMPTS = 1000  # before an append gives up on WatchErrors
 
     def __init__(
         self,
@@ -419,7 +352,6 @@ class RedisAuditStore:
         key: str = "synctwin:audit",
         clock: Clock = time.time,
         *,
-        max_attempts: int = 1000,
         hmac_key: bytes | str | None = FROM_ENV,
     ) -> None:
         self.client = client
@@ -427,47 +359,35 @@ class RedisAuditStore:
         self.head_key = head_key(key)
         self._hmac_key = resolve_key(hmac_key)
         self._clock = clock
-        self._max_attempts = max_attempts
         self.retries = 0  # WatchError retries so far: a measure of contention
 
-    def _head(self, pipe: Any) -> dict[str, Any] | None:
-        entries = pipe.xrevrange(self.key, count=1)
-        if not entries:
-            return None
-        entry_id, fields = _text(entries[0][0]), _entry_fields(entries[0][1])
-        rec = _entry_to_record(entry_id, fields)
-        problem = rec.reason if isinstance(rec, Malformed) else _shape_error(rec)
-        if problem:
-            raise InvalidInput(
-                f"the head of the audit stream is not a valid record ({problem}); refusing to append",
-                source=f"Redis key {self.key}",
-            )
-        assert isinstance(rec, dict)
-        return rec
-
-    def _next(self, pipe: Any, event_type: str, **fields: Any) -> dict[str, Any]:
-        """With `pipe` watching the stream and its head key: the record after the current head,
-        or InvalidInput when the kept head shows records were removed or rewritten. The head is read
-        before the stream: a writer committing in between then leaves it behind (tolerated, and EXEC
-        fails on the WATCH), never ahead, which would look like a truncation."""
-        raw = pipe.hgetall(self.head_key)
-        prev = self._head(pipe)
+    def _prev(self, conn: Any) -> dict[str, Any] | None:
+        """The head record to chain on; InvalidInput when it is not a record, or when the head kept
+        beside the stream shows records were removed or rewritten. The kept head is read first: a
+        writer committing in between then leaves it behind (tolerated, and EXEC fails on the WATCH),
+        never ahead, which would look like a truncation."""
+        raw = conn.hgetall(self.head_key)
+        entries = conn.xrevrange(self.key, count=1)
+        prev = None
+        if entries:
+            rec = _entry_to_record(_text(entries[0][0]), _entry_fields(entries[0][1]))
+            problem = rec.reason if isinstance(rec, Malformed) else _shape_error(rec)
+            if problem:
+                raise InvalidInput(
+                    f"the head of the audit stream is not a valid record ({problem}); refusing to append",
+                    source=f"Redis key {self.key}",
+                )
+            prev = rec
         stored = StoredHead.parse(_entry_fields(raw), f"Redis key {self.head_key}") if raw else None
         problem = append_problem(stored, prev, self._hmac_key)
         if problem:
             raise InvalidInput(problem, source=f"Redis key {self.key}")
-        return make_record(prev, event_type, ts=self._clock(), key=self._hmac_key, **fields)
+        return prev
 
     def check_appendable(self) -> None:
-        """Raise now the InvalidInput the next append would: a head showing lost or rewritten records,
-        a keyed stream and no key. Long-running workers call it at startup, so a misconfiguration is
-        one line then, not a stop at their first audited decision hours later."""
-        raw = self.client.hgetall(self.head_key)
-        stored = StoredHead.parse(_entry_fields(raw), f"Redis key {self.head_key}") if raw else None
-        prev = self._head(self.client)
-        problem = append_problem(stored, prev, self._hmac_key)
-        if problem:
-            raise InvalidInput(problem, source=f"Redis key {self.key}")
+        """Raise now the InvalidInput the next append would (a damaged head, a keyed stream and no key),
+        so a long-running worker says so at startup, not at its first audited decision hours later."""
+        prev = self._prev(self.client)
         if prev is not None and self._hmac_key is None and is_hmac(prev):
             raise InvalidInput(
                 "the audit stream is HMAC-chained: set SYNCTWIN_AUDIT_KEY to append to it",
@@ -479,25 +399,14 @@ class RedisAuditStore:
         pipe.xadd(self.key, _stream_fields(rec))
         pipe.hset(self.head_key, mapping=StoredHead.of(rec, self._hmac_key).fields())
 
-    def append(
-        self,
-        event_type: str,
-        *,
-        client_id: str | None = None,
-        campaign_id: str | None = None,
-        reason: str | None = None,
-        metadata: Any = None,
-    ) -> dict[str, Any]:
+    def append(self, event_type: str, **fields: Unpack[RecordFields]) -> dict[str, Any]:
         """WATCH, read head, MULTI/XADD/EXEC; retry on WatchError with a little jitter."""
         from redis.exceptions import WatchError
 
-        for attempt in range(self._max_attempts):
+        for attempt in range(self.MAX_ATTEMPTS):
             with self.client.pipeline(transaction=True) as pipe:
                 try:
-                    pipe.watch(self.key, self.head_key)
-                    rec = self._next(
-                        pipe, event_type, client_id=client_id, campaign_id=campaign_id, reason=reason, metadata=metadata
-                    )
+                    rec, _ = self.prepare(pipe, event_type, **fields)
                     pipe.multi()
                     self.queue(pipe, rec)
                     pipe.execute()
@@ -507,27 +416,17 @@ class RedisAuditStore:
             if attempt >= 2:  # back off a little so a crowd of writers stops colliding
                 time.sleep(random.uniform(0, min(0.02, 0.0005 * 2 ** min(attempt, 10))))
         raise RuntimeError(
-            f"could not append to {self.key} after {self._max_attempts} attempts (too many concurrent writers)"
+            f"could not append to {self.key} after {self.MAX_ATTEMPTS} attempts (too many concurrent writers)"
         )
 
     def prepare(
-        self,
-        pipe: Any,
-        event_type: str,
-        *,
-        client_id: str | None = None,
-        campaign_id: str | None = None,
-        reason: str | None = None,
-        metadata: Any = None,
+        self, pipe: Any, event_type: str, **fields: Unpack[RecordFields]
     ) -> tuple[dict[str, Any], dict[str, str]]:
-        """For a caller's own transaction: WATCH the stream and its head on `pipe` (still in immediate
-        mode), build the next record on its head, and return it with its XADD fields. The caller then
-        calls `pipe.multi()`, `store.queue(pipe, rec)` beside its own writes (the XADD and the new
-        head), and `execute()`; a WatchError means another writer got in first: start again."""
+        """For a caller's own transaction: WATCH the stream and its head on `pipe` (immediate mode) and
+        return the next record with its XADD fields; the caller then calls `pipe.multi()`,
+        `store.queue(pipe, rec)` beside its own writes and `execute()` (WatchError: start again)."""
         pipe.watch(self.key, self.head_key)
-        rec = self._next(
-            pipe, event_type, client_id=client_id, campaign_id=campaign_id, reason=reason, metadata=metadata
-        )
+        rec = make_record(self._prev(pipe), event_type, ts=self._clock(), key=self._hmac_key, **fields)
         return rec, _stream_fields(rec)
 
     def records(self) -> list[dict[str, Any]]:
@@ -546,21 +445,12 @@ class RedisAuditStore:
 
 
 def verify_redis(
-    client: Any,
-    key: str = "synctwin:audit",
-    *,
-    hmac_key: bytes | str | None = FROM_ENV,
-    expect: Head | None = None,
-    use_head: bool = True,
+    client: Any, key: str = "synctwin:audit", *, hmac_key: bytes | str | None = FROM_ENV, expect: Head | None = None
 ) -> VerifyReport:
-    """Verify the chain in a Redis stream; garbage entries are reported as tampered records.
-
-    The stream fields `seq`, `event_type`, `hash` and `prev_hash` must agree with the stored
-    `record`, so editing either copy is caught. A key that does not exist is an empty log.
-    The stream must end on the head in `{key}:head` when there is one (`use_head`), and on
-    `expect` when given. The head and the id of the last entry are read in one MULTI, and the
-    stream only up to that entry, so appends made while verifying are not mistaken for forgeries.
-    """
+    """Verify the chain in a Redis stream (missing: an empty log); garbage entries are tampered
+    records, and so are stream fields (`seq`, `event_type`, `hash`, `prev_hash`) that disagree with
+    the stored `record`. It must end on `{key}:head` when there is one, and on `expect`. The head and
+    the last entry's id are read in one MULTI, the stream up to it: appends meanwhile are no forgery."""
     hkey = resolve_key(hmac_key)
     import redis
 
@@ -580,9 +470,7 @@ def verify_redis(
                 f"holds a {kind}, not an audit head (a hash)", source=f"Redis key {head_key(key)}"
             ) from None
     try:
-        stored = (
-            StoredHead.parse(_entry_fields(raw_head), f"Redis key {head_key(key)}") if raw_head and use_head else None
-        )
+        stored = StoredHead.parse(_entry_fields(raw_head), f"Redis key {head_key(key)}") if raw_head else None
     except InvalidInput as exc:  # the head is part of the audit trail: a damaged one is tampering
         return _tampered(0, str(exc))
     where = f"Redis key {head_key(key)}"

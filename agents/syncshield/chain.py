@@ -1,17 +1,14 @@
 """The audit log's hash chain: building records and checking them, with no I/O.
 
 Each record carries the SHA-256 of its own canonical JSON (without `hash`) and the hash of the
-record before it, so editing, removing, inserting or reordering any record breaks the chain at
-that record. Storage lives in `backends`; this module only knows dicts, which keeps the rules
-in one place and lets every store (memory, JSONL, Redis) be verified the same way.
+record before it, so editing, removing, inserting or reordering any record breaks the chain there.
+This module only knows dicts, so every store (`backends`) is verified by the same rules.
 
-A plain chain can be recomputed by anyone who can write the log: a forged record appended with
-a fresh SHA-256, or a rewritten tail, verifies. Two anchors close that gap (docs/audit.md):
-- a key: records written with one carry `"chain": "hmac-sha256"` and their `hash` is
-  HMAC-SHA256(key, canonical JSON without `hash`), which covers `prev_hash` and the marker, so
-  nobody without the key can forge, rewrite or re-chain a record, nor downgrade it to plain;
-- a head (`Head`): the last record's hash and the record count, kept beside the log or elsewhere,
-  which is what shows a truncated tail or an emptied log: no chain can show those on its own.
+Anyone who can write the log can recompute a plain chain; two anchors close that gap (docs/audit.md):
+- a key: records then carry `"chain": "hmac-sha256"` and `hash` = HMAC-SHA256(key, canonical JSON
+  without `hash`), so nobody without the key can forge, rewrite, re-chain or downgrade a record;
+- a head (`Head`): the last record's hash and the record count, kept apart, which is what shows a
+  truncated tail or an emptied log: no chain can show those on its own.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ import hashlib
 import hmac
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import numpy as np
 
@@ -32,23 +29,22 @@ from synctwin.kernel.jsonable import canonical_json, to_jsonable, utf8_safe
 GENESIS_HASH = "0" * 64
 """`prev_hash` of the first record: a fixed value, so every chain starts the same way."""
 
-RECORD_KEYS: tuple[str, ...] = (
-    "seq",
-    "ts",
-    "event_type",
-    "client_id",
-    "campaign_id",
-    "reason",
-    "metadata",
-    "prev_hash",
-    "hash",
-)
+RECORD_KEYS = ("seq", "ts", "event_type", "client_id", "campaign_id", "reason", "metadata", "prev_hash", "hash")
 OPTIONAL_KEYS: tuple[str, ...] = ("chain",)
 """Keys only some records have: `chain` marks an HMAC-chained record (absent: plain SHA-256)."""
 HMAC_SCHEME = "hmac-sha256"
 KEY_ENV = "SYNCTWIN_AUDIT_KEY"
 _OPTIONAL_STR_KEYS = ("client_id", "campaign_id", "reason")
 _HEX = frozenset("0123456789abcdef")
+
+
+class RecordFields(TypedDict, total=False):
+    """What a caller may record about an event beside its type (`make_record`'s keywords)."""
+
+    client_id: str | None
+    campaign_id: str | None
+    reason: str | None
+    metadata: Any
 
 
 class MissingKey(InvalidInput):
@@ -96,16 +92,11 @@ def make_record(
     metadata: Any = None,
     key: bytes | None = None,
 ) -> dict[str, Any]:
-    """The record that follows `prev` (None for the first), with its hash filled in: an HMAC with
-    `key` (the record is then marked `"chain": "hmac-sha256"`), else a plain SHA-256.
-
-    `metadata` goes through `to_jsonable`, so the returned record is exactly what a store
-    writes and what a reader gets back: its hash checks out after any JSON round trip.
-    Raises InvalidInput (a ValueError) naming the field for an empty event_type, a ts that is
-    not a finite number, or metadata that is not a mapping; MissingKey to chain onto an HMAC
-    record without a key (a plain record there would make the log fail verification).
-    A keyed record may follow plain ones: that is how an existing log moves to a key.
-    """
+    """The record after `prev` (None for the first), hashed: an HMAC with `key` (marked `"chain":
+    "hmac-sha256"`), else a plain SHA-256. `metadata` goes through `to_jsonable`, so the hash checks
+    out after any JSON round trip. InvalidInput names the field for an empty event_type, a ts that
+    is not finite, or metadata that is not a mapping; MissingKey to chain onto an HMAC record
+    without a key. A keyed record may follow plain ones: that is how a log moves to a key."""
     if isinstance(event_type, enum.Enum):
         event_type = event_type.value
     if not isinstance(event_type, str) or not event_type.strip():
@@ -142,11 +133,8 @@ def make_record(
 
 @dataclasses.dataclass(frozen=True)
 class Malformed:
-    """Stands in for a stored entry that could not be read as a record (e.g. a line that is not JSON).
-
-    Stores' verify helpers pass these to `verify_chain`, so a garbage entry is reported as a
-    tampered record at its position instead of crashing the check.
-    """
+    """Stands in for a stored entry that is not a record (a line that is not JSON...), so
+    `verify_chain` reports it as tampered at its position instead of crashing."""
 
     reason: str
     seq: int | None = None
@@ -154,15 +142,10 @@ class Malformed:
 
 @dataclasses.dataclass(frozen=True)
 class VerifyReport:
-    """What `verify_chain` found.
-
-    `checked` counts the records that verified before the first bad one (all of them when ok).
-    `head_hash` is the hash of the last record that verified (GENESIS_HASH for an empty log)
-    and `head_seq` its seq: keep them somewhere the log's writer cannot change (a ticket, another
-    system) to detect a truncated tail later, which the chain alone cannot show.
-    `hmac_from` is the position of the first HMAC-chained record (None: a plain chain), and
-    `heads` names the anchors the log was checked against.
-    """
+    """What `verify_chain` found: `checked` records verified before the first bad one; `head_hash`
+    and `head_seq` of the last that did (kept where the writer cannot change them, they show a
+    truncated tail later); `hmac_from` the position of the first HMAC-chained record (None: plain);
+    `heads` the anchors checked against."""
 
     ok: bool
     checked: int
@@ -235,12 +218,9 @@ def _shape_problem(rec: Mapping[str, Any]) -> str | None:
 
 
 def _hash_problem(rec: Mapping[str, Any], key: bytes | None, hmac_seen: bool) -> str | None:
-    """Why the record's hash does not check out under `key`, or None.
-
-    Once a record is HMAC-chained, every later one must be too: a plain record after it is what
-    someone without the key would write. With a key, plain records are accepted only before the
-    first HMAC one (a log that moved to a key): that record's HMAC covers their head.
-    """
+    """Why the record's hash does not check out under `key`, or None. After an HMAC-chained record
+    a plain one is what someone without the key would write; plain ones before the first HMAC record
+    (a log that moved to a key) are covered by its HMAC."""
     if is_hmac(rec):
         if key is None:
             return f"HMAC-chained, but no key is set: wrong or missing {KEY_ENV}"
@@ -280,19 +260,11 @@ def _link_problem(rec: Mapping[str, Any], prev_seq: int, prev_hash: str) -> str 
 def verify_chain(
     records: Iterable[Mapping[str, Any] | Malformed | Any], *, key: bytes | None = None, heads: Iterable[Head] = ()
 ) -> VerifyReport:
-    """Check a whole log in order and report the first record that breaks the chain.
-
-    Detects an edited record (its content no longer matches its hash), a removed record (seq gap
-    and prev_hash mismatch), inserted, duplicated or reordered records, and entries that are not
-    records at all (missing keys, wrong types, garbage). The problem names the record by its
-    1-based position in the log and its seq. HMAC-chained records are checked with `key`:
-    without it, or with another key, the first of them fails ("wrong or missing ...").
-
-    Limit: removing records from the END of the log leaves a shorter chain that is still valid,
-    and a plain chain can be extended or rewritten by anyone who recomputes the hashes; no chain
-    can show that on its own. `heads` (anchors kept apart) catch a truncated, extended or rewritten
-    log; `key` catches records forged or rewritten without it.
-    """
+    """Check a whole log in order and report the first record that breaks the chain (by 1-based
+    position and seq): edited, removed, inserted, duplicated or reordered records, and entries that
+    are not records. HMAC-chained records are checked with `key` (without it, or with another, the
+    first of them fails). A chain alone cannot show a truncated tail or a plain chain recomputed:
+    `heads` (anchors kept apart) catch a truncated, extended or rewritten log, `key` forged ones."""
     anchors = tuple(heads)
     at_count: dict[int, str] = {}  # position -> hash, only at the positions the heads name
     found: dict[str, int] = {}  # head hash -> position where the log has it
@@ -304,29 +276,21 @@ def verify_chain(
         problem: str | None
         seq_label: Any = "unknown"
         if isinstance(rec, Malformed):
-            problem = rec.reason
-            if rec.seq is not None:
-                seq_label = rec.seq
+            problem, seq_label = rec.reason, "unknown" if rec.seq is None else rec.seq
         elif not isinstance(rec, Mapping):
             problem = f"not a record (a {type(rec).__name__}, expected an object)"
         else:
-            raw_seq = rec.get("seq")
-            if isinstance(raw_seq, int) and not isinstance(raw_seq, bool):
+            if isinstance(raw_seq := rec.get("seq"), int) and not isinstance(raw_seq, bool):
                 seq_label = raw_seq
-            problem = _shape_problem(rec)
-            if problem is None:
-                problem = _hash_problem(rec, key, hmac_from is not None)
-            if problem is None:
-                problem = _link_problem(rec, prev_seq, prev_hash)
+            problem = (
+                _shape_problem(rec)
+                or _hash_problem(rec, key, hmac_from is not None)
+                or _link_problem(rec, prev_seq, prev_hash)
+            )
         if problem is not None:
+            where = f"record {position} (seq {seq_label}): {problem}"
             return VerifyReport(
-                ok=False,
-                checked=checked,
-                first_bad=position,
-                problem=f"record {position} (seq {seq_label}): {problem}",
-                head_hash=prev_hash,
-                head_seq=prev_seq,
-                hmac_from=hmac_from,
+                False, checked, position, where, head_hash=prev_hash, head_seq=prev_seq, hmac_from=hmac_from
             )
         good = cast(Mapping[str, Any], rec)
         prev_seq, prev_hash, checked = good["seq"], good["hash"], checked + 1
@@ -336,25 +300,14 @@ def verify_chain(
             at_count[position] = prev_hash
         if prev_hash in wanted_hashes:
             found.setdefault(prev_hash, position)
-    report = VerifyReport(
-        ok=True,
-        checked=checked,
-        head_hash=prev_hash,
-        head_seq=prev_seq,
-        hmac_from=hmac_from,
-        heads=tuple(h.source for h in anchors),
-    )
+    heads = tuple(h.source for h in anchors)
+    report = VerifyReport(True, checked, head_hash=prev_hash, head_seq=prev_seq, hmac_from=hmac_from, heads=heads)
     if key is not None and checked and hmac_from is None:
-        return dataclasses.replace(
-            report,
-            ok=False,
-            first_bad=1,
-            problem=(
-                f"record 1 (seq {1 if checked else 'unknown'}): no record is HMAC-chained although {KEY_ENV} is set: "
-                f"the log was written without the key, or rewritten by someone without it (to check a log that "
-                f"predates the key, unset {KEY_ENV})"
-            ),
+        problem = (
+            f"record 1 (seq 1): no record is HMAC-chained although {KEY_ENV} is set: the log was written without "
+            f"the key, or rewritten by someone without it (to check a log that predates the key, unset {KEY_ENV})"
         )
+        return dataclasses.replace(report, ok=False, first_bad=1, problem=problem)
     for head in anchors:
         problem = head_problem(head, checked, prev_hash, at_count, found)
         if problem is not None:

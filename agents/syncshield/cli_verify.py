@@ -26,9 +26,7 @@ def _verify_redis_url(redis_url: str, key: str, hmac_key: bytes | None, expect: 
     except redis.exceptions.ConnectionError as exc:
         raise InvalidInput(f"cannot reach Redis ({scrub(str(exc), redis_url)})", source=where) from None
     finally:
-        close = getattr(client, "close", None)
-        if callable(close):
-            close()
+        client.close()
 
 
 def describe(report: VerifyReport) -> str:
@@ -51,14 +49,10 @@ def describe(report: VerifyReport) -> str:
 def run_verify(
     file: str | None, redis_url: str | None, key: str = "synctwin:audit", expect_head: str | None = None
 ) -> tuple[int, str]:
-    """(0, 'intact: N records, head H (...)' + the head line to keep) or (1, 'tampered: record K (seq S): problem').
-
-    HMAC-chained records are checked with SYNCTWIN_AUDIT_KEY. The log must end on the head kept
-    beside it (FILE.head, `{key}:head`) when there is one, and on `expect_head` (HASH or HASH:N)
-    when given. Raises InvalidInput when there is nothing to check: neither or both sources given,
-    a missing or unreadable file, an unusable Redis URL or an unreachable server, a key that is not
-    a stream, a malformed --expect-head or a head file that is not one.
-    """
+    """(0, 'intact: N records, head H (...)' + the head line to keep) or (1, 'tampered: record K (seq S): problem'),
+    with SYNCTWIN_AUDIT_KEY, the head kept beside the log and `expect_head` (HASH or HASH:N).
+    InvalidInput when there is nothing to check: not exactly one source, an unreadable file, an
+    unusable or unreachable Redis, a key that is not a stream, a malformed --expect-head."""
     if (file is None) == (redis_url is None):
         raise InvalidInput("give exactly one of FILE or --redis URL")
     expect = parse_head(expect_head) if expect_head is not None else None

@@ -11,7 +11,7 @@ from typing import Any, cast
 from synctwin.kernel.errors import InvalidInput
 
 from .backends import AuditStore, InMemoryAuditStore
-from .chain import VerifyReport, verify_chain
+from .chain import RecordFields, VerifyReport, verify_chain
 
 
 class SyncShield:
@@ -21,12 +21,9 @@ class SyncShield:
         self.store: AuditStore = store if store is not None else InMemoryAuditStore()
 
     def log(self, event_type: str, **fields: Any) -> dict[str, Any]:
-        """Append one event; `fields` are client_id, campaign_id, reason and metadata.
-
-        Unknown field names are refused rather than silently dropped: an audit entry that lost
-        part of what the caller meant to record is worse than a loud error.
-        """
-        unknown = sorted(set(fields) - {"client_id", "campaign_id", "reason", "metadata"})
+        """Append one event (`fields`: RecordFields); unknown names are refused, not dropped: an entry
+        that lost part of what the caller meant to record is worse than a loud error."""
+        unknown = sorted(set(fields) - RecordFields.__annotations__.keys())
         if unknown:
             raise InvalidInput(f"unknown audit field(s): {', '.join(unknown)}", field=unknown[0])
         return self.store.append(event_type, **fields)
@@ -39,11 +36,8 @@ class SyncShield:
         metadata: Any = None,
         campaign_id: str | None = None,
     ) -> dict[str, Any]:
-        """The seed's `await syncshield.log_audit_event(...)`.
-
-        The append runs inline: it is one short local write or Redis round trip, and running it
-        in the caller's task keeps events in the order the caller produced them.
-        """
+        """The seed's `await syncshield.log_audit_event(...)`, run inline (one short write or round
+        trip), which keeps events in the order the caller produced them."""
         return self.log(event_type, client_id=client_id, campaign_id=campaign_id, reason=reason, metadata=metadata)
 
     def records(self) -> list[dict[str, Any]]:

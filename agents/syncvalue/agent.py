@@ -23,10 +23,8 @@ class SyncValueAgent(Agent):
     def handle(self, message: Any) -> Generator[Any, Any, None]:
         if isinstance(message, BaselineRequest):
             try:
-                answer(
-                    message,
-                    self.service.baseline(message.client_id, message.lookback_days, gross_margin=message.gross_margin),
-                )
+                m = message
+                answer(m, self.service.baseline(m.client_id, m.lookback_days, gross_margin=m.gross_margin))
             except InvalidInput as exc:
                 answer(message, exc)
         yield from ()

@@ -1,7 +1,4 @@
-"""The baseline a campaign must beat, computed from a client's daily history.
-
-Pure functions over arrays: no I/O, so the store the history came from does not matter.
-"""
+"""The baseline a campaign must beat, from a client's daily history (no I/O: any store will do)."""
 
 from __future__ import annotations
 
@@ -19,11 +16,8 @@ CURVE_DAYS = 180  # the response curve learns from up to this many days (the bas
 
 @dataclass(frozen=True, slots=True)
 class Baseline:
-    """Daily averages and funnel rates over the lookback window, with their spread.
-
-    `*_log_sd` are day-to-day standard deviations of the log of a daily rate: they set the
-    daily noise of the funnel model, and divided by sqrt(days) the sampling error of the mean.
-    """
+    """Daily averages and funnel rates over the lookback window; `*_log_sd`, the day-to-day sd of a
+    rate's log, set the funnel model's daily noise and (over sqrt(days)) its mean's sampling error."""
 
     days: int
     lookback_days: int
@@ -70,7 +64,7 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else math.nan
 
 
-def _log_sd(num: np.ndarray, den: np.ndarray) -> float:
+def log_sd(num: np.ndarray, den: np.ndarray) -> float:
     """Sample sd of log(num/den) over the days where both are positive (0 if under 2 such days)."""
     ok = (num > 0) & (den > 0)
     if int(ok.sum()) < 2:
@@ -87,12 +81,8 @@ def compute_baseline(
     default_monthly_churn: float = 0.25,
     source: str = "history",
 ) -> Baseline:
-    """The baseline over the last `lookback_days` calendar days of the history.
-
-    Churn comes from `returning_customers` when the history has it (1 - the share of a
-    month's buyers who buy again); otherwise from configuration. LTV is the simple
-    geometric one: margin per order times the expected months a customer stays.
-    """
+    """The baseline over the history's last `lookback_days` calendar days. Churn: 1 - the share of
+    buyers who return (`returning_customers`), else configured; LTV: margin per order x months."""
     window = history.last(lookback_days)
     n = len(window)
     if n < min_days:
@@ -121,11 +111,11 @@ def compute_baseline(
         cpm=_ratio(total_spend, float(imp.sum())) * 1000.0,
         ctr=_ratio(float(clk.sum()), float(imp.sum())),
         cvr_click=_ratio(total_conv, float(clk.sum())),
-        cpm_log_sd=_log_sd(spend, imp),
-        ctr_log_sd=_log_sd(clk, imp),
-        cvr_click_log_sd=_log_sd(conv, clk),
-        aov_log_sd=_log_sd(rev, conv),
-        conversions_per_dollar_log_sd=_log_sd(conv, spend),
+        cpm_log_sd=log_sd(spend, imp),
+        ctr_log_sd=log_sd(clk, imp),
+        cvr_click_log_sd=log_sd(conv, clk),
+        aov_log_sd=log_sd(rev, conv),
+        conversions_per_dollar_log_sd=log_sd(conv, spend),
         monthly_churn=monthly_churn,
         ltv=ltv,
         window=history.last(max(lookback_days, CURVE_DAYS)),

@@ -1,7 +1,4 @@
-"""Where client histories live. One small interface, three adapters: memory, CSV files, Redis.
-
-The baseline code never knows which one it reads from (ports and adapters).
-"""
+"""Where client histories live: one small port, three adapters (memory, CSV files, Redis)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""SyncTwin as a SimPy agent: the pre-launch gate behind a mailbox.
-
-It asks SyncValue for the client's baseline (a message, not a method call), runs the Monte
-Carlo and answers with the GateResult. The gate's own work is instantaneous in virtual time.
-"""
+"""SyncTwin as a SimPy agent: the pre-launch gate behind a mailbox. It asks SyncValue for the
+baseline (a message, not a call) and answers with the GateResult, instantly in virtual time."""
 
 from __future__ import annotations
 
@@ -38,9 +35,8 @@ class SyncTwinAgent(Agent):
             return
         s = message.strategy
         try:
-            baseline = yield from ask(
-                self.env, self.syncvalue, BaselineRequest(s.client_id, None, gross_margin=s.gross_margin)
-            )
+            request = BaselineRequest(s.client_id, None, gross_margin=s.gross_margin)
+            baseline = yield from ask(self.env, self.syncvalue, request)
             answer(message, self.gatekeeper.evaluate(s, baseline, seed=message.seed, paths=self.paths))
         except InvalidInput as exc:
             answer(message, exc)

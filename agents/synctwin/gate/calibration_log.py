@@ -1,9 +1,8 @@
 """Calibration residuals from realized outcomes in an audit log (CAMPAIGN_OUTCOME, SHADOW_OUTCOME).
 
-An outcome that ran its whole flight and carries the gate's projected revenue (p10/p50/p90 at the
-end of the flight) gives one residual z = log(realized / p50) / sd, with sd = (log p90 - log p10) /
-(2 x 1.2816) the projection's own log-sd: the same score the rolling calibration gives the
-history's windows, so both join one split-conformal set. Pure functions over plain records.
+An outcome of a whole flight with the gate's projected revenue (p10/p50/p90) gives one residual
+z = log(realized / p50) / sd, sd = (log p90 - log p10) / (2 x 1.2816): the rolling calibration's
+score of the history's windows, so both join one split-conformal set.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""The pre-launch gate (the Digital Handshake): simulate a strategy, approve it only when
-enough simulated paths make money.
-
-`evaluate` is the synchronous core (used by the command line, the SimPy agent and the HTTP
-service); `simulate_strategy` keeps the seed's async call shape and dict result.
+"""The pre-launch gate (the Digital Handshake): simulate a strategy, approve it only when enough
+simulated paths make money. `evaluate` is the synchronous core (CLI, SimPy agent, HTTP service);
+`simulate_strategy` keeps the seed's async call shape and dict result.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -20,6 +18,7 @@ from agents.synctwin.gate.montecarlo import (
     CurveParams,
     FunnelParams,
     MonteCarloOutcome,
+    PathBlock,
     SeedModelParams,
     run_monte_carlo,
     simulate_curve_model,
@@ -27,7 +26,6 @@ from agents.synctwin.gate.montecarlo import (
     simulate_seed_model,
 )
 from agents.synctwin.gate.response_curve import (
-    CurveFit,
     extrapolation,
     fit_response_curve,
     future_trend,
@@ -48,6 +46,19 @@ from synctwin.kernel.strategy_io import strategy_from_dict
 ProgressCallback = Callable[[int, int], None]  # (paths drawn, paths to draw)
 
 
+class GateOptions(TypedDict, total=False):
+    """A gate run's overrides of the gatekeeper's settings; `progress(drawn, target)` is called after
+    each chunk of paths (for a progress bar), `executor` draws the chunks (default: this process)."""
+
+    seed: int | None
+    paths: int | None
+    model: str | None
+    threshold: float | None
+    max_paths: int | None
+    progress: ProgressCallback | None
+    executor: Executor | None
+
+
 def new_seed() -> int:
     """A fresh seed, reported with the result so the run can be repeated exactly."""
     return secrets.randbits(63)
@@ -59,26 +70,37 @@ def _require(value: float, what: str, hint: str) -> float:
     return value
 
 
-def seed_model_params(strategy: Strategy, baseline: Baseline) -> SeedModelParams:
+def _campaign(strategy: Strategy, baseline: Baseline) -> dict[str, Any]:
+    """The fields every model's params share (ModelParams) but the order value."""
     d = strategy.duration_days
-    return SeedModelParams(
-        days=d,
-        demand=strategy.audience_size * strategy.cvr,
-        daily_budget=strategy.daily_budget,
-        aov=_require(strategy.aov or baseline.avg_order_value, "the order value", "give 'aov' in the strategy"),
-        base_revenue=baseline.revenue_over(d),
-        base_spend=baseline.spend_over(d),
-        gross_margin=strategy.gross_margin,
-    )
+    return {
+        "days": d,
+        "daily_budget": strategy.daily_budget,
+        "demand": strategy.audience_size * strategy.cvr,
+        "base_revenue": baseline.revenue_over(d),
+        "base_spend": baseline.spend_over(d),
+        "gross_margin": strategy.gross_margin,
+    }
+
+
+def _daily(strategy: Strategy, baseline: Baseline, settings: Settings, widen: float) -> dict[str, Any]:
+    """`_campaign` and the spreads of demand and delivery (DailyParams)."""
+    return _campaign(strategy, baseline) | {
+        "demand_sigma": widen * settings.demand_sigma,
+        "delivery_sigma": settings.delivery_sigma,
+        "max_overdelivery": settings.max_overdelivery,
+    }
+
+
+def seed_model_params(strategy: Strategy, baseline: Baseline) -> SeedModelParams:
+    aov = _require(strategy.aov or baseline.avg_order_value, "the order value", "give 'aov' in the strategy")
+    return SeedModelParams(aov=aov, **_campaign(strategy, baseline))
 
 
 def funnel_params(strategy: Strategy, baseline: Baseline, settings: Settings) -> FunnelParams:
-    """Funnel rates from the history (strategy overrides win), uncertainty from its spread.
-
-    The uncertainty of a rate's mean is its sampling error (day-to-day sd / sqrt(days)) plus a
-    structural part for the future not being the past; a new audience or platform widens both.
-    """
-    d, n = strategy.duration_days, max(baseline.days, 1)
+    """Funnel rates from the history (strategy overrides win); a mean's uncertainty is its sampling
+    error (daily sd / sqrt(days)) plus a structural part; a new audience or platform widens both."""
+    n = max(baseline.days, 1)
     hint = "give 'cpm', 'ctr' and 'aov' in the strategy"
     cpm = _require(strategy.cpm or baseline.cpm, "the CPM", hint)
     ctr = _require(strategy.ctr or baseline.ctr, "the CTR", hint)
@@ -91,21 +113,13 @@ def funnel_params(strategy: Strategy, baseline: Baseline, settings: Settings) ->
         return widen * math.sqrt(daily_sd**2 / n + s**2)
 
     return FunnelParams(
-        days=d,
-        daily_budget=strategy.daily_budget,
-        demand=strategy.audience_size * strategy.cvr,
+        **_daily(strategy, baseline, settings, widen),
         conversions_per_dollar=1000.0 / cpm * ctr * cvr_click,
         aov=aov,
-        base_revenue=baseline.revenue_over(d),
-        base_spend=baseline.spend_over(d),
-        gross_margin=strategy.gross_margin,
-        demand_sigma=widen * settings.demand_sigma,
         param_cpd_sigma=param_sigma(baseline.conversions_per_dollar_log_sd),
         param_aov_sigma=param_sigma(baseline.aov_log_sd),
         daily_cpd_sigma=widen * baseline.conversions_per_dollar_log_sd,
         daily_aov_sigma=baseline.aov_log_sd,
-        delivery_sigma=settings.delivery_sigma,
-        max_overdelivery=settings.max_overdelivery,
     )
 
 
@@ -115,25 +129,13 @@ CAL_HORIZON_DAYS = 14  # rolling calibration windows: long enough to total, shor
 def _window_arrays(baseline: Baseline) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
     """The baseline window's daily dates, spend, conversions, revenue; without a window (a baseline
     built elsewhere) a flat history at its daily averages (so the curve is the prior's)."""
-    w = baseline.window
+    b, w = baseline, baseline.window
     if w is not None and len(w) > 0:
         return w.dates, w.spend, w.conversions, w.revenue, True
-    n = max(baseline.days, 7)
-    end = np.datetime64("today", "D")
-    dates = end - np.arange(n - 1, -1, -1).astype("timedelta64[D]")
-    return (
-        dates,
-        np.full(n, baseline.daily_spend),
-        np.full(n, baseline.daily_conversions),
-        np.full(n, baseline.daily_revenue),
-        False,
-    )
-
-
-def fit_curve(baseline: Baseline) -> tuple[CurveFit, bool]:
-    """The response curve of the baseline's window (and whether real daily rows were there)."""
-    dates, spend, conv, rev, real = _window_arrays(baseline)
-    return fit_response_curve(dates, spend, conv, rev), real
+    n = max(b.days, 7)
+    dates = np.datetime64("today", "D") - np.arange(n - 1, -1, -1).astype("timedelta64[D]")
+    spend, conv, rev = (np.full(n, v) for v in (b.daily_spend, b.daily_conversions, b.daily_revenue))
+    return dates, spend, conv, rev, False
 
 
 def curve_params(
@@ -147,32 +149,24 @@ def curve_params(
     """The curve model's inputs and what the result reports about them (extrapolation, calibration,
     notes). Closed form throughout: the fit and the rolling calibration cost milliseconds."""
     d = strategy.duration_days
-    fit, real = fit_curve(baseline)
+    dates, spend, conv, rev, real = _window_arrays(baseline)
+    fit = fit_response_curve(dates, spend, conv, rev)
     notes = list(fit.notes)
     if not real:
         notes.append("no daily history rows came with the baseline: the curve is assumed from its averages")
     ext = extrapolation(fit, strategy.daily_budget)
     new_context = strategy.new_audience or strategy.new_platform
     widen = settings.new_context_widening if new_context else 1.0
-    structural = widen * settings.curve_structural_sigma
     cal = None
-    spread = 1.0
     if settings.calibrate and real:
-        dates, spend, conv, rev, _ = _window_arrays(baseline)
+        structural = widen * settings.curve_structural_sigma
+        horizon = min(d, CAL_HORIZON_DAYS)
         cal = rolling_calibration(
-            dates,
-            spend,
-            conv,
-            rev,
-            horizon=min(d, CAL_HORIZON_DAYS),
-            structural_sigma=structural,
-            extra_z=extra_z,
-            extra_set=extra_set,
+            dates, spend, conv, rev, horizon=horizon, structural_sigma=structural, extra_z=extra_z, extra_set=extra_set
         )
-        spread = cal.scale
         if cal.note:
             notes.append(cal.note)
-    spread *= widen
+    spread = (1.0 if cal is None else cal.scale) * widen
     start = None
     offset = 0
     if strategy.launch_ts is not None:
@@ -183,48 +177,26 @@ def curve_params(
         notes.append(str(ext_d["note"]))
     aov = _require(strategy.aov or fit.aov, "the order value", "give 'aov' in the strategy")
     params = CurveParams(
-        days=d,
-        daily_budget=strategy.daily_budget,
-        demand=strategy.audience_size * strategy.cvr,
+        **_daily(strategy, baseline, settings, widen),
         fit=fit,
         weekday=tuple(int(v) for v in future_weekdays(fit, d, start)),
         trend=tuple(float(v) for v in future_trend(fit, d, offset)),
         aov=aov,
-        base_revenue=baseline.revenue_over(d),
-        base_spend=baseline.spend_over(d),
-        gross_margin=strategy.gross_margin,
         spread=spread,
         extra_sd=math.hypot(ext.widened_by, settings.new_context_sigma if new_context else 0.0),
         structural_sigma=settings.curve_structural_sigma,
         aov_log_se=fit.aov_log_se,
-        demand_sigma=widen * settings.demand_sigma,
-        delivery_sigma=settings.delivery_sigma,
-        max_overdelivery=settings.max_overdelivery,
     )
     return params, {"extrapolation": ext_d, "calibration": None if cal is None else cal.to_dict(), "notes": notes}
 
 
 def build_projection(outcome: MonteCarloOutcome, campaign_id: str, launch_ts: float | None, days: int) -> Projection:
     """Cumulative quantiles at launch (all zero) and at the end of every day."""
-    zero = ProjectionPoint(
-        t_hours=0.0,
-        spend_p10=0,
-        spend_p50=0,
-        spend_p90=0,
-        revenue_p10=0,
-        revenue_p50=0,
-        revenue_p90=0,
-        conversions_p10=0,
-        conversions_p50=0,
-        conversions_p90=0,
-    )
-    points = [zero]
     b = {m: np.round(outcome.bands[m], 4).tolist() for m in ("spend", "revenue", "conversions")}
+    points = [ProjectionPoint(t_hours=0.0, **{f"{m}_p{q}": 0 for m in b for q in (10, 50, 90)})]
     for day in range(days):
-        row: dict[str, float] = {"t_hours": 24.0 * (day + 1)}
-        for metric, rows in b.items():
-            row[f"{metric}_p10"], row[f"{metric}_p50"], row[f"{metric}_p90"] = rows[day]
-        points.append(ProjectionPoint(**row))
+        cells = {f"{m}_p{q}": v for m, rows in b.items() for q, v in zip((10, 50, 90), rows[day], strict=True)}
+        points.append(ProjectionPoint(t_hours=24.0 * (day + 1), **cells))
     return Projection(campaign_id=campaign_id, launch_ts=launch_ts, horizon_days=days, points=points)
 
 
@@ -255,105 +227,46 @@ class SimulationGatekeeper:
         if not 0 < self.threshold < 1:
             raise InvalidInput(f"threshold {self.threshold} must be in (0, 1)", field="threshold")
 
-    def evaluate(
-        self,
-        strategy: Strategy,
-        baseline: Baseline,
-        *,
-        seed: int | None = None,
-        paths: int | None = None,
-        model: str | None = None,
-        threshold: float | None = None,
-        max_paths: int | None = None,
-        progress: ProgressCallback | None = None,
-        executor: Executor | None = None,
-    ) -> GateResult:
+    def evaluate(self, strategy: Strategy, baseline: Baseline, **options: Unpack[GateOptions]) -> GateResult:
         """Simulate and decide. Same strategy, baseline and seed: the same result, bit for bit,
-        whichever `executor` draws the chunks of paths (default: this process).
-
-        `progress(drawn, target)` is called after each chunk of paths (for a progress bar).
-        """
-        return self._evaluate(
-            strategy,
-            baseline,
-            seed=seed,
-            paths=paths,
-            model=model,
-            threshold=threshold,
-            max_paths=max_paths,
-            progress=progress,
-            keep_uplift=False,
-            executor=executor,
-        )[0]
+        whichever `executor` draws the chunks of paths (default: this process)."""
+        return self._evaluate(strategy, baseline, options, keep_uplift=False)[0]
 
     def evaluate_with_uplift(
-        self,
-        strategy: Strategy,
-        baseline: Baseline,
-        *,
-        seed: int | None = None,
-        paths: int | None = None,
-        model: str | None = None,
-        threshold: float | None = None,
-        max_paths: int | None = None,
-        progress: ProgressCallback | None = None,
-        executor: Executor | None = None,
+        self, strategy: Strategy, baseline: Baseline, **options: Unpack[GateOptions]
     ) -> tuple[GateResult, np.ndarray]:
-        """`evaluate`, plus every path's net profit uplift (for the report's histogram).
-
-        The array is the one the summary is computed from anyway, so the result is identical to
-        `evaluate`'s with the same seed and nothing extra is drawn; it costs 8 bytes a path.
-        """
-        result, uplift = self._evaluate(
-            strategy,
-            baseline,
-            seed=seed,
-            paths=paths,
-            model=model,
-            threshold=threshold,
-            max_paths=max_paths,
-            progress=progress,
-            keep_uplift=True,
-            executor=executor,
-        )
+        """`evaluate`, plus every path's net profit uplift (for the report's histogram): the array the
+        summary is computed from anyway, so the result is `evaluate`'s; it costs 8 bytes a path."""
+        result, uplift = self._evaluate(strategy, baseline, options, keep_uplift=True)
         assert uplift is not None
         return result, uplift
 
     def _evaluate(
-        self,
-        strategy: Strategy,
-        baseline: Baseline,
-        *,
-        seed: int | None,
-        paths: int | None,
-        model: str | None,
-        threshold: float | None,
-        max_paths: int | None,
-        progress: ProgressCallback | None,
-        keep_uplift: bool,
-        executor: Executor | None = None,
+        self, strategy: Strategy, baseline: Baseline, options: GateOptions, *, keep_uplift: bool
     ) -> tuple[GateResult, np.ndarray | None]:
         started = time.perf_counter()
-        asked = model or self.model  # the result reports the name asked for (the alias `seed` stays `seed`)
+        asked = options.get("model") or self.model  # the result reports the name asked for (`seed` stays `seed`)
         model = model_name(asked)
+        threshold = options.get("threshold")
         threshold = self.threshold if threshold is None else threshold
-        paths = paths or self.paths
+        paths = options.get("paths") or self.paths
         if paths < 100:
             raise InvalidInput(f"paths {paths} is too few; use at least 100", field="paths")
+        seed = options.get("seed")
         seed = new_seed() if seed is None else int(seed)
         if seed < 0:
             raise InvalidInput(f"seed {seed} must be >= 0", field="seed")
-        max_paths = max(paths, max_paths or self.settings.max_paths)
+        max_paths = max(paths, options.get("max_paths") or self.settings.max_paths)
         extras: dict[str, Any] = {}
         if model == "one-factor":
-            simulate = partial(_seed_chunk, seed_model_params(strategy, baseline))
+            simulate = partial(_chunk, simulate_seed_model, seed_model_params(strategy, baseline))
         elif model == "funnel":
-            simulate = partial(_funnel_chunk, funnel_params(strategy, baseline, self.settings))
+            simulate = partial(_chunk, simulate_funnel_model, funnel_params(strategy, baseline, self.settings))
         else:
             params, extras = curve_params(
                 strategy, baseline, self.settings, extra_z=self.calibration_z, extra_set=self.calibration_set
             )
-            simulate = partial(_curve_chunk, params)
+            simulate = partial(_chunk, simulate_curve_model, params)
         outcome = run_monte_carlo(
             simulate,
             seed=seed,
@@ -363,8 +276,8 @@ class SimulationGatekeeper:
             threshold=threshold,
             projection_paths=self.settings.projection_paths,
             keep_uplift=keep_uplift,
-            progress=progress,
-            executor=executor,
+            progress=options.get("progress"),
+            executor=options.get("executor"),
         )
         result = self._result(strategy, baseline, outcome, model=asked, seed=seed, threshold=threshold, started=started)
         if extras:
@@ -385,9 +298,7 @@ class SimulationGatekeeper:
         p10, p50, p90 = outcome.quantiles
         raw_conf = outcome.confidence
         confidence = round(raw_conf, 4)
-        low, high = outcome.interval
-        projected = round(p50, 2)
-        decision = "APPROVED" if raw_conf > threshold else "REJECTED"
+        (low, high), projected = outcome.interval, round(p50, 2)
         return GateResult(
             confidence_score=confidence,
             risk_profile=risk_profile(raw_conf, p50),
@@ -402,7 +313,7 @@ class SimulationGatekeeper:
                 adaptive_rounds=outcome.rounds,
                 median_positive_uplift=None if outcome.median_positive is None else round(outcome.median_positive, 2),
             ),
-            decision=decision,
+            decision="APPROVED" if raw_conf > threshold else "REJECTED",
             threshold=threshold,
             confidence_interval=(min(round(low, 4), confidence), max(round(high, 4), confidence)),
             expected_uplift=round(outcome.mean, 2),
@@ -443,7 +354,6 @@ class SimulationGatekeeper:
         Advice only: the decision never changes."""
         if result.approved:
             return result
-
         return result.model_copy(update={"suggestions": suggest(strategy, baseline, self, result, max_paths=max_paths)})
 
 
@@ -455,13 +365,6 @@ def model_name(name: str) -> str:
         raise InvalidInput(str(exc), field="model") from None
 
 
-def _curve_chunk(params: CurveParams, n: int, rng: np.random.Generator, keep: bool):
-    return simulate_curve_model(params, n, rng, keep_paths=keep)
-
-
-def _seed_chunk(params: SeedModelParams, n: int, rng: np.random.Generator, keep: bool):
-    return simulate_seed_model(params, n, rng, keep_paths=keep)
-
-
-def _funnel_chunk(params: FunnelParams, n: int, rng: np.random.Generator, keep: bool):
-    return simulate_funnel_model(params, n, rng, keep_paths=keep)
+def _chunk(model: Callable[..., PathBlock], params: Any, n: int, rng: np.random.Generator, keep: bool) -> PathBlock:
+    """A chunk of one model's paths: top level, so a partial of it over frozen params pickles."""
+    return model(params, n, rng, keep_paths=keep)

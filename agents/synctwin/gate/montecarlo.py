@@ -2,18 +2,15 @@
 
 Three models share one driver:
 - `curve` (the default): day by day, spend (budget x delivery noise) -> conversions through the
-  path's draw of the response curve fitted to the history (concave in spend, weekday effects,
-  damped trend: agents/synctwin/gate/response_curve.py), capped by daily demand (audience x cvr / days),
-  -> revenue (order value);
-- `funnel`: day by day, budget -> conversions (through the history's conversions per dollar,
-  i.e. CPM, CTR and CVR per click) capped by demand (audience x cvr), -> revenue (AOV), with
+  path's draw of the response curve fitted to the history (response_curve.py), capped by daily
+  demand (audience x cvr / days) -> revenue (order value);
+- `funnel`: the same through the history's conversions per dollar (CPM, CTR, CVR per click), with
   per-path parameter uncertainty and per-day noise: revenue proportional to spend;
-- `one-factor` (alias `seed`): the original design's formula, one variance factor N(1, 0.15)
-  per path scaling both conversions (audience x cvr) and spend (budget x days).
+- `one-factor` (alias `seed`): the original formula, one N(1, 0.15) factor per path scaling both
+  conversions (audience x cvr) and spend (budget x days).
 
-Paths are drawn in fixed-size chunks, chunk k from its own seed stream
-(SeedSequence(seed, spawn_key=(k,))): memory stays bounded, the result depends only on the
-seed, and chunks can be drawn anywhere (process pool, Ray) and merged in order.
+Chunk k of paths draws from SeedSequence(seed, spawn_key=(k,)): memory stays bounded, the result
+depends only on the seed, and chunks can be drawn anywhere (process pool, Ray), merged in order.
 """
 
 from __future__ import annotations
@@ -35,63 +32,59 @@ QUANTILES = (0.10, 0.50, 0.90)
 SEED_VARIANCE_SD = 0.15
 
 
-@dataclass(frozen=True, slots=True)
-class SeedModelParams:
-    """Inputs of the seed's formula, for a campaign of `days` days."""
-
-    days: int
-    demand: float  # audience_size * cvr: expected conversions
-    daily_budget: float
-    aov: float
-    base_revenue: float  # the baseline's revenue over `days`
-    base_spend: float
-    gross_margin: float = 1.0
-    variance_sd: float = SEED_VARIANCE_SD
-
-
-@dataclass(frozen=True, slots=True)
-class FunnelParams:
-    """Inputs of the funnel model. Sigmas are log-sds: `param_*` per path, `daily_*` per day."""
-
-    days: int
-    daily_budget: float
-    demand: float  # expected conversions the audience can give over the campaign
-    conversions_per_dollar: float  # 1000 / CPM * CTR * conversions per click
-    aov: float
-    base_revenue: float
-    base_spend: float
-    gross_margin: float = 1.0
-    demand_sigma: float = 0.15
-    param_cpd_sigma: float = 0.10
-    param_aov_sigma: float = 0.10
-    daily_cpd_sigma: float = 0.15
-    daily_aov_sigma: float = 0.05
-    delivery_sigma: float = 0.05
-    max_overdelivery: float = 1.2
-
-
-@dataclass(frozen=True, slots=True)
-class CurveParams:
-    """Inputs of the curve model. `weekday`/`trend` are the campaign days' covariates (length days);
-    `spread` is the calibration's scale of every fitted spread, `extra_sd` the extrapolation's widening."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelParams:
+    """What every model needs: the campaign (`days` days, `demand` = audience_size x cvr expected
+    conversions) and the baseline's revenue and spend over those days, which it must beat."""
 
     days: int
     daily_budget: float
     demand: float
-    fit: CurveFit
-    weekday: tuple[int, ...]
-    trend: tuple[float, ...]
     aov: float
     base_revenue: float
     base_spend: float
     gross_margin: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeedModelParams(ModelParams):
+    """Inputs of the seed's formula."""
+
+    variance_sd: float = SEED_VARIANCE_SD
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DailyParams(ModelParams):
+    """What the day-by-day models add: the spread of demand and of delivery, and its cap."""
+
+    demand_sigma: float = 0.15
+    delivery_sigma: float = 0.05
+    max_overdelivery: float = 1.2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FunnelParams(DailyParams):
+    """Inputs of the funnel model. Sigmas are log-sds: `param_*` per path, `daily_*` per day."""
+
+    conversions_per_dollar: float  # 1000 / CPM * CTR * conversions per click
+    param_cpd_sigma: float = 0.10
+    param_aov_sigma: float = 0.10
+    daily_cpd_sigma: float = 0.15
+    daily_aov_sigma: float = 0.05
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CurveParams(DailyParams):
+    """Inputs of the curve model. `weekday`/`trend` are the campaign days' covariates (length days);
+    `spread` is the calibration's scale of every fitted spread, `extra_sd` the extrapolation's widening."""
+
+    fit: CurveFit
+    weekday: tuple[int, ...]
+    trend: tuple[float, ...]
     spread: float = 1.0
     extra_sd: float = 0.0
     structural_sigma: float = 0.05
     aov_log_se: float = 0.0
-    demand_sigma: float = 0.15
-    delivery_sigma: float = 0.05
-    max_overdelivery: float = 1.2
 
 
 @dataclass(slots=True)
@@ -130,21 +123,13 @@ def simulate_seed_model(p: SeedModelParams, n: int, rng: np.random.Generator, *,
     revenue = conversions * p.aov
     spend = p.daily_budget * p.days * v
     # the seed's outcome accrues evenly over the days: keep the totals, scale the bands later
-    return PathBlock(
-        uplift=uplift,
-        spend=spend[None, :],
-        revenue=revenue[None, :],
-        conversions=conversions[None, :],
-        linear_days=p.days,
-    )
+    return PathBlock(uplift, spend[None, :], revenue[None, :], conversions[None, :], linear_days=p.days)
 
 
 def simulate_funnel_model(p: FunnelParams, n: int, rng: np.random.Generator, *, keep_paths: bool = False) -> PathBlock:
-    """Day by day: spend (budget x delivery) -> conversions (capped by daily demand) -> revenue.
-
-    Daily arrays are float32 laid out (days, paths): half the memory traffic of float64, and
-    the per-day quantiles of the projection read contiguous rows. Totals are summed in float64.
-    """
+    """Day by day: spend (budget x delivery) -> conversions (capped by daily demand) -> revenue, in
+    float32 (days, paths) arrays: half float64's memory traffic, and the projection's per-day
+    quantiles read contiguous rows. Totals are summed in float64."""
     d, f32 = p.days, np.float32
     cpd_path = (p.conversions_per_dollar * _lognormal_factor(rng, p.param_cpd_sigma, n)).astype(f32)
     aov_path = (p.aov * _lognormal_factor(rng, p.param_aov_sigma, n)).astype(f32)
@@ -166,14 +151,10 @@ def simulate_funnel_model(p: FunnelParams, n: int, rng: np.random.Generator, *, 
 
 def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *, keep_paths: bool = False) -> PathBlock:
     """Day by day through each path's draw of the response curve:
-
     log rate = a + b (log spend - mean log spend) + dow[weekday] + g trend + level + sigma z,
-    conversions = rate + sqrt(rate) e  (the counts' Poisson noise, normal approximation, >= 0),
-
-    the level shock (structural and extrapolation spread) drawn once per path, z (the day shock, an
-    AR(1)) and e every day; then capped by the day's demand, times the path's order value and its
-    daily noise. Arrays are float32 (days, paths) as in the funnel model; totals are summed in float64.
-    """
+    conversions = rate + sqrt(rate) e (Poisson noise, normal approximation, >= 0), the level shock
+    (structural and extrapolation spread) once per path, z (the day shock, an AR(1)) and e daily;
+    capped by demand, times the order value and its daily noise. float32 (days, paths) arrays."""
     d, f32 = p.days, np.float32
     fit = p.fit
     draws = draw_parameters(fit, n, rng, p.spread)
@@ -224,28 +205,21 @@ def simulate_curve_model(p: CurveParams, n: int, rng: np.random.Generator, *, ke
 
 
 def daily_block(
-    p: FunnelParams | CurveParams, spend: np.ndarray, revenue: np.ndarray, conversions: np.ndarray, keep_paths: bool
+    p: DailyParams, spend: np.ndarray, revenue: np.ndarray, conversions: np.ndarray, keep_paths: bool
 ) -> PathBlock:
-    """Net profit uplift from (days, paths) daily arrays (totals summed in float64), and with
-    `keep_paths` the arrays made cumulative in place for the projection: the day-by-day models'
-    common end."""
+    """The day-by-day models' end: net profit uplift from (days, paths) daily arrays (summed in
+    float64), with `keep_paths` the arrays made cumulative in place for the projection."""
     total_spend = spend.sum(axis=0, dtype=np.float64)
     total_revenue = revenue.sum(axis=0, dtype=np.float64)
     uplift = (total_revenue - p.base_revenue) * p.gross_margin - (total_spend - p.base_spend)
-    block = PathBlock(uplift=uplift)
-    if keep_paths:
-        block.spend = cumulate_days(spend)
-        block.revenue = cumulate_days(revenue)
-        block.conversions = cumulate_days(conversions)
-    return block
+    if not keep_paths:
+        return PathBlock(uplift)
+    return PathBlock(uplift, cumulate_days(spend), cumulate_days(revenue), cumulate_days(conversions))
 
 
 def cumulate_days(daily: np.ndarray) -> np.ndarray:
-    """In-place running total over axis 0 of a (days, paths) array.
-
-    A loop over days of whole-row adds: about 15x faster than np.cumsum(axis=0) here,
-    which walks the array column by column.
-    """
+    """In-place running total over axis 0 of a (days, paths) array: whole-row adds, about 15x faster
+    than np.cumsum(axis=0), which walks the array column by column."""
     for day in range(1, daily.shape[0]):
         np.add(daily[day], daily[day - 1], out=daily[day])
     return daily
@@ -289,12 +263,8 @@ class MonteCarloOutcome:
 
 
 def summarize_uplift(uplift: np.ndarray, positive: int) -> tuple[tuple[float, float, float], float | None, float]:
-    """p10/p50/p90, the median of the positive paths, and the mean, from one selection.
-
-    The positive paths are the top `positive` order statistics, so their median sits at a
-    known rank of the whole array and is selected with the quantiles (`order_statistics`:
-    exact, and on a million paths about twice as fast as np.partition).
-    """
+    """p10/p50/p90, the median of the positive paths (the top `positive` order statistics, so at a
+    known rank) and the mean, from one `order_statistics` selection."""
     n = uplift.shape[0]
     pos = np.asarray(QUANTILES) * (n - 1)
     lo = np.floor(pos).astype(np.intp)
@@ -335,17 +305,15 @@ class ChunkTask:
 
 @dataclass(slots=True)
 class ChunkResult:
-    """What a chunk sends back: counts, and either its uplift or a fixed-size summary of it."""
+    """What a chunk sends back: counts, either its uplift or a fixed-size summary of it, and the
+    trajectories of the paths it keeps (`kept`, whose own uplift is not used)."""
 
     size: int
     positive: int
     total: float  # sum of the uplift (the mean of a sketched draw)
     uplift: np.ndarray | None = None
     sketch: np.ndarray | None = None  # SKETCH_POINTS order statistics at evenly spaced ranks
-    spend: np.ndarray | None = None
-    revenue: np.ndarray | None = None
-    conversions: np.ndarray | None = None
-    linear_days: int | None = None
+    kept: PathBlock | None = None
 
 
 EXACT_PATHS = 4_000_000  # up to this many paths (32 MB of uplift) quantiles are exact; above, sketched
@@ -365,23 +333,17 @@ def draw_chunk(task: ChunkTask) -> ChunkResult:
     if task.return_uplift or not task.sketch:
         result.uplift = uplift
     if task.keep > 0:
-        result.linear_days = block.linear_days
         assert block.spend is not None and block.revenue is not None and block.conversions is not None
-        result.spend = block.spend[:, : task.keep]
-        result.revenue = block.revenue[:, : task.keep]
-        result.conversions = block.conversions[:, : task.keep]
+        trajectories = (block.spend[:, : task.keep], block.revenue[:, : task.keep], block.conversions[:, : task.keep])
+        result.kept = PathBlock(uplift[:0], *trajectories, linear_days=block.linear_days)
     return result
 
 
 def sketch_quantiles(sketches: list[tuple[int, np.ndarray]], ranks: list[float]) -> list[float]:
-    """Order statistics at (0-based, fractional) `ranks` of the union of sketched chunks.
-
-    Each chunk's sketch holds its exact order statistics at SKETCH_POINTS evenly spaced ranks;
-    placed at those ranks, merged and sorted, the points give a piecewise-linear estimate of the
-    whole draw's quantile function. Every chunk misplaces a value by less than one gap of its
-    sketch, so the rank error is below N / (SKETCH_POINTS - 1): about 0.05% of the paths (p50 is
-    the exact quantile at some level in [0.4995, 0.5005]). Deterministic: merged in chunk order.
-    """
+    """Order statistics at (0-based, fractional) `ranks` of the union of sketched chunks: each
+    sketch's exact order statistics at SKETCH_POINTS even ranks, merged, interpolate the draw's
+    quantile function with a rank error below N / (SKETCH_POINTS - 1), about 0.05% of the paths.
+    Deterministic: merged in chunk order."""
     values = np.concatenate([s for _, s in sketches])
     weights = np.concatenate([np.full(s.shape[0], n / s.shape[0]) for n, s in sketches])
     order = np.argsort(values, kind="stable")
@@ -396,11 +358,9 @@ def summarize_sketches(
     """`summarize_uplift`'s three figures from chunk sketches (see `sketch_quantiles`)."""
     ranks = [q * (paths - 1) for q in QUANTILES]
     if positive:
-        first = paths - positive
-        ranks.append(first + (positive - 1) / 2)
+        ranks.append(paths - positive + (positive - 1) / 2)
     got = sketch_quantiles(sketches, ranks)
-    median_positive = got[3] if positive else None
-    return (got[0], got[1], got[2]), median_positive, total / paths
+    return (got[0], got[1], got[2]), got[3] if positive else None, total / paths
 
 
 def run_monte_carlo(
@@ -419,13 +379,11 @@ def run_monte_carlo(
     """Draw `paths` paths; while the 95% interval of the confidence straddles the threshold,
     double the draw (up to `max_paths`) instead of deciding on noise.
 
-    The chunks of a round go through `executor` (default: this process) and are merged in chunk
-    order, so the outcome is the same bit for bit on any executor. Only the first
-    `projection_paths` paths keep their daily trajectories, so the projection's memory does not
-    grow with the path count. Above EXACT_PATHS (max_paths), chunks send back a fixed-size
-    sketch of their uplift instead of the array (100M paths would be 800 MB): the quantiles are
-    then those of `sketch_quantiles`, the count and mean stay exact, and `keep_uplift` returns
-    the first EXACT_PATHS paths only. `progress(drawn, target)` is called after each chunk.
+    Chunks go through `executor` (default: this process), merged in chunk order: the same outcome
+    bit for bit on any executor. Only the first `projection_paths` paths keep their trajectories.
+    Above EXACT_PATHS (max_paths), chunks send a fixed-size sketch of their uplift, not the array
+    (100M paths would be 800 MB): quantiles from `sketch_quantiles`, count and mean exact,
+    `keep_uplift` the first EXACT_PATHS paths. `progress(drawn, target)` follows each chunk.
     """
     run = executor or _IN_PROCESS
     sketch = max_paths > EXACT_PATHS
@@ -433,12 +391,8 @@ def run_monte_carlo(
     sketches: list[tuple[int, np.ndarray]] = []
     kept: dict[str, list[np.ndarray]] = {"spend": [], "revenue": [], "conversions": []}
     linear_days: int | None = None
-    positive = 0
+    positive = kept_count = chunk_index = drawn = rounds = 0
     total = 0.0
-    kept_count = 0
-    chunk_index = 0
-    drawn = 0
-    rounds = 0
     target = paths
     while True:
         tasks = []
@@ -447,15 +401,7 @@ def run_monte_carlo(
             keep = max(0, min(size, projection_paths - kept_count))
             kept_count += keep
             tasks.append(
-                ChunkTask(
-                    simulate=simulate,
-                    seed=seed,
-                    index=chunk_index,
-                    size=size,
-                    keep=keep,
-                    sketch=sketch,
-                    return_uplift=keep_uplift and start < EXACT_PATHS,
-                )
+                ChunkTask(simulate, seed, chunk_index, size, keep, sketch, keep_uplift and start < EXACT_PATHS)
             )
             chunk_index += 1
             start += size
@@ -467,11 +413,10 @@ def run_monte_carlo(
                 uplifts.append(res.uplift)
             if res.sketch is not None:
                 sketches.append((res.size, res.sketch))
-            if res.spend is not None:
-                linear_days = res.linear_days
-                kept["spend"].append(res.spend)
-                kept["revenue"].append(res.revenue)  # type: ignore[arg-type]
-                kept["conversions"].append(res.conversions)  # type: ignore[arg-type]
+            if res.kept is not None:
+                linear_days = res.kept.linear_days
+                for metric, arrays in kept.items():
+                    arrays.append(getattr(res.kept, metric))
             if progress is not None:
                 progress(drawn, target)
         if drawn >= max_paths or not straddles(wilson_interval(positive, drawn), threshold):

@@ -1,10 +1,9 @@
 """Realized outcomes of approved campaigns (CAMPAIGN_OUTCOME): one arithmetic for every mode.
 
-The seed's false-positive KPI ("campaigns approved but ended up unprofitable") needs what an
-approved campaign actually earned, against the baseline over the days it ran (DESIGN.md's net
-profit uplift). SyncFlow computes it in the SimPy twin and the production shadow worker from the
-bid stream; both call `campaign_outcome`, and shadow mode's `outcome_record` (what a *rejected*
-campaign would have earned) uses the same `net_profit_uplift`. Pure functions over plain values.
+The seed's false-positive KPI ("approved but ended up unprofitable") needs what an approved
+campaign earned against the baseline over the days it ran (DESIGN.md): SyncFlow in the twin and
+the shadow worker both call `campaign_outcome`; shadow mode's `outcome_record` (a *rejected*
+campaign's) uses the same `net_profit_uplift`. Pure functions over plain values.
 """
 
 from __future__ import annotations
@@ -64,24 +63,12 @@ class GateFacts:
         if not isinstance(base, Mapping) or not all(_is_finite(base.get(k)) for k in ("daily_revenue", "daily_spend")):
             raise ValueError("baseline lacks daily_revenue/daily_spend")
         pr = d.get("projected_revenue")
-        projected = (
-            tuple(float(v) for v in pr)
-            if isinstance(pr, list | tuple) and len(pr) == 3 and all(_is_finite(v) for v in pr)
-            else None
-        )
-        return cls(
-            float(conf),
-            float(thr),  # type: ignore[arg-type]
-            {k: float(v) for k, v in base.items() if k in BASELINE_KEYS and _is_finite(v)},
-            projected,
-        )  # type: ignore[arg-type]
+        ok = isinstance(pr, list | tuple) and len(pr) == 3 and all(_is_finite(v) for v in pr)
+        kept = {k: float(v) for k, v in base.items() if k in BASELINE_KEYS and _is_finite(v)}
+        return cls(float(conf), float(thr), kept, tuple(float(v) for v in pr) if ok else None)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "confidence_score": self.confidence_score,
-            "threshold": self.threshold,
-            "baseline": dict(self.baseline),
-        }
+        d = {"confidence_score": self.confidence_score, "threshold": self.threshold, "baseline": dict(self.baseline)}
         if self.projected_revenue is not None:
             d["projected_revenue"] = list(self.projected_revenue)
         return d

@@ -1,24 +1,18 @@
 """The response curve: what a dollar of daily spend buys, learned from the client's own history.
 
-Model (one row per history day with spend > 0):
+Model (one row per history day with spend > 0), e ~ N(0, sigma^2):
 
-    log(conversions + 0.5) = a + b * (log spend - mean log spend) + dow[weekday] + g * trend + e,
-    e ~ N(0, sigma^2)
+    log(conversions + 0.5) = a + b * (log spend - mean log spend) + dow[weekday] + g * trend + e
 
-fitted by conjugate Bayesian linear regression (Normal-Inverse-Gamma): the posterior is exact and
-closed form (one small linear solve, microseconds), so the gate can refit it for every rolling
-calibration origin without Monte Carlo. Priors: the elasticity b ~ N(0.6, 0.25^2) (accounts buy
-their cheapest conversions first: b < 1), kept in [B_MIN, 1] when drawn; weekday effects
-~ N(0, 0.10^2) (shrunk toward no seasonality); the trend over the whole window ~ N(0, 0.15^2)
-(shrunk) and damped into the future (DAMP_DAYS), so 30 days ahead do not extrapolate a spurious
-slope. The +0.5 keeps days with zero conversions in the fit (the usual continuity correction of
-a log count); days with zero spend say nothing about the curve and are left out (and counted).
+by conjugate Bayesian linear regression (Normal-Inverse-Gamma): exact and closed form, so the gate
+refits it at every rolling calibration origin without Monte Carlo. Priors: elasticity b ~ N(0.6,
+0.25^2) (accounts buy their cheapest conversions first: b < 1), drawn within [B_MIN, 1]; weekday
+effects ~ N(0, 0.10^2); the window's trend ~ N(0, 0.15^2), damped into the future (DAMP_DAYS) so
+30 days ahead do not extrapolate a spurious slope. The +0.5 keeps zero-conversion days (the usual
+continuity correction); zero-spend days say nothing about the curve and are left out (counted).
 
-Order value is modelled apart from the curve: its level is the ratio estimator total revenue /
-total conversions, whose standard error (from the days' residuals r_t - A c_t) stays honest
-under heavy-tailed order values, and its day-to-day log-sd comes from the history.
-
-Pure functions over arrays, no I/O.
+Order value apart: total revenue / total conversions, whose standard error (from the residuals
+r_t - A c_t) stays honest under heavy tails, and a day-to-day log-sd from the history. No I/O.
 """
 
 from __future__ import annotations
@@ -28,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agents.syncvalue.baseline import log_sd
 from synctwin.kernel.errors import InvalidInput
 
 B_PRIOR_MEAN = 0.6
@@ -160,13 +155,9 @@ def _nig_posterior(
 
 
 def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.ndarray, revenue: np.ndarray) -> CurveFit:
-    """Fit the curve and the order value to a window of daily history (arrays of one length).
-
-    Raises InvalidInput (field `spend`) when fewer than MIN_FIT_DAYS days have spend > 0.
-    """
-    spend = np.asarray(spend, dtype=np.float64)
-    conversions = np.asarray(conversions, dtype=np.float64)
-    revenue = np.asarray(revenue, dtype=np.float64)
+    """Fit the curve and the order value to a window of daily history (arrays of one length);
+    InvalidInput (field `spend`) when fewer than MIN_FIT_DAYS days have spend > 0."""
+    spend, conversions, revenue = (np.asarray(a, dtype=np.float64) for a in (spend, conversions, revenue))
     dates = np.asarray(dates).astype("datetime64[D]")
     ok = (spend > 0) & np.isfinite(spend) & np.isfinite(conversions) & np.isfinite(revenue)
     n = int(ok.sum())
@@ -237,8 +228,7 @@ def fit_response_curve(dates: np.ndarray, spend: np.ndarray, conversions: np.nda
         aov_log_se = min(se / aov, 1.0)
     else:  # no orders to learn a value from: the strategy must give 'aov' (the gate says so)
         aov, aov_log_se = math.nan, 0.0
-    pos = (cc > 0) & (rr > 0)
-    aov_daily_sd = float(np.std(np.log(rr[pos] / cc[pos]), ddof=1)) if int(pos.sum()) >= 2 else 0.0
+    aov_daily_sd = log_sd(rr, cc)
     return CurveFit(
         mean=mean,
         chol=chol,
@@ -274,9 +264,8 @@ def _quasi_difference(x: np.ndarray, y: np.ndarray, day_num: np.ndarray, rho: fl
 
 
 def _lag1(resid: np.ndarray, day_num: np.ndarray) -> float:
-    """Lag-1 autocorrelation of the residuals over consecutive calendar days, in [0, RHO_MAX]. Daily
-    shocks that persist make a 30-day total vary more than independent days would: the simulation
-    draws its daily residuals as an AR(1) with this coefficient."""
+    """Lag-1 autocorrelation of the residuals over consecutive days, in [0, RHO_MAX]: persistent shocks
+    make a 30-day total vary more than independent days, so the simulation draws an AR(1)."""
     pairs = np.flatnonzero(np.diff(day_num) == 1)
     if pairs.shape[0] < 5:
         return 0.0
@@ -420,25 +409,19 @@ CAL_SHRINK_N = 20.0  # the log scale is shrunk toward 0 with weight n / (n + CAL
 _Z80 = 1.2815515655446004  # standard normal 0.9 quantile: |z| <= this 80% of the time
 
 
-def conformal_scale(
-    z: np.ndarray,
-    coverage: float = CAL_COVERAGE,
-    bounds: tuple[float, float] = CAL_BOUNDS,
-    shrink_n: float = CAL_SHRINK_N,
-) -> float:
+def conformal_scale(z: np.ndarray) -> float:
     """Split-conformal: the ceil((n+1) coverage)-th smallest |z|, over the Normal's value, bounded.
     Over-dispersed residuals give a scale > 1 (widen), tight ones < 1 (narrow). The windows of one
     account overlap and are few, so that quantile is itself noisy: its log is shrunk toward 0 with
-    weight n / (n + shrink_n) (a scale learned from 13 windows moves the spread about 40% of the way)."""
+    weight n / (n + CAL_SHRINK_N) (a scale learned from 13 windows moves the spread about 40% of the way)."""
     a = np.sort(np.abs(np.asarray(z, dtype=np.float64)))
     a = a[np.isfinite(a)]
     n = a.shape[0]
     if n == 0:
         return 1.0
-    k = min(n, math.ceil((n + 1) * coverage)) - 1
+    k = min(n, math.ceil((n + 1) * CAL_COVERAGE)) - 1
     raw = max(float(a[k]) / _Z80, 1e-6)
-    w = n / (n + shrink_n) if shrink_n > 0 else 1.0
-    return float(np.clip(math.exp(w * math.log(raw)), *bounds))
+    return float(np.clip(math.exp(n / (n + CAL_SHRINK_N) * math.log(raw)), *CAL_BOUNDS))
 
 
 def rolling_calibration(
@@ -458,32 +441,20 @@ def rolling_calibration(
     (residuals of realized outcomes, e.g. from the audit log) join the set."""
     dates = np.asarray(dates).astype("datetime64[D]")
     n = dates.shape[0]
-    step = max(2, horizon // 3)
     zs: list[float] = []
-    origin = CAL_MIN_FIT_DAYS
-    while origin + horizon <= n:
-        past = slice(0, origin)
-        fut = slice(origin, origin + horizon)
-        realized = float(np.sum(revenue[fut]))
-        fs = spend[fut]
-        if realized > 0 and np.all(fs > 0):
-            try:
-                fit = fit_response_curve(dates[past], spend[past], conversions[past], revenue[past])
-            except InvalidInput:
-                fit = None
-            if fit is not None:
-                gap = int((dates[origin] - fit.last_date).astype(np.int64)) - 1
-                med, sd = predict_log_total(
-                    fit,
-                    np.log(fs),
-                    weekdays(dates[fut]),
-                    future_trend(fit, horizon, offset=max(gap, 0)),
-                    structural_sigma,
-                )
-                z = (math.log(realized) - med) / sd
-                if math.isfinite(z):
-                    zs.append(z)
-        origin += step
+    for origin in range(CAL_MIN_FIT_DAYS, n - horizon + 1, max(2, horizon // 3)):
+        past, fut = slice(0, origin), slice(origin, origin + horizon)
+        realized, fs = float(np.sum(revenue[fut])), spend[fut]
+        if not (realized > 0 and np.all(fs > 0)):
+            continue
+        try:
+            fit = fit_response_curve(dates[past], spend[past], conversions[past], revenue[past])
+        except InvalidInput:
+            continue
+        trend = future_trend(fit, horizon, offset=max(int((dates[origin] - fit.last_date).astype(np.int64)) - 1, 0))
+        med, sd = predict_log_total(fit, np.log(fs), weekdays(dates[fut]), trend, structural_sigma)
+        if math.isfinite(z := (math.log(realized) - med) / sd):
+            zs.append(z)
     own = len(zs)
     if extra_z is not None:
         zs.extend(float(v) for v in np.asarray(extra_z, dtype=np.float64) if math.isfinite(v))
@@ -491,21 +462,8 @@ def rolling_calibration(
     if extra_set and len(zs) > own:
         what += f" + {len(zs) - own} {extra_set}"
     if len(zs) < CAL_MIN_N:
-        return Calibration(
-            "none",
-            horizon,
-            len(zs),
-            1.0,
-            tuple(zs),
-            what,
-            note=f"only {len(zs)} calibration window(s) (at least {CAL_MIN_N} needed): "
-            "the model's own uncertainty is used unscaled",
-        )
-    return Calibration(
-        "split-conformal |z| of log(realized/projected revenue)",
-        horizon,
-        len(zs),
-        conformal_scale(np.asarray(zs)),
-        tuple(zs),
-        what,
-    )
+        note = f"only {len(zs)} calibration window(s) (at least {CAL_MIN_N} needed): the model's own uncertainty"
+        note += " is used unscaled"
+        return Calibration("none", horizon, len(zs), 1.0, tuple(zs), what, note=note)
+    method = "split-conformal |z| of log(realized/projected revenue)"
+    return Calibration(method, horizon, len(zs), conformal_scale(np.asarray(zs)), tuple(zs), what)

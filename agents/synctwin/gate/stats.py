@@ -36,11 +36,8 @@ def risk_profile(confidence: float, projected_uplift: float) -> str:
 
 
 def row_quantiles(x: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
-    """Quantiles of each row of a 2-D array ('linear' method, as numpy's default): (rows, len(qs)).
-
-    One partition per row selects every order statistic needed at once; same values as
-    np.quantile(x, qs, axis=1).T, without its per-call overhead and float64 copy.
-    """
+    """np.quantile(x, qs, axis=1).T ('linear'): (rows, len(qs)), by one partition per row, without
+    np.quantile's per-call overhead and float64 copy."""
     n = x.shape[1]
     if n == 0:
         raise ValueError("no values")
@@ -58,15 +55,10 @@ BRACKET_MARGIN_SD = 6.0  # bracket half-width in standard deviations of a sample
 
 
 def order_statistics(x: np.ndarray, ranks: list[int] | tuple[int, ...]) -> dict[int, float]:
-    """The values of `x` at 0-based sorted positions `ranks`, exactly (np.partition's answer),
-    without partitioning all of a large `x`.
-
-    Partitioning a million uplifts for four quantiles costs more than drawing them. A strided
-    sample brackets each rank (Floyd-Rivest's idea); one counting pass checks the bracket really
-    holds the rank, and only the bracket's few thousand elements are partitioned. A bracket that
-    misses (an adversarial order, heavy ties at its edge) falls back to np.partition: never
-    wrong, only slower. `x` is not modified. NaN-free input is assumed (uplifts are finite).
-    """
+    """The values of NaN-free `x` at 0-based sorted positions `ranks`, exactly (np.partition's),
+    without partitioning all of a large `x` (a million uplifts cost more to partition than to draw).
+    A strided sample brackets each rank (Floyd-Rivest), a counting pass checks the bracket holds it,
+    and only its few thousand elements are partitioned; a miss falls back to np.partition."""
     n = int(x.size)
     want = sorted({int(r) for r in ranks})
     if not want:

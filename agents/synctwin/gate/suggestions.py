@@ -1,17 +1,13 @@
 """Resubmission advice: the smallest change to a rejected strategy that the gate approves.
 
 The seed lets clients "adjust strategy parameters and re-submit" but gives no override, so the
-gate says *what* would pass instead. For each lever (`daily_budget`, `audience_size`,
-`duration_days`) alone, then for all of them together, we look for the value closest to the
-submitted one that clears the threshold:
-
-- search: cheap simulations (SEARCH_PATHS paths, no adaptive rounds, the request's seed, so
-  neighbouring values see the same random numbers and the confidence moves smoothly), a coarse
-  walk outwards from the submitted value, then bisection between the last failing and the first
-  passing value, with a small safety margin over the threshold;
+gate says *what* would pass: for each lever (LEVERS) alone, then all together, the value nearest
+the submitted one that clears the threshold:
+- search: cheap runs (SEARCH_PATHS, the request's seed, so neighbouring values share random
+  numbers), a walk outwards, then bisection, with a small margin over the threshold;
 - rounding: to values a person would type (two significant figures, whole days);
-- confirmation: a fresh gate run at the request's paths and seed; only approved changes are
-  reported, so a suggestion re-submitted as it stands (same seed and paths) is approved.
+- confirmation: a gate run at the request's paths and seed; only approved changes are reported,
+  so a suggestion re-submitted as it stands is approved.
 """
 
 from __future__ import annotations
@@ -74,10 +70,8 @@ def _as_type(lever: str, value: float) -> float | int:
 
 
 def _search_lever(probe: _Probe, lever: str, best: dict[str, float]) -> float | int | None:
-    """The value of one lever nearest the submitted one that passes at search resolution.
-
-    When none passes, `best[lever]` gets the grid value with the highest confidence (a
-    direction for the levers moved together)."""
+    """The value of one lever nearest the submitted one that passes at search resolution; when none
+    does, `best[lever]` gets the most confident grid value (a direction for the levers together)."""
     start = _lever_value(probe.strategy, lever)
     lo, hi = _LIMITS[lever]
     last_fail = {True: start, False: start}  # per direction (up?), the nearest failing value
@@ -134,21 +128,13 @@ def suggest(
     paths = result.simulation_details.initial_simulations or result.simulation_details.total_simulations
     model, seed, threshold = result.model, result.seed, result.threshold
 
-    def run(s: Strategy, n: int) -> GateResult:
-        return gatekeeper.evaluate(s, baseline, seed=seed, paths=n, max_paths=n, model=model, threshold=threshold)
+    def run(s: Strategy, n: int, cap: int | None) -> GateResult:
+        return gatekeeper.evaluate(s, baseline, seed=seed, paths=n, max_paths=cap, model=model, threshold=threshold)
 
     def confirm(changes: dict[str, Any]) -> GateResult:
-        return gatekeeper.evaluate(
-            strategy.model_copy(update=changes),
-            baseline,
-            seed=seed,
-            paths=paths,
-            max_paths=max_paths,
-            model=model,
-            threshold=threshold,
-        )
+        return run(strategy.model_copy(update=changes), paths, max_paths)
 
-    probe = _Probe(strategy, run, min(threshold + SEARCH_MARGIN, 0.999))
+    probe = _Probe(strategy, lambda s, n: run(s, n, n), min(threshold + SEARCH_MARGIN, 0.999))
     out: list[Suggestion] = []
     singles: dict[str, float] = {}
     best: dict[str, float] = {}
@@ -172,11 +158,11 @@ def suggest(
 
 
 def _confirmed(
-    confirm: Callable[[dict[str, Any]], GateResult], strategy: Strategy, changes: dict[str, Any], retries: int = 3
+    confirm: Callable[[dict[str, Any]], GateResult], strategy: Strategy, changes: dict[str, Any]
 ) -> Suggestion | None:
     """Confirm at full resolution; when the rounded value falls just short, push each lever one
-    more human step away from the submitted value (a few times) before giving up."""
-    for _ in range(retries + 1):
+    more human step away from the submitted value (three times) before giving up."""
+    for _ in range(4):
         checked = confirm(changes)
         if checked.approved:
             return Suggestion(changes=dict(changes), confidence_score=checked.confidence_score)

@@ -1,24 +1,17 @@
-"""Shadow mode: follow rejected campaigns and record what they would have earned.
+"""Shadow mode: what rejected campaigns would have earned (the seed: "if false negatives exceed
+5%, we lower the confidence threshold").
 
-The seed: "we continuously monitor rejected campaigns in a shadow mode to see if they would have
-been profitable. If false negatives exceed 5%, we lower the confidence threshold". A rejection
-is never launched, so its outcome has to be re-simulated: over its would-be flight, the rejected
-strategy meets the market that was actually observed on its platform (CPM, CTR, conversions per
-click and order value of the live campaigns there, day by day), and the result goes to the audit
-log as a SHADOW_OUTCOME event that `synctwin review`, `tune` and `kpis` read.
-
-Three ways in, one arithmetic (`shadow_day` -> `simulate_day`, then `outcome_record`):
-- `ShadowAgent`, a SimPy agent: rejections arrive in its mailbox (from SyncBrain), the market
-  from the world's BidBatch messages; at every midnight it audits the outcome so far (`final`
-  once the flight is over). Days with no live campaign on the platform use the rates the gate
-  planned with (from the history) and are counted apart (`market_days_observed`).
-- `shadow_outcomes_from_market(rejections, market_file)` for production: a market CSV
-  `date,platform,cpm,ctr,cvr,aov` (one row per platform and day; `cvr` is conversions per
-  click), which must cover every day of every flight (`synctwin shadow --market`).
-- `LiveShadowAgent`, the Council's agent on the live bid stream (`synctwin run`, `synctwin shadow
-  --redis`): each batch's events go to its store port (`shadow_store.RedisShadowStore`), which
-  learns each platform's daily market from live campaigns' cumulative counters and settles the
-  closed days of pending rejections and approved campaigns.
+A rejection never launches, so over its would-be flight it is re-simulated under the market
+observed on its platform (the live campaigns' CPM, CTR, conversions per click and order value, day
+by day), and audited as SHADOW_OUTCOME for `synctwin review`, `tune` and `kpis`. Three ways in,
+one arithmetic (`shadow_day` -> `simulate_day`, then `outcome_record`):
+- `ShadowAgent` (SimPy): rejections from SyncBrain, the market from BidBatch messages, an outcome
+  every midnight (`final` at the flight's end); days with no live campaign on the platform use the
+  gate's planned rates and are counted apart (`market_days_observed`);
+- `shadow_outcomes_from_market`: a market CSV `date,platform,cpm,ctr,cvr,aov` (`cvr` per click)
+  covering every flight day (`synctwin shadow --market`);
+- `LiveShadowAgent`, the Council's agent on the bid stream: batches go to its store port
+  (`store.RedisShadowStore`), which learns the daily markets and settles closed days.
 """
 
 from __future__ import annotations
@@ -78,8 +71,7 @@ class ShadowTotals:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """A rejected strategy for production shadowing: its gate result (or its essentials) and its
-    would-be launch day."""
+    """A rejected strategy to shadow, its gate result (or essentials) and its would-be launch day."""
 
     strategy: Strategy
     result: GateLike
@@ -107,14 +99,9 @@ def market_from_sums(
 ) -> MarketDay | None:
     """The rates behind a day's summed counters of live campaigns; None when a rate is undefined
     (no impressions, clicks, conversions or spend): such a day is not an observed market."""
-    if impressions > 0 and clicks > 0 and conversions > 0 and spend > 0:
-        return MarketDay(
-            cpm=spend / impressions * 1000.0,
-            ctr=clicks / impressions,
-            cvr=conversions / clicks,
-            aov=revenue / conversions,
-        )
-    return None
+    if not (impressions > 0 and clicks > 0 and conversions > 0 and spend > 0):
+        return None
+    return MarketDay(spend / impressions * 1000.0, clicks / impressions, conversions / clicks, revenue / conversions)
 
 
 def shadow_day(
@@ -135,9 +122,8 @@ def shadow_day(
 
 
 def flight_days(launch_ts: float, duration_days: int) -> list[tuple[int, float]]:
-    """The UTC days (index since the epoch) a flight launched at `launch_ts` covers, each with the
-    share of it inside the flight: a flight launched at 18:00 covers 0.25 of its first day and
-    0.75 of the day after its last full one."""
+    """The UTC days (index since the epoch) a flight covers, each with its share inside the flight
+    (launched at 18:00: 0.25 of its first day, 0.75 of the day after its last full one)."""
     end = launch_ts + duration_days * DAY
     out = []
     day = int(launch_ts // DAY)
@@ -150,9 +136,8 @@ def flight_days(launch_ts: float, duration_days: int) -> list[tuple[int, float]]
 
 
 def simulate_day(strategy: Strategy, market: MarketDay, fraction: float = 1.0) -> tuple[float, float, float]:
-    """(spend, conversions, revenue) of `fraction` of a flight day under `market`: the budget buys
-    impressions at the CPM, clicks and conversions follow the observed rates, and conversions are
-    capped by the day's demand (audience x cvr over the flight), as in the gate's funnel model."""
+    """(spend, conversions, revenue) of `fraction` of a flight day under `market`, as the gate's funnel:
+    the budget buys at the rates, conversions capped by the day's demand (audience x cvr / days)."""
     spend = strategy.daily_budget * fraction
     bought = spend / market.cpm * 1000.0 * market.ctr * market.cvr
     demand = strategy.audience_size * strategy.cvr / strategy.duration_days * fraction
@@ -230,12 +215,8 @@ class ShadowAgent(Agent):
                 continue
             delta = self._cum(batch, i) - self._day_start.get(cid, 0.0)
             sums[platform] = sums.get(platform, 0.0) + delta
-        out = {}
-        for platform, (spend, imps, clicks, conv, rev) in sums.items():
-            market = market_from_sums(float(spend), float(imps), float(clicks), float(conv), float(rev))
-            if market is not None:
-                out[(platform, day)] = market
-        return out
+        markets = {(platform, day): market_from_sums(*map(float, row)) for platform, row in sums.items()}
+        return {k: m for k, m in markets.items() if m is not None}
 
     def _market_on(self, platform: str, day: int) -> MarketDay | None:
         if (platform, day) in self.market:
@@ -276,9 +257,8 @@ class ShadowPort(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """A batch of the live stream for shadow mode: (event_id, campaign_id, ts, cumulative values)
-    per event, in stream order, and how many entries of the batch did not parse; `screened`: the
-    Council judged these events inside their plans' limits already."""
+    """A live batch for shadow mode: (event_id, campaign_id, ts, cumulative values) in stream order,
+    how many entries did not parse; `screened`: already judged inside their plans' limits."""
 
     events: Sequence[tuple[str, str, float, tuple[float, ...]]]
     invalid: int = 0
@@ -286,10 +266,9 @@ class Observed:
 
 
 class LiveShadowAgent(Agent):
-    """Shadow mode in a Council on a bid stream: every batch the Council reads (each event of it,
-    known campaign or not: the store tells a live campaign's from a stranger's by its published
-    plan) is observed by the store port; settling closed days is the store's, on the driver's
-    schedule, since it reads every worker's market."""
+    """Shadow mode in a Council on a bid stream: the store port observes every event the Council
+    reads (it tells live campaigns by their published plans) and settles closed days on the
+    driver's schedule, since it reads every worker's market."""
 
     name = "shadow"
 
@@ -350,27 +329,19 @@ def _read_market(reader: csv.DictReader, src: str, limits: Any) -> Market:
                 f"unknown platform {platform!r} (meta, tiktok, google)", source=src, line=line, field="platform"
             )
         if len(market.days) >= 3 * limits.max_history_rows:
-            raise InvalidInput(
-                f"more than {3 * limits.max_history_rows:,} rows (3 platforms x SYNCTWIN_MAX_HISTORY_ROWS)",
-                source=src,
-                line=line,
-            )
+            what = f"more than {3 * limits.max_history_rows:,} rows (3 platforms x SYNCTWIN_MAX_HISTORY_ROWS)"
+            raise InvalidInput(what, source=src, line=line)
         values = {}
         for name in ("cpm", "ctr", "cvr", "aov"):
             try:
-                values[name] = float(row[name])
+                v = values[name] = float(row[name])
             except (TypeError, ValueError):
-                values[name] = math.nan
-            if not (math.isfinite(values[name]) and values[name] > 0) or (name in ("ctr", "cvr") and values[name] > 1):
+                v = math.nan
+            if not (math.isfinite(v) and v > 0) or (name in ("ctr", "cvr") and v > 1):
                 raise InvalidInput(f"{row[name]!r} is not a valid {name}", source=src, line=line, field=name)
-            if name in ("cpm", "aov") and values[name] > getattr(limits, f"max_{name}"):
-                raise InvalidInput(
-                    f"{row[name]!r} is over the limit of {getattr(limits, f'max_{name}'):g} "
-                    f"(SYNCTWIN_MAX_{name.upper()})",
-                    source=src,
-                    line=line,
-                    field=name,
-                )
+            if v > (cap := getattr(limits, f"max_{name}", math.inf)):
+                what = f"{row[name]!r} is over the limit of {cap:g} (SYNCTWIN_MAX_{name.upper()})"
+                raise InvalidInput(what, source=src, line=line, field=name)
         if (platform, date) in market.days:
             raise InvalidInput(f"second row for {platform} on {date}", source=src, line=line)
         market.days[(platform, date)] = MarketDay(**values)
@@ -380,16 +351,10 @@ def _read_market(reader: csv.DictReader, src: str, limits: Any) -> Market:
             raise InvalidInput(
                 f"{platform} has gaps: its {len(dates):,} rows span {dates[0]} to {dates[-1]}", source=src
             )
-        gaps = _missing(dates[0], dates[-1], {d for q, d in market.days if q == platform})
-        if gaps:
+        span = (dates[0] + dt.timedelta(days=i) for i in range((dates[-1] - dates[0]).days + 1))
+        if gaps := sorted(set(span) - set(dates)):
             raise InvalidInput(f"{platform} has gaps: no row for {_dates_text(gaps)}", source=src)
     return market
-
-
-def _missing(first: dt.date, last: dt.date, have: set[dt.date]) -> list[dt.date]:
-    return [
-        first + dt.timedelta(days=i) for i in range((last - first).days + 1) if first + dt.timedelta(days=i) not in have
-    ]
 
 
 def _dates_text(dates: list[dt.date], limit: int = 10) -> str:
@@ -398,13 +363,10 @@ def _dates_text(dates: list[dt.date], limit: int = 10) -> str:
 
 
 def shadow_outcomes_from_market(
-    rejections: Iterable[Rejection],
-    market_file: str | Path | Market,
+    rejections: Iterable[Rejection], market_file: str | Path | Market
 ) -> list[dict[str, Any]]:
-    """Production shadow mode: each rejection's full flight under the market file's rates.
-
-    Returns one SHADOW_OUTCOME record per rejection (`campaign_id`, `client_id` and the metadata
-    the agent writes); a flight day the file does not cover is an InvalidInput naming the dates."""
+    """One SHADOW_OUTCOME record (`campaign_id`, `client_id`, `metadata`) per rejection: its flight
+    under the market file's rates; InvalidInput names the flight days the file does not cover."""
     market = market_file if isinstance(market_file, Market) else load_market(market_file)
     out = []
     for rej in rejections:
@@ -432,12 +394,9 @@ def shadow_outcomes_from_market(
 def rejections_from_audit(
     records: Iterable[Mapping[str, Any]], *, source: str = ""
 ) -> tuple[list[Rejection], list[str]]:
-    """The rejections an audit log still owes a final shadow outcome: the latest CAMPAIGN_REJECTED
-    per campaign that carries its strategy (`record_decision` with the strategy), unless a final
-    SHADOW_OUTCOME follows it. Returns them and the ids of rejections without a strategy (older
-    records, or SyncBrain's in the twin), which cannot be re-simulated from the log.
-
-    The would-be flight starts on the UTC date of the record's `launch_ts` (else its time)."""
+    """The rejections an audit log still owes a final shadow outcome (the latest CAMPAIGN_REJECTED per
+    campaign with its strategy, no final SHADOW_OUTCOME after it; the flight starts on the UTC date
+    of its `launch_ts`, else its time), and the ids of those without a strategy (not re-simulable)."""
     latest: dict[str, tuple[int, Mapping[str, Any]]] = {}
     finals: dict[str, int] = {}
     for i, rec in enumerate(records):

@@ -1,37 +1,26 @@
-"""Shadow mode and live outcomes in production: the Redis port of the Council's shadow agent.
+"""Shadow mode and live outcomes in production: the Redis port of the Council's shadow agent
+(`LiveShadowAgent`), fed by the bid stream through the Council's consumer group.
 
-The learning loop of the seed ("we continuously monitor rejected campaigns in a shadow mode"),
-fed by the bid stream through the Council (`LiveShadowAgent`, agents/synctwin/shadow/agent.py; the
-consumer group is the Council's: `synctwin run`'s, or `synctwin shadow`'s own `synctwin-shadow`):
+1. **The market.** Each bid event (cumulative counters since launch) of a campaign with a published
+   plan is kept as that campaign's latest value of the UTC day, per platform: sorted set
+   `{prefix}market:{platform}:{date}`, member `{campaign}|{launch_ts}|{metric}`, by ZADD GT in the
+   MULTI/EXEC of the batch's XACK. Counters only grow, so the maximum is the latest, and a maximum is
+   commutative and idempotent: duplicates, redeliveries, older events or a second worker change
+   nothing. A day's market is the sum over campaigns of (that day's value - their previous day's).
+2. **Shadow outcomes.** A day closes when an event `grace_s` past its end arrives (`--once`: any day
+   before the newest event). Each pending rejection (`{prefix}shadow:pending`) whose flight covers a
+   closed day is re-simulated under that day's market (`shadow_day`) and a SHADOW_OUTCOME audited
+   with its running totals (`{prefix}campaign:{id}:shadow`) in one WATCH/MULTI/EXEC: each (campaign,
+   day) once, across restarts and workers. The final day's record is `final` and ends the pending.
+3. **Live outcomes.** Each approved campaign (`{prefix}outcome:pending`) whose flight is over or that
+   was paused (the mirror's hash, or a PAUSE on `{prefix}control`) gets, `grace_s` later, one
+   CAMPAIGN_OUTCOME from its latest totals within the flight (`{prefix}campaign:{id}:totals`, ZADD GT),
+   with the marker `{prefix}campaign:{id}:outcome` in the same transaction.
 
-1. **The market.** Each bid event (cumulative counters since launch) of a campaign with a
-   published plan is kept as that campaign's latest cumulative value of the UTC day, per platform:
-   sorted set `{prefix}market:{platform}:{date}`, member `{campaign}|{launch_ts}|{metric}`, written
-   with ZADD GT. Cumulative counters only grow, so the latest value is the largest, and a maximum
-   is commutative and idempotent: a duplicate, a redelivery after a crash, an out-of-order older
-   event or a second worker change nothing, in any order. A batch's ZADDs and its XACK go in one
-   MULTI/EXEC. A day's market is read as the sum over campaigns of (that day's value - the
-   campaign's previous day's value), exact and the same however the events arrived.
-2. **Shadow outcomes.** A day closes when an event `grace_s` past its end arrives (`--once`: at the
-   end, any day before the newest event). For each pending rejection (`{prefix}shadow:pending`)
-   whose flight covers a closed day, the day is re-simulated under that day's observed market
-   (`shadow.shadow_day`: the SimPy agent's arithmetic) and a SHADOW_OUTCOME audited, with the
-   running totals in `{prefix}campaign:{id}:shadow` in the same WATCH/MULTI/EXEC: each (campaign,
-   day) at most once, across restarts and workers. The final day's record is `final` and takes
-   the rejection off the pending set.
-3. **Live outcomes.** For each approved campaign (`{prefix}outcome:pending`), once its flight is
-   over (launch_ts + horizon_days of its projection) or it was paused (the mirror's hash says
-   PAUSED, or a PAUSE on `{prefix}control`), and `grace_s` has passed, one CAMPAIGN_OUTCOME
-   (`outcomes.campaign_outcome`) from its latest cumulative totals within the flight
-   (`{prefix}campaign:{id}:totals`, ZADD GT too), with the marker `{prefix}campaign:{id}:outcome`
-   in the same transaction. Days run: the flight's, or from launch to the pause.
-
-Events of campaigns without a published plan are acknowledged and counted (`unknown`), invalid
-ones too (`invalid`: not UTF-8, a missing or bad field; the mirror dead-letters them), and so are
-impossible ones (`implausible`: the limits of agents/synctwin/mirror/event_limits.py, a ts outside the
-worker's clock or the flight, the funnel, counters against the plan: one such event would
-otherwise raise a day's market maximum for good, or close days early). The stream's mechanics
-(poison, backoff, takeover of a dead worker's batch) are the Council's consumer's.
+Events without a published plan are acknowledged and counted (`unknown`), and so are invalid ones
+(`invalid`) and impossible ones (`implausible`: agents/synctwin/mirror/event_limits.py, a ts outside
+the clock or the flight): one would otherwise raise a day's market maximum for good, or close days
+early. The stream's mechanics (poison, backoff, takeover) are the Council's consumer's.
 """
 
 from __future__ import annotations
@@ -40,8 +29,8 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -70,6 +59,7 @@ log = logging.getLogger("synctwin.shadow")
 
 METRICS = EVENT_FIELDS  # spend, impressions, clicks, conversions, revenue
 MARKET_TTL_S = 400 * 86_400  # market days are kept a little over a year
+_SUMS = ("spend", "revenue", "conversions", "days")  # ShadowTotals' sums, as kept in {prefix}campaign:{id}:shadow
 
 
 def day_of(ts: float) -> int:
@@ -87,30 +77,21 @@ def market_key(prefix: str, platform: str, day: int) -> str:
 
 
 def market_sums(client: Any, prefix: str, platform: str, day: int) -> tuple[dict[str, float], int]:
-    """The live campaigns' summed counters on `platform` during `day`, and how many campaigns.
-
-    A campaign counts with its value at the day's end minus its value at the end of its previous
-    day with data (zero on its launch day); one first seen after its launch day (its earlier
-    events were never read) is left out of that day: its counters hold more than the day."""
+    """The live campaigns' summed counters on `platform` during `day` (each: its value at the day's
+    end less at its previous day's with data, zero on launch day; one first seen later is left out,
+    its counters hold more than the day), and how many campaigns."""
     ends: dict[tuple[str, str], dict[str, float]] = {}
     for member, score in client.zrange(market_key(prefix, platform, day), 0, -1, withscores=True):
         cid, launch, metric = member.rsplit("|", 2)
         ends.setdefault((cid, launch), {})[metric] = float(score)
-    sums = dict.fromkeys(METRICS, 0.0)
-    n = 0
+    sums, n = [0.0] * len(METRICS), 0
     for (cid, launch), end in sorted(ends.items()):
-        if len(end) != len(METRICS):
+        if len(end) != len(METRICS) or (start := _previous(client, prefix, platform, day, cid, launch)) is None:
             continue
-        start = _previous(client, prefix, platform, day, cid, launch)
-        if start is None:
-            continue
-        delta = [end[m] - start[i] for i, m in enumerate(METRICS)]
-        if min(delta) < 0:  # a relaunch under the same launch time: not one campaign's counters
-            continue
-        for i, m in enumerate(METRICS):
-            sums[m] += delta[i]
-        n += 1
-    return sums, n
+        delta = [end[m] - s for m, s in zip(METRICS, start, strict=True)]
+        if min(delta) >= 0:  # else a relaunch under the same launch time: not one campaign's counters
+            sums, n = [a + b for a, b in zip(sums, delta, strict=True)], n + 1
+    return dict(zip(METRICS, sums, strict=True)), n
 
 
 def _previous(client: Any, prefix: str, platform: str, day: int, cid: str, launch: str) -> list[float] | None:
@@ -165,7 +146,7 @@ class ShadowStats:
     redis_errors: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return asdict(self)
 
 
 class RedisShadowStore:
@@ -175,14 +156,15 @@ class RedisShadowStore:
     transactions of its own (at start, every `settle_every_s`, when a batch began a new day, and
     at the end of `run(once=True)` without grace)."""
 
+    plan_ttl_s = 60.0  # a re-published plan is picked up this soon
+    settle_every_s = 5.0
+
     def __init__(
         self,
         client: Any,
         *,
         prefix: str = "synctwin:",
         grace_s: float = 3600.0,
-        plan_ttl_s: float = 60.0,
-        settle_every_s: float = 5.0,
         limits: EventLimits | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -191,8 +173,6 @@ class RedisShadowStore:
         self.limits = limits or EventLimits()
         self.clock = clock
         self.grace_s = grace_s
-        self.plan_ttl_s = plan_ttl_s
-        self.settle_every_s = settle_every_s
         self.control = f"{prefix}control"
         self.clock_key = f"{prefix}shadow:clock"
         self.shadow_pending, self.outcome_pending = f"{prefix}shadow:pending", f"{prefix}outcome:pending"
@@ -221,12 +201,9 @@ class RedisShadowStore:
     def observe(
         self, rows: Iterable[tuple[str, float, tuple[float, ...]]], invalid: int = 0, screened: bool = False
     ) -> None:
-        """Fold a batch's events (campaign, ts, cumulative values) into the per-day market and the
-        campaigns' totals, for the next `queue`; `invalid`: entries of the batch that did not parse;
-        `screened`: the Council checked them against their plans' limits already.
-
-        Only each (campaign, day)'s element-wise maximum reaches Redis (ZADD GT keeps a maximum
-        anyway), so the batch is folded with numpy, group by group, not event by event."""
+        """Fold a batch's events (campaign, ts, cumulative values) into the per-day market and totals
+        for the next `queue`, with numpy by (campaign, day) maximum (all ZADD GT keeps); `invalid`:
+        entries that did not parse; `screened`: already checked against their plans' limits."""
         rows = rows if isinstance(rows, list) else list(rows)
         self.stats.batches += 1
         self.stats.events += len(rows) + invalid
@@ -249,19 +226,14 @@ class RedisShadowStore:
             bounds: dict[str, Bounds] = {}
             for i in np.flatnonzero(ok).tolist():
                 cid, t, values = rows[i]
-                b = bounds.get(cid)
-                if b is None:
-                    plan = plans[cid]
-                    b = bounds[cid] = bounds_for(plan.launch_ts, plan.end_ts, plan.curve, now, self.limits)
+                if (b := bounds.get(cid)) is None:
+                    p = plans[cid]
+                    b = bounds[cid] = bounds_for(p.launch_ts, p.end_ts, p.curve, now, self.limits)
                 if (why := check(b, t, values)) is not None:
                     ok[i] = False
                     self.stats.implausible += 1
-                    self._warn(
-                        f"implausible:{cid}",
-                        "campaign %s: an implausible event ignored (%s); later ones are counted as implausible",
-                        cid,
-                        why,
-                    )
+                    note = "campaign %s: an implausible event ignored (%s); later ones are counted as implausible"
+                    self._warn(f"implausible:{cid}", note, cid, why)
         sel = np.flatnonzero(ok)
         if not len(sel):
             return
@@ -273,15 +245,13 @@ class RedisShadowStore:
         span = int(day.max()) - first + 1
         keys, maxima = _group_max(at * span + (day - first), vals)
         for key, mx in zip(keys, maxima, strict=True):
-            k, d = divmod(key, span)
-            cid = order[k]
+            cid, d = order[key // span], key % span
             _fold(self._market, (plans[cid].platform, first + d, f"{cid}|{launches[cid]}"), mx)
         inside = ts <= np.array([plans[c].end_ts for c in order])[at]  # what it delivered within its flight
         if inside.any():
             keys, maxima = _group_max(at[inside], np.column_stack((ts[inside], vals[inside])))
             for k, mx in zip(keys, maxima, strict=True):
-                cid = order[k]
-                _fold(self._totals, (cid, launches[cid]), mx)
+                _fold(self._totals, (order[k], launches[order[k]]), mx)
         newest = float(ts.max())
         self._newest = newest if self._newest is None else max(self._newest, newest)
         self.stats.applied += len(sel)
@@ -297,19 +267,13 @@ class RedisShadowStore:
         totals go to `writes` when given (one command for them all, sent by the caller)."""
         by_key: dict[tuple[str, int], list[Any]] = {}  # one ZADD per day's market, whatever the campaigns
         for (platform, day, member), vals in self._market.items():
-            args = by_key.get((platform, day))
-            if args is None:
-                args = by_key[(platform, day)] = []
-            for name, v in zip(self._names(member), vals, strict=True):
-                args += (v, name)
+            by_key.setdefault((platform, day), []).extend(_pairs(vals, self._names(member)))
         for (platform, day), args in by_key.items():
             key = market_key(self.prefix, platform, day)
             pipe.execute_command("ZADD", key, "GT", *args)
             pipe.expire(key, MARKET_TTL_S)
         for (cid, launch), vals in self._totals.items():
-            args = []
-            for name, v in zip(self._names(launch, ("ts", *METRICS)), vals, strict=True):
-                args += (v, name)
+            args = _pairs(vals, self._names(launch, ("ts", *METRICS)))
             if writes is None:
                 pipe.execute_command("ZADD", f"{self.prefix}campaign:{cid}:totals", "GT", *args)
             else:
@@ -321,9 +285,7 @@ class RedisShadowStore:
         """`{member}|{metric}` for each metric, made once per campaign (and launch)."""
         names = self._member_names.get((member, metrics))
         if names is None:
-            if len(self._member_names) > 100_000:
-                self._member_names.clear()
-            names = self._member_names[(member, metrics)] = tuple(f"{member}|{m}" for m in metrics)
+            names = _bounded(self._member_names)[(member, metrics)] = tuple(f"{member}|{m}" for m in metrics)
         return names
 
     def committed(self) -> None:
@@ -341,48 +303,29 @@ class RedisShadowStore:
         for cid in campaign_ids:
             self._plans.pop(cid, None)
 
-    def _plans_for(self, campaign_ids: Iterable[str]) -> dict[str, _Plan]:
+    def _plans_for(self, campaign_ids: Collection[str]) -> dict[str, _Plan]:
         """Each campaign's platform (its published strategy) and launch (its projection), cached
         for `plan_ttl_s`, so a re-published plan is picked up that soon."""
         now = time.monotonic()
-        out: dict[str, _Plan] = {}
-        missing = []
-        for cid in campaign_ids:
-            plan = self._plans.get(cid)
-            if plan is not None and now - plan.checked < self.plan_ttl_s:
-                out[cid] = plan
-            else:
-                missing.append(cid)
-        if missing:
-            pipe = self.client.pipeline(transaction=False)
-            for cid in missing:
-                pipe.get(f"{self.prefix}campaign:{cid}:strategy")
-                pipe.get(f"{self.prefix}campaign:{cid}:projection")
-            replies = pipe.execute()
-            for n, cid in enumerate(missing):
-                strategy, projection = replies[2 * n], replies[2 * n + 1]
-                plan = _Plan(None, 0.0, 0.0, now)
+        out = {c: p for c in campaign_ids if (p := self._plans.get(c)) and now - p.checked < self.plan_ttl_s}
+        missing = [cid for cid in campaign_ids if cid not in out]
+        pipe = self.client.pipeline(transaction=False)
+        for cid in missing:
+            pipe.get(f"{self.prefix}campaign:{cid}:strategy")
+            pipe.get(f"{self.prefix}campaign:{cid}:projection")
+        replies = pipe.execute() if missing else []
+        for cid, strategy, projection in zip(missing, replies[::2], replies[1::2], strict=True):
+            plan = _Plan(None, 0.0, 0.0, now)
+            try:
                 if strategy is not None and projection is not None:
-                    try:
-                        proj = json.loads(projection)
-                        launch = float(proj["launch_ts"])
-                        plan = _Plan(
-                            str(json.loads(strategy).get("platform", "meta")),
-                            launch,
-                            launch + float(proj.get("horizon_days", 366)) * DAY,
-                            now,
-                            _curve(proj),
-                        )
-                    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                        self._warn(
-                            f"plan:{cid}",
-                            "campaign %s: its published plan does not parse (%s); its events are ignored",
-                            cid,
-                            exc,
-                        )
-                if len(self._plans) > 100_000:
-                    self._plans.clear()
-                self._plans[cid] = out[cid] = plan
+                    proj = json.loads(projection)
+                    launch = float(proj["launch_ts"])
+                    end = launch + float(proj.get("horizon_days", 366)) * DAY
+                    plan = _Plan(str(json.loads(strategy).get("platform", "meta")), launch, end, now, _curve(proj))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                why = "campaign %s: its published plan does not parse (%s); its events are ignored"
+                self._warn(f"plan:{cid}", why, cid, exc)
+            _bounded(self._plans)[cid] = out[cid] = plan
         return out
 
     # --- closed days: shadow outcomes and live outcomes -----------------------------------------
@@ -452,17 +395,12 @@ class RedisShadowStore:
                         state = {}  # nothing recorded yet for this rejection
                     i = int(state.get("next", 0))
                     if i >= len(days) or days[i][0] >= closed_before:
-                        if len(self._next_day) > 100_000:
-                            self._next_day.clear()
-                        self._next_day[(cid, launch)] = days[i][0] if i < len(days) else 1 << 40
+                        _bounded(self._next_day)[(cid, launch)] = days[i][0] if i < len(days) else 1 << 40
                         return written
                     day, share = days[i]
                     if (s.platform, day) not in markets:
                         markets[(s.platform, day)] = observed_market(self.client, self.prefix, s.platform, day)
-                    totals = ShadowTotals(
-                        *(float(state.get(f, 0.0)) for f in ("spend", "revenue", "conversions", "days")),
-                        int(state.get("observed", 0)),
-                    )
+                    totals = ShadowTotals(*(float(state.get(f, 0.0)) for f in _SUMS), int(state.get("observed", 0)))
                     recorded = shadow_day(s, totals, markets[(s.platform, day)], planned, share)
                     last = i == len(days) - 1
                     if last:  # it leaves the pending set: unless re-published meanwhile (a new launch)
@@ -471,33 +409,14 @@ class RedisShadowStore:
                             return written
                     audit = None
                     if recorded or last:
-                        meta = outcome_record(s, rej.gate, totals, final=last) | {
-                            "date": iso(day),
-                            "launch_ts": rej.launch_ts,
-                        }
-                        audit, _fields = self.audit.prepare(
-                            pipe,
-                            SHADOW_OUTCOME,
-                            client_id=s.client_id,
-                            campaign_id=cid,
-                            reason="SHADOW_MODE",
-                            metadata=meta,
-                        )
+                        meta = outcome_record(s, rej.gate, totals, final=last)
+                        meta |= {"date": iso(day), "launch_ts": rej.launch_ts}
+                        ids = {"client_id": s.client_id, "campaign_id": cid}
+                        audit, _ = self.audit.prepare(pipe, SHADOW_OUTCOME, **ids, reason="SHADOW_MODE", metadata=meta)
                     pipe.multi()
-                    pipe.hset(
-                        key,
-                        mapping={
-                            "launch_ts": launch,
-                            "next": str(i + 1),
-                            "date": iso(day),
-                            "spend": repr(totals.spend),
-                            "revenue": repr(totals.revenue),
-                            "conversions": repr(totals.conversions),
-                            "days": repr(totals.days),
-                            "observed": str(totals.observed),
-                            "final": str(int(last)),
-                        },
-                    )
+                    kept = {"launch_ts": launch, "next": str(i + 1), "date": iso(day), "final": str(int(last))}
+                    kept |= {f: repr(getattr(totals, f)) for f in _SUMS} | {"observed": str(totals.observed)}
+                    pipe.hset(key, mapping=kept)
                     if audit is not None:
                         self.audit.queue(pipe, audit)
                     if last:
@@ -559,9 +478,7 @@ class RedisShadowStore:
                     launch_ts=launch,
                     days=days,
                     days_total=horizon,
-                    spend=totals["spend"],
-                    revenue=totals["revenue"],
-                    conversions=totals["conversions"],
+                    **{m: totals[m] for m in ("spend", "revenue", "conversions")},
                     gross_margin=strategy.gross_margin,
                     gate=gate,
                     reason=reason,
@@ -575,17 +492,13 @@ class RedisShadowStore:
         """(horizon days, when the plan was published) of one launch, read once."""
         hit = self._timings.get((cid, launch))
         if hit is None:
-            projection, gate = self.client.mget(
-                f"{self.prefix}campaign:{cid}:projection", f"{self.prefix}campaign:{cid}:gate"
-            )
+            projection, gate = self.client.mget(*(f"{self.prefix}campaign:{cid}:{k}" for k in ("projection", "gate")))
             try:
                 hit = (int(json.loads(projection)["horizon_days"]), float(json.loads(gate).get("decided_ts", 0.0)))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 self._warn(f"outcome:{cid}", "campaign %s: no usable projection or gate for its outcome (%s)", cid, exc)
                 return None
-            if len(self._timings) > 100_000:
-                self._timings.clear()
-            self._timings[(cid, launch)] = hit
+            _bounded(self._timings)[(cid, launch)] = hit
         return hit
 
     def _ending(
@@ -676,6 +589,13 @@ class RedisShadowStore:
             metrics.record_shadow(delta)
 
 
+def _bounded(cache: dict[Any, Any]) -> dict[Any, Any]:
+    """`cache`, emptied first once it holds 100,000 entries: a bound on a worker's memory, not an LRU."""
+    if len(cache) > 100_000:
+        cache.clear()
+    return cache
+
+
 def _curve(projection: dict[str, Any]) -> ProjectionCurve | None:
     """The projection's bands, or None when it has none that parse (the plan's limits then stay
     those of time and the funnel)."""
@@ -696,9 +616,9 @@ def _group_max(keys: np.ndarray, cols: np.ndarray) -> tuple[list[int], list[list
 def _fold(acc: dict[Any, list[float]], key: Any, values: list[float]) -> None:
     """Keep the element-wise maximum: of cumulative counters, the latest event's."""
     cur = acc.get(key)
-    if cur is None:
-        acc[key] = list(values)
-        return
-    for j, v in enumerate(values):
-        if v > cur[j]:
-            cur[j] = v
+    acc[key] = list(values) if cur is None else list(map(max, cur, values))
+
+
+def _pairs(values: list[float], names: tuple[str, ...]) -> list[Any]:
+    """ZADD's arguments: score, member, score, member, ..."""
+    return [x for pair in zip(values, names, strict=True) for x in pair]
