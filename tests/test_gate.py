@@ -231,3 +231,11 @@ def test_cli_gate_redis_writes_projection_only_when_approved(capsys, tmp_path: P
     assert client.get("synctwin:campaign:b1:projection") is None
     events = [f["event_type"] for _, f in client.xrange("synctwin:audit")]
     assert events == ["CAMPAIGN_APPROVED", "CAMPAIGN_REJECTED"]
+
+
+def test_a_misspelt_gate_option_is_refused_not_ignored(baseline) -> None:
+    gate = SimulationGatekeeper()
+    with pytest.raises(TypeError, match="sed"):
+        gate.evaluate(strategy(), baseline, sed=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="path"):
+        gate.evaluate_with_uplift(strategy(), baseline, seed=1, path=500)  # type: ignore[call-arg]

@@ -245,6 +245,9 @@ class SimulationGatekeeper:
         self, strategy: Strategy, baseline: Baseline, options: GateOptions, *, keep_uplift: bool
     ) -> tuple[GateResult, np.ndarray | None]:
         started = time.perf_counter()
+        unknown = options.keys() - GateOptions.__annotations__.keys()
+        if unknown:  # a misspelt option must not be ignored silently (a typed **options is not checked)
+            raise TypeError(f"unknown gate option(s): {', '.join(sorted(unknown))}")
         asked = options.get("model") or self.model  # the result reports the name asked for (`seed` stays `seed`)
         model = model_name(asked)
         threshold = options.get("threshold")
