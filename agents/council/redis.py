@@ -1,42 +1,25 @@
-"""The Council's Redis ports: the worker of `synctwin run` (every agent) and `synctwin mirror` (the
-mirror alone) on the `{prefix}bids` stream.
-
-The consumer-group mechanics are synctwin/infra/stream_consumer.py's (batches, heartbeats, a dead
-worker's batch claimed before anything new is read, poison and dead letters, backoff on a lost
-connection). Per batch:
-- every entry is decoded and checked by the mirror's parser; one that is not a bid event is a dead
-  letter, and so is the event of a campaign without a plan (`{prefix}campaign:{id}:strategy`, as
-  `gate --redis` stores it, with its `:projection` when there is one, and the baseline of `:gate`;
-  the mirror alone needs only the `:projection`), and an impossible one (`Council.screen`);
-- a known campaign's plan is checked again every `plan_ttl_s` (by a fingerprint of its keys: their
-  length and first bytes), at once when its mirror hash was reset (`gate --redis` deletes it when it
-  publishes a new plan) or when one of its events falls outside its plan's limits: a re-published
-  plan replaces the old one in the Council (`Adopt(replace=True)`, the mirror's `Watch`);
-- the mirror's state lives in Redis, `{prefix}campaign:{id}:mirror` (the fields of
-  `MirrorState.to_hash`, the `launch_ts` it belongs to and a revision `rev`): the batch's hashes are
-  WATCHed and their revisions read before the Council runs; a state another worker wrote since
-  (or a worker that takes over after a kill -9) is read afresh, so every batch is judged on the
-  campaign's latest state;
-- the batch is one message to the Council (agents/council/build.py), run until it has decided;
-- what it decided is written in ONE MULTI/EXEC with the XACK of the batch: the changed mirror
-  states (new revisions), per PAUSE the marker `{prefix}campaign:{id}:paused` (its fields) and the
-  `{prefix}control` entry, the alerts on `{prefix}alerts` and the audit records chained onto
-  `{prefix}audit`. A campaign whose marker is set already (another worker, or this one before a
-  kill -9) gets no second PAUSE, and its alerts and audit records of the batch go with it. If a
-  WATCHed hash changed meanwhile (another worker of the group wrote the campaign), its state is
-  read again, this batch's events of it applied on top (idempotently: older ones change nothing),
-  and the write tried again. A worker killed before EXEC wrote and acknowledged nothing: whoever
-  claims its batch decides it again;
-- every `trim_every_s` the bid stream is trimmed (XTRIM MINID) below the oldest entry any
-  consumer group still needs.
-
-SyncFlow's guard states (the budget stop's day spend and runaway count, MarginGuardian's window,
-AutoRollback's CUSUM, the bookkeeping they are fed from) live in the shard's `{prefix}guards`
-hash, a field per campaign (agents/syncflow/persist.py's fields as JSON). They are written with
-the batch's mirror states in its MULTI (one HSET for the campaigns whose state changed) and read
-when the Council adopts a campaign, and again when its mirror hash moved under this worker
-(another worker wrote it): a worker that takes a campaign over continues its guards where the
-last commit left them, so it pauses at the event the uninterrupted worker would.
+"""The Council's Redis ports: the worker of `synctwin run` (every agent), `synctwin mirror` (the mirror
+alone) and `synctwin shadow --redis` on the `{prefix}bids` stream. The consumer-group mechanics
+(claims, poison, dead letters, backoff) are synctwin/infra/stream_consumer.py's. Per batch:
+- an entry that is not a bid event, of a campaign without a plan (`{prefix}campaign:{id}:strategy`
+  with its `:projection` and `:gate`, as `gate --redis` stores them; the mirror alone: the
+  `:projection`) or impossible (`Council.screen`) is a dead letter;
+- a plan is checked again every `plan_ttl_s` by a fingerprint of its keys, and at once when its
+  mirror hash was reset or an event falls outside its limits: a re-published plan replaces the old;
+- the mirror states (`{prefix}campaign:{id}:mirror`: `MirrorState.to_hash`, `launch_ts`, revision
+  `rev`) are WATCHed and read afresh when another worker wrote them, so every batch is judged on
+  the latest state; the batch is one message to the Council (agents/council/build.py);
+- its decisions go in ONE MULTI/EXEC with the batch's XACK: the changed states, per PAUSE the marker
+  `{prefix}campaign:{id}:paused` and the `{prefix}control` entry, the alerts (`{prefix}alerts`) and
+  the audit records chained onto `{prefix}audit`. A campaign marked already gets no second PAUSE (nor
+  its alerts and records). On a WATCH conflict the moved states are read again, the batch's events
+  of them applied on top (idempotently) and the write retried; a worker killed before EXEC wrote
+  nothing, and whoever claims its batch decides it again;
+- every `trim_every_s` the stream is trimmed (XTRIM MINID) below what any group still needs.
+SyncFlow's guard states live in the shard's `{prefix}guards` hash, a field per campaign (JSON of
+agents/syncflow/persist.py's fields), written in the batch's MULTI and read at adopt and when a
+mirror hash moved under this worker: a worker that takes a campaign over pauses at the event the
+uninterrupted worker would.
 """
 
 from __future__ import annotations
@@ -237,29 +220,12 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         *,
         prefix: str = "synctwin:",
         group: str = "synctwin-council",
-        consumer: str | None = None,
-        batch: int = 500,
-        block_ms: int | None = 1000,
-        claim_idle_ms: int = 30_000,
-        max_deliveries: int = 5,
-        stream_maxlen: int = 100_000,
-        heartbeat_ms: int = 5_000,
         clock: Any = time.time,
         plan_ttl_s: float = 60.0,
         trim_every_s: float = 5.0,
+        **options: Any,  # the consumer's (StreamConsumer: consumer, batch, block_ms, ...)
     ) -> None:
-        super().__init__(
-            client,
-            prefix=prefix,
-            group=group,
-            consumer=consumer,
-            batch=batch,
-            block_ms=block_ms,
-            claim_idle_ms=claim_idle_ms,
-            max_deliveries=max_deliveries,
-            stream_maxlen=stream_maxlen,
-            heartbeat_ms=heartbeat_ms,
-        )
+        super().__init__(client, prefix=prefix, group=group, **options)
         if not isinstance(council.ports.audit, OutboxAuditStore):
             raise TypeError("RedisCouncil needs a Council built with an OutboxAuditStore")
         self.council = council
@@ -315,32 +281,22 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         n = len(self._plan_keys("x")) + 1
         now = time.monotonic()
         for k, cid in enumerate(campaign_ids):
-            got = replies[n * k : n * k + n]
-            raw, paused = got[:-1], got[-1]
-            base = f"{self.prefix}campaign:{cid}"
-            if self.council.flow is None:
-                raw_s, raw_p, raw_g = None, raw[0], None
-                if raw_p is None:
-                    out[cid] = f"unknown campaign {cid}: no projection at {base}:projection"
-                    continue
-            else:
-                raw_s, raw_p, raw_g = raw
-                if raw_s is None:
-                    out[cid] = f"unknown campaign {cid}: no plan at {base}:strategy"
-                    continue
+            *raw, paused = replies[n * k : n * k + n]
+            base, alone = f"{self.prefix}campaign:{cid}", self.council.flow is None  # the mirror alone
+            if raw[0] is None:  # its strategy (the mirror alone: its projection)
+                what = "projection" if alone else "plan"
+                out[cid] = f"unknown campaign {cid}: no {what} at {self._plan_keys(cid)[0]}"
+                continue
+            raw_s, raw_p, raw_g = (None, raw[0], None) if alone else raw
             try:
                 gate = json.loads(raw_g) if raw_g else {}
                 baseline = gate.get("baseline") if isinstance(gate, dict) else None
-                plan = plan_from_parts(
-                    cid,
-                    json.loads(raw_s) if raw_s is not None else None,
-                    json.loads(raw_p) if raw_p else None,
-                    baseline if isinstance(baseline, dict) else None,
-                    source=base,
-                )
+                strategy = json.loads(raw_s) if raw_s is not None else None
+                projection = json.loads(raw_p) if raw_p else None
+                baseline = baseline if isinstance(baseline, dict) else None
+                plan = plan_from_parts(cid, strategy, projection, baseline, source=base)
             except (ValueError, InvalidInput) as exc:
-                what = "the projection" if self.council.flow is None else "its plan"
-                out[cid] = f"campaign {cid}: {what} at {base} is invalid ({exc})"
+                out[cid] = f"campaign {cid}: {'the projection' if alone else 'its plan'} at {base} is invalid ({exc})"
                 continue
             self._prints[cid] = (now, tuple(_fingerprint(r) for r in raw))
             out[cid] = (plan, bool(paused))
@@ -611,18 +567,9 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                     pipe.hset(self.marker(p.campaign_id), mapping=fields)
                     pipe.xadd(self.control, fields, maxlen=self.maxlen, approximate=True)
                 for a in keep_n:
-                    pipe.xadd(
-                        self.alerts,
-                        {
-                            "severity": a.severity,
-                            "title": a.title,
-                            "message": a.message,
-                            "details": json.dumps(a.details, separators=(",", ":"), default=str),
-                            "ts": repr(a.ts),
-                        },
-                        maxlen=self.maxlen,
-                        approximate=True,
-                    )
+                    details = json.dumps(a.details, separators=(",", ":"), default=str)
+                    fields = {"severity": a.severity, "title": a.title, "message": a.message, "details": details}
+                    pipe.xadd(self.alerts, fields | {"ts": repr(a.ts)}, maxlen=self.maxlen, approximate=True)
                 for rec in recs:
                     self.audit.queue(pipe, rec)
                 if self.shadow is not None:
@@ -694,15 +641,13 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             pauses.append(outcome.command())
             severity, title, message, details = outcome.alert()
             alerts.append(Alert(severity=severity, title=title, message=message, details=details, ts=self.clock()))
-            audits.append(
-                {
-                    "event_type": "AUTO_ROLLBACK_TRIGGERED",
-                    "client_id": None,
-                    "campaign_id": cid,
-                    "reason": PAUSE_REASON,
-                    "metadata": outcome.audit(book.cfg.threshold),
-                }
-            )
+            record = {
+                "event_type": "AUTO_ROLLBACK_TRIGGERED",
+                "client_id": None,
+                "campaign_id": cid,
+                "reason": PAUSE_REASON,
+            }
+            audits.append(record | {"metadata": outcome.audit(book.cfg.threshold)})
         book.applied, book.ignored, book.greys, book.stuck_alerts = counters
 
     # --- the loop's hooks ----------------------------------------------------------------------
@@ -765,12 +710,9 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 return 0
             # approximate: whole stream nodes only (cheap); Redis caps one call at 100 nodes by
             # default, too few to keep up with a busy stream, so ask for more, a bounded few times
-            n = 0
+            n, minid = 0, f"{floor[0]}-{floor[1]}"
             for _ in range(10):
-                done = int(
-                    self.client.xtrim(self.bids, minid=f"{floor[0]}-{floor[1]}", approximate=True, limit=_TRIM_LIMIT)
-                    or 0
-                )
+                done = int(self.client.xtrim(self.bids, minid=minid, approximate=True, limit=_TRIM_LIMIT) or 0)
                 n += done
                 if done < _TRIM_LIMIT // 2:
                     break
