@@ -135,9 +135,7 @@ def _worker_gc() -> Iterator[None]:
 _escape = json.encoder.encode_basestring_ascii  # a str as JSON text (what json.dumps writes for it)
 
 
-@functools.cache
-def _key(name: str) -> str:
-    return _escape(name)
+_key = functools.cache(_escape)  # a field's name as JSON text: the few names, escaped once
 
 
 class RedisGuardStore:
@@ -415,11 +413,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                     if v != w or type(v) is not type(w)
                 }
             else:
-                changes = {}
-                for name, v in zip(_SCALARS, values, strict=True):
-                    s = v if type(v) is str else str(v)
-                    if stored.get(name) != s:
-                        changes[name] = s
+                texts = (v if type(v) is str else str(v) for v in values)
+                changes = {name: s for name, s in zip(_SCALARS, texts, strict=True) if stored.get(name) != s}
             if stored.get("campaign_id") != cid:
                 changes["campaign_id"] = cid
             sig = _snapshot_sig(state)
@@ -502,20 +497,13 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         audits, alerts = self.outbox_audit.pending, self.outbox_alerts.alerts
         control.pauses, self.outbox_audit.pending, self.outbox_alerts.alerts = [], [], []
         try:
-            if (
-                ids
-                or pauses
-                or audits
-                or alerts
-                or (self.book is not None and self.book.touched)
-                or (self.shadow is not None and self.shadow.pending)
-                or (self.guards is not None and self.guards.pending)
-            ):
+            touched = self.book is not None and self.book.touched
+            pending = any(store is not None and store.pending for store in (self.shadow, self.guards))
+            if ids or pauses or audits or alerts or touched or pending:
                 self._write(ids, pauses, audits, alerts, events)
-                if self.shadow is not None:
-                    self.shadow.committed()
-                if self.guards is not None:
-                    self.guards.committed()
+                for store in (self.shadow, self.guards):
+                    if store is not None:
+                        store.committed()
         except BaseException:  # nothing was written: keep the decisions (and the states) for the next commit
             control.pauses[:0] = pauses
             self.outbox_audit.pending[:0] = audits

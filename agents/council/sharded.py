@@ -1,26 +1,17 @@
 """The Council on a sharded bid stream: a worker process (`synctwin run --shards N`, `mirror`, `shadow`)
-holds some shards' leases (synctwin/infra/leases.py) and runs one RedisCouncil per shard it holds,
-each on the shard's prefix, so its stream, dead letters, control, alerts, audit chain, campaign keys,
-pause markers and heartbeats are the shard's own.
-
-Why this shape: a campaign lives in one shard, and a shard is read by one live worker at a time, so
-a campaign's events are applied in order however many workers run and whichever dies. The
-supervision, every third of the lease TTL:
+holds some shards' leases (synctwin/infra/leases.py) and runs one RedisCouncil per shard it holds, on
+the shard's prefix (its stream, dead letters, control, alerts, audit chain, campaign keys, markers).
+A campaign lives in one shard, read by one live worker at a time, so its events are applied in
+order however many workers run and whichever dies. Every third of the lease TTL:
 - `ShardLeases.step()`: heartbeat, renew, acquire free shards up to the fair share ceil(N / live);
-- a shard newly held gets a fresh council (the shard's state is in Redis: mirror hashes, SyncFlow's
-  guard states, markers) in a thread of its own. Its consumer name
-  is the shard's (`shard-{k}`), the same for every owner, so it first reads that consumer's pending
-  entries from 0, i.e. what a dead owner read and did not acknowledge, in stream order, then new ones;
-- a shard lost (another worker holds its lease, or it expired by the local clock) has its council
-  told to stop; its commits are fenced meanwhile (`ShardLease.fence`, the WATCH of the lease inside
-  the commit's transaction), so nothing of it is written or acknowledged after the loss;
-- a surplus shard (more workers are live now) has its council finish and commit the batch in
-  hand, then the lease is released for the newcomer;
-- on stop (SIGTERM), every council drains its batch and the leases are released, so the others
-  take the shards at their next step instead of after a TTL.
-Threads, not processes: the councils of one worker share its Python interpreter (and the GIL), so
-a worker's throughput is about one council's whatever the shards it holds; more throughput is more
-worker processes (docs/scale-out.md).
+- a shard newly held gets a fresh council (its state is in Redis) in a thread of its own, consumer
+  `shard-{k}` for every owner, so it first reads what a dead owner read and did not acknowledge;
+- a shard lost has its council stopped, its commits fenced meanwhile (`ShardLease.fence`: the
+  lease WATCHed in the commit's transaction); a surplus shard (more workers live) has its council
+  commit the batch in hand, then the lease is released; on SIGTERM every council drains and every
+  lease is released, so the others take the shards at their next step, not after a TTL.
+Threads, not processes: the councils of one worker share its GIL, so more throughput is more worker
+processes (docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -103,8 +94,6 @@ class ShardedCouncil:
         self.drained: set[int] = set()  # `once`: shards whose council found nothing more to read
         self.surplus: set[int] = set()
         self.taken = 0  # acquisitions
-        self.lost = 0  # leases lost while held (another worker took them, or they expired)
-        self.fenced = 0  # councils stopped by their fence or their read check (LeaseLost)
         self.crashed: BaseException | None = None  # a council's error other than LeaseLost: the worker stops
 
     # --- the loop ------------------------------------------------------------------------------
@@ -161,7 +150,6 @@ class ShardedCouncil:
             self.taken += len(changes.acquired)
             log.info("shards %s taken (%s)", changes.acquired, self.leases.worker_id)
         if changes.lost:
-            self.lost += len(changes.lost)
             log.warning("shards %s lost: another worker holds them now", changes.lost)
         self.surplus |= set(changes.surplus)
         return True
@@ -192,7 +180,6 @@ class ShardedCouncil:
             r = self.running.pop(k)
             self.done.append(r.worker)
             if isinstance(r.error, LeaseLost):
-                self.fenced += 1
                 log.warning("%s; its council stopped, nothing of it committed since", r.error)
             elif r.error is not None:
                 log.error("the council of shard %d failed: %r", k, r.error)
