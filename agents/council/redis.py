@@ -32,7 +32,7 @@ import logging
 import operator
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,12 +116,10 @@ def _fingerprint(raw: str | None) -> tuple[int, str] | None:
 
 @contextlib.contextmanager
 def _worker_gc() -> Iterator[None]:
-    """The cyclic collector tuned for a draining worker, restored after. A batch allocates (and
-    frees, by reference counting: almost none of it is cyclic) hundreds of thousands of small
-    objects; at CPython's default threshold the collector ran about five times a batch, and its
-    full collections walked everything the process holds (agents, plans, modules). Young
-    collections every `_GC_YOUNG` allocations, and what exists when the worker starts frozen out
-    of them: about a tenth of a batch's CPU, with memory still bounded."""
+    """The cyclic collector tuned for a draining worker, restored after: a batch allocates and frees
+    (by reference counting) hundreds of thousands of objects, and at CPython's default threshold the
+    collector walked everything the process holds about five times a batch. Young collections every
+    `_GC_YOUNG` allocations, with what exists at start frozen out: a tenth of a batch's CPU saved."""
     old = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(max(old[0], _GC_YOUNG), *old[1:])
@@ -139,11 +137,9 @@ _key = functools.cache(_escape)  # a field's name as JSON text: the few names, e
 
 
 class RedisGuardStore:
-    """The Council's guards port on Redis: one hash per shard, `{prefix}guards`, a field per live
-    campaign holding its guard state's fields as JSON. `load` reads them (at adopt, after a
-    conflict); `save` keeps what changed for `queue` to write in the commit's MULTI: ONE HSET for
-    the whole batch (a hash per campaign cost one command and one reply per campaign and batch,
-    about a third of the drain)."""
+    """The Council's guards port on Redis: one hash per shard, `{prefix}guards`, a field per campaign
+    (its guard state's fields as JSON), read at adopt and after a conflict; what changed is written
+    in the commit's MULTI as ONE HSET for the batch (a hash per campaign cost a third of the drain)."""
 
     def __init__(self, client: Any, prefix: str) -> None:
         self.client, self.prefix = client, prefix
@@ -241,7 +237,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         self.audit = RedisAuditStore(client, key=f"{prefix}audit", clock=clock)
         self.stats = CouncilStats()
         self._reported = CouncilStats()
-        self._written_reasons: dict[str, int] = {}  # pauses written since the last report, by reason
+        self._written_reasons: Counter[str] = Counter()  # pauses written since the last report, by reason
         self._no_plan: dict[str, str] = {}  # campaigns without a usable plan: why (re-read at most every minute)
         self._no_plan_at: dict[str, float] = {}
         self._prints: dict[str, tuple[float, tuple[Any, ...]]] = {}  # campaign -> (checked at, its keys' fingerprints)
@@ -344,19 +340,19 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         return {p.campaign_id for p, _ in adopt}
 
     # --- mirror states -------------------------------------------------------------------------
-    def _watch_states(self, campaign_ids: list[str]) -> None:
-        """WATCH the mirror hashes of the batch's campaigns (and any left unwritten) and read again
-        those another worker (or `gate --redis`: a new plan) changed since this worker's copy."""
+    def _watch_states(self, campaign_ids: Iterable[str]) -> list[str]:
+        """WATCH the mirror hashes of these campaigns (and any left unwritten) and read again those
+        another worker (or `gate --redis`: a new plan) changed since this worker's copy; their ids."""
         book = self.book
         if book is None:
-            return
+            return []
         cids = [c for c in dict.fromkeys([*campaign_ids, *book.touched]) if c in book.curves]
         if not cids:
-            return
+            return []
         if self._tx is None:
             self._tx = self.client.pipeline(transaction=True)
         self._tx.watch(*[self.mirror_key(c) for c in cids])
-        self._refresh(cids)
+        return self._refresh(cids)
 
     def _refresh(self, cids: list[str]) -> list[str]:
         """Read the revisions of these mirror hashes (after WATCH); load those that moved. The ids loaded."""
@@ -579,8 +575,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             if self.book is not None:
                 self.book.touched.clear()
             self.stats.pauses += len(keep_p)
-            for p in keep_p:
-                self._written_reasons[p.reason] = self._written_reasons.get(p.reason, 0) + 1
+            self._written_reasons.update(p.reason for p in keep_p)
             self.stats.duplicates += len(pauses) - len(keep_p)
             now = self.clock()
             self.stats.pause_latencies_ms.extend((now - p.ts) * 1000.0 for p in keep_p if p.ts is not None)
@@ -607,19 +602,12 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         """After a WatchError: WATCH again, read the states that moved, and apply this batch's events
         of those campaigns on top (older ones change nothing); a PAUSE that only the merged state
         reaches is added to the batch's pauses, with its alert and audit record."""
+        self._tx.reset()
+        moved = set(self._watch_states(e[1] for e in events))
         book = self.book
-        pipe = self._tx
-        pipe.reset()
-        if book is None:
+        if not moved or book is None:
             return
-        cids = [c for c in dict.fromkeys([*(e[1] for e in events), *book.touched]) if c in book.curves]
-        if not cids:
-            return
-        pipe.watch(*[self.mirror_key(c) for c in cids])
-        moved = set(self._refresh(cids))
-        if not moved:
-            return
-        counters = (book.applied, book.ignored, book.greys, book.stuck_alerts)
+        counters, threshold = (book.applied, book.ignored, book.greys, book.stuck_alerts), book.cfg.threshold
         paused = {p.campaign_id for p in pauses}
         for _event_id, cid, ts, values in (e for e in events if e[1] in moved):
             outcome = book.apply(cid, _event_id, ts, values)
@@ -629,13 +617,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             pauses.append(outcome.command())
             severity, title, message, details = outcome.alert()
             alerts.append(Alert(severity=severity, title=title, message=message, details=details, ts=self.clock()))
-            record = {
-                "event_type": "AUTO_ROLLBACK_TRIGGERED",
-                "client_id": None,
-                "campaign_id": cid,
-                "reason": PAUSE_REASON,
-            }
-            audits.append(record | {"metadata": outcome.audit(book.cfg.threshold)})
+            meta = {"client_id": None, "campaign_id": cid, "reason": PAUSE_REASON}
+            audits.append({"event_type": "AUTO_ROLLBACK_TRIGGERED", **meta, "metadata": outcome.audit(threshold)})
         book.applied, book.ignored, book.greys, book.stuck_alerts = counters
 
     # --- the loop's hooks ----------------------------------------------------------------------
@@ -686,15 +669,13 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         """XTRIM MINID the bid stream below the oldest entry any group has not yet acknowledged
         (its first pending entry, or past its last delivered one). Never loses an event."""
         try:
-            floor: tuple[int, int] | None = None
+            marks = []
             for g in self.client.xinfo_groups(self.bids):
                 mark = id_key(g["last-delivered-id"])
-                if g["pending"]:
-                    first = self.client.xpending(self.bids, g["name"])["min"]
-                    if first:
-                        mark = min(mark, id_key(first))
-                floor = mark if floor is None else min(floor, mark)
-            if not floor or floor == (0, 0):
+                first = self.client.xpending(self.bids, g["name"])["min"] if g["pending"] else None
+                marks.append(min(mark, id_key(first)) if first else mark)
+            floor = min(marks, default=(0, 0))
+            if floor == (0, 0):
                 return 0
             # approximate: whole stream nodes only (cheap); Redis caps one call at 100 nodes by
             # default, too few to keep up with a busy stream, so ask for more, a bounded few times
@@ -716,10 +697,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
     def _report_metrics(self) -> None:
         if not self.judging:  # shadow mode alone: its store reports the counters, with the loop's
             if self.shadow is not None:
-                self.shadow.stats.reclaimed, self.shadow.stats.redis_errors = (
-                    self.stats.reclaimed,
-                    self.stats.redis_errors,
-                )
+                shadow = self.shadow.stats
+                shadow.reclaimed, shadow.redis_errors = self.stats.reclaimed, self.stats.redis_errors
                 self.shadow._report_metrics()
             return
         book = self.book

@@ -110,9 +110,7 @@ def connect_checked(url: str) -> Any:
     try:
         client.ping()
     except Exception as exc:  # redis raises several connection error types
-        close = getattr(client, "close", None)
-        if callable(close):
-            close()
+        getattr(client, "close", lambda: None)()
         import redis
 
         if isinstance(exc, redis.exceptions.AuthenticationError):
