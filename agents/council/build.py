@@ -112,8 +112,7 @@ def plan_from_parts(campaign_id: str, strategy: Any, projection: Any, baseline: 
             )
     elif s is not None and s.launch_ts is None:
         raise InvalidInput("a plan without a projection needs the strategy's launch_ts", source=source)
-    if baseline is None:
-        baseline = {}
+    baseline = {} if baseline is None else baseline
     if not isinstance(baseline, dict) or not all(
         isinstance(v, int | float) and math.isfinite(v) for v in baseline.values()
     ):

@@ -235,8 +235,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         self.trim_every_s = trim_every_s  # 0: never trim the bid stream
         self.control, self.alerts = f"{prefix}control", f"{prefix}alerts"
         self.audit = RedisAuditStore(client, key=f"{prefix}audit", clock=clock)
-        self.stats = CouncilStats()
-        self._reported = CouncilStats()
+        self.stats, self._reported = CouncilStats(), CouncilStats()  # the counters, and as last reported
         self._written_reasons: Counter[str] = Counter()  # pauses written since the last report, by reason
         self._no_plan: dict[str, str] = {}  # campaigns without a usable plan: why (re-read at most every minute)
         self._no_plan_at: dict[str, float] = {}
@@ -258,10 +257,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
 
     # --- plans ---------------------------------------------------------------------------------
     def _plan_keys(self, cid: str) -> list[str]:
-        base = f"{self.prefix}campaign:{cid}"
-        if self.council.flow is None:
-            return [f"{base}:projection"]
-        return [f"{base}:strategy", f"{base}:projection", f"{base}:gate"]
+        parts = ("projection",) if self.council.flow is None else ("strategy", "projection", "gate")
+        return [f"{self.prefix}campaign:{cid}:{part}" for part in parts]
 
     def _plans(self, campaign_ids: list[str]) -> dict[str, tuple[Plan, bool] | str]:
         """Each campaign's plan and whether it is paused already, or why it has no plan."""
@@ -636,10 +633,6 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 self._tx.reset()
             self._tx = None
 
-    def _dead_letter(self, entry_id: str, entry_fields: dict[Any, Any], reason: str) -> dict[str, str]:
-        """With this group's name: every group writes to the one dead-letter stream."""
-        return super()._dead_letter(entry_id, entry_fields, reason) | {"group": self.group}
-
     def _on_group_ready(self) -> None:
         """A (re)start settles what came due while no worker ran."""
         if self.shadow is not None:
@@ -708,13 +701,12 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             s.applied, s.ignored, s.greys, s.stuck_alerts = book.applied, book.ignored, book.greys, book.stuck_alerts
             deviations = [(c, book.states[c].deviation) for c in self._evaluated if c in book.states]
             self._evaluated.clear()
-        delta = {
+        delta = {  # pauses are counted by reason below, as they are written
             name: getattr(self.stats, name) - getattr(self._reported, name)
-            for name in ("events", "dead", "ignored", "greys", "batches", "redis_errors", "pauses")
+            for name in ("events", "dead", "ignored", "greys", "batches", "redis_errors")
         }
         for name in delta:
             setattr(self._reported, name, getattr(self.stats, name))
-        delta.pop("pauses")  # counted by reason below, as they are written
         metrics.record_mirror(delta, deviations)
         for reason, n in self._written_reasons.items():
             metrics.PAUSES.labels(reason=reason).inc(n)
@@ -738,36 +730,23 @@ def redis_council(
     guard_state: bool = True,
     **options: Any,
 ) -> RedisCouncil:
-    """`synctwin run`'s worker: the Council on a wall-clock environment with the Redis ports
-    (`flow=False`: `synctwin mirror`'s, the mirror alone). `clock`: the wall clock, or another one
-    (a test's, the embedded demo's simulated world): then the environment is virtual and follows it.
-    `guard_state` False: SyncFlow's guard states stay in this worker's memory (a takeover starts them afresh)."""
+    """`synctwin run`'s worker: the Council with the Redis ports, on the wall clock (or another `clock`,
+    a test's or the demo's world: then the environment is virtual and follows it). `guard_state` False:
+    SyncFlow's guard states stay in this worker's memory (a takeover starts them afresh)."""
     env = make_environment(realtime=clock is time.time, initial_time=clock())
-    prefix = options.get("prefix", settings.key_prefix)
-    ports = Ports(
-        ControlPort(),
-        OutboxAuditStore(),
-        [OutboxSink()],
-        guards=RedisGuardStore(client, prefix) if guard_state else None,
-    )
+    prefix = options.pop("prefix", settings.key_prefix)
+    guards = RedisGuardStore(client, prefix) if guard_state else None
+    ports = Ports(ControlPort(), OutboxAuditStore(), [OutboxSink()], guards=guards)
     store = None
     if shadow:
         store = RedisShadowStore(client, prefix=prefix, grace_s=grace_s, limits=event_limits(settings), clock=clock)
     council = build_council(
         env, settings, ports, disabled_guards=disabled_guards, flow=flow, mirror=mirror, shadow=store, clock=clock
     )
-    kwargs: dict[str, Any] = {
-        "prefix": settings.key_prefix,
-        "group": group,
-        "consumer": consumer,
-        "batch": batch or settings.mirror_batch,
-        "block_ms": block_ms,
-        "claim_idle_ms": settings.mirror_claim_idle_ms,
-        "max_deliveries": settings.mirror_max_deliveries,
-        "heartbeat_ms": settings.mirror_heartbeat_ms,
-        "clock": clock,
-    }
-    return RedisCouncil(client, council, **(kwargs | options))
+    kwargs: dict[str, Any] = {"group": group, "consumer": consumer, "batch": batch or settings.mirror_batch}
+    kwargs |= {"block_ms": block_ms, "claim_idle_ms": settings.mirror_claim_idle_ms, "clock": clock}
+    kwargs |= {"max_deliveries": settings.mirror_max_deliveries, "heartbeat_ms": settings.mirror_heartbeat_ms}
+    return RedisCouncil(client, council, prefix=prefix, **(kwargs | options))
 
 
 def redis_mirror(client: Any, settings: Settings, *, group: str = "synctwin-mirror", **options: Any) -> RedisCouncil:

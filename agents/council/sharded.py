@@ -126,8 +126,7 @@ class ShardedCouncil:
                     break
                 time.sleep(0.02)
         finally:
-            for r in self.running.values():
-                r.stop.set()
+            self.stop_all()
             for r in self.running.values():
                 r.thread.join()
             self._reap()

@@ -137,8 +137,10 @@ class StreamConsumer(Generic[S]):
         raise NotImplementedError
 
     def _dead_letter(self, entry_id: str, entry_fields: dict[Any, Any], reason: str) -> dict[str, str]:
-        """The dead-letter record of one entry: the event as it came, where it was and why."""
-        return {**text_fields(entry_fields), "entry_id": entry_id, "reason": reason, "consumer": self.consumer}
+        """The dead-letter record of one entry: the event as it came, where it was and why (every
+        group writes to the one dead-letter stream)."""
+        where = {"entry_id": entry_id, "reason": reason, "consumer": self.consumer, "group": self.group}
+        return text_fields(entry_fields) | where
 
     def _on_group_ready(self) -> None:
         """After the group is (re)created, before the first read."""
@@ -215,9 +217,8 @@ class StreamConsumer(Generic[S]):
             self.log.info("could not remove this worker's heartbeat (%s); it expires by itself", exc)
 
     def step(self, *, block: bool = True) -> int:
-        """Beat; take over what dead workers left (their heartbeat gone: at once, before reading
-        anything new; idle ones: now and then); re-read our own pending entries after a restart or
-        an error; then read and process one batch. The number of entries handled."""
+        """Beat; take over what dead workers left (at once) and idle ones (now and then); re-read our
+        own pending entries after a restart or an error; then read and process one batch; the count."""
         done = 0
         now = time.monotonic()
         if self.owner is not None:
@@ -268,10 +269,9 @@ class StreamConsumer(Generic[S]):
         self._next_beat = now + self.heartbeat_ms / 3000.0
 
     def rescue(self, *, wait: bool = False) -> int:
-        """Claim (XCLAIM, min-idle 0) and process the pending entries of registered consumers whose
-        heartbeat has expired, oldest first, a batch at a time; the number of entries handled.
-        `wait`: a consumer with pending entries whose heartbeat is still there is watched for at
-        most `heartbeat_ms`, until it is refreshed (alive) or expires (dead, claimed)."""
+        """Claim (XCLAIM) and process, oldest first, the pending entries of registered consumers whose
+        heartbeat expired; the number handled. `wait`: one whose heartbeat is still there is watched
+        (at most `heartbeat_ms`) until it is refreshed (alive) or expires (dead, claimed)."""
         idle = self._consumers()
         others = list(idle)
         if not others:
