@@ -193,11 +193,9 @@ class MemoryGuardStore:
 
 @dataclass
 class Ports:
-    """Where the Council's events come from and its decisions go. On a bid stream (`events` None):
-    batches through `Council.feed`, pauses kept by the control port. On a world: its ticks (`events`),
-    its platforms' APIs (`platforms`) and SyncValue's history store (`history`). `guards`: where
-    SyncFlow's guard states of a stream's campaigns are kept for the next Council that adopts them
-    (a takeover, a restart); None: in this Council alone."""
+    """Where the Council's events come from and its decisions go: on a bid stream (`events` None)
+    `Council.feed` and the control port; on a world its ticks, platforms and history store. `guards`:
+    SyncFlow's guard states kept for the next Council that adopts a campaign; None: this one's alone."""
 
     control: ControlPort | None
     audit: AuditStore

@@ -176,9 +176,8 @@ class RedisGuardStore:
 
     def forget(self, campaign_ids: Iterable[str]) -> None:
         for cid in campaign_ids:
-            self.pending.pop(cid, None)
-            self._stored.pop(cid, None)
-            self._escaped.pop(cid, None)
+            for by_campaign in (self.pending, self._stored, self._escaped):
+                by_campaign.pop(cid, None)
 
     def queue(self, pipe: Any) -> None:
         """A campaign's field is its fields as one JSON object (of JSON strings), assembled from each
@@ -237,8 +236,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         self.audit = RedisAuditStore(client, key=f"{prefix}audit", clock=clock)
         self.stats, self._reported = CouncilStats(), CouncilStats()  # the counters, and as last reported
         self._written_reasons: Counter[str] = Counter()  # pauses written since the last report, by reason
-        self._no_plan: dict[str, str] = {}  # campaigns without a usable plan: why (re-read at most every minute)
-        self._no_plan_at: dict[str, float] = {}
+        self._no_plan: dict[str, tuple[str, float]] = {}  # campaign -> why it has no usable plan, since when
         self._prints: dict[str, tuple[float, tuple[Any, ...]]] = {}  # campaign -> (checked at, its keys' fingerprints)
         self._revs: dict[str, int] = {}  # campaign -> the mirror hash's revision as this worker last read/wrote it
         self._stored: dict[str, dict[str, str]] = {}  # campaign -> the mirror hash's fields as stored
@@ -448,12 +446,12 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         self._recheck([c for c in cids if council.knows(c)])
         if fresh:
             now = time.monotonic()
-            ask = [c for c in fresh if c not in self._no_plan or now - self._no_plan_at[c] > 60.0]
+            ask = [c for c in fresh if c not in self._no_plan or now - self._no_plan[c][1] > 60.0]  # a minute on
             found = self._plans(ask) if ask else {}
             adopt = []
             for cid, got in found.items():
                 if isinstance(got, str):
-                    self._no_plan[cid], self._no_plan_at[cid] = got, now
+                    self._no_plan[cid] = (got, now)
                 else:
                     self._no_plan.pop(cid, None)
                     adopt.append(got)
@@ -463,7 +461,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             if council.knows(e[1]):
                 known.append((entry_id, fields, e))
             else:
-                dead.append((entry_id, fields, self._no_plan.get(e[1], f"unknown campaign {e[1]}: no plan")))
+                why = self._no_plan.get(e[1])
+                dead.append((entry_id, fields, why[0] if why else f"unknown campaign {e[1]}: no plan"))
         self._watch_states([c for c in cids if council.knows(c)])
         events, bad = council.screen([e for _, _, e in known], self.clock())
         if bad and self._recheck({e[1] for e, _ in bad}, force=True):  # a new launch: judge by its plan

@@ -214,11 +214,9 @@ class ShardedCouncil:
         """The councils' counters summed (pause latencies pooled)."""
         total = CouncilStats()
         for w in self.workers():
-            for f in fields(CouncilStats):
-                if f.name == "pause_latencies_ms":
-                    total.pause_latencies_ms.extend(w.stats.pause_latencies_ms)
-                else:
-                    setattr(total, f.name, getattr(total, f.name) + getattr(w.stats, f.name))
+            total.pause_latencies_ms.extend(w.stats.pause_latencies_ms)
+            for name in (f.name for f in fields(CouncilStats) if f.name != "pause_latencies_ms"):
+                setattr(total, name, getattr(total, name) + getattr(w.stats, name))
         return total
 
     @property

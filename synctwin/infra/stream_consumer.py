@@ -347,11 +347,8 @@ class StreamConsumer(Generic[S]):
         """Claimed entries: those delivered more than `max_deliveries` times are dead letters
         (poison), the rest are processed."""
         counts = self._delivery_counts(claimed)
-        poison = [
-            (i, f, f"delivered {counts[i]} times without being processed (poison)")
-            for i, f in claimed
-            if counts.get(i, 0) > self.max_deliveries
-        ]
+        why = "delivered {} times without being processed (poison)"
+        poison = [(i, f, why.format(counts[i])) for i, f in claimed if counts.get(i, 0) > self.max_deliveries]
         if poison:
             self._dead_letters(poison)
             self._report_metrics()
@@ -385,9 +382,8 @@ class StreamConsumer(Generic[S]):
                     self.owner.fence(pipe)
                     pipe.multi()
                 for entry_id, fields, reason in dead:
-                    pipe.xadd(
-                        self.dead, self._dead_letter(entry_id, fields, reason), maxlen=self.maxlen, approximate=True
-                    )
+                    record = self._dead_letter(entry_id, fields, reason)
+                    pipe.xadd(self.dead, record, maxlen=self.maxlen, approximate=True)
                 pipe.xack(self.bids, self.group, *[d[0] for d in dead])
                 pipe.execute()
                 break
