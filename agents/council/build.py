@@ -121,9 +121,8 @@ def plan_from_parts(campaign_id: str, strategy: Any, projection: Any, baseline: 
 
 
 class ControlPort:
-    """The platforms as SyncFlow sees them in a Council on a stream: a pause is kept as the
-    PauseCommand it carries, for the driver to deliver (production: `{prefix}control`); the
-    platforms pace their own bids there, so nothing else is called."""
+    """The platforms as SyncFlow sees them on a stream: a pause is kept as its PauseCommand for the
+    driver to deliver (production: `{prefix}control`); they pace their own bids, so that is all."""
 
     def __init__(self) -> None:
         self.pauses: list[PauseCommand] = []
@@ -171,9 +170,8 @@ class OutboxSink:
 
 
 class MemoryGuardStore:
-    """Where SyncFlow's per-campaign guard states are kept between the Councils of one process
-    (production's is in Redis, agents/council/redis.py): encoded as production encodes them
-    (agents/syncflow/persist.py), so a Council that adopts a campaign continues its guards."""
+    """SyncFlow's guard states kept between the Councils of one process, encoded as production's
+    (agents/council/redis.py) are, so a Council that adopts a campaign continues its guards."""
 
     def __init__(self) -> None:
         self.hashes: dict[str, dict[str, str]] = {}
@@ -219,9 +217,8 @@ class Gate:
 
 @dataclass(eq=False)
 class Council:
-    """The agents on one environment, as `build_council` wired them. On a bid stream, fed batch by
-    batch; time follows the batches' events (virtual) or the wall clock (realtime), as `advance` is
-    told. On a world, launch requests go to `brain` and the world's clock runs it."""
+    """The agents on one environment, as `build_council` wired them: on a bid stream fed batch by batch
+    (time virtual or realtime, as `advance` is told); on a world, launch requests go to `brain`."""
 
     env: simpy.Environment
     ports: Ports
@@ -248,9 +245,8 @@ class Council:
         return campaign_id in self._flights
 
     def adopt(self, plans: Iterable[tuple[Plan, bool]], at: float) -> None:
-        """Campaigns to guard from now on (`True`: already paused by an earlier worker); a campaign
-        adopted again (a re-published plan) is guarded under its new plan from now on. A campaign
-        adopted live continues the guard state the guards port holds of it (an earlier worker's)."""
+        """Campaigns to guard from now on (`True`: already paused), again: under a re-published plan;
+        adopted live, each continues the guard state the guards port holds of it (an earlier worker's)."""
         fresh, replaced = [], []
         for plan, paused in plans:
             replace = plan.campaign_id in self._flights
@@ -379,6 +375,7 @@ def build_council(
         env, SyncNotify(ports.alerts, clock=clock or (lambda: env.now), keep_history=alert_history)
     )
     syncflow = watcher = brain = None
+    mail = {"audit": shield.mailbox, "alerts": notify.mailbox}  # SyncShield's and SyncNotify's
     if gate is not None:
         value = SyncValueAgent(env, SyncValue(ports.history, settings))
         twin = SyncTwinAgent(env, gate.gatekeeper, value.mailbox, paths=gate.paths)
@@ -387,13 +384,12 @@ def build_council(
             env,
             apis=ports.platforms or dict.fromkeys(get_args(Platform), ports.control),
             bids=world.subscribe() if world else simpy.Store(env) if mirror else source,
-            audit=shield.mailbox,
-            alerts=notify.mailbox,
             settings=settings,
             ticks_per_day=86_400.0 / (world.spec.tick if world else settings.council_tick_s),
             disabled_guards=disabled_guards,
             epoch0=world.clock.epoch0 if world else 0.0,
             bidding=ports.platforms is not None,  # a stream's platforms pace their own bids
+            **mail,
         )
     if mirror:
         pauses: simpy.Store = syncflow.mailbox if syncflow is not None else simpy.Store(env)
@@ -403,12 +399,11 @@ def build_council(
             env,
             bids=world.subscribe() if world else source,
             syncflow=pauses,
-            audit=shield.mailbox,
-            alerts=notify.mailbox,
             cfg=mirror_config(settings),
             every=5 if world else 1,
             forward=syncflow.bids if syncflow is not None and not world else None,
             stuck_after=settings.mirror_stuck_after,
+            **mail,
         )
         if syncflow is not None:
             syncflow.mirror = watcher.mailbox

@@ -383,9 +383,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         return moved
 
     def _state_writes(self) -> list[tuple[str, int, dict[str, str], tuple[float, ...], tuple[Any, ...]]]:
-        """(campaign, new revision, the fields that changed, its snapshots' signature, its scalar
-        values) of every mirror state to write. A scalar is compared as a value with what this
-        worker wrote last (as text with what it read), so only the changed ones are formatted."""
+        """(campaign, new revision, changed fields, snapshots' signature, scalar values) per state to write;
+        scalars compared as values with what was written (as text with what was read), few formatted."""
         book = self.book
         if book is None:
             return []
@@ -595,9 +594,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
     def _merge(
         self, events: list[LiveEvent], pauses: list[PauseCommand], audits: list[dict[str, Any]], alerts: list[Any]
     ) -> None:
-        """After a WatchError: WATCH again, read the states that moved, and apply this batch's events
-        of those campaigns on top (older ones change nothing); a PAUSE that only the merged state
-        reaches is added to the batch's pauses, with its alert and audit record."""
+        """After a WatchError: WATCH again and apply this batch's events on the states that moved (older
+        ones change nothing); a PAUSE only the merged state reaches joins the batch's, alert and record."""
         self._tx.reset()
         moved = set(self._watch_states(e[1] for e in events))
         book = self.book

@@ -43,9 +43,8 @@ def shard_consumer(shard: int) -> str:
 
 
 class ShardLease:
-    """The `Ownership` (synctwin/infra/stream_consumer.py) of one shard by this worker: reads only while
-    the lease surely outlasts them, commits fenced by the lease. `lock` serializes the worker's use of
-    its ShardLeases (the supervisor's steps and every shard's commits)."""
+    """This worker's `Ownership` of a shard: reads only while the lease surely outlasts them, commits
+    fenced by it; `lock` serializes the use of its ShardLeases (the supervisor's and every shard's)."""
 
     def __init__(self, leases: ShardLeases, shard: int, lock: threading.Lock, read_s: float) -> None:
         self.leases, self.shard, self.lock, self.read_s = leases, shard, lock, read_s
@@ -244,10 +243,9 @@ def sharded_council(
     step_s: float | None = None,
     **options: Any,
 ) -> ShardedCouncil:
-    """A worker over `settings.shards` shards: `factory` is `redis_council`, `redis_mirror` or
-    `redis_shadow`, called per shard with the shard's prefix and consumer (and `options`). The
-    layout's N is claimed first (`claim_layout`: a worker started with another N is refused). Reads
-    block at most a quarter of the TTL, so a read never outlasts a lease renewed on time."""
+    """A worker over `settings.shards` shards: `factory` (`redis_council`, `redis_mirror`, `redis_shadow`)
+    called per shard with its prefix and consumer; a worker started with another N than the layout's is
+    refused (`claim_layout`); reads block at most a quarter of the TTL, never outlasting a lease."""
     ttl = settings.lease_ttl_ms if ttl_ms is None else ttl_ms
     claim_layout(client, settings.key_prefix, settings.shards)
     leases = ShardLeases(client, worker_id or default_worker_id(), settings.shards, ttl, prefix=settings.key_prefix)

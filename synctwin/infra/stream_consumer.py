@@ -314,9 +314,7 @@ class StreamConsumer(Generic[S]):
         done = 0
         seen: set[str] = set()
         while True:
-            rows = self.client.xpending_range(
-                self.bids, self.group, min="-", max="+", count=self.batch, consumername=name
-            )
+            rows = self.client.xpending_range(self.bids, self.group, "-", "+", self.batch, consumername=name)
             ids = [_text(r["message_id"]) for r in rows]
             if not ids or seen.issuperset(ids):  # nothing left, or only entries XCLAIM cannot move
                 return done
@@ -363,9 +361,7 @@ class StreamConsumer(Generic[S]):
         lo, hi = min(want, key=id_key), max(want, key=id_key)
         page = max(100, len(want))
         while True:
-            rows = self.client.xpending_range(
-                self.bids, self.group, min=lo, max=hi, count=page, consumername=self.consumer
-            )
+            rows = self.client.xpending_range(self.bids, self.group, lo, hi, page, consumername=self.consumer)
             for p in rows:
                 if p["message_id"] in want:
                     counts[p["message_id"]] = p["times_delivered"]
