@@ -1,27 +1,17 @@
 """The Council: one composition of the agents, whatever the clock, the event source and the stores.
 
-`build_council` wires the agents (SyncTwin's mirror, SyncFlow with MarginGuardian, AutoRollback,
-the budget emergency stop and the API circuit breaker, SyncShield, SyncNotify, shadow mode; and
-for a Council that launches campaigns itself SyncBrain, SyncTwin's gate and SyncValue) for an
-environment (virtual or wall-clock time: world/clock.py) and a set of ports. On a bid stream:
-- the event source is `Council.feed`: one batch of bid events (stream entries, or lines of a
-  recording) is ONE mailbox message, a BidBatch whose rows are the events in stream order;
-- the platforms are the control port: SyncFlow takes a pause to "the platform" behind its circuit
-  breaker, and the port keeps it as a PauseCommand (production writes it to `{prefix}control`);
-- SyncShield's audit store and SyncNotify's sinks are the audit and alert ports.
-`synctwin replay --bids --plans` feeds a recording through memory ports in virtual time;
-`synctwin run` feeds the Redis stream through agents/council/redis.py's ports on the wall clock.
-Nothing else differs, so both decide the same pauses, event for event.
-
-On a simulated world (`synctwin replay SCENARIO`, drills, sweeps, the demo: harness/runner.py) the
-event source is the world's ticks (one BidBatch per tick, every campaign at one instant, to each
-reader that subscribes), the platforms are the world's APIs (SyncFlow launches, paces its bids and
-pauses through them, behind the breaker), and SyncBrain asks the gate, which asks SyncValue for
-the baseline from the history store port, before SyncFlow deploys; shadow mode follows rejections.
-
-The mirror passes each batch on to SyncFlow with its verdicts by row, and SyncFlow weighs them in
-row order beside its own guards: which agent pauses a campaign, and at which event, does not
-depend on where the stream was cut into batches.
+`build_council` wires the agents (SyncTwin's mirror; SyncFlow with MarginGuardian, AutoRollback,
+the budget emergency stop and the API circuit breaker; SyncShield, SyncNotify, shadow mode; for a
+Council that launches campaigns itself SyncBrain, SyncTwin's gate and SyncValue) for an environment
+(virtual or wall-clock time: world/clock.py) and a set of ports. On a bid stream a batch of events
+is ONE message (`Council.feed`: a BidBatch, rows in stream order), a pause is kept by the control
+port as a PauseCommand (production writes it to `{prefix}control`), and SyncShield and SyncNotify
+write to the audit and alert ports. `synctwin replay --bids --plans` (memory ports, virtual time)
+and `synctwin run` (agents/council/redis.py, wall clock) differ in nothing else, so they decide the
+same pauses. On a simulated world (harness/runner.py) the events are the world's ticks, the
+platforms its APIs, and SyncBrain asks the gate (which asks SyncValue) before SyncFlow deploys.
+The mirror passes each batch on to SyncFlow with its verdicts by row, weighed in row order beside
+SyncFlow's own guards: which agent pauses, and at which event, does not depend on the batching.
 """
 
 from __future__ import annotations
@@ -46,7 +36,7 @@ from agents.syncshield.service import SyncShield
 from agents.synctwin.gate.agent import SyncTwinAgent
 from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
 from agents.synctwin.mirror.agent import MirrorAgent, MirrorBook, event_limits, mirror_config
-from agents.synctwin.mirror.deviation import ProjectionCurve
+from agents.synctwin.mirror.deviation import EVENT_FIELDS, ProjectionCurve
 from agents.synctwin.mirror.event_limits import Bounds, EventLimits, bounds_for, check, plan_floors
 from agents.synctwin.shadow.agent import LiveShadowAgent, Observed, ShadowAgent, ShadowPort
 from agents.syncvalue.agent import SyncValueAgent
@@ -122,8 +112,7 @@ def plan_from_parts(campaign_id: str, strategy: Any, projection: Any, baseline: 
             )
     elif s is not None and s.launch_ts is None:
         raise InvalidInput("a plan without a projection needs the strategy's launch_ts", source=source)
-    if baseline is None:
-        baseline = {}
+    baseline = {} if baseline is None else baseline
     if not isinstance(baseline, dict) or not all(
         isinstance(v, int | float) and math.isfinite(v) for v in baseline.values()
     ):
@@ -132,9 +121,8 @@ def plan_from_parts(campaign_id: str, strategy: Any, projection: Any, baseline: 
 
 
 class ControlPort:
-    """The platforms as SyncFlow sees them in a Council on a stream: a pause is kept as the
-    PauseCommand it carries, for the driver to deliver (production: `{prefix}control`); the
-    platforms pace their own bids there, so nothing else is called."""
+    """The platforms as SyncFlow sees them on a stream: a pause is kept as its PauseCommand for the
+    driver to deliver (production: `{prefix}control`); they pace their own bids, so that is all."""
 
     def __init__(self) -> None:
         self.pauses: list[PauseCommand] = []
@@ -162,13 +150,8 @@ class OutboxAuditStore:
         reason: str | None = None,
         metadata: Any = None,
     ) -> dict[str, Any]:
-        rec = {
-            "event_type": event_type,
-            "client_id": client_id,
-            "campaign_id": campaign_id,
-            "reason": reason,
-            "metadata": metadata or {},
-        }
+        rec = {"event_type": event_type, "client_id": client_id, "campaign_id": campaign_id, "reason": reason}
+        rec["metadata"] = metadata or {}
         self.pending.append(rec)
         return rec
 
@@ -187,9 +170,8 @@ class OutboxSink:
 
 
 class MemoryGuardStore:
-    """Where SyncFlow's per-campaign guard states are kept between the Councils of one process
-    (production's is in Redis, agents/council/redis.py): encoded as production encodes them
-    (agents/syncflow/persist.py), so a Council that adopts a campaign continues its guards."""
+    """SyncFlow's guard states kept between the Councils of one process, encoded as production's
+    (agents/council/redis.py) are, so a Council that adopts a campaign continues its guards."""
 
     def __init__(self) -> None:
         self.hashes: dict[str, dict[str, str]] = {}
@@ -209,11 +191,9 @@ class MemoryGuardStore:
 
 @dataclass
 class Ports:
-    """Where the Council's events come from and its decisions go. On a bid stream (`events` None):
-    batches through `Council.feed`, pauses kept by the control port. On a world: its ticks (`events`),
-    its platforms' APIs (`platforms`) and SyncValue's history store (`history`). `guards`: where
-    SyncFlow's guard states of a stream's campaigns are kept for the next Council that adopts them
-    (a takeover, a restart); None: in this Council alone."""
+    """Where the Council's events come from and its decisions go: on a bid stream (`events` None)
+    `Council.feed` and the control port; on a world its ticks, platforms and history store. `guards`:
+    SyncFlow's guard states kept for the next Council that adopts a campaign; None: this one's alone."""
 
     control: ControlPort | None
     audit: AuditStore
@@ -237,9 +217,8 @@ class Gate:
 
 @dataclass(eq=False)
 class Council:
-    """The agents on one environment, as `build_council` wired them. On a bid stream, fed batch by
-    batch; time follows the batches' events (virtual) or the wall clock (realtime), as `advance` is
-    told. On a world, launch requests go to `brain` and the world's clock runs it."""
+    """The agents on one environment, as `build_council` wired them: on a bid stream fed batch by batch
+    (time virtual or realtime, as `advance` is told); on a world, launch requests go to `brain`."""
 
     env: simpy.Environment
     ports: Ports
@@ -266,9 +245,8 @@ class Council:
         return campaign_id in self._flights
 
     def adopt(self, plans: Iterable[tuple[Plan, bool]], at: float) -> None:
-        """Campaigns to guard from now on (`True`: already paused by an earlier worker); a campaign
-        adopted again (a re-published plan) is guarded under its new plan from now on. A campaign
-        adopted live continues the guard state the guards port holds of it (an earlier worker's)."""
+        """Campaigns to guard from now on (`True`: already paused), again: under a re-published plan;
+        adopted live, each continues the guard state the guards port holds of it (an earlier worker's)."""
         fresh, replaced = [], []
         for plan, paused in plans:
             replace = plan.campaign_id in self._flights
@@ -318,10 +296,9 @@ class Council:
             self.ports.guards.save(states)
 
     def screen(self, events: Sequence[LiveEvent], now: float) -> tuple[list[LiveEvent], list[tuple[LiveEvent, str]]]:
-        """The events of adopted campaigns inside the live stream's plausibility limits (the mirror
-        worker's: agents/synctwin/mirror/event_limits.py), and the others with why. `now`: the worker's
-        clock (a recording has none to be ahead of: inf). One impossible event (a counter of 1e15, a
-        ts weeks ahead) must be a dead letter, not a pause of a healthy campaign."""
+        """The events inside their plans' plausibility limits (agents/synctwin/mirror/event_limits.py),
+        and the others with why (`now`: the worker's clock; a recording's: inf): one impossible event
+        (a counter of 1e15, a ts weeks ahead) is a dead letter, not a pause of a healthy campaign."""
         ok: list[LiveEvent] = []
         bad: list[tuple[LiveEvent, str]] = []
         bounds: dict[str, Bounds] = {}
@@ -343,20 +320,9 @@ class Council:
         if not events:
             self.advance(at)
             return
-        cols = np.array([e[3] for e in events], dtype=float)
-        times = tuple(e[2] for e in events)
-        batch = BidBatch(
-            t=times[-1],
-            ts=times[-1],
-            campaign_ids=tuple(e[1] for e in events),
-            spend=cols[:, 0],
-            impressions=cols[:, 1],
-            clicks=cols[:, 2],
-            conversions=cols[:, 3],
-            revenue=cols[:, 4],
-            event_ids=tuple(e[0] for e in events),
-            times=times,
-        )
+        columns = dict(zip(EVENT_FIELDS, np.array([e[3] for e in events], dtype=float).T, strict=True))
+        ids, cids, times = (tuple(e[k] for e in events) for k in range(3))
+        batch = BidBatch(t=times[-1], ts=times[-1], campaign_ids=cids, event_ids=ids, times=times, **columns)
         self.events += len(events)
         self.source.put(batch)
         self.advance(at)
@@ -393,12 +359,11 @@ def build_council(
     alert_history: bool = False,
     gate: Gate | None = None,
 ) -> Council:
-    """The one composition of the Council (see the module's docstring); `flow` and `mirror` False
-    leave SyncFlow or the mirror out (`synctwin mirror` is the mirror alone, its PAUSE straight to
-    the control port); `shadow`: shadow mode's store port on a stream (production's,
-    agents/synctwin/shadow/store.py), None: none; `alert_history`: SyncNotify keeps every alert
-    episode, closed ones too (a replay's report counts them); `gate`: the launch side of a Council
-    on a world (`ports.events`). The agents are made in one fixed order: it fixes SimPy's order of events."""
+    """The one composition of the Council (module docstring). `flow`/`mirror` False leave SyncFlow or
+    the mirror out (the mirror alone sends its PAUSE to the control port); `shadow`: shadow mode's
+    store port on a stream; `alert_history`: SyncNotify keeps closed alert episodes too (a replay's
+    report counts them); `gate`: the launch side on a world. The agents are made in one fixed order:
+    it fixes SimPy's order of events."""
     world = ports.events
     if not (mirror or flow or shadow):
         raise ValueError("a Council on a bid stream needs the mirror, SyncFlow or shadow mode")
@@ -410,6 +375,7 @@ def build_council(
         env, SyncNotify(ports.alerts, clock=clock or (lambda: env.now), keep_history=alert_history)
     )
     syncflow = watcher = brain = None
+    mail = {"audit": shield.mailbox, "alerts": notify.mailbox}  # SyncShield's and SyncNotify's
     if gate is not None:
         value = SyncValueAgent(env, SyncValue(ports.history, settings))
         twin = SyncTwinAgent(env, gate.gatekeeper, value.mailbox, paths=gate.paths)
@@ -418,13 +384,12 @@ def build_council(
             env,
             apis=ports.platforms or dict.fromkeys(get_args(Platform), ports.control),
             bids=world.subscribe() if world else simpy.Store(env) if mirror else source,
-            audit=shield.mailbox,
-            alerts=notify.mailbox,
             settings=settings,
             ticks_per_day=86_400.0 / (world.spec.tick if world else settings.council_tick_s),
             disabled_guards=disabled_guards,
             epoch0=world.clock.epoch0 if world else 0.0,
             bidding=ports.platforms is not None,  # a stream's platforms pace their own bids
+            **mail,
         )
     if mirror:
         pauses: simpy.Store = syncflow.mailbox if syncflow is not None else simpy.Store(env)
@@ -434,12 +399,11 @@ def build_council(
             env,
             bids=world.subscribe() if world else source,
             syncflow=pauses,
-            audit=shield.mailbox,
-            alerts=notify.mailbox,
             cfg=mirror_config(settings),
             every=5 if world else 1,
             forward=syncflow.bids if syncflow is not None and not world else None,
             stuck_after=settings.mirror_stuck_after,
+            **mail,
         )
         if syncflow is not None:
             syncflow.mirror = watcher.mailbox

@@ -1,42 +1,25 @@
-"""The Council's Redis ports: the worker of `synctwin run` (every agent) and `synctwin mirror` (the
-mirror alone) on the `{prefix}bids` stream.
-
-The consumer-group mechanics are synctwin/infra/stream_consumer.py's (batches, heartbeats, a dead
-worker's batch claimed before anything new is read, poison and dead letters, backoff on a lost
-connection). Per batch:
-- every entry is decoded and checked by the mirror's parser; one that is not a bid event is a dead
-  letter, and so is the event of a campaign without a plan (`{prefix}campaign:{id}:strategy`, as
-  `gate --redis` stores it, with its `:projection` when there is one, and the baseline of `:gate`;
-  the mirror alone needs only the `:projection`), and an impossible one (`Council.screen`);
-- a known campaign's plan is checked again every `plan_ttl_s` (by a fingerprint of its keys: their
-  length and first bytes), at once when its mirror hash was reset (`gate --redis` deletes it when it
-  publishes a new plan) or when one of its events falls outside its plan's limits: a re-published
-  plan replaces the old one in the Council (`Adopt(replace=True)`, the mirror's `Watch`);
-- the mirror's state lives in Redis, `{prefix}campaign:{id}:mirror` (the fields of
-  `MirrorState.to_hash`, the `launch_ts` it belongs to and a revision `rev`): the batch's hashes are
-  WATCHed and their revisions read before the Council runs; a state another worker wrote since
-  (or a worker that takes over after a kill -9) is read afresh, so every batch is judged on the
-  campaign's latest state;
-- the batch is one message to the Council (agents/council/build.py), run until it has decided;
-- what it decided is written in ONE MULTI/EXEC with the XACK of the batch: the changed mirror
-  states (new revisions), per PAUSE the marker `{prefix}campaign:{id}:paused` (its fields) and the
-  `{prefix}control` entry, the alerts on `{prefix}alerts` and the audit records chained onto
-  `{prefix}audit`. A campaign whose marker is set already (another worker, or this one before a
-  kill -9) gets no second PAUSE, and its alerts and audit records of the batch go with it. If a
-  WATCHed hash changed meanwhile (another worker of the group wrote the campaign), its state is
-  read again, this batch's events of it applied on top (idempotently: older ones change nothing),
-  and the write tried again. A worker killed before EXEC wrote and acknowledged nothing: whoever
-  claims its batch decides it again;
-- every `trim_every_s` the bid stream is trimmed (XTRIM MINID) below the oldest entry any
-  consumer group still needs.
-
-SyncFlow's guard states (the budget stop's day spend and runaway count, MarginGuardian's window,
-AutoRollback's CUSUM, the bookkeeping they are fed from) live in the shard's `{prefix}guards`
-hash, a field per campaign (agents/syncflow/persist.py's fields as JSON). They are written with
-the batch's mirror states in its MULTI (one HSET for the campaigns whose state changed) and read
-when the Council adopts a campaign, and again when its mirror hash moved under this worker
-(another worker wrote it): a worker that takes a campaign over continues its guards where the
-last commit left them, so it pauses at the event the uninterrupted worker would.
+"""The Council's Redis ports: the worker of `synctwin run` (every agent), `synctwin mirror` (the mirror
+alone) and `synctwin shadow --redis` on the `{prefix}bids` stream. The consumer-group mechanics
+(claims, poison, dead letters, backoff) are synctwin/infra/stream_consumer.py's. Per batch:
+- an entry that is not a bid event, of a campaign without a plan (`{prefix}campaign:{id}:strategy`
+  with its `:projection` and `:gate`, as `gate --redis` stores them; the mirror alone: the
+  `:projection`) or impossible (`Council.screen`) is a dead letter;
+- a plan is checked again every `plan_ttl_s` by a fingerprint of its keys, and at once when its
+  mirror hash was reset or an event falls outside its limits: a re-published plan replaces the old;
+- the mirror states (`{prefix}campaign:{id}:mirror`: `MirrorState.to_hash`, `launch_ts`, revision
+  `rev`) are WATCHed and read afresh when another worker wrote them, so every batch is judged on
+  the latest state; the batch is one message to the Council (agents/council/build.py);
+- its decisions go in ONE MULTI/EXEC with the batch's XACK: the changed states, per PAUSE the marker
+  `{prefix}campaign:{id}:paused` and the `{prefix}control` entry, the alerts (`{prefix}alerts`) and
+  the audit records chained onto `{prefix}audit`. A campaign marked already gets no second PAUSE (nor
+  its alerts and records). On a WATCH conflict the moved states are read again, the batch's events
+  of them applied on top (idempotently) and the write retried; a worker killed before EXEC wrote
+  nothing, and whoever claims its batch decides it again;
+- every `trim_every_s` the stream is trimmed (XTRIM MINID) below what any group still needs.
+SyncFlow's guard states live in the shard's `{prefix}guards` hash, a field per campaign (JSON of
+agents/syncflow/persist.py's fields), written in the batch's MULTI and read at adopt and when a
+mirror hash moved under this worker: a worker that takes a campaign over pauses at the event the
+uninterrupted worker would.
 """
 
 from __future__ import annotations
@@ -49,7 +32,7 @@ import logging
 import operator
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,12 +116,10 @@ def _fingerprint(raw: str | None) -> tuple[int, str] | None:
 
 @contextlib.contextmanager
 def _worker_gc() -> Iterator[None]:
-    """The cyclic collector tuned for a draining worker, restored after. A batch allocates (and
-    frees, by reference counting: almost none of it is cyclic) hundreds of thousands of small
-    objects; at CPython's default threshold the collector ran about five times a batch, and its
-    full collections walked everything the process holds (agents, plans, modules). Young
-    collections every `_GC_YOUNG` allocations, and what exists when the worker starts frozen out
-    of them: about a tenth of a batch's CPU, with memory still bounded."""
+    """The cyclic collector tuned for a draining worker, restored after: a batch allocates and frees
+    (by reference counting) hundreds of thousands of objects, and at CPython's default threshold the
+    collector walked everything the process holds about five times a batch. Young collections every
+    `_GC_YOUNG` allocations, with what exists at start frozen out: a tenth of a batch's CPU saved."""
     old = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(max(old[0], _GC_YOUNG), *old[1:])
@@ -152,17 +133,13 @@ def _worker_gc() -> Iterator[None]:
 _escape = json.encoder.encode_basestring_ascii  # a str as JSON text (what json.dumps writes for it)
 
 
-@functools.cache
-def _key(name: str) -> str:
-    return _escape(name)
+_key = functools.cache(_escape)  # a field's name as JSON text: the few names, escaped once
 
 
 class RedisGuardStore:
-    """The Council's guards port on Redis: one hash per shard, `{prefix}guards`, a field per live
-    campaign holding its guard state's fields as JSON. `load` reads them (at adopt, after a
-    conflict); `save` keeps what changed for `queue` to write in the commit's MULTI: ONE HSET for
-    the whole batch (a hash per campaign cost one command and one reply per campaign and batch,
-    about a third of the drain)."""
+    """The Council's guards port on Redis: one hash per shard, `{prefix}guards`, a field per campaign
+    (its guard state's fields as JSON), read at adopt and after a conflict; what changed is written
+    in the commit's MULTI as ONE HSET for the batch (a hash per campaign cost a third of the drain)."""
 
     def __init__(self, client: Any, prefix: str) -> None:
         self.client, self.prefix = client, prefix
@@ -199,9 +176,8 @@ class RedisGuardStore:
 
     def forget(self, campaign_ids: Iterable[str]) -> None:
         for cid in campaign_ids:
-            self.pending.pop(cid, None)
-            self._stored.pop(cid, None)
-            self._escaped.pop(cid, None)
+            for by_campaign in (self.pending, self._stored, self._escaped):
+                by_campaign.pop(cid, None)
 
     def queue(self, pipe: Any) -> None:
         """A campaign's field is its fields as one JSON object (of JSON strings), assembled from each
@@ -237,29 +213,12 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         *,
         prefix: str = "synctwin:",
         group: str = "synctwin-council",
-        consumer: str | None = None,
-        batch: int = 500,
-        block_ms: int | None = 1000,
-        claim_idle_ms: int = 30_000,
-        max_deliveries: int = 5,
-        stream_maxlen: int = 100_000,
-        heartbeat_ms: int = 5_000,
         clock: Any = time.time,
         plan_ttl_s: float = 60.0,
         trim_every_s: float = 5.0,
+        **options: Any,  # the consumer's (StreamConsumer: consumer, batch, block_ms, ...)
     ) -> None:
-        super().__init__(
-            client,
-            prefix=prefix,
-            group=group,
-            consumer=consumer,
-            batch=batch,
-            block_ms=block_ms,
-            claim_idle_ms=claim_idle_ms,
-            max_deliveries=max_deliveries,
-            stream_maxlen=stream_maxlen,
-            heartbeat_ms=heartbeat_ms,
-        )
+        super().__init__(client, prefix=prefix, group=group, **options)
         if not isinstance(council.ports.audit, OutboxAuditStore):
             raise TypeError("RedisCouncil needs a Council built with an OutboxAuditStore")
         self.council = council
@@ -275,11 +234,9 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         self.trim_every_s = trim_every_s  # 0: never trim the bid stream
         self.control, self.alerts = f"{prefix}control", f"{prefix}alerts"
         self.audit = RedisAuditStore(client, key=f"{prefix}audit", clock=clock)
-        self.stats = CouncilStats()
-        self._reported = CouncilStats()
-        self._written_reasons: dict[str, int] = {}  # pauses written since the last report, by reason
-        self._no_plan: dict[str, str] = {}  # campaigns without a usable plan: why (re-read at most every minute)
-        self._no_plan_at: dict[str, float] = {}
+        self.stats, self._reported = CouncilStats(), CouncilStats()  # the counters, and as last reported
+        self._written_reasons: Counter[str] = Counter()  # pauses written since the last report, by reason
+        self._no_plan: dict[str, tuple[str, float]] = {}  # campaign -> why it has no usable plan, since when
         self._prints: dict[str, tuple[float, tuple[Any, ...]]] = {}  # campaign -> (checked at, its keys' fingerprints)
         self._revs: dict[str, int] = {}  # campaign -> the mirror hash's revision as this worker last read/wrote it
         self._stored: dict[str, dict[str, str]] = {}  # campaign -> the mirror hash's fields as stored
@@ -298,10 +255,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
 
     # --- plans ---------------------------------------------------------------------------------
     def _plan_keys(self, cid: str) -> list[str]:
-        base = f"{self.prefix}campaign:{cid}"
-        if self.council.flow is None:
-            return [f"{base}:projection"]
-        return [f"{base}:strategy", f"{base}:projection", f"{base}:gate"]
+        parts = ("projection",) if self.council.flow is None else ("strategy", "projection", "gate")
+        return [f"{self.prefix}campaign:{cid}:{part}" for part in parts]
 
     def _plans(self, campaign_ids: list[str]) -> dict[str, tuple[Plan, bool] | str]:
         """Each campaign's plan and whether it is paused already, or why it has no plan."""
@@ -315,32 +270,22 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         n = len(self._plan_keys("x")) + 1
         now = time.monotonic()
         for k, cid in enumerate(campaign_ids):
-            got = replies[n * k : n * k + n]
-            raw, paused = got[:-1], got[-1]
-            base = f"{self.prefix}campaign:{cid}"
-            if self.council.flow is None:
-                raw_s, raw_p, raw_g = None, raw[0], None
-                if raw_p is None:
-                    out[cid] = f"unknown campaign {cid}: no projection at {base}:projection"
-                    continue
-            else:
-                raw_s, raw_p, raw_g = raw
-                if raw_s is None:
-                    out[cid] = f"unknown campaign {cid}: no plan at {base}:strategy"
-                    continue
+            *raw, paused = replies[n * k : n * k + n]
+            base, alone = f"{self.prefix}campaign:{cid}", self.council.flow is None  # the mirror alone
+            if raw[0] is None:  # its strategy (the mirror alone: its projection)
+                what = "projection" if alone else "plan"
+                out[cid] = f"unknown campaign {cid}: no {what} at {self._plan_keys(cid)[0]}"
+                continue
+            raw_s, raw_p, raw_g = (None, raw[0], None) if alone else raw
             try:
                 gate = json.loads(raw_g) if raw_g else {}
                 baseline = gate.get("baseline") if isinstance(gate, dict) else None
-                plan = plan_from_parts(
-                    cid,
-                    json.loads(raw_s) if raw_s is not None else None,
-                    json.loads(raw_p) if raw_p else None,
-                    baseline if isinstance(baseline, dict) else None,
-                    source=base,
-                )
+                strategy = json.loads(raw_s) if raw_s is not None else None
+                projection = json.loads(raw_p) if raw_p else None
+                baseline = baseline if isinstance(baseline, dict) else None
+                plan = plan_from_parts(cid, strategy, projection, baseline, source=base)
             except (ValueError, InvalidInput) as exc:
-                what = "the projection" if self.council.flow is None else "its plan"
-                out[cid] = f"campaign {cid}: {what} at {base} is invalid ({exc})"
+                out[cid] = f"campaign {cid}: {'the projection' if alone else 'its plan'} at {base} is invalid ({exc})"
                 continue
             self._prints[cid] = (now, tuple(_fingerprint(r) for r in raw))
             out[cid] = (plan, bool(paused))
@@ -390,19 +335,19 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         return {p.campaign_id for p, _ in adopt}
 
     # --- mirror states -------------------------------------------------------------------------
-    def _watch_states(self, campaign_ids: list[str]) -> None:
-        """WATCH the mirror hashes of the batch's campaigns (and any left unwritten) and read again
-        those another worker (or `gate --redis`: a new plan) changed since this worker's copy."""
+    def _watch_states(self, campaign_ids: Iterable[str]) -> list[str]:
+        """WATCH the mirror hashes of these campaigns (and any left unwritten) and read again those
+        another worker (or `gate --redis`: a new plan) changed since this worker's copy; their ids."""
         book = self.book
         if book is None:
-            return
+            return []
         cids = [c for c in dict.fromkeys([*campaign_ids, *book.touched]) if c in book.curves]
         if not cids:
-            return
+            return []
         if self._tx is None:
             self._tx = self.client.pipeline(transaction=True)
         self._tx.watch(*[self.mirror_key(c) for c in cids])
-        self._refresh(cids)
+        return self._refresh(cids)
 
     def _refresh(self, cids: list[str]) -> list[str]:
         """Read the revisions of these mirror hashes (after WATCH); load those that moved. The ids loaded."""
@@ -438,9 +383,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         return moved
 
     def _state_writes(self) -> list[tuple[str, int, dict[str, str], tuple[float, ...], tuple[Any, ...]]]:
-        """(campaign, new revision, the fields that changed, its snapshots' signature, its scalar
-        values) of every mirror state to write. A scalar is compared as a value with what this
-        worker wrote last (as text with what it read), so only the changed ones are formatted."""
+        """(campaign, new revision, changed fields, snapshots' signature, scalar values) per state to write;
+        scalars compared as values with what was written (as text with what was read), few formatted."""
         book = self.book
         if book is None:
             return []
@@ -459,11 +403,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                     if v != w or type(v) is not type(w)
                 }
             else:
-                changes = {}
-                for name, v in zip(_SCALARS, values, strict=True):
-                    s = v if type(v) is str else str(v)
-                    if stored.get(name) != s:
-                        changes[name] = s
+                texts = (v if type(v) is str else str(v) for v in values)
+                changes = {name: s for name, s in zip(_SCALARS, texts, strict=True) if stored.get(name) != s}
             if stored.get("campaign_id") != cid:
                 changes["campaign_id"] = cid
             sig = _snapshot_sig(state)
@@ -504,12 +445,12 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         self._recheck([c for c in cids if council.knows(c)])
         if fresh:
             now = time.monotonic()
-            ask = [c for c in fresh if c not in self._no_plan or now - self._no_plan_at[c] > 60.0]
+            ask = [c for c in fresh if c not in self._no_plan or now - self._no_plan[c][1] > 60.0]  # a minute on
             found = self._plans(ask) if ask else {}
             adopt = []
             for cid, got in found.items():
                 if isinstance(got, str):
-                    self._no_plan[cid], self._no_plan_at[cid] = got, now
+                    self._no_plan[cid] = (got, now)
                 else:
                     self._no_plan.pop(cid, None)
                     adopt.append(got)
@@ -519,7 +460,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             if council.knows(e[1]):
                 known.append((entry_id, fields, e))
             else:
-                dead.append((entry_id, fields, self._no_plan.get(e[1], f"unknown campaign {e[1]}: no plan")))
+                why = self._no_plan.get(e[1])
+                dead.append((entry_id, fields, why[0] if why else f"unknown campaign {e[1]}: no plan"))
         self._watch_states([c for c in cids if council.knows(c)])
         events, bad = council.screen([e for _, _, e in known], self.clock())
         if bad and self._recheck({e[1] for e, _ in bad}, force=True):  # a new launch: judge by its plan
@@ -546,20 +488,13 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         audits, alerts = self.outbox_audit.pending, self.outbox_alerts.alerts
         control.pauses, self.outbox_audit.pending, self.outbox_alerts.alerts = [], [], []
         try:
-            if (
-                ids
-                or pauses
-                or audits
-                or alerts
-                or (self.book is not None and self.book.touched)
-                or (self.shadow is not None and self.shadow.pending)
-                or (self.guards is not None and self.guards.pending)
-            ):
+            touched = self.book is not None and self.book.touched
+            pending = any(store is not None and store.pending for store in (self.shadow, self.guards))
+            if ids or pauses or audits or alerts or touched or pending:
                 self._write(ids, pauses, audits, alerts, events)
-                if self.shadow is not None:
-                    self.shadow.committed()
-                if self.guards is not None:
-                    self.guards.committed()
+                for store in (self.shadow, self.guards):
+                    if store is not None:
+                        store.committed()
         except BaseException:  # nothing was written: keep the decisions (and the states) for the next commit
             control.pauses[:0] = pauses
             self.outbox_audit.pending[:0] = audits
@@ -611,18 +546,9 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                     pipe.hset(self.marker(p.campaign_id), mapping=fields)
                     pipe.xadd(self.control, fields, maxlen=self.maxlen, approximate=True)
                 for a in keep_n:
-                    pipe.xadd(
-                        self.alerts,
-                        {
-                            "severity": a.severity,
-                            "title": a.title,
-                            "message": a.message,
-                            "details": json.dumps(a.details, separators=(",", ":"), default=str),
-                            "ts": repr(a.ts),
-                        },
-                        maxlen=self.maxlen,
-                        approximate=True,
-                    )
+                    details = json.dumps(a.details, separators=(",", ":"), default=str)
+                    fields = {"severity": a.severity, "title": a.title, "message": a.message, "details": details}
+                    pipe.xadd(self.alerts, fields | {"ts": repr(a.ts)}, maxlen=self.maxlen, approximate=True)
                 for rec in recs:
                     self.audit.queue(pipe, rec)
                 if self.shadow is not None:
@@ -644,8 +570,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             if self.book is not None:
                 self.book.touched.clear()
             self.stats.pauses += len(keep_p)
-            for p in keep_p:
-                self._written_reasons[p.reason] = self._written_reasons.get(p.reason, 0) + 1
+            self._written_reasons.update(p.reason for p in keep_p)
             self.stats.duplicates += len(pauses) - len(keep_p)
             now = self.clock()
             self.stats.pause_latencies_ms.extend((now - p.ts) * 1000.0 for p in keep_p if p.ts is not None)
@@ -669,22 +594,14 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
     def _merge(
         self, events: list[LiveEvent], pauses: list[PauseCommand], audits: list[dict[str, Any]], alerts: list[Any]
     ) -> None:
-        """After a WatchError: WATCH again, read the states that moved, and apply this batch's events
-        of those campaigns on top (older ones change nothing); a PAUSE that only the merged state
-        reaches is added to the batch's pauses, with its alert and audit record."""
+        """After a WatchError: WATCH again and apply this batch's events on the states that moved (older
+        ones change nothing); a PAUSE only the merged state reaches joins the batch's, alert and record."""
+        self._tx.reset()
+        moved = set(self._watch_states(e[1] for e in events))
         book = self.book
-        pipe = self._tx
-        pipe.reset()
-        if book is None:
+        if not moved or book is None:
             return
-        cids = [c for c in dict.fromkeys([*(e[1] for e in events), *book.touched]) if c in book.curves]
-        if not cids:
-            return
-        pipe.watch(*[self.mirror_key(c) for c in cids])
-        moved = set(self._refresh(cids))
-        if not moved:
-            return
-        counters = (book.applied, book.ignored, book.greys, book.stuck_alerts)
+        counters, threshold = (book.applied, book.ignored, book.greys, book.stuck_alerts), book.cfg.threshold
         paused = {p.campaign_id for p in pauses}
         for _event_id, cid, ts, values in (e for e in events if e[1] in moved):
             outcome = book.apply(cid, _event_id, ts, values)
@@ -694,15 +611,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             pauses.append(outcome.command())
             severity, title, message, details = outcome.alert()
             alerts.append(Alert(severity=severity, title=title, message=message, details=details, ts=self.clock()))
-            audits.append(
-                {
-                    "event_type": "AUTO_ROLLBACK_TRIGGERED",
-                    "client_id": None,
-                    "campaign_id": cid,
-                    "reason": PAUSE_REASON,
-                    "metadata": outcome.audit(book.cfg.threshold),
-                }
-            )
+            meta = {"client_id": None, "campaign_id": cid, "reason": PAUSE_REASON}
+            audits.append({"event_type": "AUTO_ROLLBACK_TRIGGERED", **meta, "metadata": outcome.audit(threshold)})
         book.applied, book.ignored, book.greys, book.stuck_alerts = counters
 
     # --- the loop's hooks ----------------------------------------------------------------------
@@ -719,10 +629,6 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             with contextlib.suppress(redis.exceptions.RedisError):
                 self._tx.reset()
             self._tx = None
-
-    def _dead_letter(self, entry_id: str, entry_fields: dict[Any, Any], reason: str) -> dict[str, str]:
-        """With this group's name: every group writes to the one dead-letter stream."""
-        return super()._dead_letter(entry_id, entry_fields, reason) | {"group": self.group}
 
     def _on_group_ready(self) -> None:
         """A (re)start settles what came due while no worker ran."""
@@ -753,24 +659,19 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         """XTRIM MINID the bid stream below the oldest entry any group has not yet acknowledged
         (its first pending entry, or past its last delivered one). Never loses an event."""
         try:
-            floor: tuple[int, int] | None = None
+            marks = []
             for g in self.client.xinfo_groups(self.bids):
                 mark = id_key(g["last-delivered-id"])
-                if g["pending"]:
-                    first = self.client.xpending(self.bids, g["name"])["min"]
-                    if first:
-                        mark = min(mark, id_key(first))
-                floor = mark if floor is None else min(floor, mark)
-            if not floor or floor == (0, 0):
+                first = self.client.xpending(self.bids, g["name"])["min"] if g["pending"] else None
+                marks.append(min(mark, id_key(first)) if first else mark)
+            floor = min(marks, default=(0, 0))
+            if floor == (0, 0):
                 return 0
             # approximate: whole stream nodes only (cheap); Redis caps one call at 100 nodes by
             # default, too few to keep up with a busy stream, so ask for more, a bounded few times
-            n = 0
+            n, minid = 0, f"{floor[0]}-{floor[1]}"
             for _ in range(10):
-                done = int(
-                    self.client.xtrim(self.bids, minid=f"{floor[0]}-{floor[1]}", approximate=True, limit=_TRIM_LIMIT)
-                    or 0
-                )
+                done = int(self.client.xtrim(self.bids, minid=minid, approximate=True, limit=_TRIM_LIMIT) or 0)
                 n += done
                 if done < _TRIM_LIMIT // 2:
                     break
@@ -786,10 +687,8 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
     def _report_metrics(self) -> None:
         if not self.judging:  # shadow mode alone: its store reports the counters, with the loop's
             if self.shadow is not None:
-                self.shadow.stats.reclaimed, self.shadow.stats.redis_errors = (
-                    self.stats.reclaimed,
-                    self.stats.redis_errors,
-                )
+                shadow = self.shadow.stats
+                shadow.reclaimed, shadow.redis_errors = self.stats.reclaimed, self.stats.redis_errors
                 self.shadow._report_metrics()
             return
         book = self.book
@@ -799,13 +698,12 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             s.applied, s.ignored, s.greys, s.stuck_alerts = book.applied, book.ignored, book.greys, book.stuck_alerts
             deviations = [(c, book.states[c].deviation) for c in self._evaluated if c in book.states]
             self._evaluated.clear()
-        delta = {
+        delta = {  # pauses are counted by reason below, as they are written
             name: getattr(self.stats, name) - getattr(self._reported, name)
-            for name in ("events", "dead", "ignored", "greys", "batches", "redis_errors", "pauses")
+            for name in ("events", "dead", "ignored", "greys", "batches", "redis_errors")
         }
         for name in delta:
             setattr(self._reported, name, getattr(self.stats, name))
-        delta.pop("pauses")  # counted by reason below, as they are written
         metrics.record_mirror(delta, deviations)
         for reason, n in self._written_reasons.items():
             metrics.PAUSES.labels(reason=reason).inc(n)
@@ -829,36 +727,23 @@ def redis_council(
     guard_state: bool = True,
     **options: Any,
 ) -> RedisCouncil:
-    """`synctwin run`'s worker: the Council on a wall-clock environment with the Redis ports
-    (`flow=False`: `synctwin mirror`'s, the mirror alone). `clock`: the wall clock, or another one
-    (a test's, the embedded demo's simulated world): then the environment is virtual and follows it.
-    `guard_state` False: SyncFlow's guard states stay in this worker's memory (a takeover starts them afresh)."""
+    """`synctwin run`'s worker: the Council with the Redis ports, on the wall clock (or another `clock`,
+    a test's or the demo's world: then the environment is virtual and follows it). `guard_state` False:
+    SyncFlow's guard states stay in this worker's memory (a takeover starts them afresh)."""
     env = make_environment(realtime=clock is time.time, initial_time=clock())
-    prefix = options.get("prefix", settings.key_prefix)
-    ports = Ports(
-        ControlPort(),
-        OutboxAuditStore(),
-        [OutboxSink()],
-        guards=RedisGuardStore(client, prefix) if guard_state else None,
-    )
+    prefix = options.pop("prefix", settings.key_prefix)
+    guards = RedisGuardStore(client, prefix) if guard_state else None
+    ports = Ports(ControlPort(), OutboxAuditStore(), [OutboxSink()], guards=guards)
     store = None
     if shadow:
         store = RedisShadowStore(client, prefix=prefix, grace_s=grace_s, limits=event_limits(settings), clock=clock)
     council = build_council(
         env, settings, ports, disabled_guards=disabled_guards, flow=flow, mirror=mirror, shadow=store, clock=clock
     )
-    kwargs: dict[str, Any] = {
-        "prefix": settings.key_prefix,
-        "group": group,
-        "consumer": consumer,
-        "batch": batch or settings.mirror_batch,
-        "block_ms": block_ms,
-        "claim_idle_ms": settings.mirror_claim_idle_ms,
-        "max_deliveries": settings.mirror_max_deliveries,
-        "heartbeat_ms": settings.mirror_heartbeat_ms,
-        "clock": clock,
-    }
-    return RedisCouncil(client, council, **(kwargs | options))
+    kwargs: dict[str, Any] = {"group": group, "consumer": consumer, "batch": batch or settings.mirror_batch}
+    kwargs |= {"block_ms": block_ms, "claim_idle_ms": settings.mirror_claim_idle_ms, "clock": clock}
+    kwargs |= {"max_deliveries": settings.mirror_max_deliveries, "heartbeat_ms": settings.mirror_heartbeat_ms}
+    return RedisCouncil(client, council, prefix=prefix, **(kwargs | options))
 
 
 def redis_mirror(client: Any, settings: Settings, *, group: str = "synctwin-mirror", **options: Any) -> RedisCouncil:

@@ -1,26 +1,17 @@
 """The Council on a sharded bid stream: a worker process (`synctwin run --shards N`, `mirror`, `shadow`)
-holds some shards' leases (synctwin/infra/leases.py) and runs one RedisCouncil per shard it holds,
-each on the shard's prefix, so its stream, dead letters, control, alerts, audit chain, campaign keys,
-pause markers and heartbeats are the shard's own.
-
-Why this shape: a campaign lives in one shard, and a shard is read by one live worker at a time, so
-a campaign's events are applied in order however many workers run and whichever dies. The
-supervision, every third of the lease TTL:
+holds some shards' leases (synctwin/infra/leases.py) and runs one RedisCouncil per shard it holds, on
+the shard's prefix (its stream, dead letters, control, alerts, audit chain, campaign keys, markers).
+A campaign lives in one shard, read by one live worker at a time, so its events are applied in
+order however many workers run and whichever dies. Every third of the lease TTL:
 - `ShardLeases.step()`: heartbeat, renew, acquire free shards up to the fair share ceil(N / live);
-- a shard newly held gets a fresh council (the shard's state is in Redis: mirror hashes, SyncFlow's
-  guard states, markers) in a thread of its own. Its consumer name
-  is the shard's (`shard-{k}`), the same for every owner, so it first reads that consumer's pending
-  entries from 0, i.e. what a dead owner read and did not acknowledge, in stream order, then new ones;
-- a shard lost (another worker holds its lease, or it expired by the local clock) has its council
-  told to stop; its commits are fenced meanwhile (`ShardLease.fence`, the WATCH of the lease inside
-  the commit's transaction), so nothing of it is written or acknowledged after the loss;
-- a surplus shard (more workers are live now) has its council finish and commit the batch in
-  hand, then the lease is released for the newcomer;
-- on stop (SIGTERM), every council drains its batch and the leases are released, so the others
-  take the shards at their next step instead of after a TTL.
-Threads, not processes: the councils of one worker share its Python interpreter (and the GIL), so
-a worker's throughput is about one council's whatever the shards it holds; more throughput is more
-worker processes (docs/scale-out.md).
+- a shard newly held gets a fresh council (its state is in Redis) in a thread of its own, consumer
+  `shard-{k}` for every owner, so it first reads what a dead owner read and did not acknowledge;
+- a shard lost has its council stopped, its commits fenced meanwhile (`ShardLease.fence`: the
+  lease WATCHed in the commit's transaction); a surplus shard (more workers live) has its council
+  commit the batch in hand, then the lease is released; on SIGTERM every council drains and every
+  lease is released, so the others take the shards at their next step, not after a TTL.
+Threads, not processes: the councils of one worker share its GIL, so more throughput is more worker
+processes (docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -52,9 +43,8 @@ def shard_consumer(shard: int) -> str:
 
 
 class ShardLease:
-    """The `Ownership` (synctwin/infra/stream_consumer.py) of one shard by this worker: reads only while
-    the lease surely outlasts them, commits fenced by the lease. `lock` serializes the worker's use of
-    its ShardLeases (the supervisor's steps and every shard's commits)."""
+    """This worker's `Ownership` of a shard: reads only while the lease surely outlasts them, commits
+    fenced by it; `lock` serializes the use of its ShardLeases (the supervisor's and every shard's)."""
 
     def __init__(self, leases: ShardLeases, shard: int, lock: threading.Lock, read_s: float) -> None:
         self.leases, self.shard, self.lock, self.read_s = leases, shard, lock, read_s
@@ -103,8 +93,6 @@ class ShardedCouncil:
         self.drained: set[int] = set()  # `once`: shards whose council found nothing more to read
         self.surplus: set[int] = set()
         self.taken = 0  # acquisitions
-        self.lost = 0  # leases lost while held (another worker took them, or they expired)
-        self.fenced = 0  # councils stopped by their fence or their read check (LeaseLost)
         self.crashed: BaseException | None = None  # a council's error other than LeaseLost: the worker stops
 
     # --- the loop ------------------------------------------------------------------------------
@@ -137,8 +125,7 @@ class ShardedCouncil:
                     break
                 time.sleep(0.02)
         finally:
-            for r in self.running.values():
-                r.stop.set()
+            self.stop_all()
             for r in self.running.values():
                 r.thread.join()
             self._reap()
@@ -161,7 +148,6 @@ class ShardedCouncil:
             self.taken += len(changes.acquired)
             log.info("shards %s taken (%s)", changes.acquired, self.leases.worker_id)
         if changes.lost:
-            self.lost += len(changes.lost)
             log.warning("shards %s lost: another worker holds them now", changes.lost)
         self.surplus |= set(changes.surplus)
         return True
@@ -192,7 +178,6 @@ class ShardedCouncil:
             r = self.running.pop(k)
             self.done.append(r.worker)
             if isinstance(r.error, LeaseLost):
-                self.fenced += 1
                 log.warning("%s; its council stopped, nothing of it committed since", r.error)
             elif r.error is not None:
                 log.error("the council of shard %d failed: %r", k, r.error)
@@ -228,11 +213,9 @@ class ShardedCouncil:
         """The councils' counters summed (pause latencies pooled)."""
         total = CouncilStats()
         for w in self.workers():
-            for f in fields(CouncilStats):
-                if f.name == "pause_latencies_ms":
-                    total.pause_latencies_ms.extend(w.stats.pause_latencies_ms)
-                else:
-                    setattr(total, f.name, getattr(total, f.name) + getattr(w.stats, f.name))
+            total.pause_latencies_ms.extend(w.stats.pause_latencies_ms)
+            for name in (f.name for f in fields(CouncilStats) if f.name != "pause_latencies_ms"):
+                setattr(total, name, getattr(total, name) + getattr(w.stats, name))
         return total
 
     @property
@@ -260,10 +243,9 @@ def sharded_council(
     step_s: float | None = None,
     **options: Any,
 ) -> ShardedCouncil:
-    """A worker over `settings.shards` shards: `factory` is `redis_council`, `redis_mirror` or
-    `redis_shadow`, called per shard with the shard's prefix and consumer (and `options`). The
-    layout's N is claimed first (`claim_layout`: a worker started with another N is refused). Reads
-    block at most a quarter of the TTL, so a read never outlasts a lease renewed on time."""
+    """A worker over `settings.shards` shards: `factory` (`redis_council`, `redis_mirror`, `redis_shadow`)
+    called per shard with its prefix and consumer; a worker started with another N than the layout's is
+    refused (`claim_layout`); reads block at most a quarter of the TTL, never outlasting a lease."""
     ttl = settings.lease_ttl_ms if ttl_ms is None else ttl_ms
     claim_layout(client, settings.key_prefix, settings.shards)
     leases = ShardLeases(client, worker_id or default_worker_id(), settings.shards, ttl, prefix=settings.key_prefix)

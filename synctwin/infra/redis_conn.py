@@ -8,29 +8,15 @@ from typing import Any
 from synctwin.infra.shards import check_cluster, check_shards
 from synctwin.kernel.config import get_settings
 from synctwin.kernel.errors import InvalidInput
-from synctwin.kernel.redact import redact, redact_logs, scrub
-
-__all__ = [
-    "EMBEDDED_URL",
-    "connect",
-    "connect_checked",
-    "is_cluster",
-    "is_cluster_node",
-    "key",
-    "redact",
-    "redact_logs",
-    "scrub",
-    "url_error",
-]
+from synctwin.kernel.redact import redact, scrub
+from synctwin.kernel.redact import redact_logs as redact_logs  # the commands' (a re-export)
 
 EMBEDDED_URL = "memory://"
 
 
 def connect(url: str | None = None, **kwargs: Any) -> Any:
-    """A decoded-string client for `url`; None or 'memory://' gives an in-process fakeredis.
-
-    Imports are lazy so commands that never touch Redis do not pay for them.
-    """
+    """A decoded-string client for `url`; None or 'memory://' gives an in-process fakeredis. Imports
+    are lazy so commands that never touch Redis do not pay for them."""
     if url is None or url == EMBEDDED_URL:
         import fakeredis
 
@@ -50,12 +36,10 @@ def connect(url: str | None = None, **kwargs: Any) -> Any:
 
 
 class _OnePass:
-    """A pipeline packed by hiredis in one pass and written in one piece. redis-py looks at every
-    argument in Python first (for memoryviews hiredis takes anyway), then cuts the result into
-    pieces of about 6 kB, each written with its own sendall: a system call, a wakeup of the server
-    and a partial read on its side per piece. A worker's commit (a batch's mirror states, shadow
-    mode's market and totals, the XACK) is some 5,000 arguments and 70 kB: ~1.9 ms -> ~1.25 ms.
-    What hiredis refuses (a bool, None) is packed by redis-py, which raises its usual DataError."""
+    """A pipeline packed by hiredis in one pass and written in one piece (redis-py checks every
+    argument in Python, then writes pieces of ~6 kB, a sendall and a server wakeup each): a worker's
+    commit (~5,000 arguments, 70 kB) 1.9 -> 1.25 ms. What hiredis refuses (a bool, None) is packed
+    by redis-py, which raises its usual DataError."""
 
     _pack: Any = None  # hiredis.pack_command
 
@@ -117,11 +101,8 @@ def url_error(url: str) -> InvalidInput:
 
 
 def connect_checked(url: str) -> Any:
-    """Connect and PING, so an unreachable server is one clear error instead of a later traceback.
-
-    Every message names the URL with its password masked (`redact`), and redis-py's own text is
-    scrubbed of it too, so the password never reaches a terminal or a log.
-    """
+    """Connect and PING, so an unreachable server is one clear error instead of a later traceback;
+    the URL's password is masked in every message (redis-py's own text too), never reaching a log."""
     try:
         client = connect(url)
     except ValueError:
@@ -129,20 +110,13 @@ def connect_checked(url: str) -> Any:
     try:
         client.ping()
     except Exception as exc:  # redis raises several connection error types
-        close = getattr(client, "close", None)
-        if callable(close):
-            close()
+        getattr(client, "close", lambda: None)()
         import redis
 
         if isinstance(exc, redis.exceptions.AuthenticationError):
             raise InvalidInput(f"Redis at {redact(url)} refused the credentials: {scrub(str(exc), url)}") from None
         raise InvalidInput(f"cannot reach Redis at {redact(url)}: {scrub(str(exc), url)}") from None
     return client
-
-
-def key(prefix: str, *parts: str) -> str:
-    """Join a key under the configured prefix: key('synctwin:', 'campaign', id, 'projection')."""
-    return prefix + ":".join(parts)
 
 
 BARE_FLAG = ""
@@ -183,13 +157,9 @@ def with_shards(settings: Any, value: str | None) -> Any:
 
 
 def redis_url_arg(value: str | None, *, default_to_env: bool) -> str | None:
-    """The Redis URL a command uses: `--redis URL`; else SYNCTWIN_REDIS_URL for a bare `--redis`, or when
-    the flag is absent and Redis is what the command runs on (`default_to_env`); else None.
-
-    A URL on the command line is visible to every user of the machine (`ps`, /proc/PID/cmdline);
-    the environment is readable only by the process's owner, so the env var is where a password goes.
-    """
-
+    """The Redis URL a command uses: `--redis URL`; else SYNCTWIN_REDIS_URL for a bare `--redis`, or
+    when the flag is absent and Redis is what the command runs on (`default_to_env`); else None. (A
+    command line is visible to every user (`ps`); the environment only to the process's owner.)"""
     env = get_settings().redis_url
     if value == BARE_FLAG:
         if not env:

@@ -1,34 +1,21 @@
-"""One consumer-group worker on the bid stream `{prefix}bids`, for the workers that share it.
-
-The Council's workers (agents/council/redis.py: `synctwin run`, and `synctwin mirror` and `synctwin
-shadow`, the Council with one agent) each read the stream in their own consumer group with the same
-reliability rules, kept here once:
-- the group is created from the stream's start (re-reading old events changes nothing), and
-  recreated when the stream disappears (deleted, or Redis restarted empty);
-- Redis unavailable: back off (0.1 s doubling to 5 s) and retry; nothing is acknowledged, so
-  nothing is lost. After an error the worker first re-reads its own pending entries (from 0);
-- the stream is read raw (bytes) and each worker decodes what it reads entry by entry, field by
-  field: an entry with a field that is not UTF-8 is a dead letter (its bytes kept, as hex, beside
-  the reason), never an exception out of the read that would crash every worker that reclaims it;
-- each worker keeps a heartbeat `{prefix}consumer:{group}:{name}` (PX `heartbeat_ms`, refreshed
-  every step at a third of that) and registers its name in `{prefix}consumers:{group}`. At start
-  and every `heartbeat_ms / 2`, the pending entries of registered consumers whose heartbeat has
-  expired (killed workers) are claimed (XCLAIM, min-idle 0) and processed BEFORE anything new is
-  read, so a dead worker's batch is applied in its campaigns' order, not after newer events. At
-  start, a consumer with pending entries whose heartbeat is still there is waited for (at most
-  `heartbeat_ms`): it is either refreshed (alive: go on) or expires (dead: claim);
-- now and then (every `claim_idle_ms / 2`) XAUTOCLAIM takes over what any worker left idle past
-  `claim_idle_ms` (consumers without a heartbeat: older versions); an event delivered more than
-  `max_deliveries` times (poison) goes to the dead letters `{prefix}bids:dead`, acknowledged in the
-  same transaction.
-A subclass processes the entries (`process`, which must acknowledge every entry it is given) and
-reports its metrics; the hooks below add its per-step extras.
-
-A worker of a sharded stream (agents/council/sharded.py) reads a shard only while it holds the
-shard's lease: its `owner` (an `Ownership`) is asked before every read and fences every commit, and
-since a shard's consumer name is the same for each of its successive owners, it re-reads its own
-pending entries (from 0) before anything new, at every step: what a predecessor read and did not
-acknowledge is applied first, in stream order.
+"""One consumer-group worker on the bid stream `{prefix}bids`: the reliability rules shared by the
+Council's workers (agents/council/redis.py: `synctwin run`, `mirror`, `shadow`), kept here once.
+- The group is created from the stream's start (re-reading old events changes nothing) and again
+  when the stream disappears. Redis unavailable: back off (0.1 s doubling to 5 s) and retry, then
+  re-read our own pending entries (from 0); nothing unacknowledged is lost.
+- Entries are read raw (bytes) and decoded field by field: one that is not UTF-8 is a dead letter
+  (its bytes kept as hex), never an exception that would crash every worker that reclaims it.
+- Each worker keeps a heartbeat `{prefix}consumer:{group}:{name}` (PX `heartbeat_ms`) and its name
+  in `{prefix}consumers:{group}`. At start and every `heartbeat_ms / 2` the pending entries of
+  consumers whose heartbeat expired (killed workers) are claimed and processed BEFORE anything new,
+  so a dead worker's batch is applied in order; at start a live-looking one is waited for (at
+  most `heartbeat_ms`) until it beats or expires.
+- Every `claim_idle_ms / 2` XAUTOCLAIM takes what was left idle past `claim_idle_ms` (workers without
+  heartbeat); an event delivered more than `max_deliveries` times (poison) goes to `{prefix}bids:dead`.
+A subclass processes the entries (`process` acknowledges all it is given) and reports metrics. A
+worker of a sharded stream (agents/council/sharded.py) has an `owner` (a shard's lease) asked before
+every read and fencing every commit; a shard's consumer name is the same for all its owners, so
+each step re-reads its own pending entries first: a predecessor's unacknowledged batch, in order.
 """
 
 from __future__ import annotations
@@ -39,6 +26,8 @@ import socket
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import redis
 
 Entry = tuple[str, dict[bytes, bytes]]  # (stream entry id, the event's fields as the stream holds them)
 DeadLetter = tuple[str, dict[Any, Any], str]  # (stream entry id, the event's fields, why)
@@ -57,26 +46,18 @@ def text_fields(fields: dict[Any, Any]) -> dict[str, str]:
     for k, v in fields.items():
         kb = k if type(k) is bytes else str(k).encode()
         vb = v if type(v) is bytes else str(v).encode()
-        name = kb.decode("utf-8", "backslashreplace")
-        out[name] = vb.decode("utf-8", "backslashreplace")
-        try:
-            kb.decode("utf-8")
-        except UnicodeDecodeError:
+        name, value = kb.decode("utf-8", "backslashreplace"), vb.decode("utf-8", "backslashreplace")
+        out[name] = value  # an escaped text encodes back to its bytes only when they were UTF-8
+        if name.encode() != kb:
             out[f"{name}:name_hex"] = kb.hex()  # the name's own bytes (its escaped form may be ambiguous)
-            out[f"{name}:hex"] = vb.hex()
-            continue
-        try:
-            vb.decode("utf-8")
-        except UnicodeDecodeError:
+        if name.encode() != kb or value.encode() != vb:
             out[f"{name}:hex"] = vb.hex()
     return out
 
 
 def raw_entries(raw: list[Any]) -> list[Entry]:
-    """Entries read raw: ids as text (always ASCII), fields as bytes, decoded by the worker that
-    reads them, field by field (a byte that is not UTF-8 is that entry's dead letter, not an
-    exception out of the read that would crash every worker that reclaims it). Deleted entries
-    (fields None) come back with no fields, for the worker to dead-letter."""
+    """Entries read raw: ids as text (always ASCII), fields as bytes for the worker to decode; a
+    deleted entry (fields None) comes back with no fields, for the worker to dead-letter."""
     return [(_text(i), f or {}) for i, f in raw if i is not None]
 
 
@@ -129,23 +110,16 @@ class StreamConsumer(Generic[S]):
         stream_maxlen: int = 100_000,
         heartbeat_ms: int = 5_000,
     ) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.group = group
+        self.client, self.prefix, self.group = client, prefix, group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.batch = max(1, int(batch))
-        self.block_ms = block_ms
-        self.claim_idle_ms = claim_idle_ms
-        self.max_deliveries = max_deliveries
-        self.maxlen = stream_maxlen
+        self.batch, self.block_ms = max(1, int(batch)), block_ms
+        self.claim_idle_ms, self.max_deliveries, self.maxlen = claim_idle_ms, max_deliveries, stream_maxlen
         self.bids, self.dead = f"{prefix}bids", f"{prefix}bids:dead"
         self._own_pending: str | None = "0"  # re-read our own pending entries from here first
-        self._next_claim = 0.0
         self.heartbeat_ms = max(0, int(heartbeat_ms))  # 0: no heartbeat, no rescue (idle-time reclaim only)
         self.heartbeat_key = f"{prefix}consumer:{group}:{self.consumer}"
         self.registry = f"{prefix}consumers:{group}"  # the consumers that keep a heartbeat
-        self._next_beat = 0.0
-        self._next_rescue = 0.0
+        self._next_claim = self._next_beat = self._next_rescue = 0.0
         self._starting = True  # the first rescue waits for predecessors whose heartbeat has not expired yet
         self.rescued = 0  # entries claimed from dead consumers (heartbeat gone)
 
@@ -163,8 +137,10 @@ class StreamConsumer(Generic[S]):
         raise NotImplementedError
 
     def _dead_letter(self, entry_id: str, entry_fields: dict[Any, Any], reason: str) -> dict[str, str]:
-        """The dead-letter record of one entry: the event as it came, where it was and why."""
-        return {**text_fields(entry_fields), "entry_id": entry_id, "reason": reason, "consumer": self.consumer}
+        """The dead-letter record of one entry: the event as it came, where it was and why (every
+        group writes to the one dead-letter stream)."""
+        where = {"entry_id": entry_id, "reason": reason, "consumer": self.consumer, "group": self.group}
+        return text_fields(entry_fields) | where
 
     def _on_group_ready(self) -> None:
         """After the group is (re)created, before the first read."""
@@ -187,8 +163,6 @@ class StreamConsumer(Generic[S]):
     def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start, so nothing published earlier is
         skipped: applying old events again changes nothing)."""
-        import redis
-
         try:
             self.client.xgroup_create(self.bids, self.group, id="0", mkstream=True)
         except redis.exceptions.ResponseError as exc:
@@ -198,8 +172,6 @@ class StreamConsumer(Generic[S]):
     def run(self, stop: Callable[[], bool], *, once: bool = False) -> S:
         """Consume until `stop()`: the batch in hand is finished and acknowledged first (drain);
         with `once`, until the group has nothing left for us (without blocking)."""
-        import redis
-
         backoff = 0.1
         group_ready = False
         while not stop():
@@ -233,8 +205,6 @@ class StreamConsumer(Generic[S]):
     def _leave(self) -> None:
         """A clean stop (the batch in hand acknowledged): take our heartbeat and our name out of the
         registry, so the registry does not grow by a name per restart. Best effort."""
-        import redis
-
         if not self.heartbeat_ms:
             return
         self._next_beat = 0.0  # run again (e.g. `once` now and then): beat at its first step
@@ -247,9 +217,8 @@ class StreamConsumer(Generic[S]):
             self.log.info("could not remove this worker's heartbeat (%s); it expires by itself", exc)
 
     def step(self, *, block: bool = True) -> int:
-        """Beat; take over what dead workers left (their heartbeat gone: at once, before reading
-        anything new; idle ones: now and then); re-read our own pending entries after a restart or
-        an error; then read and process one batch. The number of entries handled."""
+        """Beat; take over what dead workers left (at once) and idle ones (now and then); re-read our
+        own pending entries after a restart or an error; then read and process one batch; the count."""
         done = 0
         now = time.monotonic()
         if self.owner is not None:
@@ -300,10 +269,9 @@ class StreamConsumer(Generic[S]):
         self._next_beat = now + self.heartbeat_ms / 3000.0
 
     def rescue(self, *, wait: bool = False) -> int:
-        """Claim (XCLAIM, min-idle 0) and process the pending entries of registered consumers whose
-        heartbeat has expired, oldest first, a batch at a time; the number of entries handled.
-        `wait`: a consumer with pending entries whose heartbeat is still there is watched for at
-        most `heartbeat_ms`, until it is refreshed (alive) or expires (dead, claimed)."""
+        """Claim (XCLAIM) and process, oldest first, the pending entries of registered consumers whose
+        heartbeat expired; the number handled. `wait`: one whose heartbeat is still there is watched
+        (at most `heartbeat_ms`) until it is refreshed (alive) or expires (dead, claimed)."""
         idle = self._consumers()
         others = list(idle)
         if not others:
@@ -346,9 +314,7 @@ class StreamConsumer(Generic[S]):
         done = 0
         seen: set[str] = set()
         while True:
-            rows = self.client.xpending_range(
-                self.bids, self.group, min="-", max="+", count=self.batch, consumername=name
-            )
+            rows = self.client.xpending_range(self.bids, self.group, "-", "+", self.batch, consumername=name)
             ids = [_text(r["message_id"]) for r in rows]
             if not ids or seen.issuperset(ids):  # nothing left, or only entries XCLAIM cannot move
                 return done
@@ -364,17 +330,8 @@ class StreamConsumer(Generic[S]):
         claimed: list[Entry] = []
         start = "0-0"
         while True:
-            reply = self.client.execute_command(
-                "XAUTOCLAIM",
-                self.bids,
-                self.group,
-                self.consumer,
-                self.claim_idle_ms,
-                start,
-                "COUNT",
-                self.batch,
-                **RAW,
-            )
+            args = (self.bids, self.group, self.consumer, self.claim_idle_ms, start, "COUNT", self.batch)
+            reply = self.client.execute_command("XAUTOCLAIM", *args, **RAW)
             start, entries = _text(reply[0]), reply[1]
             claimed += raw_entries(entries)
             if start == "0-0" or not entries or len(claimed) >= 10 * self.batch:
@@ -388,11 +345,8 @@ class StreamConsumer(Generic[S]):
         """Claimed entries: those delivered more than `max_deliveries` times are dead letters
         (poison), the rest are processed."""
         counts = self._delivery_counts(claimed)
-        poison = [
-            (i, f, f"delivered {counts[i]} times without being processed (poison)")
-            for i, f in claimed
-            if counts.get(i, 0) > self.max_deliveries
-        ]
+        why = "delivered {} times without being processed (poison)"
+        poison = [(i, f, why.format(counts[i])) for i, f in claimed if counts.get(i, 0) > self.max_deliveries]
         if poison:
             self._dead_letters(poison)
             self._report_metrics()
@@ -407,9 +361,7 @@ class StreamConsumer(Generic[S]):
         lo, hi = min(want, key=id_key), max(want, key=id_key)
         page = max(100, len(want))
         while True:
-            rows = self.client.xpending_range(
-                self.bids, self.group, min=lo, max=hi, count=page, consumername=self.consumer
-            )
+            rows = self.client.xpending_range(self.bids, self.group, lo, hi, page, consumername=self.consumer)
             for p in rows:
                 if p["message_id"] in want:
                     counts[p["message_id"]] = p["times_delivered"]
@@ -419,8 +371,6 @@ class StreamConsumer(Generic[S]):
 
     def _dead_letters(self, dead: list[DeadLetter]) -> None:
         """XADD the dead letters and XACK their entries in one transaction (fenced by the owner)."""
-        import redis
-
         pipe = self.client.pipeline(transaction=True)
         for _attempt in range(10):
             try:
@@ -428,9 +378,8 @@ class StreamConsumer(Generic[S]):
                     self.owner.fence(pipe)
                     pipe.multi()
                 for entry_id, fields, reason in dead:
-                    pipe.xadd(
-                        self.dead, self._dead_letter(entry_id, fields, reason), maxlen=self.maxlen, approximate=True
-                    )
+                    record = self._dead_letter(entry_id, fields, reason)
+                    pipe.xadd(self.dead, record, maxlen=self.maxlen, approximate=True)
                 pipe.xack(self.bids, self.group, *[d[0] for d in dead])
                 pipe.execute()
                 break
