@@ -28,31 +28,18 @@ PAUSE_REASON = "SYNCTWIN_DEVIATION_THRESHOLD"
 
 
 def mirror_config(settings: Settings) -> MirrorConfig:
-    return MirrorConfig(
-        interval=settings.mirror_interval,
-        warmup=settings.mirror_warmup,
-        min_projected_conversions=settings.mirror_min_projected_conversions,
-        threshold=settings.mirror_threshold,
-        grey_threshold=settings.mirror_grey_threshold,
-        window=settings.mirror_window,
-        persistence=settings.mirror_persistence,
-        cusum_drop=settings.mirror_cusum_drop,
-        cusum_threshold=settings.mirror_cusum_threshold,
-        reference_lag=settings.mirror_reference_lag,
-        reference_span=settings.mirror_reference_span,
-        min_reference_conversions=settings.mirror_min_reference_conversions,
-    )
+    """The mirror's test from the settings: each field is `mirror_<field>`."""
+    return MirrorConfig(**{f: getattr(settings, f"mirror_{f}") for f in MirrorConfig.__dataclass_fields__})
 
 
 def event_limits(settings: Settings) -> EventLimits:
-    """The live stream's plausibility limits from the settings."""
+    """The live stream's plausibility limits from the settings (`mirror_<field>`, the clock skew's
+    shared with the API)."""
     return EventLimits(
-        max_clock_skew_s=settings.max_clock_skew_s,
-        flight_grace_s=settings.mirror_flight_grace_s,
-        max_plan_factor=settings.mirror_max_plan_factor,
-        plan_slack_s=settings.mirror_plan_slack_s,
-        max_counter=settings.mirror_max_counter,
-        stuck_after=settings.mirror_stuck_after,
+        **{
+            f: getattr(settings, f if f == "max_clock_skew_s" else f"mirror_{f}")
+            for f in EventLimits.__dataclass_fields__
+        }
     )
 
 
@@ -70,14 +57,11 @@ class Outcome:
 
     def command(self) -> PauseCommand:
         """The PAUSE this verdict asks for (the one shape every mode sends)."""
-        why = f"Campaign performance deviating {self.deviation:.1%} from SyncTwin projection."
-        return PauseCommand(
-            self.campaign_id,
-            PAUSE_REASON,
-            {"why": why, "deviation": round(self.deviation, 4)},
-            event_id=self.event_id,
-            ts=self.ts,
-        )
+        detail = {"why": self._why(), "deviation": round(self.deviation, 4)}
+        return PauseCommand(self.campaign_id, PAUSE_REASON, detail, event_id=self.event_id, ts=self.ts)
+
+    def _why(self) -> str:
+        return f"Campaign performance deviating {self.deviation:.1%} from SyncTwin projection."
 
     @property
     def pause(self) -> bool:
@@ -91,7 +75,7 @@ class Outcome:
             return (
                 "WARNING",
                 f"Auto-Rollback Triggered: {self.campaign_id}",
-                f"Campaign performance deviating {self.deviation:.1%} from SyncTwin projection.",
+                self._why(),
                 {
                     "campaign_id": self.campaign_id,
                     "deviation": f"{self.deviation:.1%}",
@@ -278,13 +262,6 @@ class MirrorAgent(Agent):
         command = outcome.command()
         if self.forward is None:
             self.syncflow.put(command)
-        self.audit_box.put(
-            AuditEvent(
-                "AUTO_ROLLBACK_TRIGGERED",
-                None,
-                outcome.campaign_id,
-                PAUSE_REASON,
-                outcome.audit(self.book.cfg.threshold),
-            )
-        )
+        audit = outcome.audit(self.book.cfg.threshold)
+        self.audit_box.put(AuditEvent("AUTO_ROLLBACK_TRIGGERED", None, outcome.campaign_id, PAUSE_REASON, audit))
         return command

@@ -137,26 +137,18 @@ class MirrorState:
 
     def to_hash(self) -> dict[str, str]:
         """Flat strings for a Redis hash."""
-        out = {k: (json.dumps(v) if isinstance(v, list) else str(v)) for k, v in asdict(self).items()}
-        return out
+        return {k: (json.dumps(v) if isinstance(v, list) else str(v)) for k, v in asdict(self).items()}
 
     @classmethod
     def from_hash(cls, campaign_id: str, data: dict[str, str]) -> MirrorState:
         if not data:
             return cls(campaign_id)
-        kwargs: dict[str, Any] = {}
-        for name, f in cls.__dataclass_fields__.items():
-            if name not in data:
-                continue
-            raw = data[name]
-            if name == "snapshots":
-                kwargs[name] = json.loads(raw)
-            elif f.type in ("str",):
-                kwargs[name] = raw
-            elif f.type == "int":
-                kwargs[name] = int(raw)
-            else:
-                kwargs[name] = float(raw)
+        parse: dict[str, Any] = {"str": lambda raw: raw, "int": int}  # snapshots: JSON, the rest float
+        kwargs: dict[str, Any] = {
+            name: json.loads(data[name]) if name == "snapshots" else parse.get(f.type, float)(data[name])
+            for name, f in cls.__dataclass_fields__.items()
+            if name in data
+        }
         kwargs["campaign_id"] = campaign_id
         return cls(**kwargs)
 
@@ -196,8 +188,8 @@ def parse_event(fields: dict[str, Any]) -> tuple[str, str, float, tuple[float, .
     return _checked(event_id, campaign_id, ts, values, fields["ts"])
 
 
-_RAW_ID, _RAW_CAMPAIGN, _RAW_TS = b"event_id", b"campaign_id", b"ts"
-_RAW_SPEND, _RAW_IMPRESSIONS, _RAW_CLICKS, _RAW_CONVERSIONS, _RAW_REVENUE = (k.encode() for k in EVENT_FIELDS)
+_RAW_KEYS = (b"event_id", b"campaign_id", b"ts", *(k.encode() for k in EVENT_FIELDS))
+_RAW_ID, _RAW_CAMPAIGN, _RAW_TS, _RAW_SPEND, _RAW_IMPRESSIONS, _RAW_CLICKS, _RAW_CONVERSIONS, _RAW_REVENUE = _RAW_KEYS
 
 
 def parse_raw_event(fields: dict[bytes, bytes]) -> tuple[str, str, float, tuple[float, ...]]:
@@ -246,26 +238,10 @@ def _raw_reason(fields: dict[bytes, bytes]) -> str:
     why = not_utf8(fields)
     if why is not None:
         return why
-    for k in (
-        _RAW_ID,
-        _RAW_CAMPAIGN,
-        _RAW_TS,
-        _RAW_SPEND,
-        _RAW_IMPRESSIONS,
-        _RAW_CLICKS,
-        _RAW_CONVERSIONS,
-        _RAW_REVENUE,
-    ):
-        if k not in fields:
-            return f"missing field {k.decode()}"
-    bad = next(
-        (
-            k
-            for k in (_RAW_TS, _RAW_SPEND, _RAW_IMPRESSIONS, _RAW_CLICKS, _RAW_CONVERSIONS, _RAW_REVENUE)
-            if not _is_number(fields[k])
-        ),
-        None,
-    )
+    missing = next((k for k in _RAW_KEYS if k not in fields), None)
+    if missing is not None:
+        return f"missing field {missing.decode()}"
+    bad = next((k for k in _RAW_KEYS[2:] if not _is_number(fields[k])), None)
     if bad is None:
         return "the event does not parse"
     return f"field {bad.decode()} is not a number ({fields[bad].decode()!r})"
