@@ -29,6 +29,7 @@ SECONDS_PER_DAY = 86_400.0
 PAUSE_RETRY = 5.0
 BID_FLOOR, BID_CEILING = 0.5, 3.0  # the pacer's bid stays within these multiples of the planned CPM
 # what a stream's rows leave in a campaign besides its guards: the guards are fed from these
+REPORTED = ("status", "platform", "launched_at", "pause_reason", "paused_at", "pause_acked_at", "pause_detail")
 STREAM_FIELDS = ("day", "day_start_spend", "last_spend", "last_t", "spend_today", "next_check", "daily_spend")
 
 
@@ -45,14 +46,8 @@ class BidLedger:
     last_ack: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "decided": self.decided,
-            "delivered": self.delivered,
-            "superseded": self.superseded,
-            "lost": self.lost,
-            "pending": int(self.pending is not None),
-            "cached_intervals": self.cached_intervals,
-        }
+        counts = {k: getattr(self, k) for k in ("decided", "delivered", "superseded", "lost")}
+        return counts | {"pending": int(self.pending is not None), "cached_intervals": self.cached_intervals}
 
 
 @dataclass(slots=True)
@@ -143,20 +138,13 @@ class SyncFlow(Agent):
         # campaigns a stream's rows changed since the owner last read `guard_state`: True when their
         # slow guards (MarginGuardian, AutoRollback: they change only at their checks) may have too
         self.touched: dict[str, bool] = {}
-        use_breaker = "api_circuit_breaker" not in self.disabled
-        self.breakers = (
-            {
-                p: CircuitBreaker(
-                    p,
-                    lambda: env.now,
-                    failure_threshold=settings.breaker_failures,
-                    reset_timeout=settings.breaker_reset,
-                )
-                for p in apis
-            }
-            if use_breaker
-            else {}
-        )
+        self.breakers = {
+            p: CircuitBreaker(
+                p, lambda: env.now, failure_threshold=settings.breaker_failures, reset_timeout=settings.breaker_reset
+            )
+            for p in apis
+            if "api_circuit_breaker" not in self.disabled
+        }
         self.recoveries: dict[str, list[float]] = {p: [] for p in apis}  # first success after failures
         self._failing: dict[str, bool] = dict.fromkeys(apis, False)
         self._breaker_seen: dict[str, int] = dict.fromkeys(apis, 0)
@@ -178,17 +166,9 @@ class SyncFlow(Agent):
         self.alert_box.put(AlertMessage(severity, title, message, details))
 
     def _audit_transition(self, tr: Transition, reason: str | None) -> None:
-        self._audit(
-            "GUARD_TRANSITION",
-            tr.campaign_id,
-            reason if tr.to_state == "TRIGGERED" else None,
-            guard=tr.guard,
-            from_state=tr.from_state,
-            to_state=tr.to_state,
-            t=tr.t,
-            why=tr.why,
-            **tr.detail,
-        )
+        reason = reason if tr.to_state == "TRIGGERED" else None
+        moved = {"from_state": tr.from_state, "to_state": tr.to_state, "t": tr.t, "why": tr.why}
+        self._audit("GUARD_TRANSITION", tr.campaign_id, reason, guard=tr.guard, **moved, **tr.detail)
 
     # --- deployment -----------------------------------------------------------------------------
     def handle(self, message: Any) -> Generator[Any, Any, None]:
@@ -199,14 +179,7 @@ class SyncFlow(Agent):
         elif isinstance(message, PauseCommand):
             c = self.campaigns.get(message.campaign_id)
             if c is not None and c.status == "LIVE":
-                self._pause_for(
-                    c,
-                    message.reason,
-                    message.detail.get("why", "a pause command"),
-                    message.detail,
-                    message.event_id,
-                    message.ts,
-                )
+                self._pause_by(c, message, "a pause command")
         yield from ()
 
     def _adopt(self, message: Adopt) -> None:
@@ -217,15 +190,10 @@ class SyncFlow(Agent):
         s, cid = plan.strategy, plan.campaign_id
         if cid in self.campaigns and not message.replace:
             return
-        gate = plan.gate()
-        planned_cpm = s.cpm or gate.baseline.get("cpm") or 5.0
         launched = plan.launch_ts - self.epoch0
-        c = LiveCampaign(
-            strategy=s,
-            gate=gate,
-            platform=s.platform,
-            planned_cpm=planned_cpm,
-            bid=planned_cpm * self.settings.bid_headroom,
+        c = self._campaign(
+            s,
+            plan.gate(),
             status="LIVE",
             launched_at=launched,
             outcome_recorded=True,
@@ -246,16 +214,7 @@ class SyncFlow(Agent):
         if gate.decision != "APPROVED" and not deploy.test:
             self._audit("DEPLOY_REFUSED", s.campaign_id, "NOT_APPROVED")
             return
-        planned_cpm = s.cpm or gate.baseline.get("cpm") or 5.0
-        c = LiveCampaign(
-            strategy=s,
-            gate=gate,
-            platform=s.platform,
-            planned_cpm=planned_cpm,
-            bid=planned_cpm * self.settings.bid_headroom,
-            test=deploy.test,
-        )
-        self.campaigns[s.campaign_id] = c
+        c = self.campaigns[s.campaign_id] = self._campaign(s, gate, test=deploy.test)
         payload = {
             "campaign_id": s.campaign_id,
             "daily_budget": s.daily_budget,
@@ -279,6 +238,10 @@ class SyncFlow(Agent):
         if self.mirror is not None:  # the live mirror compares the campaign with its projection from now on
             projection = gate.projection.model_dump(mode="json") | {"launch_ts": self.epoch0 + now}
             self.mirror.put(Watch(s.campaign_id, projection))
+
+    def _campaign(self, s: Any, gate: Any, **fields: Any) -> LiveCampaign:
+        cpm = s.cpm or gate.baseline.get("cpm") or 5.0
+        return LiveCampaign(s, gate, s.platform, cpm, cpm * self.settings.bid_headroom, **fields)
 
     def _make_guards(self, c: LiveCampaign, now: float) -> list[Guard]:
         st, cid = self.settings, c.strategy.campaign_id
@@ -349,14 +312,7 @@ class SyncFlow(Agent):
                     if c.status != "LIVE":
                         continue
                 if verdicts is not None and (command := verdicts.get(i)) is not None:
-                    self._pause_for(
-                        c,
-                        command.reason,
-                        command.detail.get("why", "the mirror's verdict"),
-                        command.detail,
-                        command.event_id,
-                        command.ts,
-                    )
+                    self._pause_by(c, command, "the mirror's verdict")
                     continue
                 if times is None:
                     check_slow = check_tick
@@ -461,14 +417,13 @@ class SyncFlow(Agent):
         self._audit_transition(fired, guard.pause_reason)
         self._pause_for(c, guard.pause_reason, fired.why, {"guard": fired.guard, **fired.detail}, event_id, ts)
 
+    def _pause_by(self, c: LiveCampaign, command: PauseCommand, why: str) -> None:
+        """Pause as `command` asks (`why` when it says not why)."""
+        detail = command.detail
+        self._pause_for(c, command.reason, detail.get("why", why), detail, command.event_id, command.ts)
+
     def _pause_for(
-        self,
-        c: LiveCampaign,
-        reason: str,
-        why: str,
-        detail: dict[str, Any],
-        event_id: str | None = None,
-        ts: float | None = None,
+        self, c: LiveCampaign, reason: str, why: str, detail: dict[str, Any], event_id: str | None, ts: float | None
     ) -> None:
         """Stop bidding now, audit and alert, and take the pause to the platform until it has it
         (the PAUSE names the event that decided: `event_id`, its epoch seconds `ts`)."""
@@ -544,16 +499,8 @@ class SyncFlow(Agent):
     def _note_breaker(self, platform: str) -> None:
         breaker = self.breakers[platform]
         for tr in breaker.transitions[self._breaker_seen[platform] :]:
-            self._audit(
-                "BREAKER_TRANSITION",
-                None,
-                None,
-                platform=platform,
-                from_state=tr.from_state,
-                to_state=tr.to_state,
-                t=tr.t,
-                why=tr.why,
-            )
+            moved = {"from_state": tr.from_state, "to_state": tr.to_state, "t": tr.t, "why": tr.why}
+            self._audit("BREAKER_TRANSITION", None, None, platform=platform, **moved)
             if tr.to_state == "OPEN" and tr.from_state == "CLOSED":
                 self._alert(
                     "WARNING", f"{platform} API circuit open", f"serving cached bids: {tr.why}", platform=platform
@@ -632,21 +579,15 @@ class SyncFlow(Agent):
 
     # --- what the harness reads at the end ---------------------------------------------------------
     def report(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for cid, c in self.campaigns.items():
-            out[cid] = {
-                "status": c.status,
-                "platform": c.platform,
-                "launched_at": c.launched_at,
-                "pause_reason": c.pause_reason,
-                "paused_at": c.paused_at,
-                "pause_acked_at": c.pause_acked_at,
-                "pause_detail": c.pause_detail,
+        return {
+            cid: {k: getattr(c, k) for k in REPORTED}
+            | {
                 "bids": c.ledger.to_dict(),
                 "daily_spend": [*c.daily_spend, c.spend_today] if c.day >= 0 else [],
                 "guards": {g.name: g.state.value for g in [c.budget, *c.guards] if g is not None},
             }
-        return out
+            for cid, c in self.campaigns.items()
+        }
 
     def breaker_states(self) -> dict[str, str]:
         return {p: b.state.value for p, b in self.breakers.items()} | {
