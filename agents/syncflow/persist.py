@@ -18,9 +18,7 @@ VERSION = 1
 def encode(state: dict[str, Any]) -> dict[str, str]:
     """`SyncFlow.guard_state`'s dict as hash fields."""
     out = {"v": str(state["v"]), "launched_at": repr(float(state["launched_at"])), "flow": _dumps(state["flow"])}
-    for name, guard in state["guards"].items():
-        out[name] = _dumps(guard)
-    return out
+    return out | {name: _dumps(guard) for name, guard in state["guards"].items()}
 
 
 def decode(fields: dict[str, str]) -> dict[str, Any]:
