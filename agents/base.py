@@ -36,10 +36,7 @@ class Agent:
 
 
 def ask(env: simpy.Environment, mailbox: simpy.Store, message: Request) -> Generator[Any, Any, Any]:
-    """Send a request and wait for its answer: `result = yield from ask(env, box, Req(...))`.
-
-    An answer that is an exception is raised in the asker, so errors cross agents as errors.
-    """
+    """`result = yield from ask(env, box, Req(...))`; an exception as the answer is raised here."""
     message.reply = env.event()
     yield mailbox.put(message)
     answer = yield message.reply

@@ -215,26 +215,15 @@ class SyncFlow(Agent):
             self._audit("DEPLOY_REFUSED", s.campaign_id, "NOT_APPROVED")
             return
         c = self.campaigns[s.campaign_id] = self._campaign(s, gate, test=deploy.test)
-        payload = {
-            "campaign_id": s.campaign_id,
-            "daily_budget": s.daily_budget,
-            "bid_cpm": c.bid,
-            "audience_size": s.audience_size,
-            "cvr": s.cvr,
-            "duration_days": s.duration_days,
-        }
+        payload = {"campaign_id": s.campaign_id, "daily_budget": s.daily_budget, "bid_cpm": c.bid}
+        payload |= {k: getattr(s, k) for k in ("audience_size", "cvr", "duration_days")}
         yield from self._call_until_done(s.platform, "launch", payload)
         now = self.env.now
         c.status, c.launched_at, c.ledger.last_ack = "LIVE", now, now
         c.ends_at = now + s.duration_days * SECONDS_PER_DAY
         c.guards = self._make_guards(c, now)
-        self._audit(
-            "CAMPAIGN_LAUNCHED",
-            s.campaign_id,
-            platform=s.platform,
-            daily_budget=s.daily_budget,
-            bid_cpm=round(c.bid, 4),
-        )
+        launched = {"platform": s.platform, "daily_budget": s.daily_budget, "bid_cpm": round(c.bid, 4)}
+        self._audit("CAMPAIGN_LAUNCHED", s.campaign_id, **launched)
         if self.mirror is not None:  # the live mirror compares the campaign with its projection from now on
             projection = gate.projection.model_dump(mode="json") | {"launch_ts": self.epoch0 + now}
             self.mirror.put(Watch(s.campaign_id, projection))
@@ -402,11 +391,9 @@ class SyncFlow(Agent):
         return True
 
     def _join_mid_flight(self, c: LiveCampaign, now: float, day: int, spend: float) -> None:
-        """The first event of a campaign this agent meets long after its launch (a worker that took
-        over, a restart): its totals are since launch, not since the last event. The spend before
-        today is estimated at the campaign's average rate (the platform reports no daily split), and
-        this event is no tick of spend: without it, a restart would see days of spend as one tick's
-        runaway and pause every healthy campaign."""
+        """A campaign first met long after its launch (a takeover, a restart) reports totals since
+        launch: the spend before today is put at its average rate (the platform has no daily split)
+        and this event is no tick of spend, or a restart would pause every campaign as a runaway."""
         launched = c.launched_at or now
         day_start = max(day * SECONDS_PER_DAY, launched)
         c.last_spend = spend

@@ -1,13 +1,10 @@
 """The live mirror (real-to-sim sync): every mode's one decision path, and the SimPy agent.
 
-`MirrorBook` keeps campaigns' projections and mirror states and applies bid events through
-`deviation.apply_event`. The SimPy agent feeds it batches: the world's ticks in a scenario replay,
-a recording's lines or the `{prefix}bids` stream's entries in the Council (agents/council/build.py;
-production keeps the book's states in Redis hashes, agents/council/redis.py). On a PAUSE verdict it
-sends the same three things, once per campaign: a PAUSE command (reason
-SYNCTWIN_DEVIATION_THRESHOLD), a WARNING alert, and an AUTO_ROLLBACK_TRIGGERED audit event; a
-campaign whose newer events keep being ignored (its totals went backwards: a frozen mirror) gets
-one "Mirror stuck" WARNING per episode.
+`MirrorBook` applies bid events to campaigns' mirror states (`deviation.apply_event`); the agent
+feeds it a replay's ticks, a recording's lines or the `{prefix}bids` stream (agents/council/, whose
+production keeps the states in Redis). A PAUSE verdict sends, once per campaign, a PAUSE command
+(SYNCTWIN_DEVIATION_THRESHOLD), a WARNING alert and an AUTO_ROLLBACK_TRIGGERED audit event; a frozen
+mirror (newer events ignored: their totals went backwards) one "Mirror stuck" WARNING per episode.
 """
 
 from __future__ import annotations
@@ -19,7 +16,14 @@ from typing import Any
 import simpy
 
 from agents.base import Agent
-from agents.synctwin.mirror.deviation import MirrorConfig, MirrorState, ProjectionCurve, Verdict, apply_event
+from agents.synctwin.mirror.deviation import (
+    EVENT_FIELDS,
+    MirrorConfig,
+    MirrorState,
+    ProjectionCurve,
+    Verdict,
+    apply_event,
+)
 from agents.synctwin.mirror.event_limits import EventLimits
 from synctwin.kernel.config import Settings
 from synctwin.kernel.messages import AlertMessage, AuditEvent, BidBatch, PauseCommand, Watch
@@ -232,14 +236,7 @@ class MirrorAgent(Agent):
             verdicts: dict[int, PauseCommand] = {}
             curves = self.book.curves
             offset = batch.ts - batch.t  # epoch seconds at the environment's zero
-            rows = zip(  # one conversion per column, not five numpy scalars per row
-                batch.spend.tolist(),
-                batch.impressions.tolist(),
-                batch.clicks.tolist(),
-                batch.conversions.tolist(),
-                batch.revenue.tolist(),
-                strict=True,
-            )
+            rows = zip(*(getattr(batch, f).tolist() for f in EVENT_FIELDS), strict=True)  # not numpy scalars
             for i, (cid, values) in enumerate(zip(batch.campaign_ids, rows, strict=True)):
                 if cid not in curves:
                     continue

@@ -1,25 +1,21 @@
 """Real-to-sim deviation: is a live campaign departing from its projection? Pure functions.
 
-The seed's rule, |real - projected| / projected > 15%, is kept as the *practical* threshold,
-but measured right and guarded the way canary analysis does it (Kayenta, Argo Rollouts):
+The original rule, |real - projected| / projected > 15%, stays the *practical* threshold, measured
+and guarded as canary analysis does (Kayenta, Argo Rollouts):
 
-- against the projection at the same elapsed time (never the final total), since launch AND
-  over a recent window (a campaign that turns bad on day 20 moves its since-launch figure little),
-  and over that window against the campaign's own established level (a campaign running 25%
-  above plan that falls 30% is still "on plan" by the projection alone);
+- against the projection at the same elapsed time, since launch AND over a recent window (a
+  campaign turning bad on day 20 barely moves its since-launch figure), and over that window
+  against the campaign's own level (25% above plan, then 30% down, is still "on plan");
 - no verdict before a warm-up and a minimum projected volume;
-- the shortfall must also be *statistically* significant: one-sided Poisson CUSUMs on each
-  interval's conversions, tuned for a `cusum_drop` fall, against (a) the band's lower edge
-  (p10: off plan from the start, outside what the Monte Carlo band allows) and (b) the
-  campaign's own level relative to the projection, read over a lagged reference window (a
-  change after launch: a single campaign's path sits anywhere in the band, so only its own
-  past tells a 30% drop from a low draw); for spend (nearly deterministic), above the band's p90;
-- it must persist for `persistence` evaluations in a row;
-- a grey zone (practical or statistical alone, or a deviation above `grey_threshold`) alerts
-  without pausing.
+- the shortfall also *statistically* significant: one-sided Poisson CUSUMs on each interval's
+  conversions, tuned for a `cusum_drop` fall, against the band's p10 (off plan from the start) and
+  against the campaign's own level read over a lagged reference window (a change after launch: a
+  campaign's path sits anywhere in the band); spend (nearly deterministic) above the band's p90;
+- persisting for `persistence` evaluations in a row; a grey zone (one test alone, or a deviation
+  above `grey_threshold`) alerts without pausing.
 
-One code path for every mode: the SimPy mirror agent and the Redis worker both call
-`apply_event` on a `MirrorState`, which serialises to the flat hash DESIGN.md keeps in Redis.
+Every mode (the SimPy agent, the Redis worker) calls `apply_event` on a `MirrorState`, which
+serialises to the flat hash DESIGN.md keeps in Redis.
 """
 
 from __future__ import annotations
