@@ -81,9 +81,8 @@ class LiveCampaign:
 
 
 def planned_cvr_per_click(strategy: Any, baseline: dict[str, float]) -> float | None:
-    """Conversions per click the plan expects: the history's, or less when the audience's
-    demand (audience x cvr over the days) cannot absorb the clicks the budget buys, as in the
-    gate's funnel model."""
+    """Conversions per click the plan expects: the history's, or less when the audience's demand
+    (audience x cvr over the days) cannot absorb the clicks the budget buys (the gate's funnel)."""
     cvr, cpm, ctr = baseline.get("cvr_click"), strategy.cpm or baseline.get("cpm"), strategy.ctr or baseline.get("ctr")
     if not cvr or not 0 < cvr <= 1:
         return None
@@ -122,17 +121,10 @@ class SyncFlow(Agent):
         epoch0: float = 0.0,
         bidding: bool = True,
     ) -> None:
-        self.mirror = mirror
+        self.apis, self.bids, self.audit_box, self.alert_box, self.mirror = apis, bids, audit, alerts, mirror
         self.epoch0 = epoch0  # epoch seconds at the environment's time zero
-        self.apis = apis
-        self.bids = bids
-        self.audit_box = audit
-        self.alert_box = alerts
-        self.settings = settings
-        self.ticks_per_day = ticks_per_day
-        self.disabled = set(disabled_guards)
-        unknown = self.disabled - set(GUARDS)
-        if unknown:
+        self.settings, self.ticks_per_day, self.disabled = settings, ticks_per_day, set(disabled_guards)
+        if unknown := self.disabled - set(GUARDS):
             raise ValueError(f"unknown guard(s) {sorted(unknown)}; expected some of {', '.join(GUARDS)}")
         self.campaigns: dict[str, LiveCampaign] = {}
         # campaigns a stream's rows changed since the owner last read `guard_state`: True when their

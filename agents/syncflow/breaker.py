@@ -32,10 +32,7 @@ class CircuitBreaker:
     def __init__(
         self, name: str, now: Callable[[], float], *, failure_threshold: int = 2, reset_timeout: float = 60.0
     ) -> None:
-        self.name = name
-        self.now = now
-        self.failure_threshold = failure_threshold
-        self.reset_timeout = reset_timeout
+        self.name, self.now, self.failure_threshold, self.reset_timeout = name, now, failure_threshold, reset_timeout
         self.state = BreakerState.CLOSED
         self.failures = 0
         self.opened_at = 0.0

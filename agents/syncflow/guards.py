@@ -110,13 +110,8 @@ class MarginGuardian(Guard):
         enabled: bool = True,
     ) -> None:
         super().__init__(campaign_id, enabled=enabled)
-        self.launched_at = launched_at
-        self.gross_margin = gross_margin
-        self.warmup = warmup
-        self.window = window
-        self.tolerance = tolerance
-        self.persistence = persistence
-        self.min_window_spend = min_window_spend
+        self.launched_at, self.gross_margin, self.warmup, self.window = launched_at, gross_margin, warmup, window
+        self.tolerance, self.persistence, self.min_window_spend = tolerance, persistence, min_window_spend
         # the statistical test: revenue is a compound Poisson sum of orders, so its variance is
         # mean x order value x (1 + cv^2); without a plan the practical threshold decides alone
         self.planned_roas = planned_roas if planned_roas and planned_roas > 0 else None
@@ -211,11 +206,8 @@ class AutoRollback(Guard):
         super().__init__(campaign_id, enabled=enabled)
         if not (0 < expected_cvr <= 1 and 0 < drop < 1):
             raise ValueError(f"expected_cvr {expected_cvr} and drop {drop} must be in (0, 1)")
-        self.launched_at = launched_at
-        self.expected_cvr = expected_cvr
-        self.drop = drop
-        self.threshold = threshold
-        self.warmup = warmup
+        self.launched_at, self.expected_cvr, self.drop = launched_at, expected_cvr, drop
+        self.threshold, self.warmup = threshold, warmup
         self.log_ratio = math.log(1.0 - drop)
         self.cusum = 0.0
         self.last: tuple[float, float] | None = None  # cumulative clicks, conversions at the last check
@@ -286,12 +278,8 @@ class BudgetEmergency(Guard):
         super().__init__(campaign_id, enabled=enabled)
         if enabled:
             self.state = GuardState.ARMED  # no warm-up: money is at stake from the first tick
-        self.cap = cap_share * daily_budget
-        self.cap_share = cap_share
-        self.pace = daily_budget / ticks_per_day
-        self.lookahead = lookahead_ticks
-        self.runaway_factor = runaway_factor
-        self.runaway_ticks = runaway_ticks
+        self.cap, self.cap_share, self.pace = cap_share * daily_budget, cap_share, daily_budget / ticks_per_day
+        self.lookahead, self.runaway_factor, self.runaway_ticks = lookahead_ticks, runaway_factor, runaway_ticks
         self.fast_ticks = 0
 
     def to_state(self) -> dict[str, Any]:

@@ -209,10 +209,7 @@ class MirrorAgent(Agent):
         stuck_after: int = 0,
     ) -> None:
         self.book = MirrorBook(cfg, stuck_after)
-        self.bids = bids
-        self.syncflow = syncflow
-        self.audit_box = audit
-        self.alert_box = alerts
+        self.bids, self.syncflow, self.audit_box, self.alert_box = bids, syncflow, audit, alerts
         self.every = every  # read every n-th tick: events are cumulative, nothing is lost between
         # the Council's pipeline: every batch is passed on to SyncFlow with this mirror's PAUSE verdicts
         # by row, so SyncFlow weighs them in stream order beside its own guards (however the stream was
