@@ -425,31 +425,21 @@ class SyncFlow(Agent):
     def _record_outcome(self, c: LiveCampaign, batch: BidBatch, i: int) -> None:
         """Audit the campaign's realized outcome once: at its flight's end, or once the platform
         has its pause (what it delivered until then); the arithmetic is production's."""
-
         c.outcome_recorded = True
         s, launched = c.strategy, c.launched_at or 0.0
         paused = c.status == "PAUSED"
         days = ((c.paused_at or launched) - launched if paused else c.ends_at - launched) / SECONDS_PER_DAY
-        reason = PAUSED if paused else FLIGHT_ENDED
+        reason, pause_reason = (PAUSED, c.pause_reason) if paused else (FLIGHT_ENDED, None)
+        run = {"platform": c.platform, "launch_ts": self.epoch0 + launched, "days": days, "days_total": s.duration_days}
+        run |= {m: float(getattr(batch, m)[i]) for m in ("spend", "revenue", "conversions")}
         meta = campaign_outcome(
-            platform=c.platform,
-            launch_ts=self.epoch0 + launched,
-            days=days,
-            days_total=s.duration_days,
-            spend=float(batch.spend[i]),
-            revenue=float(batch.revenue[i]),
-            conversions=float(batch.conversions[i]),
-            gross_margin=s.gross_margin,
-            gate=c.gate,
-            reason=reason,
-            pause_reason=c.pause_reason if paused else None,
+            **run, gross_margin=s.gross_margin, gate=c.gate, reason=reason, pause_reason=pause_reason
         )
         self.audit_box.put(AuditEvent(CAMPAIGN_OUTCOME, s.client_id, s.campaign_id, reason, meta))
 
     # --- the platform API -----------------------------------------------------------------------
     def _call(self, platform: str, op: str, payload: dict[str, Any]) -> Generator[Any, Any, bool]:
         """One call through the breaker (when enabled); True when the platform acknowledged it."""
-
         breaker = self.breakers.get(platform)
         if breaker is not None and not breaker.allow():
             self._note_breaker(platform)

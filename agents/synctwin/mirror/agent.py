@@ -100,21 +100,12 @@ class Outcome:
     def _stuck_alert(self) -> tuple[str, str, str, dict[str, Any]]:
         state, cid, values = self.state, self.campaign_id, self.values
         assert state is not None
-        details = {
-            "campaign_id": cid,
-            "ignored_in_a_row": state.stale_run,
-            "last_applied_event": state.last_event_id,
-            "episode": str(state.last_event_id),  # each freeze is its own episode (SyncNotify)
-            "last_applied_ts": state.last_ts,
-            "mirror_spend": state.spend,
-            "mirror_conversions": state.conversions,
-            "mirror_revenue": state.revenue,
-            "event_id": self.event_id,
-            "event_ts": self.ts,
-            "event_spend": values[0],
-            "event_conversions": values[3],
-            "event_revenue": values[4],
-        }
+        details = {"campaign_id": cid, "ignored_in_a_row": state.stale_run, "last_applied_event": state.last_event_id}
+        # each freeze is its own episode (SyncNotify)
+        details |= {"episode": str(state.last_event_id), "last_applied_ts": state.last_ts}
+        details |= {f"mirror_{m}": getattr(state, m) for m in ("spend", "conversions", "revenue")}
+        details |= {"event_id": self.event_id, "event_ts": self.ts}
+        details |= {f"event_{m}": values[i] for m, i in (("spend", 0), ("conversions", 3), ("revenue", 4))}
         return (
             "WARNING",
             f"Mirror stuck: {cid}",
@@ -152,9 +143,8 @@ class MirrorBook:
     def watch(self, projection: dict[str, Any]) -> None:
         """Mirror a campaign against `projection` from now on; a new launch starts its state afresh."""
         curve = ProjectionCurve.from_projection(projection)
-        cid = curve.campaign_id
-        self.curves[cid] = curve
-        self.state(cid)
+        self.curves[curve.campaign_id] = curve
+        self.state(curve.campaign_id)
 
     def state(self, campaign_id: str) -> MirrorState:
         """The campaign's state for its current curve's launch (a fresh one for a new launch)."""
