@@ -75,27 +75,19 @@ class Outcome:
         if self.verdict is None:
             return self._stuck_alert()
         d = self.verdict.detail
+        cid = self.campaign_id
         if self.pause:
-            return (
-                "WARNING",
-                f"Auto-Rollback Triggered: {self.campaign_id}",
-                self._why(),
-                {
-                    "campaign_id": self.campaign_id,
-                    "deviation": f"{self.deviation:.1%}",
-                    "real_revenue": f"${d['revenue']:,.2f}",
-                    "projected_revenue": f"${d['projected_revenue_p50']:,.2f}",
-                    "action": "Campaign paused automatically",
-                    **d,
-                },
-            )
-        return (
-            "INFO",
-            f"Grey zone: {self.campaign_id}",
-            f"Campaign deviating {self.deviation:.1%} from its projection; watching, not pausing.",
-            # event_ts: SyncNotify counts repeats into one episode by the events' time, not the clock's
-            {"campaign_id": self.campaign_id, **d, **({"event_ts": self.ts} if self.ts is not None else {})},
-        )
+            money = {
+                "real_revenue": f"${d['revenue']:,.2f}",
+                "projected_revenue": f"${d['projected_revenue_p50']:,.2f}",
+            }
+            details = {"campaign_id": cid, "deviation": f"{self.deviation:.1%}", **money}
+            details |= {"action": "Campaign paused automatically", **d}
+            return "WARNING", f"Auto-Rollback Triggered: {cid}", self._why(), details
+        # event_ts: SyncNotify counts repeats into one episode by the events' time, not the clock's
+        details = {"campaign_id": cid, **d, **({"event_ts": self.ts} if self.ts is not None else {})}
+        why = f"Campaign deviating {self.deviation:.1%} from its projection; watching, not pausing."
+        return "INFO", f"Grey zone: {cid}", why, details
 
     def _stuck_alert(self) -> tuple[str, str, str, dict[str, Any]]:
         state, cid, values = self.state, self.campaign_id, self.values
@@ -106,24 +98,17 @@ class Outcome:
         details |= {f"mirror_{m}": getattr(state, m) for m in ("spend", "conversions", "revenue")}
         details |= {"event_id": self.event_id, "event_ts": self.ts}
         details |= {f"event_{m}": values[i] for m, i in (("spend", 0), ("conversions", 3), ("revenue", 4))}
-        return (
-            "WARNING",
-            f"Mirror stuck: {cid}",
+        why = (
             f"{state.stale_run} newer events in a row ignored: their totals are below the mirror's "
-            f"(an implausible event was applied earlier?); {cid} is not being watched",
-            details,
+            f"(an implausible event was applied earlier?); {cid} is not being watched"
         )
+        return "WARNING", f"Mirror stuck: {cid}", why, details
 
     def audit(self, threshold: float) -> dict[str, Any]:
         assert self.verdict is not None
         d = self.verdict.detail
-        return {
-            "deviation": round(self.deviation, 4),
-            "real_revenue": d["revenue"],
-            "projected_revenue": d["projected_revenue_p50"],
-            "threshold": threshold,
-            **d,
-        }
+        revenue = {"real_revenue": d["revenue"], "projected_revenue": d["projected_revenue_p50"]}
+        return {"deviation": round(self.deviation, 4), **revenue, "threshold": threshold, **d}
 
 
 class MirrorBook:
