@@ -186,9 +186,8 @@ class MirrorAgent(Agent):
         self.book = MirrorBook(cfg, stuck_after)
         self.bids, self.syncflow, self.audit_box, self.alert_box = bids, syncflow, audit, alerts
         self.every = every  # read every n-th tick: events are cumulative, nothing is lost between
-        # the Council's pipeline: every batch is passed on to SyncFlow with this mirror's PAUSE verdicts
-        # by row, so SyncFlow weighs them in stream order beside its own guards (however the stream was
-        # cut into batches); without it a PAUSE goes to SyncFlow's mailbox (the scenario replays)
+        # the Council's pipeline: each batch goes on to SyncFlow with this mirror's PAUSE verdicts by row, weighed
+        # in stream order beside its guards however the stream is batched; else a PAUSE goes to its mailbox (replays)
         self.forward = forward
         super().__init__(env)
         env.process(self._consume())

@@ -231,8 +231,7 @@ def not_utf8(fields: dict[Any, Any]) -> str | None:
 
 def _raw_reason(fields: dict[bytes, bytes]) -> str:
     """The reason of a raw entry that does not parse, naming the field."""
-    why = not_utf8(fields)
-    if why is not None:
+    if (why := not_utf8(fields)) is not None:
         return why
     missing = next((k for k in _RAW_KEYS if k not in fields), None)
     if missing is not None:

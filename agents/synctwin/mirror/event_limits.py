@@ -67,12 +67,9 @@ def bounds_for(
     """The bounds of a campaign launched at `launch_ts` whose flight ends at `end_ts`; without a
     curve, only time, the funnel and `max_counter` are checked. `floors`: `plan_floors(curve,
     limits)`, when the caller keeps them with its curve."""
-    skew = limits.max_clock_skew_s
-    if floors is None:
-        floors = plan_floors(curve, limits)
-    return Bounds(
-        now, launch_ts, end_ts, launch_ts - skew, min(now + skew, end_ts + limits.flight_grace_s), floors, curve, limits
-    )
+    skew, floors = limits.max_clock_skew_s, plan_floors(curve, limits) if floors is None else floors
+    latest = min(now + skew, end_ts + limits.flight_grace_s)
+    return Bounds(now, launch_ts, end_ts, launch_ts - skew, latest, floors, curve, limits)
 
 
 def _plan_bound(curve: ProjectionCurve, metric: str, elapsed: float, limits: EventLimits) -> float:
