@@ -1,8 +1,7 @@
 """What every Council agent is: a SimPy process with a mailbox.
 
-An agent never calls another agent's methods; it puts messages in mailboxes and, for a
-request, waits on the reply event the message carries. The environment it is handed decides
-whether time is virtual or the wall clock's.
+An agent never calls another's methods: it puts messages in mailboxes and, for a request, waits
+on the reply event the message carries. Its environment decides if time is virtual or the wall's.
 """
 
 from __future__ import annotations

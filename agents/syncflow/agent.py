@@ -1,9 +1,8 @@
 """SyncFlow as a SimPy agent: deploys approved campaigns, bids and paces them, and guards them.
 
-Three processes share one agent: the mailbox (Deploy messages), the watcher (the bid stream,
-one BidBatch per tick: guards run here) and the bidder (pacing, every `bid_interval`, through
-each platform's API behind a circuit breaker). Pauses, guard transitions and breaker moves are
-sent to SyncShield (audit) and SyncNotify (alerts) as messages.
+Three processes: the mailbox (Deploy messages), the watcher (the bid stream's batches: the guards)
+and the bidder (pacing every `bid_interval`, each platform's API behind a circuit breaker). Pauses,
+guard transitions and breaker moves go to SyncShield (audit) and SyncNotify (alerts) as messages.
 """
 
 from __future__ import annotations
@@ -175,9 +174,8 @@ class SyncFlow(Agent):
         yield from ()
 
     def _adopt(self, message: Adopt) -> None:
-        """Guard a campaign that is already live (production, a recording): no launch call, its
-        guards from its plan, the mirror told when it has a projection. Its CAMPAIGN_OUTCOME is
-        shadow mode's job there, not this agent's."""
+        """Guard a campaign already live (production, a recording): no launch call, guards from its
+        plan, the mirror told when it has a projection; its CAMPAIGN_OUTCOME is shadow mode's job."""
         plan = message.plan
         s, cid = plan.strategy, plan.campaign_id
         if cid in self.campaigns and not message.replace:
@@ -352,10 +350,9 @@ class SyncFlow(Agent):
         }
 
     def restore_guard_state(self, campaign_id: str, state: dict[str, Any]) -> bool:
-        """Continue a live campaign's guards from `state` (`guard_state` of an earlier worker): its
-        next event is judged as that worker would have judged it. False, and nothing changed: not
-        a live campaign, or a state of another launch or version, or not a state at all. A guard
-        disabled here, or there, starts as configured here."""
+        """Continue a live campaign's guards from an earlier worker's `guard_state`, judging its next
+        event as that worker would have. False, nothing changed: not live, another launch's or
+        version's state, or no state at all. A guard disabled here or there starts as configured here."""
         c = self.campaigns.get(campaign_id)
         if c is None or c.status != "LIVE" or state.get("v") != VERSION or state.get("launched_at") != c.launched_at:
             return False
@@ -491,9 +488,8 @@ class SyncFlow(Agent):
         return c.bid
 
     def _bidder(self) -> Generator[Any, Any, None]:
-        """Every `bid_interval`: a new bid per live campaign, sent per platform. Bids that did
-        not reach the platform are retried every `bid_retry` until a newer decision supersedes
-        them (with the breaker open, the platform meanwhile serves the bids it acknowledged)."""
+        """Every `bid_interval` a new bid per live campaign, sent per platform; one that did not
+        arrive is retried every `bid_retry` until superseded (meanwhile the platform serves the last)."""
         interval, retry = self.settings.bid_interval, self.settings.bid_retry
         next_decision = self.env.now + interval
         while True:

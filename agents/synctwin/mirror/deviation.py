@@ -137,8 +137,6 @@ class MirrorState:
 
     @classmethod
     def from_hash(cls, campaign_id: str, data: dict[str, str]) -> MirrorState:
-        if not data:
-            return cls(campaign_id)
         parse: dict[str, Any] = {"str": lambda raw: raw, "int": int}  # snapshots: JSON, the rest float
         kwargs: dict[str, Any] = {
             name: json.loads(data[name]) if name == "snapshots" else parse.get(f.type, float)(data[name])
@@ -168,9 +166,7 @@ EVENT_FIELDS = ("spend", "impressions", "clicks", "conversions", "revenue")
 
 def parse_event(fields: dict[str, Any]) -> tuple[str, str, float, tuple[float, ...]]:
     """(event_id, campaign_id, ts, cumulative values) from a stream entry; InvalidEvent names the field.
-
-    Hand-written rather than pydantic: this runs for every event at tens of thousands a second.
-    """
+    Hand-written, not pydantic: this runs for every event, tens of thousands a second."""
     try:
         event_id = str(fields["event_id"])
         campaign_id = str(fields["campaign_id"])
@@ -272,12 +268,9 @@ def _is_number(x: Any) -> bool:
 def apply_event(
     state: MirrorState, event_id: str, ts: float, values: tuple[float, ...], curve: ProjectionCurve, cfg: MirrorConfig
 ) -> Verdict | None:
-    """Apply one event (cumulative since launch) and evaluate when an interval has closed.
-
-    Idempotent: an event no newer than the last applied one, or whose totals went backwards,
-    changes nothing (returns None and counts it as ignored); a newer event whose totals went
-    backwards also lengthens `stale_run`, which the next applied event resets.
-    """
+    """Apply one event (cumulative since launch); evaluate when an interval has closed. Idempotent:
+    an event no newer than the last applied, or whose totals went backwards, is only counted as
+    ignored (returns None); a newer one lengthens `stale_run`, which the next applied event resets."""
     spend, impressions, clicks, conversions, revenue = values
     if ts <= state.last_ts or spend < state.spend or conversions < state.conversions or revenue < state.revenue:
         state.ignored += 1
