@@ -404,9 +404,8 @@ class SyncFlow(Agent):
         """Stop bidding now, audit and alert, and take the pause to the platform until it has it
         (the PAUSE names the event that decided: `event_id`, its epoch seconds `ts`)."""
         c.status, c.pause_reason, c.paused_at = "PAUSED", reason, self.env.now
-        c.pause_event_id = event_id
         detail = {k: v for k, v in detail.items() if k != "why"}
-        c.pause_detail = {"why": why, **detail}
+        c.pause_event_id, c.pause_detail = event_id, {"why": why, **detail}
         if c.ledger.pending is not None:  # bidding stops: an undelivered bid is superseded by the pause
             c.ledger.pending = None
             c.ledger.superseded += 1
@@ -529,9 +528,7 @@ class SyncFlow(Agent):
             return
         if delivered:
             ledger.delivered += 1
-            ledger.pending = None
-            ledger.last_ack = self.env.now
-            c.stale_alerted = False
+            ledger.pending, ledger.last_ack, c.stale_alerted = None, self.env.now, False
             return
         ledger.cached_intervals += 1  # the platform keeps serving the last bid it acknowledged
         if not self.breakers:  # without the breaker's pending queue, a failed bid is gone

@@ -212,10 +212,8 @@ class MirrorAgent(Agent):
                 if cid not in curves:
                     continue
                 outcome = self.book.apply(cid, batch.row_event_id(i), offset + batch.row_time(i), values)
-                if outcome is not None:
-                    command = self._act(outcome)
-                    if command is not None:
-                        verdicts[i] = command
+                if outcome is not None and (command := self._act(outcome)) is not None:
+                    verdicts[i] = command
             if self.forward is not None:
                 batch.verdicts = verdicts or None
                 yield self.forward.put(batch)
