@@ -162,9 +162,10 @@ class InvalidEvent(ValueError):
 
 
 EVENT_FIELDS = ("spend", "impressions", "clicks", "conversions", "revenue")
+Parsed = tuple[str, str, float, tuple[float, ...]]  # event_id, campaign_id, ts, the cumulative values
 
 
-def parse_event(fields: dict[str, Any]) -> tuple[str, str, float, tuple[float, ...]]:
+def parse_event(fields: dict[str, Any]) -> Parsed:
     """(event_id, campaign_id, ts, cumulative values) from a stream entry; InvalidEvent names the field.
     Hand-written, not pydantic: this runs for every event, tens of thousands a second."""
     try:
@@ -184,7 +185,7 @@ _RAW_KEYS = (b"event_id", b"campaign_id", b"ts", *(k.encode() for k in EVENT_FIE
 _RAW_ID, _RAW_CAMPAIGN, _RAW_TS, _RAW_SPEND, _RAW_IMPRESSIONS, _RAW_CLICKS, _RAW_CONVERSIONS, _RAW_REVENUE = _RAW_KEYS
 
 
-def parse_raw_event(fields: dict[bytes, bytes]) -> tuple[str, str, float, tuple[float, ...]]:
+def parse_raw_event(fields: dict[bytes, bytes]) -> Parsed:
     """`parse_event` of an entry as the stream holds it (bytes): only the two text fields are
     decoded (float() reads numbers from bytes), so a byte that is not UTF-8 is one entry's
     InvalidEvent, and the stream costs no decoding of what is a number anyway."""
@@ -238,9 +239,7 @@ def _raw_reason(fields: dict[bytes, bytes]) -> str:
     return f"field {bad.decode()} is not a number ({fields[bad].decode()!r})"
 
 
-def _checked(
-    event_id: str, campaign_id: str, ts: float, values: tuple[float, ...], raw_ts: Any
-) -> tuple[str, str, float, tuple[float, ...]]:
+def _checked(event_id: str, campaign_id: str, ts: float, values: tuple[float, ...], raw_ts: Any) -> Parsed:
     if not event_id or not campaign_id:
         raise InvalidEvent("empty event_id or campaign_id")
     if not math.isfinite(ts) or ts <= 0:
