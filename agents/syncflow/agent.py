@@ -342,12 +342,9 @@ class SyncFlow(Agent):
         c = self.campaigns.get(campaign_id)
         if c is None or c.status != "LIVE" or c.launched_at is None:
             return None
-        return {
-            "v": VERSION,
-            "launched_at": c.launched_at,
-            "flow": {f: getattr(c, f) for f in STREAM_FIELDS},
-            "guards": {g.name: g.to_state() for g in [c.budget, *(c.guards if slow else ())] if g is not None},
-        }
+        flow = {f: getattr(c, f) for f in STREAM_FIELDS}
+        guards = {g.name: g.to_state() for g in [c.budget, *(c.guards if slow else ())] if g is not None}
+        return {"v": VERSION, "launched_at": c.launched_at, "flow": flow, "guards": guards}
 
     def restore_guard_state(self, campaign_id: str, state: dict[str, Any]) -> bool:
         """Continue a live campaign's guards from an earlier worker's `guard_state`, judging its next
