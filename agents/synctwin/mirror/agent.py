@@ -221,8 +221,7 @@ class MirrorAgent(Agent):
     def _act(self, outcome: Outcome) -> PauseCommand | None:
         """Alert (and on a PAUSE audit); the PAUSE command, sent to SyncFlow's mailbox unless this
         mirror passes its batches on (then the caller attaches it to the batch)."""
-        severity, title, message, details = outcome.alert()
-        self.alert_box.put(AlertMessage(severity, title, message, details))
+        self.alert_box.put(AlertMessage(*outcome.alert()))
         if not outcome.pause:
             return None
         command = outcome.command()
