@@ -1,8 +1,7 @@
 """What every Council agent is: a SimPy process with a mailbox.
 
-An agent never calls another agent's methods; it puts messages in mailboxes and, for a
-request, waits on the reply event the message carries. The environment it is handed decides
-whether time is virtual or the wall clock's.
+An agent never calls another's methods: it puts messages in mailboxes and, for a request, waits
+on the reply event the message carries. Its environment decides if time is virtual or the wall's.
 """
 
 from __future__ import annotations
@@ -36,10 +35,7 @@ class Agent:
 
 
 def ask(env: simpy.Environment, mailbox: simpy.Store, message: Request) -> Generator[Any, Any, Any]:
-    """Send a request and wait for its answer: `result = yield from ask(env, box, Req(...))`.
-
-    An answer that is an exception is raised in the asker, so errors cross agents as errors.
-    """
+    """`result = yield from ask(env, box, Req(...))`; an exception as the answer is raised here."""
     message.reply = env.event()
     yield mailbox.put(message)
     answer = yield message.reply

@@ -1,9 +1,8 @@
 """SyncFlow as a SimPy agent: deploys approved campaigns, bids and paces them, and guards them.
 
-Three processes share one agent: the mailbox (Deploy messages), the watcher (the bid stream,
-one BidBatch per tick: guards run here) and the bidder (pacing, every `bid_interval`, through
-each platform's API behind a circuit breaker). Pauses, guard transitions and breaker moves are
-sent to SyncShield (audit) and SyncNotify (alerts) as messages.
+Three processes: the mailbox (Deploy messages), the watcher (the bid stream's batches: the guards)
+and the bidder (pacing every `bid_interval`, each platform's API behind a circuit breaker). Pauses,
+guard transitions and breaker moves go to SyncShield (audit) and SyncNotify (alerts) as messages.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ SECONDS_PER_DAY = 86_400.0
 PAUSE_RETRY = 5.0
 BID_FLOOR, BID_CEILING = 0.5, 3.0  # the pacer's bid stays within these multiples of the planned CPM
 # what a stream's rows leave in a campaign besides its guards: the guards are fed from these
+REPORTED = ("status", "platform", "launched_at", "pause_reason", "paused_at", "pause_acked_at", "pause_detail")
 STREAM_FIELDS = ("day", "day_start_spend", "last_spend", "last_t", "spend_today", "next_check", "daily_spend")
 
 
@@ -45,14 +45,8 @@ class BidLedger:
     last_ack: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "decided": self.decided,
-            "delivered": self.delivered,
-            "superseded": self.superseded,
-            "lost": self.lost,
-            "pending": int(self.pending is not None),
-            "cached_intervals": self.cached_intervals,
-        }
+        counts = {k: getattr(self, k) for k in ("decided", "delivered", "superseded", "lost")}
+        return counts | {"pending": int(self.pending is not None), "cached_intervals": self.cached_intervals}
 
 
 @dataclass(slots=True)
@@ -86,9 +80,8 @@ class LiveCampaign:
 
 
 def planned_cvr_per_click(strategy: Any, baseline: dict[str, float]) -> float | None:
-    """Conversions per click the plan expects: the history's, or less when the audience's
-    demand (audience x cvr over the days) cannot absorb the clicks the budget buys, as in the
-    gate's funnel model."""
+    """Conversions per click the plan expects: the history's, or less when the audience's demand
+    (audience x cvr over the days) cannot absorb the clicks the budget buys (the gate's funnel)."""
     cvr, cpm, ctr = baseline.get("cvr_click"), strategy.cpm or baseline.get("cpm"), strategy.ctr or baseline.get("ctr")
     if not cvr or not 0 < cvr <= 1:
         return None
@@ -127,36 +120,22 @@ class SyncFlow(Agent):
         epoch0: float = 0.0,
         bidding: bool = True,
     ) -> None:
-        self.mirror = mirror
+        self.apis, self.bids, self.audit_box, self.alert_box, self.mirror = apis, bids, audit, alerts, mirror
         self.epoch0 = epoch0  # epoch seconds at the environment's time zero
-        self.apis = apis
-        self.bids = bids
-        self.audit_box = audit
-        self.alert_box = alerts
-        self.settings = settings
-        self.ticks_per_day = ticks_per_day
-        self.disabled = set(disabled_guards)
-        unknown = self.disabled - set(GUARDS)
-        if unknown:
+        self.settings, self.ticks_per_day, self.disabled = settings, ticks_per_day, set(disabled_guards)
+        if unknown := self.disabled - set(GUARDS):
             raise ValueError(f"unknown guard(s) {sorted(unknown)}; expected some of {', '.join(GUARDS)}")
         self.campaigns: dict[str, LiveCampaign] = {}
         # campaigns a stream's rows changed since the owner last read `guard_state`: True when their
         # slow guards (MarginGuardian, AutoRollback: they change only at their checks) may have too
         self.touched: dict[str, bool] = {}
-        use_breaker = "api_circuit_breaker" not in self.disabled
-        self.breakers = (
-            {
-                p: CircuitBreaker(
-                    p,
-                    lambda: env.now,
-                    failure_threshold=settings.breaker_failures,
-                    reset_timeout=settings.breaker_reset,
-                )
-                for p in apis
-            }
-            if use_breaker
-            else {}
-        )
+        self.breakers = {
+            p: CircuitBreaker(
+                p, lambda: env.now, failure_threshold=settings.breaker_failures, reset_timeout=settings.breaker_reset
+            )
+            for p in apis
+            if "api_circuit_breaker" not in self.disabled
+        }
         self.recoveries: dict[str, list[float]] = {p: [] for p in apis}  # first success after failures
         self._failing: dict[str, bool] = dict.fromkeys(apis, False)
         self._breaker_seen: dict[str, int] = dict.fromkeys(apis, 0)
@@ -178,17 +157,9 @@ class SyncFlow(Agent):
         self.alert_box.put(AlertMessage(severity, title, message, details))
 
     def _audit_transition(self, tr: Transition, reason: str | None) -> None:
-        self._audit(
-            "GUARD_TRANSITION",
-            tr.campaign_id,
-            reason if tr.to_state == "TRIGGERED" else None,
-            guard=tr.guard,
-            from_state=tr.from_state,
-            to_state=tr.to_state,
-            t=tr.t,
-            why=tr.why,
-            **tr.detail,
-        )
+        reason = reason if tr.to_state == "TRIGGERED" else None
+        moved = {"from_state": tr.from_state, "to_state": tr.to_state, "t": tr.t, "why": tr.why}
+        self._audit("GUARD_TRANSITION", tr.campaign_id, reason, guard=tr.guard, **moved, **tr.detail)
 
     # --- deployment -----------------------------------------------------------------------------
     def handle(self, message: Any) -> Generator[Any, Any, None]:
@@ -199,33 +170,20 @@ class SyncFlow(Agent):
         elif isinstance(message, PauseCommand):
             c = self.campaigns.get(message.campaign_id)
             if c is not None and c.status == "LIVE":
-                self._pause_for(
-                    c,
-                    message.reason,
-                    message.detail.get("why", "a pause command"),
-                    message.detail,
-                    message.event_id,
-                    message.ts,
-                )
+                self._pause_by(c, message, "a pause command")
         yield from ()
 
     def _adopt(self, message: Adopt) -> None:
-        """Guard a campaign that is already live (production, a recording): no launch call, its
-        guards from its plan, the mirror told when it has a projection. Its CAMPAIGN_OUTCOME is
-        shadow mode's job there, not this agent's."""
+        """Guard a campaign already live (production, a recording): no launch call, guards from its
+        plan, the mirror told when it has a projection; its CAMPAIGN_OUTCOME is shadow mode's job."""
         plan = message.plan
         s, cid = plan.strategy, plan.campaign_id
         if cid in self.campaigns and not message.replace:
             return
-        gate = plan.gate()
-        planned_cpm = s.cpm or gate.baseline.get("cpm") or 5.0
         launched = plan.launch_ts - self.epoch0
-        c = LiveCampaign(
-            strategy=s,
-            gate=gate,
-            platform=s.platform,
-            planned_cpm=planned_cpm,
-            bid=planned_cpm * self.settings.bid_headroom,
+        c = self._campaign(
+            s,
+            plan.gate(),
             status="LIVE",
             launched_at=launched,
             outcome_recorded=True,
@@ -246,39 +204,23 @@ class SyncFlow(Agent):
         if gate.decision != "APPROVED" and not deploy.test:
             self._audit("DEPLOY_REFUSED", s.campaign_id, "NOT_APPROVED")
             return
-        planned_cpm = s.cpm or gate.baseline.get("cpm") or 5.0
-        c = LiveCampaign(
-            strategy=s,
-            gate=gate,
-            platform=s.platform,
-            planned_cpm=planned_cpm,
-            bid=planned_cpm * self.settings.bid_headroom,
-            test=deploy.test,
-        )
-        self.campaigns[s.campaign_id] = c
-        payload = {
-            "campaign_id": s.campaign_id,
-            "daily_budget": s.daily_budget,
-            "bid_cpm": c.bid,
-            "audience_size": s.audience_size,
-            "cvr": s.cvr,
-            "duration_days": s.duration_days,
-        }
+        c = self.campaigns[s.campaign_id] = self._campaign(s, gate, test=deploy.test)
+        payload = {"campaign_id": s.campaign_id, "daily_budget": s.daily_budget, "bid_cpm": c.bid}
+        payload |= {k: getattr(s, k) for k in ("audience_size", "cvr", "duration_days")}
         yield from self._call_until_done(s.platform, "launch", payload)
         now = self.env.now
         c.status, c.launched_at, c.ledger.last_ack = "LIVE", now, now
         c.ends_at = now + s.duration_days * SECONDS_PER_DAY
         c.guards = self._make_guards(c, now)
-        self._audit(
-            "CAMPAIGN_LAUNCHED",
-            s.campaign_id,
-            platform=s.platform,
-            daily_budget=s.daily_budget,
-            bid_cpm=round(c.bid, 4),
-        )
+        launched = {"platform": s.platform, "daily_budget": s.daily_budget, "bid_cpm": round(c.bid, 4)}
+        self._audit("CAMPAIGN_LAUNCHED", s.campaign_id, **launched)
         if self.mirror is not None:  # the live mirror compares the campaign with its projection from now on
             projection = gate.projection.model_dump(mode="json") | {"launch_ts": self.epoch0 + now}
             self.mirror.put(Watch(s.campaign_id, projection))
+
+    def _campaign(self, s: Any, gate: Any, **fields: Any) -> LiveCampaign:
+        cpm = s.cpm or gate.baseline.get("cpm") or 5.0
+        return LiveCampaign(s, gate, s.platform, cpm, cpm * self.settings.bid_headroom, **fields)
 
     def _make_guards(self, c: LiveCampaign, now: float) -> list[Guard]:
         st, cid = self.settings, c.strategy.campaign_id
@@ -349,14 +291,7 @@ class SyncFlow(Agent):
                     if c.status != "LIVE":
                         continue
                 if verdicts is not None and (command := verdicts.get(i)) is not None:
-                    self._pause_for(
-                        c,
-                        command.reason,
-                        command.detail.get("why", "the mirror's verdict"),
-                        command.detail,
-                        command.event_id,
-                        command.ts,
-                    )
+                    self._pause_by(c, command, "the mirror's verdict")
                     continue
                 if times is None:
                     check_slow = check_tick
@@ -407,18 +342,14 @@ class SyncFlow(Agent):
         c = self.campaigns.get(campaign_id)
         if c is None or c.status != "LIVE" or c.launched_at is None:
             return None
-        return {
-            "v": VERSION,
-            "launched_at": c.launched_at,
-            "flow": {f: getattr(c, f) for f in STREAM_FIELDS},
-            "guards": {g.name: g.to_state() for g in [c.budget, *(c.guards if slow else ())] if g is not None},
-        }
+        flow = {f: getattr(c, f) for f in STREAM_FIELDS}
+        guards = {g.name: g.to_state() for g in [c.budget, *(c.guards if slow else ())] if g is not None}
+        return {"v": VERSION, "launched_at": c.launched_at, "flow": flow, "guards": guards}
 
     def restore_guard_state(self, campaign_id: str, state: dict[str, Any]) -> bool:
-        """Continue a live campaign's guards from `state` (`guard_state` of an earlier worker): its
-        next event is judged as that worker would have judged it. False, and nothing changed: not
-        a live campaign, or a state of another launch or version, or not a state at all. A guard
-        disabled here, or there, starts as configured here."""
+        """Continue a live campaign's guards from an earlier worker's `guard_state`, judging its next
+        event as that worker would have. False, nothing changed: not live, another launch's or
+        version's state, or no state at all. A guard disabled here or there starts as configured here."""
         c = self.campaigns.get(campaign_id)
         if c is None or c.status != "LIVE" or state.get("v") != VERSION or state.get("launched_at") != c.launched_at:
             return False
@@ -446,11 +377,9 @@ class SyncFlow(Agent):
         return True
 
     def _join_mid_flight(self, c: LiveCampaign, now: float, day: int, spend: float) -> None:
-        """The first event of a campaign this agent meets long after its launch (a worker that took
-        over, a restart): its totals are since launch, not since the last event. The spend before
-        today is estimated at the campaign's average rate (the platform reports no daily split), and
-        this event is no tick of spend: without it, a restart would see days of spend as one tick's
-        runaway and pause every healthy campaign."""
+        """A campaign first met long after its launch (a takeover, a restart) reports totals since
+        launch: the spend before today is put at its average rate (the platform has no daily split)
+        and this event is no tick of spend, or a restart would pause every campaign as a runaway."""
         launched = c.launched_at or now
         day_start = max(day * SECONDS_PER_DAY, launched)
         c.last_spend = spend
@@ -461,21 +390,19 @@ class SyncFlow(Agent):
         self._audit_transition(fired, guard.pause_reason)
         self._pause_for(c, guard.pause_reason, fired.why, {"guard": fired.guard, **fired.detail}, event_id, ts)
 
+    def _pause_by(self, c: LiveCampaign, command: PauseCommand, why: str) -> None:
+        """Pause as `command` asks (`why` when it says not why)."""
+        detail = command.detail
+        self._pause_for(c, command.reason, detail.get("why", why), detail, command.event_id, command.ts)
+
     def _pause_for(
-        self,
-        c: LiveCampaign,
-        reason: str,
-        why: str,
-        detail: dict[str, Any],
-        event_id: str | None = None,
-        ts: float | None = None,
+        self, c: LiveCampaign, reason: str, why: str, detail: dict[str, Any], event_id: str | None, ts: float | None
     ) -> None:
         """Stop bidding now, audit and alert, and take the pause to the platform until it has it
         (the PAUSE names the event that decided: `event_id`, its epoch seconds `ts`)."""
         c.status, c.pause_reason, c.paused_at = "PAUSED", reason, self.env.now
-        c.pause_event_id = event_id
         detail = {k: v for k, v in detail.items() if k != "why"}
-        c.pause_detail = {"why": why, **detail}
+        c.pause_event_id, c.pause_detail = event_id, {"why": why, **detail}
         if c.ledger.pending is not None:  # bidding stops: an undelivered bid is superseded by the pause
             c.ledger.pending = None
             c.ledger.superseded += 1
@@ -491,31 +418,21 @@ class SyncFlow(Agent):
     def _record_outcome(self, c: LiveCampaign, batch: BidBatch, i: int) -> None:
         """Audit the campaign's realized outcome once: at its flight's end, or once the platform
         has its pause (what it delivered until then); the arithmetic is production's."""
-
         c.outcome_recorded = True
         s, launched = c.strategy, c.launched_at or 0.0
         paused = c.status == "PAUSED"
         days = ((c.paused_at or launched) - launched if paused else c.ends_at - launched) / SECONDS_PER_DAY
-        reason = PAUSED if paused else FLIGHT_ENDED
+        reason, pause_reason = (PAUSED, c.pause_reason) if paused else (FLIGHT_ENDED, None)
+        run = {"platform": c.platform, "launch_ts": self.epoch0 + launched, "days": days, "days_total": s.duration_days}
+        run |= {m: float(getattr(batch, m)[i]) for m in ("spend", "revenue", "conversions")}
         meta = campaign_outcome(
-            platform=c.platform,
-            launch_ts=self.epoch0 + launched,
-            days=days,
-            days_total=s.duration_days,
-            spend=float(batch.spend[i]),
-            revenue=float(batch.revenue[i]),
-            conversions=float(batch.conversions[i]),
-            gross_margin=s.gross_margin,
-            gate=c.gate,
-            reason=reason,
-            pause_reason=c.pause_reason if paused else None,
+            **run, gross_margin=s.gross_margin, gate=c.gate, reason=reason, pause_reason=pause_reason
         )
         self.audit_box.put(AuditEvent(CAMPAIGN_OUTCOME, s.client_id, s.campaign_id, reason, meta))
 
     # --- the platform API -----------------------------------------------------------------------
     def _call(self, platform: str, op: str, payload: dict[str, Any]) -> Generator[Any, Any, bool]:
         """One call through the breaker (when enabled); True when the platform acknowledged it."""
-
         breaker = self.breakers.get(platform)
         if breaker is not None and not breaker.allow():
             self._note_breaker(platform)
@@ -544,16 +461,8 @@ class SyncFlow(Agent):
     def _note_breaker(self, platform: str) -> None:
         breaker = self.breakers[platform]
         for tr in breaker.transitions[self._breaker_seen[platform] :]:
-            self._audit(
-                "BREAKER_TRANSITION",
-                None,
-                None,
-                platform=platform,
-                from_state=tr.from_state,
-                to_state=tr.to_state,
-                t=tr.t,
-                why=tr.why,
-            )
+            moved = {"from_state": tr.from_state, "to_state": tr.to_state, "t": tr.t, "why": tr.why}
+            self._audit("BREAKER_TRANSITION", None, None, platform=platform, **moved)
             if tr.to_state == "OPEN" and tr.from_state == "CLOSED":
                 self._alert(
                     "WARNING", f"{platform} API circuit open", f"serving cached bids: {tr.why}", platform=platform
@@ -575,9 +484,8 @@ class SyncFlow(Agent):
         return c.bid
 
     def _bidder(self) -> Generator[Any, Any, None]:
-        """Every `bid_interval`: a new bid per live campaign, sent per platform. Bids that did
-        not reach the platform are retried every `bid_retry` until a newer decision supersedes
-        them (with the breaker open, the platform meanwhile serves the bids it acknowledged)."""
+        """Every `bid_interval` a new bid per live campaign, sent per platform; one that did not
+        arrive is retried every `bid_retry` until superseded (meanwhile the platform serves the last)."""
         interval, retry = self.settings.bid_interval, self.settings.bid_retry
         next_decision = self.env.now + interval
         while True:
@@ -617,9 +525,7 @@ class SyncFlow(Agent):
             return
         if delivered:
             ledger.delivered += 1
-            ledger.pending = None
-            ledger.last_ack = self.env.now
-            c.stale_alerted = False
+            ledger.pending, ledger.last_ack, c.stale_alerted = None, self.env.now, False
             return
         ledger.cached_intervals += 1  # the platform keeps serving the last bid it acknowledged
         if not self.breakers:  # without the breaker's pending queue, a failed bid is gone
@@ -632,21 +538,15 @@ class SyncFlow(Agent):
 
     # --- what the harness reads at the end ---------------------------------------------------------
     def report(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for cid, c in self.campaigns.items():
-            out[cid] = {
-                "status": c.status,
-                "platform": c.platform,
-                "launched_at": c.launched_at,
-                "pause_reason": c.pause_reason,
-                "paused_at": c.paused_at,
-                "pause_acked_at": c.pause_acked_at,
-                "pause_detail": c.pause_detail,
+        return {
+            cid: {k: getattr(c, k) for k in REPORTED}
+            | {
                 "bids": c.ledger.to_dict(),
                 "daily_spend": [*c.daily_spend, c.spend_today] if c.day >= 0 else [],
                 "guards": {g.name: g.state.value for g in [c.budget, *c.guards] if g is not None},
             }
-        return out
+            for cid, c in self.campaigns.items()
+        }
 
     def breaker_states(self) -> dict[str, str]:
         return {p: b.state.value for p, b in self.breakers.items()} | {

@@ -1,9 +1,8 @@
 """A circuit breaker for a platform's API that reads the environment's clock, not the wall's.
 
-CLOSED: calls go through. After `failure_threshold` failures in a row it OPENs: calls are not
-made (SyncFlow serves the bids the platform already holds, and keeps the newer ones pending).
-After `reset_timeout` one probe is let through (HALF_OPEN): success closes it, failure reopens.
-Off-the-shelf breakers read time.time(); this one takes `now`, so it works in virtual time.
+CLOSED: calls go through; `failure_threshold` failures in a row OPEN it (no calls: the platform
+serves the bids it holds, newer ones stay pending); after `reset_timeout` one probe goes through
+(HALF_OPEN): success closes, failure reopens. It takes `now`, so it works in virtual time.
 """
 
 from __future__ import annotations
@@ -32,10 +31,7 @@ class CircuitBreaker:
     def __init__(
         self, name: str, now: Callable[[], float], *, failure_threshold: int = 2, reset_timeout: float = 60.0
     ) -> None:
-        self.name = name
-        self.now = now
-        self.failure_threshold = failure_threshold
-        self.reset_timeout = reset_timeout
+        self.name, self.now, self.failure_threshold, self.reset_timeout = name, now, failure_threshold, reset_timeout
         self.state = BreakerState.CLOSED
         self.failures = 0
         self.opened_at = 0.0

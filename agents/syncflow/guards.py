@@ -1,28 +1,22 @@
 """SyncFlow's spend guards: small state machines over numbers, free of SimPy and I/O.
 
-Each guard moves WARMING_UP -> ARMED -> TRIGGERED (or stays DISABLED) and reports every move
-as a Transition, which SyncFlow audits. Time is whatever `t` the caller passes (virtual or
-wall clock), so the same guard runs in a replay and in production.
+Each guard moves WARMING_UP -> ARMED -> TRIGGERED (or stays DISABLED), each move a Transition
+SyncFlow audits; time is the caller's `t`, so a replay and production run the same guard.
 
-- MarginGuardian: the running margin over a trailing window, revenue x gross margin - spend,
-  must not fall below -tolerance x spend for `persistence` evaluations in a row (after a
-  warm-up). Equivalent to CPA against its break-even (AOV x gross margin) with a tolerance.
-  Given the plan (revenue per dollar and order value), a breach must also be statistically
-  real: the window's revenue at least `z_crit` (4) standard errors below the plan's. A window of
-  a small campaign holds a handful of orders, and over a month of 10-minute checks (~4,300 per
-  campaign) one of them comes up short by chance: without this test such campaigns were paused
-  at random, and at 3 standard errors a portfolio month still saw one such pause in ~15 runs.
-- AutoRollback: a one-sided Poisson CUSUM on conversions per click against the plan's rate
-  (the projection's funnel), tuned for a `drop` (30%) crash, that also needs the rate since the
-  CUSUM left zero to be at least `drop / 2` below plan (statistical AND practical, as canary
-  analysis does). It reacts to the conversion rate, not to volume, so a CPM shock (fewer
-  clicks, same rate) does not trip it.
-- BudgetEmergency: pauses before the day's spend can cross `cap_share` (110%) of the budget,
-  judged on the spend rate (projected one look-ahead ahead), and on a sustained runaway rate.
+- MarginGuardian: the trailing window's margin (revenue x gross margin - spend) below -tolerance
+  x spend for `persistence` checks in a row after a warm-up (CPA against its break-even). Given
+  the plan, the window's revenue must also be `z_crit` (4) standard errors short: a small
+  campaign's window holds a handful of orders, and over a month of 10-minute checks one comes up
+  short by chance (at 3 standard errors a portfolio month still saw such a pause in ~15 runs).
+- AutoRollback: a one-sided Poisson CUSUM on conversions per click against the plan's rate, tuned
+  for a `drop` (30%) crash, that also needs the rate since the CUSUM left zero `drop / 2` below
+  plan (statistical AND practical, as canary analysis does); a CPM shock (fewer clicks, same
+  rate) does not trip it.
+- BudgetEmergency: pauses before the day's spend can cross `cap_share` (110%) of the budget at
+  its rate one look-ahead on, and on a sustained runaway rate.
 
-Each guard's per-campaign state (what it accumulated, not its configuration, which comes from the
-plan and the settings) is `to_state()`, a JSON-ready dict, and `from_state(state)` a copy of the guard
-in that state: a worker that takes a campaign over continues its guards where the last one stopped.
+`to_state()` is a guard's accumulated state (its configuration comes from the plan and settings),
+JSON-ready; `from_state(state)` a copy in that state, so a worker taking a campaign over continues.
 """
 
 from __future__ import annotations
@@ -116,13 +110,8 @@ class MarginGuardian(Guard):
         enabled: bool = True,
     ) -> None:
         super().__init__(campaign_id, enabled=enabled)
-        self.launched_at = launched_at
-        self.gross_margin = gross_margin
-        self.warmup = warmup
-        self.window = window
-        self.tolerance = tolerance
-        self.persistence = persistence
-        self.min_window_spend = min_window_spend
+        self.launched_at, self.gross_margin, self.warmup, self.window = launched_at, gross_margin, warmup, window
+        self.tolerance, self.persistence, self.min_window_spend = tolerance, persistence, min_window_spend
         # the statistical test: revenue is a compound Poisson sum of orders, so its variance is
         # mean x order value x (1 + cv^2); without a plan the practical threshold decides alone
         self.planned_roas = planned_roas if planned_roas and planned_roas > 0 else None
@@ -157,8 +146,7 @@ class MarginGuardian(Guard):
             v = struct.unpack(f"<{len(raw) // 8}d", raw)
             self.samples = deque(zip(v[0::3], v[1::3], v[2::3], strict=True))
         self.breaches = int(state["breaches"])
-        self.last_ratio = _float_or_none(state["last_ratio"])
-        self.last_z = _float_or_none(state["last_z"])
+        self.last_ratio, self.last_z = _float_or_none(state["last_ratio"]), _float_or_none(state["last_z"])
 
     def shortfall_z(self, d_spend: float, d_revenue: float) -> float | None:
         """Standard errors by which the window's revenue falls short of the plan's (None: no plan)."""
@@ -190,20 +178,13 @@ class MarginGuardian(Guard):
         self.breaches = self.breaches + 1 if breach else 0
         if self.breaches >= self.persistence:
             evidence = "" if z is None else f", revenue {-z:.1f} standard errors short of the plan"
-            detail = {
-                "margin_ratio": round(ratio, 4),
-                "window_spend": round(d_spend, 2),
-                "window_revenue": round(d_revenue, 2),
-            }
-            if z is not None:
-                detail["shortfall_z"] = round(z, 2)
-            return self._move(
-                GuardState.TRIGGERED,
-                t,
+            why = (
                 f"margin {ratio:+.1%} of spend over the last {(t - t0) / 3600:.1f} h, "
-                f"below -{self.tolerance:.0%} for {self.breaches} checks in a row{evidence}",
-                **detail,
+                f"below -{self.tolerance:.0%} for {self.breaches} checks in a row{evidence}"
             )
+            detail = {"margin_ratio": round(ratio, 4), "window_spend": round(d_spend, 2)}
+            shortfall = {} if z is None else {"shortfall_z": round(z, 2)}
+            return self._move(GuardState.TRIGGERED, t, why, **detail, window_revenue=round(d_revenue, 2), **shortfall)
         return None
 
 
@@ -225,11 +206,8 @@ class AutoRollback(Guard):
         super().__init__(campaign_id, enabled=enabled)
         if not (0 < expected_cvr <= 1 and 0 < drop < 1):
             raise ValueError(f"expected_cvr {expected_cvr} and drop {drop} must be in (0, 1)")
-        self.launched_at = launched_at
-        self.expected_cvr = expected_cvr
-        self.drop = drop
-        self.threshold = threshold
-        self.warmup = warmup
+        self.launched_at, self.expected_cvr, self.drop = launched_at, expected_cvr, drop
+        self.threshold, self.warmup = threshold, warmup
         self.log_ratio = math.log(1.0 - drop)
         self.cusum = 0.0
         self.last: tuple[float, float] | None = None  # cumulative clicks, conversions at the last check
@@ -243,10 +221,8 @@ class AutoRollback(Guard):
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
-        self.cusum = float(state["cusum"])
-        last = state["last"]
+        self.cusum, last, (clicks, conversions) = float(state["cusum"]), state["last"], state["since_reset"]
         self.last = None if last is None else (float(last[0]), float(last[1]))
-        clicks, conversions = state["since_reset"]
         self.since_reset = [float(clicks), float(conversions)]
 
     def evaluate(self, t: float, clicks: float, conversions: float) -> Transition | None:
@@ -274,16 +250,12 @@ class AutoRollback(Guard):
         realized = window_conversions / window_clicks if window_clicks else self.expected_cvr
         # statistically outside the plan AND practically: at least half the crash it is tuned for
         if self.cusum > self.threshold and realized < self.expected_cvr * (1.0 - self.drop / 2):
-            return self._move(
-                GuardState.TRIGGERED,
-                t,
-                f"conversion rate {realized:.2%} per click over the last "
-                f"{window_clicks:,.0f} clicks against the plan's {self.expected_cvr:.2%}: CUSUM {self.cusum:.1f} "
-                f"> {self.threshold:g}",
-                cusum=round(self.cusum, 3),
-                realized_cvr=round(realized, 5),
-                expected_cvr=self.expected_cvr,
+            why = (
+                f"conversion rate {realized:.2%} per click over the last {window_clicks:,.0f} clicks against "
+                f"the plan's {self.expected_cvr:.2%}: CUSUM {self.cusum:.1f} > {self.threshold:g}"
             )
+            detail = {"cusum": round(self.cusum, 3), "realized_cvr": round(realized, 5)}
+            return self._move(GuardState.TRIGGERED, t, why, **detail, expected_cvr=self.expected_cvr)
         return None
 
 
@@ -306,12 +278,8 @@ class BudgetEmergency(Guard):
         super().__init__(campaign_id, enabled=enabled)
         if enabled:
             self.state = GuardState.ARMED  # no warm-up: money is at stake from the first tick
-        self.cap = cap_share * daily_budget
-        self.cap_share = cap_share
-        self.pace = daily_budget / ticks_per_day
-        self.lookahead = lookahead_ticks
-        self.runaway_factor = runaway_factor
-        self.runaway_ticks = runaway_ticks
+        self.cap, self.cap_share, self.pace = cap_share * daily_budget, cap_share, daily_budget / ticks_per_day
+        self.lookahead, self.runaway_factor, self.runaway_ticks = lookahead_ticks, runaway_factor, runaway_ticks
         self.fast_ticks = 0
 
     def to_state(self) -> dict[str, Any]:
@@ -326,25 +294,16 @@ class BudgetEmergency(Guard):
             return None
         self.fast_ticks = self.fast_ticks + 1 if spend_tick > self.runaway_factor * self.pace else 0
         projected = spend_today + spend_tick * self.lookahead
+        spent = {"spend_today": round(spend_today, 2), "spend_tick": round(spend_tick, 4)}
         if projected >= self.cap:
-            return self._move(
-                GuardState.TRIGGERED,
-                t,
+            why = (
                 f"today's spend {spend_today:,.2f} would reach {projected:,.2f} within "
-                f"{self.lookahead:g} ticks: {self.cap_share:.0%} of the daily budget is {self.cap:,.2f}",
-                spend_today=round(spend_today, 2),
-                spend_tick=round(spend_tick, 4),
-                cap=round(self.cap, 2),
+                f"{self.lookahead:g} ticks: {self.cap_share:.0%} of the daily budget is {self.cap:,.2f}"
             )
+            return self._move(GuardState.TRIGGERED, t, why, **spent, cap=round(self.cap, 2))
         if self.fast_ticks >= self.runaway_ticks:
-            return self._move(
-                GuardState.TRIGGERED,
-                t,
-                f"spending {spend_tick / self.pace:.1f}x the budget's pace for {self.fast_ticks} ticks in a row",
-                spend_today=round(spend_today, 2),
-                spend_tick=round(spend_tick, 4),
-                pace=round(self.pace, 4),
-            )
+            why = f"spending {spend_tick / self.pace:.1f}x the budget's pace for {self.fast_ticks} ticks in a row"
+            return self._move(GuardState.TRIGGERED, t, why, **spent, pace=round(self.pace, 4))
         return None
 
 

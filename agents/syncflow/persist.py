@@ -1,10 +1,9 @@
 """SyncFlow's per-campaign guard state as a flat hash of JSON strings, versioned.
 
-Why flat: a store writes only the fields that changed since it last wrote (the budget stop's
-field changes on a runaway tick, MarginGuardian's and AutoRollback's at their checks every
-`guard_interval`, the bookkeeping at every event), and reads the hash back whole at a takeover.
-Fields: `v` (the version below), `launched_at` (the launch it belongs to: another launch's is
-not continued), `flow` (the bookkeeping the guards are fed from) and one per guard, by its name.
+Flat, so a store writes only the fields that changed (the budget stop's on a runaway tick, the
+slow guards' at their checks, the bookkeeping at every event) and reads the hash whole at a takeover.
+Fields: `v` (the version below), `launched_at` (another launch's state is not continued), `flow`
+(the bookkeeping the guards are fed from) and one per guard, by its name.
 """
 
 from __future__ import annotations
@@ -18,9 +17,7 @@ VERSION = 1
 def encode(state: dict[str, Any]) -> dict[str, str]:
     """`SyncFlow.guard_state`'s dict as hash fields."""
     out = {"v": str(state["v"]), "launched_at": repr(float(state["launched_at"])), "flow": _dumps(state["flow"])}
-    for name, guard in state["guards"].items():
-        out[name] = _dumps(guard)
-    return out
+    return out | {name: _dumps(guard) for name, guard in state["guards"].items()}
 
 
 def decode(fields: dict[str, str]) -> dict[str, Any]:

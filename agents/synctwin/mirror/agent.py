@@ -1,13 +1,10 @@
 """The live mirror (real-to-sim sync): every mode's one decision path, and the SimPy agent.
 
-`MirrorBook` keeps campaigns' projections and mirror states and applies bid events through
-`deviation.apply_event`. The SimPy agent feeds it batches: the world's ticks in a scenario replay,
-a recording's lines or the `{prefix}bids` stream's entries in the Council (agents/council/build.py;
-production keeps the book's states in Redis hashes, agents/council/redis.py). On a PAUSE verdict it
-sends the same three things, once per campaign: a PAUSE command (reason
-SYNCTWIN_DEVIATION_THRESHOLD), a WARNING alert, and an AUTO_ROLLBACK_TRIGGERED audit event; a
-campaign whose newer events keep being ignored (its totals went backwards: a frozen mirror) gets
-one "Mirror stuck" WARNING per episode.
+`MirrorBook` applies bid events to campaigns' mirror states (`deviation.apply_event`); the agent
+feeds it a replay's ticks, a recording's lines or the `{prefix}bids` stream (agents/council/, whose
+production keeps the states in Redis). A PAUSE verdict sends, once per campaign, a PAUSE command
+(SYNCTWIN_DEVIATION_THRESHOLD), a WARNING alert and an AUTO_ROLLBACK_TRIGGERED audit event; a frozen
+mirror (newer events ignored: their totals went backwards) one "Mirror stuck" WARNING per episode.
 """
 
 from __future__ import annotations
@@ -19,7 +16,14 @@ from typing import Any
 import simpy
 
 from agents.base import Agent
-from agents.synctwin.mirror.deviation import MirrorConfig, MirrorState, ProjectionCurve, Verdict, apply_event
+from agents.synctwin.mirror.deviation import (
+    EVENT_FIELDS,
+    MirrorConfig,
+    MirrorState,
+    ProjectionCurve,
+    Verdict,
+    apply_event,
+)
 from agents.synctwin.mirror.event_limits import EventLimits
 from synctwin.kernel.config import Settings
 from synctwin.kernel.messages import AlertMessage, AuditEvent, BidBatch, PauseCommand, Watch
@@ -28,31 +32,18 @@ PAUSE_REASON = "SYNCTWIN_DEVIATION_THRESHOLD"
 
 
 def mirror_config(settings: Settings) -> MirrorConfig:
-    return MirrorConfig(
-        interval=settings.mirror_interval,
-        warmup=settings.mirror_warmup,
-        min_projected_conversions=settings.mirror_min_projected_conversions,
-        threshold=settings.mirror_threshold,
-        grey_threshold=settings.mirror_grey_threshold,
-        window=settings.mirror_window,
-        persistence=settings.mirror_persistence,
-        cusum_drop=settings.mirror_cusum_drop,
-        cusum_threshold=settings.mirror_cusum_threshold,
-        reference_lag=settings.mirror_reference_lag,
-        reference_span=settings.mirror_reference_span,
-        min_reference_conversions=settings.mirror_min_reference_conversions,
-    )
+    """The mirror's test from the settings: each field is `mirror_<field>`."""
+    return MirrorConfig(**{f: getattr(settings, f"mirror_{f}") for f in MirrorConfig.__dataclass_fields__})
 
 
 def event_limits(settings: Settings) -> EventLimits:
-    """The live stream's plausibility limits from the settings."""
+    """The live stream's plausibility limits from the settings (`mirror_<field>`, the clock skew's
+    shared with the API)."""
     return EventLimits(
-        max_clock_skew_s=settings.max_clock_skew_s,
-        flight_grace_s=settings.mirror_flight_grace_s,
-        max_plan_factor=settings.mirror_max_plan_factor,
-        plan_slack_s=settings.mirror_plan_slack_s,
-        max_counter=settings.mirror_max_counter,
-        stuck_after=settings.mirror_stuck_after,
+        **{
+            f: getattr(settings, f if f == "max_clock_skew_s" else f"mirror_{f}")
+            for f in EventLimits.__dataclass_fields__
+        }
     )
 
 
@@ -70,14 +61,11 @@ class Outcome:
 
     def command(self) -> PauseCommand:
         """The PAUSE this verdict asks for (the one shape every mode sends)."""
-        why = f"Campaign performance deviating {self.deviation:.1%} from SyncTwin projection."
-        return PauseCommand(
-            self.campaign_id,
-            PAUSE_REASON,
-            {"why": why, "deviation": round(self.deviation, 4)},
-            event_id=self.event_id,
-            ts=self.ts,
-        )
+        detail = {"why": self._why(), "deviation": round(self.deviation, 4)}
+        return PauseCommand(self.campaign_id, PAUSE_REASON, detail, event_id=self.event_id, ts=self.ts)
+
+    def _why(self) -> str:
+        return f"Campaign performance deviating {self.deviation:.1%} from SyncTwin projection."
 
     @property
     def pause(self) -> bool:
@@ -87,64 +75,40 @@ class Outcome:
         if self.verdict is None:
             return self._stuck_alert()
         d = self.verdict.detail
+        cid = self.campaign_id
         if self.pause:
-            return (
-                "WARNING",
-                f"Auto-Rollback Triggered: {self.campaign_id}",
-                f"Campaign performance deviating {self.deviation:.1%} from SyncTwin projection.",
-                {
-                    "campaign_id": self.campaign_id,
-                    "deviation": f"{self.deviation:.1%}",
-                    "real_revenue": f"${d['revenue']:,.2f}",
-                    "projected_revenue": f"${d['projected_revenue_p50']:,.2f}",
-                    "action": "Campaign paused automatically",
-                    **d,
-                },
-            )
-        return (
-            "INFO",
-            f"Grey zone: {self.campaign_id}",
-            f"Campaign deviating {self.deviation:.1%} from its projection; watching, not pausing.",
-            # event_ts: SyncNotify counts repeats into one episode by the events' time, not the clock's
-            {"campaign_id": self.campaign_id, **d, **({"event_ts": self.ts} if self.ts is not None else {})},
-        )
+            money = {
+                "real_revenue": f"${d['revenue']:,.2f}",
+                "projected_revenue": f"${d['projected_revenue_p50']:,.2f}",
+            }
+            details = {"campaign_id": cid, "deviation": f"{self.deviation:.1%}", **money}
+            details |= {"action": "Campaign paused automatically", **d}
+            return "WARNING", f"Auto-Rollback Triggered: {cid}", self._why(), details
+        # event_ts: SyncNotify counts repeats into one episode by the events' time, not the clock's
+        details = {"campaign_id": cid, **d, **({"event_ts": self.ts} if self.ts is not None else {})}
+        why = f"Campaign deviating {self.deviation:.1%} from its projection; watching, not pausing."
+        return "INFO", f"Grey zone: {cid}", why, details
 
     def _stuck_alert(self) -> tuple[str, str, str, dict[str, Any]]:
         state, cid, values = self.state, self.campaign_id, self.values
         assert state is not None
-        details = {
-            "campaign_id": cid,
-            "ignored_in_a_row": state.stale_run,
-            "last_applied_event": state.last_event_id,
-            "episode": str(state.last_event_id),  # each freeze is its own episode (SyncNotify)
-            "last_applied_ts": state.last_ts,
-            "mirror_spend": state.spend,
-            "mirror_conversions": state.conversions,
-            "mirror_revenue": state.revenue,
-            "event_id": self.event_id,
-            "event_ts": self.ts,
-            "event_spend": values[0],
-            "event_conversions": values[3],
-            "event_revenue": values[4],
-        }
-        return (
-            "WARNING",
-            f"Mirror stuck: {cid}",
+        details = {"campaign_id": cid, "ignored_in_a_row": state.stale_run, "last_applied_event": state.last_event_id}
+        # each freeze is its own episode (SyncNotify)
+        details |= {"episode": str(state.last_event_id), "last_applied_ts": state.last_ts}
+        details |= {f"mirror_{m}": getattr(state, m) for m in ("spend", "conversions", "revenue")}
+        details |= {"event_id": self.event_id, "event_ts": self.ts}
+        details |= {f"event_{m}": values[i] for m, i in (("spend", 0), ("conversions", 3), ("revenue", 4))}
+        why = (
             f"{state.stale_run} newer events in a row ignored: their totals are below the mirror's "
-            f"(an implausible event was applied earlier?); {cid} is not being watched",
-            details,
+            f"(an implausible event was applied earlier?); {cid} is not being watched"
         )
+        return "WARNING", f"Mirror stuck: {cid}", why, details
 
     def audit(self, threshold: float) -> dict[str, Any]:
         assert self.verdict is not None
         d = self.verdict.detail
-        return {
-            "deviation": round(self.deviation, 4),
-            "real_revenue": d["revenue"],
-            "projected_revenue": d["projected_revenue_p50"],
-            "threshold": threshold,
-            **d,
-        }
+        revenue = {"real_revenue": d["revenue"], "projected_revenue": d["projected_revenue_p50"]}
+        return {"deviation": round(self.deviation, 4), **revenue, "threshold": threshold, **d}
 
 
 class MirrorBook:
@@ -164,9 +128,8 @@ class MirrorBook:
     def watch(self, projection: dict[str, Any]) -> None:
         """Mirror a campaign against `projection` from now on; a new launch starts its state afresh."""
         curve = ProjectionCurve.from_projection(projection)
-        cid = curve.campaign_id
-        self.curves[cid] = curve
-        self.state(cid)
+        self.curves[curve.campaign_id] = curve
+        self.state(curve.campaign_id)
 
     def state(self, campaign_id: str) -> MirrorState:
         """The campaign's state for its current curve's launch (a fresh one for a new launch)."""
@@ -221,14 +184,10 @@ class MirrorAgent(Agent):
         stuck_after: int = 0,
     ) -> None:
         self.book = MirrorBook(cfg, stuck_after)
-        self.bids = bids
-        self.syncflow = syncflow
-        self.audit_box = audit
-        self.alert_box = alerts
+        self.bids, self.syncflow, self.audit_box, self.alert_box = bids, syncflow, audit, alerts
         self.every = every  # read every n-th tick: events are cumulative, nothing is lost between
-        # the Council's pipeline: every batch is passed on to SyncFlow with this mirror's PAUSE verdicts
-        # by row, so SyncFlow weighs them in stream order beside its own guards (however the stream was
-        # cut into batches); without it a PAUSE goes to SyncFlow's mailbox (the scenario replays)
+        # the Council's pipeline: each batch goes on to SyncFlow with this mirror's PAUSE verdicts by row, weighed
+        # in stream order beside its guards however the stream is batched; else a PAUSE goes to its mailbox (replays)
         self.forward = forward
         super().__init__(env)
         env.process(self._consume())
@@ -248,22 +207,13 @@ class MirrorAgent(Agent):
             verdicts: dict[int, PauseCommand] = {}
             curves = self.book.curves
             offset = batch.ts - batch.t  # epoch seconds at the environment's zero
-            rows = zip(  # one conversion per column, not five numpy scalars per row
-                batch.spend.tolist(),
-                batch.impressions.tolist(),
-                batch.clicks.tolist(),
-                batch.conversions.tolist(),
-                batch.revenue.tolist(),
-                strict=True,
-            )
+            rows = zip(*(getattr(batch, f).tolist() for f in EVENT_FIELDS), strict=True)  # not numpy scalars
             for i, (cid, values) in enumerate(zip(batch.campaign_ids, rows, strict=True)):
                 if cid not in curves:
                     continue
                 outcome = self.book.apply(cid, batch.row_event_id(i), offset + batch.row_time(i), values)
-                if outcome is not None:
-                    command = self._act(outcome)
-                    if command is not None:
-                        verdicts[i] = command
+                if outcome is not None and (command := self._act(outcome)) is not None:
+                    verdicts[i] = command
             if self.forward is not None:
                 batch.verdicts = verdicts or None
                 yield self.forward.put(batch)
@@ -271,20 +221,12 @@ class MirrorAgent(Agent):
     def _act(self, outcome: Outcome) -> PauseCommand | None:
         """Alert (and on a PAUSE audit); the PAUSE command, sent to SyncFlow's mailbox unless this
         mirror passes its batches on (then the caller attaches it to the batch)."""
-        severity, title, message, details = outcome.alert()
-        self.alert_box.put(AlertMessage(severity, title, message, details))
+        self.alert_box.put(AlertMessage(*outcome.alert()))
         if not outcome.pause:
             return None
         command = outcome.command()
         if self.forward is None:
             self.syncflow.put(command)
-        self.audit_box.put(
-            AuditEvent(
-                "AUTO_ROLLBACK_TRIGGERED",
-                None,
-                outcome.campaign_id,
-                PAUSE_REASON,
-                outcome.audit(self.book.cfg.threshold),
-            )
-        )
+        audit = outcome.audit(self.book.cfg.threshold)
+        self.audit_box.put(AuditEvent("AUTO_ROLLBACK_TRIGGERED", None, outcome.campaign_id, PAUSE_REASON, audit))
         return command

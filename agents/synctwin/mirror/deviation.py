@@ -1,25 +1,21 @@
 """Real-to-sim deviation: is a live campaign departing from its projection? Pure functions.
 
-The seed's rule, |real - projected| / projected > 15%, is kept as the *practical* threshold,
-but measured right and guarded the way canary analysis does it (Kayenta, Argo Rollouts):
+The original rule, |real - projected| / projected > 15%, stays the *practical* threshold, measured
+and guarded as canary analysis does (Kayenta, Argo Rollouts):
 
-- against the projection at the same elapsed time (never the final total), since launch AND
-  over a recent window (a campaign that turns bad on day 20 moves its since-launch figure little),
-  and over that window against the campaign's own established level (a campaign running 25%
-  above plan that falls 30% is still "on plan" by the projection alone);
+- against the projection at the same elapsed time, since launch AND over a recent window (a
+  campaign turning bad on day 20 barely moves its since-launch figure), and over that window
+  against the campaign's own level (25% above plan, then 30% down, is still "on plan");
 - no verdict before a warm-up and a minimum projected volume;
-- the shortfall must also be *statistically* significant: one-sided Poisson CUSUMs on each
-  interval's conversions, tuned for a `cusum_drop` fall, against (a) the band's lower edge
-  (p10: off plan from the start, outside what the Monte Carlo band allows) and (b) the
-  campaign's own level relative to the projection, read over a lagged reference window (a
-  change after launch: a single campaign's path sits anywhere in the band, so only its own
-  past tells a 30% drop from a low draw); for spend (nearly deterministic), above the band's p90;
-- it must persist for `persistence` evaluations in a row;
-- a grey zone (practical or statistical alone, or a deviation above `grey_threshold`) alerts
-  without pausing.
+- the shortfall also *statistically* significant: one-sided Poisson CUSUMs on each interval's
+  conversions, tuned for a `cusum_drop` fall, against the band's p10 (off plan from the start) and
+  against the campaign's own level read over a lagged reference window (a change after launch: a
+  campaign's path sits anywhere in the band); spend (nearly deterministic) above the band's p90;
+- persisting for `persistence` evaluations in a row; a grey zone (one test alone, or a deviation
+  above `grey_threshold`) alerts without pausing.
 
-One code path for every mode: the SimPy mirror agent and the Redis worker both call
-`apply_event` on a `MirrorState`, which serialises to the flat hash DESIGN.md keeps in Redis.
+Every mode (the SimPy agent, the Redis worker) calls `apply_event` on a `MirrorState`, which
+serialises to the flat hash DESIGN.md keeps in Redis.
 """
 
 from __future__ import annotations
@@ -137,26 +133,16 @@ class MirrorState:
 
     def to_hash(self) -> dict[str, str]:
         """Flat strings for a Redis hash."""
-        out = {k: (json.dumps(v) if isinstance(v, list) else str(v)) for k, v in asdict(self).items()}
-        return out
+        return {k: (json.dumps(v) if isinstance(v, list) else str(v)) for k, v in asdict(self).items()}
 
     @classmethod
     def from_hash(cls, campaign_id: str, data: dict[str, str]) -> MirrorState:
-        if not data:
-            return cls(campaign_id)
-        kwargs: dict[str, Any] = {}
-        for name, f in cls.__dataclass_fields__.items():
-            if name not in data:
-                continue
-            raw = data[name]
-            if name == "snapshots":
-                kwargs[name] = json.loads(raw)
-            elif f.type in ("str",):
-                kwargs[name] = raw
-            elif f.type == "int":
-                kwargs[name] = int(raw)
-            else:
-                kwargs[name] = float(raw)
+        parse: dict[str, Any] = {"str": lambda raw: raw, "int": int}  # snapshots: JSON, the rest float
+        kwargs: dict[str, Any] = {
+            name: json.loads(data[name]) if name == "snapshots" else parse.get(f.type, float)(data[name])
+            for name, f in cls.__dataclass_fields__.items()
+            if name in data
+        }
         kwargs["campaign_id"] = campaign_id
         return cls(**kwargs)
 
@@ -176,13 +162,12 @@ class InvalidEvent(ValueError):
 
 
 EVENT_FIELDS = ("spend", "impressions", "clicks", "conversions", "revenue")
+Parsed = tuple[str, str, float, tuple[float, ...]]  # event_id, campaign_id, ts, the cumulative values
 
 
-def parse_event(fields: dict[str, Any]) -> tuple[str, str, float, tuple[float, ...]]:
+def parse_event(fields: dict[str, Any]) -> Parsed:
     """(event_id, campaign_id, ts, cumulative values) from a stream entry; InvalidEvent names the field.
-
-    Hand-written rather than pydantic: this runs for every event at tens of thousands a second.
-    """
+    Hand-written, not pydantic: this runs for every event, tens of thousands a second."""
     try:
         event_id = str(fields["event_id"])
         campaign_id = str(fields["campaign_id"])
@@ -196,11 +181,11 @@ def parse_event(fields: dict[str, Any]) -> tuple[str, str, float, tuple[float, .
     return _checked(event_id, campaign_id, ts, values, fields["ts"])
 
 
-_RAW_ID, _RAW_CAMPAIGN, _RAW_TS = b"event_id", b"campaign_id", b"ts"
-_RAW_SPEND, _RAW_IMPRESSIONS, _RAW_CLICKS, _RAW_CONVERSIONS, _RAW_REVENUE = (k.encode() for k in EVENT_FIELDS)
+_RAW_KEYS = (b"event_id", b"campaign_id", b"ts", *(k.encode() for k in EVENT_FIELDS))
+_RAW_ID, _RAW_CAMPAIGN, _RAW_TS, _RAW_SPEND, _RAW_IMPRESSIONS, _RAW_CLICKS, _RAW_CONVERSIONS, _RAW_REVENUE = _RAW_KEYS
 
 
-def parse_raw_event(fields: dict[bytes, bytes]) -> tuple[str, str, float, tuple[float, ...]]:
+def parse_raw_event(fields: dict[bytes, bytes]) -> Parsed:
     """`parse_event` of an entry as the stream holds it (bytes): only the two text fields are
     decoded (float() reads numbers from bytes), so a byte that is not UTF-8 is one entry's
     InvalidEvent, and the stream costs no decoding of what is a number anyway."""
@@ -243,37 +228,18 @@ def not_utf8(fields: dict[Any, Any]) -> str | None:
 
 def _raw_reason(fields: dict[bytes, bytes]) -> str:
     """The reason of a raw entry that does not parse, naming the field."""
-    why = not_utf8(fields)
-    if why is not None:
+    if (why := not_utf8(fields)) is not None:
         return why
-    for k in (
-        _RAW_ID,
-        _RAW_CAMPAIGN,
-        _RAW_TS,
-        _RAW_SPEND,
-        _RAW_IMPRESSIONS,
-        _RAW_CLICKS,
-        _RAW_CONVERSIONS,
-        _RAW_REVENUE,
-    ):
-        if k not in fields:
-            return f"missing field {k.decode()}"
-    bad = next(
-        (
-            k
-            for k in (_RAW_TS, _RAW_SPEND, _RAW_IMPRESSIONS, _RAW_CLICKS, _RAW_CONVERSIONS, _RAW_REVENUE)
-            if not _is_number(fields[k])
-        ),
-        None,
-    )
+    missing = next((k for k in _RAW_KEYS if k not in fields), None)
+    if missing is not None:
+        return f"missing field {missing.decode()}"
+    bad = next((k for k in _RAW_KEYS[2:] if not _is_number(fields[k])), None)
     if bad is None:
         return "the event does not parse"
     return f"field {bad.decode()} is not a number ({fields[bad].decode()!r})"
 
 
-def _checked(
-    event_id: str, campaign_id: str, ts: float, values: tuple[float, ...], raw_ts: Any
-) -> tuple[str, str, float, tuple[float, ...]]:
+def _checked(event_id: str, campaign_id: str, ts: float, values: tuple[float, ...], raw_ts: Any) -> Parsed:
     if not event_id or not campaign_id:
         raise InvalidEvent("empty event_id or campaign_id")
     if not math.isfinite(ts) or ts <= 0:
@@ -301,12 +267,9 @@ def _is_number(x: Any) -> bool:
 def apply_event(
     state: MirrorState, event_id: str, ts: float, values: tuple[float, ...], curve: ProjectionCurve, cfg: MirrorConfig
 ) -> Verdict | None:
-    """Apply one event (cumulative since launch) and evaluate when an interval has closed.
-
-    Idempotent: an event no newer than the last applied one, or whose totals went backwards,
-    changes nothing (returns None and counts it as ignored); a newer event whose totals went
-    backwards also lengthens `stale_run`, which the next applied event resets.
-    """
+    """Apply one event (cumulative since launch); evaluate when an interval has closed. Idempotent:
+    an event no newer than the last applied, or whose totals went backwards, is only counted as
+    ignored (returns None); a newer one lengthens `stale_run`, which the next applied event resets."""
     spend, impressions, clicks, conversions, revenue = values
     if ts <= state.last_ts or spend < state.spend or conversions < state.conversions or revenue < state.revenue:
         state.ignored += 1

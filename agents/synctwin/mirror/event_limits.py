@@ -1,22 +1,18 @@
 """Plausibility limits of a live bid event, beside `parse_event`'s syntax checks. Pure functions.
 
-A well-formed event can still be impossible, and one impossible event used to freeze a campaign:
-the mirror applies cumulative totals only forward, so a `ts` three weeks ahead made every later
-real event "out of order", and a spend of 1e308 made every later one "decreasing". What the
-limits reject goes to the dead letters with a reason naming the bound and by how much:
+A well-formed event can still be impossible, and one used to freeze a campaign: the mirror applies
+totals only forward, so a `ts` weeks ahead made every later event "out of order", a spend of 1e308
+every later one "decreasing". Refused events go to the dead letters, the reason naming the bound:
 
-- time: `ts` at most `max_clock_skew_s` ahead of the worker's clock, and inside the campaign's
-  flight, from its launch minus that skew to launch + horizon + `flight_grace_s`;
+- time: `ts` at most `max_clock_skew_s` ahead of the worker's clock, and inside the flight (launch
+  minus that skew to launch + horizon + `flight_grace_s`);
 - the funnel: clicks <= impressions, conversions <= clicks;
 - size: spend, revenue and conversions at most `max_plan_factor` x the projection's p90 at the
-  event's elapsed time plus `plan_slack_s` (the band at a day later, by default), every field at
-  most `max_counter`. The factor is wide on purpose: a runaway campaign that really spends ten
-  times its budget must still be applied, so that the guards see it and pause it; only the absurd
-  (a counter of 1e308, a month's budget in the first hour times a hundred) is refused.
+  event's elapsed time plus `plan_slack_s`, every field at most `max_counter`. Wide on purpose: a
+  campaign really spending ten times its budget must reach the guards; only the absurd is refused.
 
-`bounds_for` does the per-campaign work once a batch; `check` is a handful of comparisons per
-event (the mirror handles tens of thousands a second), and reads the projection only for an
-event above the launch-time floor of a bound.
+`bounds_for` does the per-campaign work once a batch; `check` is a few comparisons per event and
+reads the projection only for an event above a bound's launch-time floor.
 """
 
 from __future__ import annotations
@@ -71,12 +67,9 @@ def bounds_for(
     """The bounds of a campaign launched at `launch_ts` whose flight ends at `end_ts`; without a
     curve, only time, the funnel and `max_counter` are checked. `floors`: `plan_floors(curve,
     limits)`, when the caller keeps them with its curve."""
-    skew = limits.max_clock_skew_s
-    if floors is None:
-        floors = plan_floors(curve, limits)
-    return Bounds(
-        now, launch_ts, end_ts, launch_ts - skew, min(now + skew, end_ts + limits.flight_grace_s), floors, curve, limits
-    )
+    skew, floors = limits.max_clock_skew_s, plan_floors(curve, limits) if floors is None else floors
+    latest = min(now + skew, end_ts + limits.flight_grace_s)
+    return Bounds(now, launch_ts, end_ts, launch_ts - skew, latest, floors, curve, limits)
 
 
 def _plan_bound(curve: ProjectionCurve, metric: str, elapsed: float, limits: EventLimits) -> float:
