@@ -120,7 +120,11 @@ def test_trace_is_the_one_captured_before_the_council_was_shared(name: str) -> N
     got = json.loads(json.dumps(run_case(name)))  # the JSON round trip the data went through
     assert got["pauses"] == expected["pauses"]
     assert got["audit"] == expected["audit"]
-    assert got["final"] == expected["final"]
+    # the final totals to a few ulps: numpy's exp and power are vectorized per CPU (AVX2, AVX-512),
+    # and their last bit differs between machines; on one machine a run repeats bit for bit
+    assert got["final"].keys() == expected["final"].keys()
+    for cid, final in expected["final"].items():
+        assert got["final"][cid] == pytest.approx(final, rel=1e-12, abs=0.0), cid
     assert got["summary"] == expected["summary"]
     assert got["series_sha256"] == expected["series_sha256"]
 
