@@ -20,6 +20,7 @@ from agents.syncshield.backends import InMemoryAuditStore
 from agents.synctwin.mirror.deviation import InvalidEvent, parse_raw_event
 from synctwin.kernel.config import Settings
 from synctwin.kernel.errors import InvalidInput
+from synctwin.kernel.messages import LiveEvents
 from world.clock import make_environment
 
 
@@ -93,9 +94,10 @@ def replay_recording(
                 live.append(e)
             else:
                 dead.append({"event_id": e[0], "campaign_id": e[1], "reason": f"unknown campaign {e[1]}: no plan"})
-        live, bad = council.screen(live, math.inf)  # a recording has no clock to be ahead of
-        dead += [{"event_id": e[0], "campaign_id": e[1], "reason": why} for e, why in bad]
-        council.feed(live, at=max(env.now, chunk[-1][2]))
+        rows = LiveEvents.of(live)
+        kept, bad = council.screen(rows, math.inf)  # a recording has no clock to be ahead of
+        dead += [{"event_id": rows.event_ids[j], "campaign_id": rows.campaign_ids[j], "reason": why} for j, why in bad]
+        council.feed(rows.take(kept), at=max(env.now, chunk[-1][2]))
     return {
         "events": len(events),
         "campaigns": len(plans),

@@ -43,7 +43,7 @@ from test_mirror_redis import (
 )
 from worker_processes import REPO, start_worker, stop_worker, synctwin_cmd, worker_env
 
-import agents.council.redis as council_redis
+import agents.synctwin.mirror.stream_events as stream_events
 from agents.council.redis import RedisCouncil, redis_shadow
 from agents.synctwin.mirror.deviation import MirrorState
 from synctwin.kernel.config import get_settings
@@ -127,15 +127,17 @@ def test_the_shadow_worker_counts_a_field_that_is_not_utf8_as_invalid_and_goes_o
 def test_any_other_exception_while_parsing_one_entry_is_a_dead_letter(
     fake_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Row by row (entries not in the fast path's shape): one entry's surprise is its own dead letter."""
     _, _, evs = campaigns(fake_client, healthy=1, deviating=0, hours=1)
-    real = council_redis.parse_raw_event
+    real = stream_events.parse_raw_event
 
     def parse(fields: dict[bytes, bytes]) -> Any:
         if fields.get(b"event_id") == b"ok-0:5":
             raise ZeroDivisionError("something nobody expected")
         return real(fields)
 
-    monkeypatch.setattr(council_redis, "parse_raw_event", parse)
+    monkeypatch.setattr(stream_events, "parse_raw_event", parse)
+    monkeypatch.setattr(stream_events, "_KEYS", [])  # no entry takes the fast path
     publish(fake_client, evs)
     worker = _mirror(fake_client)
     drain(worker)

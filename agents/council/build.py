@@ -37,21 +37,19 @@ from agents.synctwin.gate.agent import SyncTwinAgent
 from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
 from agents.synctwin.mirror.agent import MirrorAgent, MirrorBook, event_limits, mirror_config
 from agents.synctwin.mirror.deviation import EVENT_FIELDS, ProjectionCurve
-from agents.synctwin.mirror.event_limits import Bounds, EventLimits, bounds_for, check, plan_floors
+from agents.synctwin.mirror.event_limits import EventLimits, bounds_for, check, plan_floors
 from agents.synctwin.shadow.agent import LiveShadowAgent, Observed, ShadowAgent, ShadowPort
 from agents.syncvalue.agent import SyncValueAgent
 from agents.syncvalue.service import SyncValue
 from agents.syncvalue.stores import HistoryStore
 from synctwin.kernel.config import Settings
 from synctwin.kernel.errors import InvalidInput
-from synctwin.kernel.messages import Adopt, BidBatch, PauseCommand, Watch
+from synctwin.kernel.messages import Adopt, BidBatch, LiveEvent, LiveEvents, PauseCommand, Watch
 from synctwin.kernel.models import Platform, Projection, Strategy
 from synctwin.kernel.strategy_io import strategy_from_dict
 from world.world import World
 
 log = logging.getLogger("synctwin.council")
-
-LiveEvent = tuple[str, str, float, tuple[float, ...]]  # (event_id, campaign_id, ts, cumulative values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,45 +293,60 @@ class Council:
         if states:
             self.ports.guards.save(states)
 
-    def screen(self, events: Sequence[LiveEvent], now: float) -> tuple[list[LiveEvent], list[tuple[LiveEvent, str]]]:
-        """The events inside their plans' plausibility limits (agents/synctwin/mirror/event_limits.py),
+    def screen(self, events: LiveEvents | Sequence[LiveEvent], now: float) -> tuple[list[int], list[tuple[int, str]]]:
+        """The rows inside their plans' plausibility limits (agents/synctwin/mirror/event_limits.py),
         and the others with why (`now`: the worker's clock; a recording's: inf): one impossible event
-        (a counter of 1e15, a ts weeks ahead) is a dead letter, not a pause of a healthy campaign."""
-        ok: list[LiveEvent] = []
-        bad: list[tuple[LiveEvent, str]] = []
-        bounds: dict[str, Bounds] = {}
-        for e in events:
-            b = bounds.get(e[1])
-            if b is None:
-                launch, end, curve, floors = self._flights[e[1]]
-                b = bounds[e[1]] = bounds_for(launch, end, curve, now, self.limits, floors)
-            why = check(b, e[2], e[3])
-            if why is None:
-                ok.append(e)
-            else:
-                bad.append((e, why))
-        return ok, bad
+        (a counter of 1e15, a ts weeks ahead) is a dead letter, not a pause of a healthy campaign.
+        The batch is compared with every bound at once; `check` words (or clears) what looks wrong."""
+        events = LiveEvents.of(events)
+        if not len(events):
+            return [], []
+        order = list(dict.fromkeys(events.campaign_ids))
+        bounds = []
+        for c in order:
+            launch, end, curve, floors = self._flights[c]
+            bounds.append(bounds_for(launch, end, curve, now, self.limits, floors))
+        at = np.fromiter(map({c: k for k, c in enumerate(order)}.__getitem__, events.campaign_ids), np.intp)
+        edges = np.array([(b.earliest, b.latest, *b.floors) for b in bounds])[at]
+        ts, (spend, impressions, clicks, conversions, revenue) = np.array(events.ts), events.values.T
+        suspect = (ts < edges[:, 0]) | (ts > edges[:, 1]) | (clicks > impressions) | (conversions > clicks)
+        suspect |= (spend > edges[:, 2]) | (revenue > edges[:, 3]) | (conversions > edges[:, 4])
+        suspect |= impressions > self.limits.max_counter
+        bad: list[tuple[int, str]] = []
+        for j in np.flatnonzero(suspect).tolist():
+            why = check(bounds[at[j]], events.ts[j], tuple(events.values[j].tolist()))
+            if why is not None:
+                bad.append((j, why))
+        if not bad:
+            return list(range(len(events))), []
+        refused = {j for j, _ in bad}
+        return [j for j in range(len(events)) if j not in refused], bad
 
-    def feed(self, events: Sequence[LiveEvent], at: float) -> None:
+    def feed(self, events: LiveEvents | Sequence[LiveEvent], at: float) -> None:
         """One batch of bid events, in stream order, as one message; run the Council until it has
         decided everything they ask for (time moved on to `at`)."""
-        if not events:
+        events = LiveEvents.of(events)
+        if not len(events):
             self.advance(at)
             return
-        columns = dict(zip(EVENT_FIELDS, np.array([e[3] for e in events], dtype=float).T, strict=True))
-        ids, cids, times = (tuple(e[k] for e in events) for k in range(3))
-        batch = BidBatch(t=times[-1], ts=times[-1], campaign_ids=cids, event_ids=ids, times=times, **columns)
+        columns = dict(zip(EVENT_FIELDS, events.values.T, strict=True))
+        t = events.ts[-1]
+        batch = BidBatch(
+            t=t, ts=t, campaign_ids=events.campaign_ids, event_ids=events.event_ids, times=events.ts, **columns
+        )
         self.events += len(events)
         self.source.put(batch)
         self.advance(at)
         self.save_guards()
 
-    def observe(self, events: Sequence[LiveEvent], invalid: int, at: float, *, screened: bool = False) -> None:
+    def observe(
+        self, events: LiveEvents | Sequence[LiveEvent], invalid: int, at: float, *, screened: bool = False
+    ) -> None:
         """Shadow mode's view of a batch: the events read, and how many entries did not parse
         (`screened`: the events the Council judged, inside their plans' limits already; else every
         event read, of known campaigns or not); nothing without shadow mode."""
         if self.shadow is not None:
-            self.shadow.bids.put(Observed(events, invalid, screened))
+            self.shadow.bids.put(Observed(LiveEvents.of(events), invalid, screened))
             self.advance(at)
 
     def advance(self, at: float) -> None:

@@ -55,19 +55,19 @@ from agents.syncnotify.alerts import Alert
 from agents.syncshield.backends import RedisAuditStore
 from agents.syncshield.chain import make_record
 from agents.synctwin.mirror.agent import PAUSE_REASON, MirrorBook, event_limits
-from agents.synctwin.mirror.deviation import InvalidEvent, MirrorState, parse_raw_event
+from agents.synctwin.mirror.deviation import MirrorState
+from agents.synctwin.mirror.stream_events import parse_entries
 from agents.synctwin.shadow.store import RedisShadowStore
 from synctwin.infra import metrics
 from synctwin.infra.keyed_writes import KeyedWrites, hget_many, scripting
 from synctwin.infra.stream_consumer import DeadLetter, Entry, StreamConsumer, id_key
 from synctwin.kernel.config import Settings
 from synctwin.kernel.errors import InvalidInput
-from synctwin.kernel.messages import PauseCommand, pause_fields
+from synctwin.kernel.messages import LiveEvents, PauseCommand, pause_fields
 from world.clock import make_environment
 
 log = logging.getLogger("synctwin.council")
 
-LiveEvent = tuple[str, str, float, tuple[float, ...]]
 _TRIM_LIMIT = 100_000  # entries one XTRIM may remove (whole nodes: about a millisecond of Redis's time)
 _PREFIX_BYTES = 256  # a plan key's fingerprint: its length and these first bytes
 _GC_YOUNG = 50_000  # allocations between young collections while a worker runs (CPython's default: 700)
@@ -241,6 +241,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         self._revs: dict[str, int] = {}  # campaign -> the mirror hash's revision as this worker last read/wrote it
         self._stored: dict[str, dict[str, str]] = {}  # campaign -> the mirror hash's fields as stored
         self._snap_sigs: dict[str, tuple[float, ...]] = {}  # campaign -> its stored snapshots' signature
+        self._snap_texts: dict[str, dict[tuple[float, ...], str]] = {}  # campaign -> snapshot -> its JSON text
         self._written: dict[str, tuple[Any, ...]] = {}  # campaign -> the scalar values this worker wrote last
         self._evaluated: set[str] = set()  # campaigns whose state was written since the last report (gauges)
         self._tx: Any = None  # the pipeline WATCHing this batch's mirror hashes
@@ -409,7 +410,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                 changes["campaign_id"] = cid
             sig = _snapshot_sig(state)
             if self._snap_sigs.get(cid) != sig or "snapshots" not in stored:
-                changes["snapshots"] = json.dumps(state.snapshots)
+                changes["snapshots"] = self._snapshots_json(cid, state.snapshots)
             launch = repr(book.launches[cid])
             if stored.get("launch_ts") != launch:
                 changes["launch_ts"] = launch
@@ -418,29 +419,27 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
             out.append((cid, rev, changes, sig, values))
         return out
 
+    def _snapshots_json(self, cid: str, snapshots: list[list[float]]) -> str:
+        """`json.dumps(snapshots)`, each snapshot's text made once: an evaluation adds one and drops
+        old ones, and formatting the whole window again was a tenth of a commit."""
+        old = self._snap_texts.get(cid, {})
+        texts = {key: old.get(key) or json.dumps(s) for s in snapshots if (key := tuple(s))}
+        self._snap_texts[cid] = texts
+        return "[" + ", ".join(texts.values()) + "]" if len(texts) == len(snapshots) else json.dumps(snapshots)
+
     # --- one batch -----------------------------------------------------------------------------
     def process(self, entries: list[Entry]) -> int:
         self.stats.batches += 1
         self.stats.events += len(entries)
         council = self.council
-        dead: list[DeadLetter] = []
-        parsed: list[tuple[str, dict[bytes, bytes], LiveEvent]] = []
-        for entry_id, fields in entries:
-            if not fields:
-                dead.append((entry_id, {}, "the entry was deleted from the stream before it was processed"))
-                continue
-            try:
-                parsed.append((entry_id, fields, parse_raw_event(fields)))
-            except InvalidEvent as exc:
-                dead.append((entry_id, fields, str(exc)))
-            except Exception as exc:  # whatever else one entry raises must not crash the worker
-                dead.append((entry_id, fields, f"cannot parse the event ({type(exc).__name__}: {exc})"))
+        rows, events, bad = parse_entries([f for _, f in entries])
+        dead: list[DeadLetter] = [(*entries[k], why) for k, why in bad]
         if not self.judging:  # shadow mode alone counts what it cannot read (the mirror's group dead-letters it)
-            council.observe([e for _, _, e in parsed], len(dead), at=self._now())
-            self._commit([entry_id for entry_id, _ in entries], [])
+            council.observe(events, len(dead), at=self._now())
+            self._commit([entry_id for entry_id, _ in entries], events)
             self._report_metrics()
             return len(entries)
-        cids = list(dict.fromkeys(e[1] for _, _, e in parsed))
+        cids = list(dict.fromkeys(events.campaign_ids))
         fresh = [c for c in cids if not council.knows(c)]
         self._recheck([c for c in cids if council.knows(c)])
         if fresh:
@@ -455,23 +454,26 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
                     self._no_plan.pop(cid, None)
                     adopt.append(got)
             council.adopt(adopt, at=self._now())
-        known: list[tuple[str, dict[bytes, bytes], LiveEvent]] = []
-        for entry_id, fields, e in parsed:
-            if council.knows(e[1]):
-                known.append((entry_id, fields, e))
-            else:
-                why = self._no_plan.get(e[1])
-                dead.append((entry_id, fields, why[0] if why else f"unknown campaign {e[1]}: no plan"))
+        if all(council.knows(c) for c in cids):
+            known = events
+        else:
+            keep = []
+            for j, (k, cid) in enumerate(zip(rows, events.campaign_ids, strict=True)):
+                if council.knows(cid):
+                    keep.append(j)
+                else:
+                    why = self._no_plan.get(cid)
+                    dead.append((*entries[k], why[0] if why else f"unknown campaign {cid}: no plan"))
+            rows, known = [rows[j] for j in keep], events.take(keep)
         self._watch_states([c for c in cids if council.knows(c)])
-        events, bad = council.screen([e for _, _, e in known], self.clock())
-        if bad and self._recheck({e[1] for e, _ in bad}, force=True):  # a new launch: judge by its plan
-            events, bad = council.screen([e for _, _, e in known], self.clock())
-        refused = {id(e): why for e, why in bad}
-        acked = [entry_id for entry_id, _, e in known if id(e) not in refused]
-        dead += [(entry_id, fields, refused[id(e)]) for entry_id, fields, e in known if id(e) in refused]
-        council.feed(events, at=self._now())
-        council.observe(events, 0, at=self._now(), screened=True)  # shadow mode learns from what was judged
-        self._commit(acked, events)
+        passed, refused = council.screen(known, self.clock())
+        if refused and self._recheck({known.campaign_ids[j] for j, _ in refused}, force=True):
+            passed, refused = council.screen(known, self.clock())  # a new launch: judge by its plan
+        dead += [(*entries[rows[j]], why) for j, why in refused]
+        judged = known.take(passed)
+        council.feed(judged, at=self._now())
+        council.observe(judged, 0, at=self._now(), screened=True)  # shadow mode learns from what was judged
+        self._commit([entries[rows[j]][0] for j in passed], judged)
         if dead:
             self._dead_letters(dead)
         self._report_metrics()
@@ -480,7 +482,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
     def _now(self) -> float:
         return max(self.council.env.now, self.clock())
 
-    def _commit(self, ids: list[str], events: list[LiveEvent]) -> None:
+    def _commit(self, ids: list[str], events: LiveEvents) -> None:
         """The batch's decisions, mirror states and XACK in one transaction; a campaign whose pause
         marker is set already loses this batch's pause, and its alerts and audit records with it."""
         control = self.council.ports.control
@@ -510,7 +512,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         pauses: list[PauseCommand],
         audits: list[dict[str, Any]],
         alerts: list[Any],
-        events: list[LiveEvent],
+        events: LiveEvents,
     ) -> None:
         if self._tx is None:
             self._tx = self.client.pipeline(transaction=True)
@@ -592,18 +594,18 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         return recs
 
     def _merge(
-        self, events: list[LiveEvent], pauses: list[PauseCommand], audits: list[dict[str, Any]], alerts: list[Any]
+        self, events: LiveEvents, pauses: list[PauseCommand], audits: list[dict[str, Any]], alerts: list[Any]
     ) -> None:
         """After a WatchError: WATCH again and apply this batch's events on the states that moved (older
         ones change nothing); a PAUSE only the merged state reaches joins the batch's, alert and record."""
         self._tx.reset()
-        moved = set(self._watch_states(e[1] for e in events))
+        moved = set(self._watch_states(events.campaign_ids))
         book = self.book
         if not moved or book is None:
             return
         counters, threshold = (book.applied, book.ignored, book.greys, book.stuck_alerts), book.cfg.threshold
         paused = {p.campaign_id for p in pauses}
-        for _event_id, cid, ts, values in (e for e in events if e[1] in moved):
+        for _event_id, cid, ts, values in (e for e in events.rows() if e[1] in moved):
             outcome = book.apply(cid, _event_id, ts, values)
             if outcome is None or not outcome.pause or cid in paused:
                 continue

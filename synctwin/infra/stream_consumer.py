@@ -20,6 +20,7 @@ each step re-reads its own pending entries first: a predecessor's unacknowledged
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import socket
@@ -29,7 +30,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import redis
 
-Entry = tuple[str, dict[bytes, bytes]]  # (stream entry id, the event's fields as the stream holds them)
+Entry = tuple[str, Any]  # (stream entry id, the event's fields as bytes: a dict, or a raw reply's flat list)
 DeadLetter = tuple[str, dict[Any, Any], str]  # (stream entry id, the event's fields, why)
 RAW = {"NEVER_DECODE": True}  # redis-py's execute_command option: this reply as bytes, on any client
 
@@ -53,6 +54,23 @@ def text_fields(fields: dict[Any, Any]) -> dict[str, str]:
         if name.encode() != kb or value.encode() != vb:
             out[f"{name}:hex"] = vb.hex()
     return out
+
+
+def field_dict(fields: Any) -> dict[Any, Any]:
+    """An entry's fields as a dict (a raw reply holds them as a flat [name, value, ...] list)."""
+    return fields if isinstance(fields, dict) else dict(zip(fields[0::2], fields[1::2], strict=False))
+
+
+def raw_reader(client: Any) -> Any:
+    """`client` with XREADGROUP's reply left as the server sent it (an entry's fields a flat list):
+    redis-py's parser built a dict per entry, a sixth of a worker's drain. A client of another kind
+    (a cluster's) is returned as it is: its replies are parsed, which the workers read as well."""
+    if not isinstance(client, redis.Redis):
+        return client
+    reader = copy.copy(client)  # the same connection pool
+    reader.response_callbacks = type(client.response_callbacks)(client.response_callbacks)
+    reader.response_callbacks.pop("XREADGROUP", None)
+    return reader
 
 
 def raw_entries(raw: list[Any]) -> list[Entry]:
@@ -111,6 +129,7 @@ class StreamConsumer(Generic[S]):
         heartbeat_ms: int = 5_000,
     ) -> None:
         self.client, self.prefix, self.group = client, prefix, group
+        self._reader = raw_reader(client)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.batch, self.block_ms = max(1, int(batch)), block_ms
         self.claim_idle_ms, self.max_deliveries, self.maxlen = claim_idle_ms, max_deliveries, stream_maxlen
@@ -140,7 +159,7 @@ class StreamConsumer(Generic[S]):
         """The dead-letter record of one entry: the event as it came, where it was and why (every
         group writes to the one dead-letter stream)."""
         where = {"entry_id": entry_id, "reason": reason, "consumer": self.consumer, "group": self.group}
-        return text_fields(entry_fields) | where
+        return text_fields(field_dict(entry_fields)) | where
 
     def _on_group_ready(self) -> None:
         """After the group is (re)created, before the first read."""
@@ -252,7 +271,7 @@ class StreamConsumer(Generic[S]):
         args: list[Any] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", self.batch]
         if block is not None:
             args += ["BLOCK", block]
-        reply = self.client.execute_command(*args, "STREAMS", self.bids, start, **RAW)
+        reply = self._reader.execute_command(*args, "STREAMS", self.bids, start, **RAW)
         if not reply:
             return []
         streams = reply.values() if isinstance(reply, dict) else (s[1] for s in reply)  # RESP3 / RESP2

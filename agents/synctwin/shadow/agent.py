@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,7 +32,7 @@ from agents.synctwin.gate.outcomes import GateFacts, GateLike, net_profit_uplift
 from synctwin.kernel.config import get_limits
 from synctwin.kernel.errors import InvalidInput
 from synctwin.kernel.files import capped_lines, open_input
-from synctwin.kernel.messages import AuditEvent, BidBatch
+from synctwin.kernel.messages import AuditEvent, BidBatch, LiveEvents
 from synctwin.kernel.models import GateResult, Strategy
 
 SHADOW_OUTCOME = "SHADOW_OUTCOME"
@@ -250,17 +250,15 @@ class ShadowAgent(Agent):
 class ShadowPort(Protocol):
     """Where the live shadow keeps the market it learns (production: shadow_store.RedisShadowStore)."""
 
-    def observe(
-        self, rows: Iterable[tuple[str, float, tuple[float, ...]]], invalid: int = 0, screened: bool = False
-    ) -> None: ...
+    def observe(self, rows: LiveEvents, invalid: int = 0, screened: bool = False) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """A live batch for shadow mode: (event_id, campaign_id, ts, cumulative values) in stream order,
-    how many entries did not parse; `screened`: already judged inside their plans' limits."""
+    """A live batch for shadow mode: its events in stream order, how many entries did not parse;
+    `screened`: already judged inside their plans' limits."""
 
-    events: Sequence[tuple[str, str, float, tuple[float, ...]]]
+    events: LiveEvents
     invalid: int = 0
     screened: bool = False
 
@@ -281,9 +279,7 @@ class LiveShadowAgent(Agent):
     def _read_bids(self) -> Generator[Any, Any, None]:
         while True:
             batch: Observed = yield self.bids.get()
-            self.store.observe(
-                ((cid, ts, values) for _id, cid, ts, values in batch.events), batch.invalid, batch.screened
-            )
+            self.store.observe(batch.events, batch.invalid, batch.screened)
 
 
 # --- production: a market file -------------------------------------------------------------------

@@ -53,6 +53,7 @@ from agents.synctwin.shadow.agent import (
 )
 from synctwin.infra import metrics
 from synctwin.infra.keyed_writes import KeyedWrites
+from synctwin.kernel.messages import LiveEvents
 from synctwin.kernel.models import Strategy
 
 log = logging.getLogger("synctwin.shadow")
@@ -199,23 +200,28 @@ class RedisShadowStore:
 
     # --- one batch: the market -----------------------------------------------------------------
     def observe(
-        self, rows: Iterable[tuple[str, float, tuple[float, ...]]], invalid: int = 0, screened: bool = False
+        self,
+        rows: LiveEvents | Iterable[tuple[str, float, tuple[float, ...]]],
+        invalid: int = 0,
+        screened: bool = False,
     ) -> None:
-        """Fold a batch's events (campaign, ts, cumulative values) into the per-day market and totals
-        for the next `queue`, with numpy by (campaign, day) maximum (all ZADD GT keeps); `invalid`:
-        entries that did not parse; `screened`: already checked against their plans' limits."""
-        rows = rows if isinstance(rows, list) else list(rows)
-        self.stats.batches += 1
-        self.stats.events += len(rows) + invalid
-        self.stats.invalid += invalid
-        if not rows:
-            return
-        plans = self._plans_for({r[0] for r in rows})
-        order = list(plans)
-        index = {cid: k for k, cid in enumerate(order)}
+        """Fold a batch's events (LiveEvents, or (campaign, ts, cumulative values) rows) into the per-day
+        market and totals for the next `queue`, with numpy by (campaign, day) maximum (all ZADD GT
+        keeps); `invalid`: entries that did not parse; `screened`: already checked against their plans' limits."""
+        if not isinstance(rows, LiveEvents):
+            rows = list(rows)
+            rows = LiveEvents.of([("", cid, t, tuple(v)) for cid, t, v in rows])
         n = len(rows)
-        at = np.fromiter((index[r[0]] for r in rows), np.intp, n)
-        ts = np.fromiter((r[1] for r in rows), float, n)
+        self.stats.batches += 1
+        self.stats.events += n + invalid
+        self.stats.invalid += invalid
+        if not n:
+            return
+        cids, values = rows.campaign_ids, rows.values
+        plans = self._plans_for(set(cids))
+        order = list(plans)
+        at = np.fromiter(map({cid: k for k, cid in enumerate(order)}.__getitem__, cids), np.intp, n)
+        ts = np.array(rows.ts)
         ok = np.array([plans[c].platform is not None for c in order])[at]
         self.stats.unknown += n - int(np.count_nonzero(ok))
         early = ok & (ts < np.array([plans[c].launch_ts for c in order])[at])  # an earlier launch's events
@@ -225,11 +231,11 @@ class RedisShadowStore:
             now = self.clock()
             bounds: dict[str, Bounds] = {}
             for i in np.flatnonzero(ok).tolist():
-                cid, t, values = rows[i]
+                cid = cids[i]
                 if (b := bounds.get(cid)) is None:
                     p = plans[cid]
                     b = bounds[cid] = bounds_for(p.launch_ts, p.end_ts, p.curve, now, self.limits)
-                if (why := check(b, t, values)) is not None:
+                if (why := check(b, rows.ts[i], tuple(values[i].tolist()))) is not None:
                     ok[i] = False
                     self.stats.implausible += 1
                     note = "campaign %s: an implausible event ignored (%s); later ones are counted as implausible"
@@ -237,8 +243,7 @@ class RedisShadowStore:
         sel = np.flatnonzero(ok)
         if not len(sel):
             return
-        at, ts = at[sel], ts[sel]
-        vals = np.array([rows[i][2] for i in sel.tolist()], dtype=float)
+        at, ts, vals = at[sel], ts[sel], values[sel]
         launches = {c: repr(plans[c].launch_ts) for c in order if plans[c].platform is not None}
         day = np.floor_divide(ts - 1e-6, DAY).astype(np.int64)  # day_of, for the whole batch
         first = int(day.min())
