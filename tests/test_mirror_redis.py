@@ -21,6 +21,8 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from shared_scenarios import linear_projection
@@ -655,3 +657,22 @@ def test_with_an_audit_key_the_pauses_are_hmac_chained_and_the_head_moves_with_t
     assert verify_redis(fake, AUDIT, hmac_key=key).ok
     report = verify_redis(fake, AUDIT, hmac_key=None)
     assert not report.ok and "wrong or missing SYNCTWIN_AUDIT_KEY" in str(report.problem)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["take", "take", "drop", "reload", "clear"]), max_size=60))
+def test_the_snapshots_text_is_json_dumps_after_any_evaluations(ops: list[str]) -> None:
+    """Each snapshot's JSON is made once and reused; the window's text equals json.dumps of it
+    whatever was appended, dropped, or read afresh from Redis (new objects)."""
+    worker = redis_mirror(fakeredis.FakeRedis(decode_responses=True), get_settings(), block_ms=None)
+    snaps: list[list[float]] = []
+    for k, op in enumerate(ops):
+        if op == "take":
+            snaps.append([k * 3600.0, k * 1.5, k * 0.1 + 1e-9, float(k)])
+        elif op == "drop" and snaps:
+            snaps.pop(0)
+        elif op == "reload":
+            snaps = json.loads(json.dumps(snaps))
+        elif op == "clear":
+            snaps = []
+        assert worker._snapshots_json("c", snaps) == json.dumps(snaps)

@@ -241,7 +241,7 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         self._revs: dict[str, int] = {}  # campaign -> the mirror hash's revision as this worker last read/wrote it
         self._stored: dict[str, dict[str, str]] = {}  # campaign -> the mirror hash's fields as stored
         self._snap_sigs: dict[str, tuple[float, ...]] = {}  # campaign -> its stored snapshots' signature
-        self._snap_texts: dict[str, dict[tuple[float, ...], str]] = {}  # campaign -> snapshot -> its JSON text
+        self._snap_texts: dict[str, list[tuple[list[float], str]]] = {}  # campaign -> (snapshot, its JSON text)
         self._written: dict[str, tuple[Any, ...]] = {}  # campaign -> the scalar values this worker wrote last
         self._evaluated: set[str] = set()  # campaigns whose state was written since the last report (gauges)
         self._tx: Any = None  # the pipeline WATCHing this batch's mirror hashes
@@ -420,12 +420,17 @@ class RedisCouncil(StreamConsumer[CouncilStats]):
         return out
 
     def _snapshots_json(self, cid: str, snapshots: list[list[float]]) -> str:
-        """`json.dumps(snapshots)`, each snapshot's text made once: an evaluation adds one and drops
-        old ones, and formatting the whole window again was a tenth of a commit."""
-        old = self._snap_texts.get(cid, {})
-        texts = {key: old.get(key) or json.dumps(s) for s in snapshots if (key := tuple(s))}
+        """`json.dumps(snapshots)`, each snapshot's text made once: an evaluation appends one and drops
+        the oldest, and formatting the whole window again was a tenth of a commit. A snapshot is
+        known by identity (never changed once taken; a state read from Redis is all new ones)."""
+        cached = self._snap_texts.get(cid, [])
+        k = next((i for i, (snap, _) in enumerate(cached) if snapshots and snap is snapshots[0]), len(cached))
+        kept = cached[k:]
+        if len(kept) > len(snapshots) or (kept and kept[-1][0] is not snapshots[len(kept) - 1]):
+            kept = []
+        texts = kept + [(snap, json.dumps(snap)) for snap in snapshots[len(kept) :]]
         self._snap_texts[cid] = texts
-        return "[" + ", ".join(texts.values()) + "]" if len(texts) == len(snapshots) else json.dumps(snapshots)
+        return "[" + ", ".join([text for _, text in texts]) + "]"
 
     # --- one batch -----------------------------------------------------------------------------
     def process(self, entries: list[Entry]) -> int:
