@@ -368,7 +368,7 @@ def test_a_killed_workers_batch_is_applied_first_by_a_worker_restarted_at_once(
             "the first worker to hang mid-stream",
         )
         assert first.poll() is None, first.stderr.read() if first.stderr else ""
-        assert pending(redis_client, "doomed") == 200
+        assert pending(redis_client, "doomed") == 400  # the batch in hand and the next, read ahead
     finally:
         first.kill()  # SIGKILL
         first.communicate(timeout=10)
@@ -378,7 +378,7 @@ def test_a_killed_workers_batch_is_applied_first_by_a_worker_restarted_at_once(
     finally:
         code, err = stop_worker(second)
     assert code == 0, err[-2000:]
-    assert "200 taken over from dead workers" in err
+    assert "400 taken over from dead workers" in err
     assert pending(redis_client, "doomed") == 0
     assert _ignored(redis_client, ok + bad) == 0
     assert _mirror_hashes(redis_client, ok + bad) == _clean_pass(ok + bad, evs)

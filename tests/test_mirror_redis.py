@@ -291,7 +291,7 @@ def test_events_are_acknowledged_with_their_state_and_only_then(
     worker = mirror_worker(redis_client, consumer="w", batch=20, block_ms=None)
     worker.ensure_group()
     worker.step()
-    assert pending(redis_client) == 0 and worker.stats.events == 20
+    assert worker.stats.events == 20 and pending(redis_client) == 20  # the next batch, read ahead
     # the write of the next batch fails: nothing of it is acknowledged, no state moves
     before = {cid: redis_client.hgetall(f"{PREFIX}campaign:{cid}:mirror") for cid in ("ok-0", "ok-1", "ok-2")}
 
@@ -306,7 +306,7 @@ def test_events_are_acknowledged_with_their_state_and_only_then(
     monkeypatch.setattr(redis.client.Pipeline, "execute", broken)
     with pytest.raises(redis.exceptions.ConnectionError):
         worker.step()
-    assert pending(redis_client, "w") == 20
+    assert pending(redis_client, "w") == 40  # that batch, and the next one read ahead
     assert {cid: redis_client.hgetall(f"{PREFIX}campaign:{cid}:mirror") for cid in before} == before
     # the worker's loop would now back off and re-read its own pending entries first
     monkeypatch.setattr(redis.client.Pipeline, "execute", real_execute)
@@ -460,7 +460,7 @@ def test_kill_9_mid_batch_another_worker_reclaims_and_nothing_is_lost(redis_serv
         )
         assert first.poll() is None, first.stderr.read() if first.stderr else ""
         stuck = pending(redis_client, "doomed")
-        assert 0 < stuck <= 200  # the batch in hand: decided, neither written nor acknowledged
+        assert 0 < stuck <= 400  # the batch in hand (decided, neither written nor acknowledged) and the next
     finally:
         first.kill()  # SIGKILL
         first.wait(10)
@@ -676,3 +676,24 @@ def test_the_snapshots_text_is_json_dumps_after_any_evaluations(ops: list[str]) 
         elif op == "clear":
             snaps = []
         assert worker._snapshots_json("c", snaps) == json.dumps(snaps)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("broken", [False, True])
+def test_a_stop_behind_a_backlog_processes_the_batch_read_ahead(
+    redis_client: Any, monkeypatch: pytest.MonkeyPatch, broken: bool
+) -> None:
+    """Behind a backlog a worker asks for its next batch before processing the one in hand; stopped
+    then, it processes that one too before leaving (SIGTERM's drain), so nothing waits on a
+    consumer that is gone. Broken (the reply dropped), the check sees the batch left pending."""
+    _, _, evs = campaigns(redis_client, healthy=3, deviating=0, hours=4)
+    publish(redis_client, evs)
+    worker = mirror_worker(redis_client, consumer="w", batch=20, block_ms=None)
+    worker.ensure_group()
+    worker.step()
+    assert worker._ahead is not None and pending(redis_client, "w") == 20
+    if broken:
+        monkeypatch.setattr(type(worker), "_collect", lambda self: [])
+    worker.run(lambda: True)
+    assert pending(redis_client, "w") == (20 if broken else 0)
+    assert worker.stats.events == (20 if broken else 40)

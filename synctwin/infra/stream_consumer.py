@@ -20,6 +20,7 @@ each step re-reads its own pending entries first: a predecessor's unacknowledged
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -130,6 +131,10 @@ class StreamConsumer(Generic[S]):
     ) -> None:
         self.client, self.prefix, self.group = client, prefix, group
         self._reader = raw_reader(client)
+        # a read sent ahead needs its own connection from a real server's pool (not fakeredis, a cluster)
+        self._can_read_ahead = type(client).__module__.startswith("redis.") and isinstance(client, redis.Redis)
+        self._can_read_ahead &= getattr(client, "connection", None) is None  # not a single-connection client
+        self._ahead: Any = None  # the connection whose read was sent ahead, its reply not yet taken
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.batch, self.block_ms = max(1, int(batch)), block_ms
         self.claim_idle_ms, self.max_deliveries, self.maxlen = claim_idle_ms, max_deliveries, stream_maxlen
@@ -174,9 +179,13 @@ class StreamConsumer(Generic[S]):
         """`run(once=True)` found the group empty and is about to return."""
 
     def _after_error(self) -> None:
-        """What we knew may be stale: re-read our own pending entries first."""
+        """What we knew may be stale: re-read our own pending entries first (a read sent ahead among them)."""
         self._own_pending = "0"
         self._next_beat = 0.0
+        if self._ahead is not None:
+            conn, self._ahead = self._ahead, None
+            conn.disconnect()
+            self._reader.connection_pool.release(conn)
 
     # --- the loop ------------------------------------------------------------------------------
     def ensure_group(self) -> None:
@@ -217,6 +226,11 @@ class StreamConsumer(Generic[S]):
                     raise
                 self._after_error()
                 group_ready = False  # the stream was deleted or Redis restarted empty: recreate
+        if self._ahead is not None:  # stopped behind a backlog: the batch read ahead is in hand too
+            with contextlib.suppress(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                entries = self._collect()
+                if entries:
+                    self.process(entries)
         self._report_metrics()
         self._leave()
         return self.stats
@@ -261,21 +275,53 @@ class StreamConsumer(Generic[S]):
                 self._own_pending = entries[-1][0] if len(entries) == self.batch else None  # ids are exclusive
                 return done + self.process(entries)
             self._own_pending = None
-        entries = self._read(">", self.block_ms if block else None)
+        entries = self._collect() if self._ahead is not None else self._read(">", self.block_ms if block else None)
         if entries:
+            if len(entries) == self.batch and self._can_read_ahead and self.owner is None:
+                self._read_ahead()
             done += self.process(entries)
         return done
 
+    def _args(self, start: str, block: int | None) -> list[Any]:
+        args: list[Any] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", self.batch]
+        return [*args, "BLOCK", block] if block is not None else args
+
     def _read(self, start: str, block: int | None) -> list[Entry]:
         """XREADGROUP, the reply as bytes (a field that is not UTF-8 must not fail the whole read)."""
-        args: list[Any] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", self.batch]
-        if block is not None:
-            args += ["BLOCK", block]
-        reply = self._reader.execute_command(*args, "STREAMS", self.bids, start, **RAW)
+        reply = self._reader.execute_command(*self._args(start, block), "STREAMS", self.bids, start, **RAW)
+        return self._entries(reply)
+
+    def _entries(self, reply: Any) -> list[Entry]:
         if not reply:
             return []
         streams = reply.values() if isinstance(reply, dict) else (s[1] for s in reply)  # RESP3 / RESP2
         return [e for entries in streams for e in raw_entries(entries)]
+
+    def _read_ahead(self) -> None:
+        """Behind a backlog, ask for the next batch (without blocking) before processing this one:
+        Redis assembles it while the worker computes (it was a third of a drain's time). Its entries
+        are this consumer's pending ones from now on, as any read's; the next step takes the reply."""
+        pool = self._reader.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command(*self._args(">", None), "STREAMS", self.bids, ">")
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        self._ahead = conn
+
+    def _collect(self) -> list[Entry]:
+        """The reply of the read sent ahead (an error drops it: its entries are re-read as pending)."""
+        conn, self._ahead = self._ahead, None
+        pool = self._reader.connection_pool
+        try:
+            return self._entries(conn.read_response(disable_decoding=True))
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
 
     def beat(self, now: float) -> None:
         """Refresh this worker's heartbeat (and its name in the registry) every third of its TTL."""
