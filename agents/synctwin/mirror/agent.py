@@ -9,7 +9,7 @@ mirror (newer events ignored: their totals went backwards) one "Mirror stuck" WA
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from agents.synctwin.mirror.deviation import (
     EVENT_FIELDS,
     MirrorConfig,
     MirrorState,
+    Parsed,
     ProjectionCurve,
     Verdict,
     apply_event,
@@ -144,25 +145,53 @@ class MirrorBook:
     def apply(self, campaign_id: str, event_id: str, ts: float, values: tuple[float, ...]) -> Outcome | None:
         """Apply one event; the outcome when the verdict asks for action (a PAUSE, entering the grey
         zone), or a "stuck" outcome (verdict None) when `stuck_after` newer events in a row were ignored."""
+        return next((outcome for _, outcome in self.apply_all([(event_id, campaign_id, ts, values)])), None)
+
+    def apply_all(self, events: Iterable[Parsed]) -> Iterator[tuple[int, Outcome]]:
+        """`apply` each of one batch's events in order: (row, outcome) as each arises, to be acted on
+        before the next event. A campaign's curve and state are looked up once (this runs per event):
+        nothing else changes them until the batch is done."""
+        watched: dict[str, tuple[ProjectionCurve, MirrorState] | None] = {}
+        cfg, stuck_after = self.cfg, self.stuck_after
+        for i, (event_id, cid, ts, values) in enumerate(events):
+            found = watched[cid] if cid in watched else watched.setdefault(cid, self._watched(cid))
+            if found is None:
+                continue
+            curve, state = found
+            before = state.events
+            verdict = apply_event(state, event_id, ts, values, curve, cfg)
+            if state.events == before:
+                self.ignored += 1
+                if stuck_after and state.stale_run == stuck_after:
+                    self.stuck_alerts += 1
+                    yield i, Outcome(cid, None, state.deviation, event_id, ts, state=state, values=values)
+                continue
+            self.applied += 1
+            if verdict is None or verdict.action is None:
+                continue
+            if verdict.action != "PAUSE":
+                self.greys += 1
+            yield i, Outcome(cid, verdict, state.deviation, event_id, ts)
+
+    def _watched(self, campaign_id: str) -> tuple[ProjectionCurve, MirrorState] | None:
+        """The campaign's curve and current state (touched: about to change), None if not watched."""
         curve = self.curves.get(campaign_id)
         if curve is None:
             return None
         state = self.state(campaign_id)
-        before = state.events
-        verdict = apply_event(state, event_id, ts, values, curve, self.cfg)
         self.touched.add(campaign_id)
-        if state.events > before:
-            self.applied += 1
-        else:
-            self.ignored += 1
-            if self.stuck_after and state.stale_run == self.stuck_after:
-                self.stuck_alerts += 1
-                return Outcome(campaign_id, None, state.deviation, event_id, ts, state=state, values=values)
-        if verdict is None or verdict.action is None:
-            return None
-        if verdict.action != "PAUSE":
-            self.greys += 1
-        return Outcome(campaign_id, verdict, state.deviation, event_id, ts)
+        return curve, state
+
+
+def _events(batch: BidBatch) -> Iterator[Parsed]:
+    """A batch's rows as events (event_id, campaign_id, epoch seconds, values), column by column."""
+    offset = batch.ts - batch.t  # epoch seconds at the environment's zero
+    cids = batch.campaign_ids
+    tick = round(batch.t)
+    ids = batch.event_ids if batch.event_ids is not None else [f"{cid}:{tick}" for cid in cids]
+    times = batch.times if batch.times is not None else [batch.t] * len(cids)
+    rows = zip(*(getattr(batch, f).tolist() for f in EVENT_FIELDS), strict=True)  # not numpy scalars
+    return zip(ids, cids, [offset + t for t in times], rows, strict=True)
 
 
 class MirrorAgent(Agent):
@@ -205,14 +234,8 @@ class MirrorAgent(Agent):
             if self.forward is None and n % self.every:
                 continue
             verdicts: dict[int, PauseCommand] = {}
-            curves = self.book.curves
-            offset = batch.ts - batch.t  # epoch seconds at the environment's zero
-            rows = zip(*(getattr(batch, f).tolist() for f in EVENT_FIELDS), strict=True)  # not numpy scalars
-            for i, (cid, values) in enumerate(zip(batch.campaign_ids, rows, strict=True)):
-                if cid not in curves:
-                    continue
-                outcome = self.book.apply(cid, batch.row_event_id(i), offset + batch.row_time(i), values)
-                if outcome is not None and (command := self._act(outcome)) is not None:
+            for i, outcome in self.book.apply_all(_events(batch)):
+                if (command := self._act(outcome)) is not None:
                     verdicts[i] = command
             if self.forward is not None:
                 batch.verdicts = verdicts or None

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import asdict, dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -154,7 +155,26 @@ class Verdict:
     action: str | None
     elapsed: float
     status: str
-    detail: dict[str, float]
+    figures: tuple[float | None, ...]  # the evaluation's, unrounded, in `detail`'s order (own level: None)
+
+    @property
+    def detail(self) -> dict[str, float]:
+        """The figures by name, rounded: built when read (a verdict that acts), not at every evaluation."""
+        hours, short, over, cusum, cusum_self, level, revenue, rev50, conversions, conv50, spend, spend90 = self.figures
+        return {
+            "elapsed_h": round(hours, 3),
+            "shortfall": round(short, 4),
+            "overspend": round(over, 4),
+            "cusum": round(cusum, 3),
+            "cusum_self": round(cusum_self, 3),
+            "own_level": round(level, 4) if level is not None else -1.0,
+            "revenue": round(revenue, 2),
+            "projected_revenue_p50": round(rev50, 2),
+            "conversions": conversions,
+            "projected_conversions_p50": round(conv50, 2),
+            "spend": round(spend, 2),
+            "projected_spend_p90": round(spend90, 2),
+        }
 
 
 class InvalidEvent(ValueError):
@@ -300,14 +320,18 @@ def cusum_step(s: float, observed: float, expected: float, drop: float) -> float
     return max(0.0, s + observed * math.log(1.0 - drop) + expected * drop)
 
 
+_elapsed = itemgetter(0)  # a snapshot's time: in time order, each evaluation's later than the last
+
+
 def own_level(snapshots: list[list[float]], elapsed: float, curve: ProjectionCurve, cfg: MirrorConfig) -> float | None:
     """The campaign's conversions relative to the projection's p50 over the reference window
     [elapsed - lag - span, elapsed - lag] (None until it holds enough conversions)."""
     end = elapsed - cfg.reference_lag
-    inside = [s for s in snapshots if end - cfg.reference_span <= s[0] <= end and s[0] >= cfg.warmup / 2]
-    if len(inside) < 2:
+    first = bisect_left(snapshots, max(end - cfg.reference_span, cfg.warmup / 2), key=_elapsed)
+    last = bisect_right(snapshots, end, key=_elapsed) - 1
+    if last - first < 1:
         return None
-    (t0, _, _, c0), (t1, _, _, c1) = inside[0], inside[-1]
+    (t0, _, _, c0), (t1, _, _, c1) = snapshots[first], snapshots[last]
     real = c1 - c0
     plan = curve.at("conversions", t1 / 3600.0)[1] - curve.at("conversions", t0 / 3600.0)[1]
     if real < cfg.min_reference_conversions or plan <= 0:
@@ -328,7 +352,8 @@ def evaluate(state: MirrorState, elapsed: float, curve: ProjectionCurve, cfg: Mi
     while len(state.snapshots) > 1 and state.snapshots[1][0] <= elapsed - keep:
         state.snapshots.pop(0)
     # the window: the oldest snapshot inside it
-    w_elapsed, w_spend, w_rev, w_conv = next(s for s in state.snapshots if s[0] >= elapsed - cfg.window)
+    snaps = state.snapshots
+    w_elapsed, w_spend, w_rev, w_conv = snaps[bisect_left(snaps, elapsed - cfg.window, key=_elapsed)]
     w_hours = w_elapsed / 3600.0
     win = {m: curve.at(m, hours)[1] - curve.at(m, w_hours)[1] for m in METRICS}
     have_window = elapsed - w_elapsed >= 0.5 * cfg.window
@@ -359,23 +384,11 @@ def evaluate(state: MirrorState, elapsed: float, curve: ProjectionCurve, cfg: Mi
             state.cusum_self = cusum_step(state.cusum_self, x, expected50 * level, cfg.cusum_drop)
     state.eval_elapsed, state.eval_conversions = elapsed, state.conversions
 
-    detail = {
-        "elapsed_h": round(hours, 3),
-        "shortfall": round(short, 4),
-        "overspend": round(over, 4),
-        "cusum": round(state.cusum, 3),
-        "cusum_self": round(state.cusum_self, 3),
-        "own_level": round(level, 4) if level is not None else -1.0,
-        "revenue": round(state.revenue, 2),
-        "projected_revenue_p50": round(rev50, 2),
-        "conversions": state.conversions,
-        "projected_conversions_p50": round(conv50, 2),
-        "spend": round(state.spend, 2),
-        "projected_spend_p90": round(spend90, 2),
-    }
+    figures = (hours, short, over, state.cusum, state.cusum_self, level)
+    figures += (state.revenue, rev50, state.conversions, conv50, state.spend, spend90)
     if not warm:
         state.status = "WARMING_UP"
-        return Verdict(None, elapsed, state.status, detail)
+        return Verdict(None, elapsed, state.status, figures)
     statistical_short = max(state.cusum, state.cusum_self) > cfg.cusum_threshold
     statistical_over = state.spend > spend90 * (1.0 + cfg.threshold / 2)
     practical_short, practical_over = short > cfg.threshold, over > cfg.threshold
@@ -384,8 +397,8 @@ def evaluate(state: MirrorState, elapsed: float, curve: ProjectionCurve, cfg: Mi
     if state.breaches >= cfg.persistence:
         state.status, state.paused_at = "PAUSED", elapsed
         state.pause_reason = "overspend" if practical_over and statistical_over else "shortfall"
-        return Verdict("PAUSE", elapsed, state.status, detail)
+        return Verdict("PAUSE", elapsed, state.status, figures)
     grey = breach or practical_short or practical_over or statistical_short or state.deviation > cfg.grey_threshold
     entering_grey = grey and state.status != "GREY"
     state.status = "GREY" if grey else "OK"
-    return Verdict("GREY" if entering_grey else None, elapsed, state.status, detail)
+    return Verdict("GREY" if entering_grey else None, elapsed, state.status, figures)
