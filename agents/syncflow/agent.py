@@ -268,9 +268,10 @@ class SyncFlow(Agent):
         """Every row of every batch, in order: a world's tick (every campaign at one time, the slow
         guards on one grid) or a stream batch (one event per row at its own time, the slow guards
         every `guard_interval` per campaign, and the mirror's verdicts by row when it passes them on)."""
-        interval = self.settings.guard_interval
+        interval, tick = self.settings.guard_interval, self._tick
         while True:
             batch: BidBatch = yield self.bids.get()
+            campaigns, touched = self.campaigns, self.touched  # the owner swaps `touched` between batches
             now = batch.t
             times, verdicts = batch.times, batch.verdicts
             check_tick = now >= self._next_guard_check
@@ -279,7 +280,7 @@ class SyncFlow(Agent):
             day = int((now - 1e-9) // SECONDS_PER_DAY)  # the tick ending at midnight belongs to the day before
             spends = batch.spend.tolist()  # one conversion per tick, not one numpy scalar per campaign
             for i, cid in enumerate(batch.campaign_ids):
-                c = self.campaigns.get(cid)
+                c = campaigns.get(cid)
                 if c is None:
                     continue
                 if times is not None:
@@ -293,16 +294,18 @@ class SyncFlow(Agent):
                 if verdicts is not None and (command := verdicts.get(i)) is not None:
                     self._pause_by(c, command, "the mirror's verdict")
                     continue
+                last_t = c.last_t
                 if times is None:
                     check_slow = check_tick
-                elif c.last_t is not None and now <= c.last_t:
+                elif last_t is not None and now <= last_t:
                     continue  # a duplicate, or older than the last event judged (redelivered, republished)
                 else:
                     check_slow = now >= c.next_check
                     if check_slow:
                         c.next_check = now + interval
+                if check_slow or cid not in touched:
+                    touched[cid] = check_slow
                 spend = spends[i]
-                self.touched[cid] = check_slow or self.touched.get(cid, False)
                 if day != c.day:
                     if c.day >= 0:
                         c.daily_spend.append(c.spend_today)
@@ -313,12 +316,12 @@ class SyncFlow(Agent):
                 spend_tick = spend - c.last_spend
                 c.last_spend = spend
                 if times is not None:  # a stream: events this agent did not see (another worker's) make a gap
-                    gap = now - (c.last_t if c.last_t is not None else c.launched_at or now)
-                    if gap > self._tick:  # ... whose spend is a rate over the gap, not one tick's worth
-                        spend_tick *= self._tick / gap
+                    gap = now - (last_t if last_t is not None else c.launched_at or now)
+                    if gap > tick:  # ... whose spend is a rate over the gap, not one tick's worth
+                        spend_tick *= tick / gap
                     c.last_t = now
-                c.spend_today = spend - c.day_start_spend
-                fired = c.budget.evaluate(now, c.spend_today, spend_tick) if c.budget else None
+                c.spend_today = spend_today = spend - c.day_start_spend
+                fired = None if c.budget is None else c.budget.evaluate(now, spend_today, spend_tick)
                 if fired is None and check_slow:
                     for guard in c.guards:
                         seen = len(guard.transitions)

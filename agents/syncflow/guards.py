@@ -39,6 +39,10 @@ class GuardState(StrEnum):
     TRIGGERED = "TRIGGERED"
 
 
+# read per event and per check: an enum member off its class costs ~0.25 us in Python 3.11
+_ARMED, _ACTIVE = GuardState.ARMED, (GuardState.WARMING_UP, GuardState.ARMED)
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     guard: str
@@ -63,7 +67,7 @@ class Guard:
 
     @property
     def active(self) -> bool:
-        return self.state in (GuardState.WARMING_UP, GuardState.ARMED)
+        return self.state in _ACTIVE
 
     def to_state(self) -> dict[str, Any]:
         """What this guard accumulated for its campaign (JSON-ready: numbers, lists, strings)."""
@@ -290,21 +294,23 @@ class BudgetEmergency(Guard):
 
     def evaluate(self, t: float, spend_today: float, spend_tick: float) -> Transition | None:
         """Feed the day's spend so far and the last tick's; fires before the cap can be crossed."""
-        if self.state is not GuardState.ARMED:  # = not active: this guard has no warm-up (runs every tick)
+        if self.state is not _ARMED:  # = not active: this guard has no warm-up (runs every tick)
             return None
         self.fast_ticks = self.fast_ticks + 1 if spend_tick > self.runaway_factor * self.pace else 0
         projected = spend_today + spend_tick * self.lookahead
-        spent = {"spend_today": round(spend_today, 2), "spend_tick": round(spend_tick, 4)}
         if projected >= self.cap:
             why = (
                 f"today's spend {spend_today:,.2f} would reach {projected:,.2f} within "
                 f"{self.lookahead:g} ticks: {self.cap_share:.0%} of the daily budget is {self.cap:,.2f}"
             )
-            return self._move(GuardState.TRIGGERED, t, why, **spent, cap=round(self.cap, 2))
-        if self.fast_ticks >= self.runaway_ticks:
+            limit = {"cap": round(self.cap, 2)}
+        elif self.fast_ticks >= self.runaway_ticks:
             why = f"spending {spend_tick / self.pace:.1f}x the budget's pace for {self.fast_ticks} ticks in a row"
-            return self._move(GuardState.TRIGGERED, t, why, **spent, pace=round(self.pace, 4))
-        return None
+            limit = {"pace": round(self.pace, 4)}
+        else:
+            return None  # the common case, every event: no detail built
+        spent = {"spend_today": round(spend_today, 2), "spend_tick": round(spend_tick, 4)}
+        return self._move(GuardState.TRIGGERED, t, why, **spent, **limit)
 
 
 def _float_or_none(v: Any) -> float | None:

@@ -39,5 +39,14 @@ def decode(fields: dict[str, str]) -> dict[str, Any]:
         raise ValueError(str(exc)) from None
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+# json.dumps makes an encoder and its C iterator per call: most of what a small state's text costs a
+# worker (every touched campaign, every batch). This is that iterator, made once (states are trees:
+# no circular check); json.dumps's text, byte for byte.
+_ITERENCODE = json.encoder.c_make_encoder and json.encoder.c_make_encoder(
+    None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+)
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return "".join(_ITERENCODE(value, 0)) if _ITERENCODE else _ENCODER.encode(value)
