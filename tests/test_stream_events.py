@@ -4,9 +4,11 @@ the Council's batch screen refuses exactly the events `check` refuses one by one
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +17,7 @@ from agents.syncnotify.sinks import MemorySink
 from agents.syncshield.backends import InMemoryAuditStore
 from agents.synctwin.mirror.deviation import EVENT_FIELDS, InvalidEvent, parse_raw_event
 from agents.synctwin.mirror.event_limits import bounds_for, check
-from agents.synctwin.mirror.stream_events import DELETED, parse_entries
+from agents.synctwin.mirror.stream_events import DELETED, _floats, parse_entries
 from synctwin.kernel.config import Settings
 from synctwin.kernel.messages import LiveEvents
 from world.clock import make_environment
@@ -138,3 +140,32 @@ def test_the_batch_screen_refuses_what_check_refuses(rows: list[Any], now: float
         expected.append(check(bounds_for(launch, end, curve, now, council.limits, floors), ts, tuple(v)))
     assert bad == [(k, why) for k, why in enumerate(expected) if why is not None]
     assert kept == [k for k, why in enumerate(expected) if why is None]
+
+
+ODD = ["-0", "0", "-0.0", "1e400", "-1e400", "1e-400", " 1 ", "\t2", "1,2", '"1"', "true", "null", "[1]"]
+ODD += ["+1", ".5", "5.", "NaN", "Infinity", "1_0", "0x10", "00", "01", "-", "", "1e", "1E5", "١", "1\n"]
+VALUE = st.one_of(
+    st.floats().map(repr),
+    st.tuples(st.floats(allow_nan=False, allow_infinity=False), st.integers(1, 20)).map(lambda p: f"{p[0]:.{p[1]}g}"),
+    st.integers(-(10**30), 10**30).map(str),
+    st.sampled_from(ODD),
+    st.text(alphabet="0123456789.eE+-, ", max_size=8),
+).map(lambda s: s.encode())
+
+
+def _bits(x: float) -> bytes:
+    return struct.pack("<d", x)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(VALUE, min_size=1, max_size=20))
+def test_a_column_of_numbers_reads_as_float_reads_each(col: list[bytes]) -> None:
+    """orjson reads a column of JSON numbers in one call: the very doubles float() gives (bit for
+    bit, the sign of zero included), and whatever is not a JSON number goes to float() itself."""
+    try:
+        expected = [_bits(float(v)) for v in col]
+    except ValueError:
+        with pytest.raises(ValueError):
+            _floats(tuple(col))
+        return
+    assert [_bits(x) for x in _floats(tuple(col))] == expected

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from agents.synctwin.mirror.deviation import _RAW_KEYS, InvalidEvent, Parsed, parse_raw_event
 from synctwin.kernel.messages import LiveEvents
@@ -60,6 +61,22 @@ def _one(f: Any) -> Parsed | str:
         return f"cannot parse the event ({type(exc).__name__}: {exc})"
 
 
+def _floats(col: tuple[bytes, ...]) -> list[float]:
+    """`float()` of each value (as parse_raw_event reads it): a column of JSON numbers is read by
+    orjson in one call, a correctly rounded parser as float() is (the same doubles, about seven
+    times faster on the 17-digit values floats print as); any other column by float() itself."""
+    try:
+        got = orjson.loads(b"[" + b",".join(col) + b"]")
+    except orjson.JSONDecodeError:
+        return list(map(float, col))
+    kinds = set(map(type, got))
+    if len(got) != len(col) or not kinds <= {float, int}:  # a comma, a string, true, null... inside a value
+        return list(map(float, col))
+    if int in kinds:  # an integer's float() from its text: exact, and "-0" keeps its sign
+        return [float(raw) if type(x) is int else x for x, raw in zip(got, col, strict=True)]
+    return got
+
+
 def _convert(rows: list[list[bytes]]) -> tuple[LiveEvents, list[int]] | None:
     """The rows as LiveEvents, and those `_checked`'s conditions refuse (checked with numpy at once);
     None: a value is not a number, or a text not UTF-8."""
@@ -68,8 +85,8 @@ def _convert(rows: list[list[bytes]]) -> tuple[LiveEvents, list[int]] | None:
     try:
         cols = list(zip(*rows, strict=True))
         ids, cids = (tuple(map(bytes.decode, c)) for c in cols[:2])
-        ts = tuple(map(float, cols[2]))  # float() reads bytes, as parse_raw_event does
-        values = np.array([list(map(float, c)) for c in cols[3:]])
+        ts = tuple(_floats(cols[2]))
+        values = np.array([_floats(c) for c in cols[3:]])
     except Exception:  # not a number, not UTF-8, or whatever else: the one parser words it, row by row
         return None
     at = np.array(ts)
