@@ -77,7 +77,7 @@ def raw_reader(client: Any) -> Any:
 def raw_entries(raw: list[Any]) -> list[Entry]:
     """Entries read raw: ids as text (always ASCII), fields as bytes for the worker to decode; a
     deleted entry (fields None) comes back with no fields, for the worker to dead-letter."""
-    return [(_text(i), f or {}) for i, f in raw if i is not None]
+    return [(i.decode() if type(i) is bytes else i, f or {}) for i, f in raw if i is not None]
 
 
 class ConsumerStats(Protocol):
