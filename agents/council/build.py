@@ -308,7 +308,8 @@ class Council:
             bounds.append(bounds_for(launch, end, curve, now, self.limits, floors))
         at = np.fromiter(map({c: k for k, c in enumerate(order)}.__getitem__, events.campaign_ids), np.intp)
         edges = np.array([(b.earliest, b.latest, *b.floors) for b in bounds])[at]
-        ts, (spend, impressions, clicks, conversions, revenue) = np.array(events.ts), events.values.T
+        ts = np.fromiter(events.ts, np.float64, len(events))
+        spend, impressions, clicks, conversions, revenue = events.values.T
         suspect = (ts < edges[:, 0]) | (ts > edges[:, 1]) | (clicks > impressions) | (conversions > clicks)
         suspect |= (spend > edges[:, 2]) | (revenue > edges[:, 3]) | (conversions > edges[:, 4])
         suspect |= impressions > self.limits.max_counter

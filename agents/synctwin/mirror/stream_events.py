@@ -85,14 +85,16 @@ def _convert(rows: list[list[bytes]]) -> tuple[LiveEvents, list[int]] | None:
     try:
         cols = list(zip(*rows, strict=True))
         ids, cids = (tuple(map(bytes.decode, c)) for c in cols[:2])
-        ts = tuple(_floats(cols[2]))
-        values = np.array([_floats(c) for c in cols[3:]])
+        n, ts = len(ids), tuple(_floats(cols[2]))
+        values = np.empty((n, len(cols) - 3))
+        for j, c in enumerate(cols[3:]):
+            values[:, j] = np.fromiter(_floats(c), np.float64, n)  # not np.array: it inspects every element
     except Exception:  # not a number, not UTF-8, or whatever else: the one parser words it, row by row
         return None
-    at = np.array(ts)
+    at = np.fromiter(ts, np.float64, n)
     with np.errstate(invalid="ignore"):
-        ok = (at > 0) & np.isfinite(at) & np.isfinite(values).all(axis=0) & (values >= 0).all(axis=0)
+        ok = (at > 0) & np.isfinite(at) & np.isfinite(values).all(axis=1) & (values >= 0).all(axis=1)
     bad = np.flatnonzero(~ok).tolist()
     if "" in ids or "" in cids:
-        bad = sorted({*bad, *(j for j in range(len(ids)) if not ids[j] or not cids[j])})
-    return LiveEvents(ids, cids, ts, values.T.copy()), bad
+        bad = sorted({*bad, *(j for j in range(n) if not ids[j] or not cids[j])})
+    return LiveEvents(ids, cids, ts, values), bad

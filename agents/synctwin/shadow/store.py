@@ -221,7 +221,7 @@ class RedisShadowStore:
         plans = self._plans_for(set(cids))
         order = list(plans)
         at = np.fromiter(map({cid: k for k, cid in enumerate(order)}.__getitem__, cids), np.intp, n)
-        ts = np.array(rows.ts)
+        ts = np.fromiter(rows.ts, np.float64, n)
         ok = np.array([plans[c].platform is not None for c in order])[at]
         self.stats.unknown += n - int(np.count_nonzero(ok))
         early = ok & (ts < np.array([plans[c].launch_ts for c in order])[at])  # an earlier launch's events
