@@ -169,3 +169,16 @@ def test_a_column_of_numbers_reads_as_float_reads_each(col: list[bytes]) -> None
             _floats(tuple(col))
         return
     assert [_bits(x) for x in _floats(tuple(col))] == expected
+
+
+def _exact(rows: list[Any]) -> list[tuple[Any, ...]]:
+    return [(e[0], e[1], *(_bits(x) for x in (e[2], *e[3]))) for e in rows]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=3), st.text(max_size=3), st.floats(), st.tuples(*[st.floats()] * 5))))
+def test_live_events_hold_their_rows_as_they_came(rows: list[Any]) -> None:
+    events = LiveEvents.of(rows)
+    assert len(events) == len(rows) and _exact(events.rows()) == _exact(rows)
+    keep = list(range(0, len(rows), 2))
+    assert _exact(events.take(keep).rows()) == _exact([rows[k] for k in keep])
