@@ -9,19 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from synctwin.app.reports.html import (
-    BLUE,
-    GREEN,
-    GREY,
-    PURPLE,
-    Cell,
-    Page,
-    duration,
-    money,
-    new_figure,
-    num,
-    verdict,
-)
+from synctwin.app.reports.html import BLUE, GREEN, GREY, PURPLE, Cell, Page, duration, money, new_figure, num, verdict
 from synctwin.app.reports.replay import mark_pause, shade_faults
 from synctwin.kernel.formatting import short_money
 

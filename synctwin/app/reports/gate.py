@@ -9,18 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from synctwin.app.reports.html import (
-    BLUE,
-    GREEN,
-    GREY,
-    RED,
-    Cell,
-    Page,
-    money,
-    new_figure,
-    num,
-    short_count,
-)
+from synctwin.app.reports.html import BLUE, GREEN, GREY, RED, Cell, Page, money, new_figure, num, short_count
 from synctwin.kernel.formatting import percent, plural, short_money
 
 _MONEY = ("daily_budget", "cpm", "aov")

@@ -9,18 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from synctwin.app.reports.html import (
-    BLUE,
-    GREEN,
-    GREY,
-    ORANGE,
-    RED,
-    Cell,
-    Page,
-    money,
-    new_figure,
-    num,
-)
+from synctwin.app.reports.html import BLUE, GREEN, GREY, ORANGE, RED, Cell, Page, money, new_figure, num
 from synctwin.kernel.formatting import short_money
 
 TARGET = (0.75, 0.85)
