@@ -4,8 +4,7 @@ A scenario is the world's parameters, clients (with given or generated histories
 (strategies launched at virtual times), a timeline of injected faults, expectations to check
 against the trace and, optionally, a grid of market parameters for `synctwin sweep`. Durations
 are written as people write them: 90s, 30m, 2h, 3d. docs/scenarios-and-harness.md shows every
-field; scenarios/examples/market_shock_grid.yaml is a complete file.
-"""
+field; scenarios/examples/market_shock_grid.yaml is a complete file."""
 
 from __future__ import annotations
 
@@ -401,8 +400,7 @@ class Scenario(_Strict):
         """Every name a campaign, fault or expectation uses must exist: typos fail at load time.
 
         Messages start with the field's path ("expectations[2].campaign: ..."): the loader turns
-        that into the field it reports, since a model-level error carries no location of its own.
-        """
+        that into the field it reports, since a model-level error carries no location of its own."""
         clients = {c.id for c in self.clients}
         campaigns = [c.id for c in self.campaigns]
         dupes = {c for c in campaigns if campaigns.count(c) > 1}

@@ -9,8 +9,7 @@ learned. The campaign's outcome is a separate draw of the same market with the s
 the history cannot show (Q4 CPM inflation, a cold audience, ...), its conversions capped by the
 audience's true demand: the gate's own funnel, drawn from the truth and never from the gate
 (that would be circular). The realized uplift is DESIGN.md's, against the written history's
-daily averages times the days.
-"""
+daily averages times the days."""
 
 from __future__ import annotations
 

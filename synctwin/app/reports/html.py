@@ -147,8 +147,7 @@ def new_figure(width: float, height: float, *, rows: int = 1, cols: int = 1, sha
     """A pyplot-free figure with the Agg canvas and its axes.
 
     Margins are fixed in inches rather than solved by a layout engine: constrained layout
-    drew every figure twice and was 40% of a report's time.
-    """
+    drew every figure twice and was 40% of a report's time."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
