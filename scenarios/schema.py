@@ -143,9 +143,8 @@ class GeneratedHistory(_Strict):
         0.25,
         ge=0,
         le=1,
-        description="log-sd of the budget steps (every 2-3 weeks, "
-        "mean one over the history): the spend variation the gate's response curve "
-        "learns what a dollar buys from; 0 for a flat history",
+        description="log-sd of the budget steps (every 2-3 weeks, mean one over the history): the spend variation the "
+        "gate's response curve learns what a dollar buys from; 0 for a flat history",
     )
     rate_factors: dict[Literal["cpm", "ctr", "cvr", "aov"], float] = Field(
         default_factory=dict,

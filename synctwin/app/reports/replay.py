@@ -78,9 +78,8 @@ def build_replay_page(trace: Any) -> str:
         page.p(_campaign_sentence(trace, c))
         page.figure(
             campaign_figure(trace, c),
-            caption="Cumulative spend and revenue as delivered (solid) against the gate's projection at the "
-            "same elapsed time (median dashed, p10-p90 band); shaded: fault windows; red line: "
-            "the pause.",
+            caption="Cumulative spend and revenue as delivered (solid) against the gate's projection at the same "
+            "elapsed time (median dashed, p10-p90 band); shaded: fault windows; red line: the pause.",
             alt=f"{c.campaign_id}: realized spend and revenue against the projection",
         )
     if quiet:

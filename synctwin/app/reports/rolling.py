@@ -101,9 +101,8 @@ def build_rolling_page(d: dict[str, Any]) -> str:
     page.h2("Projection against what happened")
     page.figure(
         fan_figure(windows),
-        caption="At each origin: the projection's p10-p90 band (shaded) and median (line) for the window's "
-        "total revenue (top) and net profit uplift (bottom); dots are what happened, green inside "
-        "the band, red outside.",
+        caption="At each origin: the projection's p10-p90 band (shaded) and median (line) for the window's total "
+        "revenue (top) and net profit uplift (bottom); dots are what happened, green inside the band, red outside.",
         alt="projected p10-p50-p90 against realized revenue and uplift per window",
     )
     page.h2("Calibration")
