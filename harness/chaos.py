@@ -6,8 +6,7 @@ the fault as an action, the guard's reaction probed during it, the steady state 
 and rollbacks that always run (the fault is undone and the twin discarded: nothing live is ever
 touched). A drill runs on a *template* campaign: the built-in one, or a clone of a production
 campaign loaded from Redis; a market shock is sized to a campaign whose margin survives x1.5
-(`sized_to`).
-"""
+(`sized_to`)."""
 
 from __future__ import annotations
 
@@ -413,8 +412,7 @@ def run_drills(
 ) -> ChaosRun:
     """Run the named drills (default all four) on each template (default the built-in one).
 
-    `progress(done, total)` is called after each drill (for a progress bar).
-    """
+    `progress(done, total)` is called after each drill (for a progress bar)."""
     started = time.perf_counter()
     unknown = [n for n in names or [] if n not in DRILLS]
     if unknown:

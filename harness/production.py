@@ -21,8 +21,7 @@ def production_templates(client: Any, prefix: str = "synctwin:") -> list[Campaig
     """One template per `{prefix}campaign:{id}:strategy` whose client history is stored too.
 
     A campaign that cannot be cloned (bad JSON, no history) is skipped with a warning: one bad
-    record must not stop the nightly drills of the others.
-    """
+    record must not stop the nightly drills of the others."""
     templates = []
     start, end = f"{prefix}campaign:", ":strategy"
     for key in sorted(client.scan_iter(match=f"{start}*{end}")):

@@ -3,8 +3,7 @@
 EVENTS.jsonl: one bid event per line, the stream's fields (event_id, campaign_id, ts, spend,
 impressions, clicks, conversions, revenue). PLANS.jsonl: one plan per line (campaign_id,
 strategy, projection or null, optional baseline). Events are fed in batches of `batch` (the
-worker's read size); an event of a campaign without a plan is a dead letter, as on the stream.
-"""
+worker's read size); an event of a campaign without a plan is a dead letter, as on the stream."""
 
 from __future__ import annotations
 

@@ -4,8 +4,7 @@ The Council is `build_council`'s (agents/council/build.py), the one composition 
 `replay --bids` use too, with the world as its ports: its ticks the event source, its platforms'
 APIs the platforms, memory stores for the audit, the alerts and the clients' histories. The
 harness is an observer: agents talk only through their mailboxes; the harness reads the world's
-ground truth (what was really spent) and the agents' public reports at the end.
-"""
+ground truth (what was really spent) and the agents' public reports at the end."""
 
 from __future__ import annotations
 
@@ -91,8 +90,7 @@ class _Recorder:
     """Samples the world's ground truth: hourly cumulative totals and each day's spend, and reports
     the virtual time to `progress(t, duration)` at each sample.
 
-    Called every tick, so it does per-campaign work only when a day ends or an hour is sampled.
-    """
+    Called every tick, so it does per-campaign work only when a day ends or an hour is sampled."""
 
     def __init__(self, trace: Trace, tick: float, progress: Callable[[float, float], None] | None) -> None:
         self.trace = trace
@@ -161,8 +159,7 @@ def run_scenario(
     second, simpy.rt): the agents are the same, only the environment differs.
     `progress(t, duration)` is called about once a virtual hour while campaigns are live (a
     progress bar); the recorder calls it from the world's ticks, so it adds no SimPy event
-    and the trace is the same with or without it.
-    """
+    and the trace is the same with or without it."""
     started = time.perf_counter()
     settings = settings or get_settings()
     if seed < 0:

@@ -5,8 +5,7 @@ own market only, is found.
 
 Each (grid point, seed) run is one task of an executor (in-process, process pool or Ray) that
 sends back only its verdicts; results are merged in input order (point, then seed), so the
-report is the same on any executor.
-"""
+report is the same on any executor."""
 
 from __future__ import annotations
 
@@ -213,8 +212,7 @@ class PointStats:
 class SweepReport:
     """The sweep's result. `wall_s` and `executor` describe the run, not the result.
 
-    Without a grid (`grid_keys` empty) every run is point 0 and the report is a plain seed sweep.
-    """
+    Without a grid (`grid_keys` empty) every run is point 0 and the report is a plain seed sweep."""
 
     scenario: str
     seeds: range

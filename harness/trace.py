@@ -1,8 +1,7 @@
 """What a scenario run leaves behind: decisions, pauses, bids, time series, audit and alerts.
 
 `to_dict()` is the JSON summary `synctwin replay --json` prints; it holds no wall-clock figure
-except `wall_s`, so two runs with one seed give identical JSON once that is dropped.
-"""
+except `wall_s`, so two runs with one seed give identical JSON once that is dropped."""
 
 from __future__ import annotations
 

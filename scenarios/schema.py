@@ -4,8 +4,7 @@ A scenario is the world's parameters, clients (with given or generated histories
 (strategies launched at virtual times), a timeline of injected faults, expectations to check
 against the trace and, optionally, a grid of market parameters for `synctwin sweep`. Durations
 are written as people write them: 90s, 30m, 2h, 3d. docs/scenarios-and-harness.md shows every
-field; scenarios/examples/market_shock_grid.yaml is a complete file.
-"""
+field; scenarios/examples/market_shock_grid.yaml is a complete file."""
 
 from __future__ import annotations
 
@@ -144,9 +143,8 @@ class GeneratedHistory(_Strict):
         0.25,
         ge=0,
         le=1,
-        description="log-sd of the budget steps (every 2-3 weeks, "
-        "mean one over the history): the spend variation the gate's response curve "
-        "learns what a dollar buys from; 0 for a flat history",
+        description="log-sd of the budget steps (every 2-3 weeks, mean one over the history): the spend variation the "
+        "gate's response curve learns what a dollar buys from; 0 for a flat history",
     )
     rate_factors: dict[Literal["cpm", "ctr", "cvr", "aov"], float] = Field(
         default_factory=dict,
@@ -401,8 +399,7 @@ class Scenario(_Strict):
         """Every name a campaign, fault or expectation uses must exist: typos fail at load time.
 
         Messages start with the field's path ("expectations[2].campaign: ..."): the loader turns
-        that into the field it reports, since a model-level error carries no location of its own.
-        """
+        that into the field it reports, since a model-level error carries no location of its own."""
         clients = {c.id for c in self.clients}
         campaigns = [c.id for c in self.campaigns]
         dupes = {c for c in campaigns if campaigns.count(c) > 1}

@@ -11,8 +11,7 @@ to a node already built), then checked, and only then constructed:
 - no duplicate key in a mapping (safe_load keeps the last one silently), named with both lines.
 
 A few aliases stay allowed: sharing one strategy or market between campaigns with an anchor is
-a fair use of YAML; an expansion that multiplies the file a thousandfold is not.
-"""
+a fair use of YAML; an expansion that multiplies the file a thousandfold is not."""
 
 from __future__ import annotations
 

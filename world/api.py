@@ -1,8 +1,7 @@
 """A platform's API as agents reach it: latency, a rate limit, and outages.
 
 Latency is modelled with `env.timeout`, which is the world's business: in production the real
-API's latency takes its place and no agent code changes.
-"""
+API's latency takes its place and no agent code changes."""
 
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 
 Agents receive an environment and use `env.now`, `env.timeout` and stores; whether one virtual
 second is instantaneous (simpy.Environment) or lasts a real second (simpy.rt.RealtimeEnvironment)
-is decided here and nowhere else.
-"""
+is decided here and nowhere else."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """Faults injected at virtual times: CPM shock, CVR drop, API outage, runaway spend.
 
 Each fault is an action with a start and (optionally) an end that always undoes it, in the
-spirit of Chaos Toolkit's rollbacks: the world returns to normal when the fault is over.
-"""
+spirit of Chaos Toolkit's rollbacks: the world returns to normal when the fault is over."""
 
 from __future__ import annotations
 

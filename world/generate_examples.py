@@ -7,8 +7,7 @@ budget steps so the gate's response curve can learn what a dollar buys.
 
 Two examples, so a first gate shows each outcome without doubt: the approval scales a profitable
 account up moderately (its 10th percentile is a gain); the rejection puts a doubled budget into an
-audience holding fewer buyers than the account already converts (its median is a clear loss).
-"""
+audience holding fewer buyers than the account already converts (its median is a clear loss)."""
 
 from __future__ import annotations
 

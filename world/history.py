@@ -17,8 +17,7 @@ def generate_history(market: PlatformMarket, spec: GeneratedHistory, rng: np.ran
     one, so the gate's response curve can learn that the world's rates do not depend on spend) with
     weekday and daily noise, Poisson clicks and conversions, gamma-distributed revenue. The CPM's
     random walk runs backwards from the market's level at `end`, so the history ends at the price
-    the world charges at launch, not a random ~20% away from it.
-    """
+    the world charges at launch, not a random ~20% away from it."""
     n = spec.days
     dates = np.arange(np.datetime64(end) - n, np.datetime64(end), dtype="datetime64[D]")
     weekday = WEEKDAY[(dates.astype(np.int64) + 3) % 7]  # 1970-01-01 was a Thursday

@@ -5,8 +5,7 @@ Per tick and campaign: the market's CPM (drifting price, per-tick noise, injecte
 share of the budget's pace the bid wins, impressions, clicks (Poisson on CTR), conversions
 (Poisson on CVR per click, capped by the demand the audience holds, arriving at a steady rate)
 and revenue (a sum of order values). Budgets reset at each virtual midnight; a day's spend is at
-most (1 + overdelivery) x the budget unless a runaway-spend fault breaks the pacing.
-"""
+most (1 + overdelivery) x the budget unless a runaway-spend fault breaks the pacing."""
 
 from __future__ import annotations
 
@@ -72,8 +71,7 @@ class AdPlatforms:
         """Recompute what a tick needs that only changes on a launch, a new day or a fault.
 
         Same expressions, same order of operations as computing them every tick (so a seed's
-        numbers do not change), without ~15 array operations per tick.
-        """
+        numbers do not change), without ~15 array operations per tick."""
         p = self.plat
         platform_cpm = np.exp(self.log_drift) * self.platform_cpm_mult
         self._cpm_level = self.cpm0 * platform_cpm[p] * self.cpm_mult
@@ -91,8 +89,7 @@ class AdPlatforms:
         """Multiply (or, undoing, divide) one fault multiplier: `cpm_mult`, `platform_cvr_mult`, ...
 
         The column is looked up at call time: a launch replaces the per-campaign columns, so a
-        fault must never keep a reference to the array it started on.
-        """
+        fault must never keep a reference to the array it started on."""
         if column not in FAULT_COLUMNS:
             raise ValueError(f"{column!r} is not a fault multiplier")
         array = getattr(self, column)
@@ -156,8 +153,7 @@ class AdPlatforms:
         Per-campaign factors are recomputed only when they change (`_refresh`), so a tick is
         about 30 small array operations whatever the number of campaigns: the cost of a month is
         the number of ticks. The cumulative columns (spend, impressions, clicks, conversions,
-        revenue) are replaced, never changed in place, so a BidBatch may hold them uncopied.
-        """
+        revenue) are replaced, never changed in place, so a BidBatch may hold them uncopied."""
         if not self.ids:
             return
         if self._stale:

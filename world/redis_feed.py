@@ -4,8 +4,7 @@ decisions show in the stream. Gating the campaigns is the caller's (synctwin/ser
 the world knows no agent.
 
 The environment decides the clock: a RealtimeEnvironment for `synctwin feed` (production mode
-on a laptop), a virtual one for the demo and tests.
-"""
+on a laptop), a virtual one for the demo and tests."""
 
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 
 Every tick the platforms deliver and the world publishes one BidBatch to each subscriber's
 store (the Council's event source: SyncFlow, the mirror, shadow mode). Randomness comes from
-streams spawned from one seed, so the same seed gives the same world, bit for bit.
-"""
+streams spawned from one seed, so the same seed gives the same world, bit for bit."""
 
 from __future__ import annotations
 

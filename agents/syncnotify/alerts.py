@@ -7,8 +7,7 @@ sent, until the condition clears: `resolve()`, or no repeat for `reopen_after` s
 every few hours is one episode; deviating again after two quiet days is a new one). A repeat of
 higher severity is sent; a new `details["episode"]` (a source that knows its episodes) is a new
 episode at once. Time is the event's (`details["event_ts"]`, else the clock), so a replay and the
-live worker dedupe the same alerts.
-"""
+live worker dedupe the same alerts."""
 
 from __future__ import annotations
 

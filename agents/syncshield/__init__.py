@@ -2,8 +2,7 @@
 
 `chain` holds the rules (pure functions), `backends` the stores (memory, JSONL file, Redis
 stream), `service` the SyncShield facade the other agents call, `cli_verify` the check behind
-`synctwin audit verify`.
-"""
+`synctwin audit verify`."""
 
 from .backends import AuditStore, InMemoryAuditStore, JsonlAuditStore, RedisAuditStore, verify_file, verify_redis
 from .chain import (

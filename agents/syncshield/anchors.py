@@ -4,8 +4,7 @@ Every append writes the new head (last hash, record count; a MAC with a key) bes
 the same atomic step: `FILE.head` under the log's flock, or the hash `{stream}:head` in the XADD's
 MULTI. It catches accidents and truncation by someone unaware of it; whoever can rewrite the log
 can rewrite (with a key, replay) it too: a head kept off the machine (`audit verify
---expect-head`) is what stops a deliberate attacker (docs/audit.md).
-"""
+--expect-head`) is what stops a deliberate attacker (docs/audit.md)."""
 
 from __future__ import annotations
 

@@ -4,8 +4,7 @@ Every store appends through `chain.make_record`, so the chaining rule exists onc
 reads the current head and writes the next record as one atomic step (a lock, an exclusive
 `flock`, or WATCH/MULTI/EXEC), so several writers, threads or processes, still build ONE chain.
 The file and Redis stores also keep the new head beside the log in that same step (`anchors`),
-and chain with HMAC-SHA256 when SYNCTWIN_AUDIT_KEY is set (or `hmac_key` is given).
-"""
+and chain with HMAC-SHA256 when SYNCTWIN_AUDIT_KEY is set (or `hmac_key` is given)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,7 @@ Anyone who can write the log can recompute a plain chain; two anchors close that
 - a key: records then carry `"chain": "hmac-sha256"` and `hash` = HMAC-SHA256(key, canonical JSON
   without `hash`), so nobody without the key can forge, rewrite, re-chain or downgrade a record;
 - a head (`Head`): the last record's hash and the record count, kept apart, which is what shows a
-  truncated tail or an emptied log: no chain can show those on its own.
-"""
+  truncated tail or an emptied log: no chain can show those on its own."""
 
 from __future__ import annotations
 

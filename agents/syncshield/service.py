@@ -1,8 +1,7 @@
 """SyncShield: the Council's audit trail, a thin service over one AuditStore.
 
 The service adds nothing to the records; it exists so callers depend on `log`/`log_audit_event`
-(the seed's call shape) rather than on where the log is kept.
-"""
+(the seed's call shape) rather than on where the log is kept."""
 
 from __future__ import annotations
 

@@ -23,8 +23,7 @@ sorted by name, not recursive; the built-in set is `builtin_historical_dir()`)::
 
 Verdicts take "approved" as the positive call: TP = approved and profitable, FP = approved
 and unprofitable (money lost), FN = rejected but would have been profitable (profit missed),
-TN = rejected and unprofitable (loss avoided).
-"""
+TN = rejected and unprofitable (loss avoided)."""
 
 from __future__ import annotations
 
@@ -360,8 +359,7 @@ def run_backtest(
 
     Each case is one task of `executor` (default: this process) with its own seed, and rows
     come back in case order: the report is the same on any executor. `progress(done)` is
-    called after each case (for a progress bar).
-    """
+    called after each case (for a progress bar)."""
     if seed < 0:
         raise InvalidInput(f"seed {seed} must be >= 0", field="seed")
     model = model_name(model or gatekeeper.model)

@@ -9,8 +9,7 @@ learned. The campaign's outcome is a separate draw of the same market with the s
 the history cannot show (Q4 CPM inflation, a cold audience, ...), its conversions capped by the
 audience's true demand: the gate's own funnel, drawn from the truth and never from the gate
 (that would be circular). The realized uplift is DESIGN.md's, against the written history's
-daily averages times the days.
-"""
+daily averages times the days."""
 
 from __future__ import annotations
 
@@ -146,9 +145,8 @@ CASES: list[CaseSpec] = [
     ),
     CaseSpec(
         slug="meta_supplements_efficiency_cut",
-        description="Meta, supplements: the program returns less margin than it spends (ROAS 1.15 at a "
-        "60% margin), so the strategy cuts $4,000 a day to $2,200 for 45 days. Revenue drops, spend "
-        "drops more: profit goes up.",
+        description="Meta, supplements: the program returns less margin than it spends (ROAS 1.15 at a 60% margin), so "
+        "the strategy cuts $4,000 a day to $2,200 for 45 days. Revenue drops, spend drops more: profit goes up.",
         client_id="peak-nutrition",
         platform="meta",
         launch=dt.date(2025, 1, 13),
@@ -209,10 +207,9 @@ CASES: list[CaseSpec] = [
     ),
     CaseSpec(
         slug="google_toys_holiday_sprint",
-        description="Google Shopping, toys: a 14-day December sprint from $900 to $2,000 a day on a "
-        "program with ROAS ~5 at a 48% margin, whose earlier budget pushes show it saturating slowly. "
-        "Holiday auctions cost a fifth more while shoppers "
-        "convert only a little better: the realized uplift is well below the projection, but positive.",
+        description="Google Shopping, toys: a 14-day December sprint from $900 to $2,000 a day on a program with ROAS "
+        "~5 at a 48% margin, whose earlier budget pushes show it saturating slowly. Holiday auctions cost a fifth more "
+        "while shoppers convert only a little better: the realized uplift is well below the projection, but positive.",
         client_id="brightside-toys",
         platform="google",
         launch=dt.date(2025, 12, 1),

@@ -8,8 +8,7 @@ against "the uplift was > 0" (Brier). A window's demand is set not to bind (`dem
 the backtest scores the response to the budget, not a guess of the audience.
 
 Windows overlap when step < horizon; the summary's intervals then come from a moving-block
-bootstrap. Same history, settings and seed: the same report, bit for bit.
-"""
+bootstrap. Same history, settings and seed: the same report, bit for bit."""
 
 from __future__ import annotations
 
@@ -288,8 +287,7 @@ def run_rolling_backtest(
 
     Raises InvalidInput (naming `source`) when the history is too short for a single window.
     `progress(done, total)` is called after each origin; `executor` (a process pool, Ray) draws
-    each window's paths, with the same result as in this process.
-    """
+    each window's paths, with the same result as in this process."""
     config = (config or RollingConfig()).validate()
     model = config.model or forecaster.model
     starts = origins(history, config)

@@ -6,8 +6,7 @@ forecast's own distribution: uniform when calibrated, U-shaped when overconfiden
 when underconfident, sloped when biased); CRPS (the distance between the forecast and the
 outcome, in its units: a point forecast's is its absolute error); the Brier score of "uplift > 0"
 with Murphy's decomposition and a reliability table. Overlapping rolling windows give correlated
-scores, so `block_bootstrap` resamples blocks of consecutive windows for honest intervals.
-"""
+scores, so `block_bootstrap` resamples blocks of consecutive windows for honest intervals."""
 
 from __future__ import annotations
 
@@ -28,8 +27,7 @@ def crps_sample(sample: np.ndarray, y: float) -> float:
     CRPS = E|X - y| - 0.5 E|X - X'| with X, X' independent draws of the sample (all n^2
     pairs, the empirical distribution's exact CRPS). Sorting turns the pair sum into a
     weighted sum: sum_ij |x_i - x_j| = 2 sum_i (2i - n - 1) x_(i) (1-based i), so the cost
-    is O(n log n), not O(n^2).
-    """
+    is O(n log n), not O(n^2)."""
     x = np.sort(np.asarray(sample, dtype=np.float64).ravel())
     n = x.size
     if n == 0:
@@ -50,8 +48,7 @@ def pit_value(sample: np.ndarray, y: float, rng: np.random.Generator) -> float:
     (#{x < y} + U * (#{x == y} + 1)) / (n + 1) with U ~ Uniform(0, 1): when y is one more
     draw from the same distribution as the sample, its rank among the n + 1 values is
     uniform, and this spreads that rank evenly over its cell, so the PIT is exactly uniform
-    whatever n and however many ties (a point mass included).
-    """
+    whatever n and however many ties (a point mass included)."""
     x = np.asarray(sample, dtype=np.float64).ravel()
     n = x.size
     if n == 0:
@@ -158,8 +155,7 @@ def block_bootstrap(
 
     Consecutive windows that share days share their errors; resampling blocks of `block`
     consecutive windows keeps that dependence, so the interval is not too narrow. `values` is
-    1-D (one score per window) or 2-D (one row per window). Deterministic for a given `rng`.
-    """
+    1-D (one score per window) or 2-D (one row per window). Deterministic for a given `rng`."""
     v = np.asarray(values, dtype=np.float64)
     n = v.shape[0]
     if n == 0:

@@ -4,8 +4,7 @@ backtest itself, which real data cannot give.
 Revenue = scale x spend^elasticity x mean-one lognormal daily noise, spend held at a level that
 changes every `block` days. `TrueResponseGate` projects from that very law, so a correct
 backtest finds its p10-p90 covering ~80% and its PIT uniform, and a model that extrapolates
-linearly from the past scores measurably worse when the budget moves.
-"""
+linearly from the past scores measurably worse when the budget moves."""
 
 from __future__ import annotations
 

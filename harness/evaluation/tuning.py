@@ -4,8 +4,7 @@ The seed lowers the confidence threshold when false negatives exceed 5%. Evidenc
 (confidence, made money?) pairs: backtest cases, shadow outcomes of rejected campaigns and live
 outcomes of approved ones (CAMPAIGN_OUTCOME: production's only evidence of false positives).
 The rule: among thresholds with FN <= 5%, the fewest false positives (ties: the one closest to
-the current threshold: no change the evidence does not ask for).
-"""
+the current threshold: no change the evidence does not ask for)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,7 @@ Independent of the gate by design (it imports nothing of it): an account's truth
 u an AR(1) day-level shock, b the elasticity (0.3-0.9), fatigue a further fall of it above a spend
 level, capped during the campaign by the audience's real demand; orders are log-normal, summed one
 by one. The history (90-180 days) has budget steps; the strategy multiplies the recent spend by
-0.3x-3x and the next days are drawn from the same truth, so the realized uplift is known.
-"""
+0.3x-3x and the next days are drawn from the same truth, so the realized uplift is known."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """The `synctwin` command line: one subcommand per job, each in synctwin/app/commands/.
 
 Imports are lazy, so `synctwin gate` does not pay for SimPy or Redis it does not use.
-Exit statuses follow DESIGN.md; any invalid input ends with one line on stderr and exit 2.
-"""
+Exit statuses follow DESIGN.md; any invalid input ends with one line on stderr and exit 2."""
 
 from __future__ import annotations
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 class InvalidInput(ValueError):
     """Input that cannot be used, with where it came from (file, line, field).
 
-    The message is meant for a person: it names the place and says what is wrong.
-    """
+    The message is meant for a person: it names the place and says what is wrong."""
 
     def __init__(
         self, message: str, *, source: str | None = None, line: int | None = None, field: str | None = None

@@ -69,8 +69,7 @@ def capped_lines(
 ) -> Iterator[str]:
     """The file's lines as text, one at a time: each at most `max_line` bytes, all at most `max_bytes`.
 
-    A parser reading from this sees the first bad line at once, without the rest of the file read.
-    """
+    A parser reading from this sees the first bad line at once, without the rest of the file read."""
     total = 0
     number = 0
     while True:

@@ -1,8 +1,7 @@
 """A client's daily history as columns of numpy arrays, and its parsers.
 
 Parsing names the file, the line and the field of the first problem and refuses the whole
-input: a baseline computed from half a file is worse than no baseline.
-"""
+input: a baseline computed from half a file is worse than no baseline."""
 
 from __future__ import annotations
 

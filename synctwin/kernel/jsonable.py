@@ -1,8 +1,7 @@
 """Plain JSON from whatever a caller hands us (numpy, pydantic, dataclasses, datetimes...).
 
 Shared by every agent that stores or sends structured data (audit records, alerts, Redis
-messages), so all of them serialise the same way.
-"""
+messages), so all of them serialise the same way."""
 
 from __future__ import annotations
 

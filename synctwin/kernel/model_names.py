@@ -13,9 +13,8 @@ MODEL_CHOICES: tuple[str, ...] = MODELS + tuple(MODEL_ALIASES)
 ModelChoice = Literal["curve", "funnel", "one-factor", "seed"]
 DEFAULT_MODEL = "curve"
 MODEL_HELP = (
-    "curve (default): a response curve fitted to the history (diminishing returns, weekday "
-    "seasonality, trend); funnel: the history's constant conversions per dollar; one-factor "
-    "(alias seed): the original one-factor formula"
+    "curve (default): a response curve fitted to the history (diminishing returns, weekday seasonality, trend); "
+    "funnel: the history's constant conversions per dollar; one-factor (alias seed): the original one-factor formula"
 )
 
 

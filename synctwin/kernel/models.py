@@ -1,8 +1,7 @@
 """Typed models for everything that crosses a boundary: files, Redis, Python callers.
 
 Validation lives here (pydantic v2) so the numerical core can trust its inputs and stay
-plain numpy. Inside hot loops we use arrays and dataclasses, never these models.
-"""
+plain numpy. Inside hot loops we use arrays and dataclasses, never these models."""
 
 from __future__ import annotations
 

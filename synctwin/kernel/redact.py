@@ -18,8 +18,7 @@ def _split_userinfo(url: str) -> tuple[str, str, str | None, str] | None:
     """(scheme, user, password or None, rest after '@') when the URL has a userinfo part, else None.
 
     The userinfo ends at the LAST '@': a password with an unescaped '/', '?', '#' or '@' in it
-    is still masked whole (over-masking a host is better than printing part of a secret).
-    """
+    is still masked whole (over-masking a host is better than printing part of a secret)."""
     m = _SCHEME.match(url)
     if not m or "@" not in m.group(2):
         return None

@@ -2,8 +2,7 @@
 
 An outcome of a whole flight with the gate's projected revenue (p10/p50/p90) gives one residual
 z = log(realized / p50) / sd, sd = (log p90 - log p10) / (2 x 1.2816): the rolling calibration's
-score of the history's windows, so both join one split-conformal set.
-"""
+score of the history's windows, so both join one split-conformal set."""
 
 from __future__ import annotations
 

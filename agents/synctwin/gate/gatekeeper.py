@@ -1,7 +1,6 @@
 """The pre-launch gate (the Digital Handshake): simulate a strategy, approve it only when enough
 simulated paths make money. `evaluate` is the synchronous core (CLI, SimPy agent, HTTP service);
-`simulate_strategy` keeps the seed's async call shape and dict result.
-"""
+`simulate_strategy` keeps the seed's async call shape and dict result."""
 
 from __future__ import annotations
 

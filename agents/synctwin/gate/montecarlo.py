@@ -10,8 +10,7 @@ Three models share one driver:
   conversions (audience x cvr) and spend (budget x days).
 
 Chunk k of paths draws from SeedSequence(seed, spawn_key=(k,)): memory stays bounded, the result
-depends only on the seed, and chunks can be drawn anywhere (process pool, Ray), merged in order.
-"""
+depends only on the seed, and chunks can be drawn anywhere (process pool, Ray), merged in order."""
 
 from __future__ import annotations
 
@@ -383,8 +382,7 @@ def run_monte_carlo(
     bit for bit on any executor. Only the first `projection_paths` paths keep their trajectories.
     Above EXACT_PATHS (max_paths), chunks send a fixed-size sketch of their uplift, not the array
     (100M paths would be 800 MB): quantiles from `sketch_quantiles`, count and mean exact,
-    `keep_uplift` the first EXACT_PATHS paths. `progress(drawn, target)` follows each chunk.
-    """
+    `keep_uplift` the first EXACT_PATHS paths. `progress(drawn, target)` follows each chunk."""
     run = executor or _IN_PROCESS
     sketch = max_paths > EXACT_PATHS
     uplifts: list[np.ndarray] = []

@@ -3,8 +3,7 @@
 The seed's false-positive KPI ("approved but ended up unprofitable") needs what an approved
 campaign earned against the baseline over the days it ran (DESIGN.md): SyncFlow in the twin and
 the shadow worker both call `campaign_outcome`; shadow mode's `outcome_record` (a *rejected*
-campaign's) uses the same `net_profit_uplift`. Pure functions over plain values.
-"""
+campaign's) uses the same `net_profit_uplift`. Pure functions over plain values."""
 
 from __future__ import annotations
 

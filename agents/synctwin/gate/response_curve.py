@@ -12,8 +12,7 @@ effects ~ N(0, 0.10^2); the window's trend ~ N(0, 0.15^2), damped into the futur
 continuity correction); zero-spend days say nothing about the curve and are left out (counted).
 
 Order value apart: total revenue / total conversions, whose standard error (from the residuals
-r_t - A c_t) stays honest under heavy tails, and a day-to-day log-sd from the history. No I/O.
-"""
+r_t - A c_t) stays honest under heavy tails, and a day-to-day log-sd from the history. No I/O."""
 
 from __future__ import annotations
 

@@ -7,8 +7,7 @@ the submitted one that clears the threshold:
   numbers), a walk outwards, then bisection, with a small margin over the threshold;
 - rounding: to values a person would type (two significant figures, whole days);
 - confirmation: a gate run at the request's paths and seed; only approved changes are reported,
-  so a suggestion re-submitted as it stands is approved.
-"""
+  so a suggestion re-submitted as it stands is approved."""
 
 from __future__ import annotations
 

@@ -64,9 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--report",
         metavar="FILE.html",
-        help="also write a self-contained HTML page with plots: each "
-        "drill's spend and revenue around the fault and the guard's reaction, the results, the verdict "
-        "(with --schedule: rewritten after every run)",
+        help="also write a self-contained HTML page with plots: each drill's spend and revenue around the fault and "
+        "the guard's reaction, the results, the verdict (with --schedule: rewritten after every run)",
     )
 
 

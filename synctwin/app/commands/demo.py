@@ -2,8 +2,7 @@
 
 It tells one story: SyncBrain proposes ten campaigns, SyncTwin's gate approves or blocks each
 (before a cent is spent), hindsight shows what those calls were worth, and SyncShield's audit
-trail proves what was decided. Later capabilities (replay, chaos, mirror) add their chapters.
-"""
+trail proves what was decided. Later capabilities (replay, chaos, mirror) add their chapters."""
 
 from __future__ import annotations
 

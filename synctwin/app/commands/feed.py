@@ -3,8 +3,7 @@
 It gates a few campaigns (healthy ones and ones that will go wrong), publishes their projections,
 strategies and histories as `synctwin gate --redis` would, then runs the simulated platforms on a
 wall clock (compressed by --speed) and XADDs every campaign's cumulative totals to the bid stream.
-PAUSE commands the mirror writes to the control stream are obeyed: the campaign stops spending.
-"""
+PAUSE commands the mirror writes to the control stream are obeyed: the campaign stops spending."""
 
 from __future__ import annotations
 

@@ -47,9 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--calibration-log",
         metavar="AUDIT.jsonl",
-        help="curve model: add the realized outcomes in "
-        "this audit log (CAMPAIGN_OUTCOME/SHADOW_OUTCOME with the gate's projected revenue) to the "
-        "calibration set of the predictive spread",
+        help="curve model: add the realized outcomes in this audit log (CAMPAIGN_OUTCOME/SHADOW_OUTCOME with the "
+        "gate's projected revenue) to the calibration set of the predictive spread",
     )
     p.add_argument("--audit-log", metavar="FILE", help="append the decision to this hash-chained JSONL audit log")
     add_shards_argument(p)

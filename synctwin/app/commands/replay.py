@@ -37,9 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--audit-log",
         metavar="FILE",
-        help="append the run's audit records (decisions, launches, "
-        "pauses, SHADOW_OUTCOME, CAMPAIGN_OUTCOME) to this hash-chained JSONL log, at their virtual "
-        "times, so `synctwin kpis`, `tune` and `review` can read a replay",
+        help="append the run's audit records (decisions, launches, pauses, SHADOW_OUTCOME, CAMPAIGN_OUTCOME) to this "
+        "hash-chained JSONL log, at their virtual times, so `synctwin kpis`, `tune` and `review` can read a replay",
     )
     p.add_argument("--series", action="store_true", help="with --json: include hourly time series per campaign")
     p.add_argument(

@@ -23,9 +23,8 @@ NEAR_MISS = 0.05  # a rejection within this much confidence of its threshold is 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "List the rejected campaigns (CAMPAIGN_REJECTED) in the audit log since a date (default: "
-        "the last 7 days, by record time) with their confidence and projected uplift, sorted by "
-        "confidence, near-misses first; exit 0."
+        "List the rejected campaigns (CAMPAIGN_REJECTED) in the audit log since a date (default: the last 7 days, by "
+        "record time) with their confidence and projected uplift, sorted by confidence, near-misses first; exit 0."
     )
     add_audit_source(p, "the hash-chained JSONL audit log (synctwin gate --audit-log)")
     p.add_argument(

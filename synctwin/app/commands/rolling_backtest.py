@@ -119,10 +119,9 @@ def print_rolling(d: dict[str, Any], out: Any = None) -> None:
         )
     out.print(t)
     out.print(
-        "budget = realized mean daily spend (the plan that was run); revenue = realized,\n"
-        "against the projection's p10/p50/p90; in = inside p10-p90; uplift = realized net\n"
-        "profit uplift; PIT = share of the paths' uplift below it; conf = the gate's\n"
-        "confidence; won = realized uplift > 0."
+        "budget = realized mean daily spend (the plan that was run); revenue = realized,\nagainst the projection's "
+        "p10/p50/p90; in = inside p10-p90; uplift = realized net\nprofit uplift; PIT = share of the paths' uplift "
+        "below it; conf = the gate's\nconfidence; won = realized uplift > 0."
     )
     out.print(
         f"[bold]{s['windows']} windows[/] of {st['horizon']} d every {st['step']} d, origins "

@@ -13,14 +13,13 @@ from synctwin.kernel.errors import InvalidInput
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Run the Council on the bid stream ({prefix}bids) in a consumer group, on the wall clock: the same agents "
-        "`replay --bids --plans` runs in virtual time (SyncTwin's mirror, SyncFlow with MarginGuardian, "
-        "AutoRollback, the budget emergency stop and the API circuit breaker, SyncShield, SyncNotify, and shadow "
-        "mode). Plans are "
-        "read from {prefix}campaign:{id}:strategy and :projection (what `gate --redis` stores). A pause is one "
-        "entry on {prefix}control (campaign_id, reason, event_id, ts), written exactly once with the batch's "
-        "acknowledgement. With --shards N > 1, workers (as many as wanted) share the N shard streams through "
-        "leases in Redis, one live worker per shard, one Council per shard held (docs/scale-out.md). "
-        "SIGTERM or Ctrl-C finishes the batch in hand, acknowledges it and exits 0."
+        "`replay --bids --plans` runs in virtual time (SyncTwin's mirror, SyncFlow with MarginGuardian, AutoRollback, "
+        "the budget emergency stop and the API circuit breaker, SyncShield, SyncNotify, and shadow mode). Plans are "
+        "read from {prefix}campaign:{id}:strategy and :projection (what `gate --redis` stores). A pause is one entry "
+        "on {prefix}control (campaign_id, reason, event_id, ts), written exactly once with the batch's "
+        "acknowledgement. With --shards N > 1, workers (as many as wanted) share the N shard streams through leases in "
+        "Redis, one live worker per shard, one Council per shard held (docs/scale-out.md). SIGTERM or Ctrl-C finishes "
+        "the batch in hand, acknowledges it and exits 0."
     )
     add_redis_argument(p, "e.g. redis://127.0.0.1:6379/0 (default SYNCTWIN_REDIS_URL)")
     add_worker_arguments(

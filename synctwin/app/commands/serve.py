@@ -26,9 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--redis",
         metavar="URL",
-        help="Redis for campaign state, audit, publishing approvals and "
-        "stored histories (default SYNCTWIN_REDIS_URL, which keeps a password out of the command line "
-        "and `ps`; none: /v1/campaigns answers 503)",
+        help="Redis for campaign state, audit, publishing approvals and stored histories (default SYNCTWIN_REDIS_URL, "
+        "which keeps a password out of the command line and `ps`; none: /v1/campaigns answers 503)",
     )
     add_shards_argument(p)
     p.add_argument(

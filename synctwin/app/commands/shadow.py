@@ -7,8 +7,7 @@ Two ways in:
   day under it (SHADOW_OUTCOME), and writes one CAMPAIGN_OUTCOME per approved campaign when its
   flight ends or it is paused. Until SIGTERM/SIGINT (drains, exits 0), or `--once`.
 - `--market FILE --audit-log FILE`: no Redis; the rejections of a JSONL audit log (recorded with
-  their strategy) over a market CSV, appended to the same log as final SHADOW_OUTCOME records.
-"""
+  their strategy) over a market CSV, appended to the same log as final SHADOW_OUTCOME records."""
 
 from __future__ import annotations
 

@@ -11,12 +11,11 @@ from synctwin.infra.executors import add_executor_arguments, executor_from_args
 
 EXIT_FAILED = 1
 GRID_EPILOG = (
-    "A scenario may give a grid of market parameters to sweep: a top-level `sweep: {grid: "
-    "{meta.cpm: [5.0, 7.5], meta.cvr: [0.035, 0.044]}}` (PLATFORM.FIELD of its world's markets; the "
-    "cartesian product, at most 1,000 points). Every seed then runs at every point, and the report adds "
-    "each point's runs passed and pass rates, and the worst points. --no-grid runs the scenario's own "
-    "market only; `synctwin replay` always does. Exit status: 0 every run passed, 1 an expectation "
-    "failed in some run, 2 invalid input."
+    "A scenario may give a grid of market parameters to sweep: a top-level `sweep: {grid: {meta.cpm: [5.0, 7.5], "
+    "meta.cvr: [0.035, 0.044]}}` (PLATFORM.FIELD of its world's markets; the cartesian product, at most 1,000 points). "
+    "Every seed then runs at every point, and the report adds each point's runs passed and pass rates, and the worst "
+    "points. --no-grid runs the scenario's own market only; `synctwin replay` always does. Exit status: 0 every run "
+    "passed, 1 an expectation failed in some run, 2 invalid input."
 )
 
 

@@ -29,9 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--audit-log",
         metavar="FILE",
-        help="read SHADOW_OUTCOME and CAMPAIGN_OUTCOME records from this "
-        "audit log; "
-        "--apply audits THRESHOLD_CHANGED there (default: synctwin-audit.jsonl beside the config file)",
+        help="read SHADOW_OUTCOME and CAMPAIGN_OUTCOME records from this audit log; --apply audits THRESHOLD_CHANGED "
+        "there (default: synctwin-audit.jsonl beside the config file)",
     )
     p.add_argument("--cases", metavar="DIR", help="backtest cases (default: the built-in 10 historical campaigns)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="backtest seed (default 0)")

@@ -98,10 +98,9 @@ def create_app(settings: Settings | None = None, redis_client: Any = None) -> Fa
     app = FastAPI(
         title="SyncTwin",
         version=__version__,
-        description="The pre-launch gate as a service, and what production knows of a campaign "
-        "(projection, live mirror state, pauses). Errors: 422 names the field (`loc`), 413 for a body over "
-        "the limit, 401 without the API key when one is configured, 503 when a route needs Redis and "
-        "none is configured.",
+        description="The pre-launch gate as a service, and what production knows of a campaign (projection, live "
+        "mirror state, pauses). Errors: 422 names the field (`loc`), 413 for a body over the limit, 401 without the "
+        "API key when one is configured, 503 when a route needs Redis and none is configured.",
     )
     key = settings.api_key.get_secret_value() if settings.api_key is not None else ""
     app.state.settings = settings

@@ -2,8 +2,7 @@
 
 The models reuse Strategy and DailyRecord, so a field means the same in a file, on the command
 line and over HTTP, and a bad value is a 422 whose `loc` names it (["body", "strategy", "cvr"],
-["body", "history", 3, "spend"]).
-"""
+["body", "history", 3, "spend"])."""
 
 from __future__ import annotations
 

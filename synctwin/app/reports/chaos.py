@@ -9,19 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from synctwin.app.reports.html import (
-    BLUE,
-    GREEN,
-    GREY,
-    PURPLE,
-    Cell,
-    Page,
-    duration,
-    money,
-    new_figure,
-    num,
-    verdict,
-)
+from synctwin.app.reports.html import BLUE, GREEN, GREY, PURPLE, Cell, Page, duration, money, new_figure, num, verdict
 from synctwin.app.reports.replay import mark_pause, shade_faults
 from synctwin.kernel.formatting import short_money
 
@@ -69,9 +57,8 @@ def build_chaos_page(run: Any) -> str:
         if c.hours:
             page.figure(
                 drill_figure(r, c),
-                caption="Spend and revenue per hour of the test campaign (each step is the hour ending "
-                "there); shaded: the fault; dashed: the budget's pace; red: the pause; green: "
-                "bidding resumed after an outage.",
+                caption="Spend and revenue per hour of the test campaign (each step is the hour ending there); shaded: "
+                "the fault; dashed: the budget's pace; red: the pause; green: bidding resumed after an outage.",
                 alt=f"{r.drill.name}: spend and revenue per hour around the fault",
             )
         page.table(["phase", "probe", "status", "output"], _probe_rows(r.journal))

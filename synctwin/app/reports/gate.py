@@ -9,18 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from synctwin.app.reports.html import (
-    BLUE,
-    GREEN,
-    GREY,
-    RED,
-    Cell,
-    Page,
-    money,
-    new_figure,
-    num,
-    short_count,
-)
+from synctwin.app.reports.html import BLUE, GREEN, GREY, RED, Cell, Page, frame, money, new_figure, num, short_count
 from synctwin.kernel.formatting import percent, plural, short_money
 
 _MONEY = ("daily_budget", "cpm", "aov")
@@ -205,8 +194,6 @@ def uplift_figure(result: Any, uplift: np.ndarray) -> Any:
 
 def projection_figure(result: Any) -> Any:
     """Three panels (spend, revenue, conversions): p10-p90 band and median over days."""
-    from matplotlib.ticker import FuncFormatter
-
     pts = result.projection.points
     days = np.array([p.t_hours / 24 for p in pts])
     b = result.baseline
@@ -222,10 +209,7 @@ def projection_figure(result: Any) -> Any:
         ax.plot(days, p50, color=colour, linewidth=2, label="median")
         if base:
             ax.plot(days, days * base, color="black", linestyle="--", linewidth=1, label="baseline pace")
-        ax.set_title(title, fontsize=11)
-        ax.set_xlabel("days since launch")
-        ax.yaxis.set_major_formatter(FuncFormatter(fmt))
-        ax.grid(alpha=0.3)
+        frame(ax, title, xlabel="days since launch", fmt=fmt)
         ax.set_xlim(0, days[-1] if days[-1] > 0 else 1)
         ax.legend(fontsize=8, loc="upper left")
     return fig

@@ -15,6 +15,7 @@ from typing import Any
 
 from synctwin import __version__
 from synctwin.kernel.formatting import duration as human
+from synctwin.kernel.formatting import short_money
 
 GREEN, RED, BLUE, ORANGE, GREY, PURPLE = "#2e7d32", "#c62828", "#1565c0", "#ef6c00", "#757575", "#6a1b9a"
 FAULT_COLOUR = "#ffb74d"
@@ -147,8 +148,7 @@ def new_figure(width: float, height: float, *, rows: int = 1, cols: int = 1, sha
     """A pyplot-free figure with the Agg canvas and its axes.
 
     Margins are fixed in inches rather than solved by a layout engine: constrained layout
-    drew every figure twice and was 40% of a report's time.
-    """
+    drew every figure twice and was 40% of a report's time."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -165,6 +165,17 @@ def new_figure(width: float, height: float, *, rows: int = 1, cols: int = 1, sha
     )
     axes = fig.subplots(rows, cols, squeeze=False, sharex=sharex)
     return fig, axes
+
+
+def frame(ax: Any, title: str, *, xlabel: str | None = None, fontsize: int = 11, fmt: Any = short_money) -> None:
+    """What the money-over-time panels share: a title, an x label, money (or `fmt`) ticks, a light grid."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_title(title, fontsize=fontsize)
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    ax.yaxis.set_major_formatter(FuncFormatter(fmt))
+    ax.grid(alpha=0.3)
 
 
 _PROLOGUE = re.compile(r"^.*?(?=<svg[\s>])", re.S)

@@ -17,12 +17,13 @@ from synctwin.app.reports.html import (
     Cell,
     Page,
     duration,
+    frame,
     money,
     new_figure,
     num,
     verdict,
 )
-from synctwin.kernel.formatting import percent, short_money
+from synctwin.kernel.formatting import percent
 
 
 def build_replay_page(trace: Any) -> str:
@@ -78,9 +79,8 @@ def build_replay_page(trace: Any) -> str:
         page.p(_campaign_sentence(trace, c))
         page.figure(
             campaign_figure(trace, c),
-            caption="Cumulative spend and revenue as delivered (solid) against the gate's projection at the "
-            "same elapsed time (median dashed, p10-p90 band); shaded: fault windows; red line: "
-            "the pause.",
+            caption="Cumulative spend and revenue as delivered (solid) against the gate's projection at the same "
+            "elapsed time (median dashed, p10-p90 band); shaded: fault windows; red line: the pause.",
             alt=f"{c.campaign_id}: realized spend and revenue against the projection",
         )
     if quiet:
@@ -183,8 +183,6 @@ def needs_a_look(trace: Any, c: Any, failed: list[Any]) -> bool:
 
 def small_multiples(trace: Any, campaigns: list[Any], cols: int = 4) -> Any:
     """One small panel per campaign: cumulative revenue over its projection band (days since launch)."""
-    from matplotlib.ticker import FuncFormatter
-
     rows = -(-len(campaigns) // cols)
     fig, axes = new_figure(12, 2.1 * rows + 0.4, rows=rows, cols=cols)
     unit, unit_name = time_axis(trace.duration_s)
@@ -195,12 +193,10 @@ def small_multiples(trace: Any, campaigns: list[Any], cols: int = 4) -> Any:
             band = [np.array([p[f"revenue_{q}"] for p in c.projection])[keep] for q in ("p10", "p90")]
             ax.fill_between(ts[keep] / unit, band[0], band[1], color=GREEN, alpha=0.25, linewidth=0)
         ax.plot(np.asarray(c.hours) / unit, c.revenue, color="black", linewidth=1.2)
-        ax.set_title(c.campaign_id, fontsize=9)
+        frame(ax, c.campaign_id, fontsize=9)
         ax.set_xlim(0, trace.duration_s / unit)
         ax.set_ylim(bottom=0)
-        ax.yaxis.set_major_formatter(FuncFormatter(short_money))
         ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
     for ax in [a for row in axes for a in row][len(campaigns) :]:
         ax.set_visible(False)
     fig.supxlabel(f"{unit_name} since the start of the run", fontsize=8)
@@ -310,8 +306,6 @@ def mark_pause(ax: Any, c: Any, unit: float) -> None:
 
 def campaign_figure(trace: Any, c: Any) -> Any:
     """Two panels, cumulative spend and revenue: the real run over the projection fan."""
-    from matplotlib.ticker import FuncFormatter
-
     unit, unit_name = time_axis(trace.duration_s)
     fig, axes = new_figure(12, 3.4, cols=2)
     t_real = np.concatenate([[c.launched_at], np.asarray(c.hours, dtype=float)])
@@ -338,9 +332,6 @@ def campaign_figure(trace: Any, c: Any) -> Any:
         mark_pause(ax, c, unit)
         ax.set_xlim(0, trace.duration_s / unit)
         ax.set_ylim(bottom=0)
-        ax.set_title(f"{c.campaign_id}: cumulative {metric}", fontsize=11)
-        ax.set_xlabel(f"{unit_name} since the start of the run")
-        ax.yaxis.set_major_formatter(FuncFormatter(short_money))
-        ax.grid(alpha=0.3)
+        frame(ax, f"{c.campaign_id}: cumulative {metric}", xlabel=f"{unit_name} since the start of the run")
         ax.legend(fontsize=8, loc="upper left")
     return fig

@@ -9,19 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from synctwin.app.reports.html import (
-    BLUE,
-    GREEN,
-    GREY,
-    ORANGE,
-    RED,
-    Cell,
-    Page,
-    money,
-    new_figure,
-    num,
-)
-from synctwin.kernel.formatting import short_money
+from synctwin.app.reports.html import BLUE, GREEN, GREY, ORANGE, RED, Cell, Page, frame, money, new_figure, num
 
 TARGET = (0.75, 0.85)
 _REVENUE_BANDS = ("revenue_p10", "revenue_p50", "revenue_p90")
@@ -112,9 +100,8 @@ def build_rolling_page(d: dict[str, Any]) -> str:
     page.h2("Projection against what happened")
     page.figure(
         fan_figure(windows),
-        caption="At each origin: the projection's p10-p90 band (shaded) and median (line) for the window's "
-        "total revenue (top) and net profit uplift (bottom); dots are what happened, green inside "
-        "the band, red outside.",
+        caption="At each origin: the projection's p10-p90 band (shaded) and median (line) for the window's total "
+        "revenue (top) and net profit uplift (bottom); dots are what happened, green inside the band, red outside.",
         alt="projected p10-p50-p90 against realized revenue and uplift per window",
     )
     page.h2("Calibration")
@@ -170,8 +157,6 @@ def build_rolling_page(d: dict[str, Any]) -> str:
 
 def fan_figure(windows: list[dict[str, Any]]) -> Any:
     """Two panels over the origins: revenue and uplift, band, median and realized dots."""
-    from matplotlib.ticker import FuncFormatter
-
     x = np.array([np.datetime64(w["origin"]) for w in windows]).astype("datetime64[D]").astype(object)
     fig, axes = new_figure(12, 7.2, rows=2, sharex=True)
     panels = (
@@ -198,9 +183,7 @@ def fan_figure(windows: list[dict[str, Any]]) -> Any:
         if key == "uplift":
             ax.axhline(0, color=GREY, linewidth=1, linestyle="--")
         share = inside.mean() if inside.size else 0.0
-        ax.set_title(f"{title}: {share:.0%} of realized values inside p10-p90 (target 75-85%)", fontsize=11)
-        ax.yaxis.set_major_formatter(FuncFormatter(short_money))
-        ax.grid(alpha=0.3)
+        frame(ax, f"{title}: {share:.0%} of realized values inside p10-p90 (target 75-85%)")
         ax.legend(fontsize=8, loc="best")
     axes[1][0].set_xlabel("window origin (the gate saw only the days before it)")
     fig.autofmt_xdate()
