@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from synctwin.kernel.messages import LiveEvent
+
 METRICS = ("spend", "revenue", "conversions")
 
 
@@ -182,7 +184,7 @@ class InvalidEvent(ValueError):
 
 
 EVENT_FIELDS = ("spend", "impressions", "clicks", "conversions", "revenue")
-Parsed = tuple[str, str, float, tuple[float, ...]]  # event_id, campaign_id, ts, the cumulative values
+Parsed = LiveEvent  # event_id, campaign_id, ts, the cumulative values: one shape, the kernel's
 
 
 def parse_event(fields: dict[str, Any]) -> Parsed:
