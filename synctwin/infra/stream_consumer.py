@@ -283,12 +283,13 @@ class StreamConsumer(Generic[S]):
         return done
 
     def _args(self, start: str, block: int | None) -> list[Any]:
+        """XREADGROUP's arguments: our next entries after `start` (">": new ones)."""
         args: list[Any] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", self.batch]
-        return [*args, "BLOCK", block] if block is not None else args
+        return [*args, *(("BLOCK", block) if block is not None else ()), "STREAMS", self.bids, start]
 
     def _read(self, start: str, block: int | None) -> list[Entry]:
         """XREADGROUP, the reply as bytes (a field that is not UTF-8 must not fail the whole read)."""
-        reply = self._reader.execute_command(*self._args(start, block), "STREAMS", self.bids, start, **RAW)
+        reply = self._reader.execute_command(*self._args(start, block), **RAW)
         return self._entries(reply)
 
     def _entries(self, reply: Any) -> list[Entry]:
@@ -304,7 +305,7 @@ class StreamConsumer(Generic[S]):
         pool = self._reader.connection_pool
         conn = pool.get_connection()
         try:
-            conn.send_command(*self._args(">", None), "STREAMS", self.bids, ">")
+            conn.send_command(*self._args(">", None))
         except BaseException:
             conn.disconnect()
             pool.release(conn)
