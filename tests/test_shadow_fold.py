@@ -11,6 +11,7 @@ from typing import Any
 import fakeredis
 
 from agents.synctwin.shadow.store import RedisShadowStore, _Plan, day_of
+from synctwin.kernel.messages import LiveEvents
 
 LAUNCH = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 DAY = 86_400.0
@@ -54,7 +55,7 @@ def test_the_numpy_fold_is_the_event_by_event_fold() -> None:
             ts = LAUNCH + rng.choice([-3600.0, 0.0, DAY, DAY - 1e-7, 2 * DAY]) + rng.uniform(0, 1.5 * DAY)
             rows.append((cid, ts, tuple(float(rng.randint(0, 50)) for _ in range(5))))
         rows += rng.sample(rows, min(5, len(rows)))  # duplicates, out of order
-        store.observe(list(rows), 0, screened=True)
+        store.observe(LiveEvents.of([("", cid, ts, v) for cid, ts, v in rows]), 0, screened=True)
         market, totals = reference(plans, rows)
         assert store._market == market
         assert store._totals == totals

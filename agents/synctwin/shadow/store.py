@@ -199,18 +199,10 @@ class RedisShadowStore:
         return time.monotonic() >= self._next_settle
 
     # --- one batch: the market -----------------------------------------------------------------
-    def observe(
-        self,
-        rows: LiveEvents | Iterable[tuple[str, float, tuple[float, ...]]],
-        invalid: int = 0,
-        screened: bool = False,
-    ) -> None:
-        """Fold a batch's events (LiveEvents, or (campaign, ts, cumulative values) rows) into the per-day
-        market and totals for the next `queue`, with numpy by (campaign, day) maximum (all ZADD GT
-        keeps); `invalid`: entries that did not parse; `screened`: already checked against their plans' limits."""
-        if not isinstance(rows, LiveEvents):
-            rows = list(rows)
-            rows = LiveEvents.of([("", cid, t, tuple(v)) for cid, t, v in rows])
+    def observe(self, rows: LiveEvents, invalid: int = 0, screened: bool = False) -> None:
+        """Fold a batch's events into the per-day market and totals for the next `queue`, with numpy
+        by (campaign, day) maximum (all ZADD GT keeps); `invalid`: entries that did not parse;
+        `screened`: already checked against their plans' limits."""
         n = len(rows)
         self.stats.batches += 1
         self.stats.events += n + invalid
