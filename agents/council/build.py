@@ -37,7 +37,7 @@ from agents.synctwin.gate.agent import SyncTwinAgent
 from agents.synctwin.gate.gatekeeper import SimulationGatekeeper
 from agents.synctwin.mirror.agent import MirrorAgent, MirrorBook, event_limits, mirror_config
 from agents.synctwin.mirror.deviation import EVENT_FIELDS, ProjectionCurve
-from agents.synctwin.mirror.event_limits import EventLimits, bounds_for, check, plan_floors
+from agents.synctwin.mirror.event_limits import EventLimits, bounds_for, check, plan_floors, suspects
 from agents.synctwin.shadow.agent import LiveShadowAgent, Observed, ShadowAgent, ShadowPort
 from agents.syncvalue.agent import SyncValueAgent
 from agents.syncvalue.service import SyncValue
@@ -297,7 +297,7 @@ class Council:
         """The rows inside their plans' plausibility limits (agents/synctwin/mirror/event_limits.py),
         and the others with why (`now`: the worker's clock; a recording's: inf): one impossible event
         (a counter of 1e15, a ts weeks ahead) is a dead letter, not a pause of a healthy campaign.
-        The batch is compared with every bound at once; `check` words (or clears) what looks wrong."""
+        The batch is compared with every bound at once (`suspects`); `check` words (or clears) the rest."""
         events = LiveEvents.of(events)
         if not len(events):
             return [], []
@@ -307,12 +307,7 @@ class Council:
             launch, end, curve, floors = self._flights[c]
             bounds.append(bounds_for(launch, end, curve, now, self.limits, floors))
         at = np.fromiter(map({c: k for k, c in enumerate(order)}.__getitem__, events.campaign_ids), np.intp)
-        edges = np.array([(b.earliest, b.latest, *b.floors) for b in bounds])[at]
-        ts = np.fromiter(events.ts, np.float64, len(events))
-        spend, impressions, clicks, conversions, revenue = events.values.T
-        suspect = (ts < edges[:, 0]) | (ts > edges[:, 1]) | (clicks > impressions) | (conversions > clicks)
-        suspect |= (spend > edges[:, 2]) | (revenue > edges[:, 3]) | (conversions > edges[:, 4])
-        suspect |= impressions > self.limits.max_counter
+        suspect = suspects(bounds, at, np.fromiter(events.ts, np.float64, len(events)), events.values)
         bad: list[tuple[int, str]] = []
         for j in np.flatnonzero(suspect).tolist():
             why = check(bounds[at[j]], events.ts[j], tuple(events.values[j].tolist()))

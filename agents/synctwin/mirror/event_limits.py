@@ -17,7 +17,10 @@ reads the projection only for an event above a bound's launch-time floor.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from agents.synctwin.mirror.deviation import EVENT_FIELDS, ProjectionCurve
 
@@ -93,6 +96,17 @@ def check(b: Bounds, ts: float, values: tuple[float, ...]) -> str | None:
     if spend > b.floors[0] or revenue > b.floors[1] or conversions > b.floors[2] or impressions > cap:
         return _size_reason(b, ts, values)
     return None
+
+
+def suspects(bounds: Sequence[Bounds], at: np.ndarray, ts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`check`'s comparisons for a batch at once (`at`: each event's index in `bounds`; `values`:
+    (n, 5)): False where `check` passes the event, True where it may refuse it and must be asked."""
+    edges = np.array([(b.earliest, b.latest, *b.floors) for b in bounds]).reshape(-1, 5)[at]
+    spend, impressions, clicks, conversions, revenue = values.T
+    cap = bounds[0].limits.max_counter if bounds else np.inf
+    out = (ts < edges[:, 0]) | (ts > edges[:, 1]) | (clicks > impressions) | (conversions > clicks)
+    out |= (spend > edges[:, 2]) | (revenue > edges[:, 3]) | (conversions > edges[:, 4])
+    return out | (impressions > cap)
 
 
 def _time_reason(b: Bounds, ts: float) -> str:
